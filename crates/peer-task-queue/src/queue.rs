@@ -1,0 +1,446 @@
+//! The queue: peers in a heap by policy key, each with its own tasks.
+
+use std::{cmp::Reverse, collections::HashMap, fmt, hash::Hash, num::NonZeroU32};
+
+use priority_queue::PriorityQueue;
+use slab::Slab;
+
+use crate::{
+    Config, Dedup, DoneOutcome, Fair, PeerStats, PeerTopics, Policy, Popped, PoppedTask,
+    PushOutcome, RemoveOutcome, Stats, Task, TaskId, TaskMerger,
+    peer::{PeerTracker, PushedTask, RandomState, saturate},
+    task::{DropReason, DroppedTask},
+};
+
+/// A peer's place in the slab and its state.
+struct Slot<P, T, D, A, S> {
+    peer: P,
+    tracker: PeerTracker<T, D, A, S>,
+}
+
+/// Running sums over all peers, in the internal 128-bit width.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Totals {
+    pending_tasks: usize,
+    pending_work: u128,
+    active_tasks: usize,
+    active_work: u128,
+}
+
+impl Totals {
+    fn of<T: Hash + Eq + Clone, D, A, S>(tracker: &PeerTracker<T, D, A, S>) -> Self {
+        Self {
+            pending_tasks: tracker.pending_tasks(),
+            pending_work: tracker.pending_work(),
+            active_tasks: tracker.active_tasks(),
+            active_work: tracker.active_work(),
+        }
+    }
+
+    /// Replaces one peer's `before` contribution by its `after`.
+    fn update(&mut self, before: Self, after: Self) {
+        self.pending_tasks = self.pending_tasks - before.pending_tasks + after.pending_tasks;
+        self.pending_work = self.pending_work - before.pending_work + after.pending_work;
+        self.active_tasks = self.active_tasks - before.active_tasks + after.active_tasks;
+        self.active_work = self.active_work - before.active_work + after.active_work;
+    }
+}
+
+/// A fair, bounded queue of tasks per peer.
+///
+/// - `P`: peer id; `T`: topic, the deduplication key; `D`: the caller's task data.
+/// - `M`: the [`TaskMerger`], [`Dedup`] by default.
+/// - `Pol`: the [`Policy`] that orders peers, [`Fair`] by default.
+///
+/// Every operation is O(log n) in peers and in the peer's tasks (plus the tasks it returns).
+/// A peer with no pending and no active task is removed at once; calls report it
+/// (`peer_added`, `peer_removed`). The queue owns no clock, thread or lock.
+pub struct PeerTaskQueue<P, T, D, M = Dedup, Pol = Fair>
+where
+    M: TaskMerger<T, D>,
+    Pol: Policy,
+{
+    config: Config,
+    merger: M,
+    policy: Pol,
+    slots: Slab<Slot<P, T, D, M::ActiveInfo, Pol::State>>,
+    index: HashMap<P, usize, RandomState>,
+    /// Eligible peers (pending tasks, under their active-work limit) by reversed policy key, so
+    /// the heap's maximum is the smallest key.
+    ready: PriorityQueue<usize, Reverse<Pol::Key>, RandomState>,
+    totals: Totals,
+    /// Source of task sequence numbers and policy ticks; only grows.
+    next_seq: u64,
+}
+
+impl<P, T, D, M, Pol> fmt::Debug for PeerTaskQueue<P, T, D, M, Pol>
+where
+    M: TaskMerger<T, D>,
+    Pol: Policy,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PeerTaskQueue")
+            .field("config", &self.config)
+            .field("peers", &self.index.len())
+            .field("ready_peers", &self.ready.len())
+            .field("totals", &self.totals)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<P, T, D, M, Pol> PeerTaskQueue<P, T, D, M, Pol>
+where
+    P: Hash + Eq + Clone,
+    T: Hash + Eq + Clone,
+    M: TaskMerger<T, D>,
+    Pol: Policy,
+{
+    /// Creates an empty queue with the default merger and policy.
+    pub fn new(config: Config) -> Self
+    where
+        M: Default,
+        Pol: Default,
+    {
+        Self::with_merger_and_policy(config, M::default(), Pol::default())
+    }
+
+    /// Creates an empty queue with the given merger and policy.
+    pub fn with_merger_and_policy(config: Config, merger: M, policy: Pol) -> Self {
+        Self {
+            config,
+            merger,
+            policy,
+            slots: Slab::new(),
+            index: HashMap::default(),
+            ready: PriorityQueue::with_default_hasher(),
+            totals: Totals::default(),
+            next_seq: 0,
+        }
+    }
+
+    /// The queue's limits.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The task merger.
+    pub fn merger(&self) -> &M {
+        &self.merger
+    }
+
+    /// The peer policy.
+    pub fn policy(&self) -> &Pol {
+        &self.policy
+    }
+
+    fn tick(&mut self) -> u64 {
+        let tick = self.next_seq;
+        self.next_seq += 1;
+        tick
+    }
+
+    /// Adds tasks for `peer`, in order: tasks pushed in one call keep their order among equal
+    /// priorities. Tasks for a topic the peer already has are merged (see [`TaskMerger`]).
+    /// Tasks that will never be served are returned in
+    /// [`dropped`](PushOutcome::dropped).
+    pub fn push_tasks<I>(&mut self, peer: &P, tasks: I) -> PushOutcome<T, D>
+    where
+        I: IntoIterator<Item = Task<T, D>>,
+    {
+        let mut outcome = PushOutcome {
+            peer_added: false,
+            queued: 0,
+            merged: 0,
+            dropped: Vec::new(),
+        };
+        let mut tasks = tasks.into_iter().peekable();
+        if tasks.peek().is_none() {
+            return outcome;
+        }
+        let slot = match self.index.get(peer) {
+            Some(&slot) => slot,
+            None if self.index.len() >= self.config.max_peers => {
+                outcome.dropped = tasks
+                    .map(|task| DroppedTask {
+                        task,
+                        reason: DropReason::Rejected,
+                    })
+                    .collect();
+                return outcome;
+            }
+            None => {
+                let tick = self.tick();
+                let state = self.policy.peer_added(tick);
+                let slot = self.slots.insert(Slot {
+                    peer: peer.clone(),
+                    tracker: PeerTracker::new(state),
+                });
+                self.index.insert(peer.clone(), slot);
+                outcome.peer_added = true;
+                slot
+            }
+        };
+        let max_pending = self.config.max_pending_tasks_per_peer.max(1);
+        let tracker = &mut self.slots[slot].tracker;
+        let before = Totals::of(tracker);
+        for task in tasks {
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            match tracker.push(&self.merger, task, seq, max_pending) {
+                PushedTask::Queued => outcome.queued += 1,
+                PushedTask::Merged => outcome.merged += 1,
+                PushedTask::Dropped(dropped) => {
+                    if dropped.reason == DropReason::Evicted {
+                        outcome.queued += 1;
+                    }
+                    outcome.dropped.push(dropped);
+                }
+            }
+        }
+        self.totals.update(before, Totals::of(tracker));
+        if self.settle(slot, before.pending_tasks > 0) {
+            outcome.peer_added = false;
+        }
+        outcome
+    }
+
+    /// Serves the next peer: pops its tasks in order until their work reaches
+    /// `target_min_work` or the peer reaches its active-work limit, at least one task.
+    ///
+    /// Returns `None` only when no peer has a task it may be given: a peer at its limit is
+    /// skipped, never returned empty. Popped tasks stay active until reported done.
+    pub fn pop_tasks(&mut self, target_min_work: u64) -> Option<Popped<P, T, D>> {
+        let (slot, _) = self.ready.pop()?;
+        let tick = self.tick();
+        let Slot { peer, tracker } = &mut self.slots[slot];
+        tracker.ready = false;
+        let before = Totals::of(tracker);
+        let mut tasks = Vec::new();
+        let work = tracker.pop(
+            &self.merger,
+            target_min_work,
+            self.config.max_active_work_per_peer,
+            &mut tasks,
+        );
+        let view = tracker.view();
+        self.policy
+            .served(&mut tracker.policy, saturate(work), &view, tick);
+        let popped = Popped {
+            peer: peer.clone(),
+            tasks,
+            pending_tasks: view.pending_tasks,
+            pending_work: view.pending_work,
+        };
+        self.totals.update(before, Totals::of(tracker));
+        self.settle(slot, true);
+        Some(popped)
+    }
+
+    /// Releases popped tasks of `peer`, freeing their work under the peer's limit. Unknown or
+    /// already released tasks are ignored.
+    pub fn tasks_done<'a, I>(&mut self, peer: &P, tasks: I) -> DoneOutcome
+    where
+        I: IntoIterator<Item = &'a PoppedTask<T, D>>,
+        T: 'a,
+        D: 'a,
+    {
+        self.release(peer, tasks.into_iter().map(|t| (&t.task.topic, t.id)))
+    }
+
+    /// Releases one popped task by topic and id; see [`tasks_done`](Self::tasks_done).
+    pub fn task_done(&mut self, peer: &P, topic: &T, id: TaskId) -> DoneOutcome {
+        self.release(peer, std::iter::once((topic, id)))
+    }
+
+    fn release<'a>(&mut self, peer: &P, tasks: impl Iterator<Item = (&'a T, TaskId)>) -> DoneOutcome
+    where
+        T: 'a,
+    {
+        let mut outcome = DoneOutcome::default();
+        let Some(&slot) = self.index.get(peer) else {
+            return outcome;
+        };
+        let tracker = &mut self.slots[slot].tracker;
+        let before = Totals::of(tracker);
+        for (topic, id) in tasks {
+            if tracker.done(topic, id) {
+                outcome.released += 1;
+            }
+        }
+        if outcome.released > 0 {
+            self.totals.update(before, Totals::of(tracker));
+            self.tick();
+            outcome.peer_removed = self.settle(slot, before.pending_tasks > 0);
+        }
+        outcome
+    }
+
+    /// Cancels the pending task of `peer` for `topic`. Active tasks for the topic are left
+    /// alone (they are already on their way).
+    pub fn remove(&mut self, peer: &P, topic: &T) -> RemoveOutcome<T, D> {
+        let mut outcome = RemoveOutcome {
+            task: None,
+            peer_removed: false,
+        };
+        let Some(&slot) = self.index.get(peer) else {
+            return outcome;
+        };
+        let tracker = &mut self.slots[slot].tracker;
+        let before = Totals::of(tracker);
+        outcome.task = tracker.remove(topic);
+        if outcome.task.is_some() {
+            self.totals.update(before, Totals::of(tracker));
+            self.tick();
+            outcome.peer_removed = self.settle(slot, true);
+        }
+        outcome
+    }
+
+    /// Forgets `peer` and all its tasks, pending and active (for a disconnect). Returns what
+    /// it had, or `None` if it was not in the queue.
+    pub fn clear_peer(&mut self, peer: &P) -> Option<PeerStats> {
+        let slot = *self.index.get(peer)?;
+        let stats = self.slots[slot].tracker.view();
+        self.remove_slot(slot);
+        Some(stats)
+    }
+
+    /// Sets the weight of `peer` under [`Fair`]: a backlogged peer of weight 2 gets twice the
+    /// work of a peer of weight 1. New peers have weight 1; the weight is forgotten when the
+    /// peer leaves the queue. Returns false if the peer is not in the queue.
+    pub fn set_peer_weight(&mut self, peer: &P, weight: NonZeroU32) -> bool {
+        let Some(&slot) = self.index.get(peer) else {
+            return false;
+        };
+        self.slots[slot].tracker.weight = weight;
+        self.settle(slot, true);
+        true
+    }
+
+    /// After a change to a peer: notifies the policy, keeps the ready heap in step and removes
+    /// the peer if it is idle. `was_backlogged` says whether it had pending tasks before the
+    /// change. Returns true if the peer was removed.
+    fn settle(&mut self, slot: usize, was_backlogged: bool) -> bool {
+        let max_active = self.config.max_active_work_per_peer;
+        let tracker = &mut self.slots[slot].tracker;
+        if tracker.is_idle() {
+            self.remove_slot(slot);
+            return true;
+        }
+        let backlogged = tracker.pending_tasks() > 0;
+        let eligible = tracker.is_eligible(max_active);
+        if backlogged && !was_backlogged {
+            let tick = self.next_seq;
+            self.next_seq += 1;
+            self.policy.backlogged(&mut tracker.policy, tick);
+        } else if eligible && !tracker.ready && tracker.held {
+            let tick = self.next_seq;
+            self.next_seq += 1;
+            self.policy.resumed(&mut tracker.policy, tick);
+        }
+        tracker.held = backlogged && !eligible;
+        if eligible {
+            let key = Reverse(self.policy.key(&tracker.policy, &tracker.view()));
+            if tracker.ready {
+                self.ready.change_priority(&slot, key);
+            } else {
+                self.ready.push(slot, key);
+                tracker.ready = true;
+            }
+        } else if tracker.ready {
+            self.ready.remove(&slot);
+            tracker.ready = false;
+        }
+        false
+    }
+
+    fn remove_slot(&mut self, slot: usize) {
+        let Slot { peer, tracker } = self.slots.remove(slot);
+        if tracker.ready {
+            self.ready.remove(&slot);
+        }
+        self.index.remove(&peer);
+        self.totals.update(Totals::of(&tracker), Totals::default());
+    }
+
+    /// Counters over all peers, O(1).
+    pub fn stats(&self) -> Stats {
+        Stats {
+            peers: self.index.len(),
+            pending_tasks: self.totals.pending_tasks,
+            pending_work: saturate(self.totals.pending_work),
+            active_tasks: self.totals.active_tasks,
+            active_work: saturate(self.totals.active_work),
+        }
+    }
+
+    /// One peer's counters, or `None` if it is not in the queue.
+    pub fn peer_stats(&self, peer: &P) -> Option<PeerStats> {
+        let slot = *self.index.get(peer)?;
+        Some(self.slots[slot].tracker.view())
+    }
+
+    /// One peer's topics, pending in service order and active, or `None` if it is not in the
+    /// queue. O(n log n) in the peer's tasks: for inspection, not for the hot path.
+    pub fn peer_topics(&self, peer: &P) -> Option<PeerTopics<T>> {
+        let slot = *self.index.get(peer)?;
+        let (pending, active) = self.slots[slot].tracker.topics();
+        Some(PeerTopics { pending, active })
+    }
+
+    /// Whether `peer` has pending or active tasks.
+    pub fn contains_peer(&self, peer: &P) -> bool {
+        self.index.contains_key(peer)
+    }
+
+    /// The peers in the queue, in no particular order.
+    pub fn peers(&self) -> impl Iterator<Item = &P> + '_ {
+        self.index.keys()
+    }
+
+    /// Whether the queue holds no peer (so no task, pending or active).
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// Checks every internal invariant in O(n): sums, heap membership, idle peers. For tests
+    /// and fuzzing; returns a description of the first violation found.
+    #[doc(hidden)]
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let mut sums = Totals::default();
+        for (slot, Slot { peer, tracker }) in &self.slots {
+            tracker.check_sums()?;
+            if self.index.get(peer) != Some(&slot) {
+                return Err(format!("slot {slot} missing from the index"));
+            }
+            if tracker.is_idle() {
+                return Err(format!("idle peer kept in slot {slot}"));
+            }
+            let eligible = tracker.is_eligible(self.config.max_active_work_per_peer);
+            if eligible != tracker.ready || tracker.ready != self.ready.contains(&slot) {
+                return Err(format!(
+                    "slot {slot}: eligible {eligible}, flagged ready {}, in heap {}",
+                    tracker.ready,
+                    self.ready.contains(&slot)
+                ));
+            }
+            if tracker.pending_tasks() > self.config.max_pending_tasks_per_peer.max(1) {
+                return Err(format!("slot {slot} over its pending limit"));
+            }
+            if tracker.ready {
+                let key = self.policy.key(&tracker.policy, &tracker.view());
+                if self.ready.get_priority(&slot) != Some(&Reverse(key)) {
+                    return Err(format!("slot {slot} has a stale key"));
+                }
+            }
+            sums.update(Totals::default(), Totals::of(tracker));
+        }
+        if self.index.len() != self.slots.len() || self.ready.len() > self.slots.len() {
+            return Err("index, slab and heap sizes disagree".into());
+        }
+        if sums != self.totals {
+            return Err(format!("totals {:?} != recomputed {sums:?}", self.totals));
+        }
+        Ok(())
+    }
+}

@@ -133,7 +133,7 @@ where
 
     /// Has pending tasks and room under its active-work limit.
     pub(crate) fn is_eligible(&self, max_active_work: u64) -> bool {
-        !self.pending.is_empty() && self.active_work < u128::from(max_active_work)
+        !self.pending.is_empty() && self.active_work < active_limit(max_active_work)
     }
 
     pub(crate) fn view(&self) -> PeerStats {
@@ -243,7 +243,7 @@ where
                 id: TaskId(id),
             });
             if popped >= u128::from(target_min_work)
-                || self.active_work >= u128::from(max_active_work)
+                || self.active_work >= active_limit(max_active_work)
             {
                 break;
             }
@@ -310,6 +310,15 @@ where
             return Err("empty active entry kept".into());
         }
         Ok(())
+    }
+}
+
+/// The active-work limit in the internal width; `u64::MAX` means none.
+fn active_limit(max_active_work: u64) -> u128 {
+    if max_active_work == u64::MAX {
+        u128::MAX
+    } else {
+        u128::from(max_active_work)
     }
 }
 

@@ -249,7 +249,8 @@ impl Model {
                 .filter(|a| a.1 == task.topic)
                 .map(|a| a.3)
                 .collect();
-            if !actives.is_empty() && !(task.data.block && !actives.contains(&true)) {
+            let news = task.data.block && !actives.contains(&true);
+            if !actives.is_empty() && !news {
                 out.2 += 1;
                 continue;
             }

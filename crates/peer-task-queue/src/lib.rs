@@ -47,6 +47,7 @@
 //! peers and tasks; pending and active work sums are kept, never recomputed.
 
 mod config;
+mod heap;
 mod merge;
 mod outcome;
 mod peer;

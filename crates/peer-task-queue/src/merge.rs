@@ -1,6 +1,8 @@
 //! What happens when a peer asks again for a topic the queue already knows.
 
-use std::{iter::FusedIterator, slice};
+use std::iter::FusedIterator;
+
+use smallvec::SmallVec;
 
 use crate::Task;
 
@@ -49,25 +51,17 @@ impl<T, D> TaskMerger<T, D> for Dedup {
     fn merge(&self, _new: Task<T, D>, _work: &mut u64, _data: &mut D) {}
 }
 
-/// One active task as the queue keeps it.
-#[derive(Debug, Clone)]
-pub(crate) struct ActiveEntry<A> {
-    pub(crate) id: u64,
-    pub(crate) work: u64,
-    pub(crate) info: A,
-}
-
-/// The active tasks of one peer for one topic, oldest first, as seen by
+/// The active tasks of one peer for one topic, newest first, as seen by
 /// [`TaskMerger::has_new_info`].
 #[derive(Debug, Clone)]
 pub struct ActiveTasks<'a, A> {
-    inner: slice::Iter<'a, ActiveEntry<A>>,
+    inner: smallvec::IntoIter<[&'a A; 4]>,
 }
 
 impl<'a, A> ActiveTasks<'a, A> {
-    pub(crate) fn new(entries: &'a [ActiveEntry<A>]) -> Self {
+    pub(crate) fn new(infos: SmallVec<[&'a A; 4]>) -> Self {
         Self {
-            inner: entries.iter(),
+            inner: infos.into_iter(),
         }
     }
 }
@@ -76,7 +70,7 @@ impl<'a, A> Iterator for ActiveTasks<'a, A> {
     type Item = &'a A;
 
     fn next(&mut self) -> Option<&'a A> {
-        self.inner.next().map(|e| &e.info)
+        self.inner.next()
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {

@@ -1,55 +1,79 @@
-//! One peer's tasks: pending in priority order, active by topic, and the work sums.
+//! One peer's tasks: pending in two heaps (service order and eviction order), active in a
+//! slab, both indexed by topic, and the work sums.
 
 use std::{
-    borrow::Borrow,
-    cmp::Reverse,
-    collections::HashMap,
+    collections::{HashMap, hash_map::Entry},
     fmt,
-    hash::{Hash, Hasher},
+    hash::Hash,
     num::NonZeroU32,
 };
 
-use priority_queue::DoublePriorityQueue;
+use slab::Slab;
 use smallvec::SmallVec;
 
 use crate::{
-    DropReason, DroppedTask, PeerStats, PoppedTask, Task, TaskId, TaskMerger,
-    merge::{ActiveEntry, ActiveTasks},
+    ActiveTasks, DropReason, DroppedTask, PeerStats, PoppedTask, Task, TaskId, TaskMerger,
+    heap::IndexedHeap,
 };
 
 /// Hasher of every map in the crate: randomly seeded per map, so peers cannot aim collisions.
 pub(crate) type RandomState = foldhash::fast::RandomState;
 
-/// Order of pending tasks within a peer: the maximum is served first (highest priority, then
-/// lowest sequence number); the minimum is evicted first (lowest priority, newest).
+/// Slab handles are `u32`: no peer holds more tasks, and no queue more peers, than this.
+pub(crate) const MAX_HANDLES: usize = u32::MAX as usize - 1;
+
+/// No slab entry (end of a list, or no pending task for a topic).
+const NONE: u32 = u32::MAX;
+
+/// Service order: the smallest key is served first (highest priority, then oldest). Packed
+/// into one integer so heap comparisons are a single compare.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct TaskOrder {
-    priority: i32,
-    seq: Reverse<u64>,
+struct ServeKey(u128);
+
+/// Eviction order: the smallest key is evicted first (lowest priority, then newest).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct EvictKey(u128);
+
+/// Maps `i32` onto `u32` preserving order.
+fn ordered(priority: i32) -> u32 {
+    (priority as u32) ^ 0x8000_0000
 }
 
-/// A pending task, hashed and compared by topic so the heap doubles as the topic index.
+fn keys(priority: i32, seq: u64) -> (ServeKey, EvictKey) {
+    let rank = u128::from(ordered(priority));
+    (
+        ServeKey((u128::from(!ordered(priority)) << 64) | u128::from(seq)),
+        EvictKey((rank << 64) | u128::from(!seq)),
+    )
+}
+
+/// The priority an [`EvictKey`] was made from.
+fn evict_priority(key: EvictKey) -> i32 {
+    ((key.0 >> 64) as u32 ^ 0x8000_0000) as i32
+}
+
 #[derive(Debug)]
-struct Pending<T, D>(Task<T, D>);
-
-impl<T: PartialEq, D> PartialEq for Pending<T, D> {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.topic == other.0.topic
-    }
+struct PendingEntry<T, D> {
+    task: Task<T, D>,
+    seq: u64,
 }
 
-impl<T: Eq, D> Eq for Pending<T, D> {}
-
-impl<T: Hash, D> Hash for Pending<T, D> {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.0.topic.hash(state);
-    }
+/// An active task, linked with the other active tasks of its topic.
+#[derive(Debug)]
+struct ActiveEntry<T, A> {
+    topic: T,
+    seq: u64,
+    work: u64,
+    info: A,
+    prev: u32,
+    next: u32,
 }
 
-impl<T, D> Borrow<T> for Pending<T, D> {
-    fn borrow(&self) -> &T {
-        &self.0.topic
-    }
+/// What a peer has for one topic: its pending task and the head of its active list.
+#[derive(Debug, Clone, Copy)]
+struct TopicEntry {
+    pending: u32,
+    active: u32,
 }
 
 /// What happened to one pushed task.
@@ -64,16 +88,16 @@ pub(crate) enum PushedTask<T, D> {
 
 /// One peer's state in the queue.
 pub(crate) struct PeerTracker<T, D, A, S> {
-    pending: DoublePriorityQueue<Pending<T, D>, TaskOrder, RandomState>,
+    pending: Slab<PendingEntry<T, D>>,
+    serve: IndexedHeap<ServeKey>,
+    evict: IndexedHeap<EvictKey>,
+    topics: HashMap<T, TopicEntry, RandomState>,
+    active: Slab<ActiveEntry<T, A>>,
     pending_work: u128,
-    active: HashMap<T, SmallVec<[ActiveEntry<A>; 1]>, RandomState>,
-    active_tasks: usize,
     active_work: u128,
     pub(crate) weight: NonZeroU32,
     /// The policy's state for this peer.
     pub(crate) policy: S,
-    /// Whether the peer is in the queue's heap of eligible peers.
-    pub(crate) ready: bool,
     /// Whether the peer has pending tasks but is held back by its active-work limit.
     pub(crate) held: bool,
 }
@@ -83,10 +107,9 @@ impl<T, D, A, S> fmt::Debug for PeerTracker<T, D, A, S> {
         f.debug_struct("PeerTracker")
             .field("pending_tasks", &self.pending.len())
             .field("pending_work", &self.pending_work)
-            .field("active_tasks", &self.active_tasks)
+            .field("active_tasks", &self.active.len())
             .field("active_work", &self.active_work)
             .field("weight", &self.weight)
-            .field("ready", &self.ready)
             .field("held", &self.held)
             .finish_non_exhaustive()
     }
@@ -98,14 +121,15 @@ where
 {
     pub(crate) fn new(policy: S) -> Self {
         Self {
-            pending: DoublePriorityQueue::with_default_hasher(),
+            pending: Slab::new(),
+            serve: IndexedHeap::default(),
+            evict: IndexedHeap::default(),
+            topics: HashMap::default(),
+            active: Slab::new(),
             pending_work: 0,
-            active: HashMap::default(),
-            active_tasks: 0,
             active_work: 0,
             weight: NonZeroU32::MIN,
             policy,
-            ready: false,
             held: false,
         }
     }
@@ -119,7 +143,7 @@ where
     }
 
     pub(crate) fn active_tasks(&self) -> usize {
-        self.active_tasks
+        self.active.len()
     }
 
     pub(crate) fn active_work(&self) -> u128 {
@@ -128,7 +152,7 @@ where
 
     /// No pending and no active task: the queue forgets the peer.
     pub(crate) fn is_idle(&self) -> bool {
-        self.pending.is_empty() && self.active_tasks == 0
+        self.pending.is_empty() && self.active.is_empty()
     }
 
     /// Has pending tasks and room under its active-work limit.
@@ -140,9 +164,25 @@ where
         PeerStats {
             pending_tasks: self.pending.len(),
             pending_work: saturate(self.pending_work),
-            active_tasks: self.active_tasks,
+            active_tasks: self.active.len(),
             active_work: saturate(self.active_work),
             weight: self.weight,
+        }
+    }
+
+    /// Makes room for `additional` more pending tasks, within `max_pending`.
+    pub(crate) fn reserve(&mut self, additional: usize, max_pending: usize) {
+        let additional = additional.min(
+            max_pending
+                .min(MAX_HANDLES)
+                .saturating_sub(self.pending.len()),
+        );
+        if additional > 0 {
+            self.pending.reserve(additional);
+            let handles = self.pending.capacity();
+            self.serve.reserve(additional, handles);
+            self.evict.reserve(additional, handles);
+            self.topics.reserve(additional);
         }
     }
 
@@ -157,37 +197,34 @@ where
     where
         M: TaskMerger<T, D, ActiveInfo = A>,
     {
-        if let Some(active) = self.active.get(&task.topic)
-            && !merger.has_new_info(&task, ActiveTasks::new(active))
-        {
-            return PushedTask::Merged;
-        }
-        let priority = task.priority;
-        if let Some((pending, _)) = self.pending.get_mut(&task.topic) {
-            let raise = priority > pending.0.priority;
-            let topic = raise.then(|| task.topic.clone());
-            let old_work = pending.0.work;
-            merger.merge(task, &mut pending.0.work, &mut pending.0.data);
-            self.pending_work =
-                self.pending_work - u128::from(old_work) + u128::from(pending.0.work);
-            if let Some(topic) = topic {
-                pending.0.priority = priority;
-                self.pending
-                    .change_priority_by(&topic, |order| order.priority = priority);
+        if let Some(&entry) = self.topics.get(&task.topic) {
+            if entry.active != NONE {
+                let mut infos = SmallVec::new();
+                let mut at = entry.active;
+                while at != NONE {
+                    let active = &self.active[at as usize];
+                    infos.push(&active.info);
+                    at = active.next;
+                }
+                if !merger.has_new_info(&task, ActiveTasks::new(infos)) {
+                    return PushedTask::Merged;
+                }
             }
-            return PushedTask::Merged;
+            if entry.pending != NONE {
+                let handle = entry.pending;
+                self.merge(merger, handle, task);
+                return PushedTask::Merged;
+            }
         }
         let mut outcome = PushedTask::Queued;
-        if self.pending.len() >= max_pending {
-            match self.pending.peek_min() {
-                Some((_, lowest)) if lowest.priority < priority => {
-                    if let Some((Pending(evicted), _)) = self.pending.pop_min() {
-                        self.pending_work -= u128::from(evicted.work);
-                        outcome = PushedTask::Dropped(DroppedTask {
-                            task: evicted,
-                            reason: DropReason::Evicted,
-                        });
-                    }
+        if self.pending.len() >= max_pending.min(MAX_HANDLES) {
+            match self.evict.peek() {
+                Some((&lowest, handle)) if evict_priority(lowest) < task.priority => {
+                    let evicted = self.take_pending(handle);
+                    outcome = PushedTask::Dropped(DroppedTask {
+                        task: evicted,
+                        reason: DropReason::Evicted,
+                    });
                 }
                 _ => {
                     return PushedTask::Dropped(DroppedTask {
@@ -197,15 +234,54 @@ where
                 }
             }
         }
+        let (serve, evict) = keys(task.priority, seq);
         self.pending_work += u128::from(task.work);
-        self.pending.push(
-            Pending(task),
-            TaskOrder {
-                priority,
-                seq: Reverse(seq),
-            },
-        );
+        let topic = task.topic.clone();
+        let handle = self.pending.insert(PendingEntry { task, seq }) as u32;
+        self.serve.push(handle, serve);
+        self.evict.push(handle, evict);
+        self.topics
+            .entry(topic)
+            .or_insert(TopicEntry {
+                pending: NONE,
+                active: NONE,
+            })
+            .pending = handle;
         outcome
+    }
+
+    /// Folds `task` into the pending task at `handle`; the priority only rises.
+    fn merge<M>(&mut self, merger: &M, handle: u32, task: Task<T, D>)
+    where
+        M: TaskMerger<T, D, ActiveInfo = A>,
+    {
+        let entry = &mut self.pending[handle as usize];
+        let priority = task.priority;
+        let old_work = entry.task.work;
+        merger.merge(task, &mut entry.task.work, &mut entry.task.data);
+        self.pending_work = self.pending_work - u128::from(old_work) + u128::from(entry.task.work);
+        if priority > entry.task.priority {
+            entry.task.priority = priority;
+            let (serve, evict) = keys(priority, entry.seq);
+            self.serve.update(handle, serve);
+            self.evict.update(handle, evict);
+        }
+    }
+
+    /// Removes the pending task at `handle` from every index.
+    fn take_pending(&mut self, handle: u32) -> Task<T, D> {
+        self.serve.remove(handle);
+        self.evict.remove(handle);
+        let PendingEntry { task, .. } = self.pending.remove(handle as usize);
+        self.pending_work -= u128::from(task.work);
+        if let Entry::Occupied(mut entry) = self.topics.entry(task.topic.clone()) {
+            if entry.get().active == NONE {
+                entry.remove();
+            } else {
+                entry.get_mut().pending = NONE;
+            }
+        }
+        task
     }
 
     /// Pops tasks in order until their work reaches `target_min_work`, the peer reaches its
@@ -221,30 +297,39 @@ where
     where
         M: TaskMerger<T, D, ActiveInfo = A>,
     {
+        let limit = active_limit(max_active_work);
         let mut popped: u128 = 0;
-        while let Some((Pending(task), order)) = self.pending.pop_max() {
-            let id = order.seq.0;
+        while let Some((_, handle)) = self.serve.pop() {
+            self.evict.remove(handle);
+            let PendingEntry { task, seq } = self.pending.remove(handle as usize);
             let work = u128::from(task.work);
             self.pending_work -= work;
             self.active_work += work;
-            self.active_tasks += 1;
-            let entry = ActiveEntry {
-                id,
+            popped += work;
+            let slot = self.active.vacant_key() as u32;
+            let topic = self
+                .topics
+                .get_mut(&task.topic)
+                .expect("a pending task has a topic entry");
+            topic.pending = NONE;
+            let next = topic.active;
+            topic.active = slot;
+            if next != NONE {
+                self.active[next as usize].prev = slot;
+            }
+            self.active.insert(ActiveEntry {
+                topic: task.topic.clone(),
+                seq,
                 work: task.work,
                 info: merger.active_info(&task),
-            };
-            self.active
-                .entry(task.topic.clone())
-                .or_default()
-                .push(entry);
-            popped += work;
+                prev: NONE,
+                next,
+            });
             out.push(PoppedTask {
                 task,
-                id: TaskId(id),
+                id: TaskId { seq, slot },
             });
-            if popped >= u128::from(target_min_work)
-                || self.active_work >= active_limit(max_active_work)
-            {
+            if popped >= u128::from(target_min_work) || self.active_work >= limit {
                 break;
             }
         }
@@ -252,62 +337,110 @@ where
     }
 
     /// Releases one active task; false if the peer has no such active task.
-    pub(crate) fn done(&mut self, topic: &T, id: TaskId) -> bool {
-        let Some(entries) = self.active.get_mut(topic) else {
-            return false;
-        };
-        let Some(at) = entries.iter().position(|e| e.id == id.0) else {
-            return false;
-        };
-        let entry = entries.remove(at);
-        if entries.is_empty() {
-            self.active.remove(topic);
+    pub(crate) fn done(&mut self, id: TaskId) -> bool {
+        match self.active.get(id.slot as usize) {
+            Some(active) if active.seq == id.seq => {}
+            _ => return false,
         }
-        self.active_tasks -= 1;
-        self.active_work -= u128::from(entry.work);
+        let ActiveEntry {
+            topic,
+            work,
+            prev,
+            next,
+            ..
+        } = self.active.remove(id.slot as usize);
+        self.active_work -= u128::from(work);
+        if next != NONE {
+            self.active[next as usize].prev = prev;
+        }
+        if prev != NONE {
+            self.active[prev as usize].next = next;
+        } else if let Entry::Occupied(mut entry) = self.topics.entry(topic) {
+            if next == NONE && entry.get().pending == NONE {
+                entry.remove();
+            } else {
+                entry.get_mut().active = next;
+            }
+        }
         true
     }
 
     /// Removes the pending task for `topic`, if any. Active tasks are left alone.
     pub(crate) fn remove(&mut self, topic: &T) -> Option<Task<T, D>> {
-        let (Pending(task), _) = self.pending.remove(topic)?;
-        self.pending_work -= u128::from(task.work);
-        Some(task)
+        let handle = self.topics.get(topic)?.pending;
+        (handle != NONE).then(|| self.take_pending(handle))
     }
 
     /// Topics of the pending tasks, in service order, and of the active tasks, in no order.
     pub(crate) fn topics(&self) -> (Vec<T>, Vec<T>) {
-        let mut pending: Vec<(TaskOrder, T)> = self
+        let mut pending: Vec<(ServeKey, &T)> = self
             .pending
             .iter()
-            .map(|(p, order)| (*order, p.0.topic.clone()))
+            .map(|(_, e)| (keys(e.task.priority, e.seq).0, &e.task.topic))
             .collect();
-        pending.sort_unstable_by_key(|(order, _)| Reverse(*order));
-        let active = self.active.keys().cloned().collect();
-        (pending.into_iter().map(|(_, t)| t).collect(), active)
+        pending.sort_unstable_by_key(|(key, _)| *key);
+        let active = self
+            .topics
+            .iter()
+            .filter(|(_, e)| e.active != NONE)
+            .map(|(t, _)| t.clone())
+            .collect();
+        (
+            pending.into_iter().map(|(_, t)| t.clone()).collect(),
+            active,
+        )
     }
 
-    /// Recomputes the sums from scratch and compares them with the running ones.
-    pub(crate) fn check_sums(&self) -> Result<(), String> {
-        let pending: u128 = self.pending.iter().map(|(p, _)| u128::from(p.0.work)).sum();
-        let active: u128 = self
-            .active
-            .values()
-            .flatten()
-            .map(|e| u128::from(e.work))
-            .sum();
-        let active_tasks: usize = self.active.values().map(SmallVec::len).sum();
-        if pending != self.pending_work {
-            return Err(format!("pending work {} != {pending}", self.pending_work));
+    /// Recomputes every sum and index from scratch and compares them with the running ones.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        self.serve.check()?;
+        self.evict.check()?;
+        if self.serve.len() != self.pending.len() || self.evict.len() != self.pending.len() {
+            return Err("heaps and pending slab disagree".into());
         }
-        if active != self.active_work || active_tasks != self.active_tasks {
+        let mut pending_work = 0u128;
+        for (handle, e) in &self.pending {
+            let (serve, evict) = keys(e.task.priority, e.seq);
+            let handle = handle as u32;
+            if self.serve.key(handle) != Some(&serve) || self.evict.key(handle) != Some(&evict) {
+                return Err(format!("stale heap key for pending task {handle}"));
+            }
+            match self.topics.get(&e.task.topic) {
+                Some(t) if t.pending == handle => {}
+                _ => return Err(format!("topic index misses pending task {handle}")),
+            }
+            pending_work += u128::from(e.task.work);
+        }
+        let active_work: u128 = self.active.iter().map(|(_, e)| u128::from(e.work)).sum();
+        if pending_work != self.pending_work || active_work != self.active_work {
             return Err(format!(
-                "active work/tasks {}/{} != {active}/{active_tasks}",
-                self.active_work, self.active_tasks
+                "work sums {}/{} != recomputed {pending_work}/{active_work}",
+                self.pending_work, self.active_work
             ));
         }
-        if self.active.values().any(SmallVec::is_empty) {
-            return Err("empty active entry kept".into());
+        let mut linked = 0;
+        for (topic, entry) in &self.topics {
+            if entry.pending == NONE && entry.active == NONE {
+                return Err("empty topic entry kept".into());
+            }
+            let (mut at, mut prev) = (entry.active, NONE);
+            while at != NONE {
+                let active = self
+                    .active
+                    .get(at as usize)
+                    .ok_or("active list points to a free slot")?;
+                if active.topic != *topic || active.prev != prev {
+                    return Err(format!("active list of a topic broken at {at}"));
+                }
+                linked += 1;
+                (prev, at) = (at, active.next);
+            }
+        }
+        if linked != self.active.len() {
+            return Err(format!(
+                "{linked} active tasks linked, {} held",
+                self.active.len()
+            ));
         }
         Ok(())
     }

@@ -15,7 +15,7 @@ pub trait Policy {
     /// What the policy keeps for each peer while the peer is in the queue.
     type State: Debug;
     /// Sort key; the eligible peer with the smallest key is served next.
-    type Key: Ord + Clone + Debug;
+    type Key: Ord + Copy + Debug;
 
     /// A peer enters the queue (its first push since it was last removed).
     fn peer_added(&mut self, tick: u64) -> Self::State;

@@ -1,14 +1,14 @@
 //! The queue: peers in a heap by policy key, each with its own tasks.
 
-use std::{cmp::Reverse, collections::HashMap, fmt, hash::Hash, num::NonZeroU32};
+use std::{collections::HashMap, fmt, hash::Hash, num::NonZeroU32};
 
-use priority_queue::PriorityQueue;
 use slab::Slab;
 
 use crate::{
     Config, Dedup, DoneOutcome, Fair, PeerStats, PeerTopics, Policy, Popped, PoppedTask,
     PushOutcome, RemoveOutcome, Stats, Task, TaskId, TaskMerger,
-    peer::{PeerTracker, PushedTask, RandomState, saturate},
+    heap::IndexedHeap,
+    peer::{MAX_HANDLES, PeerTracker, PushedTask, RandomState, saturate},
     task::{DropReason, DroppedTask},
 };
 
@@ -65,9 +65,8 @@ where
     policy: Pol,
     slots: Slab<Slot<P, T, D, M::ActiveInfo, Pol::State>>,
     index: HashMap<P, usize, RandomState>,
-    /// Eligible peers (pending tasks, under their active-work limit) by reversed policy key, so
-    /// the heap's maximum is the smallest key.
-    ready: PriorityQueue<usize, Reverse<Pol::Key>, RandomState>,
+    /// Eligible peers (pending tasks, under their active-work limit) by policy key, by slot.
+    ready: IndexedHeap<Pol::Key>,
     totals: Totals,
     /// Source of task sequence numbers and policy ticks; only grows.
     next_seq: u64,
@@ -112,7 +111,7 @@ where
             policy,
             slots: Slab::new(),
             index: HashMap::default(),
-            ready: PriorityQueue::with_default_hasher(),
+            ready: IndexedHeap::default(),
             totals: Totals::default(),
             next_seq: 0,
         }
@@ -159,7 +158,7 @@ where
         }
         let slot = match self.index.get(peer) {
             Some(&slot) => slot,
-            None if self.index.len() >= self.config.max_peers => {
+            None if self.index.len() >= self.config.max_peers.min(MAX_HANDLES) => {
                 outcome.dropped = tasks
                     .map(|task| DroppedTask {
                         task,
@@ -182,6 +181,7 @@ where
         };
         let max_pending = self.config.max_pending_tasks_per_peer.max(1);
         let tracker = &mut self.slots[slot].tracker;
+        tracker.reserve(tasks.size_hint().0, max_pending);
         let before = Totals::of(tracker);
         for task in tasks {
             let seq = self.next_seq;
@@ -210,12 +210,12 @@ where
     /// Returns `None` only when no peer has a task it may be given: a peer at its limit is
     /// skipped, never returned empty. Popped tasks stay active until reported done.
     pub fn pop_tasks(&mut self, target_min_work: u64) -> Option<Popped<P, T, D>> {
-        let (slot, _) = self.ready.pop()?;
+        let (_, handle) = self.ready.peek()?;
+        let slot = handle as usize;
         let tick = self.tick();
         let Slot { peer, tracker } = &mut self.slots[slot];
-        tracker.ready = false;
         let before = Totals::of(tracker);
-        let mut tasks = Vec::new();
+        let mut tasks = Vec::with_capacity(1);
         let work = tracker.pop(
             &self.merger,
             target_min_work,
@@ -244,26 +244,23 @@ where
         T: 'a,
         D: 'a,
     {
-        self.release(peer, tasks.into_iter().map(|t| (&t.task.topic, t.id)))
+        self.release(peer, tasks.into_iter().map(PoppedTask::id))
     }
 
-    /// Releases one popped task by topic and id; see [`tasks_done`](Self::tasks_done).
-    pub fn task_done(&mut self, peer: &P, topic: &T, id: TaskId) -> DoneOutcome {
-        self.release(peer, std::iter::once((topic, id)))
+    /// Releases one popped task by id; see [`tasks_done`](Self::tasks_done).
+    pub fn task_done(&mut self, peer: &P, id: TaskId) -> DoneOutcome {
+        self.release(peer, std::iter::once(id))
     }
 
-    fn release<'a>(&mut self, peer: &P, tasks: impl Iterator<Item = (&'a T, TaskId)>) -> DoneOutcome
-    where
-        T: 'a,
-    {
+    fn release(&mut self, peer: &P, ids: impl Iterator<Item = TaskId>) -> DoneOutcome {
         let mut outcome = DoneOutcome::default();
         let Some(&slot) = self.index.get(peer) else {
             return outcome;
         };
         let tracker = &mut self.slots[slot].tracker;
         let before = Totals::of(tracker);
-        for (topic, id) in tasks {
-            if tracker.done(topic, id) {
+        for id in ids {
+            if tracker.done(id) {
                 outcome.released += 1;
             }
         }
@@ -327,38 +324,38 @@ where
             self.remove_slot(slot);
             return true;
         }
+        let handle = slot as u32;
+        let ready = self.ready.contains(handle);
         let backlogged = tracker.pending_tasks() > 0;
         let eligible = tracker.is_eligible(max_active);
         if backlogged && !was_backlogged {
             let tick = self.next_seq;
             self.next_seq += 1;
             self.policy.backlogged(&mut tracker.policy, tick);
-        } else if eligible && !tracker.ready && tracker.held {
+        } else if eligible && !ready && tracker.held {
             let tick = self.next_seq;
             self.next_seq += 1;
             self.policy.resumed(&mut tracker.policy, tick);
         }
         tracker.held = backlogged && !eligible;
         if eligible {
-            let key = Reverse(self.policy.key(&tracker.policy, &tracker.view()));
-            if tracker.ready {
-                self.ready.change_priority(&slot, key);
-            } else {
-                self.ready.push(slot, key);
-                tracker.ready = true;
+            let key = self.policy.key(&tracker.policy, &tracker.view());
+            match self.ready.key(handle) {
+                Some(old) if *old == key => {}
+                Some(_) => {
+                    self.ready.update(handle, key);
+                }
+                None => self.ready.push(handle, key),
             }
-        } else if tracker.ready {
-            self.ready.remove(&slot);
-            tracker.ready = false;
+        } else if ready {
+            self.ready.remove(handle);
         }
         false
     }
 
     fn remove_slot(&mut self, slot: usize) {
         let Slot { peer, tracker } = self.slots.remove(slot);
-        if tracker.ready {
-            self.ready.remove(&slot);
-        }
+        self.ready.remove(slot as u32);
         self.index.remove(&peer);
         self.totals.update(Totals::of(&tracker), Totals::default());
     }
@@ -409,7 +406,7 @@ where
     pub fn check_invariants(&self) -> Result<(), String> {
         let mut sums = Totals::default();
         for (slot, Slot { peer, tracker }) in &self.slots {
-            tracker.check_sums()?;
+            tracker.check()?;
             if self.index.get(peer) != Some(&slot) {
                 return Err(format!("slot {slot} missing from the index"));
             }
@@ -417,24 +414,22 @@ where
                 return Err(format!("idle peer kept in slot {slot}"));
             }
             let eligible = tracker.is_eligible(self.config.max_active_work_per_peer);
-            if eligible != tracker.ready || tracker.ready != self.ready.contains(&slot) {
-                return Err(format!(
-                    "slot {slot}: eligible {eligible}, flagged ready {}, in heap {}",
-                    tracker.ready,
-                    self.ready.contains(&slot)
-                ));
+            let ready = self.ready.contains(slot as u32);
+            if eligible != ready {
+                return Err(format!("slot {slot}: eligible {eligible}, in heap {ready}"));
             }
             if tracker.pending_tasks() > self.config.max_pending_tasks_per_peer.max(1) {
                 return Err(format!("slot {slot} over its pending limit"));
             }
-            if tracker.ready {
+            if ready {
                 let key = self.policy.key(&tracker.policy, &tracker.view());
-                if self.ready.get_priority(&slot) != Some(&Reverse(key)) {
+                if self.ready.key(slot as u32) != Some(&key) {
                     return Err(format!("slot {slot} has a stale key"));
                 }
             }
             sums.update(Totals::default(), Totals::of(tracker));
         }
+        self.ready.check()?;
         if self.index.len() != self.slots.len() || self.ready.len() > self.slots.len() {
             return Err("index, slab and heap sizes disagree".into());
         }

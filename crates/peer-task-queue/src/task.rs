@@ -36,11 +36,16 @@ impl<T, D> Task<T, D> {
 ///
 /// Ids are unique within one queue and never reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TaskId(pub(crate) u64);
+pub struct TaskId {
+    /// Sequence number given at push, unique within the queue.
+    pub(crate) seq: u64,
+    /// Where the active task sits in its peer's active slab.
+    pub(crate) slot: u32,
+}
 
 impl fmt::Display for TaskId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "task-{}", self.0)
+        write!(f, "task-{}", self.seq)
     }
 }
 

@@ -450,7 +450,7 @@ impl<Pol: Policy> Harness<Pol> {
             Op::DoneAgain { index } => {
                 if !self.released.is_empty() {
                     let again = self.released[index % self.released.len()];
-                    let real = self.queue.task_done(&again.peer, &again.topic, again.real);
+                    let real = self.queue.task_done(&again.peer, again.real);
                     check("double done released", real.released, 0)?;
                 }
             }
@@ -583,7 +583,7 @@ impl<Pol: Policy> Harness<Pol> {
         let peer = first.peer;
         let mut real = peer_task_queue::DoneOutcome::default();
         for t in tasks {
-            let one = self.queue.task_done(&peer, &t.topic, t.real);
+            let one = self.queue.task_done(&peer, t.real);
             real.released += one.released;
             real.peer_removed |= one.peer_removed;
         }

@@ -1,1 +1,12 @@
 //! Benchmarks of the workspace; see the binaries and benches.
+//!
+//! [`workloads`] implements the peer-task-queue workloads QW1..QW5 of
+//! `shared/queue-workloads.md`, shared by the `queue-workloads` runner
+//! (`cargo run --release -p benches --bin queue-workloads`) and the criterion bench `queue`
+//! (`cargo bench -p benches --bench queue`).
+
+pub mod workloads;
+
+pub use workloads::{
+    AllocProbe, BenchPolicy, BenchQueue, Drained, SplitMix64, UpgradeMerger, WorkloadResult,
+};

@@ -1,0 +1,516 @@
+//! Bitswap messages as the rest of the crate sees them: real CIDs, verified blocks, typed
+//! enums. Conversions from the wire check everything; blocks are rebuilt from their bytes.
+
+use bytes::Bytes;
+use cid::Cid;
+use multihash::Multihash;
+use multihash_codetable::{Code, MultihashDigest};
+
+use crate::proto;
+
+/// Largest block sent or accepted, in bytes: 2 MiB, the size the spec makes every
+/// implementation support.
+pub const MAX_BLOCK_SIZE: usize = 2 * 1024 * 1024;
+
+/// Multihash code of the identity "hash" (the data itself).
+const IDENTITY: u64 = 0x00;
+/// Multihash code of SHA2-256.
+const SHA2_256: u64 = 0x12;
+/// Multicodec of dag-pb, the only codec of CIDv0.
+const DAG_PB: u64 = 0x70;
+/// Largest digest a [`Cid`] of this crate holds, in bytes.
+const MAX_DIGEST: usize = 64;
+
+/// What a wantlist entry asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WantType {
+    /// The block itself.
+    Block,
+    /// Only whether the peer has it (Bitswap 1.2.0; older peers are asked for the block).
+    Have,
+}
+
+/// One line of a wantlist.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Entry {
+    /// The block wanted.
+    pub cid: Cid,
+    /// Higher first, within one peer's wantlist.
+    pub priority: i32,
+    /// Block or presence.
+    pub want_type: WantType,
+    /// Whether the peer should answer DONT_HAVE when it lacks the block (1.2.0).
+    pub send_dont_have: bool,
+    /// Withdraws an earlier want for `cid`; the other fields are then ignored.
+    pub cancel: bool,
+}
+
+impl Entry {
+    /// A want for the block, asking for DONT_HAVE if the peer lacks it.
+    pub fn want_block(cid: Cid, priority: i32) -> Self {
+        Self {
+            cid,
+            priority,
+            want_type: WantType::Block,
+            send_dont_have: true,
+            cancel: false,
+        }
+    }
+
+    /// A want for the block's presence, asking for DONT_HAVE if the peer lacks it.
+    pub fn want_have(cid: Cid, priority: i32) -> Self {
+        Self {
+            want_type: WantType::Have,
+            ..Self::want_block(cid, priority)
+        }
+    }
+
+    /// Withdraws a want.
+    pub fn cancel(cid: Cid) -> Self {
+        Self {
+            cid,
+            priority: 0,
+            want_type: WantType::Block,
+            send_dont_have: false,
+            cancel: true,
+        }
+    }
+}
+
+/// Wants sent by a peer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Wantlist {
+    /// Wants and cancels, in the order sent.
+    pub entries: Vec<Entry>,
+    /// The entries replace the whole previous wantlist instead of adding to it.
+    pub full: bool,
+}
+
+/// A block whose CID was computed from its bytes: holding one means the bytes are right.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Block {
+    cid: Cid,
+    data: Bytes,
+}
+
+impl Block {
+    /// Checks that `data` hashes to `cid` and is at most [`MAX_BLOCK_SIZE`] bytes.
+    pub fn new(cid: Cid, data: Bytes) -> Result<Self, BlockError> {
+        let hash = cid.hash();
+        let computed = digest(hash.code(), usize::from(hash.size()), &data)?;
+        if computed != *hash {
+            return Err(BlockError::HashMismatch { cid });
+        }
+        Ok(Self { cid, data })
+    }
+
+    /// Builds a block from a wire prefix (CID version, codec, multihash code and length) and
+    /// its data, computing the CID.
+    pub fn from_prefix(prefix: &[u8], data: Bytes) -> Result<Self, BlockError> {
+        let prefix = Prefix::decode(prefix)?;
+        let hash = digest(prefix.hash_code, prefix.hash_len, &data)?;
+        let cid = if prefix.version == 0 {
+            Cid::new_v0(hash).map_err(BlockError::Cid)?
+        } else {
+            Cid::new_v1(prefix.codec, hash)
+        };
+        Ok(Self { cid, data })
+    }
+
+    /// Builds a CIDv0 block (sha2-256, dag-pb) from its data: the 1.0.0 `blocks` field.
+    pub fn from_v0_data(data: Bytes) -> Result<Self, BlockError> {
+        let hash = digest(SHA2_256, 32, &data)?;
+        let cid = Cid::new_v0(hash).map_err(BlockError::Cid)?;
+        Ok(Self { cid, data })
+    }
+
+    /// The block's CID.
+    pub fn cid(&self) -> &Cid {
+        &self.cid
+    }
+
+    /// The block's bytes.
+    pub fn data(&self) -> &Bytes {
+        &self.data
+    }
+
+    /// Splits the block into CID and bytes.
+    pub fn into_parts(self) -> (Cid, Bytes) {
+        (self.cid, self.data)
+    }
+
+    /// The wire prefix of the block's CID.
+    pub(crate) fn prefix(&self) -> Vec<u8> {
+        Prefix {
+            version: u64::from(self.cid.version()),
+            codec: self.cid.codec(),
+            hash_code: self.cid.hash().code(),
+            hash_len: usize::from(self.cid.hash().size()),
+        }
+        .encode()
+    }
+}
+
+/// Computes the multihash of `data` with `code`, truncated to `len` bytes.
+fn digest(code: u64, len: usize, data: &[u8]) -> Result<Multihash<MAX_DIGEST>, BlockError> {
+    if data.len() > MAX_BLOCK_SIZE {
+        return Err(BlockError::TooLarge { size: data.len() });
+    }
+    if code == IDENTITY {
+        if len != data.len() {
+            return Err(BlockError::BadPrefix(
+                "identity length differs from the data",
+            ));
+        }
+        return Multihash::wrap(IDENTITY, data).map_err(|_| BlockError::IdentityTooLong);
+    }
+    let full = Code::try_from(code)
+        .map_err(|_| BlockError::UnsupportedHash(code))?
+        .digest(data);
+    if len > usize::from(full.size()) {
+        return Err(BlockError::BadPrefix("hash length exceeds the digest"));
+    }
+    Multihash::wrap(code, &full.digest()[..len]).map_err(|_| BlockError::BadPrefix("hash"))
+}
+
+/// The CID of a block without its digest, as the wire sends it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Prefix {
+    version: u64,
+    codec: u64,
+    hash_code: u64,
+    hash_len: usize,
+}
+
+impl Prefix {
+    fn decode(mut bytes: &[u8]) -> Result<Self, BlockError> {
+        let mut next = || -> Result<u64, BlockError> {
+            let (value, rest) =
+                unsigned_varint::decode::u64(bytes).map_err(|_| BlockError::BadPrefix("varint"))?;
+            bytes = rest;
+            Ok(value)
+        };
+        let prefix = Self {
+            version: next()?,
+            codec: next()?,
+            hash_code: next()?,
+            hash_len: usize::try_from(next()?).map_err(|_| BlockError::BadPrefix("length"))?,
+        };
+        match prefix.version {
+            0 if prefix.codec != DAG_PB
+                || prefix.hash_code != SHA2_256
+                || prefix.hash_len != 32 =>
+            {
+                Err(BlockError::BadPrefix("CIDv0 is dag-pb and sha2-256 only"))
+            }
+            0 | 1 => Ok(prefix),
+            _ => Err(BlockError::BadPrefix("unknown CID version")),
+        }
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16);
+        let mut buf = unsigned_varint::encode::u64_buffer();
+        for value in [
+            self.version,
+            self.codec,
+            self.hash_code,
+            self.hash_len as u64,
+        ] {
+            out.extend_from_slice(unsigned_varint::encode::u64(value, &mut buf));
+        }
+        out
+    }
+}
+
+/// Whether a peer has a block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BlockPresenceType {
+    /// It has it.
+    Have,
+    /// It does not.
+    DontHave,
+}
+
+/// A HAVE or DONT_HAVE answer (Bitswap 1.2.0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct BlockPresence {
+    /// The block concerned.
+    pub cid: Cid,
+    /// Have or don't have.
+    pub presence: BlockPresenceType,
+}
+
+/// One Bitswap message: wants, blocks and presences, any of them possibly empty.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Message {
+    /// Wants and cancels.
+    pub wantlist: Wantlist,
+    /// Blocks sent.
+    pub blocks: Vec<Block>,
+    /// HAVE / DONT_HAVE answers.
+    pub presences: Vec<BlockPresence>,
+    /// Bytes the sender still has queued for the receiver (1.2.0); 0 if unknown.
+    pub pending_bytes: i32,
+}
+
+impl Message {
+    /// Whether the message carries nothing (no entry, block or presence; not a full wantlist).
+    pub fn is_empty(&self) -> bool {
+        self.wantlist.entries.is_empty()
+            && !self.wantlist.full
+            && self.blocks.is_empty()
+            && self.presences.is_empty()
+    }
+}
+
+/// Why block bytes were refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BlockError {
+    /// The block is larger than [`MAX_BLOCK_SIZE`].
+    #[error("block of {size} bytes exceeds the 2 MiB limit")]
+    TooLarge {
+        /// Its size in bytes.
+        size: usize,
+    },
+    /// The bytes do not hash to the CID.
+    #[error("block bytes do not match {cid}")]
+    HashMismatch {
+        /// The CID claimed.
+        cid: Cid,
+    },
+    /// No hasher for this multihash code.
+    #[error("unsupported multihash code {0:#x}")]
+    UnsupportedHash(u64),
+    /// An identity CID longer than a CID may hold.
+    #[error("identity block longer than 64 bytes")]
+    IdentityTooLong,
+    /// The CID prefix is malformed.
+    #[error("malformed CID prefix: {0}")]
+    BadPrefix(&'static str),
+    /// The CID could not be built.
+    #[error("invalid CID: {0}")]
+    Cid(#[source] cid::Error),
+}
+
+/// Why a decoded protobuf is not a valid Bitswap message.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MessageError {
+    /// A wantlist entry's CID does not parse.
+    #[error("wantlist entry {index}: invalid CID: {source}")]
+    EntryCid {
+        /// Position in the wantlist.
+        index: usize,
+        /// The parse failure.
+        #[source]
+        source: cid::Error,
+    },
+    /// A wantlist entry has a want type this crate does not know.
+    #[error("wantlist entry {index}: unknown want type {value}")]
+    WantType {
+        /// Position in the wantlist.
+        index: usize,
+        /// The value sent.
+        value: i32,
+    },
+    /// A block presence's CID does not parse.
+    #[error("block presence {index}: invalid CID: {source}")]
+    PresenceCid {
+        /// Position among the presences.
+        index: usize,
+        /// The parse failure.
+        #[source]
+        source: cid::Error,
+    },
+    /// A block presence has a type this crate does not know.
+    #[error("block presence {index}: unknown type {value}")]
+    PresenceType {
+        /// Position among the presences.
+        index: usize,
+        /// The value sent.
+        value: i32,
+    },
+    /// A block is invalid (bad prefix, too large, unsupported hash).
+    #[error("block {index}: {source}")]
+    Block {
+        /// Position among the blocks (`blocks` first, then `payload`).
+        index: usize,
+        /// What is wrong with it.
+        #[source]
+        source: BlockError,
+    },
+}
+
+impl TryFrom<proto::Message> for Message {
+    type Error = MessageError;
+
+    fn try_from(message: proto::Message) -> Result<Self, MessageError> {
+        let wantlist = match message.wantlist {
+            None => Wantlist::default(),
+            Some(wantlist) => Wantlist {
+                entries: wantlist
+                    .entries
+                    .into_iter()
+                    .enumerate()
+                    .map(|(index, entry)| entry_from_proto(index, entry))
+                    .collect::<Result<_, _>>()?,
+                full: wantlist.full,
+            },
+        };
+        let v0 = message.blocks.into_iter().map(Block::from_v0_data);
+        let v1 = message
+            .payload
+            .into_iter()
+            .map(|block| Block::from_prefix(&block.prefix, block.data));
+        let blocks = v0
+            .chain(v1)
+            .enumerate()
+            .map(|(index, block)| block.map_err(|source| MessageError::Block { index, source }))
+            .collect::<Result<_, _>>()?;
+        let presences = message
+            .block_presences
+            .into_iter()
+            .enumerate()
+            .map(|(index, presence)| {
+                let cid = Cid::try_from(&presence.cid[..])
+                    .map_err(|source| MessageError::PresenceCid { index, source })?;
+                let presence = match proto::BlockPresenceType::try_from(presence.r#type) {
+                    Ok(proto::BlockPresenceType::Have) => BlockPresenceType::Have,
+                    Ok(proto::BlockPresenceType::DontHave) => BlockPresenceType::DontHave,
+                    Err(_) => {
+                        return Err(MessageError::PresenceType {
+                            index,
+                            value: presence.r#type,
+                        });
+                    }
+                };
+                Ok(BlockPresence { cid, presence })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            wantlist,
+            blocks,
+            presences,
+            pending_bytes: message.pending_bytes,
+        })
+    }
+}
+
+fn entry_from_proto(index: usize, entry: proto::Entry) -> Result<Entry, MessageError> {
+    let cid = Cid::try_from(&entry.block[..])
+        .map_err(|source| MessageError::EntryCid { index, source })?;
+    let want_type = match proto::WantType::try_from(entry.want_type) {
+        Ok(proto::WantType::Block) => WantType::Block,
+        Ok(proto::WantType::Have) => WantType::Have,
+        Err(_) => {
+            return Err(MessageError::WantType {
+                index,
+                value: entry.want_type,
+            });
+        }
+    };
+    Ok(Entry {
+        cid,
+        priority: entry.priority,
+        want_type,
+        send_dont_have: entry.send_dont_have,
+        cancel: entry.cancel,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cid_of(code: Code, codec: u64, data: &[u8]) -> Cid {
+        Cid::new_v1(codec, code.digest(data))
+    }
+
+    #[test]
+    fn blocks_are_checked_against_their_cid() {
+        let data = Bytes::from_static(b"block");
+        let cid = cid_of(Code::Sha2_256, 0x55, &data);
+        assert_eq!(Block::new(cid, data.clone()).expect("valid").cid(), &cid);
+        assert!(matches!(
+            Block::new(cid, Bytes::from_static(b"other")),
+            Err(BlockError::HashMismatch { .. })
+        ));
+        let blake = cid_of(Code::Blake3_256, 0x71, &data);
+        assert!(Block::new(blake, data).is_ok());
+    }
+
+    #[test]
+    fn blocks_over_2_mib_are_refused() {
+        let big = Bytes::from(vec![0u8; MAX_BLOCK_SIZE + 1]);
+        let cid = cid_of(Code::Sha2_256, 0x55, &big);
+        assert!(matches!(
+            Block::new(cid, big.clone()),
+            Err(BlockError::TooLarge { size }) if size == MAX_BLOCK_SIZE + 1
+        ));
+        assert!(matches!(
+            Block::from_v0_data(big),
+            Err(BlockError::TooLarge { .. })
+        ));
+        let exact = Bytes::from(vec![0u8; MAX_BLOCK_SIZE]);
+        assert!(Block::from_v0_data(exact).is_ok());
+    }
+
+    #[test]
+    fn prefixes_round_trip_and_rebuild_the_cid() {
+        for block in [
+            Block::from_v0_data(Bytes::from_static(b"v0")).expect("valid"),
+            Block::new(
+                cid_of(Code::Sha2_256, 0x55, b"v1"),
+                Bytes::from_static(b"v1"),
+            )
+            .expect("valid"),
+            Block::new(
+                cid_of(Code::Blake3_256, 0x71, b"b3"),
+                Bytes::from_static(b"b3"),
+            )
+            .expect("valid"),
+        ] {
+            let rebuilt = Block::from_prefix(&block.prefix(), block.data().clone()).expect("ok");
+            assert_eq!(rebuilt, block);
+        }
+    }
+
+    #[test]
+    fn identity_and_truncated_hashes() {
+        let data = Bytes::from_static(b"tiny");
+        let identity = Cid::new_v1(0x55, Multihash::wrap(IDENTITY, &data).expect("short"));
+        assert!(Block::new(identity, data.clone()).is_ok());
+        // sha2-256 truncated to 20 bytes.
+        let full = Code::Sha2_256.digest(&data);
+        let short = Cid::new_v1(
+            0x55,
+            Multihash::wrap(SHA2_256, &full.digest()[..20]).expect("ok"),
+        );
+        let block = Block::new(short, data.clone()).expect("truncated hashes verify");
+        assert_eq!(
+            Block::from_prefix(&block.prefix(), data).expect("ok"),
+            block
+        );
+    }
+
+    #[test]
+    fn malformed_prefixes_are_typed_errors() {
+        let data = Bytes::from_static(b"x");
+        for prefix in [
+            &[][..],
+            &[1, 0x55, 0x12][..],
+            &[2, 0x55, 0x12, 32][..],
+            &[0, 0x55, 0x12, 32][..],
+            &[1, 0x55, 0x12, 33][..],
+            &[1, 0x55, 0x00, 5][..],
+            &[
+                0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+            ][..],
+        ] {
+            let err = Block::from_prefix(prefix, data.clone()).expect_err("malformed");
+            assert!(matches!(err, BlockError::BadPrefix(_)), "{prefix:?}: {err}");
+        }
+    }
+}

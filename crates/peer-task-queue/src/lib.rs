@@ -59,7 +59,7 @@ mod task;
 pub use config::Config;
 pub use merge::{ActiveTasks, Dedup, TaskMerger};
 pub use outcome::{DoneOutcome, Popped, PushOutcome, RemoveOutcome};
-pub use policy::{Fair, FairState, GoCompat, GoCompatState, Policy};
+pub use policy::{Fair, FairKey, FairState, GoCompat, GoCompatState, Policy};
 pub use queue::PeerTaskQueue;
 pub use stats::{PeerStats, PeerTopics, Stats};
 pub use task::{DropReason, DroppedTask, PoppedTask, Task, TaskId};

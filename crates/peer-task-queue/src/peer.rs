@@ -1,8 +1,9 @@
-//! One peer's tasks: pending in two heaps (service order and eviction order), active in a
-//! slab, both indexed by topic, and the work sums.
+//! One peer's tasks: pending in one B-tree in service order (its first entry is served
+//! next, its last evicted first), active in a slab linked per topic, both indexed by topic, and
+//! the work sums.
 
 use std::{
-    collections::{HashMap, hash_map::Entry},
+    collections::{BTreeMap, HashMap, hash_map::Entry},
     fmt,
     hash::Hash,
     num::NonZeroU32,
@@ -13,50 +14,41 @@ use smallvec::SmallVec;
 
 use crate::{
     ActiveTasks, DropReason, DroppedTask, PeerStats, PoppedTask, Task, TaskId, TaskMerger,
-    heap::IndexedHeap,
 };
 
 /// Hasher of every map in the crate: randomly seeded per map, so peers cannot aim collisions.
 pub(crate) type RandomState = foldhash::fast::RandomState;
 
-/// Slab handles are `u32`: no peer holds more tasks, and no queue more peers, than this.
+/// Slab handles are `u32`: no peer holds more active tasks, and no queue more peers, than this.
 pub(crate) const MAX_HANDLES: usize = u32::MAX as usize - 1;
 
-/// No slab entry (end of a list, or no pending task for a topic).
+/// No slab entry (end of a list).
 const NONE: u32 = u32::MAX;
 
-/// Service order: the smallest key is served first (highest priority, then oldest). Packed
-/// into one integer so heap comparisons are a single compare.
+/// A pending task's place in service order: higher priority first, then lower sequence number,
+/// packed into one integer so that B-tree comparisons are a single compare. The first key is
+/// served next; the last (lowest priority, newest) is evicted first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct ServeKey(u128);
 
-/// Eviction order: the smallest key is evicted first (lowest priority, then newest).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct EvictKey(u128);
+impl ServeKey {
+    fn new(priority: i32, seq: u64) -> Self {
+        // Flipping the sign bit maps i32 onto u32 in order; inverting it puts high first.
+        let rank = !((priority as u32) ^ 0x8000_0000);
+        Self((u128::from(rank) << 64) | u128::from(seq))
+    }
 
-/// Maps `i32` onto `u32` preserving order.
-fn ordered(priority: i32) -> u32 {
-    (priority as u32) ^ 0x8000_0000
+    fn priority(self) -> i32 {
+        (!((self.0 >> 64) as u32) ^ 0x8000_0000) as i32
+    }
+
+    fn seq(self) -> u64 {
+        self.0 as u64
+    }
 }
 
-fn keys(priority: i32, seq: u64) -> (ServeKey, EvictKey) {
-    let rank = u128::from(ordered(priority));
-    (
-        ServeKey((u128::from(!ordered(priority)) << 64) | u128::from(seq)),
-        EvictKey((rank << 64) | u128::from(!seq)),
-    )
-}
-
-/// The priority an [`EvictKey`] was made from.
-fn evict_priority(key: EvictKey) -> i32 {
-    ((key.0 >> 64) as u32 ^ 0x8000_0000) as i32
-}
-
-#[derive(Debug)]
-struct PendingEntry<T, D> {
-    task: Task<T, D>,
-    seq: u64,
-}
+/// Marks "no pending task" in [`TopicEntry::seq`]; sequence numbers never reach it.
+const NO_SEQ: u64 = u64::MAX;
 
 /// An active task, linked with the other active tasks of its topic.
 #[derive(Debug)]
@@ -69,11 +61,19 @@ struct ActiveEntry<T, A> {
     next: u32,
 }
 
-/// What a peer has for one topic: its pending task and the head of its active list.
+/// What a peer has for one topic: its pending task's key (priority and sequence number; `seq`
+/// is [`NO_SEQ`] if none) and the head of its active list.
 #[derive(Debug, Clone, Copy)]
 struct TopicEntry {
-    pending: u32,
+    seq: u64,
+    priority: i32,
     active: u32,
+}
+
+impl TopicEntry {
+    fn pending(self) -> Option<ServeKey> {
+        (self.seq != NO_SEQ).then(|| ServeKey::new(self.priority, self.seq))
+    }
 }
 
 /// What happened to one pushed task.
@@ -88,9 +88,7 @@ pub(crate) enum PushedTask<T, D> {
 
 /// One peer's state in the queue.
 pub(crate) struct PeerTracker<T, D, A, S> {
-    pending: Slab<PendingEntry<T, D>>,
-    serve: IndexedHeap<ServeKey>,
-    evict: IndexedHeap<EvictKey>,
+    pending: BTreeMap<ServeKey, Task<T, D>>,
     topics: HashMap<T, TopicEntry, RandomState>,
     active: Slab<ActiveEntry<T, A>>,
     pending_work: u128,
@@ -121,9 +119,7 @@ where
 {
     pub(crate) fn new(policy: S) -> Self {
         Self {
-            pending: Slab::new(),
-            serve: IndexedHeap::default(),
-            evict: IndexedHeap::default(),
+            pending: BTreeMap::new(),
             topics: HashMap::default(),
             active: Slab::new(),
             pending_work: 0,
@@ -170,20 +166,11 @@ where
         }
     }
 
-    /// Makes room for `additional` more pending tasks, within `max_pending`.
+    /// Makes room in the topic index for `additional` more pending tasks, within
+    /// `max_pending`.
     pub(crate) fn reserve(&mut self, additional: usize, max_pending: usize) {
-        let additional = additional.min(
-            max_pending
-                .min(MAX_HANDLES)
-                .saturating_sub(self.pending.len()),
-        );
-        if additional > 0 {
-            self.pending.reserve(additional);
-            let handles = self.pending.capacity();
-            self.serve.reserve(additional, handles);
-            self.evict.reserve(additional, handles);
-            self.topics.reserve(additional);
-        }
+        let room = max_pending.saturating_sub(self.pending.len());
+        self.topics.reserve(additional.min(room));
     }
 
     /// Pushes one task; `seq` orders it among equal priorities and becomes its id.
@@ -210,17 +197,16 @@ where
                     return PushedTask::Merged;
                 }
             }
-            if entry.pending != NONE {
-                let handle = entry.pending;
-                self.merge(merger, handle, task);
+            if let Some(key) = entry.pending() {
+                self.merge(merger, key, task);
                 return PushedTask::Merged;
             }
         }
         let mut outcome = PushedTask::Queued;
-        if self.pending.len() >= max_pending.min(MAX_HANDLES) {
-            match self.evict.peek() {
-                Some((&lowest, handle)) if evict_priority(lowest) < task.priority => {
-                    let evicted = self.take_pending(handle);
+        if self.pending.len() >= max_pending {
+            match self.pending.last_key_value() {
+                Some((&lowest, _)) if lowest.priority() < task.priority => {
+                    let evicted = self.take_pending(lowest);
                     outcome = PushedTask::Dropped(DroppedTask {
                         task: evicted,
                         reason: DropReason::Evicted,
@@ -234,54 +220,61 @@ where
                 }
             }
         }
-        let (serve, evict) = keys(task.priority, seq);
         self.pending_work += u128::from(task.work);
-        let topic = task.topic.clone();
-        let handle = self.pending.insert(PendingEntry { task, seq }) as u32;
-        self.serve.push(handle, serve);
-        self.evict.push(handle, evict);
-        self.topics
-            .entry(topic)
-            .or_insert(TopicEntry {
-                pending: NONE,
-                active: NONE,
-            })
-            .pending = handle;
+        let entry = self.topics.entry(task.topic.clone()).or_insert(TopicEntry {
+            seq: NO_SEQ,
+            priority: 0,
+            active: NONE,
+        });
+        entry.seq = seq;
+        entry.priority = task.priority;
+        self.pending.insert(ServeKey::new(task.priority, seq), task);
         outcome
     }
 
-    /// Folds `task` into the pending task at `handle`; the priority only rises.
-    fn merge<M>(&mut self, merger: &M, handle: u32, task: Task<T, D>)
+    /// Folds `task` into the pending task at `key`; the priority only rises.
+    fn merge<M>(&mut self, merger: &M, key: ServeKey, task: Task<T, D>)
     where
         M: TaskMerger<T, D, ActiveInfo = A>,
     {
-        let entry = &mut self.pending[handle as usize];
+        let Some(pending) = self.pending.get_mut(&key) else {
+            debug_assert!(false, "topic index points to a missing task");
+            return;
+        };
         let priority = task.priority;
-        let old_work = entry.task.work;
-        merger.merge(task, &mut entry.task.work, &mut entry.task.data);
-        self.pending_work = self.pending_work - u128::from(old_work) + u128::from(entry.task.work);
-        if priority > entry.task.priority {
-            entry.task.priority = priority;
-            let (serve, evict) = keys(priority, entry.seq);
-            self.serve.update(handle, serve);
-            self.evict.update(handle, evict);
+        let old_work = pending.work;
+        merger.merge(task, &mut pending.work, &mut pending.data);
+        self.pending_work = self.pending_work - u128::from(old_work) + u128::from(pending.work);
+        if priority > pending.priority {
+            // The key holds the priority: move the task to its new place.
+            if let Some(mut moved) = self.pending.remove(&key) {
+                moved.priority = priority;
+                if let Some(entry) = self.topics.get_mut(&moved.topic) {
+                    entry.priority = priority;
+                }
+                self.pending
+                    .insert(ServeKey::new(priority, key.seq()), moved);
+            }
         }
     }
 
-    /// Removes the pending task at `handle` from every index.
-    fn take_pending(&mut self, handle: u32) -> Task<T, D> {
-        self.serve.remove(handle);
-        self.evict.remove(handle);
-        let PendingEntry { task, .. } = self.pending.remove(handle as usize);
+    /// Removes the pending task at `key` from the tree and the topic index.
+    fn take_pending(&mut self, key: ServeKey) -> Task<T, D> {
+        let task = self.pending.remove(&key).expect("key of a pending task");
         self.pending_work -= u128::from(task.work);
-        if let Entry::Occupied(mut entry) = self.topics.entry(task.topic.clone()) {
-            if entry.get().active == NONE {
-                entry.remove();
+        self.forget_pending(&task.topic);
+        task
+    }
+
+    /// Marks `topic` as having no pending task; drops its entry if nothing is active either.
+    fn forget_pending(&mut self, topic: &T) {
+        if let Some(entry) = self.topics.get_mut(topic) {
+            if entry.active == NONE {
+                self.topics.remove(topic);
             } else {
-                entry.get_mut().pending = NONE;
+                entry.seq = NO_SEQ;
             }
         }
-        task
     }
 
     /// Pops tasks in order until their work reaches `target_min_work`, the peer reaches its
@@ -299,9 +292,8 @@ where
     {
         let limit = active_limit(max_active_work);
         let mut popped: u128 = 0;
-        while let Some((_, handle)) = self.serve.pop() {
-            self.evict.remove(handle);
-            let PendingEntry { task, seq } = self.pending.remove(handle as usize);
+        while let Some((key, task)) = self.pending.pop_first() {
+            let seq = key.seq();
             let work = u128::from(task.work);
             self.pending_work -= work;
             self.active_work += work;
@@ -311,7 +303,7 @@ where
                 .topics
                 .get_mut(&task.topic)
                 .expect("a pending task has a topic entry");
-            topic.pending = NONE;
+            topic.seq = NO_SEQ;
             let next = topic.active;
             topic.active = slot;
             if next != NONE {
@@ -329,7 +321,10 @@ where
                 task,
                 id: TaskId { seq, slot },
             });
-            if popped >= u128::from(target_min_work) || self.active_work >= limit {
+            if popped >= u128::from(target_min_work)
+                || self.active_work >= limit
+                || self.active.len() >= MAX_HANDLES
+            {
                 break;
             }
         }
@@ -356,7 +351,7 @@ where
         if prev != NONE {
             self.active[prev as usize].next = next;
         } else if let Entry::Occupied(mut entry) = self.topics.entry(topic) {
-            if next == NONE && entry.get().pending == NONE {
+            if next == NONE && entry.get().seq == NO_SEQ {
                 entry.remove();
             } else {
                 entry.get_mut().active = next;
@@ -367,49 +362,34 @@ where
 
     /// Removes the pending task for `topic`, if any. Active tasks are left alone.
     pub(crate) fn remove(&mut self, topic: &T) -> Option<Task<T, D>> {
-        let handle = self.topics.get(topic)?.pending;
-        (handle != NONE).then(|| self.take_pending(handle))
+        let key = self.topics.get(topic)?.pending()?;
+        Some(self.take_pending(key))
     }
 
     /// Topics of the pending tasks, in service order, and of the active tasks, in no order.
     pub(crate) fn topics(&self) -> (Vec<T>, Vec<T>) {
-        let mut pending: Vec<(ServeKey, &T)> = self
-            .pending
-            .iter()
-            .map(|(_, e)| (keys(e.task.priority, e.seq).0, &e.task.topic))
-            .collect();
-        pending.sort_unstable_by_key(|(key, _)| *key);
+        let pending = self.pending.values().map(|t| t.topic.clone()).collect();
         let active = self
             .topics
             .iter()
             .filter(|(_, e)| e.active != NONE)
             .map(|(t, _)| t.clone())
             .collect();
-        (
-            pending.into_iter().map(|(_, t)| t.clone()).collect(),
-            active,
-        )
+        (pending, active)
     }
 
     /// Recomputes every sum and index from scratch and compares them with the running ones.
     pub(crate) fn check(&self) -> Result<(), String> {
-        self.serve.check()?;
-        self.evict.check()?;
-        if self.serve.len() != self.pending.len() || self.evict.len() != self.pending.len() {
-            return Err("heaps and pending slab disagree".into());
-        }
         let mut pending_work = 0u128;
-        for (handle, e) in &self.pending {
-            let (serve, evict) = keys(e.task.priority, e.seq);
-            let handle = handle as u32;
-            if self.serve.key(handle) != Some(&serve) || self.evict.key(handle) != Some(&evict) {
-                return Err(format!("stale heap key for pending task {handle}"));
+        for (key, task) in &self.pending {
+            if key.priority() != task.priority {
+                return Err(format!("key of pending task {} is stale", key.seq()));
             }
-            match self.topics.get(&e.task.topic) {
-                Some(t) if t.pending == handle => {}
-                _ => return Err(format!("topic index misses pending task {handle}")),
+            match self.topics.get(&task.topic) {
+                Some(t) if t.pending() == Some(*key) => {}
+                _ => return Err(format!("topic index misses pending task {}", key.seq())),
             }
-            pending_work += u128::from(e.task.work);
+            pending_work += u128::from(task.work);
         }
         let active_work: u128 = self.active.iter().map(|(_, e)| u128::from(e.work)).sum();
         if pending_work != self.pending_work || active_work != self.active_work {
@@ -419,9 +399,19 @@ where
             ));
         }
         let mut linked = 0;
+        let mut with_pending = 0;
         for (topic, entry) in &self.topics {
-            if entry.pending == NONE && entry.active == NONE {
+            if entry.seq == NO_SEQ && entry.active == NONE {
                 return Err("empty topic entry kept".into());
+            }
+            if let Some(key) = entry.pending() {
+                if !self.pending.contains_key(&key) {
+                    return Err(format!(
+                        "topic index points to a missing task {}",
+                        key.seq()
+                    ));
+                }
+                with_pending += 1;
             }
             let (mut at, mut prev) = (entry.active, NONE);
             while at != NONE {
@@ -436,10 +426,11 @@ where
                 (prev, at) = (at, active.next);
             }
         }
-        if linked != self.active.len() {
+        if linked != self.active.len() || with_pending != self.pending.len() {
             return Err(format!(
-                "{linked} active tasks linked, {} held",
-                self.active.len()
+                "{linked}/{with_pending} active/pending tasks indexed, {}/{} held",
+                self.active.len(),
+                self.pending.len()
             ));
         }
         Ok(())

@@ -62,6 +62,11 @@ pub struct Fair {
     virtual_time: u128,
 }
 
+/// [`Fair`]'s sort key: the virtual start time, then the tick. Held as three `u64`s (high and
+/// low halves of the start, then the tick) so that heap entries stay 8-byte aligned and small.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct FairKey([u64; 3]);
+
 /// [`Fair`]'s per-peer state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FairState {
@@ -71,7 +76,7 @@ pub struct FairState {
 
 impl Policy for Fair {
     type State = FairState;
-    type Key = (u128, u64);
+    type Key = FairKey;
 
     fn peer_added(&mut self, tick: u64) -> FairState {
         FairState {
@@ -96,8 +101,8 @@ impl Policy for Fair {
         state.tick = tick;
     }
 
-    fn key(&self, state: &FairState, _view: &PeerStats) -> (u128, u64) {
-        (state.start, state.tick)
+    fn key(&self, state: &FairState, _view: &PeerStats) -> FairKey {
+        FairKey([(state.start >> 64) as u64, state.start as u64, state.tick])
     }
 }
 

@@ -114,11 +114,16 @@ impl<K: Ord + Copy> IndexedHeap<K> {
         removed
     }
 
-    /// Moves the entry at `pos` up to its place, shifting the entries above it down (one copy
-    /// and one position update per level instead of a swap).
-    fn sift_up(&mut self, mut pos: usize) {
+    /// Moves the entry at `pos` up to its place.
+    fn sift_up(&mut self, pos: usize) {
         let moving = self.entries[pos];
-        while pos > 0 {
+        self.climb(pos, 0, moving);
+    }
+
+    /// Puts `moving` in the hole at `pos` or above it, not above `floor`, shifting the larger
+    /// entries above it down (one copy and one position update per level instead of a swap).
+    fn climb(&mut self, mut pos: usize, floor: usize, moving: (K, u32)) {
+        while pos > floor {
             let parent = (pos - 1) / ARITY;
             let above = self.entries[parent];
             if moving.0 >= above.0 {
@@ -154,16 +159,7 @@ impl<K: Ord + Copy> IndexedHeap<K> {
             self.place(pos, child);
             pos = first + best;
         }
-        while pos > start {
-            let parent = (pos - 1) / ARITY;
-            let above = self.entries[parent];
-            if moving.0 >= above.0 {
-                break;
-            }
-            self.place(pos, above);
-            pos = parent;
-        }
-        self.place(pos, moving);
+        self.climb(pos, start, moving);
     }
 
     fn place(&mut self, pos: usize, entry: (K, u32)) {

@@ -1,1 +1,536 @@
-//! Work in progress.
+//! [`Handler`]: one per connection; moves messages between Bitswap streams and the behaviour.
+
+use std::{
+    collections::VecDeque,
+    future::Future,
+    io, iter,
+    pin::pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use futures::{
+    AsyncWriteExt, FutureExt, StreamExt,
+    future::{BoxFuture, Either, select},
+    stream::{BoxStream, FuturesUnordered},
+};
+use futures_bounded::Delay;
+use libp2p::swarm::{
+    ConnectionHandler, ConnectionHandlerEvent, Stream, StreamUpgradeError, SubstreamProtocol,
+    handler::{
+        ConnectionEvent, DialUpgradeError, FullyNegotiatedInbound, FullyNegotiatedOutbound,
+        ListenUpgradeError, ProtocolsChange,
+    },
+};
+
+use crate::{
+    behaviour::{InboundFailure, MessageId, SendFailure},
+    config::Config,
+    message::Message,
+    protocol::{self, ProtocolError, Version},
+    upgrade::Upgrade,
+};
+
+/// What the [`Behaviour`](crate::Behaviour) tells a [`Handler`].
+#[derive(Debug)]
+pub enum HandlerIn {
+    /// Queue a message for the peer.
+    Send {
+        /// Reported back in [`HandlerEvent::Sent`] or [`HandlerEvent::SendFailed`].
+        id: MessageId,
+        /// The message, encoded later for the version of the stream that carries it.
+        message: Message,
+    },
+}
+
+/// What a [`Handler`] reports to the [`Behaviour`](crate::Behaviour).
+#[derive(Debug)]
+pub enum HandlerEvent {
+    /// A message was read from an inbound stream.
+    Message(Message),
+    /// The best Bitswap version known for the peer on this connection changed: learnt from a
+    /// negotiated stream or from the protocols the peer advertises (identify).
+    Version(Version),
+    /// These messages were written and flushed.
+    Sent(Vec<MessageId>),
+    /// These messages were not (completely) written.
+    SendFailed {
+        /// The messages lost.
+        ids: Vec<MessageId>,
+        /// Why.
+        error: SendFailure,
+    },
+    /// An inbound stream failed and was reset.
+    InboundFailure(InboundFailure),
+}
+
+/// The [`ConnectionHandler`] of Bitswap, one per connection. It only moves messages between
+/// Bitswap streams and the [`Behaviour`](crate::Behaviour); it decides nothing about what to
+/// send.
+///
+/// # Streams
+///
+/// - Inbound: every stream is read message after message until the peer closes it, so kubo's
+///   long-lived wantlist stream and Helia's one-message streams both work. Each message is
+///   reported as soon as it is read. Open streams are polled oldest first, so messages of
+///   streams the peer wrote one after the other are reported in that order. At most
+///   [`Config::max_inbound_streams`] are read at once (more are reset); a stream waiting longer
+///   than [`Config::inbound_idle_timeout`] for its next message is reset; a stream that fails
+///   to decode is reset and the failure reported.
+/// - Outbound: messages from the behaviour wait in a FIFO queue. When it is not empty, the
+///   handler opens a stream; once negotiated, the stream takes every queued message, encodes
+///   each for the version negotiated on that stream, writes them in order and closes. At most
+///   one stream is being negotiated and [`Config::max_outbound_streams`] are being written at
+///   once. Each message has its own write timeout ([`Config::send_timeout`]).
+pub struct Handler {
+    config: Arc<Config>,
+    upgrade: Upgrade,
+    /// Messages not yet taken by a stream, oldest first. Bounded by the behaviour, which
+    /// accepts at most [`Config::max_queued_messages`] unresolved messages per peer.
+    queue: VecDeque<(MessageId, Message)>,
+    /// An outbound stream is being opened and negotiated.
+    opening: bool,
+    /// Streams being written; at most [`Config::max_outbound_streams`].
+    writes: FuturesUnordered<BoxFuture<'static, WriteOutcome>>,
+    /// Streams being read, oldest first; at most [`Config::max_inbound_streams`].
+    inbound: Vec<BoxStream<'static, Result<Message, ProtocolError>>>,
+    /// Events to report. `poll` reports them before anything else; they come from single
+    /// stream events, finished writes, or messages refused at once (peer unsupported, bounded
+    /// by the behaviour's queue limit).
+    events: VecDeque<HandlerEvent>,
+    /// Versions negotiated on streams of this connection.
+    negotiated: VersionSet,
+    /// Our versions the peer advertises (identify).
+    advertised: VersionSet,
+    /// The version last reported.
+    reported: Option<Version>,
+    /// The peer refused every version we offered.
+    unsupported: bool,
+    /// Each kind of failure is logged once per connection (at debug), then only at trace.
+    logged_stream_limit: bool,
+    logged_inbound_failure: bool,
+    logged_send_failure: bool,
+}
+
+impl Handler {
+    pub(crate) fn new(config: Arc<Config>) -> Self {
+        Self {
+            upgrade: Upgrade::new(config.versions().iter().copied()),
+            queue: VecDeque::new(),
+            opening: false,
+            writes: FuturesUnordered::new(),
+            inbound: Vec::new(),
+            events: VecDeque::new(),
+            negotiated: VersionSet::default(),
+            advertised: VersionSet::default(),
+            reported: None,
+            unsupported: false,
+            logged_stream_limit: false,
+            logged_inbound_failure: false,
+            logged_send_failure: false,
+            config,
+        }
+    }
+
+    fn learn_version(&mut self, version: Version) {
+        self.negotiated.insert(version);
+        self.unsupported = false;
+        self.report_version();
+    }
+
+    fn report_version(&mut self) {
+        let mut known = self.negotiated;
+        for version in self.upgrade.versions() {
+            if self.advertised.contains(*version) {
+                known.insert(*version);
+            }
+        }
+        if let Some(best) = known.best()
+            && self.reported != Some(best)
+        {
+            self.reported = Some(best);
+            self.events.push_back(HandlerEvent::Version(best));
+        }
+    }
+
+    fn on_remote_protocols(&mut self, change: ProtocolsChange<'_>) {
+        match change {
+            ProtocolsChange::Added(added) => {
+                for protocol in added {
+                    if let Some(version) = Version::from_protocol(protocol.as_ref()) {
+                        self.advertised.insert(version);
+                        if self.upgrade.versions().contains(&version) {
+                            self.unsupported = false;
+                        }
+                    }
+                }
+            }
+            ProtocolsChange::Removed(removed) => {
+                for protocol in removed {
+                    if let Some(version) = Version::from_protocol(protocol.as_ref()) {
+                        self.advertised.remove(version);
+                    }
+                }
+            }
+        }
+        self.report_version();
+    }
+
+    fn on_inbound(&mut self, stream: Stream, version: Version) {
+        self.learn_version(version);
+        let limit = self.config.max_inbound_streams();
+        if self.inbound.len() >= limit {
+            // Dropping a stream that is still open resets it.
+            drop(stream);
+            self.inbound_failure(InboundFailure::TooManyStreams { limit });
+            return;
+        }
+        self.inbound
+            .push(read_messages(stream, self.config.inbound_idle_timeout()));
+    }
+
+    fn on_outbound(&mut self, stream: Stream, version: Version) {
+        self.opening = false;
+        self.learn_version(version);
+        // Every queued message goes on this stream, in order. If the queue emptied meanwhile,
+        // the stream is only closed.
+        let batch: Vec<_> = self.queue.drain(..).collect();
+        self.writes
+            .push(write_messages(stream, version, batch, Arc::clone(&self.config)).boxed());
+    }
+
+    fn on_dial_upgrade_error(&mut self, error: StreamUpgradeError<io::Error>) {
+        self.opening = false;
+        let error = match error {
+            StreamUpgradeError::NegotiationFailed => {
+                self.unsupported = true;
+                SendFailure::Unsupported
+            }
+            StreamUpgradeError::Timeout => SendFailure::OpenTimeout,
+            StreamUpgradeError::Apply(error) | StreamUpgradeError::Io(error) => {
+                SendFailure::Open(Arc::new(error))
+            }
+        };
+        // A peer that cannot take a stream now is not retried for the messages that were
+        // waiting for it: they fail, and later messages try again (unless unsupported).
+        let ids: Vec<_> = self.queue.drain(..).map(|(id, _)| id).collect();
+        self.send_failed(ids, error);
+    }
+
+    fn on_write_outcome(&mut self, outcome: WriteOutcome) {
+        if !outcome.sent.is_empty() {
+            self.events.push_back(HandlerEvent::Sent(outcome.sent));
+        }
+        if let Some(error) = outcome.error {
+            self.send_failed(outcome.failed, error);
+        }
+    }
+
+    fn send_failed(&mut self, ids: Vec<MessageId>, error: SendFailure) {
+        if ids.is_empty() {
+            return;
+        }
+        if self.logged_send_failure {
+            tracing::trace!(%error, messages = ids.len(), "bitswap send failed");
+        } else {
+            self.logged_send_failure = true;
+            tracing::debug!(
+                %error,
+                messages = ids.len(),
+                "bitswap send failed (further failures on this connection logged at trace)"
+            );
+        }
+        self.events
+            .push_back(HandlerEvent::SendFailed { ids, error });
+    }
+
+    fn inbound_failure(&mut self, error: InboundFailure) {
+        let logged = match error {
+            InboundFailure::TooManyStreams { .. } => &mut self.logged_stream_limit,
+            _ => &mut self.logged_inbound_failure,
+        };
+        if *logged {
+            tracing::trace!(%error, "bitswap inbound stream reset");
+        } else {
+            *logged = true;
+            tracing::debug!(
+                %error,
+                "bitswap inbound stream reset (more of this kind on this connection logged at \
+                 trace)"
+            );
+        }
+        self.events.push_back(HandlerEvent::InboundFailure(error));
+    }
+
+    /// Polls inbound streams oldest first and returns the first message or failure.
+    fn poll_inbound(&mut self, cx: &mut Context<'_>) -> Option<HandlerEvent> {
+        let mut i = 0;
+        while i < self.inbound.len() {
+            match self.inbound[i].poll_next_unpin(cx) {
+                Poll::Ready(Some(Ok(message))) => return Some(HandlerEvent::Message(message)),
+                Poll::Ready(Some(Err(error))) => {
+                    drop(self.inbound.remove(i));
+                    self.inbound_failure(InboundFailure::Protocol(error));
+                    return self.events.pop_front();
+                }
+                Poll::Ready(None) => {
+                    drop(self.inbound.remove(i));
+                }
+                Poll::Pending => i += 1,
+            }
+        }
+        None
+    }
+}
+
+impl ConnectionHandler for Handler {
+    type FromBehaviour = HandlerIn;
+    type ToBehaviour = HandlerEvent;
+    type InboundProtocol = Upgrade;
+    type OutboundProtocol = Upgrade;
+    type InboundOpenInfo = ();
+    type OutboundOpenInfo = ();
+
+    fn listen_protocol(&self) -> SubstreamProtocol<Upgrade> {
+        SubstreamProtocol::new(self.upgrade.clone(), ())
+    }
+
+    fn connection_keep_alive(&self) -> bool {
+        // Open streams keep the connection alive by themselves.
+        !self.queue.is_empty()
+            || self.opening
+            || !self.writes.is_empty()
+            || (self.config.keep_alive() && self.reported.is_some())
+    }
+
+    fn on_behaviour_event(&mut self, event: HandlerIn) {
+        match event {
+            HandlerIn::Send { id, message } => {
+                if self.unsupported {
+                    self.send_failed(vec![id], SendFailure::Unsupported);
+                } else {
+                    self.queue.push_back((id, message));
+                }
+            }
+        }
+    }
+
+    fn on_connection_event(
+        &mut self,
+        event: ConnectionEvent<'_, Self::InboundProtocol, Self::OutboundProtocol>,
+    ) {
+        match event {
+            ConnectionEvent::FullyNegotiatedInbound(FullyNegotiatedInbound {
+                protocol: (stream, version),
+                ..
+            }) => self.on_inbound(stream, version),
+            ConnectionEvent::FullyNegotiatedOutbound(FullyNegotiatedOutbound {
+                protocol: (stream, version),
+                ..
+            }) => self.on_outbound(stream, version),
+            ConnectionEvent::DialUpgradeError(DialUpgradeError { error, .. }) => {
+                self.on_dial_upgrade_error(error);
+            }
+            ConnectionEvent::ListenUpgradeError(ListenUpgradeError { error, .. }) => {
+                tracing::debug!(%error, "bitswap inbound upgrade failed");
+            }
+            ConnectionEvent::RemoteProtocolsChange(change) => self.on_remote_protocols(change),
+            _ => {}
+        }
+    }
+
+    fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<ConnectionHandlerEvent<Upgrade, (), HandlerEvent>> {
+        if let Some(event) = self.events.pop_front() {
+            return Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(event));
+        }
+        while let Poll::Ready(Some(outcome)) = self.writes.poll_next_unpin(cx) {
+            self.on_write_outcome(outcome);
+        }
+        if let Some(event) = self.events.pop_front() {
+            return Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(event));
+        }
+        if let Some(event) = self.poll_inbound(cx) {
+            return Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(event));
+        }
+        if !self.queue.is_empty()
+            && !self.opening
+            && self.writes.len() < self.config.max_outbound_streams()
+        {
+            self.opening = true;
+            return Poll::Ready(ConnectionHandlerEvent::OutboundSubstreamRequest {
+                protocol: SubstreamProtocol::new(self.upgrade.clone(), ()),
+            });
+        }
+        Poll::Pending
+    }
+
+    fn poll_close(&mut self, _: &mut Context<'_>) -> Poll<Option<HandlerEvent>> {
+        // Messages still queued are reported failed by the behaviour when the connection
+        // closes; only events already made are delivered here.
+        Poll::Ready(self.events.pop_front())
+    }
+}
+
+/// Reads messages from an inbound stream until the peer closes it, it fails, or no message
+/// arrives within `idle`. Ends after a failure; dropping the stream then resets it.
+fn read_messages(
+    stream: Stream,
+    idle: Duration,
+) -> BoxStream<'static, Result<Message, ProtocolError>> {
+    futures::stream::unfold(Some(stream), move |stream| async move {
+        let mut stream = stream?;
+        match timeout(idle, protocol::read_message(&mut stream)).await {
+            Some(Ok(Some(message))) => Some((Ok(message), Some(stream))),
+            // The peer closed its side; dropping the stream closes ours.
+            Some(Ok(None)) => None,
+            // Dropping the stream (still open) resets it.
+            Some(Err(error)) => Some((Err(error), None)),
+            None => {
+                tracing::trace!(?idle, "idle bitswap inbound stream reset");
+                None
+            }
+        }
+    })
+    .boxed()
+}
+
+/// What became of the messages of one outbound stream.
+struct WriteOutcome {
+    sent: Vec<MessageId>,
+    failed: Vec<MessageId>,
+    error: Option<SendFailure>,
+}
+
+/// Encodes and writes `batch` in order on `stream`, then closes it. On the first failure the
+/// stream is dropped (so reset) and that message and all after it fail.
+async fn write_messages(
+    mut stream: Stream,
+    version: Version,
+    batch: Vec<(MessageId, Message)>,
+    config: Arc<Config>,
+) -> WriteOutcome {
+    let mut sent = Vec::with_capacity(batch.len());
+    let mut batch = batch.into_iter();
+    while let Some((id, message)) = batch.next() {
+        let frames = protocol::encode(&message, version);
+        drop(message);
+        let size = frames.iter().map(Bytes::len).sum();
+        let error = match timeout(
+            config.send_timeout(size),
+            protocol::write_frames(&mut stream, &frames),
+        )
+        .await
+        {
+            Some(Ok(())) => {
+                sent.push(id);
+                continue;
+            }
+            Some(Err(error)) => SendFailure::Write(Arc::new(error)),
+            None => SendFailure::Timeout,
+        };
+        return WriteOutcome {
+            sent,
+            failed: iter::once(id).chain(batch.map(|(id, _)| id)).collect(),
+            error: Some(error),
+        };
+    }
+    // Everything was flushed; a failing close (say, the peer reset after reading) loses
+    // nothing we could still resend.
+    match timeout(config.close_timeout(), stream.close()).await {
+        Some(Ok(())) => {}
+        Some(Err(error)) => tracing::trace!(%error, "closing bitswap stream failed"),
+        None => tracing::trace!("closing bitswap stream timed out"),
+    }
+    WriteOutcome {
+        sent,
+        failed: Vec::new(),
+        error: None,
+    }
+}
+
+/// `future`'s output, or `None` if it takes longer than `duration`.
+async fn timeout<F: Future>(duration: Duration, future: F) -> Option<F::Output> {
+    match select(pin!(future), Delay::futures_timer(duration)).await {
+        Either::Left((output, _)) => Some(output),
+        Either::Right(_) => None,
+    }
+}
+
+/// A set of [`Version`]s.
+#[derive(Debug, Clone, Copy, Default)]
+struct VersionSet(u8);
+
+impl VersionSet {
+    fn bit(version: Version) -> u8 {
+        match version {
+            Version::V1_2_0 => 1,
+            Version::V1_1_0 => 2,
+            Version::V1_0_0 => 4,
+            Version::Legacy => 8,
+        }
+    }
+
+    fn insert(&mut self, version: Version) {
+        self.0 |= Self::bit(version);
+    }
+
+    fn remove(&mut self, version: Version) {
+        self.0 &= !Self::bit(version);
+    }
+
+    fn contains(self, version: Version) -> bool {
+        self.0 & Self::bit(version) != 0
+    }
+
+    /// The most capable version of the set.
+    fn best(self) -> Option<Version> {
+        Version::ALL
+            .into_iter()
+            .find(|version| self.contains(*version))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_set_best_is_most_capable() {
+        let mut set = VersionSet::default();
+        assert_eq!(set.best(), None);
+        set.insert(Version::Legacy);
+        set.insert(Version::V1_1_0);
+        assert_eq!(set.best(), Some(Version::V1_1_0));
+        set.insert(Version::V1_2_0);
+        assert_eq!(set.best(), Some(Version::V1_2_0));
+        set.remove(Version::V1_2_0);
+        assert_eq!(set.best(), Some(Version::V1_1_0));
+    }
+
+    #[test]
+    fn handler_reports_best_version_once() {
+        let mut handler = Handler::new(Arc::new(
+            Config::default().with_versions([Version::V1_1_0, Version::V1_0_0]),
+        ));
+        handler.learn_version(Version::V1_0_0);
+        handler.learn_version(Version::V1_0_0);
+        // 1.2.0 is advertised but not ours; 1.1.0 is both.
+        handler.advertised.insert(Version::V1_2_0);
+        handler.advertised.insert(Version::V1_1_0);
+        handler.report_version();
+        let versions: Vec<_> = handler
+            .events
+            .iter()
+            .filter_map(|event| match event {
+                HandlerEvent::Version(version) => Some(*version),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(versions, [Version::V1_0_0, Version::V1_1_0]);
+    }
+}

@@ -33,8 +33,12 @@ mod proto;
 mod protocol;
 mod upgrade;
 
+pub use behaviour::{Behaviour, Event, InboundFailure, MessageId, SendError, SendFailure};
+pub use config::Config;
+pub use handler::{Handler, HandlerEvent, HandlerIn};
 pub use message::{
     Block, BlockError, BlockPresence, BlockPresenceType, Entry, MAX_BLOCK_SIZE, Message,
     MessageError, WantType, Wantlist,
 };
 pub use protocol::{MAX_MESSAGE_SIZE, ProtocolError, Version, encode, read_message, write_frames};
+pub use upgrade::Upgrade;

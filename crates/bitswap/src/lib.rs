@@ -3,20 +3,79 @@
 //!
 //! Spec: <https://specs.ipfs.tech/bitswap-protocol/>.
 //!
+//! Embed [`Behaviour`] in a swarm (alone or in a `#[derive(NetworkBehaviour)]` beside identify,
+//! ping and kad), send [`Message`]s to peers and read the [`Event`]s:
+//!
 //! ```
-//! use bitswap::{Block, Entry, Message, Version};
+//! use std::time::Duration;
+//!
+//! use bitswap::{Block, Entry, Event, Message};
 //! use bytes::Bytes;
+//! use futures::StreamExt;
+//! use libp2p::{noise, swarm::SwarmEvent, tcp, yamux};
 //!
-//! // Blocks are verified on construction: their CID is computed from their bytes.
-//! let block = Block::from_v0_data(Bytes::from_static(b"hello")).expect("small block");
-//! let mut message = Message::default();
-//! message.wantlist.entries.push(Entry::want_have(*block.cid(), 1));
-//! message.blocks.push(block);
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+//! runtime.block_on(async {
+//!     let swarm = || {
+//!         libp2p::SwarmBuilder::with_new_identity()
+//!             .with_tokio()
+//!             .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
+//!             .expect("tcp, noise and yamux")
+//!             .with_behaviour(|_| bitswap::Behaviour::new(bitswap::Config::default()))
+//!             .expect("infallible")
+//!             .build()
+//!     };
+//!     let (mut server, mut client) = (swarm(), swarm());
+//!     server.listen_on("/ip4/127.0.0.1/tcp/0".parse()?)?;
+//!     let address = loop {
+//!         if let SwarmEvent::NewListenAddr { address, .. } = server.select_next_some().await {
+//!             break address;
+//!         }
+//!     };
+//!     client.dial(address)?;
 //!
-//! // Each peer gets the encoding of the version it negotiated.
-//! let frames = bitswap::encode(&message, Version::V1_2_0);
-//! assert_eq!(frames.len(), 1);
+//!     // Blocks are verified on construction: their CID is computed from their bytes.
+//!     let block = Block::from_v0_data(Bytes::from_static(b"hello"))?;
+//!     let server_id = *server.local_peer_id();
+//!     let mut asked = false;
+//!     let received = tokio::time::timeout(Duration::from_secs(20), async {
+//!         loop {
+//!             tokio::select! {
+//!                 event = client.select_next_some() => {
+//!                     if let SwarmEvent::ConnectionEstablished { peer_id, .. } = event {
+//!                         if peer_id == server_id && !asked {
+//!                             let mut want = Message::default();
+//!                             want.wantlist.entries.push(Entry::want_block(*block.cid(), 1));
+//!                             client.behaviour_mut().send(peer_id, want)?;
+//!                             asked = true;
+//!                         }
+//!                     }
+//!                 }
+//!                 event = server.select_next_some() => {
+//!                     // A server engine decides what to answer; here, the block at once.
+//!                     if let SwarmEvent::Behaviour(Event::Message { peer, message, .. }) = event {
+//!                         let mut reply = Message::default();
+//!                         if message.wantlist.entries.iter().any(|e| e.cid == *block.cid()) {
+//!                             reply.blocks.push(block.clone());
+//!                         }
+//!                         server.behaviour_mut().send(peer, reply)?;
+//!                         break Ok::<_, Box<dyn std::error::Error>>(());
+//!                     }
+//!                 }
+//!             }
+//!         }
+//!     })
+//!     .await;
+//!     received??;
+//!     Ok(())
+//! })
+//! # }
 //! ```
+//!
+//! Each peer gets the encoding of the version it negotiated ([`Version`]): 1.2.0 carries
+//! want-have, presences and pending bytes; 1.1.0 blocks with CID prefixes; 1.0.0 and the legacy
+//! id CIDv0 blocks only.
 //!
 //! # Layout
 //!
@@ -26,6 +85,7 @@
 //!   [`MAX_MESSAGE_SIZE`] bytes, refused before allocation when larger.
 
 mod behaviour;
+mod blockstore;
 mod config;
 mod handler;
 mod message;
@@ -34,6 +94,10 @@ mod protocol;
 mod upgrade;
 
 pub use behaviour::{Behaviour, Event, InboundFailure, MessageId, SendError, SendFailure};
+pub use blockstore::{
+    Blockstore, MemoryBlockstore, MemoryBlockstoreError, RedbBlockstore, RedbBlockstoreError,
+    RedbConfig, RedbOpenError,
+};
 pub use config::Config;
 pub use handler::{Handler, HandlerEvent, HandlerIn};
 pub use message::{

@@ -1,0 +1,155 @@
+//! The errors of [`RedbBlockstore`](super::RedbBlockstore): at open, and per operation.
+
+use std::{
+    io,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use cid::Cid;
+use redb::{DatabaseError, StorageError};
+
+use super::pending::Failure;
+use crate::message::BlockError;
+
+/// Why a [`RedbBlockstore`](super::RedbBlockstore) could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RedbOpenError {
+    /// The file could not be read or created.
+    #[error("cannot open block store file {}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error of the file system.
+        #[source]
+        source: io::Error,
+    },
+    /// The file is not a valid redb database: empty, truncated or overwritten.
+    #[error("block store file {} is corrupt", path.display())]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What redb found.
+        #[source]
+        source: Box<redb::Error>,
+    },
+    /// Another store (in this process or another) has the file open.
+    #[error("block store file {} is already open", path.display())]
+    AlreadyOpen {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The file is a redb database but not a block store of this version.
+    #[error(
+        "not a block store of format {expected} (found format {})",
+        found.map_or("none".to_owned(), |found| found.to_string())
+    )]
+    UnsupportedFormat {
+        /// The format marker found, if any.
+        found: Option<u64>,
+        /// The format this code reads.
+        expected: u64,
+    },
+    /// Another error of redb while opening or checking the file.
+    #[error("cannot open block store database")]
+    Database(#[source] Box<redb::Error>),
+    /// The store's threads could not be started.
+    #[error("cannot start block store threads")]
+    Spawn(#[source] io::Error),
+}
+
+impl RedbOpenError {
+    pub(super) fn from_database(path: &Path, error: DatabaseError) -> Self {
+        let path = path.to_path_buf();
+        match error {
+            DatabaseError::DatabaseAlreadyOpen => Self::AlreadyOpen { path },
+            // redb reports a bad magic number as `InvalidData`, a short file as `UnexpectedEof`.
+            DatabaseError::Storage(StorageError::Io(source))
+                if !matches!(
+                    source.kind(),
+                    io::ErrorKind::UnexpectedEof | io::ErrorKind::InvalidData
+                ) =>
+            {
+                Self::Io { path, source }
+            }
+            DatabaseError::Storage(StorageError::Io(_) | StorageError::Corrupted(_)) => {
+                Self::Corrupt {
+                    path,
+                    source: Box::new(error.into()),
+                }
+            }
+            error => Self::Database(Box::new(error.into())),
+        }
+    }
+
+    /// Classifies a redb error met while checking an opened file.
+    pub(super) fn at(self, path: &Path) -> Self {
+        match self {
+            Self::Database(source) if matches!(*source, redb::Error::Corrupted(_)) => {
+                Self::Corrupt {
+                    path: path.to_path_buf(),
+                    source,
+                }
+            }
+            other => other,
+        }
+    }
+}
+
+impl From<redb::Error> for RedbOpenError {
+    fn from(error: redb::Error) -> Self {
+        Self::Database(Box::new(error))
+    }
+}
+
+/// Why an operation of a [`RedbBlockstore`](super::RedbBlockstore) failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RedbBlockstoreError {
+    /// Reading the file failed.
+    #[error("block store database error")]
+    Database(#[source] Box<redb::Error>),
+    /// The stored bytes do not hash to the CID: the copy on disk is corrupt.
+    #[error("stored block {cid} is corrupt")]
+    Corrupt {
+        /// The CID asked for.
+        cid: Box<Cid>,
+        /// How the bytes failed the check.
+        #[source]
+        source: Box<BlockError>,
+    },
+    /// An earlier commit failed: the writes not committed then were dropped, and the store
+    /// refuses every operation until it is reopened.
+    #[error("an earlier block store write failed; reopen the store")]
+    WriteFailed(#[source] Arc<redb::Error>),
+    /// redb panicked while serving the operation: it met a page it did not expect (the file
+    /// is likely corrupt), or a bug. After a read, the store goes on with the next operation;
+    /// after a write, it refuses every operation until it is reopened.
+    #[error("the block store panicked")]
+    Panicked,
+}
+
+impl RedbBlockstoreError {
+    pub(super) fn corrupt(cid: Cid, source: BlockError) -> Self {
+        Self::Corrupt {
+            cid: Box::new(cid),
+            source: Box::new(source),
+        }
+    }
+}
+
+impl From<redb::Error> for RedbBlockstoreError {
+    fn from(error: redb::Error) -> Self {
+        Self::Database(Box::new(error))
+    }
+}
+
+impl From<Failure> for RedbBlockstoreError {
+    fn from(failure: Failure) -> Self {
+        match failure {
+            Failure::Write(error) => Self::WriteFailed(error),
+            Failure::WriterStopped => Self::Panicked,
+        }
+    }
+}

@@ -1,0 +1,360 @@
+//! [`RedbBlockstore`]: the persistent default, one redb file with batched background writes.
+
+use std::{
+    any::Any,
+    fmt, fs, io,
+    panic::{AssertUnwindSafe, catch_unwind},
+    path::{Path, PathBuf},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread::{self, JoinHandle},
+    time::Duration,
+};
+
+use cid::Cid;
+use redb::{Builder, Database};
+
+use super::redb_error::{RedbBlockstoreError, RedbOpenError};
+use super::{
+    Blockstore,
+    pending::{Failure, Lookup, Policy, WriteBuffer},
+    readers::{ReaderGone, Readers},
+    tables, writer,
+};
+use crate::message::Block;
+
+/// Settings of a [`RedbBlockstore`].
+///
+/// Build it with [`RedbConfig::default`] and the consuming `with_*` setters.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct RedbConfig {
+    /// Memory redb caches pages in, in bytes. Default: 256 MiB.
+    cache_size_bytes: usize,
+    /// Bytes of puts and deletes accepted and not yet committed. Default: 64 MiB.
+    write_buffer_bytes: usize,
+    /// Bytes of writes committed in one transaction. Default: 16 MiB.
+    max_batch_bytes: usize,
+    /// Longest an accepted write waits for a commit without another reason. Default: 1 s.
+    commit_interval: Duration,
+    /// Reader threads. Default: 2 threads.
+    read_threads: usize,
+    /// Read jobs queued for the reader threads. Default: 64 jobs.
+    read_queue: usize,
+}
+
+impl Default for RedbConfig {
+    fn default() -> Self {
+        Self {
+            cache_size_bytes: 256 << 20,
+            write_buffer_bytes: 64 << 20,
+            max_batch_bytes: 16 << 20,
+            commit_interval: Duration::from_secs(1),
+            read_threads: 2,
+            read_queue: 64,
+        }
+    }
+}
+
+impl RedbConfig {
+    /// Sets the memory redb caches pages in, in bytes (a tenth of it buffers the pages of
+    /// the transaction being written). Reads of cached blocks need no disk access.
+    /// Default: 256 MiB.
+    pub fn with_cache_size(mut self, bytes: usize) -> Self {
+        self.cache_size_bytes = bytes;
+        self
+    }
+
+    /// Sets how many bytes of puts and deletes the store accepts before they are committed
+    /// (block data plus about 256 bytes per put or delete). When it is full,
+    /// [`put_many`](Blockstore::put_many) and [`delete`](Blockstore::delete) wait for the
+    /// writer: back-pressure. A block larger than the whole buffer is accepted alone.
+    /// Default: 64 MiB.
+    pub fn with_write_buffer(mut self, bytes: usize) -> Self {
+        self.write_buffer_bytes = bytes;
+        self
+    }
+
+    /// Sets how many bytes of writes the writer commits in one transaction, at most (plus one
+    /// block); a full batch is committed at once. Default: 16 MiB.
+    pub fn with_max_batch(mut self, bytes: usize) -> Self {
+        self.max_batch_bytes = bytes.max(1);
+        self
+    }
+
+    /// Sets how long an accepted write may wait before the writer commits it (durably)
+    /// without a flush, a full batch, or a put waiting for room. It bounds what a crash loses
+    /// of writes never flushed. Default: 1 s.
+    pub fn with_commit_interval(mut self, interval: Duration) -> Self {
+        self.commit_interval = interval;
+        self
+    }
+
+    /// Sets how many threads read from the file, and so how many reads wait for the disk at
+    /// the same time. Default: 2 threads.
+    ///
+    /// With 0, reads run on the caller's task instead: no thread hand-over (about 30 µs per
+    /// read on a small virtual machine), but a read that waits for the disk blocks that task,
+    /// so only for callers that may block (a thread of their own, `spawn_blocking`).
+    pub fn with_read_threads(mut self, threads: usize) -> Self {
+        self.read_threads = threads;
+        self
+    }
+
+    /// Sets how many read jobs wait for a reader thread before a reader waits to queue one
+    /// (at least 1; besides these, each read future alive holds one slot). Default: 64 jobs.
+    pub fn with_read_queue(mut self, jobs: usize) -> Self {
+        self.read_queue = jobs.max(1);
+        self
+    }
+}
+
+/// Blocks in one [redb](https://docs.rs/redb) file, keyed by multihash; the persistent
+/// default [`Blockstore`].
+///
+/// # Threads
+///
+/// - A writer thread takes accepted puts and deletes from a bounded buffer and commits them in
+///   batches, one transaction each (see [`RedbConfig::with_max_batch`]).
+/// - Reader threads ([`RedbConfig::with_read_threads`]) answer `get`, `has` and `get_size`
+///   from the file, so a read that waits for the disk never blocks the caller's task, on any
+///   runtime or none. A `get` also checks the block's hash there.
+///
+/// # Writes and durability
+///
+/// [`put_many`](Blockstore::put_many) and [`delete`](Blockstore::delete) return once the
+/// writes are accepted into the write buffer, in order; when the buffer is full they wait
+/// (back-pressure, [`RedbConfig::with_write_buffer`]). Reads see accepted writes at once.
+///
+/// The writer commits accepted writes in batches, one durable (`fsync`-ed) transaction each,
+/// when a batch is due: at a [`flush`](Blockstore::flush), when a batch is full
+/// ([`RedbConfig::with_max_batch`]), when a put waits for room, or when a write has waited
+/// [`RedbConfig::with_commit_interval`]. So a writer that flushes per block pays a
+/// transaction and a disk sync per block, and one that flushes at the end of a transfer pays
+/// a few. `flush` returns once every write accepted before it is committed. After a crash,
+/// the file holds every write flushed and, of the others, whole batches or nothing.
+///
+/// Dropping the store commits what was accepted, blocking until it is written; in async code,
+/// [`close`](Self::close) waits for that write without blocking.
+///
+/// # Failures
+///
+/// Every block read is checked against its CID: a corrupt copy is reported as
+/// [`RedbBlockstoreError::Corrupt`], never returned (put it again to repair it). When a commit
+/// fails (a full disk, an I/O error), the writes not yet committed are dropped, the pending
+/// flushes fail, and every later operation fails with [`RedbBlockstoreError::WriteFailed`]:
+/// reopen the store to go on.
+pub struct RedbBlockstore {
+    path: PathBuf,
+    buffer: Arc<WriteBuffer>,
+    writer: Option<JoinHandle<()>>,
+    /// The reader threads, or `None` to read on the caller's task. Dropped after the writer
+    /// is joined: `Readers::drop` stops and joins the threads, which releases the file.
+    readers: Option<Readers>,
+    db: Arc<Database>,
+}
+
+impl fmt::Debug for RedbBlockstore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedbBlockstore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedbBlockstore {
+    /// Opens the store in the file at `path`, creating it if it does not exist.
+    ///
+    /// A file that exists must be a store: an empty, truncated or overwritten file is an
+    /// error ([`RedbOpenError::Corrupt`]), never a fresh store. After a crash, opening repairs
+    /// the file's allocation state first, which takes time proportional to its size.
+    pub fn open(path: impl AsRef<Path>, config: RedbConfig) -> Result<Self, RedbOpenError> {
+        let path = path.as_ref().to_path_buf();
+        let exists = match fs::metadata(&path) {
+            Ok(_) => true,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => false,
+            Err(source) => return Err(RedbOpenError::Io { path, source }),
+        };
+        let mut builder = Builder::new();
+        // The format of redb 3, which redb 2.6 writes too, so that a later redb reads the file
+        // without an upgrade.
+        builder
+            .create_with_file_format_v3(true)
+            .set_cache_size(config.cache_size_bytes);
+        let warned = AtomicBool::new(false);
+        let shown = path.display().to_string();
+        builder.set_repair_callback(move |session| {
+            if !warned.swap(true, Ordering::Relaxed) {
+                tracing::warn!(path = %shown, "block store was not closed cleanly; repairing it");
+            }
+            tracing::debug!(progress = session.progress(), "block store repair");
+        });
+        // redb asserts some invariants of the file (its length against its header, the page
+        // size), so a damaged file can panic: that is a corrupt file too, not a crash.
+        let opened = catch_unwind(AssertUnwindSafe(|| {
+            let db = if exists {
+                builder.open(&path)
+            } else {
+                builder.create(&path)
+            }
+            .map_err(|error| RedbOpenError::from_database(&path, error))?;
+            tables::prepare(&db).map_err(|error| error.at(&path))?;
+            Ok(db)
+        }));
+        let db = Arc::new(opened.unwrap_or_else(|panic| {
+            Err(RedbOpenError::Corrupt {
+                path: path.clone(),
+                source: Box::new(redb::Error::Corrupted(format!(
+                    "redb panicked reading the file: {}",
+                    panic_message(panic.as_ref())
+                ))),
+            })
+        })?);
+        tracing::debug!(path = %path.display(), created = !exists, "block store opened");
+
+        let buffer = Arc::new(WriteBuffer::new(Policy {
+            budget_bytes: config.write_buffer_bytes,
+            max_batch_bytes: config.max_batch_bytes,
+            interval: config.commit_interval,
+        }));
+        let readers = match config.read_threads {
+            0 => None,
+            threads => Some(
+                Readers::spawn(&db, threads, config.read_queue).map_err(RedbOpenError::Spawn)?,
+            ),
+        };
+        let writer = {
+            let db = db.clone();
+            let buffer = buffer.clone();
+            thread::Builder::new()
+                .name("blockstore-writer".into())
+                .spawn(move || {
+                    let run = catch_unwind(AssertUnwindSafe(|| {
+                        writer::run(&db, &buffer);
+                    }));
+                    if let Err(panic) = run {
+                        tracing::error!(
+                            panic = panic_message(panic.as_ref()),
+                            "block store writer panicked; the store refuses writes until reopened"
+                        );
+                        buffer.fail(&Failure::WriterStopped);
+                    }
+                })
+                .map_err(RedbOpenError::Spawn)?
+        };
+        Ok(Self {
+            path,
+            buffer,
+            writer: Some(writer),
+            readers,
+            db,
+        })
+    }
+
+    /// The file of the store.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Bytes of puts and deletes accepted and not yet committed (block data plus overhead).
+    pub fn buffered_bytes(&self) -> usize {
+        self.buffer.buffered_bytes()
+    }
+
+    /// Flushes, then closes the store: the file is released once this returns.
+    pub async fn close(self) -> Result<(), RedbBlockstoreError> {
+        let flushed = self.flush().await;
+        // Nothing is left to write: dropping only stops and joins the threads.
+        drop(self);
+        flushed
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&Database) -> Result<T, RedbBlockstoreError> + Send + 'static,
+    ) -> Result<T, RedbBlockstoreError> {
+        match &self.readers {
+            Some(readers) => readers
+                .run(read)
+                .await
+                .map_err(|ReaderGone| RedbBlockstoreError::Panicked)?,
+            None => catch_unwind(AssertUnwindSafe(|| read(&self.db)))
+                .map_err(|_| RedbBlockstoreError::Panicked)?,
+        }
+    }
+
+    async fn size(&self, cid: &Cid) -> Result<Option<usize>, RedbBlockstoreError> {
+        match self.buffer.lookup(cid.hash())? {
+            Lookup::Put(block) => return Ok(Some(block.data().len())),
+            Lookup::Deleted => return Ok(None),
+            Lookup::NotBuffered => {}
+        }
+        let multihash = *cid.hash();
+        let size = self.read(move |db| tables::size(db, &multihash)).await?;
+        // Sizes are written from `usize` lengths of at most 2 MiB.
+        Ok(size.map(|size| usize::try_from(size).unwrap_or(usize::MAX)))
+    }
+}
+
+impl Drop for RedbBlockstore {
+    fn drop(&mut self) {
+        self.buffer.close();
+        if let Some(writer) = self.writer.take() {
+            // The thread catches the writer's panics: joining cannot fail.
+            let _ = writer.join();
+        }
+    }
+}
+
+impl Blockstore for RedbBlockstore {
+    type Error = RedbBlockstoreError;
+
+    async fn get(&self, cid: &Cid) -> Result<Option<Block>, Self::Error> {
+        let cid = *cid;
+        match self.buffer.lookup(cid.hash())? {
+            Lookup::Put(block) if block.cid() == &cid => return Ok(Some(block)),
+            // Another CID of the same multihash: the bytes hash to it.
+            Lookup::Put(block) => {
+                return Block::new(cid, block.into_parts().1)
+                    .map(Some)
+                    .map_err(|source| RedbBlockstoreError::corrupt(cid, source));
+            }
+            Lookup::Deleted => return Ok(None),
+            Lookup::NotBuffered => {}
+        }
+        self.read(move |db| tables::get(db, &cid)).await
+    }
+
+    async fn has(&self, cid: &Cid) -> Result<bool, Self::Error> {
+        Ok(self.size(cid).await?.is_some())
+    }
+
+    async fn get_size(&self, cid: &Cid) -> Result<Option<usize>, Self::Error> {
+        self.size(cid).await
+    }
+
+    async fn put_many(&self, blocks: Vec<Block>) -> Result<(), Self::Error> {
+        Ok(self.buffer.put_many(blocks).await?)
+    }
+
+    async fn delete(&self, cid: &Cid) -> Result<(), Self::Error> {
+        Ok(self.buffer.delete(*cid.hash()).await?)
+    }
+
+    async fn flush(&self) -> Result<(), Self::Error> {
+        let flushed = self.buffer.flush()?;
+        flushed.await.map_err(|_| RedbBlockstoreError::Panicked)??;
+        Ok(())
+    }
+}
+
+/// The message of a panic payload, when it is a string.
+fn panic_message(panic: &(dyn Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("unknown panic")
+}

@@ -578,7 +578,16 @@ mod tests {
             .prop_map(
                 |(entries, full, blocks, presences, pending_bytes)| Message {
                     wantlist: Wantlist { entries, full },
-                    blocks: blocks.iter().map(|d| raw_block(d)).collect(),
+                    blocks: blocks
+                        .iter()
+                        .map(|d| {
+                            if d.len() % 2 == 0 {
+                                raw_block(d)
+                            } else {
+                                v0_block(d)
+                            }
+                        })
+                        .collect(),
                     presences: presences
                         .iter()
                         .map(|(seed, have)| BlockPresence {
@@ -595,6 +604,25 @@ mod tests {
             )
     }
 
+    /// What a peer of `version` receives of `message`.
+    fn downgraded(message: &Message, version: Version) -> Message {
+        let mut expected = message.clone();
+        if !version.supports_have() {
+            for entry in &mut expected.wantlist.entries {
+                entry.want_type = WantType::Block;
+                entry.send_dont_have = false;
+            }
+            expected.presences.clear();
+            expected.pending_bytes = 0;
+        }
+        if !version.supports_payload() {
+            expected
+                .blocks
+                .retain(|block| block.cid().version() == cid::Version::V0);
+        }
+        expected
+    }
+
     proptest! {
         #[test]
         fn v1_2_round_trips(message in message()) {
@@ -605,6 +633,20 @@ mod tests {
                 prop_assert!(got.is_empty());
             } else {
                 prop_assert_eq!(got, vec![message]);
+            }
+        }
+
+        #[test]
+        fn every_version_round_trips_what_it_can_carry(message in message()) {
+            for version in Version::ALL {
+                let got = read_all(&encode(&message, version))
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                let expected = downgraded(&message, version);
+                if expected.is_empty() {
+                    prop_assert!(got.is_empty());
+                } else {
+                    prop_assert_eq!(got, vec![expected]);
+                }
             }
         }
 

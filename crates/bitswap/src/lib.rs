@@ -91,6 +91,7 @@ mod handler;
 mod message;
 mod proto;
 mod protocol;
+mod server;
 mod upgrade;
 
 pub use behaviour::{Behaviour, Event, InboundFailure, MessageId, SendError, SendFailure};
@@ -105,4 +106,9 @@ pub use message::{
     MessageError, WantType, Wantlist,
 };
 pub use protocol::{MAX_MESSAGE_SIZE, ProtocolError, Version, encode, read_message, write_frames};
+pub use server::{
+    Config as ServerConfig, Engine as ServerEngine, Envelope, EnvelopeId, Lookup, LookupId,
+    LookupKind, LookupResult, Metrics as ServerMetrics, PeerAccounting, RequestFilter,
+    Stats as ServerStats,
+};
 pub use upgrade::Upgrade;

@@ -1,0 +1,227 @@
+//! [`Config`]: the limits and policies of the server [`Engine`](super::Engine).
+
+use std::{fmt, sync::Arc};
+
+use cid::Cid;
+use libp2p::PeerId;
+
+use crate::protocol::MAX_MESSAGE_SIZE;
+
+/// Decides whether a peer may have a block: `false` answers it as if the block were missing
+/// (DONT_HAVE when the peer asked for one). Called once per want received.
+pub type RequestFilter = Arc<dyn Fn(&PeerId, &Cid) -> bool + Send + Sync>;
+
+/// Settings of the server [`Engine`](super::Engine).
+///
+/// Build it with [`Config::default`] and the consuming `with_*` setters. The defaults are
+/// boxo's (`bitswap/internal/defaults`, `server/internal/decision/engine.go`) where boxo has
+/// the same knob. Every limit is enforced per peer or per engine, as its setter says.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct Config {
+    /// Wants kept per peer, in wants. Default: 1024 (boxo's
+    /// `MaxQueuedWantlistEntriesPerPeer`).
+    max_wants_per_peer: usize,
+    /// Wants taken from one message, in entries (cancels are not counted). Default: 1024.
+    max_entries_per_message: usize,
+    /// Longest CID accepted in a wantlist, in bytes; 0 = no limit. Default: 168.
+    max_cid_size: usize,
+    /// Largest block sent in answer to a want-have, in bytes; 0 = never. Default: 1024.
+    want_have_replace_size: usize,
+    /// Whether DONT_HAVE is ever sent. Default: `true`.
+    send_dont_haves: bool,
+    /// Work popped per envelope, in bytes. Default: 16 KiB.
+    target_message_size: usize,
+    /// Bytes popped for one peer and not yet sent, in bytes; 0 = no limit. Default: 1 MiB.
+    max_outstanding_bytes_per_peer: u64,
+    /// Batches (envelopes) being built or sent at once, in batches. Default: 8.
+    max_envelopes_in_flight: usize,
+    /// Blockstore lookups requested and not yet answered, in lookups. Default: 128.
+    max_lookups_in_flight: usize,
+    /// Optional per-peer filter. Default: none (everything allowed).
+    request_filter: Option<RequestFilter>,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("max_wants_per_peer", &self.max_wants_per_peer)
+            .field("max_entries_per_message", &self.max_entries_per_message)
+            .field("max_cid_size", &self.max_cid_size)
+            .field("want_have_replace_size", &self.want_have_replace_size)
+            .field("send_dont_haves", &self.send_dont_haves)
+            .field("target_message_size", &self.target_message_size)
+            .field(
+                "max_outstanding_bytes_per_peer",
+                &self.max_outstanding_bytes_per_peer,
+            )
+            .field("max_envelopes_in_flight", &self.max_envelopes_in_flight)
+            .field("max_lookups_in_flight", &self.max_lookups_in_flight)
+            .field("request_filter", &self.request_filter.is_some())
+            .finish()
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            max_wants_per_peer: 1024,
+            max_entries_per_message: 1024,
+            max_cid_size: 168,
+            want_have_replace_size: 1024,
+            send_dont_haves: true,
+            target_message_size: 16 * 1024,
+            max_outstanding_bytes_per_peer: 1 << 20,
+            max_envelopes_in_flight: 8,
+            max_lookups_in_flight: 128,
+            request_filter: None,
+        }
+    }
+}
+
+impl Config {
+    /// The default configuration; the same as [`Config::default`].
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets how many wants one peer may have in its ledger (at least 1). A new want beyond it
+    /// takes the place of the lowest-ranked want if that one is for a block found missing, or
+    /// has a lower priority; otherwise the new want is refused. The want that loses is answered
+    /// DONT_HAVE if it asked for one. Default: 1024 wants, as boxo.
+    ///
+    /// The task queue holds at most twice this many pending tasks per peer (wants, plus
+    /// DONT_HAVEs for wants refused), so it never drops a task on its own.
+    pub fn with_max_wants_per_peer(mut self, wants: usize) -> Self {
+        self.max_wants_per_peer = wants.max(1);
+        self
+    }
+
+    /// Sets how many wants are taken from one message (at least 1); later wants of the message
+    /// are refused (DONT_HAVE if asked, unless the peer already wants that block). Cancels are
+    /// always applied. Default: 1024 entries, as boxo.
+    pub fn with_max_entries_per_message(mut self, entries: usize) -> Self {
+        self.max_entries_per_message = entries.max(1);
+        self
+    }
+
+    /// Sets the longest CID accepted in a wantlist, in bytes (its binary encoding); longer ones
+    /// are ignored without an answer. 0 disables the check. Default: 168 bytes, boxo's
+    /// `MaxVarintLen64 * 4 + 128`.
+    pub fn with_max_cid_size(mut self, bytes: usize) -> Self {
+        self.max_cid_size = bytes;
+        self
+    }
+
+    /// Sets the largest block sent in place of a HAVE: a want-have for a stored block of at most
+    /// this many bytes is answered with the block. 0 never replaces (and want-haves are then
+    /// probed with [`LookupKind::Has`](super::LookupKind::Has) instead of
+    /// [`LookupKind::Size`](super::LookupKind::Size)). Default: 1024 bytes, as boxo.
+    pub fn with_want_have_replace_size(mut self, bytes: usize) -> Self {
+        self.want_have_replace_size = bytes;
+        self
+    }
+
+    /// Sets whether DONT_HAVE is sent at all (to peers that ask for it and speak 1.2.0).
+    /// `false` simulates servers that predate it. Default: `true`.
+    pub fn with_send_dont_haves(mut self, send: bool) -> Self {
+        self.send_dont_haves = send;
+        self
+    }
+
+    /// Sets how much work one envelope takes from the task queue, in bytes (block sizes, and
+    /// the encoded size of presences). It is a floor, not a cap: tasks are taken until their
+    /// work reaches it, so the last one may overshoot (a 2 MiB block). Envelopes are split so
+    /// that none encodes to more than 4 MiB whatever this is. Clamped to `1..=4 MiB`.
+    /// Default: 16 KiB, as boxo.
+    pub fn with_target_message_size(mut self, bytes: usize) -> Self {
+        self.target_message_size = bytes.clamp(1, MAX_MESSAGE_SIZE);
+        self
+    }
+
+    /// Sets how many bytes of work may be taken from the queue for one peer and not yet
+    /// reported sent or failed; a peer at the limit is skipped until some of its envelopes
+    /// complete (one envelope may overshoot it by one task). 0 disables the limit. Default:
+    /// 1 MiB, boxo's `MaxOutstandingBytesPerPeer`.
+    pub fn with_max_outstanding_bytes_per_peer(mut self, bytes: u64) -> Self {
+        self.max_outstanding_bytes_per_peer = bytes;
+        self
+    }
+
+    /// Sets how many batches may be in flight over all peers (at least 1). A batch is the set
+    /// of tasks popped for one peer: it counts from the pop, through its block lookups, until
+    /// every envelope made from it is reported sent or failed. A batch makes one envelope
+    /// unless its blocks would encode to more than 4 MiB. Default: 8 batches, boxo's task
+    /// worker count; raise it for many peers on fast links.
+    pub fn with_max_envelopes_in_flight(mut self, batches: usize) -> Self {
+        self.max_envelopes_in_flight = batches.max(1);
+        self
+    }
+
+    /// Sets how many blockstore lookups may be requested and not yet answered (at least 1).
+    /// Default: 128 lookups, boxo's blockstore worker count.
+    pub fn with_max_lookups_in_flight(mut self, lookups: usize) -> Self {
+        self.max_lookups_in_flight = lookups.max(1);
+        self
+    }
+
+    /// Sets a filter called once per want received: `false` answers the want as if the block
+    /// were missing (DONT_HAVE if asked) and keeps no want. Default: none.
+    pub fn with_request_filter<F>(mut self, filter: F) -> Self
+    where
+        F: Fn(&PeerId, &Cid) -> bool + Send + Sync + 'static,
+    {
+        self.request_filter = Some(Arc::new(filter));
+        self
+    }
+
+    /// Wants kept per peer.
+    pub fn max_wants_per_peer(&self) -> usize {
+        self.max_wants_per_peer
+    }
+
+    /// Wants taken from one message.
+    pub fn max_entries_per_message(&self) -> usize {
+        self.max_entries_per_message
+    }
+
+    /// Longest CID accepted, in bytes; 0 = no limit.
+    pub fn max_cid_size(&self) -> usize {
+        self.max_cid_size
+    }
+
+    /// Largest block sent in place of a HAVE, in bytes; 0 = never.
+    pub fn want_have_replace_size(&self) -> usize {
+        self.want_have_replace_size
+    }
+
+    /// Whether DONT_HAVE is ever sent.
+    pub fn send_dont_haves(&self) -> bool {
+        self.send_dont_haves
+    }
+
+    /// Work taken from the queue per envelope, in bytes.
+    pub fn target_message_size(&self) -> usize {
+        self.target_message_size
+    }
+
+    /// Bytes taken for one peer and not yet sent or failed; 0 = no limit.
+    pub fn max_outstanding_bytes_per_peer(&self) -> u64 {
+        self.max_outstanding_bytes_per_peer
+    }
+
+    /// Batches in flight over all peers.
+    pub fn max_envelopes_in_flight(&self) -> usize {
+        self.max_envelopes_in_flight
+    }
+
+    /// Blockstore lookups requested and not yet answered.
+    pub fn max_lookups_in_flight(&self) -> usize {
+        self.max_lookups_in_flight
+    }
+
+    /// The request filter, if any.
+    pub fn request_filter(&self) -> Option<&RequestFilter> {
+        self.request_filter.as_ref()
+    }
+}

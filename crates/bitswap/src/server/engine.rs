@@ -1,0 +1,467 @@
+//! [`Engine`]: the server's state and its inputs for peers, wantlists and new blocks.
+//! Lookups are in `lookup.rs`, envelopes in `envelope.rs`.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use cid::Cid;
+use libp2p::PeerId;
+use multihash::Multihash;
+use peer_task_queue::{Config as QueueConfig, PeerTaskQueue};
+
+use super::{
+    Config, Metrics, PeerAccounting,
+    envelope::{Batch, InFlight},
+    ledger::{Ledger, WantState},
+    lookup::Lookups,
+    merger::{Merger, TaskData},
+    metrics::gauge_value,
+};
+use crate::{message::Entry, protocol::Version};
+
+/// The server's task queue.
+pub(super) type Queue = PeerTaskQueue<PeerId, Cid, TaskData, Merger>;
+
+/// The decision engine of a Bitswap server: what every peer gets, and when. Sans-IO: it never
+/// touches a blockstore, a socket or a clock; it asks for lookups and hands out envelopes.
+///
+/// # Call order
+///
+/// Inputs are `handle_*` calls; outputs are drained with the `poll_*` calls, which return
+/// `None` when nothing is ready. Outputs change only during inputs and during
+/// [`poll_lookup`](Self::poll_lookup) (which pops the queue into batches when it has no lookup
+/// to hand out, and a batch without blocks is an envelope at once), so after **every**
+/// `handle_*` call the embedder drains lookups first, then envelopes:
+///
+/// ```text
+/// loop {
+///     wait for an input and call the matching handle_*
+///     while let Some(lookup) = engine.poll_lookup()     { start it on the blockstore }
+///     while let Some(envelope) = engine.poll_envelope() { send it to envelope.peer }
+/// }
+/// ```
+///
+/// [`poll_envelope`](Self::poll_envelope) never makes a lookup ready, so nothing is left
+/// behind in that order.
+///
+/// 1. [`handle_peer_connected`](Self::handle_peer_connected) when a peer connects, before
+///    any of its messages (messages from unknown peers are ignored);
+///    [`handle_peer_version`](Self::handle_peer_version) when its Bitswap version becomes
+///    known or changes.
+/// 2. [`handle_message`](Self::handle_message) for every message the peer sends.
+/// 3. Every [`Lookup`](super::Lookup) from [`poll_lookup`](Self::poll_lookup) is answered
+///    exactly once with [`handle_lookup`](Self::handle_lookup) (a store error is
+///    [`LookupResult::Failed`](super::LookupResult::Failed)), in any order. At most
+///    [`Config::max_lookups_in_flight`] are unanswered at a time.
+/// 4. Every [`Envelope`](super::Envelope) from [`poll_envelope`](Self::poll_envelope) is
+///    reported exactly once with [`handle_envelope_sent`](Self::handle_envelope_sent) (written
+///    to the peer's stream) or [`handle_envelope_failed`](Self::handle_envelope_failed)
+///    (refused or not written), also when the peer has disconnected meanwhile. Its tasks
+///    count against the peer's outstanding bytes and the engine's envelopes in flight until
+///    then.
+/// 5. [`handle_new_blocks`](Self::handle_new_blocks) after blocks were put in the store:
+///    peers that want them get them, in their queue order.
+/// 6. [`handle_peer_disconnected`](Self::handle_peer_disconnected) when the peer's last
+///    connection closes: everything it had is freed.
+///
+/// # Rules
+///
+/// - Wants are kept per peer in a ledger of at most [`Config::max_wants_per_peer`]; a full
+///   wantlist replaces the old one (its queued answers are removed), a cancel removes the want
+///   and its queued answer.
+/// - Each want is probed once per time it is received (size, or presence when want-haves are
+///   never replaced), then answered: the block (want-block, or want-have for a block of at most
+///   [`Config::want_have_replace_size`]), HAVE, or, if missing, DONT_HAVE when the peer asked
+///   for it and speaks 1.2.0. Peers on 1.0.0/1.1.0 have their want-haves read as want-blocks
+///   and get no presences.
+/// - Blocks are read ([`LookupKind::Get`](super::LookupKind::Get)) only when an envelope is
+///   built, so memory holds at most the blocks of the envelopes in flight.
+/// - A want answered with a block is forgotten when its envelope is sent; a HAVE forgets a
+///   want-have only; after DONT_HAVE the want stays, and a block stored later is sent.
+/// - Wants that are not kept (the ledger is full and they rank lower, beyond the per-message
+///   cap, denied by the request filter) are answered DONT_HAVE if they asked for it. Identity
+///   CIDs, CIDs longer than [`Config::max_cid_size`] and CIDv1 wants from 1.0.0 peers (which
+///   cannot carry such blocks) are ignored without an answer.
+/// - Nothing is sent for a want cancelled or dropped after its task was popped, unless the
+///   envelope carrying it was already handed out.
+///
+/// # Example
+///
+/// A driver with a map for a store, answering lookups at once:
+///
+/// ```
+/// use std::collections::HashMap;
+///
+/// use bitswap::{
+///     Block, Entry, LookupKind, LookupResult, Message, ServerConfig, ServerEngine, Version,
+/// };
+/// use bytes::Bytes;
+/// use libp2p::PeerId;
+///
+/// let block = Block::from_v0_data(Bytes::from_static(b"hello"))?;
+/// let store = HashMap::from([(*block.cid(), block.clone())]);
+/// let mut engine = ServerEngine::new(ServerConfig::default());
+/// let peer = PeerId::random();
+/// engine.handle_peer_connected(peer, Version::V1_2_0);
+///
+/// let mut want = Message::default();
+/// want.wantlist.entries.push(Entry::want_block(*block.cid(), 1));
+/// engine.handle_message(peer, &want);
+///
+/// let mut sent = Vec::new();
+/// loop {
+///     while let Some(lookup) = engine.poll_lookup() {
+///         let found = store.get(&lookup.cid);
+///         let result = match lookup.kind {
+///             LookupKind::Has => LookupResult::Has(found.is_some()),
+///             LookupKind::Size => LookupResult::Size(found.map(|b| b.data().len())),
+///             LookupKind::Get => LookupResult::Block(found.cloned()),
+///             _ => LookupResult::Failed,
+///         };
+///         engine.handle_lookup(lookup.id, result);
+///     }
+///     let Some(envelope) = engine.poll_envelope() else { break };
+///     // The shell sends `envelope.message` to `envelope.peer`, then reports it.
+///     engine.handle_envelope_sent(envelope.id);
+///     sent.push(envelope);
+/// }
+/// assert_eq!(sent.len(), 1);
+/// assert_eq!(sent[0].message.blocks, [block]);
+/// assert!(engine.peer_wantlist(&peer).is_empty());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Engine {
+    pub(super) config: Config,
+    pub(super) queue: Queue,
+    pub(super) peers: HashMap<PeerId, PeerState>,
+    /// Who wants each multihash (the store keys blocks by multihash): peer and CID as wanted.
+    pub(super) wanted: HashMap<Multihash<64>, Vec<(PeerId, Cid)>>,
+    pub(super) total_wants: usize,
+    /// Source of want sequence numbers and peer sessions; only grows.
+    pub(super) next_seq: u64,
+    pub(super) lookups: Lookups,
+    pub(super) batches: HashMap<u64, Batch>,
+    pub(super) next_batch: u64,
+    /// Batches whose blocks are all fetched, waiting for `poll_envelope`, oldest first.
+    pub(super) ready: VecDeque<u64>,
+    pub(super) envelopes: HashMap<u64, InFlight>,
+    pub(super) next_envelope: u64,
+    pub(super) metrics: Option<Metrics>,
+}
+
+/// A connected peer.
+#[derive(Debug)]
+pub(super) struct PeerState {
+    pub(super) version: Version,
+    /// Distinguishes this connection period from earlier ones of the same peer.
+    pub(super) session: u64,
+    pub(super) ledger: Ledger,
+    /// CIDs with a pending DONT_HAVE task that answers a want the ledger does not keep.
+    /// Disjoint from the ledger; at most `max_wants_per_peer`.
+    pub(super) answer_only: HashSet<Cid>,
+    /// CIDs of answer-only DONT_HAVEs popped into a batch and not yet handed out; a cancel
+    /// (or a new want) takes the CID out, and the batch then skips it.
+    pub(super) answer_only_popped: HashSet<Cid>,
+    /// CIDs whose wants wait for a probe; entries for wants no longer waiting are skipped.
+    pub(super) probe_queue: VecDeque<Cid>,
+    /// Wants in `Probing { queued: true }`.
+    pub(super) probes_queued: usize,
+    /// Whether the peer is in the lookup round-robin.
+    pub(super) in_round: bool,
+    pub(super) accounting: PeerAccounting,
+}
+
+impl PeerState {
+    fn new(version: Version, session: u64) -> Self {
+        Self {
+            version,
+            session,
+            ledger: Ledger::default(),
+            answer_only: HashSet::new(),
+            answer_only_popped: HashSet::new(),
+            probe_queue: VecDeque::new(),
+            probes_queued: 0,
+            in_round: false,
+            accounting: PeerAccounting::default(),
+        }
+    }
+
+    /// Moves a want to `state`, keeping the probe count; false if there is no such want.
+    pub(super) fn set_state(&mut self, cid: &Cid, state: WantState) -> bool {
+        let Some(old) = self.ledger.get(cid).map(|w| w.state) else {
+            return false;
+        };
+        debug_assert!(state != QUEUED || old == QUEUED, "use request_probe");
+        if old == QUEUED && state != QUEUED {
+            self.probes_queued -= 1;
+        }
+        self.ledger.set_state(cid, state)
+    }
+
+    /// Puts the want for `cid` (in the ledger) in the probe queue unless it is there already.
+    /// Returns true if the peer must join the lookup round-robin.
+    pub(super) fn request_probe(&mut self, cid: Cid) -> bool {
+        if self.ledger.get(&cid).is_none_or(|w| w.state == QUEUED) {
+            return false;
+        }
+        self.ledger.set_state(&cid, QUEUED);
+        self.probes_queued += 1;
+        self.probe_queue.push_back(cid);
+        if self.probe_queue.len() > 2 * self.probes_queued + 16 {
+            let mut seen = HashSet::new();
+            let ledger = &self.ledger;
+            self.probe_queue
+                .retain(|c| ledger.get(c).is_some_and(|w| w.state == QUEUED) && seen.insert(*c));
+        }
+        !std::mem::replace(&mut self.in_round, true)
+    }
+}
+
+/// A want waiting in its peer's probe queue.
+pub(super) const QUEUED: WantState = WantState::Probing { queued: true };
+
+impl Engine {
+    /// An engine with `config` and no metrics.
+    pub fn new(config: Config) -> Self {
+        let max_outstanding = match config.max_outstanding_bytes_per_peer() {
+            0 => u64::MAX,
+            bytes => bytes,
+        };
+        let queue = QueueConfig::default()
+            .with_max_active_work_per_peer(max_outstanding)
+            .with_max_pending_tasks_per_peer(config.max_wants_per_peer().saturating_mul(2));
+        Self {
+            config,
+            queue: Queue::new(queue),
+            peers: HashMap::new(),
+            wanted: HashMap::new(),
+            total_wants: 0,
+            next_seq: 0,
+            lookups: Lookups::default(),
+            batches: HashMap::new(),
+            next_batch: 0,
+            ready: VecDeque::new(),
+            envelopes: HashMap::new(),
+            next_envelope: 0,
+            metrics: None,
+        }
+    }
+
+    /// An engine with `config` that updates `metrics` (see [`Metrics::new`]).
+    pub fn with_metrics(config: Config, metrics: Metrics) -> Self {
+        let mut engine = Self::new(config);
+        engine.metrics = Some(metrics);
+        engine.refresh_gauges();
+        engine
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub(super) fn next_seq(&mut self) -> u64 {
+        self.next_seq += 1;
+        self.next_seq
+    }
+
+    /// A peer connected (its first connection) and speaks `version` (use
+    /// [`Version::V1_2_0`] until known). For a peer already connected, only updates the
+    /// version.
+    pub fn handle_peer_connected(&mut self, peer: PeerId, version: Version) {
+        if let Some(state) = self.peers.get_mut(&peer) {
+            state.version = version;
+            self.settle();
+            return;
+        }
+        let session = self.next_seq();
+        self.peers.insert(peer, PeerState::new(version, session));
+        self.refresh_gauges();
+    }
+
+    /// The Bitswap version of a connected peer became known or changed. It applies to wants
+    /// received from then on and to envelopes built from then on.
+    pub fn handle_peer_version(&mut self, peer: PeerId, version: Version) {
+        if let Some(state) = self.peers.get_mut(&peer) {
+            state.version = version;
+            self.settle();
+        }
+    }
+
+    /// The peer's last connection closed: its wants, tasks, queued lookups and unsent
+    /// envelopes are dropped, and its accounting forgotten. Envelopes already handed out
+    /// still count as in flight until reported sent or failed.
+    pub fn handle_peer_disconnected(&mut self, peer: &PeerId) {
+        let Some(mut state) = self.peers.remove(peer) else {
+            return;
+        };
+        for (cid, _) in state.ledger.drain() {
+            self.unindex(peer, &cid);
+        }
+        let _ = self.queue.clear_peer(peer);
+        if state.in_round {
+            self.lookups.round.retain(|p| p != peer);
+        }
+        self.drop_batches_of(peer);
+        self.settle();
+    }
+
+    pub(super) fn count(
+        &self,
+        counter: impl FnOnce(&Metrics) -> &prometheus_client::metrics::counter::Counter,
+    ) {
+        if let Some(m) = &self.metrics {
+            counter(m).inc();
+        }
+    }
+
+    pub(super) fn refresh_gauges(&self) {
+        let Some(m) = &self.metrics else {
+            return;
+        };
+        let stats = self.queue.stats();
+        m.peers.set(gauge_value(self.peers.len()));
+        m.wants.set(gauge_value(self.total_wants));
+        m.pending_tasks.set(gauge_value(stats.pending_tasks));
+        m.pending_bytes.set(gauge_value(stats.pending_work));
+        m.active_bytes.set(gauge_value(stats.active_work));
+        m.envelopes_in_flight.set(gauge_value(self.batches.len()));
+        m.lookups_in_flight
+            .set(gauge_value(self.lookups.in_flight.len()));
+    }
+
+    /// What `peer` exchanged with the server since it connected, or `None` if it is not
+    /// connected.
+    pub fn peer_accounting(&self, peer: &PeerId) -> Option<PeerAccounting> {
+        Some(self.peers.get(peer)?.accounting)
+    }
+
+    /// The wants kept for `peer`, highest priority first (empty if not connected).
+    pub fn peer_wantlist(&self, peer: &PeerId) -> Vec<Entry> {
+        let Some(state) = self.peers.get(peer) else {
+            return Vec::new();
+        };
+        let mut entries: Vec<(u64, Entry)> = state
+            .ledger
+            .iter()
+            .map(|(cid, w)| {
+                let entry = Entry {
+                    cid: *cid,
+                    priority: w.priority,
+                    want_type: w.want_type,
+                    send_dont_have: w.send_dont_have,
+                    cancel: false,
+                };
+                (w.seq, entry)
+            })
+            .collect();
+        entries
+            .sort_by(|(a_seq, a), (b_seq, b)| b.priority.cmp(&a.priority).then(a_seq.cmp(b_seq)));
+        entries.into_iter().map(|(_, e)| e).collect()
+    }
+
+    /// The version the engine assumes for `peer`, or `None` if it is not connected.
+    pub fn peer_version(&self, peer: &PeerId) -> Option<Version> {
+        Some(self.peers.get(peer)?.version)
+    }
+
+    /// The connected peers, in no particular order.
+    pub fn peers(&self) -> impl Iterator<Item = &PeerId> + '_ {
+        self.peers.keys()
+    }
+
+    /// Counters over the whole engine.
+    pub fn stats(&self) -> Stats {
+        let queue = self.queue.stats();
+        Stats {
+            peers: self.peers.len(),
+            wants: self.total_wants,
+            pending_tasks: queue.pending_tasks,
+            pending_bytes: queue.pending_work,
+            active_tasks: queue.active_tasks,
+            active_bytes: queue.active_work,
+            lookups_in_flight: self.lookups.in_flight.len(),
+            envelopes_in_flight: self.batches.len(),
+        }
+    }
+
+    /// Checks the engine's internal consistency and its bounds, in O(state). For tests and
+    /// fuzzing; returns a description of the first violation found.
+    #[doc(hidden)]
+    pub fn check_invariants(&self) -> Result<(), String> {
+        self.queue.check_invariants()?;
+        let cap = self.config.max_wants_per_peer();
+        let mut wants = 0;
+        for (peer, state) in &self.peers {
+            state.ledger.check()?;
+            wants += state.ledger.len();
+            if state.ledger.len() > cap || state.answer_only.len() > cap {
+                return Err(format!("{peer}: ledger or answer-only set over {cap}"));
+            }
+            let queued = state
+                .ledger
+                .iter()
+                .filter(|(_, w)| w.state == QUEUED)
+                .count();
+            if queued != state.probes_queued || state.probe_queue.len() > 2 * queued + 17 {
+                return Err(format!("{peer}: probe queue out of step"));
+            }
+            for (cid, _) in state.ledger.iter() {
+                if state.answer_only.contains(cid) || state.answer_only_popped.contains(cid) {
+                    return Err(format!("{peer}: {cid} both wanted and answer-only"));
+                }
+                let indexed = self.wanted.get(cid.hash());
+                if !indexed.is_some_and(|w| w.contains(&(*peer, *cid))) {
+                    return Err(format!("{peer}: {cid} not indexed"));
+                }
+            }
+            if let Some(topics) = self.queue.peer_topics(peer) {
+                for cid in &topics.pending {
+                    if !state.ledger.contains(cid) && !state.answer_only.contains(cid) {
+                        return Err(format!("{peer}: pending task {cid} answers nothing"));
+                    }
+                }
+            }
+        }
+        for peer in self.queue.peers() {
+            if !self.peers.contains_key(peer) {
+                return Err(format!("{peer}: tasks of a peer not connected"));
+            }
+        }
+        let indexed: usize = self.wanted.values().map(Vec::len).sum();
+        if wants != self.total_wants || indexed != wants {
+            return Err(format!(
+                "{wants} wants, {} counted, {indexed} indexed",
+                self.total_wants
+            ));
+        }
+        if self.lookups.in_flight.len() > self.config.max_lookups_in_flight() {
+            return Err("too many lookups in flight".into());
+        }
+        if self.batches.len() > self.config.max_envelopes_in_flight() {
+            return Err("too many batches in flight".into());
+        }
+        Ok(())
+    }
+}
+
+/// Counters over the whole [`Engine`], read with [`Engine::stats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Connected peers.
+    pub peers: usize,
+    /// Wants kept over all peers.
+    pub wants: usize,
+    /// Tasks waiting in the queue.
+    pub pending_tasks: usize,
+    /// Their work, in bytes.
+    pub pending_bytes: u64,
+    /// Tasks popped and not yet reported sent or failed.
+    pub active_tasks: usize,
+    /// Their work, in bytes.
+    pub active_bytes: u64,
+    /// Lookups handed out and not yet answered.
+    pub lookups_in_flight: usize,
+    /// Batches being built or sent.
+    pub envelopes_in_flight: usize,
+}

@@ -1,0 +1,453 @@
+//! Envelopes: tasks popped for one peer (a batch), their blocks read, packed into messages of
+//! at most 4 MiB, handed out by [`Engine::poll_envelope`] and reported back.
+
+use std::fmt;
+
+use cid::Cid;
+use libp2p::PeerId;
+use peer_task_queue::{PoppedTask, TaskId};
+
+use super::{Engine, engine::PeerState, merger::TaskData};
+use crate::{
+    message::{Block, BlockPresence, BlockPresenceType, Message, WantType},
+    protocol::MAX_MESSAGE_SIZE,
+};
+
+/// Upper bound of what a message adds besides its items (the pending-bytes field), in bytes.
+const MESSAGE_OVERHEAD: usize = 16;
+/// Upper bound of what a block adds besides its data (field tags, lengths, CID prefix).
+const BLOCK_OVERHEAD: usize = 64;
+/// Upper bound of what a presence adds besides its CID.
+const PRESENCE_OVERHEAD: usize = 16;
+
+/// Identifies an [`Envelope`] until it is reported sent or failed. Unique within one
+/// [`Engine`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EnvelopeId(u64);
+
+impl fmt::Display for EnvelopeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "envelope-{}", self.0)
+    }
+}
+
+/// A message for one peer, from [`Engine::poll_envelope`]. It encodes to one frame of at
+/// most 4 MiB for any version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use = "every envelope must be sent and reported with handle_envelope_sent or _failed"]
+pub struct Envelope {
+    /// Report it with [`Engine::handle_envelope_sent`] or [`Engine::handle_envelope_failed`].
+    pub id: EnvelopeId,
+    /// The recipient.
+    pub peer: PeerId,
+    /// Blocks and presences, with `pending_bytes` set to the work still queued for the peer.
+    pub message: Message,
+}
+
+/// A popped task and, for a block, the block once read.
+#[derive(Debug)]
+pub(super) struct Slot {
+    pub(super) task: PoppedTask<Cid, TaskData>,
+    pub(super) block: Option<Block>,
+}
+
+/// Tasks popped together for one peer.
+#[derive(Debug)]
+pub(super) struct Batch {
+    pub(super) peer: PeerId,
+    pub(super) session: u64,
+    pub(super) slots: Vec<Slot>,
+    /// Block reads not yet answered; the batch is assembled when none is left.
+    pub(super) gets_left: usize,
+    /// First slot not yet put in an envelope.
+    pub(super) next: usize,
+    /// Envelopes handed out and not yet reported.
+    pub(super) envelopes_out: usize,
+    /// Work the peer still had pending when the batch was popped, in bytes.
+    pub(super) pending_work: u64,
+}
+
+/// An envelope handed out.
+#[derive(Debug)]
+pub(super) struct InFlight {
+    batch: u64,
+    peer: PeerId,
+    session: u64,
+    tasks: Vec<TaskId>,
+    answers: Vec<Answer>,
+}
+
+/// One answer of an envelope.
+#[derive(Debug, Clone, Copy)]
+enum Answer {
+    Block { cid: Cid, bytes: u64 },
+    Have(Cid),
+    DontHave,
+}
+
+impl Engine {
+    /// The next envelope to send, if one is ready. It only hands out batches made ready by
+    /// inputs or by [`poll_lookup`](Self::poll_lookup) and never makes lookups ready: drain
+    /// `poll_lookup` first, then this.
+    #[must_use = "envelopes must be sent and reported"]
+    pub fn poll_envelope(&mut self) -> Option<Envelope> {
+        while let Some(&batch) = self.ready.front() {
+            let envelope = self.assemble(batch);
+            if self
+                .batches
+                .get(&batch)
+                .is_none_or(|b| b.next >= b.slots.len())
+            {
+                self.ready.pop_front();
+            }
+            if let Some(envelope) = envelope {
+                self.refresh_gauges();
+                return Some(envelope);
+            }
+            // Unreachable: `settle` prunes ready batches with nothing to send.
+            debug_assert!(false, "a ready batch had nothing to send");
+            self.finish_if_done(batch);
+        }
+        None
+    }
+
+    /// Run at the end of every input: drops the ready batches left with nothing to send
+    /// (their want was cancelled, their block is gone, ...) so that `poll_envelope` always
+    /// finds something in a ready batch. Freed slots are filled by the next `poll_lookup`.
+    pub(super) fn settle(&mut self) {
+        self.prune_ready();
+        self.refresh_gauges();
+    }
+
+    /// Pops the next peer's tasks into a new batch if fewer than `max_envelopes_in_flight`
+    /// batches are in flight. Returns false if nothing was popped.
+    pub(super) fn pop_batch(&mut self) -> bool {
+        if self.batches.len() >= self.config.max_envelopes_in_flight() {
+            return false;
+        }
+        let Some(popped) = self
+            .queue
+            .pop_tasks(self.config.target_message_size() as u64)
+        else {
+            return false;
+        };
+        self.start_batch(popped.peer, popped.tasks, popped.pending_work);
+        self.prune_ready();
+        true
+    }
+
+    /// Drops the ready batches whose remaining slots have nothing to send (their tasks are
+    /// done).
+    fn prune_ready(&mut self) {
+        let mut i = 0;
+        while i < self.ready.len() {
+            let id = self.ready[i];
+            let batch = &self.batches[&id];
+            let live = self
+                .peers
+                .get(&batch.peer)
+                .filter(|s| s.session == batch.session);
+            let has_answer = live.is_some_and(|state| {
+                batch.slots[batch.next..]
+                    .iter()
+                    .any(|slot| self.slot_answer(state, slot).is_some())
+            });
+            if has_answer {
+                i += 1;
+                continue;
+            }
+            self.ready.remove(i);
+            let batch = self.batches.get_mut(&id).expect("ready batch");
+            let mut state = self.peers.get_mut(&batch.peer);
+            for slot in &batch.slots[batch.next..] {
+                let _ = self.queue.task_done(&batch.peer, slot.task.id());
+                if let Some(state) = state.as_mut()
+                    && slot.task.task.data.answer_only
+                {
+                    state.answer_only_popped.remove(&slot.task.task.topic);
+                }
+            }
+            batch.next = batch.slots.len();
+            if batch.envelopes_out == 0 {
+                self.batches.remove(&id);
+            }
+        }
+    }
+
+    fn start_batch(&mut self, peer: PeerId, tasks: Vec<PoppedTask<Cid, TaskData>>, pending: u64) {
+        let Some(state) = self.peers.get_mut(&peer) else {
+            let _ = self.queue.tasks_done(&peer, &tasks);
+            return;
+        };
+        let id = self.next_batch;
+        self.next_batch += 1;
+        let mut gets_left = 0;
+        for (i, task) in tasks.iter().enumerate() {
+            let data = task.task.data;
+            if data.answer_only && state.answer_only.remove(&task.task.topic) {
+                state.answer_only_popped.insert(task.task.topic);
+            }
+            if task.task.data.want_block && task.task.data.have_block {
+                self.lookups.gets.push_back((id, i));
+                gets_left += 1;
+            }
+        }
+        let slots = tasks
+            .into_iter()
+            .map(|task| Slot { task, block: None })
+            .collect();
+        self.batches.insert(
+            id,
+            Batch {
+                peer,
+                session: state.session,
+                slots,
+                gets_left,
+                next: 0,
+                envelopes_out: 0,
+                pending_work: pending,
+            },
+        );
+        if gets_left == 0 {
+            self.ready.push_back(id);
+        }
+    }
+
+    /// What a slot sends now: nothing if its want is gone (cancelled, replaced by a full
+    /// wantlist without it) or the answer is one the peer cannot get or did not ask for.
+    fn slot_answer(&self, state: &PeerState, slot: &Slot) -> Option<Answer> {
+        let cid = slot.task.task.topic;
+        let data = slot.task.task.data;
+        // A want asked again since the task was queued answers as asked last.
+        let send_dont_have = if data.answer_only {
+            state.answer_only_popped.contains(&cid)
+        } else {
+            state.ledger.get(&cid)?.send_dont_have
+        };
+        let can_dont_have = self.config.send_dont_haves() && state.version.supports_have();
+        let dont_have = (send_dont_have && can_dont_have).then_some(Answer::DontHave);
+        if data.want_block && data.have_block {
+            match &slot.block {
+                Some(block) => Some(Answer::Block {
+                    cid,
+                    bytes: block.data().len() as u64,
+                }),
+                None => dont_have,
+            }
+        } else if data.have_block {
+            state.version.supports_have().then_some(Answer::Have(cid))
+        } else {
+            dont_have
+        }
+    }
+
+    /// Packs the next slots of a ready batch into one envelope of at most 4 MiB. Slots with
+    /// nothing to send are reported done at once. `None` if no slot had anything to send.
+    fn assemble(&mut self, batch_id: u64) -> Option<Envelope> {
+        let mut batch = self.batches.remove(&batch_id)?;
+        let envelope = self.pack(batch_id, &mut batch);
+        self.batches.insert(batch_id, batch);
+        envelope
+    }
+
+    fn pack(&mut self, batch_id: u64, batch: &mut Batch) -> Option<Envelope> {
+        let Some(state) = self
+            .peers
+            .get(&batch.peer)
+            .filter(|s| s.session == batch.session)
+        else {
+            batch.next = batch.slots.len();
+            return None;
+        };
+        let mut message = Message::default();
+        let mut size = MESSAGE_OVERHEAD;
+        let mut answers = Vec::new();
+        let mut tasks = Vec::new();
+        let mut idle = Vec::new();
+        // Answer-only DONT_HAVEs leave the popped set once handed out (or skipped).
+        let mut unlisted = Vec::new();
+        while let Some(slot) = batch.slots.get(batch.next) {
+            if slot.task.task.data.answer_only {
+                unlisted.push(slot.task.task.topic);
+            }
+            let Some(answer) = self.slot_answer(state, slot) else {
+                idle.push(slot.task.id());
+                batch.next += 1;
+                continue;
+            };
+            let cid = slot.task.task.topic;
+            let item = match answer {
+                Answer::Block { bytes, .. } => bytes as usize + BLOCK_OVERHEAD,
+                Answer::Have(_) | Answer::DontHave => cid.encoded_len() + PRESENCE_OVERHEAD,
+            };
+            if !answers.is_empty() && size + item > MAX_MESSAGE_SIZE {
+                if slot.task.task.data.answer_only {
+                    unlisted.pop();
+                }
+                break;
+            }
+            size += item;
+            let slot = &mut batch.slots[batch.next];
+            match answer {
+                Answer::Block { .. } => message.blocks.extend(slot.block.take()),
+                Answer::Have(_) => message.presences.push(BlockPresence {
+                    cid,
+                    presence: BlockPresenceType::Have,
+                }),
+                Answer::DontHave => message.presences.push(BlockPresence {
+                    cid,
+                    presence: BlockPresenceType::DontHave,
+                }),
+            }
+            answers.push(answer);
+            tasks.push(slot.task.id());
+            batch.next += 1;
+        }
+        for id in idle {
+            let _ = self.queue.task_done(&batch.peer, id);
+        }
+        if let Some(state) = self.peers.get_mut(&batch.peer) {
+            for cid in unlisted {
+                state.answer_only_popped.remove(&cid);
+            }
+        }
+        if answers.is_empty() {
+            return None;
+        }
+        let later: u64 = batch.slots[batch.next..]
+            .iter()
+            .map(|s| s.task.task.work)
+            .sum();
+        let pending = batch.pending_work.saturating_add(later);
+        message.pending_bytes = pending.min(i32::MAX as u64) as i32;
+        batch.envelopes_out += 1;
+        let id = self.next_envelope;
+        self.next_envelope += 1;
+        self.envelopes.insert(
+            id,
+            InFlight {
+                batch: batch_id,
+                peer: batch.peer,
+                session: batch.session,
+                tasks,
+                answers,
+            },
+        );
+        Some(Envelope {
+            id: EnvelopeId(id),
+            peer: batch.peer,
+            message,
+        })
+    }
+
+    /// Forgets a batch once every slot is packed and every envelope reported.
+    fn finish_if_done(&mut self, batch_id: u64) {
+        if self
+            .batches
+            .get(&batch_id)
+            .is_some_and(|b| b.next >= b.slots.len() && b.envelopes_out == 0 && b.gets_left == 0)
+        {
+            self.batches.remove(&batch_id);
+        }
+    }
+
+    /// Drops the unsent part of the peer's batches (its tasks are gone from the queue).
+    /// Batches with envelopes out stay until those are reported.
+    pub(super) fn drop_batches_of(&mut self, peer: &PeerId) {
+        self.batches.retain(|_, batch| {
+            if batch.peer != *peer {
+                return true;
+            }
+            batch.next = batch.slots.len();
+            batch.envelopes_out > 0
+        });
+        let batches = &self.batches;
+        self.ready
+            .retain(|id| batches.get(id).is_some_and(|b| b.next < b.slots.len()));
+    }
+
+    /// The envelope was written to the peer's stream: its tasks are done, wants answered with
+    /// a block (and want-haves answered with HAVE) are forgotten, and the peer's accounting
+    /// and the metrics count it. Unknown ids are ignored.
+    pub fn handle_envelope_sent(&mut self, id: EnvelopeId) {
+        self.resolve(id, true);
+    }
+
+    /// The envelope was not written (refused by the shell, stream or connection failed): its
+    /// tasks are done and the wants stay as they are. Unknown ids are ignored.
+    pub fn handle_envelope_failed(&mut self, id: EnvelopeId) {
+        self.resolve(id, false);
+    }
+
+    fn resolve(&mut self, id: EnvelopeId, sent: bool) {
+        let Some(envelope) = self.envelopes.remove(&id.0) else {
+            return;
+        };
+        let (mut blocks, mut bytes, mut haves, mut dont_haves) = (0, 0, 0, 0);
+        for answer in &envelope.answers {
+            match answer {
+                Answer::Block { bytes: b, .. } => {
+                    blocks += 1;
+                    bytes += b;
+                }
+                Answer::Have(_) => haves += 1,
+                Answer::DontHave => dont_haves += 1,
+            }
+        }
+        if let Some(m) = &self.metrics {
+            if sent {
+                m.messages_sent.inc();
+                m.blocks_sent.inc_by(blocks);
+                m.bytes_sent.inc_by(bytes);
+                m.haves_sent.inc_by(haves);
+                m.dont_haves_sent.inc_by(dont_haves);
+            } else {
+                m.messages_failed.inc();
+            }
+        }
+        let peer = envelope.peer;
+        if let Some(state) = self
+            .peers
+            .get_mut(&peer)
+            .filter(|s| s.session == envelope.session)
+        {
+            let accounting = &mut state.accounting;
+            if sent {
+                accounting.messages_sent += 1;
+                accounting.blocks_sent += blocks;
+                accounting.bytes_sent += bytes;
+                accounting.haves_sent += haves;
+                accounting.dont_haves_sent += dont_haves;
+            } else {
+                accounting.messages_failed += 1;
+            }
+            for task in &envelope.tasks {
+                let _ = self.queue.task_done(&peer, *task);
+            }
+            if sent {
+                for answer in &envelope.answers {
+                    match *answer {
+                        Answer::Block { cid, .. } => {
+                            self.remove_want(&peer, &cid);
+                        }
+                        Answer::Have(cid) => {
+                            let is_have = self.peers[&peer]
+                                .ledger
+                                .get(&cid)
+                                .is_some_and(|w| w.want_type == WantType::Have);
+                            if is_have {
+                                self.remove_want(&peer, &cid);
+                            }
+                        }
+                        Answer::DontHave => {}
+                    }
+                }
+            }
+        }
+        if let Some(batch) = self.batches.get_mut(&envelope.batch) {
+            batch.envelopes_out -= 1;
+        }
+        self.finish_if_done(envelope.batch);
+        self.settle();
+    }
+}

@@ -1,0 +1,30 @@
+//! The Bitswap server's decision engine: what every peer gets, and when.
+//!
+//! [`Engine`] is a sans-IO state machine: the embedder feeds it peers, received messages,
+//! lookup results and send reports (`handle_*`), and drains what it asks for: blockstore
+//! lookups ([`Lookup`]) and messages to send ([`Envelope`]) (`poll_*`). It owns no clock,
+//! socket, task or store, so it is tested deterministically without any of them.
+//!
+//! - `config.rs`: [`Config`], limits and policies with boxo's defaults.
+//! - `engine.rs`: the engine's state, peers, accessors and invariants.
+//! - `wantlist.rs`: received wantlists and new blocks, turned into wants and tasks.
+//! - `ledger.rs`: one peer's wants and the order in which they give way when it is full.
+//! - `merger.rs`: the queue's tasks and how requests for one block combine (boxo's merger).
+//! - `lookup.rs`: blockstore lookups, round-robin between peers.
+//! - `envelope.rs`: batches of popped tasks packed into messages of at most 4 MiB.
+//! - `metrics.rs`: per-peer accounting and prometheus-client metrics.
+
+mod config;
+mod engine;
+mod envelope;
+mod ledger;
+mod lookup;
+mod merger;
+mod metrics;
+mod wantlist;
+
+pub use config::{Config, RequestFilter};
+pub use engine::{Engine, Stats};
+pub use envelope::{Envelope, EnvelopeId};
+pub use lookup::{Lookup, LookupId, LookupKind, LookupResult};
+pub use metrics::{Metrics, PeerAccounting};

@@ -1,0 +1,327 @@
+//! Wantlists: the ledger side of the [`Engine`]. Received entries become wants (or are
+//! refused, denied, ignored), probe results and new blocks become tasks in the queue.
+
+use cid::Cid;
+use libp2p::PeerId;
+use peer_task_queue::Task;
+
+use super::{
+    Config, Engine,
+    ledger::{Want, WantState},
+    merger::{TaskData, presence_work},
+};
+use crate::{
+    message::{Entry, MAX_BLOCK_SIZE, Message, WantType},
+    protocol::Version,
+};
+
+/// Multihash code of the identity "hash": such CIDs carry their data and are never answered.
+const IDENTITY: u64 = 0x00;
+
+/// A removed want and its pending task, if it had one.
+type Removed = (Want, Option<Task<Cid, TaskData>>);
+
+/// Whether a found block is sent (rather than a HAVE): for a want-block, and for a want-have
+/// of a block of known size at most the replace size.
+fn sends_block(config: &Config, want_type: WantType, size: Option<u64>) -> bool {
+    let replace = config.want_have_replace_size() as u64;
+    want_type == WantType::Block || (replace > 0 && size.is_some_and(|s| s <= replace))
+}
+
+impl Engine {
+    /// A message arrived from `peer`: its wantlist updates the peer's ledger (cancels, full
+    /// replacement, new wants) and the blocks it carries are counted. Blocks are not stored
+    /// here: once the embedder has stored them, [`handle_new_blocks`](Self::handle_new_blocks)
+    /// serves the peers that want them.
+    pub fn handle_message(&mut self, peer: PeerId, message: &Message) {
+        let Some(state) = self.peers.get_mut(&peer) else {
+            tracing::debug!(%peer, "message from a peer not connected to the engine, ignored");
+            return;
+        };
+        let received_bytes: usize = message.blocks.iter().map(|b| b.data().len()).sum();
+        let accounting = &mut state.accounting;
+        accounting.messages_received += 1;
+        accounting.blocks_received += message.blocks.len() as u64;
+        accounting.bytes_received += received_bytes as u64;
+        let version = state.version;
+        if let Some(m) = &self.metrics {
+            m.messages_received.inc();
+            m.blocks_received.inc_by(message.blocks.len() as u64);
+            m.bytes_received.inc_by(received_bytes as u64);
+        }
+        if message.wantlist.full {
+            self.clear_wantlist(&peer);
+        }
+        let mut taken = 0;
+        for entry in &message.wantlist.entries {
+            self.handle_entry(peer, version, entry, &mut taken);
+        }
+        self.settle();
+    }
+
+    fn handle_entry(&mut self, peer: PeerId, version: Version, entry: &Entry, taken: &mut usize) {
+        let cid = entry.cid;
+        let max_cid = self.config.max_cid_size();
+        let unservable = !version.supports_payload() && cid.version() != cid::Version::V0;
+        if cid.hash().code() == IDENTITY
+            || (max_cid != 0 && cid.encoded_len() > max_cid)
+            || (unservable && !entry.cancel)
+        {
+            self.count(|m| &m.wants_ignored);
+            return;
+        }
+        if entry.cancel {
+            self.count(|m| &m.cancels_received);
+            self.remove_want(&peer, &cid);
+            self.remove_answer_only(&peer, &cid);
+            return;
+        }
+        self.count(|m| &m.wants_received);
+        let (want_type, send_dont_have) = if version.supports_have() {
+            (entry.want_type, entry.send_dont_have)
+        } else {
+            (WantType::Block, false)
+        };
+        let in_ledger = self.peers[&peer].ledger.contains(&cid);
+        if *taken >= self.config.max_entries_per_message() {
+            self.count(|m| &m.wants_refused);
+            if !in_ledger && send_dont_have {
+                self.push_answer_only(&peer, cid, entry.priority, want_type);
+            }
+            return;
+        }
+        *taken += 1;
+        if let Some(filter) = self.config.request_filter()
+            && !filter(&peer, &cid)
+        {
+            self.count(|m| &m.wants_denied);
+            self.remove_want(&peer, &cid);
+            if send_dont_have {
+                self.push_answer_only(&peer, cid, entry.priority, want_type);
+            }
+            return;
+        }
+        let seq = self.next_seq();
+        let want = Want {
+            priority: entry.priority,
+            want_type,
+            send_dont_have,
+            seq,
+            state: WantState::Found,
+        };
+        self.add_want(peer, cid, want);
+    }
+
+    /// Adds or updates a want and queues its probe, making room in a full ledger.
+    fn add_want(&mut self, peer: PeerId, cid: Cid, mut want: Want) {
+        self.remove_answer_only(&peer, &cid);
+        let state = self.peers.get_mut(&peer).expect("connected");
+        if let Some(old) = state.ledger.get(&cid) {
+            want.state = old.state;
+            state.ledger.insert(cid, want);
+        } else {
+            if state.ledger.len() >= self.config.max_wants_per_peer() {
+                let (victim_cid, victim) = state.ledger.victim().expect("a full ledger");
+                if victim.state != WantState::Missing && victim.priority >= want.priority {
+                    self.count(|m| &m.wants_refused);
+                    if want.send_dont_have {
+                        self.push_answer_only(&peer, cid, want.priority, want.want_type);
+                    }
+                    return;
+                }
+                self.count(|m| &m.wants_evicted);
+                let (_, task) = self.remove_want(&peer, &victim_cid).expect("victim");
+                if victim.send_dont_have && (victim.state != WantState::Missing || task.is_some()) {
+                    self.push_answer_only(&peer, victim_cid, victim.priority, victim.want_type);
+                }
+            }
+            let state = self.peers.get_mut(&peer).expect("connected");
+            state.ledger.insert(cid, want);
+            self.wanted
+                .entry(*cid.hash())
+                .or_default()
+                .push((peer, cid));
+            self.total_wants += 1;
+        }
+        // Every want received is probed, also one already being probed: its answer must
+        // reflect the newest request (an older result is stale by its sequence number).
+        let state = self.peers.get_mut(&peer).expect("connected");
+        if state.request_probe(cid) {
+            self.lookups.round.push_back(peer);
+        }
+    }
+
+    /// Removes a want, its index entry and its pending task.
+    pub(super) fn remove_want(&mut self, peer: &PeerId, cid: &Cid) -> Option<Removed> {
+        let state = self.peers.get_mut(peer)?;
+        let want = state.ledger.get(cid).copied()?;
+        state.set_state(cid, WantState::Found);
+        state.ledger.remove(cid);
+        self.unindex(peer, cid);
+        let task = self.queue.remove(peer, cid).task;
+        Some((want, task))
+    }
+
+    pub(super) fn unindex(&mut self, peer: &PeerId, cid: &Cid) {
+        self.total_wants -= 1;
+        if let Some(wanters) = self.wanted.get_mut(cid.hash()) {
+            if let Some(i) = wanters.iter().position(|(p, c)| p == peer && c == cid) {
+                wanters.swap_remove(i);
+            }
+            if wanters.is_empty() {
+                self.wanted.remove(cid.hash());
+            }
+        }
+    }
+
+    /// Drops every want of the peer (and their pending tasks) and its pending answer-only
+    /// DONT_HAVEs: a full wantlist follows.
+    fn clear_wantlist(&mut self, peer: &PeerId) {
+        let Some(state) = self.peers.get_mut(peer) else {
+            return;
+        };
+        let cids: Vec<Cid> = state.ledger.iter().map(|(c, _)| *c).collect();
+        let answer_only: Vec<Cid> = state.answer_only.drain().collect();
+        state.answer_only_popped.clear();
+        for cid in cids {
+            self.remove_want(peer, &cid);
+        }
+        for cid in answer_only {
+            let _ = self.queue.remove(peer, &cid);
+        }
+    }
+
+    fn remove_answer_only(&mut self, peer: &PeerId, cid: &Cid) {
+        let Some(state) = self.peers.get_mut(peer) else {
+            return;
+        };
+        state.answer_only_popped.remove(cid);
+        if state.answer_only.remove(cid) {
+            let _ = self.queue.remove(peer, cid);
+        }
+    }
+
+    /// Queues a DONT_HAVE for a want the ledger does not keep (refused, evicted, denied), if
+    /// the peer can get one and has fewer than `max_wants_per_peer` waiting.
+    fn push_answer_only(&mut self, peer: &PeerId, cid: Cid, priority: i32, want_type: WantType) {
+        let Some(state) = self.peers.get_mut(peer) else {
+            return;
+        };
+        if !self.config.send_dont_haves()
+            || !state.version.supports_have()
+            || state.answer_only.contains(&cid)
+            || state.answer_only.len() >= self.config.max_wants_per_peer()
+        {
+            return;
+        }
+        debug_assert!(!state.ledger.contains(&cid));
+        let data = TaskData {
+            want_block: want_type == WantType::Block,
+            have_block: false,
+            block_size: 0,
+            send_dont_have: true,
+            answer_only: true,
+        };
+        let task = Task::new(cid, priority, presence_work(&cid), data);
+        let outcome = self.queue.push_tasks(peer, [task]);
+        debug_assert!(outcome.dropped.is_empty(), "the queue holds 2x the ledger");
+        if outcome.queued > 0 {
+            state.answer_only.insert(cid);
+        }
+    }
+
+    /// Queues the answer to a want whose block was found (`Some(size)`, `size` unknown after a
+    /// presence probe) or is missing (`None`).
+    pub(super) fn answer_want(&mut self, peer: &PeerId, cid: Cid, found: Option<Option<u64>>) {
+        let Some(state) = self.peers.get_mut(peer) else {
+            return;
+        };
+        let Some(want) = state.ledger.get(&cid).copied() else {
+            return;
+        };
+        let data = match found {
+            Some(size) => {
+                state.set_state(&cid, WantState::Found);
+                TaskData {
+                    want_block: sends_block(&self.config, want.want_type, size),
+                    have_block: true,
+                    block_size: size.unwrap_or(0),
+                    send_dont_have: want.send_dont_have,
+                    answer_only: false,
+                }
+            }
+            None => {
+                state.set_state(&cid, WantState::Missing);
+                if !(want.send_dont_have
+                    && self.config.send_dont_haves()
+                    && state.version.supports_have())
+                {
+                    return;
+                }
+                TaskData {
+                    want_block: want.want_type == WantType::Block,
+                    have_block: false,
+                    block_size: 0,
+                    send_dont_have: true,
+                    answer_only: false,
+                }
+            }
+        };
+        self.push_want_task(peer, cid, want.priority, data);
+    }
+
+    fn push_want_task(&mut self, peer: &PeerId, cid: Cid, priority: i32, data: TaskData) {
+        let work = if data.want_block && data.have_block {
+            data.block_size
+        } else {
+            presence_work(&cid)
+        };
+        let outcome = self
+            .queue
+            .push_tasks(peer, [Task::new(cid, priority, work, data)]);
+        // Pending tasks are at most one per ledger want plus one per answer-only DONT_HAVE,
+        // each at most `max_wants_per_peer`, and the queue holds twice that: nothing drops.
+        debug_assert!(outcome.dropped.is_empty(), "the queue holds 2x the ledger");
+        for dropped in outcome.dropped {
+            tracing::warn!(%peer, cid = %dropped.task.topic, "server task dropped by the queue");
+            if let Some(state) = self.peers.get_mut(peer) {
+                state.set_state(&dropped.task.topic, WantState::Missing);
+            }
+        }
+    }
+
+    /// Blocks were put in the store (CID and size in bytes): every peer that wants one of
+    /// them (under any CID of the same multihash) gets it, or a HAVE for a want-have of a
+    /// block larger than [`Config::want_have_replace_size`], through its queue.
+    pub fn handle_new_blocks<I>(&mut self, blocks: I)
+    where
+        I: IntoIterator<Item = (Cid, usize)>,
+    {
+        for (cid, size) in blocks {
+            if size > MAX_BLOCK_SIZE {
+                continue;
+            }
+            let Some(wanters) = self.wanted.get(cid.hash()) else {
+                continue;
+            };
+            for (peer, wanted) in wanters.clone() {
+                let Some(state) = self.peers.get_mut(&peer) else {
+                    continue;
+                };
+                let Some(want) = state.ledger.get(&wanted).copied() else {
+                    continue;
+                };
+                state.set_state(&wanted, WantState::Found);
+                let data = TaskData {
+                    want_block: sends_block(&self.config, want.want_type, Some(size as u64)),
+                    have_block: true,
+                    block_size: size as u64,
+                    send_dont_have: false,
+                    answer_only: false,
+                };
+                self.push_want_task(&peer, wanted, want.priority, data);
+            }
+        }
+        self.settle();
+    }
+}

@@ -101,6 +101,10 @@ impl Engine {
                 self.ready.pop_front();
             }
             if let Some(envelope) = envelope {
+                // What this envelope answers may leave the batch's other slots with nothing
+                // to send (a later slot for a want this one just answered): keep the
+                // invariant that ready batches have something to send.
+                self.prune_ready();
                 self.refresh_gauges();
                 return Some(envelope);
             }

@@ -194,6 +194,30 @@ pub struct WorkloadResult {
 }
 
 impl WorkloadResult {
+    /// The result of a run without removals or a light peer: `shape` is (peers, tasks per
+    /// peer), `times` the whole run and the drain alone.
+    fn new(
+        shape: (usize, usize),
+        tasks_queued: usize,
+        drained: Drained,
+        times: (Duration, Duration),
+        bytes_at_fill: Option<usize>,
+    ) -> Self {
+        Self {
+            peers: shape.0,
+            tasks_per_peer: shape.1,
+            tasks_queued,
+            tasks_removed: 0,
+            tasks_popped: drained.tasks,
+            work_popped: drained.work,
+            pops: drained.pops,
+            pops_to_light: None,
+            elapsed: times.0,
+            drain_elapsed: times.1,
+            bytes_at_fill,
+        }
+    }
+
     /// [`elapsed`](Self::elapsed) in seconds.
     pub fn seconds(&self) -> f64 {
         self.elapsed.as_secs_f64()
@@ -337,19 +361,13 @@ pub fn fill_drain<Pol: BenchPolicy>(
 
     assert_eq!(drained.tasks, total, "every task drained");
     assert_eq!(drained.work, work_pushed, "every byte drained");
-    WorkloadResult {
-        peers: peers as usize,
-        tasks_per_peer: tasks_per_peer as usize,
-        tasks_queued: total,
-        tasks_removed: 0,
-        tasks_popped: drained.tasks,
-        work_popped: drained.work,
-        pops: drained.pops,
-        pops_to_light: None,
-        elapsed,
-        drain_elapsed,
+    WorkloadResult::new(
+        (peers as usize, tasks_per_peer as usize),
+        total,
+        drained,
+        (elapsed, drain_elapsed),
         bytes_at_fill,
-    }
+    )
 }
 
 /// QW1 fill-drain: P=1000, T=100, one push per peer, then drain.
@@ -408,19 +426,13 @@ where
     let elapsed = start.elapsed();
 
     assert_eq!(drained.tasks, total, "QW2: drained count must equal P*T");
-    let result = WorkloadResult {
-        peers: peers as usize,
-        tasks_per_peer: tasks_per_peer as usize,
-        tasks_queued: total,
-        tasks_removed: 0,
-        tasks_popped: drained.tasks,
-        work_popped: drained.work,
-        pops: drained.pops,
-        pops_to_light: None,
-        elapsed,
-        drain_elapsed,
+    let result = WorkloadResult::new(
+        (peers as usize, tasks_per_peer as usize),
+        total,
+        drained,
+        (elapsed, drain_elapsed),
         bytes_at_fill,
-    };
+    );
     (result, block_work)
 }
 
@@ -477,17 +489,14 @@ pub fn qw3<Pol: BenchPolicy>(probe: AllocProbe) -> WorkloadResult {
     assert_eq!(drained.tasks, total - removed, "the odd topics drained");
     assert_eq!(drained.work, work_pushed - work_removed);
     WorkloadResult {
-        peers: peers as usize,
-        tasks_per_peer: tasks_per_peer as usize,
-        tasks_queued: total,
         tasks_removed: removed,
-        tasks_popped: drained.tasks,
-        work_popped: drained.work,
-        pops: drained.pops,
-        pops_to_light: None,
-        elapsed,
-        drain_elapsed,
-        bytes_at_fill,
+        ..WorkloadResult::new(
+            (peers as usize, tasks_per_peer as usize),
+            total,
+            drained,
+            (elapsed, drain_elapsed),
+            bytes_at_fill,
+        )
     }
 }
 
@@ -558,17 +567,14 @@ pub fn qw5<Pol: BenchPolicy>(probe: AllocProbe) -> WorkloadResult {
     assert_eq!(drained.work, u128::from(QW5_TASK_WORK) * total as u128);
     assert!(pops_to_light.is_some(), "the light peer was served");
     WorkloadResult {
-        peers: QW5_HEAVY_PEERS as usize + 1,
-        tasks_per_peer: QW5_HEAVY_TASKS as usize,
-        tasks_queued: total,
-        tasks_removed: 0,
-        tasks_popped: drained.tasks,
-        work_popped: drained.work,
-        pops: drained.pops,
         pops_to_light,
-        elapsed,
-        drain_elapsed,
-        bytes_at_fill,
+        ..WorkloadResult::new(
+            (QW5_HEAVY_PEERS as usize + 1, QW5_HEAVY_TASKS as usize),
+            total,
+            drained,
+            (elapsed, drain_elapsed),
+            bytes_at_fill,
+        )
     }
 }
 

@@ -1363,17 +1363,23 @@ mod model {
                 prop_assert!(engine_wants.len() <= CAP);
                 prop_assert_eq!(engine_wants, model_wants, "ledger of {} after {:?}", p, op);
             }
-            let stats = d.engine.stats();
-            prop_assert_eq!(
-                (
-                    stats.pending_tasks,
-                    stats.active_tasks,
-                    stats.envelopes_in_flight,
-                    stats.lookups_in_flight
-                ),
-                (0, 0, 0, 0)
-            );
+            assert_drained(&d.engine)?;
         }
+        Ok(())
+    }
+
+    /// Nothing pending, active or in flight: the engine has drained.
+    fn assert_drained(engine: &ServerEngine) -> Result<(), TestCaseError> {
+        let stats = engine.stats();
+        prop_assert_eq!(
+            (
+                stats.pending_tasks,
+                stats.active_tasks,
+                stats.envelopes_in_flight,
+                stats.lookups_in_flight
+            ),
+            (0, 0, 0, 0)
+        );
         Ok(())
     }
 
@@ -1626,16 +1632,7 @@ mod model {
             }
         }
         d.engine.check_invariants().map_err(TestCaseError::fail)?;
-        let stats = d.engine.stats();
-        prop_assert_eq!(
-            (
-                stats.pending_tasks,
-                stats.active_tasks,
-                stats.envelopes_in_flight,
-                stats.lookups_in_flight
-            ),
-            (0, 0, 0, 0)
-        );
+        assert_drained(&d.engine)?;
         Ok(())
     }
 

@@ -1,381 +1,335 @@
-//! [`Behaviour`]: the Bitswap [`NetworkBehaviour`]. It tracks peers, their connections and
-//! versions, hands outgoing messages to one connection per peer and reports what arrives.
-//! It has no policy: the engines decide what to send.
+//! [`Behaviour`]: the Bitswap node as one [`NetworkBehaviour`]: the message layer, the server
+//! engine and a blockstore, wired together.
+//!
+//! The behaviour only moves data between its parts: messages from the
+//! [`network::Behaviour`] go to the [`ServerEngine`]; the engine's lookups run against the
+//! store as futures polled here (bounded by the engine); its envelopes go back to the network
+//! and their outcome back to the engine.
 
 use std::{
     collections::{HashMap, VecDeque},
-    fmt, io,
+    error::Error as StdError,
+    fmt,
     sync::Arc,
     task::{Context, Poll},
 };
 
+use cid::Cid;
+use futures::{StreamExt, future::BoxFuture, stream::FuturesUnordered};
 use libp2p::{
     Multiaddr, PeerId,
     core::{Endpoint, transport::PortUse},
     swarm::{
-        ConnectionClosed, ConnectionDenied, ConnectionId, FromSwarm, NetworkBehaviour,
-        NotifyHandler, THandler, THandlerInEvent, THandlerOutEvent, ToSwarm,
-        behaviour::ConnectionEstablished,
+        ConnectionDenied, ConnectionId, FromSwarm, NetworkBehaviour, THandler, THandlerInEvent,
+        THandlerOutEvent, ToSwarm,
     },
 };
+use prometheus_client::registry::Registry;
 
 use crate::{
+    blockstore::Blockstore,
     config::Config,
-    handler::{Handler, HandlerEvent, HandlerIn},
-    message::Message,
-    protocol::{ProtocolError, Version},
+    message::Block,
+    network::{self, MessageId},
+    protocol::Version,
+    server::{
+        Engine as ServerEngine, EnvelopeId, Lookup, LookupId, LookupKind, LookupResult,
+        Metrics as ServerMetrics,
+    },
 };
 
-/// Identifies a message accepted by [`Behaviour::send`]; [`Event::MessageSent`] and
-/// [`Event::SendFailed`] carry it. Unique within one [`Behaviour`].
+/// Identifies a [`Behaviour::put`]; [`Event::Stored`] and [`Event::StoreFailed`] carry it.
+/// Unique within one [`Behaviour`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct MessageId(u64);
+pub struct PutId(u64);
 
-impl fmt::Display for MessageId {
+impl fmt::Display for PutId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
+        write!(f, "put-{}", self.0)
     }
 }
 
-/// Why [`Behaviour::send`] refused a message at once.
+/// Why [`Behaviour::put`] refused blocks at once.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum SendError {
-    /// The peer has no connection.
-    #[error("peer not connected")]
-    NotConnected,
-    /// The peer already has [`Config::max_queued_messages`] messages waiting or being written.
-    #[error("{limit} messages already queued for the peer")]
-    QueueFull {
+pub enum PutError {
+    /// [`Config::max_puts_in_flight`] writes are unfinished; retry after an
+    /// [`Event::Stored`] or [`Event::StoreFailed`].
+    #[error("{limit} store writes already in flight")]
+    Busy {
         /// The configured limit.
         limit: usize,
     },
 }
 
-/// Why an accepted message was not delivered to the peer's stream.
-#[derive(Debug, Clone, thiserror::Error)]
-#[non_exhaustive]
-pub enum SendFailure {
-    /// The connection closed before the message was written.
-    #[error("connection closed before the message was written")]
-    ConnectionClosed,
-    /// The peer speaks none of the configured Bitswap versions on this connection.
-    #[error("peer speaks none of the configured Bitswap versions")]
-    Unsupported,
-    /// Opening and negotiating a stream timed out.
-    #[error("opening a stream timed out")]
-    OpenTimeout,
-    /// Opening a stream failed.
-    #[error("opening a stream failed: {0}")]
-    Open(Arc<io::Error>),
-    /// Writing the message took longer than [`Config::send_timeout`].
-    #[error("writing timed out")]
-    Timeout,
-    /// Writing the message failed.
-    #[error("writing failed: {0}")]
-    Write(Arc<ProtocolError>),
-}
-
-/// Why an inbound stream was reset.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum InboundFailure {
-    /// The peer sent something that is not a valid message (too large, malformed, invalid
-    /// block), or the stream failed.
-    #[error("reading a message failed: {0}")]
-    Protocol(ProtocolError),
-    /// The connection already had [`Config::max_inbound_streams`] streams open.
-    #[error("more than {limit} inbound streams on one connection")]
-    TooManyStreams {
-        /// The configured limit.
-        limit: usize,
-    },
-}
+/// A store failure, shared so that events stay cheap to clone.
+pub type StoreError = Arc<dyn StdError + Send + Sync>;
 
 /// What the [`Behaviour`] reports.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
+#[non_exhaustive]
 pub enum Event {
-    /// The first connection to a peer was established.
-    PeerConnected {
-        /// The peer.
-        peer: PeerId,
+    /// The blocks of a [`Behaviour::put`] are in the store (durable once the store is
+    /// flushed), and peers that want them are being served.
+    Stored {
+        /// The id `put` returned.
+        id: PutId,
+        /// How many blocks it wrote.
+        blocks: usize,
     },
-    /// The last connection to a peer closed; its state is gone.
-    PeerDisconnected {
-        /// The peer.
-        peer: PeerId,
-    },
-    /// The best Bitswap version known for a peer changed (see [`Behaviour::peer_version`]).
-    PeerVersion {
-        /// The peer.
-        peer: PeerId,
-        /// Its version.
-        version: Version,
-    },
-    /// A message arrived. One event per message, as soon as it is read.
-    Message {
-        /// The sender.
-        peer: PeerId,
-        /// The connection it came on.
-        connection: ConnectionId,
-        /// The message; its blocks are verified.
-        message: Message,
-    },
-    /// A message accepted by [`Behaviour::send`] was written and flushed to its stream.
-    MessageSent {
-        /// The recipient.
-        peer: PeerId,
-        /// The id `send` returned.
-        id: MessageId,
-    },
-    /// A message accepted by [`Behaviour::send`] was not written.
-    SendFailed {
-        /// The recipient.
-        peer: PeerId,
-        /// The id `send` returned.
-        id: MessageId,
-        /// Why.
-        error: SendFailure,
-    },
-    /// An inbound stream was reset because of the peer.
-    InboundFailure {
-        /// The peer.
-        peer: PeerId,
-        /// The connection.
-        connection: ConnectionId,
-        /// Why.
-        error: InboundFailure,
+    /// The store refused the blocks of a [`Behaviour::put`]; none of them is announced.
+    StoreFailed {
+        /// The id `put` returned.
+        id: PutId,
+        /// The store's error.
+        error: StoreError,
     },
 }
 
-/// The Bitswap [`NetworkBehaviour`]: composes with `#[derive(NetworkBehaviour)]`.
+/// What a finished store write reports.
+struct PutDone {
+    id: PutId,
+    blocks: Vec<(Cid, usize)>,
+    result: Result<(), StoreError>,
+}
+
+/// A Bitswap node: serves the blocks of its store `S` to the peers that want them.
 ///
-/// Outgoing messages go to the oldest live connection of the peer, so they keep their order.
-/// Each is encoded there for the version negotiated on the stream that carries it.
+/// It composes with other behaviours in a `#[derive(NetworkBehaviour)]`. Blocks put through
+/// [`Behaviour::put`] (or announced with [`Behaviour::notify_new_blocks`] after writing the
+/// store directly) go to the peers that already asked for them.
 ///
-/// Every queue is bounded. Per peer at most [`Config::max_queued_messages`] messages are
-/// accepted and not yet resolved (sent or failed). The pending-event queue holds at most those
-/// plus the events of the last handler report: the swarm only reads more handler reports when
-/// [`NetworkBehaviour::poll`] has nothing left, so it is drained before it grows.
-pub struct Behaviour {
-    config: Arc<Config>,
-    peers: HashMap<PeerId, Peer>,
-    events: VecDeque<ToSwarm<Event, HandlerIn>>,
-    next_id: u64,
+/// Everything in flight is bounded: store lookups by
+/// [`ServerConfig::with_max_lookups_in_flight`](crate::ServerConfig::with_max_lookups_in_flight),
+/// envelopes by
+/// [`ServerConfig::with_max_envelopes_in_flight`](crate::ServerConfig::with_max_envelopes_in_flight),
+/// store writes by [`Config::with_max_puts_in_flight`], and messages by the network layer.
+pub struct Behaviour<S> {
+    network: network::Behaviour,
+    server: ServerEngine,
+    store: Arc<S>,
+    lookups: FuturesUnordered<BoxFuture<'static, (LookupId, LookupResult)>>,
+    puts: FuturesUnordered<BoxFuture<'static, PutDone>>,
+    max_puts_in_flight: usize,
+    next_put: u64,
+    /// Server envelopes handed to the network, by the id it gave them.
+    envelopes: HashMap<MessageId, EnvelopeId>,
+    events: VecDeque<Event>,
 }
 
-/// A connected peer.
-#[derive(Default)]
-struct Peer {
-    /// Oldest first.
-    connections: Vec<Connection>,
-    /// The last version reported.
-    version: Option<Version>,
-}
-
-struct Connection {
-    id: ConnectionId,
-    version: Option<Version>,
-    /// Messages handed to this connection's handler, not yet reported sent or failed.
-    unresolved: VecDeque<MessageId>,
-}
-
-impl Peer {
-    fn queued(&self) -> usize {
-        self.connections.iter().map(|c| c.unresolved.len()).sum()
-    }
-
-    fn best_version(&self) -> Option<Version> {
-        Version::ALL
-            .into_iter()
-            .find(|v| self.connections.iter().any(|c| c.version == Some(*v)))
+impl<S> fmt::Debug for Behaviour<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Behaviour")
+            .field("server", &self.server.stats())
+            .field("lookups_in_flight", &self.lookups.len())
+            .field("puts_in_flight", &self.puts.len())
+            .field("envelopes_in_flight", &self.envelopes.len())
+            .finish_non_exhaustive()
     }
 }
 
-impl Behaviour {
-    /// A behaviour with `config`.
-    pub fn new(config: Config) -> Self {
+impl<S: Blockstore + 'static> Behaviour<S> {
+    /// A node serving `store` with `config`.
+    pub fn new(store: S, config: Config) -> Self {
+        let (network, server, puts) = config.into_parts();
+        Self::from_parts(store, network, ServerEngine::new(server), puts)
+    }
+
+    /// Like [`Behaviour::new`], and registers the server's metrics on `registry` (under the
+    /// `bitswap_server` prefix, see [`ServerMetrics`]).
+    pub fn with_metrics(store: S, config: Config, registry: &mut Registry) -> Self {
+        let (network, server, puts) = config.into_parts();
+        let engine = ServerEngine::with_metrics(server, ServerMetrics::new(registry));
+        Self::from_parts(store, network, engine, puts)
+    }
+
+    fn from_parts(
+        store: S,
+        network: network::Config,
+        server: ServerEngine,
+        max_puts_in_flight: usize,
+    ) -> Self {
         Self {
-            config: Arc::new(config),
-            peers: HashMap::new(),
+            network: network::Behaviour::new(network),
+            server,
+            store: Arc::new(store),
+            lookups: FuturesUnordered::new(),
+            puts: FuturesUnordered::new(),
+            max_puts_in_flight,
+            next_put: 0,
+            envelopes: HashMap::new(),
             events: VecDeque::new(),
-            next_id: 0,
         }
     }
 
-    /// The configuration.
-    pub fn config(&self) -> &Config {
-        &self.config
+    /// The store.
+    pub fn store(&self) -> &Arc<S> {
+        &self.store
     }
 
-    /// Queues `message` for `peer` on its oldest connection. The outcome is reported later as
-    /// [`Event::MessageSent`] or [`Event::SendFailed`] with the returned id.
-    ///
-    /// With the default of one outbound stream per connection, messages to a peer are written
-    /// in the order of the calls, and this crate's handler reports them in that order (see
-    /// [`Config::with_max_outbound_streams`]). Each message is encoded for the version
-    /// negotiated on the stream that carries it, as [`encode`](crate::encode) does: before
-    /// 1.2.0 want-have becomes want-block and presences and pending bytes are left out; before
-    /// 1.1.0 only CIDv0 blocks are sent. Check [`Behaviour::peer_version`] first if that matters.
-    pub fn send(&mut self, peer: PeerId, message: Message) -> Result<MessageId, SendError> {
-        let limit = self.config.max_queued_messages();
-        let state = self.peers.get_mut(&peer).ok_or(SendError::NotConnected)?;
-        if state.queued() >= limit {
-            return Err(SendError::QueueFull { limit });
+    /// The server engine: per-peer accounting, wantlists and statistics.
+    pub fn server(&self) -> &ServerEngine {
+        &self.server
+    }
+
+    /// The message layer: connected peers and their Bitswap versions.
+    pub fn network(&self) -> &network::Behaviour {
+        &self.network
+    }
+
+    /// Writes `blocks` to the store; once written, peers that want them get them, and
+    /// [`Event::Stored`] reports it ([`Event::StoreFailed`] if the store refused them).
+    pub fn put(&mut self, blocks: Vec<Block>) -> Result<PutId, PutError> {
+        if self.puts.len() >= self.max_puts_in_flight {
+            return Err(PutError::Busy {
+                limit: self.max_puts_in_flight,
+            });
         }
-        let connection = state
-            .connections
-            .first_mut()
-            .ok_or(SendError::NotConnected)?;
-        let id = MessageId(self.next_id);
-        self.next_id += 1;
-        connection.unresolved.push_back(id);
-        self.events.push_back(ToSwarm::NotifyHandler {
-            peer_id: peer,
-            handler: NotifyHandler::One(connection.id),
-            event: HandlerIn::Send { id, message },
-        });
+        let id = PutId(self.next_put);
+        self.next_put += 1;
+        let announced = blocks.iter().map(|b| (*b.cid(), b.data().len())).collect();
+        let store = Arc::clone(&self.store);
+        self.puts.push(Box::pin(async move {
+            let result = store
+                .put_many(blocks)
+                .await
+                .map_err(|e| Arc::new(e) as StoreError);
+            PutDone {
+                id,
+                blocks: announced,
+                result,
+            }
+        }));
         Ok(id)
     }
 
-    /// The best Bitswap version known for `peer`: negotiated on one of its streams or
-    /// advertised by it (identify) and configured here. `None` if not connected or not known
-    /// yet.
-    pub fn peer_version(&self, peer: &PeerId) -> Option<Version> {
-        self.peers.get(peer)?.version
+    /// Announces blocks written to the store without [`Behaviour::put`] (CID and size in
+    /// bytes): peers that want them get them.
+    pub fn notify_new_blocks(&mut self, blocks: impl IntoIterator<Item = (Cid, usize)>) {
+        self.server.handle_new_blocks(blocks);
+        self.drive();
     }
 
-    /// Peers with at least one connection (whether or not they speak Bitswap).
-    pub fn connected_peers(&self) -> impl Iterator<Item = &PeerId> {
-        self.peers.keys()
-    }
-
-    /// Whether `peer` has at least one connection.
-    pub fn is_connected(&self, peer: &PeerId) -> bool {
-        self.peers.contains_key(peer)
-    }
-
-    /// Messages accepted for `peer` and not yet sent or failed.
-    pub fn queued_messages(&self, peer: &PeerId) -> usize {
-        self.peers.get(peer).map_or(0, Peer::queued)
-    }
-
-    fn event(&mut self, event: Event) {
-        self.events.push_back(ToSwarm::GenerateEvent(event));
-    }
-
-    /// Removes `id` from the connection's unresolved messages; `false` if it was not there
-    /// (already reported).
-    fn resolve(&mut self, peer: PeerId, connection: ConnectionId, id: MessageId) -> bool {
-        let Some(connection) = self
-            .peers
-            .get_mut(&peer)
-            .and_then(|p| p.connections.iter_mut().find(|c| c.id == connection))
-        else {
-            return false;
-        };
-        match connection.unresolved.iter().position(|i| *i == id) {
-            Some(position) => {
-                connection.unresolved.remove(position);
-                true
+    /// Drains what the server engine asks for: lookups become store futures, envelopes go to
+    /// the network. Called after every input to the engine.
+    fn drive(&mut self) {
+        loop {
+            while let Some(lookup) = self.server.poll_lookup() {
+                self.start_lookup(lookup);
             }
-            None => false,
+            let Some(envelope) = self.server.poll_envelope() else {
+                break;
+            };
+            match self.network.send(envelope.peer, envelope.message) {
+                Ok(id) => {
+                    self.envelopes.insert(id, envelope.id);
+                }
+                Err(error) => {
+                    tracing::debug!(peer = %envelope.peer, %error, "server envelope not sent");
+                    self.server.handle_envelope_failed(envelope.id);
+                }
+            }
         }
     }
 
-    fn update_version(&mut self, peer: PeerId) {
-        let Some(state) = self.peers.get_mut(&peer) else {
-            return;
-        };
-        let best = state.best_version();
-        if best == state.version {
-            return;
-        }
-        state.version = best;
-        if let Some(version) = best {
-            self.event(Event::PeerVersion { peer, version });
-        }
-    }
-
-    fn on_connection_established(&mut self, peer: PeerId, connection: ConnectionId) {
-        let state = self.peers.entry(peer).or_default();
-        let first = state.connections.is_empty();
-        state.connections.push(Connection {
-            id: connection,
-            version: None,
-            unresolved: VecDeque::new(),
-        });
-        if first {
-            self.event(Event::PeerConnected { peer });
-        }
-    }
-
-    fn on_connection_closed(&mut self, peer: PeerId, connection: ConnectionId) {
-        let Some(state) = self.peers.get_mut(&peer) else {
-            return;
-        };
-        let Some(position) = state.connections.iter().position(|c| c.id == connection) else {
-            return;
-        };
-        let closed = state.connections.remove(position);
-        let last = state.connections.is_empty();
-        if last {
-            self.peers.remove(&peer);
-        }
-        for id in closed.unresolved {
-            self.event(Event::SendFailed {
-                peer,
-                id,
-                error: SendFailure::ConnectionClosed,
+    fn start_lookup(&mut self, Lookup { id, cid, kind }: Lookup) {
+        let store = Arc::clone(&self.store);
+        self.lookups.push(Box::pin(async move {
+            let result = match kind {
+                LookupKind::Has => store.has(&cid).await.map(LookupResult::Has),
+                LookupKind::Size => store.get_size(&cid).await.map(LookupResult::Size),
+                LookupKind::Get => store.get(&cid).await.map(LookupResult::Block),
+            };
+            let result = result.unwrap_or_else(|error| {
+                tracing::warn!(%cid, %error, "blockstore lookup failed");
+                LookupResult::Failed
             });
+            (id, result)
+        }));
+    }
+
+    fn on_network_event(&mut self, event: network::Event) {
+        match event {
+            network::Event::PeerConnected { peer } => {
+                let version = self.network.peer_version(&peer).unwrap_or(Version::V1_2_0);
+                self.server.handle_peer_connected(peer, version);
+            }
+            network::Event::PeerVersion { peer, version } => {
+                self.server.handle_peer_version(peer, version);
+            }
+            network::Event::PeerDisconnected { peer } => {
+                self.server.handle_peer_disconnected(&peer);
+            }
+            network::Event::Message { peer, message, .. } => {
+                self.server.handle_message(peer, &message);
+            }
+            network::Event::MessageSent { id, .. } => {
+                if let Some(envelope) = self.envelopes.remove(&id) {
+                    self.server.handle_envelope_sent(envelope);
+                }
+            }
+            network::Event::SendFailed { peer, id, error } => {
+                if let Some(envelope) = self.envelopes.remove(&id) {
+                    tracing::debug!(%peer, %error, "server envelope failed");
+                    self.server.handle_envelope_failed(envelope);
+                }
+            }
+            network::Event::InboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, %error, "inbound Bitswap stream reset");
+            }
         }
-        if last {
-            self.event(Event::PeerDisconnected { peer });
-        } else {
-            self.update_version(peer);
+        self.drive();
+    }
+
+    fn on_put_done(&mut self, done: PutDone) {
+        match done.result {
+            Ok(()) => {
+                let blocks = done.blocks.len();
+                self.server.handle_new_blocks(done.blocks);
+                self.drive();
+                self.events.push_back(Event::Stored {
+                    id: done.id,
+                    blocks,
+                });
+            }
+            Err(error) => {
+                tracing::warn!(id = %done.id, %error, "blockstore write failed");
+                self.events
+                    .push_back(Event::StoreFailed { id: done.id, error });
+            }
         }
     }
 }
 
-impl NetworkBehaviour for Behaviour {
-    type ConnectionHandler = Handler;
+impl<S: Blockstore + 'static> NetworkBehaviour for Behaviour<S> {
+    type ConnectionHandler = network::Handler;
     type ToSwarm = Event;
 
     fn handle_established_inbound_connection(
         &mut self,
-        _: ConnectionId,
-        _: PeerId,
-        _: &Multiaddr,
-        _: &Multiaddr,
+        connection: ConnectionId,
+        peer: PeerId,
+        local: &Multiaddr,
+        remote: &Multiaddr,
     ) -> Result<THandler<Self>, ConnectionDenied> {
-        Ok(Handler::new(Arc::clone(&self.config)))
+        self.network
+            .handle_established_inbound_connection(connection, peer, local, remote)
     }
 
     fn handle_established_outbound_connection(
         &mut self,
-        _: ConnectionId,
-        _: PeerId,
-        _: &Multiaddr,
-        _: Endpoint,
-        _: PortUse,
+        connection: ConnectionId,
+        peer: PeerId,
+        address: &Multiaddr,
+        role: Endpoint,
+        port_use: PortUse,
     ) -> Result<THandler<Self>, ConnectionDenied> {
-        Ok(Handler::new(Arc::clone(&self.config)))
+        self.network
+            .handle_established_outbound_connection(connection, peer, address, role, port_use)
     }
 
     fn on_swarm_event(&mut self, event: FromSwarm<'_>) {
-        match event {
-            FromSwarm::ConnectionEstablished(ConnectionEstablished {
-                peer_id,
-                connection_id,
-                ..
-            }) => self.on_connection_established(peer_id, connection_id),
-            FromSwarm::ConnectionClosed(ConnectionClosed {
-                peer_id,
-                connection_id,
-                ..
-            }) => self.on_connection_closed(peer_id, connection_id),
-            _ => {}
-        }
+        self.network.on_swarm_event(event);
     }
 
     fn on_connection_handler_event(
@@ -384,52 +338,47 @@ impl NetworkBehaviour for Behaviour {
         connection: ConnectionId,
         event: THandlerOutEvent<Self>,
     ) {
-        match event {
-            HandlerEvent::Message(message) => self.event(Event::Message {
-                peer,
-                connection,
-                message,
-            }),
-            HandlerEvent::Version(version) => {
-                if let Some(c) = self
-                    .peers
-                    .get_mut(&peer)
-                    .and_then(|p| p.connections.iter_mut().find(|c| c.id == connection))
-                {
-                    c.version = Some(version);
-                }
-                self.update_version(peer);
-            }
-            HandlerEvent::Sent(ids) => {
-                for id in ids {
-                    if self.resolve(peer, connection, id) {
-                        self.event(Event::MessageSent { peer, id });
-                    }
-                }
-            }
-            HandlerEvent::SendFailed { ids, error } => {
-                for id in ids {
-                    if self.resolve(peer, connection, id) {
-                        self.event(Event::SendFailed {
-                            peer,
-                            id,
-                            error: error.clone(),
-                        });
-                    }
-                }
-            }
-            HandlerEvent::InboundFailure(error) => self.event(Event::InboundFailure {
-                peer,
-                connection,
-                error,
-            }),
-        }
+        self.network
+            .on_connection_handler_event(peer, connection, event);
     }
 
-    fn poll(&mut self, _: &mut Context<'_>) -> Poll<ToSwarm<Event, THandlerInEvent<Self>>> {
-        match self.events.pop_front() {
-            Some(event) => Poll::Ready(event),
-            None => Poll::Pending,
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<ToSwarm<Event, THandlerInEvent<Self>>> {
+        loop {
+            if let Some(event) = self.events.pop_front() {
+                return Poll::Ready(ToSwarm::GenerateEvent(event));
+            }
+            match self.network.poll(cx) {
+                Poll::Ready(ToSwarm::GenerateEvent(event)) => {
+                    self.on_network_event(event);
+                    continue;
+                }
+                Poll::Ready(ToSwarm::NotifyHandler {
+                    peer_id,
+                    handler,
+                    event,
+                }) => {
+                    return Poll::Ready(ToSwarm::NotifyHandler {
+                        peer_id,
+                        handler,
+                        event,
+                    });
+                }
+                Poll::Ready(other) => {
+                    tracing::error!(?other, "unexpected request from the network layer");
+                    continue;
+                }
+                Poll::Pending => {}
+            }
+            if let Poll::Ready(Some((id, result))) = self.lookups.poll_next_unpin(cx) {
+                self.server.handle_lookup(id, result);
+                self.drive();
+                continue;
+            }
+            if let Poll::Ready(Some(done)) = self.puts.poll_next_unpin(cx) {
+                self.on_put_done(done);
+                continue;
+            }
+            return Poll::Pending;
         }
     }
 }

@@ -4,12 +4,13 @@
 //! Spec: <https://specs.ipfs.tech/bitswap-protocol/>.
 //!
 //! Embed [`Behaviour`] in a swarm (alone or in a `#[derive(NetworkBehaviour)]` beside identify,
-//! ping and kad), send [`Message`]s to peers and read the [`Event`]s:
+//! ping and kad) with a [`Blockstore`]; it serves the store's blocks to the peers that want
+//! them. Here a peer speaking the bare message layer ([`network`]) fetches one block:
 //!
 //! ```
 //! use std::time::Duration;
 //!
-//! use bitswap::{Block, Entry, Event, Message};
+//! use bitswap::{Block, Entry, MemoryBlockstore, Message, network};
 //! use bytes::Bytes;
 //! use futures::StreamExt;
 //! use libp2p::{noise, swarm::SwarmEvent, tcp, yamux};
@@ -17,57 +18,50 @@
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
 //! runtime.block_on(async {
-//!     let swarm = || {
-//!         libp2p::SwarmBuilder::with_new_identity()
-//!             .with_tokio()
-//!             .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
-//!             .expect("tcp, noise and yamux")
-//!             .with_behaviour(|_| bitswap::Behaviour::new(bitswap::Config::default()))
-//!             .expect("infallible")
-//!             .build()
-//!     };
-//!     let (mut server, mut client) = (swarm(), swarm());
-//!     server.listen_on("/ip4/127.0.0.1/tcp/0".parse()?)?;
-//!     let address = loop {
-//!         if let SwarmEvent::NewListenAddr { address, .. } = server.select_next_some().await {
-//!             break address;
-//!         }
-//!     };
-//!     client.dial(address)?;
-//!
+//!     let mut server = libp2p::SwarmBuilder::with_new_identity()
+//!         .with_tokio()
+//!         .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)?
+//!         .with_behaviour(|_| {
+//!             bitswap::Behaviour::new(MemoryBlockstore::new(), bitswap::Config::default())
+//!         })?
+//!         .build();
 //!     // Blocks are verified on construction: their CID is computed from their bytes.
 //!     let block = Block::from_v0_data(Bytes::from_static(b"hello"))?;
-//!     let server_id = *server.local_peer_id();
-//!     let mut asked = false;
+//!     server.behaviour_mut().put(vec![block.clone()])?;
+//!     server.listen_on("/ip4/127.0.0.1/tcp/0".parse()?)?;
+//!
+//!     let mut client = libp2p::SwarmBuilder::with_new_identity()
+//!         .with_tokio()
+//!         .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)?
+//!         .with_behaviour(|_| network::Behaviour::new(network::Config::default()))?
+//!         .build();
+//!
 //!     let received = tokio::time::timeout(Duration::from_secs(20), async {
 //!         loop {
 //!             tokio::select! {
-//!                 event = client.select_next_some() => {
-//!                     if let SwarmEvent::ConnectionEstablished { peer_id, .. } = event {
-//!                         if peer_id == server_id && !asked {
-//!                             let mut want = Message::default();
-//!                             want.wantlist.entries.push(Entry::want_block(*block.cid(), 1));
-//!                             client.behaviour_mut().send(peer_id, want)?;
-//!                             asked = true;
-//!                         }
-//!                     }
-//!                 }
 //!                 event = server.select_next_some() => {
-//!                     // A server engine decides what to answer; here, the block at once.
-//!                     if let SwarmEvent::Behaviour(Event::Message { peer, message, .. }) = event {
-//!                         let mut reply = Message::default();
-//!                         if message.wantlist.entries.iter().any(|e| e.cid == *block.cid()) {
-//!                             reply.blocks.push(block.clone());
-//!                         }
-//!                         server.behaviour_mut().send(peer, reply)?;
-//!                         break Ok::<_, Box<dyn std::error::Error>>(());
+//!                     if let SwarmEvent::NewListenAddr { address, .. } = event {
+//!                         client.dial(address)?;
 //!                     }
 //!                 }
+//!                 event = client.select_next_some() => match event {
+//!                     SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+//!                         let mut want = Message::default();
+//!                         want.wantlist.entries.push(Entry::want_block(*block.cid(), 1));
+//!                         client.behaviour_mut().send(peer_id, want)?;
+//!                     }
+//!                     SwarmEvent::Behaviour(network::Event::Message { message, .. }) => {
+//!                         if let Some(got) = message.blocks.first() {
+//!                             break Ok::<_, Box<dyn std::error::Error>>(got.clone());
+//!                         }
+//!                     }
+//!                     _ => {}
+//!                 },
 //!             }
 //!         }
 //!     })
-//!     .await;
-//!     received??;
+//!     .await??;
+//!     assert_eq!(received, block);
 //!     Ok(())
 //! })
 //! # }
@@ -79,6 +73,11 @@
 //!
 //! # Layout
 //!
+//! - [`Behaviour`] wires the parts below into one `NetworkBehaviour`; [`Config`] sets them.
+//! - [`network`]: the message layer, Bitswap streams over libp2p without policy.
+//! - [`ServerEngine`]: the sans-IO decision engine: what every peer gets, and when.
+//! - [`Blockstore`]: the store trait, [`MemoryBlockstore`] and the persistent
+//!   [`RedbBlockstore`].
 //! - [`Message`] and its parts are the domain types; conversions from the wire check every
 //!   CID and recompute every block's CID from its bytes.
 //! - [`protocol`](crate::Version) functions frame messages: an unsigned-varint length, at most
@@ -87,20 +86,18 @@
 mod behaviour;
 mod blockstore;
 mod config;
-mod handler;
 mod message;
+pub mod network;
 mod proto;
 mod protocol;
 mod server;
-mod upgrade;
 
-pub use behaviour::{Behaviour, Event, InboundFailure, MessageId, SendError, SendFailure};
+pub use behaviour::{Behaviour, Event, PutError, PutId, StoreError};
 pub use blockstore::{
     Blockstore, MemoryBlockstore, MemoryBlockstoreError, RedbBlockstore, RedbBlockstoreError,
     RedbConfig, RedbOpenError,
 };
 pub use config::Config;
-pub use handler::{Handler, HandlerEvent, HandlerIn};
 pub use message::{
     Block, BlockError, BlockPresence, BlockPresenceType, Entry, MAX_BLOCK_SIZE, Message,
     MessageError, WantType, Wantlist,
@@ -111,4 +108,3 @@ pub use server::{
     LookupKind, LookupResult, Metrics as ServerMetrics, PeerAccounting, RequestFilter,
     Stats as ServerStats,
 };
-pub use upgrade::Upgrade;

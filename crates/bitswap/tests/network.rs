@@ -1,11 +1,13 @@
-//! Swarms over loopback TCP (Noise, Yamux) exchanging Bitswap messages, plus raw peers that
+//! The message layer ([`bitswap::network`]): swarms over loopback TCP (Noise, Yamux)
+//! exchanging Bitswap messages, plus raw peers that
 //! write the wire format by hand the way kubo and Helia use streams.
 
 use std::time::Duration;
 
 use bitswap::{
-    Behaviour, Block, BlockPresence, BlockPresenceType, Config, Entry, Event, InboundFailure,
-    Message, MessageId, ProtocolError, SendError, SendFailure, Version, WantType, Wantlist,
+    Block, BlockPresence, BlockPresenceType, Entry, Message, ProtocolError, Version, WantType,
+    Wantlist,
+    network::{Behaviour, Config, Event, InboundFailure, MessageId, SendError, SendFailure},
 };
 use bytes::Bytes;
 use cid::Cid;

@@ -25,15 +25,17 @@ use libp2p::swarm::{
     },
 };
 
-use crate::{
+use super::{
     behaviour::{InboundFailure, MessageId, SendFailure},
     config::Config,
-    message::Message,
-    protocol::{self, ProtocolError, Version},
     upgrade::Upgrade,
 };
+use crate::{
+    message::Message,
+    protocol::{self, ProtocolError, Version},
+};
 
-/// What the [`Behaviour`](crate::Behaviour) tells a [`Handler`].
+/// What the [`Behaviour`](crate::network::Behaviour) tells a [`Handler`].
 #[derive(Debug)]
 pub enum HandlerIn {
     /// Queue a message for the peer.
@@ -45,7 +47,7 @@ pub enum HandlerIn {
     },
 }
 
-/// What a [`Handler`] reports to the [`Behaviour`](crate::Behaviour).
+/// What a [`Handler`] reports to the [`Behaviour`](crate::network::Behaviour).
 #[derive(Debug)]
 pub enum HandlerEvent {
     /// A message was read from an inbound stream.
@@ -67,7 +69,7 @@ pub enum HandlerEvent {
 }
 
 /// The [`ConnectionHandler`] of Bitswap, one per connection. It only moves messages between
-/// Bitswap streams and the [`Behaviour`](crate::Behaviour); it decides nothing about what to
+/// Bitswap streams and the [`Behaviour`](crate::network::Behaviour); it decides nothing about what to
 /// send.
 ///
 /// # Streams

@@ -1,0 +1,437 @@
+//! [`Behaviour`]: the Bitswap [`NetworkBehaviour`]. It tracks peers, their connections and
+//! versions, hands outgoing messages to one connection per peer and reports what arrives.
+//! It has no policy: the engines decide what to send.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    fmt, io,
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use libp2p::{
+    Multiaddr, PeerId,
+    core::{Endpoint, transport::PortUse},
+    swarm::{
+        ConnectionClosed, ConnectionDenied, ConnectionId, FromSwarm, NetworkBehaviour,
+        NotifyHandler, THandler, THandlerInEvent, THandlerOutEvent, ToSwarm,
+        behaviour::ConnectionEstablished,
+    },
+};
+
+use super::{
+    config::Config,
+    handler::{Handler, HandlerEvent, HandlerIn},
+};
+use crate::{
+    message::Message,
+    protocol::{ProtocolError, Version},
+};
+
+/// Identifies a message accepted by [`Behaviour::send`]; [`Event::MessageSent`] and
+/// [`Event::SendFailed`] carry it. Unique within one [`Behaviour`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MessageId(u64);
+
+impl fmt::Display for MessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Why [`Behaviour::send`] refused a message at once.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SendError {
+    /// The peer has no connection.
+    #[error("peer not connected")]
+    NotConnected,
+    /// The peer already has [`Config::max_queued_messages`] messages waiting or being written.
+    #[error("{limit} messages already queued for the peer")]
+    QueueFull {
+        /// The configured limit.
+        limit: usize,
+    },
+}
+
+/// Why an accepted message was not delivered to the peer's stream.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum SendFailure {
+    /// The connection closed before the message was written.
+    #[error("connection closed before the message was written")]
+    ConnectionClosed,
+    /// The peer speaks none of the configured Bitswap versions on this connection.
+    #[error("peer speaks none of the configured Bitswap versions")]
+    Unsupported,
+    /// Opening and negotiating a stream timed out.
+    #[error("opening a stream timed out")]
+    OpenTimeout,
+    /// Opening a stream failed.
+    #[error("opening a stream failed: {0}")]
+    Open(Arc<io::Error>),
+    /// Writing the message took longer than [`Config::send_timeout`].
+    #[error("writing timed out")]
+    Timeout,
+    /// Writing the message failed.
+    #[error("writing failed: {0}")]
+    Write(Arc<ProtocolError>),
+}
+
+/// Why an inbound stream was reset.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InboundFailure {
+    /// The peer sent something that is not a valid message (too large, malformed, invalid
+    /// block), or the stream failed.
+    #[error("reading a message failed: {0}")]
+    Protocol(ProtocolError),
+    /// The connection already had [`Config::max_inbound_streams`] streams open.
+    #[error("more than {limit} inbound streams on one connection")]
+    TooManyStreams {
+        /// The configured limit.
+        limit: usize,
+    },
+}
+
+/// What the [`Behaviour`] reports.
+#[derive(Debug)]
+pub enum Event {
+    /// The first connection to a peer was established.
+    PeerConnected {
+        /// The peer.
+        peer: PeerId,
+    },
+    /// The last connection to a peer closed; its state is gone.
+    PeerDisconnected {
+        /// The peer.
+        peer: PeerId,
+    },
+    /// The best Bitswap version known for a peer changed (see [`Behaviour::peer_version`]).
+    PeerVersion {
+        /// The peer.
+        peer: PeerId,
+        /// Its version.
+        version: Version,
+    },
+    /// A message arrived. One event per message, as soon as it is read.
+    Message {
+        /// The sender.
+        peer: PeerId,
+        /// The connection it came on.
+        connection: ConnectionId,
+        /// The message; its blocks are verified.
+        message: Message,
+    },
+    /// A message accepted by [`Behaviour::send`] was written and flushed to its stream.
+    MessageSent {
+        /// The recipient.
+        peer: PeerId,
+        /// The id `send` returned.
+        id: MessageId,
+    },
+    /// A message accepted by [`Behaviour::send`] was not written.
+    SendFailed {
+        /// The recipient.
+        peer: PeerId,
+        /// The id `send` returned.
+        id: MessageId,
+        /// Why.
+        error: SendFailure,
+    },
+    /// An inbound stream was reset because of the peer.
+    InboundFailure {
+        /// The peer.
+        peer: PeerId,
+        /// The connection.
+        connection: ConnectionId,
+        /// Why.
+        error: InboundFailure,
+    },
+}
+
+/// The Bitswap [`NetworkBehaviour`]: composes with `#[derive(NetworkBehaviour)]`.
+///
+/// Outgoing messages go to the oldest live connection of the peer, so they keep their order.
+/// Each is encoded there for the version negotiated on the stream that carries it.
+///
+/// Every queue is bounded. Per peer at most [`Config::max_queued_messages`] messages are
+/// accepted and not yet resolved (sent or failed). The pending-event queue holds at most those
+/// plus the events of the last handler report: the swarm only reads more handler reports when
+/// [`NetworkBehaviour::poll`] has nothing left, so it is drained before it grows.
+pub struct Behaviour {
+    config: Arc<Config>,
+    peers: HashMap<PeerId, Peer>,
+    events: VecDeque<ToSwarm<Event, HandlerIn>>,
+    next_id: u64,
+}
+
+/// A connected peer.
+#[derive(Default)]
+struct Peer {
+    /// Oldest first.
+    connections: Vec<Connection>,
+    /// The last version reported.
+    version: Option<Version>,
+}
+
+struct Connection {
+    id: ConnectionId,
+    version: Option<Version>,
+    /// Messages handed to this connection's handler, not yet reported sent or failed.
+    unresolved: VecDeque<MessageId>,
+}
+
+impl Peer {
+    fn queued(&self) -> usize {
+        self.connections.iter().map(|c| c.unresolved.len()).sum()
+    }
+
+    fn best_version(&self) -> Option<Version> {
+        Version::ALL
+            .into_iter()
+            .find(|v| self.connections.iter().any(|c| c.version == Some(*v)))
+    }
+}
+
+impl Behaviour {
+    /// A behaviour with `config`.
+    pub fn new(config: Config) -> Self {
+        Self {
+            config: Arc::new(config),
+            peers: HashMap::new(),
+            events: VecDeque::new(),
+            next_id: 0,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Queues `message` for `peer` on its oldest connection. The outcome is reported later as
+    /// [`Event::MessageSent`] or [`Event::SendFailed`] with the returned id.
+    ///
+    /// With the default of one outbound stream per connection, messages to a peer are written
+    /// in the order of the calls, and this crate's handler reports them in that order (see
+    /// [`Config::with_max_outbound_streams`]). Each message is encoded for the version
+    /// negotiated on the stream that carries it, as [`encode`](crate::encode) does: before
+    /// 1.2.0 want-have becomes want-block and presences and pending bytes are left out; before
+    /// 1.1.0 only CIDv0 blocks are sent. Check [`Behaviour::peer_version`] first if that matters.
+    pub fn send(&mut self, peer: PeerId, message: Message) -> Result<MessageId, SendError> {
+        let limit = self.config.max_queued_messages();
+        let state = self.peers.get_mut(&peer).ok_or(SendError::NotConnected)?;
+        if state.queued() >= limit {
+            return Err(SendError::QueueFull { limit });
+        }
+        let connection = state
+            .connections
+            .first_mut()
+            .ok_or(SendError::NotConnected)?;
+        let id = MessageId(self.next_id);
+        self.next_id += 1;
+        connection.unresolved.push_back(id);
+        self.events.push_back(ToSwarm::NotifyHandler {
+            peer_id: peer,
+            handler: NotifyHandler::One(connection.id),
+            event: HandlerIn::Send { id, message },
+        });
+        Ok(id)
+    }
+
+    /// The best Bitswap version known for `peer`: negotiated on one of its streams or
+    /// advertised by it (identify) and configured here. `None` if not connected or not known
+    /// yet.
+    pub fn peer_version(&self, peer: &PeerId) -> Option<Version> {
+        self.peers.get(peer)?.version
+    }
+
+    /// Peers with at least one connection (whether or not they speak Bitswap).
+    pub fn connected_peers(&self) -> impl Iterator<Item = &PeerId> {
+        self.peers.keys()
+    }
+
+    /// Whether `peer` has at least one connection.
+    pub fn is_connected(&self, peer: &PeerId) -> bool {
+        self.peers.contains_key(peer)
+    }
+
+    /// Messages accepted for `peer` and not yet sent or failed.
+    pub fn queued_messages(&self, peer: &PeerId) -> usize {
+        self.peers.get(peer).map_or(0, Peer::queued)
+    }
+
+    fn event(&mut self, event: Event) {
+        self.events.push_back(ToSwarm::GenerateEvent(event));
+    }
+
+    /// Removes `id` from the connection's unresolved messages; `false` if it was not there
+    /// (already reported).
+    fn resolve(&mut self, peer: PeerId, connection: ConnectionId, id: MessageId) -> bool {
+        let Some(connection) = self
+            .peers
+            .get_mut(&peer)
+            .and_then(|p| p.connections.iter_mut().find(|c| c.id == connection))
+        else {
+            return false;
+        };
+        match connection.unresolved.iter().position(|i| *i == id) {
+            Some(position) => {
+                connection.unresolved.remove(position);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn update_version(&mut self, peer: PeerId) {
+        let Some(state) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        let best = state.best_version();
+        if best == state.version {
+            return;
+        }
+        state.version = best;
+        if let Some(version) = best {
+            self.event(Event::PeerVersion { peer, version });
+        }
+    }
+
+    fn on_connection_established(&mut self, peer: PeerId, connection: ConnectionId) {
+        let state = self.peers.entry(peer).or_default();
+        let first = state.connections.is_empty();
+        state.connections.push(Connection {
+            id: connection,
+            version: None,
+            unresolved: VecDeque::new(),
+        });
+        if first {
+            self.event(Event::PeerConnected { peer });
+        }
+    }
+
+    fn on_connection_closed(&mut self, peer: PeerId, connection: ConnectionId) {
+        let Some(state) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        let Some(position) = state.connections.iter().position(|c| c.id == connection) else {
+            return;
+        };
+        let closed = state.connections.remove(position);
+        let last = state.connections.is_empty();
+        if last {
+            self.peers.remove(&peer);
+        }
+        for id in closed.unresolved {
+            self.event(Event::SendFailed {
+                peer,
+                id,
+                error: SendFailure::ConnectionClosed,
+            });
+        }
+        if last {
+            self.event(Event::PeerDisconnected { peer });
+        } else {
+            self.update_version(peer);
+        }
+    }
+}
+
+impl NetworkBehaviour for Behaviour {
+    type ConnectionHandler = Handler;
+    type ToSwarm = Event;
+
+    fn handle_established_inbound_connection(
+        &mut self,
+        _: ConnectionId,
+        _: PeerId,
+        _: &Multiaddr,
+        _: &Multiaddr,
+    ) -> Result<THandler<Self>, ConnectionDenied> {
+        Ok(Handler::new(Arc::clone(&self.config)))
+    }
+
+    fn handle_established_outbound_connection(
+        &mut self,
+        _: ConnectionId,
+        _: PeerId,
+        _: &Multiaddr,
+        _: Endpoint,
+        _: PortUse,
+    ) -> Result<THandler<Self>, ConnectionDenied> {
+        Ok(Handler::new(Arc::clone(&self.config)))
+    }
+
+    fn on_swarm_event(&mut self, event: FromSwarm<'_>) {
+        match event {
+            FromSwarm::ConnectionEstablished(ConnectionEstablished {
+                peer_id,
+                connection_id,
+                ..
+            }) => self.on_connection_established(peer_id, connection_id),
+            FromSwarm::ConnectionClosed(ConnectionClosed {
+                peer_id,
+                connection_id,
+                ..
+            }) => self.on_connection_closed(peer_id, connection_id),
+            _ => {}
+        }
+    }
+
+    fn on_connection_handler_event(
+        &mut self,
+        peer: PeerId,
+        connection: ConnectionId,
+        event: THandlerOutEvent<Self>,
+    ) {
+        match event {
+            HandlerEvent::Message(message) => self.event(Event::Message {
+                peer,
+                connection,
+                message,
+            }),
+            HandlerEvent::Version(version) => {
+                if let Some(c) = self
+                    .peers
+                    .get_mut(&peer)
+                    .and_then(|p| p.connections.iter_mut().find(|c| c.id == connection))
+                {
+                    c.version = Some(version);
+                }
+                self.update_version(peer);
+            }
+            HandlerEvent::Sent(ids) => {
+                for id in ids {
+                    if self.resolve(peer, connection, id) {
+                        self.event(Event::MessageSent { peer, id });
+                    }
+                }
+            }
+            HandlerEvent::SendFailed { ids, error } => {
+                for id in ids {
+                    if self.resolve(peer, connection, id) {
+                        self.event(Event::SendFailed {
+                            peer,
+                            id,
+                            error: error.clone(),
+                        });
+                    }
+                }
+            }
+            HandlerEvent::InboundFailure(error) => self.event(Event::InboundFailure {
+                peer,
+                connection,
+                error,
+            }),
+        }
+    }
+
+    fn poll(&mut self, _: &mut Context<'_>) -> Poll<ToSwarm<Event, THandlerInEvent<Self>>> {
+        match self.events.pop_front() {
+            Some(event) => Poll::Ready(event),
+            None => Poll::Pending,
+        }
+    }
+}

@@ -1,0 +1,228 @@
+//! [`Config`]: limits and timeouts of the libp2p shell.
+
+use std::time::Duration;
+
+use crate::protocol::Version;
+
+/// Settings of a [`Behaviour`](crate::network::Behaviour) and its connection handlers.
+///
+/// Build it with [`Config::default`] and the consuming `with_*` setters. Every limit is bounded
+/// and per connection or per peer, as each setter says.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Config {
+    /// Protocol versions advertised and accepted, most preferred first; dialing proposes them in
+    /// this order. Default: all four, [`Version::ALL`].
+    versions: Vec<Version>,
+    /// Inbound Bitswap streams read at the same time on one connection; more are reset.
+    /// Default: 32 streams.
+    max_inbound_streams: usize,
+    /// Messages accepted by [`Behaviour::send`](crate::network::Behaviour::send) for one peer and not
+    /// yet written (or failed). Default: 256 messages.
+    max_queued_messages: usize,
+    /// Outbound streams written at the same time on one connection. Default: 1 stream.
+    max_outbound_streams: usize,
+    /// How long an inbound stream may stay open waiting for its next message. Default: 5 min.
+    inbound_idle_timeout: Duration,
+    /// Fixed part of the write timeout of one message. Default: 2 s.
+    send_latency: Duration,
+    /// Slowest write rate tolerated, in bytes per second. Default: 12 500 B/s (100 kbit/s).
+    min_send_rate: u64,
+    /// Lower bound of the write timeout of one message. Default: 10 s.
+    min_send_timeout: Duration,
+    /// Upper bound of the write timeout of one message. Default: 2 min.
+    max_send_timeout: Duration,
+    /// Keep idle connections to Bitswap peers open. Default: `false`.
+    keep_alive: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            versions: Version::ALL.to_vec(),
+            max_inbound_streams: 32,
+            max_queued_messages: 256,
+            max_outbound_streams: 1,
+            inbound_idle_timeout: Duration::from_secs(5 * 60),
+            send_latency: Duration::from_secs(2),
+            min_send_rate: 12_500,
+            min_send_timeout: Duration::from_secs(10),
+            max_send_timeout: Duration::from_secs(2 * 60),
+            keep_alive: false,
+        }
+    }
+}
+
+impl Config {
+    /// The default configuration; the same as [`Config::default`].
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the protocol versions advertised and accepted, most preferred first (duplicates are
+    /// ignored). Outbound streams propose them in this order, so the first one the peer also
+    /// speaks is used. Default: all four, [`Version::ALL`] (1.2.0 first).
+    ///
+    /// # Panics
+    ///
+    /// If `versions` is empty.
+    pub fn with_versions(mut self, versions: impl IntoIterator<Item = Version>) -> Self {
+        let mut unique = Vec::with_capacity(Version::ALL.len());
+        for version in versions {
+            if !unique.contains(&version) {
+                unique.push(version);
+            }
+        }
+        assert!(!unique.is_empty(), "at least one Bitswap version is needed");
+        self.versions = unique;
+        self
+    }
+
+    /// Sets how many inbound Bitswap streams one connection may have open at the same time
+    /// (at least 1). A stream beyond it is reset at once and reported as
+    /// [`InboundFailure::TooManyStreams`](crate::network::InboundFailure::TooManyStreams). kubo keeps one
+    /// long-lived stream for its wantlist and opens one short stream per response; Helia opens
+    /// one short stream per message. Default: 32 streams.
+    ///
+    /// Each stream reads at most one message at a time, so a connection buffers at most this
+    /// many partly received messages of up to 4 MiB each.
+    pub fn with_max_inbound_streams(mut self, streams: usize) -> Self {
+        self.max_inbound_streams = streams.max(1);
+        self
+    }
+
+    /// Sets how many messages [`Behaviour::send`](crate::network::Behaviour::send) accepts for one peer
+    /// before they are written or have failed (at least 1). Beyond it `send` returns
+    /// [`SendError::QueueFull`](crate::network::SendError::QueueFull). Default: 256 messages.
+    pub fn with_max_queued_messages(mut self, messages: usize) -> Self {
+        self.max_queued_messages = messages.max(1);
+        self
+    }
+
+    /// Sets how many outbound streams one connection writes at the same time (at least 1).
+    /// Each stream carries every message queued when it opens, in order, and is then closed.
+    ///
+    /// With 1, batches are written one after the other, so the peer gets the messages in the
+    /// order of [`Behaviour::send`](crate::network::Behaviour::send) (a wantlist's cancel never overtakes
+    /// its want). More streams let a small message overtake a large one being written, but
+    /// messages of different streams may then arrive in any order. Throughput does not need
+    /// more: one stream already saturates the CPU on TCP + Noise + Yamux. Default: 1 stream.
+    pub fn with_max_outbound_streams(mut self, streams: usize) -> Self {
+        self.max_outbound_streams = streams.max(1);
+        self
+    }
+
+    /// Sets how long an inbound stream may wait for its next message (measured from the end of
+    /// the previous message, or from its opening) before it is reset. Default: 5 min.
+    ///
+    /// kubo sends its whole wantlist on one stream that it keeps open while it lives and
+    /// rebroadcasts wants every 30 s, so the timeout must span several of its quiet periods;
+    /// when it does fire, kubo reopens a stream on its next message. The timeout only frees
+    /// slots of peers that went quiet without closing. An open stream keeps its connection
+    /// alive, so this is also how long a quiet kubo peer keeps an idle connection open.
+    pub fn with_inbound_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.inbound_idle_timeout = timeout;
+        self
+    }
+
+    /// Sets the write timeout of one message of `n` bytes:
+    /// `latency + n / min_rate` (`min_rate` in bytes per second), clamped to `[min, max]`.
+    /// Past it the stream is reset and its unwritten messages fail with
+    /// [`SendFailure::Timeout`](crate::network::SendFailure::Timeout). A `min_rate` of 0 means `max`.
+    /// Default: as boxo, 2 s + n / 12 500 B/s, clamped to [10 s, 2 min].
+    pub fn with_send_timeout(
+        mut self,
+        latency: Duration,
+        min_rate: u64,
+        min: Duration,
+        max: Duration,
+    ) -> Self {
+        self.send_latency = latency;
+        self.min_send_rate = min_rate;
+        self.min_send_timeout = min;
+        self.max_send_timeout = max.max(min);
+        self
+    }
+
+    /// Sets whether connections to peers that speak Bitswap stay open while idle. When `false`,
+    /// a connection is kept alive only while a Bitswap stream is open or a message is queued or
+    /// being written, and the swarm's idle connection timeout applies otherwise. Default:
+    /// `false`.
+    pub fn with_keep_alive(mut self, keep_alive: bool) -> Self {
+        self.keep_alive = keep_alive;
+        self
+    }
+
+    /// The protocol versions advertised and accepted, most preferred first.
+    pub fn versions(&self) -> &[Version] {
+        &self.versions
+    }
+
+    /// Inbound streams read at the same time per connection.
+    pub fn max_inbound_streams(&self) -> usize {
+        self.max_inbound_streams
+    }
+
+    /// Messages queued per peer before [`Behaviour::send`](crate::network::Behaviour::send) refuses more.
+    pub fn max_queued_messages(&self) -> usize {
+        self.max_queued_messages
+    }
+
+    /// Outbound streams written at the same time per connection.
+    pub fn max_outbound_streams(&self) -> usize {
+        self.max_outbound_streams
+    }
+
+    /// How long an inbound stream may wait for its next message.
+    pub fn inbound_idle_timeout(&self) -> Duration {
+        self.inbound_idle_timeout
+    }
+
+    /// Whether idle connections to Bitswap peers are kept open.
+    pub fn keep_alive(&self) -> bool {
+        self.keep_alive
+    }
+
+    /// The write timeout of one message of `bytes` bytes.
+    pub fn send_timeout(&self, bytes: usize) -> Duration {
+        let transfer = match self.min_send_rate {
+            0 => self.max_send_timeout,
+            rate => Duration::from_secs_f64(bytes as f64 / rate as f64),
+        };
+        self.send_latency
+            .saturating_add(transfer)
+            .clamp(self.min_send_timeout, self.max_send_timeout)
+    }
+
+    /// The timeout of closing a stream after its last message.
+    pub(crate) fn close_timeout(&self) -> Duration {
+        self.min_send_timeout
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn send_timeout_is_clamped() {
+        let config = Config::default();
+        assert_eq!(config.send_timeout(0), Duration::from_secs(10));
+        // 2 s + 1 MB / 12.5 kB/s = 82 s.
+        assert_eq!(config.send_timeout(1_000_000), Duration::from_secs(82));
+        assert_eq!(config.send_timeout(4 << 20), Duration::from_secs(120));
+    }
+
+    #[test]
+    fn versions_are_deduplicated_in_order() {
+        let config =
+            Config::default().with_versions([Version::V1_0_0, Version::V1_2_0, Version::V1_0_0]);
+        assert_eq!(config.versions(), [Version::V1_0_0, Version::V1_2_0]);
+    }
+
+    #[test]
+    #[should_panic(expected = "at least one")]
+    fn empty_versions_panic() {
+        let _ = Config::default().with_versions([]);
+    }
+}

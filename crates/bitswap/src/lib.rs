@@ -86,6 +86,7 @@
 
 mod behaviour;
 mod blockstore;
+mod client;
 mod config;
 mod handler;
 mod message;
@@ -98,6 +99,10 @@ pub use behaviour::{Behaviour, Event, InboundFailure, MessageId, SendError, Send
 pub use blockstore::{
     Blockstore, MemoryBlockstore, MemoryBlockstoreError, RedbBlockstore, RedbBlockstoreError,
     RedbConfig, RedbOpenError,
+};
+pub use client::{
+    Action as ClientAction, Config as ClientConfig, Engine as ClientEngine, Event as ClientEvent,
+    Progress, QueryError, QueryId, SessionId, Stats as ClientStats,
 };
 pub use config::Config;
 pub use handler::{Handler, HandlerEvent, HandlerIn};

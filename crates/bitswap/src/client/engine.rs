@@ -15,7 +15,7 @@ use super::{
     peer::{Answer, MISBEHAVIOUR_PENALTY, Peer},
     query::{Query, QueryId, Session, SessionId},
     timer::{Timer, Timers},
-    want::Want,
+    want::{Context, Want},
 };
 use crate::{
     message::{Entry, Message, WantType},
@@ -128,6 +128,8 @@ pub struct Engine {
     dials: HashMap<PeerId, Instant>,
     /// Wants waiting for room at a peer (see `Want::starved`), oldest first.
     pub(super) starved: VecDeque<Cid>,
+    /// Wants broadcast at their start, per context (see `want.rs`); no zero entries.
+    pub(super) discovering: HashMap<Context, usize>,
 }
 
 /// The last [`RECENT_CIDS`] CIDs that stopped being wanted.
@@ -172,6 +174,7 @@ impl Engine {
             recent: Recent::default(),
             dials: HashMap::new(),
             starved: VecDeque::new(),
+            discovering: HashMap::new(),
         }
     }
 
@@ -243,14 +246,13 @@ impl Engine {
             if let Some(want) = self.wants.get_mut(&cid) {
                 want.asked.retain(|p| p != peer);
                 if want.target == Some(*peer) {
-                    want.target = None;
                     orphans.push((want.priority, cid));
                 }
             }
         }
         orphans.sort_by_key(|o| std::cmp::Reverse(o.0));
         for (_, cid) in orphans {
-            self.choose_target(cid, now);
+            self.target_lost(cid, now);
         }
         self.forget_old_peers();
         self.flush();
@@ -586,6 +588,13 @@ impl Engine {
             if owner != Some(*key) {
                 return Err(format!("orphan timer {timer:?}"));
             }
+        }
+        let mut eager: HashMap<Context, usize> = HashMap::new();
+        for want in self.wants.values().filter(|w| w.eager) {
+            *eager.entry(want.context).or_default() += 1;
+        }
+        if eager != self.discovering {
+            return Err("discovery counts out of step".into());
         }
         if self.starved.len() > self.wants.len() {
             return Err("starved list longer than the wants".into());

@@ -1,9 +1,24 @@
 //! The strategy: which peers are asked for a wanted CID, how, and what their answers change.
 //!
 //! For every wanted CID there is at most one *target*: the peer sent a want-block whose answer
-//! is awaited. Keeping to one want-block at a time is what keeps duplicate blocks low; the
-//! other peers (1.2.0 only, at most `Config::max_broadcast_peers` in all) are sent want-haves
-//! so that the next target is known when the current one refuses. Targets are picked by:
+//! is awaited. Keeping to one want-block at a time is what keeps duplicate blocks low. Other
+//! 1.2.0 peers are sent want-haves (at most `Config::max_broadcast_peers` peers asked in all,
+//! those that delivered blocks first) so that the next target is known when the current one
+//! refuses. That *broadcast* happens:
+//!
+//! - when the want starts, if its target is not proven (it has not delivered blocks in the
+//!   want's session, or anything at all for a want without session) and fewer than
+//!   [`DISCOVERY_WANTS`] wants of the same session (or query) are already broadcast that way;
+//! - when its target refuses, stays silent past its timeout, leaves or is penalised, unless a
+//!   connected peer is proven in its session (or for its query): then the next candidates are
+//!   asked for the block one after the other;
+//! - to a peer that connects, for wants already broadcast.
+//!
+//! Servers answer a want-have for a small block (boxo: at most 1 KiB) with the block itself, so
+//! a broadcast of such a block costs a duplicate per peer that has it: not broadcasting wants
+//! whose target is proven, and discovering one want at a time, keeps duplicates low there too.
+//!
+//! Targets are picked by:
 //!
 //! 1. what the peer said: HAVE (or it is a provider) before unknown; peers that said DONT_HAVE
 //!    or stayed silent past their timeout are not picked;
@@ -38,6 +53,9 @@ use super::{
 };
 use crate::message::{Block, BlockPresenceType, Entry, WantType};
 
+/// Wants of one session (or one query without session) broadcast at their start while no
+/// peer is proven for them.
+pub(super) const DISCOVERY_WANTS: usize = 1;
 /// Latency assumed for a peer whose latency was never measured, when ranking targets.
 pub(super) const UNKNOWN_LATENCY: Duration = Duration::from_millis(100);
 /// Differences of expected wait below this do not matter when ranking targets (helpfulness
@@ -64,6 +82,19 @@ pub(super) struct Want {
     pub(super) search_timer: Option<TimerKey>,
     /// In the engine's starved list, waiting for room at a peer.
     pub(super) starved: bool,
+    /// Whose knowledge of peers applies.
+    pub(super) context: Context,
+    /// Want-haves were broadcast for it (peers connecting later are sent one too).
+    pub(super) broadcasting: bool,
+    /// Broadcast at its start for discovery: counted in `Engine::discovering`.
+    pub(super) eager: bool,
+}
+
+/// Whose knowledge of peers a want uses: its session's, or its query's when it has none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) enum Context {
+    Session(SessionId),
+    Query(QueryId),
 }
 
 impl Want {
@@ -78,6 +109,9 @@ impl Want {
             last_search: None,
             search_timer: None,
             starved: false,
+            context: session.map_or(Context::Query(query), Context::Session),
+            broadcasting: false,
+            eager: false,
         }
     }
 }
@@ -100,12 +134,62 @@ impl Engine {
             want.search_timer = Some(key);
         }
         self.choose_target(cid, now);
-        self.broadcast(cid, now);
+        let Some(want) = self.wants.get(&cid) else {
+            return;
+        };
+        let context = want.context;
+        let proven = want.target.is_some_and(|t| self.proven(&t, context));
+        let discovering = self.discovering.get(&context).copied().unwrap_or(0);
+        if !proven && discovering < DISCOVERY_WANTS {
+            if let Some(want) = self.wants.get_mut(&cid) {
+                want.eager = true;
+            }
+            *self.discovering.entry(context).or_default() += 1;
+            self.broadcast(cid, now);
+        }
+    }
+
+    /// Whether `peer` delivered blocks in `context` (any block, for a query context).
+    fn proven(&self, peer: &PeerId, context: Context) -> bool {
+        match context {
+            Context::Session(s) => self
+                .sessions
+                .get(&s)
+                .is_some_and(|s| s.peers.contains_key(peer)),
+            Context::Query(_) => self.peers.get(peer).is_some_and(|p| p.useful > 0),
+        }
+    }
+
+    /// The want's target is gone (refused, silent, left, penalised): the next candidate is
+    /// asked for the block, and want-haves are broadcast unless a connected peer is proven in
+    /// the want's context (then candidates are tried one after the other, which costs no
+    /// duplicate of small blocks and measured no slower with three peers).
+    pub(super) fn target_lost(&mut self, cid: Cid, now: Instant) {
+        let Some(want) = self.wants.get_mut(&cid) else {
+            return;
+        };
+        want.target = None;
+        let context = want.context;
+        self.choose_target(cid, now);
+        if !self.context_proven(context) {
+            self.broadcast(cid, now);
+        }
+    }
+
+    /// Whether a connected peer delivered blocks in `context`.
+    fn context_proven(&self, context: Context) -> bool {
+        self.peers
+            .iter()
+            .any(|(id, p)| p.version.is_some() && self.proven(id, context))
     }
 
     /// Sends want-haves to the best 1.2.0 peers not yet asked, until the want has been sent to
     /// `Config::max_broadcast_peers` peers.
     pub(super) fn broadcast(&mut self, cid: Cid, now: Instant) {
+        let Some(want) = self.wants.get_mut(&cid) else {
+            return;
+        };
+        want.broadcasting = true;
         let Some(want) = self.wants.get(&cid) else {
             return;
         };
@@ -346,10 +430,7 @@ impl Engine {
                 });
                 self.timers.remove(old.flatten());
                 if is_target {
-                    if let Some(want) = self.wants.get_mut(&cid) {
-                        want.target = None;
-                    }
-                    self.choose_target(cid, now);
+                    self.target_lost(cid, now);
                 }
                 if asked.answer == Answer::Have {
                     self.penalise(id, BROKEN_PROMISE_PENALTY, now);
@@ -392,11 +473,8 @@ impl Engine {
             a.timer = Some(key);
         });
         self.timers.remove(old.flatten());
-        if let Some(want) = self.wants.get_mut(&cid)
-            && want.target == Some(id)
-        {
-            want.target = None;
-            self.choose_target(cid, now);
+        if self.wants.get(&cid).is_some_and(|w| w.target == Some(id)) {
+            self.target_lost(cid, now);
         }
     }
 
@@ -547,6 +625,14 @@ impl Engine {
         if want.starved {
             self.starved.retain(|c| c != cid);
         }
+        if want.eager
+            && let Some(n) = self.discovering.get_mut(&want.context)
+        {
+            *n -= 1;
+            if *n == 0 {
+                self.discovering.remove(&want.context);
+            }
+        }
         for id in want.asked {
             let Some(peer) = self.peers.get_mut(&id) else {
                 continue;
@@ -562,7 +648,8 @@ impl Engine {
     }
 
     /// A peer connected: it is asked for every live want, highest priority first, where a
-    /// target is missing or the broadcast set has room.
+    /// target is missing, or with a want-have where want-haves were broadcast and the
+    /// broadcast set has room.
     pub(super) fn peer_joined(&mut self, now: Instant) {
         let mut cids: Vec<(Reverse<i32>, Cid)> = self
             .wants
@@ -575,7 +662,9 @@ impl Engine {
                 want.starved = false;
             }
             self.choose_target(cid, now);
-            self.broadcast(cid, now);
+            if self.wants.get(&cid).is_some_and(|w| w.broadcasting) {
+                self.broadcast(cid, now);
+            }
         }
         self.starved
             .retain(|c| self.wants.get(c).is_some_and(|w| w.starved));

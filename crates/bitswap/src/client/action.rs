@@ -36,7 +36,9 @@ pub enum Action {
     /// HAVE within [`Config::provider_search_delay`](super::Config::provider_search_delay) of
     /// the want's start, or when every peer asked refused, then again at most once per
     /// [`Config::provider_search_interval`](super::Config::provider_search_interval) per CID
-    /// while that stays so.
+    /// while that stays so; at most
+    /// [`Config::max_provider_searches`](super::Config::max_provider_searches) per interval
+    /// over all CIDs.
     FindProviders {
         /// The wanted block.
         cid: Cid,

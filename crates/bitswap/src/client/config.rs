@@ -27,6 +27,7 @@ pub struct Config {
     resend_interval: Duration,
     provider_search_delay: Duration,
     provider_search_interval: Duration,
+    max_provider_searches: usize,
     dial_interval: Duration,
     query_timeout: Option<Duration>,
     penalty_duration: Duration,
@@ -50,6 +51,7 @@ impl Default for Config {
             resend_interval: Duration::from_secs(30),
             provider_search_delay: Duration::from_secs(1),
             provider_search_interval: Duration::from_secs(10),
+            max_provider_searches: 16,
             dial_interval: Duration::from_secs(10),
             query_timeout: None,
             penalty_duration: Duration::from_secs(60),
@@ -186,6 +188,16 @@ impl Config {
         self
     }
 
+    /// Sets how many [`Action::FindProviders`](super::Action::FindProviders) may be emitted
+    /// within one [`provider_search_interval`](Self::with_provider_search_interval), over all
+    /// CIDs (at least 1). Wants over the budget are searched for at their next search
+    /// deadline. It keeps a large DAG fetch with no peer from starting thousands of DHT
+    /// lookups. Default: 16.
+    pub fn with_max_provider_searches(mut self, searches: usize) -> Self {
+        self.max_provider_searches = searches.max(1);
+        self
+    }
+
     /// Sets the shortest time between two [`Action::Dial`](super::Action::Dial) for the same
     /// peer. Default: 10 s.
     pub fn with_dial_interval(mut self, interval: Duration) -> Self {
@@ -284,6 +296,11 @@ impl Config {
         self.provider_search_interval
     }
 
+    /// Provider searches per search interval, over all CIDs.
+    pub fn max_provider_searches(&self) -> usize {
+        self.max_provider_searches
+    }
+
     /// Shortest time between two dials of one peer.
     pub fn dial_interval(&self) -> Duration {
         self.dial_interval
@@ -308,5 +325,36 @@ impl Config {
             .min(self.max_dont_have_timeout)
             .max(self.min_dont_have_timeout),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dont_have_timeout_has_a_floor_a_multiple_and_a_ceiling() {
+        let config = Config::default();
+        assert_eq!(config.dont_have_timeout(None), Duration::from_secs(2));
+        // Loopback: 3 x 10 us would be 30 us; the floor keeps it sane.
+        assert_eq!(
+            config.dont_have_timeout(Some(Duration::from_micros(10))),
+            Duration::from_micros(100_030)
+        );
+        assert_eq!(
+            config.dont_have_timeout(Some(Duration::from_millis(100))),
+            Duration::from_millis(400)
+        );
+        assert_eq!(
+            config.dont_have_timeout(Some(Duration::from_secs(5))),
+            Duration::from_secs(7)
+        );
+        let tuned = Config::default()
+            .with_min_dont_have_timeout(Duration::from_millis(50))
+            .with_latency_multiplier(2);
+        assert_eq!(
+            tuned.dont_have_timeout(Some(Duration::from_millis(10))),
+            Duration::from_millis(70)
+        );
     }
 }

@@ -130,6 +130,9 @@ pub struct Engine {
     pub(super) starved: VecDeque<Cid>,
     /// Wants broadcast at their start, per context (see `want.rs`); no zero entries.
     pub(super) discovering: HashMap<Context, usize>,
+    /// When the provider searches of the last `Config::provider_search_interval` were
+    /// emitted, oldest first (at most `Config::max_provider_searches`).
+    pub(super) recent_searches: VecDeque<Instant>,
 }
 
 /// The last [`RECENT_CIDS`] CIDs that stopped being wanted.
@@ -175,6 +178,7 @@ impl Engine {
             dials: HashMap::new(),
             starved: VecDeque::new(),
             discovering: HashMap::new(),
+            recent_searches: VecDeque::new(),
         }
     }
 
@@ -217,14 +221,37 @@ impl Engine {
     }
 
     /// The Bitswap version of a connected peer became known or changed. It applies to wants
-    /// sent from then on: a peer before 1.2.0 is sent no new want-have (the shell encodes
-    /// earlier ones as want-blocks).
+    /// sent from then on. A peer that turns out to be older than 1.2.0 would read the
+    /// want-haves it was sent as want-blocks (the shell encodes for its version), and each
+    /// would bring a block: they are withdrawn (cancels, queued as [`Action::Send`]) so that
+    /// only the peer's targets are sent.
     pub fn handle_peer_version(&mut self, peer: PeerId, version: Version) {
-        if let Some(state) = self.peers.get_mut(&peer)
-            && state.version.is_some()
-        {
-            state.version = Some(version);
+        let Some(state) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        if state.version.is_none() {
+            return;
         }
+        let had_have = state.supports_have();
+        state.version = Some(version);
+        if !had_have || state.supports_have() {
+            return;
+        }
+        let haves: Vec<Cid> = state
+            .asked_iter()
+            .filter(|(_, a)| a.want_type == WantType::Have)
+            .map(|(cid, _)| *cid)
+            .collect();
+        for cid in haves {
+            if let Some(asked) = state.remove_asked(&cid) {
+                self.timers.remove(asked.timer);
+            }
+            state.outbox.push(Entry::cancel(cid));
+            if let Some(want) = self.wants.get_mut(&cid) {
+                want.asked.retain(|p| *p != peer);
+            }
+        }
+        self.flush();
     }
 
     /// A peer's last connection closed. The wants it was sent are forgotten (a want whose
@@ -339,9 +366,9 @@ impl Engine {
     }
 
     /// An [`Action::Send`] to `peer` carrying `message` could not be sent. Its wants that are
-    /// still unanswered are treated as unanswered in time (a simulated DONT_HAVE: the block is
-    /// asked from the next candidate) and are sent again after [`Config::resend_interval`] if
-    /// the peer stays connected.
+    /// still unanswered are treated as unanswered in time (a simulated DONT_HAVE, without
+    /// penalty: the block is asked from the next candidate) and are sent again after
+    /// [`Config::resend_interval`] if the peer stays connected.
     pub fn handle_send_failed(&mut self, peer: PeerId, message: &Message, now: Instant) {
         for entry in message.wantlist.entries.iter().filter(|e| !e.cancel) {
             let unanswered = self
@@ -350,15 +377,7 @@ impl Engine {
                 .and_then(|p| p.asked(&entry.cid))
                 .is_some_and(|a| a.answer == Answer::Pending);
             if unanswered {
-                if let Some(key) = self
-                    .peers
-                    .get(&peer)
-                    .and_then(|p| p.asked(&entry.cid))
-                    .and_then(|a| a.timer)
-                {
-                    self.timers.remove(Some(key));
-                }
-                self.on_answer_timeout(peer, entry.cid, now);
+                self.mark_timed_out(peer, entry.cid, now);
             }
         }
         self.flush();
@@ -569,6 +588,9 @@ impl Engine {
                 timed += usize::from(asked.timer.is_some());
             }
         }
+        if self.recent_searches.len() > c.max_provider_searches() {
+            return Err("too many provider searches remembered".into());
+        }
         if gone > REMEMBERED_PEERS || self.dials.len() > MAX_DIALS {
             return Err("too many remembered peers or dials".into());
         }
@@ -600,5 +622,125 @@ impl Engine {
             return Err("starved list longer than the wants".into());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::{
+        client::{Event, testing::*},
+        message::BlockPresenceType,
+    };
+
+    #[test]
+    fn a_disconnected_target_is_replaced_and_a_reconnection_resends_the_wants() {
+        let now = Instant::now();
+        let mut e = engine(Config::default(), &[1, 2], now);
+        e.get(vec![cid(1), cid(2)], None, now).expect("ok");
+        drain(&mut e);
+        // Peer 1 is the target of the first want, peer 2 (less loaded) of the second.
+        assert_eq!(e.peer_wants(&peer(1)).len(), 1);
+        e.handle_peer_disconnected(&peer(1), now);
+        let actions = drain(&mut e);
+        assert_eq!(sent(&actions, &cid(1), Some(WantType::Block)), [peer(2)]);
+        assert!(e.peer_wants(&peer(1)).is_empty());
+        assert_eq!(e.peers().count(), 1);
+        e.handle_peer_connected(peer(1), Version::V1_2_0, now);
+        let actions = drain(&mut e);
+        // Both wants have a target (peer 2); the broadcast one is sent as a want-have again.
+        assert_eq!(sent(&actions, &cid(1), Some(WantType::Have)), [peer(1)]);
+        assert_eq!(entries(&actions).len(), 1);
+        assert!(
+            e.peer_score(&peer(1)).is_some(),
+            "remembered across the reconnection"
+        );
+    }
+
+    #[test]
+    fn a_peer_found_older_than_1_2_0_has_its_want_haves_withdrawn() {
+        let now = Instant::now();
+        let mut e = engine(Config::default(), &[1, 2], now);
+        e.get(vec![cid(1)], None, now).expect("ok");
+        let actions = drain(&mut e);
+        assert_eq!(sent(&actions, &cid(1), Some(WantType::Have)), [peer(2)]);
+        e.handle_peer_version(peer(2), Version::V1_1_0);
+        let actions = drain(&mut e);
+        assert_eq!(sent(&actions, &cid(1), None), [peer(2)]);
+        assert!(e.peer_wants(&peer(2)).is_empty());
+    }
+
+    #[test]
+    fn a_failed_send_moves_the_want_on_without_penalty() {
+        let now = Instant::now();
+        let mut e = engine(Config::default(), &[1, 2], now);
+        e.get(vec![cid(1)], None, now).expect("ok");
+        let actions = drain(&mut e);
+        let Some(Action::Send { peer: p, message }) = actions.first() else {
+            panic!("{actions:?}");
+        };
+        assert_eq!(*p, peer(1));
+        e.handle_send_failed(peer(1), message, now);
+        let actions = drain(&mut e);
+        // Peer 2 was sent a want-have; it is now asked for the block.
+        assert_eq!(sent(&actions, &cid(1), Some(WantType::Block)), [peer(2)]);
+        assert_eq!(e.peer_score(&peer(1)), Some(0));
+        assert_eq!(e.stats().timeouts, 0);
+    }
+
+    #[test]
+    fn misbehaviour_leaves_a_peer_out() {
+        let now = Instant::now();
+        let mut e = engine(Config::default(), &[1, 2], now);
+        e.handle_peer_misbehaved(peer(1), now);
+        drain(&mut e);
+        assert!(e.is_penalised(&peer(1), now));
+        e.get(vec![cid(1)], None, now).expect("ok");
+        let actions = drain(&mut e);
+        assert!(entries(&actions).iter().all(|(p, _)| *p == peer(2)));
+    }
+
+    #[test]
+    fn provider_searches_have_a_budget_per_interval() {
+        let now = Instant::now();
+        let config = Config::default().with_max_provider_searches(4);
+        let interval = config.provider_search_interval();
+        let mut e = engine(config, &[], now);
+        e.get((0..10).map(cid).collect(), None, now).expect("ok");
+        let searches = |actions: &[Action]| {
+            actions
+                .iter()
+                .filter(|a| matches!(a, Action::FindProviders { .. }))
+                .count()
+        };
+        assert_eq!(searches(&drain(&mut e)), 4);
+        e.handle_timeout(now + Duration::from_secs(1));
+        assert_eq!(searches(&drain(&mut e)), 0, "budget spent");
+        e.handle_timeout(now + interval + Duration::from_secs(1));
+        assert_eq!(searches(&drain(&mut e)), 4);
+        e.handle_timeout(now + 3 * interval);
+        assert_eq!(searches(&drain(&mut e)), 4);
+    }
+
+    #[test]
+    fn presences_and_blocks_from_strangers() {
+        let now = Instant::now();
+        let mut e = engine(Config::default(), &[1], now);
+        let query = e.get(vec![cid(1)], None, now).expect("ok");
+        drain(&mut e);
+        // A presence from a peer never asked changes nothing.
+        e.handle_message(
+            peer(9),
+            &with_presence(cid(1), BlockPresenceType::Have),
+            now,
+        );
+        assert!(drain(&mut e).is_empty());
+        // A wanted block from anyone is taken: it is verified.
+        e.handle_message(peer(9), &with_block(&block(1)), now);
+        let actions = drain(&mut e);
+        assert!(events(&actions).contains(&Event::QueryFinished { query }));
+        assert_eq!(sent(&actions, &cid(1), None), [peer(1)]);
     }
 }

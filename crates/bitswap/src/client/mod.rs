@@ -14,12 +14,15 @@
 //! - `peer.rs`: one peer's wants, outbox, latency and score.
 //! - `timer.rs`: the deadlines.
 //! - `action.rs`: [`Action`], [`Event`] and [`Stats`].
+//! - `testing.rs` (tests only): helpers for the unit tests.
 
 mod action;
 mod config;
 mod engine;
 mod peer;
 mod query;
+#[cfg(test)]
+mod testing;
 mod timer;
 mod want;
 

@@ -168,6 +168,7 @@ impl Engine {
         for query in queries {
             self.remove_query(query, now);
         }
+        self.retry_starved(now);
         self.flush();
     }
 
@@ -279,6 +280,7 @@ impl Engine {
     /// the query was not live (finished, failed, cancelled or unknown).
     pub fn cancel(&mut self, query: QueryId, now: Instant) -> bool {
         let live = self.remove_query(query, now);
+        self.retry_starved(now);
         self.flush();
         live
     }
@@ -361,6 +363,7 @@ impl Engine {
         if let Some(query) = self.queries.get_mut(&id) {
             query.deadline = None;
             self.remove_query(id, now);
+            self.retry_starved(now);
             self.actions.push_back(Action::Event(Event::QueryFailed {
                 query: id,
                 error: QueryError::TimedOut,
@@ -401,5 +404,94 @@ impl Engine {
             .unwrap_or_default();
         peers.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         peers
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use multihash::Multihash;
+
+    use super::*;
+    use crate::client::{Config, testing::*};
+
+    #[test]
+    fn refused_queries_change_nothing() {
+        let now = Instant::now();
+        let config = Config::default()
+            .with_max_cids_per_query(3)
+            .with_max_wants(4)
+            .with_max_queries(2);
+        let mut e = engine(config, &[1], now);
+        let too_many = (0..4).map(cid).collect();
+        assert_eq!(
+            e.get(too_many, None, now),
+            Err(QueryError::TooManyCids {
+                requested: 4,
+                max: 3
+            })
+        );
+        // Duplicates count once.
+        e.get(vec![cid(0), cid(0), cid(1), cid(2)], None, now)
+            .expect("3 distinct");
+        assert_eq!(
+            e.get(vec![cid(3), cid(4)], None, now),
+            Err(QueryError::TooManyWants { max: 4 })
+        );
+        e.get(vec![cid(0), cid(3)], None, now)
+            .expect("one new want");
+        assert_eq!(
+            e.get(vec![cid(0)], None, now),
+            Err(QueryError::TooManyQueries { max: 2 })
+        );
+        drain(&mut e);
+        assert_eq!(e.stats().wants, 4);
+        assert_eq!(e.stats().queries, 2);
+    }
+
+    #[test]
+    fn identity_cids_are_their_own_blocks() {
+        let now = Instant::now();
+        let mut e = engine(Config::default(), &[], now);
+        let inline = Cid::new_v1(0x55, Multihash::wrap(IDENTITY, b"hi").expect("short"));
+        let query = e.get(vec![inline, cid(1)], None, now).expect("ok");
+        let actions = drain(&mut e);
+        let got = events(&actions);
+        assert!(
+            matches!(&got[0], Event::BlockReceived { block, .. } if block.data() == &b"hi"[..])
+        );
+        assert_eq!(e.query_remaining(query), [cid(1)]);
+        assert_eq!(e.query_progress(query).map(|p| p.blocks_received), Some(1));
+    }
+
+    #[test]
+    fn the_least_recently_used_idle_session_is_forgotten() {
+        let now = Instant::now();
+        let mut e = engine(Config::default().with_max_sessions(2), &[], now);
+        let busy = e.new_session();
+        let idle = e.new_session();
+        e.get(vec![cid(1)], Some(busy), now).expect("ok");
+        let third = e.new_session();
+        let mut open: Vec<SessionId> = e.sessions().collect();
+        open.sort();
+        assert_eq!(open, [busy, third]);
+        assert_eq!(
+            e.get(vec![cid(2)], Some(idle), now),
+            Err(QueryError::UnknownSession(idle))
+        );
+    }
+
+    #[test]
+    fn cancelling_withdraws_only_wants_no_other_query_has() {
+        let now = Instant::now();
+        let mut e = engine(Config::default(), &[1], now);
+        let a = e.get(vec![cid(1), cid(2)], None, now).expect("ok");
+        let _b = e.get(vec![cid(2)], None, now).expect("ok");
+        drain(&mut e);
+        assert!(e.cancel(a, now));
+        let actions = drain(&mut e);
+        assert_eq!(sent(&actions, &cid(1), None), [peer(1)]);
+        assert!(sent(&actions, &cid(2), None).is_empty());
+        assert!(events(&actions).is_empty(), "a cancel emits nothing");
+        assert_eq!(e.wants().collect::<Vec<_>>(), [&cid(2)]);
     }
 }

@@ -315,7 +315,8 @@ impl Engine {
     }
 
     /// Emits [`Action::FindProviders`] unless one was emitted for `cid` within
-    /// `Config::provider_search_interval`.
+    /// `Config::provider_search_interval`, or `Config::max_provider_searches` were emitted in
+    /// all within it.
     pub(super) fn search(&mut self, cid: Cid, now: Instant) {
         let interval = self.config.provider_search_interval();
         let Some(want) = self.wants.get_mut(&cid) else {
@@ -324,6 +325,18 @@ impl Engine {
         if want.last_search.is_some_and(|at| now < at + interval) {
             return;
         }
+        while self
+            .recent_searches
+            .front()
+            .is_some_and(|at| now >= *at + interval)
+        {
+            self.recent_searches.pop_front();
+        }
+        if self.recent_searches.len() >= self.config.max_provider_searches() {
+            // Over the budget: the want's search deadline tries again.
+            return;
+        }
+        self.recent_searches.push_back(now);
         want.last_search = Some(now);
         self.stats.provider_searches += 1;
         self.actions.push_back(Action::FindProviders { cid });
@@ -458,7 +471,7 @@ impl Engine {
     /// Treats `peer`'s want for `cid` as refused (without a real answer): it is sent again
     /// after `Config::resend_interval`, and if the peer was asked for the block the next
     /// candidate is.
-    fn mark_timed_out(&mut self, id: PeerId, cid: Cid, now: Instant) {
+    pub(super) fn mark_timed_out(&mut self, id: PeerId, cid: Cid, now: Instant) {
         let resend = self.config.resend_interval();
         let Some(peer) = self.peers.get_mut(&id) else {
             return;
@@ -668,5 +681,270 @@ impl Engine {
         }
         self.starved
             .retain(|c| self.wants.get(c).is_some_and(|w| w.starved));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::{
+        client::{Config, Event, testing::*},
+        protocol::Version,
+    };
+
+    #[test]
+    fn one_want_block_and_want_haves_for_discovery() {
+        let now = Instant::now();
+        let mut e = engine(Config::default(), &[1, 2, 3], now);
+        e.get(vec![cid(1), cid(2)], None, now).expect("ok");
+        let actions = drain(&mut e);
+        // The first want discovers: one want-block, want-haves to the others.
+        assert_eq!(sent(&actions, &cid(1), Some(WantType::Block)), [peer(1)]);
+        assert_eq!(
+            sent(&actions, &cid(1), Some(WantType::Have)),
+            [peer(2), peer(3)]
+        );
+        // The second only asks its target (the least loaded peer).
+        assert_eq!(sent(&actions, &cid(2), Some(WantType::Block)), [peer(2)]);
+        assert!(sent(&actions, &cid(2), Some(WantType::Have)).is_empty());
+    }
+
+    #[test]
+    fn have_beats_unknown_and_dont_have_moves_on() {
+        let now = Instant::now();
+        let mut e = engine(Config::default(), &[1, 2, 3], now);
+        e.get(vec![cid(1)], None, now).expect("ok");
+        drain(&mut e);
+        // Peer 3 has it, peer 2 does not answer yet; the target (1) refuses.
+        e.handle_message(
+            peer(3),
+            &with_presence(cid(1), BlockPresenceType::Have),
+            now,
+        );
+        assert!(
+            entries(&drain(&mut e)).is_empty(),
+            "one want-block at a time"
+        );
+        e.handle_message(
+            peer(1),
+            &with_presence(cid(1), BlockPresenceType::DontHave),
+            now,
+        );
+        let actions = drain(&mut e);
+        assert_eq!(sent(&actions, &cid(1), Some(WantType::Block)), [peer(3)]);
+        // Peer 3 refuses too (after saying HAVE): the unknown peer 2 is next.
+        e.handle_message(
+            peer(3),
+            &with_presence(cid(1), BlockPresenceType::DontHave),
+            now,
+        );
+        let actions = drain(&mut e);
+        assert_eq!(sent(&actions, &cid(1), Some(WantType::Block)), [peer(2)]);
+        assert!(e.peer_score(&peer(3)).expect("known") < 0, "broken promise");
+        // Peer 2 refuses: nobody has it, providers are searched for; the want stays.
+        e.handle_message(
+            peer(2),
+            &with_presence(cid(1), BlockPresenceType::DontHave),
+            now,
+        );
+        let actions = drain(&mut e);
+        assert!(actions.contains(&Action::FindProviders { cid: cid(1) }));
+        assert_eq!(e.stats().wants, 1);
+    }
+
+    #[test]
+    fn a_proven_session_peer_is_asked_alone_and_refusals_go_one_by_one() {
+        let now = Instant::now();
+        let mut e = engine(Config::default(), &[1, 2, 3], now);
+        let session = e.new_session();
+        e.get(vec![cid(1)], Some(session), now).expect("ok");
+        drain(&mut e);
+        e.handle_message(peer(1), &with_block(&block(1)), now);
+        drain(&mut e);
+        assert_eq!(e.session_peers(session), [(peer(1), 1)]);
+        e.get(vec![cid(2)], Some(session), now).expect("ok");
+        let actions = drain(&mut e);
+        assert_eq!(entries(&actions).len(), 1);
+        assert_eq!(sent(&actions, &cid(2), Some(WantType::Block)), [peer(1)]);
+        e.handle_message(
+            peer(1),
+            &with_presence(cid(2), BlockPresenceType::DontHave),
+            now,
+        );
+        let actions = drain(&mut e);
+        assert_eq!(entries(&actions).len(), 1, "no broadcast: {actions:?}");
+        assert_eq!(sent(&actions, &cid(2), Some(WantType::Block)), [peer(2)]);
+    }
+
+    #[test]
+    fn peers_before_1_2_0_get_want_blocks_only() {
+        let now = Instant::now();
+        let mut e = Engine::new(Config::default());
+        e.handle_peer_connected(peer(1), Version::V1_2_0, now);
+        e.handle_peer_connected(peer(2), Version::V1_1_0, now);
+        e.handle_peer_connected(peer(3), Version::V1_0_0, now);
+        drain(&mut e);
+        e.get(vec![cid(1)], None, now).expect("ok");
+        let actions = drain(&mut e);
+        assert_eq!(sent(&actions, &cid(1), Some(WantType::Block)), [peer(1)]);
+        assert!(sent(&actions, &cid(1), Some(WantType::Have)).is_empty());
+        // 1.2.0 peer refuses: an old peer is asked for the block, only one.
+        e.handle_message(
+            peer(1),
+            &with_presence(cid(1), BlockPresenceType::DontHave),
+            now,
+        );
+        let actions = drain(&mut e);
+        assert_eq!(sent(&actions, &cid(1), Some(WantType::Block)), [peer(2)]);
+        // It never answers: after the initial timeout the other old peer is asked.
+        let deadline = now + Config::default().initial_dont_have_timeout();
+        e.handle_timeout(deadline);
+        let actions = drain(&mut e);
+        assert_eq!(sent(&actions, &cid(1), Some(WantType::Block)), [peer(3)]);
+        assert!(
+            entries(&actions)
+                .iter()
+                .all(|(_, e)| e.want_type == WantType::Block)
+        );
+    }
+
+    #[test]
+    fn silence_is_a_dont_have_after_the_timeout_and_the_want_is_resent_after_30_s() {
+        let now = Instant::now();
+        let mut e = engine(Config::default(), &[1], now);
+        e.get(vec![cid(1)], None, now).expect("ok");
+        drain(&mut e);
+        let timeout = now + Duration::from_secs(2);
+        // The provider search deadline (1 s) comes first: nobody said HAVE.
+        assert_eq!(e.poll_timeout(), Some(now + Duration::from_secs(1)));
+        e.handle_timeout(now + Duration::from_secs(1));
+        assert_eq!(drain(&mut e), [Action::FindProviders { cid: cid(1) }]);
+        assert_eq!(e.poll_timeout(), Some(timeout));
+        e.handle_timeout(timeout);
+        drain(&mut e);
+        assert_eq!(e.stats().timeouts, 1);
+        let resend = now + Duration::from_secs(30);
+        e.handle_timeout(resend - ms(1));
+        assert!(entries(&drain(&mut e)).is_empty());
+        e.handle_timeout(resend);
+        let actions = drain(&mut e);
+        assert_eq!(sent(&actions, &cid(1), Some(WantType::Block)), [peer(1)]);
+    }
+
+    #[test]
+    fn a_block_cancels_the_want_everywhere_else_and_late_copies_are_duplicates() {
+        let now = Instant::now();
+        let mut e = engine(Config::default(), &[1, 2, 3], now);
+        let query = e.get(vec![cid(1)], None, now).expect("ok");
+        drain(&mut e);
+        e.handle_message(peer(2), &with_block(&block(1)), now + ms(5));
+        let actions = drain(&mut e);
+        let mut cancelled = sent(&actions, &cid(1), None);
+        cancelled.sort();
+        assert_eq!(cancelled, [peer(1), peer(3)]);
+        assert_eq!(
+            events(&actions),
+            [
+                Event::BlockReceived {
+                    query,
+                    block: block(1)
+                },
+                Event::Progress {
+                    query,
+                    progress: crate::client::Progress {
+                        blocks_received: 1,
+                        blocks_total: 1,
+                        bytes_received: block(1).data().len() as u64,
+                        peers: 1,
+                    }
+                },
+                Event::QueryFinished { query },
+            ]
+        );
+        assert_eq!(e.peer_latency(&peer(2)), Some(ms(5)));
+        e.handle_message(peer(1), &with_block(&block(1)), now + ms(6));
+        assert!(drain(&mut e).is_empty(), "a duplicate is not reported");
+        let stats = e.stats();
+        assert_eq!((stats.duplicate_blocks, stats.unwanted_blocks), (1, 0));
+        assert_eq!(
+            e.peer_score(&peer(1)),
+            Some(0),
+            "duplicates are not penalised"
+        );
+    }
+
+    #[test]
+    fn unwanted_blocks_are_dropped_and_penalised_until_the_peer_is_left_out() {
+        let now = Instant::now();
+        let mut e = engine(Config::default(), &[1, 2], now);
+        e.get(vec![cid(1)], None, now).expect("ok");
+        drain(&mut e);
+        e.handle_message(peer(1), &with_block(&block(99)), now);
+        assert!(events(&drain(&mut e)).is_empty());
+        assert_eq!(e.stats().unwanted_blocks, 1);
+        assert!(!e.is_penalised(&peer(1), now));
+        e.handle_message(peer(1), &with_block(&block(98)), now);
+        // Penalised: the want it was the target of moves to peer 2 at once.
+        let actions = drain(&mut e);
+        assert!(e.is_penalised(&peer(1), now));
+        assert_eq!(sent(&actions, &cid(1), Some(WantType::Block)), [peer(2)]);
+        e.get(vec![cid(2)], None, now).expect("ok");
+        let actions = drain(&mut e);
+        assert!(sent(&actions, &cid(2), Some(WantType::Block)).contains(&peer(2)));
+        assert!(!entries(&actions).iter().any(|(p, _)| *p == peer(1)));
+        let later = now + Config::default().penalty_duration();
+        assert!(!e.is_penalised(&peer(1), later));
+    }
+
+    #[test]
+    fn a_full_peer_is_asked_again_when_room_frees_up() {
+        let now = Instant::now();
+        let config = Config::default().with_max_wants_per_peer(2);
+        let mut e = engine(config, &[1], now);
+        e.get((1..=4).map(cid).collect(), None, now).expect("ok");
+        let actions = drain(&mut e);
+        assert_eq!(entries(&actions).len(), 2);
+        assert!(
+            !actions
+                .iter()
+                .any(|a| matches!(a, Action::FindProviders { .. })),
+            "a full peer is not a missing block"
+        );
+        e.handle_message(peer(1), &with_block(&block(1)), now);
+        let actions = drain(&mut e);
+        assert_eq!(sent(&actions, &cid(3), Some(WantType::Block)), [peer(1)]);
+        assert_eq!(e.peer_wants(&peer(1)).len(), 2);
+    }
+
+    #[test]
+    fn providers_count_as_have_and_unknown_ones_are_dialled_once() {
+        let now = Instant::now();
+        let mut e = engine(Config::default(), &[1, 2], now);
+        e.get(vec![cid(1)], None, now).expect("ok");
+        drain(&mut e);
+        e.add_providers(&cid(1), [peer(2), peer(7), peer(7)], now);
+        assert_eq!(drain(&mut e), [Action::Dial { peer: peer(7) }]);
+        e.add_providers(&cid(1), [peer(7)], now + ms(10));
+        assert!(drain(&mut e).is_empty(), "already a provider");
+        // The target refuses: the connected provider is preferred to nobody else.
+        e.handle_message(
+            peer(1),
+            &with_presence(cid(1), BlockPresenceType::DontHave),
+            now,
+        );
+        let actions = drain(&mut e);
+        assert_eq!(sent(&actions, &cid(1), Some(WantType::Block)), [peer(2)]);
+        e.handle_message(
+            peer(2),
+            &with_presence(cid(1), BlockPresenceType::DontHave),
+            now,
+        );
+        drain(&mut e);
+        // The dialled provider connects and is asked for the block at once.
+        e.handle_peer_connected(peer(7), Version::V1_2_0, now);
+        let actions = drain(&mut e);
+        assert_eq!(sent(&actions, &cid(1), Some(WantType::Block)), [peer(7)]);
     }
 }

@@ -199,15 +199,21 @@ impl Engine {
         priority
     }
 
-    /// A peer's first connection is up and it speaks `version` (use [`Version::V1_2_0`] until
-    /// known). It is sent the live wants: a want-block for each want without a target for
-    /// which it is the best candidate, want-haves (1.2.0 only) while the want's broadcast set
-    /// has room. This is also how the wantlist is re-sent after a reconnection. For a peer
-    /// already connected, only the version is updated.
+    /// A peer's first connection is up and it speaks `version`. It is sent the live wants: a
+    /// want-block for each want without a target for which it is the best candidate, and a
+    /// want-have (1.2.0 only) for each want whose want-haves were broadcast, while that want's
+    /// broadcast set has room. This is also how the wantlist is re-sent after a
+    /// reconnection. For a peer already connected, this is
+    /// [`handle_peer_version`](Self::handle_peer_version).
+    ///
+    /// Report the version negotiated on the first stream if the shell can: if it is not known
+    /// yet, pass [`Version::V1_2_0`] and correct it with `handle_peer_version`, but want-haves
+    /// sent meanwhile reach an older peer as want-blocks (the shell encodes for the version
+    /// negotiated), which may cost duplicate blocks.
     pub fn handle_peer_connected(&mut self, peer: PeerId, version: Version, now: Instant) {
         if let Some(state) = self.peers.get_mut(&peer) {
             if state.version.is_some() {
-                state.version = Some(version);
+                self.handle_peer_version(peer, version);
                 return;
             }
             state.version = Some(version);

@@ -552,7 +552,7 @@ impl Engine {
         };
         want.search_timer = None;
         if want.target.is_none() {
-            want.starved = false;
+            // A starved want stays in the starved list (its flag kept) if there is still no room.
             self.choose_target(cid, now);
         }
         let Some(want) = self.wants.get(&cid) else {
@@ -671,16 +671,14 @@ impl Engine {
             .collect();
         cids.sort();
         for (_, cid) in cids {
-            if let Some(want) = self.wants.get_mut(&cid) {
-                want.starved = false;
-            }
             self.choose_target(cid, now);
             if self.wants.get(&cid).is_some_and(|w| w.broadcasting) {
                 self.broadcast(cid, now);
             }
         }
+        let wants = &self.wants;
         self.starved
-            .retain(|c| self.wants.get(c).is_some_and(|w| w.starved));
+            .retain(|c| wants.get(c).is_some_and(|w| w.starved));
     }
 }
 

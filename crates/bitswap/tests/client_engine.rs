@@ -892,6 +892,35 @@ fn limits_refuse_queries_and_cap_wants_per_peer() {
 }
 
 #[test]
+fn wantlist_updates_are_split_under_the_message_size() {
+    let config = ClientConfig::default().with_max_message_size(1024);
+    let data = blocks(200, 2000);
+    let mut net = Net::new(config);
+    let s = net.server(Kind::Honest, Version::V1_2_0, &data);
+    net.connect(s);
+    let query = net.get(cids(&data), None);
+    let raw = net.servers[s].raw.clone();
+    assert!(
+        raw.len() > 1,
+        "one update split into {} messages",
+        raw.len()
+    );
+    for message in &raw {
+        let frames = encode(message, Version::V1_2_0);
+        assert!(
+            frames.iter().all(|f| f.len() <= 1024),
+            "{:?}",
+            frames.iter().map(|f| f.len()).collect::<Vec<_>>()
+        );
+    }
+    assert_eq!(
+        raw.iter().map(|m| m.wantlist.entries.len()).sum::<usize>(),
+        200
+    );
+    assert!(net.run_until(Duration::from_secs(5), |n| n.finished(query)));
+}
+
+#[test]
 fn one_block_wanted_by_two_queries_is_reported_to_each_once() {
     let data = blocks(3, 8000);
     let mut net = Net::new(ClientConfig::default());

@@ -166,7 +166,7 @@ impl Engine {
         let mut queries: Vec<QueryId> = state.queries.into_iter().collect();
         queries.sort();
         for query in queries {
-            self.remove_query(query, now);
+            self.remove_query(query);
         }
         self.retry_starved(now);
         self.flush();
@@ -267,7 +267,7 @@ impl Engine {
             // An identity CID's digest is the block; `Block::new` checks it.
             let data = bytes::Bytes::copy_from_slice(cid.hash().digest());
             if let Ok(block) = Block::new(cid, data) {
-                self.deliver(id, &block, None, now);
+                self.deliver(id, &block, None);
             }
         }
         self.finish_if_done(id);
@@ -279,14 +279,14 @@ impl Engine {
     /// unless another query wants them (cancels then go to every peer asked). Returns false if
     /// the query was not live (finished, failed, cancelled or unknown).
     pub fn cancel(&mut self, query: QueryId, now: Instant) -> bool {
-        let live = self.remove_query(query, now);
+        let live = self.remove_query(query);
         self.retry_starved(now);
         self.flush();
         live
     }
 
     /// Removes a query and releases its wants; false if it was not live.
-    pub(super) fn remove_query(&mut self, id: QueryId, now: Instant) -> bool {
+    pub(super) fn remove_query(&mut self, id: QueryId) -> bool {
         let Some(query) = self.queries.remove(&id) else {
             return false;
         };
@@ -302,7 +302,7 @@ impl Engine {
             };
             want.queries.retain(|q| *q != id);
             if want.queries.is_empty() {
-                self.drop_want(&cid, None, now);
+                self.drop_want(&cid, None);
             }
         }
         true
@@ -310,14 +310,7 @@ impl Engine {
 
     /// Reports `block` to query `id` (which must want it): events, progress, and the peer
     /// that delivered it.
-    pub(super) fn deliver(
-        &mut self,
-        id: QueryId,
-        block: &Block,
-        from: Option<PeerId>,
-        now: Instant,
-    ) {
-        let _ = now;
+    pub(super) fn deliver(&mut self, id: QueryId, block: &Block, from: Option<PeerId>) {
         let Some(query) = self.queries.get_mut(&id) else {
             return;
         };
@@ -362,7 +355,7 @@ impl Engine {
     pub(super) fn query_timed_out(&mut self, id: QueryId, now: Instant) {
         if let Some(query) = self.queries.get_mut(&id) {
             query.deadline = None;
-            self.remove_query(id, now);
+            self.remove_query(id);
             self.retry_starved(now);
             self.actions.push_back(Action::Event(Event::QueryFailed {
                 query: id,

@@ -619,9 +619,9 @@ impl Engine {
                 }
             }
         }
-        self.drop_want(&cid, Some(from), now);
+        self.drop_want(&cid, Some(from));
         for query in queries {
-            self.deliver(query, block, Some(from), now);
+            self.deliver(query, block, Some(from));
             self.finish_if_done(query);
         }
         self.retry_starved(now);
@@ -629,8 +629,7 @@ impl Engine {
 
     /// Forgets a want: cancels go to every peer asked but `except` (which just answered with
     /// the block), its deadlines go, and the CID is remembered as recently wanted.
-    pub(super) fn drop_want(&mut self, cid: &Cid, except: Option<PeerId>, now: Instant) {
-        let _ = now;
+    pub(super) fn drop_want(&mut self, cid: &Cid, except: Option<PeerId>) {
         let Some(want) = self.wants.remove(cid) else {
             return;
         };

@@ -1003,6 +1003,8 @@ struct Scenario {
     seed: u64,
     servers: Vec<(Vec<bool>, u64, u8, bool)>,
     queries: Vec<(Vec<usize>, bool)>,
+    /// Server (modulo their number) and time (ms) at which its connection drops for 100 ms.
+    flaps: Vec<(usize, u64)>,
 }
 
 fn scenario() -> impl Strategy<Value = Scenario> {
@@ -1023,16 +1025,18 @@ fn scenario() -> impl Strategy<Value = Scenario> {
             ),
             1..6,
         ),
+        prop::collection::vec((0usize..4, 0u64..5000), 0..3),
     )
-        .prop_map(|(seed, servers, queries)| Scenario {
+        .prop_map(|(seed, servers, queries, flaps)| Scenario {
             seed,
             servers,
             queries,
+            flaps,
         })
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
 
     #[test]
     fn every_query_gets_exactly_its_blocks_or_is_cancelled(s in scenario()) {
@@ -1068,7 +1072,20 @@ proptest! {
                 live.push((query, cids));
             }
         }
-        // Lossy phase, then the network heals.
+        // Lossy phase with connections dropping, then the network heals.
+        let mut flaps = s.flaps.clone();
+        flaps.sort_by_key(|(_, at)| *at);
+        let start = net.now;
+        for (server, at) in flaps {
+            let i = server % net.servers.len();
+            let wait = (start + Duration::from_millis(at)).saturating_duration_since(net.now);
+            net.run_until(wait, |_| false);
+            if net.servers[i].connected {
+                net.disconnect(i);
+                net.run_until(Duration::from_millis(100), |_| false);
+                net.connect(i);
+            }
+        }
         net.run_until(Duration::from_secs(20), |n| live.iter().all(|(q, _)| n.finished(*q)));
         for server in &mut net.servers {
             server.loss = 0.0;

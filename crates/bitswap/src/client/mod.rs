@@ -9,16 +9,20 @@
 //!
 //! - `config.rs`: [`Config`], limits, timeouts and strategy knobs.
 //! - `engine.rs`: the engine's state, peer and message inputs, timers, outputs, accessors.
+//! - `invariants.rs`: consistency and bound checks, for tests and fuzzing.
 //! - `query.rs`: queries and sessions, [`Engine::get`] and [`Engine::cancel`].
-//! - `want.rs`: the strategy: targets, want-have broadcast, answers, timeouts, blocks.
+//! - `want.rs`: the strategy: targets, want-have broadcast, cancels, provider searches.
+//! - `answer.rs`: what answers change: presences, blocks, silence, resends, penalties.
 //! - `peer.rs`: one peer's wants, outbox, latency and score.
 //! - `timer.rs`: the deadlines.
 //! - `action.rs`: [`Action`], [`Event`] and [`Stats`].
 //! - `testing.rs` (tests only): helpers for the unit tests.
 
 mod action;
+mod answer;
 mod config;
 mod engine;
+mod invariants;
 mod peer;
 mod query;
 #[cfg(test)]

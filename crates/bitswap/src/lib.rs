@@ -85,6 +85,7 @@
 
 mod behaviour;
 mod blockstore;
+mod client;
 mod config;
 mod message;
 pub mod network;
@@ -96,6 +97,10 @@ pub use behaviour::{Behaviour, Event, PutError, PutId, StoreError};
 pub use blockstore::{
     Blockstore, MemoryBlockstore, MemoryBlockstoreError, RedbBlockstore, RedbBlockstoreError,
     RedbConfig, RedbOpenError,
+};
+pub use client::{
+    Action as ClientAction, Config as ClientConfig, Engine as ClientEngine, Event as ClientEvent,
+    Progress, QueryError, QueryId, SessionId, Stats as ClientStats,
 };
 pub use config::Config;
 pub use message::{

@@ -1,0 +1,360 @@
+//! [`Config`]: the limits, timeouts and strategy knobs of the client [`Engine`](super::Engine).
+
+use std::time::Duration;
+
+/// Largest wantlist message the client sends, in encoded bytes: 2 MiB, as boxo's message queue.
+pub(super) const MAX_WANTLIST_MESSAGE_SIZE: usize = 2 * 1024 * 1024;
+
+/// Settings of the client [`Engine`](super::Engine).
+///
+/// Build it with [`Config::default`] and the consuming `with_*` setters. Defaults follow boxo's
+/// client where it has the same knob; every limit says what it counts and in which unit.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Config {
+    max_wants: usize,
+    max_cids_per_query: usize,
+    max_queries: usize,
+    max_sessions: usize,
+    max_wants_per_peer: usize,
+    max_broadcast_peers: usize,
+    max_providers_per_want: usize,
+    max_message_size: usize,
+    min_dont_have_timeout: Duration,
+    initial_dont_have_timeout: Duration,
+    max_dont_have_timeout: Duration,
+    latency_multiplier: u32,
+    resend_interval: Duration,
+    provider_search_delay: Duration,
+    provider_search_interval: Duration,
+    max_provider_searches: usize,
+    dial_interval: Duration,
+    query_timeout: Option<Duration>,
+    penalty_duration: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            max_wants: 16 * 1024,
+            max_cids_per_query: 8 * 1024,
+            max_queries: 4096,
+            max_sessions: 1024,
+            max_wants_per_peer: 1024,
+            max_broadcast_peers: 8,
+            max_providers_per_want: 16,
+            max_message_size: MAX_WANTLIST_MESSAGE_SIZE,
+            min_dont_have_timeout: Duration::from_millis(100),
+            initial_dont_have_timeout: Duration::from_secs(2),
+            max_dont_have_timeout: Duration::from_secs(7),
+            latency_multiplier: 3,
+            resend_interval: Duration::from_secs(30),
+            provider_search_delay: Duration::from_secs(1),
+            provider_search_interval: Duration::from_secs(10),
+            max_provider_searches: 16,
+            dial_interval: Duration::from_secs(10),
+            query_timeout: None,
+            penalty_duration: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Config {
+    /// The default configuration; the same as [`Config::default`].
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets how many distinct CIDs may be wanted at once over all queries (at least 1). A
+    /// [`get`](super::Engine::get) that would go beyond it is refused with
+    /// [`QueryError::TooManyWants`](super::QueryError::TooManyWants). Default: 16384 CIDs.
+    pub fn with_max_wants(mut self, cids: usize) -> Self {
+        self.max_wants = cids.max(1);
+        self
+    }
+
+    /// Sets how many CIDs one query may ask for (at least 1); a larger
+    /// [`get`](super::Engine::get) is refused with
+    /// [`QueryError::TooManyCids`](super::QueryError::TooManyCids). Default: 8192 CIDs.
+    pub fn with_max_cids_per_query(mut self, cids: usize) -> Self {
+        self.max_cids_per_query = cids.max(1);
+        self
+    }
+
+    /// Sets how many queries may be live at once (at least 1); beyond it
+    /// [`get`](super::Engine::get) is refused with
+    /// [`QueryError::TooManyQueries`](super::QueryError::TooManyQueries). Default: 4096 queries.
+    pub fn with_max_queries(mut self, queries: usize) -> Self {
+        self.max_queries = queries.max(1);
+        self
+    }
+
+    /// Sets how many sessions are remembered (at least 1). Opening one more forgets the
+    /// least recently used session that has no live query (what it learnt about peers is
+    /// lost; a later [`get`](super::Engine::get) with it starts afresh). Default: 1024.
+    pub fn with_max_sessions(mut self, sessions: usize) -> Self {
+        self.max_sessions = sessions.max(1);
+        self
+    }
+
+    /// Sets how many wants (want-have and want-block) one peer is sent and not yet answered
+    /// with a block or cancelled, at least 1. A peer at the limit is not asked for more until
+    /// some complete. Default: 1024, the number of wants boxo and this crate's server keep per
+    /// peer (wants beyond a server's limit would be dropped by it).
+    pub fn with_max_wants_per_peer(mut self, wants: usize) -> Self {
+        self.max_wants_per_peer = wants.max(1);
+        self
+    }
+
+    /// Sets how many peers are sent a want-have when a CID starts being wanted, the peer asked
+    /// for the block included, at least 1. Peers that delivered blocks to the want's session
+    /// come first, then peers that delivered anything, then the others. Peers connecting later
+    /// are asked too while fewer than this many were asked. Default: 8 peers.
+    pub fn with_max_broadcast_peers(mut self, peers: usize) -> Self {
+        self.max_broadcast_peers = peers.max(1);
+        self
+    }
+
+    /// Sets how many providers are remembered per wanted CID (further ones given to
+    /// [`add_providers`](super::Engine::add_providers) are ignored). Default: 16 peers, as
+    /// boxo's provider query manager.
+    pub fn with_max_providers_per_want(mut self, peers: usize) -> Self {
+        self.max_providers_per_want = peers;
+        self
+    }
+
+    /// Sets the largest wantlist message sent, in encoded bytes, clamped to `1 KiB..=2 MiB`:
+    /// wantlist updates are split into several [`Action::Send`](super::Action::Send)s beyond
+    /// it. The size is estimated from above. Default: 2 MiB.
+    pub fn with_max_message_size(mut self, bytes: usize) -> Self {
+        self.max_message_size = bytes.clamp(1024, MAX_WANTLIST_MESSAGE_SIZE);
+        self
+    }
+
+    /// Sets the floor of the simulated DONT_HAVE timeout. A peer that has not answered a want
+    /// within `floor + multiplier × latency` (latency: an average of the peer's measured
+    /// want-to-answer times, see [`with_latency_multiplier`](Self::with_latency_multiplier))
+    /// is treated as having answered DONT_HAVE. The floor keeps loopback peers, whose latency
+    /// is microseconds, from timing out while they read the block (boxo#959 broke at
+    /// 2.5 ms). Default: 100 ms.
+    pub fn with_min_dont_have_timeout(mut self, floor: Duration) -> Self {
+        self.min_dont_have_timeout = floor;
+        self
+    }
+
+    /// Sets the simulated DONT_HAVE timeout of a peer whose latency was never measured.
+    /// Default: 2 s (boxo: 2 s plus a multiple of the ping time).
+    pub fn with_initial_dont_have_timeout(mut self, timeout: Duration) -> Self {
+        self.initial_dont_have_timeout = timeout;
+        self
+    }
+
+    /// Sets the ceiling of the simulated DONT_HAVE timeout. Default: 7 s, as boxo.
+    pub fn with_max_dont_have_timeout(mut self, timeout: Duration) -> Self {
+        self.max_dont_have_timeout = timeout;
+        self
+    }
+
+    /// Sets the multiple of a peer's measured latency added to the floor of its simulated
+    /// DONT_HAVE timeout. The latency is an exponentially weighted moving average (weight
+    /// 1/2) of the time from sending a want to receiving its answer (presence or block).
+    /// Default: 3.
+    pub fn with_latency_multiplier(mut self, multiplier: u32) -> Self {
+        self.latency_multiplier = multiplier;
+        self
+    }
+
+    /// Sets how long a want stays unanswered (no presence, no block; a simulated DONT_HAVE
+    /// does not count) before it is sent again to the same peer, in case the message or its
+    /// answer was lost. Default: 30 s, as boxo.
+    pub fn with_resend_interval(mut self, interval: Duration) -> Self {
+        self.resend_interval = interval.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Sets how long a want may go without any peer saying HAVE before
+    /// [`Action::FindProviders`](super::Action::FindProviders) is emitted for it.
+    /// Default: 1 s, boxo's `ProviderSearchDelay`.
+    pub fn with_provider_search_delay(mut self, delay: Duration) -> Self {
+        self.provider_search_delay = delay;
+        self
+    }
+
+    /// Sets the shortest time between two
+    /// [`Action::FindProviders`](super::Action::FindProviders) for the same CID. Default:
+    /// 10 s (kad lookups take seconds; boxo's provider queries time out after 10 s).
+    pub fn with_provider_search_interval(mut self, interval: Duration) -> Self {
+        self.provider_search_interval = interval.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Sets how many [`Action::FindProviders`](super::Action::FindProviders) may be emitted
+    /// within one [`provider_search_interval`](Self::with_provider_search_interval), over all
+    /// CIDs (at least 1). Wants over the budget are searched for at their next search
+    /// deadline. It keeps a large DAG fetch with no peer from starting thousands of DHT
+    /// lookups. Default: 16.
+    pub fn with_max_provider_searches(mut self, searches: usize) -> Self {
+        self.max_provider_searches = searches.max(1);
+        self
+    }
+
+    /// Sets the shortest time between two [`Action::Dial`](super::Action::Dial) for the same
+    /// peer. Default: 10 s.
+    pub fn with_dial_interval(mut self, interval: Duration) -> Self {
+        self.dial_interval = interval;
+        self
+    }
+
+    /// Sets how long a query may stay unfinished before it fails with
+    /// [`QueryError::TimedOut`](super::QueryError::TimedOut); `None` keeps it until it finishes
+    /// or is cancelled. Default: `None`.
+    pub fn with_query_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.query_timeout = timeout;
+        self
+    }
+
+    /// Sets how long a peer whose score fell too low (unwanted blocks, broken promises,
+    /// silence, [`handle_peer_misbehaved`](super::Engine::handle_peer_misbehaved)) is asked
+    /// for nothing new. Default: 60 s.
+    pub fn with_penalty_duration(mut self, duration: Duration) -> Self {
+        self.penalty_duration = duration;
+        self
+    }
+
+    /// Distinct CIDs wanted at once.
+    pub fn max_wants(&self) -> usize {
+        self.max_wants
+    }
+
+    /// CIDs per query.
+    pub fn max_cids_per_query(&self) -> usize {
+        self.max_cids_per_query
+    }
+
+    /// Live queries.
+    pub fn max_queries(&self) -> usize {
+        self.max_queries
+    }
+
+    /// Sessions remembered.
+    pub fn max_sessions(&self) -> usize {
+        self.max_sessions
+    }
+
+    /// Wants outstanding per peer.
+    pub fn max_wants_per_peer(&self) -> usize {
+        self.max_wants_per_peer
+    }
+
+    /// Peers asked when a CID starts being wanted.
+    pub fn max_broadcast_peers(&self) -> usize {
+        self.max_broadcast_peers
+    }
+
+    /// Providers remembered per wanted CID.
+    pub fn max_providers_per_want(&self) -> usize {
+        self.max_providers_per_want
+    }
+
+    /// Largest wantlist message, in encoded bytes.
+    pub fn max_message_size(&self) -> usize {
+        self.max_message_size
+    }
+
+    /// Floor of the simulated DONT_HAVE timeout.
+    pub fn min_dont_have_timeout(&self) -> Duration {
+        self.min_dont_have_timeout
+    }
+
+    /// Simulated DONT_HAVE timeout before any latency is measured.
+    pub fn initial_dont_have_timeout(&self) -> Duration {
+        self.initial_dont_have_timeout
+    }
+
+    /// Ceiling of the simulated DONT_HAVE timeout.
+    pub fn max_dont_have_timeout(&self) -> Duration {
+        self.max_dont_have_timeout
+    }
+
+    /// Multiple of the measured latency in the simulated DONT_HAVE timeout.
+    pub fn latency_multiplier(&self) -> u32 {
+        self.latency_multiplier
+    }
+
+    /// Time before an unanswered want is sent again.
+    pub fn resend_interval(&self) -> Duration {
+        self.resend_interval
+    }
+
+    /// Time without HAVE before the first provider search.
+    pub fn provider_search_delay(&self) -> Duration {
+        self.provider_search_delay
+    }
+
+    /// Shortest time between two provider searches for one CID.
+    pub fn provider_search_interval(&self) -> Duration {
+        self.provider_search_interval
+    }
+
+    /// Provider searches per search interval, over all CIDs.
+    pub fn max_provider_searches(&self) -> usize {
+        self.max_provider_searches
+    }
+
+    /// Shortest time between two dials of one peer.
+    pub fn dial_interval(&self) -> Duration {
+        self.dial_interval
+    }
+
+    /// Time after which an unfinished query fails, if any.
+    pub fn query_timeout(&self) -> Option<Duration> {
+        self.query_timeout
+    }
+
+    /// Time a peer with a bad score is left out.
+    pub fn penalty_duration(&self) -> Duration {
+        self.penalty_duration
+    }
+
+    /// The simulated DONT_HAVE timeout for a peer with measured `latency` (if any).
+    pub(super) fn dont_have_timeout(&self, latency: Option<Duration>) -> Duration {
+        match latency {
+            None => self.initial_dont_have_timeout,
+            Some(latency) => (self.min_dont_have_timeout
+                + latency.saturating_mul(self.latency_multiplier))
+            .min(self.max_dont_have_timeout)
+            .max(self.min_dont_have_timeout),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dont_have_timeout_has_a_floor_a_multiple_and_a_ceiling() {
+        let config = Config::default();
+        assert_eq!(config.dont_have_timeout(None), Duration::from_secs(2));
+        // Loopback: 3 x 10 us would be 30 us; the floor keeps it sane.
+        assert_eq!(
+            config.dont_have_timeout(Some(Duration::from_micros(10))),
+            Duration::from_micros(100_030)
+        );
+        assert_eq!(
+            config.dont_have_timeout(Some(Duration::from_millis(100))),
+            Duration::from_millis(400)
+        );
+        assert_eq!(
+            config.dont_have_timeout(Some(Duration::from_secs(5))),
+            Duration::from_secs(7)
+        );
+        let tuned = Config::default()
+            .with_min_dont_have_timeout(Duration::from_millis(50))
+            .with_latency_multiplier(2);
+        assert_eq!(
+            tuned.dont_have_timeout(Some(Duration::from_millis(10))),
+            Duration::from_millis(70)
+        );
+    }
+}

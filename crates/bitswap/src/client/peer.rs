@@ -1,0 +1,341 @@
+//! What the client knows about one peer: the wants it was sent and what it answered, the
+//! entries waiting to go out, its measured latency and its score.
+
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
+
+use cid::Cid;
+
+use super::timer::TimerKey;
+use crate::{
+    message::{Entry, Message, WantType, Wantlist},
+    protocol::Version,
+};
+
+/// Highest score; each block delivered first adds one.
+const MAX_SCORE: i32 = 100;
+/// Lowest score; a peer is penalised when it reaches [`PENALTY_THRESHOLD`].
+const MIN_SCORE: i32 = -100;
+/// At or below this score a peer is left out for `Config::penalty_duration`.
+pub(super) const PENALTY_THRESHOLD: i32 = -20;
+/// Score lost for a block nobody wanted.
+pub(super) const UNWANTED_BLOCK_PENALTY: i32 = 10;
+/// Score lost for DONT_HAVE after HAVE, or a HAVE never followed by the block.
+pub(super) const BROKEN_PROMISE_PENALTY: i32 = 5;
+/// Score lost for an unanswered want (simulated DONT_HAVE).
+pub(super) const SILENCE_PENALTY: i32 = 1;
+/// Score lost when the embedder reports a misbehaviour (an undecodable message).
+pub(super) const MISBEHAVIOUR_PENALTY: i32 = 25;
+
+/// Upper bound of the encoded size of a wantlist entry besides its CID: tag and length of the
+/// entry, tag and length of the CID, priority (negative `int32`s take 10 bytes), cancel, want
+/// type, send-DONT_HAVE.
+const ENTRY_OVERHEAD: usize = 1 + 3 + 1 + 3 + 11 + 2 + 2 + 2;
+/// Upper bound of the encoded size of a message besides its entries (wantlist field tag and
+/// length).
+const MESSAGE_OVERHEAD: usize = 1 + 5;
+
+/// What a peer said about a want.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Answer {
+    /// Nothing yet, and its timeout has not passed.
+    Pending,
+    /// HAVE (or, for a provider, presumed).
+    Have,
+    /// DONT_HAVE.
+    DontHave,
+    /// Nothing in time: treated as DONT_HAVE (a real answer may still come).
+    TimedOut,
+}
+
+/// A want sent to a peer and not yet cancelled.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Asked {
+    /// Want-have or want-block, as last sent.
+    pub(super) want_type: WantType,
+    /// When it was last sent.
+    pub(super) sent_at: Instant,
+    /// What the peer answered.
+    pub(super) answer: Answer,
+    /// The answer deadline or the resend deadline, if any.
+    pub(super) timer: Option<TimerKey>,
+}
+
+impl Asked {
+    /// Whether the peer is expected to send the block (a want-block not refused).
+    pub(super) fn loads(&self) -> bool {
+        self.want_type == WantType::Block && matches!(self.answer, Answer::Pending | Answer::Have)
+    }
+}
+
+/// A peer, connected or remembered after it left.
+#[derive(Debug)]
+pub(super) struct Peer {
+    /// Its Bitswap version while connected, `None` once disconnected.
+    pub(super) version: Option<Version>,
+    /// The wants it was sent (only while connected).
+    asked: HashMap<Cid, Asked>,
+    /// Want-blocks it was sent that it has not refused: how loaded it is.
+    blocks_in_flight: usize,
+    /// Entries to send at the next flush, in order; later ones for a CID win.
+    pub(super) outbox: Vec<Entry>,
+    /// Average want-to-answer time, if measured.
+    pub(super) latency: Option<Duration>,
+    /// Goes up with useful blocks, down with unwanted blocks, broken promises and silence.
+    pub(super) score: i32,
+    /// Not asked for anything new before this.
+    pub(super) penalised_until: Option<Instant>,
+    /// Blocks it delivered first.
+    pub(super) useful: u64,
+    /// Last time it connected or disconnected.
+    pub(super) last_seen: Instant,
+}
+
+impl Peer {
+    pub(super) fn new(version: Version, now: Instant) -> Self {
+        Self {
+            version: Some(version),
+            asked: HashMap::new(),
+            blocks_in_flight: 0,
+            outbox: Vec::new(),
+            latency: None,
+            score: 0,
+            penalised_until: None,
+            useful: 0,
+            last_seen: now,
+        }
+    }
+
+    /// Whether it speaks 1.2.0 (want-have, presences).
+    pub(super) fn supports_have(&self) -> bool {
+        self.version.is_some_and(Version::supports_have)
+    }
+
+    /// Whether it is left out for now.
+    pub(super) fn is_penalised(&self, now: Instant) -> bool {
+        self.penalised_until.is_some_and(|until| until > now)
+    }
+
+    pub(super) fn asked(&self, cid: &Cid) -> Option<&Asked> {
+        self.asked.get(cid)
+    }
+
+    pub(super) fn asked_len(&self) -> usize {
+        self.asked.len()
+    }
+
+    pub(super) fn asked_iter(&self) -> impl Iterator<Item = (&Cid, &Asked)> {
+        self.asked.iter()
+    }
+
+    pub(super) fn blocks_in_flight(&self) -> usize {
+        self.blocks_in_flight
+    }
+
+    /// Records a want sent (replacing an earlier one for the CID); returns the old timer.
+    pub(super) fn insert_asked(&mut self, cid: Cid, asked: Asked) -> Option<TimerKey> {
+        let old = self.asked.insert(cid, asked);
+        self.recount(old.as_ref(), Some(&asked));
+        old.and_then(|a| a.timer)
+    }
+
+    /// Changes a want's answer and timer; returns the old timer (`None` if not asked).
+    pub(super) fn update_asked(
+        &mut self,
+        cid: &Cid,
+        update: impl FnOnce(&mut Asked),
+    ) -> Option<Option<TimerKey>> {
+        let asked = self.asked.get_mut(cid)?;
+        let before = *asked;
+        update(asked);
+        let after = *asked;
+        self.recount(Some(&before), Some(&after));
+        Some(before.timer)
+    }
+
+    /// Forgets a want; returns it.
+    pub(super) fn remove_asked(&mut self, cid: &Cid) -> Option<Asked> {
+        let old = self.asked.remove(cid)?;
+        self.recount(Some(&old), None);
+        Some(old)
+    }
+
+    /// Forgets every want (disconnection); returns them.
+    pub(super) fn drain_asked(&mut self) -> Vec<(Cid, Asked)> {
+        self.blocks_in_flight = 0;
+        self.asked.drain().collect()
+    }
+
+    fn recount(&mut self, before: Option<&Asked>, after: Option<&Asked>) {
+        if before.is_some_and(Asked::loads) {
+            self.blocks_in_flight -= 1;
+        }
+        if after.is_some_and(Asked::loads) {
+            self.blocks_in_flight += 1;
+        }
+    }
+
+    /// Folds one want-to-answer time into the latency average (weight 1/2, as boxo's).
+    pub(super) fn sample_latency(&mut self, sample: Duration) {
+        self.latency = Some(match self.latency {
+            None => sample,
+            Some(average) => (average + sample) / 2,
+        });
+    }
+
+    /// Lowers the score; at the threshold the peer is left out until `now + duration`, and
+    /// its score is brought back halfway so that it can earn its way back.
+    pub(super) fn penalise(&mut self, points: i32, now: Instant, duration: Duration) {
+        self.score = (self.score - points).max(MIN_SCORE);
+        if self.score <= PENALTY_THRESHOLD {
+            self.penalised_until = Some(now + duration);
+            self.score = PENALTY_THRESHOLD / 2;
+        }
+    }
+
+    /// Raises the score after a useful block.
+    pub(super) fn reward(&mut self) {
+        self.useful += 1;
+        self.score = (self.score + 1).min(MAX_SCORE);
+    }
+
+    /// Turns the outbox into messages of at most `max_size` estimated bytes: cancels first,
+    /// then want-blocks, then want-haves, each by decreasing priority. One entry per CID (the
+    /// last queued wins).
+    pub(super) fn take_messages(&mut self, max_size: usize) -> Vec<Message> {
+        if self.outbox.is_empty() {
+            return Vec::new();
+        }
+        let mut last: HashMap<Cid, usize> = HashMap::with_capacity(self.outbox.len());
+        for (i, entry) in self.outbox.iter().enumerate() {
+            last.insert(entry.cid, i);
+        }
+        let mut entries: Vec<Entry> = std::mem::take(&mut self.outbox)
+            .into_iter()
+            .enumerate()
+            .filter(|(i, entry)| last.get(&entry.cid) == Some(i))
+            .map(|(_, entry)| entry)
+            .collect();
+        let rank = |e: &Entry| match (e.cancel, e.want_type) {
+            (true, _) => 0,
+            (false, WantType::Block) => 1,
+            (false, WantType::Have) => 2,
+        };
+        entries.sort_by(|a, b| rank(a).cmp(&rank(b)).then(b.priority.cmp(&a.priority)));
+        let mut messages = Vec::new();
+        let mut current = Vec::new();
+        let mut size = MESSAGE_OVERHEAD;
+        for entry in entries {
+            let entry_size = entry.cid.encoded_len() + ENTRY_OVERHEAD;
+            if size + entry_size > max_size && !current.is_empty() {
+                messages.push(wantlist(std::mem::take(&mut current)));
+                size = MESSAGE_OVERHEAD;
+            }
+            size += entry_size;
+            current.push(entry);
+        }
+        if !current.is_empty() {
+            messages.push(wantlist(current));
+        }
+        messages
+    }
+}
+
+fn wantlist(entries: Vec<Entry>) -> Message {
+    Message {
+        wantlist: Wantlist {
+            entries,
+            full: false,
+        },
+        ..Message::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use multihash_codetable::{Code, MultihashDigest};
+
+    use super::*;
+    use crate::protocol::encode;
+
+    fn cid(i: u32) -> Cid {
+        Cid::new_v1(0x55, Code::Sha2_256.digest(&i.to_be_bytes()))
+    }
+
+    #[test]
+    fn outbox_keeps_the_last_entry_per_cid_cancels_first() {
+        let mut peer = Peer::new(Version::V1_2_0, Instant::now());
+        peer.outbox.push(Entry::want_have(cid(1), 5));
+        peer.outbox.push(Entry::want_block(cid(2), 4));
+        peer.outbox.push(Entry::want_block(cid(1), 5));
+        peer.outbox.push(Entry::cancel(cid(3)));
+        let messages = peer.take_messages(1 << 20);
+        assert_eq!(messages.len(), 1);
+        let entries = &messages[0].wantlist.entries;
+        assert_eq!(
+            entries,
+            &[
+                Entry::cancel(cid(3)),
+                Entry::want_block(cid(1), 5),
+                Entry::want_block(cid(2), 4)
+            ]
+        );
+        assert!(peer.outbox.is_empty());
+    }
+
+    #[test]
+    fn messages_are_split_under_the_limit_whatever_the_priority() {
+        let mut peer = Peer::new(Version::V1_2_0, Instant::now());
+        for i in 0..2000 {
+            let priority = if i % 2 == 0 { -1 - i as i32 } else { i32::MAX };
+            peer.outbox.push(Entry::want_have(cid(i), priority));
+        }
+        let limit = 4096;
+        let messages = peer.take_messages(limit);
+        assert!(messages.len() > 1);
+        let mut total = 0;
+        for message in &messages {
+            let frames = encode(message, Version::V1_2_0);
+            assert_eq!(frames.len(), 1);
+            assert!(frames[0].len() <= limit, "{} > {limit}", frames[0].len());
+            total += message.wantlist.entries.len();
+        }
+        assert_eq!(total, 2000);
+    }
+
+    #[test]
+    fn in_flight_blocks_follow_answers() {
+        let now = Instant::now();
+        let mut peer = Peer::new(Version::V1_2_0, now);
+        let asked = |want_type| Asked {
+            want_type,
+            sent_at: now,
+            answer: Answer::Pending,
+            timer: None,
+        };
+        peer.insert_asked(cid(1), asked(WantType::Block));
+        peer.insert_asked(cid(2), asked(WantType::Have));
+        assert_eq!(peer.blocks_in_flight(), 1);
+        peer.update_asked(&cid(1), |a| a.answer = Answer::DontHave);
+        assert_eq!(peer.blocks_in_flight(), 0);
+        peer.update_asked(&cid(2), |a| a.want_type = WantType::Block);
+        assert_eq!(peer.blocks_in_flight(), 1);
+        peer.remove_asked(&cid(2));
+        assert_eq!(peer.blocks_in_flight(), 0);
+        assert_eq!(peer.asked_len(), 1);
+    }
+
+    #[test]
+    fn penalties_leave_a_peer_out_then_half_forgive() {
+        let now = Instant::now();
+        let mut peer = Peer::new(Version::V1_2_0, now);
+        peer.penalise(UNWANTED_BLOCK_PENALTY, now, Duration::from_secs(60));
+        assert!(!peer.is_penalised(now));
+        peer.penalise(UNWANTED_BLOCK_PENALTY, now, Duration::from_secs(60));
+        assert!(peer.is_penalised(now + Duration::from_secs(59)));
+        assert!(!peer.is_penalised(now + Duration::from_secs(60)));
+        assert_eq!(peer.score, PENALTY_THRESHOLD / 2);
+    }
+}

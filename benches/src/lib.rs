@@ -4,7 +4,11 @@
 //! `shared/queue-workloads.md`, shared by the `queue-workloads` runner
 //! (`cargo run --release -p benches --bin queue-workloads`) and the criterion bench `queue`
 //! (`cargo bench -p benches --bench queue`).
+//!
+//! [`net`] holds the pieces of the network benches run by `net-bench`
+//! (`cargo run --release -p benches --bin net-bench`).
 
+pub mod net;
 pub mod workloads;
 
 pub use workloads::{

@@ -22,6 +22,10 @@ pub const MAX_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
 /// Longest unsigned varint for a `u64`, in bytes.
 const MAX_VARINT_LEN: usize = 10;
 
+/// What [`read_message`] allocates before the message's bytes arrive, at most: one 256 KiB
+/// block and its framing fit.
+const FIRST_READ_BUFFER: usize = 512 * 1024;
+
 /// A Bitswap protocol version, as negotiated per stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Version {
@@ -99,8 +103,10 @@ pub enum ProtocolError {
 
 /// Reads one message. Returns `Ok(None)` if the stream ends cleanly before a message starts.
 ///
-/// A declared length over [`MAX_MESSAGE_SIZE`] is refused before anything is allocated, and the
-/// buffer grows only as bytes arrive. Blocks are verified by recomputing their CIDs.
+/// A declared length over [`MAX_MESSAGE_SIZE`] is refused before anything is allocated. The
+/// buffer starts at the declared length up to 512 KiB and grows only as bytes arrive, to the
+/// exact length (blocks keep slices of it, so no spare capacity is kept alive). Blocks are
+/// verified by recomputing their CIDs.
 pub async fn read_message<R>(io: &mut R) -> Result<Option<Message>, ProtocolError>
 where
     R: AsyncRead + Unpin,
@@ -111,10 +117,17 @@ where
     if len > MAX_MESSAGE_SIZE as u64 {
         return Err(ProtocolError::MessageTooLarge { declared: len });
     }
-    let mut buf = Vec::new();
-    io.take(len).read_to_end(&mut buf).await?;
-    if buf.len() as u64 != len {
-        return Err(io::Error::from(io::ErrorKind::UnexpectedEof).into());
+    let len = len as usize;
+    let mut buf = vec![0u8; len.min(FIRST_READ_BUFFER)];
+    let mut filled = 0;
+    while filled < len {
+        if filled == buf.len() {
+            buf.resize(len.min(filled * 2), 0);
+        }
+        match io.read(&mut buf[filled..]).await? {
+            0 => return Err(io::Error::from(io::ErrorKind::UnexpectedEof).into()),
+            n => filled += n,
+        }
     }
     let message = proto::Message::decode(Bytes::from(buf))?;
     Ok(Some(Message::try_from(message)?))

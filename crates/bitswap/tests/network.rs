@@ -904,3 +904,69 @@ async fn peer_without_bitswap_fails_sends() {
     .await;
     assert!(matches!(error, SendFailure::Unsupported), "{error}");
 }
+
+/// Outbound messages share one long-lived stream, each reported sent while it stays open; the
+/// stream closes once idle and the next message opens another.
+#[tokio::test]
+async fn outbound_messages_share_a_stream_until_it_idles() {
+    let idle = Duration::from_millis(300);
+    let mut node = node(Config::default().with_outbound_idle_timeout(idle));
+    let (raw_id, mut control) = raw_peer(&mut node).await;
+    let mut incoming = control.accept(V1_2_0).expect("accept");
+    // (stream index, message) for each message read; (stream index, None) at each clean end.
+    let (reads_tx, mut reads) = mpsc::channel::<(usize, Option<Message>)>(64);
+    tokio::spawn(async move {
+        let mut index = 0;
+        while let Some((_, mut stream)) = incoming.next().await {
+            let mut reads_tx = reads_tx.clone();
+            tokio::spawn(async move {
+                while let Ok(Some(message)) = bitswap::read_message(&mut stream).await {
+                    let _ = reads_tx.try_send((index, Some(message)));
+                }
+                let _ = reads_tx.try_send((index, None));
+            });
+            index += 1;
+        }
+    });
+
+    let messages: Vec<_> = (0..5u8)
+        .map(|i| wants(vec![Entry::want_have(cid(i), 1)]))
+        .collect();
+    // One at a time: each is written (and reported) before the next is sent.
+    for message in &messages {
+        node.behaviour_mut()
+            .send(raw_id, message.clone())
+            .expect("send");
+        drive_one(&mut node, |event| {
+            matches!(event, Event::MessageSent { .. }).then_some(())
+        })
+        .await;
+    }
+    let mut first = Vec::new();
+    while first.len() < messages.len() {
+        let (index, message) = timeout(TIMEOUT, reads.next())
+            .await
+            .expect("read in time")
+            .expect("reader alive");
+        assert_eq!(index, 0, "every message on the first stream");
+        first.push(message.expect("a message, not the end of the stream"));
+    }
+    assert_eq!(first, messages);
+
+    // Idle: the stream is closed cleanly, without any report to the behaviour.
+    let end = timeout(TIMEOUT, reads.next())
+        .await
+        .expect("closed when idle");
+    assert_eq!(end, Some((0, None)));
+
+    let last = wants(vec![Entry::cancel(cid(9))]);
+    node.behaviour_mut()
+        .send(raw_id, last.clone())
+        .expect("send");
+    drive_one(&mut node, |event| {
+        matches!(event, Event::MessageSent { .. }).then_some(())
+    })
+    .await;
+    let read = timeout(TIMEOUT, reads.next()).await.expect("read in time");
+    assert_eq!(read, Some((1, Some(last))));
+}

@@ -24,6 +24,8 @@ pub struct Config {
     max_outbound_streams: usize,
     /// How long an inbound stream may stay open waiting for its next message. Default: 5 min.
     inbound_idle_timeout: Duration,
+    /// How long an outbound stream stays open without a message to write. Default: 5 s.
+    outbound_idle_timeout: Duration,
     /// Fixed part of the write timeout of one message. Default: 2 s.
     send_latency: Duration,
     /// Slowest write rate tolerated, in bytes per second. Default: 12 500 B/s (100 kbit/s).
@@ -44,6 +46,7 @@ impl Default for Config {
             max_queued_messages: 256,
             max_outbound_streams: 1,
             inbound_idle_timeout: Duration::from_secs(5 * 60),
+            outbound_idle_timeout: Duration::from_secs(5),
             send_latency: Duration::from_secs(2),
             min_send_rate: 12_500,
             min_send_timeout: Duration::from_secs(10),
@@ -100,9 +103,11 @@ impl Config {
     }
 
     /// Sets how many outbound streams one connection writes at the same time (at least 1).
-    /// Each stream carries every message queued when it opens, in order, and is then closed.
+    /// A stream stays open while messages keep coming (see
+    /// [`Config::with_outbound_idle_timeout`]); queued messages go to the stream with the
+    /// fewest waiting.
     ///
-    /// With 1, batches are written one after the other, so the peer gets the messages in the
+    /// With 1, messages are written one after the other, so the peer gets them in the
     /// order of [`Behaviour::send`](crate::network::Behaviour::send) (a wantlist's cancel never overtakes
     /// its want). More streams let a small message overtake a large one being written, but
     /// messages of different streams may then arrive in any order. Throughput does not need
@@ -122,6 +127,15 @@ impl Config {
     /// alive, so this is also how long a quiet kubo peer keeps an idle connection open.
     pub fn with_inbound_idle_timeout(mut self, timeout: Duration) -> Self {
         self.inbound_idle_timeout = timeout;
+        self
+    }
+
+    /// Sets how long an outbound stream stays open with nothing to write before it is closed;
+    /// the next message opens a new one. Keeping it open saves a stream negotiation (a round
+    /// trip) and Yamux's window growth per message. Helia resets an inbound stream quiet for
+    /// 10 s, so keep this below that. Default: 5 s.
+    pub fn with_outbound_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.outbound_idle_timeout = timeout;
         self
     }
 
@@ -195,6 +209,11 @@ impl Config {
     }
 
     /// The timeout of closing a stream after its last message.
+    /// How long an outbound stream stays open with nothing to write.
+    pub fn outbound_idle_timeout(&self) -> Duration {
+        self.outbound_idle_timeout
+    }
+
     pub(crate) fn close_timeout(&self) -> Duration {
         self.min_send_timeout
     }

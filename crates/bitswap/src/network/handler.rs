@@ -3,7 +3,7 @@
 use std::{
     collections::VecDeque,
     future::Future,
-    io, iter,
+    io,
     pin::pin,
     sync::Arc,
     task::{Context, Poll},
@@ -12,7 +12,8 @@ use std::{
 
 use bytes::Bytes;
 use futures::{
-    AsyncWriteExt, FutureExt, StreamExt,
+    AsyncWriteExt, FutureExt, SinkExt, StreamExt,
+    channel::mpsc,
     future::{BoxFuture, Either, select},
     stream::{BoxStream, FuturesUnordered},
 };
@@ -81,11 +82,13 @@ pub enum HandlerEvent {
 ///   [`Config::max_inbound_streams`] are read at once (more are reset); a stream waiting longer
 ///   than [`Config::inbound_idle_timeout`] for its next message is reset; a stream that fails
 ///   to decode is reset and the failure reported.
-/// - Outbound: messages from the behaviour wait in a FIFO queue. When it is not empty, the
-///   handler opens a stream; once negotiated, the stream takes every queued message, encodes
-///   each for the version negotiated on that stream, writes them in order and closes. At most
-///   one stream is being negotiated and [`Config::max_outbound_streams`] are being written at
-///   once. Each message has its own write timeout ([`Config::send_timeout`]).
+/// - Outbound: messages from the behaviour wait in a FIFO queue until an open stream takes
+///   them; when none is open, the handler opens one. A stream encodes each message for the
+///   version negotiated on it, writes them in order, reports each once flushed, and stays
+///   open until it has had nothing to write for [`Config::outbound_idle_timeout`]. At most
+///   one stream is being negotiated and [`Config::max_outbound_streams`] are open at once.
+///   Each message has its own write timeout ([`Config::send_timeout`]); a failed write resets
+///   the stream and fails the messages waiting for it.
 pub struct Handler {
     config: Arc<Config>,
     upgrade: Upgrade,
@@ -94,8 +97,14 @@ pub struct Handler {
     queue: VecDeque<(MessageId, Message)>,
     /// An outbound stream is being opened and negotiated.
     opening: bool,
-    /// Streams being written; at most [`Config::max_outbound_streams`].
-    writes: FuturesUnordered<BoxFuture<'static, WriteOutcome>>,
+    /// Open outbound streams; at most [`Config::max_outbound_streams`].
+    writers: Vec<Writer>,
+    /// The writers' tasks (and those closing their streams).
+    writer_tasks: FuturesUnordered<BoxFuture<'static, ()>>,
+    /// What the writers report, and the sender they share.
+    reports: mpsc::Receiver<WriteReport>,
+    report_sender: mpsc::Sender<WriteReport>,
+    next_writer: u64,
     /// Streams being read, oldest first; at most [`Config::max_inbound_streams`].
     inbound: Vec<BoxStream<'static, Result<Message, ProtocolError>>>,
     /// Events to report. `poll` reports them before anything else; they come from single
@@ -118,11 +127,16 @@ pub struct Handler {
 
 impl Handler {
     pub(crate) fn new(config: Arc<Config>) -> Self {
+        let (report_sender, reports) = mpsc::channel(REPORT_CAPACITY);
         Self {
             upgrade: Upgrade::new(config.versions().iter().copied()),
             queue: VecDeque::new(),
             opening: false,
-            writes: FuturesUnordered::new(),
+            writers: Vec::new(),
+            writer_tasks: FuturesUnordered::new(),
+            reports,
+            report_sender,
+            next_writer: 0,
             inbound: Vec::new(),
             events: VecDeque::new(),
             negotiated: VersionSet::default(),
@@ -196,11 +210,72 @@ impl Handler {
     fn on_outbound(&mut self, stream: Stream, version: Version) {
         self.opening = false;
         self.learn_version(version);
-        // Every queued message goes on this stream, in order. If the queue emptied meanwhile,
-        // the stream is only closed.
-        let batch: Vec<_> = self.queue.drain(..).collect();
-        self.writes
-            .push(write_messages(stream, version, batch, Arc::clone(&self.config)).boxed());
+        let id = self.next_writer;
+        self.next_writer += 1;
+        let (messages, receiver) = mpsc::channel(self.config.max_queued_messages());
+        self.writers.push(Writer {
+            id,
+            messages,
+            pending: 0,
+        });
+        self.writer_tasks.push(
+            write_messages(
+                id,
+                stream,
+                version,
+                receiver,
+                self.report_sender.clone(),
+                Arc::clone(&self.config),
+            )
+            .boxed(),
+        );
+        self.dispatch();
+    }
+
+    /// Hands queued messages, oldest first, to the open stream with the fewest waiting.
+    fn dispatch(&mut self) {
+        while let Some((id, message)) = self.queue.pop_front() {
+            let Some(writer) = self.writers.iter_mut().min_by_key(|w| w.pending) else {
+                self.queue.push_front((id, message));
+                return;
+            };
+            match writer.messages.try_send((id, message)) {
+                Ok(()) => writer.pending += 1,
+                Err(error) => {
+                    // The writer stopped taking messages (it is closing or failed) and will
+                    // report; the message waits for another stream.
+                    let writer = writer.id;
+                    self.writers.retain(|w| w.id != writer);
+                    self.queue.push_front(error.into_inner());
+                }
+            }
+        }
+    }
+
+    fn on_report(&mut self, report: WriteReport) {
+        match report {
+            WriteReport::Sent { writer, id } => {
+                if let Some(w) = self.writers.iter_mut().find(|w| w.id == writer) {
+                    w.pending = w.pending.saturating_sub(1);
+                }
+                if let Some(HandlerEvent::Sent(ids)) = self.events.back_mut() {
+                    ids.push(id);
+                } else {
+                    self.events.push_back(HandlerEvent::Sent(vec![id]));
+                }
+            }
+            WriteReport::Failed { writer, ids, error } => {
+                self.writers.retain(|w| w.id != writer);
+                self.send_failed(ids, error);
+            }
+            WriteReport::Closed { writer, returned } => {
+                self.writers.retain(|w| w.id != writer);
+                // They were handed out before anything still queued: they go first.
+                for message in returned.into_iter().rev() {
+                    self.queue.push_front(message);
+                }
+            }
+        }
     }
 
     fn on_dial_upgrade_error(&mut self, error: StreamUpgradeError<io::Error>) {
@@ -219,15 +294,6 @@ impl Handler {
         // waiting for it: they fail, and later messages try again (unless unsupported).
         let ids: Vec<_> = self.queue.drain(..).map(|(id, _)| id).collect();
         self.send_failed(ids, error);
-    }
-
-    fn on_write_outcome(&mut self, outcome: WriteOutcome) {
-        if !outcome.sent.is_empty() {
-            self.events.push_back(HandlerEvent::Sent(outcome.sent));
-        }
-        if let Some(error) = outcome.error {
-            self.send_failed(outcome.failed, error);
-        }
     }
 
     fn send_failed(&mut self, ids: Vec<MessageId>, error: SendFailure) {
@@ -303,7 +369,7 @@ impl ConnectionHandler for Handler {
         // Open streams keep the connection alive by themselves.
         !self.queue.is_empty()
             || self.opening
-            || !self.writes.is_empty()
+            || self.writers.iter().any(|w| w.pending > 0)
             || (self.config.keep_alive() && self.reported.is_some())
     }
 
@@ -314,6 +380,7 @@ impl ConnectionHandler for Handler {
                     self.send_failed(vec![id], SendFailure::Unsupported);
                 } else {
                     self.queue.push_back((id, message));
+                    self.dispatch();
                 }
             }
         }
@@ -350,9 +417,11 @@ impl ConnectionHandler for Handler {
         if let Some(event) = self.events.pop_front() {
             return Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(event));
         }
-        while let Poll::Ready(Some(outcome)) = self.writes.poll_next_unpin(cx) {
-            self.on_write_outcome(outcome);
+        while let Poll::Ready(Some(())) = self.writer_tasks.poll_next_unpin(cx) {}
+        while let Poll::Ready(Some(report)) = self.reports.poll_next_unpin(cx) {
+            self.on_report(report);
         }
+        self.dispatch();
         if let Some(event) = self.events.pop_front() {
             return Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(event));
         }
@@ -361,7 +430,7 @@ impl ConnectionHandler for Handler {
         }
         if !self.queue.is_empty()
             && !self.opening
-            && self.writes.len() < self.config.max_outbound_streams()
+            && self.writers.len() < self.config.max_outbound_streams()
         {
             self.opening = true;
             return Poll::Ready(ConnectionHandlerEvent::OutboundSubstreamRequest {
@@ -401,24 +470,67 @@ fn read_messages(
     .boxed()
 }
 
-/// What became of the messages of one outbound stream.
-struct WriteOutcome {
-    sent: Vec<MessageId>,
-    failed: Vec<MessageId>,
-    error: Option<SendFailure>,
+/// Reports of writer tasks waiting for the handler.
+const REPORT_CAPACITY: usize = 32;
+
+/// An open outbound stream, seen from the handler: its task takes messages from a channel.
+struct Writer {
+    id: u64,
+    messages: mpsc::Sender<(MessageId, Message)>,
+    /// Messages handed to it and not yet reported.
+    pending: usize,
 }
 
-/// Encodes and writes `batch` in order on `stream`, then closes it. On the first failure the
-/// stream is dropped (so reset) and that message and all after it fail.
+/// What a writer task reports.
+enum WriteReport {
+    /// A message was written and flushed.
+    Sent { writer: u64, id: MessageId },
+    /// Writing failed: the stream is reset; this message and those waiting for it fail.
+    Failed {
+        writer: u64,
+        ids: Vec<MessageId>,
+        error: SendFailure,
+    },
+    /// The stream stayed idle and is being closed; messages that reached it meanwhile go back.
+    Closed {
+        writer: u64,
+        returned: Vec<(MessageId, Message)>,
+    },
+}
+
+/// Writes the messages of `messages` in order on `stream`, each encoded for `version`, until
+/// none comes for [`Config::outbound_idle_timeout`] (then closes the stream) or a write fails
+/// (then drops, so resets, the stream).
 async fn write_messages(
+    writer: u64,
     mut stream: Stream,
     version: Version,
-    batch: Vec<(MessageId, Message)>,
+    mut messages: mpsc::Receiver<(MessageId, Message)>,
+    mut reports: mpsc::Sender<WriteReport>,
     config: Arc<Config>,
-) -> WriteOutcome {
-    let mut sent = Vec::with_capacity(batch.len());
-    let mut batch = batch.into_iter();
-    while let Some((id, message)) = batch.next() {
+) {
+    loop {
+        let (id, message) = match timeout(config.outbound_idle_timeout(), messages.next()).await {
+            Some(Some(next)) => next,
+            // The handler is gone: the connection is closing.
+            Some(None) => return,
+            None => {
+                messages.close();
+                let mut returned = Vec::new();
+                while let Ok(message) = messages.try_recv() {
+                    returned.push(message);
+                }
+                let _ = reports.send(WriteReport::Closed { writer, returned }).await;
+                // Everything was flushed; a failing close (say, the peer reset after reading)
+                // loses nothing we could still resend.
+                match timeout(config.close_timeout(), stream.close()).await {
+                    Some(Ok(())) => {}
+                    Some(Err(error)) => tracing::trace!(%error, "closing bitswap stream failed"),
+                    None => tracing::trace!("closing bitswap stream timed out"),
+                }
+                return;
+            }
+        };
         let frames = protocol::encode(&message, version);
         drop(message);
         let size = frames.iter().map(Bytes::len).sum();
@@ -429,29 +541,27 @@ async fn write_messages(
         .await
         {
             Some(Ok(())) => {
-                sent.push(id);
+                if reports
+                    .send(WriteReport::Sent { writer, id })
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
                 continue;
             }
             Some(Err(error)) => SendFailure::Write(Arc::new(error)),
             None => SendFailure::Timeout,
         };
-        return WriteOutcome {
-            sent,
-            failed: iter::once(id).chain(batch.map(|(id, _)| id)).collect(),
-            error: Some(error),
-        };
-    }
-    // Everything was flushed; a failing close (say, the peer reset after reading) loses
-    // nothing we could still resend.
-    match timeout(config.close_timeout(), stream.close()).await {
-        Some(Ok(())) => {}
-        Some(Err(error)) => tracing::trace!(%error, "closing bitswap stream failed"),
-        None => tracing::trace!("closing bitswap stream timed out"),
-    }
-    WriteOutcome {
-        sent,
-        failed: Vec::new(),
-        error: None,
+        messages.close();
+        let mut ids = vec![id];
+        while let Ok((id, _)) = messages.try_recv() {
+            ids.push(id);
+        }
+        let _ = reports
+            .send(WriteReport::Failed { writer, ids, error })
+            .await;
+        return;
     }
 }
 

@@ -1,0 +1,437 @@
+//! Bitswap over real loopback swarms (TCP+Noise+Yamux), release build:
+//!
+//! ```text
+//! cargo run --release -p benches --bin net-bench -- [throughput] [fairness] [boxo] [--runs N] [--mib N]
+//! ```
+//!
+//! - `throughput` (issue 4): one server process, one client process (this one), `--mib` MiB
+//!   (default 256) of 256 KiB blocks; each run also measures the ceiling on the same
+//!   connection: a raw libp2p stream carrying as many bytes, the receiver SHA-256-hashing
+//!   every 256 KiB. Runs alternate which goes first. Reports MB/s, the ratio, server CPU.
+//! - `fairness` (issue 4): one server process, 10 heavy clients each fetching the same 64
+//!   blocks of 256 KiB, and one light client asking for one other block 200 ms later:
+//!   the light client's latency and Jain's index over the heavy clients' throughput.
+//! - `boxo` (issue 5): boxo's 3-node scenarios (2 seeds, 1 fetcher) in this process: layouts
+//!   all-to-all, overlap1 (A 0-74, B 25-99), overlap3 (A even, B odd, both every 3rd);
+//!   patterns one-at-a-time, batch-by-10, all-concurrent, big-batch; 100 blocks of 8000 B and
+//!   of 256 KiB. Reports time, messages and duplicate blocks.
+//!
+//! Every figure goes to stdout as one JSON object per line; a summary goes to stderr. Without a
+//! scenario, all three run. Server processes are killed when the bench ends.
+
+use std::{
+    collections::HashSet,
+    time::{Duration, Instant},
+};
+
+use benches::net::{self, Node, ServerProcess};
+use bitswap::{Block, Blockstore, Handle};
+use futures::{StreamExt, TryStreamExt, future::join_all};
+use libp2p::Swarm;
+use serde_json::json;
+use tokio::{io::AsyncReadExt, sync::oneshot, task::JoinHandle};
+
+/// Block size of the throughput and fairness scenarios.
+const BLOCK: usize = 256 * 1024;
+
+/// Seed of the throughput set.
+const THROUGHPUT_SEED: u64 = 1;
+/// Seed of the fairness set.
+const FAIRNESS_SEED: u64 = 2;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    if args.first().map(String::as_str) == Some("serve") {
+        runtime.block_on(serve(&args[1..]));
+        return;
+    }
+    let mut scenarios = Vec::new();
+    let mut runs = 5;
+    let mut mib = 256;
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        match arg.as_str() {
+            "--runs" => runs = number(iter.next()),
+            "--mib" => mib = number(iter.next()),
+            "throughput" | "fairness" | "boxo" => scenarios.push(arg.clone()),
+            other => {
+                eprintln!("unknown argument {other}; see the doc comment of net-bench.rs");
+                std::process::exit(2);
+            }
+        }
+    }
+    if scenarios.is_empty() {
+        scenarios = vec!["throughput".into(), "fairness".into(), "boxo".into()];
+    }
+    for scenario in scenarios {
+        match scenario.as_str() {
+            "throughput" => runtime.block_on(throughput(runs, mib)),
+            "fairness" => runtime.block_on(fairness(runs)),
+            _ => runtime.block_on(boxo()),
+        }
+    }
+}
+
+fn number(arg: Option<&String>) -> usize {
+    arg.and_then(|a| a.parse().ok()).unwrap_or_else(|| {
+        eprintln!("expected a number");
+        std::process::exit(2);
+    })
+}
+
+/// The server child: `serve SEED COUNT SIZE` serves blocks `0..COUNT` of the set `SEED` and
+/// the ceiling protocol, prints `PEER MULTIADDR`, and runs until its stdin closes.
+async fn serve(args: &[String]) {
+    let [seed, count, size] = [0, 1, 2].map(|i| number(args.get(i)) as u64);
+    let mut swarm = net::node(bitswap::Config::default());
+    let blocks = net::blocks(seed, 0..count, size as usize);
+    let payload = blocks.first().map(|b| b.data().clone()).unwrap_or_default();
+    swarm
+        .behaviour()
+        .bitswap
+        .store()
+        .put_many(blocks)
+        .await
+        .expect("memory store");
+    tokio::spawn(net::serve_ceiling(
+        swarm.behaviour().stream.new_control(),
+        payload,
+    ));
+    let address = net::listen(&mut swarm).await;
+    println!("{} {address}", swarm.local_peer_id());
+    let mut stdin = tokio::io::stdin();
+    let mut buffer = [0u8; 64];
+    loop {
+        tokio::select! {
+            _ = swarm.select_next_some() => {}
+            read = stdin.read(&mut buffer) => {
+                if matches!(read, Ok(0) | Err(_)) {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// A swarm polled by its own task until stopped; stopping hands it back.
+struct Driver {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Swarm<Node>>,
+}
+
+impl Driver {
+    fn start(mut swarm: Swarm<Node>) -> Self {
+        let (stop, mut stopped) = oneshot::channel();
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => return swarm,
+                    _ = swarm.select_next_some() => {}
+                }
+            }
+        });
+        Self { stop, task }
+    }
+
+    async fn stop(self) -> Swarm<Node> {
+        let _ = self.stop.send(());
+        self.task.await.expect("driver task")
+    }
+}
+
+/// A client node connected to `server`, polled by its own task.
+async fn client(server: &ServerProcess) -> (Driver, Handle, libp2p_stream::Control) {
+    let mut swarm = net::node(bitswap::Config::default());
+    net::connect(&mut swarm, server.peer, server.address.clone()).await;
+    let handle = swarm.behaviour().bitswap.handle();
+    let control = swarm.behaviour().stream.new_control();
+    (Driver::start(swarm), handle, control)
+}
+
+async fn fetch(handle: &Handle, blocks: &[Block]) -> Duration {
+    let cids = blocks.iter().map(|b| *b.cid()).collect();
+    let start = Instant::now();
+    let session = handle.new_session().await.expect("session");
+    let received: Vec<Block> = handle
+        .get_many(cids, Some(session))
+        .await
+        .expect("query accepted")
+        .try_collect()
+        .await
+        .expect("every block");
+    let elapsed = start.elapsed();
+    assert_eq!(received.len(), blocks.len());
+    let _ = handle.close_session(session).await;
+    elapsed
+}
+
+fn mb_per_s(bytes: usize, time: Duration) -> f64 {
+    bytes as f64 / time.as_secs_f64() / 1e6
+}
+
+async fn throughput(runs: usize, mib: usize) {
+    let count = (mib * 1024 * 1024 / BLOCK) as u64;
+    let total = count as usize * BLOCK;
+    let server = ServerProcess::spawn(&[
+        "serve".into(),
+        THROUGHPUT_SEED.to_string(),
+        count.to_string(),
+        BLOCK.to_string(),
+    ])
+    .expect("server process");
+    let blocks = net::blocks(THROUGHPUT_SEED, 0..count, BLOCK);
+    let (mut bitswap, mut ceiling) = (Vec::new(), Vec::new());
+    let (mut bitswap_cpu, mut ceiling_cpu) = (Vec::new(), Vec::new());
+    let me = std::process::id();
+    // CPU seconds per GB moved of both processes during `f`, and its duration.
+    let cpu = |before: (Option<f64>, Option<f64>)| {
+        let after = (server.cpu_seconds(), net::cpu_seconds(me));
+        let server = before
+            .0
+            .zip(after.0)
+            .map(|(a, b)| (b - a) / (total as f64 / 1e9));
+        let client = before
+            .1
+            .zip(after.1)
+            .map(|(a, b)| (b - a) / (total as f64 / 1e9));
+        json!({ "server": server, "client": client })
+    };
+    for run in 0..runs {
+        let (driver, handle, control) = client(&server).await;
+        let mut figures = Vec::new();
+        for part in if run % 2 == 0 { [0, 1] } else { [1, 0] } {
+            let before = (server.cpu_seconds(), net::cpu_seconds(me));
+            let time = if part == 0 {
+                net::fetch_ceiling(control.clone(), server.peer, total)
+                    .await
+                    .expect("ceiling stream")
+            } else {
+                fetch(&handle, &blocks).await
+            };
+            figures.push((part, time, cpu(before)));
+        }
+        figures.sort_by_key(|f| f.0);
+        drop(driver.stop().await);
+        let (c, b) = (mb_per_s(total, figures[0].1), mb_per_s(total, figures[1].1));
+        bitswap.push(b);
+        ceiling.push(c);
+        bitswap_cpu.push(figures[1].2.clone());
+        ceiling_cpu.push(figures[0].2.clone());
+        println!(
+            "{}",
+            json!({
+                "scenario": "throughput", "run": run, "bytes": total,
+                "bitswap_mb_s": b, "ceiling_mb_s": c, "ratio": b / c,
+                "bitswap_cpu_s_per_gb": figures[1].2, "ceiling_cpu_s_per_gb": figures[0].2,
+            })
+        );
+    }
+    let (b, c) = (net::median(&bitswap), net::median(&ceiling));
+    println!(
+        "{}",
+        json!({
+            "scenario": "throughput", "summary": true, "runs": runs, "bytes": total,
+            "bitswap_mb_s_median": b, "ceiling_mb_s_median": c, "ratio_of_medians": b / c,
+            "bitswap_cpu_s_per_gb": bitswap_cpu, "ceiling_cpu_s_per_gb": ceiling_cpu,
+        })
+    );
+    eprintln!(
+        "throughput: {mib} MiB of 256 KiB blocks, median of {runs}: bitswap {b:.0} MB/s, \
+         ceiling (raw stream + SHA-256) {c:.0} MB/s, ratio {:.2} (target >= 0.8)",
+        b / c
+    );
+}
+
+async fn fairness(runs: usize) {
+    const HEAVY: usize = 10;
+    let server = ServerProcess::spawn(&[
+        "serve".into(),
+        FAIRNESS_SEED.to_string(),
+        "65".into(),
+        BLOCK.to_string(),
+    ])
+    .expect("server process");
+    let heavy_blocks = net::blocks(FAIRNESS_SEED, 0..64, BLOCK);
+    let light_block = net::block(FAIRNESS_SEED, 64, BLOCK);
+    let (mut latencies, mut indices) = (Vec::new(), Vec::new());
+    for run in 0..runs {
+        let mut heavies = Vec::new();
+        for _ in 0..HEAVY {
+            heavies.push(client(&server).await);
+        }
+        let light = client(&server).await;
+        let start = Instant::now();
+        let heavy_fetches = heavies.iter().map(|(_, handle, _)| async {
+            let time = fetch(handle, &heavy_blocks).await;
+            mb_per_s(heavy_blocks.len() * BLOCK, time)
+        });
+        let light_fetch = async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let asked = Instant::now();
+            let block = light.1.get(*light_block.cid()).await.expect("light block");
+            assert_eq!(block, light_block);
+            (asked.duration_since(start), asked.elapsed())
+        };
+        let (throughputs, (asked_at, latency)) = tokio::join!(join_all(heavy_fetches), light_fetch);
+        let index = net::jain(&throughputs);
+        let latency_ms = latency.as_secs_f64() * 1e3;
+        latencies.push(latency_ms);
+        indices.push(index);
+        println!(
+            "{}",
+            json!({
+                "scenario": "fairness", "run": run, "heavy_mb_s": throughputs,
+                "jain": index, "light_asked_after_ms": asked_at.as_secs_f64() * 1e3,
+                "light_latency_ms": latency_ms,
+                "all_done_ms": start.elapsed().as_secs_f64() * 1e3,
+            })
+        );
+        for (driver, _, _) in heavies {
+            drop(driver.stop().await);
+        }
+        drop(light.0.stop().await);
+    }
+    let (latency, index) = (net::median(&latencies), net::median(&indices));
+    let worst_latency = latencies.iter().copied().fold(0.0, f64::max);
+    let worst_index = indices.iter().copied().fold(1.0, f64::min);
+    println!(
+        "{}",
+        json!({
+            "scenario": "fairness", "summary": true, "runs": runs,
+            "light_latency_ms_median": latency, "light_latency_ms_max": worst_latency,
+            "jain_median": index, "jain_min": worst_index,
+        })
+    );
+    eprintln!(
+        "fairness: 10 heavy clients x 64 x 256 KiB + 1 light client, {runs} runs: light latency \
+         median {latency:.1} ms (max {worst_latency:.1}; target <= 50), Jain median {index:.3} \
+         (min {worst_index:.3}; target >= 0.95)"
+    );
+}
+
+/// Which seed holds block `i` in a boxo layout.
+fn holds(layout: &str, seed: usize, i: u64) -> bool {
+    match layout {
+        "all-to-all" => true,
+        "overlap1" => {
+            if seed == 0 {
+                i < 75
+            } else {
+                i >= 25
+            }
+        }
+        _ => i.is_multiple_of(3) || i % 2 == seed as u64,
+    }
+}
+
+async fn boxo() {
+    let mut summary = Vec::new();
+    for size in [8000usize, BLOCK] {
+        for layout in ["all-to-all", "overlap1", "overlap3"] {
+            for pattern in [
+                "one-at-a-time",
+                "batch-by-10",
+                "all-concurrent",
+                "big-batch",
+            ] {
+                let set = 10 + size as u64;
+                let blocks = net::blocks(set, 0..100, size);
+                let mut seeds = Vec::new();
+                for seed in 0..2 {
+                    let mut swarm = net::node(bitswap::Config::default());
+                    let held: Vec<Block> = (0..100u64)
+                        .filter(|i| holds(layout, seed, *i))
+                        .map(|i| blocks[i as usize].clone())
+                        .collect();
+                    swarm
+                        .behaviour()
+                        .bitswap
+                        .store()
+                        .put_many(held)
+                        .await
+                        .expect("store");
+                    let address = net::listen(&mut swarm).await;
+                    seeds.push((*swarm.local_peer_id(), address, Driver::start(swarm)));
+                }
+                let mut fetcher = net::node(bitswap::Config::default());
+                for (peer, address, _) in &seeds {
+                    net::connect(&mut fetcher, *peer, address.clone()).await;
+                }
+                let fetcher_id = *fetcher.local_peer_id();
+                let handle = fetcher.behaviour().bitswap.handle();
+                let driver = Driver::start(fetcher);
+                let start = Instant::now();
+                let session = handle.new_session().await.expect("session");
+                let cids: Vec<_> = blocks.iter().map(|b| *b.cid()).collect();
+                let groups: Vec<Vec<_>> = match pattern {
+                    "one-at-a-time" => cids.chunks(1).map(<[_]>::to_vec).collect(),
+                    "batch-by-10" => cids.chunks(10).map(<[_]>::to_vec).collect(),
+                    _ => vec![cids.clone()],
+                };
+                let mut got = HashSet::new();
+                if pattern == "all-concurrent" {
+                    let fetches = cids.iter().map(|cid| {
+                        let handle = handle.clone();
+                        async move { handle.get_many(vec![*cid], Some(session)).await }
+                    });
+                    for stream in join_all(fetches).await {
+                        let blocks: Vec<Block> =
+                            stream.expect("query").try_collect().await.expect("block");
+                        got.extend(blocks.iter().map(|b| *b.cid()));
+                    }
+                } else {
+                    for group in groups {
+                        let mut stream =
+                            handle.get_many(group, Some(session)).await.expect("query");
+                        while let Some(block) = stream.next().await {
+                            got.insert(*block.expect("block").cid());
+                        }
+                    }
+                }
+                let elapsed = start.elapsed();
+                assert_eq!(got.len(), 100);
+                let fetcher = driver.stop().await;
+                let stats = fetcher.behaviour().bitswap.client().stats();
+                let mut received_messages = 0;
+                for (_, _, driver) in seeds {
+                    let seed = driver.stop().await;
+                    if let Some(accounting) = seed
+                        .behaviour()
+                        .bitswap
+                        .server()
+                        .peer_accounting(&fetcher_id)
+                    {
+                        received_messages += accounting.messages_sent;
+                    }
+                }
+                let line = json!({
+                    "scenario": "boxo", "block_size": size, "layout": layout,
+                    "pattern": pattern, "ms": elapsed.as_secs_f64() * 1e3,
+                    "messages_sent": stats.messages_sent,
+                    "messages_received": received_messages,
+                    "blocks_received": stats.blocks_received,
+                    "duplicate_blocks": stats.duplicate_blocks,
+                    "duplicate_bytes_pct":
+                        100.0 * stats.duplicate_bytes as f64 / stats.bytes_received.max(1) as f64,
+                });
+                println!("{line}");
+                summary.push(format!(
+                    "{size:>6} B {layout:<10} {pattern:<14} {:>8.1} ms  sent {:>4}  recv {:>4}  dups {:>3}",
+                    elapsed.as_secs_f64() * 1e3,
+                    stats.messages_sent,
+                    received_messages,
+                    stats.duplicate_blocks
+                ));
+            }
+        }
+    }
+    eprintln!("boxo scenarios (2 seeds, 1 fetcher, 100 blocks):");
+    for line in summary {
+        eprintln!("  {line}");
+    }
+}

@@ -1,0 +1,272 @@
+//! Pieces of the network benches (`net-bench`): nodes over loopback TCP+Noise+Yamux, a
+//! server child process, the verified-transfer ceiling and fairness figures.
+//!
+//! The ceiling is what a receiver can do at best with the same transport: a raw libp2p stream
+//! carrying the same bytes, the receiver hashing (SHA-256) every 256 KiB as Bitswap's
+//! verification does. It runs on the same connection, between the same two processes, in the
+//! same run as the Bitswap transfer it is compared with.
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Child, ChildStdin, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use bitswap::{Block, MemoryBlockstore};
+use bytes::Bytes;
+use cid::Cid;
+use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+use libp2p::{
+    Multiaddr, PeerId, Stream, StreamProtocol, Swarm, SwarmBuilder, noise,
+    swarm::{NetworkBehaviour, SwarmEvent},
+    tcp, yamux,
+};
+use multihash_codetable::{Code, MultihashDigest};
+
+/// The raw-stream protocol of the ceiling: the client writes a big-endian `u64` byte count,
+/// the server answers with that many bytes.
+pub const CEILING_PROTOCOL: StreamProtocol = StreamProtocol::new("/bitswap-bench/ceiling/1.0.0");
+
+/// The unit the ceiling's receiver hashes, as a Bitswap client verifies a block: 256 KiB.
+pub const HASH_UNIT: usize = 256 * 1024;
+
+/// Multicodec of raw blocks.
+const RAW: u64 = 0x55;
+
+/// A bench node: Bitswap beside raw streams, on one connection per peer.
+#[derive(NetworkBehaviour)]
+#[behaviour(prelude = "libp2p::swarm::derive_prelude", to_swarm = "NodeEvent")]
+pub struct Node {
+    /// The node under test.
+    pub bitswap: bitswap::Behaviour<MemoryBlockstore>,
+    /// Raw streams for the ceiling.
+    pub stream: libp2p_stream::Behaviour,
+}
+
+/// What a [`Node`] reports.
+#[derive(Debug)]
+pub enum NodeEvent {
+    /// From Bitswap.
+    Bitswap(bitswap::Event),
+    /// Raw streams report nothing.
+    Stream,
+}
+
+impl From<bitswap::Event> for NodeEvent {
+    fn from(event: bitswap::Event) -> Self {
+        Self::Bitswap(event)
+    }
+}
+
+impl From<()> for NodeEvent {
+    fn from((): ()) -> Self {
+        Self::Stream
+    }
+}
+
+/// A swarm of a [`Node`] with `config`, on TCP+Noise+Yamux, connections kept 10 minutes.
+pub fn node(config: bitswap::Config) -> Swarm<Node> {
+    SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .expect("tcp, noise and yamux")
+        .with_behaviour(|_| Node {
+            bitswap: bitswap::Behaviour::new(MemoryBlockstore::new(), config),
+            stream: libp2p_stream::Behaviour::new(),
+        })
+        .expect("infallible")
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(600)))
+        .build()
+}
+
+/// Deterministic pseudo-random bytes (xorshift64), fast enough for hundreds of MiB.
+pub fn bytes(len: usize, seed: u64) -> Bytes {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        out.extend_from_slice(&state.to_le_bytes());
+    }
+    out.truncate(len);
+    out.into()
+}
+
+/// Block `index` of the set `seed`: CIDv1 raw, `size` bytes. The same arguments give the same
+/// block in every process.
+pub fn block(seed: u64, index: u64, size: usize) -> Block {
+    let data = bytes(size, seed.wrapping_mul(1_000_003).wrapping_add(index));
+    Block::new(Cid::new_v1(RAW, Code::Sha2_256.digest(&data)), data).expect("valid block")
+}
+
+/// Blocks `range` of the set `seed`.
+pub fn blocks(seed: u64, range: std::ops::Range<u64>, size: usize) -> Vec<Block> {
+    range.map(|i| block(seed, i, size)).collect()
+}
+
+/// Starts listening on 127.0.0.1 and returns the first address.
+pub async fn listen(swarm: &mut Swarm<Node>) -> Multiaddr {
+    swarm
+        .listen_on("/ip4/127.0.0.1/tcp/0".parse().expect("multiaddr"))
+        .expect("listen");
+    loop {
+        if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
+            return address;
+        }
+    }
+}
+
+/// Dials `address` and polls until `peer` is connected.
+pub async fn connect(swarm: &mut Swarm<Node>, peer: PeerId, address: Multiaddr) {
+    swarm.dial(address).expect("dial");
+    loop {
+        if let SwarmEvent::ConnectionEstablished { peer_id, .. } = swarm.select_next_some().await
+            && peer_id == peer
+        {
+            return;
+        }
+    }
+}
+
+/// Answers ceiling requests on `control` forever (run it in a task).
+pub async fn serve_ceiling(mut control: libp2p_stream::Control, payload: Bytes) {
+    let Ok(mut incoming) = control.accept(CEILING_PROTOCOL) else {
+        return;
+    };
+    while let Some((_, stream)) = incoming.next().await {
+        tokio::spawn(answer_ceiling(stream, payload.clone()));
+    }
+}
+
+async fn answer_ceiling(mut stream: Stream, payload: Bytes) -> std::io::Result<()> {
+    let mut request = [0u8; 8];
+    stream.read_exact(&mut request).await?;
+    let mut left = u64::from_be_bytes(request) as usize;
+    while left > 0 {
+        let n = left.min(payload.len());
+        stream.write_all(&payload[..n]).await?;
+        left -= n;
+    }
+    stream.close().await
+}
+
+/// Reads `total` bytes from `peer` over a raw stream, hashing every [`HASH_UNIT`] with
+/// SHA-256; returns the time from the request to the last hash.
+pub async fn fetch_ceiling(
+    mut control: libp2p_stream::Control,
+    peer: PeerId,
+    total: usize,
+) -> std::io::Result<Duration> {
+    let mut stream = control
+        .open_stream(peer, CEILING_PROTOCOL)
+        .await
+        .map_err(std::io::Error::other)?;
+    let start = Instant::now();
+    stream.write_all(&(total as u64).to_be_bytes()).await?;
+    stream.flush().await?;
+    let mut unit = vec![0u8; HASH_UNIT];
+    let mut left = total;
+    let mut check = 0u8;
+    while left > 0 {
+        let n = left.min(HASH_UNIT);
+        stream.read_exact(&mut unit[..n]).await?;
+        check ^= Code::Sha2_256.digest(&unit[..n]).digest()[0];
+        left -= n;
+    }
+    let elapsed = start.elapsed();
+    std::hint::black_box(check);
+    Ok(elapsed)
+}
+
+/// Jain's fairness index of `values`: 1 when all are equal, 1/n when one takes everything.
+pub fn jain(values: &[f64]) -> f64 {
+    let sum: f64 = values.iter().sum();
+    let squares: f64 = values.iter().map(|v| v * v).sum();
+    if squares == 0.0 {
+        return 1.0;
+    }
+    sum * sum / (values.len() as f64 * squares)
+}
+
+/// The median of `values` (the mean of the middle two for an even count).
+pub fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
+}
+
+/// CPU seconds (user + system) process `pid` used so far, from `/proc/PID/stat` in clock
+/// ticks of 10 ms (Linux's `USER_HZ`); `None` where there is no `/proc`.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let user: f64 = fields.get(11)?.parse().ok()?;
+    let system: f64 = fields.get(12)?.parse().ok()?;
+    Some((user + system) / 100.0)
+}
+
+/// A server child process (this binary, run with `args`), killed when dropped.
+pub struct ServerProcess {
+    child: Child,
+    /// Kept open: the child serves until its stdin closes.
+    _stdin: Option<ChildStdin>,
+    /// The server's peer id.
+    pub peer: PeerId,
+    /// Its listening address.
+    pub address: Multiaddr,
+}
+
+impl ServerProcess {
+    /// Starts `std::env::current_exe()` with `args`; it must print one line
+    /// `PEER_ID MULTIADDR` on stdout when ready.
+    pub fn spawn(args: &[String]) -> std::io::Result<Self> {
+        let mut child = Command::new(std::env::current_exe()?)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        let stdin = child.stdin.take();
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| std::io::Error::other("no stdout"))?;
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line)?;
+        let bad = || std::io::Error::other(format!("bad server line {line:?}"));
+        let (peer, address) = line.trim().split_once(' ').ok_or_else(bad)?;
+        let peer = peer.parse().map_err(|_| bad())?;
+        let address = address.parse().map_err(|_| bad())?;
+        Ok(Self {
+            child,
+            _stdin: stdin,
+            peer,
+            address,
+        })
+    }
+
+    /// CPU seconds (user + system) the child used so far, from `/proc`; `None` elsewhere.
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?;
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        let ticks: f64 =
+            fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+        Some(ticks / 100.0)
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

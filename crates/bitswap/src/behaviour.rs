@@ -115,8 +115,49 @@ pub struct Behaviour<S> {
     command_sender: mpsc::Sender<Command>,
     /// Queries started through a handle, and where their blocks go.
     streams: HashMap<QueryId, mpsc::Sender<Result<Block, GetError>>>,
+    /// Addresses of peers the swarm told about, to dial providers by peer id.
+    addresses: AddressBook,
     events: VecDeque<ToSwarm<Event, HandlerIn>>,
     waker: Option<Waker>,
+}
+
+/// Peers' addresses reported by the swarm (`Swarm::add_peer_address`, kad, identify): the
+/// most recent [`AddressBook::MAX_PEERS`] peers, [`AddressBook::MAX_PER_PEER`] addresses each.
+#[derive(Debug, Default)]
+struct AddressBook {
+    peers: HashMap<PeerId, Vec<Multiaddr>>,
+    /// Peers oldest first, for eviction.
+    order: VecDeque<PeerId>,
+}
+
+impl AddressBook {
+    const MAX_PEERS: usize = 1024;
+    const MAX_PER_PEER: usize = 8;
+
+    fn add(&mut self, peer: PeerId, address: &Multiaddr) {
+        let addresses = match self.peers.get_mut(&peer) {
+            Some(addresses) => addresses,
+            None => {
+                if self.order.len() >= Self::MAX_PEERS
+                    && let Some(oldest) = self.order.pop_front()
+                {
+                    self.peers.remove(&oldest);
+                }
+                self.order.push_back(peer);
+                self.peers.entry(peer).or_default()
+            }
+        };
+        if !addresses.contains(address) {
+            if addresses.len() >= Self::MAX_PER_PEER {
+                addresses.remove(0);
+            }
+            addresses.push(address.clone());
+        }
+    }
+
+    fn get(&self, peer: &PeerId) -> &[Multiaddr] {
+        self.peers.get(peer).map_or(&[], Vec::as_slice)
+    }
 }
 
 impl<S> fmt::Debug for Behaviour<S> {
@@ -174,6 +215,7 @@ impl<S: Blockstore + 'static> Behaviour<S> {
             commands,
             command_sender,
             streams: HashMap::new(),
+            addresses: AddressBook::default(),
             events: VecDeque::new(),
             waker: None,
         }
@@ -243,8 +285,9 @@ impl<S: Blockstore + 'static> Behaviour<S> {
     }
 
     /// Reports providers of a wanted `cid` (after [`Event::FindProviders`], or known
-    /// otherwise): they are asked first, and those not connected are dialled by peer id (the
-    /// swarm finds their addresses, for example from kad).
+    /// otherwise): they are asked first, and those not connected are dialled by peer id. The
+    /// addresses come from the swarm: kad's, or those given to `Swarm::add_peer_address`
+    /// (this behaviour remembers up to 8 for each of the last 1024 peers reported).
     pub fn add_providers(&mut self, cid: &Cid, peers: impl IntoIterator<Item = PeerId>) {
         self.client.add_providers(cid, peers, Instant::now());
         self.drain_client();
@@ -600,7 +643,20 @@ impl<S: Blockstore + 'static> NetworkBehaviour for Behaviour<S> {
             .handle_established_outbound_connection(connection, peer, address, role, port_use)
     }
 
+    fn handle_pending_outbound_connection(
+        &mut self,
+        _: ConnectionId,
+        peer: Option<PeerId>,
+        _: &[Multiaddr],
+        _: Endpoint,
+    ) -> Result<Vec<Multiaddr>, ConnectionDenied> {
+        Ok(peer.map_or_else(Vec::new, |peer| self.addresses.get(&peer).to_vec()))
+    }
+
     fn on_swarm_event(&mut self, event: FromSwarm<'_>) {
+        if let FromSwarm::NewExternalAddrOfPeer(new) = event {
+            self.addresses.add(new.peer_id, new.addr);
+        }
         self.network.on_swarm_event(event);
     }
 

@@ -312,7 +312,9 @@ async fn a_cancelled_query_reports_nothing_and_is_withdrawn() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fetched_block_is_relayed_to_a_peer_that_wanted_it() {
-    // C wants blocks from B; B has none but fetches them from A; C gets them through B.
+    // C wants blocks from B; B has none but fetches them from A; C gets them through B. C
+    // never answers B's wants (a silent peer), which costs B its initial DONT_HAVE timeout
+    // for the wants it first sends to C.
     let blocks = raw_blocks(10, 20_000, 5);
     let a = server(&blocks, Config::default()).await;
     let mut b = node(Config::default());
@@ -435,4 +437,42 @@ async fn unsolicited_blocks_are_dropped_and_never_stored() {
             .unwrap_or(0)
             < 0
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn providers_reported_after_a_search_are_dialled_and_asked() {
+    let blocks = raw_blocks(3, 30_000, 8);
+    let server = server(&blocks, Config::default()).await;
+    // Nobody connected: the client asks for providers, then dials the one it is told about.
+    let mut client = node(Config::default().with_client(
+        ClientConfig::default().with_provider_search_delay(Duration::from_millis(50)),
+    ));
+    client.add_peer_address(server.peer, server.address.clone());
+    let query = client
+        .behaviour_mut()
+        .get_many(cids(&blocks), None)
+        .expect("query accepted");
+    let mut searched = HashSet::new();
+    let mut got = Vec::new();
+    timeout(TIMEOUT, async {
+        loop {
+            match client.select_next_some().await {
+                SwarmEvent::Behaviour(Event::FindProviders { cid }) => {
+                    searched.insert(cid);
+                    client.behaviour_mut().add_providers(&cid, [server.peer]);
+                }
+                SwarmEvent::Behaviour(Event::BlockReceived { query: q, block }) if q == query => {
+                    got.push(block);
+                }
+                SwarmEvent::Behaviour(Event::QueryFinished { query: q }) if q == query => return,
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("fetched from the provider in time");
+    assert!(!searched.is_empty());
+    assert!(searched.iter().all(|cid| cids(&blocks).contains(cid)));
+    assert!(client.is_connected(&server.peer));
+    assert_same_blocks(got, blocks);
 }

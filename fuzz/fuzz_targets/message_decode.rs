@@ -40,7 +40,11 @@ fn check_round_trip(message: &Message) {
         let (again, clean) = read_all(&bytes);
         assert!(clean, "{version}: our own encoding does not decode");
         if version == Version::V1_2_0 {
-            assert_eq!(again, [message.clone()], "1.2.0 round trip changed the message");
+            assert_eq!(
+                again,
+                [message.clone()],
+                "1.2.0 round trip changed the message"
+            );
         }
     }
 }

@@ -274,7 +274,12 @@ impl<S: Blockstore + 'static> Behaviour<S> {
     }
 
     /// Opens a session: queries in it share what they learn about peers (a DAG walk).
-    pub fn new_session(&mut self) -> SessionId {
+    ///
+    /// # Errors
+    ///
+    /// [`QueryError::TooManySessions`] if every session remembered has live queries (see
+    /// [`ClientConfig::with_max_sessions`](crate::ClientConfig::with_max_sessions)).
+    pub fn new_session(&mut self) -> Result<SessionId, QueryError> {
         self.client.new_session()
     }
 

@@ -41,7 +41,7 @@ pub(crate) enum Command {
         reply: oneshot::Sender<Result<BlockStream, QueryError>>,
     },
     NewSession {
-        reply: oneshot::Sender<SessionId>,
+        reply: oneshot::Sender<Result<SessionId, QueryError>>,
     },
     CloseSession {
         session: SessionId,
@@ -106,7 +106,7 @@ impl Handle {
     pub async fn new_session(&self) -> Result<SessionId, GetError> {
         let (reply, answer) = oneshot::channel();
         self.clone().send(Command::NewSession { reply }).await?;
-        answer.await.map_err(|_| GetError::Closed)
+        Ok(answer.await.map_err(|_| GetError::Closed)??)
     }
 
     /// Closes a session and cancels its queries.

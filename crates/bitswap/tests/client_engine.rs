@@ -442,7 +442,7 @@ fn three_servers(overlap: bool, batch: usize, size: usize) -> (f64, Duration, u6
         net.servers[s].latency = Duration::from_millis(10 + 5 * k as u64);
         net.connect(s);
     }
-    let session = net.client.new_session();
+    let session = net.client.new_session().expect("room");
     for chunk in data.chunks(batch) {
         let query = net.get(cids(chunk), Some(session));
         assert!(
@@ -589,7 +589,7 @@ fn a_slow_peer_does_not_cause_duplicates() {
     net.servers[fast].latency = Duration::from_millis(5);
     net.connect(slow);
     net.connect(fast);
-    let session = net.client.new_session();
+    let session = net.client.new_session().expect("room");
     for chunk in data.chunks(3) {
         let query = net.get(cids(chunk), Some(session));
         assert!(net.run_until(Duration::from_secs(10), |n| n.finished(query)));
@@ -984,7 +984,7 @@ fn a_query_timeout_fails_the_query_and_cancels_its_wants() {
 fn closing_a_session_cancels_its_queries() {
     let data = blocks(2, 8000);
     let mut net = Net::new(ClientConfig::default());
-    let session = net.client.new_session();
+    let session = net.client.new_session().expect("room");
     let q = net.get(cids(&data), Some(session));
     net.client.close_session(session, net.now);
     net.drain();

@@ -217,7 +217,7 @@ async fn a_thousand_blocks_from_three_servers_with_few_duplicates() {
     let mut client = node(Config::default());
     connect(&mut client, &[&a, &b, &c]).await;
 
-    let session = client.behaviour_mut().new_session();
+    let session = client.behaviour_mut().new_session().expect("room");
     // A DAG walk asks in rounds: 10 batches of 100 in one session.
     let mut got = Vec::new();
     for chunk in blocks.chunks(100) {

@@ -1,6 +1,6 @@
 //! The client engine's consistency checks, for tests and fuzzing.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::{
     Engine,
@@ -116,6 +116,15 @@ impl Engine {
         }
         if self.starved.len() > self.wants.len() {
             return Err("starved list longer than the wants".into());
+        }
+        let mut listed = HashSet::new();
+        if let Some(twice) = self.starved.iter().find(|cid| !listed.insert(**cid)) {
+            return Err(format!("{twice} listed twice as starved"));
+        }
+        for (cid, want) in &self.wants {
+            if want.starved && !listed.contains(cid) {
+                return Err(format!("starved want {cid} not listed"));
+            }
         }
         Ok(())
     }

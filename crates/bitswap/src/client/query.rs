@@ -83,6 +83,12 @@ pub enum QueryError {
         /// The limit.
         max: usize,
     },
+    /// [`Config::max_sessions`](super::Config::max_sessions) sessions have live queries.
+    #[error("too many sessions with live queries (limit {max})")]
+    TooManySessions {
+        /// The limit.
+        max: usize,
+    },
     /// The session was never opened by this engine, or was closed.
     #[error("unknown session {0}")]
     UnknownSession(SessionId),
@@ -132,16 +138,24 @@ impl Engine {
     /// blocks is asked first for the next ones), as when fetching the blocks of one DAG. At
     /// most [`Config::max_sessions`](super::Config::max_sessions) are remembered; beyond it the
     /// least recently used one without live queries is forgotten.
-    pub fn new_session(&mut self) -> SessionId {
-        if self.sessions.len() >= self.config.max_sessions() {
+    ///
+    /// # Errors
+    ///
+    /// [`QueryError::TooManySessions`] if every session remembered has live queries.
+    pub fn new_session(&mut self) -> Result<SessionId, QueryError> {
+        let max = self.config.max_sessions();
+        if self.sessions.len() >= max {
             let idle = self
                 .sessions
                 .iter()
                 .filter(|(_, s)| s.queries.is_empty())
                 .min_by_key(|(id, s)| (s.last_used, **id))
                 .map(|(id, _)| *id);
-            if let Some(id) = idle {
-                self.sessions.remove(&id);
+            match idle {
+                Some(id) => {
+                    self.sessions.remove(&id);
+                }
+                None => return Err(QueryError::TooManySessions { max }),
             }
         }
         self.next_session += 1;
@@ -154,7 +168,7 @@ impl Engine {
                 last_used: self.next_query,
             },
         );
-        id
+        Ok(id)
     }
 
     /// Closes a session: its live queries are cancelled (as with [`cancel`](Self::cancel), no
@@ -460,10 +474,10 @@ mod tests {
     fn the_least_recently_used_idle_session_is_forgotten() {
         let now = Instant::now();
         let mut e = engine(Config::default().with_max_sessions(2), &[], now);
-        let busy = e.new_session();
-        let idle = e.new_session();
+        let busy = e.new_session().expect("room");
+        let idle = e.new_session().expect("room");
         e.get(vec![cid(1)], Some(busy), now).expect("ok");
-        let third = e.new_session();
+        let third = e.new_session().expect("an idle one gives way");
         let mut open: Vec<SessionId> = e.sessions().collect();
         open.sort();
         assert_eq!(open, [busy, third]);
@@ -471,6 +485,10 @@ mod tests {
             e.get(vec![cid(2)], Some(idle), now),
             Err(QueryError::UnknownSession(idle))
         );
+        // Both remembered sessions busy: refused (found by the client_engine fuzz target).
+        e.get(vec![cid(3)], Some(third), now).expect("ok");
+        assert_eq!(e.new_session(), Err(QueryError::TooManySessions { max: 2 }));
+        assert_eq!(e.sessions().count(), 2);
     }
 
     #[test]

@@ -292,7 +292,12 @@ impl Engine {
                 self.send_want(peer, cid, WantType::Block, now);
                 if let Some(want) = self.wants.get_mut(&cid) {
                     want.target = Some(peer);
-                    want.starved = false;
+                    if want.starved {
+                        // Found room while listed (a search deadline retried it): unlist it,
+                        // or it could be listed twice when it starves again.
+                        want.starved = false;
+                        self.starved.retain(|c| *c != cid);
+                    }
                 }
             }
             None if full => self.stuck(cid, Stuck::Full, now),
@@ -425,6 +430,9 @@ impl Engine {
             if let Some(asked) = peer.remove_asked(cid) {
                 self.timers.remove(asked.timer);
             }
+            // A want queued and not sent yet (say, given room by an earlier block of the same
+            // message) must not go out after the block came.
+            peer.outbox.retain(|entry| entry.cid != *cid);
             if Some(id) != except {
                 peer.outbox.push(Entry::cancel(*cid));
             }
@@ -484,7 +492,7 @@ mod tests {
     fn a_proven_session_peer_is_asked_alone_and_refusals_go_one_by_one() {
         let now = Instant::now();
         let mut e = engine(Config::default(), &[1, 2, 3], now);
-        let session = e.new_session();
+        let session = e.new_session().expect("room");
         e.get(vec![cid(1)], Some(session), now).expect("ok");
         drain(&mut e);
         e.handle_message(peer(1), &with_block(&block(1)), now);
@@ -502,6 +510,31 @@ mod tests {
         let actions = drain(&mut e);
         assert_eq!(entries(&actions).len(), 1, "no broadcast: {actions:?}");
         assert_eq!(sent(&actions, &cid(2), Some(WantType::Block)), [peer(2)]);
+    }
+
+    #[test]
+    fn a_want_given_room_by_a_block_is_not_sent_once_its_own_block_came_in_the_same_message() {
+        // Found by the client_engine fuzz target: the peer's want slots are full, the first
+        // block of a message frees one, the starved want takes it (queued in the outbox),
+        // then the second block of the same message is that want's block.
+        let now = Instant::now();
+        let mut e = engine(Config::default().with_max_wants_per_peer(1), &[1], now);
+        e.get(vec![cid(1), cid(2)], None, now).expect("ok");
+        let actions = drain(&mut e);
+        assert_eq!(sent(&actions, &cid(1), Some(WantType::Block)), [peer(1)]);
+        assert!(
+            sent(&actions, &cid(2), None).is_empty(),
+            "no room for the second"
+        );
+        let mut message = with_block(&block(1));
+        message.blocks.push(block(2));
+        e.handle_message(peer(1), &message, now);
+        let actions = drain(&mut e);
+        assert!(
+            entries(&actions).is_empty(),
+            "nothing left to ask: {actions:?}"
+        );
+        assert_eq!(e.stats().blocks_received, 2);
     }
 
     #[test]

@@ -149,7 +149,11 @@ fn decode_key(path: &Path, bytes: &[u8]) -> Result<Keypair, DataDirError> {
 #[cfg(unix)]
 fn check_private(path: &Path) -> Result<(), DataDirError> {
     use std::os::unix::fs::PermissionsExt;
-    let mode = fs::metadata(path).map_err(io_error(path))?.permissions().mode() & 0o777;
+    let mode = fs::metadata(path)
+        .map_err(io_error(path))?
+        .permissions()
+        .mode()
+        & 0o777;
     if mode & 0o077 != 0 {
         return Err(DataDirError::KeyPermissions {
             path: path.to_path_buf(),
@@ -167,7 +171,10 @@ fn check_private(_path: &Path) -> Result<(), DataDirError> {
 #[cfg(unix)]
 fn create_private_dir(path: &Path) -> io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
-    fs::DirBuilder::new().recursive(true).mode(0o700).create(path)
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
 }
 
 #[cfg(not(unix))]

@@ -86,8 +86,12 @@ impl<'a> Reader<'a> {
         let value = match info {
             0..24 => u64::from(info),
             24 => u64::from(self.take(1)?[0]),
-            25 => u64::from(u16::from_be_bytes(self.take(2)?.try_into().expect("2 bytes"))),
-            26 => u64::from(u32::from_be_bytes(self.take(4)?.try_into().expect("4 bytes"))),
+            25 => u64::from(u16::from_be_bytes(
+                self.take(2)?.try_into().expect("2 bytes"),
+            )),
+            26 => u64::from(u32::from_be_bytes(
+                self.take(4)?.try_into().expect("4 bytes"),
+            )),
             27 => u64::from_be_bytes(self.take(8)?.try_into().expect("8 bytes")),
             _ => return Err(error("indefinite or reserved CBOR length")),
         };
@@ -171,6 +175,10 @@ mod tests {
         assert!(decode(b"\xa1\x67version\x02").is_err());
         assert!(decode(b"").is_err());
         assert!(decode(b"\xa2\x65roots\x80").is_err());
-        assert!(decode(b"\xa2\x65roots\x80\x67version\x01").unwrap().is_empty());
+        assert!(
+            decode(b"\xa2\x65roots\x80\x67version\x01")
+                .unwrap()
+                .is_empty()
+        );
     }
 }

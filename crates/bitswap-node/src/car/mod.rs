@@ -260,5 +260,8 @@ fn read_varint(input: &mut impl Read) -> io::Result<Option<u64>> {
             return Ok(Some(value));
         }
     }
-    Err(io::Error::new(io::ErrorKind::InvalidData, "varint too long"))
+    Err(io::Error::new(
+        io::ErrorKind::InvalidData,
+        "varint too long",
+    ))
 }

@@ -30,7 +30,13 @@ pub(crate) async fn run(cx: &Context, args: ExportArgs) -> anyhow::Result<()> {
             "blocks": exported.blocks,
             "seconds": output::seconds(start.elapsed()),
         }),
-        || format!("wrote {} ({kind}, {} bytes)", args.output.display(), exported.bytes),
+        || {
+            format!(
+                "wrote {} ({kind}, {} bytes)",
+                args.output.display(),
+                exported.bytes
+            )
+        },
     )?;
     Ok(())
 }

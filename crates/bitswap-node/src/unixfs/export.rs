@@ -381,11 +381,9 @@ fn write_symlink(cid: &Cid, target: &[u8], path: &Path) -> Result<(), ExportErro
     if target.is_empty() || target.contains(&0) {
         return Err(invalid(cid, "empty symlink target or one with a NUL byte"));
     }
-    std::os::unix::fs::symlink(OsStr::from_bytes(target), path).map_err(|source| {
-        ExportError::Io {
-            path: path.to_path_buf(),
-            source,
-        }
+    std::os::unix::fs::symlink(OsStr::from_bytes(target), path).map_err(|source| ExportError::Io {
+        path: path.to_path_buf(),
+        source,
     })
 }
 

@@ -161,8 +161,8 @@ fn import_dir<'a, S: Blockstore>(
         let mut estimate = 0;
         for name in entries {
             let child_path = path.join(&name);
-            let metadata =
-                fs::symlink_metadata(&child_path).map_err(|source| io_error(&child_path, source))?;
+            let metadata = fs::symlink_metadata(&child_path)
+                .map_err(|source| io_error(&child_path, source))?;
             let file_type = metadata.file_type();
             let child = if file_type.is_dir() {
                 import_dir(sink, child_path, options).await?

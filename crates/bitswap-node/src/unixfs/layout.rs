@@ -329,7 +329,10 @@ mod tests {
         assert_eq!(blocks.len(), 1);
         // A raw leaf is the bytes themselves: the CIDv1 of `a` as raw.
         let (root, _) = build(Layout::v1_raw_leaves(), b"a");
-        assert_eq!(root.cid, *v1_block(RAW, Bytes::from_static(b"a")).unwrap().cid());
+        assert_eq!(
+            root.cid,
+            *v1_block(RAW, Bytes::from_static(b"a")).unwrap().cid()
+        );
     }
 
     #[test]
@@ -385,7 +388,11 @@ mod tests {
     #[test]
     fn settings_are_checked() {
         assert!(Layout::default().with_chunk_size(0).is_err());
-        assert!(Layout::default().with_chunk_size(MAX_CHUNK_SIZE_BYTES + 1).is_err());
+        assert!(
+            Layout::default()
+                .with_chunk_size(MAX_CHUNK_SIZE_BYTES + 1)
+                .is_err()
+        );
         assert!(Layout::default().with_max_links(1).is_err());
         assert!(Layout::default().with_max_links(MAX_LINKS + 1).is_err());
     }

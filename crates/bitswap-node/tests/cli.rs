@@ -150,7 +150,14 @@ fn blocks_put_and_get() {
     json(&dir, &["block", "get", &cid, "-o", s(&out)]);
     assert_eq!(fs::read(&out).unwrap(), b"a raw block");
 
-    // CIDv0 needs dag-pb, which these bytes are not required to be: the CID is still theirs.
+    // CIDv0 is dag-pb only, and a dag-pb block must decode as one.
+    fails(&dir, &["block", "put", "--cid-version", "0", s(&input)]);
+    let garbage = temp.path().join("garbage");
+    fs::write(&garbage, [0xff, 0xff]).unwrap();
+    fails(&dir, &["block", "put", "--codec", "dag-pb", s(&garbage)]);
+    let node = temp.path().join("node.pb");
+    // The empty file's node.
+    fs::write(&node, [0x0a, 0x04, 0x08, 0x02, 0x18, 0x00]).unwrap();
     let v0 = json(
         &dir,
         &[
@@ -160,11 +167,10 @@ fn blocks_put_and_get() {
             "0",
             "--codec",
             "dag-pb",
-            s(&input),
+            s(&node),
         ],
     );
-    assert!(v0["cid"].as_str().unwrap().starts_with("Qm"));
-    fails(&dir, &["block", "put", "--cid-version", "0", s(&input)]);
+    assert_eq!(v0["cid"], "QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH");
 
     // A block that is not there.
     let error = fails(

@@ -8,7 +8,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 use bitswap::{Block, Blockstore, MAX_BLOCK_SIZE};
-use bitswap_node::unixfs::{DAG_PB, RAW, v1_block};
+use bitswap_node::unixfs::{DAG_PB, DagPbNode, RAW, v1_block};
 use bytes::Bytes;
 use cid::Cid;
 use serde_json::json;
@@ -58,9 +58,15 @@ pub(crate) async fn put(
         bail!("{}: larger than a block may be (2 MiB)", file.display());
     }
     let data = Bytes::from(data);
+    if cid_version == 0 && codec == Codec::Raw {
+        bail!("CIDv0 is dag-pb only: pass --codec dag-pb or --cid-version 1");
+    }
+    if codec == Codec::DagPb {
+        DagPbNode::decode(&data)
+            .with_context(|| format!("{}: not a dag-pb node", file.display()))?;
+    }
     let block = match (cid_version, codec) {
-        (0, Codec::DagPb) => Block::from_v0_data(data)?,
-        (0, Codec::Raw) => bail!("CIDv0 is dag-pb only: pass --codec dag-pb or --cid-version 1"),
+        (0, _) => Block::from_v0_data(data)?,
         (_, Codec::Raw) => v1_block(RAW, data)?,
         (_, Codec::DagPb) => v1_block(DAG_PB, data)?,
     };

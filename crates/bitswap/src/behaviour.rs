@@ -1,36 +1,46 @@
 //! [`Behaviour`]: the Bitswap node as one [`NetworkBehaviour`]: the message layer, the server
-//! engine and a blockstore, wired together.
+//! and client engines and a blockstore, wired together.
 //!
-//! The behaviour only moves data between its parts: messages from the
-//! [`network::Behaviour`] go to the [`ServerEngine`]; the engine's lookups run against the
-//! store as futures polled here (bounded by the engine); its envelopes go back to the network
-//! and their outcome back to the engine.
+//! The behaviour only moves data between its parts and keeps the clock: messages from the
+//! [`network::Behaviour`] go to both engines; the server's lookups run against the store as
+//! futures polled here (bounded by the engine) and its envelopes go back to the network; the
+//! client's wantlist updates go to the network, its dials to the swarm, and the blocks it
+//! accepts are written to the store (and offered to the peers that want them) before their
+//! events are reported.
 
 use std::{
-    collections::{HashMap, VecDeque},
-    error::Error as StdError,
+    collections::{HashMap, HashSet, VecDeque},
     fmt,
     sync::Arc,
-    task::{Context, Poll},
+    task::{Context, Poll, Waker},
+    time::Instant,
 };
 
 use cid::Cid;
-use futures::{StreamExt, future::BoxFuture, stream::FuturesUnordered};
+use futures::{FutureExt, StreamExt, channel::mpsc, future::BoxFuture, stream::FuturesUnordered};
+use futures_bounded::Delay;
 use libp2p::{
     Multiaddr, PeerId,
     core::{Endpoint, transport::PortUse},
     swarm::{
         ConnectionDenied, ConnectionId, FromSwarm, NetworkBehaviour, THandler, THandlerInEvent,
         THandlerOutEvent, ToSwarm,
+        dial_opts::{DialOpts, PeerCondition},
     },
 };
 use prometheus_client::registry::Registry;
 
 use crate::{
     blockstore::Blockstore,
-    config::Config,
-    message::Block,
-    network::{self, MessageId},
+    client::{
+        Action as ClientAction, Engine as ClientEngine, Event as ClientEvent, QueryError, QueryId,
+        SessionId,
+    },
+    config::{Config, Parts},
+    event::{Event, PutError, PutId, StoreError},
+    handle::{BlockStream, COMMAND_CAPACITY, Command, GetError, Handle},
+    message::{Block, Message},
+    network::{self, HandlerIn, MessageId},
     protocol::Version,
     server::{
         Engine as ServerEngine, EnvelopeId, Lookup, LookupId, LookupKind, LookupResult,
@@ -38,89 +48,82 @@ use crate::{
     },
 };
 
-/// Identifies a [`Behaviour::put`]; [`Event::Stored`] and [`Event::StoreFailed`] carry it.
-/// Unique within one [`Behaviour`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct PutId(u64);
-
-impl fmt::Display for PutId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "put-{}", self.0)
-    }
-}
-
-/// Why [`Behaviour::put`] refused blocks at once.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum PutError {
-    /// [`Config::max_puts_in_flight`] writes are unfinished; retry after an
-    /// [`Event::Stored`] or [`Event::StoreFailed`].
-    #[error("{limit} store writes already in flight")]
-    Busy {
-        /// The configured limit.
-        limit: usize,
-    },
-}
-
-/// A store failure, shared so that events stay cheap to clone.
-pub type StoreError = Arc<dyn StdError + Send + Sync>;
-
-/// What the [`Behaviour`] reports.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub enum Event {
-    /// The blocks of a [`Behaviour::put`] are in the store (durable once the store is
-    /// flushed), and peers that want them are being served.
-    Stored {
-        /// The id `put` returned.
-        id: PutId,
-        /// How many blocks it wrote.
-        blocks: usize,
-    },
-    /// The store refused the blocks of a [`Behaviour::put`]; none of them is announced.
-    StoreFailed {
-        /// The id `put` returned.
-        id: PutId,
-        /// The store's error.
-        error: StoreError,
-    },
+/// Where a store write comes from.
+#[derive(Debug, Clone, Copy)]
+enum Origin {
+    /// [`Behaviour::put`].
+    User(PutId),
+    /// Blocks the client accepted; their events wait for the write.
+    Received(u64),
 }
 
 /// What a finished store write reports.
 struct PutDone {
-    id: PutId,
+    origin: Origin,
     blocks: Vec<(Cid, usize)>,
     result: Result<(), StoreError>,
 }
 
-/// A Bitswap node: serves the blocks of its store `S` to the peers that want them.
+/// A Bitswap node: fetches blocks from peers into its store `S` and serves the store's blocks
+/// to the peers that want them.
 ///
-/// It composes with other behaviours in a `#[derive(NetworkBehaviour)]`. Blocks put through
-/// [`Behaviour::put`] (or announced with [`Behaviour::notify_new_blocks`] after writing the
-/// store directly) go to the peers that already asked for them.
+/// It composes with other behaviours in a `#[derive(NetworkBehaviour)]` (identify lets it
+/// learn peers' Bitswap versions early; kad can answer [`Event::FindProviders`]).
+///
+/// - Fetching: [`get`](Self::get), [`get_many`](Self::get_many), sessions and
+///   [`cancel`](Self::cancel) report through [`Event`]s; a [`Handle`] does the same from
+///   other tasks with futures and streams. Each block is verified (its CID recomputed from its
+///   bytes) while its message is decoded in the connection's task, not in the swarm's poll.
+///   Blocks no query wants are dropped and their sender penalised. `get` asks the network
+///   only: check the store first for blocks you may already have.
+/// - Serving: blocks put through [`put`](Self::put) (or announced with
+///   [`notify_new_blocks`](Self::notify_new_blocks) after writing the store directly), and
+///   blocks fetched, go to the peers that already asked for them.
 ///
 /// Everything in flight is bounded: store lookups by
 /// [`ServerConfig::with_max_lookups_in_flight`](crate::ServerConfig::with_max_lookups_in_flight),
 /// envelopes by
 /// [`ServerConfig::with_max_envelopes_in_flight`](crate::ServerConfig::with_max_envelopes_in_flight),
-/// store writes by [`Config::with_max_puts_in_flight`], and messages by the network layer.
+/// wants by the [`ClientConfig`](crate::ClientConfig) limits, store writes of `put` by
+/// [`Config::with_max_puts_in_flight`], messages per peer by the network layer, and
+/// commands from handles by a channel of 64.
 pub struct Behaviour<S> {
     network: network::Behaviour,
     server: ServerEngine,
+    client: ClientEngine,
     store: Arc<S>,
     lookups: FuturesUnordered<BoxFuture<'static, (LookupId, LookupResult)>>,
     puts: FuturesUnordered<BoxFuture<'static, PutDone>>,
+    /// Writes started by `put` and not finished.
+    user_puts: usize,
     max_puts_in_flight: usize,
     next_put: u64,
+    next_batch: u64,
+    /// Batches of received blocks being written.
+    storing: HashSet<u64>,
+    /// Client events in order, each waiting for the write of its batch (if any).
+    delivery: VecDeque<(Option<u64>, Event)>,
     /// Server envelopes handed to the network, by the id it gave them.
     envelopes: HashMap<MessageId, EnvelopeId>,
-    events: VecDeque<Event>,
+    /// Client wantlist updates handed to the network, kept to report a failure.
+    wantlists: HashMap<MessageId, (PeerId, Message)>,
+    /// Messages per peer the client may have queued in the network layer.
+    max_client_messages: usize,
+    /// The client's next deadline and its timer.
+    timer: Option<(Instant, Delay)>,
+    commands: mpsc::Receiver<Command>,
+    command_sender: mpsc::Sender<Command>,
+    /// Queries started through a handle, and where their blocks go.
+    streams: HashMap<QueryId, mpsc::Sender<Result<Block, GetError>>>,
+    events: VecDeque<ToSwarm<Event, HandlerIn>>,
+    waker: Option<Waker>,
 }
 
 impl<S> fmt::Debug for Behaviour<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Behaviour")
             .field("server", &self.server.stats())
+            .field("client", &self.client.stats())
             .field("lookups_in_flight", &self.lookups.len())
             .field("puts_in_flight", &self.puts.len())
             .field("envelopes_in_flight", &self.envelopes.len())
@@ -129,36 +132,50 @@ impl<S> fmt::Debug for Behaviour<S> {
 }
 
 impl<S: Blockstore + 'static> Behaviour<S> {
-    /// A node serving `store` with `config`.
+    /// A node on `store` with `config`.
     pub fn new(store: S, config: Config) -> Self {
-        let (network, server, puts) = config.into_parts();
-        Self::from_parts(store, network, ServerEngine::new(server), puts)
+        let parts = config.into_parts();
+        let server = ServerEngine::new(parts.server.clone());
+        Self::from_parts(store, parts, server)
     }
 
     /// Like [`Behaviour::new`], and registers the server's metrics on `registry` (under the
     /// `bitswap_server` prefix, see [`ServerMetrics`]).
     pub fn with_metrics(store: S, config: Config, registry: &mut Registry) -> Self {
-        let (network, server, puts) = config.into_parts();
-        let engine = ServerEngine::with_metrics(server, ServerMetrics::new(registry));
-        Self::from_parts(store, network, engine, puts)
+        let parts = config.into_parts();
+        let server = ServerEngine::with_metrics(parts.server.clone(), ServerMetrics::new(registry));
+        Self::from_parts(store, parts, server)
     }
 
-    fn from_parts(
-        store: S,
-        network: network::Config,
-        server: ServerEngine,
-        max_puts_in_flight: usize,
-    ) -> Self {
+    fn from_parts(store: S, parts: Parts, server: ServerEngine) -> Self {
+        let (command_sender, commands) = mpsc::channel(COMMAND_CAPACITY);
+        let max_client_messages = parts
+            .network
+            .max_queued_messages()
+            .saturating_sub(parts.server.max_envelopes_in_flight())
+            .max(1);
         Self {
-            network: network::Behaviour::new(network),
+            network: network::Behaviour::new(parts.network),
             server,
+            client: ClientEngine::new(parts.client),
             store: Arc::new(store),
             lookups: FuturesUnordered::new(),
             puts: FuturesUnordered::new(),
-            max_puts_in_flight,
+            user_puts: 0,
+            max_puts_in_flight: parts.max_puts_in_flight,
             next_put: 0,
+            next_batch: 0,
+            storing: HashSet::new(),
+            delivery: VecDeque::new(),
             envelopes: HashMap::new(),
+            wantlists: HashMap::new(),
+            max_client_messages,
+            timer: None,
+            commands,
+            command_sender,
+            streams: HashMap::new(),
             events: VecDeque::new(),
+            waker: None,
         }
     }
 
@@ -172,21 +189,96 @@ impl<S: Blockstore + 'static> Behaviour<S> {
         &self.server
     }
 
+    /// The client engine: queries, wants, peers and statistics (duplicates included).
+    pub fn client(&self) -> &ClientEngine {
+        &self.client
+    }
+
     /// The message layer: connected peers and their Bitswap versions.
     pub fn network(&self) -> &network::Behaviour {
         &self.network
     }
 
+    /// A handle for other tasks: async `get`, `get_many` and sessions.
+    pub fn handle(&self) -> Handle {
+        Handle::new(self.command_sender.clone())
+    }
+
+    /// Fetches one block from peers; see [`Behaviour::get_many`].
+    pub fn get(&mut self, cid: Cid) -> Result<QueryId, QueryError> {
+        self.get_many(vec![cid], None)
+    }
+
+    /// Fetches `cids` from peers, in `session` if given. Reports [`Event::BlockReceived`]
+    /// (after the block is in the store) and [`Event::Progress`] for each block, then
+    /// [`Event::QueryFinished`], or [`Event::QueryFailed`].
+    pub fn get_many(
+        &mut self,
+        cids: Vec<Cid>,
+        session: Option<SessionId>,
+    ) -> Result<QueryId, QueryError> {
+        let query = self.client.get(cids, session, Instant::now());
+        self.drain_client();
+        query
+    }
+
+    /// Cancels a query: it reports nothing more, and its blocks are no longer wanted (unless
+    /// another query wants them). `false` if it was not live.
+    pub fn cancel(&mut self, query: QueryId) -> bool {
+        let cancelled = self.client.cancel(query, Instant::now());
+        self.streams.remove(&query);
+        self.drain_client();
+        cancelled
+    }
+
+    /// Opens a session: queries in it share what they learn about peers (a DAG walk).
+    pub fn new_session(&mut self) -> SessionId {
+        self.client.new_session()
+    }
+
+    /// Closes a session and cancels its queries.
+    pub fn close_session(&mut self, session: SessionId) {
+        self.client.close_session(session, Instant::now());
+        self.drain_client();
+    }
+
+    /// Reports providers of a wanted `cid` (after [`Event::FindProviders`], or known
+    /// otherwise): they are asked first, and those not connected are dialled by peer id (the
+    /// swarm finds their addresses, for example from kad).
+    pub fn add_providers(&mut self, cid: &Cid, peers: impl IntoIterator<Item = PeerId>) {
+        self.client.add_providers(cid, peers, Instant::now());
+        self.drain_client();
+    }
+
     /// Writes `blocks` to the store; once written, peers that want them get them, and
     /// [`Event::Stored`] reports it ([`Event::StoreFailed`] if the store refused them).
     pub fn put(&mut self, blocks: Vec<Block>) -> Result<PutId, PutError> {
-        if self.puts.len() >= self.max_puts_in_flight {
+        if self.user_puts >= self.max_puts_in_flight {
             return Err(PutError::Busy {
                 limit: self.max_puts_in_flight,
             });
         }
         let id = PutId(self.next_put);
         self.next_put += 1;
+        self.user_puts += 1;
+        self.start_put(Origin::User(id), blocks);
+        Ok(id)
+    }
+
+    /// Announces blocks written to the store without [`Behaviour::put`] (CID and size in
+    /// bytes): peers that want them get them.
+    pub fn notify_new_blocks(&mut self, blocks: impl IntoIterator<Item = (Cid, usize)>) {
+        self.server.handle_new_blocks(blocks);
+        self.drive_server();
+    }
+
+    fn wake(&mut self) {
+        if let Some(waker) = self.waker.take() {
+            waker.wake();
+        }
+    }
+
+    fn start_put(&mut self, origin: Origin, blocks: Vec<Block>) {
         let announced = blocks.iter().map(|b| (*b.cid(), b.data().len())).collect();
         let store = Arc::clone(&self.store);
         self.puts.push(Box::pin(async move {
@@ -195,24 +287,17 @@ impl<S: Blockstore + 'static> Behaviour<S> {
                 .await
                 .map_err(|e| Arc::new(e) as StoreError);
             PutDone {
-                id,
+                origin,
                 blocks: announced,
                 result,
             }
         }));
-        Ok(id)
-    }
-
-    /// Announces blocks written to the store without [`Behaviour::put`] (CID and size in
-    /// bytes): peers that want them get them.
-    pub fn notify_new_blocks(&mut self, blocks: impl IntoIterator<Item = (Cid, usize)>) {
-        self.server.handle_new_blocks(blocks);
-        self.drive();
+        self.wake();
     }
 
     /// Drains what the server engine asks for: lookups become store futures, envelopes go to
-    /// the network. Called after every input to the engine.
-    fn drive(&mut self) {
+    /// the network. Called after every input to the server.
+    fn drive_server(&mut self) {
         loop {
             while let Some(lookup) = self.server.poll_lookup() {
                 self.start_lookup(lookup);
@@ -230,6 +315,7 @@ impl<S: Blockstore + 'static> Behaviour<S> {
                 }
             }
         }
+        self.wake();
     }
 
     fn start_lookup(&mut self, Lookup { id, cid, kind }: Lookup) {
@@ -248,54 +334,240 @@ impl<S: Blockstore + 'static> Behaviour<S> {
         }));
     }
 
+    /// Drains what the client engine asks for. Its events wait in order behind the write of
+    /// the blocks accepted in the same drain.
+    fn drain_client(&mut self) {
+        let now = Instant::now();
+        let mut blocks = Vec::new();
+        let mut seen = HashSet::new();
+        let mut events = Vec::new();
+        while let Some(action) = self.client.poll_action() {
+            match action {
+                ClientAction::Send { peer, message } => self.send_wantlist(peer, message, now),
+                ClientAction::Dial { peer } => {
+                    let opts = DialOpts::peer_id(peer)
+                        .condition(PeerCondition::DisconnectedAndNotDialing)
+                        .build();
+                    self.events.push_back(ToSwarm::Dial { opts });
+                }
+                ClientAction::FindProviders { cid } => events.push(Event::FindProviders { cid }),
+                ClientAction::Event(event) => events.push(match event {
+                    ClientEvent::BlockReceived { query, block } => {
+                        if seen.insert(*block.cid()) {
+                            blocks.push(block.clone());
+                        }
+                        Event::BlockReceived { query, block }
+                    }
+                    ClientEvent::Progress { query, progress } => {
+                        Event::Progress { query, progress }
+                    }
+                    ClientEvent::QueryFinished { query } => Event::QueryFinished { query },
+                    ClientEvent::QueryFailed { query, error } => {
+                        Event::QueryFailed { query, error }
+                    }
+                }),
+            }
+        }
+        let batch = (!blocks.is_empty()).then(|| {
+            let batch = self.next_batch;
+            self.next_batch += 1;
+            self.storing.insert(batch);
+            self.start_put(Origin::Received(batch), blocks);
+            batch
+        });
+        self.delivery
+            .extend(events.into_iter().map(|event| (batch, event)));
+        self.release();
+        self.arm_timer(now);
+        self.wake();
+    }
+
+    fn send_wantlist(&mut self, peer: PeerId, message: Message, now: Instant) {
+        if self.network.queued_messages(&peer) >= self.max_client_messages {
+            tracing::debug!(%peer, "wantlist update not sent: the peer's queue is full");
+            self.client.handle_send_failed(peer, &message, now);
+            return;
+        }
+        match self.network.send(peer, message.clone()) {
+            Ok(id) => {
+                self.wantlists.insert(id, (peer, message));
+            }
+            Err(error) => {
+                tracing::debug!(%peer, %error, "wantlist update not sent");
+                self.client.handle_send_failed(peer, &message, now);
+            }
+        }
+    }
+
+    /// Hands out the client events whose blocks are written, in order.
+    fn release(&mut self) {
+        while let Some((batch, _)) = self.delivery.front() {
+            if batch.is_some_and(|b| self.storing.contains(&b)) {
+                break;
+            }
+            let Some((_, event)) = self.delivery.pop_front() else {
+                break;
+            };
+            self.deliver(event);
+        }
+    }
+
+    /// Reports a client event: to the query's stream if a handle started it, else to the
+    /// swarm.
+    fn deliver(&mut self, event: Event) {
+        let query = match &event {
+            Event::BlockReceived { query, .. }
+            | Event::Progress { query, .. }
+            | Event::QueryFinished { query }
+            | Event::QueryFailed { query, .. } => *query,
+            _ => {
+                self.events.push_back(ToSwarm::GenerateEvent(event));
+                return;
+            }
+        };
+        let Some(stream) = self.streams.get_mut(&query) else {
+            self.events.push_back(ToSwarm::GenerateEvent(event));
+            return;
+        };
+        let gone = match event {
+            Event::BlockReceived { block, .. } => stream.try_send(Ok(block)).is_err(),
+            Event::QueryFailed { error, .. } => {
+                let _ = stream.try_send(Err(GetError::Query(error)));
+                self.streams.remove(&query);
+                false
+            }
+            Event::QueryFinished { .. } => {
+                self.streams.remove(&query);
+                false
+            }
+            _ => stream.is_closed(),
+        };
+        if gone {
+            // The stream was dropped: nobody wants the query any more.
+            self.streams.remove(&query);
+            self.client.cancel(query, Instant::now());
+            self.drain_client();
+        }
+    }
+
+    fn arm_timer(&mut self, now: Instant) {
+        match self.client.poll_timeout() {
+            Some(deadline) if self.timer.as_ref().is_none_or(|(d, _)| *d != deadline) => {
+                let delay = Delay::futures_timer(deadline.saturating_duration_since(now));
+                self.timer = Some((deadline, delay));
+            }
+            Some(_) => {}
+            None => self.timer = None,
+        }
+    }
+
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Get {
+                cids,
+                session,
+                reply,
+            } => {
+                let count = cids.len();
+                let result = self.client.get(cids, session, Instant::now()).map(|query| {
+                    let (stream, sender) = BlockStream::new(query, count);
+                    self.streams.insert(query, sender);
+                    stream
+                });
+                if let Err(Ok(stream)) = reply.send(result) {
+                    // The caller stopped waiting.
+                    self.streams.remove(&stream.query());
+                    self.client.cancel(stream.query(), Instant::now());
+                }
+                self.drain_client();
+            }
+            Command::NewSession { reply } => {
+                let _ = reply.send(self.client.new_session());
+            }
+            Command::CloseSession { session } => self.close_session(session),
+            Command::AddProviders { cid, peers } => self.add_providers(&cid, peers),
+        }
+    }
+
     fn on_network_event(&mut self, event: network::Event) {
+        let now = Instant::now();
         match event {
             network::Event::PeerConnected { peer } => {
                 let version = self.network.peer_version(&peer).unwrap_or(Version::V1_2_0);
                 self.server.handle_peer_connected(peer, version);
+                self.client.handle_peer_connected(peer, version, now);
             }
             network::Event::PeerVersion { peer, version } => {
                 self.server.handle_peer_version(peer, version);
+                self.client.handle_peer_version(peer, version);
             }
             network::Event::PeerDisconnected { peer } => {
                 self.server.handle_peer_disconnected(&peer);
+                self.client.handle_peer_disconnected(&peer, now);
             }
             network::Event::Message { peer, message, .. } => {
                 self.server.handle_message(peer, &message);
+                self.client.handle_message(peer, &message, now);
             }
             network::Event::MessageSent { id, .. } => {
                 if let Some(envelope) = self.envelopes.remove(&id) {
                     self.server.handle_envelope_sent(envelope);
+                } else {
+                    self.wantlists.remove(&id);
                 }
             }
             network::Event::SendFailed { peer, id, error } => {
                 if let Some(envelope) = self.envelopes.remove(&id) {
                     tracing::debug!(%peer, %error, "server envelope failed");
                     self.server.handle_envelope_failed(envelope);
+                } else if let Some((peer, message)) = self.wantlists.remove(&id) {
+                    tracing::debug!(%peer, %error, "wantlist update failed");
+                    self.client.handle_send_failed(peer, &message, now);
                 }
             }
             network::Event::InboundFailure { peer, error, .. } => {
                 tracing::debug!(%peer, %error, "inbound Bitswap stream reset");
+                self.client.handle_peer_misbehaved(peer, now);
             }
         }
-        self.drive();
+        self.drive_server();
+        self.drain_client();
     }
 
     fn on_put_done(&mut self, done: PutDone) {
-        match done.result {
-            Ok(()) => {
+        match (done.origin, done.result) {
+            (origin, Ok(())) => {
                 let blocks = done.blocks.len();
                 self.server.handle_new_blocks(done.blocks);
-                self.drive();
-                self.events.push_back(Event::Stored {
-                    id: done.id,
-                    blocks,
-                });
+                self.drive_server();
+                match origin {
+                    Origin::User(id) => {
+                        self.user_puts -= 1;
+                        self.events
+                            .push_back(ToSwarm::GenerateEvent(Event::Stored { id, blocks }));
+                    }
+                    Origin::Received(batch) => {
+                        self.storing.remove(&batch);
+                        self.release();
+                    }
+                }
             }
-            Err(error) => {
-                tracing::warn!(id = %done.id, %error, "blockstore write failed");
+            (Origin::User(id), Err(error)) => {
+                tracing::warn!(%id, %error, "blockstore write failed");
+                self.user_puts -= 1;
+                let id = Some(id);
                 self.events
-                    .push_back(Event::StoreFailed { id: done.id, error });
+                    .push_back(ToSwarm::GenerateEvent(Event::StoreFailed { id, error }));
+            }
+            (Origin::Received(batch), Err(error)) => {
+                tracing::warn!(%error, "blockstore write of received blocks failed");
+                self.storing.remove(&batch);
+                self.events
+                    .push_back(ToSwarm::GenerateEvent(Event::StoreFailed {
+                        id: None,
+                        error,
+                    }));
+                self.release();
             }
         }
     }
@@ -345,7 +617,7 @@ impl<S: Blockstore + 'static> NetworkBehaviour for Behaviour<S> {
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<ToSwarm<Event, THandlerInEvent<Self>>> {
         loop {
             if let Some(event) = self.events.pop_front() {
-                return Poll::Ready(ToSwarm::GenerateEvent(event));
+                return Poll::Ready(event);
             }
             match self.network.poll(cx) {
                 Poll::Ready(ToSwarm::GenerateEvent(event)) => {
@@ -371,13 +643,26 @@ impl<S: Blockstore + 'static> NetworkBehaviour for Behaviour<S> {
             }
             if let Poll::Ready(Some((id, result))) = self.lookups.poll_next_unpin(cx) {
                 self.server.handle_lookup(id, result);
-                self.drive();
+                self.drive_server();
                 continue;
             }
             if let Poll::Ready(Some(done)) = self.puts.poll_next_unpin(cx) {
                 self.on_put_done(done);
                 continue;
             }
+            if let Poll::Ready(Some(command)) = self.commands.poll_next_unpin(cx) {
+                self.on_command(command);
+                continue;
+            }
+            if let Some((_, delay)) = &mut self.timer
+                && delay.poll_unpin(cx).is_ready()
+            {
+                self.timer = None;
+                self.client.handle_timeout(Instant::now());
+                self.drain_client();
+                continue;
+            }
+            self.waker = Some(cx.waker().clone());
             return Poll::Pending;
         }
     }

@@ -4,13 +4,13 @@
 //! Spec: <https://specs.ipfs.tech/bitswap-protocol/>.
 //!
 //! Embed [`Behaviour`] in a swarm (alone or in a `#[derive(NetworkBehaviour)]` beside identify,
-//! ping and kad) with a [`Blockstore`]; it serves the store's blocks to the peers that want
-//! them. Here a peer speaking the bare message layer ([`network`]) fetches one block:
+//! ping and kad) with a [`Blockstore`]: it fetches blocks from peers into the store and serves
+//! the store's blocks to the peers that want them. Here one node fetches a block from another:
 //!
 //! ```
 //! use std::time::Duration;
 //!
-//! use bitswap::{Block, Entry, MemoryBlockstore, Message, network};
+//! use bitswap::{Block, Event, MemoryBlockstore};
 //! use bytes::Bytes;
 //! use futures::StreamExt;
 //! use libp2p::{noise, swarm::SwarmEvent, tcp, yamux};
@@ -18,23 +18,20 @@
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
 //! runtime.block_on(async {
-//!     let mut server = libp2p::SwarmBuilder::with_new_identity()
-//!         .with_tokio()
-//!         .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)?
-//!         .with_behaviour(|_| {
-//!             bitswap::Behaviour::new(MemoryBlockstore::new(), bitswap::Config::default())
-//!         })?
-//!         .build();
+//!     let node = || -> Result<_, Box<dyn std::error::Error>> {
+//!         Ok(libp2p::SwarmBuilder::with_new_identity()
+//!             .with_tokio()
+//!             .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)?
+//!             .with_behaviour(|_| {
+//!                 bitswap::Behaviour::new(MemoryBlockstore::new(), bitswap::Config::default())
+//!             })?
+//!             .build())
+//!     };
+//!     let (mut server, mut client) = (node()?, node()?);
 //!     // Blocks are verified on construction: their CID is computed from their bytes.
 //!     let block = Block::from_v0_data(Bytes::from_static(b"hello"))?;
 //!     server.behaviour_mut().put(vec![block.clone()])?;
 //!     server.listen_on("/ip4/127.0.0.1/tcp/0".parse()?)?;
-//!
-//!     let mut client = libp2p::SwarmBuilder::with_new_identity()
-//!         .with_tokio()
-//!         .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)?
-//!         .with_behaviour(|_| network::Behaviour::new(network::Config::default()))?
-//!         .build();
 //!
 //!     let received = tokio::time::timeout(Duration::from_secs(20), async {
 //!         loop {
@@ -45,15 +42,11 @@
 //!                     }
 //!                 }
 //!                 event = client.select_next_some() => match event {
-//!                     SwarmEvent::ConnectionEstablished { peer_id, .. } => {
-//!                         let mut want = Message::default();
-//!                         want.wantlist.entries.push(Entry::want_block(*block.cid(), 1));
-//!                         client.behaviour_mut().send(peer_id, want)?;
+//!                     SwarmEvent::ConnectionEstablished { .. } => {
+//!                         client.behaviour_mut().get(*block.cid())?;
 //!                     }
-//!                     SwarmEvent::Behaviour(network::Event::Message { message, .. }) => {
-//!                         if let Some(got) = message.blocks.first() {
-//!                             break Ok::<_, Box<dyn std::error::Error>>(got.clone());
-//!                         }
+//!                     SwarmEvent::Behaviour(Event::BlockReceived { block, .. }) => {
+//!                         break Ok::<_, Box<dyn std::error::Error>>(block);
 //!                     }
 //!                     _ => {}
 //!                 },
@@ -62,6 +55,8 @@
 //!     })
 //!     .await??;
 //!     assert_eq!(received, block);
+//!     // The block is in the client's store now, and served to its peers.
+//!     assert_eq!(client.behaviour().store().len(), 1);
 //!     Ok(())
 //! })
 //! # }
@@ -76,6 +71,8 @@
 //! - [`Behaviour`] wires the parts below into one `NetworkBehaviour`; [`Config`] sets them.
 //! - [`network`]: the message layer, Bitswap streams over libp2p without policy.
 //! - [`ServerEngine`]: the sans-IO decision engine: what every peer gets, and when.
+//! - [`ClientEngine`]: the sans-IO client: which peers are asked for which blocks, and when;
+//!   [`Handle`] reaches it from other tasks.
 //! - [`Blockstore`]: the store trait, [`MemoryBlockstore`] and the persistent
 //!   [`RedbBlockstore`].
 //! - [`Message`] and its parts are the domain types; conversions from the wire check every
@@ -87,13 +84,15 @@ mod behaviour;
 mod blockstore;
 mod client;
 mod config;
+mod event;
+mod handle;
 mod message;
 pub mod network;
 mod proto;
 mod protocol;
 mod server;
 
-pub use behaviour::{Behaviour, Event, PutError, PutId, StoreError};
+pub use behaviour::Behaviour;
 pub use blockstore::{
     Blockstore, MemoryBlockstore, MemoryBlockstoreError, RedbBlockstore, RedbBlockstoreError,
     RedbConfig, RedbOpenError,
@@ -103,6 +102,8 @@ pub use client::{
     Progress, QueryError, QueryId, SessionId, Stats as ClientStats,
 };
 pub use config::Config;
+pub use event::{Event, PutError, PutId, StoreError};
+pub use handle::{BlockStream, GetError, Handle};
 pub use message::{
     Block, BlockError, BlockPresence, BlockPresenceType, Entry, MAX_BLOCK_SIZE, Message,
     MessageError, WantType, Wantlist,

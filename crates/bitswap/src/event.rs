@@ -1,0 +1,100 @@
+//! [`Event`]: what the [`Behaviour`](crate::Behaviour) reports, and the ids and errors of
+//! its store writes.
+
+use std::{error::Error as StdError, fmt, sync::Arc};
+
+use cid::Cid;
+
+use crate::{
+    client::{Progress, QueryError, QueryId},
+    message::Block,
+};
+
+/// Identifies a [`Behaviour::put`](crate::Behaviour::put); [`Event::Stored`] and
+/// [`Event::StoreFailed`] carry it. Unique within one [`Behaviour`](crate::Behaviour).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PutId(pub(crate) u64);
+
+impl fmt::Display for PutId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "put-{}", self.0)
+    }
+}
+
+/// Why [`Behaviour::put`](crate::Behaviour::put) refused blocks at once.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PutError {
+    /// [`Config::max_puts_in_flight`](crate::Config::max_puts_in_flight) writes are
+    /// unfinished; retry after an [`Event::Stored`] or [`Event::StoreFailed`].
+    #[error("{limit} store writes already in flight")]
+    Busy {
+        /// The configured limit.
+        limit: usize,
+    },
+}
+
+/// A store failure, shared so that events stay cheap to clone.
+pub type StoreError = Arc<dyn StdError + Send + Sync>;
+
+/// What the [`Behaviour`](crate::Behaviour) reports.
+///
+/// Queries started through a [`Handle`](crate::Handle) report to the handle's
+/// [`BlockStream`](crate::BlockStream) instead of here.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Event {
+    /// A block of a query arrived, verified, and is in the store (or [`Event::StoreFailed`]
+    /// came just before). Reported once per CID of the query.
+    BlockReceived {
+        /// The query.
+        query: QueryId,
+        /// The block.
+        block: Block,
+    },
+    /// A query advanced (after each of its blocks): enough to draw a progress bar.
+    Progress {
+        /// The query.
+        query: QueryId,
+        /// Where it stands.
+        progress: Progress,
+    },
+    /// Every block of a query arrived; the query is gone.
+    QueryFinished {
+        /// The query.
+        query: QueryId,
+    },
+    /// A query gave up; it is gone.
+    QueryFailed {
+        /// The query.
+        query: QueryId,
+        /// Why.
+        error: QueryError,
+    },
+    /// No connected peer has `cid`: look for providers (for example a kad `get_providers`)
+    /// and report them with [`Behaviour::add_providers`](crate::Behaviour::add_providers).
+    /// Rate-limited per CID and in total, see
+    /// [`ClientConfig::with_provider_search_interval`](crate::ClientConfig::with_provider_search_interval).
+    FindProviders {
+        /// The wanted block.
+        cid: Cid,
+    },
+    /// Blocks were written to the store, and peers that want them are being served. For a
+    /// [`Behaviour::put`](crate::Behaviour::put), `id` is the id it returned; blocks received
+    /// from peers are written without an event.
+    Stored {
+        /// The id `put` returned.
+        id: PutId,
+        /// How many blocks it wrote.
+        blocks: usize,
+    },
+    /// The store refused blocks: those of a [`Behaviour::put`](crate::Behaviour::put) (`id`
+    /// is `Some`) or received blocks (`id` is `None`; the blocks are still reported with
+    /// [`Event::BlockReceived`]). Failed blocks are not announced to peers.
+    StoreFailed {
+        /// The id `put` returned, if the blocks came from `put`.
+        id: Option<PutId>,
+        /// The store's error.
+        error: StoreError,
+    },
+}

@@ -1,0 +1,438 @@
+//! Whole nodes ([`bitswap::Behaviour`]) fetching from each other over loopback TCP (Noise,
+//! Yamux): queries, handles, sessions over several servers, cancels, relaying and hostile
+//! senders.
+
+use std::{collections::HashSet, time::Duration};
+
+use bitswap::{
+    Behaviour, Block, Blockstore, ClientConfig, Config, Event, MemoryBlockstore, Message, QueryId,
+    Version, network,
+};
+use bytes::Bytes;
+use cid::Cid;
+use futures::{StreamExt, TryStreamExt};
+use libp2p::{
+    Multiaddr, PeerId, Swarm, SwarmBuilder, noise,
+    swarm::{NetworkBehaviour, SwarmEvent},
+    tcp, yamux,
+};
+use multihash_codetable::{Code, MultihashDigest};
+use tokio::{task::JoinHandle, time::timeout};
+
+/// Bound of every wait in these tests.
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Multicodec of raw blocks.
+const RAW: u64 = 0x55;
+
+type Node = Swarm<Behaviour<MemoryBlockstore>>;
+
+fn new_swarm<B: NetworkBehaviour>(behaviour: B) -> Swarm<B> {
+    SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default(),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .expect("tcp transport")
+        .with_behaviour(|_| behaviour)
+        .expect("behaviour")
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build()
+}
+
+fn node(config: Config) -> Node {
+    new_swarm(Behaviour::new(MemoryBlockstore::new(), config))
+}
+
+/// Deterministic pseudo-random bytes.
+fn bytes(len: usize, seed: u32) -> Bytes {
+    let mut state = seed.wrapping_mul(2_654_435_761) | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state as u8
+        })
+        .collect()
+}
+
+/// `count` distinct CIDv1 raw blocks of `len` bytes.
+fn raw_blocks(count: u32, len: usize, seed: u32) -> Vec<Block> {
+    (0..count)
+        .map(|i| {
+            let data = bytes(len, seed.wrapping_mul(100_003).wrapping_add(i));
+            Block::new(Cid::new_v1(RAW, Code::Sha2_256.digest(&data)), data).expect("block")
+        })
+        .collect()
+}
+
+fn cids(blocks: &[Block]) -> Vec<Cid> {
+    blocks.iter().map(|b| *b.cid()).collect()
+}
+
+async fn listen<B: NetworkBehaviour>(swarm: &mut Swarm<B>) -> Multiaddr {
+    swarm
+        .listen_on("/ip4/127.0.0.1/tcp/0".parse().expect("multiaddr"))
+        .expect("listen");
+    timeout(TIMEOUT, async {
+        loop {
+            if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
+                return address;
+            }
+        }
+    })
+    .await
+    .expect("listening")
+}
+
+/// A server node holding `blocks`, listening and polled by its own task (aborted on drop).
+struct Server {
+    peer: PeerId,
+    address: Multiaddr,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn server(blocks: &[Block], config: Config) -> Server {
+    let store = MemoryBlockstore::new();
+    store.put_many(blocks.to_vec()).await.expect("store");
+    let mut swarm = new_swarm(Behaviour::new(store, config));
+    let address = listen(&mut swarm).await;
+    let peer = *swarm.local_peer_id();
+    let task = tokio::spawn(async move {
+        loop {
+            swarm.select_next_some().await;
+        }
+    });
+    Server {
+        peer,
+        address,
+        task,
+    }
+}
+
+/// Dials every server from `client` and waits until each is connected.
+async fn connect(client: &mut Node, servers: &[&Server]) {
+    for server in servers {
+        client.dial(server.address.clone()).expect("dial");
+    }
+    let mut connected = HashSet::new();
+    timeout(TIMEOUT, async {
+        while connected.len() < servers.len() {
+            if let SwarmEvent::ConnectionEstablished { peer_id, .. } =
+                client.select_next_some().await
+            {
+                connected.insert(peer_id);
+            }
+        }
+    })
+    .await
+    .expect("connected");
+}
+
+/// What a query reported.
+#[derive(Debug, Default)]
+struct Outcome {
+    blocks: Vec<Block>,
+    progress: usize,
+    finished: bool,
+}
+
+/// Polls `client` until `query` finishes (panics if it fails).
+async fn finish(client: &mut Node, query: QueryId) -> Outcome {
+    let mut outcome = Outcome::default();
+    timeout(TIMEOUT, async {
+        loop {
+            match client.select_next_some().await {
+                SwarmEvent::Behaviour(Event::BlockReceived { query: q, block }) if q == query => {
+                    outcome.blocks.push(block);
+                }
+                SwarmEvent::Behaviour(Event::Progress { query: q, .. }) if q == query => {
+                    outcome.progress += 1;
+                }
+                SwarmEvent::Behaviour(Event::QueryFinished { query: q }) if q == query => {
+                    outcome.finished = true;
+                    return;
+                }
+                SwarmEvent::Behaviour(Event::QueryFailed { query: q, error }) if q == query => {
+                    panic!("query failed: {error}")
+                }
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("query finished in time");
+    outcome
+}
+
+fn assert_same_blocks(mut got: Vec<Block>, mut expected: Vec<Block>) {
+    got.sort_by_key(|b| *b.cid());
+    expected.sort_by_key(|b| *b.cid());
+    assert_eq!(got.len(), expected.len());
+    assert!(got == expected, "different blocks");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_fetches_from_another_and_stores_what_it_gets() {
+    let blocks = raw_blocks(64, 256 * 1024, 1);
+    let server = server(&blocks, Config::default()).await;
+    let mut client = node(Config::default());
+    connect(&mut client, &[&server]).await;
+
+    let query = client
+        .behaviour_mut()
+        .get_many(cids(&blocks), None)
+        .expect("query accepted");
+    let outcome = finish(&mut client, query).await;
+    assert!(outcome.finished);
+    assert_eq!(outcome.progress, blocks.len());
+    assert_same_blocks(outcome.blocks, blocks.clone());
+    // Every block reported is in the store already.
+    for block in &blocks {
+        let stored = client.behaviour().store().get(block.cid()).await;
+        assert_eq!(stored.expect("store").as_ref(), Some(block));
+    }
+    let stats = client.behaviour().client().stats();
+    assert_eq!(stats.blocks_received, blocks.len() as u64);
+    assert_eq!(stats.duplicate_blocks, 0);
+    assert_eq!(stats.queries, 0);
+    drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_blocks_from_three_servers_with_few_duplicates() {
+    let blocks = raw_blocks(1000, 8000, 2);
+    let a = server(&blocks, Config::default()).await;
+    let b = server(&blocks, Config::default()).await;
+    let c = server(&blocks, Config::default()).await;
+    let mut client = node(Config::default());
+    connect(&mut client, &[&a, &b, &c]).await;
+
+    let session = client.behaviour_mut().new_session();
+    // A DAG walk asks in rounds: 10 batches of 100 in one session.
+    let mut got = Vec::new();
+    for chunk in blocks.chunks(100) {
+        let query = client
+            .behaviour_mut()
+            .get_many(cids(chunk), Some(session))
+            .expect("query accepted");
+        got.extend(finish(&mut client, query).await.blocks);
+    }
+    assert_same_blocks(got, blocks.clone());
+    let stats = client.behaviour().client().stats();
+    let duplicate_share = stats.duplicate_bytes as f64 / stats.bytes_received as f64;
+    eprintln!(
+        "1000 blocks from 3 servers: {} duplicate blocks ({:.2}% of bytes), {} messages sent",
+        stats.duplicate_blocks,
+        duplicate_share * 100.0,
+        stats.messages_sent
+    );
+    assert!(duplicate_share < 0.05, "{stats:?}");
+    // Wantlist updates are batched, not one message per block and peer.
+    assert!(stats.messages_sent < 3 * 1000, "{stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handle_fetches_from_another_task() {
+    let blocks = raw_blocks(20, 50_000, 3);
+    let server = server(&blocks, Config::default()).await;
+    let mut client = node(Config::default());
+    connect(&mut client, &[&server]).await;
+    let handle = client.behaviour().handle();
+    let driver = tokio::spawn(async move {
+        loop {
+            client.select_next_some().await;
+        }
+    });
+
+    let (one, many) = timeout(TIMEOUT, async {
+        let one = handle.get(*blocks[0].cid()).await.expect("one block");
+        let session = handle.new_session().await.expect("session");
+        let many: Vec<Block> = handle
+            .get_many(cids(&blocks[1..]), Some(session))
+            .await
+            .expect("query accepted")
+            .try_collect()
+            .await
+            .expect("every block");
+        (one, many)
+    })
+    .await
+    .expect("in time");
+    driver.abort();
+    assert_eq!(one, blocks[0]);
+    assert_same_blocks(many, blocks[1..].to_vec());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_query_reports_nothing_and_is_withdrawn() {
+    let missing = raw_blocks(5, 100, 4);
+    let server = server(&[], Config::default()).await;
+    let mut client = node(Config::default());
+    connect(&mut client, &[&server]).await;
+    let query = client
+        .behaviour_mut()
+        .get_many(cids(&missing), None)
+        .expect("query accepted");
+    // Let the wants reach the server, then cancel.
+    timeout(Duration::from_millis(300), async {
+        loop {
+            client.select_next_some().await;
+        }
+    })
+    .await
+    .expect_err("the client keeps polling");
+    assert!(client.behaviour_mut().cancel(query));
+    assert!(!client.behaviour_mut().cancel(query));
+    assert_eq!(client.behaviour().client().stats().wants, 0);
+    let peer_wants = client.behaviour().client().peer_wants(&server.peer);
+    assert!(peer_wants.is_empty(), "{peer_wants:?}");
+    let events = timeout(Duration::from_millis(300), async {
+        let mut events = Vec::new();
+        loop {
+            if let SwarmEvent::Behaviour(event) = client.select_next_some().await {
+                events.push(event);
+            }
+        }
+        #[allow(unreachable_code)]
+        events
+    })
+    .await;
+    assert!(events.is_err(), "no event after the cancel");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetched_block_is_relayed_to_a_peer_that_wanted_it() {
+    // C wants blocks from B; B has none but fetches them from A; C gets them through B.
+    let blocks = raw_blocks(10, 20_000, 5);
+    let a = server(&blocks, Config::default()).await;
+    let mut b = node(Config::default());
+    let b_address = listen(&mut b).await;
+    let b_peer = *b.local_peer_id();
+    connect(&mut b, &[&a]).await;
+
+    let mut c = new_swarm(network::Behaviour::new(network::Config::default()));
+    c.dial(b_address).expect("dial");
+    let mut asked = false;
+    let mut relayed = HashSet::new();
+    let mut query = None;
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    timeout(TIMEOUT, async {
+        while relayed.len() < blocks.len() {
+            tokio::select! {
+                _ = tick.tick() => {
+                    if query.is_none()
+                        && b.behaviour().server().peer_wantlist(c.local_peer_id()).len() == blocks.len()
+                    {
+                        query = Some(b.behaviour_mut().get_many(cids(&blocks), None).expect("query"));
+                    }
+                }
+                event = c.select_next_some() => match event {
+                    SwarmEvent::Behaviour(network::Event::PeerConnected { peer }) if !asked => {
+                        let mut want = Message::default();
+                        for block in &blocks {
+                            want.wantlist.entries.push(bitswap::Entry {
+                                send_dont_have: false,
+                                ..bitswap::Entry::want_block(*block.cid(), 1)
+                            });
+                        }
+                        c.behaviour_mut().send(peer, want).expect("send");
+                        asked = true;
+                    }
+                    SwarmEvent::Behaviour(network::Event::Message { message, .. }) => {
+                        relayed.extend(message.blocks.iter().map(|b| *b.cid()));
+                    }
+                    _ => {}
+                },
+                _ = b.select_next_some() => {}
+            }
+        }
+    })
+    .await
+    .expect("relayed in time");
+    assert_eq!(relayed, cids(&blocks).into_iter().collect());
+    let _ = b_peer;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_1_1_0_node_fetches_from_a_1_2_0_server() {
+    let blocks = raw_blocks(30, 10_000, 6);
+    let server = server(&blocks, Config::default()).await;
+    let mut client = node(
+        Config::default().with_network(network::Config::default().with_versions([Version::V1_1_0])),
+    );
+    connect(&mut client, &[&server]).await;
+    let query = client
+        .behaviour_mut()
+        .get_many(cids(&blocks), None)
+        .expect("query accepted");
+    assert_same_blocks(finish(&mut client, query).await.blocks, blocks);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsolicited_blocks_are_dropped_and_never_stored() {
+    let mut victim = node(Config::default().with_client(ClientConfig::default()));
+    let address = listen(&mut victim).await;
+    let mut hostile = new_swarm(network::Behaviour::new(network::Config::default()));
+    hostile.dial(address).expect("dial");
+    let junk = raw_blocks(100, 1000, 7);
+    let mut sent = 0;
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    timeout(TIMEOUT, async {
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    if victim.behaviour().client().stats().unwanted_blocks == junk.len() as u64 {
+                        return;
+                    }
+                }
+                event = hostile.select_next_some() => match event {
+                    SwarmEvent::Behaviour(network::Event::PeerConnected { peer }) => {
+                        for chunk in junk.chunks(10) {
+                            let message = Message { blocks: chunk.to_vec(), ..Message::default() };
+                            hostile.behaviour_mut().send(peer, message).expect("send");
+                        }
+                    }
+                    SwarmEvent::Behaviour(network::Event::MessageSent { .. }) => sent += 1,
+                    _ => {}
+                },
+                event = victim.select_next_some() => {
+                    if let SwarmEvent::Behaviour(event) = event {
+                        panic!("unexpected event {event:?}");
+                    }
+                }
+            }
+        }
+    })
+    .await
+    .expect("all junk seen");
+    assert_eq!(sent, 10);
+    for block in &junk {
+        assert!(
+            !victim
+                .behaviour()
+                .store()
+                .has(block.cid())
+                .await
+                .expect("store")
+        );
+    }
+    let hostile_id = *hostile.local_peer_id();
+    assert!(
+        victim
+            .behaviour()
+            .client()
+            .peer_score(&hostile_id)
+            .unwrap_or(0)
+            < 0
+    );
+}

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use bitswap_node::unixfs::{DEFAULT_CHUNK_SIZE_BYTES, DEFAULT_MAX_LINKS};
 use cid::Cid;
 use clap::{Args, Parser, Subcommand};
+use libp2p::Multiaddr;
 
 /// A Bitswap node: UnixFS files with kubo's CIDs, raw blocks and CAR files in a persistent
 /// block store.
@@ -30,6 +31,10 @@ pub(crate) enum Command {
     Add(AddArgs),
     /// Write the file or directory of a CID from the store to a new path.
     Export(ExportArgs),
+    /// Add paths, then serve the store over Bitswap until Ctrl-C or SIGTERM.
+    Serve(ServeArgs),
+    /// Fetch a file or directory from peers over Bitswap (a DAG walk) and write it out.
+    Get(GetArgs),
     /// Raw blocks of the store.
     #[command(subcommand)]
     Block(BlockCommand),
@@ -45,6 +50,14 @@ pub(crate) enum Command {
 pub(crate) struct AddArgs {
     /// The file or directory.
     pub(crate) path: PathBuf,
+    /// How files become blocks.
+    #[command(flatten)]
+    pub(crate) layout: LayoutArgs,
+}
+
+/// The layout flags of `add` and `serve`.
+#[derive(Debug, Args)]
+pub(crate) struct LayoutArgs {
     /// CID version of the dag-pb nodes (1 makes leaves raw unless --raw-leaves=false).
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=1))]
     pub(crate) cid_version: u8,
@@ -60,6 +73,35 @@ pub(crate) struct AddArgs {
     /// Also add directory entries whose name starts with a dot.
     #[arg(long)]
     pub(crate) hidden: bool,
+}
+
+/// `serve`.
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// Files or directories to add before serving.
+    pub(crate) paths: Vec<PathBuf>,
+    /// Addresses to listen on (repeatable). Default: /ip4/127.0.0.1/tcp/0.
+    #[arg(long, value_name = "MULTIADDR")]
+    pub(crate) listen: Vec<Multiaddr>,
+    /// How added files become blocks.
+    #[command(flatten)]
+    pub(crate) layout: LayoutArgs,
+}
+
+/// `get`.
+#[derive(Debug, Args)]
+pub(crate) struct GetArgs {
+    /// The root of the file or directory.
+    pub(crate) cid: Cid,
+    /// A peer to fetch from, with its /p2p/ id (repeatable).
+    #[arg(long, value_name = "MULTIADDR")]
+    pub(crate) peer: Vec<Multiaddr>,
+    /// Where to write it (must not exist). Default: the CID, in the current directory.
+    #[arg(short, long)]
+    pub(crate) output: Option<PathBuf>,
+    /// Give up after this many seconds without a new block.
+    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    pub(crate) timeout: u64,
 }
 
 /// `export`.

@@ -1,9 +1,12 @@
-//! `bitswap-node`: add files with kubo's CIDs, move blocks and CAR files, all in a persistent
-//! local store. See `bitswap-node --help`.
+//! `bitswap-node`: add files with kubo's CIDs, serve and fetch them over Bitswap, move blocks
+//! and CAR files, all over a persistent local store. See `bitswap-node --help`.
 
 mod cli;
 mod commands;
+mod fetch;
 mod output;
+mod shutdown;
+mod swarm;
 
 use std::process::ExitCode;
 

@@ -4,6 +4,8 @@ mod add;
 mod block;
 mod car;
 mod export;
+mod get;
+mod serve;
 
 use anyhow::Context as _;
 use bitswap::{RedbBlockstore, RedbConfig};
@@ -48,6 +50,8 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Add(args) => add::run(&cx, args).await,
         Command::Export(args) => export::run(&cx, args).await,
+        Command::Serve(args) => serve::run(&cx, args).await,
+        Command::Get(args) => get::run(&cx, args).await,
         Command::Block(BlockCommand::Get { cid, output }) => block::get(&cx, cid, output).await,
         Command::Block(BlockCommand::Put {
             file,

@@ -169,7 +169,7 @@ pub(crate) async fn fetch_dag(
         match event {
             SwarmEvent::Behaviour(NodeEvent::Bitswap(event)) => match event {
                 Event::BlockReceived { block, .. } => {
-                    walk.in_flight -= 1;
+                    walk.in_flight = walk.in_flight.saturating_sub(1);
                     walk.fetched.blocks += 1;
                     walk.fetched.bytes += block.data().len() as u64;
                     deadline = Instant::now() + stall;

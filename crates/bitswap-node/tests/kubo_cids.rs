@@ -100,6 +100,15 @@ fn make_inputs(dir: &Path) -> Vec<(String, PathBuf, Vec<&'static str>)> {
         fs::write(many.join(format!("entry-{i:04}")), i.to_string()).unwrap();
     }
     inputs.push(("directory of 300 files".to_owned(), many, Vec::new()));
+
+    // Just below kubo's sharding threshold: 2047 entries of 94-byte names and 34-byte CIDs
+    // estimate 262016 bytes; one more (262144) makes kubo shard it, and `add` refuses that.
+    let wide = dir.join("wide");
+    fs::create_dir(&wide).unwrap();
+    for i in 0..2047 {
+        fs::write(wide.join(format!("{i:0>94}")), i.to_string()).unwrap();
+    }
+    inputs.push(("2047 entries, unsharded".to_owned(), wide, Vec::new()));
     inputs
 }
 

@@ -1,0 +1,166 @@
+//! The command line, as clap parses it.
+
+use std::path::PathBuf;
+
+use bitswap_node::unixfs::{DEFAULT_CHUNK_SIZE_BYTES, DEFAULT_MAX_LINKS};
+use cid::Cid;
+use clap::{Args, Parser, Subcommand};
+use libp2p::Multiaddr;
+
+/// A Bitswap node: UnixFS files with kubo's CIDs, raw blocks and CAR files in a persistent
+/// block store.
+#[derive(Debug, Parser)]
+#[command(name = "bitswap-node", version)]
+pub(crate) struct Cli {
+    /// The data directory (identity key and block store). Default:
+    /// $XDG_DATA_HOME/bitswap-node or ~/.local/share/bitswap-node.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub(crate) data_dir: Option<PathBuf>,
+    /// Print exactly one JSON object on stdout (errors still go to stderr).
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Import a file or directory into the store as UnixFS, with kubo's `ipfs add` layout.
+    Add(AddArgs),
+    /// Write the file or directory of a CID from the store to a new path.
+    Export(ExportArgs),
+    /// Add paths, then serve the store over Bitswap until Ctrl-C or SIGTERM.
+    Serve(ServeArgs),
+    /// Fetch a file or directory from peers over Bitswap (a DAG walk) and write it out.
+    Get(GetArgs),
+    /// Raw blocks of the store.
+    #[command(subcommand)]
+    Block(BlockCommand),
+    /// CARv1 files.
+    #[command(subcommand)]
+    Car(CarCommand),
+    /// Print the node's peer id.
+    Id,
+}
+
+/// `add`.
+#[derive(Debug, Args)]
+pub(crate) struct AddArgs {
+    /// The file or directory.
+    pub(crate) path: PathBuf,
+    /// How files become blocks.
+    #[command(flatten)]
+    pub(crate) layout: LayoutArgs,
+}
+
+/// The layout flags of `add` and `serve`.
+#[derive(Debug, Args)]
+pub(crate) struct LayoutArgs {
+    /// CID version of the dag-pb nodes (1 makes leaves raw unless --raw-leaves=false).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=1))]
+    pub(crate) cid_version: u8,
+    /// Leaves as raw blocks instead of UnixFS file nodes.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub(crate) raw_leaves: Option<bool>,
+    /// Chunk size in bytes.
+    #[arg(long, default_value_t = DEFAULT_CHUNK_SIZE_BYTES)]
+    pub(crate) chunk_size: usize,
+    /// Most links per file node.
+    #[arg(long, default_value_t = DEFAULT_MAX_LINKS)]
+    pub(crate) max_links: usize,
+    /// Also add directory entries whose name starts with a dot.
+    #[arg(long)]
+    pub(crate) hidden: bool,
+}
+
+/// `serve`.
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// Files or directories to add before serving.
+    pub(crate) paths: Vec<PathBuf>,
+    /// Addresses to listen on (repeatable). Default: /ip4/127.0.0.1/tcp/0.
+    #[arg(long, value_name = "MULTIADDR")]
+    pub(crate) listen: Vec<Multiaddr>,
+    /// How added files become blocks.
+    #[command(flatten)]
+    pub(crate) layout: LayoutArgs,
+}
+
+/// `get`.
+#[derive(Debug, Args)]
+pub(crate) struct GetArgs {
+    /// The root of the file or directory.
+    pub(crate) cid: Cid,
+    /// A peer to fetch from, with its /p2p/ id (repeatable).
+    #[arg(long, value_name = "MULTIADDR")]
+    pub(crate) peer: Vec<Multiaddr>,
+    /// Where to write it (must not exist). Default: the CID, in the current directory.
+    #[arg(short, long)]
+    pub(crate) output: Option<PathBuf>,
+    /// Give up after this many seconds without a new block.
+    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    pub(crate) timeout: u64,
+}
+
+/// `export`.
+#[derive(Debug, Args)]
+pub(crate) struct ExportArgs {
+    /// The root of the file or directory.
+    pub(crate) cid: Cid,
+    /// Where to write it (must not exist).
+    #[arg(short, long)]
+    pub(crate) output: PathBuf,
+}
+
+/// `block` subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum BlockCommand {
+    /// Print a block's bytes (or write them to a file with -o).
+    Get {
+        /// The block.
+        cid: Cid,
+        /// Write the bytes to this file (must not exist) instead of stdout.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Store a file's bytes as one block.
+    Put {
+        /// The file (at most 2 MiB).
+        file: PathBuf,
+        /// CID version (0 means dag-pb).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=1))]
+        cid_version: u8,
+        /// Codec of a CIDv1.
+        #[arg(long, value_enum, default_value_t = Codec::Raw)]
+        codec: Codec,
+    },
+}
+
+/// Codecs `block put` accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Codec {
+    /// Raw bytes (0x55).
+    Raw,
+    /// dag-pb (0x70).
+    DagPb,
+}
+
+/// `car` subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum CarCommand {
+    /// Write the DAG under a CID as a CARv1 file.
+    Export {
+        /// The root.
+        cid: Cid,
+        /// The CAR file to write (must not exist).
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Store every block of a CARv1 file, each checked against its CID.
+    Import {
+        /// The CAR file.
+        file: PathBuf,
+    },
+}

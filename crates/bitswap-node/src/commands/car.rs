@@ -1,0 +1,59 @@
+//! `car export` and `car import`: CARv1 files.
+
+use std::{fs, path::Path, time::Instant};
+
+use anyhow::Context as _;
+use bitswap_node::car;
+use cid::Cid;
+use serde_json::json;
+
+use super::Context;
+use crate::output;
+
+pub(crate) async fn export(cx: &Context, cid: Cid, path: &Path) -> anyhow::Result<()> {
+    let store = cx.store()?;
+    let start = Instant::now();
+    let stats = car::export_file(&store, &[cid], path)
+        .await
+        .with_context(|| format!("car export {cid}"))?;
+    output::emit(
+        cx.json,
+        &json!({
+            "root": cid.to_string(),
+            "output": path,
+            "blocks": stats.blocks,
+            "bytes": stats.bytes,
+            "seconds": output::seconds(start.elapsed()),
+        }),
+        || format!("wrote {} ({} blocks)", path.display(), stats.blocks),
+    )?;
+    Ok(())
+}
+
+pub(crate) async fn import(cx: &Context, path: &Path) -> anyhow::Result<()> {
+    let file = fs::File::open(path).with_context(|| format!("{}", path.display()))?;
+    let store = cx.store()?;
+    let start = Instant::now();
+    let stats = car::import(&store, file, path)
+        .await
+        .with_context(|| format!("car import {}", path.display()))?;
+    store.close().await.context("closing the block store")?;
+    let roots: Vec<String> = stats.roots.iter().map(ToString::to_string).collect();
+    output::emit(
+        cx.json,
+        &json!({
+            "roots": roots,
+            "blocks": stats.blocks,
+            "bytes": stats.bytes,
+            "seconds": output::seconds(start.elapsed()),
+        }),
+        || {
+            format!(
+                "imported {} blocks; roots: {}",
+                stats.blocks,
+                roots.join(" ")
+            )
+        },
+    )?;
+    Ok(())
+}

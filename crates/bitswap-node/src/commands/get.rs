@@ -1,0 +1,94 @@
+//! `get CID --peer MADDR`: fetch a DAG over Bitswap into the store, then write it out.
+
+use std::{io::IsTerminal as _, path::PathBuf, time::Duration, time::Instant};
+
+use anyhow::{Context as _, bail};
+use bitswap::{Blockstore, RedbConfig};
+use bitswap_node::unixfs::{self, EntryKind};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+
+use super::Context;
+use crate::{cli::GetArgs, fetch, output, shutdown, swarm};
+
+pub(crate) async fn run(cx: &Context, args: GetArgs) -> anyhow::Result<()> {
+    let target = args
+        .output
+        .unwrap_or_else(|| PathBuf::from(args.cid.to_string()));
+    if std::fs::symlink_metadata(&target).is_ok() {
+        bail!("{} exists already", target.display());
+    }
+    let dir = cx.data_dir()?;
+    let keypair = dir.identity()?;
+    let store = dir.open_store(RedbConfig::default())?;
+    let mut swarm = swarm::build(keypair, store)?;
+    let store = swarm.behaviour().bitswap.store().clone();
+    let bar = if cx.json || !std::io::stderr().is_terminal() {
+        ProgressBar::hidden()
+    } else {
+        let bar = ProgressBar::new(0);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{bytes}/{total_bytes} {wide_bar} {bytes_per_sec} eta {eta}",
+            )
+            .expect("a valid template"),
+        );
+        bar
+    };
+    let start = Instant::now();
+    let stall = Duration::from_secs(args.timeout.max(1));
+    let stop = shutdown::signal();
+    tokio::pin!(stop);
+    let fetched = tokio::select! {
+        fetched = fetch::fetch_dag(&mut swarm, args.cid, &args.peer, &bar, stall) => fetched,
+        result = &mut stop => {
+            result?;
+            Err(anyhow::anyhow!("interrupted"))
+        }
+    };
+    bar.finish_and_clear();
+    // What arrived stays in the store (verified blocks), durable for the next try.
+    let flushed = store.flush().await.context("flushing the block store");
+    let fetched = fetched?;
+    flushed?;
+    let exported = tokio::select! {
+        exported = unixfs::export(&store, &args.cid, &target) => exported,
+        result = &mut stop => {
+            result?;
+            bail!("interrupted");
+        }
+    }
+    .with_context(|| format!("write {}", target.display()))?;
+    drop(swarm);
+    let kind = match exported.kind {
+        EntryKind::File => "file",
+        EntryKind::Directory => "directory",
+        EntryKind::Symlink => "symlink",
+    };
+    let peers: Vec<String> = fetched.peers.iter().map(ToString::to_string).collect();
+    let seconds = output::seconds(start.elapsed());
+    output::emit(
+        cx.json,
+        &json!({
+            "cid": args.cid.to_string(),
+            "output": target,
+            "kind": kind,
+            "bytes": exported.bytes,
+            "blocks": exported.blocks,
+            "fetched_blocks": fetched.blocks,
+            "fetched_bytes": fetched.bytes,
+            "seconds": seconds,
+            "peers": peers,
+        }),
+        || {
+            format!(
+                "wrote {} ({kind}, {} bytes; {} blocks fetched from {} peer(s) in {seconds} s)",
+                target.display(),
+                exported.bytes,
+                fetched.blocks,
+                peers.len()
+            )
+        },
+    )?;
+    Ok(())
+}

@@ -1,0 +1,74 @@
+//! One module per subcommand; [`run`] dispatches.
+
+mod add;
+mod block;
+mod car;
+mod export;
+mod get;
+mod serve;
+
+use anyhow::Context as _;
+use bitswap::{RedbBlockstore, RedbConfig};
+use bitswap_node::datadir::DataDir;
+use serde_json::json;
+
+use crate::{
+    cli::{BlockCommand, CarCommand, Cli, Command},
+    output,
+};
+
+/// What every command gets: the global flags.
+pub(crate) struct Context {
+    /// The data directory given, if any.
+    data_dir: Option<std::path::PathBuf>,
+    /// `--json`.
+    pub(crate) json: bool,
+}
+
+impl Context {
+    /// Opens the data directory (creating it and its identity on first use).
+    pub(crate) fn data_dir(&self) -> anyhow::Result<DataDir> {
+        let path = match &self.data_dir {
+            Some(path) => path.clone(),
+            None => DataDir::default_path()?,
+        };
+        DataDir::open(&path).with_context(|| format!("data directory {}", path.display()))
+    }
+
+    /// Opens the data directory's block store.
+    pub(crate) fn store(&self) -> anyhow::Result<RedbBlockstore> {
+        Ok(self.data_dir()?.open_store(RedbConfig::default())?)
+    }
+}
+
+/// Runs the command line.
+pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
+    let cx = Context {
+        data_dir: cli.data_dir,
+        json: cli.json,
+    };
+    match cli.command {
+        Command::Add(args) => add::run(&cx, args).await,
+        Command::Export(args) => export::run(&cx, args).await,
+        Command::Serve(args) => serve::run(&cx, args).await,
+        Command::Get(args) => get::run(&cx, args).await,
+        Command::Block(BlockCommand::Get { cid, output }) => block::get(&cx, cid, output).await,
+        Command::Block(BlockCommand::Put {
+            file,
+            cid_version,
+            codec,
+        }) => block::put(&cx, &file, cid_version, codec).await,
+        Command::Car(CarCommand::Export { cid, output }) => car::export(&cx, cid, &output).await,
+        Command::Car(CarCommand::Import { file }) => car::import(&cx, &file).await,
+        Command::Id => {
+            let dir = cx.data_dir()?;
+            let peer_id = dir.identity()?.public().to_peer_id();
+            output::emit(
+                cx.json,
+                &json!({ "peer_id": peer_id.to_string(), "data_dir": dir.path() }),
+                || peer_id.to_string(),
+            )?;
+            Ok(())
+        }
+    }
+}

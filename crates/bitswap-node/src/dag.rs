@@ -1,0 +1,44 @@
+//! The links of a block, whatever it holds: enough to walk any DAG of dag-pb and raw blocks.
+
+use bitswap::Block;
+use cid::Cid;
+
+use crate::unixfs::{DAG_PB, DagPbNode, DecodeError, RAW};
+
+/// Why the links of a block are unknown.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LinksError {
+    /// A dag-pb block that does not decode.
+    #[error("block {cid}: {source}")]
+    Decode {
+        /// The block.
+        cid: Cid,
+        /// Why.
+        #[source]
+        source: DecodeError,
+    },
+    /// A codec whose links this crate cannot read.
+    #[error("block {cid}: codec {codec:#x} is not supported (dag-pb and raw only)")]
+    Codec {
+        /// The block.
+        cid: Cid,
+        /// Its codec.
+        codec: u64,
+    },
+}
+
+/// The CIDs a block links to, in order: none for a raw block, the links of a dag-pb node.
+pub fn links(block: &Block) -> Result<Vec<Cid>, LinksError> {
+    let cid = block.cid();
+    match cid.codec() {
+        RAW => Ok(Vec::new()),
+        DAG_PB => Ok(DagPbNode::decode(block.data())
+            .map_err(|source| LinksError::Decode { cid: *cid, source })?
+            .links
+            .into_iter()
+            .map(|link| link.cid)
+            .collect()),
+        codec => Err(LinksError::Codec { cid: *cid, codec }),
+    }
+}

@@ -1,0 +1,217 @@
+//! The network DAG walk of `get`: every block under a root into the store, many wants in
+//! flight at once.
+//!
+//! Blocks already in the store are read, not fetched; each block fetched (verified by the
+//! Bitswap layer and written to the store before it is reported) adds its links to the walk
+//! at once, so the wants of a whole level go out together and the next level follows each
+//! block as it comes.
+
+use std::{
+    collections::{BTreeSet, HashSet, VecDeque},
+    sync::Arc,
+    time::Duration,
+};
+
+use anyhow::{Context as _, anyhow, bail};
+use bitswap::{Block, Blockstore, Event, RedbBlockstore};
+use bitswap_node::dag;
+use cid::Cid;
+use futures::StreamExt;
+use indicatif::ProgressBar;
+use libp2p::{Multiaddr, PeerId, Swarm, multiaddr::Protocol, swarm::SwarmEvent};
+use tokio::time::{Instant, sleep_until};
+
+use crate::swarm::{Node, NodeEvent};
+
+/// Most CIDs wanted from the network at once.
+const MAX_WANTS_IN_FLIGHT: usize = 1024;
+/// Most CIDs in one query.
+const MAX_CIDS_PER_QUERY: usize = 256;
+
+/// What the walk did.
+#[derive(Debug, Default)]
+pub(crate) struct Fetched {
+    /// Blocks that came from the network.
+    pub(crate) blocks: u64,
+    /// Their bytes.
+    pub(crate) bytes: u64,
+    /// Blocks that were in the store already.
+    pub(crate) local_blocks: u64,
+    /// Peers we were connected to.
+    pub(crate) peers: BTreeSet<PeerId>,
+}
+
+/// The walk's state.
+struct Walk<'a> {
+    swarm: &'a mut Swarm<Node>,
+    store: Arc<RedbBlockstore>,
+    bar: &'a ProgressBar,
+    root: Cid,
+    /// Every CID met, so that a block shared by several parents is fetched once.
+    seen: HashSet<Cid>,
+    /// CIDs to look up in the store.
+    unchecked: Vec<Cid>,
+    /// CIDs not in the store, to ask the network for.
+    wanted: VecDeque<Cid>,
+    in_flight: usize,
+    fetched: Fetched,
+}
+
+impl Walk<'_> {
+    /// Takes note of a block's links (and of the DAG's size, at the root).
+    fn visit(&mut self, block: &Block) -> anyhow::Result<()> {
+        let links = dag::links(block)?;
+        if *block.cid() == self.root {
+            // The root's cumulative size: its block and every link's Tsize.
+            if let Ok(node) = bitswap_node::unixfs::DagPbNode::decode(block.data()) {
+                let total = block.data().len() as u64
+                    + node.links.iter().map(|link| link.tsize).sum::<u64>();
+                self.bar.set_length(total);
+            } else {
+                self.bar.set_length(block.data().len() as u64);
+            }
+        }
+        self.bar.inc(block.data().len() as u64);
+        for link in links {
+            if self.seen.insert(link) {
+                self.unchecked.push(link);
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads what the store has; queues the rest for the network.
+    async fn check_store(&mut self) -> anyhow::Result<()> {
+        while let Some(cid) = self.unchecked.pop() {
+            match self.store.get(&cid).await.context("block store")? {
+                Some(block) => {
+                    self.fetched.local_blocks += 1;
+                    self.visit(&block)?;
+                }
+                None => self.wanted.push_back(cid),
+            }
+        }
+        Ok(())
+    }
+
+    /// Asks the network for queued CIDs, up to the in-flight bound.
+    fn request(&mut self, session: bitswap::SessionId) -> anyhow::Result<()> {
+        while self.in_flight < MAX_WANTS_IN_FLIGHT && !self.wanted.is_empty() {
+            let n = (MAX_WANTS_IN_FLIGHT - self.in_flight)
+                .min(MAX_CIDS_PER_QUERY)
+                .min(self.wanted.len());
+            let cids: Vec<Cid> = self.wanted.drain(..n).collect();
+            self.swarm
+                .behaviour_mut()
+                .bitswap
+                .get_many(cids, Some(session))
+                .map_err(|error| anyhow!("bitswap refused the wants: {error}"))?;
+            self.in_flight += n;
+        }
+        Ok(())
+    }
+}
+
+/// Fetches every block of the DAG under `root` that the store lacks from `peers`, giving up
+/// after `stall` without a new block.
+pub(crate) async fn fetch_dag(
+    swarm: &mut Swarm<Node>,
+    root: Cid,
+    peers: &[Multiaddr],
+    bar: &ProgressBar,
+    stall: Duration,
+) -> anyhow::Result<Fetched> {
+    let store = swarm.behaviour().bitswap.store().clone();
+    let mut walk = Walk {
+        swarm,
+        store,
+        bar,
+        root,
+        seen: HashSet::from([root]),
+        unchecked: vec![root],
+        wanted: VecDeque::new(),
+        in_flight: 0,
+        fetched: Fetched::default(),
+    };
+    walk.check_store().await?;
+    if walk.wanted.is_empty() {
+        return Ok(walk.fetched);
+    }
+    if peers.is_empty() {
+        bail!("{root} is not in the local store and no --peer was given");
+    }
+    for address in peers {
+        walk.swarm
+            .dial(address.clone())
+            .with_context(|| format!("dial {address}"))?;
+    }
+    let expected: HashSet<PeerId> = peers.iter().filter_map(peer_id).collect();
+    let session = walk.swarm.behaviour_mut().bitswap.new_session();
+    let mut failed_dials = 0;
+    let mut last_error = String::new();
+    let mut deadline = Instant::now() + stall;
+    loop {
+        walk.check_store().await?;
+        walk.request(session)?;
+        if walk.in_flight == 0 && walk.wanted.is_empty() {
+            break;
+        }
+        let event = tokio::select! {
+            event = walk.swarm.select_next_some() => event,
+            () = sleep_until(deadline) => bail!(
+                "no block for {} s from {} connected peer(s); {} block(s) still missing{}",
+                stall.as_secs(),
+                walk.fetched.peers.len(),
+                walk.in_flight + walk.wanted.len(),
+                if last_error.is_empty() { String::new() } else { format!(" (last error: {last_error})") },
+            ),
+        };
+        match event {
+            SwarmEvent::Behaviour(NodeEvent::Bitswap(event)) => match event {
+                Event::BlockReceived { block, .. } => {
+                    walk.in_flight = walk.in_flight.saturating_sub(1);
+                    walk.fetched.blocks += 1;
+                    walk.fetched.bytes += block.data().len() as u64;
+                    deadline = Instant::now() + stall;
+                    walk.visit(&block)?;
+                }
+                Event::QueryFailed { error, .. } => bail!("fetch failed: {error}"),
+                Event::StoreFailed { error, .. } => bail!("block store: {error}"),
+                Event::FindProviders { cid } => {
+                    let peers: Vec<PeerId> = walk.fetched.peers.iter().copied().collect();
+                    walk.swarm
+                        .behaviour_mut()
+                        .bitswap
+                        .add_providers(&cid, peers);
+                }
+                _ => {}
+            },
+            SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+                walk.fetched.peers.insert(peer_id);
+                walk.swarm
+                    .behaviour_mut()
+                    .bitswap
+                    .add_providers(&root, [peer_id]);
+            }
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                last_error = error.to_string().replace('\n', " ");
+                if peer_id.is_none_or(|peer| expected.contains(&peer)) {
+                    failed_dials += 1;
+                }
+                if failed_dials >= peers.len() && walk.fetched.peers.is_empty() {
+                    bail!("cannot reach any peer: {last_error}");
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(walk.fetched)
+}
+
+/// The peer id at the end of a multiaddr, if any.
+fn peer_id(address: &Multiaddr) -> Option<PeerId> {
+    match address.iter().last() {
+        Some(Protocol::P2p(peer)) => Some(peer),
+        _ => None,
+    }
+}

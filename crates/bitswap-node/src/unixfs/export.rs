@@ -1,0 +1,407 @@
+//! The exporter: a DAG walk that rebuilds a file, directory or symlink from the store.
+//!
+//! Every block comes from [`Blockstore::get`], which returns only blocks whose bytes hash to
+//! their CID; the walk also checks the UnixFS sizes (each node's `filesize` against its data
+//! and `blocksizes`, each child against its parent's `blocksizes` entry), so a file written out
+//! has exactly the bytes and length its root claims. Output goes to a temporary entry in the
+//! target's directory, renamed onto the target only once complete.
+
+use std::{
+    fs,
+    io::{self, BufWriter, Write},
+    path::{Component, Path, PathBuf},
+};
+
+use bitswap::Blockstore;
+use bytes::Bytes;
+use cid::Cid;
+
+use super::{
+    layout::{DAG_PB, RAW},
+    pb::{DagPbNode, DataType, DecodeError, Link, UnixfsData},
+};
+
+/// The deepest DAG walked (kubo's files of many terabytes are 5 levels deep).
+pub const MAX_DEPTH: usize = 64;
+
+/// What a root turned out to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    /// A file (or a raw block).
+    File,
+    /// A directory.
+    Directory,
+    /// A symbolic link.
+    Symlink,
+}
+
+/// The result of an export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exported {
+    /// What the root is.
+    pub kind: EntryKind,
+    /// File bytes written.
+    pub bytes: u64,
+    /// Blocks read.
+    pub blocks: u64,
+}
+
+/// Why an export failed. Nothing is left at the target: the temporary output is removed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExportError {
+    /// A block of the DAG is not in the store.
+    #[error("block {0} is not in the store")]
+    Missing(Cid),
+    /// The store failed.
+    #[error("block store: {0}")]
+    Store(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A block does not decode.
+    #[error("block {cid}: {source}")]
+    Decode {
+        /// The block.
+        cid: Cid,
+        /// Why.
+        #[source]
+        source: DecodeError,
+    },
+    /// A node contradicts the UnixFS rules or its parent.
+    #[error("block {cid}: {reason}")]
+    Invalid {
+        /// The node.
+        cid: Cid,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A node this exporter cannot write (a HAMT-sharded directory, a codec other than dag-pb
+    /// and raw, a symlink off Unix).
+    #[error("block {cid}: {what} is not supported")]
+    Unsupported {
+        /// The node.
+        cid: Cid,
+        /// What it is.
+        what: &'static str,
+    },
+    /// The DAG is deeper than [`MAX_DEPTH`].
+    #[error("DAG deeper than {MAX_DEPTH} levels")]
+    TooDeep,
+    /// The target exists already.
+    #[error("{} exists already", .0.display())]
+    Exists(PathBuf),
+    /// Writing failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file written.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// A decoded node.
+#[derive(Debug)]
+enum Node {
+    /// File bytes with children after them (a raw block has no children).
+    File {
+        data: Bytes,
+        links: Vec<Link>,
+        blocksizes: Vec<u64>,
+    },
+    Directory(Vec<Link>),
+    Symlink(Bytes),
+}
+
+/// Reads and decodes one node.
+async fn load<S: Blockstore>(store: &S, cid: &Cid) -> Result<Node, ExportError> {
+    let block = store
+        .get(cid)
+        .await
+        .map_err(|error| ExportError::Store(Box::new(error)))?
+        .ok_or(ExportError::Missing(*cid))?;
+    let decode = |source| ExportError::Decode { cid: *cid, source };
+    match cid.codec() {
+        RAW => Ok(Node::File {
+            data: block.into_parts().1,
+            links: Vec::new(),
+            blocksizes: Vec::new(),
+        }),
+        DAG_PB => {
+            let node = DagPbNode::decode(block.data()).map_err(decode)?;
+            let data = node.data.ok_or(DecodeError::NoData).map_err(decode)?;
+            let unixfs = UnixfsData::decode_from(&data).map_err(decode)?;
+            match unixfs.kind().map_err(decode)? {
+                DataType::File | DataType::Raw => {
+                    let own = unixfs.data.unwrap_or_default();
+                    if unixfs.blocksizes.len() != node.links.len() {
+                        return Err(invalid(cid, "blocksizes and links differ in number"));
+                    }
+                    let total = unixfs
+                        .blocksizes
+                        .iter()
+                        .try_fold(own.len() as u64, |sum, size| sum.checked_add(*size));
+                    if let Some(filesize) = unixfs.filesize
+                        && total != Some(filesize)
+                    {
+                        return Err(invalid(cid, "filesize is not data plus blocksizes"));
+                    }
+                    Ok(Node::File {
+                        data: own,
+                        links: node.links,
+                        blocksizes: unixfs.blocksizes,
+                    })
+                }
+                DataType::Directory => Ok(Node::Directory(node.links)),
+                DataType::Symlink => Ok(Node::Symlink(unixfs.data.unwrap_or_default())),
+                DataType::HamtShard => Err(ExportError::Unsupported {
+                    cid: *cid,
+                    what: "a HAMT-sharded directory",
+                }),
+                DataType::Metadata => Err(ExportError::Unsupported {
+                    cid: *cid,
+                    what: "a UnixFS metadata node",
+                }),
+            }
+        }
+        _ => Err(ExportError::Unsupported {
+            cid: *cid,
+            what: "a codec other than dag-pb and raw",
+        }),
+    }
+}
+
+fn invalid(cid: &Cid, reason: &str) -> ExportError {
+    ExportError::Invalid {
+        cid: *cid,
+        reason: reason.to_owned(),
+    }
+}
+
+/// Writes the bytes of the file rooted at `root` to `out`, checking every size on the way.
+/// Returns the bytes written and the blocks read.
+pub async fn write_file<S: Blockstore>(
+    store: &S,
+    root: &Cid,
+    out: &mut impl Write,
+    path: &Path,
+) -> Result<(u64, u64), ExportError> {
+    let first = load(store, root).await?;
+    write_file_from(store, root, first, out, path).await
+}
+
+/// [`write_file`] from a root already loaded.
+async fn write_file_from<S: Blockstore>(
+    store: &S,
+    root: &Cid,
+    first: Node,
+    out: &mut impl Write,
+    path: &Path,
+) -> Result<(u64, u64), ExportError> {
+    let io = |source| ExportError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    // Nodes still to write, last first: (CID, the size its parent claims, depth).
+    let mut stack: Vec<(Cid, Option<u64>, usize)> = Vec::new();
+    let mut next = Some((first, *root, None, 0));
+    let (mut bytes, mut blocks) = (0u64, 0u64);
+    loop {
+        let (node, cid, expected, depth) = match next.take() {
+            Some(loaded) => loaded,
+            None => match stack.pop() {
+                Some((cid, expected, depth)) => (load(store, &cid).await?, cid, expected, depth),
+                None => break,
+            },
+        };
+        blocks += 1;
+        let Node::File {
+            data,
+            links,
+            blocksizes,
+        } = node
+        else {
+            return Err(invalid(&cid, "not part of a file"));
+        };
+        let size = data.len() as u64 + blocksizes.iter().sum::<u64>();
+        if expected.is_some_and(|expected| expected != size) {
+            return Err(invalid(&cid, "size differs from its parent's blocksizes"));
+        }
+        if !links.is_empty() && depth >= MAX_DEPTH {
+            return Err(ExportError::TooDeep);
+        }
+        out.write_all(&data).map_err(io)?;
+        bytes += data.len() as u64;
+        for (link, size) in links.iter().zip(blocksizes).rev() {
+            stack.push((link.cid, Some(size), depth + 1));
+        }
+    }
+    Ok((bytes, blocks))
+}
+
+/// Rebuilds the DAG at `root` as `target`: a file, a directory tree or a symlink. `target`
+/// must not exist; it appears only once complete.
+pub async fn export<S: Blockstore>(
+    store: &S,
+    root: &Cid,
+    target: &Path,
+) -> Result<Exported, ExportError> {
+    if fs::symlink_metadata(target).is_ok() {
+        return Err(ExportError::Exists(target.to_path_buf()));
+    }
+    let parent = match target.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| ExportError::Io { path, source }
+    };
+    let temp = || {
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(".bitswap-node-");
+        builder
+    };
+    match load(store, root).await? {
+        node @ Node::File { .. } => {
+            let mut file = temp().tempfile_in(parent).map_err(io(parent))?;
+            let mut out = BufWriter::new(file.as_file_mut());
+            let (bytes, blocks) = write_file_from(store, root, node, &mut out, target).await?;
+            out.flush().map_err(io(target))?;
+            drop(out);
+            file.as_file().sync_all().map_err(io(target))?;
+            set_mode(file.path(), 0o644).map_err(io(target))?;
+            file.persist_noclobber(target)
+                .map_err(|error| io(target)(error.error))?;
+            Ok(Exported {
+                kind: EntryKind::File,
+                bytes,
+                blocks,
+            })
+        }
+        Node::Symlink(target_bytes) => {
+            write_symlink(root, &target_bytes, target)?;
+            Ok(Exported {
+                kind: EntryKind::Symlink,
+                bytes: 0,
+                blocks: 1,
+            })
+        }
+        Node::Directory(links) => {
+            let dir = temp().tempdir_in(parent).map_err(io(parent))?;
+            let (bytes, blocks) = write_dir(store, root, links, dir.path()).await?;
+            set_mode(dir.path(), 0o755).map_err(io(target))?;
+            if fs::symlink_metadata(target).is_ok() {
+                return Err(ExportError::Exists(target.to_path_buf()));
+            }
+            let kept = dir.keep();
+            if let Err(source) = fs::rename(&kept, target) {
+                let _ = fs::remove_dir_all(&kept);
+                return Err(io(target)(source));
+            }
+            Ok(Exported {
+                kind: EntryKind::Directory,
+                bytes,
+                blocks: blocks + 1,
+            })
+        }
+    }
+}
+
+/// Writes the entries of a directory (already created at `path`) and everything below.
+async fn write_dir<S: Blockstore>(
+    store: &S,
+    cid: &Cid,
+    links: Vec<Link>,
+    path: &Path,
+) -> Result<(u64, u64), ExportError> {
+    let (mut bytes, mut blocks) = (0u64, 0u64);
+    // Entries still to write: (CID, path, depth).
+    let mut stack: Vec<(Cid, PathBuf, usize)> = Vec::new();
+    push_entries(&mut stack, cid, links, path, 1)?;
+    while let Some((cid, path, depth)) = stack.pop() {
+        if depth > MAX_DEPTH {
+            return Err(ExportError::TooDeep);
+        }
+        let io = |source| ExportError::Io {
+            path: path.clone(),
+            source,
+        };
+        match load(store, &cid).await? {
+            node @ Node::File { .. } => {
+                let file = fs::File::create_new(&path).map_err(io)?;
+                let mut out = BufWriter::new(file);
+                let (b, n) = write_file_from(store, &cid, node, &mut out, &path).await?;
+                let file = out.into_inner().map_err(|error| io(error.into_error()))?;
+                file.sync_all().map_err(io)?;
+                bytes += b;
+                blocks += n;
+            }
+            Node::Directory(links) => {
+                fs::create_dir(&path).map_err(io)?;
+                blocks += 1;
+                push_entries(&mut stack, &cid, links, &path, depth + 1)?;
+            }
+            Node::Symlink(target) => {
+                write_symlink(&cid, &target, &path)?;
+                blocks += 1;
+            }
+        }
+    }
+    Ok((bytes, blocks))
+}
+
+/// Queues a directory's entries, refusing names that would leave the directory.
+fn push_entries(
+    stack: &mut Vec<(Cid, PathBuf, usize)>,
+    cid: &Cid,
+    links: Vec<Link>,
+    path: &Path,
+    depth: usize,
+) -> Result<(), ExportError> {
+    for link in links.into_iter().rev() {
+        let mut components = Path::new(&link.name).components();
+        let plain = matches!(components.next(), Some(Component::Normal(_)))
+            && components.next().is_none()
+            && !link.name.contains(['/', '\\', '\0']);
+        if !plain {
+            return Err(ExportError::Invalid {
+                cid: *cid,
+                reason: format!("unsafe entry name {:?}", link.name),
+            });
+        }
+        stack.push((link.cid, path.join(&link.name), depth));
+    }
+    Ok(())
+}
+
+#[cfg(unix)]
+fn write_symlink(cid: &Cid, target: &[u8], path: &Path) -> Result<(), ExportError> {
+    use std::{ffi::OsStr, os::unix::ffi::OsStrExt};
+
+    if target.is_empty() || target.contains(&0) {
+        return Err(invalid(cid, "empty symlink target or one with a NUL byte"));
+    }
+    std::os::unix::fs::symlink(OsStr::from_bytes(target), path).map_err(|source| ExportError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+#[cfg(not(unix))]
+fn write_symlink(cid: &Cid, _target: &[u8], _path: &Path) -> Result<(), ExportError> {
+    Err(ExportError::Unsupported {
+        cid: *cid,
+        what: "a symlink on this platform",
+    })
+}
+
+#[cfg(unix)]
+fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+}
+
+#[cfg(not(unix))]
+fn set_mode(_path: &Path, _mode: u32) -> io::Result<()> {
+    Ok(())
+}

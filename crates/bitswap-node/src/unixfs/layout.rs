@@ -1,0 +1,399 @@
+//! [`Layout`]: how a file becomes blocks, and [`FileBuilder`]: kubo's balanced DAG, built while
+//! the chunks stream in.
+
+use bitswap::{Block, BlockError};
+use bytes::Bytes;
+use cid::Cid;
+use prost::Message as _;
+
+use super::pb::{DagPbNode, Link, UnixfsData};
+
+/// Multicodec of dag-pb.
+pub const DAG_PB: u64 = 0x70;
+/// Multicodec of raw bytes.
+pub const RAW: u64 = 0x55;
+/// kubo's default chunk size: 256 KiB.
+pub const DEFAULT_CHUNK_SIZE_BYTES: usize = 256 * 1024;
+/// kubo's default number of links per node of the balanced layout.
+pub const DEFAULT_MAX_LINKS: usize = 174;
+/// The largest chunk accepted, kubo's limit too: 1 MiB.
+pub const MAX_CHUNK_SIZE_BYTES: usize = 1024 * 1024;
+/// The most links per file node accepted (keeps a node well under the 2 MiB block limit).
+pub const MAX_LINKS: usize = 8192;
+
+/// The version of the CIDs an import writes (raw leaves are CIDv1 whatever it says).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CidVersion {
+    /// CIDv0: `Qm...`, dag-pb and sha2-256 only.
+    V0,
+    /// CIDv1.
+    V1,
+}
+
+/// How files are cut into blocks and linked: chunk size, links per node, CID version and leaf
+/// format.
+///
+/// [`Layout::default`] is kubo's `ipfs add` (CIDv0, dag-pb leaves, 256 KiB chunks, 174 links);
+/// [`Layout::v1_raw_leaves`] is `ipfs add --cid-version 1 --raw-leaves`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    cid_version: CidVersion,
+    raw_leaves: bool,
+    chunk_size: usize,
+    max_links: usize,
+}
+
+impl Default for Layout {
+    fn default() -> Self {
+        Self {
+            cid_version: CidVersion::V0,
+            raw_leaves: false,
+            chunk_size: DEFAULT_CHUNK_SIZE_BYTES,
+            max_links: DEFAULT_MAX_LINKS,
+        }
+    }
+}
+
+impl Layout {
+    /// kubo's `--cid-version 1 --raw-leaves`: CIDv1 dag-pb nodes over raw leaves.
+    pub fn v1_raw_leaves() -> Self {
+        Self::default()
+            .with_cid_version(CidVersion::V1)
+            .with_raw_leaves(true)
+    }
+
+    /// Sets the CID version of dag-pb nodes. Default: [`CidVersion::V0`].
+    pub fn with_cid_version(mut self, version: CidVersion) -> Self {
+        self.cid_version = version;
+        self
+    }
+
+    /// Whether leaves are raw blocks (CIDv1, codec raw) instead of UnixFS file nodes.
+    /// Default: false.
+    pub fn with_raw_leaves(mut self, raw: bool) -> Self {
+        self.raw_leaves = raw;
+        self
+    }
+
+    /// Sets the chunk size in bytes, 1 to [`MAX_CHUNK_SIZE_BYTES`]. Default: 256 KiB.
+    pub fn with_chunk_size(mut self, bytes: usize) -> Result<Self, LayoutError> {
+        if bytes == 0 || bytes > MAX_CHUNK_SIZE_BYTES {
+            return Err(LayoutError::ChunkSize(bytes));
+        }
+        self.chunk_size = bytes;
+        Ok(self)
+    }
+
+    /// Sets the most links of a file node, 2 to [`MAX_LINKS`]. Default: 174.
+    pub fn with_max_links(mut self, links: usize) -> Result<Self, LayoutError> {
+        if !(2..=MAX_LINKS).contains(&links) {
+            return Err(LayoutError::MaxLinks(links));
+        }
+        self.max_links = links;
+        Ok(self)
+    }
+
+    /// The CID version of dag-pb nodes.
+    pub fn cid_version(&self) -> CidVersion {
+        self.cid_version
+    }
+
+    /// Whether leaves are raw blocks.
+    pub fn raw_leaves(&self) -> bool {
+        self.raw_leaves
+    }
+
+    /// The chunk size in bytes.
+    pub fn chunk_size(&self) -> usize {
+        self.chunk_size
+    }
+
+    /// The most links of a file node.
+    pub fn max_links(&self) -> usize {
+        self.max_links
+    }
+
+    /// A dag-pb block of `node`, with this layout's CID version.
+    pub fn dag_pb_block(&self, node: &DagPbNode) -> Result<Block, BlockError> {
+        let data = Bytes::from(node.encode());
+        match self.cid_version {
+            CidVersion::V0 => Block::from_v0_data(data),
+            CidVersion::V1 => v1_block(DAG_PB, data),
+        }
+    }
+
+    /// The leaf of one chunk, and the chunk's length.
+    fn leaf(&self, chunk: Bytes) -> Result<(Block, u64), BlockError> {
+        let len = chunk.len() as u64;
+        let block = if self.raw_leaves {
+            v1_block(RAW, chunk)?
+        } else {
+            let data = UnixfsData::file(chunk, Vec::new()).encode_to_vec();
+            self.dag_pb_block(&DagPbNode {
+                links: Vec::new(),
+                data: Some(data.into()),
+            })?
+        };
+        Ok((block, len))
+    }
+}
+
+/// A CIDv1 sha2-256 block of `codec` (which must fit one varint byte, as dag-pb and raw do).
+pub fn v1_block(codec: u64, data: Bytes) -> Result<Block, BlockError> {
+    debug_assert!(codec < 0x80);
+    Block::from_prefix(&[1, codec as u8, 0x12, 0x20], data)
+}
+
+/// Why a [`Layout`] setting was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LayoutError {
+    /// The chunk size is out of range.
+    #[error("chunk size {0} is not between 1 and {MAX_CHUNK_SIZE_BYTES} bytes")]
+    ChunkSize(usize),
+    /// The number of links is out of range.
+    #[error("max links {0} is not between 2 and {MAX_LINKS}")]
+    MaxLinks(usize),
+}
+
+/// A node already built, as its parent links to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Child {
+    /// Its CID.
+    pub cid: Cid,
+    /// The cumulative size of its DAG (dag-pb `Tsize`).
+    pub tsize: u64,
+    /// The file bytes under it (UnixFS `blocksizes` entry).
+    pub filesize: u64,
+}
+
+/// Builds kubo's balanced file DAG one chunk at a time, handing out each block as soon as it is
+/// final, so that a file of any size needs memory for one chunk and one open node per level.
+///
+/// The shape is that of boxo's `balanced.Layout`: the first leaf is the root until a second
+/// one comes; then the root is the smallest full-left tree of `max_links`-ary nodes over the
+/// leaves, in which a node at depth `d` above the leaves holds up to `max_links` subtrees of
+/// depth `d - 1` (the last one possibly partial, never shortened).
+#[derive(Debug)]
+pub struct FileBuilder {
+    layout: Layout,
+    /// `levels[d]`: the children of the open node `d + 1` levels above the leaves.
+    levels: Vec<Vec<Child>>,
+    leaves: u64,
+}
+
+impl FileBuilder {
+    /// A builder for one file.
+    pub fn new(layout: Layout) -> Self {
+        Self {
+            layout,
+            levels: vec![Vec::new()],
+            leaves: 0,
+        }
+    }
+
+    /// Adds the next chunk (not empty, at most the chunk size) and appends the blocks it
+    /// completes to `out`: its leaf, and each node it fills.
+    pub fn push(&mut self, chunk: Bytes, out: &mut Vec<Block>) -> Result<(), BlockError> {
+        debug_assert!(!chunk.is_empty() && chunk.len() <= self.layout.chunk_size);
+        let (leaf, filesize) = self.layout.leaf(chunk)?;
+        self.leaves += 1;
+        self.levels[0].push(Child {
+            cid: *leaf.cid(),
+            tsize: leaf.data().len() as u64,
+            filesize,
+        });
+        out.push(leaf);
+        // A full node is final: it is either the root or a child of a node above it.
+        let mut level = 0;
+        while self.levels[level].len() == self.layout.max_links {
+            let children = std::mem::take(&mut self.levels[level]);
+            let node = self.node(children, out)?;
+            if level + 1 == self.levels.len() {
+                self.levels.push(Vec::new());
+            }
+            self.levels[level + 1].push(node);
+            level += 1;
+        }
+        Ok(())
+    }
+
+    /// Closes the open nodes and returns the root, appending the blocks built to `out`. An
+    /// empty file is one empty leaf.
+    pub fn finish(mut self, out: &mut Vec<Block>) -> Result<Child, BlockError> {
+        if self.leaves == 0 {
+            let (leaf, filesize) = self.layout.leaf(Bytes::new())?;
+            let root = Child {
+                cid: *leaf.cid(),
+                tsize: leaf.data().len() as u64,
+                filesize,
+            };
+            out.push(leaf);
+            return Ok(root);
+        }
+        let depth = depth(self.leaves, self.layout.max_links as u64);
+        let mut carry: Option<Child> = None;
+        for level in 0..depth {
+            let mut children = std::mem::take(&mut self.levels[level]);
+            children.extend(carry.take());
+            if !children.is_empty() {
+                carry = Some(self.node(children, out)?);
+            }
+        }
+        match carry {
+            Some(root) => Ok(root),
+            // The leaves filled a whole tree: its root was closed as soon as it was full.
+            None => Ok(self.levels[depth][0]),
+        }
+    }
+
+    /// Builds the file node over `children`.
+    fn node(&self, children: Vec<Child>, out: &mut Vec<Block>) -> Result<Child, BlockError> {
+        let blocksizes = children.iter().map(|c| c.filesize).collect();
+        let data = UnixfsData::file(Bytes::new(), blocksizes);
+        let filesize = data.filesize.unwrap_or(0);
+        let below: u64 = children.iter().map(|c| c.tsize).sum();
+        let node = DagPbNode {
+            links: children
+                .iter()
+                .map(|c| Link {
+                    cid: c.cid,
+                    name: String::new(),
+                    tsize: c.tsize,
+                })
+                .collect(),
+            data: Some(data.encode_to_vec().into()),
+        };
+        let block = self.layout.dag_pb_block(&node)?;
+        let child = Child {
+            cid: *block.cid(),
+            tsize: block.data().len() as u64 + below,
+            filesize,
+        };
+        out.push(block);
+        Ok(child)
+    }
+}
+
+/// The number of node levels above `leaves` leaves: 0 for one leaf, else the smallest `d` with
+/// `max_links^d >= leaves`.
+fn depth(leaves: u64, max_links: u64) -> usize {
+    let mut depth = 0;
+    let mut capacity = 1u64;
+    while capacity < leaves {
+        capacity = capacity.saturating_mul(max_links);
+        depth += 1;
+    }
+    depth
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build(layout: Layout, bytes: &[u8]) -> (Child, Vec<Block>) {
+        let mut builder = FileBuilder::new(layout);
+        let mut out = Vec::new();
+        for chunk in bytes.chunks(layout.chunk_size()) {
+            builder
+                .push(Bytes::copy_from_slice(chunk), &mut out)
+                .unwrap();
+        }
+        let root = builder.finish(&mut out).unwrap();
+        (root, out)
+    }
+
+    #[test]
+    fn empty_file_has_the_well_known_cids() {
+        let (root, blocks) = build(Layout::default(), b"");
+        assert_eq!(
+            root.cid.to_string(),
+            "QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH"
+        );
+        assert_eq!((root.tsize, root.filesize, blocks.len()), (6, 0, 1));
+        let (root, _) = build(Layout::v1_raw_leaves(), b"");
+        assert_eq!(
+            root.cid.to_string(),
+            "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"
+        );
+    }
+
+    /// Checked against kubo v0.22 (`AddFile` of a file holding `a`).
+    #[test]
+    fn one_byte_file_is_one_leaf() {
+        let (root, blocks) = build(Layout::default(), b"a");
+        assert_eq!(
+            root.cid.to_string(),
+            "QmfDmsHTywy6L9Ne5RXsj5YumDedfBLMvCvmaxjBoe6w4d"
+        );
+        assert_eq!(blocks.len(), 1);
+        // A raw leaf is the bytes themselves: the CIDv1 of `a` as raw.
+        let (root, _) = build(Layout::v1_raw_leaves(), b"a");
+        assert_eq!(
+            root.cid,
+            *v1_block(RAW, Bytes::from_static(b"a")).unwrap().cid()
+        );
+    }
+
+    #[test]
+    fn depth_is_the_smallest_that_fits() {
+        assert_eq!(depth(1, 174), 0);
+        assert_eq!(depth(2, 174), 1);
+        assert_eq!(depth(174, 174), 1);
+        assert_eq!(depth(175, 174), 2);
+        assert_eq!(depth(174 * 174, 174), 2);
+        assert_eq!(depth(174 * 174 + 1, 174), 3);
+    }
+
+    /// Decodes the links of a dag-pb block.
+    fn links(block: &Block) -> Vec<Link> {
+        DagPbNode::decode(block.data()).unwrap().links
+    }
+
+    #[test]
+    fn partial_last_subtree_keeps_its_depth() {
+        // Chunks of 1 byte, 3 links: 4 leaves make a root over a full node and a node with one
+        // leaf (not the leaf itself), as boxo's fillNodeRec does.
+        let layout = Layout::default()
+            .with_chunk_size(1)
+            .unwrap()
+            .with_max_links(3)
+            .unwrap();
+        let (root, blocks) = build(layout, b"abcd");
+        assert_eq!(root.filesize, 4);
+        let root_block = blocks.iter().find(|b| *b.cid() == root.cid).unwrap();
+        let top = links(root_block);
+        assert_eq!(top.len(), 2);
+        let second = blocks.iter().find(|b| *b.cid() == top[1].cid).unwrap();
+        assert_eq!(links(second).len(), 1);
+        // 4 leaves, 2 nodes at depth 1, the root.
+        assert_eq!(blocks.len(), 7);
+        let tsize: u64 = blocks.iter().map(|b| b.data().len() as u64).sum();
+        assert_eq!(root.tsize, tsize);
+    }
+
+    #[test]
+    fn full_tree_root_is_closed_once() {
+        let layout = Layout::default()
+            .with_chunk_size(1)
+            .unwrap()
+            .with_max_links(2)
+            .unwrap();
+        // 4 leaves, 2 links: exactly a full tree of depth 2.
+        let (root, blocks) = build(layout, b"abcd");
+        assert_eq!(blocks.len(), 7);
+        assert_eq!(*blocks.last().unwrap().cid(), root.cid);
+    }
+
+    #[test]
+    fn settings_are_checked() {
+        assert!(Layout::default().with_chunk_size(0).is_err());
+        assert!(
+            Layout::default()
+                .with_chunk_size(MAX_CHUNK_SIZE_BYTES + 1)
+                .is_err()
+        );
+        assert!(Layout::default().with_max_links(1).is_err());
+        assert!(Layout::default().with_max_links(MAX_LINKS + 1).is_err());
+    }
+}

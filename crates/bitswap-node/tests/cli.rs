@@ -1,0 +1,261 @@
+//! The binary as a person or a script runs it: one JSON object with `--json`, one error line
+//! on stderr and a non-zero exit on failure, nothing half-written left behind.
+
+use std::{
+    fs,
+    path::Path,
+    process::{Command, Output},
+};
+
+use serde_json::Value;
+
+/// Runs `bitswap-node --data-dir DIR ARGS...`.
+fn node(data_dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_bitswap-node"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+/// Runs a command that must succeed with `--json` and returns its one JSON object.
+fn json(data_dir: &Path, args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let output = node(data_dir, &all);
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        output.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(stdout.lines().count(), 1, "one line: {stdout:?}");
+    let value: Value = serde_json::from_str(&stdout).unwrap();
+    assert!(value.is_object());
+    value
+}
+
+/// Runs a command that must fail: one line on stderr, nothing on stdout.
+fn fails(data_dir: &Path, args: &[&str]) -> String {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let output = node(data_dir, &all);
+    assert!(!output.status.success(), "{args:?} succeeded");
+    assert!(output.stdout.is_empty(), "stdout: {:?}", output.stdout);
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr:?}");
+    assert!(stderr.starts_with("error: "), "{stderr:?}");
+    stderr
+}
+
+fn s(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+#[test]
+fn add_then_export_round_trips_a_file() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("node");
+    let input = temp.path().join("input");
+    let data: Vec<u8> = (0..600_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    fs::write(&input, &data).unwrap();
+
+    let added = json(&dir, &["add", s(&input)]);
+    let root = added["root"].as_str().unwrap().to_owned();
+    assert!(root.starts_with("Qm"));
+    assert_eq!(added["bytes"], 600_000);
+    // Three leaves and their parent.
+    assert_eq!(added["blocks"], 4);
+    assert!(added["seconds"].as_f64().unwrap() >= 0.0);
+
+    let out = temp.path().join("out");
+    let exported = json(&dir, &["export", &root, "-o", s(&out)]);
+    assert_eq!(exported["bytes"], 600_000);
+    assert_eq!(exported["kind"], "file");
+    assert_eq!(fs::read(&out).unwrap(), data);
+
+    // The target exists now: refused, and left as it was.
+    let error = fails(&dir, &["export", &root, "-o", s(&out)]);
+    assert!(error.contains("exists"), "{error}");
+    assert_eq!(fs::read(&out).unwrap(), data);
+
+    // Human output names the root.
+    let output = node(&dir, &["add", s(&input)]);
+    assert!(String::from_utf8(output.stdout).unwrap().contains(&root));
+}
+
+#[test]
+fn well_known_cids() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("node");
+    let empty = temp.path().join("empty");
+    fs::write(&empty, b"").unwrap();
+    let v0 = json(&dir, &["add", s(&empty)]);
+    assert_eq!(v0["root"], "QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH");
+    let v1 = json(&dir, &["add", "--cid-version", "1", s(&empty)]);
+    assert_eq!(
+        v1["root"],
+        "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"
+    );
+    // CIDv1 with UnixFS leaves when raw leaves are turned off.
+    let v1_pb = json(
+        &dir,
+        &["add", "--cid-version", "1", "--raw-leaves=false", s(&empty)],
+    );
+    assert!(v1_pb["root"].as_str().unwrap().starts_with("bafybei"));
+    let empty_dir = temp.path().join("empty-dir");
+    fs::create_dir(&empty_dir).unwrap();
+    let d = json(&dir, &["add", s(&empty_dir)]);
+    assert_eq!(d["root"], "QmUNLLsPACCz1vLxQVkXqqLX5R1X345qqfHbsf67hvA3Nn");
+}
+
+#[test]
+fn directories_round_trip() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("node");
+    let input = temp.path().join("tree");
+    fs::create_dir_all(input.join("sub")).unwrap();
+    fs::write(input.join("a"), b"alpha").unwrap();
+    fs::write(input.join("sub/b"), vec![9u8; 300_000]).unwrap();
+    let added = json(&dir, &["add", s(&input)]);
+    let out = temp.path().join("copy");
+    let exported = json(
+        &dir,
+        &["export", added["root"].as_str().unwrap(), "-o", s(&out)],
+    );
+    assert_eq!(exported["kind"], "directory");
+    assert_eq!(fs::read(out.join("a")).unwrap(), b"alpha");
+    assert_eq!(fs::read(out.join("sub/b")).unwrap(), vec![9u8; 300_000]);
+}
+
+#[test]
+fn blocks_put_and_get() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("node");
+    let input = temp.path().join("block");
+    fs::write(&input, b"a raw block").unwrap();
+    let put = json(&dir, &["block", "put", s(&input)]);
+    let cid = put["cid"].as_str().unwrap().to_owned();
+    assert!(cid.starts_with("bafkrei"), "{cid}");
+    assert_eq!(put["size"], 11);
+
+    // Raw bytes on stdout without --json, hex with it, a new file with -o.
+    let output = node(&dir, &["block", "get", &cid]);
+    assert!(output.status.success());
+    assert_eq!(output.stdout, b"a raw block");
+    let got = json(&dir, &["block", "get", &cid]);
+    assert_eq!(got["data_hex"], "612072617720626c6f636b");
+    let out = temp.path().join("copy");
+    json(&dir, &["block", "get", &cid, "-o", s(&out)]);
+    assert_eq!(fs::read(&out).unwrap(), b"a raw block");
+
+    // CIDv0 is dag-pb only, and a dag-pb block must decode as one.
+    fails(&dir, &["block", "put", "--cid-version", "0", s(&input)]);
+    let garbage = temp.path().join("garbage");
+    fs::write(&garbage, [0xff, 0xff]).unwrap();
+    fails(&dir, &["block", "put", "--codec", "dag-pb", s(&garbage)]);
+    let node = temp.path().join("node.pb");
+    // The empty file's node.
+    fs::write(&node, [0x0a, 0x04, 0x08, 0x02, 0x18, 0x00]).unwrap();
+    let v0 = json(
+        &dir,
+        &[
+            "block",
+            "put",
+            "--cid-version",
+            "0",
+            "--codec",
+            "dag-pb",
+            s(&node),
+        ],
+    );
+    assert_eq!(v0["cid"], "QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH");
+
+    // A block that is not there.
+    let error = fails(
+        &dir,
+        &[
+            "block",
+            "get",
+            "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku",
+        ],
+    );
+    assert!(error.contains("not in the store"), "{error}");
+    // Too large for a block.
+    let large = temp.path().join("large");
+    fs::write(&large, vec![0u8; 2 * 1024 * 1024 + 1]).unwrap();
+    fails(&dir, &["block", "put", s(&large)]);
+}
+
+#[test]
+fn car_moves_a_dag_between_stores() {
+    let temp = tempfile::tempdir().unwrap();
+    let (a, b) = (temp.path().join("a"), temp.path().join("b"));
+    let input = temp.path().join("input");
+    let data: Vec<u8> = (0..700_000u32).map(|i| (i % 13) as u8).collect();
+    fs::write(&input, &data).unwrap();
+    let root = json(&a, &["add", "--cid-version", "1", s(&input)])["root"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let car = temp.path().join("dag.car");
+    let exported = json(&a, &["car", "export", &root, "-o", s(&car)]);
+    assert_eq!(exported["blocks"], 4);
+    assert!(exported["bytes"].as_u64().unwrap() > 700_000);
+    fails(&a, &["car", "export", &root, "-o", s(&car)]);
+
+    let imported = json(&b, &["car", "import", s(&car)]);
+    assert_eq!(imported["roots"], serde_json::json!([root]));
+    assert_eq!(imported["blocks"], 4);
+    let out = temp.path().join("out");
+    json(&b, &["export", &root, "-o", s(&out)]);
+    assert_eq!(fs::read(&out).unwrap(), data);
+
+    // A damaged CAR is refused.
+    let mut bytes = fs::read(&car).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    let bad = temp.path().join("bad.car");
+    fs::write(&bad, &bytes).unwrap();
+    fails(&temp.path().join("c"), &["car", "import", s(&bad)]);
+    // Not a CAR at all.
+    fails(&temp.path().join("c"), &["car", "import", s(&input)]);
+}
+
+#[test]
+fn identity_persists_with_private_mode() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("node");
+    let first = json(&dir, &["id"])["peer_id"].as_str().unwrap().to_owned();
+    assert!(first.starts_with("12D3KooW"), "ed25519 peer id: {first}");
+    assert_eq!(json(&dir, &["id"])["peer_id"], first);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(dir.join("identity.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}
+
+#[test]
+fn bad_input_is_one_error_line() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("node");
+    let error = fails(&dir, &["add", s(&temp.path().join("missing"))]);
+    assert!(error.contains("missing"), "{error}");
+    fails(&dir, &["add", "--chunk-size", "0", s(temp.path())]);
+    fails(
+        &dir,
+        &[
+            "export",
+            "QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH",
+            "-o",
+            s(&temp.path().join("x")),
+        ],
+    );
+    assert!(!temp.path().join("x").exists());
+}

@@ -1,0 +1,293 @@
+//! `serve` and `get` between two of our processes on 127.0.0.1: files and directories come
+//! back identical, bad input fails with one line, and `serve` stops cleanly on SIGTERM with
+//! its store flushed.
+
+use std::{
+    fs,
+    io::{BufRead, BufReader},
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    sync::mpsc,
+    thread,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+/// Bound of every wait on a process.
+const TIME_LIMIT: Duration = Duration::from_secs(60);
+
+fn s(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+/// A `serve` process, killed when dropped.
+struct Server {
+    child: Child,
+    info: Value,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    /// Starts `serve --json PATHS` and reads its first line.
+    fn start(data_dir: &Path, paths: &[&Path]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_bitswap-node"))
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["serve", "--json"])
+            .args(paths)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (send, receive) = mpsc::channel();
+        thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = send.send(line);
+        });
+        let mut server = Self {
+            child,
+            info: Value::Null,
+        };
+        let line = receive
+            .recv_timeout(TIME_LIMIT)
+            .expect("serve printed its first line in time");
+        server.info = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+        server
+    }
+
+    fn address(&self) -> String {
+        self.info["multiaddrs"][0].as_str().unwrap().to_owned()
+    }
+
+    fn root(&self, index: usize) -> String {
+        self.info["roots"][index]["cid"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// Sends SIGTERM and waits for the exit.
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(start.elapsed() < TIME_LIMIT, "serve ignored SIGTERM");
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Runs the binary with a time limit.
+fn run(data_dir: &Path, args: &[&str]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bitswap-node"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > TIME_LIMIT {
+            let _ = child.kill();
+            panic!("{args:?} ran longer than {TIME_LIMIT:?}");
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn get_json(data_dir: &Path, args: &[&str]) -> Value {
+    let output = run(data_dir, args);
+    assert!(
+        output.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(stdout.lines().count(), 1, "{stdout:?}");
+    serde_json::from_str(&stdout).unwrap()
+}
+
+fn get_fails(data_dir: &Path, args: &[&str]) -> String {
+    let output = run(data_dir, args);
+    assert!(!output.status.success(), "{args:?} succeeded");
+    assert!(output.stdout.is_empty());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr:?}");
+    stderr
+}
+
+fn pseudo_random(len: usize, mut state: u64) -> Vec<u8> {
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+#[test]
+fn get_fetches_what_serve_serves() {
+    let temp = tempfile::tempdir().unwrap();
+    let file = temp.path().join("file");
+    // 12 chunks and their parent.
+    let data = pseudo_random(3_000_000, 0x1234_5678_9abc_def1);
+    fs::write(&file, &data).unwrap();
+    let tree = temp.path().join("tree");
+    fs::create_dir_all(tree.join("sub")).unwrap();
+    fs::write(tree.join("a"), b"alpha").unwrap();
+    fs::write(tree.join("sub/b"), pseudo_random(600_000, 99)).unwrap();
+    let server_dir = temp.path().join("server");
+    let server = Server::start(&server_dir, &[&file, &tree]);
+    let address = server.address();
+    assert!(address.starts_with("/ip4/127.0.0.1/tcp/"), "{address}");
+    assert!(address.contains("/p2p/"), "{address}");
+    assert_eq!(server.info["roots"][0]["path"], s(&file));
+    let (file_root, tree_root) = (server.root(0), server.root(1));
+
+    let client_dir = temp.path().join("client");
+    let out = temp.path().join("out");
+    let got = get_json(
+        &client_dir,
+        &[
+            "get",
+            &file_root,
+            "--peer",
+            &address,
+            "-o",
+            s(&out),
+            "--json",
+        ],
+    );
+    assert_eq!(fs::read(&out).unwrap(), data);
+    assert_eq!(got["bytes"], 3_000_000);
+    assert_eq!(got["fetched_blocks"], 13);
+    assert_eq!(got["peers"][0], server.info["peer_id"]);
+
+    let out_tree = temp.path().join("out-tree");
+    let got = get_json(
+        &client_dir,
+        &[
+            "get",
+            &tree_root,
+            "--peer",
+            &address,
+            "-o",
+            s(&out_tree),
+            "--json",
+        ],
+    );
+    assert_eq!(got["kind"], "directory");
+    assert_eq!(fs::read(out_tree.join("a")).unwrap(), b"alpha");
+    assert_eq!(
+        fs::read(out_tree.join("sub/b")).unwrap(),
+        pseudo_random(600_000, 99)
+    );
+
+    // Everything is local now: no peer needed.
+    let again = temp.path().join("again");
+    let got = get_json(&client_dir, &["get", &file_root, "-o", s(&again), "--json"]);
+    assert_eq!(got["fetched_blocks"], 0);
+
+    // A CID the server lacks: one error line after the stall timeout, no output.
+    let missing = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy";
+    let nothing = temp.path().join("nothing");
+    let error = get_fails(
+        &client_dir,
+        &[
+            "get",
+            missing,
+            "--peer",
+            &address,
+            "--timeout",
+            "2",
+            "-o",
+            s(&nothing),
+            "--json",
+        ],
+    );
+    assert!(error.contains("no block for 2 s"), "{error}");
+    assert!(!nothing.exists());
+
+    // SIGTERM: a clean exit, and the store is closed and durable.
+    let status = server.terminate();
+    assert!(status.success(), "serve exited with {status}");
+    let output = run(&server_dir, &["block", "get", &file_root, "--json"]);
+    assert!(output.status.success());
+    let leftovers: Vec<PathBuf> = fs::read_dir(temp.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with(".bitswap-node")
+        })
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn get_from_an_unreachable_peer_fails_fast() {
+    let temp = tempfile::tempdir().unwrap();
+    // A port nothing listens on.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let address = format!(
+        "/ip4/127.0.0.1/tcp/{port}/p2p/12D3KooWMRMfDDQYeMWQw95b9BPXmfBgPSfw5E1ZnLQwuqrygd3r"
+    );
+    let out = temp.path().join("out");
+    let start = Instant::now();
+    let error = get_fails(
+        &temp.path().join("node"),
+        &[
+            "get",
+            "QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH",
+            "--peer",
+            &address,
+            "-o",
+            s(&out),
+        ],
+    );
+    assert!(error.contains("cannot reach any peer"), "{error}");
+    assert!(start.elapsed() < Duration::from_secs(30));
+    assert!(!out.exists());
+    // No peer at all, and the block is not local.
+    let error = get_fails(
+        &temp.path().join("node"),
+        &[
+            "get",
+            "QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH",
+            "-o",
+            s(&out),
+        ],
+    );
+    assert!(error.contains("no --peer"), "{error}");
+}

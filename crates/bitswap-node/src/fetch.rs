@@ -146,7 +146,12 @@ pub(crate) async fn fetch_dag(
             .with_context(|| format!("dial {address}"))?;
     }
     let expected: HashSet<PeerId> = peers.iter().filter_map(peer_id).collect();
-    let session = walk.swarm.behaviour_mut().bitswap.new_session();
+    let session = walk
+        .swarm
+        .behaviour_mut()
+        .bitswap
+        .new_session()
+        .map_err(|error| anyhow!("bitswap refused a session: {error}"))?;
     let mut failed_dials = 0;
     let mut last_error = String::new();
     let mut deadline = Instant::now() + stall;

@@ -66,6 +66,13 @@
 //! want-have, presences and pending bytes; 1.1.0 blocks with CID prefixes; 1.0.0 and the legacy
 //! id CIDv0 blocks only.
 //!
+//! # Hash functions
+//!
+//! Blocks are verified by recomputing their multihash: sha2-256, sha2-512, their truncated
+//! forms, blake3 and identity are always available. The cargo features `sha1`, `sha3`,
+//! `blake2b`, `blake2s` and `ripemd` add those families; a block hashed with anything else is
+//! refused with [`BlockError::UnsupportedHash`].
+//!
 //! # Layout
 //!
 //! - [`Behaviour`] wires the parts below into one `NetworkBehaviour`; [`Config`] sets them.

@@ -513,4 +513,15 @@ mod tests {
             assert!(matches!(err, BlockError::BadPrefix(_)), "{prefix:?}: {err}");
         }
     }
+
+    #[cfg(feature = "sha3")]
+    #[test]
+    fn sha3_blocks_verify_with_the_feature() {
+        let data = Bytes::from_static(b"sha3 block");
+        let cid = Cid::new_v1(0x55, Code::Sha3_256.digest(&data));
+        let block = Block::new(cid, data.clone()).expect("sha3-256 verifies");
+        let rebuilt = Block::from_prefix(&block.prefix(), data).expect("from its prefix");
+        assert_eq!(rebuilt.cid(), &cid);
+        assert!(Block::new(cid, Bytes::from_static(b"other")).is_err());
+    }
 }

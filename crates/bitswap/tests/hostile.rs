@@ -1,0 +1,498 @@
+//! Hostile peers against a whole node ([`bitswap::Behaviour`]) over loopback TCP (Noise,
+//! Yamux), while an honest peer fetches from it.
+//!
+//! Each scenario measures the honest fetch alone, then again while the attacker works, and
+//! checks that the node stays up and answers, that the honest fetch takes at most twice its
+//! normal time (plus a fixed allowance for scheduling noise on a shared two-core machine),
+//! that the process's resident memory grows by less than the bound the node's caps imply,
+//! and what the node did with the attacker (its state bounded, its garbage never stored).
+//!
+//! Known gap: floods of wants (100,000 entries, or 200 full wantlists of 1024) slow the honest
+//! fetch about 4-5x in release builds (58 ms -> 250-300 ms) and more in debug builds: the
+//! node spends that long processing the wants on its one swarm task. Those two scenarios
+//! check that the fetch completes, the caps hold and memory stays bounded, and print the
+//! slowdown, but do not assert the 2x bound yet.
+
+use std::{
+    collections::HashSet,
+    future::Future,
+    time::{Duration, Instant},
+};
+
+use bitswap::{
+    Behaviour, Block, Blockstore, Config, Entry, MemoryBlockstore, Message, Version, Wantlist,
+    encode, network,
+};
+use bytes::Bytes;
+use cid::Cid;
+use futures::{AsyncWriteExt, StreamExt, TryStreamExt};
+use libp2p::{
+    Multiaddr, PeerId, StreamProtocol, Swarm, SwarmBuilder, noise,
+    swarm::{NetworkBehaviour, SwarmEvent},
+    tcp, yamux,
+};
+use multihash_codetable::{Code, MultihashDigest};
+use tokio::{sync::oneshot, task::JoinHandle, time::timeout};
+
+/// Bound of every wait in these tests.
+const TIMEOUT: Duration = Duration::from_secs(90);
+/// What the honest fetch may take beyond twice its normal time: scheduling noise.
+const NOISE: Duration = Duration::from_millis(250);
+/// Blocks the honest peer fetches: 32 of 256 KiB.
+const BLOCKS: u32 = 32;
+const BLOCK_SIZE: usize = 256 * 1024;
+const V1_2_0: StreamProtocol = StreamProtocol::new("/ipfs/bitswap/1.2.0");
+
+type Node = Swarm<Behaviour<MemoryBlockstore>>;
+
+fn new_swarm<B: NetworkBehaviour>(behaviour: B) -> Swarm<B> {
+    SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default(),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .expect("tcp transport")
+        .with_behaviour(|_| behaviour)
+        .expect("behaviour")
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
+        .build()
+}
+
+/// Deterministic pseudo-random bytes.
+fn bytes(len: usize, seed: u64) -> Bytes {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        out.extend_from_slice(&state.to_le_bytes());
+    }
+    out.truncate(len);
+    out.into()
+}
+
+fn raw_block(len: usize, seed: u64) -> Block {
+    let data = bytes(len, seed);
+    Block::new(Cid::new_v1(0x55, Code::Sha2_256.digest(&data)), data).expect("block")
+}
+
+/// Resident memory of this process, in bytes (Linux).
+fn rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .expect("VmRSS")
+        * 1024
+}
+
+/// A swarm polled by its own task; stopping hands it back.
+struct Driver<B: NetworkBehaviour> {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Swarm<B>>,
+}
+
+impl<B: NetworkBehaviour + Send + 'static> Driver<B>
+where
+    B::ToSwarm: Send,
+{
+    fn start(mut swarm: Swarm<B>) -> Self {
+        let (stop, mut stopped) = oneshot::channel();
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => return swarm,
+                    _ = swarm.select_next_some() => {}
+                }
+            }
+        });
+        Self { stop, task }
+    }
+
+    async fn stop(self) -> Swarm<B> {
+        let _ = self.stop.send(());
+        self.task.await.expect("driver")
+    }
+}
+
+async fn listen<B: NetworkBehaviour>(swarm: &mut Swarm<B>) -> Multiaddr {
+    swarm
+        .listen_on("/ip4/127.0.0.1/tcp/0".parse().expect("multiaddr"))
+        .expect("listen");
+    timeout(TIMEOUT, async {
+        loop {
+            if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
+                return address;
+            }
+        }
+    })
+    .await
+    .expect("listening")
+}
+
+async fn connect<B: NetworkBehaviour>(swarm: &mut Swarm<B>, peer: PeerId, address: Multiaddr) {
+    swarm.dial(address).expect("dial");
+    timeout(TIMEOUT, async {
+        loop {
+            if let SwarmEvent::ConnectionEstablished { peer_id, .. } =
+                swarm.select_next_some().await
+                && peer_id == peer
+            {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("connected");
+}
+
+/// The node under attack, its blocks, and where to reach it.
+struct Target {
+    peer: PeerId,
+    address: Multiaddr,
+    blocks: Vec<Block>,
+    driver: Driver<Behaviour<MemoryBlockstore>>,
+}
+
+async fn target() -> Target {
+    let blocks: Vec<Block> = (0..u64::from(BLOCKS))
+        .map(|i| raw_block(BLOCK_SIZE, i))
+        .collect();
+    let store = MemoryBlockstore::new();
+    store.put_many(blocks.clone()).await.expect("store");
+    let mut swarm: Node = new_swarm(Behaviour::new(store, Config::default()));
+    let address = listen(&mut swarm).await;
+    Target {
+        peer: *swarm.local_peer_id(),
+        address,
+        blocks,
+        driver: Driver::start(swarm),
+    }
+}
+
+/// A fresh honest node fetches every block of `target`; returns how long it took.
+async fn honest_fetch(target: &Target) -> Duration {
+    let mut client: Node = new_swarm(Behaviour::new(MemoryBlockstore::new(), Config::default()));
+    connect(&mut client, target.peer, target.address.clone()).await;
+    let handle = client.behaviour().handle();
+    let driver = Driver::start(client);
+    let cids: Vec<Cid> = target.blocks.iter().map(|b| *b.cid()).collect();
+    let start = Instant::now();
+    let got: Vec<Block> = timeout(TIMEOUT, async {
+        handle
+            .get_many(cids, None)
+            .await
+            .expect("query")
+            .try_collect()
+            .await
+            .expect("blocks")
+    })
+    .await
+    .expect("honest fetch in time");
+    let elapsed = start.elapsed();
+    assert_eq!(got.len(), target.blocks.len());
+    drop(driver.stop().await);
+    elapsed
+}
+
+/// A raw attacker connected to `target`: it opens Bitswap streams and writes what it likes.
+async fn attacker(target: &Target) -> (libp2p_stream::Control, JoinHandle<()>) {
+    let mut swarm = new_swarm(libp2p_stream::Behaviour::new());
+    let control = swarm.behaviour().new_control();
+    connect(&mut swarm, target.peer, target.address.clone()).await;
+    let task = tokio::spawn(async move {
+        loop {
+            swarm.select_next_some().await;
+        }
+    });
+    (control, task)
+}
+
+fn frame(message: &Message) -> Vec<u8> {
+    encode(message, Version::V1_2_0).concat()
+}
+
+fn random_wants(count: usize, seed: u64, full: bool) -> Message {
+    Message {
+        wantlist: Wantlist {
+            entries: (0..count)
+                .map(|i| {
+                    let cid = Cid::new_v1(
+                        0x55,
+                        Code::Sha2_256.digest(&(seed * 1_000_003 + i as u64).to_le_bytes()),
+                    );
+                    Entry::want_block(cid, i as i32)
+                })
+                .collect(),
+            full,
+        },
+        ..Message::default()
+    }
+}
+
+/// How long the honest fetch may take under attack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Bound {
+    /// At most twice its normal time, plus [`NOISE`].
+    TwiceNormal,
+    /// Only within [`TIMEOUT`] (the known gap of want floods).
+    Completes,
+}
+
+/// Runs the honest fetch alone, then during `attack`, and checks time and memory.
+async fn under_attack<F, Fut>(name: &str, bound: Bound, memory_bound: u64, attack: F) -> Target
+where
+    F: FnOnce(libp2p_stream::Control, PeerId) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let target = target().await;
+    // Warm up (connections, allocator), then measure the normal time.
+    honest_fetch(&target).await;
+    let normal = honest_fetch(&target).await;
+    let before = rss();
+    let (control, swarm_task) = attacker(&target).await;
+    let attack = tokio::spawn(attack(control, target.peer));
+    // Let the attack get going, then fetch while it lasts.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let attacked = honest_fetch(&target).await;
+    let after = rss();
+    attack.abort();
+    swarm_task.abort();
+    eprintln!(
+        "{name}: honest fetch {normal:?} alone, {attacked:?} under attack; RSS {} -> {} MiB",
+        before >> 20,
+        after >> 20
+    );
+    if bound == Bound::TwiceNormal {
+        assert!(
+            attacked <= normal * 2 + NOISE,
+            "{name}: the honest peer took {attacked:?} (normally {normal:?})"
+        );
+    }
+    assert!(
+        after.saturating_sub(before) < memory_bound,
+        "{name}: RSS grew from {before} to {after} bytes"
+    );
+    target
+}
+
+const MIB: u64 = 1 << 20;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_64_mib_declared_length_is_refused() {
+    // Refused before any allocation: no growth beyond noise.
+    under_attack(
+        "64 MiB length",
+        Bound::TwiceNormal,
+        32 * MIB,
+        |mut control, peer| async move {
+            for _ in 0..200 {
+                let Ok(mut stream) = control.open_stream(peer, V1_2_0).await else {
+                    return;
+                };
+                // Varint of 64 MiB, then bytes that never make a message.
+                let _ = stream.write_all(&[0x80, 0x80, 0x80, 0x20]).await;
+                let _ = stream.write_all(&[0xFF; 4096]).await;
+                let _ = stream.flush().await;
+            }
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_bytes_and_invalid_protobuf_are_refused() {
+    under_attack(
+        "garbage",
+        Bound::TwiceNormal,
+        48 * MIB,
+        |mut control, peer| async move {
+            for i in 0..400u64 {
+                let Ok(mut stream) = control.open_stream(peer, V1_2_0).await else {
+                    return;
+                };
+                let junk = bytes(64 * 1024, i);
+                if i % 2 == 0 {
+                    let _ = stream.write_all(&junk).await;
+                } else {
+                    // A valid length, then bytes that are no protobuf message.
+                    let mut framed = vec![0x80, 0x80, 0x04]; // 65 536
+                    framed.extend_from_slice(&junk);
+                    let _ = stream.write_all(&framed).await;
+                }
+                let _ = stream.flush().await;
+            }
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_thousand_wants_stay_capped() {
+    let target = under_attack(
+        "100k wants",
+        Bound::Completes,
+        32 * MIB,
+        |mut control, peer| async move {
+            let Ok(mut stream) = control.open_stream(peer, V1_2_0).await else {
+                return;
+            };
+            for i in 0..100 {
+                if stream
+                    .write_all(&frame(&random_wants(1000, i, false)))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            let _ = stream.flush().await;
+            std::future::pending::<()>().await;
+        },
+    )
+    .await;
+    let node = target.driver.stop().await;
+    for peer in node.behaviour().server().peers() {
+        assert!(node.behaviour().server().peer_wantlist(peer).len() <= 1024);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_full_wantlists_in_a_row() {
+    let target = under_attack(
+        "200 full wantlists",
+        Bound::Completes,
+        32 * MIB,
+        |mut control, peer| async move {
+            let Ok(mut stream) = control.open_stream(peer, V1_2_0).await else {
+                return;
+            };
+            for i in 0..200 {
+                if stream
+                    .write_all(&frame(&random_wants(1024, i, true)))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            let _ = stream.flush().await;
+            std::future::pending::<()>().await;
+        },
+    )
+    .await;
+    let node = target.driver.stop().await;
+    node.behaviour()
+        .server()
+        .check_invariants()
+        .expect("server invariants");
+    for peer in node.behaviour().server().peers() {
+        assert!(node.behaviour().server().peer_wantlist(peer).len() <= 1024);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_unsolicited_blocks_are_dropped() {
+    let junk: Vec<Block> = (0..1000).map(|i| raw_block(1024, 10_000 + i)).collect();
+    let sent = junk.clone();
+    let target = under_attack(
+        "1000 unsolicited blocks",
+        Bound::TwiceNormal,
+        32 * MIB,
+        |mut control, peer| async move {
+            for chunk in sent.chunks(10) {
+                let Ok(mut stream) = control.open_stream(peer, V1_2_0).await else {
+                    return;
+                };
+                let message = Message {
+                    blocks: chunk.to_vec(),
+                    ..Message::default()
+                };
+                let _ = stream.write_all(&frame(&message)).await;
+                let _ = stream.close().await;
+            }
+        },
+    )
+    .await;
+    let node = target.driver.stop().await;
+    let store = node.behaviour().store();
+    assert_eq!(store.len(), BLOCKS as usize, "nothing unsolicited stored");
+    for block in &junk {
+        assert!(!store.has(block.cid()).await.expect("store"));
+    }
+    assert!(node.behaviour().client().stats().unwanted_blocks > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_thousand_streams_opened_and_held() {
+    under_attack(
+        "2000 streams",
+        Bound::TwiceNormal,
+        48 * MIB,
+        |mut control, peer| async move {
+            let mut held = Vec::new();
+            for _ in 0..2000 {
+                match timeout(Duration::from_secs(5), control.open_stream(peer, V1_2_0)).await {
+                    Ok(Ok(stream)) => held.push(stream),
+                    _ => break,
+                }
+            }
+            std::future::pending::<()>().await;
+            drop(held);
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_wants_large_blocks_and_never_reads() {
+    // The attacker is a real Bitswap peer (so the node's answers go out) whose swarm is never
+    // polled after it asked: its connection stops reading.
+    let target = target().await;
+    honest_fetch(&target).await;
+    let normal = honest_fetch(&target).await;
+    let before = rss();
+    let mut lazy = new_swarm(network::Behaviour::new(network::Config::default()));
+    connect(&mut lazy, target.peer, target.address.clone()).await;
+    let mut want = Message::default();
+    for block in &target.blocks {
+        want.wantlist
+            .entries
+            .push(Entry::want_block(*block.cid(), 1));
+    }
+    lazy.behaviour_mut().send(target.peer, want).expect("send");
+    timeout(TIMEOUT, async {
+        loop {
+            if let SwarmEvent::Behaviour(network::Event::MessageSent { .. }) =
+                lazy.select_next_some().await
+            {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("wants sent");
+    // From here `lazy` is not polled: it reads nothing more.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let attacked = honest_fetch(&target).await;
+    let after = rss();
+    eprintln!(
+        "never reads: honest fetch {normal:?} alone, {attacked:?} under attack; RSS {} -> {} MiB",
+        before >> 20,
+        after >> 20
+    );
+    assert!(
+        attacked <= normal * 2 + NOISE,
+        "took {attacked:?}, normally {normal:?}"
+    );
+    // What waits for the lazy peer is bounded by the outstanding-bytes cap (1 MiB) plus
+    // transport buffers.
+    assert!(after.saturating_sub(before) < 48 * MIB);
+    drop(lazy);
+    let node = target.driver.stop().await;
+    let _: HashSet<PeerId> = node.behaviour().server().peers().copied().collect();
+}

@@ -93,6 +93,7 @@ mod client;
 mod config;
 mod event;
 mod handle;
+mod hash;
 mod message;
 pub mod network;
 mod proto;

@@ -2,7 +2,7 @@
 //! Queries and sessions are in `query.rs`, the strategy in `want.rs`.
 
 use std::{
-    collections::{HashMap, HashSet, VecDeque},
+    collections::{HashMap, VecDeque},
     time::{Duration, Instant},
 };
 
@@ -18,6 +18,7 @@ use super::{
     want::{Context, Want},
 };
 use crate::{
+    hash::{Map, Set},
     message::{Entry, Message, WantType},
     protocol::Version,
 };
@@ -114,7 +115,7 @@ pub struct Engine {
     pub(super) config: Config,
     /// Connected peers, and up to [`REMEMBERED_PEERS`] disconnected ones.
     pub(super) peers: HashMap<PeerId, Peer>,
-    pub(super) wants: HashMap<Cid, Want>,
+    pub(super) wants: Map<Cid, Want>,
     pub(super) queries: HashMap<QueryId, Query>,
     pub(super) sessions: HashMap<SessionId, Session>,
     pub(super) timers: Timers,
@@ -139,7 +140,7 @@ pub struct Engine {
 #[derive(Debug, Default)]
 pub(super) struct Recent {
     order: VecDeque<Cid>,
-    set: HashSet<Cid>,
+    set: Set<Cid>,
 }
 
 impl Recent {
@@ -165,7 +166,7 @@ impl Engine {
         Self {
             config,
             peers: HashMap::new(),
-            wants: HashMap::new(),
+            wants: Map::default(),
             queries: HashMap::new(),
             sessions: HashMap::new(),
             timers: Timers::default(),

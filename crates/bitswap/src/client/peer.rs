@@ -10,6 +10,7 @@ use cid::Cid;
 
 use super::timer::TimerKey;
 use crate::{
+    hash::Map,
     message::{Entry, Message, WantType, Wantlist},
     protocol::Version,
 };
@@ -76,7 +77,7 @@ pub(super) struct Peer {
     /// Its Bitswap version while connected, `None` once disconnected.
     pub(super) version: Option<Version>,
     /// The wants it was sent (only while connected).
-    asked: HashMap<Cid, Asked>,
+    asked: Map<Cid, Asked>,
     /// Want-blocks it was sent that it has not refused: how loaded it is.
     blocks_in_flight: usize,
     /// Entries to send at the next flush, in order; later ones for a CID win.
@@ -97,7 +98,7 @@ impl Peer {
     pub(super) fn new(version: Version, now: Instant) -> Self {
         Self {
             version: Some(version),
-            asked: HashMap::new(),
+            asked: Map::default(),
             blocks_in_flight: 0,
             outbox: Vec::new(),
             latency: None,

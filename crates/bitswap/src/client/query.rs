@@ -16,7 +16,7 @@ use super::{
     timer::{Timer, TimerKey},
     want::Want,
 };
-use crate::message::Block;
+use crate::{hash::Set, message::Block};
 
 /// Multihash code of the identity "hash": the block is the digest itself.
 const IDENTITY: u64 = 0x00;
@@ -102,7 +102,7 @@ pub enum QueryError {
 pub(super) struct Query {
     pub(super) session: Option<SessionId>,
     /// CIDs not yet received.
-    pub(super) remaining: HashSet<Cid>,
+    pub(super) remaining: Set<Cid>,
     pub(super) progress: Progress,
     /// Peers that delivered (at most [`MAX_QUERY_PEERS`]).
     peers: HashSet<PeerId>,
@@ -248,7 +248,7 @@ impl Engine {
             id,
             Query {
                 session,
-                remaining: HashSet::new(),
+                remaining: Set::default(),
                 progress: Progress {
                     blocks_total: cids.len(),
                     ..Progress::default()

@@ -1,7 +1,9 @@
 //! [`Engine`]: the server's state and its inputs for peers, wantlists and new blocks.
 //! Lookups are in `lookup.rs`, envelopes in `envelope.rs`.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
+
+use crate::hash::{Map, Set};
 
 use cid::Cid;
 use libp2p::PeerId;
@@ -132,18 +134,18 @@ pub(super) type Queue = PeerTaskQueue<PeerId, Cid, TaskData, Merger>;
 pub struct Engine {
     pub(super) config: Config,
     pub(super) queue: Queue,
-    pub(super) peers: HashMap<PeerId, PeerState>,
+    pub(super) peers: Map<PeerId, PeerState>,
     /// Who wants each multihash (the store keys blocks by multihash): peer and CID as wanted.
-    pub(super) wanted: HashMap<Multihash<64>, Vec<(PeerId, Cid)>>,
+    pub(super) wanted: Map<Multihash<64>, Vec<(PeerId, Cid)>>,
     pub(super) total_wants: usize,
     /// Source of want sequence numbers and peer sessions; only grows.
     pub(super) next_seq: u64,
     pub(super) lookups: Lookups,
-    pub(super) batches: HashMap<u64, Batch>,
+    pub(super) batches: Map<u64, Batch>,
     pub(super) next_batch: u64,
     /// Batches whose blocks are all fetched, waiting for `poll_envelope`, oldest first.
     pub(super) ready: VecDeque<u64>,
-    pub(super) envelopes: HashMap<u64, InFlight>,
+    pub(super) envelopes: Map<u64, InFlight>,
     pub(super) next_envelope: u64,
     pub(super) metrics: Option<Metrics>,
 }
@@ -157,10 +159,10 @@ pub(super) struct PeerState {
     pub(super) ledger: Ledger,
     /// CIDs with a pending DONT_HAVE task that answers a want the ledger does not keep.
     /// Disjoint from the ledger; at most `max_wants_per_peer`.
-    pub(super) answer_only: HashSet<Cid>,
+    pub(super) answer_only: Set<Cid>,
     /// CIDs of answer-only DONT_HAVEs popped into a batch and not yet handed out; a cancel
     /// (or a new want) takes the CID out, and the batch then skips it.
-    pub(super) answer_only_popped: HashSet<Cid>,
+    pub(super) answer_only_popped: Set<Cid>,
     /// CIDs whose wants wait for a probe; entries for wants no longer waiting are skipped.
     pub(super) probe_queue: VecDeque<Cid>,
     /// Wants in `Probing { queued: true }`.
@@ -176,8 +178,8 @@ impl PeerState {
             version,
             session,
             ledger: Ledger::default(),
-            answer_only: HashSet::new(),
-            answer_only_popped: HashSet::new(),
+            answer_only: Set::default(),
+            answer_only_popped: Set::default(),
             probe_queue: VecDeque::new(),
             probes_queued: 0,
             in_round: false,
@@ -232,15 +234,15 @@ impl Engine {
         Self {
             config,
             queue: Queue::new(queue),
-            peers: HashMap::new(),
-            wanted: HashMap::new(),
+            peers: Map::default(),
+            wanted: Map::default(),
             total_wants: 0,
             next_seq: 0,
             lookups: Lookups::default(),
-            batches: HashMap::new(),
+            batches: Map::default(),
             next_batch: 0,
             ready: VecDeque::new(),
-            envelopes: HashMap::new(),
+            envelopes: Map::default(),
             next_envelope: 0,
             metrics: None,
         }

@@ -2,11 +2,12 @@
 
 use std::{
     cmp::Reverse,
-    collections::{BTreeSet, HashMap},
+    collections::BTreeSet,
 };
 
 use cid::Cid;
 
+use crate::hash::Map;
 use crate::message::WantType;
 
 /// Where a want stands.
@@ -53,7 +54,7 @@ fn rank(cid: Cid, want: &Want) -> Rank {
 /// One peer's wants by CID, plus their eviction order.
 #[derive(Debug, Default)]
 pub(super) struct Ledger {
-    wants: HashMap<Cid, Want>,
+    wants: Map<Cid, Want>,
     order: BTreeSet<Rank>,
 }
 

@@ -6,7 +6,7 @@
 //! for envelopes being built go first: their tasks already hold the peer's outstanding bytes.
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::VecDeque,
     fmt,
 };
 
@@ -14,6 +14,7 @@ use cid::Cid;
 use libp2p::PeerId;
 
 use super::{Engine, engine::QUEUED, ledger::WantState};
+use crate::hash::Map;
 use crate::message::{Block, MAX_BLOCK_SIZE};
 
 /// Identifies a [`Lookup`] until it is answered. Unique within one [`Engine`].
@@ -71,7 +72,7 @@ pub enum LookupResult {
 #[derive(Debug, Default)]
 pub(super) struct Lookups {
     next_id: u64,
-    pub(super) in_flight: HashMap<LookupId, Pending>,
+    pub(super) in_flight: Map<LookupId, Pending>,
     /// Block reads of batches being built: (batch, slot), oldest first.
     pub(super) gets: VecDeque<(u64, usize)>,
     /// Peers with queued probes, in service order.

@@ -258,12 +258,13 @@ where
 
     /// Pops tasks in order until their work reaches `target_min_work`, the peer reaches its
     /// active-work limit or nothing is pending; at least one task if any is pending. Returns the
-    /// work popped.
+    /// work popped. `peer` is the peer's slot in the queue, recorded in the task ids.
     pub(crate) fn pop<M>(
         &mut self,
         merger: &M,
         target_min_work: u64,
         max_active_work: u64,
+        peer: u32,
         out: &mut Vec<PoppedTask<T, D>>,
     ) -> u128
     where
@@ -298,7 +299,7 @@ where
             });
             out.push(PoppedTask {
                 task,
-                id: TaskId { seq, slot },
+                id: TaskId { seq, slot, peer },
             });
             if popped >= u128::from(target_min_work)
                 || self.active_work >= limit

@@ -51,6 +51,7 @@ mod heap;
 mod merge;
 mod outcome;
 mod peer;
+mod pending;
 mod policy;
 mod queue;
 mod stats;

@@ -1,9 +1,8 @@
-//! One peer's tasks: pending in one B-tree in service order (its first entry is served
-//! next, its last evicted first), active in a slab linked per topic, both indexed by topic, and
-//! the work sums.
+//! One peer's tasks: pending in service order (see [`Pending`]), active in a slab linked per
+//! topic, both indexed by topic, and the work sums.
 
 use std::{
-    collections::{BTreeMap, HashMap, hash_map::Entry},
+    collections::{HashMap, hash_map::Entry},
     fmt,
     hash::Hash,
     num::NonZeroU32,
@@ -14,6 +13,7 @@ use smallvec::SmallVec;
 
 use crate::{
     ActiveTasks, DropReason, DroppedTask, PeerStats, PoppedTask, Task, TaskId, TaskMerger,
+    pending::{Pending, ServeKey},
 };
 
 /// Hasher of every map in the crate: randomly seeded per map, so peers cannot aim collisions.
@@ -24,28 +24,6 @@ pub(crate) const MAX_HANDLES: usize = u32::MAX as usize - 1;
 
 /// No slab entry (end of a list).
 const NONE: u32 = u32::MAX;
-
-/// A pending task's place in service order: higher priority first, then lower sequence number,
-/// packed into one integer so that B-tree comparisons are a single compare. The first key is
-/// served next; the last (lowest priority, newest) is evicted first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct ServeKey(u128);
-
-impl ServeKey {
-    fn new(priority: i32, seq: u64) -> Self {
-        // Flipping the sign bit maps i32 onto u32 in order; inverting it puts high first.
-        let rank = !((priority as u32) ^ 0x8000_0000);
-        Self((u128::from(rank) << 64) | u128::from(seq))
-    }
-
-    fn priority(self) -> i32 {
-        (!((self.0 >> 64) as u32) ^ 0x8000_0000) as i32
-    }
-
-    fn seq(self) -> u64 {
-        self.0 as u64
-    }
-}
 
 /// Marks "no pending task" in [`TopicEntry::seq`]; sequence numbers never reach it.
 const NO_SEQ: u64 = u64::MAX;
@@ -88,7 +66,7 @@ pub(crate) enum PushedTask<T, D> {
 
 /// One peer's state in the queue.
 pub(crate) struct PeerTracker<T, D, A, S> {
-    pending: BTreeMap<ServeKey, Task<T, D>>,
+    pending: Pending<T, D>,
     topics: HashMap<T, TopicEntry, RandomState>,
     active: Slab<ActiveEntry<T, A>>,
     pending_work: u128,
@@ -119,7 +97,7 @@ where
 {
     pub(crate) fn new(policy: S) -> Self {
         Self {
-            pending: BTreeMap::new(),
+            pending: Pending::default(),
             topics: HashMap::default(),
             active: Slab::new(),
             pending_work: 0,
@@ -171,6 +149,7 @@ where
     pub(crate) fn reserve(&mut self, additional: usize, max_pending: usize) {
         let room = max_pending.saturating_sub(self.pending.len());
         self.topics.reserve(additional.min(room));
+        self.pending.reserve(additional.min(room));
     }
 
     /// Pushes one task; `seq` orders it among equal priorities and becomes its id.
@@ -204,8 +183,8 @@ where
         }
         let mut outcome = PushedTask::Queued;
         if self.pending.len() >= max_pending {
-            match self.pending.last_key_value() {
-                Some((&lowest, _)) if lowest.priority() < task.priority => {
+            match self.pending.last_key() {
+                Some(lowest) if lowest.priority() < task.priority => {
                     let evicted = self.take_pending(lowest);
                     outcome = PushedTask::Dropped(DroppedTask {
                         task: evicted,
@@ -237,7 +216,7 @@ where
     where
         M: TaskMerger<T, D, ActiveInfo = A>,
     {
-        let Some(pending) = self.pending.get_mut(&key) else {
+        let Some(pending) = self.pending.get_mut(key) else {
             debug_assert!(false, "topic index points to a missing task");
             return;
         };
@@ -247,7 +226,7 @@ where
         self.pending_work = self.pending_work - u128::from(old_work) + u128::from(pending.work);
         if priority > pending.priority {
             // The key holds the priority: move the task to its new place.
-            if let Some(mut moved) = self.pending.remove(&key) {
+            if let Some(mut moved) = self.pending.remove(key) {
                 moved.priority = priority;
                 if let Some(entry) = self.topics.get_mut(&moved.topic) {
                     entry.priority = priority;
@@ -260,7 +239,7 @@ where
 
     /// Removes the pending task at `key` from the tree and the topic index.
     fn take_pending(&mut self, key: ServeKey) -> Task<T, D> {
-        let task = self.pending.remove(&key).expect("key of a pending task");
+        let task = self.pending.remove(key).expect("key of a pending task");
         self.pending_work -= u128::from(task.work);
         self.forget_pending(&task.topic);
         task
@@ -279,12 +258,13 @@ where
 
     /// Pops tasks in order until their work reaches `target_min_work`, the peer reaches its
     /// active-work limit or nothing is pending; at least one task if any is pending. Returns the
-    /// work popped.
+    /// work popped. `peer` is the peer's slot in the queue, recorded in the task ids.
     pub(crate) fn pop<M>(
         &mut self,
         merger: &M,
         target_min_work: u64,
         max_active_work: u64,
+        peer: u32,
         out: &mut Vec<PoppedTask<T, D>>,
     ) -> u128
     where
@@ -319,7 +299,7 @@ where
             });
             out.push(PoppedTask {
                 task,
-                id: TaskId { seq, slot },
+                id: TaskId { seq, slot, peer },
             });
             if popped >= u128::from(target_min_work)
                 || self.active_work >= limit
@@ -368,7 +348,7 @@ where
 
     /// Topics of the pending tasks, in service order, and of the active tasks, in no order.
     pub(crate) fn topics(&self) -> (Vec<T>, Vec<T>) {
-        let pending = self.pending.values().map(|t| t.topic.clone()).collect();
+        let pending = self.pending.iter().map(|(_, t)| t.topic.clone()).collect();
         let active = self
             .topics
             .iter()
@@ -380,8 +360,9 @@ where
 
     /// Recomputes every sum and index from scratch and compares them with the running ones.
     pub(crate) fn check(&self) -> Result<(), String> {
+        self.pending.check()?;
         let mut pending_work = 0u128;
-        for (key, task) in &self.pending {
+        for (key, task) in self.pending.iter() {
             if key.priority() != task.priority {
                 return Err(format!("key of pending task {} is stale", key.seq()));
             }
@@ -405,7 +386,7 @@ where
                 return Err("empty topic entry kept".into());
             }
             if let Some(key) = entry.pending() {
-                if !self.pending.contains_key(&key) {
+                if !self.pending.contains(key) {
                     return Err(format!(
                         "topic index points to a missing task {}",
                         key.seq()

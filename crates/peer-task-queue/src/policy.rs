@@ -1,6 +1,9 @@
 //! Which peer is served next.
 
-use std::{cmp::Reverse, fmt::Debug};
+use std::{
+    cmp::{Ordering, Reverse},
+    fmt::Debug,
+};
 
 use crate::PeerStats;
 
@@ -62,10 +65,46 @@ pub struct Fair {
     virtual_time: u128,
 }
 
-/// [`Fair`]'s sort key: the virtual start time, then the tick. Held as three `u64`s (high and
-/// low halves of the start, then the tick) so that heap entries stay 8-byte aligned and small.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct FairKey([u64; 3]);
+/// [`Fair`]'s sort key: the virtual start time, then the tick. The start is held as two `u64`
+/// halves so that heap entries stay 8-byte aligned and small; keys compare by start, then tick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FairKey {
+    start_hi: u64,
+    start_lo: u64,
+    tick: u64,
+}
+
+impl Ord for FairKey {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.start_hi
+            .cmp(&other.start_hi)
+            .then(self.start_lo.cmp(&other.start_lo))
+            .then(self.tick.cmp(&other.tick))
+    }
+}
+
+impl PartialOrd for FairKey {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+
+    // The heap compares with `<` and `>=`; spelled out, each is a short chain of branches that
+    // the high word, nearly always equal, predicts well (fewer instructions than comparing
+    // the words as an array, measured with callgrind).
+    fn lt(&self, other: &Self) -> bool {
+        if self.start_hi != other.start_hi {
+            self.start_hi < other.start_hi
+        } else if self.start_lo != other.start_lo {
+            self.start_lo < other.start_lo
+        } else {
+            self.tick < other.tick
+        }
+    }
+
+    fn ge(&self, other: &Self) -> bool {
+        !self.lt(other)
+    }
+}
 
 /// [`Fair`]'s per-peer state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,7 +141,11 @@ impl Policy for Fair {
     }
 
     fn key(&self, state: &FairState, _view: &PeerStats) -> FairKey {
-        FairKey([(state.start >> 64) as u64, state.start as u64, state.tick])
+        FairKey {
+            start_hi: (state.start >> 64) as u64,
+            start_lo: state.start as u64,
+            tick: state.tick,
+        }
     }
 }
 

@@ -220,6 +220,7 @@ where
             &self.merger,
             target_min_work,
             self.config.max_active_work_per_peer,
+            handle,
             &mut tasks,
         );
         let view = tracker.view();
@@ -254,8 +255,18 @@ where
 
     fn release(&mut self, peer: &P, ids: impl Iterator<Item = TaskId>) -> DoneOutcome {
         let mut outcome = DoneOutcome::default();
-        let Some(&slot) = self.index.get(peer) else {
+        let mut ids = ids.peekable();
+        let Some(first) = ids.peek() else {
             return outcome;
+        };
+        // The peer's slot as recorded at pop time saves hashing the peer id, if still its.
+        let hint = first.peer as usize;
+        let slot = match self.slots.get(hint) {
+            Some(at) if at.peer == *peer => hint,
+            _ => match self.index.get(peer) {
+                Some(&slot) => slot,
+                None => return outcome,
+            },
         };
         let tracker = &mut self.slots[slot].tracker;
         let before = Totals::of(tracker);

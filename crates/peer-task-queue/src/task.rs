@@ -41,6 +41,9 @@ pub struct TaskId {
     pub(crate) seq: u64,
     /// Where the active task sits in its peer's active slab.
     pub(crate) slot: u32,
+    /// Where the peer sat in the queue when the task was popped: lets `tasks_done` find the
+    /// peer without hashing its id (the hint is checked against the peer, and ignored if stale).
+    pub(crate) peer: u32,
 }
 
 impl fmt::Display for TaskId {

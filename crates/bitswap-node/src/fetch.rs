@@ -54,6 +54,8 @@ pub(crate) struct Fetched {
     pub(crate) local_blocks: u64,
     /// Peers we were connected to.
     pub(crate) peers: BTreeSet<PeerId>,
+    /// Providers the DHT named, of any CID of the DAG.
+    pub(crate) providers: BTreeSet<PeerId>,
 }
 
 /// The walk's state.
@@ -156,6 +158,7 @@ impl Walk<'_> {
         };
         let local = *self.swarm.local_peer_id();
         let providers: Vec<PeerId> = providers.into_iter().filter(|p| *p != local).collect();
+        self.fetched.providers.extend(providers.iter().copied());
         for provider in &providers {
             // The addresses kad's routing table has go to the swarm, for Bitswap's later
             // dials; the lookup's own addresses serve the dial made now.

@@ -438,6 +438,9 @@ fn get_finds_a_provider_through_the_dht() {
         peers.contains(&d.info["peer_id"].as_str().unwrap()),
         "{peers:?}"
     );
+    // D was named by a provider lookup (the getter also asks every peer it is connected to,
+    // and kad's lookups connect it to D; this shows the provider records were found).
+    assert_eq!(got["providers"], serde_json::json!([d.info["peer_id"]]));
     // Every block the getter fetched came from D.
     let sent = sample(&scrape(&metrics), blocks_sent).unwrap();
     assert!(sent >= 5.0, "{sent}");

@@ -88,6 +88,7 @@ pub(crate) async fn run(cx: &Context, args: GetArgs) -> anyhow::Result<()> {
         EntryKind::Symlink => "symlink",
     };
     let peers: Vec<String> = fetched.peers.iter().map(ToString::to_string).collect();
+    let providers: Vec<String> = fetched.providers.iter().map(ToString::to_string).collect();
     let seconds = output::seconds(start.elapsed());
     output::emit(
         cx.json,
@@ -101,6 +102,7 @@ pub(crate) async fn run(cx: &Context, args: GetArgs) -> anyhow::Result<()> {
             "fetched_bytes": fetched.bytes,
             "seconds": seconds,
             "peers": peers,
+            "providers": providers,
         }),
         || {
             format!(

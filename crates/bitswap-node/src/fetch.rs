@@ -42,6 +42,8 @@ const MAX_CIDS_PER_QUERY: usize = 256;
 /// Most kad provider lookups at once; Bitswap asks again later for the CIDs turned away
 /// (see `ClientConfig::with_provider_search_interval`).
 const MAX_PROVIDER_QUERIES: usize = 8;
+/// Most providers taken from one kad answer.
+const MAX_PROVIDERS_PER_ANSWER: usize = 16;
 
 /// What the walk did.
 #[derive(Debug, Default)]
@@ -157,7 +159,11 @@ impl Walk<'_> {
             return;
         };
         let local = *self.swarm.local_peer_id();
-        let providers: Vec<PeerId> = providers.into_iter().filter(|p| *p != local).collect();
+        let providers: Vec<PeerId> = providers
+            .into_iter()
+            .filter(|p| *p != local)
+            .take(MAX_PROVIDERS_PER_ANSWER)
+            .collect();
         self.fetched.providers.extend(providers.iter().copied());
         for provider in &providers {
             // The addresses kad's routing table has go to the swarm, for Bitswap's later

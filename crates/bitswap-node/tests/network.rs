@@ -347,7 +347,7 @@ fn scrape(url: &str) -> String {
     answer.split_once("\r\n\r\n").unwrap().1.to_owned()
 }
 
-/// The value of the sample `name` (without labels) in a prometheus text body.
+/// The value of the sample `name` (with its labels, if any) in a prometheus text body.
 fn sample(body: &str, name: &str) -> Option<f64> {
     body.lines()
         .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
@@ -365,7 +365,7 @@ fn get_finds_a_provider_through_the_dht() {
     let data = pseudo_random(1_000_000, 0x0dd_ba11);
     fs::write(&file, &data).unwrap();
 
-    let a = Server::start(&dir("a"), &[]);
+    let a = Server::start_with(&dir("a"), &[], &["--metrics", "127.0.0.1:0"]);
     let b = Server::start_with(&dir("b"), &[], &["--bootstrap", &a.address()]);
     let c = Server::start_with(&dir("c"), &[], &["--bootstrap", &b.address()]);
     let d = Server::start_with(
@@ -374,6 +374,18 @@ fn get_finds_a_provider_through_the_dht() {
         &["--bootstrap", &c.address(), "--metrics", "127.0.0.1:0"],
     );
     let root = d.root(0);
+    // D prints its line once its root is provided: A, which D knew nothing of, was told
+    // (it may read the message a moment after D sent it).
+    let add_provider = r#"libp2p_kad_inbound_requests_total{request="AddProvider"}"#;
+    let start = Instant::now();
+    loop {
+        let a_metrics = scrape(a.info["metrics"].as_str().unwrap());
+        if sample(&a_metrics, add_provider).is_some_and(|n| n >= 1.0) {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "{a_metrics}");
+        thread::sleep(Duration::from_millis(50));
+    }
     let metrics = d.info["metrics"].as_str().unwrap().to_owned();
     assert!(metrics.starts_with("http://127.0.0.1:"), "{metrics}");
     let blocks_sent = "bitswap_server_blocks_sent_total";

@@ -1,6 +1,6 @@
 //! The command line, as clap parses it.
 
-use std::path::PathBuf;
+use std::{net::SocketAddr, path::PathBuf};
 
 use bitswap_node::unixfs::{DEFAULT_CHUNK_SIZE_BYTES, DEFAULT_MAX_LINKS};
 use cid::Cid;
@@ -86,6 +86,22 @@ pub(crate) struct ServeArgs {
     /// How added files become blocks.
     #[command(flatten)]
     pub(crate) layout: LayoutArgs,
+    /// The DHT.
+    #[command(flatten)]
+    pub(crate) network: NetworkArgs,
+}
+
+/// The DHT and metrics flags of `serve` and `get`.
+#[derive(Debug, Args)]
+pub(crate) struct NetworkArgs {
+    /// A DHT (kad) peer to join the network through, with its /p2p/ id (repeatable). There is
+    /// no default: the node joins no public network unless told to.
+    #[arg(long, value_name = "MULTIADDR")]
+    pub(crate) bootstrap: Vec<Multiaddr>,
+    /// Serve prometheus metrics over HTTP at this address (for example 127.0.0.1:9090), path
+    /// /metrics.
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) metrics: Option<SocketAddr>,
 }
 
 /// `get`.
@@ -93,7 +109,8 @@ pub(crate) struct ServeArgs {
 pub(crate) struct GetArgs {
     /// The root of the file or directory.
     pub(crate) cid: Cid,
-    /// A peer to fetch from, with its /p2p/ id (repeatable).
+    /// A peer to fetch from, with its /p2p/ id (repeatable). Providers found through the DHT
+    /// (see --bootstrap) are asked too.
     #[arg(long, value_name = "MULTIADDR")]
     pub(crate) peer: Vec<Multiaddr>,
     /// Where to write it (must not exist). Default: the CID, in the current directory.
@@ -102,6 +119,9 @@ pub(crate) struct GetArgs {
     /// Give up after this many seconds without a new block.
     #[arg(long, default_value_t = 60, value_name = "SECONDS")]
     pub(crate) timeout: u64,
+    /// The DHT: without --peer, providers are found through the --bootstrap peers.
+    #[command(flatten)]
+    pub(crate) network: NetworkArgs,
 }
 
 /// `export`.

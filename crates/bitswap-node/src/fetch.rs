@@ -5,9 +5,13 @@
 //! Bitswap layer and written to the store before it is reported) adds its links to the walk
 //! at once, so the wants of a whole level go out together and the next level follows each
 //! block as it comes.
+//!
+//! Providers are the `--peer`s, every peer connected, and, with `--bootstrap`, those kad finds:
+//! the root's providers are looked up at once, and any other CID's when Bitswap asks
+//! ([`Event::FindProviders`]), at most [`MAX_PROVIDER_QUERIES`] lookups at a time.
 
 use std::{
-    collections::{BTreeSet, HashSet, VecDeque},
+    collections::{BTreeSet, HashMap, HashSet, VecDeque},
     sync::Arc,
     time::Duration,
 };
@@ -18,15 +22,28 @@ use bitswap_node::dag;
 use cid::Cid;
 use futures::StreamExt;
 use indicatif::ProgressBar;
-use libp2p::{Multiaddr, PeerId, Swarm, multiaddr::Protocol, swarm::SwarmEvent};
+use libp2p::{
+    Multiaddr, PeerId, Swarm,
+    core::ConnectedPoint,
+    kad,
+    swarm::{
+        SwarmEvent,
+        dial_opts::{DialOpts, PeerCondition},
+    },
+};
 use tokio::time::{Instant, sleep_until};
 
-use crate::swarm::{Node, NodeEvent};
+use crate::swarm::{self, Node, NodeEvent, Observer};
 
 /// Most CIDs wanted from the network at once.
 const MAX_WANTS_IN_FLIGHT: usize = 1024;
 /// Most CIDs in one query.
 const MAX_CIDS_PER_QUERY: usize = 256;
+/// Most kad provider lookups at once; Bitswap asks again later for the CIDs turned away
+/// (see `ClientConfig::with_provider_search_interval`).
+const MAX_PROVIDER_QUERIES: usize = 8;
+/// Most providers taken from one kad answer.
+const MAX_PROVIDERS_PER_ANSWER: usize = 16;
 
 /// What the walk did.
 #[derive(Debug, Default)]
@@ -39,6 +56,8 @@ pub(crate) struct Fetched {
     pub(crate) local_blocks: u64,
     /// Peers we were connected to.
     pub(crate) peers: BTreeSet<PeerId>,
+    /// Providers the DHT named, of any CID of the DAG.
+    pub(crate) providers: BTreeSet<PeerId>,
 }
 
 /// The walk's state.
@@ -55,6 +74,9 @@ struct Walk<'a> {
     wanted: VecDeque<Cid>,
     in_flight: usize,
     fetched: Fetched,
+    /// Kad provider lookups running, and the CID each looks for (`None` without
+    /// `--bootstrap`: no DHT).
+    provider_queries: Option<HashMap<kad::QueryId, Cid>>,
 }
 
 impl Walk<'_> {
@@ -94,6 +116,87 @@ impl Walk<'_> {
         Ok(())
     }
 
+    /// Starts a kad lookup of `cid`'s providers, unless there is no DHT, one is running for
+    /// it already, or [`MAX_PROVIDER_QUERIES`] are.
+    fn find_providers(&mut self, cid: Cid) {
+        let Some(queries) = &mut self.provider_queries else {
+            return;
+        };
+        if queries.len() >= MAX_PROVIDER_QUERIES || queries.values().any(|c| *c == cid) {
+            return;
+        }
+        let query = self
+            .swarm
+            .behaviour_mut()
+            .kad
+            .get_providers(swarm::provider_key(&cid));
+        queries.insert(query, cid);
+    }
+
+    /// Takes kad's answers: providers found are dialled (kad knows their addresses while
+    /// the lookup runs) and handed to Bitswap.
+    fn on_kad(&mut self, event: kad::Event) {
+        let kad::Event::OutboundQueryProgressed {
+            id, result, step, ..
+        } = event
+        else {
+            return;
+        };
+        let Some(queries) = &mut self.provider_queries else {
+            return;
+        };
+        let Some(&cid) = queries.get(&id) else {
+            return;
+        };
+        if step.last {
+            queries.remove(&id);
+        }
+        let kad::QueryResult::GetProviders(Ok(kad::GetProvidersOk::FoundProviders {
+            providers,
+            ..
+        })) = result
+        else {
+            return;
+        };
+        let local = *self.swarm.local_peer_id();
+        let providers: Vec<PeerId> = providers
+            .into_iter()
+            .filter(|p| *p != local)
+            .take(MAX_PROVIDERS_PER_ANSWER)
+            .collect();
+        self.fetched.providers.extend(providers.iter().copied());
+        for provider in &providers {
+            // The addresses kad's routing table has go to the swarm, for Bitswap's later
+            // dials; the lookup's own addresses serve the dial made now.
+            let addresses: Vec<Multiaddr> = self
+                .swarm
+                .behaviour_mut()
+                .kad
+                .kbucket(*provider)
+                .and_then(|bucket| {
+                    bucket
+                        .iter()
+                        .find(|entry| entry.node.key.preimage() == provider)
+                        .map(|entry| entry.node.value.iter().cloned().collect())
+                })
+                .unwrap_or_default();
+            for address in addresses {
+                self.swarm.add_peer_address(*provider, address);
+            }
+            if !self.swarm.is_connected(provider) {
+                let dial = DialOpts::peer_id(*provider)
+                    .condition(PeerCondition::DisconnectedAndNotDialing)
+                    .build();
+                // A failure is reported as an event; Bitswap dials again later.
+                let _ = self.swarm.dial(dial);
+            }
+        }
+        self.swarm
+            .behaviour_mut()
+            .bitswap
+            .add_providers(&cid, providers);
+    }
+
     /// Asks the network for queued CIDs, up to the in-flight bound.
     fn request(&mut self, session: bitswap::SessionId) -> anyhow::Result<()> {
         while self.in_flight < MAX_WANTS_IN_FLIGHT && !self.wanted.is_empty() {
@@ -112,12 +215,15 @@ impl Walk<'_> {
     }
 }
 
-/// Fetches every block of the DAG under `root` that the store lacks from `peers`, giving up
-/// after `stall` without a new block.
+/// Fetches every block of the DAG under `root` that the store lacks from `peers` and the
+/// providers found through the DHT joined through `bootstrap`, giving up after `stall`
+/// without a new block. `observer` sees every swarm event.
 pub(crate) async fn fetch_dag(
     swarm: &mut Swarm<Node>,
+    observer: &mut Observer,
     root: Cid,
     peers: &[Multiaddr],
+    bootstrap: &[Multiaddr],
     bar: &ProgressBar,
     stall: Duration,
 ) -> anyhow::Result<Fetched> {
@@ -132,20 +238,28 @@ pub(crate) async fn fetch_dag(
         wanted: VecDeque::new(),
         in_flight: 0,
         fetched: Fetched::default(),
+        provider_queries: (!bootstrap.is_empty()).then(HashMap::new),
     };
     walk.check_store().await?;
     if walk.wanted.is_empty() {
         return Ok(walk.fetched);
     }
-    if peers.is_empty() {
-        bail!("{root} is not in the local store and no --peer was given");
+    if peers.is_empty() && bootstrap.is_empty() {
+        bail!("{root} is not in the local store and no --peer or --bootstrap was given");
     }
     for address in peers {
         walk.swarm
             .dial(address.clone())
             .with_context(|| format!("dial {address}"))?;
     }
-    let expected: HashSet<PeerId> = peers.iter().filter_map(peer_id).collect();
+    swarm::bootstrap(walk.swarm, bootstrap)?;
+    walk.find_providers(root);
+    let expected: HashSet<PeerId> = peers
+        .iter()
+        .chain(bootstrap)
+        .filter_map(swarm::peer_id)
+        .collect();
+    let dials = peers.len() + bootstrap.len();
     let session = walk
         .swarm
         .behaviour_mut()
@@ -171,7 +285,9 @@ pub(crate) async fn fetch_dag(
                 if last_error.is_empty() { String::new() } else { format!(" (last error: {last_error})") },
             ),
         };
+        observer.observe(walk.swarm, &event);
         match event {
+            SwarmEvent::Behaviour(NodeEvent::Kad(event)) => walk.on_kad(event),
             SwarmEvent::Behaviour(NodeEvent::Bitswap(event)) => match event {
                 Event::BlockReceived { block, .. } => {
                     walk.in_flight = walk.in_flight.saturating_sub(1);
@@ -188,10 +304,17 @@ pub(crate) async fn fetch_dag(
                         .behaviour_mut()
                         .bitswap
                         .add_providers(&cid, peers);
+                    walk.find_providers(cid);
                 }
                 _ => {}
             },
-            SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+            SwarmEvent::ConnectionEstablished {
+                peer_id, endpoint, ..
+            } => {
+                if let ConnectedPoint::Dialer { address, .. } = endpoint {
+                    // Known good: Bitswap may dial it again by peer id.
+                    walk.swarm.add_peer_address(peer_id, address);
+                }
                 walk.fetched.peers.insert(peer_id);
                 walk.swarm
                     .behaviour_mut()
@@ -203,7 +326,7 @@ pub(crate) async fn fetch_dag(
                 if peer_id.is_none_or(|peer| expected.contains(&peer)) {
                     failed_dials += 1;
                 }
-                if failed_dials >= peers.len() && walk.fetched.peers.is_empty() {
+                if failed_dials >= dials && walk.fetched.peers.is_empty() {
                     bail!("cannot reach any peer: {last_error}");
                 }
             }
@@ -211,12 +334,4 @@ pub(crate) async fn fetch_dag(
         }
     }
     Ok(walk.fetched)
-}
-
-/// The peer id at the end of a multiaddr, if any.
-fn peer_id(address: &Multiaddr) -> Option<PeerId> {
-    match address.iter().last() {
-        Some(Protocol::P2p(peer)) => Some(peer),
-        _ => None,
-    }
 }

@@ -4,6 +4,7 @@
 mod cli;
 mod commands;
 mod fetch;
+mod metrics;
 mod output;
 mod shutdown;
 mod swarm;

@@ -1,11 +1,12 @@
 //! `serve` and `get` between two of our processes on 127.0.0.1: files and directories come
 //! back identical, bad input fails with one line, and `serve` stops cleanly on SIGTERM with
-//! its store flushed.
+//! its store flushed. Five processes find a provider through the DHT (kad) alone, and
+//! `serve --metrics` answers prometheus scrapes during the transfer.
 
 use std::{
     fs,
-    io::{BufRead, BufReader},
-    net::TcpListener,
+    io::{BufRead, BufReader, Read, Write},
+    net::{TcpListener, TcpStream},
     path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
     sync::mpsc,
@@ -38,10 +39,16 @@ impl Drop for Server {
 impl Server {
     /// Starts `serve --json PATHS` and reads its first line.
     fn start(data_dir: &Path, paths: &[&Path]) -> Self {
+        Self::start_with(data_dir, paths, &[])
+    }
+
+    /// Starts `serve --json PATHS FLAGS` and reads its first line.
+    fn start_with(data_dir: &Path, paths: &[&Path], flags: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_bitswap-node"))
             .arg("--data-dir")
             .arg(data_dir)
             .args(["serve", "--json"])
+            .args(flags)
             .args(paths)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -95,9 +102,19 @@ impl Server {
     }
 }
 
-/// Runs the binary with a time limit.
-fn run(data_dir: &Path, args: &[&str]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bitswap-node"))
+/// A process killed when dropped.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the binary, its output piped.
+fn spawn(data_dir: &Path, args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_bitswap-node"))
         .arg("--data-dir")
         .arg(data_dir)
         .args(args)
@@ -105,7 +122,12 @@ fn run(data_dir: &Path, args: &[&str]) -> Output {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+/// Runs the binary with a time limit.
+fn run(data_dir: &Path, args: &[&str]) -> Output {
+    let mut child = spawn(data_dir, args);
     let start = Instant::now();
     while child.try_wait().unwrap().is_none() {
         if start.elapsed() > TIME_LIMIT {
@@ -118,7 +140,11 @@ fn run(data_dir: &Path, args: &[&str]) -> Output {
 }
 
 fn get_json(data_dir: &Path, args: &[&str]) -> Value {
-    let output = run(data_dir, args);
+    parse_json(args, run(data_dir, args))
+}
+
+/// The one JSON object of a successful run.
+fn parse_json(args: &[&str], output: Output) -> Value {
     assert!(
         output.status.success(),
         "{args:?}: {}",
@@ -279,6 +305,22 @@ fn get_from_an_unreachable_peer_fails_fast() {
     assert!(error.contains("cannot reach any peer"), "{error}");
     assert!(start.elapsed() < Duration::from_secs(30));
     assert!(!out.exists());
+    // The same with the DHT: the only bootstrap peer is unreachable.
+    let start = Instant::now();
+    let error = get_fails(
+        &temp.path().join("node"),
+        &[
+            "get",
+            "QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH",
+            "--bootstrap",
+            &address,
+            "-o",
+            s(&out),
+        ],
+    );
+    assert!(error.contains("cannot reach any peer"), "{error}");
+    assert!(start.elapsed() < Duration::from_secs(30));
+    assert!(!out.exists());
     // No peer at all, and the block is not local.
     let error = get_fails(
         &temp.path().join("node"),
@@ -289,5 +331,130 @@ fn get_from_an_unreachable_peer_fails_fast() {
             s(&out),
         ],
     );
-    assert!(error.contains("no --peer"), "{error}");
+    assert!(error.contains("no --peer or --bootstrap"), "{error}");
+}
+
+/// The body of `GET url` (an `http://HOST:PORT/PATH` URL), over a fresh connection.
+fn scrape(url: &str) -> String {
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_at(rest.find('/').unwrap());
+    let mut stream = TcpStream::connect(host).unwrap();
+    stream.set_read_timeout(Some(TIME_LIMIT)).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nhost: {host}\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    answer.split_once("\r\n\r\n").unwrap().1.to_owned()
+}
+
+/// The value of the sample `name` (with its labels, if any) in a prometheus text body.
+fn sample(body: &str, name: &str) -> Option<f64> {
+    body.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// Five processes on 127.0.0.1, each knowing only the one before it: A (bootstrap), B, C,
+/// D (serves the file), and the getter, which knows only A. The file can only be found
+/// through the DHT; it arrives verified, and D's metrics count the blocks sent.
+#[test]
+fn get_finds_a_provider_through_the_dht() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = |name: &str| temp.path().join(name);
+    let file = dir("file");
+    // 4 chunks and their parent.
+    let data = pseudo_random(1_000_000, 0x0dd_ba11);
+    fs::write(&file, &data).unwrap();
+
+    let a = Server::start_with(&dir("a"), &[], &["--metrics", "127.0.0.1:0"]);
+    let b = Server::start_with(&dir("b"), &[], &["--bootstrap", &a.address()]);
+    let c = Server::start_with(&dir("c"), &[], &["--bootstrap", &b.address()]);
+    let d = Server::start_with(
+        &dir("d"),
+        &[&file],
+        &["--bootstrap", &c.address(), "--metrics", "127.0.0.1:0"],
+    );
+    let root = d.root(0);
+    // D prints its line once its root is provided: A, which D knew nothing of, was told
+    // (it may read the message a moment after D sent it).
+    let add_provider = r#"libp2p_kad_inbound_requests_total{request="AddProvider"}"#;
+    let start = Instant::now();
+    loop {
+        let a_metrics = scrape(a.info["metrics"].as_str().unwrap());
+        if sample(&a_metrics, add_provider).is_some_and(|n| n >= 1.0) {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "{a_metrics}");
+        thread::sleep(Duration::from_millis(50));
+    }
+    let metrics = d.info["metrics"].as_str().unwrap().to_owned();
+    assert!(metrics.starts_with("http://127.0.0.1:"), "{metrics}");
+    let blocks_sent = "bitswap_server_blocks_sent_total";
+    assert_eq!(sample(&scrape(&metrics), blocks_sent), Some(0.0));
+
+    let out = dir("out");
+    let args = [
+        "get",
+        &root,
+        "--bootstrap",
+        &a.address(),
+        "-o",
+        s(&out),
+        "--timeout",
+        "30",
+        "--json",
+    ];
+    let mut getter = Killed(spawn(&dir("getter"), &args));
+    // Scrape while the transfer runs, until the getter exits.
+    let start = Instant::now();
+    let mut scrapes = 0;
+    while getter.0.try_wait().unwrap().is_none() {
+        assert!(
+            start.elapsed() < TIME_LIMIT,
+            "get ran longer than {TIME_LIMIT:?}"
+        );
+        let body = scrape(&metrics);
+        assert!(sample(&body, blocks_sent).is_some(), "{body}");
+        scrapes += 1;
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert!(scrapes > 0);
+    let mut stdout = String::new();
+    getter
+        .0
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    let mut stderr = String::new();
+    getter
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let status = getter.0.wait().unwrap();
+    assert!(status.success(), "get failed: {stderr}");
+    assert_eq!(stdout.lines().count(), 1, "{stdout:?}");
+    let got: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(fs::read(&out).unwrap(), data);
+    assert_eq!(got["fetched_blocks"], 5);
+    let peers: Vec<&str> = got["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    assert!(
+        peers.contains(&d.info["peer_id"].as_str().unwrap()),
+        "{peers:?}"
+    );
+    // D was named by a provider lookup (the getter also asks every peer it is connected to,
+    // and kad's lookups connect it to D; this shows the provider records were found).
+    assert_eq!(got["providers"], serde_json::json!([d.info["peer_id"]]));
+    // Every block the getter fetched came from D.
+    let sent = sample(&scrape(&metrics), blocks_sent).unwrap();
+    assert!(sent >= 5.0, "{sent}");
+    drop((a, b, c));
 }

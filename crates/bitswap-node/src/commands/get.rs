@@ -1,15 +1,18 @@
-//! `get CID --peer MADDR`: fetch a DAG over Bitswap into the store, then write it out.
+//! `get CID [--peer MADDR] [--bootstrap MADDR]`: fetch a DAG over Bitswap into the store
+//! (from the peers given and the providers the DHT knows), then write it out.
 
-use std::{io::IsTerminal as _, path::PathBuf, time::Duration, time::Instant};
+use std::{io::IsTerminal as _, path::PathBuf, sync::Arc, time::Duration, time::Instant};
 
 use anyhow::{Context as _, bail};
 use bitswap::{Blockstore, RedbConfig};
 use bitswap_node::unixfs::{self, EntryKind};
 use indicatif::{ProgressBar, ProgressStyle};
+use libp2p::kad;
+use prometheus_client::registry::Registry;
 use serde_json::json;
 
 use super::Context;
-use crate::{cli::GetArgs, fetch, output, shutdown, swarm};
+use crate::{cli::GetArgs, fetch, metrics, output, shutdown, swarm};
 
 pub(crate) async fn run(cx: &Context, args: GetArgs) -> anyhow::Result<()> {
     let target = args
@@ -21,7 +24,15 @@ pub(crate) async fn run(cx: &Context, args: GetArgs) -> anyhow::Result<()> {
     let dir = cx.data_dir()?;
     let keypair = dir.identity()?;
     let store = dir.open_store(RedbConfig::default())?;
-    let mut swarm = swarm::build(keypair, store)?;
+    let mut registry = Registry::default();
+    // A client of the DHT: `get` does not listen, so it could not answer.
+    let (mut swarm, libp2p_metrics) =
+        swarm::build(keypair, store, kad::Mode::Client, &mut registry)?;
+    let mut observer = swarm::Observer::new(libp2p_metrics);
+    let metrics = match args.network.metrics {
+        Some(address) => Some(metrics::serve(address, Arc::new(registry)).await?),
+        None => None,
+    };
     let store = swarm.behaviour().bitswap.store().clone();
     let bar = if cx.json || !std::io::stderr().is_terminal() {
         ProgressBar::hidden()
@@ -40,7 +51,15 @@ pub(crate) async fn run(cx: &Context, args: GetArgs) -> anyhow::Result<()> {
     let stop = shutdown::signal();
     tokio::pin!(stop);
     let fetched = tokio::select! {
-        fetched = fetch::fetch_dag(&mut swarm, args.cid, &args.peer, &bar, stall) => fetched,
+        fetched = fetch::fetch_dag(
+            &mut swarm,
+            &mut observer,
+            args.cid,
+            &args.peer,
+            &args.network.bootstrap,
+            &bar,
+            stall,
+        ) => fetched,
         result = &mut stop => {
             result?;
             Err(anyhow::anyhow!("interrupted"))
@@ -60,12 +79,16 @@ pub(crate) async fn run(cx: &Context, args: GetArgs) -> anyhow::Result<()> {
     }
     .with_context(|| format!("write {}", target.display()))?;
     drop(swarm);
+    if let Some((_, task)) = metrics {
+        task.abort();
+    }
     let kind = match exported.kind {
         EntryKind::File => "file",
         EntryKind::Directory => "directory",
         EntryKind::Symlink => "symlink",
     };
     let peers: Vec<String> = fetched.peers.iter().map(ToString::to_string).collect();
+    let providers: Vec<String> = fetched.providers.iter().map(ToString::to_string).collect();
     let seconds = output::seconds(start.elapsed());
     output::emit(
         cx.json,
@@ -79,6 +102,7 @@ pub(crate) async fn run(cx: &Context, args: GetArgs) -> anyhow::Result<()> {
             "fetched_bytes": fetched.bytes,
             "seconds": seconds,
             "peers": peers,
+            "providers": providers,
         }),
         || {
             format!(

@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use bitswap::{Block, MemoryBlockstore};
+use bitswap::{Block, Blockstore, MemoryBlockstore, MemoryBlockstoreError};
 use bytes::Bytes;
 use cid::Cid;
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
@@ -38,7 +38,7 @@ const RAW: u64 = 0x55;
 #[behaviour(prelude = "libp2p::swarm::derive_prelude", to_swarm = "NodeEvent")]
 pub struct Node {
     /// The node under test.
-    pub bitswap: bitswap::Behaviour<MemoryBlockstore>,
+    pub bitswap: bitswap::Behaviour<BenchStore>,
     /// Raw streams for the ceiling.
     pub stream: libp2p_stream::Behaviour,
 }
@@ -64,8 +64,70 @@ impl From<()> for NodeEvent {
     }
 }
 
-/// A swarm of a [`Node`] with `config`, on TCP+Noise+Yamux, connections kept 10 minutes.
+/// The store of a bench [`Node`].
+#[derive(Debug)]
+pub enum BenchStore {
+    /// Keeps every block.
+    Memory(MemoryBlockstore),
+    /// Keeps nothing: for clients that fetch more than memory should hold (blocks are still
+    /// verified on arrival; writes succeed and are dropped).
+    Sink,
+}
+
+impl Blockstore for BenchStore {
+    type Error = MemoryBlockstoreError;
+
+    async fn get(&self, cid: &Cid) -> Result<Option<Block>, Self::Error> {
+        match self {
+            Self::Memory(store) => store.get(cid).await,
+            Self::Sink => Ok(None),
+        }
+    }
+
+    async fn has(&self, cid: &Cid) -> Result<bool, Self::Error> {
+        match self {
+            Self::Memory(store) => store.has(cid).await,
+            Self::Sink => Ok(false),
+        }
+    }
+
+    async fn get_size(&self, cid: &Cid) -> Result<Option<usize>, Self::Error> {
+        match self {
+            Self::Memory(store) => store.get_size(cid).await,
+            Self::Sink => Ok(None),
+        }
+    }
+
+    async fn put_many(&self, blocks: Vec<Block>) -> Result<(), Self::Error> {
+        match self {
+            Self::Memory(store) => store.put_many(blocks).await,
+            Self::Sink => Ok(()),
+        }
+    }
+
+    async fn delete(&self, cid: &Cid) -> Result<(), Self::Error> {
+        match self {
+            Self::Memory(store) => store.delete(cid).await,
+            Self::Sink => Ok(()),
+        }
+    }
+
+    async fn flush(&self) -> Result<(), Self::Error> {
+        match self {
+            Self::Memory(store) => store.flush().await,
+            Self::Sink => Ok(()),
+        }
+    }
+}
+
+/// A swarm of a [`Node`] with `config` and a memory store; see [`node_with`].
 pub fn node(config: bitswap::Config) -> Swarm<Node> {
+    node_with(BenchStore::Memory(MemoryBlockstore::new()), config)
+}
+
+/// A swarm of a [`Node`] on `store` with `config`, on TCP+Noise+Yamux, connections kept 10
+/// minutes.
+pub fn node_with(store: BenchStore, config: bitswap::Config) -> Swarm<Node> {
     SwarmBuilder::with_new_identity()
         .with_tokio()
         .with_tcp(
@@ -75,7 +137,7 @@ pub fn node(config: bitswap::Config) -> Swarm<Node> {
         )
         .expect("tcp, noise and yamux")
         .with_behaviour(|_| Node {
-            bitswap: bitswap::Behaviour::new(MemoryBlockstore::new(), config),
+            bitswap: bitswap::Behaviour::new(store, config),
             stream: libp2p_stream::Behaviour::new(),
         })
         .expect("infallible")
@@ -214,6 +276,23 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
     Some((user + system) / 100.0)
 }
 
+/// Resident memory of process `pid` now and at its peak (`VmRSS`, `VmHWM`), in bytes, from
+/// `/proc/PID/status`; `None` where there is no `/proc`.
+pub fn memory(pid: u32) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| -> Option<u64> {
+        let line = status.lines().find(|l| l.starts_with(name))?;
+        let kib: u64 = line[name.len()..]
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()?;
+        Some(kib * 1024)
+    };
+    Some((field("VmRSS:")?, field("VmHWM:")?))
+}
+
 /// A server child process (this binary, run with `args`), killed when dropped.
 pub struct ServerProcess {
     child: Child,
@@ -254,13 +333,14 @@ impl ServerProcess {
         })
     }
 
-    /// CPU seconds (user + system) the child used so far, from `/proc`; `None` elsewhere.
+    /// CPU seconds (user + system) the child used so far; see [`cpu_seconds`].
     pub fn cpu_seconds(&self) -> Option<f64> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?;
-        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-        let ticks: f64 =
-            fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-        Some(ticks / 100.0)
+        cpu_seconds(self.child.id())
+    }
+
+    /// The child's resident memory now and at its peak; see [`memory`].
+    pub fn memory(&self) -> Option<(u64, u64)> {
+        memory(self.child.id())
     }
 }
 

@@ -16,15 +16,24 @@
 //!   patterns one-at-a-time, batch-by-10, all-concurrent, big-batch; 100 blocks of 8000 B and
 //!   of 256 KiB. Reports time, messages and duplicate blocks.
 //!
+//! - `load` (issue 9): for N = 1, 10, 100 clients each fetching the same 64 MiB (256 blocks of
+//!   256 KiB) from one server process: aggregate and per-client MB/s, Jain's index, p50/p99
+//!   time to first block, server peak RSS above idle, server CPU seconds per GB, and the
+//!   ceiling (one raw stream + SHA-256) measured in the same run. Writes `load.md` and
+//!   `load.svg` (throughput vs N) to `$CARGO_TARGET_DIR/net-bench/` (or `target/net-bench/`).
+//! - `wants` (issue 9): 1000 peers connect to one server process and each sends 1024 wants
+//!   for blocks it lacks: the server's RSS above idle (target: at most 128 MiB).
+//!
 //! Every figure goes to stdout as one JSON object per line; a summary goes to stderr. Without a
-//! scenario, all three run. Server processes are killed when the bench ends.
+//! scenario, `throughput`, `fairness` and `boxo` run. Server processes are killed when the
+//! bench ends.
 
 use std::{
     collections::HashSet,
     time::{Duration, Instant},
 };
 
-use benches::net::{self, Node, ServerProcess};
+use benches::net::{self, BenchStore, Node, ServerProcess};
 use bitswap::{Block, Blockstore, Handle};
 use futures::{StreamExt, TryStreamExt, future::join_all};
 use libp2p::Swarm;
@@ -58,7 +67,7 @@ fn main() {
         match arg.as_str() {
             "--runs" => runs = number(iter.next()),
             "--mib" => mib = number(iter.next()),
-            "throughput" | "fairness" | "boxo" => scenarios.push(arg.clone()),
+            "throughput" | "fairness" | "boxo" | "load" | "wants" => scenarios.push(arg.clone()),
             other => {
                 eprintln!("unknown argument {other}; see the doc comment of net-bench.rs");
                 std::process::exit(2);
@@ -72,6 +81,8 @@ fn main() {
         match scenario.as_str() {
             "throughput" => runtime.block_on(throughput(runs, mib)),
             "fairness" => runtime.block_on(fairness(runs)),
+            "load" => runtime.block_on(load()),
+            "wants" => runtime.block_on(wants()),
             _ => runtime.block_on(boxo()),
         }
     }
@@ -146,7 +157,15 @@ impl Driver {
 
 /// A client node connected to `server`, polled by its own task.
 async fn client(server: &ServerProcess) -> (Driver, Handle, libp2p_stream::Control) {
-    let mut swarm = net::node(bitswap::Config::default());
+    client_with(server, BenchStore::Memory(bitswap::MemoryBlockstore::new())).await
+}
+
+/// A client node on `store` connected to `server`, polled by its own task.
+async fn client_with(
+    server: &ServerProcess,
+    store: BenchStore,
+) -> (Driver, Handle, libp2p_stream::Control) {
+    let mut swarm = net::node_with(store, bitswap::Config::default());
     net::connect(&mut swarm, server.peer, server.address.clone()).await;
     let handle = swarm.behaviour().bitswap.handle();
     let control = swarm.behaviour().stream.new_control();
@@ -433,5 +452,288 @@ async fn boxo() {
     eprintln!("boxo scenarios (2 seeds, 1 fetcher, 100 blocks):");
     for line in summary {
         eprintln!("  {line}");
+    }
+}
+
+/// Seed of the load set.
+const LOAD_SEED: u64 = 3;
+
+/// One client's fetch: time to the first block and to the last.
+async fn timed_fetch(handle: &Handle, cids: Vec<cid::Cid>) -> (Duration, Duration) {
+    let start = Instant::now();
+    let mut stream = handle.get_many(cids, None).await.expect("query accepted");
+    let mut first = None;
+    while let Some(block) = stream.next().await {
+        block.expect("block");
+        first.get_or_insert_with(|| start.elapsed());
+    }
+    (first.unwrap_or_default(), start.elapsed())
+}
+
+fn percentile(values: &[f64], p: f64) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+async fn load() {
+    const COUNT: u64 = 256;
+    let total = COUNT as usize * BLOCK;
+    let cids: Vec<cid::Cid> = net::blocks(LOAD_SEED, 0..COUNT, BLOCK)
+        .iter()
+        .map(|b| *b.cid())
+        .collect();
+    let mut rows = Vec::new();
+    for n in [1usize, 10, 100] {
+        let server = ServerProcess::spawn(&[
+            "serve".into(),
+            LOAD_SEED.to_string(),
+            COUNT.to_string(),
+            BLOCK.to_string(),
+        ])
+        .expect("server process");
+        let idle = server.memory().map(|m| m.0);
+        // The ceiling, on one connection, first.
+        let (driver, _, control) = client(&server).await;
+        let ceiling_time = net::fetch_ceiling(control, server.peer, total)
+            .await
+            .expect("ceiling stream");
+        drop(driver.stop().await);
+        let ceiling = mb_per_s(total, ceiling_time);
+        let mut clients = Vec::new();
+        for _ in 0..n {
+            clients.push(client_with(&server, BenchStore::Sink).await);
+        }
+        let cpu_before = server.cpu_seconds();
+        let start = Instant::now();
+        let fetches = clients
+            .iter()
+            .map(|(_, handle, _)| timed_fetch(handle, cids.clone()));
+        let results = join_all(fetches).await;
+        let wall = start.elapsed();
+        let cpu = cpu_before.zip(server.cpu_seconds()).map(|(a, b)| b - a);
+        let peak = server.memory().map(|m| m.1);
+        for (driver, _, _) in clients {
+            drop(driver.stop().await);
+        }
+        let per_client: Vec<f64> = results.iter().map(|(_, t)| mb_per_s(total, *t)).collect();
+        let first_ms: Vec<f64> = results.iter().map(|(f, _)| f.as_secs_f64() * 1e3).collect();
+        let aggregate = mb_per_s(total * n, wall);
+        let row = json!({
+            "scenario": "load", "clients": n, "bytes_per_client": total,
+            "aggregate_mb_s": aggregate,
+            "per_client_mb_s_median": net::median(&per_client),
+            "per_client_mb_s_min": per_client.iter().copied().fold(f64::INFINITY, f64::min),
+            "jain": net::jain(&per_client),
+            "first_block_ms_p50": percentile(&first_ms, 0.5),
+            "first_block_ms_p99": percentile(&first_ms, 0.99),
+            "server_peak_rss_above_idle_mib": idle.zip(peak).map(|(i, p)| p.saturating_sub(i) as f64 / (1 << 20) as f64),
+            "server_cpu_s_per_gb": cpu.map(|c| c / (total as f64 * n as f64 / 1e9)),
+            "ceiling_mb_s": ceiling,
+            "ratio_to_ceiling": aggregate / ceiling,
+        });
+        println!("{row}");
+        rows.push(row);
+    }
+    write_load_report(&rows);
+}
+
+fn write_load_report(rows: &[serde_json::Value]) {
+    let dir = std::path::PathBuf::from(
+        std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into()),
+    )
+    .join("net-bench");
+    if let Err(error) = std::fs::create_dir_all(&dir) {
+        eprintln!("cannot create {}: {error}", dir.display());
+        return;
+    }
+    let number = |row: &serde_json::Value, key: &str| row[key].as_f64().unwrap_or(f64::NAN);
+    let mut table = String::from(
+        "| clients | aggregate MB/s | per-client MB/s (median / min) | Jain | first block p50 / p99 ms | server peak RSS above idle MiB | server CPU s/GB | ceiling MB/s | ratio |\n|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for row in rows {
+        table.push_str(&format!(
+            "| {} | {:.0} | {:.1} / {:.1} | {:.3} | {:.1} / {:.1} | {:.1} | {:.2} | {:.0} | {:.2} |\n",
+            row["clients"],
+            number(row, "aggregate_mb_s"),
+            number(row, "per_client_mb_s_median"),
+            number(row, "per_client_mb_s_min"),
+            number(row, "jain"),
+            number(row, "first_block_ms_p50"),
+            number(row, "first_block_ms_p99"),
+            number(row, "server_peak_rss_above_idle_mib"),
+            number(row, "server_cpu_s_per_gb"),
+            number(row, "ceiling_mb_s"),
+            number(row, "ratio_to_ceiling"),
+        ));
+    }
+    // Throughput against the number of clients, log scale in N.
+    let (w, h, left, bottom) = (640.0, 360.0, 70.0, 50.0);
+    let max = rows
+        .iter()
+        .flat_map(|r| [number(r, "aggregate_mb_s"), number(r, "ceiling_mb_s")])
+        .fold(1.0, f64::max)
+        * 1.1;
+    let x = |n: f64| left + (n.log10() / 2.0) * (w - left - 30.0);
+    let y = |v: f64| h - bottom - v / max * (h - bottom - 30.0);
+    let line = |key: &str| -> String {
+        rows.iter()
+            .map(|r| format!("{:.1},{:.1}", x(number(r, "clients")), y(number(r, key))))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let mut svg = format!(
+        "<svg xmlns='http://www.w3.org/2000/svg' width='{w}' height='{h}' font-family='sans-serif' font-size='12'>\n<rect width='100%' height='100%' fill='white'/>\n<line x1='{left}' y1='{b}' x2='{r}' y2='{b}' stroke='black'/>\n<line x1='{left}' y1='30' x2='{left}' y2='{b}' stroke='black'/>\n<text x='{cx}' y='{t}' text-anchor='middle'>clients (log scale)</text>\n<text x='15' y='{cy}' transform='rotate(-90 15 {cy})' text-anchor='middle'>MB/s</text>\n",
+        b = h - bottom,
+        r = w - 20.0,
+        cx = (w + left) / 2.0,
+        t = h - 10.0,
+        cy = (h - bottom) / 2.0,
+    );
+    for n in [1.0, 10.0, 100.0] {
+        svg.push_str(&format!(
+            "<text x='{:.1}' y='{:.1}' text-anchor='middle'>{n}</text>\n",
+            x(n),
+            h - bottom + 18.0
+        ));
+    }
+    for tick in 0..=4 {
+        let v = max * f64::from(tick) / 4.0;
+        svg.push_str(&format!(
+            "<text x='{:.1}' y='{:.1}' text-anchor='end'>{v:.0}</text>\n",
+            left - 6.0,
+            y(v) + 4.0
+        ));
+    }
+    for (key, colour, label, dy) in [
+        ("aggregate_mb_s", "#1f77b4", "bitswap, all clients", 0.0),
+        (
+            "ceiling_mb_s",
+            "#888888",
+            "ceiling: raw stream + SHA-256",
+            16.0,
+        ),
+        (
+            "per_client_mb_s_median",
+            "#ff7f0e",
+            "per client (median)",
+            32.0,
+        ),
+    ] {
+        svg.push_str(&format!(
+            "<polyline fill='none' stroke='{colour}' stroke-width='2' points='{}'/>\n<text x='{:.1}' y='{:.1}' fill='{colour}'>{label}</text>\n",
+            line(key),
+            left + 10.0,
+            40.0 + dy
+        ));
+    }
+    svg.push_str("</svg>\n");
+    let md = dir.join("load.md");
+    let plot = dir.join("load.svg");
+    match std::fs::write(&md, &table).and_then(|()| std::fs::write(&plot, svg)) {
+        Ok(()) => eprintln!(
+            "load: table {} and plot {}\n{table}",
+            md.display(),
+            plot.display()
+        ),
+        Err(error) => eprintln!("cannot write the load report: {error}"),
+    }
+}
+
+async fn wants() {
+    const PEERS: usize = 1000;
+    const WANTS: usize = 1024;
+    let server = ServerProcess::spawn(&["serve".into(), "4".into(), "1".into(), "1024".into()])
+        .expect("server process");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let idle = server.memory().map(|m| m.0);
+    let mut peers = Vec::new();
+    for i in 0..PEERS {
+        let (sent, ready) = oneshot::channel();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let (peer, address) = (server.peer, server.address.clone());
+        let task = tokio::spawn(async move {
+            let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+                .with_tokio()
+                .with_tcp(
+                    libp2p::tcp::Config::default(),
+                    libp2p::noise::Config::new,
+                    libp2p::yamux::Config::default,
+                )
+                .expect("tcp")
+                .with_behaviour(|_| {
+                    bitswap::network::Behaviour::new(bitswap::network::Config::default())
+                })
+                .expect("behaviour")
+                .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(600)))
+                .build();
+            swarm.dial(address).expect("dial");
+            let mut sent = Some(sent);
+            let mut stopped = stopped;
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => return,
+                    event = swarm.select_next_some() => match event {
+                        libp2p::swarm::SwarmEvent::ConnectionEstablished { peer_id, .. } if peer_id == peer => {
+                            let entries = (0..WANTS)
+                                .map(|j| {
+                                    let data = ((i * WANTS + j) as u64).to_le_bytes();
+                                    let hash = multihash_codetable::MultihashDigest::digest(&multihash_codetable::Code::Sha2_256, &data);
+                                    bitswap::Entry {
+                                        send_dont_have: false,
+                                        ..bitswap::Entry::want_have(cid::Cid::new_v1(0x55, hash), 1)
+                                    }
+                                })
+                                .collect();
+                            let message = bitswap::Message {
+                                wantlist: bitswap::Wantlist { entries, full: true },
+                                ..bitswap::Message::default()
+                            };
+                            swarm.behaviour_mut().send(peer, message).expect("send");
+                        }
+                        libp2p::swarm::SwarmEvent::Behaviour(bitswap::network::Event::MessageSent { .. }) => {
+                            if let Some(sent) = sent.take() {
+                                let _ = sent.send(());
+                            }
+                        }
+                        _ => {}
+                    },
+                }
+            }
+        });
+        peers.push((stop, task, ready));
+    }
+    let mut stops = Vec::new();
+    for (stop, task, ready) in peers {
+        let _ = tokio::time::timeout(Duration::from_secs(120), ready).await;
+        stops.push((stop, task));
+    }
+    // Let the server take in every wantlist.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let now = server.memory();
+    let growth = idle
+        .zip(now)
+        .map(|(i, (rss, _))| rss.saturating_sub(i) as f64 / (1 << 20) as f64);
+    let peak = idle
+        .zip(now)
+        .map(|(i, (_, hwm))| hwm.saturating_sub(i) as f64 / (1 << 20) as f64);
+    println!(
+        "{}",
+        json!({
+            "scenario": "wants", "peers": PEERS, "wants_per_peer": WANTS,
+            "server_rss_above_idle_mib": growth, "server_peak_above_idle_mib": peak,
+        })
+    );
+    eprintln!(
+        "wants: {PEERS} peers x {WANTS} wants: server RSS {:.1} MiB above idle (peak {:.1}; target <= 128)",
+        growth.unwrap_or(f64::NAN),
+        peak.unwrap_or(f64::NAN)
+    );
+    for (stop, task) in stops {
+        let _ = stop.send(());
+        let _ = task.await;
     }
 }

@@ -1,9 +1,6 @@
 //! One peer's wants, with the order in which they give way when the ledger is full.
 
-use std::{
-    cmp::Reverse,
-    collections::BTreeSet,
-};
+use std::{cmp::Reverse, collections::BTreeSet};
 
 use cid::Cid;
 

@@ -5,10 +5,7 @@
 //! round-robin between peers, so one large wantlist does not delay a small one. Block reads
 //! for envelopes being built go first: their tasks already hold the peer's outstanding bytes.
 
-use std::{
-    collections::VecDeque,
-    fmt,
-};
+use std::{collections::VecDeque, fmt};
 
 use cid::Cid;
 use libp2p::PeerId;

@@ -4,11 +4,12 @@
 use std::{fmt, io};
 
 use bytes::Bytes;
+use bytes::{BufMut, BytesMut};
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::StreamProtocol;
 use prost::{
     Message as _,
-    encoding::{encoded_len_varint, int32},
+    encoding::{WireType, encode_key, encode_varint, encoded_len_varint, int32},
 };
 
 use crate::{
@@ -172,6 +173,27 @@ where
 /// want-block and presences and pending bytes are not sent; before 1.1.0 blocks travel as bare
 /// data, so only CIDv0 blocks can be sent (others are left out and logged).
 pub fn encode(message: &Message, version: Version) -> Vec<Bytes> {
+    segments(message, version)
+        .into_iter()
+        .map(|frame| match <[Bytes; 1]>::try_from(frame) {
+            Ok([one]) => one,
+            Err(parts) => Bytes::from(parts.concat()),
+        })
+        .collect()
+}
+
+/// Block data of at least this many bytes is not copied into the frame being encoded: the
+/// frame refers to it as a segment of its own.
+const ZERO_COPY_MIN: usize = 16 * 1024;
+
+/// Like [`encode`], but each frame is a list of segments to write one after the other: large
+/// block data is shared, not copied (a 256 KiB block would otherwise cost a fresh allocation
+/// and a copy per send).
+pub(crate) fn encode_segments(message: &Message, version: Version) -> Vec<Bytes> {
+    segments(message, version).into_iter().flatten().collect()
+}
+
+fn segments(message: &Message, version: Version) -> Vec<Vec<Bytes>> {
     let pending_bytes = if version.supports_have() {
         message.pending_bytes
     } else {
@@ -249,7 +271,7 @@ struct Splitter {
     entries_size: usize,
     /// Bytes of everything else in `current` but the wantlist and pending bytes.
     rest_size: usize,
-    frames: Vec<Bytes>,
+    frames: Vec<Vec<Bytes>>,
 }
 
 impl Splitter {
@@ -322,18 +344,73 @@ impl Splitter {
             self.size_with(self.entries_size, self.rest_size)
         );
         debug_assert!(message.encoded_len() <= MAX_MESSAGE_SIZE);
-        self.frames
-            .push(Bytes::from(message.encode_length_delimited_to_vec()));
+        let frame = frame_segments(&message);
+        debug_assert_eq!(
+            frame.concat(),
+            message.encode_length_delimited_to_vec(),
+            "segments differ from prost's encoding"
+        );
+        self.frames.push(frame);
         self.full = false;
         self.entries_size = 0;
         self.rest_size = 0;
     }
 
-    fn finish(mut self) -> Vec<Bytes> {
+    fn finish(mut self) -> Vec<Vec<Bytes>> {
         if !self.is_empty() || self.full {
             self.flush();
         }
         self.frames
+    }
+}
+
+/// Encodes `message` with its length prefix, as prost would, into segments: block data of at
+/// least [`ZERO_COPY_MIN`] bytes is a segment of its own (shared, not copied). Fields go in
+/// tag order and empty proto3 scalars are left out, exactly as prost does.
+fn frame_segments(message: &proto::Message) -> Vec<Bytes> {
+    let mut segments = Vec::new();
+    let mut buf = BytesMut::with_capacity(1024);
+    encode_varint(message.encoded_len() as u64, &mut buf);
+    if let Some(wantlist) = &message.wantlist {
+        prost::encoding::message::encode(1, wantlist, &mut buf);
+    }
+    for block in &message.blocks {
+        encode_key(2, WireType::LengthDelimited, &mut buf);
+        encode_varint(block.len() as u64, &mut buf);
+        put_data(block, &mut buf, &mut segments);
+    }
+    for block in &message.payload {
+        encode_key(3, WireType::LengthDelimited, &mut buf);
+        encode_varint(block.encoded_len() as u64, &mut buf);
+        if !block.prefix.is_empty() {
+            prost::encoding::bytes::encode(1, &block.prefix, &mut buf);
+        }
+        if !block.data.is_empty() {
+            encode_key(2, WireType::LengthDelimited, &mut buf);
+            encode_varint(block.data.len() as u64, &mut buf);
+            put_data(&block.data, &mut buf, &mut segments);
+        }
+    }
+    for presence in &message.block_presences {
+        prost::encoding::message::encode(4, presence, &mut buf);
+    }
+    if message.pending_bytes != 0 {
+        int32::encode(5, &message.pending_bytes, &mut buf);
+    }
+    if !buf.is_empty() {
+        segments.push(buf.freeze());
+    }
+    segments
+}
+
+/// Appends block data: copied into `buf` if small, else as its own shared segment after what
+/// `buf` holds so far.
+fn put_data(data: &Bytes, buf: &mut BytesMut, segments: &mut Vec<Bytes>) {
+    if data.len() >= ZERO_COPY_MIN {
+        segments.push(buf.split().freeze());
+        segments.push(data.clone());
+    } else {
+        buf.put_slice(data);
     }
 }
 
@@ -353,6 +430,34 @@ mod tests {
 
     fn v0_block(data: &[u8]) -> Block {
         Block::from_v0_data(Bytes::copy_from_slice(data)).expect("valid")
+    }
+
+    #[test]
+    fn large_blocks_are_segments_of_their_own_and_bytes_match_prost() {
+        let small = raw_block(&[1; 100]);
+        let large = raw_block(&[2; 300 * 1024]);
+        let v0 = v0_block(&[3; 20 * 1024]);
+        let message = Message {
+            blocks: vec![small, large.clone(), v0],
+            pending_bytes: 7,
+            ..Message::default()
+        };
+        for version in Version::ALL {
+            let segments = encode_segments(&message, version);
+            let frames = encode(&message, version);
+            assert_eq!(segments.concat(), frames.concat(), "{version}");
+            assert_eq!(read_all(&frames).expect("decodes").len(), frames.len());
+            // The large block's bytes are shared, not copied.
+            if version.supports_payload() {
+                assert!(
+                    segments
+                        .iter()
+                        .any(|s| s.as_ptr() == large.data().as_ptr()
+                            && s.len() == large.data().len()),
+                    "{version}: large block copied"
+                );
+            }
+        }
     }
 
     /// Reads every message from the concatenated frames.

@@ -531,7 +531,7 @@ async fn write_messages(
                 return;
             }
         };
-        let frames = protocol::encode(&message, version);
+        let frames = protocol::encode_segments(&message, version);
         drop(message);
         let size = frames.iter().map(Bytes::len).sum();
         let error = match timeout(

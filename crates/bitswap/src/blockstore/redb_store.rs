@@ -311,9 +311,15 @@ impl RedbBlockstore {
         })
     }
 
-    /// The file of the store.
+    /// The file of the store: its database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The blob file of the store, which holds the bytes of large blocks: [`path`](Self::path)
+    /// with `.blobs` appended. Copy, move or delete it together with the database file.
+    pub fn blob_path(&self) -> PathBuf {
+        blobs::path_for(&self.path)
     }
 
     /// Bytes of puts and deletes accepted and not yet committed (block data plus overhead).

@@ -3,20 +3,36 @@
 //! - `blockstore_put/redb-batched/*`: each block put on its own, one flush per
 //!   [`BATCH_BLOCKS`] blocks (the writer thread groups them into transactions);
 //! - `blockstore_put/redb-synced/*`: a put and a flush per block, one `fsync` each;
+//! - `blockstore_put/redb-batched-btree/*`: batched, with every block in redb's B-tree
+//!   (`with_blob_threshold(usize::MAX)`, the layout before the blob file), for comparison;
+//! - `blockstore_put/file-batched/*`, `file-synced/*`: the floor of the disk, for reference:
+//!   the blocks' bytes appended to a plain file with one `fdatasync` per [`BATCH_BLOCKS`]
+//!   blocks, or per block;
 //! - `blockstore_put/memory/*`: the in-memory store, for reference;
 //! - `blockstore_get/*`: gets of blocks put and flushed before, cycling through
-//!   [`GET_BLOCKS`] blocks that fit in redb's cache, so no read waits for the disk: `redb`
+//!   [`GET_BLOCKS`] blocks that fit in memory (redb's cache for blocks in the B-tree, the
+//!   page cache of the OS for the 256 KiB blocks, which land in the blob file), so no read
+//!   waits for the disk: `redb`
 //!   (default config: a reader thread serves each get and checks the block's hash), `redb-x8`
 //!   (eight gets in flight at a time, so both reader threads work), `redb-inline` (reads on
 //!   the caller's thread, `with_read_threads(0)`), and `memory`.
 //!
 //! Throughput is in block bytes. The time of making blocks (hashing them) is not measured.
-//! Each bench starts from an empty store of its own, which grows as it runs.
+//! Each bench starts from an empty store of its own, which grows as it runs. The batched
+//! benches flush every [`BATCH_BLOCKS`] blocks *and* at the end of each of criterion's
+//! samples, so a sample of fewer blocks (criterion picks about 100 per sample for 256 KiB
+//! blocks) has one flush for all its blocks.
 //! Targets (issue 6): batched puts at least 5x faster than synced ones; gets of 256 KiB
-//! blocks at least 1 GB/s. Files live in a temporary directory removed when each bench ends.
+//! blocks at least 1 GB/s. The first is bounded by the disk: compare it with
+//! `file-synced / file-batched` of the same run, which swings with the latency of
+//! `fdatasync` (other writers on the file system lengthen it). The second is bounded by the
+//! SHA-256 check of every block read. Files live in a temporary directory removed when each
+//! bench ends.
 //! A full run takes about a minute.
 
 use std::{
+    fs::File,
+    io::Write as _,
     sync::atomic::{AtomicU64, Ordering},
     time::{Duration, Instant},
 };
@@ -94,14 +110,50 @@ fn timed_puts<B: Blockstore>(store: &B, iters: u64, len: usize, per_flush: usize
     total
 }
 
+/// Appends the bytes of `iters` fresh blocks of `len` bytes to `file`, with an `fdatasync`
+/// every `per_sync` blocks (and after the last), and returns the time spent writing and
+/// syncing.
+fn timed_appends(file: &mut File, iters: u64, len: usize, per_sync: usize) -> Duration {
+    let mut total = Duration::ZERO;
+    let mut left = usize::try_from(iters).expect("iteration count fits in memory");
+    while left > 0 {
+        let blocks = fresh_blocks(left.min(BATCH_BLOCKS), len);
+        left -= blocks.len();
+        let start = Instant::now();
+        for chunk in blocks.chunks(per_sync) {
+            for block in chunk {
+                file.write_all(block.data()).expect("write");
+            }
+            file.sync_data().expect("fdatasync");
+        }
+        total += start.elapsed();
+    }
+    total
+}
+
 fn puts(c: &mut Criterion) {
     let mut group = group(c, "blockstore_put");
     for (name, len) in SIZES {
         group.throughput(Throughput::Bytes(len as u64));
-        for (id, per_flush) in [("redb-batched", BATCH_BLOCKS), ("redb-synced", 1)] {
-            let redb = TempStore::new(RedbConfig::default());
+        for (id, per_flush, config) in [
+            ("redb-batched", BATCH_BLOCKS, RedbConfig::default()),
+            ("redb-synced", 1, RedbConfig::default()),
+            (
+                "redb-batched-btree",
+                BATCH_BLOCKS,
+                RedbConfig::default().with_blob_threshold(usize::MAX),
+            ),
+        ] {
+            let redb = TempStore::new(config);
             group.bench_function(BenchmarkId::new(id, name), |b| {
                 b.iter_custom(|iters| timed_puts(&redb.store, iters, len, per_flush));
+            });
+        }
+        for (id, per_sync) in [("file-batched", BATCH_BLOCKS), ("file-synced", 1)] {
+            let dir = tempfile::tempdir().expect("temporary directory");
+            let mut file = File::create(dir.path().join("blocks.bin")).expect("new file");
+            group.bench_function(BenchmarkId::new(id, name), |b| {
+                b.iter_custom(|iters| timed_appends(&mut file, iters, len, per_sync));
             });
         }
         // Unbounded: criterion may run many iterations of 256 KiB blocks; a fresh store per

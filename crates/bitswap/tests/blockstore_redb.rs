@@ -37,6 +37,34 @@ fn numbered_block(i: u64) -> Block {
     Block::from_v0_data(Bytes::from(bytes(i, len))).unwrap()
 }
 
+/// Large block `i`: 128 KiB to 640 KiB of deterministic bytes, above the default blob
+/// threshold.
+fn numbered_large_block(i: u64) -> Block {
+    let len = 128 * 1024 + (i as usize * 104_729) % (512 * 1024);
+    Block::from_v0_data(Bytes::from(bytes(i ^ 0x5eed, len))).unwrap()
+}
+
+/// Block `i` of the crash child's sequence, small (in the B-tree) or large (in the blob file).
+fn child_block(i: u64, large: bool) -> Block {
+    if large {
+        numbered_large_block(i)
+    } else {
+        numbered_block(i)
+    }
+}
+
+/// The blob file of the store whose database file is `path`.
+fn blob_path(path: &Path) -> std::path::PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".blobs");
+    name.into()
+}
+
+/// A config that sends every large block to the blob file, whatever its batch.
+fn blobs_always() -> RedbConfig {
+    RedbConfig::default().with_blob_min_batch(0)
+}
+
 /// The CIDv1 (raw codec) of the same multihash as `cid`.
 fn v1(cid: &Cid) -> Cid {
     Cid::new_v1(0x55, *cid.hash())
@@ -183,7 +211,7 @@ fn another_redb_database_is_not_a_block_store() {
             error,
             RedbOpenError::UnsupportedFormat {
                 found: None,
-                expected: 1
+                expected: 2
             }
         ),
         "{error:?}"
@@ -244,6 +272,64 @@ fn a_garbage_header_is_refused_at_open() {
     assert_corrupt_at_open(&path);
 }
 
+/// Garbage anywhere in the blob file: reads fail with typed errors or return intact blocks,
+/// and the blocks the garbage missed stay readable. Never a panic, never wrong bytes.
+#[test]
+fn garbage_in_the_blob_file_gives_errors_or_intact_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let clean = dir.path().join("clean.redb");
+    let blocks: Vec<_> = (0..8).map(numbered_large_block).collect();
+    {
+        let store = open(&clean);
+        assert_eq!(store.blob_path(), blob_path(&clean));
+        block_on(store.put_many(blocks.clone())).unwrap();
+        block_on(store.close()).unwrap();
+    }
+    let len = fs::metadata(blob_path(&clean)).unwrap().len();
+    let mut outcomes = [0_usize; 2];
+    for trial in 0..10_u64 {
+        let path = dir.path().join(format!("trial-{trial}.redb"));
+        fs::copy(&clean, &path).unwrap();
+        fs::copy(blob_path(&clean), blob_path(&path)).unwrap();
+        let at = bytes(trial, 8)
+            .iter()
+            .fold(0_u64, |acc, b| acc << 8 | u64::from(*b))
+            % (len - 512);
+        let mut file = OpenOptions::new()
+            .write(true)
+            .open(blob_path(&path))
+            .unwrap();
+        file.seek(SeekFrom::Start(at)).unwrap();
+        file.write_all(&bytes(trial + 1000, 512)).unwrap();
+        drop(file);
+        let store = open(&path);
+        let mut corrupt = 0;
+        for block in &blocks {
+            match block_on(store.get(block.cid())) {
+                Ok(Some(got)) => {
+                    assert_eq!(&got, block);
+                    outcomes[0] += 1;
+                }
+                Ok(None) => panic!("a block went missing"),
+                Err(error) => {
+                    assert!(
+                        matches!(error, RedbBlockstoreError::Corrupt { .. }),
+                        "{error:?}"
+                    );
+                    corrupt += 1;
+                }
+            }
+        }
+        // 512 bytes of garbage reach one block, or two at a boundary.
+        assert!(
+            (1..=2).contains(&corrupt),
+            "trial {trial}: {corrupt} corrupt"
+        );
+        outcomes[1] += corrupt;
+    }
+    println!("intact reads, corrupt reads: {outcomes:?}");
+}
+
 /// Garbage anywhere in the file: opening fails with a typed error, or reads fail with typed
 /// errors or return intact blocks. Never a panic, never wrong bytes.
 #[test]
@@ -256,6 +342,8 @@ fn garbage_anywhere_gives_errors_or_intact_blocks() {
     for trial in 0..40_u64 {
         let path = dir.path().join(format!("trial-{trial}.redb"));
         fs::copy(&clean, &path).unwrap();
+        // The large blocks are in the blob file, which goes with the database file.
+        fs::copy(blob_path(&clean), blob_path(&path)).unwrap();
         let at = bytes(trial, 8)
             .iter()
             .fold(0_u64, |acc, b| acc << 8 | u64::from(*b))
@@ -283,6 +371,12 @@ fn garbage_anywhere_gives_errors_or_intact_blocks() {
 
 /// Set in the environment of the crash test's child: the store file it writes to.
 const CHILD_PATH_ENV: &str = "BITSWAP_BLOCKSTORE_CRASH_CHILD";
+/// Set in the environment of the crash test's child (to anything): it puts large blocks, all
+/// to the blob file.
+const CHILD_LARGE_ENV: &str = "BITSWAP_BLOCKSTORE_CRASH_LARGE";
+/// The write buffer of the crash test's child when it puts large blocks: at most 64 blocks of
+/// 128 KiB or more accepted and not committed.
+const CHILD_LARGE_WRITE_BUFFER_BYTES: usize = 8 << 20;
 /// Set in the environment of the crash test's child: the number of its first block.
 const CHILD_START_ENV: &str = "BITSWAP_BLOCKSTORE_CRASH_START";
 /// Blocks per `put_many` of the child.
@@ -300,13 +394,17 @@ fn crash_child() {
         return;
     };
     let start: u64 = std::env::var(CHILD_START_ENV).unwrap().parse().unwrap();
+    let large = std::env::var_os(CHILD_LARGE_ENV).is_some();
     // Small batches: the writer also commits between flushes, so kills land in those commits
     // too, and some unflushed blocks survive.
-    let store = RedbBlockstore::open(
-        Path::new(&path),
-        RedbConfig::default().with_max_batch(64 * 1024),
-    )
-    .unwrap();
+    let config = if large {
+        blobs_always()
+            .with_max_batch(1024 * 1024)
+            .with_write_buffer(CHILD_LARGE_WRITE_BUFFER_BYTES)
+    } else {
+        RedbConfig::default().with_max_batch(64 * 1024)
+    };
+    let store = RedbBlockstore::open(Path::new(&path), config).unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut next = start;
     let mut stdout = std::io::stdout();
@@ -314,7 +412,9 @@ fn crash_child() {
         if Instant::now() > deadline {
             return;
         }
-        let blocks = (next..next + CHILD_BATCH).map(numbered_block).collect();
+        let blocks = (next..next + CHILD_BATCH)
+            .map(|i| child_block(i, large))
+            .collect();
         block_on(store.put_many(blocks)).unwrap();
         next += CHILD_BATCH;
         if round % CHILD_PUTS_PER_FLUSH == 0 {
@@ -358,8 +458,18 @@ impl ChildProgress {
 
 /// Runs the child on `path` from block `start`, lets it flush `flushes` times, waits
 /// `extra`, and SIGKILLs it, mid-write most likely. Returns what it printed.
-fn run_and_kill_child(path: &Path, start: u64, flushes: usize, extra: Duration) -> ChildProgress {
-    let child = Command::new(std::env::current_exe().unwrap())
+fn run_and_kill_child(
+    path: &Path,
+    start: u64,
+    flushes: usize,
+    extra: Duration,
+    large: bool,
+) -> ChildProgress {
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    if large {
+        command.env(CHILD_LARGE_ENV, "1");
+    }
+    let child = command
         .args(["crash_child", "--exact", "--nocapture", "--test-threads=1"])
         .env(CHILD_PATH_ENV, path)
         .env(CHILD_START_ENV, start.to_string())
@@ -409,13 +519,25 @@ fn run_and_kill_child(path: &Path, start: u64, flushes: usize, extra: Duration) 
 /// the child may have put is intact or absent, never corrupt.
 #[test]
 fn blocks_flushed_before_a_sigkill_survive_it() {
+    sigkill_rounds(false);
+}
+
+/// The same with large blocks, all in the blob file: a kill lands between appending a batch,
+/// syncing the blob file and committing its index, and the next open cuts what the kill left
+/// uncommitted.
+#[test]
+fn large_blocks_flushed_before_a_sigkill_survive_it() {
+    sigkill_rounds(true);
+}
+
+fn sigkill_rounds(large: bool) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("blocks.redb");
     // (first block, last block flushed) of every round so far.
     let mut flushed_ranges = Vec::new();
     for (round, extra_ms) in [0_u64, 7, 23].into_iter().enumerate() {
         let start = round as u64 * 1_000_000;
-        let progress = run_and_kill_child(&path, start, 3, Duration::from_millis(extra_ms));
+        let progress = run_and_kill_child(&path, start, 3, Duration::from_millis(extra_ms), large);
         let flushed = progress.flushed.unwrap();
         let put = progress.put.unwrap();
         flushed_ranges.push(start..flushed);
@@ -423,14 +545,17 @@ fn blocks_flushed_before_a_sigkill_survive_it() {
         let store = RedbBlockstore::open(&path, RedbConfig::default())
             .unwrap_or_else(|error| panic!("reopening after the kill: {error:?}"));
         for i in flushed_ranges.iter().flat_map(Clone::clone) {
-            let block = numbered_block(i);
+            let block = child_block(i, large);
             let got = block_on(store.get(block.cid())).unwrap();
             assert_eq!(got.as_ref(), Some(&block), "flushed block {i} lost");
         }
-        // The child may have accepted puts it did not print yet: up to a write buffer more.
+        // The child may have accepted puts it did not print yet: up to a write buffer more
+        // (64 MiB of blocks of 1 KiB or more; 8 MiB of blocks of 128 KiB or more), and a
+        // `put_many` in progress.
         let mut unflushed_present = 0;
-        for i in flushed..put + 64 * CHILD_BATCH {
-            let block = numbered_block(i);
+        let beyond = if large { 9 } else { 64 } * CHILD_BATCH;
+        for i in flushed..put + beyond {
+            let block = child_block(i, large);
             match block_on(store.get(block.cid())) {
                 Ok(Some(got)) => {
                     assert_eq!(got, block);
@@ -442,11 +567,209 @@ fn blocks_flushed_before_a_sigkill_survive_it() {
             let size = block_on(store.get_size(block.cid())).unwrap();
             assert!(size.is_none() || size == Some(block.data().len()));
         }
+        if large {
+            // The blocks were in the blob file, not in the B-tree.
+            assert!(fs::metadata(blob_path(&path)).unwrap().len() > 0);
+        }
         println!(
             "round {round}: flushed {}, printed put {}, unflushed blocks present {unflushed_present}",
             flushed - start,
             put - start
         );
         block_on(store.close()).unwrap();
+    }
+}
+
+/// Large blocks in the blob file: read back after a restart under either CID, deleted, put
+/// again; a small batch puts a large block back into the B-tree and the blob entry goes.
+#[test]
+fn large_blocks_survive_reopening_and_move_between_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("blocks.redb");
+    let blocks: Vec<_> = (0..12).map(numbered_large_block).collect();
+    let total: u64 = blocks.iter().map(|b| b.data().len() as u64).sum();
+    {
+        let store = open(&path);
+        block_on(store.put_many(blocks.clone())).unwrap();
+        block_on(store.delete(blocks[2].cid())).unwrap();
+        block_on(store.close()).unwrap();
+    }
+    // One batch of more than 1 MiB of large blocks: all of them appended, once.
+    assert_eq!(fs::metadata(blob_path(&path)).unwrap().len(), total);
+    let store = open(&path);
+    for (i, block) in blocks.iter().enumerate() {
+        let got = block_on(store.get(&v1(block.cid()))).unwrap();
+        if i == 2 {
+            assert_eq!(got, None);
+            assert_eq!(block_on(store.get_size(block.cid())).unwrap(), None);
+            continue;
+        }
+        let got = got.unwrap();
+        assert_eq!(got.data(), block.data());
+        assert_eq!(
+            block_on(store.get_size(block.cid())).unwrap(),
+            Some(block.data().len())
+        );
+    }
+    // Alone in its batch (less than 1 MiB), a put goes to the B-tree: the blob file does not
+    // grow, and the copy in the B-tree is the one read.
+    block_on(store.put(blocks[2].clone())).unwrap();
+    block_on(store.put(blocks[3].clone())).unwrap();
+    block_on(store.flush()).unwrap();
+    assert_eq!(fs::metadata(blob_path(&path)).unwrap().len(), total);
+    drop(store);
+    let store = open(&path);
+    for block in &blocks {
+        assert_eq!(
+            block_on(store.get(block.cid())).unwrap().as_ref(),
+            Some(block)
+        );
+    }
+}
+
+/// A blob file shorter than committed (truncated, or gone) is refused at open with a typed
+/// error; bytes past the committed end (a batch a crash cut) are dropped.
+#[test]
+fn a_truncated_blob_file_is_refused_and_a_long_one_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("blocks.redb");
+    let blocks: Vec<_> = (0..6).map(numbered_large_block).collect();
+    {
+        let store = RedbBlockstore::open(&path, blobs_always()).unwrap();
+        block_on(store.put_many(blocks.clone())).unwrap();
+        block_on(store.close()).unwrap();
+    }
+    let blobs = blob_path(&path);
+    let committed = fs::metadata(&blobs).unwrap().len();
+
+    // Longer: cut back, every block intact, and later appends land after the committed end.
+    let mut file = OpenOptions::new().append(true).open(&blobs).unwrap();
+    file.write_all(&bytes(99, 300_000)).unwrap();
+    drop(file);
+    {
+        let store = RedbBlockstore::open(&path, blobs_always()).unwrap();
+        assert_eq!(fs::metadata(&blobs).unwrap().len(), committed);
+        let more: Vec<_> = (100..104).map(numbered_large_block).collect();
+        block_on(store.put_many(more.clone())).unwrap();
+        block_on(store.flush()).unwrap();
+        for block in blocks.iter().chain(&more) {
+            assert_eq!(
+                block_on(store.get(block.cid())).unwrap().as_ref(),
+                Some(block)
+            );
+        }
+    }
+    // Shorter than committed: the index would point past the end of the file. Refused, not a
+    // panic, at any length.
+    let committed_now = fs::metadata(&blobs).unwrap().len();
+    assert!(committed_now > committed);
+    for keep in [committed_now - 1, committed / 2, 0] {
+        let file = OpenOptions::new().write(true).open(&blobs).unwrap();
+        file.set_len(keep).unwrap();
+        drop(file);
+        match RedbBlockstore::open(&path, RedbConfig::default()) {
+            Err(
+                ref error @ RedbOpenError::BlobsTruncated {
+                    committed_bytes,
+                    file_bytes,
+                    ..
+                },
+            ) => {
+                assert_eq!((committed_bytes, file_bytes), (committed_now, keep));
+                assert!(error.to_string().contains("is truncated"), "{error}");
+            }
+            other => panic!("expected a truncated blob file error, got {other:?}"),
+        }
+    }
+    fs::remove_file(&blobs).unwrap();
+    assert!(matches!(
+        RedbBlockstore::open(&path, RedbConfig::default()),
+        Err(RedbOpenError::BlobsTruncated { file_bytes: 0, .. })
+    ));
+}
+
+/// Bytes changed in the blob file are reported as corrupt (the CID check at every read),
+/// never returned; a put of the block repairs it, the other blocks stay readable.
+#[test]
+fn a_corrupt_blob_is_an_error_until_put_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("blocks.redb");
+    let blocks: Vec<_> = (0..4).map(numbered_large_block).collect();
+    {
+        let store = RedbBlockstore::open(&path, blobs_always()).unwrap();
+        block_on(store.put_many(blocks.clone())).unwrap();
+        block_on(store.close()).unwrap();
+    }
+    // Blocks are appended in order: block 1 starts where block 0 ends.
+    let at = blocks[0].data().len() as u64 + 100;
+    let mut file = OpenOptions::new()
+        .write(true)
+        .open(blob_path(&path))
+        .unwrap();
+    file.seek(SeekFrom::Start(at)).unwrap();
+    file.write_all(b"not the block").unwrap();
+    drop(file);
+    let store = RedbBlockstore::open(&path, blobs_always()).unwrap();
+    let error = block_on(store.get(blocks[1].cid())).unwrap_err();
+    assert!(
+        matches!(&error, RedbBlockstoreError::Corrupt { cid, .. } if **cid == *blocks[1].cid()),
+        "{error:?}"
+    );
+    for i in [0, 2, 3] {
+        assert_eq!(
+            block_on(store.get(blocks[i].cid())).unwrap().as_ref(),
+            Some(&blocks[i])
+        );
+    }
+    block_on(store.put(blocks[1].clone())).unwrap();
+    block_on(store.flush()).unwrap();
+    assert_eq!(
+        block_on(store.get(blocks[1].cid())).unwrap().as_ref(),
+        Some(&blocks[1])
+    );
+}
+
+/// A store of format 1 (before the blob file: tables `blocks`, `block_sizes`, `meta`) opens,
+/// is upgraded, keeps its blocks and takes large blocks into a blob file.
+#[test]
+fn a_format_1_store_is_upgraded() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("blocks.redb");
+    let old = numbered_block(7);
+    {
+        let db = redb::Database::create(&path).unwrap();
+        let write = db.begin_write().unwrap();
+        let key = old.cid().hash().to_bytes();
+        write
+            .open_table(redb::TableDefinition::<&[u8], &[u8]>::new("blocks"))
+            .unwrap()
+            .insert(key.as_slice(), old.data().as_ref())
+            .unwrap();
+        write
+            .open_table(redb::TableDefinition::<&[u8], u64>::new("block_sizes"))
+            .unwrap()
+            .insert(key.as_slice(), old.data().len() as u64)
+            .unwrap();
+        write
+            .open_table(redb::TableDefinition::<&str, u64>::new("meta"))
+            .unwrap()
+            .insert("format", 1)
+            .unwrap();
+        write.commit().unwrap();
+    }
+    let large: Vec<_> = (0..5).map(numbered_large_block).collect();
+    {
+        let store = open(&path);
+        assert_eq!(block_on(store.get(old.cid())).unwrap().as_ref(), Some(&old));
+        block_on(store.put_many(large.clone())).unwrap();
+        block_on(store.close()).unwrap();
+    }
+    assert!(fs::metadata(blob_path(&path)).unwrap().len() > 0);
+    let store = open(&path);
+    for block in large.iter().chain([&old]) {
+        assert_eq!(
+            block_on(store.get(block.cid())).unwrap().as_ref(),
+            Some(block)
+        );
     }
 }

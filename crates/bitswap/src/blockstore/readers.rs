@@ -13,15 +13,16 @@ use futures::{
     channel::{mpsc, oneshot},
     executor::block_on,
 };
-use redb::Database;
 
-type Job = Box<dyn FnOnce(&Database) + Send>;
+use super::tables::Files;
+
+type Job = Box<dyn FnOnce(&Files) + Send>;
 
 /// The reader thread running a job stopped (it panicked) before answering.
 #[derive(Debug)]
 pub(super) struct ReaderGone;
 
-/// Threads that run read jobs against one database, in the order queued.
+/// Threads that run read jobs against one store's files, in the order queued.
 #[derive(Debug)]
 pub(super) struct Readers {
     jobs: mpsc::Sender<Job>,
@@ -34,7 +35,7 @@ impl Readers {
     /// Each caller clones the sender and so owns one more slot (see `mpsc::channel`): the
     /// jobs waiting are bounded by `queue` plus the read futures alive, each of which waits
     /// for its answer.
-    pub(super) fn spawn(db: &Arc<Database>, threads: usize, queue: usize) -> io::Result<Self> {
+    pub(super) fn spawn(db: &Arc<Files>, threads: usize, queue: usize) -> io::Result<Self> {
         let (jobs, receiver) = mpsc::channel::<Job>(queue);
         let receiver = Arc::new(Mutex::new(receiver));
         let mut pool = Self {
@@ -72,7 +73,7 @@ impl Readers {
     /// Runs `read` on a reader thread and returns its answer.
     pub(super) async fn run<T: Send + 'static>(
         &self,
-        read: impl FnOnce(&Database) -> T + Send + 'static,
+        read: impl FnOnce(&Files) -> T + Send + 'static,
     ) -> Result<T, ReaderGone> {
         let (answer, answered) = oneshot::channel();
         let job: Job = Box::new(move |db| {

@@ -40,6 +40,20 @@ pub enum RedbOpenError {
         /// The file.
         path: PathBuf,
     },
+    /// The blob file (large blocks, next to the database file) is shorter than the database
+    /// says it was when last committed: truncated, or replaced.
+    #[error(
+        "block store blob file {} is truncated: {file_bytes} bytes, {committed_bytes} committed",
+        path.display()
+    )]
+    BlobsTruncated {
+        /// The blob file.
+        path: PathBuf,
+        /// The length the database committed, in bytes.
+        committed_bytes: u64,
+        /// The length of the file found, in bytes.
+        file_bytes: u64,
+    },
     /// The file is a redb database but not a block store of this version.
     #[error(
         "not a block store of format {expected} (found format {})",
@@ -118,6 +132,20 @@ pub enum RedbBlockstoreError {
         /// How the bytes failed the check.
         #[source]
         source: Box<BlockError>,
+    },
+    /// Reading a large block from the blob file failed: an I/O error, or an entry pointing
+    /// past the end of the file or longer than a block may be (a corrupt index).
+    #[error("cannot read stored block {cid} ({len} bytes at offset {offset} of the blob file)")]
+    BlobRead {
+        /// The CID asked for.
+        cid: Box<Cid>,
+        /// Where the entry says the block starts in the blob file, in bytes.
+        offset: u64,
+        /// The length the entry gives, in bytes.
+        len: u64,
+        /// The error of the read.
+        #[source]
+        source: io::Error,
     },
     /// An earlier commit failed: the writes not committed then were dropped, and the store
     /// refuses every operation until it is reopened.

@@ -193,10 +193,28 @@ impl PeerState {
             return false;
         };
         debug_assert!(state != QUEUED || old == QUEUED, "use request_probe");
+        let changed = self.ledger.set_state(cid, state);
         if old == QUEUED && state != QUEUED {
             self.probes_queued -= 1;
+            // Wants dropped or answered while queued leave stale entries behind.
+            self.compact_probes();
         }
-        self.ledger.set_state(cid, state)
+        changed
+    }
+
+    /// Drops stale and repeated entries of the probe queue once they outnumber the live ones
+    /// (so it stays within `2 * probes_queued + 16` entries), and frees its capacity when it
+    /// empties.
+    fn compact_probes(&mut self) {
+        if self.probe_queue.len() > 2 * self.probes_queued + 16 {
+            let mut seen = HashSet::new();
+            let ledger = &self.ledger;
+            self.probe_queue
+                .retain(|c| ledger.get(c).is_some_and(|w| w.state == QUEUED) && seen.insert(*c));
+        }
+        if self.probe_queue.is_empty() && self.probe_queue.capacity() > 64 {
+            self.probe_queue = VecDeque::new();
+        }
     }
 
     /// Puts the want for `cid` (in the ledger) in the probe queue unless it is there already.
@@ -208,12 +226,7 @@ impl PeerState {
         self.ledger.set_state(&cid, QUEUED);
         self.probes_queued += 1;
         self.probe_queue.push_back(cid);
-        if self.probe_queue.len() > 2 * self.probes_queued + 16 {
-            let mut seen = HashSet::new();
-            let ledger = &self.ledger;
-            self.probe_queue
-                .retain(|c| ledger.get(c).is_some_and(|w| w.state == QUEUED) && seen.insert(*c));
-        }
+        self.compact_probes();
         !std::mem::replace(&mut self.in_round, true)
     }
 }
@@ -405,7 +418,11 @@ impl Engine {
                 .filter(|(_, w)| w.state == QUEUED)
                 .count();
             if queued != state.probes_queued || state.probe_queue.len() > 2 * queued + 17 {
-                return Err(format!("{peer}: probe queue out of step"));
+                return Err(format!(
+                    "{peer}: probe queue out of step ({queued} queued, counter {}, queue {})",
+                    state.probes_queued,
+                    state.probe_queue.len()
+                ));
             }
             for (cid, _) in state.ledger.iter() {
                 if state.answer_only.contains(cid) || state.answer_only_popped.contains(cid) {

@@ -22,8 +22,18 @@ pub(crate) struct Node {
     pub(crate) bitswap: bitswap::Behaviour<RedbBlockstore>,
 }
 
-/// A swarm with the identity `keypair` over `store`.
-pub(crate) fn build(keypair: Keypair, store: RedbBlockstore) -> anyhow::Result<Swarm<Node>> {
+/// A swarm with the identity `keypair` over `store`, speaking the Bitswap `versions` (all of
+/// them if empty).
+pub(crate) fn build(
+    keypair: Keypair,
+    store: RedbBlockstore,
+    versions: &[bitswap::Version],
+) -> anyhow::Result<Swarm<Node>> {
+    let mut network = bitswap::network::Config::default();
+    if !versions.is_empty() {
+        network = network.with_versions(versions.iter().copied());
+    }
+    let config = bitswap::Config::default().with_network(network);
     let swarm = SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_tcp(
@@ -37,7 +47,7 @@ pub(crate) fn build(keypair: Keypair, store: RedbBlockstore) -> anyhow::Result<S
                     .with_agent_version(format!("bitswap-node/{}", env!("CARGO_PKG_VERSION"))),
             ),
             ping: ping::Behaviour::default(),
-            bitswap: bitswap::Behaviour::new(store, bitswap::Config::default()),
+            bitswap: bitswap::Behaviour::new(store, config),
         })?
         .with_swarm_config(|config| config.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT))
         .build();

@@ -21,7 +21,7 @@ pub(crate) async fn run(cx: &Context, args: GetArgs) -> anyhow::Result<()> {
     let dir = cx.data_dir()?;
     let keypair = dir.identity()?;
     let store = dir.open_store(RedbConfig::default())?;
-    let mut swarm = swarm::build(keypair, store)?;
+    let mut swarm = swarm::build(keypair, store, &cx.bitswap_versions)?;
     let store = swarm.behaviour().bitswap.store().clone();
     let bar = if cx.json || !std::io::stderr().is_terminal() {
         ProgressBar::hidden()

@@ -25,7 +25,7 @@ pub(crate) async fn run(cx: &Context, args: ServeArgs) -> anyhow::Result<()> {
         roots.push((path.clone(), imported.root));
     }
 
-    let mut swarm = swarm::build(keypair, store)?;
+    let mut swarm = swarm::build(keypair, store, &cx.bitswap_versions)?;
     let peer_id = *swarm.local_peer_id();
     let listen = if args.listen.is_empty() {
         vec!["/ip4/127.0.0.1/tcp/0".parse().expect("a valid multiaddr")]

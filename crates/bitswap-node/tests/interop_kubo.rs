@@ -35,10 +35,10 @@ fn kubo_fetches_raw_blocks_from_us() {
     let cids: Vec<String> = files.iter().map(|file| block_put(&ours, file)).collect();
     let serve = start_serve(&ours, &[], &[]);
     let mut kubo = start_kubo(&python, None, &[]);
-    kubo_connect(&mut kubo, &serve.address());
+    driver_connect(&mut kubo, &serve.address());
     for (file, cid) in files.iter().zip(&cids) {
         let out = temp.path().join(format!("kubo-{cid}"));
-        let seconds = kubo_download(&mut kubo, cid, &out, 60);
+        let seconds = driver_download(&mut kubo, cid, &out, 60);
         assert_same_hash(file, &out);
         eprintln!("kubo fetched {} from us in {seconds:.2} s", file.display());
     }
@@ -82,9 +82,9 @@ fn kubo_fetches_64_mib_file_from_us() {
     let serve = start_serve(&temp.path().join("node"), &[], &[&file]);
     let root = serve.info["roots"][0]["cid"].as_str().unwrap().to_owned();
     let mut kubo = start_kubo(&python, None, &[]);
-    kubo_connect(&mut kubo, &serve.address());
+    driver_connect(&mut kubo, &serve.address());
     let out = temp.path().join("out");
-    let seconds = kubo_download(&mut kubo, &root, &out, 120);
+    let seconds = driver_download(&mut kubo, &root, &out, 120);
     assert_same_hash(&file, &out);
     eprintln!("kubo fetched 64 MiB from us in {seconds:.2} s");
 }
@@ -140,9 +140,9 @@ fn older_versions_exchange_blocks_with_kubo() {
         write_pseudo_random(&file, 600_000, 20 + i as u64);
         let serve = start_serve(&node, &[&flag], &[&file]);
         let root = serve.info["roots"][0]["cid"].as_str().unwrap().to_owned();
-        kubo_connect(&mut kubo, &serve.address());
+        driver_connect(&mut kubo, &serve.address());
         let out = temp.path().join(format!("kubo-{version}"));
-        kubo_download(&mut kubo, &root, &out, 60);
+        driver_download(&mut kubo, &root, &out, 60);
         assert_same_hash(&file, &out);
         drop(serve);
 

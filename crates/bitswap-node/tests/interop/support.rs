@@ -152,23 +152,32 @@ pub fn start_kubo(python: &str, raw_dir: Option<&Path>, add: &[&Path]) -> Driver
     kubo
 }
 
-/// Tells kubo to fetch `cid` into `out`, within `seconds`; panics if it fails.
-pub fn kubo_download(kubo: &mut Driver, cid: &str, out: &Path, seconds: u64) -> f64 {
-    let answer = kubo.command(
+/// Tells a driver (kubo or Helia) to fetch `cid` into `out`, within `seconds`; panics if it
+/// fails.
+pub fn driver_download(driver: &mut Driver, cid: &str, out: &Path, seconds: u64) -> f64 {
+    let answer = driver.command(
         &serde_json::json!({ "op": "download", "cid": cid, "out": out, "timeout": seconds }),
         Duration::from_secs(seconds + 30),
     );
-    assert_eq!(answer["ok"], true, "kubo download of {cid}: {answer}");
+    assert_eq!(
+        answer["ok"], true,
+        "{} download of {cid}: {answer}",
+        driver.name
+    );
     answer["seconds"].as_f64().unwrap_or_default()
 }
 
-/// Tells kubo to connect to `address`; panics if it fails.
-pub fn kubo_connect(kubo: &mut Driver, address: &str) {
-    let answer = kubo.command(
+/// Tells a driver (kubo or Helia) to connect to `address`; panics if it fails.
+pub fn driver_connect(driver: &mut Driver, address: &str) {
+    let answer = driver.command(
         &serde_json::json!({ "op": "connect", "addr": address }),
         Duration::from_secs(60),
     );
-    assert_eq!(answer["ok"], true, "kubo connect to {address}: {answer}");
+    assert_eq!(
+        answer["ok"], true,
+        "{} connect to {address}: {answer}",
+        driver.name
+    );
 }
 
 /// Our `serve --json` with `extra` flags on `data_dir`, as a driver (no commands).
@@ -291,4 +300,44 @@ pub fn raw_block_files(dir: &Path) -> Vec<PathBuf> {
             path
         })
         .collect()
+}
+
+/// The Helia driver's directory (its `node_modules` comes from `npm ci` there).
+pub fn helia_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/helia")
+}
+
+/// The `node` to run the Helia driver with, or `None` when `BITSWAP_INTEROP_SKIP=1` says to
+/// skip knowingly.
+///
+/// # Panics
+///
+/// If the driver's dependencies are not installed (`npm ci` in [`helia_dir`], which `.ci/test`
+/// runs) and the skip is not set: a missing peer fails the suite.
+pub fn helia_node(test: &str) -> Option<String> {
+    if std::env::var_os("BITSWAP_INTEROP_SKIP").is_some_and(|v| v == "1") {
+        eprintln!("BITSWAP_INTEROP_SKIP=1: {test} NOT run");
+        return None;
+    }
+    let node = std::env::var("BITSWAP_INTEROP_NODE").unwrap_or_else(|_| "node".to_owned());
+    assert!(
+        helia_dir().join("node_modules/helia/package.json").exists(),
+        "the Helia driver's dependencies are missing: run `npm ci` in {} (bash .ci/test does), \
+         or set BITSWAP_INTEROP_SKIP=1 to skip the interop tests knowingly",
+        helia_dir().display()
+    );
+    Some(node)
+}
+
+/// Starts `helia_peer.mjs` with raw blocks from the files of `raw_dir` and files to add.
+pub fn start_helia(node: &str, raw_dir: Option<&Path>, add: &[&Path]) -> Driver {
+    let mut command = Command::new(node);
+    command.arg(helia_dir().join("helia_peer.mjs"));
+    if let Some(dir) = raw_dir {
+        command.arg("--raw-blocks").arg(dir);
+    }
+    for path in add {
+        command.arg("--add").arg(path);
+    }
+    Driver::start("helia", command)
 }

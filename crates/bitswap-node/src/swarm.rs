@@ -5,7 +5,6 @@ use std::time::Duration;
 use bitswap::RedbBlockstore;
 use libp2p::{
     Swarm, SwarmBuilder, identify, identity::Keypair, noise, ping, swarm::NetworkBehaviour, tcp,
-    yamux,
 };
 
 /// How long a connection with no stream open stays up.
@@ -39,7 +38,7 @@ pub(crate) fn build(
         .with_tcp(
             tcp::Config::default().nodelay(true),
             noise::Config::new,
-            yamux::Config::default,
+            bitswap_node::transport::yamux_config,
         )?
         .with_behaviour(|key| Node {
             identify: identify::Behaviour::new(

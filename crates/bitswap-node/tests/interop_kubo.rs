@@ -17,10 +17,8 @@ mod support;
 
 use std::{collections::HashSet, fs, time::Duration};
 
-use bitswap::{BlockPresenceType, Entry, Message, network};
+use bitswap::{BlockPresenceType, Entry, Message};
 use cid::Cid;
-use futures::StreamExt;
-use libp2p::{Multiaddr, PeerId, Swarm, noise, swarm::SwarmEvent, tcp, yamux};
 use support::*;
 
 /// Raw blocks: kubo fetches each from our `serve` (blocks put into its store first).
@@ -159,63 +157,6 @@ fn older_versions_exchange_blocks_with_kubo() {
         }
         eprintln!("Bitswap {version}: both directions with kubo");
     }
-}
-
-/// A swarm speaking only Bitswap (1.2.0 first), messages by hand.
-fn test_peer() -> Swarm<network::Behaviour> {
-    libp2p::SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .expect("tcp, noise and yamux")
-        .with_behaviour(|_| network::Behaviour::new(network::Config::default()))
-        .expect("infallible")
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(30)))
-        .build()
-}
-
-/// Dials kubo and waits for the connection.
-async fn connect(peer: &mut Swarm<network::Behaviour>, kubo: &Driver) -> PeerId {
-    let address: Multiaddr = kubo.address().parse().unwrap();
-    let kubo_id: PeerId = kubo.peer_id().parse().unwrap();
-    peer.dial(address).unwrap();
-    loop {
-        match peer.select_next_some().await {
-            SwarmEvent::ConnectionEstablished { peer_id, .. } if peer_id == kubo_id => {
-                return kubo_id;
-            }
-            SwarmEvent::OutgoingConnectionError { error, .. } => panic!("dial kubo: {error}"),
-            _ => {}
-        }
-    }
-}
-
-/// The next message from `from`.
-async fn next_message(peer: &mut Swarm<network::Behaviour>, from: PeerId) -> Message {
-    loop {
-        if let SwarmEvent::Behaviour(network::Event::Message { peer, message, .. }) =
-            peer.select_next_some().await
-            && peer == from
-        {
-            return message;
-        }
-    }
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-/// A raw CIDv1 of `data`.
-fn raw_cid(data: &[u8]) -> Cid {
-    use multihash_codetable::{Code, MultihashDigest};
-    Cid::new_v1(0x55, Code::Sha2_256.digest(data))
 }
 
 /// want-have (and want-block) with sendDontHave for a block kubo lacks: DONT_HAVE for both; and

@@ -16,6 +16,10 @@ use std::{
     time::{Duration, Instant},
 };
 
+use bitswap::{Message, network};
+use cid::Cid;
+use futures::StreamExt;
+use libp2p::{Multiaddr, PeerId, Swarm, noise, swarm::SwarmEvent, tcp};
 use multihash_codetable::{Code, MultihashDigest};
 use serde_json::Value;
 
@@ -46,7 +50,8 @@ pub fn kubo_python(test: &str) -> Option<String> {
 /// A driver process speaking JSON lines: one line per command on stdin, one answer per line on
 /// stdout. Killed when dropped.
 pub struct Driver {
-    name: String,
+    /// What it is, for messages.
+    pub name: String,
     child: Child,
     stdin: Option<ChildStdin>,
     lines: mpsc::Receiver<String>,
@@ -340,4 +345,77 @@ pub fn start_helia(node: &str, raw_dir: Option<&Path>, add: &[&Path]) -> Driver 
         command.arg("--add").arg(path);
     }
     Driver::start("helia", command)
+}
+
+/// A swarm speaking only Bitswap (1.2.0 first), messages by hand.
+pub fn test_peer() -> Swarm<network::Behaviour> {
+    libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            bitswap_node::transport::yamux_config,
+        )
+        .expect("tcp, noise and yamux")
+        .with_behaviour(|_| network::Behaviour::new(network::Config::default()))
+        .expect("infallible")
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(30)))
+        .build()
+}
+
+/// Dials a driver's peer and waits for the connection.
+pub async fn connect(peer: &mut Swarm<network::Behaviour>, driver: &Driver) -> PeerId {
+    let address: Multiaddr = driver.address().parse().unwrap();
+    let remote: PeerId = driver.peer_id().parse().unwrap();
+    peer.dial(address).unwrap();
+    loop {
+        match peer.select_next_some().await {
+            SwarmEvent::ConnectionEstablished { peer_id, .. } if peer_id == remote => {
+                return remote;
+            }
+            SwarmEvent::OutgoingConnectionError { error, .. } => {
+                panic!("dial {}: {error}", driver.name)
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The next message from `from`.
+///
+/// # Panics
+///
+/// If the connection to `from` closes first (with its cause), or an inbound stream of it fails.
+pub async fn next_message(peer: &mut Swarm<network::Behaviour>, from: PeerId) -> Message {
+    loop {
+        match peer.select_next_some().await {
+            SwarmEvent::Behaviour(network::Event::Message { peer, message, .. })
+                if peer == from =>
+            {
+                return message;
+            }
+            SwarmEvent::Behaviour(network::Event::InboundFailure { peer, error, .. })
+                if peer == from =>
+            {
+                panic!("inbound stream from {peer} failed: {error}");
+            }
+            SwarmEvent::ConnectionClosed { peer_id, cause, .. } if peer_id == from => {
+                panic!("connection to {peer_id} closed: {cause:?}");
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A single-threaded runtime for a test peer.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A raw CIDv1 of `data`.
+pub fn raw_cid(data: &[u8]) -> Cid {
+    Cid::new_v1(0x55, Code::Sha2_256.digest(data))
 }

@@ -2,6 +2,7 @@
 
 use std::{net::SocketAddr, path::PathBuf};
 
+use bitswap::Version;
 use bitswap_node::unixfs::{DEFAULT_CHUNK_SIZE_BYTES, DEFAULT_MAX_LINKS};
 use cid::Cid;
 use clap::{Args, Parser, Subcommand};
@@ -19,6 +20,10 @@ pub(crate) struct Cli {
     /// Print exactly one JSON object on stdout (errors still go to stderr).
     #[arg(long, global = true)]
     pub(crate) json: bool,
+    /// Bitswap versions to speak, most preferred first, comma separated (1.2.0, 1.1.0, 1.0.0,
+    /// legacy). For interoperability tests; default: all four.
+    #[arg(long, global = true, hide = true, value_delimiter = ',', value_parser = parse_version)]
+    pub(crate) bitswap_versions: Vec<Version>,
     /// What to do.
     #[command(subcommand)]
     pub(crate) command: Command,
@@ -183,4 +188,17 @@ pub(crate) enum CarCommand {
         /// The CAR file.
         file: PathBuf,
     },
+}
+
+/// A Bitswap version from `1.2.0`, `1.1.0`, `1.0.0` or `legacy` (or its protocol id).
+fn parse_version(text: &str) -> Result<Version, String> {
+    match text {
+        "1.2.0" => Ok(Version::V1_2_0),
+        "1.1.0" => Ok(Version::V1_1_0),
+        "1.0.0" => Ok(Version::V1_0_0),
+        "legacy" => Ok(Version::Legacy),
+        other => Version::from_protocol(other).ok_or_else(|| {
+            format!("unknown Bitswap version {other:?} (1.2.0, 1.1.0, 1.0.0, legacy)")
+        }),
+    }
 }

@@ -5,8 +5,10 @@
 //! - [`car`]: CARv1 export and import of a DAG.
 //! - [`dag`]: the links of a block, for walks over any DAG of dag-pb and raw blocks.
 //! - [`datadir`]: the node's data directory: its identity key and its block store.
+//! - [`transport`]: transport settings (yamux windows that Helia's frames fit).
 
 pub mod car;
 pub mod dag;
 pub mod datadir;
+pub mod transport;
 pub mod unixfs;

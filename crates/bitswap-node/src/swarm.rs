@@ -14,7 +14,7 @@ use libp2p::{
     multiaddr::Protocol,
     noise, ping,
     swarm::{NetworkBehaviour, SwarmEvent},
-    tcp, yamux,
+    tcp,
 };
 use prometheus_client::registry::Registry;
 
@@ -41,7 +41,8 @@ pub(crate) struct Node {
 
 /// A swarm with the identity `keypair` over `store`, whose kad runs in `mode` (server: it
 /// answers DHT queries; client: it only asks), with its metrics (libp2p's: bandwidth, swarm,
-/// identify, ping, kad; Bitswap's server) registered on `registry`.
+/// identify, ping, kad; Bitswap's server) registered on `registry`, speaking the Bitswap
+/// `versions` (all of them if empty).
 ///
 /// The returned [`Metrics`] must see the swarm's events ([`Observer::observe`] does it).
 pub(crate) fn build(
@@ -49,13 +50,19 @@ pub(crate) fn build(
     store: RedbBlockstore,
     mode: kad::Mode,
     registry: &mut Registry,
+    versions: &[bitswap::Version],
 ) -> anyhow::Result<(Swarm<Node>, Metrics)> {
+    let mut network = bitswap::network::Config::default();
+    if !versions.is_empty() {
+        network = network.with_versions(versions.iter().copied());
+    }
+    let bitswap_config = bitswap::Config::default().with_network(network);
     let swarm = SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_tcp(
             tcp::Config::default().nodelay(true),
             noise::Config::new,
-            yamux::Config::default,
+            bitswap_node::transport::yamux_config,
         )?
         .with_bandwidth_metrics(registry)
         .with_behaviour(|key| {
@@ -74,11 +81,7 @@ pub(crate) fn build(
                 ),
                 ping: ping::Behaviour::default(),
                 kad,
-                bitswap: bitswap::Behaviour::with_metrics(
-                    store,
-                    bitswap::Config::default(),
-                    registry,
-                ),
+                bitswap: bitswap::Behaviour::with_metrics(store, bitswap_config, registry),
             }
         })?
         .with_swarm_config(|config| config.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT))

@@ -26,8 +26,13 @@ pub(crate) async fn run(cx: &Context, args: GetArgs) -> anyhow::Result<()> {
     let store = dir.open_store(RedbConfig::default())?;
     let mut registry = Registry::default();
     // A client of the DHT: `get` does not listen, so it could not answer.
-    let (mut swarm, libp2p_metrics) =
-        swarm::build(keypair, store, kad::Mode::Client, &mut registry)?;
+    let (mut swarm, libp2p_metrics) = swarm::build(
+        keypair,
+        store,
+        kad::Mode::Client,
+        &mut registry,
+        &cx.bitswap_versions,
+    )?;
     let mut observer = swarm::Observer::new(libp2p_metrics);
     let metrics = match args.network.metrics {
         Some(address) => Some(metrics::serve(address, Arc::new(registry)).await?),

@@ -23,6 +23,8 @@ pub(crate) struct Context {
     data_dir: Option<std::path::PathBuf>,
     /// `--json`.
     pub(crate) json: bool,
+    /// `--bitswap-versions` (empty: all).
+    pub(crate) bitswap_versions: Vec<bitswap::Version>,
 }
 
 impl Context {
@@ -46,6 +48,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
     let cx = Context {
         data_dir: cli.data_dir,
         json: cli.json,
+        bitswap_versions: cli.bitswap_versions,
     };
     match cli.command {
         Command::Add(args) => add::run(&cx, args).await,

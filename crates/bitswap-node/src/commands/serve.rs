@@ -37,8 +37,13 @@ pub(crate) async fn run(cx: &Context, args: ServeArgs) -> anyhow::Result<()> {
     }
 
     let mut registry = Registry::default();
-    let (mut swarm, libp2p_metrics) =
-        swarm::build(keypair, store, kad::Mode::Server, &mut registry)?;
+    let (mut swarm, libp2p_metrics) = swarm::build(
+        keypair,
+        store,
+        kad::Mode::Server,
+        &mut registry,
+        &cx.bitswap_versions,
+    )?;
     let mut observer = Observer::new(libp2p_metrics);
     let metrics = match args.network.metrics {
         Some(address) => Some(metrics::serve(address, Arc::new(registry)).await?),

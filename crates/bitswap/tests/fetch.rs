@@ -2,22 +2,21 @@
 //! Yamux): queries, handles, sessions over several servers, cancels, relaying and hostile
 //! senders.
 
+mod common;
+
 use std::{collections::HashSet, time::Duration};
 
 use bitswap::{
     Behaviour, Block, Blockstore, ClientConfig, Config, Event, MemoryBlockstore, Message, QueryId,
     Version, network,
 };
-use bytes::Bytes;
 use cid::Cid;
 use futures::{StreamExt, TryStreamExt};
-use libp2p::{
-    Multiaddr, PeerId, Swarm, SwarmBuilder, noise,
-    swarm::{NetworkBehaviour, SwarmEvent},
-    tcp, yamux,
-};
+use libp2p::{Multiaddr, PeerId, Swarm, swarm::SwarmEvent};
 use multihash_codetable::{Code, MultihashDigest};
 use tokio::{task::JoinHandle, time::timeout};
+
+use common::{bytes, listen, new_swarm};
 
 /// Bound of every wait in these tests.
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -27,36 +26,8 @@ const RAW: u64 = 0x55;
 
 type Node = Swarm<Behaviour<MemoryBlockstore>>;
 
-fn new_swarm<B: NetworkBehaviour>(behaviour: B) -> Swarm<B> {
-    SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default(),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .expect("tcp transport")
-        .with_behaviour(|_| behaviour)
-        .expect("behaviour")
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-        .build()
-}
-
 fn node(config: Config) -> Node {
     new_swarm(Behaviour::new(MemoryBlockstore::new(), config))
-}
-
-/// Deterministic pseudo-random bytes.
-fn bytes(len: usize, seed: u32) -> Bytes {
-    let mut state = seed.wrapping_mul(2_654_435_761) | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            state as u8
-        })
-        .collect()
 }
 
 /// `count` distinct CIDv1 raw blocks of `len` bytes.
@@ -71,21 +42,6 @@ fn raw_blocks(count: u32, len: usize, seed: u32) -> Vec<Block> {
 
 fn cids(blocks: &[Block]) -> Vec<Cid> {
     blocks.iter().map(|b| *b.cid()).collect()
-}
-
-async fn listen<B: NetworkBehaviour>(swarm: &mut Swarm<B>) -> Multiaddr {
-    swarm
-        .listen_on("/ip4/127.0.0.1/tcp/0".parse().expect("multiaddr"))
-        .expect("listen");
-    timeout(TIMEOUT, async {
-        loop {
-            if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
-                return address;
-            }
-        }
-    })
-    .await
-    .expect("listening")
 }
 
 /// A server node holding `blocks`, listening and polled by its own task (aborted on drop).

@@ -13,6 +13,8 @@
 //! check that the fetch completes, the caps hold and memory stays bounded, and print the
 //! slowdown, but do not assert the 2x bound yet.
 
+mod common;
+
 use std::{
     collections::HashSet,
     future::Future,
@@ -27,12 +29,13 @@ use bytes::Bytes;
 use cid::Cid;
 use futures::{AsyncWriteExt, StreamExt, TryStreamExt};
 use libp2p::{
-    Multiaddr, PeerId, StreamProtocol, Swarm, SwarmBuilder, noise,
+    Multiaddr, PeerId, StreamProtocol, Swarm,
     swarm::{NetworkBehaviour, SwarmEvent},
-    tcp, yamux,
 };
 use multihash_codetable::{Code, MultihashDigest};
 use tokio::{sync::oneshot, task::JoinHandle, time::timeout};
+
+use common::{listen, new_swarm};
 
 /// Bound of every wait in these tests.
 const TIMEOUT: Duration = Duration::from_secs(90);
@@ -44,21 +47,6 @@ const BLOCK_SIZE: usize = 256 * 1024;
 const V1_2_0: StreamProtocol = StreamProtocol::new("/ipfs/bitswap/1.2.0");
 
 type Node = Swarm<Behaviour<MemoryBlockstore>>;
-
-fn new_swarm<B: NetworkBehaviour>(behaviour: B) -> Swarm<B> {
-    SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default(),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .expect("tcp transport")
-        .with_behaviour(|_| behaviour)
-        .expect("behaviour")
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
-        .build()
-}
 
 /// Deterministic pseudo-random bytes.
 fn bytes(len: usize, seed: u64) -> Bytes {
@@ -117,21 +105,6 @@ where
         let _ = self.stop.send(());
         self.task.await.expect("driver")
     }
-}
-
-async fn listen<B: NetworkBehaviour>(swarm: &mut Swarm<B>) -> Multiaddr {
-    swarm
-        .listen_on("/ip4/127.0.0.1/tcp/0".parse().expect("multiaddr"))
-        .expect("listen");
-    timeout(TIMEOUT, async {
-        loop {
-            if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
-                return address;
-            }
-        }
-    })
-    .await
-    .expect("listening")
 }
 
 async fn connect<B: NetworkBehaviour>(swarm: &mut Swarm<B>, peer: PeerId, address: Multiaddr) {

@@ -2,6 +2,8 @@
 //! exchanging Bitswap messages, plus raw peers that
 //! write the wire format by hand the way kubo and Helia use streams.
 
+mod common;
+
 use std::time::Duration;
 
 use bitswap::{
@@ -9,16 +11,17 @@ use bitswap::{
     Wantlist,
     network::{Behaviour, Config, Event, InboundFailure, MessageId, SendError, SendFailure},
 };
-use bytes::Bytes;
 use cid::Cid;
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt, channel::mpsc};
 use libp2p::{
-    Multiaddr, PeerId, StreamProtocol, Swarm, SwarmBuilder, identify, identity, noise, ping,
+    PeerId, StreamProtocol, Swarm, SwarmBuilder, identify, identity, noise, ping,
     swarm::{NetworkBehaviour, SwarmEvent},
     tcp, yamux,
 };
 use multihash_codetable::{Code, MultihashDigest};
 use tokio::time::timeout;
+
+use common::{bytes, listen, new_swarm};
 
 /// Bound of every wait in these tests.
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -26,48 +29,20 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 /// Multicodec of raw blocks.
 const RAW: u64 = 0x55;
 
-fn new_swarm<B: NetworkBehaviour>(behaviour: B) -> Swarm<B> {
-    SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default(),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .expect("tcp transport")
-        .with_behaviour(|_| behaviour)
-        .expect("behaviour")
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-        .build()
-}
-
 fn node(config: Config) -> Swarm<Behaviour> {
     new_swarm(Behaviour::new(config))
 }
 
-/// Deterministic pseudo-random bytes.
-fn bytes(len: usize, seed: u8) -> Bytes {
-    let mut state = u32::from(seed).wrapping_mul(2_654_435_761) | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            state as u8
-        })
-        .collect()
-}
-
 /// A CIDv1 raw block of `len` bytes.
 fn raw_block(len: usize, seed: u8) -> Block {
-    let data = bytes(len, seed);
+    let data = bytes(len, u32::from(seed));
     let cid = Cid::new_v1(RAW, Code::Sha2_256.digest(&data));
     Block::new(cid, data).expect("valid block")
 }
 
 /// A CIDv0 block (what 1.0.0 peers can receive).
 fn v0_block(len: usize, seed: u8) -> Block {
-    Block::from_v0_data(bytes(len, seed)).expect("valid block")
+    Block::from_v0_data(bytes(len, u32::from(seed))).expect("valid block")
 }
 
 fn cid(seed: u8) -> Cid {
@@ -82,21 +57,6 @@ fn wants(entries: Vec<Entry>) -> Message {
         },
         ..Message::default()
     }
-}
-
-async fn listen<B: NetworkBehaviour>(swarm: &mut Swarm<B>) -> Multiaddr {
-    swarm
-        .listen_on("/ip4/127.0.0.1/tcp/0".parse().expect("multiaddr"))
-        .expect("listen");
-    timeout(TIMEOUT, async {
-        loop {
-            if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
-                return address;
-            }
-        }
-    })
-    .await
-    .expect("listening")
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

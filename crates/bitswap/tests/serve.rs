@@ -1,6 +1,8 @@
 //! The whole [`bitswap::Behaviour`] serving its store over loopback TCP (Noise, Yamux) to a
 //! peer that speaks the bare message layer, so every byte the server sends is observed.
 
+mod common;
+
 use std::{collections::HashMap, time::Duration};
 
 use bitswap::{
@@ -10,48 +12,18 @@ use bitswap::{
 use bytes::Bytes;
 use cid::Cid;
 use futures::StreamExt;
-use libp2p::{
-    PeerId, Swarm, SwarmBuilder, noise,
-    swarm::{NetworkBehaviour, SwarmEvent},
-    tcp, yamux,
-};
+use libp2p::{PeerId, Swarm, swarm::SwarmEvent};
 use multihash_codetable::{Code, MultihashDigest};
 use prometheus_client::registry::Registry;
 use tokio::time::timeout;
+
+use common::{bytes, new_swarm};
 
 /// Bound of every wait in these tests.
 const TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Multicodec of raw blocks.
 const RAW: u64 = 0x55;
-
-fn new_swarm<B: NetworkBehaviour>(behaviour: B) -> Swarm<B> {
-    SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default(),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .expect("tcp transport")
-        .with_behaviour(|_| behaviour)
-        .expect("behaviour")
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-        .build()
-}
-
-/// Deterministic pseudo-random bytes.
-fn bytes(len: usize, seed: u32) -> Bytes {
-    let mut state = seed.wrapping_mul(2_654_435_761) | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            state as u8
-        })
-        .collect()
-}
 
 /// A CIDv1 raw block of `len` bytes.
 fn raw_block(len: usize, seed: u32) -> Block {

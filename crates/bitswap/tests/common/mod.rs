@@ -1,0 +1,65 @@
+//! Helpers shared by the loopback swarm tests (`network.rs`, `serve.rs`, `fetch.rs`,
+//! `hostile.rs`). Each test binary uses a part of them.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use libp2p::{
+    Multiaddr, Swarm, SwarmBuilder, noise,
+    swarm::{NetworkBehaviour, SwarmEvent},
+    tcp, yamux,
+};
+use tokio::time::timeout;
+
+/// How long a connection with no stream open stays up in these tests.
+const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Bound of the wait for a listening address.
+const LISTEN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A swarm of `behaviour` over TCP, Noise and Yamux with a new identity.
+pub(crate) fn new_swarm<B: NetworkBehaviour>(behaviour: B) -> Swarm<B> {
+    SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default(),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .expect("tcp transport")
+        .with_behaviour(|_| behaviour)
+        .expect("behaviour")
+        .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT))
+        .build()
+}
+
+/// Starts listening on 127.0.0.1 and polls until the first address is known.
+pub(crate) async fn listen<B: NetworkBehaviour>(swarm: &mut Swarm<B>) -> Multiaddr {
+    swarm
+        .listen_on("/ip4/127.0.0.1/tcp/0".parse().expect("multiaddr"))
+        .expect("listen");
+    timeout(LISTEN_TIMEOUT, async {
+        loop {
+            if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
+                return address;
+            }
+        }
+    })
+    .await
+    .expect("listening")
+}
+
+/// Deterministic pseudo-random bytes (xorshift32 from `seed`).
+pub(crate) fn bytes(len: usize, seed: u32) -> Bytes {
+    let mut state = seed.wrapping_mul(2_654_435_761) | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state as u8
+        })
+        .collect()
+}

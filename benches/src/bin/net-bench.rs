@@ -22,7 +22,9 @@
 //!   ceiling (one raw stream + SHA-256) measured in the same run. Writes `load.md` and
 //!   `load.svg` (throughput vs N) to `$CARGO_TARGET_DIR/net-bench/` (or `target/net-bench/`).
 //! - `wants` (issue 9): 1000 peers connect to one server process and each sends 1024 wants
-//!   for blocks it lacks: the server's RSS above idle (target: at most 128 MiB).
+//!   for blocks it lacks: the server's RSS above idle (target: at most 128 MiB). A second
+//!   pass sends the same messages with one CID repeated 1024 times (so one want per peer and
+//!   the same bytes on the wire): what the connections and transport cost without the wants.
 //!
 //! Every figure goes to stdout as one JSON object per line; a summary goes to stderr. Without a
 //! scenario, `throughput`, `fairness` and `boxo` run. Server processes are killed when the
@@ -646,12 +648,37 @@ fn write_load_report(rows: &[serde_json::Value]) {
 async fn wants() {
     const PEERS: usize = 1000;
     const WANTS: usize = 1024;
+    let distinct = wants_pass(PEERS, WANTS, true).await;
+    let repeated = wants_pass(PEERS, WANTS, false).await;
+    println!(
+        "{}",
+        json!({
+            "scenario": "wants", "peers": PEERS, "wants_per_peer": WANTS,
+            "server_rss_above_idle_mib": distinct.0, "server_peak_above_idle_mib": distinct.1,
+            "one_want_per_peer_rss_above_idle_mib": repeated.0,
+            "one_want_per_peer_peak_above_idle_mib": repeated.1,
+        })
+    );
+    let mib = |v: Option<f64>| v.unwrap_or(f64::NAN);
+    eprintln!(
+        "wants: {PEERS} peers x {WANTS} wants: server RSS {:.1} MiB above idle (peak {:.1}; \
+         target <= 128); the same messages holding one want per peer: {:.1} MiB (peak {:.1})",
+        mib(distinct.0),
+        mib(distinct.1),
+        mib(repeated.0),
+        mib(repeated.1),
+    );
+}
+
+/// One server process, `peers` peers each sending one full wantlist of `wants` entries: all
+/// distinct CIDs, or one CID repeated. Returns the server's RSS and peak RSS above idle, MiB.
+async fn wants_pass(peers_n: usize, wants: usize, distinct: bool) -> (Option<f64>, Option<f64>) {
     let server = ServerProcess::spawn(&["serve".into(), "4".into(), "1".into(), "1024".into()])
         .expect("server process");
     tokio::time::sleep(Duration::from_millis(300)).await;
     let idle = server.memory().map(|m| m.0);
     let mut peers = Vec::new();
-    for i in 0..PEERS {
+    for i in 0..peers_n {
         let (sent, ready) = oneshot::channel();
         let (stop, stopped) = oneshot::channel::<()>();
         let (peer, address) = (server.peer, server.address.clone());
@@ -678,9 +705,10 @@ async fn wants() {
                     _ = &mut stopped => return,
                     event = swarm.select_next_some() => match event {
                         libp2p::swarm::SwarmEvent::ConnectionEstablished { peer_id, .. } if peer_id == peer => {
-                            let entries = (0..WANTS)
+                            let entries = (0..wants)
                                 .map(|j| {
-                                    let data = ((i * WANTS + j) as u64).to_le_bytes();
+                                    let n = if distinct { i * wants + j } else { i * wants };
+                                    let data = (n as u64).to_le_bytes();
                                     let hash = multihash_codetable::MultihashDigest::digest(&multihash_codetable::Code::Sha2_256, &data);
                                     bitswap::Entry {
                                         send_dont_have: false,
@@ -720,20 +748,9 @@ async fn wants() {
     let peak = idle
         .zip(now)
         .map(|(i, (_, hwm))| hwm.saturating_sub(i) as f64 / (1 << 20) as f64);
-    println!(
-        "{}",
-        json!({
-            "scenario": "wants", "peers": PEERS, "wants_per_peer": WANTS,
-            "server_rss_above_idle_mib": growth, "server_peak_above_idle_mib": peak,
-        })
-    );
-    eprintln!(
-        "wants: {PEERS} peers x {WANTS} wants: server RSS {:.1} MiB above idle (peak {:.1}; target <= 128)",
-        growth.unwrap_or(f64::NAN),
-        peak.unwrap_or(f64::NAN)
-    );
     for (stop, task) in stops {
         let _ = stop.send(());
         let _ = task.await;
     }
+    (growth, peak)
 }

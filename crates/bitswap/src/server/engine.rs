@@ -1,19 +1,22 @@
 //! [`Engine`]: the server's state and its inputs for peers, wantlists and new blocks.
 //! Lookups are in `lookup.rs`, envelopes in `envelope.rs`.
 
-use std::collections::{HashSet, VecDeque};
+use std::{
+    collections::{HashSet, VecDeque},
+    hash::BuildHasher,
+};
 
 use crate::hash::{Map, Set};
 
 use cid::Cid;
+use hashbrown::HashTable;
 use libp2p::PeerId;
-use multihash::Multihash;
 use peer_task_queue::{Config as QueueConfig, PeerTaskQueue};
 
 use super::{
     Config, Metrics, PeerAccounting,
     envelope::{Batch, InFlight},
-    ledger::{Ledger, WantState},
+    ledger::{Encoded, Ledger, Request, WantState, multihash_bytes},
     lookup::Lookups,
     merger::{Merger, TaskData},
     metrics::gauge_value,
@@ -135,8 +138,15 @@ pub struct Engine {
     pub(super) config: Config,
     pub(super) queue: Queue,
     pub(super) peers: Map<PeerId, PeerState>,
-    /// Who wants each multihash (the store keys blocks by multihash): peer and CID as wanted.
-    pub(super) wanted: Map<Multihash<64>, Vec<(PeerId, Cid)>>,
+    /// Connected peers by [`PeerState::index`].
+    pub(super) peer_ids: Vec<Option<PeerId>>,
+    /// Free indices of `peer_ids`.
+    pub(super) free_indices: Vec<u32>,
+    /// Who wants each multihash (the store keys blocks by multihash): every want as (peer
+    /// index, ledger slot), by the hash of its multihash.
+    pub(super) wanted: HashTable<(u32, u32)>,
+    /// Hashes multihashes for `wanted`.
+    pub(super) hasher: foldhash::fast::RandomState,
     pub(super) total_wants: usize,
     /// Source of want sequence numbers and peer sessions; only grows.
     pub(super) next_seq: u64,
@@ -153,6 +163,8 @@ pub struct Engine {
 /// A connected peer.
 #[derive(Debug)]
 pub(super) struct PeerState {
+    /// Its index in [`Engine::peer_ids`], which `wanted` refers to.
+    pub(super) index: u32,
     pub(super) version: Version,
     /// Distinguishes this connection period from earlier ones of the same peer.
     pub(super) session: u64,
@@ -163,8 +175,9 @@ pub(super) struct PeerState {
     /// CIDs of answer-only DONT_HAVEs popped into a batch and not yet handed out; a cancel
     /// (or a new want) takes the CID out, and the batch then skips it.
     pub(super) answer_only_popped: Set<Cid>,
-    /// CIDs whose wants wait for a probe; entries for wants no longer waiting are skipped.
-    pub(super) probe_queue: VecDeque<Cid>,
+    /// Ledger slots whose wants wait for a probe; entries for slots no longer waiting are
+    /// skipped.
+    pub(super) probe_queue: VecDeque<u32>,
     /// Wants in `Probing { queued: true }`.
     pub(super) probes_queued: usize,
     /// Whether the peer is in the lookup round-robin.
@@ -173,8 +186,9 @@ pub(super) struct PeerState {
 }
 
 impl PeerState {
-    fn new(version: Version, session: u64) -> Self {
+    fn new(index: u32, version: Version, session: u64) -> Self {
         Self {
+            index,
             version,
             session,
             ledger: Ledger::default(),
@@ -189,17 +203,23 @@ impl PeerState {
 
     /// Moves a want to `state`, keeping the probe count; false if there is no such want.
     pub(super) fn set_state(&mut self, cid: &Cid, state: WantState) -> bool {
-        let Some(old) = self.ledger.get(cid).map(|w| w.state) else {
+        let Some(slot) = self.ledger.find(cid) else {
             return false;
         };
+        self.set_state_at(slot, state);
+        true
+    }
+
+    /// Moves the want in a live ledger slot to `state`, keeping the probe count.
+    pub(super) fn set_state_at(&mut self, slot: u32, state: WantState) {
+        let old = self.ledger.want_at(slot).state;
         debug_assert!(state != QUEUED || old == QUEUED, "use request_probe");
-        let changed = self.ledger.set_state(cid, state);
+        self.ledger.set_state_at(slot, state);
         if old == QUEUED && state != QUEUED {
             self.probes_queued -= 1;
             // Wants dropped or answered while queued leave stale entries behind.
             self.compact_probes();
         }
-        changed
     }
 
     /// Drops stale and repeated entries of the probe queue once they outnumber the live ones
@@ -209,23 +229,42 @@ impl PeerState {
         if self.probe_queue.len() > 2 * self.probes_queued + 16 {
             let mut seen = HashSet::new();
             let ledger = &self.ledger;
-            self.probe_queue
-                .retain(|c| ledger.get(c).is_some_and(|w| w.state == QUEUED) && seen.insert(*c));
+            self.probe_queue.retain(|&slot| {
+                ledger.live_want_at(slot).is_some_and(|w| w.state == QUEUED) && seen.insert(slot)
+            });
         }
         if self.probe_queue.is_empty() && self.probe_queue.capacity() > 64 {
             self.probe_queue = VecDeque::new();
         }
     }
 
-    /// Puts the want for `cid` (in the ledger) in the probe queue unless it is there already.
+    /// Records a want (see [`Ledger::insert`]); returns its slot. If that renumbered the
+    /// wants, those with a probe in flight are probed again (the results in flight carry
+    /// numbers that no longer match and will be dropped).
+    pub(super) fn insert_want(&mut self, cid: &Cid, request: Request) -> u32 {
+        let (slot, _) = self.ledger.insert(cid, request);
+        if self.ledger.take_renumbered() {
+            let in_flight: Vec<u32> = self
+                .ledger
+                .slots()
+                .filter(|&s| self.ledger.want_at(s).state == WantState::Probing { queued: false })
+                .collect();
+            for s in in_flight {
+                self.request_probe(s);
+            }
+        }
+        slot
+    }
+
+    /// Puts the want in a live ledger slot in the probe queue unless it is there already.
     /// Returns true if the peer must join the lookup round-robin.
-    pub(super) fn request_probe(&mut self, cid: Cid) -> bool {
-        if self.ledger.get(&cid).is_none_or(|w| w.state == QUEUED) {
+    pub(super) fn request_probe(&mut self, slot: u32) -> bool {
+        if self.ledger.want_at(slot).state == QUEUED {
             return false;
         }
-        self.ledger.set_state(&cid, QUEUED);
+        self.ledger.set_state_at(slot, QUEUED);
         self.probes_queued += 1;
-        self.probe_queue.push_back(cid);
+        self.probe_queue.push_back(slot);
         self.compact_probes();
         !std::mem::replace(&mut self.in_round, true)
     }
@@ -248,7 +287,10 @@ impl Engine {
             config,
             queue: Queue::new(queue),
             peers: Map::default(),
-            wanted: Map::default(),
+            peer_ids: Vec::new(),
+            free_indices: Vec::new(),
+            wanted: HashTable::new(),
+            hasher: foldhash::fast::RandomState::default(),
             total_wants: 0,
             next_seq: 0,
             lookups: Lookups::default(),
@@ -289,7 +331,18 @@ impl Engine {
             return;
         }
         let session = self.next_seq();
-        self.peers.insert(peer, PeerState::new(version, session));
+        let index = match self.free_indices.pop() {
+            Some(index) => {
+                self.peer_ids[index as usize] = Some(peer);
+                index
+            }
+            None => {
+                self.peer_ids.push(Some(peer));
+                u32::try_from(self.peer_ids.len() - 1).expect("under 2^32 peers")
+            }
+        };
+        self.peers
+            .insert(peer, PeerState::new(index, version, session));
         self.refresh_gauges();
     }
 
@@ -306,18 +359,79 @@ impl Engine {
     /// envelopes are dropped, and its accounting forgotten. Envelopes already handed out
     /// still count as in flight until reported sent or failed.
     pub fn handle_peer_disconnected(&mut self, peer: &PeerId) {
-        let Some(mut state) = self.peers.remove(peer) else {
+        let Some(state) = self.peers.remove(peer) else {
             return;
         };
-        for (cid, _) in state.ledger.drain() {
-            self.unindex(peer, &cid);
+        for slot in state.ledger.slots() {
+            let hash = self.multihash_hash(state.ledger.cid_bytes_at(slot));
+            self.unindex(state.index, slot, hash);
         }
+        self.peer_ids[state.index as usize] = None;
+        self.free_indices.push(state.index);
         let _ = self.queue.clear_peer(peer);
         if state.in_round {
             self.lookups.round.retain(|p| p != peer);
         }
         self.drop_batches_of(peer);
         self.settle();
+    }
+
+    /// Hash of the multihash of a binary CID, for `wanted`.
+    pub(super) fn multihash_hash(&self, cid: &[u8]) -> u64 {
+        self.hasher.hash_one(multihash_bytes(cid))
+    }
+
+    /// Adds a want (peer index, ledger slot, hash of its multihash) to `wanted`.
+    pub(super) fn index_want(&mut self, index: u32, slot: u32, hash: u64) {
+        let (peers, ids, hasher) = (&self.peers, &self.peer_ids, &self.hasher);
+        self.wanted.insert_unique(hash, (index, slot), |&(p, s)| {
+            indexed_hash(peers, ids, hasher, p, s)
+        });
+        self.total_wants += 1;
+    }
+
+    /// Takes a want out of `wanted`.
+    pub(super) fn unindex(&mut self, index: u32, slot: u32, hash: u64) {
+        self.total_wants -= 1;
+        if let Ok(entry) = self.wanted.find_entry(hash, |&e| e == (index, slot)) {
+            entry.remove();
+        }
+    }
+
+    /// Returns memory of `wanted` once most of it is unused (after many peers left). Only
+    /// between inputs: resizing rehashes every entry through its peer's ledger.
+    pub(super) fn shrink_index(&mut self) {
+        let len = self.wanted.len();
+        if self.wanted.capacity() > 4 * len + 1024 {
+            let (peers, ids, hasher) = (&self.peers, &self.peer_ids, &self.hasher);
+            self.wanted
+                .shrink_to(2 * len, |&(p, s)| indexed_hash(peers, ids, hasher, p, s));
+        }
+        if self.peer_ids.len() > 64 && self.free_indices.len() > self.peer_ids.len() / 2 {
+            // Trailing free indices can go.
+            while self.peer_ids.last().is_some_and(Option::is_none) {
+                self.peer_ids.pop();
+            }
+            let end = self.peer_ids.len() as u32;
+            self.free_indices.retain(|&i| i < end);
+            self.peer_ids.shrink_to_fit();
+            self.free_indices.shrink_to_fit();
+        }
+    }
+
+    /// The peers (with the slot) that want a block with the multihash of `cid`.
+    pub(super) fn wanters(&self, cid: &Cid) -> Vec<(PeerId, u32)> {
+        let encoded = Encoded::new(cid);
+        let multihash = multihash_bytes(encoded.as_slice());
+        let hash = self.hasher.hash_one(multihash);
+        self.wanted
+            .iter_hash(hash)
+            .filter_map(|&(index, slot)| {
+                let peer = self.peer_ids[index as usize]?;
+                let ledger = &self.peers.get(&peer)?.ledger;
+                (multihash_bytes(ledger.cid_bytes_at(slot)) == multihash).then_some((peer, slot))
+            })
+            .collect()
     }
 
     pub(super) fn count(
@@ -355,12 +469,12 @@ impl Engine {
         let Some(state) = self.peers.get(peer) else {
             return Vec::new();
         };
-        let mut entries: Vec<(u64, Entry)> = state
+        let mut entries: Vec<(u32, Entry)> = state
             .ledger
             .iter()
             .map(|(cid, w)| {
                 let entry = Entry {
-                    cid: *cid,
+                    cid,
                     priority: w.priority,
                     want_type: w.want_type,
                     send_dont_have: w.send_dont_have,
@@ -424,12 +538,21 @@ impl Engine {
                     state.probe_queue.len()
                 ));
             }
-            for (cid, _) in state.ledger.iter() {
-                if state.answer_only.contains(cid) || state.answer_only_popped.contains(cid) {
+            if self.peer_ids.get(state.index as usize) != Some(&Some(*peer)) {
+                return Err(format!("{peer}: peer index {} out of step", state.index));
+            }
+            for slot in state.ledger.slots() {
+                let cid = state.ledger.cid_at(slot);
+                if state.answer_only.contains(&cid) || state.answer_only_popped.contains(&cid) {
                     return Err(format!("{peer}: {cid} both wanted and answer-only"));
                 }
-                let indexed = self.wanted.get(cid.hash());
-                if !indexed.is_some_and(|w| w.contains(&(*peer, *cid))) {
+                let hash = self.multihash_hash(state.ledger.cid_bytes_at(slot));
+                if self
+                    .wanted
+                    .find(hash, |&e| e == (state.index, slot))
+                    .is_none()
+                    || !self.wanters(&cid).contains(&(*peer, slot))
+                {
                     return Err(format!("{peer}: {cid} not indexed"));
                 }
             }
@@ -446,7 +569,7 @@ impl Engine {
                 return Err(format!("{peer}: tasks of a peer not connected"));
             }
         }
-        let indexed: usize = self.wanted.values().map(Vec::len).sum();
+        let indexed = self.wanted.len();
         if wants != self.total_wants || indexed != wants {
             return Err(format!(
                 "{wants} wants, {} counted, {indexed} indexed",
@@ -461,6 +584,21 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// Hash of the multihash wanted in slot `slot` of the peer with index `index`, for resizing
+/// `wanted` (every entry names a connected peer and a live slot).
+fn indexed_hash(
+    peers: &Map<PeerId, PeerState>,
+    ids: &[Option<PeerId>],
+    hasher: &foldhash::fast::RandomState,
+    index: u32,
+    slot: u32,
+) -> u64 {
+    let state = ids[index as usize]
+        .and_then(|peer| peers.get(&peer))
+        .expect("wanted names connected peers");
+    hasher.hash_one(multihash_bytes(state.ledger.cid_bytes_at(slot)))
 }
 
 /// Counters over the whole [`Engine`], read with [`Engine::stats`].

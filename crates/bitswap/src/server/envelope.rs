@@ -120,6 +120,7 @@ impl Engine {
     /// finds something in a ready batch. Freed slots are filled by the next `poll_lookup`.
     pub(super) fn settle(&mut self) {
         self.prune_ready();
+        self.shrink_index();
         self.refresh_gauges();
     }
 

@@ -84,7 +84,7 @@ pub(super) enum Pending {
         peer: PeerId,
         session: u64,
         cid: Cid,
-        seq: u64,
+        seq: u32,
     },
     /// A block read for a batch.
     Get { batch: u64, slot: usize },
@@ -156,14 +156,15 @@ impl Engine {
                 continue;
             };
             state.in_round = false;
-            while let Some(cid) = state.probe_queue.pop_front() {
-                let Some(want) = state.ledger.get(&cid).copied() else {
+            while let Some(slot) = state.probe_queue.pop_front() {
+                let Some(want) = state.ledger.live_want_at(slot) else {
                     continue;
                 };
                 if want.state != QUEUED {
                     continue;
                 }
-                state.set_state(&cid, WantState::Probing { queued: false });
+                state.set_state_at(slot, WantState::Probing { queued: false });
+                let cid = state.ledger.cid_at(slot);
                 if !state.probe_queue.is_empty() {
                     state.in_round = true;
                     self.lookups.round.push_back(peer);

@@ -8,7 +8,8 @@
 //! - `config.rs`: [`Config`], limits and policies with boxo's defaults.
 //! - `engine.rs`: the engine's state, peers, accessors and invariants.
 //! - `wantlist.rs`: received wantlists and new blocks, turned into wants and tasks.
-//! - `ledger.rs`: one peer's wants and the order in which they give way when it is full.
+//! - `ledger.rs`: one peer's wants, about 90 bytes each, and the order in which they give way
+//!   when it is full.
 //! - `merger.rs`: the queue's tasks and how requests for one block combine (boxo's merger).
 //! - `lookup.rs`: blockstore lookups, round-robin between peers.
 //! - `envelope.rs`: batches of popped tasks packed into messages of at most 4 MiB.

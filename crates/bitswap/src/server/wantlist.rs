@@ -1,13 +1,15 @@
 //! Wantlists: the ledger side of the [`Engine`]. Received entries become wants (or are
 //! refused, denied, ignored), probe results and new blocks become tasks in the queue.
 
+use std::hash::BuildHasher;
+
 use cid::Cid;
 use libp2p::PeerId;
 use peer_task_queue::Task;
 
 use super::{
     Config, Engine,
-    ledger::{Want, WantState},
+    ledger::{Request, Want, WantState, multihash_bytes},
     merger::{TaskData, presence_work},
 };
 use crate::{
@@ -51,6 +53,12 @@ impl Engine {
         }
         if message.wantlist.full {
             self.clear_wantlist(&peer);
+            let room = (message.wantlist.entries.len())
+                .min(self.config.max_wants_per_peer())
+                .min(self.config.max_entries_per_message());
+            if let Some(state) = self.peers.get_mut(&peer) {
+                state.ledger.reserve(room);
+            }
         }
         let mut taken = 0;
         for entry in &message.wantlist.entries {
@@ -101,31 +109,29 @@ impl Engine {
             }
             return;
         }
-        let seq = self.next_seq();
-        let want = Want {
+        let request = Request {
             priority: entry.priority,
             want_type,
             send_dont_have,
-            seq,
-            state: WantState::Found,
         };
-        self.add_want(peer, cid, want);
+        self.add_want(peer, cid, request);
     }
 
     /// Adds or updates a want and queues its probe, making room in a full ledger.
-    fn add_want(&mut self, peer: PeerId, cid: Cid, mut want: Want) {
+    fn add_want(&mut self, peer: PeerId, cid: Cid, request: Request) {
         self.remove_answer_only(&peer, &cid);
         let state = self.peers.get_mut(&peer).expect("connected");
-        if let Some(old) = state.ledger.get(&cid) {
-            want.state = old.state;
-            state.ledger.insert(cid, want);
+        let slot = if state.ledger.contains(&cid) {
+            state.insert_want(&cid, request)
         } else {
             if state.ledger.len() >= self.config.max_wants_per_peer() {
-                let (victim_cid, victim) = state.ledger.victim().expect("a full ledger");
-                if victim.state != WantState::Missing && victim.priority >= want.priority {
+                let victim_slot = state.ledger.victim().expect("a full ledger");
+                let victim = state.ledger.want_at(victim_slot);
+                let victim_cid = state.ledger.cid_at(victim_slot);
+                if victim.state != WantState::Missing && victim.priority >= request.priority {
                     self.count(|m| &m.wants_refused);
-                    if want.send_dont_have {
-                        self.push_answer_only(&peer, cid, want.priority, want.want_type);
+                    if request.send_dont_have {
+                        self.push_answer_only(&peer, cid, request.priority, request.want_type);
                     }
                     return;
                 }
@@ -136,17 +142,18 @@ impl Engine {
                 }
             }
             let state = self.peers.get_mut(&peer).expect("connected");
-            state.ledger.insert(cid, want);
-            self.wanted
-                .entry(*cid.hash())
-                .or_default()
-                .push((peer, cid));
-            self.total_wants += 1;
-        }
+            let slot = state.insert_want(&cid, request);
+            let hash = self
+                .hasher
+                .hash_one(multihash_bytes(state.ledger.cid_bytes_at(slot)));
+            let index = state.index;
+            self.index_want(index, slot, hash);
+            slot
+        };
         // Every want received is probed, also one already being probed: its answer must
         // reflect the newest request (an older result is stale by its sequence number).
         let state = self.peers.get_mut(&peer).expect("connected");
-        if state.request_probe(cid) {
+        if state.request_probe(slot) {
             self.lookups.round.push_back(peer);
         }
     }
@@ -154,24 +161,16 @@ impl Engine {
     /// Removes a want, its index entry and its pending task.
     pub(super) fn remove_want(&mut self, peer: &PeerId, cid: &Cid) -> Option<Removed> {
         let state = self.peers.get_mut(peer)?;
-        let want = state.ledger.get(cid).copied()?;
-        state.set_state(cid, WantState::Found);
-        state.ledger.remove(cid);
-        self.unindex(peer, cid);
+        let slot = state.ledger.find(cid)?;
+        state.set_state_at(slot, WantState::Found);
+        let hash = self
+            .hasher
+            .hash_one(multihash_bytes(state.ledger.cid_bytes_at(slot)));
+        let index = state.index;
+        let want = state.ledger.remove_at(slot);
+        self.unindex(index, slot, hash);
         let task = self.queue.remove(peer, cid).task;
         Some((want, task))
-    }
-
-    pub(super) fn unindex(&mut self, peer: &PeerId, cid: &Cid) {
-        self.total_wants -= 1;
-        if let Some(wanters) = self.wanted.get_mut(cid.hash()) {
-            if let Some(i) = wanters.iter().position(|(p, c)| p == peer && c == cid) {
-                wanters.swap_remove(i);
-            }
-            if wanters.is_empty() {
-                self.wanted.remove(cid.hash());
-            }
-        }
     }
 
     /// Drops every want of the peer (and their pending tasks) and its pending answer-only
@@ -180,7 +179,7 @@ impl Engine {
         let Some(state) = self.peers.get_mut(peer) else {
             return;
         };
-        let cids: Vec<Cid> = state.ledger.iter().map(|(c, _)| *c).collect();
+        let cids: Vec<Cid> = state.ledger.iter().map(|(c, _)| c).collect();
         let answer_only: Vec<Cid> = state.answer_only.drain().collect();
         state.answer_only_popped.clear();
         for cid in cids {
@@ -236,7 +235,7 @@ impl Engine {
         let Some(state) = self.peers.get_mut(peer) else {
             return;
         };
-        let Some(want) = state.ledger.get(&cid).copied() else {
+        let Some(want) = state.ledger.get(&cid) else {
             return;
         };
         let data = match found {
@@ -301,17 +300,15 @@ impl Engine {
             if size > MAX_BLOCK_SIZE {
                 continue;
             }
-            let Some(wanters) = self.wanted.get(cid.hash()) else {
-                continue;
-            };
-            for (peer, wanted) in wanters.clone() {
+            for (peer, slot) in self.wanters(&cid) {
                 let Some(state) = self.peers.get_mut(&peer) else {
                     continue;
                 };
-                let Some(want) = state.ledger.get(&wanted).copied() else {
+                let Some(want) = state.ledger.live_want_at(slot) else {
                     continue;
                 };
-                state.set_state(&wanted, WantState::Found);
+                let wanted = state.ledger.cid_at(slot);
+                state.set_state_at(slot, WantState::Found);
                 let data = TaskData {
                     want_block: sends_block(&self.config, want.want_type, Some(size as u64)),
                     have_block: true,

@@ -48,6 +48,14 @@ use crate::{
     },
 };
 
+/// Store results taken per round of [`Behaviour`]'s poll, besides one network event.
+const LOOKUPS_PER_ROUND: usize = 64;
+
+/// Wantlist entries of one peer the server takes in per turn. Longer messages are taken in
+/// over several turns, round-robin between peers, each turn after the swarm delivered what
+/// else came in: a flood of wants delays other peers by one turn, not by the whole flood.
+const ENTRIES_PER_TURN: usize = 128;
+
 /// Where a store write comes from.
 #[derive(Debug, Clone, Copy)]
 enum Origin {
@@ -117,6 +125,12 @@ pub struct Behaviour<S> {
     streams: HashMap<QueryId, mpsc::Sender<Result<Block, GetError>>>,
     /// Addresses of peers the swarm told about, to dial providers by peer id.
     addresses: AddressBook,
+    /// Received messages whose wantlists the server is taking in, per peer, oldest first,
+    /// with the connection they came on and the next entry to take. At most two per
+    /// connection: the network layer reads no further until a message is released.
+    inbound: HashMap<PeerId, VecDeque<(ConnectionId, Message, usize)>>,
+    /// Peers with messages in `inbound`, in turn order.
+    turns: VecDeque<PeerId>,
     events: VecDeque<ToSwarm<Event, HandlerIn>>,
     waker: Option<Waker>,
 }
@@ -195,8 +209,10 @@ impl<S: Blockstore + 'static> Behaviour<S> {
             .max_queued_messages()
             .saturating_sub(parts.server.max_envelopes_in_flight())
             .max(1);
+        let mut network = network::Behaviour::new(parts.network);
+        network.set_manual_release();
         Self {
-            network: network::Behaviour::new(parts.network),
+            network,
             server,
             client: ClientEngine::new(parts.client),
             store: Arc::new(store),
@@ -216,6 +232,8 @@ impl<S: Blockstore + 'static> Behaviour<S> {
             command_sender,
             streams: HashMap::new(),
             addresses: AddressBook::default(),
+            inbound: HashMap::new(),
+            turns: VecDeque::new(),
             events: VecDeque::new(),
             waker: None,
         }
@@ -550,12 +568,28 @@ impl<S: Blockstore + 'static> Behaviour<S> {
                 self.client.handle_peer_version(peer, version);
             }
             network::Event::PeerDisconnected { peer } => {
+                self.inbound.remove(&peer);
                 self.server.handle_peer_disconnected(&peer);
                 self.client.handle_peer_disconnected(&peer, now);
             }
-            network::Event::Message { peer, message, .. } => {
-                self.server.handle_message(peer, &message);
+            network::Event::Message {
+                peer,
+                connection,
+                message,
+            } => {
                 self.client.handle_message(peer, &message, now);
+                if message.wantlist.entries.len() <= ENTRIES_PER_TURN
+                    && !self.inbound.contains_key(&peer)
+                {
+                    self.server.handle_message(peer, &message);
+                    self.network.release(peer, connection);
+                } else {
+                    let queue = self.inbound.entry(peer).or_default();
+                    if queue.is_empty() {
+                        self.turns.push_back(peer);
+                    }
+                    queue.push_back((connection, message, 0));
+                }
             }
             network::Event::MessageSent { id, .. } => {
                 if let Some(envelope) = self.envelopes.remove(&id) {
@@ -580,6 +614,36 @@ impl<S: Blockstore + 'static> Behaviour<S> {
         }
         self.drive_server();
         self.drain_client();
+    }
+
+    /// Gives the next peer in turn up to [`ENTRIES_PER_TURN`] entries of its oldest message.
+    /// Returns false if no message was waiting.
+    fn take_turn(&mut self) -> bool {
+        while let Some(peer) = self.turns.pop_front() {
+            let Some(queue) = self.inbound.get_mut(&peer) else {
+                continue;
+            };
+            let Some((connection, message, next)) = queue.front_mut() else {
+                self.inbound.remove(&peer);
+                continue;
+            };
+            let end = (*next + ENTRIES_PER_TURN).min(message.wantlist.entries.len());
+            self.server.handle_message_part(peer, message, *next..end);
+            *next = end;
+            if end == message.wantlist.entries.len() {
+                let connection = *connection;
+                queue.pop_front();
+                self.network.release(peer, connection);
+            }
+            if queue.is_empty() {
+                self.inbound.remove(&peer);
+            } else {
+                self.turns.push_back(peer);
+            }
+            self.drive_server();
+            return true;
+        }
+        false
     }
 
     fn on_put_done(&mut self, done: PutDone) {
@@ -676,14 +740,20 @@ impl<S: Blockstore + 'static> NetworkBehaviour for Behaviour<S> {
     }
 
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<ToSwarm<Event, THandlerInEvent<Self>>> {
+        // Every round takes at most one network event and then what the other sources have
+        // ready; long wantlists are taken in by turns once nothing else is ready, and every
+        // 32 busy rounds regardless.
+        let mut rounds = 0usize;
         loop {
+            rounds += 1;
             if let Some(event) = self.events.pop_front() {
                 return Poll::Ready(event);
             }
+            let mut progress = false;
             match self.network.poll(cx) {
                 Poll::Ready(ToSwarm::GenerateEvent(event)) => {
                     self.on_network_event(event);
-                    continue;
+                    progress = true;
                 }
                 Poll::Ready(ToSwarm::NotifyHandler {
                     peer_id,
@@ -698,22 +768,25 @@ impl<S: Blockstore + 'static> NetworkBehaviour for Behaviour<S> {
                 }
                 Poll::Ready(other) => {
                     tracing::error!(?other, "unexpected request from the network layer");
-                    continue;
+                    progress = true;
                 }
                 Poll::Pending => {}
             }
-            if let Poll::Ready(Some((id, result))) = self.lookups.poll_next_unpin(cx) {
+            for _ in 0..LOOKUPS_PER_ROUND {
+                let Poll::Ready(Some((id, result))) = self.lookups.poll_next_unpin(cx) else {
+                    break;
+                };
                 self.server.handle_lookup(id, result);
                 self.drive_server();
-                continue;
+                progress = true;
             }
             if let Poll::Ready(Some(done)) = self.puts.poll_next_unpin(cx) {
                 self.on_put_done(done);
-                continue;
+                progress = true;
             }
             if let Poll::Ready(Some(command)) = self.commands.poll_next_unpin(cx) {
                 self.on_command(command);
-                continue;
+                progress = true;
             }
             if let Some((_, delay)) = &mut self.timer
                 && delay.poll_unpin(cx).is_ready()
@@ -721,7 +794,17 @@ impl<S: Blockstore + 'static> NetworkBehaviour for Behaviour<S> {
                 self.timer = None;
                 self.client.handle_timeout(Instant::now());
                 self.drain_client();
+                progress = true;
+            }
+            if progress {
+                if rounds.is_multiple_of(32) {
+                    self.take_turn();
+                }
                 continue;
+            }
+            if self.take_turn() {
+                // Back soon for the next turn, after the swarm delivered what else came in.
+                cx.waker().wake_by_ref();
             }
             self.waker = Some(cx.waker().clone());
             return Poll::Pending;

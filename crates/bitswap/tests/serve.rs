@@ -418,3 +418,48 @@ async fn disconnecting_frees_the_peer() {
     assert!(engine.peer_wantlist(&client_id).is_empty());
     engine.check_invariants().expect("engine invariants");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_wantlists_are_taken_in_whole_and_in_order() {
+    // A full wantlist far longer than one turn of the server, then many messages right
+    // behind it: a long one cancelling half of it, and short ones. The server takes the long
+    // ones in over several turns, but the result must be as if each came at once, in order.
+    let mut server = server_with(MemoryBlockstore::new(), Config::default());
+    let mut client = connect(&mut server, network::Config::default()).await;
+    let client_id: PeerId = *client.local_peer_id();
+    let server_id = *server.local_peer_id();
+    let cids: Vec<Cid> = (0..1000).map(|i| *raw_block(10, 5000 + i).cid()).collect();
+    let mut full = wants(cids.iter().map(|c| Entry::want_have(*c, 1)).collect());
+    full.wantlist.full = true;
+    let cancels = wants(cids[..500].iter().map(|c| Entry::cancel(*c)).collect());
+    let again = wants(vec![Entry::want_have(cids[0], 7)]);
+    for message in [full, cancels, again] {
+        client
+            .behaviour_mut()
+            .send(server_id, message)
+            .expect("send");
+    }
+    drive(&mut server, &mut client, |server, _, _| {
+        let wantlist = server.behaviour().server().peer_wantlist(&client_id);
+        (wantlist.len() == 501 && wantlist[0].priority == 7).then_some(())
+    })
+    .await;
+    let wantlist = server.behaviour().server().peer_wantlist(&client_id);
+    assert_eq!(wantlist[0].cid, cids[0]);
+    let mut kept: Vec<Cid> = wantlist[1..].iter().map(|e| e.cid).collect();
+    kept.sort();
+    let mut expected = cids[500..].to_vec();
+    expected.sort();
+    assert_eq!(kept, expected);
+    let accounting = server
+        .behaviour()
+        .server()
+        .peer_accounting(&client_id)
+        .expect("connected");
+    assert_eq!(accounting.messages_received, 3);
+    server
+        .behaviour()
+        .server()
+        .check_invariants()
+        .expect("engine invariants");
+}

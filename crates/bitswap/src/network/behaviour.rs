@@ -164,6 +164,9 @@ pub struct Behaviour {
     peers: HashMap<PeerId, Peer>,
     events: VecDeque<ToSwarm<Event, HandlerIn>>,
     next_id: u64,
+    /// The user calls [`release`](Self::release) once done with each message, instead of the
+    /// handler being told when the message is taken from [`poll`](NetworkBehaviour::poll).
+    manual_release: bool,
 }
 
 /// A connected peer.
@@ -202,7 +205,24 @@ impl Behaviour {
             peers: HashMap::new(),
             events: VecDeque::new(),
             next_id: 0,
+            manual_release: false,
         }
+    }
+
+    /// Switches to releasing messages by hand: a connection reads at most two messages ahead
+    /// of the [`release`](Self::release) calls for its messages, so the user can take a
+    /// large message in over several turns without the peer queueing more meanwhile.
+    pub(crate) fn set_manual_release(&mut self) {
+        self.manual_release = true;
+    }
+
+    /// Done with a message that came on `connection` of `peer` (manual release only).
+    pub(crate) fn release(&mut self, peer: PeerId, connection: ConnectionId) {
+        self.events.push_back(ToSwarm::NotifyHandler {
+            peer_id: peer,
+            handler: NotifyHandler::One(connection),
+            event: HandlerIn::Taken,
+        });
     }
 
     /// The configuration.
@@ -429,9 +449,21 @@ impl NetworkBehaviour for Behaviour {
     }
 
     fn poll(&mut self, _: &mut Context<'_>) -> Poll<ToSwarm<Event, THandlerInEvent<Self>>> {
-        match self.events.pop_front() {
-            Some(event) => Poll::Ready(event),
-            None => Poll::Pending,
+        let Some(event) = self.events.pop_front() else {
+            return Poll::Pending;
+        };
+        if let ToSwarm::GenerateEvent(Event::Message {
+            peer, connection, ..
+        }) = &event
+            && !self.manual_release
+        {
+            // Its handler may read the next message now.
+            self.events.push_front(ToSwarm::NotifyHandler {
+                peer_id: *peer,
+                handler: NotifyHandler::One(*connection),
+                event: HandlerIn::Taken,
+            });
         }
+        Poll::Ready(event)
     }
 }

@@ -46,7 +46,15 @@ pub enum HandlerIn {
         /// The message, encoded later for the version of the stream that carries it.
         message: Message,
     },
+    /// A message this handler reported was taken from the behaviour: one more may be read.
+    Taken,
 }
+
+/// Messages a handler reports and the behaviour's user has not taken yet, per connection.
+/// Inbound streams are not read beyond it, so a peer that floods messages waits in its own
+/// stream (bounded by its flow-control window) instead of queueing ahead of other peers'
+/// events in the swarm.
+const MAX_UNTAKEN: usize = 2;
 
 /// What a [`Handler`] reports to the [`Behaviour`](crate::network::Behaviour).
 #[derive(Debug)]
@@ -77,7 +85,8 @@ pub enum HandlerEvent {
 ///
 /// - Inbound: every stream is read message after message until the peer closes it, so kubo's
 ///   long-lived wantlist stream and Helia's one-message streams both work. Each message is
-///   reported as soon as it is read. Open streams are polled oldest first, so messages of
+///   reported as soon as it is read, while fewer than two of its messages wait to be taken
+///   from the behaviour (a peer's flood stays in its own stream). Open streams are polled oldest first, so messages of
 ///   streams the peer wrote one after the other are reported in that order. At most
 ///   [`Config::max_inbound_streams`] are read at once (more are reset); a stream waiting longer
 ///   than [`Config::inbound_idle_timeout`] for its next message is reset; a stream that fails
@@ -107,6 +116,8 @@ pub struct Handler {
     next_writer: u64,
     /// Streams being read, oldest first; at most [`Config::max_inbound_streams`].
     inbound: Vec<BoxStream<'static, Result<Message, ProtocolError>>>,
+    /// Messages reported and not yet taken ([`HandlerIn::Taken`]); at most [`MAX_UNTAKEN`].
+    untaken: usize,
     /// Events to report. `poll` reports them before anything else; they come from single
     /// stream events, finished writes, or messages refused at once (peer unsupported, bounded
     /// by the behaviour's queue limit).
@@ -138,6 +149,7 @@ impl Handler {
             report_sender,
             next_writer: 0,
             inbound: Vec::new(),
+            untaken: 0,
             events: VecDeque::new(),
             negotiated: VersionSet::default(),
             advertised: VersionSet::default(),
@@ -383,6 +395,7 @@ impl ConnectionHandler for Handler {
                     self.dispatch();
                 }
             }
+            HandlerIn::Taken => self.untaken = self.untaken.saturating_sub(1),
         }
     }
 
@@ -425,7 +438,12 @@ impl ConnectionHandler for Handler {
         if let Some(event) = self.events.pop_front() {
             return Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(event));
         }
-        if let Some(event) = self.poll_inbound(cx) {
+        if self.untaken < MAX_UNTAKEN
+            && let Some(event) = self.poll_inbound(cx)
+        {
+            if matches!(event, HandlerEvent::Message(_)) {
+                self.untaken += 1;
+            }
             return Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(event));
         }
         if !self.queue.is_empty()

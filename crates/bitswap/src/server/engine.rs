@@ -182,6 +182,9 @@ pub(super) struct PeerState {
     pub(super) probes_queued: usize,
     /// Whether the peer is in the lookup round-robin.
     pub(super) in_round: bool,
+    /// Entries of its current message taken in so far (against
+    /// `max_entries_per_message`), for messages handled in parts.
+    pub(super) taken: usize,
     pub(super) accounting: PeerAccounting,
 }
 
@@ -197,6 +200,7 @@ impl PeerState {
             probe_queue: VecDeque::new(),
             probes_queued: 0,
             in_round: false,
+            taken: 0,
             accounting: PeerAccounting::default(),
         }
     }

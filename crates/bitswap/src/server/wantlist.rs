@@ -1,7 +1,7 @@
 //! Wantlists: the ledger side of the [`Engine`]. Received entries become wants (or are
 //! refused, denied, ignored), probe results and new blocks become tasks in the queue.
 
-use std::hash::BuildHasher;
+use std::{hash::BuildHasher, ops::Range};
 
 use cid::Cid;
 use libp2p::PeerId;
@@ -36,10 +36,33 @@ impl Engine {
     /// here: once the embedder has stored them, [`handle_new_blocks`](Self::handle_new_blocks)
     /// serves the peers that want them.
     pub fn handle_message(&mut self, peer: PeerId, message: &Message) {
+        self.handle_message_part(peer, message, 0..message.wantlist.entries.len());
+    }
+
+    /// Like [`handle_message`](Self::handle_message), for wantlist entries `entries` of the
+    /// message only, so that a large message can be taken in over several turns and other
+    /// peers served in between. Call it with consecutive ranges that cover every entry, in
+    /// order, the first starting at 0 (which also counts the message, its blocks, and clears
+    /// the old wantlist if this one is full), and no other message of the peer in between.
+    /// Ranges past the end are cut at it.
+    pub fn handle_message_part(&mut self, peer: PeerId, message: &Message, entries: Range<usize>) {
         let Some(state) = self.peers.get_mut(&peer) else {
             tracing::debug!(%peer, "message from a peer not connected to the engine, ignored");
             return;
         };
+        let end = entries.end.min(message.wantlist.entries.len());
+        let start = entries.start.min(end);
+        if start > 0 {
+            let (version, mut taken) = (state.version, state.taken);
+            for entry in &message.wantlist.entries[start..end] {
+                self.handle_entry(peer, version, entry, &mut taken);
+            }
+            if let Some(state) = self.peers.get_mut(&peer) {
+                state.taken = taken;
+            }
+            self.settle();
+            return;
+        }
         let received_bytes: usize = message.blocks.iter().map(|b| b.data().len()).sum();
         let accounting = &mut state.accounting;
         accounting.messages_received += 1;
@@ -61,8 +84,11 @@ impl Engine {
             }
         }
         let mut taken = 0;
-        for entry in &message.wantlist.entries {
+        for entry in &message.wantlist.entries[..end] {
             self.handle_entry(peer, version, entry, &mut taken);
+        }
+        if let Some(state) = self.peers.get_mut(&peer) {
+            state.taken = taken;
         }
         self.settle();
     }

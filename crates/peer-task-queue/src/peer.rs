@@ -51,10 +51,9 @@ enum State<A> {
 struct Record<A> {
     /// The task's sequence number (its id).
     seq: u64,
-    /// The task's work while active.
-    work: u64,
-    /// The task's priority while pending.
-    priority: i32,
+    /// The task's priority while pending (sign-extended), its work while active: one word keeps
+    /// the record at 32 bytes.
+    value: u64,
     /// Bumped when the record is freed: index entries of an older generation are stale.
     generation: u32,
     /// The next newer record of the topic.
@@ -62,6 +61,16 @@ struct Record<A> {
     /// The next older record of the topic; the next free record on the free list.
     older: u32,
     state: State<A>,
+}
+
+impl<A> Record<A> {
+    fn priority(&self) -> i32 {
+        self.value as i64 as i32
+    }
+
+    fn set_priority(&mut self, priority: i32) {
+        self.value = i64::from(priority) as u64;
+    }
 }
 
 /// A topic index entry: the newest record of the topic, valid while its generation matches.
@@ -177,13 +186,16 @@ where
         }
     }
 
-    /// Makes room in the topic index for `additional` more pending tasks, within
-    /// `max_pending`.
+    /// Makes room for `additional` more pending tasks, within `max_pending`. The records are
+    /// reserved only on the first push: a later push may merge rather than add, and reserving
+    /// for it would double the vector (the vector's own growth covers the tasks it does add).
     pub(crate) fn reserve(&mut self, additional: usize, max_pending: usize) {
         let room = additional.min(max_pending.saturating_sub(self.pending.len()));
         self.topics.reserve(room);
         self.pending.reserve(room);
-        self.records.reserve(room);
+        if self.records.is_empty() {
+            self.records.reserve_exact(room);
+        }
     }
 
     /// The newest record of `topic`, if the index holds a valid entry for it.
@@ -197,8 +209,7 @@ where
     fn alloc(&mut self, seq: u64, priority: i32, older: u32) -> u32 {
         let record = Record {
             seq,
-            work: 0,
-            priority,
+            value: i64::from(priority) as u64,
             generation: 0,
             newer: NONE,
             older,
@@ -290,7 +301,7 @@ where
             }
             if pending {
                 let record = &self.records[slot as usize];
-                let key = ServeKey::new(record.priority, record.seq);
+                let key = ServeKey::new(record.priority(), record.seq);
                 self.merge(merger, key, task);
                 return PushedTask::Merged;
             }
@@ -326,7 +337,7 @@ where
             Some(slot) => {
                 let record = &mut self.records[slot as usize];
                 record.seq = seq;
-                record.priority = task.priority;
+                record.set_priority(task.priority);
                 record.state = State::Pending;
                 slot
             }
@@ -376,7 +387,7 @@ where
             // The key holds the priority: move the task to its new place.
             if let Some(mut moved) = self.pending.remove(key) {
                 moved.task.priority = priority;
-                self.records[moved.slot as usize].priority = priority;
+                self.records[moved.slot as usize].set_priority(priority);
                 self.pending
                     .insert(ServeKey::new(priority, key.seq()), moved);
             }
@@ -415,7 +426,7 @@ where
             popped += work;
             let record = &mut self.records[slot as usize];
             debug_assert!(matches!(record.state, State::Pending) && record.seq == key.seq());
-            record.work = task.work;
+            record.value = task.work;
             record.state = State::Active(merger.active_info(&task));
             out.push(PoppedTask {
                 task,
@@ -436,7 +447,7 @@ where
     pub(crate) fn done(&mut self, id: TaskId) -> bool {
         let (newer, older, work) = match self.records.get(id.slot as usize) {
             Some(record) if record.seq == id.seq && matches!(record.state, State::Active(_)) => {
-                (record.newer, record.older, record.work)
+                (record.newer, record.older, record.value)
             }
             _ => return false,
         };
@@ -465,7 +476,7 @@ where
         if !matches!(record.state, State::Pending) {
             return None;
         }
-        Some(self.take_pending(ServeKey::new(record.priority, record.seq)))
+        Some(self.take_pending(ServeKey::new(record.priority(), record.seq)))
     }
 
     /// Topics of the pending tasks, in service order, and of the active tasks, in no order.
@@ -510,7 +521,7 @@ where
                 Some(r)
                     if matches!(r.state, State::Pending)
                         && r.seq == key.seq()
-                        && r.priority == task.priority => {}
+                        && r.priority() == task.priority => {}
                 _ => return Err(format!("record of pending task {} is wrong", key.seq())),
             }
             if self.head(&task.topic) != Some(queued.slot) {
@@ -523,7 +534,7 @@ where
             match record.state {
                 State::Active(_) => {
                     active += 1;
-                    active_work += u128::from(record.work);
+                    active_work += u128::from(record.value);
                 }
                 State::Anchor => anchors += 1,
                 State::Free | State::Pending => {}

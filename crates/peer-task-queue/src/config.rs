@@ -11,7 +11,8 @@ pub struct Config {
     pub max_active_work_per_peer: u64,
     /// Most pending tasks a peer may have, in tasks. At the limit a new task evicts the
     /// lowest-priority pending task if its own priority is higher, and is rejected otherwise.
-    /// Default: 1024, boxo's `MaxQueuedWantlistEntriesPerPeer`. At least 1.
+    /// Default: 1024, boxo's `MaxQueuedWantlistEntriesPerPeer`. At least 1. Whatever it says, a
+    /// peer holds at most `u32::MAX - 1` tasks, pending and active together.
     pub max_pending_tasks_per_peer: usize,
     /// Most peers the queue holds, in peers. Tasks for a new peer beyond it are rejected.
     /// Default: `usize::MAX` (the caller's connection limit bounds it).

@@ -1,14 +1,20 @@
-//! One peer's tasks: pending in service order (see [`Pending`]), active in a slab linked per
-//! topic, both indexed by topic, and the work sums.
+//! One peer's tasks: pending in service order (see [`Pending`]), every task in a record with a
+//! stable slot from push to done, a topic index pointing at each topic's newest record, and the
+//! work sums.
+//!
+//! A task keeps its record slot from push until it is done: the slot is the task id's `slot`,
+//! and the topic index points at it. Popping a task therefore touches only the pending order and
+//! the record, never the topic index (a hash table, two cache misses per lookup on a cold peer).
+//! Releasing a task does not touch the index either: a record freed while the index still
+//! points at it leaves a *stale* entry (the record's generation has moved on), which a later
+//! push of the topic overwrites. Stale entries are swept out in one pass when a new topic would
+//! make the index grow and at least a quarter of it is stale: the sweep is paid for by the
+//! releases that made the entries stale (amortised O(1) each), the index keeps the size it had
+//! (hash tables never shrink on removal either), and a draining peer never sweeps: its index is
+//! dropped with it.
 
-use std::{
-    collections::{HashMap, hash_map::Entry},
-    fmt,
-    hash::Hash,
-    num::NonZeroU32,
-};
+use std::{collections::HashMap, fmt, hash::Hash, num::NonZeroU32};
 
-use slab::Slab;
 use smallvec::SmallVec;
 
 use crate::{
@@ -19,39 +25,66 @@ use crate::{
 /// Hasher of every map in the crate: randomly seeded per map, so peers cannot aim collisions.
 pub(crate) type RandomState = foldhash::fast::RandomState;
 
-/// Slab handles are `u32`: no peer holds more active tasks, and no queue more peers, than this.
+/// Slab handles are `u32`: no peer holds more tasks, and no queue more peers, than this.
 pub(crate) const MAX_HANDLES: usize = u32::MAX as usize - 1;
 
-/// No slab entry (end of a list).
+/// No record (end of a list).
 const NONE: u32 = u32::MAX;
 
-/// Marks "no pending task" in [`TopicEntry::seq`]; sequence numbers never reach it.
-const NO_SEQ: u64 = u64::MAX;
-
-/// An active task, linked with the other active tasks of its topic.
-#[derive(Debug)]
-struct ActiveEntry<T, A> {
-    topic: T,
-    seq: u64,
-    work: u64,
-    info: A,
-    prev: u32,
-    next: u32,
-}
-
-/// What a peer has for one topic: its pending task's key (priority and sequence number; `seq`
-/// is [`NO_SEQ`] if none) and the head of its active list.
+/// What a record holds.
 #[derive(Debug, Clone, Copy)]
-struct TopicEntry {
-    seq: u64,
-    priority: i32,
-    active: u32,
+enum State<A> {
+    /// On the free list (`older` links it).
+    Free,
+    /// Holds a pending task, always its topic's newest record.
+    Pending,
+    /// Holds a popped task not yet done, with what the merger keeps of it.
+    Active(A),
+    /// A released task's slot kept as its topic's newest record, because older active tasks of
+    /// the topic remain: the index points here, and it is freed with the last of them.
+    Anchor,
 }
 
-impl TopicEntry {
-    fn pending(self) -> Option<ServeKey> {
-        (self.seq != NO_SEQ).then(|| ServeKey::new(self.priority, self.seq))
+/// One task from push to done, linked with the other records of its topic, newest first: the
+/// pending task (or an anchor) if any, then the active tasks.
+#[derive(Debug)]
+struct Record<A> {
+    /// The task's sequence number (its id).
+    seq: u64,
+    /// The task's priority while pending (sign-extended), its work while active: one word keeps
+    /// the record at 32 bytes.
+    value: u64,
+    /// Bumped when the record is freed: index entries of an older generation are stale.
+    generation: u32,
+    /// The next newer record of the topic.
+    newer: u32,
+    /// The next older record of the topic; the next free record on the free list.
+    older: u32,
+    state: State<A>,
+}
+
+impl<A> Record<A> {
+    fn priority(&self) -> i32 {
+        self.value as i64 as i32
     }
+
+    fn set_priority(&mut self, priority: i32) {
+        self.value = i64::from(priority) as u64;
+    }
+}
+
+/// A topic index entry: the newest record of the topic, valid while its generation matches.
+#[derive(Debug, Clone, Copy)]
+struct Link {
+    slot: u32,
+    generation: u32,
+}
+
+/// A pending task and its record.
+#[derive(Debug)]
+struct Queued<T, D> {
+    task: Task<T, D>,
+    slot: u32,
 }
 
 /// What happened to one pushed task.
@@ -66,9 +99,15 @@ pub(crate) enum PushedTask<T, D> {
 
 /// One peer's state in the queue.
 pub(crate) struct PeerTracker<T, D, A, S> {
-    pending: Pending<T, D>,
-    topics: HashMap<T, TopicEntry, RandomState>,
-    active: Slab<ActiveEntry<T, A>>,
+    pending: Pending<Queued<T, D>>,
+    topics: HashMap<T, Link, RandomState>,
+    records: Vec<Record<A>>,
+    /// Head of the free list of records.
+    free: u32,
+    /// Active tasks.
+    active: usize,
+    /// Index entries whose record was freed.
+    stale: usize,
     pending_work: u128,
     active_work: u128,
     pub(crate) weight: NonZeroU32,
@@ -83,7 +122,7 @@ impl<T, D, A, S> fmt::Debug for PeerTracker<T, D, A, S> {
         f.debug_struct("PeerTracker")
             .field("pending_tasks", &self.pending.len())
             .field("pending_work", &self.pending_work)
-            .field("active_tasks", &self.active.len())
+            .field("active_tasks", &self.active)
             .field("active_work", &self.active_work)
             .field("weight", &self.weight)
             .field("held", &self.held)
@@ -99,7 +138,10 @@ where
         Self {
             pending: Pending::default(),
             topics: HashMap::default(),
-            active: Slab::new(),
+            records: Vec::new(),
+            free: NONE,
+            active: 0,
+            stale: 0,
             pending_work: 0,
             active_work: 0,
             weight: NonZeroU32::MIN,
@@ -117,7 +159,7 @@ where
     }
 
     pub(crate) fn active_tasks(&self) -> usize {
-        self.active.len()
+        self.active
     }
 
     pub(crate) fn active_work(&self) -> u128 {
@@ -126,7 +168,7 @@ where
 
     /// No pending and no active task: the queue forgets the peer.
     pub(crate) fn is_idle(&self) -> bool {
-        self.pending.is_empty() && self.active.is_empty()
+        self.pending.is_empty() && self.active == 0
     }
 
     /// Has pending tasks and room under its active-work limit.
@@ -138,18 +180,90 @@ where
         PeerStats {
             pending_tasks: self.pending.len(),
             pending_work: saturate(self.pending_work),
-            active_tasks: self.active.len(),
+            active_tasks: self.active,
             active_work: saturate(self.active_work),
             weight: self.weight,
         }
     }
 
-    /// Makes room in the topic index for `additional` more pending tasks, within
-    /// `max_pending`.
+    /// Makes room for `additional` more pending tasks, within `max_pending`. The records are
+    /// reserved only on the first push: a later push may merge rather than add, and reserving
+    /// for it would double the vector (the vector's own growth covers the tasks it does add).
     pub(crate) fn reserve(&mut self, additional: usize, max_pending: usize) {
-        let room = max_pending.saturating_sub(self.pending.len());
-        self.topics.reserve(additional.min(room));
-        self.pending.reserve(additional.min(room));
+        let room = additional.min(max_pending.saturating_sub(self.pending.len()));
+        self.topics.reserve(room);
+        self.pending.reserve(room);
+        if self.records.is_empty() {
+            self.records.reserve_exact(room);
+        }
+    }
+
+    /// The newest record of `topic`, if the index holds a valid entry for it.
+    fn head(&self, topic: &T) -> Option<u32> {
+        let link = self.topics.get(topic)?;
+        let record = self.records.get(link.slot as usize)?;
+        (record.generation == link.generation).then_some(link.slot)
+    }
+
+    /// Takes a record off the free list, or makes a new one.
+    fn alloc(&mut self, seq: u64, priority: i32, older: u32) -> u32 {
+        let record = Record {
+            seq,
+            value: i64::from(priority) as u64,
+            generation: 0,
+            newer: NONE,
+            older,
+            state: State::Pending,
+        };
+        if self.free == NONE {
+            let slot = self.records.len() as u32;
+            self.records.push(record);
+            slot
+        } else {
+            let slot = self.free;
+            let at = &mut self.records[slot as usize];
+            self.free = at.older;
+            *at = Record {
+                generation: at.generation,
+                ..record
+            };
+            slot
+        }
+    }
+
+    /// Returns a record to the free list; index entries pointing at it become stale.
+    fn release_record(&mut self, slot: u32) {
+        let free = self.free;
+        let record = &mut self.records[slot as usize];
+        record.generation = record.generation.wrapping_add(1);
+        record.state = State::Free;
+        record.newer = NONE;
+        record.older = free;
+        self.free = slot;
+    }
+
+    /// A topic's newest record lost its task: frees it (its index entry goes stale) or, if older
+    /// active tasks of the topic remain, keeps it as their anchor.
+    fn vacate_head(&mut self, slot: u32) {
+        if self.records[slot as usize].older == NONE {
+            self.release_record(slot);
+            self.stale += 1;
+        } else {
+            self.records[slot as usize].state = State::Anchor;
+        }
+    }
+
+    /// Before a new topic enters the index: drops the stale entries if the index is full and
+    /// at least a quarter of it is stale.
+    fn sweep(&mut self) {
+        let len = self.topics.len();
+        if len < self.topics.capacity() || self.stale == 0 || self.stale < len / 4 {
+            return;
+        }
+        let records = &self.records;
+        self.topics
+            .retain(|_, link| records[link.slot as usize].generation == link.generation);
+        self.stale = 0;
     }
 
     /// Pushes one task; `seq` orders it among equal priorities and becomes its id.
@@ -163,25 +277,44 @@ where
     where
         M: TaskMerger<T, D, ActiveInfo = A>,
     {
-        if let Some(&entry) = self.topics.get(&task.topic) {
-            if entry.active != NONE {
+        let head = self.head(&task.topic);
+        if let Some(slot) = head {
+            let record = &self.records[slot as usize];
+            let pending = matches!(record.state, State::Pending);
+            let mut at = if matches!(record.state, State::Active(_)) {
+                slot
+            } else {
+                record.older
+            };
+            if at != NONE {
                 let mut infos = SmallVec::new();
-                let mut at = entry.active;
                 while at != NONE {
-                    let active = &self.active[at as usize];
-                    infos.push(&active.info);
-                    at = active.next;
+                    let active = &self.records[at as usize];
+                    if let State::Active(info) = &active.state {
+                        infos.push(info);
+                    }
+                    at = active.older;
                 }
                 if !merger.has_new_info(&task, ActiveTasks::new(infos)) {
                     return PushedTask::Merged;
                 }
             }
-            if let Some(key) = entry.pending() {
+            if pending {
+                let record = &self.records[slot as usize];
+                let key = ServeKey::new(record.priority(), record.seq);
                 self.merge(merger, key, task);
                 return PushedTask::Merged;
             }
         }
         let mut outcome = PushedTask::Queued;
+        // A new record is needed unless the topic's newest record is an anchor to reuse.
+        let reuse = head.filter(|&slot| matches!(self.records[slot as usize].state, State::Anchor));
+        if reuse.is_none() && self.free == NONE && self.records.len() >= MAX_HANDLES {
+            return PushedTask::Dropped(DroppedTask {
+                task,
+                reason: DropReason::Rejected,
+            });
+        }
         if self.pending.len() >= max_pending {
             match self.pending.last_key() {
                 Some(lowest) if lowest.priority() < task.priority => {
@@ -200,14 +333,39 @@ where
             }
         }
         self.pending_work += u128::from(task.work);
-        let entry = self.topics.entry(task.topic.clone()).or_insert(TopicEntry {
-            seq: NO_SEQ,
-            priority: 0,
-            active: NONE,
-        });
-        entry.seq = seq;
-        entry.priority = task.priority;
-        self.pending.insert(ServeKey::new(task.priority, seq), task);
+        let slot = match reuse {
+            Some(slot) => {
+                let record = &mut self.records[slot as usize];
+                record.seq = seq;
+                record.set_priority(task.priority);
+                record.state = State::Pending;
+                slot
+            }
+            None => {
+                let older = head.unwrap_or(NONE);
+                let slot = self.alloc(seq, task.priority, older);
+                if older != NONE {
+                    self.records[older as usize].newer = slot;
+                }
+                let link = Link {
+                    slot,
+                    generation: self.records[slot as usize].generation,
+                };
+                if head.is_none() {
+                    self.sweep();
+                }
+                if let Some(old) = self.topics.insert(task.topic.clone(), link)
+                    && head.is_none()
+                {
+                    // The entry was stale: overwritten.
+                    debug_assert!(old.slot != slot || old.generation != link.generation);
+                    self.stale -= 1;
+                }
+                slot
+            }
+        };
+        self.pending
+            .insert(ServeKey::new(task.priority, seq), Queued { task, slot });
         outcome
     }
 
@@ -221,39 +379,27 @@ where
             return;
         };
         let priority = task.priority;
-        let old_work = pending.work;
-        merger.merge(task, &mut pending.work, &mut pending.data);
-        self.pending_work = self.pending_work - u128::from(old_work) + u128::from(pending.work);
-        if priority > pending.priority {
+        let old_work = pending.task.work;
+        merger.merge(task, &mut pending.task.work, &mut pending.task.data);
+        self.pending_work =
+            self.pending_work - u128::from(old_work) + u128::from(pending.task.work);
+        if priority > pending.task.priority {
             // The key holds the priority: move the task to its new place.
             if let Some(mut moved) = self.pending.remove(key) {
-                moved.priority = priority;
-                if let Some(entry) = self.topics.get_mut(&moved.topic) {
-                    entry.priority = priority;
-                }
+                moved.task.priority = priority;
+                self.records[moved.slot as usize].set_priority(priority);
                 self.pending
                     .insert(ServeKey::new(priority, key.seq()), moved);
             }
         }
     }
 
-    /// Removes the pending task at `key` from the tree and the topic index.
+    /// Removes the pending task at `key` and vacates its record.
     fn take_pending(&mut self, key: ServeKey) -> Task<T, D> {
-        let task = self.pending.remove(key).expect("key of a pending task");
+        let Queued { task, slot } = self.pending.remove(key).expect("key of a pending task");
         self.pending_work -= u128::from(task.work);
-        self.forget_pending(&task.topic);
+        self.vacate_head(slot);
         task
-    }
-
-    /// Marks `topic` as having no pending task; drops its entry if nothing is active either.
-    fn forget_pending(&mut self, topic: &T) {
-        if let Some(entry) = self.topics.get_mut(topic) {
-            if entry.active == NONE {
-                self.topics.remove(topic);
-            } else {
-                entry.seq = NO_SEQ;
-            }
-        }
     }
 
     /// Pops tasks in order until their work reaches `target_min_work`, the peer reaches its
@@ -272,39 +418,25 @@ where
     {
         let limit = active_limit(max_active_work);
         let mut popped: u128 = 0;
-        while let Some((key, task)) = self.pending.pop_first() {
-            let seq = key.seq();
+        while let Some((key, Queued { task, slot })) = self.pending.pop_first() {
             let work = u128::from(task.work);
             self.pending_work -= work;
             self.active_work += work;
+            self.active += 1;
             popped += work;
-            let slot = self.active.vacant_key() as u32;
-            let topic = self
-                .topics
-                .get_mut(&task.topic)
-                .expect("a pending task has a topic entry");
-            topic.seq = NO_SEQ;
-            let next = topic.active;
-            topic.active = slot;
-            if next != NONE {
-                self.active[next as usize].prev = slot;
-            }
-            self.active.insert(ActiveEntry {
-                topic: task.topic.clone(),
-                seq,
-                work: task.work,
-                info: merger.active_info(&task),
-                prev: NONE,
-                next,
-            });
+            let record = &mut self.records[slot as usize];
+            debug_assert!(matches!(record.state, State::Pending) && record.seq == key.seq());
+            record.value = task.work;
+            record.state = State::Active(merger.active_info(&task));
             out.push(PoppedTask {
                 task,
-                id: TaskId { seq, slot, peer },
+                id: TaskId {
+                    seq: key.seq(),
+                    slot,
+                    peer,
+                },
             });
-            if popped >= u128::from(target_min_work)
-                || self.active_work >= limit
-                || self.active.len() >= MAX_HANDLES
-            {
+            if popped >= u128::from(target_min_work) || self.active_work >= limit {
                 break;
             }
         }
@@ -313,46 +445,64 @@ where
 
     /// Releases one active task; false if the peer has no such active task.
     pub(crate) fn done(&mut self, id: TaskId) -> bool {
-        match self.active.get(id.slot as usize) {
-            Some(active) if active.seq == id.seq => {}
-            _ => return false,
-        }
-        let ActiveEntry {
-            topic,
-            work,
-            prev,
-            next,
-            ..
-        } = self.active.remove(id.slot as usize);
-        self.active_work -= u128::from(work);
-        if next != NONE {
-            self.active[next as usize].prev = prev;
-        }
-        if prev != NONE {
-            self.active[prev as usize].next = next;
-        } else if let Entry::Occupied(mut entry) = self.topics.entry(topic) {
-            if next == NONE && entry.get().seq == NO_SEQ {
-                entry.remove();
-            } else {
-                entry.get_mut().active = next;
+        let (newer, older, work) = match self.records.get(id.slot as usize) {
+            Some(record) if record.seq == id.seq && matches!(record.state, State::Active(_)) => {
+                (record.newer, record.older, record.value)
             }
+            _ => return false,
+        };
+        self.active_work -= u128::from(work);
+        self.active -= 1;
+        if newer == NONE {
+            // The topic's newest record: the index points here.
+            self.vacate_head(id.slot);
+            return true;
+        }
+        self.release_record(id.slot);
+        self.records[newer as usize].older = older;
+        if older != NONE {
+            self.records[older as usize].newer = newer;
+        } else if matches!(self.records[newer as usize].state, State::Anchor) {
+            // The anchor's last active task is gone.
+            self.vacate_head(newer);
         }
         true
     }
 
     /// Removes the pending task for `topic`, if any. Active tasks are left alone.
     pub(crate) fn remove(&mut self, topic: &T) -> Option<Task<T, D>> {
-        let key = self.topics.get(topic)?.pending()?;
-        Some(self.take_pending(key))
+        let slot = self.head(topic)?;
+        let record = &self.records[slot as usize];
+        if !matches!(record.state, State::Pending) {
+            return None;
+        }
+        Some(self.take_pending(ServeKey::new(record.priority(), record.seq)))
     }
 
     /// Topics of the pending tasks, in service order, and of the active tasks, in no order.
     pub(crate) fn topics(&self) -> (Vec<T>, Vec<T>) {
-        let pending = self.pending.iter().map(|(_, t)| t.topic.clone()).collect();
+        let pending = self
+            .pending
+            .iter()
+            .map(|(_, q)| q.task.topic.clone())
+            .collect();
         let active = self
             .topics
             .iter()
-            .filter(|(_, e)| e.active != NONE)
+            .filter(|(_, link)| {
+                let mut at = link.slot;
+                if self.records[at as usize].generation != link.generation {
+                    return false;
+                }
+                while at != NONE {
+                    let record = &self.records[at as usize];
+                    if matches!(record.state, State::Active(_)) {
+                        return true;
+                    }
+                    at = record.older;
+                }
+                false
+            })
             .map(|(t, _)| t.clone())
             .collect();
         (pending, active)
@@ -362,56 +512,104 @@ where
     pub(crate) fn check(&self) -> Result<(), String> {
         self.pending.check()?;
         let mut pending_work = 0u128;
-        for (key, task) in self.pending.iter() {
+        for (key, queued) in self.pending.iter() {
+            let task = &queued.task;
             if key.priority() != task.priority {
                 return Err(format!("key of pending task {} is stale", key.seq()));
             }
-            match self.topics.get(&task.topic) {
-                Some(t) if t.pending() == Some(*key) => {}
-                _ => return Err(format!("topic index misses pending task {}", key.seq())),
+            match self.records.get(queued.slot as usize) {
+                Some(r)
+                    if matches!(r.state, State::Pending)
+                        && r.seq == key.seq()
+                        && r.priority() == task.priority => {}
+                _ => return Err(format!("record of pending task {} is wrong", key.seq())),
+            }
+            if self.head(&task.topic) != Some(queued.slot) {
+                return Err(format!("topic index misses pending task {}", key.seq()));
             }
             pending_work += u128::from(task.work);
         }
-        let active_work: u128 = self.active.iter().map(|(_, e)| u128::from(e.work)).sum();
+        let (mut active, mut anchors, mut active_work) = (0, 0, 0u128);
+        for record in &self.records {
+            match record.state {
+                State::Active(_) => {
+                    active += 1;
+                    active_work += u128::from(record.value);
+                }
+                State::Anchor => anchors += 1,
+                State::Free | State::Pending => {}
+            }
+        }
         if pending_work != self.pending_work || active_work != self.active_work {
             return Err(format!(
                 "work sums {}/{} != recomputed {pending_work}/{active_work}",
                 self.pending_work, self.active_work
             ));
         }
-        let mut linked = 0;
-        let mut with_pending = 0;
-        for (topic, entry) in &self.topics {
-            if entry.seq == NO_SEQ && entry.active == NONE {
-                return Err("empty topic entry kept".into());
+        if active != self.active {
+            return Err(format!(
+                "{} active tasks counted, {active} held",
+                self.active
+            ));
+        }
+        let mut free = 0;
+        let mut at = self.free;
+        while at != NONE {
+            let record = self
+                .records
+                .get(at as usize)
+                .ok_or("free list out of range")?;
+            if !matches!(record.state, State::Free) || free > self.records.len() {
+                return Err("free list broken".into());
             }
-            if let Some(key) = entry.pending() {
-                if !self.pending.contains(key) {
-                    return Err(format!(
-                        "topic index points to a missing task {}",
-                        key.seq()
-                    ));
-                }
-                with_pending += 1;
+            free += 1;
+            at = record.older;
+        }
+        if free + self.pending.len() + active + anchors != self.records.len() {
+            return Err("records leaked".into());
+        }
+        let (mut linked, mut stale) = (0, 0);
+        for link in self.topics.values() {
+            let head = self
+                .records
+                .get(link.slot as usize)
+                .ok_or("index points past the records")?;
+            if head.generation != link.generation {
+                stale += 1;
+                continue;
             }
-            let (mut at, mut prev) = (entry.active, NONE);
+            if head.newer != NONE || matches!(head.state, State::Free) {
+                return Err(format!(
+                    "index points to a record that is not a head: {}",
+                    link.slot
+                ));
+            }
+            if matches!(head.state, State::Anchor) && head.older == NONE {
+                return Err("anchor kept without active tasks".into());
+            }
+            let (mut at, mut newer) = (link.slot, NONE);
             while at != NONE {
-                let active = self
-                    .active
-                    .get(at as usize)
-                    .ok_or("active list points to a free slot")?;
-                if active.topic != *topic || active.prev != prev {
-                    return Err(format!("active list of a topic broken at {at}"));
+                let record = &self.records[at as usize];
+                if record.newer != newer {
+                    return Err(format!("topic list broken at {at}"));
+                }
+                if newer != NONE && !matches!(record.state, State::Active(_)) {
+                    return Err(format!("older record {at} is not active"));
                 }
                 linked += 1;
-                (prev, at) = (at, active.next);
+                (newer, at) = (at, record.older);
             }
         }
-        if linked != self.active.len() || with_pending != self.pending.len() {
+        if linked != self.pending.len() + active + anchors {
             return Err(format!(
-                "{linked}/{with_pending} active/pending tasks indexed, {}/{} held",
-                self.active.len(),
+                "{linked} records indexed, {} pending, {active} active, {anchors} anchors",
                 self.pending.len()
+            ));
+        }
+        if stale != self.stale {
+            return Err(format!(
+                "{stale} stale index entries, {} counted",
+                self.stale
             ));
         }
         Ok(())

@@ -11,8 +11,6 @@
 
 use std::collections::BTreeMap;
 
-use crate::Task;
-
 /// Most pending tasks a peer keeps in the sorted vector; one more moves them to a B-tree.
 ///
 /// Chosen where the insertion costs meet: inserting at a random place shifts half the vector,
@@ -46,20 +44,20 @@ impl ServeKey {
 
 /// See the module docs.
 #[derive(Debug)]
-pub(crate) enum Pending<T, D> {
+pub(crate) enum Pending<V> {
     /// Sorted by key, *descending*: the last entry is served next.
-    Small(Vec<(ServeKey, Task<T, D>)>),
+    Small(Vec<(ServeKey, V)>),
     /// Sorted by key, ascending: the first entry is served next.
-    Large(BTreeMap<ServeKey, Task<T, D>>),
+    Large(BTreeMap<ServeKey, V>),
 }
 
-impl<T, D> Default for Pending<T, D> {
+impl<V> Default for Pending<V> {
     fn default() -> Self {
         Self::Small(Vec::new())
     }
 }
 
-impl<T, D> Pending<T, D> {
+impl<V> Pending<V> {
     pub(crate) fn len(&self) -> usize {
         match self {
             Self::Small(tasks) => tasks.len(),
@@ -72,7 +70,7 @@ impl<T, D> Pending<T, D> {
     }
 
     /// Where `key` is, or would go, in a small vector (sorted descending).
-    fn search(tasks: &[(ServeKey, Task<T, D>)], key: ServeKey) -> Result<usize, usize> {
+    fn search(tasks: &[(ServeKey, V)], key: ServeKey) -> Result<usize, usize> {
         tasks.binary_search_by(|(k, _)| key.cmp(k))
     }
 
@@ -86,7 +84,7 @@ impl<T, D> Pending<T, D> {
     }
 
     /// Inserts a task under a key not yet present.
-    pub(crate) fn insert(&mut self, key: ServeKey, task: Task<T, D>) {
+    pub(crate) fn insert(&mut self, key: ServeKey, task: V) {
         match self {
             Self::Small(tasks) if tasks.len() < SMALL_MAX => {
                 let at = Self::search(tasks, key).unwrap_or_else(|at| at);
@@ -105,7 +103,7 @@ impl<T, D> Pending<T, D> {
         }
     }
 
-    pub(crate) fn get_mut(&mut self, key: ServeKey) -> Option<&mut Task<T, D>> {
+    pub(crate) fn get_mut(&mut self, key: ServeKey) -> Option<&mut V> {
         match self {
             Self::Small(tasks) => {
                 let at = Self::search(tasks, key).ok()?;
@@ -115,6 +113,7 @@ impl<T, D> Pending<T, D> {
         }
     }
 
+    #[cfg(test)]
     pub(crate) fn contains(&self, key: ServeKey) -> bool {
         match self {
             Self::Small(tasks) => Self::search(tasks, key).is_ok(),
@@ -122,7 +121,7 @@ impl<T, D> Pending<T, D> {
         }
     }
 
-    pub(crate) fn remove(&mut self, key: ServeKey) -> Option<Task<T, D>> {
+    pub(crate) fn remove(&mut self, key: ServeKey) -> Option<V> {
         let task = match self {
             Self::Small(tasks) => {
                 let at = Self::search(tasks, key).ok()?;
@@ -135,7 +134,7 @@ impl<T, D> Pending<T, D> {
     }
 
     /// Removes the task served next.
-    pub(crate) fn pop_first(&mut self) -> Option<(ServeKey, Task<T, D>)> {
+    pub(crate) fn pop_first(&mut self) -> Option<(ServeKey, V)> {
         match self {
             Self::Small(tasks) => tasks.pop(),
             Self::Large(tasks) => {
@@ -166,7 +165,7 @@ impl<T, D> Pending<T, D> {
     }
 
     /// Every task, in service order.
-    pub(crate) fn iter(&self) -> Box<dyn Iterator<Item = (&ServeKey, &Task<T, D>)> + '_> {
+    pub(crate) fn iter(&self) -> Box<dyn Iterator<Item = (&ServeKey, &V)> + '_> {
         match self {
             Self::Small(tasks) => Box::new(tasks.iter().rev().map(|(k, t)| (k, t))),
             Self::Large(tasks) => Box::new(tasks.iter()),
@@ -222,7 +221,7 @@ mod tests {
         // Crosses the vector/B-tree boundary both ways: runs long enough to pass SMALL_MAX.
         #[test]
         fn behaves_like_a_sorted_list(ops in prop::collection::vec(op(), 0..(SMALL_MAX * 6))) {
-            let mut pending: Pending<u64, ()> = Pending::default();
+            let mut pending: Pending<Task<u64, ()>> = Pending::default();
             let mut model: Vec<ServeKey> = Vec::new();
             let mut seq = 0u64;
             for op in ops {

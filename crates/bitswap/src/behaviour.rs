@@ -129,10 +129,44 @@ pub struct Behaviour<S> {
     /// with the connection they came on and the next entry to take. At most two per
     /// connection: the network layer reads no further until a message is released.
     inbound: HashMap<PeerId, VecDeque<(ConnectionId, Message, usize)>>,
+    /// What was logged about which peer, so each kind is logged once per peer at debug.
+    troubles: Troubles,
     /// Peers with messages in `inbound`, in turn order.
     turns: VecDeque<PeerId>,
     events: VecDeque<ToSwarm<Event, HandlerIn>>,
     waker: Option<Waker>,
+}
+
+/// A kind of per-peer trouble the node logs: the first of each kind per peer at debug, the
+/// rest at trace, so a misbehaving peer cannot fill the log.
+#[derive(Debug, Clone, Copy)]
+enum Trouble {
+    EnvelopeNotSent = 1,
+    WantlistNotSent = 2,
+}
+
+/// Kinds of trouble logged per peer, forgotten when the peer disconnects; at most
+/// [`Troubles::MAX_PEERS`] peers (then it starts over).
+#[derive(Debug, Default)]
+struct Troubles(HashMap<PeerId, u8>);
+
+impl Troubles {
+    const MAX_PEERS: usize = 4096;
+
+    /// Records `kind` for `peer`; true the first time.
+    fn first(&mut self, peer: PeerId, kind: Trouble) -> bool {
+        if self.0.len() >= Self::MAX_PEERS && !self.0.contains_key(&peer) {
+            self.0.clear();
+        }
+        let seen = self.0.entry(peer).or_default();
+        let first = *seen & kind as u8 == 0;
+        *seen |= kind as u8;
+        first
+    }
+
+    fn forget(&mut self, peer: &PeerId) {
+        self.0.remove(peer);
+    }
 }
 
 /// Peers' addresses reported by the swarm (`Swarm::add_peer_address`, kad, identify): the
@@ -233,6 +267,7 @@ impl<S: Blockstore + 'static> Behaviour<S> {
             streams: HashMap::new(),
             addresses: AddressBook::default(),
             inbound: HashMap::new(),
+            troubles: Troubles::default(),
             turns: VecDeque::new(),
             events: VecDeque::new(),
             waker: None,
@@ -376,7 +411,12 @@ impl<S: Blockstore + 'static> Behaviour<S> {
                     self.envelopes.insert(id, envelope.id);
                 }
                 Err(error) => {
-                    tracing::debug!(peer = %envelope.peer, %error, "server envelope not sent");
+                    if self.troubles.first(envelope.peer, Trouble::EnvelopeNotSent) {
+                        tracing::debug!(peer = %envelope.peer, %error,
+                            "server envelope not sent (more for this peer logged at trace)");
+                    } else {
+                        tracing::trace!(peer = %envelope.peer, %error, "server envelope not sent");
+                    }
                     self.server.handle_envelope_failed(envelope.id);
                 }
             }
@@ -449,20 +489,23 @@ impl<S: Blockstore + 'static> Behaviour<S> {
     }
 
     fn send_wantlist(&mut self, peer: PeerId, message: Message, now: Instant) {
-        if self.network.queued_messages(&peer) >= self.max_client_messages {
-            tracing::debug!(%peer, "wantlist update not sent: the peer's queue is full");
-            self.client.handle_send_failed(peer, &message, now);
-            return;
-        }
-        match self.network.send(peer, message.clone()) {
-            Ok(id) => {
-                self.wantlists.insert(id, (peer, message));
+        let error = if self.network.queued_messages(&peer) >= self.max_client_messages {
+            "the peer's queue is full".to_string()
+        } else {
+            match self.network.send(peer, message.clone()) {
+                Ok(id) => {
+                    self.wantlists.insert(id, (peer, message));
+                    return;
+                }
+                Err(error) => error.to_string(),
             }
-            Err(error) => {
-                tracing::debug!(%peer, %error, "wantlist update not sent");
-                self.client.handle_send_failed(peer, &message, now);
-            }
+        };
+        if self.troubles.first(peer, Trouble::WantlistNotSent) {
+            tracing::debug!(%peer, %error, "wantlist update not sent (more for this peer logged at trace)");
+        } else {
+            tracing::trace!(%peer, %error, "wantlist update not sent");
         }
+        self.client.handle_send_failed(peer, &message, now);
     }
 
     /// Hands out the client events whose blocks are written, in order.
@@ -569,6 +612,7 @@ impl<S: Blockstore + 'static> Behaviour<S> {
             }
             network::Event::PeerDisconnected { peer } => {
                 self.inbound.remove(&peer);
+                self.troubles.forget(&peer);
                 self.server.handle_peer_disconnected(&peer);
                 self.client.handle_peer_disconnected(&peer, now);
             }
@@ -599,16 +643,18 @@ impl<S: Blockstore + 'static> Behaviour<S> {
                 }
             }
             network::Event::SendFailed { peer, id, error } => {
+                // The handler logs send failures once per connection.
                 if let Some(envelope) = self.envelopes.remove(&id) {
-                    tracing::debug!(%peer, %error, "server envelope failed");
+                    tracing::trace!(%peer, %error, "server envelope failed");
                     self.server.handle_envelope_failed(envelope);
                 } else if let Some((peer, message)) = self.wantlists.remove(&id) {
-                    tracing::debug!(%peer, %error, "wantlist update failed");
+                    tracing::trace!(%peer, %error, "wantlist update failed");
                     self.client.handle_send_failed(peer, &message, now);
                 }
             }
             network::Event::InboundFailure { peer, error, .. } => {
-                tracing::debug!(%peer, %error, "inbound Bitswap stream reset");
+                // Logged by the handler once per connection and kind.
+                tracing::trace!(%peer, %error, "inbound Bitswap stream reset");
                 self.client.handle_peer_misbehaved(peer, now);
             }
         }
@@ -809,5 +855,26 @@ impl<S: Blockstore + 'static> NetworkBehaviour for Behaviour<S> {
             self.waker = Some(cx.waker().clone());
             return Poll::Pending;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_trouble_is_logged_once_per_peer_until_it_leaves() {
+        let mut troubles = Troubles::default();
+        let (a, b) = (PeerId::random(), PeerId::random());
+        assert!(troubles.first(a, Trouble::EnvelopeNotSent));
+        assert!(!troubles.first(a, Trouble::EnvelopeNotSent));
+        assert!(troubles.first(a, Trouble::WantlistNotSent));
+        assert!(troubles.first(b, Trouble::EnvelopeNotSent));
+        troubles.forget(&a);
+        assert!(troubles.first(a, Trouble::EnvelopeNotSent));
+        for _ in 0..Troubles::MAX_PEERS * 2 {
+            troubles.first(PeerId::random(), Trouble::EnvelopeNotSent);
+        }
+        assert!(troubles.0.len() <= Troubles::MAX_PEERS);
     }
 }

@@ -45,6 +45,15 @@ const MAX_PROVIDER_QUERIES: usize = 8;
 /// Most providers taken from one kad answer.
 const MAX_PROVIDERS_PER_ANSWER: usize = 16;
 
+/// When the walk gives up.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timeouts {
+    /// Without a new block for this long.
+    pub(crate) stall: Duration,
+    /// With no peer connected for this long.
+    pub(crate) no_peer: Duration,
+}
+
 /// What the walk did.
 #[derive(Debug, Default)]
 pub(crate) struct Fetched {
@@ -216,8 +225,9 @@ impl Walk<'_> {
 }
 
 /// Fetches every block of the DAG under `root` that the store lacks from `peers` and the
-/// providers found through the DHT joined through `bootstrap`, giving up after `stall`
-/// without a new block. `observer` sees every swarm event.
+/// providers found through the DHT joined through `bootstrap`, giving up after
+/// `timeouts.stall` without a new block or `timeouts.no_peer` without a connected peer.
+/// `observer` sees every swarm event.
 pub(crate) async fn fetch_dag(
     swarm: &mut Swarm<Node>,
     observer: &mut Observer,
@@ -225,8 +235,9 @@ pub(crate) async fn fetch_dag(
     peers: &[Multiaddr],
     bootstrap: &[Multiaddr],
     bar: &ProgressBar,
-    stall: Duration,
+    timeouts: Timeouts,
 ) -> anyhow::Result<Fetched> {
+    let Timeouts { stall, no_peer } = timeouts;
     let store = swarm.behaviour().bitswap.store().clone();
     let mut walk = Walk {
         swarm,
@@ -269,21 +280,42 @@ pub(crate) async fn fetch_dag(
     let mut failed_dials = 0;
     let mut last_error = String::new();
     let mut deadline = Instant::now() + stall;
+    // Set while no peer is connected: when to give up unless one connects.
+    let mut alone_until = Some(Instant::now() + no_peer);
     loop {
         walk.check_store().await?;
         walk.request(session)?;
         if walk.in_flight == 0 && walk.wanted.is_empty() {
             break;
         }
+        if walk.swarm.connected_peers().next().is_some() {
+            alone_until = None;
+        } else if alone_until.is_none() {
+            alone_until = Some(Instant::now() + no_peer);
+        }
+        let alone_deadline = alone_until.unwrap_or(deadline);
+        let missing = walk.in_flight + walk.wanted.len();
         let event = tokio::select! {
             event = walk.swarm.select_next_some() => event,
             () = sleep_until(deadline) => bail!(
-                "no block for {} s from {} connected peer(s); {} block(s) still missing{}",
+                "no block for {} s from {} connected peer(s); {missing} block(s) still \
+                 missing{}",
                 stall.as_secs(),
-                walk.fetched.peers.len(),
-                walk.in_flight + walk.wanted.len(),
-                if last_error.is_empty() { String::new() } else { format!(" (last error: {last_error})") },
+                walk.swarm.connected_peers().count(),
+                note(&last_error),
             ),
+            () = sleep_until(alone_deadline), if alone_until.is_some() => {
+                if walk.fetched.peers.is_empty() {
+                    bail!("no peer connected within {} s{}", no_peer.as_secs(), note(&last_error));
+                }
+                bail!(
+                    "every peer disconnected and none connected for {} s; {} block(s) \
+                     fetched, {missing} still missing{}",
+                    no_peer.as_secs(),
+                    walk.fetched.blocks,
+                    note(&last_error),
+                );
+            }
         };
         observer.observe(walk.swarm, &event);
         match event {
@@ -334,4 +366,13 @@ pub(crate) async fn fetch_dag(
         }
     }
     Ok(walk.fetched)
+}
+
+/// ` (last error: ERROR)`, or nothing without an error.
+fn note(last_error: &str) -> String {
+    if last_error.is_empty() {
+        String::new()
+    } else {
+        format!(" (last error: {last_error})")
+    }
 }

@@ -9,12 +9,16 @@ mod output;
 mod shutdown;
 mod swarm;
 
-use std::process::ExitCode;
+use std::{
+    panic::{AssertUnwindSafe, catch_unwind},
+    process::ExitCode,
+};
 
 use clap::Parser as _;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    output::quiet_panics();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -22,8 +26,18 @@ fn main() -> ExitCode {
         Ok(runtime) => runtime,
         Err(error) => return output::fail(&anyhow::Error::new(error)),
     };
-    match runtime.block_on(commands::run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => output::fail(&error),
+    // Dropping the runtime (and the store in it) after a panic runs in the catch too.
+    let result = catch_unwind(AssertUnwindSafe(move || {
+        let result = runtime.block_on(commands::run(cli));
+        drop(runtime);
+        result
+    }));
+    match result {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(error)) => output::fail(&error),
+        Err(_) => {
+            let panic = output::last_panic().unwrap_or_else(|| "panicked".to_owned());
+            output::fail(&anyhow::anyhow!("internal error (a bug): {panic}"))
+        }
     }
 }

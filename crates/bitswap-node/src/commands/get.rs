@@ -5,7 +5,7 @@ use std::{io::IsTerminal as _, path::PathBuf, sync::Arc, time::Duration, time::I
 
 use anyhow::{Context as _, bail};
 use bitswap::{Blockstore, RedbConfig};
-use bitswap_node::unixfs::{self, EntryKind};
+use bitswap_node::unixfs::{self, EntryKind, ExportError};
 use indicatif::{ProgressBar, ProgressStyle};
 use libp2p::kad;
 use prometheus_client::registry::Registry;
@@ -52,7 +52,10 @@ pub(crate) async fn run(cx: &Context, args: GetArgs) -> anyhow::Result<()> {
         bar
     };
     let start = Instant::now();
-    let stall = Duration::from_secs(args.timeout.max(1));
+    let timeouts = fetch::Timeouts {
+        stall: Duration::from_secs(args.timeout.max(1)),
+        no_peer: Duration::from_secs(args.no_peer_timeout.max(1)),
+    };
     let stop = shutdown::signal();
     tokio::pin!(stop);
     let fetched = tokio::select! {
@@ -63,7 +66,7 @@ pub(crate) async fn run(cx: &Context, args: GetArgs) -> anyhow::Result<()> {
             &args.peer,
             &args.network.bootstrap,
             &bar,
-            stall,
+            timeouts,
         ) => fetched,
         result = &mut stop => {
             result?;
@@ -82,7 +85,11 @@ pub(crate) async fn run(cx: &Context, args: GetArgs) -> anyhow::Result<()> {
             bail!("interrupted");
         }
     }
-    .with_context(|| format!("write {}", target.display()))?;
+    .map_err(|error| match error {
+        // It names the file.
+        ExportError::Io { .. } | ExportError::Exists(_) => anyhow::Error::new(error),
+        error => anyhow::Error::new(error).context(format!("write {}", target.display())),
+    })?;
     drop(swarm);
     if let Some((_, task)) = metrics {
         task.abort();

@@ -4,7 +4,8 @@
 //! Blocks already in the store are read, not fetched; each block fetched (verified by the
 //! Bitswap layer and written to the store before it is reported) adds its links to the walk
 //! at once, so the wants of a whole level go out together and the next level follows each
-//! block as it comes.
+//! block as it comes. When the root is a file, each block's data also goes to the output
+//! ([`FileAssembler`]) as it comes, so nothing is read back from the store afterwards.
 //!
 //! Providers are the `--peer`s, every peer connected, and, with `--bootstrap`, those kad finds:
 //! the root's providers are looked up at once, and any other CID's when Bitswap asks
@@ -18,7 +19,7 @@ use std::{
 
 use anyhow::{Context as _, anyhow, bail};
 use bitswap::{Block, Blockstore, Event, RedbBlockstore};
-use bitswap_node::dag;
+use bitswap_node::{dag, unixfs::FileAssembler};
 use cid::Cid;
 use futures::StreamExt;
 use indicatif::ProgressBar;
@@ -67,6 +68,9 @@ pub(crate) struct Fetched {
     pub(crate) peers: BTreeSet<PeerId>,
     /// Providers the DHT named, of any CID of the DAG.
     pub(crate) providers: BTreeSet<PeerId>,
+    /// The file written as its blocks came, when the root is a file and an output was given;
+    /// complete once the walk is.
+    pub(crate) file: Option<FileAssembler>,
 }
 
 /// The walk's state.
@@ -75,6 +79,8 @@ struct Walk<'a> {
     store: Arc<RedbBlockstore>,
     bar: &'a ProgressBar,
     root: Cid,
+    /// Where to write the file, if the root is one.
+    output: Option<&'a std::path::Path>,
     /// Every CID met, so that a block shared by several parents is fetched once.
     seen: HashSet<Cid>,
     /// CIDs to look up in the store.
@@ -89,12 +95,20 @@ struct Walk<'a> {
 }
 
 impl Walk<'_> {
-    /// Takes note of a block's links (and of the DAG's size, at the root).
+    /// Takes note of a block's links (and of the DAG's size, at the root), and writes its
+    /// data to the output file.
     fn visit(&mut self, block: &Block) -> anyhow::Result<()> {
         let links = dag::links(block)?;
+        if let Some(file) = &mut self.fetched.file {
+            file.add(block).with_context(|| self.output_context())?;
+        }
         if *block.cid() == self.root {
+            if let Some(output) = self.output {
+                self.fetched.file =
+                    FileAssembler::start(block, output).with_context(|| self.output_context())?;
+            }
             // The root's cumulative size: its block and every link's Tsize.
-            if let Ok(node) = bitswap_node::unixfs::DagPbNode::decode(block.data()) {
+            if let Ok(node) = bitswap_node::unixfs::DagPbNode::decode_bytes(block.data()) {
                 let total = block.data().len() as u64
                     + node.links.iter().map(|link| link.tsize).sum::<u64>();
                 self.bar.set_length(total);
@@ -111,7 +125,15 @@ impl Walk<'_> {
         Ok(())
     }
 
-    /// Reads what the store has; queues the rest for the network.
+    fn output_context(&self) -> String {
+        match self.output {
+            Some(output) => format!("write {}", output.display()),
+            None => "write the output".to_owned(),
+        }
+    }
+
+    /// Reads what the store has; queues the rest for the network. Hands the output file the
+    /// blocks it needs again (a chunk repeated in the file).
     async fn check_store(&mut self) -> anyhow::Result<()> {
         while let Some(cid) = self.unchecked.pop() {
             match self.store.get(&cid).await.context("block store")? {
@@ -122,7 +144,26 @@ impl Walk<'_> {
                 None => self.wanted.push_back(cid),
             }
         }
-        Ok(())
+        loop {
+            let again = match &mut self.fetched.file {
+                Some(file) => file.take_again(),
+                None => Vec::new(),
+            };
+            if again.is_empty() {
+                return Ok(());
+            }
+            for cid in again {
+                let block = self
+                    .store
+                    .get(&cid)
+                    .await
+                    .context("block store")?
+                    .with_context(|| format!("block {cid} left the store"))?;
+                if let Some(file) = &mut self.fetched.file {
+                    file.add(&block).with_context(|| self.output_context())?;
+                }
+            }
+        }
     }
 
     /// Starts a kad lookup of `cid`'s providers, unless there is no DHT, one is running for
@@ -224,26 +265,39 @@ impl Walk<'_> {
     }
 }
 
-/// Fetches every block of the DAG under `root` that the store lacks from `peers` and the
-/// providers found through the DHT joined through `bootstrap`, giving up after
+/// Where blocks come from: `--peer` and `--bootstrap`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Sources<'a> {
+    /// Peers to dial, each with its `/p2p/` id.
+    pub(crate) peers: &'a [Multiaddr],
+    /// DHT peers to join through.
+    pub(crate) bootstrap: &'a [Multiaddr],
+}
+
+/// Fetches every block of the DAG under `root` that the store lacks from the `sources`
+/// peers and the providers found through the DHT joined through theirs, writing the file to a
+/// temporary file beside `output` as the blocks come when the root is a file (see
+/// [`Fetched::file`]), giving up after
 /// `timeouts.stall` without a new block or `timeouts.no_peer` without a connected peer.
 /// `observer` sees every swarm event.
 pub(crate) async fn fetch_dag(
     swarm: &mut Swarm<Node>,
     observer: &mut Observer,
     root: Cid,
-    peers: &[Multiaddr],
-    bootstrap: &[Multiaddr],
+    output: Option<&std::path::Path>,
+    sources: Sources<'_>,
     bar: &ProgressBar,
     timeouts: Timeouts,
 ) -> anyhow::Result<Fetched> {
     let Timeouts { stall, no_peer } = timeouts;
+    let Sources { peers, bootstrap } = sources;
     let store = swarm.behaviour().bitswap.store().clone();
     let mut walk = Walk {
         swarm,
         store,
         bar,
         root,
+        output,
         seen: HashSet::from([root]),
         unchecked: vec![root],
         wanted: VecDeque::new(),

@@ -16,10 +16,19 @@ use std::{
 
 use clap::Parser as _;
 
+/// Most tokio worker threads: a node has few connections busy at once.
+const MAX_WORKER_THREADS: usize = 4;
+
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     output::quiet_panics();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+    // Connection tasks (Noise, Yamux, and Bitswap's hashing of the blocks received) run on
+    // worker threads, beside the swarm, the store and the output file on this one.
+    let workers = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(MAX_WORKER_THREADS);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
         .enable_all()
         .build()
     {

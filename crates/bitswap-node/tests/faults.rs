@@ -272,9 +272,9 @@ fn car_prefix(car: &[u8], blocks: usize) -> Vec<u8> {
 }
 
 /// The server dies (SIGKILL) in the middle of a transfer: it holds the root and 6 of the 16
-/// leaves, so the transfer cannot end before the kill. The getter fails soon after (not after
-/// its 120 s stall timeout), writes nothing, and keeps the blocks it got: a later `get` from
-/// a complete server fetches only the rest.
+/// leaves, so the transfer cannot end before the kill, which comes once it has sent those 7.
+/// The getter fails soon after (not after its 120 s stall timeout), writes nothing, and keeps
+/// the blocks it got: a later `get` from a complete server fetches only the rest.
 #[test]
 fn get_fails_soon_when_the_server_dies_mid_transfer() {
     let temp = tempfile::tempdir().unwrap();
@@ -318,6 +318,8 @@ fn get_fails_soon_when_the_server_dies_mid_transfer() {
         assert!(start.elapsed() < TIME_LIMIT, "the server sent too little");
         thread::sleep(Duration::from_millis(20));
     }
+    // Time for the getter to read them (it need not: the count is checked below).
+    thread::sleep(Duration::from_millis(200));
     let Server { process, .. } = server;
     drop(process);
     let killed = Instant::now();
@@ -325,10 +327,18 @@ fn get_fails_soon_when_the_server_dies_mid_transfer() {
     let error = one_error_line("get after the kill", &output);
     assert!(killed.elapsed() < Duration::from_secs(30), "{error}");
     assert!(error.contains("disconnected"), "{error}");
-    assert!(error.contains("7 block(s) fetched"), "{error}");
+    // The root came before any leaf was asked for; a leaf sent just before the kill may be
+    // lost with the connection.
+    let fetched: u64 = error
+        .split(" block(s) fetched")
+        .next()
+        .and_then(|head| head.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count of blocks fetched: {error}"));
+    assert!((1..=7).contains(&fetched), "{error}");
     nothing_left_at(&out);
 
-    // The 7 blocks stayed in the store: only the other 10 are fetched now.
+    // The blocks fetched stayed in the store: only the others are fetched now.
     let server = Server::start(&dir("full"), &[]);
     let args = [
         "get",
@@ -340,7 +350,7 @@ fn get_fails_soon_when_the_server_dies_mid_transfer() {
         "--json",
     ];
     let got = ok_json(&args, &run(&dir("client"), &args));
-    assert_eq!(got["fetched_blocks"], 10);
+    assert_eq!(got["fetched_blocks"], 17 - fetched);
     assert_eq!(fs::read(&out).unwrap(), data);
 }
 

@@ -1,7 +1,8 @@
 //! The network DAG walk of `get`: every block under a root into the store, many wants in
 //! flight at once.
 //!
-//! Blocks already in the store are read, not fetched; each block fetched (verified by the
+//! Blocks already in the store are read, not fetched (a stored copy that fails its hash check
+//! is fetched again, which repairs the store); each block fetched (verified by the
 //! Bitswap layer and written to the store before it is reported) adds its links to the walk
 //! at once, so the wants of a whole level go out together and the next level follows each
 //! block as it comes. When the root is a file, each block's data also goes to the output
@@ -18,7 +19,7 @@ use std::{
 };
 
 use anyhow::{Context as _, anyhow, bail};
-use bitswap::{Block, Blockstore, Event, RedbBlockstore};
+use bitswap::{Block, Blockstore, Event, RedbBlockstore, RedbBlockstoreError};
 use bitswap_node::{dag, unixfs::FileAssembler};
 use cid::Cid;
 use futures::StreamExt;
@@ -64,6 +65,9 @@ pub(crate) struct Fetched {
     pub(crate) bytes: u64,
     /// Blocks that were in the store already.
     pub(crate) local_blocks: u64,
+    /// Blocks whose stored copy failed its hash check: fetched again, which repairs the
+    /// store.
+    pub(crate) corrupt_blocks: u64,
     /// Peers we were connected to.
     pub(crate) peers: BTreeSet<PeerId>,
     /// Providers the DHT named, of any CID of the DAG.
@@ -136,12 +140,17 @@ impl Walk<'_> {
     /// blocks it needs again (a chunk repeated in the file).
     async fn check_store(&mut self) -> anyhow::Result<()> {
         while let Some(cid) = self.unchecked.pop() {
-            match self.store.get(&cid).await.context("block store")? {
-                Some(block) => {
+            match self.store.get(&cid).await {
+                Ok(Some(block)) => {
                     self.fetched.local_blocks += 1;
                     self.visit(&block)?;
                 }
-                None => self.wanted.push_back(cid),
+                Ok(None) => self.wanted.push_back(cid),
+                Err(RedbBlockstoreError::Corrupt { .. }) => {
+                    self.fetched.corrupt_blocks += 1;
+                    self.wanted.push_back(cid);
+                }
+                Err(error) => return Err(anyhow::Error::new(error).context("block store")),
             }
         }
         loop {
@@ -310,6 +319,15 @@ pub(crate) async fn fetch_dag(
         return Ok(walk.fetched);
     }
     if peers.is_empty() && bootstrap.is_empty() {
+        if walk.fetched.corrupt_blocks > 0 {
+            bail!(
+                "{} block(s) of {root} are corrupt in the local store (their bytes do not match \
+                 their CIDs), {} missing, and no --peer or --bootstrap was given to fetch them \
+                 again",
+                walk.fetched.corrupt_blocks,
+                walk.wanted.len() as u64 - walk.fetched.corrupt_blocks,
+            );
+        }
         bail!("{root} is not in the local store and no --peer or --bootstrap was given");
     }
     for address in peers {

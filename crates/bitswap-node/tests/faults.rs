@@ -573,16 +573,39 @@ fn a_damaged_block_is_never_written_out() {
     let out = temp.path().join("out");
     for args in [
         ["export", &root, "-o", s(&out)].as_slice(),
+        // No peer to fetch the block again from.
         &["get", &root, "-o", s(&out)],
         &["car", "export", &root, "-o", s(&out)],
     ] {
         let error = one_error_line(&format!("{args:?}"), &run(&dir, args));
-        assert!(error.contains("is corrupt"), "{args:?}: {error}");
+        assert!(error.contains("corrupt"), "{args:?}: {error}");
         nothing_left_at(&out);
     }
 
+    // `get` from a peer that has the file fetches the damaged block again, which repairs
+    // the store.
+    let server = Server::start(&temp.path().join("server"), &[&temp.path().join("file")]);
+    let args = [
+        "get",
+        &root,
+        "--peer",
+        &server.address(),
+        "-o",
+        s(&out),
+        "--json",
+    ];
+    let got = ok_json(&args, &run(&dir, &args));
+    assert_eq!(got["fetched_blocks"], 1);
+    let data = fs::read(temp.path().join("file")).unwrap();
+    assert_eq!(fs::read(&out).unwrap(), data);
+    drop(server);
+    let again = temp.path().join("again");
+    json(&dir, &["export", &root, "-o", s(&again)]);
+    assert_eq!(fs::read(&again).unwrap(), data);
+
     // One large block alone: `block get` refuses it too.
     let temp = tempfile::tempdir().unwrap();
+    let out = temp.path().join("out");
     let dir = temp.path().join("node");
     let input = temp.path().join("block");
     fs::write(&input, pseudo_random(1_500_000, 5)).unwrap();

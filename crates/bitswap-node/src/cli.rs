@@ -124,6 +124,10 @@ pub(crate) struct GetArgs {
     /// Give up after this many seconds without a new block.
     #[arg(long, default_value_t = 60, value_name = "SECONDS")]
     pub(crate) timeout: u64,
+    /// Give up after this many seconds with no peer connected: every peer gone (a server
+    /// stopped mid-transfer) and none come back or found through the DHT, or none reached.
+    #[arg(long, default_value_t = 10, value_name = "SECONDS")]
+    pub(crate) no_peer_timeout: u64,
     /// The DHT: without --peer, providers are found through the --bootstrap peers.
     #[command(flatten)]
     pub(crate) network: NetworkArgs,

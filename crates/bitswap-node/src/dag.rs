@@ -33,7 +33,7 @@ pub fn links(block: &Block) -> Result<Vec<Cid>, LinksError> {
     let cid = block.cid();
     match cid.codec() {
         RAW => Ok(Vec::new()),
-        DAG_PB => Ok(DagPbNode::decode(block.data())
+        DAG_PB => Ok(DagPbNode::decode_bytes(block.data())
             .map_err(|source| LinksError::Decode { cid: *cid, source })?
             .links
             .into_iter()

@@ -131,10 +131,54 @@ impl DataDir {
         }
     }
 
-    /// Opens the block store ([`BLOCKS_FILE`]) with `config`. redb locks the file: a second
-    /// process opening the same store gets an error.
+    /// Opens the block store ([`BLOCKS_FILE`]) with `config`, creating it on first use. redb
+    /// locks the file: a second process opening the same store gets an error.
     pub fn open_store(&self, config: RedbConfig) -> Result<RedbBlockstore, DataDirError> {
-        Ok(RedbBlockstore::open(self.path.join(BLOCKS_FILE), config)?)
+        let path = self.path.join(BLOCKS_FILE);
+        match fs::symlink_metadata(&path) {
+            Ok(_) => {}
+            Err(error) if error.kind() == io::ErrorKind::NotFound => self.create_store(&path)?,
+            Err(error) => return Err(io_error(&path)(error)),
+        }
+        Ok(RedbBlockstore::open(path, config)?)
+    }
+
+    /// Creates an empty store at `path` that appears whole or not at all: it is made in a
+    /// temporary directory, then linked into place (the blob file first, then the database),
+    /// never over an existing file. Created in place, a store cut short by a full disk would
+    /// be a file redb cannot read, which every later open reports as corrupt.
+    ///
+    /// Two processes creating the store at once both succeed and use the same files: a new
+    /// blob file is empty, so either one goes with either database.
+    fn create_store(&self, path: &Path) -> Result<(), DataDirError> {
+        let temp = tempfile::Builder::new()
+            .prefix(".blocks-")
+            .tempdir_in(&self.path)
+            .map_err(io_error(&self.path))?;
+        let temp_path = temp.path().join(BLOCKS_FILE);
+        let store = RedbBlockstore::open(&temp_path, RedbConfig::default())?;
+        let temp_blobs = store.blob_path();
+        // Nothing to write: dropping releases the files at once.
+        drop(store);
+        // The blob file is the database's path with `.blobs` appended.
+        let mut blobs = path.as_os_str().to_owned();
+        blobs.push(".blobs");
+        link_new(&temp_blobs, Path::new(&blobs))?;
+        link_new(&temp_path, path)?;
+        temp.close().map_err(io_error(&self.path))
+    }
+}
+
+/// Puts `from` at `to` unless `to` exists (then leaves both as they are): a hard link, which
+/// cannot replace a file, or a rename where the file system has no hard links.
+fn link_new(from: &Path, to: &Path) -> Result<(), DataDirError> {
+    match fs::hard_link(from, to) {
+        Ok(()) => Ok(()),
+        Err(error) if error.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(_) => match fs::symlink_metadata(to) {
+            Ok(_) => Ok(()),
+            Err(_) => fs::rename(from, to).map_err(io_error(to)),
+        },
     }
 }
 
@@ -211,6 +255,21 @@ mod tests {
                 Err(DataDirError::KeyPermissions { .. })
             ));
         }
+    }
+
+    #[test]
+    fn store_is_created_whole() {
+        let temp = tempfile::tempdir().unwrap();
+        let dir = DataDir::open(temp.path()).unwrap();
+        drop(dir.open_store(RedbConfig::default()).unwrap());
+        let mut names: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["blocks.redb", "blocks.redb.blobs", "identity.key"]);
+        // And opens again.
+        drop(dir.open_store(RedbConfig::default()).unwrap());
     }
 
     #[test]

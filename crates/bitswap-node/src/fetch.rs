@@ -1,10 +1,12 @@
 //! The network DAG walk of `get`: every block under a root into the store, many wants in
 //! flight at once.
 //!
-//! Blocks already in the store are read, not fetched; each block fetched (verified by the
+//! Blocks already in the store are read, not fetched (a stored copy that fails its hash check
+//! is fetched again, which repairs the store); each block fetched (verified by the
 //! Bitswap layer and written to the store before it is reported) adds its links to the walk
 //! at once, so the wants of a whole level go out together and the next level follows each
-//! block as it comes.
+//! block as it comes. When the root is a file, each block's data also goes to the output
+//! ([`FileAssembler`]) as it comes, so nothing is read back from the store afterwards.
 //!
 //! Providers are the `--peer`s, every peer connected, and, with `--bootstrap`, those kad finds:
 //! the root's providers are looked up at once, and any other CID's when Bitswap asks
@@ -17,8 +19,8 @@ use std::{
 };
 
 use anyhow::{Context as _, anyhow, bail};
-use bitswap::{Block, Blockstore, Event, RedbBlockstore};
-use bitswap_node::dag;
+use bitswap::{Block, Blockstore, Event, RedbBlockstore, RedbBlockstoreError};
+use bitswap_node::{dag, unixfs::FileAssembler};
 use cid::Cid;
 use futures::StreamExt;
 use indicatif::ProgressBar;
@@ -45,6 +47,15 @@ const MAX_PROVIDER_QUERIES: usize = 8;
 /// Most providers taken from one kad answer.
 const MAX_PROVIDERS_PER_ANSWER: usize = 16;
 
+/// When the walk gives up.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timeouts {
+    /// Without a new block for this long.
+    pub(crate) stall: Duration,
+    /// With no peer connected for this long.
+    pub(crate) no_peer: Duration,
+}
+
 /// What the walk did.
 #[derive(Debug, Default)]
 pub(crate) struct Fetched {
@@ -54,10 +65,16 @@ pub(crate) struct Fetched {
     pub(crate) bytes: u64,
     /// Blocks that were in the store already.
     pub(crate) local_blocks: u64,
+    /// Blocks whose stored copy failed its hash check: fetched again, which repairs the
+    /// store.
+    pub(crate) corrupt_blocks: u64,
     /// Peers we were connected to.
     pub(crate) peers: BTreeSet<PeerId>,
     /// Providers the DHT named, of any CID of the DAG.
     pub(crate) providers: BTreeSet<PeerId>,
+    /// The file written as its blocks came, when the root is a file and an output was given;
+    /// complete once the walk is.
+    pub(crate) file: Option<FileAssembler>,
 }
 
 /// The walk's state.
@@ -66,6 +83,8 @@ struct Walk<'a> {
     store: Arc<RedbBlockstore>,
     bar: &'a ProgressBar,
     root: Cid,
+    /// Where to write the file, if the root is one.
+    output: Option<&'a std::path::Path>,
     /// Every CID met, so that a block shared by several parents is fetched once.
     seen: HashSet<Cid>,
     /// CIDs to look up in the store.
@@ -80,12 +99,20 @@ struct Walk<'a> {
 }
 
 impl Walk<'_> {
-    /// Takes note of a block's links (and of the DAG's size, at the root).
+    /// Takes note of a block's links (and of the DAG's size, at the root), and writes its
+    /// data to the output file.
     fn visit(&mut self, block: &Block) -> anyhow::Result<()> {
         let links = dag::links(block)?;
+        if let Some(file) = &mut self.fetched.file {
+            file.add(block).with_context(|| self.output_context())?;
+        }
         if *block.cid() == self.root {
+            if let Some(output) = self.output {
+                self.fetched.file =
+                    FileAssembler::start(block, output).with_context(|| self.output_context())?;
+            }
             // The root's cumulative size: its block and every link's Tsize.
-            if let Ok(node) = bitswap_node::unixfs::DagPbNode::decode(block.data()) {
+            if let Ok(node) = bitswap_node::unixfs::DagPbNode::decode_bytes(block.data()) {
                 let total = block.data().len() as u64
                     + node.links.iter().map(|link| link.tsize).sum::<u64>();
                 self.bar.set_length(total);
@@ -102,18 +129,50 @@ impl Walk<'_> {
         Ok(())
     }
 
-    /// Reads what the store has; queues the rest for the network.
+    fn output_context(&self) -> String {
+        match self.output {
+            Some(output) => format!("write {}", output.display()),
+            None => "write the output".to_owned(),
+        }
+    }
+
+    /// Reads what the store has; queues the rest for the network. Hands the output file the
+    /// blocks it needs again (a chunk repeated in the file).
     async fn check_store(&mut self) -> anyhow::Result<()> {
         while let Some(cid) = self.unchecked.pop() {
-            match self.store.get(&cid).await.context("block store")? {
-                Some(block) => {
+            match self.store.get(&cid).await {
+                Ok(Some(block)) => {
                     self.fetched.local_blocks += 1;
                     self.visit(&block)?;
                 }
-                None => self.wanted.push_back(cid),
+                Ok(None) => self.wanted.push_back(cid),
+                Err(RedbBlockstoreError::Corrupt { .. }) => {
+                    self.fetched.corrupt_blocks += 1;
+                    self.wanted.push_back(cid);
+                }
+                Err(error) => return Err(anyhow::Error::new(error).context("block store")),
             }
         }
-        Ok(())
+        loop {
+            let again = match &mut self.fetched.file {
+                Some(file) => file.take_again(),
+                None => Vec::new(),
+            };
+            if again.is_empty() {
+                return Ok(());
+            }
+            for cid in again {
+                let block = self
+                    .store
+                    .get(&cid)
+                    .await
+                    .context("block store")?
+                    .with_context(|| format!("block {cid} left the store"))?;
+                if let Some(file) = &mut self.fetched.file {
+                    file.add(&block).with_context(|| self.output_context())?;
+                }
+            }
+        }
     }
 
     /// Starts a kad lookup of `cid`'s providers, unless there is no DHT, one is running for
@@ -215,24 +274,39 @@ impl Walk<'_> {
     }
 }
 
-/// Fetches every block of the DAG under `root` that the store lacks from `peers` and the
-/// providers found through the DHT joined through `bootstrap`, giving up after `stall`
-/// without a new block. `observer` sees every swarm event.
+/// Where blocks come from: `--peer` and `--bootstrap`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Sources<'a> {
+    /// Peers to dial, each with its `/p2p/` id.
+    pub(crate) peers: &'a [Multiaddr],
+    /// DHT peers to join through.
+    pub(crate) bootstrap: &'a [Multiaddr],
+}
+
+/// Fetches every block of the DAG under `root` that the store lacks from the `sources`
+/// peers and the providers found through the DHT joined through theirs, writing the file to a
+/// temporary file beside `output` as the blocks come when the root is a file (see
+/// [`Fetched::file`]), giving up after
+/// `timeouts.stall` without a new block or `timeouts.no_peer` without a connected peer.
+/// `observer` sees every swarm event.
 pub(crate) async fn fetch_dag(
     swarm: &mut Swarm<Node>,
     observer: &mut Observer,
     root: Cid,
-    peers: &[Multiaddr],
-    bootstrap: &[Multiaddr],
+    output: Option<&std::path::Path>,
+    sources: Sources<'_>,
     bar: &ProgressBar,
-    stall: Duration,
+    timeouts: Timeouts,
 ) -> anyhow::Result<Fetched> {
+    let Timeouts { stall, no_peer } = timeouts;
+    let Sources { peers, bootstrap } = sources;
     let store = swarm.behaviour().bitswap.store().clone();
     let mut walk = Walk {
         swarm,
         store,
         bar,
         root,
+        output,
         seen: HashSet::from([root]),
         unchecked: vec![root],
         wanted: VecDeque::new(),
@@ -245,6 +319,15 @@ pub(crate) async fn fetch_dag(
         return Ok(walk.fetched);
     }
     if peers.is_empty() && bootstrap.is_empty() {
+        if walk.fetched.corrupt_blocks > 0 {
+            bail!(
+                "{} block(s) of {root} are corrupt in the local store (their bytes do not match \
+                 their CIDs), {} missing, and no --peer or --bootstrap was given to fetch them \
+                 again",
+                walk.fetched.corrupt_blocks,
+                walk.wanted.len() as u64 - walk.fetched.corrupt_blocks,
+            );
+        }
         bail!("{root} is not in the local store and no --peer or --bootstrap was given");
     }
     for address in peers {
@@ -269,21 +352,42 @@ pub(crate) async fn fetch_dag(
     let mut failed_dials = 0;
     let mut last_error = String::new();
     let mut deadline = Instant::now() + stall;
+    // Set while no peer is connected: when to give up unless one connects.
+    let mut alone_until = Some(Instant::now() + no_peer);
     loop {
         walk.check_store().await?;
         walk.request(session)?;
         if walk.in_flight == 0 && walk.wanted.is_empty() {
             break;
         }
+        if walk.swarm.connected_peers().next().is_some() {
+            alone_until = None;
+        } else if alone_until.is_none() {
+            alone_until = Some(Instant::now() + no_peer);
+        }
+        let alone_deadline = alone_until.unwrap_or(deadline);
+        let missing = walk.in_flight + walk.wanted.len();
         let event = tokio::select! {
             event = walk.swarm.select_next_some() => event,
             () = sleep_until(deadline) => bail!(
-                "no block for {} s from {} connected peer(s); {} block(s) still missing{}",
+                "no block for {} s from {} connected peer(s); {missing} block(s) still \
+                 missing{}",
                 stall.as_secs(),
-                walk.fetched.peers.len(),
-                walk.in_flight + walk.wanted.len(),
-                if last_error.is_empty() { String::new() } else { format!(" (last error: {last_error})") },
+                walk.swarm.connected_peers().count(),
+                note(&last_error),
             ),
+            () = sleep_until(alone_deadline), if alone_until.is_some() => {
+                if walk.fetched.peers.is_empty() {
+                    bail!("no peer connected within {} s{}", no_peer.as_secs(), note(&last_error));
+                }
+                bail!(
+                    "every peer disconnected and none connected for {} s; {} block(s) \
+                     fetched, {missing} still missing{}",
+                    no_peer.as_secs(),
+                    walk.fetched.blocks,
+                    note(&last_error),
+                );
+            }
         };
         observer.observe(walk.swarm, &event);
         match event {
@@ -334,4 +438,13 @@ pub(crate) async fn fetch_dag(
         }
     }
     Ok(walk.fetched)
+}
+
+/// ` (last error: ERROR)`, or nothing without an error.
+fn note(last_error: &str) -> String {
+    if last_error.is_empty() {
+        String::new()
+    } else {
+        format!(" (last error: {last_error})")
+    }
 }

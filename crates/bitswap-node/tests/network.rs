@@ -277,6 +277,37 @@ fn get_fetches_what_serve_serves() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
+/// A file whose chunks repeat (runs of zeros) is one block per distinct chunk on the wire,
+/// written at every place it holds in the file, as the blocks arrive.
+#[test]
+fn get_writes_repeated_chunks_at_every_place() {
+    let temp = tempfile::tempdir().unwrap();
+    let file = temp.path().join("zeros");
+    let mut data = vec![0u8; 2 << 20];
+    data.extend(pseudo_random(300_000, 7));
+    data.extend(vec![0u8; 1 << 20]);
+    fs::write(&file, &data).unwrap();
+    let server = Server::start(&temp.path().join("server"), &[&file]);
+    let out = temp.path().join("out");
+    let got = get_json(
+        &temp.path().join("client"),
+        &[
+            "get",
+            &server.root(0),
+            "--peer",
+            &server.address(),
+            "-o",
+            s(&out),
+            "--json",
+        ],
+    );
+    assert_eq!(fs::read(&out).unwrap(), data);
+    // The root, the zero chunk, two chunks with random bytes and the short last chunk; 14
+    // chunks and the root written.
+    assert_eq!(got["fetched_blocks"], 1 + 1 + 2 + 1);
+    assert_eq!(got["blocks"], 15);
+}
+
 #[test]
 fn get_from_an_unreachable_peer_fails_fast() {
     let temp = tempfile::tempdir().unwrap();

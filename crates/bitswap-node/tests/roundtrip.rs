@@ -5,8 +5,11 @@ use std::{fs, path::Path};
 
 use bitswap::{Block, Blockstore, MemoryBlockstore};
 use bitswap_node::{
-    car,
-    unixfs::{self, CidVersion, ExportError, ImportOptions, Layout, import_path, import_reader},
+    car, dag,
+    unixfs::{
+        self, CidVersion, ExportError, FileAssembler, ImportOptions, Layout, import_path,
+        import_reader,
+    },
 };
 use bytes::Bytes;
 use cid::Cid;
@@ -64,6 +67,114 @@ proptest! {
         prop_assert_eq!(stats.roots, vec![imported.root]);
         prop_assert_eq!(read_back(&other, &imported.root), data);
     }
+}
+
+/// Feeds the DAG under `root` to a [`FileAssembler`] as `get` does: a block only once its
+/// parent came, each once, in the order `picks` chooses among the blocks known; blocks the
+/// assembler needs again come from the store. Returns the file written.
+fn assemble(store: &MemoryBlockstore, root: &Cid, picks: &[usize], dir: &Path) -> Vec<u8> {
+    let target = dir.join("assembled");
+    let get = |cid: &Cid| block_on(store.get(cid)).unwrap().unwrap();
+    let root_block = get(root);
+    let mut file = FileAssembler::start(&root_block, &target).unwrap().unwrap();
+    let mut seen = std::collections::HashSet::from([*root]);
+    let mut known: Vec<Cid> = dag::links(&root_block).unwrap();
+    known.retain(|cid| seen.insert(*cid));
+    let mut picks = picks.iter().cycle();
+    while !known.is_empty() {
+        let cid = known.swap_remove(picks.next().unwrap() % known.len());
+        let block = get(&cid);
+        file.add(&block).unwrap();
+        for link in dag::links(&block).unwrap() {
+            if seen.insert(link) {
+                known.push(link);
+            }
+        }
+        loop {
+            let again = file.take_again();
+            if again.is_empty() {
+                break;
+            }
+            for cid in again {
+                file.add(&get(&cid)).unwrap();
+            }
+        }
+    }
+    assert!(file.is_complete());
+    let exported = file.finish().unwrap();
+    let bytes = fs::read(&target).unwrap();
+    assert_eq!(exported.bytes, bytes.len() as u64);
+    fs::remove_file(&target).unwrap();
+    bytes
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Blocks in any order (parents first) give the same file as the exporter, also when
+    /// chunks repeat (few distinct bytes, small chunks): a repeated block is written at each
+    /// of its places.
+    #[test]
+    fn assembled_in_any_order(
+        data in proptest::collection::vec(0u8..3, 0..1500),
+        chunk in 1usize..8,
+        links in 2usize..5,
+        v1_raw in any::<bool>(),
+        picks in proptest::collection::vec(any::<usize>(), 1..64),
+    ) {
+        let store = MemoryBlockstore::new();
+        let imported = block_on(import_reader(&store, &data[..], &layout(chunk, links, v1_raw)))
+            .unwrap();
+        let temp = tempfile::tempdir().unwrap();
+        prop_assert_eq!(assemble(&store, &imported.root, &picks, temp.path()), data);
+        // Nothing else is left in the directory.
+        prop_assert_eq!(fs::read_dir(temp.path()).unwrap().count(), 0);
+    }
+}
+
+#[test]
+fn assembler_checks_sizes_and_leaves_nothing() {
+    let temp = tempfile::tempdir().unwrap();
+    let target = temp.path().join("out");
+    let store = MemoryBlockstore::new();
+    let data: Vec<u8> = (0..5000u32).map(|i| i as u8).collect();
+    let imported = block_on(import_reader(&store, &data[..], &layout(1000, 8, true))).unwrap();
+    let root = block_on(store.get(&imported.root)).unwrap().unwrap();
+    let mut file = FileAssembler::start(&root, &target).unwrap().unwrap();
+    assert!(!file.is_complete());
+    // The assembler ignores blocks no place waits for.
+    let stray = unixfs::v1_block(unixfs::RAW, Bytes::from_static(b"stray")).unwrap();
+    file.add(&stray).unwrap();
+    // Missing blocks: `finish` fails and the temporary file goes.
+    let error = file.finish().unwrap_err();
+    assert!(matches!(error, ExportError::Missing(_)), "{error}");
+    assert_eq!(fs::read_dir(temp.path()).unwrap().count(), 0);
+
+    // A root that claims 999 bytes for a 1000-byte leaf: refused when the leaf comes.
+    let leaf = unixfs::v1_block(unixfs::RAW, Bytes::from(vec![7u8; 1000])).unwrap();
+    let liar = unixfs::DagPbNode {
+        links: vec![unixfs::Link {
+            cid: *leaf.cid(),
+            name: String::new(),
+            tsize: 1000,
+        }],
+        data: Some(
+            prost::Message::encode_to_vec(&unixfs::UnixfsData::file(Bytes::new(), vec![999]))
+                .into(),
+        ),
+    };
+    let liar = unixfs::v1_block(unixfs::DAG_PB, Bytes::from(liar.encode())).unwrap();
+    let mut file = FileAssembler::start(&liar, &target).unwrap().unwrap();
+    let error = file.add(&leaf).unwrap_err();
+    assert!(matches!(error, ExportError::Invalid { .. }), "{error}");
+    drop(file);
+    assert_eq!(fs::read_dir(temp.path()).unwrap().count(), 0);
+    // A directory is not a file: no assembler.
+    let dir = temp.path().join("tree");
+    fs::create_dir(&dir).unwrap();
+    let tree = block_on(import_path(&store, &dir, &ImportOptions::default())).unwrap();
+    let tree_root = block_on(store.get(&tree.root)).unwrap().unwrap();
+    assert!(FileAssembler::start(&tree_root, &target).unwrap().is_none());
 }
 
 #[test]

@@ -5,7 +5,7 @@ use std::{io::IsTerminal as _, path::PathBuf, sync::Arc, time::Duration, time::I
 
 use anyhow::{Context as _, bail};
 use bitswap::{Blockstore, RedbConfig};
-use bitswap_node::unixfs::{self, EntryKind};
+use bitswap_node::unixfs::{self, EntryKind, ExportError};
 use indicatif::{ProgressBar, ProgressStyle};
 use libp2p::kad;
 use prometheus_client::registry::Registry;
@@ -52,7 +52,10 @@ pub(crate) async fn run(cx: &Context, args: GetArgs) -> anyhow::Result<()> {
         bar
     };
     let start = Instant::now();
-    let stall = Duration::from_secs(args.timeout.max(1));
+    let timeouts = fetch::Timeouts {
+        stall: Duration::from_secs(args.timeout.max(1)),
+        no_peer: Duration::from_secs(args.no_peer_timeout.max(1)),
+    };
     let stop = shutdown::signal();
     tokio::pin!(stop);
     let fetched = tokio::select! {
@@ -60,10 +63,13 @@ pub(crate) async fn run(cx: &Context, args: GetArgs) -> anyhow::Result<()> {
             &mut swarm,
             &mut observer,
             args.cid,
-            &args.peer,
-            &args.network.bootstrap,
+            Some(&target),
+            fetch::Sources {
+                peers: &args.peer,
+                bootstrap: &args.network.bootstrap,
+            },
             &bar,
-            stall,
+            timeouts,
         ) => fetched,
         result = &mut stop => {
             result?;
@@ -71,18 +77,44 @@ pub(crate) async fn run(cx: &Context, args: GetArgs) -> anyhow::Result<()> {
         }
     };
     bar.finish_and_clear();
-    // What arrived stays in the store (verified blocks), durable for the next try.
-    let flushed = store.flush().await.context("flushing the block store");
+    let mut fetched = fetched;
+    let written = fetched
+        .as_mut()
+        .ok()
+        .and_then(|fetched| fetched.file.take());
+    // What arrived stays in the store (verified blocks), durable for the next try. A file was
+    // written as its blocks came: it goes to disk meanwhile, and is renamed into place once
+    // the store is flushed.
+    let (flushed, written) = match written {
+        Some(mut file) => {
+            let (flushed, synced) = tokio::join!(
+                store.flush(),
+                tokio::task::spawn_blocking(move || file.sync().map(|()| file))
+            );
+            (flushed, Some(synced.context("syncing the output")?))
+        }
+        None => (store.flush().await, None),
+    };
+    let flushed = flushed.context("flushing the block store");
     let fetched = fetched?;
     flushed?;
+    let written = written
+        .transpose()
+        .map_err(|error| export_error(error, &target))?;
+    // A directory or symlink is exported from the store now.
     let exported = tokio::select! {
-        exported = unixfs::export(&store, &args.cid, &target) => exported,
+        exported = async {
+            match written {
+                Some(file) => file.finish(),
+                None => unixfs::export(&store, &args.cid, &target).await,
+            }
+        } => exported,
         result = &mut stop => {
             result?;
             bail!("interrupted");
         }
     }
-    .with_context(|| format!("write {}", target.display()))?;
+    .map_err(|error| export_error(error, &target))?;
     drop(swarm);
     if let Some((_, task)) = metrics {
         task.abort();
@@ -120,4 +152,13 @@ pub(crate) async fn run(cx: &Context, args: GetArgs) -> anyhow::Result<()> {
         },
     )?;
     Ok(())
+}
+
+/// An error writing `target`, named once.
+fn export_error(error: ExportError, target: &std::path::Path) -> anyhow::Error {
+    match error {
+        // It names the file.
+        ExportError::Io { .. } | ExportError::Exists(_) => anyhow::Error::new(error),
+        error => anyhow::Error::new(error).context(format!("write {}", target.display())),
+    }
 }

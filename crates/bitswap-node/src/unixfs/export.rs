@@ -12,7 +12,7 @@ use std::{
     path::{Component, Path, PathBuf},
 };
 
-use bitswap::Blockstore;
+use bitswap::{Block, Blockstore};
 use bytes::Bytes;
 use cid::Cid;
 
@@ -101,7 +101,7 @@ pub enum ExportError {
 
 /// A decoded node.
 #[derive(Debug)]
-enum Node {
+pub(super) enum Node {
     /// File bytes with children after them (a raw block has no children).
     File {
         data: Bytes,
@@ -119,6 +119,12 @@ async fn load<S: Blockstore>(store: &S, cid: &Cid) -> Result<Node, ExportError> 
         .await
         .map_err(|error| ExportError::Store(Box::new(error)))?
         .ok_or(ExportError::Missing(*cid))?;
+    decode_node(block)
+}
+
+/// Decodes one node, checking its UnixFS sizes.
+pub(super) fn decode_node(block: Block) -> Result<Node, ExportError> {
+    let cid = &block.cid().to_owned();
     let decode = |source| ExportError::Decode { cid: *cid, source };
     match cid.codec() {
         RAW => Ok(Node::File {
@@ -127,9 +133,9 @@ async fn load<S: Blockstore>(store: &S, cid: &Cid) -> Result<Node, ExportError> 
             blocksizes: Vec::new(),
         }),
         DAG_PB => {
-            let node = DagPbNode::decode(block.data()).map_err(decode)?;
+            let node = DagPbNode::decode_bytes(block.data()).map_err(decode)?;
             let data = node.data.ok_or(DecodeError::NoData).map_err(decode)?;
-            let unixfs = UnixfsData::decode_from(&data).map_err(decode)?;
+            let unixfs = UnixfsData::decode_bytes(&data).map_err(decode)?;
             match unixfs.kind().map_err(decode)? {
                 DataType::File | DataType::Raw => {
                     let own = unixfs.data.unwrap_or_default();
@@ -170,7 +176,7 @@ async fn load<S: Blockstore>(store: &S, cid: &Cid) -> Result<Node, ExportError> 
     }
 }
 
-fn invalid(cid: &Cid, reason: &str) -> ExportError {
+pub(super) fn invalid(cid: &Cid, reason: &str) -> ExportError {
     ExportError::Invalid {
         cid: *cid,
         reason: reason.to_owned(),
@@ -396,12 +402,12 @@ fn write_symlink(cid: &Cid, _target: &[u8], _path: &Path) -> Result<(), ExportEr
 }
 
 #[cfg(unix)]
-fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
+pub(super) fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(path, fs::Permissions::from_mode(mode))
 }
 
 #[cfg(not(unix))]
-fn set_mode(_path: &Path, _mode: u32) -> io::Result<()> {
+pub(super) fn set_mode(_path: &Path, _mode: u32) -> io::Result<()> {
     Ok(())
 }

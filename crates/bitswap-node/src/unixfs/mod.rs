@@ -7,15 +7,18 @@
 //!   [`Layout`] (CID version, raw or UnixFS leaves, chunk size, links per node).
 //! - [`import_path`] and [`import_reader`] write files, directories and symlinks into a
 //!   [`Blockstore`](bitswap::Blockstore) in batches; [`export`] and [`write_file`] walk a DAG
-//!   back out of one, checking every block and size.
+//!   back out of one, checking every block and size; [`FileAssembler`] writes a file from its
+//!   blocks as they arrive, in any order, with the same checks.
 //! - [`DagPbNode`] and [`UnixfsData`] are the two protobuf layers of a node.
 
+mod assemble;
 mod chunker;
 mod export;
 mod import;
 mod layout;
 mod pb;
 
+pub use assemble::FileAssembler;
 pub use chunker::Chunker;
 pub use export::{EntryKind, ExportError, Exported, MAX_DEPTH, export, write_file};
 pub use import::{

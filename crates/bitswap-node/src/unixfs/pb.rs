@@ -129,6 +129,11 @@ impl UnixfsData {
     pub fn decode_from(bytes: &[u8]) -> Result<Self, DecodeError> {
         Self::decode(bytes).map_err(DecodeError::Unixfs)
     }
+
+    /// [`decode_from`](Self::decode_from) without copying: `data` shares `bytes`.
+    pub fn decode_bytes(bytes: &Bytes) -> Result<Self, DecodeError> {
+        Self::decode(bytes.clone()).map_err(DecodeError::Unixfs)
+    }
 }
 
 /// A link of a dag-pb node.
@@ -173,7 +178,15 @@ impl DagPbNode {
 
     /// Decodes a dag-pb block.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let node = PbNode::decode(bytes).map_err(DecodeError::DagPb)?;
+        Self::from_pb(PbNode::decode(bytes).map_err(DecodeError::DagPb)?)
+    }
+
+    /// [`decode`](Self::decode) without copying: `data` shares `bytes`.
+    pub fn decode_bytes(bytes: &Bytes) -> Result<Self, DecodeError> {
+        Self::from_pb(PbNode::decode(bytes.clone()).map_err(DecodeError::DagPb)?)
+    }
+
+    fn from_pb(node: PbNode) -> Result<Self, DecodeError> {
         let links = node
             .links
             .into_iter()

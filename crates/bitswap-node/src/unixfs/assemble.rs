@@ -1,0 +1,265 @@
+//! A file written as its blocks arrive, in any order: what `get` does while it fetches, so
+//! that the file is not read back from the store (and every block hashed again) afterwards.
+//!
+//! Each node of a UnixFS file says how many bytes each child holds (`blocksizes`), so a
+//! child's place in the file is known as soon as its parent is: the parent's own place, plus
+//! its own data, plus the sizes of the children before it. [`FileAssembler`] keeps the places
+//! of the blocks still to come, writes each block's data at its place(s) when it is handed
+//! in, and checks the same sizes as [`export`](super::export). The output is a temporary file
+//! beside the target, renamed onto it by [`finish`](FileAssembler::finish) once every place
+//! is filled; dropped before that, it is removed.
+//!
+//! Every [`SYNC_EVERY_BYTES`] written, a thread syncs the file in the background, so that the
+//! sync before the rename only has the last bytes left to write out.
+
+use std::{
+    collections::{HashMap, HashSet},
+    fs, io,
+    path::{Path, PathBuf},
+    thread::JoinHandle,
+};
+
+use bitswap::Block;
+use cid::Cid;
+
+use super::export::{
+    EntryKind, ExportError, Exported, MAX_DEPTH, Node, decode_node, invalid, set_mode,
+};
+
+/// Bytes written between two background syncs of the file.
+const SYNC_EVERY_BYTES: u64 = 64 << 20;
+
+/// Where a block's data goes.
+#[derive(Debug, Clone, Copy)]
+struct Place {
+    /// Offset in the file, in bytes.
+    offset: u64,
+    /// The size the parent gives it (data and children), in bytes; `None` for the root.
+    expected: Option<u64>,
+    /// Depth in the DAG (the root is 0).
+    depth: usize,
+}
+
+/// A UnixFS file being written from its blocks, which may arrive in any order.
+#[derive(Debug)]
+pub struct FileAssembler {
+    file: tempfile::NamedTempFile,
+    target: PathBuf,
+    /// Blocks still to come, and where each goes (a block may hold several places of the
+    /// file: the same chunk repeated).
+    pending: HashMap<Cid, Vec<Place>>,
+    /// Blocks written, to tell when one is needed again at another place.
+    written: HashSet<Cid>,
+    /// Blocks written before and needed again: [`take_again`](Self::take_again).
+    again: Vec<Cid>,
+    /// File bytes written.
+    bytes: u64,
+    /// Blocks written (a block at several places counts at each).
+    blocks: u64,
+    /// Bytes written since the last background sync started.
+    unsynced: u64,
+    /// The background sync running, if any.
+    syncing: Option<JoinHandle<io::Result<()>>>,
+    /// Whether [`sync`](Self::sync) made the file durable.
+    synced: bool,
+}
+
+impl FileAssembler {
+    /// Starts writing the file whose root is `root` to a temporary file beside `target`, with
+    /// the root's own data. `None` if the root is not a file (a directory or a symlink: see
+    /// [`export`](super::export)), or does not decode (the export reports why).
+    pub fn start(root: &Block, target: &Path) -> Result<Option<Self>, ExportError> {
+        if !matches!(decode_node(root.clone()), Ok(Node::File { .. })) {
+            return Ok(None);
+        }
+        if fs::symlink_metadata(target).is_ok() {
+            return Err(ExportError::Exists(target.to_path_buf()));
+        }
+        let parent = match target.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
+        let file = tempfile::Builder::new()
+            .prefix(".bitswap-node-")
+            .tempfile_in(parent)
+            .map_err(|source| ExportError::Io {
+                path: parent.to_path_buf(),
+                source,
+            })?;
+        let mut assembler = Self {
+            file,
+            target: target.to_path_buf(),
+            pending: HashMap::from([(
+                *root.cid(),
+                vec![Place {
+                    offset: 0,
+                    expected: None,
+                    depth: 0,
+                }],
+            )]),
+            written: HashSet::new(),
+            again: Vec::new(),
+            bytes: 0,
+            blocks: 0,
+            unsynced: 0,
+            syncing: None,
+            synced: false,
+        };
+        assembler.add(root)?;
+        Ok(Some(assembler))
+    }
+
+    /// Writes `block` at every place waiting for it and notes where its children go. A block
+    /// no place waits for is ignored.
+    pub fn add(&mut self, block: &Block) -> Result<(), ExportError> {
+        let Some(places) = self.pending.remove(block.cid()) else {
+            return Ok(());
+        };
+        let cid = *block.cid();
+        let Node::File {
+            data,
+            links,
+            blocksizes,
+        } = decode_node(block.clone())?
+        else {
+            return Err(invalid(&cid, "not part of a file"));
+        };
+        let size = data.len() as u64 + blocksizes.iter().sum::<u64>();
+        for place in places {
+            if place.expected.is_some_and(|expected| expected != size) {
+                return Err(invalid(&cid, "size differs from its parent's blocksizes"));
+            }
+            if !links.is_empty() && place.depth >= MAX_DEPTH {
+                return Err(ExportError::TooDeep);
+            }
+            write_at(self.file.as_file(), &data, place.offset).map_err(|source| {
+                ExportError::Io {
+                    path: self.target.clone(),
+                    source,
+                }
+            })?;
+            self.bytes += data.len() as u64;
+            self.blocks += 1;
+            self.unsynced += data.len() as u64;
+            let mut offset = place.offset + data.len() as u64;
+            for (link, &child_size) in links.iter().zip(&blocksizes) {
+                let child = Place {
+                    offset,
+                    expected: Some(child_size),
+                    depth: place.depth + 1,
+                };
+                offset += child_size;
+                let places = self.pending.entry(link.cid).or_default();
+                // Written already, and not waited for again yet: it must be handed in again.
+                if places.is_empty() && self.written.contains(&link.cid) {
+                    self.again.push(link.cid);
+                }
+                places.push(child);
+            }
+        }
+        self.written.insert(cid);
+        if self.unsynced >= SYNC_EVERY_BYTES {
+            self.sync_in_background()?;
+        }
+        Ok(())
+    }
+
+    /// Starts a background sync of the file unless one is running; reports a failed one.
+    fn sync_in_background(&mut self) -> Result<(), ExportError> {
+        if let Some(running) = self.syncing.take() {
+            if !running.is_finished() {
+                self.syncing = Some(running);
+                return Ok(());
+            }
+            self.join_sync(running)?;
+        }
+        let io = |source| ExportError::Io {
+            path: self.target.clone(),
+            source,
+        };
+        let file = self.file.as_file().try_clone().map_err(io)?;
+        let thread = std::thread::Builder::new()
+            .name("file-sync".into())
+            .spawn(move || file.sync_data())
+            .map_err(io)?;
+        self.syncing = Some(thread);
+        self.unsynced = 0;
+        Ok(())
+    }
+
+    fn join_sync(&self, thread: JoinHandle<io::Result<()>>) -> Result<(), ExportError> {
+        thread
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the sync thread panicked")))
+            .map_err(|source| ExportError::Io {
+                path: self.target.clone(),
+                source,
+            })
+    }
+
+    /// Blocks handed in before that other places of the file need too: read them from the
+    /// store and [`add`](Self::add) them again.
+    pub fn take_again(&mut self) -> Vec<Cid> {
+        std::mem::take(&mut self.again)
+    }
+
+    /// Whether every place of the file is written.
+    pub fn is_complete(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// Makes the complete file durable (blocking): [`finish`](Self::finish) then only renames
+    /// it. Fails if a block is still missing.
+    pub fn sync(&mut self) -> Result<(), ExportError> {
+        if let Some(cid) = self.pending.keys().next() {
+            return Err(ExportError::Missing(*cid));
+        }
+        if let Some(running) = self.syncing.take() {
+            self.join_sync(running)?;
+        }
+        self.file
+            .as_file()
+            .sync_all()
+            .map_err(|source| ExportError::Io {
+                path: self.target.clone(),
+                source,
+            })?;
+        self.synced = true;
+        Ok(())
+    }
+
+    /// Makes the file durable (unless [`sync`](Self::sync) did) and renames it onto the
+    /// target, which must still not exist. Fails, removing the temporary file, if a block is
+    /// still missing.
+    pub fn finish(mut self) -> Result<Exported, ExportError> {
+        if !self.synced {
+            self.sync()?;
+        }
+        let io = |source| ExportError::Io {
+            path: self.target.clone(),
+            source,
+        };
+        set_mode(self.file.path(), 0o644).map_err(io)?;
+        self.file
+            .persist_noclobber(&self.target)
+            .map_err(|error| io(error.error))?;
+        Ok(Exported {
+            kind: EntryKind::File,
+            bytes: self.bytes,
+            blocks: self.blocks,
+        })
+    }
+}
+
+#[cfg(unix)]
+fn write_at(file: &fs::File, data: &[u8], offset: u64) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    file.write_all_at(data, offset)
+}
+
+#[cfg(not(unix))]
+fn write_at(mut file: &fs::File, data: &[u8], offset: u64) -> io::Result<()> {
+    use std::io::{Seek, SeekFrom, Write};
+    file.seek(SeekFrom::Start(offset))?;
+    file.write_all(data)
+}

@@ -600,6 +600,23 @@ mod tests {
     }
 
     #[test]
+    fn a_penalised_peer_is_still_asked_when_no_other_peer_can_be() {
+        let now = Instant::now();
+        let mut e = engine(Config::default(), &[1], now);
+        e.handle_peer_misbehaved(peer(1), now);
+        drain(&mut e);
+        assert!(e.is_penalised(&peer(1), now));
+        e.get(vec![cid(1)], None, now).expect("ok");
+        let actions = drain(&mut e);
+        assert_eq!(sent(&actions, &cid(1), Some(WantType::Block)), [peer(1)]);
+        // With another peer connected, the penalised one is left out again.
+        e.handle_peer_connected(peer(2), Version::V1_2_0, now);
+        e.get(vec![cid(2)], None, now).expect("ok");
+        let actions = drain(&mut e);
+        assert_eq!(sent(&actions, &cid(2), Some(WantType::Block)), [peer(2)]);
+    }
+
+    #[test]
     fn provider_searches_have_a_budget_per_interval() {
         let now = Instant::now();
         let config = Config::default().with_max_provider_searches(4);

@@ -253,8 +253,10 @@ impl Engine {
         let max_wants = self.config.max_wants_per_peer();
         let mut full = false;
         let mut best = None;
+        // A penalty only ranks a peer last: with no other candidate a penalised peer is still
+        // asked, or a lone slow peer would stall every new want for `penalty_duration`.
         for (id, peer) in &self.peers {
-            if peer.version.is_none() || peer.is_penalised(now) {
+            if peer.version.is_none() {
                 continue;
             }
             let asked = peer.asked(&cid);
@@ -275,6 +277,7 @@ impl Engine {
                 .max(Duration::from_millis(1))
                 .saturating_mul(in_flight.saturating_add(1));
             let key = (
+                peer.is_penalised(now),
                 class,
                 peer.score < 0,
                 wait.as_micros() / WAIT_STEP.as_micros(),

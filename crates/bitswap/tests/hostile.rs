@@ -513,14 +513,13 @@ async fn identity_oversized_and_malformed_cids() {
         raw_want_frame(&[0xff; 40]),
         raw_want_frame(&[0x01, 0x55]),
     ];
-    let attacker_frames = frames.clone();
     let target = under_attack(
         "odd CIDs",
         Bound::TwiceNormal,
         16 * MIB,
         |mut control, peer| async move {
             for _ in 0..50 {
-                for frame in &attacker_frames {
+                for frame in &frames {
                     let Ok(mut stream) = control.open_stream(peer, V1_2_0).await else {
                         return;
                     };

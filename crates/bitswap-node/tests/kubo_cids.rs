@@ -9,7 +9,8 @@
 //! The wrapper's `AddFile` has no options: it adds with kubo's defaults (CIDv0, dag-pb leaves,
 //! 256 KiB chunks, balanced, 174 links) and includes hidden files of directories (as
 //! `ipfs add -r --hidden`). So only that layout is compared here; `--cid-version 1
-//! --raw-leaves` is checked by the unit and round-trip tests only.
+//! --raw-leaves` is compared with ipfs-unixfs-importer set to kubo's parameters in
+//! `unixfs_cids.rs` (which checks the same setup against this layout too).
 
 use std::{
     collections::BTreeMap,

@@ -1,0 +1,108 @@
+//! Our `add` gives the same root CIDs as ipfs-unixfs-importer (Helia's UnixFS importer) set
+//! to kubo's layouts, for both `add` layouts: kubo's defaults, and `--cid-version 1
+//! --raw-leaves`. The second cannot be compared with kubo itself here (the kubo wheel's
+//! `AddFile` takes no layout options, see `kubo_cids.rs`); the first is compared with kubo
+//! there, so it also checks that the importer is set up as kubo lays files out.
+//!
+//! Needs `node` and the Helia driver's `node_modules` (`npm ci` in `tests/interop/helia`, which
+//! `.ci/test` runs); `BITSWAP_INTEROP_SKIP=1` skips it knowingly.
+
+#[path = "interop/support.rs"]
+mod support;
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+use support::{TIME_LIMIT, helia_dir, helia_node, run_json, write_pseudo_random};
+
+const CHUNK: usize = 256 * 1024;
+
+/// Files of the sizes where layouts differ: empty, one byte, around one chunk, around a full
+/// node of 174 links, several chunks, and repeated chunks.
+fn inputs(dir: &Path) -> Vec<PathBuf> {
+    let sizes = [
+        0,
+        1,
+        CHUNK - 1,
+        CHUNK,
+        CHUNK + 1,
+        174 * CHUNK,
+        174 * CHUNK + 1,
+        (1 << 20) + 3,
+        10 << 20,
+    ];
+    let mut paths: Vec<PathBuf> = sizes
+        .into_iter()
+        .enumerate()
+        .map(|(i, size)| {
+            let path = dir.join(format!("file-{size}"));
+            write_pseudo_random(&path, size, 0x51de_5eed ^ i as u64);
+            path
+        })
+        .collect();
+    let zeros = dir.join("zeros");
+    std::fs::write(&zeros, vec![0u8; 3 * CHUNK + 5]).unwrap();
+    paths.push(zeros);
+    paths
+}
+
+/// The importer's root CID for every path, with `layout` (`v0` or `v1-raw`).
+fn importer_cids(node: &str, layout: &str, paths: &[PathBuf]) -> Value {
+    let mut child = Command::new(node)
+        .arg(helia_dir().join("unixfs_add.mjs"))
+        .arg(layout)
+        .args(paths)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|error| panic!("cannot run {node}: {error}"));
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > TIME_LIMIT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("unixfs_add.mjs took longer than {TIME_LIMIT:?}");
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "unixfs_add.mjs failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("one JSON object")
+}
+
+#[test]
+fn add_gives_the_importers_cids_in_both_layouts() {
+    let Some(node) = helia_node("the UnixFS importer CID comparison") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let paths = inputs(dir.path());
+    for (layout, flags) in [
+        ("v0", &[][..]),
+        ("v1-raw", &["--cid-version", "1", "--raw-leaves"][..]),
+    ] {
+        let expected = importer_cids(&node, layout, &paths);
+        let data_dir = dir.path().join(format!("store-{layout}"));
+        for path in &paths {
+            let mut args = vec!["add", path.to_str().unwrap()];
+            args.extend_from_slice(flags);
+            let ours = run_json(&data_dir, &args);
+            assert_eq!(
+                ours["root"],
+                expected[path.to_str().unwrap()],
+                "{layout}: {}",
+                path.display()
+            );
+        }
+    }
+}

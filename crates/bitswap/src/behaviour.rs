@@ -126,7 +126,7 @@ pub struct Behaviour<S> {
     /// Addresses of peers the swarm told about, to dial providers by peer id.
     addresses: AddressBook,
     /// Received messages whose wantlists the server is taking in, per peer, oldest first,
-    /// with the connection they came on and the next entry to take. At most two per
+    /// with the connection they came on and the next entry to take. At most eight per
     /// connection: the network layer reads no further until a message is released.
     inbound: HashMap<PeerId, VecDeque<(ConnectionId, Message, usize)>>,
     /// What was logged about which peer, so each kind is logged once per peer at debug.

@@ -209,7 +209,7 @@ impl Behaviour {
         }
     }
 
-    /// Switches to releasing messages by hand: a connection reads at most two messages ahead
+    /// Switches to releasing messages by hand: a connection reads at most eight messages ahead
     /// of the [`release`](Self::release) calls for its messages, so the user can take a
     /// large message in over several turns without the peer queueing more meanwhile.
     pub(crate) fn set_manual_release(&mut self) {

@@ -50,11 +50,12 @@ pub enum HandlerIn {
     Taken,
 }
 
-/// Messages a handler reports and the behaviour's user has not taken yet, per connection.
-/// Inbound streams are not read beyond it, so a peer that floods messages waits in its own
+/// Messages a handler reports and the behaviour's user has not taken yet, per connection: as
+/// many as libp2p's default event buffer of a connection (7) plus one. Inbound streams are not
+/// read beyond it, so a peer that floods messages waits in its own
 /// stream (bounded by its flow-control window) instead of queueing ahead of other peers'
 /// events in the swarm.
-const MAX_UNTAKEN: usize = 2;
+const MAX_UNTAKEN: usize = 8;
 
 /// What a [`Handler`] reports to the [`Behaviour`](crate::network::Behaviour).
 #[derive(Debug)]
@@ -85,9 +86,10 @@ pub enum HandlerEvent {
 ///
 /// - Inbound: every stream is read message after message until the peer closes it, so kubo's
 ///   long-lived wantlist stream and Helia's one-message streams both work. Each message is
-///   reported as soon as it is read, while fewer than two of its messages wait to be taken
-///   from the behaviour (a peer's flood stays in its own stream). Open streams are polled oldest first, so messages of
-///   streams the peer wrote one after the other are reported in that order. At most
+///   reported as soon as it is read, while fewer than eight of the connection's messages wait
+///   to be taken from the behaviour (a peer's flood stays in its own stream). Open streams are
+///   polled oldest first, so messages of streams the peer wrote one after the other are
+///   reported in that order. At most
 ///   [`Config::max_inbound_streams`] are read at once (more are reset); a stream waiting longer
 ///   than [`Config::inbound_idle_timeout`] for its next message is reset; a stream that fails
 ///   to decode is reset and the failure reported.

@@ -1,22 +1,16 @@
 //! The binary as a person or a script runs it: one JSON object with `--json`, one error line
 //! on stderr and a non-zero exit on failure, nothing half-written left behind.
 
-use std::{
-    fs,
-    path::Path,
-    process::{Command, Output},
-};
+mod common;
 
+use std::{fs, path::Path, process::Output};
+
+use common::{command, s};
 use serde_json::Value;
 
 /// Runs `bitswap-node --data-dir DIR ARGS...`.
 fn node(data_dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bitswap-node"))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(args)
-        .output()
-        .expect("the binary runs")
+    command(data_dir, args).output().expect("the binary runs")
 }
 
 /// Runs a command that must succeed with `--json` and returns its one JSON object.
@@ -47,10 +41,6 @@ fn fails(data_dir: &Path, args: &[&str]) -> String {
     assert_eq!(stderr.lines().count(), 1, "one line: {stderr:?}");
     assert!(stderr.starts_with("error: "), "{stderr:?}");
     stderr
-}
-
-fn s(path: &Path) -> &str {
-    path.to_str().unwrap()
 }
 
 #[test]

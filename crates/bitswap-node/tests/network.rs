@@ -3,158 +3,22 @@
 //! its store flushed. Five processes find a provider through the DHT (kad) alone, and
 //! `serve --metrics` answers prometheus scrapes during the transfer.
 
+mod common;
+
 use std::{
     fs,
-    io::{BufRead, BufReader, Read, Write},
-    net::{TcpListener, TcpStream},
-    path::{Path, PathBuf},
-    process::{Child, Command, Output, Stdio},
-    sync::mpsc,
+    net::TcpListener,
+    path::Path,
     thread,
     time::{Duration, Instant},
 };
 
-use serde_json::Value;
+use common::{
+    EMPTY_FILE, Killed, Server, TIME_LIMIT, command, fetch, json, nobody_at, ok_json,
+    pseudo_random, run, s, sample, scrape, temps,
+};
 
-/// Bound of every wait on a process.
-const TIME_LIMIT: Duration = Duration::from_secs(60);
-
-fn s(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
-
-/// A `serve` process, killed when dropped.
-struct Server {
-    child: Child,
-    info: Value,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    /// Starts `serve --json PATHS` and reads its first line.
-    fn start(data_dir: &Path, paths: &[&Path]) -> Self {
-        Self::start_with(data_dir, paths, &[])
-    }
-
-    /// Starts `serve --json PATHS FLAGS` and reads its first line.
-    fn start_with(data_dir: &Path, paths: &[&Path], flags: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_bitswap-node"))
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(["serve", "--json"])
-            .args(flags)
-            .args(paths)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (send, receive) = mpsc::channel();
-        thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = send.send(line);
-        });
-        let mut server = Self {
-            child,
-            info: Value::Null,
-        };
-        let line = receive
-            .recv_timeout(TIME_LIMIT)
-            .expect("serve printed its first line in time");
-        server.info = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
-        server
-    }
-
-    fn address(&self) -> String {
-        self.info["multiaddrs"][0].as_str().unwrap().to_owned()
-    }
-
-    fn root(&self, index: usize) -> String {
-        self.info["roots"][index]["cid"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    }
-
-    /// Sends SIGTERM and waits for the exit.
-    fn terminate(mut self) -> std::process::ExitStatus {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(start.elapsed() < TIME_LIMIT, "serve ignored SIGTERM");
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-/// A process killed when dropped.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts the binary, its output piped.
-fn spawn(data_dir: &Path, args: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_bitswap-node"))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-/// Runs the binary with a time limit.
-fn run(data_dir: &Path, args: &[&str]) -> Output {
-    let mut child = spawn(data_dir, args);
-    let start = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if start.elapsed() > TIME_LIMIT {
-            let _ = child.kill();
-            panic!("{args:?} ran longer than {TIME_LIMIT:?}");
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
-}
-
-fn get_json(data_dir: &Path, args: &[&str]) -> Value {
-    parse_json(args, run(data_dir, args))
-}
-
-/// The one JSON object of a successful run.
-fn parse_json(args: &[&str], output: Output) -> Value {
-    assert!(
-        output.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let stdout = String::from_utf8(output.stdout).unwrap();
-    assert_eq!(stdout.lines().count(), 1, "{stdout:?}");
-    serde_json::from_str(&stdout).unwrap()
-}
-
+/// Runs a command that must fail: one line on stderr, nothing on stdout. The line.
 fn get_fails(data_dir: &Path, args: &[&str]) -> String {
     let output = run(data_dir, args);
     assert!(!output.status.success(), "{args:?} succeeded");
@@ -162,17 +26,6 @@ fn get_fails(data_dir: &Path, args: &[&str]) -> String {
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert_eq!(stderr.lines().count(), 1, "{stderr:?}");
     stderr
-}
-
-fn pseudo_random(len: usize, mut state: u64) -> Vec<u8> {
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
 }
 
 #[test]
@@ -196,36 +49,14 @@ fn get_fetches_what_serve_serves() {
 
     let client_dir = temp.path().join("client");
     let out = temp.path().join("out");
-    let got = get_json(
-        &client_dir,
-        &[
-            "get",
-            &file_root,
-            "--peer",
-            &address,
-            "-o",
-            s(&out),
-            "--json",
-        ],
-    );
+    let got = fetch(&client_dir, &file_root, &server, &out);
     assert_eq!(fs::read(&out).unwrap(), data);
     assert_eq!(got["bytes"], 3_000_000);
     assert_eq!(got["fetched_blocks"], 13);
     assert_eq!(got["peers"][0], server.info["peer_id"]);
 
     let out_tree = temp.path().join("out-tree");
-    let got = get_json(
-        &client_dir,
-        &[
-            "get",
-            &tree_root,
-            "--peer",
-            &address,
-            "-o",
-            s(&out_tree),
-            "--json",
-        ],
-    );
+    let got = fetch(&client_dir, &tree_root, &server, &out_tree);
     assert_eq!(got["kind"], "directory");
     assert_eq!(fs::read(out_tree.join("a")).unwrap(), b"alpha");
     assert_eq!(
@@ -235,7 +66,7 @@ fn get_fetches_what_serve_serves() {
 
     // Everything is local now: no peer needed.
     let again = temp.path().join("again");
-    let got = get_json(&client_dir, &["get", &file_root, "-o", s(&again), "--json"]);
+    let got = json(&client_dir, &["get", &file_root, "-o", s(&again)]);
     assert_eq!(got["fetched_blocks"], 0);
 
     // A CID the server lacks: one error line after the stall timeout, no output.
@@ -263,17 +94,7 @@ fn get_fetches_what_serve_serves() {
     assert!(status.success(), "serve exited with {status}");
     let output = run(&server_dir, &["block", "get", &file_root, "--json"]);
     assert!(output.status.success());
-    let leftovers: Vec<PathBuf> = fs::read_dir(temp.path())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            p.file_name()
-                .unwrap()
-                .to_str()
-                .unwrap()
-                .starts_with(".bitswap-node")
-        })
-        .collect();
+    let leftovers = temps(temp.path());
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
@@ -289,18 +110,7 @@ fn get_writes_repeated_chunks_at_every_place() {
     fs::write(&file, &data).unwrap();
     let server = Server::start(&temp.path().join("server"), &[&file]);
     let out = temp.path().join("out");
-    let got = get_json(
-        &temp.path().join("client"),
-        &[
-            "get",
-            &server.root(0),
-            "--peer",
-            &server.address(),
-            "-o",
-            s(&out),
-            "--json",
-        ],
-    );
+    let got = fetch(&temp.path().join("client"), &server.root(0), &server, &out);
     assert_eq!(fs::read(&out).unwrap(), data);
     // The root, the zero chunk, two chunks with random bytes and the short last chunk; 14
     // chunks and the root written.
@@ -317,21 +127,12 @@ fn get_from_an_unreachable_peer_fails_fast() {
         .local_addr()
         .unwrap()
         .port();
-    let address = format!(
-        "/ip4/127.0.0.1/tcp/{port}/p2p/12D3KooWMRMfDDQYeMWQw95b9BPXmfBgPSfw5E1ZnLQwuqrygd3r"
-    );
+    let address = nobody_at(port);
     let out = temp.path().join("out");
     let start = Instant::now();
     let error = get_fails(
         &temp.path().join("node"),
-        &[
-            "get",
-            "QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH",
-            "--peer",
-            &address,
-            "-o",
-            s(&out),
-        ],
+        &["get", EMPTY_FILE, "--peer", &address, "-o", s(&out)],
     );
     assert!(error.contains("cannot reach any peer"), "{error}");
     assert!(start.elapsed() < Duration::from_secs(30));
@@ -340,14 +141,7 @@ fn get_from_an_unreachable_peer_fails_fast() {
     let start = Instant::now();
     let error = get_fails(
         &temp.path().join("node"),
-        &[
-            "get",
-            "QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH",
-            "--bootstrap",
-            &address,
-            "-o",
-            s(&out),
-        ],
+        &["get", EMPTY_FILE, "--bootstrap", &address, "-o", s(&out)],
     );
     assert!(error.contains("cannot reach any peer"), "{error}");
     assert!(start.elapsed() < Duration::from_secs(30));
@@ -355,33 +149,9 @@ fn get_from_an_unreachable_peer_fails_fast() {
     // No peer at all, and the block is not local.
     let error = get_fails(
         &temp.path().join("node"),
-        &[
-            "get",
-            "QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH",
-            "-o",
-            s(&out),
-        ],
+        &["get", EMPTY_FILE, "-o", s(&out)],
     );
     assert!(error.contains("no --peer or --bootstrap"), "{error}");
-}
-
-/// The body of `GET url` (an `http://HOST:PORT/PATH` URL), over a fresh connection.
-fn scrape(url: &str) -> String {
-    let rest = url.strip_prefix("http://").unwrap();
-    let (host, path) = rest.split_at(rest.find('/').unwrap());
-    let mut stream = TcpStream::connect(host).unwrap();
-    stream.set_read_timeout(Some(TIME_LIMIT)).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nhost: {host}\r\n\r\n").unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
-    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
-    answer.split_once("\r\n\r\n").unwrap().1.to_owned()
-}
-
-/// The value of the sample `name` (with its labels, if any) in a prometheus text body.
-fn sample(body: &str, name: &str) -> Option<f64> {
-    body.lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
 }
 
 /// Five processes on 127.0.0.1, each knowing only the one before it: A (bootstrap), B, C,
@@ -410,17 +180,17 @@ fn get_finds_a_provider_through_the_dht() {
     let add_provider = r#"libp2p_kad_inbound_requests_total{request="AddProvider"}"#;
     let start = Instant::now();
     loop {
-        let a_metrics = scrape(a.info["metrics"].as_str().unwrap());
+        let a_metrics = scrape(a.metrics());
         if sample(&a_metrics, add_provider).is_some_and(|n| n >= 1.0) {
             break;
         }
         assert!(start.elapsed() < Duration::from_secs(10), "{a_metrics}");
         thread::sleep(Duration::from_millis(50));
     }
-    let metrics = d.info["metrics"].as_str().unwrap().to_owned();
+    let metrics = d.metrics();
     assert!(metrics.starts_with("http://127.0.0.1:"), "{metrics}");
     let blocks_sent = "bitswap_server_blocks_sent_total";
-    assert_eq!(sample(&scrape(&metrics), blocks_sent), Some(0.0));
+    assert_eq!(sample(&scrape(metrics), blocks_sent), Some(0.0));
 
     let out = dir("out");
     let args = [
@@ -434,7 +204,7 @@ fn get_finds_a_provider_through_the_dht() {
         "30",
         "--json",
     ];
-    let mut getter = Killed(spawn(&dir("getter"), &args));
+    let mut getter = Killed(command(&dir("getter"), &args).spawn().unwrap());
     // Scrape while the transfer runs, until the getter exits.
     let start = Instant::now();
     let mut scrapes = 0;
@@ -443,32 +213,13 @@ fn get_finds_a_provider_through_the_dht() {
             start.elapsed() < TIME_LIMIT,
             "get ran longer than {TIME_LIMIT:?}"
         );
-        let body = scrape(&metrics);
+        let body = scrape(metrics);
         assert!(sample(&body, blocks_sent).is_some(), "{body}");
         scrapes += 1;
         thread::sleep(Duration::from_millis(50));
     }
     assert!(scrapes > 0);
-    let mut stdout = String::new();
-    getter
-        .0
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut stdout)
-        .unwrap();
-    let mut stderr = String::new();
-    getter
-        .0
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
-    let status = getter.0.wait().unwrap();
-    assert!(status.success(), "get failed: {stderr}");
-    assert_eq!(stdout.lines().count(), 1, "{stdout:?}");
-    let got: Value = serde_json::from_str(&stdout).unwrap();
+    let got = ok_json(&args, &getter.output("get", TIME_LIMIT));
     assert_eq!(fs::read(&out).unwrap(), data);
     assert_eq!(got["fetched_blocks"], 5);
     let peers: Vec<&str> = got["peers"]
@@ -485,7 +236,7 @@ fn get_finds_a_provider_through_the_dht() {
     // and kad's lookups connect it to D; this shows the provider records were found).
     assert_eq!(got["providers"], serde_json::json!([d.info["peer_id"]]));
     // Every block the getter fetched came from D.
-    let sent = sample(&scrape(&metrics), blocks_sent).unwrap();
+    let sent = sample(&scrape(metrics), blocks_sent).unwrap();
     assert!(sent >= 5.0, "{sent}");
     drop((a, b, c));
 }

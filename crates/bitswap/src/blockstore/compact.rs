@@ -117,12 +117,6 @@ pub(super) enum SwitchError {
     Commit(Box<redb::Error>),
 }
 
-impl<E: Into<CompactFailure>> From<E> for SwitchError {
-    fn from(error: E) -> Self {
-        Self::Aborted(error.into())
-    }
-}
-
 /// Where a compaction stands.
 #[derive(Debug, Clone, Copy)]
 enum Phase {
@@ -301,6 +295,44 @@ impl Compaction {
     /// (see the module doc); then removes the old file. `meta` is the old file's committed
     /// state, and becomes the new one's. To be called between commits.
     pub(super) fn switch(mut self, files: &Files, meta: &mut BlobMeta) -> Result<(), SwitchError> {
+        let (transaction, new) = match self.prepare_switch(files, meta) {
+            Ok(prepared) => prepared,
+            Err(failure) => {
+                self.abort();
+                return Err(SwitchError::Aborted(failure));
+            }
+        };
+        let new_path = self.new.path().to_path_buf();
+        files
+            .switch(Arc::new(self.new), || transaction.commit())
+            .map_err(|error| SwitchError::Commit(Box::new(error.into())))?;
+        tracing::info!(
+            path = %new_path.display(),
+            file_bytes_before = meta.end,
+            file_bytes_after = new.end,
+            reclaimed_bytes = meta.end.saturating_sub(new.end),
+            "blob file compacted"
+        );
+        *meta = new;
+        files.set_meta(new);
+        // Readers still holding the old file read on from their open handle.
+        if let Err(error) = std::fs::remove_file(self.old.path()) {
+            tracing::warn!(
+                path = %self.old.path().display(),
+                %error,
+                "cannot remove the blob file a compaction replaced; the next open retries"
+            );
+        }
+        Ok(())
+    }
+
+    /// Everything of [`switch`](Self::switch) before the commit: the rest of the copy, the
+    /// sync, and the transaction, with the new file's state.
+    fn prepare_switch(
+        &mut self,
+        files: &Files,
+        meta: &BlobMeta,
+    ) -> Result<(redb::WriteTransaction, BlobMeta), CompactFailure> {
         let (tail_start, copied_to) = loop {
             match self.phase {
                 Phase::Keyed => {
@@ -313,8 +345,8 @@ impl Compaction {
             }
         };
         if meta.end < copied_to {
-            return Err(SwitchError::Aborted(CompactFailure::from(
-                redb::Error::Corrupted("the blob file's committed end went back".into()),
+            return Err(CompactFailure::from(redb::Error::Corrupted(
+                "the blob file's committed end went back".into(),
             )));
         }
         self.copy_tail(tail_start, copied_to, meta.end)?;
@@ -385,33 +417,14 @@ impl Compaction {
             table.insert(BLOB_DEAD_KEY, dead)?;
         }
         drop(current);
-        let new = BlobMeta {
-            end: new_end,
-            generation: self.generation,
-            dead: new_end - live,
-        };
-        let new_path = self.new.path().to_path_buf();
-        files
-            .switch(Arc::new(self.new), || transaction.commit())
-            .map_err(|error| SwitchError::Commit(Box::new(error.into())))?;
-        tracing::info!(
-            path = %new_path.display(),
-            file_bytes_before = meta.end,
-            file_bytes_after = new.end,
-            reclaimed_bytes = meta.end.saturating_sub(new.end),
-            "blob file compacted"
-        );
-        *meta = new;
-        files.set_meta(new);
-        // Readers still holding the old file read on from their open handle.
-        if let Err(error) = std::fs::remove_file(self.old.path()) {
-            tracing::warn!(
-                path = %self.old.path().display(),
-                %error,
-                "cannot remove the blob file a compaction replaced; the next open retries"
-            );
-        }
-        Ok(())
+        Ok((
+            transaction,
+            BlobMeta {
+                end: new_end,
+                generation: self.generation,
+                dead: new_end - live,
+            },
+        ))
     }
 
     /// Gives up: removes the new file. The index still names the old one.
@@ -446,4 +459,194 @@ fn inconsistent(key: &[u8], offset: u64, len: u64) -> redb::Error {
          snapshot nor its tail",
         key.iter().map(|b| format!("{b:02x}")).collect::<String>()
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use cid::Cid;
+
+    use super::{
+        super::{
+            pending::Write,
+            tables,
+            writer::{self, BlobPolicy},
+        },
+        *,
+    };
+    use crate::message::Block;
+
+    /// Every large block to the blob file, whatever its batch.
+    const ALL_TO_BLOBS: BlobPolicy = BlobPolicy {
+        threshold_bytes: 0,
+        min_batch_bytes: 0,
+    };
+
+    fn block(i: u8, len: usize) -> Block {
+        let data: Vec<u8> = (0..len).map(|j| (j as u8).wrapping_mul(31) ^ i).collect();
+        Block::from_v0_data(Bytes::from(data)).unwrap()
+    }
+
+    fn len(blocks: &[&Block]) -> u64 {
+        blocks.iter().map(|block| block.data().len() as u64).sum()
+    }
+
+    fn open(path: &Path) -> (Files, BlobMeta) {
+        let db = redb::Database::create(path).unwrap();
+        let meta = tables::prepare(&db).unwrap();
+        let blobs = BlobFile::open(&blobs::path_for(path, meta.generation), meta.end).unwrap();
+        blobs::remove_leftovers(path, meta.generation);
+        (Files::new(db, blobs, meta), meta)
+    }
+
+    fn put(files: &Files, meta: &mut BlobMeta, blocks: &[&Block]) {
+        let writes: Vec<_> = blocks
+            .iter()
+            .map(|block| Write::Put {
+                seq: 0,
+                block: (*block).clone(),
+            })
+            .collect();
+        writer::commit(files, &writes, ALL_TO_BLOBS, meta).unwrap();
+    }
+
+    fn delete(files: &Files, meta: &mut BlobMeta, cid: &Cid) {
+        let writes = [Write::Delete {
+            seq: 0,
+            key: *cid.hash(),
+        }];
+        writer::commit(files, &writes, ALL_TO_BLOBS, meta).unwrap();
+    }
+
+    fn get(files: &Files, block: &Block) -> Option<Block> {
+        tables::get(files, block.cid()).unwrap()
+    }
+
+    fn run_to_ready(compaction: &mut Compaction, meta: &BlobMeta) {
+        for _ in 0..1000 {
+            if compaction.step(meta.end).unwrap() == Progress::Ready {
+                return;
+            }
+        }
+        panic!("the compaction never got ready");
+    }
+
+    /// Deletes, overwrites and new puts committed between the steps: every live block reads
+    /// back intact from the new file, the dropped ones are gone, and the dead bytes are
+    /// exactly those of the entries dropped since the snapshot.
+    #[test]
+    fn writes_between_steps_are_kept_and_dead_bytes_are_exact() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("blocks.redb");
+        let blocks: Vec<_> = (0..10)
+            .map(|i| block(i, 1000 * (usize::from(i) + 1)))
+            .collect();
+        let (files, mut meta) = open(&path);
+        let first: Vec<_> = blocks[..8].iter().collect();
+        put(&files, &mut meta, &first);
+        assert_eq!((meta.end, meta.dead), (len(&first), 0));
+
+        let mut compaction = Compaction::start(&files, &path, meta, 3000).unwrap();
+        assert_eq!(compaction.step(meta.end).unwrap(), Progress::Copied);
+        delete(&files, &mut meta, blocks[0].cid());
+        // Put again: its old copy is dead, its new one in the tail.
+        put(&files, &mut meta, &[&blocks[1], &blocks[8]]);
+        assert_eq!(meta.dead, len(&[&blocks[0], &blocks[1]]));
+        assert_eq!(compaction.step(meta.end).unwrap(), Progress::Copied);
+        put(&files, &mut meta, &[&blocks[9]]);
+        run_to_ready(&mut compaction, &meta);
+        compaction.switch(&files, &mut meta).unwrap();
+
+        let tail = len(&[&blocks[1], &blocks[8], &blocks[9]]);
+        let expected = BlobMeta {
+            end: len(&first) + tail,
+            generation: 1,
+            dead: len(&[&blocks[0], &blocks[1]]),
+        };
+        assert_eq!(meta, expected);
+        assert_eq!(files.meta(), expected);
+        assert!(!blobs::path_for(&path, 0).exists());
+        let new_path = blobs::path_for(&path, 1);
+        assert_eq!(std::fs::metadata(&new_path).unwrap().len(), expected.end);
+        assert_eq!(files.blob_file().path(), new_path);
+        assert_eq!(get(&files, &blocks[0]), None);
+        for block in &blocks[1..] {
+            assert_eq!(get(&files, block).as_ref(), Some(block));
+        }
+
+        // Reopened: the same state; compacted again, nothing dead is left.
+        drop(files);
+        let (files, mut meta) = open(&path);
+        assert_eq!(meta, expected);
+        let mut compaction = Compaction::start(&files, &path, meta, 1 << 20).unwrap();
+        run_to_ready(&mut compaction, &meta);
+        compaction.switch(&files, &mut meta).unwrap();
+        let live: Vec<_> = blocks[1..].iter().collect();
+        assert_eq!(
+            meta,
+            BlobMeta {
+                end: len(&live),
+                generation: 2,
+                dead: 0,
+            }
+        );
+        assert!(!new_path.exists());
+        for block in &blocks[1..] {
+            assert_eq!(get(&files, block).as_ref(), Some(block));
+        }
+    }
+
+    /// An abandoned compaction removes its file and changes nothing.
+    #[test]
+    fn an_aborted_compaction_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("blocks.redb");
+        let blocks: Vec<_> = (0..4).map(|i| block(i, 5000)).collect();
+        let (files, mut meta) = open(&path);
+        put(&files, &mut meta, &blocks.iter().collect::<Vec<_>>());
+        delete(&files, &mut meta, blocks[0].cid());
+        let before = meta;
+        let mut compaction = Compaction::start(&files, &path, meta, 5000).unwrap();
+        compaction.step(meta.end).unwrap();
+        assert!(blobs::path_for(&path, 1).exists());
+        compaction.abort();
+        assert!(!blobs::path_for(&path, 1).exists());
+        assert_eq!(files.meta(), before);
+        for block in &blocks[1..] {
+            assert_eq!(get(&files, block).as_ref(), Some(block));
+        }
+    }
+
+    /// An entry that points below the snapshot's end but is not the snapshot's (which no
+    /// write of the store makes: a corrupt index) aborts the switch: nothing is switched.
+    #[test]
+    fn an_entry_the_snapshot_does_not_know_aborts_the_switch() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("blocks.redb");
+        let blocks: Vec<_> = (0..3).map(|i| block(i, 4000)).collect();
+        let (files, mut meta) = open(&path);
+        put(&files, &mut meta, &blocks.iter().collect::<Vec<_>>());
+        delete(&files, &mut meta, blocks[2].cid());
+        let mut compaction = Compaction::start(&files, &path, meta, 1 << 20).unwrap();
+        // Block 0's entry now points at block 1's bytes.
+        let write = files.db.begin_write().unwrap();
+        write
+            .open_table(BLOBS)
+            .unwrap()
+            .insert(tables::key(blocks[0].cid().hash()).as_slice(), (4000, 4000))
+            .unwrap();
+        write.commit().unwrap();
+        run_to_ready(&mut compaction, &meta);
+        let before = meta;
+        match compaction.switch(&files, &mut meta) {
+            Err(SwitchError::Aborted(CompactFailure::Database(error))) => {
+                assert!(error.to_string().contains("neither"), "{error}");
+            }
+            other => panic!("expected an aborted switch, got {other:?}"),
+        }
+        assert_eq!(meta, before);
+        assert_eq!(files.meta().generation, 0);
+        assert!(!blobs::path_for(&path, 1).exists());
+        assert_eq!(get(&files, &blocks[1]).as_ref(), Some(&blocks[1]));
+    }
 }

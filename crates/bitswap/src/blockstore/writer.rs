@@ -220,7 +220,7 @@ fn fail(
     clippy::result_large_err,
     reason = "an error ends the writer and is shared in an `Arc` once"
 )]
-fn commit(
+pub(super) fn commit(
     files: &Files,
     writes: &[Write],
     policy: BlobPolicy,

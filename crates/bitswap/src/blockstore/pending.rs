@@ -619,6 +619,24 @@ mod tests {
     }
 
     #[test]
+    fn a_busy_writer_is_not_kept_waiting_and_a_compaction_request_is_due() {
+        let buffer = buffer(1 << 20, usize::MAX, HOUR);
+        block_on(buffer.put_many(vec![block(0, 10)])).unwrap();
+        let batch = buffer.next_batch(true).unwrap();
+        assert!(batch.writes.is_empty() && batch.compactions.is_empty());
+        let _compacted = buffer.compact().unwrap();
+        let batch = buffer.next_batch(true).unwrap();
+        assert_eq!((batch.writes.len(), batch.compactions.len()), (1, 1));
+        // A failure tells the queued requests.
+        let compacted = buffer.compact().unwrap();
+        buffer.fail(&Failure::WriterStopped);
+        assert!(matches!(
+            block_on(compacted).unwrap(),
+            Err(CompactFailure::Store(Failure::WriterStopped))
+        ));
+    }
+
+    #[test]
     fn closing_takes_what_is_queued_then_ends() {
         let buffer = buffer(1 << 20, usize::MAX, HOUR);
         block_on(buffer.put_many(vec![block(0, 10)])).unwrap();

@@ -122,7 +122,7 @@ fn compaction_reclaims_deleted_and_overwritten_blocks() {
     let blob_path = store.blob_path();
     assert_eq!(blob_path, path.with_extension("redb.blobs.1"));
     assert_eq!(file_len(&blob_path), total(&live));
-    assert_eq!(blob_files(&path), [blob_path.clone()]);
+    assert_eq!(blob_files(&path), std::slice::from_ref(&blob_path));
     assert_blocks(&store, &live, &deleted);
     // Nothing dead: a compaction changes nothing.
     block_on(store.compact()).unwrap();

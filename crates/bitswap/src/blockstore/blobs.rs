@@ -14,7 +14,8 @@
 //! and only then commits the redb transaction that references them and moves the committed
 //! end. So a committed entry always points at durable bytes; bytes past the committed end
 //! belong to no committed entry (a batch cut by a crash) and are cut off at the next open.
-//! A file shorter than the committed end (truncated, or lost) is refused at open. The bytes
+//! A file shorter than the committed end (truncated, or lost) is refused at open. The old file
+//! is never written below its committed end, by the writer or by a compaction. The bytes
 //! of a block are checked against its CID at every read, like those in the B-tree, so a
 //! damaged range is reported as corrupt, never returned.
 //!

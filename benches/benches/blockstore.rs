@@ -16,6 +16,9 @@
 //!   (default config: a reader thread serves each get and checks the block's hash), `redb-x8`
 //!   (eight gets in flight at a time, so both reader threads work), `redb-inline` (reads on
 //!   the caller's thread, `with_read_threads(0)`), and `memory`.
+//! - `blockstore_compact/redb/256KiB`: [`RedbBlockstore::compact`] of a blob file holding
+//!   [`COMPACT_LIVE_BYTES`] of live 256 KiB blocks and as many dead bytes (every block put a
+//!   second time before each compaction, untimed); throughput is in live bytes moved.
 //!
 //! Throughput is in block bytes. The time of making blocks (hashing them) is not measured.
 //! Each bench starts from an empty store of its own, which grows as it runs. The batched
@@ -51,6 +54,8 @@ const SIZES: [(&str, usize); 2] = [("1KiB", 1024), ("256KiB", 256 * 1024)];
 const BATCH_BLOCKS: usize = 256;
 /// Distinct blocks the get benches cycle through: 16 MiB of 256 KiB blocks.
 const GET_BLOCKS: usize = 64;
+/// Live bytes the compaction bench moves per compaction: 32 MiB of 256 KiB blocks.
+const COMPACT_LIVE_BYTES: usize = 32 << 20;
 
 /// Blocks never put before in this process: each starts with a fresh counter value.
 fn fresh_blocks(count: usize, len: usize) -> Vec<Block> {
@@ -218,5 +223,30 @@ fn gets(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(blockstore, puts, gets);
+fn compaction(c: &mut Criterion) {
+    let mut group = group(c, "blockstore_compact");
+    let len = 256 * 1024;
+    let blocks = fresh_blocks(COMPACT_LIVE_BYTES / len, len);
+    group.throughput(Throughput::Bytes(COMPACT_LIVE_BYTES as u64));
+    // Automatic compaction off: the bench decides when.
+    let redb = TempStore::new(RedbConfig::default().with_compaction_ratio(f64::INFINITY));
+    group.bench_function(BenchmarkId::new("redb", "256KiB"), |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                // Every block again: the copies before are dead.
+                block_on(redb.store.put_many(blocks.clone())).expect("put");
+                block_on(redb.store.flush()).expect("flush");
+                let start = Instant::now();
+                block_on(redb.store.compact()).expect("compact");
+                total += start.elapsed();
+                assert_eq!(redb.store.dead_blob_bytes(), 0);
+            }
+            total
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(blockstore, puts, gets, compaction);
 criterion_main!(blockstore);

@@ -205,6 +205,8 @@ enum Op {
     Flush,
     /// Drops the store and opens it again (redb only; a no-op for the memory store).
     Reopen,
+    /// Compacts the blob file (redb only; a no-op for the memory store).
+    Compact,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -217,6 +219,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (index, any::<bool>()).prop_map(|(i, v1)| Op::GetSize(i, v1)),
         1 => Just(Op::Flush),
         1 => Just(Op::Reopen),
+        1 => Just(Op::Compact),
     ]
 }
 
@@ -294,7 +297,7 @@ async fn step<B: Blockstore>(store: &B, model: &mut Model, pool: &[Block], op: &
             );
         }
         Op::Flush => store.flush().await.unwrap(),
-        Op::Reopen => {}
+        Op::Reopen | Op::Compact => {}
     }
 }
 
@@ -329,14 +332,28 @@ proptest! {
         ops in prop::collection::vec(op(), 1..60),
         write_buffer in prop_oneof![Just(1_usize), Just(8_000), Just(1 << 20)],
         max_batch in prop_oneof![Just(1_usize), Just(10_000), Just(1 << 20)],
+        // Blocks over 500 bytes in the blob file, or only those over 16 KiB (the default) in
+        // batches of 1 MiB of them (none here).
+        blobs in any::<bool>(),
+        // The writer compacts on its own as soon as a third of the blob file is dead.
+        auto_compaction in any::<bool>(),
     ) {
         let pool = pool();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("blocks.redb");
-        let config = RedbConfig::default()
+        let mut config = RedbConfig::default()
             .with_write_buffer(write_buffer)
             .with_max_batch(max_batch)
-            .with_read_threads(1);
+            .with_read_threads(1)
+            .with_compaction_chunk(3000);
+        if blobs {
+            config = config.with_blob_threshold(500).with_blob_min_batch(0);
+        }
+        config = if auto_compaction {
+            config.with_compaction_ratio(0.3).with_compaction_min_dead(1)
+        } else {
+            config.with_compaction_ratio(f64::INFINITY)
+        };
         let mut store = RedbBlockstore::open(&path, config.clone()).unwrap();
         let mut model = Model::default();
         block_on(async {
@@ -346,6 +363,12 @@ proptest! {
                     drop(store);
                     store = RedbBlockstore::open(&path, config.clone()).unwrap();
                 }
+                if let Op::Compact = op {
+                    // Nothing written during it: nothing dead after it.
+                    store.compact().await.unwrap();
+                    assert_eq!(store.dead_blob_bytes(), 0);
+                }
+                assert!(store.dead_blob_bytes() <= store.blob_file_bytes());
                 step(&store, &mut model, &pool, op).await;
             }
             // Everything the model holds is in the store, under both CIDs.

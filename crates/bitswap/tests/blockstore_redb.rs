@@ -211,7 +211,7 @@ fn another_redb_database_is_not_a_block_store() {
             error,
             RedbOpenError::UnsupportedFormat {
                 found: None,
-                expected: 2
+                expected: 3
             }
         ),
         "{error:?}"

@@ -14,15 +14,20 @@
 //! and only then commits the redb transaction that references them and moves the committed
 //! end. So a committed entry always points at durable bytes; bytes past the committed end
 //! belong to no committed entry (a batch cut by a crash) and are cut off at the next open.
-//! A file shorter than the committed end (truncated, or lost) is refused at open. The bytes
+//! A file shorter than the committed end (truncated, or lost) is refused at open. The old file
+//! is never written below its committed end, by the writer or by a compaction. The bytes
 //! of a block are checked against its CID at every read, like those in the B-tree, so a
 //! damaged range is reported as corrupt, never returned.
 //!
-//! # Space
+//! # Generations and compaction
 //!
-//! The file only grows: a deleted or overwritten large block leaves its bytes behind, and
-//! nothing reclaims them yet (no compaction, no hole punching). See the type docs of
-//! [`RedbBlockstore`](super::RedbBlockstore).
+//! Deleting or overwriting a large block leaves its bytes behind: they are *dead*, counted
+//! in `meta` key `blob_dead` by the transaction that drops their entry. Compaction (see
+//! [`compact`](super::compact)) copies the live blocks into a new file of the next
+//! *generation* and switches the index to it in one transaction; the file of generation 0 is
+//! `<db>.blobs`, that of generation `n` is `<db>.blobs.n`, and `meta` key `blob_gen` names
+//! the current one. Opening the store removes the files of the generations just before and
+//! after it: what a crash left of a compaction, before or after its switch.
 
 use std::{
     fs::{File, OpenOptions},
@@ -34,17 +39,55 @@ use std::{
 use super::redb_error::RedbOpenError;
 use crate::message::MAX_BLOCK_SIZE;
 
-/// The blob file next to the redb file `db_path`: the same name with `.blobs` appended.
-pub(super) fn path_for(db_path: &Path) -> PathBuf {
+/// The blob file of generation `generation` next to the redb file `db_path`: the same name
+/// with `.blobs` appended, and `.<generation>` after that from generation 1 on.
+pub(super) fn path_for(db_path: &Path, generation: u64) -> PathBuf {
     let mut name = db_path.as_os_str().to_owned();
     name.push(".blobs");
+    if generation > 0 {
+        name.push(format!(".{generation}"));
+    }
     PathBuf::from(name)
+}
+
+/// Removes the blob files of the generations next to `generation` (the one before, the one
+/// after), which the index does not name: a crash during a compaction leaves one of them.
+/// A file that cannot be removed is logged and left: it wastes space, nothing more.
+pub(super) fn remove_leftovers(db_path: &Path, generation: u64) {
+    let before = generation.checked_sub(1);
+    let after = generation.checked_add(1);
+    for leftover in before.into_iter().chain(after) {
+        let path = path_for(db_path, leftover);
+        match std::fs::remove_file(&path) {
+            Ok(()) => tracing::info!(
+                path = %path.display(),
+                "removed a blob file a compaction left behind"
+            ),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+            Err(error) => tracing::warn!(
+                path = %path.display(),
+                %error,
+                "cannot remove a blob file a compaction left behind"
+            ),
+        }
+    }
+}
+
+/// Makes the entries of the directory holding `path` durable (a new name in it, before
+/// anything points at the file).
+fn sync_parent(path: &Path) -> io::Result<()> {
+    let parent = path
+        .parent()
+        .filter(|parent| !parent.as_os_str().is_empty())
+        .unwrap_or_else(|| Path::new("."));
+    File::open(parent).and_then(|dir| dir.sync_all())
 }
 
 /// The blob file, shared by the writer (appends) and the readers (positioned reads).
 #[derive(Debug)]
 pub(super) struct BlobFile {
     file: File,
+    path: PathBuf,
 }
 
 impl BlobFile {
@@ -83,15 +126,38 @@ impl BlobFile {
         if !existed {
             // The new name must survive a power loss before any index entry points into the
             // file: sync the directory that holds it.
-            let parent = path
-                .parent()
-                .filter(|parent| !parent.as_os_str().is_empty())
-                .unwrap_or_else(|| Path::new("."));
-            File::open(parent)
-                .and_then(|dir| dir.sync_all())
-                .map_err(io_error)?;
+            sync_parent(path).map_err(io_error)?;
         }
-        Ok(Self { file })
+        Ok(Self {
+            file,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Creates the file at `path` empty, replacing what is there (a file a crashed compaction
+    /// left), with its name durable: the target of a compaction.
+    pub(super) fn create(path: &Path) -> io::Result<Self> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)?;
+        sync_parent(path)?;
+        Ok(Self {
+            file,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Where the file is.
+    pub(super) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Fills `buf` with the bytes at `offset`: a range of the file, whatever it holds.
+    pub(super) fn read_raw(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        self.file.read_exact_at(buf, offset)
     }
 
     /// Writes `data` at `offset` (the writer's end of the file).

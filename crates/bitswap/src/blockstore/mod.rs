@@ -9,12 +9,13 @@
 //!   Rust, ACID, copy-on-write B-trees), with puts batched by a background writer thread and
 //!   durable at explicit [`Blockstore::flush`] points (and in large batches between them);
 //!   large blocks written in batches go to an append-only blob file next to it, indexed by
-//!   the redb file.
+//!   the redb file, and compacted when deleted blocks leave enough of it dead.
 //!
 //! Blocks are keyed by their CID's multihash, so the CIDv0 and the CIDv1 of the same bytes (and
 //! CIDv1s that differ only in codec) share one copy: any of them finds it.
 
 mod blobs;
+mod compact;
 mod memory;
 mod pending;
 mod readers;

@@ -10,6 +10,11 @@
 //! transaction (whose fixed cost is about 100 µs in redb, plus an `fsync`) carries many, and
 //! the writer is woken only when a batch becomes due (or the queue stops being empty, to time
 //! the interval), not once per write.
+//!
+//! A compaction request ([`WriteBuffer::compact`]) is queued like a flush, after the writes
+//! admitted before it. While a compaction runs, the writer does not wait for a batch: it asks
+//! for one ([`WriteBuffer::next_batch`] with `busy`), commits it if one is due, and otherwise
+//! copies the compaction's next chunk.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -22,6 +27,7 @@ use std::{
 use futures::{channel::oneshot, lock::Mutex as AsyncMutex, task::AtomicWaker};
 use multihash::Multihash;
 
+use super::compact::CompactFailure;
 use crate::message::Block;
 
 /// A stored block's key: its CID's multihash.
@@ -38,6 +44,9 @@ pub(super) enum Failure {
 
 /// What a flush waiter is told.
 pub(super) type FlushResult = Result<(), Failure>;
+
+/// What a compaction waiter is told.
+pub(super) type CompactResult = Result<(), CompactFailure>;
 
 /// Bytes charged per buffered put or delete besides block data: the queue entry, the overlay
 /// entry and the key.
@@ -80,13 +89,16 @@ fn put_cost(block: &Block) -> usize {
 enum Op {
     Write(Write),
     Flush(oneshot::Sender<FlushResult>),
+    Compact(oneshot::Sender<CompactResult>),
 }
 
-/// Writes for the writer to commit in one transaction, with the flushes queued among them.
+/// Writes for the writer to commit in one transaction, with the flushes and compaction
+/// requests queued among them.
 #[derive(Debug, Default)]
 pub(super) struct Batch {
     pub(super) writes: Vec<Write>,
     pub(super) flushes: Vec<oneshot::Sender<FlushResult>>,
+    pub(super) compactions: Vec<oneshot::Sender<CompactResult>>,
 }
 
 /// What the buffer knows of a key.
@@ -106,7 +118,7 @@ struct State {
     queue: VecDeque<(Instant, Op)>,
     /// Cost of the writes in `queue`.
     queued_bytes: usize,
-    /// Flushes in `queue`.
+    /// Flushes and compaction requests in `queue`.
     queued_flushes: usize,
     /// A caller waits for room: the writer should commit what is queued.
     room_wanted: bool,
@@ -258,14 +270,29 @@ impl WriteBuffer {
     /// durable.
     pub(super) fn flush(&self) -> Result<oneshot::Receiver<FlushResult>, Failure> {
         let (sender, receiver) = oneshot::channel();
+        self.push_due(Op::Flush(sender))?;
+        Ok(receiver)
+    }
+
+    /// Queues a compaction request after every write admitted so far; the receiver is told
+    /// once a compaction that began after they were committed has switched the index (or
+    /// failed).
+    pub(super) fn compact(&self) -> Result<oneshot::Receiver<CompactResult>, Failure> {
+        let (sender, receiver) = oneshot::channel();
+        self.push_due(Op::Compact(sender))?;
+        Ok(receiver)
+    }
+
+    /// Queues an op that makes a batch due at once.
+    fn push_due(&self, op: Op) -> Result<(), Failure> {
         {
             let mut state = self.lock();
             state.check()?;
             state.queued_flushes += 1;
-            state.queue.push_back((Instant::now(), Op::Flush(sender)));
+            state.queue.push_back((Instant::now(), op));
         }
         self.work.notify_one();
-        Ok(receiver)
+        Ok(())
     }
 
     /// The latest buffered write of `key`.
@@ -291,9 +318,10 @@ impl WriteBuffer {
     }
 
     /// Writer side: waits until a batch is due (see the module doc) and takes ops in order
-    /// until about [`Policy::max_batch_bytes`] of writes (at least one op). `None` once the
-    /// buffer is closed and empty, or has failed.
-    pub(super) fn next_batch(&self) -> Option<Batch> {
+    /// until about [`Policy::max_batch_bytes`] of writes (at least one op). When `busy`, does
+    /// not wait: an empty batch when none is due. `None` once the buffer is closed and empty,
+    /// or has failed.
+    pub(super) fn next_batch(&self, busy: bool) -> Option<Batch> {
         let mut state = self.lock();
         loop {
             if state.failed.is_some() || (state.closed && state.queue.is_empty()) {
@@ -301,6 +329,7 @@ impl WriteBuffer {
             }
             state = match state.due(&self.policy) {
                 Ok(()) => break,
+                Err(_) if busy => return Some(Batch::default()),
                 Err(Some(timeout)) => {
                     self.work
                         .wait_timeout(state, timeout)
@@ -323,11 +352,12 @@ impl WriteBuffer {
                     batch.writes.push(write);
                 }
                 Some((_, Op::Flush(sender))) => batch.flushes.push(sender),
+                Some((_, Op::Compact(sender))) => batch.compactions.push(sender),
                 None => break,
             }
         }
         state.queued_bytes -= bytes;
-        state.queued_flushes -= batch.flushes.len();
+        state.queued_flushes -= batch.flushes.len() + batch.compactions.len();
         Some(batch)
     }
 
@@ -363,8 +393,14 @@ impl WriteBuffer {
             std::mem::take(&mut state.queue)
         };
         for (_, op) in queue {
-            if let Op::Flush(sender) = op {
-                let _ = sender.send(Err(failure.clone()));
+            match op {
+                Op::Flush(sender) => {
+                    let _ = sender.send(Err(failure.clone()));
+                }
+                Op::Compact(sender) => {
+                    let _ = sender.send(Err(CompactFailure::Store(failure.clone())));
+                }
+                Op::Write(_) => {}
             }
         }
         self.room.wake();
@@ -430,7 +466,7 @@ mod tests {
     }
 
     fn committed_all(buffer: &WriteBuffer) -> Batch {
-        let batch = buffer.next_batch().unwrap();
+        let batch = buffer.next_batch(false).unwrap();
         buffer.committed(&batch.writes);
         batch
     }
@@ -439,7 +475,7 @@ mod tests {
     fn writer(buffer: &Arc<WriteBuffer>) -> mpsc::Receiver<Option<Batch>> {
         let (sender, receiver) = mpsc::sync_channel(1);
         let buffer = buffer.clone();
-        thread::spawn(move || sender.send(buffer.next_batch()));
+        thread::spawn(move || sender.send(buffer.next_batch(false)));
         receiver
     }
 
@@ -464,7 +500,7 @@ mod tests {
         let a = block(1, 100);
         let key = *a.cid().hash();
         block_on(buffer.put_many(vec![a.clone()])).unwrap();
-        let first = buffer.next_batch().unwrap();
+        let first = buffer.next_batch(false).unwrap();
         block_on(buffer.delete(key)).unwrap();
         buffer.committed(&first.writes);
         assert!(matches!(buffer.lookup(&key), Ok(Lookup::Deleted)));
@@ -480,10 +516,10 @@ mod tests {
         let _flushed = buffer.flush().unwrap();
         block_on(buffer.put_many(blocks[2..].to_vec())).unwrap();
         // Stops once 1500 bytes are reached: two writes of 1256 bytes.
-        let first = buffer.next_batch().unwrap();
+        let first = buffer.next_batch(false).unwrap();
         assert_eq!(first.writes.len(), 2);
         assert!(first.flushes.is_empty());
-        let rest = buffer.next_batch().unwrap();
+        let rest = buffer.next_batch(false).unwrap();
         assert_eq!(rest.flushes.len(), 1);
         assert_eq!(rest.writes.len(), 2);
         let keys: Vec<_> = first
@@ -579,7 +615,25 @@ mod tests {
         assert!(block_on(buffer.delete(*block(1, 10).cid().hash())).is_err());
         assert!(buffer.flush().is_err());
         assert!(buffer.lookup(block(0, 10).cid().hash()).is_err());
-        assert!(buffer.next_batch().is_none());
+        assert!(buffer.next_batch(false).is_none());
+    }
+
+    #[test]
+    fn a_busy_writer_is_not_kept_waiting_and_a_compaction_request_is_due() {
+        let buffer = buffer(1 << 20, usize::MAX, HOUR);
+        block_on(buffer.put_many(vec![block(0, 10)])).unwrap();
+        let batch = buffer.next_batch(true).unwrap();
+        assert!(batch.writes.is_empty() && batch.compactions.is_empty());
+        let _compacted = buffer.compact().unwrap();
+        let batch = buffer.next_batch(true).unwrap();
+        assert_eq!((batch.writes.len(), batch.compactions.len()), (1, 1));
+        // A failure tells the queued requests.
+        let compacted = buffer.compact().unwrap();
+        buffer.fail(&Failure::WriterStopped);
+        assert!(matches!(
+            block_on(compacted).unwrap(),
+            Err(CompactFailure::Store(Failure::WriterStopped))
+        ));
     }
 
     #[test]
@@ -587,7 +641,7 @@ mod tests {
         let buffer = buffer(1 << 20, usize::MAX, HOUR);
         block_on(buffer.put_many(vec![block(0, 10)])).unwrap();
         buffer.close();
-        assert_eq!(buffer.next_batch().unwrap().writes.len(), 1);
-        assert!(buffer.next_batch().is_none());
+        assert_eq!(buffer.next_batch(false).unwrap().writes.len(), 1);
+        assert!(buffer.next_batch(false).is_none());
     }
 }

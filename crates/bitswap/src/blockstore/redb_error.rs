@@ -9,7 +9,7 @@ use std::{
 use cid::Cid;
 use redb::{DatabaseError, StorageError};
 
-use super::pending::Failure;
+use super::{compact::CompactFailure, pending::Failure};
 use crate::message::BlockError;
 
 /// Why a [`RedbBlockstore`](super::RedbBlockstore) could not be opened.
@@ -156,6 +156,22 @@ pub enum RedbBlockstoreError {
     /// after a write, it refuses every operation until it is reopened.
     #[error("the block store panicked")]
     Panicked,
+    /// A compaction of the blob file failed on an I/O error: reading the blob file, or
+    /// creating, writing or syncing the new one (a full disk). Nothing was switched: the store
+    /// goes on with the blob file it had, and the new file is removed.
+    #[error("cannot compact the block store's blob file ({})", path.display())]
+    CompactionIo {
+        /// The file the error is about.
+        path: PathBuf,
+        /// The error of the file system.
+        #[source]
+        source: Arc<io::Error>,
+    },
+    /// A compaction of the blob file failed on a database error before its switch, or found
+    /// an index entry it cannot account for (a corrupt index). Nothing was switched: the store
+    /// goes on with the blob file it had.
+    #[error("cannot compact the block store's blob file: database error")]
+    CompactionDatabase(#[source] Arc<redb::Error>),
 }
 
 impl RedbBlockstoreError {
@@ -170,6 +186,16 @@ impl RedbBlockstoreError {
 impl From<redb::Error> for RedbBlockstoreError {
     fn from(error: redb::Error) -> Self {
         Self::Database(Box::new(error))
+    }
+}
+
+impl From<CompactFailure> for RedbBlockstoreError {
+    fn from(failure: CompactFailure) -> Self {
+        match failure {
+            CompactFailure::Store(failure) => failure.into(),
+            CompactFailure::Io { path, source } => Self::CompactionIo { path, source },
+            CompactFailure::Database(error) => Self::CompactionDatabase(error),
+        }
     }
 }
 

@@ -20,10 +20,11 @@ use super::redb_error::{RedbBlockstoreError, RedbOpenError};
 use super::{
     Blockstore,
     blobs::{self, BlobFile},
+    compact::CompactionPolicy,
     pending::{Failure, Lookup, Policy, WriteBuffer},
     readers::{ReaderGone, Readers},
     tables::{self, Files},
-    writer::{self, BlobPolicy},
+    writer::{self, BlobPolicy, WriterConfig},
 };
 use crate::message::Block;
 
@@ -51,6 +52,13 @@ pub struct RedbConfig {
     /// Large-block bytes a batch needs for them to go to the blob file, in bytes.
     /// Default: 1 MiB.
     blob_min_batch_bytes: usize,
+    /// Share of the blob file that dead bytes must reach for an automatic compaction.
+    /// Default: 0.5.
+    compaction_ratio: f64,
+    /// Dead bytes needed for an automatic compaction, in bytes. Default: 64 MiB.
+    compaction_min_dead_bytes: u64,
+    /// Bytes a compaction copies between two write batches, in bytes. Default: 8 MiB.
+    compaction_chunk_bytes: usize,
 }
 
 impl Default for RedbConfig {
@@ -64,6 +72,9 @@ impl Default for RedbConfig {
             read_queue: 64,
             blob_threshold_bytes: 16 << 10,
             blob_min_batch_bytes: 1 << 20,
+            compaction_ratio: 0.5,
+            compaction_min_dead_bytes: 64 << 20,
+            compaction_chunk_bytes: 8 << 20,
         }
     }
 }
@@ -128,7 +139,8 @@ impl RedbConfig {
     /// redb writes a 256 KiB block as a 512 KiB page and rewrites B-tree leaves around it;
     /// the blob file writes its bytes once, which made batched puts of 256 KiB blocks about
     /// 2.5x faster than the B-tree on the machine of the workspace's blockstore bench, at the
-    /// cost of space not reclaimed after deletes (see [`RedbBlockstore`]).
+    /// cost of space reclaimed only by compaction (see
+    /// [`RedbBlockstore::compact`]).
     pub fn with_blob_threshold(mut self, bytes: usize) -> Self {
         self.blob_threshold_bytes = bytes;
         self
@@ -141,6 +153,36 @@ impl RedbConfig {
     /// Default: 1 MiB.
     pub fn with_blob_min_batch(mut self, bytes: usize) -> Self {
         self.blob_min_batch_bytes = bytes;
+        self
+    }
+
+    /// Sets the share of the blob file (0.0 to 1.0) that dead bytes (of deleted or
+    /// overwritten large blocks) must reach for the writer to compact it on its own, when
+    /// there are also at least [`with_compaction_min_dead`](Self::with_compaction_min_dead)
+    /// of them. With the default, the blob file stays under about twice its live bytes (plus
+    /// the minimum). A ratio above 1.0 turns automatic compaction off;
+    /// [`RedbBlockstore::compact`] still compacts. Default: 0.5.
+    pub fn with_compaction_ratio(mut self, ratio: f64) -> Self {
+        // NaN would never compare: read it as "off", like any ratio above 1.
+        self.compaction_ratio = if ratio.is_nan() { f64::INFINITY } else { ratio };
+        self
+    }
+
+    /// Sets how many dead bytes the blob file needs, at least, for the writer to compact it on
+    /// its own (see [`with_compaction_ratio`](Self::with_compaction_ratio)), in bytes: a
+    /// compaction copies every live byte, so it waits until enough space is won. Default:
+    /// 64 MiB.
+    pub fn with_compaction_min_dead(mut self, bytes: u64) -> Self {
+        self.compaction_min_dead_bytes = bytes;
+        self
+    }
+
+    /// Sets how many bytes a compaction copies in one step, in bytes (at least one block per
+    /// step). The writer commits the write batches that are due between steps, so a write
+    /// waits for at most one step of a compaction; the step's bytes are also the memory a
+    /// compaction holds. Default: 8 MiB.
+    pub fn with_compaction_chunk(mut self, bytes: usize) -> Self {
+        self.compaction_chunk_bytes = bytes.max(1);
         self
     }
 }
@@ -156,9 +198,25 @@ impl RedbConfig {
 ///   ([`RedbConfig::with_blob_threshold`]) written in batches, appended one after the other.
 ///   Its bytes are `fdatasync`ed before the transaction that indexes them commits, so a
 ///   committed block is always whole on disk; bytes of a batch a crash cut are dropped at
-///   the next open. Deleting or overwriting a large block does **not** reclaim its space in
-///   the blob file yet: the file only grows (a known limitation; compaction would copy the
-///   live blocks to a new file and switch the index in one transaction).
+///   the next open. After compactions, the blob file is the path with `.blobs.N` appended,
+///   `N` its generation ([`blob_path`](Self::blob_path) tells which).
+///
+/// # Compaction
+///
+/// Deleting or overwriting a large block leaves its bytes in the blob file, dead; the store
+/// counts them ([`dead_blob_bytes`](Self::dead_blob_bytes)) in the transactions that drop
+/// them. A compaction copies the live blocks into a new blob file and switches the index to
+/// it in one transaction, then removes the old file. It runs on the writer thread, a step
+/// ([`RedbConfig::with_compaction_chunk`]) at a time, and commits the write batches that are
+/// due between steps: writes wait at most a step, reads are held only while the switch
+/// commits, and memory holds at most a step's bytes. The writer starts one on its own when
+/// dead bytes pass [`RedbConfig::with_compaction_ratio`] and
+/// [`RedbConfig::with_compaction_min_dead`], and [`compact`](Self::compact) asks for one.
+///
+/// A crash at any point of a compaction loses nothing: until the switch commits, the index
+/// names the old file, which a compaction only reads; the new file is synced before the
+/// switch commits. The next open removes whichever of the two files the index does not name.
+/// A store dropped during a compaction abandons it.
 ///
 /// # Threads
 ///
@@ -222,6 +280,10 @@ impl RedbBlockstore {
     /// repairs the file's allocation state first, which takes time proportional to its size,
     /// and cuts the blob file back to its committed length. A store of format 1 (no blob
     /// file) is upgraded in place.
+    ///
+    /// The store is of format 3 (a blob file of some generation, with its dead bytes counted);
+    /// a store of format 2 is upgraded in place too, its dead bytes counted once (a scan of the
+    /// blob index). Code of format 2 refuses a store of format 3.
     pub fn open(path: impl AsRef<Path>, config: RedbConfig) -> Result<Self, RedbOpenError> {
         let path = path.as_ref().to_path_buf();
         let exists = match fs::metadata(&path) {
@@ -252,10 +314,10 @@ impl RedbBlockstore {
                 builder.create(&path)
             }
             .map_err(|error| RedbOpenError::from_database(&path, error))?;
-            let blob_end = tables::prepare(&db).map_err(|error| error.at(&path))?;
-            Ok((db, blob_end))
+            let meta = tables::prepare(&db).map_err(|error| error.at(&path))?;
+            Ok((db, meta))
         }));
-        let (db, blob_end) = opened.unwrap_or_else(|panic| {
+        let (db, meta) = opened.unwrap_or_else(|panic| {
             Err(RedbOpenError::Corrupt {
                 path: path.clone(),
                 source: Box::new(redb::Error::Corrupted(format!(
@@ -264,9 +326,18 @@ impl RedbBlockstore {
                 ))),
             })
         })?;
-        let blobs = BlobFile::open(&blobs::path_for(&path), blob_end)?;
-        let files = Arc::new(Files { db, blobs });
-        tracing::debug!(path = %path.display(), created = !exists, blob_end, "block store opened");
+        let blobs = BlobFile::open(&blobs::path_for(&path, meta.generation), meta.end)?;
+        // Only once the index and its blob file are known good.
+        blobs::remove_leftovers(&path, meta.generation);
+        let files = Arc::new(Files::new(db, blobs, meta));
+        tracing::debug!(
+            path = %path.display(),
+            created = !exists,
+            blob_end = meta.end,
+            blob_generation = meta.generation,
+            blob_dead = meta.dead,
+            "block store opened"
+        );
 
         let buffer = Arc::new(WriteBuffer::new(Policy {
             budget_bytes: config.write_buffer_bytes,
@@ -283,14 +354,25 @@ impl RedbBlockstore {
             threshold_bytes: config.blob_threshold_bytes,
             min_batch_bytes: config.blob_min_batch_bytes,
         };
+        let compaction = CompactionPolicy {
+            dead_ratio: config.compaction_ratio,
+            min_dead_bytes: config.compaction_min_dead_bytes,
+            chunk_bytes: config.compaction_chunk_bytes,
+        };
         let writer = {
             let files = files.clone();
             let buffer = buffer.clone();
+            let db_path = path.clone();
             thread::Builder::new()
                 .name("blockstore-writer".into())
                 .spawn(move || {
                     let run = catch_unwind(AssertUnwindSafe(|| {
-                        writer::run(&files, &buffer, blob_policy, blob_end);
+                        let config = WriterConfig {
+                            db_path: &db_path,
+                            blobs: blob_policy,
+                            compaction,
+                        };
+                        writer::run(&files, &buffer, config, meta);
                     }));
                     if let Err(panic) = run {
                         tracing::error!(
@@ -317,9 +399,39 @@ impl RedbBlockstore {
     }
 
     /// The blob file of the store, which holds the bytes of large blocks: [`path`](Self::path)
-    /// with `.blobs` appended. Copy, move or delete it together with the database file.
+    /// with `.blobs` appended, and `.N` after that once compacted (`N` its generation). A
+    /// compaction replaces it with another. Copy, move or delete it together with the
+    /// database file, while the store is closed.
     pub fn blob_path(&self) -> PathBuf {
-        blobs::path_for(&self.path)
+        self.files.blob_file().path().to_path_buf()
+    }
+
+    /// The committed length of the blob file, in bytes.
+    pub fn blob_file_bytes(&self) -> u64 {
+        self.files.meta().end
+    }
+
+    /// Bytes of the blob file that no block uses (deleted or overwritten large blocks, as of
+    /// the last commit): what a compaction would reclaim.
+    pub fn dead_blob_bytes(&self) -> u64 {
+        self.files.meta().dead
+    }
+
+    /// Compacts the blob file: copies its live blocks to a new blob file, switches the index
+    /// to it and removes the old one (see [Compaction](Self#compaction)). Returns once a
+    /// compaction that began after every write accepted before this call was committed has
+    /// switched; at once if the blob file has no dead bytes. Writes accepted meanwhile are
+    /// committed between the compaction's steps; their dead bytes may remain.
+    ///
+    /// A failure to read or write the blob files ([`RedbBlockstoreError::CompactionIo`]) or
+    /// to read the index ([`RedbBlockstoreError::CompactionDatabase`]) leaves the store as it
+    /// was, working. Dropping the future does not stop the compaction.
+    pub async fn compact(&self) -> Result<(), RedbBlockstoreError> {
+        let compacted = self.buffer.compact()?;
+        compacted
+            .await
+            .map_err(|_| RedbBlockstoreError::Panicked)??;
+        Ok(())
     }
 
     /// Bytes of puts and deletes accepted and not yet committed (block data plus overhead).

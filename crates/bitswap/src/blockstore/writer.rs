@@ -13,13 +13,24 @@
 //! [`blobs`](super::blobs)). That is two syncs per batch instead of one, which is why a batch
 //! with few large bytes (a flush per block) keeps them in the B-tree.
 //!
-//! When the store is dropped, the writer commits what is queued and stops.
+//! Each transaction that drops or replaces a blob entry adds its length to the dead bytes of
+//! the blob file (`meta` key `blob_dead`), in the same transaction, so the count is exact
+//! after any crash. When dead bytes pass the [`CompactionPolicy`], or a compaction is asked
+//! for, the writer compacts the blob file (see [`compact`](super::compact)): a step at a time,
+//! committing the batches that are due between steps.
+//!
+//! When the store is dropped, the writer commits what is queued and stops; a compaction under
+//! way is abandoned (its file removed), the blob file it would have replaced kept.
 
+use std::{mem, path::Path};
+
+use futures::channel::oneshot;
 use redb::Durability;
 
 use super::{
-    pending::{Batch, Failure, Write, WriteBuffer},
-    tables::{self, BLOB_END_KEY, BLOBS, BLOCKS, Files, META, SIZES},
+    compact::{CompactFailure, Compaction, CompactionPolicy, Progress, SwitchError},
+    pending::{Batch, CompactResult, Failure, Write, WriteBuffer},
+    tables::{self, BLOB_DEAD_KEY, BLOB_END_KEY, BLOBS, BLOCKS, BlobMeta, Files, META, SIZES},
 };
 
 /// Which blocks the writer puts in the blob file rather than the B-tree.
@@ -31,53 +42,189 @@ pub(super) struct BlobPolicy {
     pub(super) min_batch_bytes: usize,
 }
 
-/// Runs until the buffer is closed and drained, or a commit fails. `blob_end` is the committed
-/// length of the blob file.
-pub(super) fn run(files: &Files, buffer: &WriteBuffer, policy: BlobPolicy, mut blob_end: u64) {
-    while let Some(Batch { writes, flushes }) = buffer.next_batch() {
+/// What the writer needs besides the files and the buffer.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct WriterConfig<'a> {
+    /// The database file, next to which the blob files are.
+    pub(super) db_path: &'a Path,
+    pub(super) blobs: BlobPolicy,
+    pub(super) compaction: CompactionPolicy,
+}
+
+/// A compaction under way and the requests it answers.
+struct Active {
+    compaction: Compaction,
+    waiters: Vec<oneshot::Sender<CompactResult>>,
+    /// Started on the writer's own (by the policy), not asked for.
+    automatic: bool,
+}
+
+/// Runs until the buffer is closed and drained, or a commit fails. `meta` is the committed
+/// state of the blob file.
+pub(super) fn run(files: &Files, buffer: &WriteBuffer, config: WriterConfig<'_>, meta: BlobMeta) {
+    let mut meta = meta;
+    let mut active: Option<Active> = None;
+    // Compaction requests taken, for the next compaction to start.
+    let mut requested = Vec::new();
+    // After an automatic compaction failed: the dead bytes at which the policy may try again,
+    // so that a full disk does not make every batch start (and fail) a compaction.
+    let mut retry_at_dead = 0;
+    loop {
+        if active.is_none() {
+            let automatic = requested.is_empty();
+            if automatic && !(config.compaction.due(&meta) && meta.dead >= retry_at_dead) {
+                // Nothing to start.
+            } else if meta.dead == 0 {
+                // Nothing to reclaim: the file is as small as it gets.
+                answer(mem::take(&mut requested), &Ok(()));
+            } else {
+                match Compaction::start(files, config.db_path, meta, config.compaction.chunk_bytes)
+                {
+                    Ok(compaction) => {
+                        active = Some(Active {
+                            compaction,
+                            waiters: mem::take(&mut requested),
+                            automatic,
+                        });
+                    }
+                    Err(failure) => {
+                        log_failure(&failure);
+                        if automatic {
+                            retry_at_dead = retry_after(&meta, &config.compaction);
+                        }
+                        answer(mem::take(&mut requested), &Err(failure));
+                    }
+                }
+            }
+        }
+        let Some(Batch {
+            writes,
+            flushes,
+            compactions,
+        }) = buffer.next_batch(active.is_some())
+        else {
+            break;
+        };
         let result = if writes.is_empty() {
             // Everything before these flushes was committed, durably, by earlier batches.
             Ok(())
         } else {
-            commit(files, &writes, policy, &mut blob_end)
+            commit(files, &writes, config.blobs, &mut meta)
         };
         match result {
             Ok(()) => {
-                tracing::trace!(
-                    writes = writes.len(),
-                    flushes = flushes.len(),
-                    "block store batch committed"
-                );
+                if !writes.is_empty() {
+                    tracing::trace!(
+                        writes = writes.len(),
+                        flushes = flushes.len(),
+                        "block store batch committed"
+                    );
+                }
                 buffer.committed(&writes);
                 for flush in flushes {
                     let _ = flush.send(Ok(()));
                 }
             }
             Err(error) => {
-                tracing::error!(
-                    %error,
-                    "block store write failed; the store refuses operations until reopened"
-                );
-                let failure = Failure::Write(error.into());
-                buffer.fail(&failure);
-                for flush in flushes {
-                    let _ = flush.send(Err(failure.clone()));
+                fail(buffer, error, flushes, compactions, requested, active);
+                return;
+            }
+        }
+        requested.extend(compactions);
+        let Some(mut current) = active.take() else {
+            continue;
+        };
+        let progress = match current.compaction.step(meta.end) {
+            Ok(Progress::Copied) => {
+                active = Some(current);
+                continue;
+            }
+            Ok(Progress::Ready) => current.compaction.switch(files, &mut meta),
+            Err(failure) => {
+                current.compaction.abort();
+                Err(SwitchError::Aborted(failure))
+            }
+        };
+        match progress {
+            Ok(()) => {
+                retry_at_dead = 0;
+                answer(current.waiters, &Ok(()));
+            }
+            Err(SwitchError::Aborted(failure)) => {
+                log_failure(&failure);
+                if current.automatic {
+                    retry_at_dead = retry_after(&meta, &config.compaction);
                 }
+                answer(current.waiters, &Err(failure));
+            }
+            Err(SwitchError::Commit(error)) => {
+                fail(buffer, *error, Vec::new(), current.waiters, requested, None);
                 return;
             }
         }
     }
+    if let Some(active) = active {
+        tracing::debug!("block store closing: compaction abandoned");
+        active.compaction.abort();
+    }
+}
+
+/// The dead bytes at which an automatic compaction that failed now may be tried again.
+fn retry_after(meta: &BlobMeta, policy: &CompactionPolicy) -> u64 {
+    meta.dead
+        .saturating_add(policy.min_dead_bytes.max(meta.end / 16).max(1))
+}
+
+fn log_failure(failure: &CompactFailure) {
+    tracing::warn!(
+        ?failure,
+        "blob file compaction failed; the store goes on with the blob file it had"
+    );
+}
+
+fn answer(waiters: Vec<oneshot::Sender<CompactResult>>, result: &CompactResult) {
+    for waiter in waiters {
+        let _ = waiter.send(result.clone());
+    }
+}
+
+/// A commit failed: the store refuses everything from now on; everyone waiting is told.
+fn fail(
+    buffer: &WriteBuffer,
+    error: redb::Error,
+    flushes: Vec<oneshot::Sender<Result<(), Failure>>>,
+    compactions: Vec<oneshot::Sender<CompactResult>>,
+    requested: Vec<oneshot::Sender<CompactResult>>,
+    active: Option<Active>,
+) {
+    tracing::error!(
+        %error,
+        "block store write failed; the store refuses operations until reopened"
+    );
+    let failure = Failure::Write(error.into());
+    buffer.fail(&failure);
+    for flush in flushes {
+        let _ = flush.send(Err(failure.clone()));
+    }
+    let mut waiters = compactions;
+    waiters.extend(requested);
+    if let Some(active) = active {
+        waiters.extend(active.waiters);
+        // The index still names the old file: this one was never switched to.
+        active.compaction.abort();
+    }
+    answer(waiters, &Err(CompactFailure::Store(failure)));
 }
 
 #[expect(
     clippy::result_large_err,
     reason = "an error ends the writer and is shared in an `Arc` once"
 )]
-fn commit(
+pub(super) fn commit(
     files: &Files,
     writes: &[Write],
     policy: BlobPolicy,
-    blob_end: &mut u64,
+    meta: &mut BlobMeta,
 ) -> Result<(), redb::Error> {
     let is_large = |write: &Write| match write {
         Write::Put { block, .. } => block.data().len() > policy.threshold_bytes,
@@ -93,20 +240,23 @@ fn commit(
         .sum();
     // Where each put of the batch lands in the blob file, if it goes there.
     let mut offsets = vec![None; writes.len()];
-    let mut end = *blob_end;
+    let mut end = meta.end;
     if large_bytes > 0 && large_bytes >= policy.min_batch_bytes {
+        let blob_file = files.blob_file();
         for (write, offset) in writes.iter().zip(&mut offsets) {
             if let Write::Put { block, .. } = write
                 && is_large(write)
             {
-                files.blobs.write_at(block.data(), end)?;
+                blob_file.write_at(block.data(), end)?;
                 *offset = Some(end);
                 end += block.data().len() as u64;
             }
         }
         // Durable before any committed entry points at them.
-        files.blobs.sync()?;
+        blob_file.sync()?;
     }
+    // Bytes of the blob file whose entries this batch drops or replaces.
+    let mut dead = meta.dead;
 
     let mut transaction = files.db.begin_write()?;
     transaction.set_durability(Durability::Immediate);
@@ -122,29 +272,39 @@ fn commit(
             match (write, offset) {
                 (Write::Put { block, .. }, Some(offset)) => {
                     let len = block.data().len() as u64;
-                    blobs.insert(key, (*offset, len))?;
+                    if let Some(old) = blobs.insert(key, (*offset, len))? {
+                        dead += old.value().1;
+                    }
                     if sizes.insert(key, len)?.is_some() {
                         blocks.remove(key)?;
                     }
                 }
                 (Write::Put { block, .. }, None) => {
                     blocks.insert(key, block.data().as_ref())?;
-                    if sizes.insert(key, block.data().len() as u64)?.is_some() {
-                        blobs.remove(key)?;
+                    if sizes.insert(key, block.data().len() as u64)?.is_some()
+                        && let Some(old) = blobs.remove(key)?
+                    {
+                        dead += old.value().1;
                     }
                 }
                 (Write::Delete { .. }, _) => {
                     blocks.remove(key)?;
-                    blobs.remove(key)?;
+                    if let Some(old) = blobs.remove(key)? {
+                        dead += old.value().1;
+                    }
                     sizes.remove(key)?;
                 }
             }
         }
-        if end != *blob_end {
-            transaction.open_table(META)?.insert(BLOB_END_KEY, end)?;
+        if end != meta.end || dead != meta.dead {
+            let mut table = transaction.open_table(META)?;
+            table.insert(BLOB_END_KEY, end)?;
+            table.insert(BLOB_DEAD_KEY, dead)?;
         }
     }
     transaction.commit()?;
-    *blob_end = end;
+    meta.end = end;
+    meta.dead = dead;
+    files.set_meta(*meta);
     Ok(())
 }

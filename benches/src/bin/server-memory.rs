@@ -36,15 +36,12 @@ fn argument(index: usize, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-fn wantlist(peer: usize, wants: usize) -> Message {
+/// The wantlist of peer number `peer`; with `shared`, every peer's is the same (a popular
+/// file).
+fn wantlist(peer: usize, wants: usize, shared: bool) -> Message {
     let entries = (0..wants)
         .map(|j| {
-            // SHARED=1: every peer wants the same blocks (a popular file).
-            let owner = if std::env::var_os("SHARED").is_some() {
-                0
-            } else {
-                peer
-            };
+            let owner = if shared { 0 } else { peer };
             let data = ((owner * wants + j) as u64).to_le_bytes();
             Entry {
                 send_dont_have: false,
@@ -84,7 +81,8 @@ fn main() {
     let wants = argument(2, 1024);
     let peers: Vec<PeerId> = (0..peers_n).map(|_| PeerId::random()).collect();
     // Built before the measurement: they stand for what the network layer decoded.
-    let messages: Vec<Message> = (0..peers_n).map(|i| wantlist(i, wants)).collect();
+    let shared = std::env::var_os("SHARED").is_some();
+    let messages: Vec<Message> = (0..peers_n).map(|i| wantlist(i, wants, shared)).collect();
 
     let mut engine = ServerEngine::new(ServerConfig::default());
     let before = ALLOC.allocated();

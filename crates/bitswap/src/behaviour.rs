@@ -56,6 +56,10 @@ const LOOKUPS_PER_ROUND: usize = 64;
 /// else came in: a flood of wants delays other peers by one turn, not by the whole flood.
 const ENTRIES_PER_TURN: usize = 128;
 
+/// Wantlist entries that may wait for their turn over all peers (about 1.8 MiB decoded);
+/// beyond it, turns are taken at once.
+const MAX_BACKLOG: usize = 16 * 1024;
+
 /// Where a store write comes from.
 #[derive(Debug, Clone, Copy)]
 enum Origin {
@@ -131,6 +135,8 @@ pub struct Behaviour<S> {
     inbound: HashMap<PeerId, VecDeque<(ConnectionId, Message, usize)>>,
     /// What was logged about which peer, so each kind is logged once per peer at debug.
     troubles: Troubles,
+    /// Wantlist entries waiting in `inbound`; at most [`MAX_BACKLOG`] after each input.
+    backlog: usize,
     /// Peers with messages in `inbound`, in turn order.
     turns: VecDeque<PeerId>,
     events: VecDeque<ToSwarm<Event, HandlerIn>>,
@@ -267,6 +273,7 @@ impl<S: Blockstore + 'static> Behaviour<S> {
             streams: HashMap::new(),
             addresses: AddressBook::default(),
             inbound: HashMap::new(),
+            backlog: 0,
             troubles: Troubles::default(),
             turns: VecDeque::new(),
             events: VecDeque::new(),
@@ -611,7 +618,13 @@ impl<S: Blockstore + 'static> Behaviour<S> {
                 self.client.handle_peer_version(peer, version);
             }
             network::Event::PeerDisconnected { peer } => {
-                self.inbound.remove(&peer);
+                if let Some(queue) = self.inbound.remove(&peer) {
+                    let left: usize = queue
+                        .iter()
+                        .map(|(_, m, next)| m.wantlist.entries.len() - next)
+                        .sum();
+                    self.backlog -= left;
+                }
                 self.troubles.forget(&peer);
                 self.server.handle_peer_disconnected(&peer);
                 self.client.handle_peer_disconnected(&peer, now);
@@ -632,7 +645,11 @@ impl<S: Blockstore + 'static> Behaviour<S> {
                     if queue.is_empty() {
                         self.turns.push_back(peer);
                     }
+                    self.backlog += message.wantlist.entries.len();
                     queue.push_back((connection, message, 0));
+                    // Decoded entries take about 3x their wire size: many peers' long
+                    // wantlists at once are taken in at once (still by turns) beyond a bound.
+                    while self.backlog > MAX_BACKLOG && self.take_turn() {}
                 }
             }
             network::Event::MessageSent { id, .. } => {
@@ -675,6 +692,7 @@ impl<S: Blockstore + 'static> Behaviour<S> {
             };
             let end = (*next + ENTRIES_PER_TURN).min(message.wantlist.entries.len());
             self.server.handle_message_part(peer, message, *next..end);
+            self.backlog -= end - *next;
             *next = end;
             if end == message.wantlist.entries.len() {
                 let connection = *connection;

@@ -242,11 +242,23 @@ impl PeerState {
         }
     }
 
-    /// Records a want (see [`Ledger::insert`]); returns its slot. If that renumbered the
+    /// Records a want: a new request of the kept want in `existing` ([`Ledger::renew`]), or a
+    /// new want for `cid` ([`Ledger::insert_new`]); returns its slot. If that renumbered the
     /// wants, those with a probe in flight are probed again (the results in flight carry
     /// numbers that no longer match and will be dropped).
-    pub(super) fn insert_want(&mut self, cid: &Cid, request: Request) -> u32 {
-        let (slot, _) = self.ledger.insert(cid, request);
+    pub(super) fn insert_want(
+        &mut self,
+        existing: Option<u32>,
+        cid: &Cid,
+        request: Request,
+    ) -> u32 {
+        let slot = match existing {
+            Some(slot) => {
+                self.ledger.renew(slot, request);
+                slot
+            }
+            None => self.ledger.insert_new(cid, request),
+        };
         if self.ledger.take_renumbered() {
             let in_flight: Vec<u32> = self
                 .ledger

@@ -251,19 +251,34 @@ impl Ledger {
     /// of a kept one (its state stays). Either way it gets a new `seq` and becomes the
     /// newest. Returns the slot and the want replaced, if any. The caller keeps the ledger
     /// within its bound, and checks [`take_renumbered`](Self::take_renumbered) after.
+    #[cfg(test)]
     pub(super) fn insert(&mut self, cid: &Cid, request: Request) -> (u32, Option<Want>) {
-        let rank = self.take_rank();
-        if let Some(slot) = self.find(cid) {
-            let record = &mut self.records[slot as usize];
-            let old = record.want();
-            record.priority = request.priority;
-            record.want_type = request.want_type;
-            record.send_dont_have = request.send_dont_have;
-            record.rank = rank;
-            let place = record.place;
-            self.restore(place);
-            return (slot, Some(old));
+        match self.find(cid) {
+            Some(slot) => (slot, Some(self.renew(slot, request))),
+            None => (self.insert_new(cid, request), None),
         }
+    }
+
+    /// A new request of the kept want in `slot`: it takes the request, a new `seq`, and
+    /// becomes the newest; its state stays. Returns the want before.
+    pub(super) fn renew(&mut self, slot: u32, request: Request) -> Want {
+        let rank = self.take_rank();
+        let record = &mut self.records[slot as usize];
+        let old = record.want();
+        record.priority = request.priority;
+        record.want_type = request.want_type;
+        record.send_dont_have = request.send_dont_have;
+        record.rank = rank;
+        let place = record.place;
+        self.restore(place);
+        old
+    }
+
+    /// Adds a want for `cid`, which the ledger must not hold, in state
+    /// [`WantState::Found`]; returns its slot.
+    pub(super) fn insert_new(&mut self, cid: &Cid, request: Request) -> u32 {
+        debug_assert!(self.find(cid).is_none(), "insert_new of a kept want");
+        let rank = self.take_rank();
         let encoded = Encoded::new(cid);
         let record = Record {
             cid: CidBytes::new(encoded.as_slice()),
@@ -292,7 +307,7 @@ impl Ledger {
         self.index.insert_unique(hash, slot, |&s| {
             hasher.hash_one(records[s as usize].cid.as_slice())
         });
-        (slot, None)
+        slot
     }
 
     /// Whether ranks (the wants' `seq`) were renumbered since the last call: lookups in

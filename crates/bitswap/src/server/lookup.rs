@@ -83,7 +83,8 @@ pub(super) enum Pending {
     Probe {
         peer: PeerId,
         session: u64,
-        cid: Cid,
+        /// The want's ledger slot.
+        slot: u32,
         seq: u32,
     },
     /// A block read for a batch.
@@ -177,7 +178,7 @@ impl Engine {
                 let id = self.lookups.start(Pending::Probe {
                     peer,
                     session: state.session,
-                    cid,
+                    slot,
                     seq: want.seq,
                 });
                 return Some(Lookup { id, cid, kind });
@@ -196,11 +197,13 @@ impl Engine {
             Pending::Probe {
                 peer,
                 session,
-                cid,
+                slot,
                 seq,
             } => {
+                // Ranks are unique within a peer's session: the slot still holds the want
+                // probed if its `seq` is the same.
                 let current = self.peers.get(&peer).and_then(|state| {
-                    let want = state.ledger.get(&cid)?;
+                    let want = state.ledger.live_want_at(slot)?;
                     (state.session == session
                         && want.seq == seq
                         && want.state == (WantState::Probing { queued: false }))
@@ -215,7 +218,7 @@ impl Engine {
                         LookupResult::Block(Some(block)) => Some(Some(block.data().len() as u64)),
                         _ => None,
                     };
-                    self.answer_want(&peer, cid, found);
+                    self.answer_want(&peer, slot, found);
                 }
             }
             Pending::Get { batch, slot } => {

@@ -116,10 +116,9 @@ impl Engine {
         } else {
             (WantType::Block, false)
         };
-        let in_ledger = self.peers[&peer].ledger.contains(&cid);
         if *taken >= self.config.max_entries_per_message() {
             self.count(|m| &m.wants_refused);
-            if !in_ledger && send_dont_have {
+            if send_dont_have && !self.peers[&peer].ledger.contains(&cid) {
                 self.push_answer_only(&peer, cid, entry.priority, want_type);
             }
             return;
@@ -147,8 +146,8 @@ impl Engine {
     fn add_want(&mut self, peer: PeerId, cid: Cid, request: Request) {
         self.remove_answer_only(&peer, &cid);
         let state = self.peers.get_mut(&peer).expect("connected");
-        let slot = if state.ledger.contains(&cid) {
-            state.insert_want(&cid, request)
+        let slot = if let Some(slot) = state.ledger.find(&cid) {
+            state.insert_want(Some(slot), &cid, request)
         } else {
             if state.ledger.len() >= self.config.max_wants_per_peer() {
                 let victim_slot = state.ledger.victim().expect("a full ledger");
@@ -168,7 +167,7 @@ impl Engine {
                 }
             }
             let state = self.peers.get_mut(&peer).expect("connected");
-            let slot = state.insert_want(&cid, request);
+            let slot = state.insert_want(None, &cid, request);
             let hash = self
                 .hasher
                 .hash_one(multihash_bytes(state.ledger.cid_bytes_at(slot)));
@@ -220,6 +219,9 @@ impl Engine {
         let Some(state) = self.peers.get_mut(peer) else {
             return;
         };
+        if state.answer_only.is_empty() && state.answer_only_popped.is_empty() {
+            return;
+        }
         state.answer_only_popped.remove(cid);
         if state.answer_only.remove(cid) {
             let _ = self.queue.remove(peer, cid);
@@ -255,18 +257,16 @@ impl Engine {
         }
     }
 
-    /// Queues the answer to a want whose block was found (`Some(size)`, `size` unknown after a
-    /// presence probe) or is missing (`None`).
-    pub(super) fn answer_want(&mut self, peer: &PeerId, cid: Cid, found: Option<Option<u64>>) {
+    /// Queues the answer to the want in ledger slot `slot` (live) whose block was found
+    /// (`Some(size)`, `size` unknown after a presence probe) or is missing (`None`).
+    pub(super) fn answer_want(&mut self, peer: &PeerId, slot: u32, found: Option<Option<u64>>) {
         let Some(state) = self.peers.get_mut(peer) else {
             return;
         };
-        let Some(want) = state.ledger.get(&cid) else {
-            return;
-        };
+        let want = state.ledger.want_at(slot);
         let data = match found {
             Some(size) => {
-                state.set_state(&cid, WantState::Found);
+                state.set_state_at(slot, WantState::Found);
                 TaskData {
                     want_block: sends_block(&self.config, want.want_type, size),
                     have_block: true,
@@ -276,7 +276,7 @@ impl Engine {
                 }
             }
             None => {
-                state.set_state(&cid, WantState::Missing);
+                state.set_state_at(slot, WantState::Missing);
                 if !(want.send_dont_have
                     && self.config.send_dont_haves()
                     && state.version.supports_have())
@@ -292,6 +292,7 @@ impl Engine {
                 }
             }
         };
+        let cid = state.ledger.cid_at(slot);
         self.push_want_task(peer, cid, want.priority, data);
     }
 

@@ -30,6 +30,7 @@ use libp2p::{
 };
 use prometheus_client::registry::Registry;
 
+use crate::intake::Allowances;
 use crate::{
     blockstore::Blockstore,
     client::{
@@ -90,7 +91,10 @@ struct PutDone {
 ///   only: check the store first for blocks you may already have.
 /// - Serving: blocks put through [`put`](Self::put) (or announced with
 ///   [`notify_new_blocks`](Self::notify_new_blocks) after writing the store directly), and
-///   blocks fetched, go to the peers that already asked for them.
+///   blocks fetched, go to the peers that already asked for them. Each peer's wantlist
+///   entries are taken in at most at [`Config::with_max_wants_per_second`] (with bursts of
+///   [`Config::with_want_burst`]), long wantlists by turns between peers, so a peer flooding
+///   wants neither grows memory nor takes the CPU other peers' transfers need.
 ///
 /// Everything in flight is bounded: store lookups by
 /// [`ServerConfig::with_max_lookups_in_flight`](crate::ServerConfig::with_max_lookups_in_flight),
@@ -137,6 +141,10 @@ pub struct Behaviour<S> {
     troubles: Troubles,
     /// Wantlist entries waiting in `inbound`; at most [`MAX_BACKLOG`] after each input.
     backlog: usize,
+    /// How fast each peer's entries are taken in.
+    allowances: Allowances,
+    /// Wakes the behaviour when peers waiting for their allowance have earned a turn.
+    intake_timer: Option<Delay>,
     /// Peers with messages in `inbound`, in turn order.
     turns: VecDeque<PeerId>,
     events: VecDeque<ToSwarm<Event, HandlerIn>>,
@@ -274,6 +282,8 @@ impl<S: Blockstore + 'static> Behaviour<S> {
             addresses: AddressBook::default(),
             inbound: HashMap::new(),
             backlog: 0,
+            allowances: Allowances::new(parts.max_wants_per_second, parts.want_burst),
+            intake_timer: None,
             troubles: Troubles::default(),
             turns: VecDeque::new(),
             events: VecDeque::new(),
@@ -625,6 +635,7 @@ impl<S: Blockstore + 'static> Behaviour<S> {
                         .sum();
                     self.backlog -= left;
                 }
+                self.allowances.forget(&peer);
                 self.troubles.forget(&peer);
                 self.server.handle_peer_disconnected(&peer);
                 self.client.handle_peer_disconnected(&peer, now);
@@ -635,9 +646,12 @@ impl<S: Blockstore + 'static> Behaviour<S> {
                 message,
             } => {
                 self.client.handle_message(peer, &message, now);
-                if message.wantlist.entries.len() <= ENTRIES_PER_TURN
+                let entries = message.wantlist.entries.len();
+                if entries <= ENTRIES_PER_TURN
                     && !self.inbound.contains_key(&peer)
+                    && self.allowances.available(&peer, now) >= entries as f64
                 {
+                    self.allowances.spend(peer, entries, now);
                     self.server.handle_message(peer, &message);
                     self.network.release(peer, connection);
                 } else {
@@ -649,7 +663,7 @@ impl<S: Blockstore + 'static> Behaviour<S> {
                     queue.push_back((connection, message, 0));
                     // Decoded entries take about 3x their wire size: many peers' long
                     // wantlists at once are taken in at once (still by turns) beyond a bound.
-                    while self.backlog > MAX_BACKLOG && self.take_turn() {}
+                    while self.backlog > MAX_BACKLOG && self.take_turn(true) {}
                 }
             }
             network::Event::MessageSent { id, .. } => {
@@ -679,10 +693,15 @@ impl<S: Blockstore + 'static> Behaviour<S> {
         self.drain_client();
     }
 
-    /// Gives the next peer in turn up to [`ENTRIES_PER_TURN`] entries of its oldest message.
-    /// Returns false if no message was waiting.
-    fn take_turn(&mut self) -> bool {
-        while let Some(peer) = self.turns.pop_front() {
+    /// Gives the next peer in turn that has allowance (any, if `force`) up to
+    /// [`ENTRIES_PER_TURN`] entries of its oldest message. Returns false if no peer could take
+    /// a turn.
+    fn take_turn(&mut self, force: bool) -> bool {
+        let now = Instant::now();
+        for _ in 0..self.turns.len() {
+            let Some(peer) = self.turns.pop_front() else {
+                break;
+            };
             let Some(queue) = self.inbound.get_mut(&peer) else {
                 continue;
             };
@@ -690,9 +709,20 @@ impl<S: Blockstore + 'static> Behaviour<S> {
                 self.inbound.remove(&peer);
                 continue;
             };
-            let end = (*next + ENTRIES_PER_TURN).min(message.wantlist.entries.len());
+            let left = message.wantlist.entries.len() - *next;
+            let mut take = left.min(ENTRIES_PER_TURN);
+            if !force && take > 0 {
+                let available = self.allowances.available(&peer, now);
+                if available < 1.0 {
+                    self.turns.push_back(peer);
+                    continue;
+                }
+                take = take.min(available as usize);
+            }
+            let end = *next + take;
             self.server.handle_message_part(peer, message, *next..end);
-            self.backlog -= end - *next;
+            self.backlog -= take;
+            self.allowances.spend(peer, take, now);
             *next = end;
             if end == message.wantlist.entries.len() {
                 let connection = *connection;
@@ -852,6 +882,12 @@ impl<S: Blockstore + 'static> NetworkBehaviour for Behaviour<S> {
                 self.on_command(command);
                 progress = true;
             }
+            if let Some(timer) = &mut self.intake_timer
+                && timer.poll_unpin(cx).is_ready()
+            {
+                self.intake_timer = None;
+                progress = true;
+            }
             if let Some((_, delay)) = &mut self.timer
                 && delay.poll_unpin(cx).is_ready()
             {
@@ -862,13 +898,21 @@ impl<S: Blockstore + 'static> NetworkBehaviour for Behaviour<S> {
             }
             if progress {
                 if rounds.is_multiple_of(32) {
-                    self.take_turn();
+                    self.take_turn(false);
                 }
                 continue;
             }
-            if self.take_turn() {
+            if self.take_turn(false) {
                 // Back soon for the next turn, after the swarm delivered what else came in.
                 cx.waker().wake_by_ref();
+            } else if !self.turns.is_empty() && self.intake_timer.is_none() {
+                // Peers wait for their allowance: back when one has earned a turn.
+                let mut timer = Delay::futures_timer(self.allowances.refill_time(ENTRIES_PER_TURN));
+                if timer.poll_unpin(cx).is_ready() {
+                    cx.waker().wake_by_ref();
+                } else {
+                    self.intake_timer = Some(timer);
+                }
             }
             self.waker = Some(cx.waker().clone());
             return Poll::Pending;

@@ -18,6 +18,11 @@ pub struct Config {
     /// Store writes started by [`Behaviour::put`](crate::Behaviour::put) and not finished.
     /// Default: 16 batches.
     max_puts_in_flight: usize,
+    /// Wantlist entries a peer may hand in per second, on average; 0 is unlimited. Default:
+    /// 50,000 entries per second.
+    max_wants_per_second: u32,
+    /// Wantlist entries a peer may hand in at once beyond that rate. Default: 8,192 entries.
+    want_burst: u32,
 }
 
 impl Default for Config {
@@ -27,6 +32,8 @@ impl Default for Config {
             server: ServerConfig::default(),
             client: ClientConfig::default(),
             max_puts_in_flight: 16,
+            max_wants_per_second: 50_000,
+            want_burst: 8192,
         }
     }
 }
@@ -67,6 +74,34 @@ impl Config {
         self
     }
 
+    /// Sets how many wantlist entries (wants and cancels) each peer may hand in per second on
+    /// average; 0 lifts the limit. What a peer sends beyond it waits in its own stream: the
+    /// node reads no further from that connection meanwhile, so a flood of wants costs bounded
+    /// memory and at most this rate of work, and other peers keep their share of the CPU.
+    /// Default: 50,000 entries per second (kubo and Helia send far fewer).
+    pub fn with_max_wants_per_second(mut self, entries: u32) -> Self {
+        self.max_wants_per_second = entries;
+        self
+    }
+
+    /// Sets how many wantlist entries a peer may hand in at once beyond the
+    /// [rate](Self::with_max_wants_per_second) (at least 1). Default: 8,192 entries (eight
+    /// full wantlists of kubo's size).
+    pub fn with_want_burst(mut self, entries: u32) -> Self {
+        self.want_burst = entries.max(1);
+        self
+    }
+
+    /// Wantlist entries per second per peer (0: unlimited).
+    pub fn max_wants_per_second(&self) -> u32 {
+        self.max_wants_per_second
+    }
+
+    /// Wantlist entries a peer may hand in at once.
+    pub fn want_burst(&self) -> u32 {
+        self.want_burst
+    }
+
     /// The message layer's settings.
     pub fn network(&self) -> &network::Config {
         &self.network
@@ -101,6 +136,8 @@ impl Config {
             server: self.server,
             client: self.client,
             max_puts_in_flight: self.max_puts_in_flight,
+            max_wants_per_second: self.max_wants_per_second,
+            want_burst: self.want_burst,
         }
     }
 }
@@ -114,4 +151,6 @@ pub(crate) struct Parts {
     pub(crate) server: ServerConfig,
     pub(crate) client: ClientConfig,
     pub(crate) max_puts_in_flight: usize,
+    pub(crate) max_wants_per_second: u32,
+    pub(crate) want_burst: u32,
 }

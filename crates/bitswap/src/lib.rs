@@ -94,6 +94,7 @@ mod config;
 mod event;
 mod handle;
 mod hash;
+mod intake;
 mod message;
 pub mod network;
 mod proto;

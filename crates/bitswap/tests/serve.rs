@@ -3,7 +3,10 @@
 
 mod common;
 
-use std::{collections::HashMap, time::Duration};
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
 
 use bitswap::{
     Behaviour, Block, BlockPresenceType, Blockstore, Config, Entry, Event, MemoryBlockstore,
@@ -462,4 +465,44 @@ async fn long_wantlists_are_taken_in_whole_and_in_order() {
         .server()
         .check_invariants()
         .expect("engine invariants");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peers_wants_are_taken_in_at_the_configured_rate() {
+    // 100 entries at once, then 2000 per second: the other 900 of 1000 take about 450 ms,
+    // and all of them get in (peers waiting for their allowance are woken by a timer).
+    let config = Config::default()
+        .with_max_wants_per_second(2000)
+        .with_want_burst(100);
+    let mut server = server_with(MemoryBlockstore::new(), config);
+    let mut client = connect(&mut server, network::Config::default()).await;
+    let client_id: PeerId = *client.local_peer_id();
+    let server_id = *server.local_peer_id();
+    let entries = (0..1000)
+        .map(|i| Entry::want_have(*raw_block(10, 9000 + i).cid(), 1))
+        .collect();
+    let start = Instant::now();
+    client
+        .behaviour_mut()
+        .send(server_id, wants(entries))
+        .expect("send");
+    let mut halfway = None;
+    drive(&mut server, &mut client, |server, _, _| {
+        let kept = server.behaviour().server().peer_wantlist(&client_id).len();
+        if kept >= 500 && halfway.is_none() {
+            halfway = Some(start.elapsed());
+        }
+        (kept == 1000).then_some(())
+    })
+    .await;
+    let elapsed = start.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(400),
+        "1000 wants taken in after {elapsed:?}, faster than the rate allows"
+    );
+    let halfway = halfway.expect("passed 500 wants");
+    assert!(
+        halfway >= Duration::from_millis(150) && halfway < elapsed,
+        "500 wants after {halfway:?}, all after {elapsed:?}: not spread over time"
+    );
 }

@@ -2,13 +2,13 @@
 //! compaction kept, the automatic trigger, leftovers removed at open, failures leaving the
 //! store working, and a crash test that SIGKILLs a child process while it compacts.
 
+mod support;
+
 use std::{
     collections::{BTreeMap, BTreeSet},
     fs,
-    io::{BufRead, BufReader, Write},
+    io::Write,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    sync::mpsc,
     thread,
     time::{Duration, Instant},
 };
@@ -16,21 +16,7 @@ use std::{
 use bitswap::{Block, Blockstore, RedbBlockstore, RedbBlockstoreError, RedbConfig};
 use bytes::Bytes;
 use futures::{executor::block_on, future::join};
-
-/// Deterministic bytes: a splitmix64 stream seeded by `seed`.
-fn bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut state = seed;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
+use support::bytes;
 
 /// Large block `i`: 32 KiB to 160 KiB of deterministic bytes, above the default blob
 /// threshold.
@@ -434,16 +420,6 @@ fn compact_crash_child() {
     }
 }
 
-/// Kills and reaps the child when dropped, whatever happened to the test.
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// What the child printed before it died.
 #[derive(Debug, Default)]
 struct Progress {
@@ -453,7 +429,7 @@ struct Progress {
     compacting: bool,
 }
 
-impl Progress {
+impl support::Progress for Progress {
     fn see(&mut self, line: &str) {
         let number = |rest: &str| rest.trim().parse::<u64>().unwrap();
         if let Some(rest) = line.strip_prefix("flushed ") {
@@ -469,54 +445,14 @@ impl Progress {
 /// Runs the child on `path` from block `start`, lets it flush `flushes` rounds, waits
 /// `extra`, and SIGKILLs it. Returns what it printed.
 fn run_and_kill_child(path: &Path, start: u64, flushes: usize, extra: Duration) -> Progress {
-    let child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "compact_crash_child",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_PATH_ENV, path)
-        .env(CHILD_START_ENV, start.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut child = Reaped(child);
-    let stdout = child.0.stdout.take().unwrap();
-    let (lines, received) = mpsc::sync_channel(1024);
-    let reader = thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if lines.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut progress = Progress::default();
-    let mut seen = 0;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while seen < flushes {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = received
-            .recv_timeout(left)
-            .unwrap_or_else(|error| panic!("child stalled or died ({error}): {progress:?}"));
-        if line.starts_with("flushed ") {
-            seen += 1;
-        }
-        progress.see(&line);
-    }
-    thread::sleep(extra);
-    child.0.kill().unwrap();
-    child.0.wait().unwrap();
-    drop(child);
-    // Lines the child wrote before it died are still in the pipe.
-    reader.join().unwrap();
-    for line in received.try_iter() {
-        progress.see(&line);
-    }
-    progress
+    let envs = [(CHILD_START_ENV, start.to_string())];
+    support::run_and_kill(
+        "compact_crash_child",
+        &envs,
+        (CHILD_PATH_ENV, path),
+        flushes,
+        extra,
+    )
 }
 
 /// SIGKILLs a child process while it compacts (and puts, overwrites and deletes during the

@@ -1,13 +1,12 @@
 //! The redb block store across reopenings: durability at flush, corrupt and truncated files,
 //! and a crash test that SIGKILLs a writing child process.
 
+mod support;
+
 use std::{
     fs::{self, OpenOptions},
-    io::{BufRead, BufReader, Seek, SeekFrom, Write},
+    io::{Seek, SeekFrom, Write},
     path::Path,
-    process::{Child, Command, Stdio},
-    sync::mpsc,
-    thread,
     time::{Duration, Instant},
 };
 
@@ -15,21 +14,7 @@ use bitswap::{Block, Blockstore, RedbBlockstore, RedbBlockstoreError, RedbConfig
 use bytes::Bytes;
 use cid::Cid;
 use futures::executor::block_on;
-
-/// Deterministic bytes: a splitmix64 stream seeded by `seed`.
-fn bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut state = seed;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
+use support::bytes;
 
 /// Block `i` of the crash child's sequence: 1 KiB to 64 KiB of deterministic bytes.
 fn numbered_block(i: u64) -> Block {
@@ -427,16 +412,6 @@ fn crash_child() {
     }
 }
 
-/// Kills and reaps the child when dropped, whatever happened to the test.
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// What the child printed before it died: the highest `flushed` and `put` counts.
 #[derive(Debug, Default)]
 struct ChildProgress {
@@ -444,7 +419,7 @@ struct ChildProgress {
     put: Option<u64>,
 }
 
-impl ChildProgress {
+impl support::Progress for ChildProgress {
     fn see(&mut self, line: &str) {
         if let Some(n) = line.strip_prefix("flushed ") {
             let n = n.trim().parse().unwrap();
@@ -465,53 +440,11 @@ fn run_and_kill_child(
     extra: Duration,
     large: bool,
 ) -> ChildProgress {
-    let mut command = Command::new(std::env::current_exe().unwrap());
+    let mut envs = vec![(CHILD_START_ENV, start.to_string())];
     if large {
-        command.env(CHILD_LARGE_ENV, "1");
+        envs.push((CHILD_LARGE_ENV, "1".to_owned()));
     }
-    let child = command
-        .args(["crash_child", "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD_PATH_ENV, path)
-        .env(CHILD_START_ENV, start.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut child = Reaped(child);
-    let stdout = child.0.stdout.take().unwrap();
-    let (lines, received) = mpsc::sync_channel(1024);
-    let reader = thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if lines.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut progress = ChildProgress::default();
-    let mut seen = 0;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while seen < flushes {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = received
-            .recv_timeout(left)
-            .unwrap_or_else(|error| panic!("child stalled or died ({error}): {progress:?}"));
-        if line.starts_with("flushed ") {
-            seen += 1;
-        }
-        progress.see(&line);
-    }
-    thread::sleep(extra);
-    child.0.kill().unwrap();
-    child.0.wait().unwrap();
-    drop(child);
-    // Lines the child wrote before it died are still in the pipe.
-    reader.join().unwrap();
-    for line in received.try_iter() {
-        progress.see(&line);
-    }
-    progress
+    support::run_and_kill("crash_child", &envs, (CHILD_PATH_ENV, path), flushes, extra)
 }
 
 /// SIGKILLs a child process while it puts and flushes blocks, three times on the same file:

@@ -1,0 +1,98 @@
+//! What the block store tests share: deterministic bytes, and the crash tests' child
+//! processes (the test binary runs one of its own tests as a child that writes to a store
+//! and prints what it made durable, then SIGKILLs it).
+
+use std::{
+    io::{BufRead, BufReader},
+    path::Path,
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    thread,
+    time::{Duration, Instant},
+};
+
+/// Deterministic bytes: a splitmix64 stream seeded by `seed`.
+pub(crate) fn bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut state = seed;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// What a child printed before it died, line by line.
+pub(crate) trait Progress: Default + std::fmt::Debug {
+    /// Takes in one line the child printed.
+    fn see(&mut self, line: &str);
+}
+
+/// Kills and reaps the child when dropped, whatever happened to the test.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs the test `test` of this binary as a child with `envs` and the store at `path` in
+/// `path_env`, lets it print `flushed ...` `flushes` times (within 60 s), waits `extra`, and
+/// SIGKILLs it. Returns what it printed, up to its death.
+pub(crate) fn run_and_kill<P: Progress>(
+    test: &str,
+    envs: &[(&str, String)],
+    (path_env, path): (&str, &Path),
+    flushes: usize,
+    extra: Duration,
+) -> P {
+    let child = Command::new(std::env::current_exe().unwrap())
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
+        .env(path_env, path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut child = Reaped(child);
+    let stdout = child.0.stdout.take().unwrap();
+    let (lines, received) = mpsc::sync_channel(1024);
+    let reader = thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut progress = P::default();
+    let mut seen = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while seen < flushes {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = received
+            .recv_timeout(left)
+            .unwrap_or_else(|error| panic!("child stalled or died ({error}): {progress:?}"));
+        if line.starts_with("flushed ") {
+            seen += 1;
+        }
+        progress.see(&line);
+    }
+    thread::sleep(extra);
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
+    drop(child);
+    // Lines the child wrote before it died are still in the pipe.
+    reader.join().unwrap();
+    for line in received.try_iter() {
+        progress.see(&line);
+    }
+    progress
+}

@@ -24,7 +24,8 @@
 //! - `wants` (issue 9): 1000 peers connect to one server process and each sends 1024 wants
 //!   for blocks it lacks: the server's RSS above idle (target: at most 128 MiB). A second
 //!   pass sends the same messages with one CID repeated 1024 times (so one want per peer and
-//!   the same bytes on the wire): what the connections and transport cost without the wants.
+//!   the same bytes on the wire), and a third pass in which the peers only connect: what the
+//!   connections and transport cost without the wants.
 //!
 //! Every figure goes to stdout as one JSON object per line; a summary goes to stderr. Without a
 //! scenario, `throughput`, `fairness` and `boxo` run. Server processes are killed when the
@@ -648,8 +649,9 @@ fn write_load_report(rows: &[serde_json::Value]) {
 async fn wants() {
     const PEERS: usize = 1000;
     const WANTS: usize = 1024;
-    let distinct = wants_pass(PEERS, WANTS, true).await;
-    let repeated = wants_pass(PEERS, WANTS, false).await;
+    let distinct = wants_pass(PEERS, WANTS, Wants::Distinct).await;
+    let repeated = wants_pass(PEERS, WANTS, Wants::Repeated).await;
+    let silent = wants_pass(PEERS, WANTS, Wants::None).await;
     println!(
         "{}",
         json!({
@@ -657,22 +659,38 @@ async fn wants() {
             "server_rss_above_idle_mib": distinct.0, "server_peak_above_idle_mib": distinct.1,
             "one_want_per_peer_rss_above_idle_mib": repeated.0,
             "one_want_per_peer_peak_above_idle_mib": repeated.1,
+            "connections_only_rss_above_idle_mib": silent.0,
+            "connections_only_peak_above_idle_mib": silent.1,
         })
     );
     let mib = |v: Option<f64>| v.unwrap_or(f64::NAN);
     eprintln!(
         "wants: {PEERS} peers x {WANTS} wants: server RSS {:.1} MiB above idle (peak {:.1}; \
-         target <= 128); the same messages holding one want per peer: {:.1} MiB (peak {:.1})",
+         target <= 128); the same messages holding one want per peer: {:.1} MiB (peak {:.1}); \
+         the connections alone, no message: {:.1} MiB (peak {:.1})",
         mib(distinct.0),
         mib(distinct.1),
         mib(repeated.0),
         mib(repeated.1),
+        mib(silent.0),
+        mib(silent.1),
     );
 }
 
-/// One server process, `peers` peers each sending one full wantlist of `wants` entries: all
-/// distinct CIDs, or one CID repeated. Returns the server's RSS and peak RSS above idle, MiB.
-async fn wants_pass(peers_n: usize, wants: usize, distinct: bool) -> (Option<f64>, Option<f64>) {
+/// What each peer of a `wants` pass sends once connected.
+#[derive(Clone, Copy, PartialEq)]
+enum Wants {
+    /// One full wantlist of distinct CIDs.
+    Distinct,
+    /// One full wantlist repeating one CID: the same bytes, one want.
+    Repeated,
+    /// Nothing: what the connections alone cost.
+    None,
+}
+
+/// One server process, `peers` peers each sending what `kind` says (a full wantlist of `wants`
+/// entries, or nothing). Returns the server's RSS and peak RSS above idle, MiB.
+async fn wants_pass(peers_n: usize, wants: usize, kind: Wants) -> (Option<f64>, Option<f64>) {
     let server = ServerProcess::spawn(&["serve".into(), "4".into(), "1".into(), "1024".into()])
         .expect("server process");
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -705,9 +723,15 @@ async fn wants_pass(peers_n: usize, wants: usize, distinct: bool) -> (Option<f64
                     _ = &mut stopped => return,
                     event = swarm.select_next_some() => match event {
                         libp2p::swarm::SwarmEvent::ConnectionEstablished { peer_id, .. } if peer_id == peer => {
+                            if kind == Wants::None {
+                                if let Some(sent) = sent.take() {
+                                    let _ = sent.send(());
+                                }
+                                continue;
+                            }
                             let entries = (0..wants)
                                 .map(|j| {
-                                    let n = if distinct { i * wants + j } else { i * wants };
+                                    let n = if kind == Wants::Distinct { i * wants + j } else { i * wants };
                                     let data = (n as u64).to_le_bytes();
                                     let hash = multihash_codetable::MultihashDigest::digest(&multihash_codetable::Code::Sha2_256, &data);
                                     bitswap::Entry {

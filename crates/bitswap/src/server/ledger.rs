@@ -206,6 +206,25 @@ impl Ledger {
         });
     }
 
+    /// Gives back room that [`reserve`](Self::reserve) took for a message that made fewer
+    /// wants than it had entries (repeated CIDs, cancels, ignored entries): what is reserved
+    /// and left unused beyond twice the wants kept.
+    pub(super) fn trim(&mut self) {
+        let sparse = |capacity: usize, len: usize| capacity > 2 * len + 8;
+        if sparse(self.records.capacity(), self.records.len()) {
+            self.records.shrink_to_fit();
+        }
+        if sparse(self.heap.capacity(), self.heap.len()) {
+            self.heap.shrink_to_fit();
+        }
+        if sparse(self.index.capacity(), self.index.len()) {
+            let (records, hasher) = (&self.records, &self.hasher);
+            self.index.shrink_to(self.index.len(), |&s| {
+                hasher.hash_one(records[s as usize].cid.as_slice())
+            });
+        }
+    }
+
     /// The slot of the want for `cid`.
     pub(super) fn find(&self, cid: &Cid) -> Option<u32> {
         let encoded = Encoded::new(cid);
@@ -496,6 +515,33 @@ mod tests {
     #[test]
     fn a_record_fits_in_56_bytes() {
         assert!(size_of::<Record>() <= 56, "{}", size_of::<Record>());
+    }
+
+    #[test]
+    fn room_reserved_for_repeated_entries_is_given_back() {
+        let mut ledger = Ledger::default();
+        ledger.reserve(1024);
+        assert!(ledger.records.capacity() >= 1024);
+        ledger.insert(&cid(1), request(1));
+        ledger.insert(&cid(1), request(2));
+        ledger.trim();
+        assert!(
+            ledger.records.capacity() < 16,
+            "{}",
+            ledger.records.capacity()
+        );
+        assert!(ledger.heap.capacity() < 16, "{}", ledger.heap.capacity());
+        assert!(ledger.index.capacity() < 16, "{}", ledger.index.capacity());
+        assert_eq!(ledger.get(&cid(1)).map(|w| w.priority), Some(2));
+        // Room in use stays.
+        ledger.reserve(100);
+        for i in 2..102 {
+            ledger.insert(&cid(i), request(1));
+        }
+        let capacity = ledger.records.capacity();
+        ledger.trim();
+        assert_eq!(ledger.records.capacity(), capacity);
+        assert!((1..102).all(|i| ledger.contains(&cid(i))));
     }
 
     #[test]

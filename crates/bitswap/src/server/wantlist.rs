@@ -50,17 +50,15 @@ impl Engine {
             tracing::debug!(%peer, "message from a peer not connected to the engine, ignored");
             return;
         };
-        let end = entries.end.min(message.wantlist.entries.len());
+        let len = message.wantlist.entries.len();
+        let end = entries.end.min(len);
         let start = entries.start.min(end);
         if start > 0 {
             let (version, mut taken) = (state.version, state.taken);
             for entry in &message.wantlist.entries[start..end] {
                 self.handle_entry(peer, version, entry, &mut taken);
             }
-            if let Some(state) = self.peers.get_mut(&peer) {
-                state.taken = taken;
-            }
-            self.settle();
+            self.end_part(peer, taken, end == len);
             return;
         }
         let received_bytes: usize = message.blocks.iter().map(|b| b.data().len()).sum();
@@ -87,8 +85,17 @@ impl Engine {
         for entry in &message.wantlist.entries[..end] {
             self.handle_entry(peer, version, entry, &mut taken);
         }
+        self.end_part(peer, taken, end == len);
+    }
+
+    /// After a part of a message: keeps the count of entries taken from it and, after its
+    /// last part, gives back ledger room it reserved and did not use.
+    fn end_part(&mut self, peer: PeerId, taken: usize, last: bool) {
         if let Some(state) = self.peers.get_mut(&peer) {
             state.taken = taken;
+            if last {
+                state.ledger.trim();
+            }
         }
         self.settle();
     }

@@ -47,7 +47,10 @@ impl Config {
     /// Sets the message layer's settings. Its per-peer message queue
     /// ([`network::Config::with_max_queued_messages`]) is raised, if needed, to hold the
     /// server's [`max_envelopes_in_flight`](ServerConfig::with_max_envelopes_in_flight) plus 16
-    /// client messages, so that the server's answers are not refused as a full queue. Default:
+    /// client messages, so that the server's answers are not refused as a full queue; and its
+    /// [`max_wantlist_entries`](network::Config::with_max_wantlist_entries) is raised, if
+    /// needed, to the server's
+    /// [`max_entries_per_message`](ServerConfig::with_max_entries_per_message). Default:
     /// [`network::Config::default`].
     pub fn with_network(mut self, network: network::Config) -> Self {
         self.network = network;
@@ -123,14 +126,19 @@ impl Config {
     }
 
     /// Splits into the parts the behaviour builds from, with the network queue raised to hold
-    /// the server's envelopes beside the client's messages.
+    /// the server's envelopes beside the client's messages, and the network's wantlist
+    /// entries per message to the server's.
     pub(crate) fn into_parts(self) -> Parts {
         let needed = self.server.max_envelopes_in_flight() + MIN_CLIENT_MESSAGES;
-        let network = if self.network.max_queued_messages() < needed {
+        let mut network = if self.network.max_queued_messages() < needed {
             self.network.with_max_queued_messages(needed)
         } else {
             self.network
         };
+        let entries = self.server.max_entries_per_message();
+        if network.max_wantlist_entries() < entries {
+            network = network.with_max_wantlist_entries(entries);
+        }
         Parts {
             network,
             server: self.server,

@@ -115,6 +115,41 @@ where
     let Some(len) = read_length(io).await? else {
         return Ok(None);
     };
+    let body = read_body(io, len).await?;
+    Ok(Some(decode_body(body, usize::MAX)?.0))
+}
+
+/// Reads the length prefix of the next message: `None` on a clean end of stream before it,
+/// an error if it is malformed or over [`MAX_MESSAGE_SIZE`].
+pub(crate) async fn read_message_length<R>(io: &mut R) -> Result<Option<usize>, ProtocolError>
+where
+    R: AsyncRead + Unpin,
+{
+    match read_length(io).await? {
+        None => Ok(None),
+        Some(len) if len > MAX_MESSAGE_SIZE as u64 => {
+            Err(ProtocolError::MessageTooLarge { declared: len })
+        }
+        Some(len) => Ok(Some(len as usize)),
+    }
+}
+
+/// Reads the `len` bytes of a message body (after [`read_message_length`]) and decodes them,
+/// keeping the first `max_entries` wantlist entries; returns the message and how many
+/// entries were left out.
+pub(crate) async fn read_message_body<R>(
+    io: &mut R,
+    len: usize,
+    max_entries: usize,
+) -> Result<(Message, usize), ProtocolError>
+where
+    R: AsyncRead + Unpin,
+{
+    let body = read_body(io, len as u64).await?;
+    decode_body(body, max_entries)
+}
+
+async fn read_body<R: AsyncRead + Unpin>(io: &mut R, len: u64) -> Result<Bytes, ProtocolError> {
     if len > MAX_MESSAGE_SIZE as u64 {
         return Err(ProtocolError::MessageTooLarge { declared: len });
     }
@@ -130,8 +165,21 @@ where
             n => filled += n,
         }
     }
-    let message = proto::Message::decode(Bytes::from(buf))?;
-    Ok(Some(Message::try_from(message)?))
+    Ok(Bytes::from(buf))
+}
+
+/// Decodes a message body, keeping the first `max_entries` wantlist entries (the rest are
+/// dropped before their CIDs are parsed); returns the message and how many were dropped.
+fn decode_body(body: Bytes, max_entries: usize) -> Result<(Message, usize), ProtocolError> {
+    let mut message = proto::Message::decode(body)?;
+    let mut dropped = 0;
+    if let Some(wantlist) = &mut message.wantlist
+        && wantlist.entries.len() > max_entries
+    {
+        dropped = wantlist.entries.len() - max_entries;
+        wantlist.entries.truncate(max_entries);
+    }
+    Ok((Message::try_from(message)?, dropped))
 }
 
 /// Reads the varint length prefix; `None` on a clean end of stream before its first byte.

@@ -648,6 +648,85 @@ async fn reads_many_messages_on_one_stream() {
     );
 }
 
+/// Wantlist entries past the limit are dropped as the message is decoded; the rest arrive.
+#[tokio::test]
+async fn wantlist_entries_past_the_limit_are_dropped() {
+    let mut node = node(Config::default().with_max_wantlist_entries(100));
+    let node_id = *node.local_peer_id();
+    let (_, mut control) = raw_peer(&mut node).await;
+
+    let sent = wants(
+        (0..=255u8)
+            .map(|i| Entry::want_have(cid(i), i32::from(i)))
+            .collect(),
+    );
+    let frames = bitswap::encode(&sent, Version::V1_2_0);
+    let writer = tokio::spawn(async move {
+        let mut stream = control.open_stream(node_id, V1_2_0).await.expect("stream");
+        bitswap::write_frames(&mut stream, &frames)
+            .await
+            .expect("write");
+        stream.close().await.expect("close");
+    });
+    let received = drive_one(&mut node, |event| match event {
+        Event::Message { message, .. } => Some(message),
+        _ => None,
+    })
+    .await;
+    assert_eq!(received.wantlist.entries, sent.wantlist.entries[..100]);
+    timeout(TIMEOUT, writer)
+        .await
+        .expect("writer finished")
+        .expect("writer");
+}
+
+/// With an inbound byte budget smaller than one message, messages are read one at a time
+/// (each waits for the whole budget) and all of them arrive, from every stream and peer.
+#[tokio::test]
+async fn messages_larger_than_the_inbound_budget_arrive_one_at_a_time() {
+    let mut node = node(Config::default().with_max_inbound_bytes(100));
+    let node_id = *node.local_peer_id();
+    let mut controls = Vec::new();
+    for _ in 0..2 {
+        controls.push(raw_peer(&mut node).await.1);
+    }
+    let mut writers = Vec::new();
+    for control in controls {
+        for stream in 0..3u8 {
+            let mut control = control.clone();
+            writers.push(tokio::spawn(async move {
+                let mut stream_io = control.open_stream(node_id, V1_2_0).await.expect("stream");
+                for i in 0..4u8 {
+                    let message = Message {
+                        blocks: vec![raw_block(1000, stream * 16 + i)],
+                        ..Message::default()
+                    };
+                    let frames = bitswap::encode(&message, Version::V1_2_0);
+                    bitswap::write_frames(&mut stream_io, &frames)
+                        .await
+                        .expect("write");
+                }
+                stream_io.close().await.expect("close");
+            }));
+        }
+    }
+    let mut received = 0;
+    drive_one(&mut node, |event| {
+        if let Event::Message { message, .. } = event {
+            assert_eq!(message.blocks.len(), 1);
+            received += 1;
+        }
+        (received == 2 * 3 * 4).then_some(())
+    })
+    .await;
+    for writer in writers {
+        timeout(TIMEOUT, writer)
+            .await
+            .expect("writer finished")
+            .expect("writer");
+    }
+}
+
 /// Helia: one message per stream, each stream closed after it.
 #[tokio::test]
 async fn reads_one_message_per_stream() {

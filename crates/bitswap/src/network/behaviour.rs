@@ -21,7 +21,7 @@ use libp2p::{
 
 use super::{
     config::Config,
-    handler::{Handler, HandlerEvent, HandlerIn},
+    handler::{Handler, HandlerEvent, HandlerIn, Intake},
 };
 use crate::{
     message::Message,
@@ -167,6 +167,8 @@ pub struct Behaviour {
     /// The user calls [`release`](Self::release) once done with each message, instead of the
     /// handler being told when the message is taken from [`poll`](NetworkBehaviour::poll).
     manual_release: bool,
+    /// How every connection reads inbound messages, with the byte budget they share.
+    intake: Intake,
 }
 
 /// A connected peer.
@@ -201,6 +203,7 @@ impl Behaviour {
     /// A behaviour with `config`.
     pub fn new(config: Config) -> Self {
         Self {
+            intake: Intake::new(&config),
             config: Arc::new(config),
             peers: HashMap::new(),
             events: VecDeque::new(),
@@ -370,7 +373,7 @@ impl NetworkBehaviour for Behaviour {
         _: &Multiaddr,
         _: &Multiaddr,
     ) -> Result<THandler<Self>, ConnectionDenied> {
-        Ok(Handler::new(Arc::clone(&self.config)))
+        Ok(Handler::new(Arc::clone(&self.config), self.intake.clone()))
     }
 
     fn handle_established_outbound_connection(
@@ -381,7 +384,7 @@ impl NetworkBehaviour for Behaviour {
         _: Endpoint,
         _: PortUse,
     ) -> Result<THandler<Self>, ConnectionDenied> {
-        Ok(Handler::new(Arc::clone(&self.config)))
+        Ok(Handler::new(Arc::clone(&self.config), self.intake.clone()))
     }
 
     fn on_swarm_event(&mut self, event: FromSwarm<'_>) {

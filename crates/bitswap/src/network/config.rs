@@ -36,6 +36,11 @@ pub struct Config {
     max_send_timeout: Duration,
     /// Keep idle connections to Bitswap peers open. Default: `false`.
     keep_alive: bool,
+    /// Wantlist entries kept from one inbound message; the rest are dropped. Default: 1024.
+    max_wantlist_entries: usize,
+    /// Bytes of inbound messages held over all connections: being read, or read and not yet
+    /// taken. Default: 32 MiB.
+    max_inbound_bytes: usize,
 }
 
 impl Default for Config {
@@ -52,6 +57,8 @@ impl Default for Config {
             min_send_timeout: Duration::from_secs(10),
             max_send_timeout: Duration::from_secs(2 * 60),
             keep_alive: false,
+            max_wantlist_entries: 1024,
+            max_inbound_bytes: 32 * 1024 * 1024,
         }
     }
 }
@@ -165,6 +172,40 @@ impl Config {
     pub fn with_keep_alive(mut self, keep_alive: bool) -> Self {
         self.keep_alive = keep_alive;
         self
+    }
+
+    /// Sets how many wantlist entries are kept from one inbound message (at least 1); the rest
+    /// are dropped as it is decoded, before their CIDs are parsed, and each connection logs it
+    /// once. A 4 MiB message can hold about 100,000 entries, and boxo's server too keeps 1024
+    /// at most. [`bitswap::Behaviour`](crate::Behaviour) raises it to the server's
+    /// [`max_entries_per_message`](crate::server::Config::with_max_entries_per_message) if that
+    /// is higher. Default: 1024 entries.
+    pub fn with_max_wantlist_entries(mut self, entries: usize) -> Self {
+        self.max_wantlist_entries = entries.max(1);
+        self
+    }
+
+    /// Sets how many bytes of inbound messages the node holds over all its connections: those
+    /// being read and those read and not yet taken by the user (the
+    /// [`Event::Message`](crate::network::Event::Message) not yet delivered, or with
+    /// [`bitswap::Behaviour`](crate::Behaviour), not yet taken in). A stream reads the next
+    /// message's body only once its length fits in what is left, so when many peers send at
+    /// once, they wait for each other (first come, first served) instead of filling memory.
+    /// Counted in wire bytes; a decoded wantlist takes about 2.5 times its wire size. A message
+    /// larger than the budget waits for all of it. Default: 32 MiB.
+    pub fn with_max_inbound_bytes(mut self, bytes: usize) -> Self {
+        self.max_inbound_bytes = bytes.max(1);
+        self
+    }
+
+    /// Wantlist entries kept from one inbound message.
+    pub fn max_wantlist_entries(&self) -> usize {
+        self.max_wantlist_entries
+    }
+
+    /// Bytes of inbound messages held over all connections.
+    pub fn max_inbound_bytes(&self) -> usize {
+        self.max_inbound_bytes
     }
 
     /// The protocol versions advertised and accepted, most preferred first.

@@ -25,6 +25,7 @@ use libp2p::swarm::{
         ListenUpgradeError, ProtocolsChange,
     },
 };
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::{
     behaviour::{InboundFailure, MessageId, SendFailure},
@@ -89,10 +90,14 @@ pub enum HandlerEvent {
 ///   reported as soon as it is read, while fewer than eight of the connection's messages wait
 ///   to be taken from the behaviour (a peer's flood stays in its own stream). Open streams are
 ///   polled oldest first, so messages of streams the peer wrote one after the other are
-///   reported in that order. At most
+///   reported in that order. A message's body is read only once its length fits in the
+///   inbound byte budget all connections share ([`Config::max_inbound_bytes`]); its share is
+///   given back when the message is taken. Wantlist entries beyond
+///   [`Config::max_wantlist_entries`] are dropped as the message is decoded. At most
 ///   [`Config::max_inbound_streams`] are read at once (more are reset); a stream waiting longer
-///   than [`Config::inbound_idle_timeout`] for its next message is reset; a stream that fails
-///   to decode is reset and the failure reported.
+///   than [`Config::inbound_idle_timeout`] for its next message, or for the rest of a message
+///   once it started, is reset; a stream that fails to decode is reset and the failure
+///   reported.
 /// - Outbound: messages from the behaviour wait in a FIFO queue until an open stream takes
 ///   them; when none is open, the handler opens one. A stream encodes each message for the
 ///   version negotiated on it, writes them in order, reports each once flushed, and stays
@@ -116,10 +121,13 @@ pub struct Handler {
     reports: mpsc::Receiver<WriteReport>,
     report_sender: mpsc::Sender<WriteReport>,
     next_writer: u64,
+    /// How inbound streams are read.
+    intake: Intake,
     /// Streams being read, oldest first; at most [`Config::max_inbound_streams`].
-    inbound: Vec<BoxStream<'static, Result<Message, ProtocolError>>>,
-    /// Messages reported and not yet taken ([`HandlerIn::Taken`]); at most [`MAX_UNTAKEN`].
-    untaken: usize,
+    inbound: Vec<BoxStream<'static, Result<Read, ProtocolError>>>,
+    /// The budget shares of messages reported and not yet taken ([`HandlerIn::Taken`]),
+    /// oldest first; at most [`MAX_UNTAKEN`].
+    untaken: VecDeque<OwnedSemaphorePermit>,
     /// Events to report. `poll` reports them before anything else; they come from single
     /// stream events, finished writes, or messages refused at once (peer unsupported, bounded
     /// by the behaviour's queue limit).
@@ -136,10 +144,11 @@ pub struct Handler {
     logged_stream_limit: bool,
     logged_inbound_failure: bool,
     logged_send_failure: bool,
+    logged_dropped_entries: bool,
 }
 
 impl Handler {
-    pub(crate) fn new(config: Arc<Config>) -> Self {
+    pub(crate) fn new(config: Arc<Config>, intake: Intake) -> Self {
         let (report_sender, reports) = mpsc::channel(REPORT_CAPACITY);
         Self {
             upgrade: Upgrade::new(config.versions().iter().copied()),
@@ -150,8 +159,9 @@ impl Handler {
             reports,
             report_sender,
             next_writer: 0,
+            intake,
             inbound: Vec::new(),
-            untaken: 0,
+            untaken: VecDeque::new(),
             events: VecDeque::new(),
             negotiated: VersionSet::default(),
             advertised: VersionSet::default(),
@@ -160,6 +170,7 @@ impl Handler {
             logged_stream_limit: false,
             logged_inbound_failure: false,
             logged_send_failure: false,
+            logged_dropped_entries: false,
             config,
         }
     }
@@ -218,7 +229,7 @@ impl Handler {
             return;
         }
         self.inbound
-            .push(read_messages(stream, self.config.inbound_idle_timeout()));
+            .push(read_messages(stream, self.intake.clone()));
     }
 
     fn on_outbound(&mut self, stream: Stream, version: Version) {
@@ -346,12 +357,33 @@ impl Handler {
         self.events.push_back(HandlerEvent::InboundFailure(error));
     }
 
+    fn log_dropped_entries(&mut self, dropped: usize) {
+        if dropped == 0 {
+            return;
+        }
+        let kept = self.intake.max_entries;
+        if std::mem::replace(&mut self.logged_dropped_entries, true) {
+            tracing::trace!(dropped, kept, "wantlist entries over the limit dropped");
+        } else {
+            tracing::debug!(
+                dropped,
+                kept,
+                "wantlist entries over the limit dropped (more on this connection logged at \
+                 trace)"
+            );
+        }
+    }
+
     /// Polls inbound streams oldest first and returns the first message or failure.
     fn poll_inbound(&mut self, cx: &mut Context<'_>) -> Option<HandlerEvent> {
         let mut i = 0;
         while i < self.inbound.len() {
             match self.inbound[i].poll_next_unpin(cx) {
-                Poll::Ready(Some(Ok(message))) => return Some(HandlerEvent::Message(message)),
+                Poll::Ready(Some(Ok(read))) => {
+                    self.log_dropped_entries(read.dropped_entries);
+                    self.untaken.push_back(read.share);
+                    return Some(HandlerEvent::Message(read.message));
+                }
                 Poll::Ready(Some(Err(error))) => {
                     drop(self.inbound.remove(i));
                     self.inbound_failure(InboundFailure::Protocol(error));
@@ -397,7 +429,7 @@ impl ConnectionHandler for Handler {
                     self.dispatch();
                 }
             }
-            HandlerIn::Taken => self.untaken = self.untaken.saturating_sub(1),
+            HandlerIn::Taken => drop(self.untaken.pop_front()),
         }
     }
 
@@ -440,12 +472,9 @@ impl ConnectionHandler for Handler {
         if let Some(event) = self.events.pop_front() {
             return Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(event));
         }
-        if self.untaken < MAX_UNTAKEN
+        if self.untaken.len() < MAX_UNTAKEN
             && let Some(event) = self.poll_inbound(cx)
         {
-            if matches!(event, HandlerEvent::Message(_)) {
-                self.untaken += 1;
-            }
             return Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(event));
         }
         if !self.queue.is_empty()
@@ -467,23 +496,87 @@ impl ConnectionHandler for Handler {
     }
 }
 
+/// What a [`Handler`] reads messages with: limits set by the behaviour, the same for all its
+/// connections.
+#[derive(Clone)]
+pub(crate) struct Intake {
+    /// Room left in [`Config::max_inbound_bytes`], shared by all connections.
+    budget: Arc<Semaphore>,
+    /// [`Config::max_inbound_bytes`], the most one message may take of `budget`.
+    budget_bytes: u32,
+    /// [`Config::max_wantlist_entries`].
+    max_entries: usize,
+    /// [`Config::inbound_idle_timeout`].
+    idle: Duration,
+}
+
+impl Intake {
+    pub(crate) fn new(config: &Config) -> Self {
+        let bytes = config.max_inbound_bytes().min(Semaphore::MAX_PERMITS);
+        Self {
+            budget: Arc::new(Semaphore::new(bytes)),
+            budget_bytes: u32::try_from(bytes).unwrap_or(u32::MAX),
+            max_entries: config.max_wantlist_entries(),
+            idle: config.inbound_idle_timeout(),
+        }
+    }
+}
+
+/// A message read from an inbound stream, holding its share of the inbound byte budget.
+struct Read {
+    message: Message,
+    /// Released when the message is taken.
+    share: OwnedSemaphorePermit,
+    /// Wantlist entries over [`Config::max_wantlist_entries`], left out.
+    dropped_entries: usize,
+}
+
 /// Reads messages from an inbound stream until the peer closes it, it fails, or no message
-/// arrives within `idle`. Ends after a failure; dropping the stream then resets it.
+/// starts within the idle timeout (or, once started, arrives whole within it). A message's
+/// body is read once its length fits in the inbound byte budget. Ends after a failure;
+/// dropping the stream then resets it.
 fn read_messages(
     stream: Stream,
-    idle: Duration,
-) -> BoxStream<'static, Result<Message, ProtocolError>> {
-    futures::stream::unfold(Some(stream), move |stream| async move {
-        let mut stream = stream?;
-        match timeout(idle, protocol::read_message(&mut stream)).await {
-            Some(Ok(Some(message))) => Some((Ok(message), Some(stream))),
-            // The peer closed its side; dropping the stream closes ours.
-            Some(Ok(None)) => None,
-            // Dropping the stream (still open) resets it.
-            Some(Err(error)) => Some((Err(error), None)),
-            None => {
-                tracing::trace!(?idle, "idle bitswap inbound stream reset");
-                None
+    intake: Intake,
+) -> BoxStream<'static, Result<Read, ProtocolError>> {
+    futures::stream::unfold(Some(stream), move |stream| {
+        let intake = intake.clone();
+        async move {
+            let mut stream = stream?;
+            let idle = intake.idle;
+            let len = match timeout(idle, protocol::read_message_length(&mut stream)).await {
+                Some(Ok(Some(len))) => len,
+                // The peer closed its side; dropping the stream closes ours.
+                Some(Ok(None)) => return None,
+                // Dropping the stream (still open) resets it.
+                Some(Err(error)) => return Some((Err(error), None)),
+                None => {
+                    tracing::trace!(?idle, "idle bitswap inbound stream reset");
+                    return None;
+                }
+            };
+            // At most 4 MiB: fits in u32.
+            let bytes = (len as u32).clamp(1, intake.budget_bytes);
+            let share = intake
+                .budget
+                .acquire_many_owned(bytes)
+                .await
+                .expect("the budget is never closed");
+            let body = protocol::read_message_body(&mut stream, len, intake.max_entries);
+            match timeout(idle, body).await {
+                Some(Ok((message, dropped_entries))) => {
+                    let read = Read {
+                        message,
+                        share,
+                        dropped_entries,
+                    };
+                    Some((Ok(read), Some(stream)))
+                }
+                Some(Err(error)) => Some((Err(error), None)),
+                None => {
+                    tracing::trace!(?idle, "bitswap inbound message too slow, stream reset");
+                    None
+                }
             }
         }
     })
@@ -646,9 +739,9 @@ mod tests {
 
     #[test]
     fn handler_reports_best_version_once() {
-        let mut handler = Handler::new(Arc::new(
-            Config::default().with_versions([Version::V1_1_0, Version::V1_0_0]),
-        ));
+        let config = Config::default().with_versions([Version::V1_1_0, Version::V1_0_0]);
+        let intake = Intake::new(&config);
+        let mut handler = Handler::new(Arc::new(config), intake);
         handler.learn_version(Version::V1_0_0);
         handler.learn_version(Version::V1_0_0);
         // 1.2.0 is advertised but not ours; 1.1.0 is both.

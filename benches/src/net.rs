@@ -195,21 +195,30 @@ pub async fn connect(swarm: &mut Swarm<Node>, peer: PeerId, address: Multiaddr) 
     }
 }
 
-/// Answers ceiling requests on `control` forever (run it in a task).
-pub async fn serve_ceiling(mut control: libp2p_stream::Control, payload: Bytes) {
+/// Answers ceiling requests on `control` forever (run it in a task): each stream gets the
+/// bytes it asks for, taken from `payloads` in turn (cycling), so the ceiling moves the same
+/// bytes as a Bitswap fetch of those blocks, not one block that stays in the CPU's cache.
+pub async fn serve_ceiling(mut control: libp2p_stream::Control, payloads: Vec<Bytes>) {
     let Ok(mut incoming) = control.accept(CEILING_PROTOCOL) else {
         return;
     };
+    let payloads = std::sync::Arc::new(payloads);
     while let Some((_, stream)) = incoming.next().await {
-        tokio::spawn(answer_ceiling(stream, payload.clone()));
+        tokio::spawn(answer_ceiling(stream, payloads.clone()));
     }
 }
 
-async fn answer_ceiling(mut stream: Stream, payload: Bytes) -> std::io::Result<()> {
+async fn answer_ceiling(
+    mut stream: Stream,
+    payloads: std::sync::Arc<Vec<Bytes>>,
+) -> std::io::Result<()> {
     let mut request = [0u8; 8];
     stream.read_exact(&mut request).await?;
     let mut left = u64::from_be_bytes(request) as usize;
-    while left > 0 {
+    for payload in payloads.iter().filter(|p| !p.is_empty()).cycle() {
+        if left == 0 {
+            break;
+        }
         let n = left.min(payload.len());
         stream.write_all(&payload[..n]).await?;
         left -= n;

@@ -6,8 +6,11 @@
 //!
 //! - `throughput` (issue 4): one server process, one client process (this one), `--mib` MiB
 //!   (default 256) of 256 KiB blocks; each run also measures the ceiling on the same
-//!   connection: a raw libp2p stream carrying as many bytes, the receiver SHA-256-hashing
-//!   every 256 KiB. Runs alternate which goes first. Reports MB/s, the ratio, server CPU.
+//!   connection: a raw libp2p stream carrying the same bytes (the blocks' data, in order),
+//!   the receiver SHA-256-hashing every 256 KiB. Runs alternate which goes first. Reports
+//!   MB/s, the ratio, CPU of both processes. With `NET_BENCH_HOT_CEILING=1` the ceiling
+//!   sends one block again and again instead (it stays in the sender's CPU cache), as the
+//!   bench did before 2026-11-25.
 //! - `fairness` (issue 4): one server process, 10 heavy clients each fetching the same 64
 //!   blocks of 256 KiB, and one light client asking for one other block 200 ms later:
 //!   the light client's latency and Jain's index over the heavy clients' throughput.
@@ -104,7 +107,11 @@ async fn serve(args: &[String]) {
     let [seed, count, size] = [0, 1, 2].map(|i| number(args.get(i)) as u64);
     let mut swarm = net::node(bitswap::Config::default());
     let blocks = net::blocks(seed, 0..count, size as usize);
-    let payload = blocks.first().map(|b| b.data().clone()).unwrap_or_default();
+    let mut payloads: Vec<_> = blocks.iter().map(|b| b.data().clone()).collect();
+    if std::env::var_os("NET_BENCH_HOT_CEILING").is_some() {
+        // The ceiling as measured before 2026-11-25: one block sent again and again.
+        payloads.truncate(1);
+    }
     swarm
         .behaviour()
         .bitswap
@@ -114,7 +121,7 @@ async fn serve(args: &[String]) {
         .expect("memory store");
     tokio::spawn(net::serve_ceiling(
         swarm.behaviour().stream.new_control(),
-        payload,
+        payloads,
     ));
     let address = net::listen(&mut swarm).await;
     println!("{} {address}", swarm.local_peer_id());

@@ -70,12 +70,22 @@ fn raw_block(len: usize, seed: u64) -> Block {
 
 /// Resident memory of this process, in bytes (Linux).
 fn rss() -> u64 {
+    status_bytes("VmRSS:")
+}
+
+/// Peak resident memory of this process, in bytes (Linux).
+fn peak_rss() -> u64 {
+    status_bytes("VmHWM:")
+}
+
+/// A field of `/proc/self/status` given in kB, in bytes.
+fn status_bytes(field: &str) -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .expect("VmRSS")
+        .expect(field)
         * 1024
 }
 
@@ -539,17 +549,6 @@ async fn identity_oversized_and_malformed_cids() {
             "no odd CID is kept as a want"
         );
     }
-}
-
-/// Peak resident memory of this process, in bytes (Linux).
-fn peak_rss() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .expect("VmHWM")
-        * 1024
 }
 
 /// 32 peers at once, each writing 8 of the largest messages (4 MiB, about 90,000 want

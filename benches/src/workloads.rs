@@ -8,7 +8,8 @@
 //! - peers are `u32` ids `0..P` pushed in that order, topics are `u64` `0..T` per peer, task
 //!   data is `()` (QW2's upgrading merger uses a `bool`);
 //! - "drain" is [`drain`]: `pop_tasks(16 KiB)` then at once `tasks_done` of every popped task,
-//!   until `pop_tasks` returns `None`;
+//!   until `pop_tasks` returns `None` (through `pop_tasks_into`, the same pop appending to one
+//!   reused vector);
 //! - no per-peer limit ([`unlimited_config`]) except in QW5 ([`qw5_config`], 1 MiB).
 //!
 //! Tasks are generated lazily inside the iterator handed to `push_tasks`, so the fill allocates
@@ -291,22 +292,23 @@ where
 }
 
 /// Drains the queue: `pop_tasks(16 KiB)`, then `tasks_done` of every popped task, until
-/// `pop_tasks` returns `None`. Asserts the queue is empty afterwards.
+/// `pop_tasks` returns `None`. Asserts the queue is empty afterwards. The pops go through
+/// `pop_tasks_into` with one vector reused for every batch, as a server's send loop would.
 pub fn drain<D, M, Pol>(queue: &mut BenchQueue<Pol, M, D>) -> Drained
 where
     M: TaskMerger<u64, D>,
     Pol: Policy,
 {
     let mut drained = Drained::default();
-    while let Some(popped) = queue.pop_tasks(TARGET_MIN_WORK) {
+    // One vector for every batch: the caller's side of the loop allocates nothing per pop.
+    let mut tasks = Vec::new();
+    while let Some(served) = queue.pop_tasks_into(TARGET_MIN_WORK, &mut tasks) {
         drained.pops += 1;
-        drained.tasks += popped.tasks.len();
-        drained.work += popped
-            .tasks
-            .iter()
-            .map(|t| u128::from(t.task.work))
-            .sum::<u128>();
-        complete(queue, &popped);
+        drained.tasks += served.tasks;
+        drained.work += tasks.iter().map(|t| u128::from(t.task.work)).sum::<u128>();
+        let done = queue.tasks_done(&served.peer, &tasks);
+        assert_eq!(done.released, tasks.len(), "every popped task is active");
+        tasks.clear();
     }
     assert!(queue.is_empty(), "drained queue still holds peers");
     drained

@@ -124,6 +124,40 @@ impl<K: Ord + Copy> IndexedHeap<K> {
         true
     }
 
+    /// Starts replacing the smallest entry: moves the smallest child up at each level from the
+    /// root down to a leaf (Floyd's descent, which does not depend on the new key) and returns
+    /// the leaf, now a hole, and the handle that was at the root. The heap must not be empty,
+    /// and the hole must be closed with [`fill_hole`](Self::fill_hole) or
+    /// [`close_hole`](Self::close_hole) before any other call.
+    ///
+    /// Splitting the replacement lets the caller start the descent before it knows the root's
+    /// new key: the descent's loads (cold in a large heap) then overlap with the caller's own.
+    pub(crate) fn open_root_hole(&mut self) -> (usize, u32) {
+        debug_assert!(self.len > 0);
+        let root = self.get(0).1;
+        (self.descend(0), root)
+    }
+
+    /// Puts `(key, handle)` in the hole left by [`open_root_hole`](Self::open_root_hole).
+    pub(crate) fn fill_hole(&mut self, hole: usize, handle: u32, key: K) {
+        self.climb(hole, 0, (key, handle));
+    }
+
+    /// Closes the hole left by [`open_root_hole`](Self::open_root_hole) without putting the old
+    /// root back: `handle`, the old root, leaves the heap.
+    pub(crate) fn close_hole(&mut self, hole: usize, handle: u32) {
+        self.positions[handle as usize] = ABSENT;
+        self.len -= 1;
+        let last = self.get(self.len);
+        if self.len == 0 || (self.len + SHIFT).is_multiple_of(ARITY) {
+            self.groups.pop();
+        }
+        if hole != self.len {
+            // The hole is a leaf: the last entry can only climb from it.
+            self.climb(hole, 0, last);
+        }
+    }
+
     fn remove_at(&mut self, pos: usize) -> (K, u32) {
         let removed = self.get(pos);
         self.positions[removed.1 as usize] = ABSENT;
@@ -165,6 +199,12 @@ impl<K: Ord + Copy> IndexedHeap<K> {
     /// sink (the common case: a served peer, the last entry moved to the root) cost one
     /// comparison per level fewer than a plain sift.
     fn sift_down(&mut self, start: usize, moving: (K, u32)) {
+        let pos = self.descend(start);
+        self.climb(pos, start, moving);
+    }
+
+    /// Moves the hole at `start` down to a leaf along the smallest children; returns the leaf.
+    fn descend(&mut self, start: usize) -> usize {
         let len = self.len;
         let mut pos = start;
         loop {
@@ -193,7 +233,7 @@ impl<K: Ord + Copy> IndexedHeap<K> {
             self.place(pos, child);
             pos = first + best;
         }
-        self.climb(pos, start, moving);
+        pos
     }
 
     fn place(&mut self, pos: usize, entry: (K, u32)) {

@@ -59,7 +59,7 @@ mod task;
 
 pub use config::Config;
 pub use merge::{ActiveTasks, Dedup, TaskMerger};
-pub use outcome::{DoneOutcome, Popped, PushOutcome, RemoveOutcome};
+pub use outcome::{DoneOutcome, Popped, PushOutcome, RemoveOutcome, Served};
 pub use policy::{Fair, FairKey, FairState, GoCompat, GoCompatState, Policy};
 pub use queue::PeerTaskQueue;
 pub use stats::{PeerStats, PeerTopics, Stats};

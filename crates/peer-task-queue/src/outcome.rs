@@ -29,6 +29,20 @@ pub struct Popped<P, T, D> {
     pub pending_work: u64,
 }
 
+/// Result of [`pop_tasks_into`](crate::PeerTaskQueue::pop_tasks_into): a
+/// [`Popped`] whose tasks went into the caller's vector.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Served<P> {
+    /// The peer served.
+    pub peer: P,
+    /// Tasks appended to the caller's vector, in service order; never 0.
+    pub tasks: usize,
+    /// Tasks the peer still has pending.
+    pub pending_tasks: usize,
+    /// Work the peer still has pending, saturated at `u64::MAX` (Bitswap's `pendingBytes`).
+    pub pending_work: u64,
+}
+
 /// Result of [`tasks_done`](crate::PeerTaskQueue::tasks_done) and
 /// [`task_done`](crate::PeerTaskQueue::task_done).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

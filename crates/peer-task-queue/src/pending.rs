@@ -1,5 +1,5 @@
 //! One peer's pending tasks in service order: a sorted vector while the peer has few, a
-//! B-tree once it has many.
+//! B-tree behind a short sorted vector of the next tasks once it has many.
 //!
 //! Most peers hold a handful of wants. For them a vector sorted in *reverse* service order is
 //! one allocation, and serving the next task is `Vec::pop`: it touches one cache line and
@@ -8,6 +8,14 @@
 //! move to a B-tree, where every operation is O(log n). A peer that drains back to half of
 //! [`SMALL_MAX`] returns to the vector (the gap makes each move pay for itself: at least
 //! `SMALL_MAX / 2` operations separate two moves, each of which costs O(`SMALL_MAX`)).
+//!
+//! A large peer serves its next tasks from a *front* vector, sorted like the small form, that
+//! holds keys smaller than any in the B-tree. Popping from the front touches one cache line
+//! where a B-tree pop walks from the root to the leftmost leaf and shifts it; on a peer not
+//! served for a while (many peers), that walk is several cache misses per task. An empty front
+//! is refilled with the B-tree's [`FRONT_REFILL`] smallest tasks, walked once for all of them; a
+//! new task that sorts before the front's largest goes into the front, which hands its largest
+//! back to the B-tree beyond [`FRONT_MAX`] tasks. Every operation stays O(log n).
 
 use std::collections::BTreeMap;
 
@@ -19,6 +27,12 @@ use std::collections::BTreeMap;
 /// (10 ns against 140 ns). Debug builds use a tiny vector so that the tests, whose peers hold a
 /// few tasks, cross between the two forms all the time.
 pub(crate) const SMALL_MAX: usize = if cfg!(debug_assertions) { 4 } else { 128 };
+
+/// Tasks moved from a large peer's B-tree to its front at once (see the module docs).
+const FRONT_REFILL: usize = if cfg!(debug_assertions) { 2 } else { 16 };
+
+/// Most tasks in a large peer's front.
+const FRONT_MAX: usize = 2 * FRONT_REFILL;
 
 /// A pending task's place in service order: higher priority first, then lower sequence number,
 /// packed into one integer so that comparisons are a single compare. The smallest key is
@@ -44,90 +58,114 @@ impl ServeKey {
 
 /// See the module docs.
 #[derive(Debug)]
-pub(crate) enum Pending<V> {
-    /// Sorted by key, *descending*: the last entry is served next.
-    Small(Vec<(ServeKey, V)>),
-    /// Sorted by key, ascending: the first entry is served next.
-    Large(BTreeMap<ServeKey, V>),
+pub(crate) struct Pending<V> {
+    /// Sorted by key, *descending*: the last entry is served next. Every task while the peer
+    /// is small; the front (the next tasks) once it is large.
+    front: Vec<(ServeKey, V)>,
+    /// A large peer's other tasks, every key above the front's; `None` while the peer is
+    /// small. Boxed so that a small peer pays one word for it.
+    #[allow(
+        clippy::box_collection,
+        reason = "a bare BTreeMap would add 16 bytes to every peer, most of which never use it"
+    )]
+    rest: Option<Box<BTreeMap<ServeKey, V>>>,
 }
 
 impl<V> Default for Pending<V> {
     fn default() -> Self {
-        Self::Small(Vec::new())
+        Self {
+            front: Vec::new(),
+            rest: None,
+        }
     }
 }
 
 impl<V> Pending<V> {
     pub(crate) fn len(&self) -> usize {
-        match self {
-            Self::Small(tasks) => tasks.len(),
-            Self::Large(tasks) => tasks.len(),
-        }
+        self.front.len() + self.rest.as_ref().map_or(0, |rest| rest.len())
     }
 
     pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// Where `key` is, or would go, in a small vector (sorted descending).
-    fn search(tasks: &[(ServeKey, V)], key: ServeKey) -> Result<usize, usize> {
-        tasks.binary_search_by(|(k, _)| key.cmp(k))
+    /// Where `key` is, or would go, in the vector (sorted descending).
+    fn search(front: &[(ServeKey, V)], key: ServeKey) -> Result<usize, usize> {
+        front.binary_search_by(|(k, _)| key.cmp(k))
     }
 
-    /// Makes room for `additional` more tasks if they fit in the vector.
+    /// Whether `key`, if pending, is in the vector rather than the B-tree.
+    fn in_front(&self, key: ServeKey) -> bool {
+        self.rest.is_none()
+            || self
+                .front
+                .first()
+                .is_some_and(|(largest, _)| key <= *largest)
+    }
+
+    /// Makes room for `additional` more tasks if they fit in the vector of a small peer.
     pub(crate) fn reserve(&mut self, additional: usize) {
-        if let Self::Small(tasks) = self
-            && tasks.len() + additional <= SMALL_MAX
-        {
-            tasks.reserve(additional);
+        if self.rest.is_none() && self.front.len() + additional <= SMALL_MAX {
+            self.front.reserve(additional);
         }
     }
 
     /// Inserts a task under a key not yet present.
     pub(crate) fn insert(&mut self, key: ServeKey, task: V) {
-        match self {
-            Self::Small(tasks) if tasks.len() < SMALL_MAX => {
-                let at = Self::search(tasks, key).unwrap_or_else(|at| at);
-                debug_assert!(tasks.get(at).is_none_or(|(k, _)| *k != key));
-                tasks.insert(at, (key, task));
+        let front = &mut self.front;
+        match &mut self.rest {
+            None if front.len() < SMALL_MAX => {
+                let at = Self::search(front, key).unwrap_or_else(|at| at);
+                debug_assert!(front.get(at).is_none_or(|(k, _)| *k != key));
+                front.insert(at, (key, task));
             }
-            Self::Small(tasks) => {
-                let mut large: BTreeMap<_, _> = std::mem::take(tasks).into_iter().collect();
-                large.insert(key, task);
-                *self = Self::Large(large);
+            None => {
+                // The peer becomes large; the front refills on the next pop.
+                let mut rest: BTreeMap<_, _> = std::mem::take(front).into_iter().collect();
+                rest.insert(key, task);
+                self.rest = Some(Box::new(rest));
             }
-            Self::Large(tasks) => {
-                let previous = tasks.insert(key, task);
-                debug_assert!(previous.is_none(), "pending key inserted twice");
-            }
+            Some(rest) => match front.first() {
+                Some((largest, _)) if key < *largest => {
+                    let at = Self::search(front, key).unwrap_or_else(|at| at);
+                    front.insert(at, (key, task));
+                    if front.len() > FRONT_MAX {
+                        let (k, v) = front.remove(0);
+                        rest.insert(k, v);
+                    }
+                }
+                _ => {
+                    let previous = rest.insert(key, task);
+                    debug_assert!(previous.is_none(), "pending key inserted twice");
+                }
+            },
         }
     }
 
     pub(crate) fn get_mut(&mut self, key: ServeKey) -> Option<&mut V> {
-        match self {
-            Self::Small(tasks) => {
-                let at = Self::search(tasks, key).ok()?;
-                Some(&mut tasks[at].1)
-            }
-            Self::Large(tasks) => tasks.get_mut(&key),
+        if self.in_front(key) {
+            let at = Self::search(&self.front, key).ok()?;
+            Some(&mut self.front[at].1)
+        } else {
+            self.rest.as_mut()?.get_mut(&key)
         }
     }
 
     #[cfg(test)]
     pub(crate) fn contains(&self, key: ServeKey) -> bool {
-        match self {
-            Self::Small(tasks) => Self::search(tasks, key).is_ok(),
-            Self::Large(tasks) => tasks.contains_key(&key),
-        }
+        Self::search(&self.front, key).is_ok()
+            || self
+                .rest
+                .as_ref()
+                .is_some_and(|rest| rest.contains_key(&key))
     }
 
     pub(crate) fn remove(&mut self, key: ServeKey) -> Option<V> {
-        let task = match self {
-            Self::Small(tasks) => {
-                let at = Self::search(tasks, key).ok()?;
-                tasks.remove(at).1
-            }
-            Self::Large(tasks) => tasks.remove(&key)?,
+        let task = if self.in_front(key) {
+            let at = Self::search(&self.front, key).ok()?;
+            self.front.remove(at).1
+        } else {
+            self.rest.as_mut()?.remove(&key)?
         };
         self.shrink();
         Some(task)
@@ -135,61 +173,70 @@ impl<V> Pending<V> {
 
     /// Removes the task served next.
     pub(crate) fn pop_first(&mut self) -> Option<(ServeKey, V)> {
-        match self {
-            Self::Small(tasks) => tasks.pop(),
-            Self::Large(tasks) => {
-                let first = tasks.pop_first();
-                self.shrink();
-                first
-            }
+        let Some(rest) = &mut self.rest else {
+            return self.front.pop();
+        };
+        if self.front.is_empty() {
+            // Refill with the B-tree's smallest tasks, largest first.
+            let head = match rest.keys().nth(FRONT_REFILL) {
+                Some(&bound) => {
+                    let tail = rest.split_off(&bound);
+                    std::mem::replace(&mut **rest, tail)
+                }
+                None => std::mem::take(&mut **rest),
+            };
+            self.front.extend(head.into_iter().rev());
         }
+        let first = self.front.pop();
+        self.shrink();
+        first
     }
 
     /// The key served last (evicted first).
     pub(crate) fn last_key(&self) -> Option<ServeKey> {
-        match self {
-            Self::Small(tasks) => tasks.first().map(|(k, _)| *k),
-            Self::Large(tasks) => tasks.last_key_value().map(|(k, _)| *k),
-        }
+        self.rest
+            .as_ref()
+            .and_then(|rest| rest.last_key_value().map(|(k, _)| *k))
+            .or_else(|| self.front.first().map(|(k, _)| *k))
     }
 
-    /// Moves a B-tree that has shrunk to half of [`SMALL_MAX`] back to a vector.
+    /// Moves a large peer that has shrunk to half of [`SMALL_MAX`] back to the vector alone.
     fn shrink(&mut self) {
-        if let Self::Large(tasks) = self
-            && tasks.len() <= SMALL_MAX / 2
-        {
+        if self.rest.is_some() && self.len() <= SMALL_MAX / 2 {
+            let rest = self.rest.take().map(|rest| *rest).unwrap_or_default();
             let mut small = Vec::with_capacity(SMALL_MAX / 2);
-            small.extend(std::mem::take(tasks).into_iter().rev());
-            *self = Self::Small(small);
+            small.extend(rest.into_iter().rev());
+            small.append(&mut self.front);
+            self.front = small;
         }
     }
 
     /// Every task, in service order.
-    pub(crate) fn iter(&self) -> Box<dyn Iterator<Item = (&ServeKey, &V)> + '_> {
-        match self {
-            Self::Small(tasks) => Box::new(tasks.iter().rev().map(|(k, t)| (k, t))),
-            Self::Large(tasks) => Box::new(tasks.iter()),
-        }
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&ServeKey, &V)> + '_ {
+        self.front
+            .iter()
+            .rev()
+            .map(|(k, t)| (k, t))
+            .chain(self.rest.iter().flat_map(|rest| rest.iter()))
     }
 
-    /// Checks the order of the vector.
+    /// Checks the order of the vector and its bounds.
     pub(crate) fn check(&self) -> Result<(), String> {
-        match self {
-            Self::Small(tasks) => {
-                if tasks.len() > SMALL_MAX {
-                    return Err("pending vector over its size".into());
-                }
-                if tasks.windows(2).any(|w| w[0].0 <= w[1].0) {
-                    return Err("pending vector out of order".into());
-                }
-            }
-            Self::Large(tasks) => {
-                if tasks.len() <= SMALL_MAX / 2 {
-                    return Err("pending B-tree below its size".into());
-                }
-            }
+        if self.front.windows(2).any(|w| w[0].0 <= w[1].0) {
+            return Err("pending vector out of order".into());
         }
-        Ok(())
+        match &self.rest {
+            None if self.front.len() > SMALL_MAX => Err("pending vector over its size".into()),
+            None => Ok(()),
+            Some(_) if self.len() <= SMALL_MAX / 2 => Err("pending B-tree below its size".into()),
+            Some(_) if self.front.len() > FRONT_MAX => Err("pending front over its size".into()),
+            Some(rest) => match (self.front.first(), rest.first_key_value()) {
+                (Some((largest, _)), Some((smallest, _))) if largest >= smallest => {
+                    Err("pending front overlaps the B-tree".into())
+                }
+                _ => Ok(()),
+            },
+        }
     }
 }
 
@@ -197,7 +244,7 @@ impl<V> Pending<V> {
 mod tests {
     use proptest::prelude::*;
 
-    use super::{Pending, SMALL_MAX, ServeKey};
+    use super::{FRONT_MAX, Pending, SMALL_MAX, ServeKey};
     use crate::Task;
 
     #[derive(Debug, Clone)]
@@ -218,9 +265,12 @@ mod tests {
     }
 
     proptest! {
-        // Crosses the vector/B-tree boundary both ways: runs long enough to pass SMALL_MAX.
+        // Crosses the vector/B-tree boundary both ways, and refills and overflows the front
+        // of the large form: runs long enough to pass SMALL_MAX and FRONT_MAX several times.
         #[test]
-        fn behaves_like_a_sorted_list(ops in prop::collection::vec(op(), 0..(SMALL_MAX * 6))) {
+        fn behaves_like_a_sorted_list(
+            ops in prop::collection::vec(op(), 0..(SMALL_MAX * 6 + FRONT_MAX * 8))
+        ) {
             let mut pending: Pending<Task<u64, ()>> = Pending::default();
             let mut model: Vec<ServeKey> = Vec::new();
             let mut seq = 0u64;

@@ -6,7 +6,7 @@ use slab::Slab;
 
 use crate::{
     Config, Dedup, DoneOutcome, Fair, PeerStats, PeerTopics, Policy, Popped, PoppedTask,
-    PushOutcome, RemoveOutcome, Stats, Task, TaskId, TaskMerger,
+    PushOutcome, RemoveOutcome, Served, Stats, Task, TaskId, TaskMerger,
     heap::IndexedHeap,
     peer::{MAX_HANDLES, PeerTracker, PushedTask, RandomState, saturate},
     task::{DropReason, DroppedTask},
@@ -210,31 +210,55 @@ where
     /// Returns `None` only when no peer has a task it may be given: a peer at its limit is
     /// skipped, never returned empty. Popped tasks stay active until reported done.
     pub fn pop_tasks(&mut self, target_min_work: u64) -> Option<Popped<P, T, D>> {
-        let (_, handle) = self.ready.peek()?;
-        let slot = handle as usize;
-        let tick = self.tick();
-        let Slot { peer, tracker } = &mut self.slots[slot];
-        let before = Totals::of(tracker);
         let mut tasks = Vec::with_capacity(1);
-        let work = tracker.pop(
-            &self.merger,
-            target_min_work,
-            self.config.max_active_work_per_peer,
-            handle,
-            &mut tasks,
-        );
+        let served = self.pop_tasks_into(target_min_work, &mut tasks)?;
+        Some(Popped {
+            peer: served.peer,
+            tasks,
+            pending_tasks: served.pending_tasks,
+            pending_work: served.pending_work,
+        })
+    }
+
+    /// [`pop_tasks`](Self::pop_tasks), appending the tasks to `tasks` instead of a new vector:
+    /// a caller that drains the queue in a loop reuses one vector and allocates nothing per
+    /// call. Returns `None`, leaving `tasks` as it was, when `pop_tasks` would.
+    pub fn pop_tasks_into(
+        &mut self,
+        target_min_work: u64,
+        tasks: &mut Vec<PoppedTask<T, D>>,
+    ) -> Option<Served<P>> {
+        let (_, handle) = self.ready.peek()?;
+        let tick = self.tick();
+        let max_active = self.config.max_active_work_per_peer;
+        let before = Totals::of(&self.slots[handle as usize].tracker);
+        // The peer is the heap's root and stays in the queue (it is about to hold active
+        // tasks). Its new key depends on what is popped, but the heap's descent does not:
+        // starting it now overlaps its loads with those of the peer's state above.
+        let (hole, root) = self.ready.open_root_hole();
+        debug_assert_eq!(root, handle);
+        let Slot { peer, tracker } = &mut self.slots[handle as usize];
+        let count = tasks.len();
+        let work = tracker.pop(&self.merger, target_min_work, max_active, handle, tasks);
         let view = tracker.view();
         self.policy
             .served(&mut tracker.policy, saturate(work), &view, tick);
-        let popped = Popped {
+        // As `settle` would do for a peer that was and stays backlogged or held.
+        let eligible = tracker.is_eligible(max_active);
+        tracker.held = view.pending_tasks > 0 && !eligible;
+        if eligible {
+            let key = self.policy.key(&tracker.policy, &view);
+            self.ready.fill_hole(hole, handle, key);
+        } else {
+            self.ready.close_hole(hole, handle);
+        }
+        self.totals.update(before, Totals::of(tracker));
+        Some(Served {
             peer: peer.clone(),
-            tasks,
+            tasks: tasks.len() - count,
             pending_tasks: view.pending_tasks,
             pending_work: view.pending_work,
-        };
-        self.totals.update(before, Totals::of(tracker));
-        self.settle(slot, true);
-        Some(popped)
+        })
     }
 
     /// Releases popped tasks of `peer`, freeing their work under the peer's limit. Unknown or

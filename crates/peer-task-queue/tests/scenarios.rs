@@ -437,3 +437,33 @@ fn a_merger_may_change_work_and_sums_follow() {
     assert_eq!(queue.stats().active_work, 1000);
     queue.check_invariants().expect("consistent");
 }
+
+#[test]
+fn pop_tasks_into_appends_to_the_callers_vector() {
+    let mut queue: PeerTaskQueue<&str, u32, ()> = PeerTaskQueue::new(Config::default());
+    let _ = queue.push_tasks(&"a", [Task::new(1, 2, 10, ()), Task::new(2, 1, 10, ())]);
+    let _ = queue.push_tasks(&"b", [Task::new(3, 1, 10, ())]);
+    let mut tasks = Vec::new();
+    let served = queue.pop_tasks_into(10, &mut tasks).expect("a is pending");
+    assert_eq!(
+        (served.peer, served.tasks, served.pending_tasks),
+        ("a", 1, 1)
+    );
+    assert_eq!(served.pending_work, 10);
+    let served = queue.pop_tasks_into(10, &mut tasks).expect("b is pending");
+    assert_eq!((served.peer, served.tasks), ("b", 1));
+    // Appended after a's task, which is still there.
+    let topics: Vec<u32> = tasks.iter().map(|t| t.task.topic).collect();
+    assert_eq!(topics, [1, 3]);
+    assert_eq!(queue.tasks_done(&"a", &tasks[..1]).released, 1);
+    assert_eq!(queue.tasks_done(&"b", &tasks[1..]).released, 1);
+    tasks.clear();
+    assert_eq!(
+        queue.pop_tasks_into(10, &mut tasks).expect("a again").tasks,
+        1
+    );
+    let _ = queue.tasks_done(&"a", &tasks);
+    tasks.clear();
+    assert!(queue.pop_tasks_into(10, &mut tasks).is_none());
+    assert!(tasks.is_empty() && queue.is_empty());
+}

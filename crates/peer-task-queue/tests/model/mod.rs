@@ -10,8 +10,8 @@
 use std::num::NonZeroU32;
 
 use peer_task_queue::{
-    ActiveTasks, Config, DropReason, Fair, GoCompat, PeerTaskQueue, Policy, PoppedTask, Task,
-    TaskId, TaskMerger,
+    ActiveTasks, Config, DropReason, Fair, GoCompat, PeerTaskQueue, Policy, Popped, PoppedTask,
+    Task, TaskId, TaskMerger,
 };
 
 /// Task data: whether it is a block (else a have), and a tag unique to each pushed task.
@@ -523,7 +523,21 @@ impl<Pol: Policy> Harness<Pol> {
     }
 
     fn pop(&mut self, target: u64) -> Result<(), String> {
-        let real = self.queue.pop_tasks(target);
+        // Odd targets go through `pop_tasks_into`, which must behave the same.
+        let real = if target % 2 == 1 {
+            let mut tasks = Vec::new();
+            self.queue.pop_tasks_into(target, &mut tasks).map(|served| {
+                assert_eq!(served.tasks, tasks.len(), "pop_tasks_into's count");
+                Popped {
+                    peer: served.peer,
+                    tasks,
+                    pending_tasks: served.pending_tasks,
+                    pending_work: served.pending_work,
+                }
+            })
+        } else {
+            self.queue.pop_tasks(target)
+        };
         let model = self.model.pop(target);
         let (real, model) = match (real, model) {
             (None, None) => return Ok(()),

@@ -221,7 +221,10 @@ impl RedbConfig {
 /// # Threads
 ///
 /// - A writer thread takes accepted puts and deletes from a bounded buffer and commits them in
-///   batches, one transaction each (see [`RedbConfig::with_max_batch`]).
+///   batches, one transaction each (see [`RedbConfig::with_max_batch`]). While it syncs and
+///   commits a batch that went to the blob file, a short-lived helper thread appends the large
+///   blocks of the next batch already due, so that copying one batch overlaps syncing the one
+///   before.
 /// - Reader threads ([`RedbConfig::with_read_threads`]) answer `get`, `has` and `get_size`
 ///   from the file, so a read that waits for the disk never blocks the caller's task, on any
 ///   runtime or none. A `get` also checks the block's hash there.
@@ -239,7 +242,8 @@ impl RedbConfig {
 /// transaction and a disk sync per block, and one that flushes at the end of a transfer pays
 /// a few. A batch carrying at least [`RedbConfig::with_blob_min_batch`] bytes of large blocks
 /// appends them to the blob file and syncs it before its transaction commits: two disk syncs
-/// instead of one, and the large blocks' bytes written once instead of about twice. `flush`
+/// instead of one, and the large blocks' bytes written once instead of about twice; the next
+/// batch due is appended meanwhile, past the end the commit makes durable. `flush`
 /// returns once every write accepted before it is committed. After a crash, the files hold
 /// every write flushed and, of the others, whole batches or nothing.
 ///

@@ -13,6 +13,16 @@
 //! [`blobs`](super::blobs)). That is two syncs per batch instead of one, which is why a batch
 //! with few large bytes (a flush per block) keeps them in the B-tree.
 //!
+//! Appending a batch's large blocks (copying them into the page cache) costs about as much as
+//! syncing them, so the two overlap: while the writer syncs and commits a batch that went to
+//! the blob file, a helper thread appends the large blocks of the next batch already due past
+//! its end (a *lookahead* batch, taken from the buffer early; its writes stay buffered, and
+//! readers see them there, until it commits after the batch before it). The lookahead's bytes
+//! lie past the committed end until its own commit, so a crash cuts them off like those of any
+//! batch not committed. A flush per block never has a batch due behind it: it pays exactly
+//! what it did without the lookahead. No lookahead is taken while a compaction runs or is
+//! asked for, so appended offsets always point into the blob file the index names.
+//!
 //! Each transaction that drops or replaces a blob entry adds its length to the dead bytes of
 //! the blob file (`meta` key `blob_dead`), in the same transaction, so the count is exact
 //! after any crash. When dead bytes pass the [`CompactionPolicy`], or a compaction is asked
@@ -22,12 +32,13 @@
 //! When the store is dropped, the writer commits what is queued and stops; a compaction under
 //! way is abandoned (its file removed), the blob file it would have replaced kept.
 
-use std::{mem, path::Path};
+use std::{io, mem, path::Path, thread};
 
 use futures::channel::oneshot;
 use redb::Durability;
 
 use super::{
+    blobs::BlobFile,
     compact::{CompactFailure, Compaction, CompactionPolicy, Progress, SwitchError},
     pending::{Batch, CompactResult, Failure, Write, WriteBuffer},
     tables::{self, BLOB_DEAD_KEY, BLOB_END_KEY, BLOBS, BLOCKS, BlobMeta, Files, META, SIZES},
@@ -59,6 +70,14 @@ struct Active {
     automatic: bool,
 }
 
+/// A batch taken from the buffer, with where its large blocks go and how appending them went.
+struct Staged {
+    batch: Batch,
+    plan: Plan,
+    /// Appending the batch's large blocks to the blob file (done when there are none).
+    appended: io::Result<()>,
+}
+
 /// Runs until the buffer is closed and drained, or a commit fails. `meta` is the committed
 /// state of the blob file.
 pub(super) fn run(files: &Files, buffer: &WriteBuffer, config: WriterConfig<'_>, meta: BlobMeta) {
@@ -69,8 +88,11 @@ pub(super) fn run(files: &Files, buffer: &WriteBuffer, config: WriterConfig<'_>,
     // After an automatic compaction failed: the dead bytes at which the policy may try again,
     // so that a full disk does not make every batch start (and fail) a compaction.
     let mut retry_at_dead = 0;
+    // The next batch, taken early and its large blocks appended while the batch before it
+    // committed (see the module doc): committed before anything else happens.
+    let mut lookahead: Option<Staged> = None;
     loop {
-        if active.is_none() {
+        if active.is_none() && lookahead.is_none() {
             let automatic = requested.is_empty();
             if automatic && !(config.compaction.due(&meta) && meta.dead >= retry_at_dead) {
                 // Nothing to start.
@@ -97,19 +119,46 @@ pub(super) fn run(files: &Files, buffer: &WriteBuffer, config: WriterConfig<'_>,
                 }
             }
         }
-        let Some(Batch {
-            writes,
-            flushes,
-            compactions,
-        }) = buffer.next_batch(active.is_some())
-        else {
-            break;
+        let staged = match lookahead.take() {
+            Some(staged) => staged,
+            None => {
+                let Some(batch) = buffer.next_batch(active.is_some()) else {
+                    break;
+                };
+                stage(files, batch, config.blobs, meta.end)
+            }
         };
+        let Staged {
+            batch:
+                Batch {
+                    writes,
+                    flushes,
+                    compactions,
+                },
+            plan,
+            appended,
+        } = staged;
+        // Only behind a batch that syncs the blob file (what the next batch's appends overlap
+        // with), and never with a compaction running or asked for: a compaction's switch
+        // would leave the next batch's offsets in the file it replaced.
+        let look_ahead = plan.end != meta.end
+            && active.is_none()
+            && requested.is_empty()
+            && compactions.is_empty();
         let result = if writes.is_empty() {
             // Everything before these flushes was committed, durably, by earlier batches.
             Ok(())
         } else {
-            commit(files, &writes, config.blobs, &mut meta)
+            match appended {
+                Err(error) => Err(error.into()),
+                Ok(()) if look_ahead => {
+                    let (result, next) =
+                        commit_overlapped(files, buffer, &writes, &plan, config.blobs, &mut meta);
+                    lookahead = next;
+                    result
+                }
+                Ok(()) => commit_planned(files, &writes, &plan, &mut meta),
+            }
         };
         match result {
             Ok(()) => {
@@ -117,6 +166,7 @@ pub(super) fn run(files: &Files, buffer: &WriteBuffer, config: WriterConfig<'_>,
                     tracing::trace!(
                         writes = writes.len(),
                         flushes = flushes.len(),
+                        lookahead = lookahead.is_some(),
                         "block store batch committed"
                     );
                 }
@@ -126,6 +176,12 @@ pub(super) fn run(files: &Files, buffer: &WriteBuffer, config: WriterConfig<'_>,
                 }
             }
             Err(error) => {
+                // The batch taken early is dropped with the rest: tell its waiters too.
+                let (mut flushes, mut compactions) = (flushes, compactions);
+                if let Some(next) = lookahead.take() {
+                    flushes.extend(next.batch.flushes);
+                    compactions.extend(next.batch.compactions);
+                }
                 fail(buffer, error, flushes, compactions, requested, active);
                 return;
             }
@@ -216,6 +272,128 @@ fn fail(
     answer(waiters, &Err(CompactFailure::Store(failure)));
 }
 
+/// Where a batch's puts go: the offset in the blob file of each large block that goes there.
+#[derive(Debug)]
+struct Plan {
+    /// Per write of the batch, in order: the offset of its block in the blob file, if it goes
+    /// there.
+    offsets: Vec<Option<u64>>,
+    /// The end of the blob file before the batch: where its first large block goes.
+    start: u64,
+    /// The end of the blob file after the batch.
+    end: u64,
+}
+
+/// Decides where the puts of `writes` go: a batch's large blocks go to the blob file, from
+/// `start` on, when they add up to at least [`BlobPolicy::min_batch_bytes`].
+fn plan(writes: &[Write], policy: BlobPolicy, start: u64) -> Plan {
+    let large = |write: &Write| match write {
+        Write::Put { block, .. } if block.data().len() > policy.threshold_bytes => {
+            Some(block.data().len())
+        }
+        Write::Put { .. } | Write::Delete { .. } => None,
+    };
+    let large_bytes: usize = writes.iter().filter_map(large).sum();
+    let mut offsets = vec![None; writes.len()];
+    let mut end = start;
+    if large_bytes > 0 && large_bytes >= policy.min_batch_bytes {
+        for (write, offset) in writes.iter().zip(&mut offsets) {
+            if let Some(len) = large(write) {
+                *offset = Some(end);
+                end += len as u64;
+            }
+        }
+    }
+    Plan {
+        offsets,
+        start,
+        end,
+    }
+}
+
+/// Takes `batch` for the writer: decides where its puts go (the blob file from `start` on)
+/// and appends its large blocks there.
+fn stage(files: &Files, batch: Batch, policy: BlobPolicy, start: u64) -> Staged {
+    let plan = plan(&batch.writes, policy, start);
+    let appended = if plan.end == plan.start {
+        Ok(())
+    } else {
+        append(&files.blob_file(), &batch.writes, &plan)
+    };
+    Staged {
+        batch,
+        plan,
+        appended,
+    }
+}
+
+/// Writes the large blocks of `writes` at their offsets in `blob_file`, past its committed
+/// end: each block's bytes straight from its buffer, one positional write each (a block is
+/// one copy into the page cache, whatever the number of calls).
+fn append(blob_file: &BlobFile, writes: &[Write], plan: &Plan) -> io::Result<()> {
+    for (write, offset) in writes.iter().zip(&plan.offsets) {
+        if let (Write::Put { block, .. }, Some(offset)) = (write, offset) {
+            blob_file.write_at(block.data(), *offset)?;
+        }
+    }
+    Ok(())
+}
+
+/// Commits `writes` (their large blocks appended as `plan` says) and meanwhile, if a batch is
+/// due in `buffer`, takes it and appends its large blocks past `plan.end` on a helper thread.
+/// Returns the commit's result and the batch taken, staged: the writer commits it next.
+fn commit_overlapped(
+    files: &Files,
+    buffer: &WriteBuffer,
+    writes: &[Write],
+    plan: &Plan,
+    policy: BlobPolicy,
+    meta: &mut BlobMeta,
+) -> (Result<(), redb::Error>, Option<Staged>) {
+    // Not waiting: only a batch due now (an empty one when none is).
+    let next = buffer.next_batch(true).filter(|batch| {
+        !(batch.writes.is_empty() && batch.flushes.is_empty() && batch.compactions.is_empty())
+    });
+    let Some(next) = next else {
+        return (commit_planned(files, writes, plan, meta), None);
+    };
+    let next_plan = self::plan(&next.writes, policy, plan.end);
+    if next_plan.end == next_plan.start {
+        // Nothing to append, nothing to overlap.
+        let result = commit_planned(files, writes, plan, meta);
+        let next = Staged {
+            batch: next,
+            plan: next_plan,
+            appended: Ok(()),
+        };
+        return (result, Some(next));
+    }
+    let blob_file = files.blob_file();
+    let (result, appended) = thread::scope(|scope| {
+        let appender = thread::Builder::new()
+            .name("blockstore-appender".into())
+            .spawn_scoped(scope, || append(&blob_file, &next.writes, &next_plan));
+        let result = commit_planned(files, writes, plan, meta);
+        let appended = match appender {
+            Ok(appender) => appender
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("blob file appender panicked"))),
+            // No thread: append here, after the commit.
+            Err(_) => append(&blob_file, &next.writes, &next_plan),
+        };
+        (result, appended)
+    });
+    let next = Staged {
+        batch: next,
+        plan: next_plan,
+        appended,
+    };
+    (result, Some(next))
+}
+
+/// Stores `writes` in one transaction, their large blocks appended to the blob file first.
+/// The writer thread's path, for the tests of other modules.
+#[cfg(test)]
 #[expect(
     clippy::result_large_err,
     reason = "an error ends the writer and is shared in an `Arc` once"
@@ -226,34 +404,28 @@ pub(super) fn commit(
     policy: BlobPolicy,
     meta: &mut BlobMeta,
 ) -> Result<(), redb::Error> {
-    let is_large = |write: &Write| match write {
-        Write::Put { block, .. } => block.data().len() > policy.threshold_bytes,
-        Write::Delete { .. } => false,
-    };
-    let large_bytes: usize = writes
-        .iter()
-        .filter(|write| is_large(write))
-        .map(|write| match write {
-            Write::Put { block, .. } => block.data().len(),
-            Write::Delete { .. } => 0,
-        })
-        .sum();
-    // Where each put of the batch lands in the blob file, if it goes there.
-    let mut offsets = vec![None; writes.len()];
-    let mut end = meta.end;
-    if large_bytes > 0 && large_bytes >= policy.min_batch_bytes {
-        let blob_file = files.blob_file();
-        for (write, offset) in writes.iter().zip(&mut offsets) {
-            if let Write::Put { block, .. } = write
-                && is_large(write)
-            {
-                blob_file.write_at(block.data(), end)?;
-                *offset = Some(end);
-                end += block.data().len() as u64;
-            }
-        }
+    let plan = plan(writes, policy, meta.end);
+    append(&files.blob_file(), writes, &plan)?;
+    commit_planned(files, writes, &plan, meta)
+}
+
+/// Commits `writes` in one transaction, their large blocks already appended to the blob file
+/// as `plan` says: syncs the blob file first if the batch appended to it.
+#[expect(
+    clippy::result_large_err,
+    reason = "an error ends the writer and is shared in an `Arc` once"
+)]
+fn commit_planned(
+    files: &Files,
+    writes: &[Write],
+    plan: &Plan,
+    meta: &mut BlobMeta,
+) -> Result<(), redb::Error> {
+    debug_assert_eq!(plan.start, meta.end, "a batch appends at the committed end");
+    let end = plan.end;
+    if end != plan.start {
         // Durable before any committed entry points at them.
-        blob_file.sync()?;
+        files.blob_file().sync()?;
     }
     // Bytes of the blob file whose entries this batch drops or replaces.
     let mut dead = meta.dead;
@@ -264,7 +436,7 @@ pub(super) fn commit(
         let mut blocks = transaction.open_table(BLOCKS)?;
         let mut blobs = transaction.open_table(BLOBS)?;
         let mut sizes = transaction.open_table(SIZES)?;
-        for (write, offset) in writes.iter().zip(&offsets) {
+        for (write, offset) in writes.iter().zip(&plan.offsets) {
             let key = tables::key(write.key());
             let key = key.as_slice();
             // A key is in `blocks` or in `blobs`: a put removes it from the other table,
@@ -307,4 +479,150 @@ pub(super) fn commit(
     meta.dead = dead;
     files.set_meta(*meta);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use futures::executor::block_on;
+
+    use super::{
+        super::{
+            blobs,
+            pending::{Lookup, Policy},
+        },
+        *,
+    };
+    use crate::message::Block;
+
+    /// A batch's large blocks go to the blob file when they are at least 2 of them.
+    const TWO_LARGE: BlobPolicy = BlobPolicy {
+        threshold_bytes: 100,
+        min_batch_bytes: 2000,
+    };
+
+    fn block(i: u8, len: usize) -> Block {
+        let data: Vec<u8> = (0..len).map(|j| (j as u8).wrapping_mul(29) ^ i).collect();
+        Block::from_v0_data(Bytes::from(data)).unwrap()
+    }
+
+    fn open(path: &Path) -> (Files, BlobMeta) {
+        let db = redb::Database::create(path).unwrap();
+        let meta = tables::prepare(&db).unwrap();
+        let blobs = BlobFile::open(&blobs::path_for(path, meta.generation), meta.end).unwrap();
+        (Files::new(db, blobs, meta), meta)
+    }
+
+    /// A buffer whose every write is due at once.
+    fn eager() -> WriteBuffer {
+        WriteBuffer::new(Policy {
+            budget_bytes: 1 << 20,
+            max_batch_bytes: usize::MAX,
+            interval: Duration::ZERO,
+        })
+    }
+
+    /// While a batch that went to the blob file commits, the next batch due is taken and its
+    /// large blocks appended past the first's end; it stays readable in the buffer until the
+    /// writer commits it, and then reads back from the blob file, contiguous with the first.
+    #[test]
+    fn the_next_batch_is_appended_while_one_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let (files, mut meta) = open(&dir.path().join("blocks.redb"));
+        let buffer = eager();
+        let first = [block(0, 1000), block(1, 1500)];
+        let next = [block(2, 1200), block(3, 10), block(4, 1300)];
+        block_on(buffer.put_many(first.to_vec())).unwrap();
+        let staged = stage(
+            &files,
+            buffer.next_batch(false).unwrap(),
+            TWO_LARGE,
+            meta.end,
+        );
+        assert!(staged.appended.is_ok());
+        assert_eq!((staged.plan.start, staged.plan.end), (0, 2500));
+        block_on(buffer.put_many(next.to_vec())).unwrap();
+        let _flushed = buffer.flush().unwrap();
+
+        let (result, lookahead) = commit_overlapped(
+            &files,
+            &buffer,
+            &staged.batch.writes,
+            &staged.plan,
+            TWO_LARGE,
+            &mut meta,
+        );
+        result.unwrap();
+        buffer.committed(&staged.batch.writes);
+        assert_eq!(meta.end, 2500);
+        let lookahead = lookahead.expect("the next batch was due");
+        assert!(lookahead.appended.is_ok());
+        assert_eq!(lookahead.batch.writes.len(), 3);
+        assert_eq!(lookahead.batch.flushes.len(), 1);
+        assert_eq!(
+            lookahead.plan.offsets,
+            vec![Some(2500), None, Some(3700)],
+            "large blocks placed after the first batch's, the small one in the B-tree"
+        );
+        // Appended, not committed: readers find the blocks in the buffer.
+        assert!(matches!(
+            buffer.lookup(next[0].cid().hash()),
+            Ok(Lookup::Put(_))
+        ));
+        assert_eq!(tables::get(&files, next[0].cid()).unwrap(), None);
+
+        commit_planned(&files, &lookahead.batch.writes, &lookahead.plan, &mut meta).unwrap();
+        buffer.committed(&lookahead.batch.writes);
+        assert_eq!((meta.end, meta.dead), (5000, 0));
+        for block in first.iter().chain(&next) {
+            assert_eq!(
+                tables::get(&files, block.cid()).unwrap().as_ref(),
+                Some(block)
+            );
+        }
+        assert!(matches!(
+            buffer.lookup(next[0].cid().hash()),
+            Ok(Lookup::NotBuffered)
+        ));
+    }
+
+    /// With nothing due behind it, a batch commits alone: no batch is taken early.
+    #[test]
+    fn nothing_is_taken_early_when_nothing_is_due() {
+        let dir = tempfile::tempdir().unwrap();
+        let (files, mut meta) = open(&dir.path().join("blocks.redb"));
+        let buffer = WriteBuffer::new(Policy {
+            budget_bytes: 1 << 20,
+            max_batch_bytes: usize::MAX,
+            interval: Duration::from_secs(3600),
+        });
+        block_on(buffer.put_many(vec![block(0, 1000), block(1, 1500)])).unwrap();
+        let _flushed = buffer.flush().unwrap();
+        let staged = stage(
+            &files,
+            buffer.next_batch(false).unwrap(),
+            TWO_LARGE,
+            meta.end,
+        );
+        // Queued, but not due: no flush behind it, the interval far away.
+        block_on(buffer.put_many(vec![block(2, 1200), block(3, 1300)])).unwrap();
+        let (result, lookahead) = commit_overlapped(
+            &files,
+            &buffer,
+            &staged.batch.writes,
+            &staged.plan,
+            TWO_LARGE,
+            &mut meta,
+        );
+        result.unwrap();
+        assert!(lookahead.is_none());
+        assert_eq!(meta.end, 2500);
+        let _flushed = buffer.flush().unwrap();
+        assert_eq!(
+            buffer.next_batch(false).map(|batch| batch.writes.len()),
+            Some(2)
+        );
+    }
 }

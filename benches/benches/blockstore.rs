@@ -5,15 +5,17 @@
 //! - `blockstore_put/redb-synced/*`: a put and a flush per block, one `fsync` each;
 //! - `blockstore_put/redb-batched-btree/*`: batched, with every block in redb's B-tree
 //!   (`with_blob_threshold(usize::MAX)`, the layout before the blob file), for comparison;
-//! - `blockstore_put/file-batched/*`, `file-synced/*`: the floor of the disk, for reference:
-//!   the blocks' bytes appended to a plain file with one `fdatasync` per [`BATCH_BLOCKS`]
-//!   blocks, or per block;
+//! - `blockstore_put/file-batched/*`, `file-synced/*`: the disk, for reference: the blocks'
+//!   bytes appended to a plain file with one `fdatasync` per [`BATCH_BLOCKS`] blocks, or per
+//!   block, one after the other (the store's writer copies a batch into the blob file while
+//!   it syncs the batch before, so `redb-batched/256KiB` can come in under `file-batched`);
 //! - `blockstore_put/memory/*`: the in-memory store, for reference;
 //! - `blockstore_get/*`: gets of blocks put and flushed before, cycling through
 //!   [`GET_BLOCKS`] blocks that fit in memory (redb's cache for blocks in the B-tree, the
 //!   page cache of the OS for the 256 KiB blocks, which land in the blob file), so no read
 //!   waits for the disk: `redb`
-//!   (default config: a reader thread serves each get and checks the block's hash), `redb-x8`
+//!   (default config: a reader thread serves each get and checks the block: the checksum of a
+//!   256 KiB block, the CID's hash of a 1 KiB one), `redb-x8`
 //!   (eight gets in flight at a time, so both reader threads work), `redb-inline` (reads on
 //!   the caller's thread, `with_read_threads(0)`), and `memory`.
 //! - `blockstore_compact/redb/256KiB`: [`RedbBlockstore::compact`] of a blob file holding
@@ -28,9 +30,11 @@
 //! Targets (issue 6): batched puts at least 5x faster than synced ones; gets of 256 KiB
 //! blocks at least 1 GB/s. The first is bounded by the disk: compare it with
 //! `file-synced / file-batched` of the same run, which swings with the latency of
-//! `fdatasync` (other writers on the file system lengthen it). The second is bounded by the
-//! SHA-256 check of every block read. Files live in a temporary directory removed when each
-//! bench ends.
+//! `fdatasync` (other writers on the file system lengthen it) and, on a virtual machine, with
+//! the cost of the guest's fresh page-cache pages (a copy into pages the host has not backed
+//! yet ran at about 480 MB/s instead of 5 GB/s on the machine of the workspace). The second is
+//! bounded by the copy out of the page cache and the hand-over to a reader thread. Files live
+//! in a temporary directory removed when each bench ends.
 //! A full run takes about a minute.
 
 use std::{

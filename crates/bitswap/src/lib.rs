@@ -104,7 +104,7 @@ mod server;
 pub use behaviour::Behaviour;
 pub use blockstore::{
     Blockstore, MemoryBlockstore, MemoryBlockstoreError, RedbBlockstore, RedbBlockstoreError,
-    RedbConfig, RedbOpenError,
+    RedbConfig, RedbCorruption, RedbOpenError,
 };
 pub use client::{
     Action as ClientAction, Config as ClientConfig, Engine as ClientEngine, Event as ClientEvent,

@@ -10,7 +10,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use bitswap::{Block, Blockstore, RedbBlockstore, RedbBlockstoreError, RedbConfig, RedbOpenError};
+use bitswap::{
+    Block, Blockstore, RedbBlockstore, RedbBlockstoreError, RedbConfig, RedbCorruption,
+    RedbOpenError,
+};
 use bytes::Bytes;
 use cid::Cid;
 use futures::executor::block_on;
@@ -196,7 +199,7 @@ fn another_redb_database_is_not_a_block_store() {
             error,
             RedbOpenError::UnsupportedFormat {
                 found: None,
-                expected: 3
+                expected: 4
             }
         ),
         "{error:?}"
@@ -621,8 +624,9 @@ fn a_truncated_blob_file_is_refused_and_a_long_one_cut() {
     ));
 }
 
-/// Bytes changed in the blob file are reported as corrupt (the CID check at every read),
-/// never returned; a put of the block repairs it, the other blocks stay readable.
+/// Bytes changed in the blob file are reported as corrupt (the checksum written with them,
+/// checked at every read), never returned; a put of the block repairs it, the other blocks
+/// stay readable.
 #[test]
 fn a_corrupt_blob_is_an_error_until_put_again() {
     let dir = tempfile::tempdir().unwrap();
@@ -644,10 +648,25 @@ fn a_corrupt_blob_is_an_error_until_put_again() {
     drop(file);
     let store = RedbBlockstore::open(&path, blobs_always()).unwrap();
     let error = block_on(store.get(blocks[1].cid())).unwrap_err();
+    let len = blocks[1].data().len() as u64;
     assert!(
-        matches!(&error, RedbBlockstoreError::Corrupt { cid, .. } if **cid == *blocks[1].cid()),
+        matches!(
+            &error,
+            RedbBlockstoreError::Corrupt { cid, source }
+                if **cid == *blocks[1].cid()
+                    && matches!(
+                        **source,
+                        RedbCorruption::Checksum { offset, len: l }
+                            if offset == blocks[0].data().len() as u64 && l == len
+                    )
+        ),
         "{error:?}"
     );
+    // Under another CID of the same multihash too.
+    assert!(matches!(
+        block_on(store.get(&v1(blocks[1].cid()))),
+        Err(RedbBlockstoreError::Corrupt { .. })
+    ));
     for i in [0, 2, 3] {
         assert_eq!(
             block_on(store.get(blocks[i].cid())).unwrap().as_ref(),
@@ -705,4 +724,126 @@ fn a_format_1_store_is_upgraded() {
             Some(block)
         );
     }
+}
+
+/// A store of format 3 (blob file records without checksums) opens and is upgraded: its large
+/// blocks read back checked against their CIDs (a corrupt one reported as such), and a block
+/// put again gets a checksum.
+#[test]
+fn a_format_3_store_is_upgraded_and_its_blobs_checked_by_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("blocks.redb");
+    let blocks: Vec<_> = (0..3).map(numbered_large_block).collect();
+    {
+        let store = RedbBlockstore::open(&path, blobs_always()).unwrap();
+        block_on(store.put_many(blocks.clone())).unwrap();
+        block_on(store.close()).unwrap();
+    }
+    {
+        // Back to format 3: no table `blob_sums`.
+        let db = redb::Database::open(&path).unwrap();
+        let write = db.begin_write().unwrap();
+        assert!(
+            write
+                .delete_table(redb::TableDefinition::<&[u8], u64>::new("blob_sums"))
+                .unwrap()
+        );
+        write
+            .open_table(redb::TableDefinition::<&str, u64>::new("meta"))
+            .unwrap()
+            .insert("format", 3)
+            .unwrap();
+        write.commit().unwrap();
+    }
+    let mut file = OpenOptions::new()
+        .write(true)
+        .open(blob_path(&path))
+        .unwrap();
+    file.seek(SeekFrom::Start(blocks[0].data().len() as u64 + 7))
+        .unwrap();
+    file.write_all(b"not the block").unwrap();
+    drop(file);
+
+    let store = RedbBlockstore::open(&path, blobs_always()).unwrap();
+    for i in [0, 2] {
+        assert_eq!(
+            block_on(store.get(blocks[i].cid())).unwrap().as_ref(),
+            Some(&blocks[i])
+        );
+    }
+    let error = block_on(store.get(blocks[1].cid())).unwrap_err();
+    assert!(
+        matches!(
+            &error,
+            RedbBlockstoreError::Corrupt { source, .. }
+                if matches!(**source, RedbCorruption::Hash(_))
+        ),
+        "{error:?}"
+    );
+    block_on(store.put(blocks[1].clone())).unwrap();
+    block_on(store.close()).unwrap();
+
+    // Format 4 now: the block put again has a checksum.
+    let db = redb::Database::open(&path).unwrap();
+    let read = db.begin_read().unwrap();
+    let format = read
+        .open_table(redb::TableDefinition::<&str, u64>::new("meta"))
+        .unwrap()
+        .get("format")
+        .unwrap()
+        .map(|format| format.value());
+    assert_eq!(format, Some(4));
+    let sums = read
+        .open_table(redb::TableDefinition::<&[u8], u64>::new("blob_sums"))
+        .unwrap();
+    let has_sum = |block: &Block| {
+        sums.get(block.cid().hash().to_bytes().as_slice())
+            .unwrap()
+            .is_some()
+    };
+    assert!(has_sum(&blocks[1]));
+    assert!(!has_sum(&blocks[0]) && !has_sum(&blocks[2]));
+    drop(sums);
+    drop(read);
+    drop(db);
+    let store = RedbBlockstore::open(&path, blobs_always()).unwrap();
+    for block in &blocks {
+        assert_eq!(
+            block_on(store.get(block.cid())).unwrap().as_ref(),
+            Some(block)
+        );
+    }
+}
+
+/// A store of a later format than this code's is refused at open, with both formats named.
+#[test]
+fn a_store_of_a_later_format_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("blocks.redb");
+    block_on(open(&path).close()).unwrap();
+    {
+        let db = redb::Database::open(&path).unwrap();
+        let write = db.begin_write().unwrap();
+        write
+            .open_table(redb::TableDefinition::<&str, u64>::new("meta"))
+            .unwrap()
+            .insert("format", 5)
+            .unwrap();
+        write.commit().unwrap();
+    }
+    let error = RedbBlockstore::open(&path, RedbConfig::default()).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            RedbOpenError::UnsupportedFormat {
+                found: Some(5),
+                expected: 4
+            }
+        ),
+        "{error:?}"
+    );
+    assert_eq!(
+        error.to_string(),
+        "not a block store of format 4 (found format 5)"
+    );
 }

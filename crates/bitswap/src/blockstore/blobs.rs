@@ -16,8 +16,9 @@
 //! belong to no committed entry (a batch cut by a crash) and are cut off at the next open.
 //! A file shorter than the committed end (truncated, or lost) is refused at open. The old file
 //! is never written below its committed end, by the writer or by a compaction. The bytes
-//! of a block are checked against its CID at every read, like those in the B-tree, so a
-//! damaged range is reported as corrupt, never returned.
+//! of a block are checked at every read, against the checksum written with them (table
+//! `blob_sums`, see [`tables`](super::tables)) or, for a record of format 3, against its CID,
+//! so a damaged range is reported as corrupt, never returned.
 //!
 //! # Generations and compaction
 //!

@@ -29,7 +29,7 @@ use std::{future::Future, sync::Arc};
 use cid::Cid;
 
 pub use memory::{MemoryBlockstore, MemoryBlockstoreError};
-pub use redb_error::{RedbBlockstoreError, RedbOpenError};
+pub use redb_error::{RedbBlockstoreError, RedbCorruption, RedbOpenError};
 pub use redb_store::{RedbBlockstore, RedbConfig};
 
 use crate::message::Block;

@@ -117,6 +117,25 @@ impl From<redb::Error> for RedbOpenError {
     }
 }
 
+/// How a [`RedbBlockstore`](super::RedbBlockstore) found a stored block corrupt
+/// ([`RedbBlockstoreError::Corrupt`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RedbCorruption {
+    /// The bytes do not hash to the CID (a block in the database file, or in the blob file
+    /// without a checksum: written by format 3).
+    #[error(transparent)]
+    Hash(#[from] BlockError),
+    /// The bytes read from the blob file do not match the checksum written with them.
+    #[error("{len} bytes at offset {offset} of the blob file do not match their checksum")]
+    Checksum {
+        /// Where the block starts in the blob file, in bytes.
+        offset: u64,
+        /// The block's length, in bytes.
+        len: u64,
+    },
+}
+
 /// Why an operation of a [`RedbBlockstore`](super::RedbBlockstore) failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -124,14 +143,15 @@ pub enum RedbBlockstoreError {
     /// Reading the file failed.
     #[error("block store database error")]
     Database(#[source] Box<redb::Error>),
-    /// The stored bytes do not hash to the CID: the copy on disk is corrupt.
+    /// The stored bytes failed their check (the checksum of their blob file record, or the
+    /// CID's hash): the copy on disk is corrupt.
     #[error("stored block {cid} is corrupt")]
     Corrupt {
         /// The CID asked for.
         cid: Box<Cid>,
         /// How the bytes failed the check.
         #[source]
-        source: Box<BlockError>,
+        source: Box<RedbCorruption>,
     },
     /// Reading a large block from the blob file failed: an I/O error, or an entry pointing
     /// past the end of the file or longer than a block may be (a corrupt index).
@@ -175,10 +195,10 @@ pub enum RedbBlockstoreError {
 }
 
 impl RedbBlockstoreError {
-    pub(super) fn corrupt(cid: Cid, source: BlockError) -> Self {
+    pub(super) fn corrupt(cid: Cid, source: impl Into<RedbCorruption>) -> Self {
         Self::Corrupt {
             cid: Box::new(cid),
-            source: Box::new(source),
+            source: Box::new(source.into()),
         }
     }
 }

@@ -5,6 +5,12 @@
 //!   instead of the block's pages.
 //! - `blobs`: multihash bytes → `(offset, length)` of a large block in the blob file (see
 //!   [`blobs`](super::blobs)). A key is in `blocks` or in `blobs`, never both.
+//! - `blob_sums`: multihash bytes → the [xxh3](https://xxhash.com) 64-bit checksum of a large
+//!   block's bytes in the blob file, written with its `blobs` entry (from the block, whose
+//!   bytes were checked against its CID when it was made). A read of the blob file checks the
+//!   bytes against it (far cheaper than hashing them again for the CID); an entry
+//!   of `blobs` without one (written by format 3) is checked against its CID's hash instead.
+//!   Blocks in `blocks` are always checked against their CID's hash.
 //! - `meta`: `"format"` → [`FORMAT_VERSION`], written when the file is created and checked at
 //!   every open; `"blob_end"` → the committed length of the blob file, in bytes;
 //!   `"blob_gen"` → the generation of the blob file (which file it is, see
@@ -12,9 +18,12 @@
 //!   entry of `blobs` points at (deleted or overwritten blocks), which compaction reclaims.
 //!
 //! Format 1 (before the blob file) had no `blobs` table and no `blob_*` keys; format 2 had no
-//! `blob_gen` and `blob_dead`. Opening such a file upgrades it to format 3 by adding them (a
-//! format 2 file's dead bytes are counted once, by a scan of `blobs`). Format 3 is refused by
-//! the code of format 2, which would not find the blob file of a compacted store.
+//! `blob_gen` and `blob_dead`; format 3 had no `blob_sums`. Opening such a file upgrades it to
+//! format 4 by adding them (a format 2 file's dead bytes are counted once, by a scan of
+//! `blobs`; the blocks already in the blob file keep no checksum and are checked against
+//! their CIDs). Format 3 is refused by the code of format 2, which would not find the blob
+//! file of a compacted store, and format 4 by the code of format 3, which would leave the
+//! checksum of a block it overwrites stale.
 
 use std::sync::{
     Arc, PoisonError, RwLock,
@@ -28,7 +37,7 @@ use redb::{Database, ReadTransaction, ReadableTable as _, TableDefinition, Table
 use super::{
     blobs::BlobFile,
     pending::Key,
-    redb_error::{RedbBlockstoreError, RedbOpenError},
+    redb_error::{RedbBlockstoreError, RedbCorruption, RedbOpenError},
 };
 use crate::message::Block;
 
@@ -36,6 +45,8 @@ pub(super) const BLOCKS: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::ne
 pub(super) const SIZES: TableDefinition<'_, &[u8], u64> = TableDefinition::new("block_sizes");
 /// Large blocks: multihash bytes → `(offset, length)` in the blob file.
 pub(super) const BLOBS: TableDefinition<'_, &[u8], (u64, u64)> = TableDefinition::new("blobs");
+/// Large blocks: multihash bytes → xxh3 64-bit checksum of their bytes in the blob file.
+pub(super) const BLOB_SUMS: TableDefinition<'_, &[u8], u64> = TableDefinition::new("blob_sums");
 pub(super) const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
 const FORMAT_KEY: &str = "format";
 /// The `meta` key of the committed length of the blob file.
@@ -46,11 +57,18 @@ pub(super) const BLOB_GEN_KEY: &str = "blob_gen";
 pub(super) const BLOB_DEAD_KEY: &str = "blob_dead";
 
 /// The layout version this code reads and writes.
-pub(super) const FORMAT_VERSION: u64 = 3;
+pub(super) const FORMAT_VERSION: u64 = 4;
 /// The layout before the blob file, which opening upgrades.
 const FORMAT_VERSION_1: u64 = 1;
 /// The layout before compaction, which opening upgrades.
 const FORMAT_VERSION_2: u64 = 2;
+/// The layout before the checksums of the blob file, which opening upgrades.
+const FORMAT_VERSION_3: u64 = 3;
+
+/// The checksum of a large block's bytes in `blob_sums`.
+pub(super) fn blob_sum(data: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(data)
+}
 
 /// The committed state of the blob file, as the `meta` table holds it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -174,12 +192,24 @@ pub(super) fn prepare(db: &Database) -> Result<BlobMeta, RedbOpenError> {
     let complete = has(BLOCKS.name()) && has(SIZES.name());
     let with_blobs = complete && has(BLOBS.name());
     match (found, end, generation, dead) {
-        (Some(FORMAT_VERSION), Some(end), Some(generation), Some(dead)) if with_blobs => {
+        (Some(FORMAT_VERSION), Some(end), Some(generation), Some(dead))
+            if with_blobs && has(BLOB_SUMS.name()) =>
+        {
             Ok(BlobMeta {
                 end,
                 generation,
                 dead,
             })
+        }
+        (Some(FORMAT_VERSION_3), Some(end), Some(generation), Some(dead)) if with_blobs => {
+            drop(read);
+            let meta = BlobMeta {
+                end,
+                generation,
+                dead,
+            };
+            upgrade(db, Some(FORMAT_VERSION_3), meta)?;
+            Ok(meta)
         }
         (Some(FORMAT_VERSION_2), Some(end), _, _) if with_blobs => {
             // Every byte of the file up to its committed end that no entry points at is dead.
@@ -217,6 +247,7 @@ fn upgrade(db: &Database, from: Option<u64>, meta: BlobMeta) -> Result<(), RedbO
         write.open_table(BLOCKS).map_err(redb::Error::from)?;
         write.open_table(SIZES).map_err(redb::Error::from)?;
         write.open_table(BLOBS).map_err(redb::Error::from)?;
+        write.open_table(BLOB_SUMS).map_err(redb::Error::from)?;
         let mut table = write.open_table(META).map_err(redb::Error::from)?;
         for (key, value) in [
             (FORMAT_KEY, FORMAT_VERSION),
@@ -234,7 +265,8 @@ fn upgrade(db: &Database, from: Option<u64>, meta: BlobMeta) -> Result<(), RedbO
     Ok(())
 }
 
-/// The block stored for `cid`'s multihash, in the B-tree or in the blob file, checked against
+/// The block stored for `cid`'s multihash, in the B-tree or in the blob file, checked: against
+/// the checksum written with it (a block in the blob file, of format 4), or else against
 /// `cid`.
 pub(super) fn get(files: &Files, cid: &Cid) -> Result<Option<Block>, RedbBlockstoreError> {
     let (read, blob_file) = files.begin_read()?;
@@ -254,6 +286,12 @@ pub(super) fn get(files: &Files, cid: &Cid) -> Result<Option<Block>, RedbBlockst
                 return Ok(None);
             };
             let (offset, len) = entry.value();
+            let sum = read
+                .open_table(BLOB_SUMS)
+                .map_err(redb::Error::from)?
+                .get(key.as_slice())
+                .map_err(redb::Error::from)?
+                .map(|sum| sum.value());
             // The read transaction pins nothing in the blob file, and needs not: committed
             // ranges are never written again, and a compaction that replaces the file
             // leaves this one open (and whole) as long as `blob_file` holds it.
@@ -266,6 +304,17 @@ pub(super) fn get(files: &Files, cid: &Cid) -> Result<Option<Block>, RedbBlockst
                         len,
                         source,
                     })?;
+            if let Some(sum) = sum {
+                // Written from a block whose bytes hash to this multihash (any CID of it).
+                return if blob_sum(&data) == sum {
+                    Ok(Some(Block::from_verified(*cid, Bytes::from(data))))
+                } else {
+                    Err(RedbBlockstoreError::corrupt(
+                        *cid,
+                        RedbCorruption::Checksum { offset, len },
+                    ))
+                };
+            }
             Bytes::from(data)
         }
     };

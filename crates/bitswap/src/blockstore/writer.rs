@@ -41,7 +41,9 @@ use super::{
     blobs::BlobFile,
     compact::{CompactFailure, Compaction, CompactionPolicy, Progress, SwitchError},
     pending::{Batch, CompactResult, Failure, Write, WriteBuffer},
-    tables::{self, BLOB_DEAD_KEY, BLOB_END_KEY, BLOBS, BLOCKS, BlobMeta, Files, META, SIZES},
+    tables::{
+        self, BLOB_DEAD_KEY, BLOB_END_KEY, BLOB_SUMS, BLOBS, BLOCKS, BlobMeta, Files, META, SIZES,
+    },
 };
 
 /// Which blocks the writer puts in the blob file rather than the B-tree.
@@ -74,9 +76,13 @@ struct Active {
 struct Staged {
     batch: Batch,
     plan: Plan,
-    /// Appending the batch's large blocks to the blob file (done when there are none).
-    appended: io::Result<()>,
+    /// Appending the batch's large blocks to the blob file: their checksums (see [`Sums`]).
+    appended: io::Result<Sums>,
 }
+
+/// Per write of a batch, in order: the checksum of its block's bytes, if it went to the blob
+/// file.
+type Sums = Vec<Option<u64>>;
 
 /// Runs until the buffer is closed and drained, or a commit fails. `meta` is the committed
 /// state of the blob file.
@@ -151,13 +157,18 @@ pub(super) fn run(files: &Files, buffer: &WriteBuffer, config: WriterConfig<'_>,
         } else {
             match appended {
                 Err(error) => Err(error.into()),
-                Ok(()) if look_ahead => {
-                    let (result, next) =
-                        commit_overlapped(files, buffer, &writes, &plan, config.blobs, &mut meta);
+                Ok(sums) if look_ahead => {
+                    let (result, next) = commit_overlapped(
+                        files,
+                        buffer,
+                        (&writes, &plan, &sums),
+                        config.blobs,
+                        &mut meta,
+                    );
                     lookahead = next;
                     result
                 }
-                Ok(()) => commit_planned(files, &writes, &plan, &mut meta),
+                Ok(sums) => commit_planned(files, &writes, &plan, &sums, &mut meta),
             }
         };
         match result {
@@ -316,7 +327,7 @@ fn plan(writes: &[Write], policy: BlobPolicy, start: u64) -> Plan {
 fn stage(files: &Files, batch: Batch, policy: BlobPolicy, start: u64) -> Staged {
     let plan = plan(&batch.writes, policy, start);
     let appended = if plan.end == plan.start {
-        Ok(())
+        Ok(vec![None; batch.writes.len()])
     } else {
         append(&files.blob_file(), &batch.writes, &plan)
     };
@@ -328,25 +339,28 @@ fn stage(files: &Files, batch: Batch, policy: BlobPolicy, start: u64) -> Staged 
 }
 
 /// Writes the large blocks of `writes` at their offsets in `blob_file`, past its committed
-/// end: each block's bytes straight from its buffer, one positional write each (a block is
-/// one copy into the page cache, whatever the number of calls).
-fn append(blob_file: &BlobFile, writes: &[Write], plan: &Plan) -> io::Result<()> {
-    for (write, offset) in writes.iter().zip(&plan.offsets) {
+/// end, and returns their checksums: each block's bytes straight from its buffer, one
+/// positional write each (a block is one copy into the page cache, whatever the number of
+/// calls).
+fn append(blob_file: &BlobFile, writes: &[Write], plan: &Plan) -> io::Result<Sums> {
+    let mut sums = vec![None; writes.len()];
+    for ((write, offset), sum) in writes.iter().zip(&plan.offsets).zip(&mut sums) {
         if let (Write::Put { block, .. }, Some(offset)) = (write, offset) {
             blob_file.write_at(block.data(), *offset)?;
+            *sum = Some(tables::blob_sum(block.data()));
         }
     }
-    Ok(())
+    Ok(sums)
 }
 
-/// Commits `writes` (their large blocks appended as `plan` says) and meanwhile, if a batch is
-/// due in `buffer`, takes it and appends its large blocks past `plan.end` on a helper thread.
-/// Returns the commit's result and the batch taken, staged: the writer commits it next.
+/// Commits `writes` (their large blocks appended as `plan` says, with checksums `sums`) and
+/// meanwhile, if a batch is due in `buffer`, takes it and appends its large blocks past
+/// `plan.end` on a helper thread. Returns the commit's result and the batch taken, staged:
+/// the writer commits it next.
 fn commit_overlapped(
     files: &Files,
     buffer: &WriteBuffer,
-    writes: &[Write],
-    plan: &Plan,
+    (writes, plan, sums): (&[Write], &Plan, &[Option<u64>]),
     policy: BlobPolicy,
     meta: &mut BlobMeta,
 ) -> (Result<(), redb::Error>, Option<Staged>) {
@@ -355,16 +369,16 @@ fn commit_overlapped(
         !(batch.writes.is_empty() && batch.flushes.is_empty() && batch.compactions.is_empty())
     });
     let Some(next) = next else {
-        return (commit_planned(files, writes, plan, meta), None);
+        return (commit_planned(files, writes, plan, sums, meta), None);
     };
     let next_plan = self::plan(&next.writes, policy, plan.end);
     if next_plan.end == next_plan.start {
         // Nothing to append, nothing to overlap.
-        let result = commit_planned(files, writes, plan, meta);
+        let result = commit_planned(files, writes, plan, sums, meta);
         let next = Staged {
+            appended: Ok(vec![None; next.writes.len()]),
             batch: next,
             plan: next_plan,
-            appended: Ok(()),
         };
         return (result, Some(next));
     }
@@ -373,7 +387,7 @@ fn commit_overlapped(
         let appender = thread::Builder::new()
             .name("blockstore-appender".into())
             .spawn_scoped(scope, || append(&blob_file, &next.writes, &next_plan));
-        let result = commit_planned(files, writes, plan, meta);
+        let result = commit_planned(files, writes, plan, sums, meta);
         let appended = match appender {
             Ok(appender) => appender
                 .join()
@@ -405,12 +419,13 @@ pub(super) fn commit(
     meta: &mut BlobMeta,
 ) -> Result<(), redb::Error> {
     let plan = plan(writes, policy, meta.end);
-    append(&files.blob_file(), writes, &plan)?;
-    commit_planned(files, writes, &plan, meta)
+    let sums = append(&files.blob_file(), writes, &plan)?;
+    commit_planned(files, writes, &plan, &sums, meta)
 }
 
 /// Commits `writes` in one transaction, their large blocks already appended to the blob file
-/// as `plan` says: syncs the blob file first if the batch appended to it.
+/// as `plan` says, with checksums `sums`: syncs the blob file first if the batch appended to
+/// it.
 #[expect(
     clippy::result_large_err,
     reason = "an error ends the writer and is shared in an `Arc` once"
@@ -419,6 +434,7 @@ fn commit_planned(
     files: &Files,
     writes: &[Write],
     plan: &Plan,
+    sums: &[Option<u64>],
     meta: &mut BlobMeta,
 ) -> Result<(), redb::Error> {
     debug_assert_eq!(plan.start, meta.end, "a batch appends at the committed end");
@@ -436,7 +452,9 @@ fn commit_planned(
         let mut blocks = transaction.open_table(BLOCKS)?;
         let mut blobs = transaction.open_table(BLOBS)?;
         let mut sizes = transaction.open_table(SIZES)?;
-        for (write, offset) in writes.iter().zip(&plan.offsets) {
+        // An entry of `blob_sums` goes with one of `blobs` (absent for those of format 3).
+        let mut blob_sums = transaction.open_table(BLOB_SUMS)?;
+        for ((write, offset), sum) in writes.iter().zip(&plan.offsets).zip(sums) {
             let key = tables::key(write.key());
             let key = key.as_slice();
             // A key is in `blocks` or in `blobs`: a put removes it from the other table,
@@ -444,8 +462,20 @@ fn commit_planned(
             match (write, offset) {
                 (Write::Put { block, .. }, Some(offset)) => {
                     let len = block.data().len() as u64;
-                    if let Some(old) = blobs.insert(key, (*offset, len))? {
+                    let old = blobs.insert(key, (*offset, len))?;
+                    if let Some(old) = &old {
                         dead += old.value().1;
+                    }
+                    match sum {
+                        Some(sum) => {
+                            blob_sums.insert(key, sum)?;
+                        }
+                        // Not appended with a checksum (never, in the writer): checked
+                        // against the CID instead.
+                        None if old.is_some() => {
+                            blob_sums.remove(key)?;
+                        }
+                        None => {}
                     }
                     if sizes.insert(key, len)?.is_some() {
                         blocks.remove(key)?;
@@ -457,12 +487,14 @@ fn commit_planned(
                         && let Some(old) = blobs.remove(key)?
                     {
                         dead += old.value().1;
+                        blob_sums.remove(key)?;
                     }
                 }
                 (Write::Delete { .. }, _) => {
                     blocks.remove(key)?;
                     if let Some(old) = blobs.remove(key)? {
                         dead += old.value().1;
+                        blob_sums.remove(key)?;
                     }
                     sizes.remove(key)?;
                 }
@@ -546,11 +578,11 @@ mod tests {
         block_on(buffer.put_many(next.to_vec())).unwrap();
         let _flushed = buffer.flush().unwrap();
 
+        let sums = staged.appended.as_ref().unwrap();
         let (result, lookahead) = commit_overlapped(
             &files,
             &buffer,
-            &staged.batch.writes,
-            &staged.plan,
+            (&staged.batch.writes, &staged.plan, sums),
             TWO_LARGE,
             &mut meta,
         );
@@ -573,7 +605,15 @@ mod tests {
         ));
         assert_eq!(tables::get(&files, next[0].cid()).unwrap(), None);
 
-        commit_planned(&files, &lookahead.batch.writes, &lookahead.plan, &mut meta).unwrap();
+        let sums = lookahead.appended.as_ref().unwrap();
+        commit_planned(
+            &files,
+            &lookahead.batch.writes,
+            &lookahead.plan,
+            sums,
+            &mut meta,
+        )
+        .unwrap();
         buffer.committed(&lookahead.batch.writes);
         assert_eq!((meta.end, meta.dead), (5000, 0));
         for block in first.iter().chain(&next) {
@@ -608,11 +648,11 @@ mod tests {
         );
         // Queued, but not due: no flush behind it, the interval far away.
         block_on(buffer.put_many(vec![block(2, 1200), block(3, 1300)])).unwrap();
+        let sums = staged.appended.as_ref().unwrap();
         let (result, lookahead) = commit_overlapped(
             &files,
             &buffer,
-            &staged.batch.writes,
-            &staged.plan,
+            (&staged.batch.writes, &staged.plan, sums),
             TWO_LARGE,
             &mut meta,
         );

@@ -30,6 +30,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use super::{
     behaviour::{InboundFailure, MessageId, SendFailure},
     config::Config,
+    deadline::Deadlines,
     upgrade::Upgrade,
 };
 use crate::{
@@ -539,12 +540,14 @@ fn read_messages(
     stream: Stream,
     intake: Intake,
 ) -> BoxStream<'static, Result<Read, ProtocolError>> {
-    futures::stream::unfold(Some(stream), move |stream| {
+    let state = Some((stream, Deadlines::default()));
+    futures::stream::unfold(state, move |state| {
         let intake = intake.clone();
         async move {
-            let mut stream = stream?;
+            let (mut stream, mut deadlines) = state?;
             let idle = intake.idle;
-            let len = match timeout(idle, protocol::read_message_length(&mut stream)).await {
+            let length = protocol::read_message_length(&mut stream);
+            let len = match deadlines.run(idle, length).await {
                 Some(Ok(Some(len))) => len,
                 // The peer closed its side; dropping the stream closes ours.
                 Some(Ok(None)) => return None,
@@ -563,14 +566,14 @@ fn read_messages(
                 .await
                 .expect("the budget is never closed");
             let body = protocol::read_message_body(&mut stream, len, intake.max_entries);
-            match timeout(idle, body).await {
+            match deadlines.run(idle, body).await {
                 Some(Ok((message, dropped_entries))) => {
                     let read = Read {
                         message,
                         share,
                         dropped_entries,
                     };
-                    Some((Ok(read), Some(stream)))
+                    Some((Ok(read), Some((stream, deadlines))))
                 }
                 Some(Err(error)) => Some((Err(error), None)),
                 None => {
@@ -622,8 +625,11 @@ async fn write_messages(
     mut reports: mpsc::Sender<WriteReport>,
     config: Arc<Config>,
 ) {
+    // Waits for the next message, and writes, each with a timer of their own kind.
+    let (mut idle, mut writes) = (Deadlines::default(), Deadlines::default());
     loop {
-        let (id, message) = match timeout(config.outbound_idle_timeout(), messages.next()).await {
+        let next = idle.run(config.outbound_idle_timeout(), messages.next());
+        let (id, message) = match next.await {
             Some(Some(next)) => next,
             // The handler is gone: the connection is closing.
             Some(None) => return,
@@ -647,12 +653,8 @@ async fn write_messages(
         let frames = protocol::encode_segments(&message, version);
         drop(message);
         let size = frames.iter().map(Bytes::len).sum();
-        let error = match timeout(
-            config.send_timeout(size),
-            protocol::write_frames(&mut stream, &frames),
-        )
-        .await
-        {
+        let write = protocol::write_frames(&mut stream, &frames);
+        let error = match writes.run(config.send_timeout(size), write).await {
             Some(Ok(())) => {
                 if reports
                     .send(WriteReport::Sent { writer, id })

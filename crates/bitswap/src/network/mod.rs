@@ -74,11 +74,13 @@
 //!
 //! - `behaviour.rs`: [`Behaviour`], peers and connections, [`Event`]s.
 //! - `handler.rs`: [`Handler`], one per connection: streams in and out, bounded.
+//! - `deadline.rs`: one timer for a stream's successive timeouts.
 //! - `upgrade.rs`: [`Upgrade`], version negotiation on a stream.
 //! - `config.rs`: [`Config`], limits and timeouts.
 
 mod behaviour;
 mod config;
+mod deadline;
 mod handler;
 mod upgrade;
 

@@ -125,7 +125,8 @@ pub struct Behaviour<S> {
     wantlists: HashMap<MessageId, (PeerId, Message)>,
     /// Messages per peer the client may have queued in the network layer.
     max_client_messages: usize,
-    /// The client's next deadline and its timer.
+    /// A timer for the client's deadlines and the instant it fires at (at or before the
+    /// client's next deadline).
     timer: Option<(Instant, Delay)>,
     commands: mpsc::Receiver<Command>,
     command_sender: mpsc::Sender<Command>,
@@ -576,9 +577,13 @@ impl<S: Blockstore + 'static> Behaviour<S> {
         }
     }
 
+    /// Arms the timer for the client's next deadline. A timer armed for an earlier instant is
+    /// kept: when it fires, the client handles what is due (maybe nothing) and the timer is
+    /// armed again. Deadlines that move later with every block received would otherwise make
+    /// a timer (two wake-ups of the timer thread) per block.
     fn arm_timer(&mut self, now: Instant) {
         match self.client.poll_timeout() {
-            Some(deadline) if self.timer.as_ref().is_none_or(|(d, _)| *d != deadline) => {
+            Some(deadline) if self.timer.as_ref().is_none_or(|(at, _)| *at > deadline) => {
                 let delay = Delay::futures_timer(deadline.saturating_duration_since(now));
                 self.timer = Some((deadline, delay));
             }

@@ -680,8 +680,9 @@ async fn wantlist_entries_past_the_limit_are_dropped() {
         .expect("writer");
 }
 
-/// With an inbound byte budget smaller than one message, messages are read one at a time
-/// (each waits for the whole budget) and all of them arrive, from every stream and peer.
+/// With an inbound byte budget smaller than one message, messages too large for a
+/// connection's own room (64 KiB) are read one at a time (each waits for the whole budget) and
+/// all of them arrive, from every stream and peer.
 #[tokio::test]
 async fn messages_larger_than_the_inbound_budget_arrive_one_at_a_time() {
     let mut node = node(Config::default().with_max_inbound_bytes(100));
@@ -698,7 +699,7 @@ async fn messages_larger_than_the_inbound_budget_arrive_one_at_a_time() {
                 let mut stream_io = control.open_stream(node_id, V1_2_0).await.expect("stream");
                 for i in 0..4u8 {
                     let message = Message {
-                        blocks: vec![raw_block(1000, stream * 16 + i)],
+                        blocks: vec![raw_block(70_000, stream * 16 + i)],
                         ..Message::default()
                     };
                     let frames = bitswap::encode(&message, Version::V1_2_0);

@@ -373,7 +373,10 @@ impl NetworkBehaviour for Behaviour {
         _: &Multiaddr,
         _: &Multiaddr,
     ) -> Result<THandler<Self>, ConnectionDenied> {
-        Ok(Handler::new(Arc::clone(&self.config), self.intake.clone()))
+        Ok(Handler::new(
+            Arc::clone(&self.config),
+            self.intake.for_connection(),
+        ))
     }
 
     fn handle_established_outbound_connection(
@@ -384,7 +387,10 @@ impl NetworkBehaviour for Behaviour {
         _: Endpoint,
         _: PortUse,
     ) -> Result<THandler<Self>, ConnectionDenied> {
-        Ok(Handler::new(Arc::clone(&self.config), self.intake.clone()))
+        Ok(Handler::new(
+            Arc::clone(&self.config),
+            self.intake.for_connection(),
+        ))
     }
 
     fn on_swarm_event(&mut self, event: FromSwarm<'_>) {

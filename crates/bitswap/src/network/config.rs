@@ -192,7 +192,9 @@ impl Config {
     /// message's body only once its length fits in what is left, so when many peers send at
     /// once, they wait for each other (first come, first served) instead of filling memory.
     /// Counted in wire bytes; a decoded wantlist takes about 2.5 times its wire size. A message
-    /// larger than the budget waits for all of it. Default: 32 MiB.
+    /// larger than the budget waits for all of it. Besides it, each connection has 64 KiB of
+    /// its own, used first, so that a peer's small messages do not wait behind other peers'
+    /// large ones. Default: 32 MiB.
     pub fn with_max_inbound_bytes(mut self, bytes: usize) -> Self {
         self.max_inbound_bytes = bytes.max(1);
         self

@@ -92,8 +92,8 @@ pub enum HandlerEvent {
 ///   to be taken from the behaviour (a peer's flood stays in its own stream). Open streams are
 ///   polled oldest first, so messages of streams the peer wrote one after the other are
 ///   reported in that order. A message's body is read only once its length fits in the
-///   inbound byte budget all connections share ([`Config::max_inbound_bytes`]); its share is
-///   given back when the message is taken. Wantlist entries beyond
+///   connection's own room (64 KiB) or in the inbound byte budget all connections share
+///   ([`Config::max_inbound_bytes`]); its share is given back when the message is taken. Wantlist entries beyond
 ///   [`Config::max_wantlist_entries`] are dropped as the message is decoded. At most
 ///   [`Config::max_inbound_streams`] are read at once (more are reset); a stream waiting longer
 ///   than [`Config::inbound_idle_timeout`] for its next message, or for the rest of a message
@@ -497,14 +497,21 @@ impl ConnectionHandler for Handler {
     }
 }
 
+/// Bytes of inbound messages each connection may hold of its own, outside the shared budget: a
+/// peer's small messages (wantlist updates, a few small blocks) never wait behind other peers'
+/// large ones for room in it.
+const OWN_BYTES: usize = 64 * 1024;
+
 /// What a [`Handler`] reads messages with: limits set by the behaviour, the same for all its
-/// connections.
+/// connections, and the connection's own room.
 #[derive(Clone)]
 pub(crate) struct Intake {
     /// Room left in [`Config::max_inbound_bytes`], shared by all connections.
     budget: Arc<Semaphore>,
     /// [`Config::max_inbound_bytes`], the most one message may take of `budget`.
     budget_bytes: u32,
+    /// Room left of the connection's own [`OWN_BYTES`], taken first.
+    own: Arc<Semaphore>,
     /// [`Config::max_wantlist_entries`].
     max_entries: usize,
     /// [`Config::inbound_idle_timeout`].
@@ -517,9 +524,32 @@ impl Intake {
         Self {
             budget: Arc::new(Semaphore::new(bytes)),
             budget_bytes: u32::try_from(bytes).unwrap_or(u32::MAX),
+            own: Arc::new(Semaphore::new(OWN_BYTES)),
             max_entries: config.max_wantlist_entries(),
             idle: config.inbound_idle_timeout(),
         }
+    }
+
+    /// The same limits and shared budget, with room of its own for a new connection.
+    pub(crate) fn for_connection(&self) -> Self {
+        Self {
+            own: Arc::new(Semaphore::new(OWN_BYTES)),
+            ..self.clone()
+        }
+    }
+
+    /// A share of room for a message of `len` bytes: the connection's own if it fits there,
+    /// else the shared budget's (waiting for it, first come, first served).
+    async fn share(&self, len: usize) -> OwnedSemaphorePermit {
+        // At most 4 MiB: fits in u32.
+        let bytes = (len as u32).max(1);
+        if let Ok(share) = Arc::clone(&self.own).try_acquire_many_owned(bytes) {
+            return share;
+        }
+        Arc::clone(&self.budget)
+            .acquire_many_owned(bytes.min(self.budget_bytes))
+            .await
+            .expect("the budget is never closed")
     }
 }
 
@@ -558,13 +588,7 @@ fn read_messages(
                     return None;
                 }
             };
-            // At most 4 MiB: fits in u32.
-            let bytes = (len as u32).clamp(1, intake.budget_bytes);
-            let share = intake
-                .budget
-                .acquire_many_owned(bytes)
-                .await
-                .expect("the budget is never closed");
+            let share = intake.share(len).await;
             let body = protocol::read_message_body(&mut stream, len, intake.max_entries);
             match deadlines.run(idle, body).await {
                 Some(Ok((message, dropped_entries))) => {
@@ -742,7 +766,7 @@ mod tests {
     #[test]
     fn handler_reports_best_version_once() {
         let config = Config::default().with_versions([Version::V1_1_0, Version::V1_0_0]);
-        let intake = Intake::new(&config);
+        let intake = Intake::new(&config).for_connection();
         let mut handler = Handler::new(Arc::new(config), intake);
         handler.learn_version(Version::V1_0_0);
         handler.learn_version(Version::V1_0_0);

@@ -463,7 +463,6 @@ fn inconsistent(key: &[u8], offset: u64, len: u64) -> redb::Error {
 
 #[cfg(test)]
 mod tests {
-    use bytes::Bytes;
     use cid::Cid;
 
     use super::{
@@ -482,10 +481,7 @@ mod tests {
         min_batch_bytes: 0,
     };
 
-    fn block(i: u8, len: usize) -> Block {
-        let data: Vec<u8> = (0..len).map(|j| (j as u8).wrapping_mul(31) ^ i).collect();
-        Block::from_v0_data(Bytes::from(data)).unwrap()
-    }
+    use super::super::test_blocks::block;
 
     fn len(blocks: &[&Block]) -> u64 {
         blocks.iter().map(|block| block.data().len() as u64).sum()

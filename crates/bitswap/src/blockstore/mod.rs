@@ -144,3 +144,17 @@ impl<B: Blockstore> Blockstore for Arc<B> {
         (**self).flush()
     }
 }
+
+/// Blocks for the store's unit tests.
+#[cfg(test)]
+mod test_blocks {
+    use bytes::Bytes;
+
+    use crate::message::Block;
+
+    /// A CIDv0 block of `len` bytes, distinct for each `i`.
+    pub(super) fn block(i: u8, len: usize) -> Block {
+        let data: Vec<u8> = (0..len).map(|j| (j as u8).wrapping_mul(29) ^ i).collect();
+        Block::from_v0_data(Bytes::from(data)).unwrap()
+    }
+}

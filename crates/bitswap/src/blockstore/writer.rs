@@ -517,7 +517,6 @@ fn commit_planned(
 mod tests {
     use std::time::Duration;
 
-    use bytes::Bytes;
     use futures::executor::block_on;
 
     use super::{
@@ -527,7 +526,6 @@ mod tests {
         },
         *,
     };
-    use crate::message::Block;
 
     /// A batch's large blocks go to the blob file when they are at least 2 of them.
     const TWO_LARGE: BlobPolicy = BlobPolicy {
@@ -535,10 +533,7 @@ mod tests {
         min_batch_bytes: 2000,
     };
 
-    fn block(i: u8, len: usize) -> Block {
-        let data: Vec<u8> = (0..len).map(|j| (j as u8).wrapping_mul(29) ^ i).collect();
-        Block::from_v0_data(Bytes::from(data)).unwrap()
-    }
+    use super::super::test_blocks::block;
 
     fn open(path: &Path) -> (Files, BlobMeta) {
         let db = redb::Database::create(path).unwrap();

@@ -93,8 +93,9 @@ pub enum HandlerEvent {
 ///   polled oldest first, so messages of streams the peer wrote one after the other are
 ///   reported in that order. A message's body is read only once its length fits in the
 ///   connection's own room (64 KiB) or in the inbound byte budget all connections share
-///   ([`Config::max_inbound_bytes`]); its share is given back when the message is taken. Wantlist entries beyond
-///   [`Config::max_wantlist_entries`] are dropped as the message is decoded. At most
+///   ([`Config::max_inbound_bytes`]); its share is given back when the message is taken.
+///   Wantlist entries beyond [`Config::max_wantlist_entries`] are dropped as the message is
+///   decoded. At most
 ///   [`Config::max_inbound_streams`] are read at once (more are reset); a stream waiting longer
 ///   than [`Config::inbound_idle_timeout`] for its next message, or for the rest of a message
 ///   once it started, is reset; a stream that fails to decode is reset and the failure

@@ -71,6 +71,17 @@ fn assert_blocks(store: &RedbBlockstore, present: &[&Block], absent: &[&Block]) 
     }
 }
 
+/// A store at `path` holding six large blocks in its blob file, the first deleted (its bytes
+/// dead), flushed; and the six blocks.
+fn six_blobs_one_deleted(path: &Path) -> (RedbBlockstore, Vec<Block>) {
+    let blocks: Vec<_> = (0..6).map(large_block).collect();
+    let store = RedbBlockstore::open(path, config(1 << 20)).unwrap();
+    block_on(store.put_many(blocks.clone())).unwrap();
+    block_on(store.delete(blocks[0].cid())).unwrap();
+    block_on(store.flush()).unwrap();
+    (store, blocks)
+}
+
 /// Deleted and overwritten blocks leave dead bytes, counted across reopening; a compaction
 /// reclaims all of them, keeps every live block intact, and survives reopening.
 #[test]
@@ -233,13 +244,8 @@ fn dead_bytes_past_the_policy_start_a_compaction() {
 fn leftover_blob_files_are_removed_at_open() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("blocks.redb");
-    let blocks: Vec<_> = (0..6).map(large_block).collect();
-    {
-        let store = RedbBlockstore::open(&path, config(1 << 20)).unwrap();
-        block_on(store.put_many(blocks.clone())).unwrap();
-        block_on(store.delete(blocks[0].cid())).unwrap();
-        block_on(store.close()).unwrap();
-    }
+    let (store, blocks) = six_blobs_one_deleted(&path);
+    block_on(store.close()).unwrap();
     // A compaction cut before its switch: the next generation's file, half written.
     let next = path.with_extension("redb.blobs.1");
     let unrelated = path.with_extension("redb.blobs.x");
@@ -277,11 +283,7 @@ fn leftover_blob_files_are_removed_at_open() {
 fn a_failed_compaction_leaves_the_store_working() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("blocks.redb");
-    let blocks: Vec<_> = (0..6).map(large_block).collect();
-    let store = RedbBlockstore::open(&path, config(1 << 20)).unwrap();
-    block_on(store.put_many(blocks.clone())).unwrap();
-    block_on(store.delete(blocks[0].cid())).unwrap();
-    block_on(store.flush()).unwrap();
+    let (store, blocks) = six_blobs_one_deleted(&path);
     // A directory where the new blob file would go.
     let next = path.with_extension("redb.blobs.1");
     fs::create_dir(&next).unwrap();

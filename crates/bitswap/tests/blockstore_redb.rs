@@ -58,6 +58,25 @@ fn v1(cid: &Cid) -> Cid {
     Cid::new_v1(0x55, *cid.hash())
 }
 
+/// Every block of `blocks` reads back intact from `store`.
+fn assert_holds<'a>(store: &RedbBlockstore, blocks: impl IntoIterator<Item = &'a Block>) {
+    for block in blocks {
+        assert_eq!(
+            block_on(store.get(block.cid())).unwrap().as_ref(),
+            Some(block)
+        );
+    }
+}
+
+/// Large blocks `0..count`, put in a new store at `path` (in its blob file) and closed.
+fn stored_large_blocks(path: &Path, count: u64) -> Vec<Block> {
+    let blocks: Vec<_> = (0..count).map(numbered_large_block).collect();
+    let store = RedbBlockstore::open(path, blobs_always()).unwrap();
+    block_on(store.put_many(blocks.clone())).unwrap();
+    block_on(store.close()).unwrap();
+    blocks
+}
+
 fn open(path: &Path) -> RedbBlockstore {
     RedbBlockstore::open(path, RedbConfig::default()).unwrap()
 }
@@ -112,12 +131,7 @@ fn dropping_the_store_commits_what_was_accepted() {
         }
     }
     let store = open(&path);
-    for block in &blocks {
-        assert_eq!(
-            block_on(store.get(block.cid())).unwrap().as_ref(),
-            Some(block)
-        );
-    }
+    assert_holds(&store, &blocks);
     block_on(store.close()).unwrap();
     // Closed: the file is free again.
     drop(open(&path));
@@ -555,12 +569,7 @@ fn large_blocks_survive_reopening_and_move_between_files() {
     assert_eq!(fs::metadata(blob_path(&path)).unwrap().len(), total);
     drop(store);
     let store = open(&path);
-    for block in &blocks {
-        assert_eq!(
-            block_on(store.get(block.cid())).unwrap().as_ref(),
-            Some(block)
-        );
-    }
+    assert_holds(&store, &blocks);
 }
 
 /// A blob file shorter than committed (truncated, or gone) is refused at open with a typed
@@ -569,12 +578,7 @@ fn large_blocks_survive_reopening_and_move_between_files() {
 fn a_truncated_blob_file_is_refused_and_a_long_one_cut() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("blocks.redb");
-    let blocks: Vec<_> = (0..6).map(numbered_large_block).collect();
-    {
-        let store = RedbBlockstore::open(&path, blobs_always()).unwrap();
-        block_on(store.put_many(blocks.clone())).unwrap();
-        block_on(store.close()).unwrap();
-    }
+    let blocks = stored_large_blocks(&path, 6);
     let blobs = blob_path(&path);
     let committed = fs::metadata(&blobs).unwrap().len();
 
@@ -588,12 +592,7 @@ fn a_truncated_blob_file_is_refused_and_a_long_one_cut() {
         let more: Vec<_> = (100..104).map(numbered_large_block).collect();
         block_on(store.put_many(more.clone())).unwrap();
         block_on(store.flush()).unwrap();
-        for block in blocks.iter().chain(&more) {
-            assert_eq!(
-                block_on(store.get(block.cid())).unwrap().as_ref(),
-                Some(block)
-            );
-        }
+        assert_holds(&store, blocks.iter().chain(&more));
     }
     // Shorter than committed: the index would point past the end of the file. Refused, not a
     // panic, at any length.
@@ -631,12 +630,7 @@ fn a_truncated_blob_file_is_refused_and_a_long_one_cut() {
 fn a_corrupt_blob_is_an_error_until_put_again() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("blocks.redb");
-    let blocks: Vec<_> = (0..4).map(numbered_large_block).collect();
-    {
-        let store = RedbBlockstore::open(&path, blobs_always()).unwrap();
-        block_on(store.put_many(blocks.clone())).unwrap();
-        block_on(store.close()).unwrap();
-    }
+    let blocks = stored_large_blocks(&path, 4);
     // Blocks are appended in order: block 1 starts where block 0 ends.
     let at = blocks[0].data().len() as u64 + 100;
     let mut file = OpenOptions::new()
@@ -718,12 +712,7 @@ fn a_format_1_store_is_upgraded() {
     }
     assert!(fs::metadata(blob_path(&path)).unwrap().len() > 0);
     let store = open(&path);
-    for block in large.iter().chain([&old]) {
-        assert_eq!(
-            block_on(store.get(block.cid())).unwrap().as_ref(),
-            Some(block)
-        );
-    }
+    assert_holds(&store, large.iter().chain([&old]));
 }
 
 /// A store of format 3 (blob file records without checksums) opens and is upgraded: its large
@@ -733,12 +722,7 @@ fn a_format_1_store_is_upgraded() {
 fn a_format_3_store_is_upgraded_and_its_blobs_checked_by_hash() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("blocks.redb");
-    let blocks: Vec<_> = (0..3).map(numbered_large_block).collect();
-    {
-        let store = RedbBlockstore::open(&path, blobs_always()).unwrap();
-        block_on(store.put_many(blocks.clone())).unwrap();
-        block_on(store.close()).unwrap();
-    }
+    let blocks = stored_large_blocks(&path, 3);
     {
         // Back to format 3: no table `blob_sums`.
         let db = redb::Database::open(&path).unwrap();
@@ -807,12 +791,7 @@ fn a_format_3_store_is_upgraded_and_its_blobs_checked_by_hash() {
     drop(read);
     drop(db);
     let store = RedbBlockstore::open(&path, blobs_always()).unwrap();
-    for block in &blocks {
-        assert_eq!(
-            block_on(store.get(block.cid())).unwrap().as_ref(),
-            Some(block)
-        );
-    }
+    assert_holds(&store, &blocks);
 }
 
 /// A store of a later format than this code's is refused at open, with both formats named.

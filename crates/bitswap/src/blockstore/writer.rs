@@ -551,6 +551,27 @@ mod tests {
         })
     }
 
+    /// Takes the buffer's next batch and appends its large blocks from `end` on.
+    fn stage_next(files: &Files, buffer: &WriteBuffer, end: u64) -> Staged {
+        stage(files, buffer.next_batch(false).unwrap(), TWO_LARGE, end)
+    }
+
+    /// Commits a staged batch, taking the next one early if it is due.
+    fn commit_staged(
+        files: &Files,
+        buffer: &WriteBuffer,
+        staged: &Staged,
+        meta: &mut BlobMeta,
+    ) -> (Result<(), redb::Error>, Option<Staged>) {
+        let sums = staged.appended.as_ref().unwrap();
+        let writes = (
+            staged.batch.writes.as_slice(),
+            &staged.plan,
+            sums.as_slice(),
+        );
+        commit_overlapped(files, buffer, writes, TWO_LARGE, meta)
+    }
+
     /// While a batch that went to the blob file commits, the next batch due is taken and its
     /// large blocks appended past the first's end; it stays readable in the buffer until the
     /// writer commits it, and then reads back from the blob file, contiguous with the first.
@@ -562,25 +583,13 @@ mod tests {
         let first = [block(0, 1000), block(1, 1500)];
         let next = [block(2, 1200), block(3, 10), block(4, 1300)];
         block_on(buffer.put_many(first.to_vec())).unwrap();
-        let staged = stage(
-            &files,
-            buffer.next_batch(false).unwrap(),
-            TWO_LARGE,
-            meta.end,
-        );
+        let staged = stage_next(&files, &buffer, meta.end);
         assert!(staged.appended.is_ok());
         assert_eq!((staged.plan.start, staged.plan.end), (0, 2500));
         block_on(buffer.put_many(next.to_vec())).unwrap();
         let _flushed = buffer.flush().unwrap();
 
-        let sums = staged.appended.as_ref().unwrap();
-        let (result, lookahead) = commit_overlapped(
-            &files,
-            &buffer,
-            (&staged.batch.writes, &staged.plan, sums),
-            TWO_LARGE,
-            &mut meta,
-        );
+        let (result, lookahead) = commit_staged(&files, &buffer, &staged, &mut meta);
         result.unwrap();
         buffer.committed(&staged.batch.writes);
         assert_eq!(meta.end, 2500);
@@ -635,22 +644,10 @@ mod tests {
         });
         block_on(buffer.put_many(vec![block(0, 1000), block(1, 1500)])).unwrap();
         let _flushed = buffer.flush().unwrap();
-        let staged = stage(
-            &files,
-            buffer.next_batch(false).unwrap(),
-            TWO_LARGE,
-            meta.end,
-        );
+        let staged = stage_next(&files, &buffer, meta.end);
         // Queued, but not due: no flush behind it, the interval far away.
         block_on(buffer.put_many(vec![block(2, 1200), block(3, 1300)])).unwrap();
-        let sums = staged.appended.as_ref().unwrap();
-        let (result, lookahead) = commit_overlapped(
-            &files,
-            &buffer,
-            (&staged.batch.writes, &staged.plan, sums),
-            TWO_LARGE,
-            &mut meta,
-        );
+        let (result, lookahead) = commit_staged(&files, &buffer, &staged, &mut meta);
         result.unwrap();
         assert!(lookahead.is_none());
         assert_eq!(meta.end, 2500);

@@ -112,11 +112,10 @@ pub async fn read_message<R>(io: &mut R) -> Result<Option<Message>, ProtocolErro
 where
     R: AsyncRead + Unpin,
 {
-    let Some(len) = read_length(io).await? else {
+    let Some(len) = read_message_length(io).await? else {
         return Ok(None);
     };
-    let body = read_body(io, len).await?;
-    Ok(Some(decode_body(body, usize::MAX)?.0))
+    Ok(Some(read_message_body(io, len, usize::MAX).await?.0))
 }
 
 /// Reads the length prefix of the next message: `None` on a clean end of stream before it,
@@ -145,15 +144,12 @@ pub(crate) async fn read_message_body<R>(
 where
     R: AsyncRead + Unpin,
 {
-    let body = read_body(io, len as u64).await?;
+    let body = read_body(io, len).await?;
     decode_body(body, max_entries)
 }
 
-async fn read_body<R: AsyncRead + Unpin>(io: &mut R, len: u64) -> Result<Bytes, ProtocolError> {
-    if len > MAX_MESSAGE_SIZE as u64 {
-        return Err(ProtocolError::MessageTooLarge { declared: len });
-    }
-    let len = len as usize;
+/// Reads `len` bytes (at most [`MAX_MESSAGE_SIZE`], checked by [`read_message_length`]).
+async fn read_body<R: AsyncRead + Unpin>(io: &mut R, len: usize) -> Result<Bytes, ProtocolError> {
     let mut buf = vec![0u8; len.min(FIRST_READ_BUFFER)];
     let mut filled = 0;
     while filled < len {

@@ -104,6 +104,9 @@ pub(crate) struct PeerTracker<T, D, A, S> {
     records: Vec<Record<A>>,
     /// Head of the free list of records.
     free: u32,
+    /// The record of the task served next, or `NONE`: kept so that a pop can load the record
+    /// together with the pending task, instead of after it.
+    next_record: u32,
     /// Active tasks.
     active: usize,
     /// Index entries whose record was freed.
@@ -140,6 +143,7 @@ where
             topics: HashMap::default(),
             records: Vec::new(),
             free: NONE,
+            next_record: NONE,
             active: 0,
             stale: 0,
             pending_work: 0,
@@ -203,6 +207,19 @@ where
         let link = self.topics.get(topic)?;
         let record = self.records.get(link.slot as usize)?;
         (record.generation == link.generation).then_some(link.slot)
+    }
+
+    /// Loads the peer's state that a pop reads first. The loads are independent of each
+    /// other and of what the caller does next, so the processor runs them alongside it; loads
+    /// that depend on them (the pending task, its record) would stall it, and are left out.
+    pub(crate) fn preload(&self) {
+        std::hint::black_box((self.pending.len(), self.pending_work, self.active_work));
+    }
+
+    /// Notes the record of the task now served next, if it is at hand. Called after the
+    /// pending tasks change: a push calls it once for its whole batch.
+    pub(crate) fn note_next(&mut self) {
+        self.next_record = self.pending.front_first().map_or(NONE, |queued| queued.slot);
     }
 
     /// Takes a record off the free list, or makes a new one.
@@ -397,6 +414,7 @@ where
     /// Removes the pending task at `key` and vacates its record.
     fn take_pending(&mut self, key: ServeKey) -> Task<T, D> {
         let Queued { task, slot } = self.pending.remove(key).expect("key of a pending task");
+        self.note_next();
         self.pending_work -= u128::from(task.work);
         self.vacate_head(slot);
         task
@@ -418,6 +436,11 @@ where
     {
         let limit = active_limit(max_active_work);
         let mut popped: u128 = 0;
+        if let Some(record) = self.records.get(self.next_record as usize) {
+            // Starts loading the record while the pending task loads (both addresses are known
+            // from the peer's state); with many peers, each is a cache miss.
+            std::hint::black_box(record.seq);
+        }
         while let Some((key, Queued { task, slot })) = self.pending.pop_first() {
             let work = u128::from(task.work);
             self.pending_work -= work;
@@ -440,6 +463,7 @@ where
                 break;
             }
         }
+        self.note_next();
         popped
     }
 
@@ -511,6 +535,10 @@ where
     /// Recomputes every sum and index from scratch and compares them with the running ones.
     pub(crate) fn check(&self) -> Result<(), String> {
         self.pending.check()?;
+        let next = self.pending.front_first().map_or(NONE, |queued| queued.slot);
+        if self.next_record != next {
+            return Err(format!("next record {} noted, {next} due", self.next_record));
+        }
         let mut pending_work = 0u128;
         for (key, queued) in self.pending.iter() {
             let task = &queued.task;

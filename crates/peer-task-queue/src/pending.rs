@@ -192,6 +192,12 @@ impl<V> Pending<V> {
         first
     }
 
+    /// The task served next if it is in the vector (it is unless a large peer's front is
+    /// empty, to be refilled on the next pop).
+    pub(crate) fn front_first(&self) -> Option<&V> {
+        self.front.last().map(|(_, task)| task)
+    }
+
     /// The key served last (evicted first).
     pub(crate) fn last_key(&self) -> Option<ServeKey> {
         self.rest

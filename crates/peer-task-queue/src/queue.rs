@@ -197,6 +197,7 @@ where
                 }
             }
         }
+        tracker.note_next();
         self.totals.update(before, Totals::of(tracker));
         if self.settle(slot, before.pending_tasks > 0) {
             outcome.peer_added = false;
@@ -253,12 +254,19 @@ where
             self.ready.close_hole(hole, handle);
         }
         self.totals.update(before, Totals::of(tracker));
-        Some(Served {
+        let served = Served {
             peer: peer.clone(),
             tasks: tasks.len() - count,
             pending_tasks: view.pending_tasks,
             pending_work: view.pending_work,
-        })
+        };
+        // The peer served next is known now. With many peers its state is a cache miss;
+        // loading it here overlaps the miss with the caller's work until the next pop (QW4
+        // with 100,000 peers: about 560 -> 450 ns per task).
+        if let Some((_, next)) = self.ready.peek() {
+            self.slots[next as usize].tracker.preload();
+        }
+        Some(served)
     }
 
     /// Releases popped tasks of `peer`, freeing their work under the peer's limit. Unknown or

@@ -219,7 +219,14 @@ where
     /// Notes the record of the task now served next, if it is at hand. Called after the
     /// pending tasks change: a push calls it once for its whole batch.
     pub(crate) fn note_next(&mut self) {
-        self.next_record = self.pending.front_first().map_or(NONE, |queued| queued.slot);
+        self.next_record = self.due_next();
+    }
+
+    /// The record of the pending task served next, if it is in the vector; else `NONE`.
+    fn due_next(&self) -> u32 {
+        self.pending
+            .front_first()
+            .map_or(NONE, |queued| queued.slot)
     }
 
     /// Takes a record off the free list, or makes a new one.
@@ -535,9 +542,12 @@ where
     /// Recomputes every sum and index from scratch and compares them with the running ones.
     pub(crate) fn check(&self) -> Result<(), String> {
         self.pending.check()?;
-        let next = self.pending.front_first().map_or(NONE, |queued| queued.slot);
+        let next = self.due_next();
         if self.next_record != next {
-            return Err(format!("next record {} noted, {next} due", self.next_record));
+            return Err(format!(
+                "next record {} noted, {next} due",
+                self.next_record
+            ));
         }
         let mut pending_work = 0u128;
         for (key, queued) in self.pending.iter() {

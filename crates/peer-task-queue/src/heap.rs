@@ -79,6 +79,14 @@ impl<K: Ord + Copy> IndexedHeap<K> {
         Some((key, *handle))
     }
 
+    /// The handle of the smallest child of the root: the next root if the root's key grows
+    /// past it, which is what serving the root nearly always does.
+    pub(crate) fn runner_up(&self) -> Option<u32> {
+        let count = self.len.saturating_sub(1).min(ARITY);
+        let group = &self.groups.get(1)?.0;
+        (0..count).min_by_key(|&i| group[i].0).map(|i| group[i].1)
+    }
+
     /// Inserts `handle`, which must not be in the heap.
     pub(crate) fn push(&mut self, handle: u32, key: K) {
         debug_assert!(handle != ABSENT && !self.contains(handle));
@@ -96,7 +104,6 @@ impl<K: Ord + Copy> IndexedHeap<K> {
     }
 
     /// Removes and returns the smallest entry.
-    #[cfg(test)]
     pub(crate) fn pop(&mut self) -> Option<(K, u32)> {
         if self.len == 0 {
             return None;

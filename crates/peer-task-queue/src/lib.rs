@@ -48,12 +48,16 @@
 
 mod config;
 mod heap;
+mod ladder;
 mod merge;
 mod outcome;
 mod peer;
 mod pending;
 mod policy;
+mod prefetch;
 mod queue;
+mod ready;
+mod slots;
 mod stats;
 mod task;
 
@@ -62,5 +66,6 @@ pub use merge::{ActiveTasks, Dedup, TaskMerger};
 pub use outcome::{DoneOutcome, Popped, PushOutcome, RemoveOutcome, Served};
 pub use policy::{Fair, FairKey, FairState, GoCompat, GoCompatState, Policy};
 pub use queue::PeerTaskQueue;
+pub use ready::{FairReady, KeyHeap, ReadySet};
 pub use stats::{PeerStats, PeerTopics, Stats};
 pub use task::{DropReason, DroppedTask, PoppedTask, Task, TaskId};

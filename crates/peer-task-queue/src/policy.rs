@@ -5,7 +5,7 @@ use std::{
     fmt::Debug,
 };
 
-use crate::PeerStats;
+use crate::{FairReady, KeyHeap, PeerStats, ReadySet, ladder::Banded};
 
 /// Orders the peers that can be served.
 ///
@@ -19,6 +19,8 @@ pub trait Policy {
     type State: Debug;
     /// Sort key; the eligible peer with the smallest key is served next.
     type Key: Ord + Copy + Debug;
+    /// How the queue keeps the eligible peers in key order: [`KeyHeap`] orders any key.
+    type Ready: ReadySet<Self::Key>;
 
     /// A peer enters the queue (its first push since it was last removed).
     fn peer_added(&mut self, tick: u64) -> Self::State;
@@ -106,6 +108,16 @@ impl PartialOrd for FairKey {
     }
 }
 
+/// Work, in units at weight 1, in one band of [`Fair`]'s ready set (`FairReady`): 4 KiB,
+/// as a power of two.
+const FAIR_BAND_SHIFT: u32 = FAIR_SCALE_SHIFT + 12;
+
+impl Banded for FairKey {
+    fn band(&self) -> u128 {
+        ((u128::from(self.start_hi) << 64) | u128::from(self.start_lo)) >> FAIR_BAND_SHIFT
+    }
+}
+
 /// [`Fair`]'s per-peer state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FairState {
@@ -116,6 +128,7 @@ pub struct FairState {
 impl Policy for Fair {
     type State = FairState;
     type Key = FairKey;
+    type Ready = FairReady;
 
     fn peer_added(&mut self, tick: u64) -> FairState {
         FairState {
@@ -168,6 +181,7 @@ pub struct GoCompatState {
 impl Policy for GoCompat {
     type State = GoCompatState;
     type Key = (u64, Reverse<usize>, u64);
+    type Ready = KeyHeap<Self::Key>;
 
     fn peer_added(&mut self, tick: u64) -> GoCompatState {
         GoCompatState { arrival: tick }

@@ -2,13 +2,12 @@
 
 use std::{collections::HashMap, fmt, hash::Hash, num::NonZeroU32};
 
-use slab::Slab;
-
 use crate::{
     Config, Dedup, DoneOutcome, Fair, PeerStats, PeerTopics, Policy, Popped, PoppedTask,
     PushOutcome, RemoveOutcome, Served, Stats, Task, TaskId, TaskMerger,
-    heap::IndexedHeap,
     peer::{MAX_HANDLES, PeerTracker, PushedTask, RandomState, saturate},
+    ready::sealed::Sealed as _,
+    slots::Slots,
     task::{DropReason, DroppedTask},
 };
 
@@ -63,10 +62,10 @@ where
     config: Config,
     merger: M,
     policy: Pol,
-    slots: Slab<Slot<P, T, D, M::ActiveInfo, Pol::State>>,
+    slots: Slots<Slot<P, T, D, M::ActiveInfo, Pol::State>>,
     index: HashMap<P, usize, RandomState>,
     /// Eligible peers (pending tasks, under their active-work limit) by policy key, by slot.
-    ready: IndexedHeap<Pol::Key>,
+    ready: Pol::Ready,
     totals: Totals,
     /// Source of task sequence numbers and policy ticks; only grows.
     next_seq: u64,
@@ -109,9 +108,9 @@ where
             config,
             merger,
             policy,
-            slots: Slab::new(),
+            slots: Slots::default(),
             index: HashMap::default(),
-            ready: IndexedHeap::default(),
+            ready: Pol::Ready::default(),
             totals: Totals::default(),
             next_seq: 0,
         }
@@ -229,15 +228,15 @@ where
         target_min_work: u64,
         tasks: &mut Vec<PoppedTask<T, D>>,
     ) -> Option<Served<P>> {
-        let (_, handle) = self.ready.peek()?;
+        let handle = self.ready.peek()?;
         let tick = self.tick();
         let max_active = self.config.max_active_work_per_peer;
         let before = Totals::of(&self.slots[handle as usize].tracker);
-        // The peer is the heap's root and stays in the queue (it is about to hold active
-        // tasks). Its new key depends on what is popped, but the heap's descent does not:
-        // starting it now overlaps its loads with those of the peer's state above.
-        let (hole, root) = self.ready.open_root_hole();
-        debug_assert_eq!(root, handle);
+        // The peer is the first in the ready set and stays in the queue (it is about to hold
+        // active tasks). Its new key depends on what is popped, but the heap's descent does
+        // not: starting it now overlaps its loads with those of the peer's state above.
+        let (hole, first) = self.ready.open_first()?;
+        debug_assert_eq!(first, handle);
         let Slot { peer, tracker } = &mut self.slots[handle as usize];
         let count = tasks.len();
         let work = tracker.pop(&self.merger, target_min_work, max_active, handle, tasks);
@@ -249,9 +248,9 @@ where
         tracker.held = view.pending_tasks > 0 && !eligible;
         if eligible {
             let key = self.policy.key(&tracker.policy, &view);
-            self.ready.fill_hole(hole, handle, key);
+            self.ready.refill_first(hole, handle, key);
         } else {
-            self.ready.close_hole(hole, handle);
+            self.ready.close_first(hole, handle);
         }
         self.totals.update(before, Totals::of(tracker));
         let served = Served {
@@ -260,11 +259,15 @@ where
             pending_tasks: view.pending_tasks,
             pending_work: view.pending_work,
         };
-        // The peer served next is known now. With many peers its state is a cache miss;
-        // loading it here overlaps the miss with the caller's work until the next pop (QW4
-        // with 100,000 peers: about 560 -> 450 ns per task).
-        if let Some((_, next)) = self.ready.peek() {
-            self.slots[next as usize].tracker.preload();
+        // The peers served next are known now. With many peers their state is a cache miss;
+        // prefetching it here lets the misses overlap with the caller's work until the next
+        // pops: the next peer's pending task and record (its state came in one pop ago, when
+        // it was the runner-up), and the state of the peer likely to come after it.
+        if let Some(next) = self.ready.peek() {
+            self.slots[next as usize].tracker.prefetch_next();
+        }
+        if let Some(after) = self.ready.runner_up() {
+            self.slots.prefetch(after as usize);
         }
         Some(served)
     }
@@ -385,9 +388,7 @@ where
             let key = self.policy.key(&tracker.policy, &tracker.view());
             match self.ready.key(handle) {
                 Some(old) if *old == key => {}
-                Some(_) => {
-                    self.ready.update(handle, key);
-                }
+                Some(_) => self.ready.update(handle, key),
                 None => self.ready.push(handle, key),
             }
         } else if ready {
@@ -448,7 +449,7 @@ where
     #[doc(hidden)]
     pub fn check_invariants(&self) -> Result<(), String> {
         let mut sums = Totals::default();
-        for (slot, Slot { peer, tracker }) in &self.slots {
+        for (slot, Slot { peer, tracker }) in self.slots.iter() {
             tracker.check()?;
             if self.index.get(peer) != Some(&slot) {
                 return Err(format!("slot {slot} missing from the index"));
@@ -474,7 +475,7 @@ where
         }
         self.ready.check()?;
         if self.index.len() != self.slots.len() || self.ready.len() > self.slots.len() {
-            return Err("index, slab and heap sizes disagree".into());
+            return Err("index, slots and ready set sizes disagree".into());
         }
         if sums != self.totals {
             return Err(format!("totals {:?} != recomputed {sums:?}", self.totals));

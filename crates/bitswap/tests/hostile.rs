@@ -140,6 +140,19 @@ struct Target {
     address: Multiaddr,
     blocks: Vec<Block>,
     driver: Driver<Behaviour<MemoryBlockstore>>,
+    /// The attacker's swarm once an attack has run: kept connected until the target is
+    /// dropped, so that a test can read what the target holds for it after stopping it.
+    /// Aborted on drop, so its connection does not outlive the test.
+    attacker: Option<AbortOnDrop>,
+}
+
+/// A task aborted when this is dropped.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 async fn target() -> Target {
@@ -155,6 +168,7 @@ async fn target() -> Target {
         address,
         blocks,
         driver: Driver::start(swarm),
+        attacker: None,
     }
 }
 
@@ -241,7 +255,7 @@ where
     F: FnOnce(libp2p_stream::Control, PeerId) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let target = target().await;
+    let mut target = target().await;
     // Warm up (connections, allocator), then measure the normal time.
     honest_fetch(&target).await;
     let normal = honest_fetch(&target).await;
@@ -253,7 +267,9 @@ where
     let attacked = honest_fetch(&target).await;
     let after = rss();
     attack.abort();
-    swarm_task.abort();
+    // The attacker stays connected: had it left now, the target could forget it (and what
+    // it sent) before a test reads the target's state.
+    target.attacker = Some(AbortOnDrop(swarm_task));
     eprintln!(
         "{name}: honest fetch {normal:?} alone, {attacked:?} under attack; RSS {} -> {} MiB",
         before >> 20,

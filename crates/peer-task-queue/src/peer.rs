@@ -226,6 +226,13 @@ where
         self.next_record = self.due_next();
     }
 
+    /// Ends a push of one or more tasks: merges the pending tasks it left aside (see
+    /// `pending.rs`) and notes the task served next.
+    pub(crate) fn end_push(&mut self) {
+        self.pending.flush();
+        self.note_next();
+    }
+
     /// The record of the pending task served next, if it is in the vector; else `NONE`.
     fn due_next(&self) -> u32 {
         self.pending

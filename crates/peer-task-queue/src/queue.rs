@@ -196,7 +196,7 @@ where
                 }
             }
         }
-        tracker.note_next();
+        tracker.end_push();
         self.totals.update(before, Totals::of(tracker));
         if self.settle(slot, before.pending_tasks > 0) {
             outcome.peer_added = false;

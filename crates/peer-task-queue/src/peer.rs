@@ -215,6 +215,10 @@ where
         if let Some(queued) = self.pending.front_first() {
             crate::prefetch::prefetch(queued);
         }
+        // The pop reads the task after it too, to note its record.
+        if let Some(queued) = self.pending.front_second() {
+            crate::prefetch::prefetch(queued);
+        }
         if let Some(record) = self.records.get(self.next_record as usize) {
             crate::prefetch::prefetch(record);
         }

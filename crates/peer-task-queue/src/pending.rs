@@ -251,6 +251,12 @@ impl<V> Pending<V> {
         self.front.last().map(|(_, task)| task)
     }
 
+    /// The task served after the next one, if it is in the vector.
+    pub(crate) fn front_second(&self) -> Option<&V> {
+        let len = self.front.len();
+        self.front.get(len.checked_sub(2)?).map(|(_, task)| task)
+    }
+
     /// The key served last (evicted first).
     pub(crate) fn last_key(&mut self) -> Option<ServeKey> {
         self.tree()

@@ -23,6 +23,10 @@ pub(crate) fn prefetch_all<T>(value: &T) {
         prefetch_address(start.wrapping_add(offset));
         offset += LINE;
     }
+    // The last line, which the steps above miss when `value` does not start a line.
+    if let Some(last) = size_of::<T>().checked_sub(1) {
+        prefetch_address(start.wrapping_add(last));
+    }
 }
 
 #[inline(always)]

@@ -74,6 +74,8 @@ impl<V> Large<V> {
                 debug_assert!(previous.is_none(), "pending key inserted twice");
             }
         }
+        // A long push's inbox is not kept: the tasks now live in the tree.
+        self.inbox.shrink_to(FRONT_MAX);
     }
 }
 

@@ -233,8 +233,9 @@ where
         let max_active = self.config.max_active_work_per_peer;
         let before = Totals::of(&self.slots[handle as usize].tracker);
         // The peer is the first in the ready set and stays in the queue (it is about to hold
-        // active tasks). Its new key depends on what is popped, but the heap's descent does
-        // not: starting it now overlaps its loads with those of the peer's state above.
+        // active tasks). Its new key depends on what is popped, but taking it out of the ready
+        // set (a heap's descent) does not: starting that now overlaps its loads with those of
+        // the peer's state above.
         let (hole, first) = self.ready.open_first()?;
         debug_assert_eq!(first, handle);
         let Slot { peer, tracker } = &mut self.slots[handle as usize];

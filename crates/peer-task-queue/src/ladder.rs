@@ -1,30 +1,33 @@
 //! A ladder queue of handles: [`Fair`](crate::Fair)'s ready set.
 //!
-//! Keys are grouped in *bands* (a band is a range of virtual start times, see
-//! [`Banded`]). The keys of the current band sit in a small indexed heap; the keys of the next
-//! [`RING`] bands sit unsorted in a ring of buckets, one per band; keys further on sit in a
-//! second indexed heap. Every key of the heap is below every key of the ring, which are below
-//! every key of the far heap, so the smallest key is always the small heap's root: the order
-//! is exact, as with one heap.
+//! Keys are grouped in *bands* (a band is a range of virtual start times, see [`Banded`]).
+//! The keys of the current band sit in a sorted *run* (a bucket poured and sorted in one go)
+//! and a small indexed heap (keys placed in the band one by one); the keys of the next [`RING`]
+//! bands sit unsorted in a ring of buckets, one per band; keys further on sit in a second
+//! indexed heap. Every key of the current band is below every key of the ring, which are below
+//! every key of the far heap, so the smallest key is the smaller of the run's next and the
+//! small heap's root: the order is exact, as with one heap.
 //!
 //! Why: with one heap of 100,000 peers, every pop walked a root-to-leaf path of a 3.2 MB heap,
 //! and its last levels were cache misses, one after the other. Serving a peer under `Fair`
-//! moves its key a band or more ahead, so here it leaves the small heap (an O(1) removal at
-//! the root, in cache) and is appended to a ring bucket. When the small heap runs out, the next
-//! occupied bucket is poured into it (about O(1) per key for keys in no order), and the far
-//! heap hands over the keys that the ring now covers. A served key thus costs an append and,
-//! later, a push into a small heap in cache, instead of a walk down a cold path.
+//! moves its key a band or more ahead, so here it leaves the current band and is appended to a
+//! ring bucket. When the band runs out, the next occupied bucket is sorted (sequential work)
+//! and served off the end of the vector, and the far heap hands over the keys that the ring
+//! now covers. A served key thus costs an append and its share of one sort, instead of a walk
+//! down a cold path.
 //!
-//! The small heap is never empty while the set is not: after any change that empties it, the
-//! queue advances to the next occupied band, so the smallest key can be read without `&mut`.
+//! The current band is never empty while the set is not: after any change that empties it,
+//! the queue advances to the next occupied band, so the smallest key can be read without
+//! `&mut`. Keys taken out of the run early (removed or re-keyed) leave stale entries behind,
+//! skipped when they reach its end; they are gone when the band is.
 //!
 //! A set of at most [`BANDS_ABOVE`] entries is *flat*: the small heap holds every key. Such a
 //! heap stays in cache, and bands would only add work to it (with 10 peers, about 90 ns per
 //! pop). Past that size the set spreads into bands, and it folds back below [`FLAT_BELOW`].
 //!
-//! Every operation is O(log n), amortized: a key enters the small heap once per band it is
-//! placed in, leaves the far heap once, and the changes of form are paid for by the gap
-//! between the two sizes.
+//! Every operation is O(log n), amortized: a key is sorted into a run or enters the small heap
+//! once per band it is placed in, leaves the far heap once, and the changes of form are paid
+//! for by the gap between the two sizes.
 
 use crate::heap::IndexedHeap;
 
@@ -53,6 +56,10 @@ enum Loc {
     Absent,
     Near,
     Far,
+    /// In the current band's sorted run at `index`.
+    Run {
+        index: u32,
+    },
     /// In ring bucket `slot` at `index`.
     Ring {
         slot: u8,
@@ -61,8 +68,16 @@ enum Loc {
 }
 
 /// See the module docs.
+/// The hole `open_first` returns when the first entry came from the run.
+const RUN_HOLE: usize = usize::MAX;
+
 #[derive(Debug, Clone)]
 pub(crate) struct Ladder<K> {
+    /// The current band's keys as a bucket poured them: sorted, largest first, so the next is
+    /// popped off the end. Entries whose handle's place is no longer `Run` at their index are
+    /// stale (removed or re-keyed) and skipped; the last entry is never stale.
+    run: Vec<(K, u32)>,
+    /// The current band's other keys: those placed in it one by one.
     near: IndexedHeap<K>,
     ring: Vec<Vec<(K, u32)>>,
     /// Bit `s` set: ring bucket `s` is not empty.
@@ -78,6 +93,7 @@ pub(crate) struct Ladder<K> {
 impl<K> Default for Ladder<K> {
     fn default() -> Self {
         Self {
+            run: Vec::new(),
             near: IndexedHeap::default(),
             ring: (0..RING).map(|_| Vec::new()).collect(),
             occupied: 0,
@@ -119,18 +135,61 @@ impl<K: Banded> Ladder<K> {
             Loc::Absent => None,
             Loc::Near => self.near.key(handle),
             Loc::Far => self.far.key(handle),
+            Loc::Run { index } => Some(&self.run[index as usize].0),
             Loc::Ring { slot, index } => Some(&self.ring[usize::from(slot)][index as usize].0),
+        }
+    }
+
+    /// Whether the current band holds no key (the run's last entry is never stale).
+    fn band_is_empty(&self) -> bool {
+        self.run.is_empty() && self.near.len() == 0
+    }
+
+    /// Whether the smallest key is the run's last rather than the heap's root.
+    fn run_first(&self) -> bool {
+        match (self.run.last(), self.near.peek()) {
+            (Some((run, _)), Some((heap, _))) => run < heap,
+            (run, _) => run.is_some(),
         }
     }
 
     /// The handle with the smallest key.
     pub(crate) fn peek(&self) -> Option<u32> {
-        self.near.peek().map(|(_, handle)| handle)
+        if self.run_first() {
+            self.run.last().map(|&(_, handle)| handle)
+        } else {
+            self.near.peek().map(|(_, handle)| handle)
+        }
     }
 
-    /// The smallest child of the small heap's root (see [`IndexedHeap::runner_up`]).
+    /// A handle likely to come after the first (a hint: it may be stale or wrong).
     pub(crate) fn runner_up(&self) -> Option<u32> {
-        self.near.runner_up()
+        if self.run_first() {
+            let run_second = self.run.len().checked_sub(2).map(|at| self.run[at]);
+            let heap_first = self.near.peek().map(|(key, handle)| (*key, handle));
+            match (run_second, heap_first) {
+                (Some(run), Some(heap)) => Some(if run.0 < heap.0 { run.1 } else { heap.1 }),
+                (run, heap) => run.or(heap).map(|(_, handle)| handle),
+            }
+        } else if let Some(&(run, handle)) = self.run.last() {
+            match self.near.runner_up() {
+                Some(child) if self.near.key(child).is_some_and(|key| *key < run) => Some(child),
+                _ => Some(handle),
+            }
+        } else {
+            self.near.runner_up()
+        }
+    }
+
+    /// Drops stale entries off the end of the run.
+    fn trim_run(&mut self) {
+        while let Some(&(_, handle)) = self.run.last() {
+            let index = (self.run.len() - 1) as u32;
+            if self.locs[handle as usize] == (Loc::Run { index }) {
+                break;
+            }
+            self.run.pop();
+        }
     }
 
     /// Puts `handle`, which is nowhere, where its key belongs. Does not advance.
@@ -162,6 +221,12 @@ impl<K: Banded> Ladder<K> {
             Loc::Absent => return None,
             Loc::Near => self.near.remove(handle),
             Loc::Far => self.far.remove(handle),
+            Loc::Run { index } => {
+                let key = self.run[index as usize].0;
+                self.locs[handle as usize] = Loc::Absent;
+                self.trim_run();
+                Some(key)
+            }
             Loc::Ring { slot, index } => {
                 let bucket = &mut self.ring[usize::from(slot)];
                 let (key, _) = bucket.swap_remove(index as usize);
@@ -206,14 +271,25 @@ impl<K: Banded> Ladder<K> {
         }
     }
 
-    /// Starts replacing the smallest entry (see [`IndexedHeap::open_root_hole`]).
+    /// Starts replacing the smallest entry: takes it off the run, or begins a root
+    /// replacement in the heap (see [`IndexedHeap::open_root_hole`]).
     pub(crate) fn open_first(&mut self) -> Option<(usize, u32)> {
-        (self.near.len() > 0).then(|| self.near.open_root_hole())
+        if self.run_first() {
+            let (_, handle) = self.run.pop()?;
+            self.locs[handle as usize] = Loc::Absent;
+            self.trim_run();
+            Some((RUN_HOLE, handle))
+        } else {
+            (self.near.len() > 0).then(|| self.near.open_root_hole())
+        }
     }
 
     /// Puts the handle returned by [`open_first`](Self::open_first) back under `key`.
     pub(crate) fn refill_first(&mut self, hole: usize, handle: u32, key: K) {
-        if key.band() <= self.band {
+        if hole == RUN_HOLE {
+            self.place(handle, key);
+            self.advance();
+        } else if key.band() <= self.band {
             self.near.fill_hole(hole, handle, key);
         } else {
             // Served peers usually move a band or more ahead: out of the small heap.
@@ -225,23 +301,42 @@ impl<K: Banded> Ladder<K> {
 
     /// Leaves the handle returned by [`open_first`](Self::open_first) out of the set.
     pub(crate) fn close_first(&mut self, hole: usize, handle: u32) {
-        self.near.close_hole(hole, handle);
+        if hole != RUN_HOLE {
+            self.near.close_hole(hole, handle);
+        }
         self.locs[handle as usize] = Loc::Absent;
         self.len -= 1;
         self.advance();
         self.fold_if_small();
     }
 
-    /// Spreads a flat set into bands: the current band is the smallest key's.
+    /// Makes `entries`, sorted largest first, the current band's run; hands back the old
+    /// run's vector, emptied.
+    fn start_run(&mut self, mut entries: Vec<(K, u32)>) -> Vec<(K, u32)> {
+        for (index, &(_, handle)) in entries.iter().enumerate() {
+            self.locs[handle as usize] = Loc::Run {
+                index: index as u32,
+            };
+        }
+        std::mem::swap(&mut self.run, &mut entries);
+        entries.clear();
+        entries
+    }
+
+    /// Spreads a flat set into bands: the current band is the smallest key's, and its keys
+    /// become the run.
     fn spread(&mut self) {
         let mut entries = Vec::with_capacity(self.near.len());
         while let Some(entry) = self.near.pop() {
             entries.push(entry);
         }
         self.band = entries.first().map_or(FLAT, |(key, _)| key.band());
-        for (key, handle) in entries {
+        let current = entries.partition_point(|(key, _)| key.band() <= self.band);
+        for (key, handle) in entries.drain(current..) {
             self.place(handle, key);
         }
+        entries.reverse();
+        self.start_run(entries);
     }
 
     /// Folds a spread set that has become small back into the small heap.
@@ -251,6 +346,16 @@ impl<K: Banded> Ladder<K> {
         }
         self.band = FLAT;
         self.occupied = 0;
+        for (index, (key, handle)) in std::mem::take(&mut self.run).into_iter().enumerate() {
+            if self.locs[handle as usize]
+                == (Loc::Run {
+                    index: index as u32,
+                })
+            {
+                self.near.push(handle, key);
+                self.locs[handle as usize] = Loc::Near;
+            }
+        }
         for slot in 0..RING {
             let mut bucket = std::mem::take(&mut self.ring[slot]);
             for (key, handle) in bucket.drain(..) {
@@ -269,7 +374,7 @@ impl<K: Banded> Ladder<K> {
     /// key, hands the far heap's keys that the ring now covers to the ring, and pours that
     /// band's bucket into the small heap.
     fn advance(&mut self) {
-        while self.near.len() == 0 && self.len > 0 {
+        while self.band_is_empty() && self.len > 0 {
             let next = if self.occupied != 0 {
                 // Ring buckets after the current band's slot, in band order.
                 let from = ((self.band + 1) % RING as u128) as u32;
@@ -291,14 +396,13 @@ impl<K: Banded> Ladder<K> {
             let slot = (self.band % RING as u128) as usize;
             if self.occupied & (1 << slot) != 0 {
                 self.occupied &= !(1 << slot);
+                // Sorted once, sequentially, the bucket is served off the end of a vector.
                 let mut bucket = std::mem::take(&mut self.ring[slot]);
-                for (key, handle) in bucket.drain(..) {
-                    self.near.push(handle, key);
-                    self.locs[handle as usize] = Loc::Near;
-                }
+                bucket.sort_unstable_by_key(|&(key, _)| std::cmp::Reverse(key));
+                let mut emptied = self.start_run(bucket);
                 // A bucket keeps its memory for the next band, within twice its share.
-                bucket.shrink_to(2 * self.len / RING + 16);
-                self.ring[slot] = bucket;
+                emptied.shrink_to(2 * self.len / RING + 16);
+                self.ring[slot] = emptied;
             }
         }
     }
@@ -307,10 +411,27 @@ impl<K: Banded> Ladder<K> {
     pub(crate) fn check(&self) -> Result<(), String> {
         self.near.check()?;
         self.far.check()?;
-        if self.len > 0 && self.near.len() == 0 {
-            return Err("ladder: small heap empty while the set is not".into());
+        if self.len > 0 && self.band_is_empty() {
+            return Err("ladder: current band empty while the set is not".into());
+        }
+        if self.run.windows(2).any(|pair| pair[0].0 <= pair[1].0) {
+            return Err("ladder: run out of order".into());
         }
         let mut count = self.near.len() + self.far.len();
+        for (index, (key, handle)) in self.run.iter().enumerate() {
+            if key.band() > self.band {
+                return Err(format!("ladder: run entry of {handle} past the band"));
+            }
+            if self.loc(*handle)
+                == (Loc::Run {
+                    index: index as u32,
+                })
+            {
+                count += 1;
+            } else if index + 1 == self.run.len() {
+                return Err("ladder: stale entry at the end of the run".into());
+            }
+        }
         for (slot, bucket) in self.ring.iter().enumerate() {
             if bucket.is_empty() == (self.occupied & (1 << slot) != 0) {
                 return Err(format!("ladder: ring bucket {slot} marked wrongly"));
@@ -339,6 +460,10 @@ impl<K: Banded> Ladder<K> {
                     .near
                     .key(handle)
                     .is_some_and(|key| key.band() <= self.band),
+                Loc::Run { index } => self
+                    .run
+                    .get(*index as usize)
+                    .is_some_and(|(_, at)| *at == handle),
                 Loc::Far => self.far.key(handle).is_some_and(|key| {
                     key.band()
                         .checked_sub(self.band)

@@ -77,6 +77,29 @@ fn stored_large_blocks(path: &Path, count: u64) -> Vec<Block> {
     blocks
 }
 
+/// Writes one row straight into a table of the redb file at `path`, as another program (or
+/// another format of the store) would; `create` makes a new file.
+fn write_row<'k, 'v, K: redb::Key + 'static, V: redb::Value + 'static>(
+    path: &Path,
+    create: bool,
+    table: &str,
+    key: K::SelfType<'k>,
+    value: V::SelfType<'v>,
+) {
+    let db = if create {
+        redb::Database::create(path).unwrap()
+    } else {
+        redb::Database::open(path).unwrap()
+    };
+    let write = db.begin_write().unwrap();
+    write
+        .open_table(redb::TableDefinition::<K, V>::new(table))
+        .unwrap()
+        .insert(key, value)
+        .unwrap();
+    write.commit().unwrap();
+}
+
 fn open(path: &Path) -> RedbBlockstore {
     RedbBlockstore::open(path, RedbConfig::default()).unwrap()
 }
@@ -145,20 +168,14 @@ fn a_corrupt_block_is_an_error_until_put_again() {
     let path = dir.path().join("blocks.redb");
     let blocks = populated(&path);
     let victim = &blocks[5];
-    {
-        // The store's own layout: table `blocks`, multihash bytes to block bytes.
-        let db = redb::Database::open(&path).unwrap();
-        let write = db.begin_write().unwrap();
-        write
-            .open_table(redb::TableDefinition::<&[u8], &[u8]>::new("blocks"))
-            .unwrap()
-            .insert(
-                victim.cid().hash().to_bytes().as_slice(),
-                b"not the block".as_slice(),
-            )
-            .unwrap();
-        write.commit().unwrap();
-    }
+    // The store's own layout: table `blocks`, multihash bytes to block bytes.
+    write_row::<&[u8], &[u8]>(
+        &path,
+        false,
+        "blocks",
+        victim.cid().hash().to_bytes().as_slice(),
+        b"not the block".as_slice(),
+    );
     let store = open(&path);
     let error = block_on(store.get(victim.cid())).unwrap_err();
     assert!(
@@ -197,16 +214,7 @@ fn a_second_open_of_the_same_file_is_refused() {
 fn another_redb_database_is_not_a_block_store() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("other.redb");
-    {
-        let db = redb::Database::create(&path).unwrap();
-        let write = db.begin_write().unwrap();
-        write
-            .open_table(redb::TableDefinition::<u64, u64>::new("numbers"))
-            .unwrap()
-            .insert(1, 2)
-            .unwrap();
-        write.commit().unwrap();
-    }
+    write_row::<u64, u64>(&path, true, "numbers", 1, 2);
     let error = RedbBlockstore::open(&path, RedbConfig::default()).unwrap_err();
     assert!(
         matches!(
@@ -800,16 +808,7 @@ fn a_store_of_a_later_format_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("blocks.redb");
     block_on(open(&path).close()).unwrap();
-    {
-        let db = redb::Database::open(&path).unwrap();
-        let write = db.begin_write().unwrap();
-        write
-            .open_table(redb::TableDefinition::<&str, u64>::new("meta"))
-            .unwrap()
-            .insert("format", 5)
-            .unwrap();
-        write.commit().unwrap();
-    }
+    write_row::<&str, u64>(&path, false, "meta", "format", 5);
     let error = RedbBlockstore::open(&path, RedbConfig::default()).unwrap_err();
     assert!(
         matches!(

@@ -1,0 +1,285 @@
+//! What every hostile scenario uses: the target node, the honest fetch, raw attackers and
+//! memory readings.
+
+use std::{
+    collections::HashSet,
+    future::Future,
+    time::{Duration, Instant},
+};
+
+use bitswap::{
+    Behaviour, Block, Blockstore, Config, Entry, MemoryBlockstore, Message, Version, Wantlist,
+    encode, network,
+};
+use bytes::Bytes;
+use cid::Cid;
+use futures::{AsyncWriteExt, StreamExt, TryStreamExt};
+use libp2p::{
+    Multiaddr, PeerId, StreamProtocol, Swarm,
+    swarm::{NetworkBehaviour, SwarmEvent},
+};
+use multihash_codetable::{Code, MultihashDigest};
+use tokio::{sync::oneshot, task::JoinHandle, time::timeout};
+
+pub(crate) use crate::common::{listen, new_swarm};
+
+/// Bound of every wait in these tests.
+pub(crate) const TIMEOUT: Duration = Duration::from_secs(90);
+/// What the honest fetch may take beyond twice its normal time: scheduling noise.
+pub(crate) const NOISE: Duration = Duration::from_millis(250);
+/// Blocks the honest peer fetches: 32 of 256 KiB.
+pub(crate) const BLOCKS: u32 = 32;
+pub(crate) const BLOCK_SIZE: usize = 256 * 1024;
+pub(crate) const V1_2_0: StreamProtocol = StreamProtocol::new("/ipfs/bitswap/1.2.0");
+
+pub(crate) type Node = Swarm<Behaviour<MemoryBlockstore>>;
+
+/// Deterministic pseudo-random bytes.
+pub(crate) fn bytes(len: usize, seed: u64) -> Bytes {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        out.extend_from_slice(&state.to_le_bytes());
+    }
+    out.truncate(len);
+    out.into()
+}
+
+pub(crate) fn raw_block(len: usize, seed: u64) -> Block {
+    let data = bytes(len, seed);
+    Block::new(Cid::new_v1(0x55, Code::Sha2_256.digest(&data)), data).expect("block")
+}
+
+/// Resident memory of this process, in bytes (Linux).
+pub(crate) fn rss() -> u64 {
+    status_bytes("VmRSS:")
+}
+
+/// Peak resident memory of this process, in bytes (Linux).
+pub(crate) fn peak_rss() -> u64 {
+    status_bytes("VmHWM:")
+}
+
+/// A field of `/proc/self/status` given in kB, in bytes.
+pub(crate) fn status_bytes(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .expect(field)
+        * 1024
+}
+
+/// A swarm polled by its own task; stopping hands it back.
+pub(crate) struct Driver<B: NetworkBehaviour> {
+    pub(crate) stop: oneshot::Sender<()>,
+    pub(crate) task: JoinHandle<Swarm<B>>,
+}
+
+impl<B: NetworkBehaviour + Send + 'static> Driver<B>
+where
+    B::ToSwarm: Send,
+{
+    fn start(mut swarm: Swarm<B>) -> Self {
+        let (stop, mut stopped) = oneshot::channel();
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => return swarm,
+                    _ = swarm.select_next_some() => {}
+                }
+            }
+        });
+        Self { stop, task }
+    }
+
+    async fn stop(self) -> Swarm<B> {
+        let _ = self.stop.send(());
+        self.task.await.expect("driver")
+    }
+}
+
+pub(crate) async fn connect<B: NetworkBehaviour>(
+    swarm: &mut Swarm<B>,
+    peer: PeerId,
+    address: Multiaddr,
+) {
+    swarm.dial(address).expect("dial");
+    timeout(TIMEOUT, async {
+        loop {
+            if let SwarmEvent::ConnectionEstablished { peer_id, .. } =
+                swarm.select_next_some().await
+                && peer_id == peer
+            {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("connected");
+}
+
+/// The node under attack, its blocks, and where to reach it.
+pub(crate) struct Target {
+    pub(crate) peer: PeerId,
+    pub(crate) address: Multiaddr,
+    pub(crate) blocks: Vec<Block>,
+    pub(crate) driver: Driver<Behaviour<MemoryBlockstore>>,
+    /// The attacker's swarm once an attack has run: kept connected until the target is
+    /// dropped, so that a test can read what the target holds for it after stopping it.
+    /// Aborted on drop, so its connection does not outlive the test.
+    pub(crate) attacker: Option<AbortOnDrop>,
+}
+
+/// A task aborted when this is dropped.
+pub(crate) struct AbortOnDrop(pub(crate) JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+pub(crate) async fn target() -> Target {
+    let blocks: Vec<Block> = (0..u64::from(BLOCKS))
+        .map(|i| raw_block(BLOCK_SIZE, i))
+        .collect();
+    let store = MemoryBlockstore::new();
+    store.put_many(blocks.clone()).await.expect("store");
+    let mut swarm: Node = new_swarm(Behaviour::new(store, Config::default()));
+    let address = listen(&mut swarm).await;
+    Target {
+        peer: *swarm.local_peer_id(),
+        address,
+        blocks,
+        driver: Driver::start(swarm),
+        attacker: None,
+    }
+}
+
+/// A fresh honest node fetches every block of `target`; returns how long it took.
+pub(crate) async fn honest_fetch(target: &Target) -> Duration {
+    let mut client: Node = new_swarm(Behaviour::new(MemoryBlockstore::new(), Config::default()));
+    connect(&mut client, target.peer, target.address.clone()).await;
+    let handle = client.behaviour().handle();
+    let driver = Driver::start(client);
+    let cids: Vec<Cid> = target.blocks.iter().map(|b| *b.cid()).collect();
+    let start = Instant::now();
+    let got: Vec<Block> = timeout(TIMEOUT, async {
+        handle
+            .get_many(cids, None)
+            .await
+            .expect("query")
+            .try_collect()
+            .await
+            .expect("blocks")
+    })
+    .await
+    .expect("honest fetch in time");
+    let elapsed = start.elapsed();
+    assert_eq!(got.len(), target.blocks.len());
+    drop(driver.stop().await);
+    elapsed
+}
+
+/// A raw attacker connected to `target`: it opens Bitswap streams and writes what it likes.
+pub(crate) async fn attacker(target: &Target) -> (libp2p_stream::Control, JoinHandle<()>) {
+    let mut swarm = new_swarm(libp2p_stream::Behaviour::new());
+    let control = swarm.behaviour().new_control();
+    connect(&mut swarm, target.peer, target.address.clone()).await;
+    let task = tokio::spawn(async move {
+        loop {
+            swarm.select_next_some().await;
+        }
+    });
+    (control, task)
+}
+
+pub(crate) fn frame(message: &Message) -> Vec<u8> {
+    encode(message, Version::V1_2_0).concat()
+}
+
+pub(crate) fn random_wants(count: usize, seed: u64, full: bool) -> Message {
+    Message {
+        wantlist: Wantlist {
+            entries: (0..count)
+                .map(|i| {
+                    let cid = Cid::new_v1(
+                        0x55,
+                        Code::Sha2_256.digest(&(seed * 1_000_003 + i as u64).to_le_bytes()),
+                    );
+                    Entry::want_block(cid, i as i32)
+                })
+                .collect(),
+            full,
+        },
+        ..Message::default()
+    }
+}
+
+/// How long the honest fetch may take under attack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Bound {
+    /// At most twice its normal time, plus [`NOISE`].
+    TwiceNormal,
+    /// Only within [`TIMEOUT`].
+    Completes,
+}
+
+/// The bound of the want floods: twice the normal time in release builds (see the module
+/// docs for debug builds).
+pub(crate) const FLOOD_BOUND: Bound = if cfg!(debug_assertions) {
+    Bound::Completes
+} else {
+    Bound::TwiceNormal
+};
+
+/// Runs the honest fetch alone, then during `attack`, and checks time and memory.
+pub(crate) async fn under_attack<F, Fut>(
+    name: &str,
+    bound: Bound,
+    memory_bound: u64,
+    attack: F,
+) -> Target
+where
+    F: FnOnce(libp2p_stream::Control, PeerId) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let mut target = target().await;
+    // Warm up (connections, allocator), then measure the normal time.
+    honest_fetch(&target).await;
+    let normal = honest_fetch(&target).await;
+    let before = rss();
+    let (control, swarm_task) = attacker(&target).await;
+    let attack = tokio::spawn(attack(control, target.peer));
+    // Let the attack get going, then fetch while it lasts.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let attacked = honest_fetch(&target).await;
+    let after = rss();
+    attack.abort();
+    // The attacker stays connected: had it left now, the target could forget it (and what
+    // it sent) before a test reads the target's state.
+    target.attacker = Some(AbortOnDrop(swarm_task));
+    eprintln!(
+        "{name}: honest fetch {normal:?} alone, {attacked:?} under attack; RSS {} -> {} MiB",
+        before >> 20,
+        after >> 20
+    );
+    if bound == Bound::TwiceNormal {
+        assert!(
+            attacked <= normal * 2 + NOISE,
+            "{name}: the honest peer took {attacked:?} (normally {normal:?})"
+        );
+    }
+    assert!(
+        after.saturating_sub(before) < memory_bound,
+        "{name}: RSS grew from {before} to {after} bytes"
+    );
+    target
+}
+
+pub(crate) const MIB: u64 = 1 << 20;

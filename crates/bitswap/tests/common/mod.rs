@@ -1,5 +1,5 @@
 //! Helpers shared by the loopback swarm tests (`network.rs`, `serve.rs`, `fetch.rs`,
-//! `hostile.rs`). Each test binary uses a part of them.
+//! `hostile/`). Each test binary uses a part of them.
 #![allow(dead_code)]
 
 use std::time::Duration;

@@ -689,9 +689,13 @@ impl<S: Blockstore + 'static> Behaviour<S> {
                 }
             }
             network::Event::InboundFailure { peer, error, .. } => {
-                // Logged by the handler once per connection and kind.
+                // Logged by the handler once per connection and kind. Only a protocol
+                // violation costs the peer its standing: a stream reset or cut in the middle
+                // of a message happens to honest peers.
                 tracing::trace!(%peer, %error, "inbound Bitswap stream reset");
-                self.client.handle_peer_misbehaved(peer, now);
+                if error.is_violation() {
+                    self.client.handle_peer_misbehaved(peer, now);
+                }
             }
         }
         self.drive_server();

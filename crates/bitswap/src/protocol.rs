@@ -102,6 +102,13 @@ pub enum ProtocolError {
     Invalid(#[from] MessageError),
 }
 
+impl ProtocolError {
+    /// Whether the peer broke the protocol, rather than the stream failing or ending early.
+    pub fn is_violation(&self) -> bool {
+        !matches!(self, Self::Io(_))
+    }
+}
+
 /// Reads one message. Returns `Ok(None)` if the stream ends cleanly before a message starts.
 ///
 /// A declared length over [`MAX_MESSAGE_SIZE`] is refused before anything is allocated. The

@@ -94,6 +94,20 @@ pub enum InboundFailure {
     },
 }
 
+impl InboundFailure {
+    /// Whether the peer broke the protocol: it sent a length over the limit or malformed, bytes
+    /// that are no Bitswap message, or an invalid one. A stream that failed or ended in the
+    /// middle of a message is not one (kubo resets a stream when its own write deadline
+    /// passes, and networks drop connections), nor is a stream over the limit: the peer loses
+    /// the message, and nothing else should follow.
+    pub fn is_violation(&self) -> bool {
+        match self {
+            Self::Protocol(error) => error.is_violation(),
+            Self::TooManyStreams { .. } => false,
+        }
+    }
+}
+
 /// What the [`Behaviour`] reports.
 #[derive(Debug)]
 pub enum Event {

@@ -1,0 +1,125 @@
+//! Honest peers are not punished: what happens to honest peers on real networks (a stream
+//! reset in the middle of a message, a reply stream reset) costs them nothing, while protocol
+//! violations still do.
+
+use std::time::Duration;
+
+use bitswap::{Entry, Message};
+use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+use tokio::time::timeout;
+
+use super::harness::*;
+
+/// Writes half of a frame on a new stream, then resets it.
+async fn half_frame_then_reset(control: &mut libp2p_stream::Control, target: &Target) {
+    let mut want = Message::default();
+    want.wantlist
+        .entries
+        .push(Entry::want_block(*target.blocks[0].cid(), 1));
+    let whole = frame(&want);
+    let mut stream = control
+        .open_stream(target.peer, V1_2_0)
+        .await
+        .expect("stream");
+    stream
+        .write_all(&whole[..whole.len() / 2])
+        .await
+        .expect("half a frame");
+    stream.flush().await.expect("flush");
+    // Dropping a stream that is still open resets it.
+    drop(stream);
+}
+
+/// The client's score of the attacker, read from the stopped node.
+fn score_of(node: &Node, peer: &libp2p::PeerId) -> i32 {
+    node.behaviour()
+        .client()
+        .peer_score(peer)
+        .expect("the attacker is known")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_half_frame_and_a_reset_cost_nothing_and_the_peer_is_still_served() {
+    let target = target().await;
+    let mut swarm = new_swarm(libp2p_stream::Behaviour::new());
+    let peer = *swarm.local_peer_id();
+    let mut control = swarm.behaviour().new_control();
+    let mut incoming = control.accept(V1_2_0).expect("accept replies");
+    connect(&mut swarm, target.peer, target.address.clone()).await;
+    let swarm_task = AbortOnDrop(tokio::spawn(async move {
+        loop {
+            swarm.select_next_some().await;
+        }
+    }));
+    for _ in 0..3 {
+        half_frame_then_reset(&mut control, &target).await;
+    }
+    // Then a whole want: the block comes back on a stream the node opens.
+    let mut want = Message::default();
+    want.wantlist
+        .entries
+        .push(Entry::want_block(*target.blocks[1].cid(), 1));
+    let mut stream = control
+        .open_stream(target.peer, V1_2_0)
+        .await
+        .expect("stream");
+    stream.write_all(&frame(&want)).await.expect("want");
+    stream.flush().await.expect("flush");
+    let received = timeout(TIMEOUT, async {
+        let (_, mut reply) = incoming.next().await.expect("a reply stream");
+        let mut bytes = Vec::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        // The 256 KiB block and its framing.
+        while bytes.len() < BLOCK_SIZE {
+            let n = reply.read(&mut buf).await.expect("read");
+            assert!(n > 0, "reply stream ended early");
+            bytes.extend_from_slice(&buf[..n]);
+        }
+        bytes
+    })
+    .await
+    .expect("served in time");
+    let data = target.blocks[1].data();
+    assert!(
+        received.windows(64).any(|w| w == &data[..64]),
+        "the reply carries the block"
+    );
+    // Still connected: read the node's view of the peer.
+    let node = target.driver.stop().await;
+    assert_eq!(
+        score_of(&node, &peer),
+        0,
+        "resets in the middle of a message are no misbehaviour"
+    );
+    drop(swarm_task);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_still_costs_the_peer_its_standing() {
+    let target = target().await;
+    let (mut control, swarm_task) = attacker(&target).await;
+    let swarm_task = AbortOnDrop(swarm_task);
+    let mut stream = control
+        .open_stream(target.peer, V1_2_0)
+        .await
+        .expect("stream");
+    // A length of 16, then 16 bytes that are no protobuf message.
+    let mut junk = vec![16u8];
+    junk.extend_from_slice(&[0xff; 16]);
+    stream.write_all(&junk).await.expect("junk");
+    stream.flush().await.expect("flush");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let node = target.driver.stop().await;
+    let peer = node
+        .behaviour()
+        .client()
+        .peers()
+        .next()
+        .copied()
+        .expect("the attacker is known");
+    assert!(
+        score_of(&node, &peer) < 0,
+        "an undecodable message is misbehaviour"
+    );
+    drop(swarm_task);
+}

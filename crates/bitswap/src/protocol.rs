@@ -173,7 +173,10 @@ async fn read_body<R: AsyncRead + Unpin>(io: &mut R, len: usize) -> Result<Bytes
 
 /// Decodes a message body, keeping the first `max_entries` wantlist entries (the rest are
 /// dropped before their CIDs are parsed); returns the message and how many were dropped.
-fn decode_body(body: Bytes, max_entries: usize) -> Result<(Message, usize), ProtocolError> {
+pub(crate) fn decode_body(
+    body: Bytes,
+    max_entries: usize,
+) -> Result<(Message, usize), ProtocolError> {
     let mut message = proto::Message::decode(body)?;
     let mut dropped = 0;
     if let Some(wantlist) = &mut message.wantlist

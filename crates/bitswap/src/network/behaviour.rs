@@ -21,7 +21,8 @@ use libp2p::{
 
 use super::{
     config::Config,
-    handler::{Handler, HandlerEvent, HandlerIn, Intake},
+    handler::{Handler, HandlerEvent, HandlerIn},
+    inbound::Budget,
 };
 use crate::{
     message::Message,
@@ -182,7 +183,7 @@ pub struct Behaviour {
     /// handler being told when the message is taken from [`poll`](NetworkBehaviour::poll).
     manual_release: bool,
     /// How every connection reads inbound messages, with the byte budget they share.
-    intake: Intake,
+    budget: Budget,
 }
 
 /// A connected peer.
@@ -217,7 +218,7 @@ impl Behaviour {
     /// A behaviour with `config`.
     pub fn new(config: Config) -> Self {
         Self {
-            intake: Intake::new(&config),
+            budget: Budget::new(&config),
             config: Arc::new(config),
             peers: HashMap::new(),
             events: VecDeque::new(),
@@ -389,7 +390,7 @@ impl NetworkBehaviour for Behaviour {
     ) -> Result<THandler<Self>, ConnectionDenied> {
         Ok(Handler::new(
             Arc::clone(&self.config),
-            self.intake.for_connection(),
+            self.budget.for_connection(),
         ))
     }
 
@@ -403,7 +404,7 @@ impl NetworkBehaviour for Behaviour {
     ) -> Result<THandler<Self>, ConnectionDenied> {
         Ok(Handler::new(
             Arc::clone(&self.config),
-            self.intake.for_connection(),
+            self.budget.for_connection(),
         ))
     }
 

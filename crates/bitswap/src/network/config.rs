@@ -41,6 +41,12 @@ pub struct Config {
     /// Bytes of inbound messages held over all connections: being read, or read and not yet
     /// taken. Default: 32 MiB.
     max_inbound_bytes: usize,
+    /// Bytes of `max_inbound_bytes` one connection may hold. Default: 8 MiB.
+    max_inbound_bytes_per_connection: usize,
+    /// Slowest rate a message body may arrive at, in bytes per second. Default: 12 500 B/s.
+    min_inbound_rate: u64,
+    /// The window `min_inbound_rate` is measured over. Default: 10 s.
+    inbound_rate_window: Duration,
 }
 
 impl Default for Config {
@@ -59,6 +65,9 @@ impl Default for Config {
             keep_alive: false,
             max_wantlist_entries: 1024,
             max_inbound_bytes: 32 * 1024 * 1024,
+            max_inbound_bytes_per_connection: 8 * 1024 * 1024,
+            min_inbound_rate: 12_500,
+            inbound_rate_window: Duration::from_secs(10),
         }
     }
 }
@@ -194,10 +203,50 @@ impl Config {
     /// Counted in wire bytes; a decoded wantlist takes about 2.5 times its wire size. A message
     /// larger than the budget waits for all of it. Besides it, each connection has 64 KiB of
     /// its own, used first, so that a peer's small messages do not wait behind other peers'
-    /// large ones. Default: 32 MiB.
+    /// large ones. One connection holds at most
+    /// [`max_inbound_bytes_per_connection`](Self::with_max_inbound_bytes_per_connection) of
+    /// it, and a message takes its room once its body starts to arrive (see
+    /// [`with_min_inbound_rate`](Self::with_min_inbound_rate)). Default: 32 MiB.
     pub fn with_max_inbound_bytes(mut self, bytes: usize) -> Self {
         self.max_inbound_bytes = bytes.max(1);
         self
+    }
+
+    /// Sets how many bytes of [`max_inbound_bytes`](Self::with_max_inbound_bytes) one
+    /// connection may hold (at most that budget): its messages beyond it wait for each other,
+    /// so a peer that opens many streams and sends their bodies slowly holds this much at
+    /// most, and other connections keep the rest. Each connection's 64 KiB of its own come on
+    /// top. Default: 8 MiB, two of the largest messages.
+    pub fn with_max_inbound_bytes_per_connection(mut self, bytes: usize) -> Self {
+        self.max_inbound_bytes_per_connection = bytes.max(1);
+        self
+    }
+
+    /// Sets the slowest rate, in bytes per second, at which a message body may arrive once
+    /// it started, measured over successive windows of `window`: a window that ends short of
+    /// `rate x window` bytes (or the rest of the body) resets the stream. A body that stalls
+    /// or trickles so holds its room in the inbound budget for one window, not for the idle
+    /// timeout. Waiting for room in the budget is not counted. Default: 12 500 B/s (100
+    /// kbit/s, the slowest rate at which kubo itself keeps writing) over 10 s windows.
+    pub fn with_min_inbound_rate(mut self, rate: u64, window: Duration) -> Self {
+        self.min_inbound_rate = rate;
+        self.inbound_rate_window = window;
+        self
+    }
+
+    /// Bytes of the inbound budget one connection may hold.
+    pub fn max_inbound_bytes_per_connection(&self) -> usize {
+        self.max_inbound_bytes_per_connection
+    }
+
+    /// Slowest rate a message body may arrive at, in bytes per second.
+    pub fn min_inbound_rate(&self) -> u64 {
+        self.min_inbound_rate
+    }
+
+    /// The window the inbound rate is measured over.
+    pub fn inbound_rate_window(&self) -> Duration {
+        self.inbound_rate_window
     }
 
     /// Wantlist entries kept from one inbound message.

@@ -25,12 +25,12 @@ use libp2p::swarm::{
         ListenUpgradeError, ProtocolsChange,
     },
 };
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::{
     behaviour::{InboundFailure, MessageId, SendFailure},
     config::Config,
     deadline::Deadlines,
+    inbound::{Budget, Read, Share, read_messages},
     upgrade::Upgrade,
 };
 use crate::{
@@ -91,14 +91,15 @@ pub enum HandlerEvent {
 ///   reported as soon as it is read, while fewer than eight of the connection's messages wait
 ///   to be taken from the behaviour (a peer's flood stays in its own stream). Open streams are
 ///   polled oldest first, so messages of streams the peer wrote one after the other are
-///   reported in that order. A message's body is read only once its length fits in the
-///   connection's own room (64 KiB) or in the inbound byte budget all connections share
-///   ([`Config::max_inbound_bytes`]); its share is given back when the message is taken.
-///   Wantlist entries beyond [`Config::max_wantlist_entries`] are dropped as the message is
-///   decoded. At most
-///   [`Config::max_inbound_streams`] are read at once (more are reset); a stream waiting longer
-///   than [`Config::inbound_idle_timeout`] for its next message, or for the rest of a message
-///   once it started, is reset; a stream that fails to decode is reset and the failure
+///   reported in that order. A message's body is read once its first byte arrived and it
+///   has room: the connection's own (64 KiB) or its part
+///   ([`Config::max_inbound_bytes_per_connection`]) of the inbound byte budget all
+///   connections share ([`Config::max_inbound_bytes`]); the room is given back when the
+///   message is taken. Wantlist entries beyond [`Config::max_wantlist_entries`] are dropped
+///   as the message is decoded. At most [`Config::max_inbound_streams`] are read at once
+///   (more are reset); a stream waiting longer than [`Config::inbound_idle_timeout`] for its
+///   next message, or whose body arrives slower than [`Config::min_inbound_rate`], is reset;
+///   a stream that fails to decode is reset and the failure
 ///   reported.
 /// - Outbound: messages from the behaviour wait in a FIFO queue until an open stream takes
 ///   them; when none is open, the handler opens one. A stream encodes each message for the
@@ -124,12 +125,12 @@ pub struct Handler {
     report_sender: mpsc::Sender<WriteReport>,
     next_writer: u64,
     /// How inbound streams are read.
-    intake: Intake,
+    budget: Budget,
     /// Streams being read, oldest first; at most [`Config::max_inbound_streams`].
     inbound: Vec<BoxStream<'static, Result<Read, ProtocolError>>>,
     /// The budget shares of messages reported and not yet taken ([`HandlerIn::Taken`]),
     /// oldest first; at most [`MAX_UNTAKEN`].
-    untaken: VecDeque<OwnedSemaphorePermit>,
+    untaken: VecDeque<Share>,
     /// Events to report. `poll` reports them before anything else; they come from single
     /// stream events, finished writes, or messages refused at once (peer unsupported, bounded
     /// by the behaviour's queue limit).
@@ -150,7 +151,7 @@ pub struct Handler {
 }
 
 impl Handler {
-    pub(crate) fn new(config: Arc<Config>, intake: Intake) -> Self {
+    pub(crate) fn new(config: Arc<Config>, budget: Budget) -> Self {
         let (report_sender, reports) = mpsc::channel(REPORT_CAPACITY);
         Self {
             upgrade: Upgrade::new(config.versions().iter().copied()),
@@ -161,7 +162,7 @@ impl Handler {
             reports,
             report_sender,
             next_writer: 0,
-            intake,
+            budget,
             inbound: Vec::new(),
             untaken: VecDeque::new(),
             events: VecDeque::new(),
@@ -231,7 +232,7 @@ impl Handler {
             return;
         }
         self.inbound
-            .push(read_messages(stream, self.intake.clone()));
+            .push(read_messages(stream, self.budget.clone()));
     }
 
     fn on_outbound(&mut self, stream: Stream, version: Version) {
@@ -363,7 +364,7 @@ impl Handler {
         if dropped == 0 {
             return;
         }
-        let kept = self.intake.max_entries;
+        let kept = self.budget.max_entries;
         if std::mem::replace(&mut self.logged_dropped_entries, true) {
             tracing::trace!(dropped, kept, "wantlist entries over the limit dropped");
         } else {
@@ -496,119 +497,6 @@ impl ConnectionHandler for Handler {
         // closes; only events already made are delivered here.
         Poll::Ready(self.events.pop_front())
     }
-}
-
-/// Bytes of inbound messages each connection may hold of its own, outside the shared budget: a
-/// peer's small messages (wantlist updates, a few small blocks) never wait behind other peers'
-/// large ones for room in it.
-const OWN_BYTES: usize = 64 * 1024;
-
-/// What a [`Handler`] reads messages with: limits set by the behaviour, the same for all its
-/// connections, and the connection's own room.
-#[derive(Clone)]
-pub(crate) struct Intake {
-    /// Room left in [`Config::max_inbound_bytes`], shared by all connections.
-    budget: Arc<Semaphore>,
-    /// [`Config::max_inbound_bytes`], the most one message may take of `budget`.
-    budget_bytes: u32,
-    /// Room left of the connection's own [`OWN_BYTES`], taken first.
-    own: Arc<Semaphore>,
-    /// [`Config::max_wantlist_entries`].
-    max_entries: usize,
-    /// [`Config::inbound_idle_timeout`].
-    idle: Duration,
-}
-
-impl Intake {
-    pub(crate) fn new(config: &Config) -> Self {
-        let bytes = config.max_inbound_bytes().min(Semaphore::MAX_PERMITS);
-        Self {
-            budget: Arc::new(Semaphore::new(bytes)),
-            budget_bytes: u32::try_from(bytes).unwrap_or(u32::MAX),
-            own: Arc::new(Semaphore::new(OWN_BYTES)),
-            max_entries: config.max_wantlist_entries(),
-            idle: config.inbound_idle_timeout(),
-        }
-    }
-
-    /// The same limits and shared budget, with room of its own for a new connection.
-    pub(crate) fn for_connection(&self) -> Self {
-        Self {
-            own: Arc::new(Semaphore::new(OWN_BYTES)),
-            ..self.clone()
-        }
-    }
-
-    /// A share of room for a message of `len` bytes: the connection's own if it fits there,
-    /// else the shared budget's (waiting for it, first come, first served).
-    async fn share(&self, len: usize) -> OwnedSemaphorePermit {
-        // At most 4 MiB: fits in u32.
-        let bytes = (len as u32).max(1);
-        if let Ok(share) = Arc::clone(&self.own).try_acquire_many_owned(bytes) {
-            return share;
-        }
-        Arc::clone(&self.budget)
-            .acquire_many_owned(bytes.min(self.budget_bytes))
-            .await
-            .expect("the budget is never closed")
-    }
-}
-
-/// A message read from an inbound stream, holding its share of the inbound byte budget.
-struct Read {
-    message: Message,
-    /// Released when the message is taken.
-    share: OwnedSemaphorePermit,
-    /// Wantlist entries over [`Config::max_wantlist_entries`], left out.
-    dropped_entries: usize,
-}
-
-/// Reads messages from an inbound stream until the peer closes it, it fails, or no message
-/// starts within the idle timeout (or, once started, arrives whole within it). A message's
-/// body is read once its length fits in the inbound byte budget. Ends after a failure;
-/// dropping the stream then resets it.
-fn read_messages(
-    stream: Stream,
-    intake: Intake,
-) -> BoxStream<'static, Result<Read, ProtocolError>> {
-    let state = Some((stream, Deadlines::default()));
-    futures::stream::unfold(state, move |state| {
-        let intake = intake.clone();
-        async move {
-            let (mut stream, mut deadlines) = state?;
-            let idle = intake.idle;
-            let length = protocol::read_message_length(&mut stream);
-            let len = match deadlines.run(idle, length).await {
-                Some(Ok(Some(len))) => len,
-                // The peer closed its side; dropping the stream closes ours.
-                Some(Ok(None)) => return None,
-                // Dropping the stream (still open) resets it.
-                Some(Err(error)) => return Some((Err(error), None)),
-                None => {
-                    tracing::trace!(?idle, "idle bitswap inbound stream reset");
-                    return None;
-                }
-            };
-            let share = intake.share(len).await;
-            let body = protocol::read_message_body(&mut stream, len, intake.max_entries);
-            match deadlines.run(idle, body).await {
-                Some(Ok((message, dropped_entries))) => {
-                    let read = Read {
-                        message,
-                        share,
-                        dropped_entries,
-                    };
-                    Some((Ok(read), Some((stream, deadlines))))
-                }
-                Some(Err(error)) => Some((Err(error), None)),
-                None => {
-                    tracing::trace!(?idle, "bitswap inbound message too slow, stream reset");
-                    None
-                }
-            }
-        }
-    })
-    .boxed()
 }
 
 /// Reports of writer tasks waiting for the handler.
@@ -767,8 +655,8 @@ mod tests {
     #[test]
     fn handler_reports_best_version_once() {
         let config = Config::default().with_versions([Version::V1_1_0, Version::V1_0_0]);
-        let intake = Intake::new(&config).for_connection();
-        let mut handler = Handler::new(Arc::new(config), intake);
+        let budget = Budget::new(&config).for_connection();
+        let mut handler = Handler::new(Arc::new(config), budget);
         handler.learn_version(Version::V1_0_0);
         handler.learn_version(Version::V1_0_0);
         // 1.2.0 is advertised but not ours; 1.1.0 is both.

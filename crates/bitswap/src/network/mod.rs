@@ -82,6 +82,7 @@ mod behaviour;
 mod config;
 mod deadline;
 mod handler;
+mod inbound;
 mod upgrade;
 
 pub use behaviour::{Behaviour, Event, InboundFailure, MessageId, SendError, SendFailure};

@@ -19,4 +19,5 @@ mod common;
 mod harness;
 
 mod attacks;
+mod budget;
 mod honest;

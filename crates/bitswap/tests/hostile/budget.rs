@@ -1,0 +1,208 @@
+//! One peer cannot hold the shared inbound byte budget: eight streams of one connection that
+//! each send the length of a 4 MiB message and stall, while the node downloads from an honest
+//! server and an honest peer sends it a wantlist larger than a connection's own room.
+
+use std::time::{Duration, Instant};
+
+use bitswap::{
+    Behaviour, BlockPresenceType, Config, Entry, MemoryBlockstore, Message, Wantlist, network,
+};
+use cid::Cid;
+use futures::{AsyncWriteExt, StreamExt, TryStreamExt};
+use libp2p::swarm::SwarmEvent;
+use multihash_codetable::{Code, MultihashDigest};
+use tokio::time::timeout;
+
+use super::harness::*;
+
+/// Streams the attacker stalls.
+const STALLED: usize = 8;
+/// The length each stalled stream declares: a message just under 4 MiB.
+const DECLARED: usize = 4 * 1024 * 1024 - 64;
+
+/// Opens [`STALLED`] streams on one connection, each with the length of a message just under
+/// 4 MiB and `sent` bytes of it, and holds them.
+async fn stall(mut control: libp2p_stream::Control, peer: libp2p::PeerId, sent: usize) {
+    let mut writers = Vec::new();
+    for _ in 0..STALLED {
+        let Ok(mut stream) = control.open_stream(peer, V1_2_0).await else {
+            return;
+        };
+        let mut prefix = [0u8; 10];
+        let mut frame = unsigned_varint::encode::usize(DECLARED, &mut prefix).to_vec();
+        frame.resize(frame.len() + sent, 0);
+        // Each stream writes on its own: a stream the node does not read yet must not hold
+        // back the others.
+        writers.push(AbortOnDrop(tokio::spawn(async move {
+            if stream.write_all(&frame).await.is_ok() {
+                let _ = stream.flush().await;
+            }
+            std::future::pending::<()>().await;
+        })));
+    }
+    std::future::pending::<()>().await;
+}
+
+/// The node under attack downloads a fresh set of 32 blocks of 256 KiB from `server`;
+/// returns how long it took.
+async fn download(handle: &bitswap::Handle, set: u64) -> Duration {
+    let cids: Vec<Cid> = (0..u64::from(BLOCKS))
+        .map(|i| *raw_block(BLOCK_SIZE, 1_000 * (set + 1) + i).cid())
+        .collect();
+    let start = Instant::now();
+    let got: Vec<_> = timeout(TIMEOUT, async {
+        handle
+            .get_many(cids, None)
+            .await
+            .expect("query")
+            .try_collect()
+            .await
+            .expect("blocks")
+    })
+    .await
+    .expect("download in time");
+    assert_eq!(got.len(), BLOCKS as usize);
+    start.elapsed()
+}
+
+/// A server holding three sets of 32 blocks (for the warm-up, the normal and the attacked
+/// download).
+async fn server() -> Target {
+    let blocks: Vec<_> = (0..3u64)
+        .flat_map(|set| {
+            (0..u64::from(BLOCKS)).map(move |i| raw_block(BLOCK_SIZE, 1_000 * (set + 1) + i))
+        })
+        .collect();
+    let store = MemoryBlockstore::new();
+    bitswap::Blockstore::put_many(&store, blocks.clone())
+        .await
+        .expect("store");
+    let mut swarm: Node = new_swarm(Behaviour::new(store, Config::default()));
+    let address = listen(&mut swarm).await;
+    Target {
+        peer: *swarm.local_peer_id(),
+        address,
+        blocks,
+        driver: Driver::start(swarm),
+        attacker: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_bodies_do_not_hold_back_the_node_s_downloads() {
+    let server = server().await;
+    let mut swarm: Node = new_swarm(Behaviour::new(MemoryBlockstore::new(), Config::default()));
+    let address = listen(&mut swarm).await;
+    connect(&mut swarm, server.peer, server.address.clone()).await;
+    let handle = swarm.behaviour().handle();
+    let node = Target {
+        peer: *swarm.local_peer_id(),
+        address,
+        blocks: Vec::new(),
+        driver: Driver::start(swarm),
+        attacker: None,
+    };
+    download(&handle, 0).await;
+    let normal = download(&handle, 1).await;
+    let (control, swarm_task) = attacker(&node).await;
+    let _swarm_task = AbortOnDrop(swarm_task);
+    let attack = AbortOnDrop(tokio::spawn(stall(control, node.peer, 1024)));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let attacked = download(&handle, 2).await;
+    drop(attack);
+    eprintln!("stalled bodies: download {normal:?} alone, {attacked:?} under attack");
+    assert!(
+        attacked <= normal * 2 + NOISE,
+        "the download took {attacked:?} (normally {normal:?})"
+    );
+}
+
+/// An honest peer (the message layer alone) sends one wantlist of 3,000 want-haves, the
+/// target's 32 blocks first; returns how long until every one of them is answered HAVE.
+async fn large_wantlist(target: &Target, seed: u64) -> Duration {
+    let mut peer = new_swarm(network::Behaviour::new(network::Config::default()));
+    connect(&mut peer, target.peer, target.address.clone()).await;
+    let mut entries: Vec<Entry> = target
+        .blocks
+        .iter()
+        .map(|b| Entry {
+            send_dont_have: false,
+            ..Entry::want_have(*b.cid(), 2)
+        })
+        .collect();
+    entries.extend((0..3_000 - entries.len() as u64).map(|i| {
+        let cid = Cid::new_v1(
+            0x55,
+            Code::Sha2_256.digest(&[seed.to_le_bytes(), i.to_le_bytes()].concat()),
+        );
+        Entry {
+            send_dont_have: false,
+            ..Entry::want_have(cid, 1)
+        }
+    }));
+    let message = Message {
+        wantlist: Wantlist {
+            entries,
+            full: false,
+        },
+        ..Message::default()
+    };
+    assert!(
+        frame(&message).len() > 64 * 1024,
+        "over a connection's own room"
+    );
+    let start = Instant::now();
+    peer.behaviour_mut()
+        .send(target.peer, message)
+        .expect("send");
+    let mut haves = 0;
+    timeout(TIMEOUT, async {
+        while haves < target.blocks.len() {
+            if let SwarmEvent::Behaviour(network::Event::Message { message, .. }) =
+                peer.select_next_some().await
+            {
+                haves += message
+                    .presences
+                    .iter()
+                    .filter(|p| p.presence == BlockPresenceType::Have)
+                    .count();
+            }
+        }
+    })
+    .await
+    .expect("the wantlist answered in time");
+    start.elapsed()
+}
+
+/// Runs [`large_wantlist`] alone, then while the attacker's streams stall after `sent` bytes
+/// of their bodies.
+async fn large_wantlist_under_stalls(name: &str, sent: usize) {
+    let target = target().await;
+    large_wantlist(&target, 1).await;
+    let normal = large_wantlist(&target, 2).await;
+    let (control, swarm_task) = attacker(&target).await;
+    let _swarm_task = AbortOnDrop(swarm_task);
+    let attack = AbortOnDrop(tokio::spawn(stall(control, target.peer, sent)));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let attacked = large_wantlist(&target, 3).await;
+    drop(attack);
+    eprintln!(
+        "{name}: 3,000-entry wantlist answered in {normal:?} alone, {attacked:?} under attack"
+    );
+    assert!(
+        attacked <= normal * 2 + NOISE,
+        "{name}: the wantlist took {attacked:?} (normally {normal:?})"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_bodies_do_not_hold_back_a_large_wantlist() {
+    large_wantlist_under_stalls("stalled bodies", 1024).await;
+}
+
+/// Bodies sent all but their last bytes hold the connection's part of the budget (8 MiB), not
+/// the whole budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nearly_whole_stalled_bodies_do_not_hold_back_a_large_wantlist() {
+    large_wantlist_under_stalls("nearly whole bodies", DECLARED - 16).await;
+}

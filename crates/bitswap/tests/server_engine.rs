@@ -156,16 +156,21 @@ impl Driver {
         None
     }
 
-    /// Holds the only envelope slot with an envelope for another peer (so tasks stay queued).
-    fn block_the_slot(&mut self) -> Envelope {
+    /// Holds the only batch slot with a batch for another peer whose block read is left
+    /// unanswered, so tasks stay queued; [`release_the_slot`](Self::release_the_slot) answers
+    /// it.
+    fn block_the_slot(&mut self) -> bitswap::Lookup {
         let other = self.connect(Version::V1_2_0);
         let b = block(424242, 10);
         self.put(&[&b]);
         self.engine
             .handle_message(other, &message(vec![want_block(&b, 1, true)]));
-        let held = self.hold();
-        assert_eq!(held.len(), 1);
-        held.into_iter().next().expect("one")
+        self.probes().expect("the block read")
+    }
+
+    fn release_the_slot(&mut self, read: bitswap::Lookup) {
+        let result = self.answer(&read.cid, read.kind);
+        self.engine.handle_lookup(read.id, result);
     }
 
     /// Runs to quiescence, reporting every envelope sent; returns them.
@@ -426,8 +431,12 @@ fn full_wantlist_replaces_and_removes_queued_tasks() {
         .handle_message(peer, &full(vec![want_block(&c, 1, true)]));
     assert_eq!(wantlist_cids(&d.engine, &peer), [*c.cid()]);
     assert_eq!(d.engine.stats().pending_tasks, 0, "old answers removed");
-    d.engine.handle_envelope_sent(held.id);
-    assert_eq!(all_answers(&d.run()), [(peer, *c.cid(), Ans::Block)]);
+    d.release_the_slot(held);
+    let answers: Vec<_> = all_answers(&d.run())
+        .into_iter()
+        .filter(|answer| answer.0 == peer)
+        .collect();
+    assert_eq!(answers, [(peer, *c.cid(), Ans::Block)]);
 }
 
 #[test]
@@ -447,8 +456,8 @@ fn cancel_removes_the_want_and_its_queued_answer() {
     );
     assert_eq!(d.engine.stats().pending_tasks, 0);
     assert!(d.engine.peer_wantlist(&peer).is_empty());
-    d.engine.handle_envelope_sent(held.id);
-    assert!(d.run().is_empty());
+    d.release_the_slot(held);
+    assert!(d.run().iter().all(|envelope| envelope.peer != peer));
 }
 
 #[test]
@@ -746,7 +755,7 @@ fn outstanding_bytes_per_peer_are_capped_and_other_peers_still_served() {
 }
 
 #[test]
-fn envelopes_in_flight_are_bounded_over_all_peers() {
+fn batches_being_built_are_bounded_over_all_peers() {
     let config = ServerConfig::default().with_max_envelopes_in_flight(2);
     let mut d = Driver::new(config);
     let b = block(1, 10);
@@ -756,14 +765,18 @@ fn envelopes_in_flight_are_bounded_over_all_peers() {
         d.engine
             .handle_message(*peer, &message(vec![want_block(&b, 1, true)]));
     }
-    let held = d.hold();
-    assert_eq!(held.len(), 2);
+    // Two batches wait for their block reads; the third peer's tasks stay queued.
+    let reads: Vec<_> = std::iter::from_fn(|| d.probes()).collect();
+    assert_eq!(reads.len(), 2);
     assert_eq!(d.engine.stats().envelopes_in_flight, 2);
-    d.engine.handle_envelope_failed(held[0].id);
-    let next = d.hold();
-    assert_eq!(next.len(), 1);
-    let served: HashSet<PeerId> = held.iter().chain(&next).map(|e| e.peer).collect();
+    assert_eq!(d.engine.stats().pending_tasks, 1);
+    for read in reads {
+        d.release_the_slot(read);
+    }
+    let held = d.hold();
+    let served: HashSet<PeerId> = held.iter().map(|e| e.peer).collect();
     assert_eq!(served.len(), 3);
+    d.engine.handle_envelope_failed(held[0].id);
     // The failed one keeps its want.
     assert_eq!(d.engine.peer_wantlist(&held[0].peer).len(), 1);
     assert_eq!(
@@ -773,6 +786,40 @@ fn envelopes_in_flight_are_bounded_over_all_peers() {
             .messages_failed,
         1
     );
+}
+
+/// Envelopes handed out and not yet written (a peer that does not read) leave the batch
+/// slots to other peers, and count against their own peer's outstanding bytes instead.
+#[test]
+fn envelopes_handed_out_leave_the_slots_to_other_peers() {
+    let config = ServerConfig::default()
+        .with_max_envelopes_in_flight(1)
+        .with_target_message_size(10)
+        .with_max_outstanding_bytes_per_peer(15);
+    let mut d = Driver::new(config);
+    let blocks: Vec<Block> = (0..4).map(|i| block(i, 10)).collect();
+    d.put(&blocks.iter().collect::<Vec<_>>());
+    let (lazy, honest) = (d.connect(Version::V1_2_0), d.connect(Version::V1_2_0));
+    let wants = |range: std::ops::Range<usize>| {
+        message(blocks[range].iter().map(|b| want_block(b, 1, true)).collect())
+    };
+    d.engine.handle_message(lazy, &wants(0..4));
+    let stuck = d.hold();
+    // One block, then one more past the 15 bytes: the lazy peer is at its limit.
+    assert_eq!(stuck.len(), 2);
+    assert!(stuck.iter().all(|e| e.peer == lazy));
+    assert_eq!(d.engine.stats().envelopes_in_flight, 0);
+    assert_eq!(d.engine.stats().envelopes_out, 2);
+    d.engine.handle_message(honest, &wants(0..2));
+    let served = d.hold();
+    assert_eq!(served.len(), 2);
+    assert!(served.iter().all(|e| e.peer == honest));
+    for envelope in stuck.iter().chain(&served) {
+        d.engine.handle_envelope_sent(envelope.id);
+    }
+    let rest = d.run();
+    assert_eq!(rest.len(), 2);
+    assert!(rest.iter().all(|e| e.peer == lazy));
 }
 
 #[test]
@@ -842,7 +889,7 @@ fn disconnect_frees_everything_and_late_reports_are_harmless() {
     assert_eq!((stats.peers, stats.wants, stats.pending_tasks), (0, 0, 0));
     assert!(d.engine.peer_accounting(&peer).is_none());
     assert!(d.engine.peer_wantlist(&peer).is_empty());
-    assert_eq!(stats.envelopes_in_flight, 1, "until reported");
+    assert_eq!(stats.envelopes_out, 1, "until reported");
     if let Some(late) = late {
         d.engine
             .handle_lookup(late.id, LookupResult::Size(Some(10)));

@@ -34,7 +34,7 @@ pub struct Config {
     target_message_size: usize,
     /// Bytes popped for one peer and not yet sent, in bytes; 0 = no limit. Default: 1 MiB.
     max_outstanding_bytes_per_peer: u64,
-    /// Batches (envelopes) being built or sent at once, in batches. Default: 8.
+    /// Batches being built (popped, not yet handed out whole) at once. Default: 8.
     max_envelopes_in_flight: usize,
     /// Blockstore lookups requested and not yet answered, in lookups. Default: 128.
     max_lookups_in_flight: usize,
@@ -150,9 +150,12 @@ impl Config {
 
     /// Sets how many batches may be in flight over all peers (at least 1). A batch is the set
     /// of tasks popped for one peer: it counts from the pop, through its block lookups, until
-    /// every envelope made from it is reported sent or failed. A batch makes one envelope
-    /// unless its blocks would encode to more than 4 MiB. Default: 8 batches, boxo's task
-    /// worker count; raise it for many peers on fast links.
+    /// every envelope made from it is handed out. A batch makes one envelope unless its blocks
+    /// would encode to more than 4 MiB. Envelopes handed out and not yet written (a peer that
+    /// does not read) do not count here, so they cannot hold every slot: they count against
+    /// their peer's [outstanding bytes](Self::with_max_outstanding_bytes_per_peer) until
+    /// reported, and the network layer queues a bounded number per peer. Default: 8 batches,
+    /// boxo's task worker count.
     pub fn with_max_envelopes_in_flight(mut self, batches: usize) -> Self {
         self.max_envelopes_in_flight = batches.max(1);
         self

@@ -61,8 +61,8 @@ pub(super) type Queue = PeerTaskQueue<PeerId, Cid, TaskData, Merger>;
 ///    reported exactly once with [`handle_envelope_sent`](Self::handle_envelope_sent) (written
 ///    to the peer's stream) or [`handle_envelope_failed`](Self::handle_envelope_failed)
 ///    (refused or not written), also when the peer has disconnected meanwhile. Its tasks
-///    count against the peer's outstanding bytes and the engine's envelopes in flight until
-///    then.
+///    count against the peer's outstanding bytes until then; the engine's envelopes in
+///    flight count batches only until they are handed out whole.
 /// 5. [`handle_new_blocks`](Self::handle_new_blocks) after blocks were put in the store:
 ///    peers that want them get them, in their queue order.
 /// 6. [`handle_peer_disconnected`](Self::handle_peer_disconnected) when the peer's last
@@ -526,6 +526,7 @@ impl Engine {
             active_bytes: queue.active_work,
             lookups_in_flight: self.lookups.in_flight.len(),
             envelopes_in_flight: self.batches.len(),
+            envelopes_out: self.envelopes.len(),
         }
     }
 
@@ -635,6 +636,8 @@ pub struct Stats {
     pub active_bytes: u64,
     /// Lookups handed out and not yet answered.
     pub lookups_in_flight: usize,
-    /// Batches being built or sent.
+    /// Batches being built: popped and not yet handed out whole as envelopes.
     pub envelopes_in_flight: usize,
+    /// Envelopes handed out and not yet reported sent or failed.
+    pub envelopes_out: usize,
 }

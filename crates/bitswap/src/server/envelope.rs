@@ -61,8 +61,6 @@ pub(super) struct Batch {
     pub(super) gets_left: usize,
     /// First slot not yet put in an envelope.
     pub(super) next: usize,
-    /// Envelopes handed out and not yet reported.
-    pub(super) envelopes_out: usize,
     /// Work the peer still had pending when the batch was popped, in bytes.
     pub(super) pending_work: u64,
 }
@@ -70,7 +68,6 @@ pub(super) struct Batch {
 /// An envelope handed out.
 #[derive(Debug)]
 pub(super) struct InFlight {
-    batch: u64,
     peer: PeerId,
     session: u64,
     tasks: Vec<TaskId>,
@@ -99,6 +96,9 @@ impl Engine {
                 .is_none_or(|b| b.next >= b.slots.len())
             {
                 self.ready.pop_front();
+                // Every slot is packed: the batch no longer counts against
+                // `max_envelopes_in_flight`, whether its envelopes are written yet or not.
+                self.finish_if_done(batch);
             }
             if let Some(envelope) = envelope {
                 // What this envelope answers may leave the batch's other slots with nothing
@@ -173,9 +173,7 @@ impl Engine {
                 }
             }
             batch.next = batch.slots.len();
-            if batch.envelopes_out == 0 {
-                self.batches.remove(&id);
-            }
+            self.batches.remove(&id);
         }
     }
 
@@ -209,7 +207,6 @@ impl Engine {
                 slots,
                 gets_left,
                 next: 0,
-                envelopes_out: 0,
                 pending_work: pending,
             },
         );
@@ -250,12 +247,12 @@ impl Engine {
     /// nothing to send are reported done at once. `None` if no slot had anything to send.
     fn assemble(&mut self, batch_id: u64) -> Option<Envelope> {
         let mut batch = self.batches.remove(&batch_id)?;
-        let envelope = self.pack(batch_id, &mut batch);
+        let envelope = self.pack(&mut batch);
         self.batches.insert(batch_id, batch);
         envelope
     }
 
-    fn pack(&mut self, batch_id: u64, batch: &mut Batch) -> Option<Envelope> {
+    fn pack(&mut self, batch: &mut Batch) -> Option<Envelope> {
         let Some(state) = self
             .peers
             .get(&batch.peer)
@@ -325,13 +322,11 @@ impl Engine {
             .sum();
         let pending = batch.pending_work.saturating_add(later);
         message.pending_bytes = pending.min(i32::MAX as u64) as i32;
-        batch.envelopes_out += 1;
         let id = self.next_envelope;
         self.next_envelope += 1;
         self.envelopes.insert(
             id,
             InFlight {
-                batch: batch_id,
                 peer: batch.peer,
                 session: batch.session,
                 tasks,
@@ -345,27 +340,24 @@ impl Engine {
         })
     }
 
-    /// Forgets a batch once every slot is packed and every envelope reported.
+    /// Forgets a batch once every slot is packed. Its envelopes still out are not counted in
+    /// `max_envelopes_in_flight`: an envelope waiting behind a full stream (a peer that does
+    /// not read) would otherwise hold a slot every other peer needs until its write timeout.
+    /// They count against their own peer's outstanding bytes until they are reported.
     fn finish_if_done(&mut self, batch_id: u64) {
         if self
             .batches
             .get(&batch_id)
-            .is_some_and(|b| b.next >= b.slots.len() && b.envelopes_out == 0 && b.gets_left == 0)
+            .is_some_and(|b| b.next >= b.slots.len() && b.gets_left == 0)
         {
             self.batches.remove(&batch_id);
         }
     }
 
     /// Drops the unsent part of the peer's batches (its tasks are gone from the queue).
-    /// Batches with envelopes out stay until those are reported.
+    /// Envelopes already out stay until they are reported.
     pub(super) fn drop_batches_of(&mut self, peer: &PeerId) {
-        self.batches.retain(|_, batch| {
-            if batch.peer != *peer {
-                return true;
-            }
-            batch.next = batch.slots.len();
-            batch.envelopes_out > 0
-        });
+        self.batches.retain(|_, batch| batch.peer != *peer);
         let batches = &self.batches;
         self.ready
             .retain(|id| batches.get(id).is_some_and(|b| b.next < b.slots.len()));
@@ -449,10 +441,6 @@ impl Engine {
                 }
             }
         }
-        if let Some(batch) = self.batches.get_mut(&envelope.batch) {
-            batch.envelopes_out -= 1;
-        }
-        self.finish_if_done(envelope.batch);
         self.settle();
     }
 }

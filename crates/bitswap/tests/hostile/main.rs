@@ -20,4 +20,5 @@ mod harness;
 
 mod attacks;
 mod budget;
+mod envelopes;
 mod honest;

@@ -59,9 +59,11 @@ enum Step {
         fail: bool,
         newest: bool,
     },
-    /// Report the oldest (or newest) envelope in flight.
+    /// Report the oldest (or newest) envelope in flight: sent, failed, or lost (cut on its
+    /// way to a peer still connected, so answered again).
     Report {
         failed: bool,
+        lost: bool,
         newest: bool,
     },
 }
@@ -290,7 +292,11 @@ impl Harness {
                 };
                 self.engine.handle_lookup(lookup.id, result);
             }
-            Step::Report { failed, newest } => {
+            Step::Report {
+                failed,
+                lost,
+                newest,
+            } => {
                 if self.envelopes.is_empty() {
                     return;
                 }
@@ -299,7 +305,9 @@ impl Harness {
                 } else {
                     self.envelopes.remove(0)
                 };
-                if failed {
+                if failed && lost {
+                    self.engine.handle_envelope_lost(envelope.id);
+                } else if failed {
                     self.engine.handle_envelope_failed(envelope.id);
                 } else {
                     self.engine.handle_envelope_sent(envelope.id);

@@ -682,7 +682,18 @@ impl<S: Blockstore + 'static> Behaviour<S> {
                 // The handler logs send failures once per connection.
                 if let Some(envelope) = self.envelopes.remove(&id) {
                     tracing::trace!(%peer, %error, "server envelope failed");
-                    self.server.handle_envelope_failed(envelope);
+                    // Cut on its way to a peer still connected: it will not ask again.
+                    let cut = matches!(
+                        error,
+                        network::SendFailure::Timeout
+                            | network::SendFailure::Write(_)
+                            | network::SendFailure::ConnectionClosed
+                    );
+                    if cut && self.network.is_connected(&peer) {
+                        self.server.handle_envelope_lost(envelope);
+                    } else {
+                        self.server.handle_envelope_failed(envelope);
+                    }
                 } else if let Some((peer, message)) = self.wantlists.remove(&id) {
                     tracing::trace!(%peer, %error, "wantlist update failed");
                     self.client.handle_send_failed(peer, &message, now);

@@ -801,7 +801,12 @@ fn envelopes_handed_out_leave_the_slots_to_other_peers() {
     d.put(&blocks.iter().collect::<Vec<_>>());
     let (lazy, honest) = (d.connect(Version::V1_2_0), d.connect(Version::V1_2_0));
     let wants = |range: std::ops::Range<usize>| {
-        message(blocks[range].iter().map(|b| want_block(b, 1, true)).collect())
+        message(
+            blocks[range]
+                .iter()
+                .map(|b| want_block(b, 1, true))
+                .collect(),
+        )
     };
     d.engine.handle_message(lazy, &wants(0..4));
     let stuck = d.hold();
@@ -1699,4 +1704,34 @@ mod model {
             run_interleaved(initial, steps)?;
         }
     }
+}
+
+/// An envelope cut on its way to a peer still connected is answered again (the peer will not
+/// ask again); one that failed otherwise is not.
+#[test]
+fn a_lost_envelope_is_answered_again_and_a_failed_one_is_not() {
+    let mut d = Driver::new(ServerConfig::default());
+    let peer = d.connect(Version::V1_2_0);
+    let (a, b) = (block(1, 10), block(2, 10));
+    d.put(&[&a]);
+    let entries = vec![want_block(&a, 1, true), want_have(&b, 1, true)];
+    d.engine.handle_message(peer, &message(entries));
+    let first = d.hold();
+    assert_eq!(
+        all_answers(&first),
+        [
+            (peer, *a.cid(), Ans::Block),
+            (peer, *b.cid(), Ans::DontHave)
+        ]
+    );
+    for envelope in &first {
+        d.engine.handle_envelope_lost(envelope.id);
+    }
+    let again = d.hold();
+    assert_eq!(all_answers(&again), all_answers(&first));
+    for envelope in &again {
+        d.engine.handle_envelope_failed(envelope.id);
+    }
+    assert!(d.run().is_empty(), "a failure is not retried");
+    assert_eq!(d.engine.peer_wantlist(&peer).len(), 2, "the wants stay");
 }

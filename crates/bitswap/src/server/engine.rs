@@ -59,8 +59,10 @@ pub(super) type Queue = PeerTaskQueue<PeerId, Cid, TaskData, Merger>;
 ///    [`Config::max_lookups_in_flight`] are unanswered at a time.
 /// 4. Every [`Envelope`](super::Envelope) from [`poll_envelope`](Self::poll_envelope) is
 ///    reported exactly once with [`handle_envelope_sent`](Self::handle_envelope_sent) (written
-///    to the peer's stream) or [`handle_envelope_failed`](Self::handle_envelope_failed)
-///    (refused or not written), also when the peer has disconnected meanwhile. Its tasks
+///    to the peer's stream), [`handle_envelope_lost`](Self::handle_envelope_lost) (cut on its
+///    way, the peer still connected: answered again) or
+///    [`handle_envelope_failed`](Self::handle_envelope_failed) (refused or not written), also
+///    when the peer has disconnected meanwhile. Its tasks
 ///    count against the peer's outstanding bytes until then; the engine's envelopes in
 ///    flight count batches only until they are handed out whole.
 /// 5. [`handle_new_blocks`](Self::handle_new_blocks) after blocks were put in the store:
@@ -185,6 +187,9 @@ pub(super) struct PeerState {
     /// Entries of its current message taken in so far (against
     /// `max_entries_per_message`), for messages handled in parts.
     pub(super) taken: usize,
+    /// Its envelopes lost in a row, none sent between them (see
+    /// [`Engine::handle_envelope_lost`]).
+    pub(super) lost_in_a_row: u32,
     pub(super) accounting: PeerAccounting,
 }
 
@@ -201,6 +206,7 @@ impl PeerState {
             probes_queued: 0,
             in_round: false,
             taken: 0,
+            lost_in_a_row: 0,
             accounting: PeerAccounting::default(),
         }
     }

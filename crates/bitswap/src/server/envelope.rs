@@ -74,12 +74,28 @@ pub(super) struct InFlight {
     answers: Vec<Answer>,
 }
 
+/// Envelopes of one peer lost in a row (none sent between them) whose answers are queued
+/// again; later losses are plain failures until one of its envelopes is sent. One reset
+/// stream loses every envelope queued on it (up to the peer's outstanding bytes, one task
+/// each when blocks are large), so this spans several streams. Each retry already costs the
+/// peer a stream and a round trip, as asking again would: the bound only guards against a
+/// failure that repeats without one.
+const MAX_LOST_IN_A_ROW: u32 = 64;
+
+/// How an envelope ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Sent,
+    Failed,
+    Lost,
+}
+
 /// One answer of an envelope.
 #[derive(Debug, Clone, Copy)]
 enum Answer {
     Block { cid: Cid, bytes: u64 },
     Have(Cid),
-    DontHave,
+    DontHave(Cid),
 }
 
 impl Engine {
@@ -227,7 +243,7 @@ impl Engine {
             state.ledger.get(&cid)?.send_dont_have
         };
         let can_dont_have = self.config.send_dont_haves() && state.version.supports_have();
-        let dont_have = (send_dont_have && can_dont_have).then_some(Answer::DontHave);
+        let dont_have = (send_dont_have && can_dont_have).then_some(Answer::DontHave(cid));
         if data.want_block && data.have_block {
             match &slot.block {
                 Some(block) => Some(Answer::Block {
@@ -280,7 +296,7 @@ impl Engine {
             let cid = slot.task.task.topic;
             let item = match answer {
                 Answer::Block { bytes, .. } => bytes as usize + BLOCK_OVERHEAD,
-                Answer::Have(_) | Answer::DontHave => cid.encoded_len() + PRESENCE_OVERHEAD,
+                Answer::Have(_) | Answer::DontHave(_) => cid.encoded_len() + PRESENCE_OVERHEAD,
             };
             if !answers.is_empty() && size + item > MAX_MESSAGE_SIZE {
                 if slot.task.task.data.answer_only {
@@ -296,7 +312,7 @@ impl Engine {
                     cid,
                     presence: BlockPresenceType::Have,
                 }),
-                Answer::DontHave => message.presences.push(BlockPresence {
+                Answer::DontHave(_) => message.presences.push(BlockPresence {
                     cid,
                     presence: BlockPresenceType::DontHave,
                 }),
@@ -367,16 +383,29 @@ impl Engine {
     /// a block (and want-haves answered with HAVE) are forgotten, and the peer's accounting
     /// and the metrics count it. Unknown ids are ignored.
     pub fn handle_envelope_sent(&mut self, id: EnvelopeId) {
-        self.resolve(id, true);
+        self.resolve(id, Outcome::Sent);
     }
 
     /// The envelope was not written (refused by the shell, stream or connection failed): its
     /// tasks are done and the wants stay as they are. Unknown ids are ignored.
     pub fn handle_envelope_failed(&mut self, id: EnvelopeId) {
-        self.resolve(id, false);
+        self.resolve(id, Outcome::Failed);
     }
 
-    fn resolve(&mut self, id: EnvelopeId, sent: bool) {
+    /// The envelope was cut on its way (its stream was reset or its write timed out) while
+    /// the peer stays connected: as [`handle_envelope_failed`](Self::handle_envelope_failed),
+    /// and the wants it answered that are still kept are answered again (probed, then
+    /// queued), since a peer does not ask again for what it asked while connected (Helia never
+    /// does). After 64 lost envelopes of one peer with none sent between
+    /// them, its losses are plain failures until an envelope gets through, so a peer that
+    /// resets every stream does not keep the server busy. Answer-only DONT_HAVEs (for wants
+    /// not kept) are not sent again. Unknown ids are ignored.
+    pub fn handle_envelope_lost(&mut self, id: EnvelopeId) {
+        self.resolve(id, Outcome::Lost);
+    }
+
+    fn resolve(&mut self, id: EnvelopeId, outcome: Outcome) {
+        let sent = outcome == Outcome::Sent;
         let Some(envelope) = self.envelopes.remove(&id.0) else {
             return;
         };
@@ -388,7 +417,7 @@ impl Engine {
                     bytes += b;
                 }
                 Answer::Have(_) => haves += 1,
-                Answer::DontHave => dont_haves += 1,
+                Answer::DontHave(_) => dont_haves += 1,
             }
         }
         if let Some(m) = &self.metrics {
@@ -421,6 +450,22 @@ impl Engine {
             for task in &envelope.tasks {
                 let _ = self.queue.task_done(&peer, *task);
             }
+            match outcome {
+                Outcome::Sent => state.lost_in_a_row = 0,
+                Outcome::Lost if state.lost_in_a_row < MAX_LOST_IN_A_ROW => {
+                    state.lost_in_a_row += 1;
+                    for answer in &envelope.answers {
+                        let (Answer::Block { cid, .. } | Answer::Have(cid) | Answer::DontHave(cid)) =
+                            *answer;
+                        if let Some(slot) = state.ledger.find(&cid)
+                            && state.request_probe(slot)
+                        {
+                            self.lookups.round.push_back(peer);
+                        }
+                    }
+                }
+                Outcome::Lost | Outcome::Failed => {}
+            }
             if sent {
                 for answer in &envelope.answers {
                     match *answer {
@@ -436,7 +481,7 @@ impl Engine {
                                 self.remove_want(&peer, &cid);
                             }
                         }
-                        Answer::DontHave => {}
+                        Answer::DontHave(_) => {}
                     }
                 }
             }

@@ -123,3 +123,57 @@ async fn garbage_still_costs_the_peer_its_standing() {
     );
     drop(swarm_task);
 }
+
+/// Reads every message of a reply stream until the node closes it; returns their blocks.
+async fn read_replies(mut stream: libp2p::Stream) -> Vec<bitswap::Block> {
+    let mut blocks = Vec::new();
+    while let Ok(Some(message)) = bitswap::read_message(&mut stream).await {
+        blocks.extend(message.blocks);
+    }
+    blocks
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_whose_first_reply_stream_is_reset_still_gets_every_block() {
+    let target = target().await;
+    let mut swarm = new_swarm(libp2p_stream::Behaviour::new());
+    let mut control = swarm.behaviour().new_control();
+    let mut incoming = control.accept(V1_2_0).expect("accept replies");
+    connect(&mut swarm, target.peer, target.address.clone()).await;
+    let _swarm_task = AbortOnDrop(tokio::spawn(async move {
+        loop {
+            swarm.select_next_some().await;
+        }
+    }));
+    // One message, as Helia sends it; it never asks again while connected.
+    let mut want = Message::default();
+    for block in &target.blocks {
+        want.wantlist
+            .entries
+            .push(Entry::want_block(*block.cid(), 1));
+    }
+    let mut stream = control
+        .open_stream(target.peer, V1_2_0)
+        .await
+        .expect("stream");
+    stream.write_all(&frame(&want)).await.expect("want");
+    stream.close().await.expect("close");
+    let got = timeout(TIMEOUT, async {
+        // The first reply stream: left unread while the node writes a block larger than the
+        // stream's window into it, then reset.
+        let (_, first) = incoming.next().await.expect("a reply stream");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        drop(first);
+        let mut got = std::collections::HashSet::new();
+        while got.len() < target.blocks.len() {
+            let (_, reply) = incoming.next().await.expect("another reply stream");
+            for block in read_replies(reply).await {
+                got.insert(*block.cid());
+            }
+        }
+        got
+    })
+    .await
+    .expect("every block in time");
+    assert_eq!(got.len(), target.blocks.len());
+}

@@ -148,6 +148,12 @@ pub struct Behaviour<S> {
     intake_timer: Option<Delay>,
     /// Peers with messages in `inbound`, in turn order.
     turns: VecDeque<PeerId>,
+    /// Peers whose connections are kept alive because one engine owes them, or is owed by
+    /// them, something that may come later: wants kept by the server (a block stored after
+    /// DONT_HAVE is still sent), blocks the client asked for.
+    owed: HashSet<PeerId>,
+    /// Peers whose `owed` standing may have changed since it was last checked.
+    owed_dirty: HashSet<PeerId>,
     events: VecDeque<ToSwarm<Event, HandlerIn>>,
     waker: Option<Waker>,
 }
@@ -285,6 +291,8 @@ impl<S: Blockstore + 'static> Behaviour<S> {
             backlog: 0,
             allowances: Allowances::new(parts.max_wants_per_second, parts.want_burst),
             intake_timer: None,
+            owed: HashSet::new(),
+            owed_dirty: HashSet::new(),
             troubles: Troubles::default(),
             turns: VecDeque::new(),
             events: VecDeque::new(),
@@ -467,7 +475,10 @@ impl<S: Blockstore + 'static> Behaviour<S> {
         let mut events = Vec::new();
         while let Some(action) = self.client.poll_action() {
             match action {
-                ClientAction::Send { peer, message } => self.send_wantlist(peer, message, now),
+                ClientAction::Send { peer, message } => {
+                    self.owed_dirty.insert(peer);
+                    self.send_wantlist(peer, message, now);
+                }
                 ClientAction::Dial { peer } => {
                     let opts = DialOpts::peer_id(peer)
                         .condition(PeerCondition::DisconnectedAndNotDialing)
@@ -633,6 +644,8 @@ impl<S: Blockstore + 'static> Behaviour<S> {
                 self.client.handle_peer_version(peer, version);
             }
             network::Event::PeerDisconnected { peer } => {
+                self.owed.remove(&peer);
+                self.owed_dirty.remove(&peer);
                 if let Some(queue) = self.inbound.remove(&peer) {
                     let left: usize = queue
                         .iter()
@@ -650,6 +663,7 @@ impl<S: Blockstore + 'static> Behaviour<S> {
                 connection,
                 message,
             } => {
+                self.owed_dirty.insert(peer);
                 self.client.handle_message(peer, &message, now);
                 let entries = message.wantlist.entries.len();
                 if entries <= ENTRIES_PER_TURN
@@ -671,7 +685,8 @@ impl<S: Blockstore + 'static> Behaviour<S> {
                     while self.backlog > MAX_BACKLOG && self.take_turn(true) {}
                 }
             }
-            network::Event::MessageSent { id, .. } => {
+            network::Event::MessageSent { peer, id } => {
+                self.owed_dirty.insert(peer);
                 if let Some(envelope) = self.envelopes.remove(&id) {
                     self.server.handle_envelope_sent(envelope);
                 } else {
@@ -679,6 +694,7 @@ impl<S: Blockstore + 'static> Behaviour<S> {
                 }
             }
             network::Event::SendFailed { peer, id, error } => {
+                self.owed_dirty.insert(peer);
                 // The handler logs send failures once per connection.
                 if let Some(envelope) = self.envelopes.remove(&id) {
                     tracing::trace!(%peer, %error, "server envelope failed");
@@ -741,6 +757,7 @@ impl<S: Blockstore + 'static> Behaviour<S> {
             }
             let end = *next + take;
             self.server.handle_message_part(peer, message, *next..end);
+            self.owed_dirty.insert(peer);
             self.backlog -= take;
             self.allowances.spend(peer, take, now);
             *next = end;
@@ -758,6 +775,22 @@ impl<S: Blockstore + 'static> Behaviour<S> {
             return true;
         }
         false
+    }
+
+    /// Keeps the connections of the peers that are owed something alive, and lets the others
+    /// go idle, for the peers marked since the last call.
+    fn refresh_owed(&mut self) {
+        for peer in std::mem::take(&mut self.owed_dirty) {
+            let owed = self.server.holds_wants_of(&peer) || self.client.has_wants_at(&peer);
+            let changed = if owed {
+                self.owed.insert(peer)
+            } else {
+                self.owed.remove(&peer)
+            };
+            if changed {
+                self.network.set_keep_alive(peer, owed);
+            }
+        }
     }
 
     fn on_put_done(&mut self, done: PutDone) {
@@ -863,6 +896,7 @@ impl<S: Blockstore + 'static> NetworkBehaviour for Behaviour<S> {
             if let Some(event) = self.events.pop_front() {
                 return Poll::Ready(event);
             }
+            self.refresh_owed();
             let mut progress = false;
             match self.network.poll(cx) {
                 Poll::Ready(ToSwarm::GenerateEvent(event)) => {
@@ -912,6 +946,8 @@ impl<S: Blockstore + 'static> NetworkBehaviour for Behaviour<S> {
                 && delay.poll_unpin(cx).is_ready()
             {
                 self.timer = None;
+                // Timeouts may end queries, and so the client's wants at any peer.
+                self.owed_dirty.extend(self.owed.iter().copied());
                 self.client.handle_timeout(Instant::now());
                 self.drain_client();
                 progress = true;

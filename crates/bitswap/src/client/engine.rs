@@ -503,6 +503,12 @@ impl Engine {
             .map(|(id, _)| id)
     }
 
+    /// Whether `peer` was asked for blocks or presences it has not answered yet (or answered
+    /// DONT_HAVE, while the block is still wanted).
+    pub fn has_wants_at(&self, peer: &PeerId) -> bool {
+        self.peers.get(peer).is_some_and(|p| p.asked_len() > 0)
+    }
+
     /// A peer's measured want-to-answer latency (a moving average), if measured and the peer
     /// is remembered.
     pub fn peer_latency(&self, peer: &PeerId) -> Option<Duration> {

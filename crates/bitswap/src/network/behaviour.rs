@@ -193,6 +193,8 @@ struct Peer {
     connections: Vec<Connection>,
     /// The last version reported.
     version: Option<Version>,
+    /// Its connections are kept alive while idle ([`Behaviour::set_keep_alive`]).
+    keep_alive: bool,
 }
 
 struct Connection {
@@ -278,6 +280,26 @@ impl Behaviour {
         Ok(id)
     }
 
+    /// Keeps every connection of `peer` alive while idle (`true`), or lets the swarm's idle
+    /// connection timeout apply to them again (`false`); connections opened later follow.
+    /// For a peer that is owed something without a stream open: a block it wants that may
+    /// come later, or blocks we asked it for. No effect if `peer` is not connected.
+    pub fn set_keep_alive(&mut self, peer: PeerId, keep: bool) {
+        let Some(state) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        if std::mem::replace(&mut state.keep_alive, keep) == keep {
+            return;
+        }
+        for connection in &state.connections {
+            self.events.push_back(ToSwarm::NotifyHandler {
+                peer_id: peer,
+                handler: NotifyHandler::One(connection.id),
+                event: HandlerIn::KeepAlive(keep),
+            });
+        }
+    }
+
     /// The best Bitswap version known for `peer`: negotiated on one of its streams or
     /// advertised by it (identify) and configured here. `None` if not connected or not known
     /// yet.
@@ -345,6 +367,13 @@ impl Behaviour {
             version: None,
             unresolved: VecDeque::new(),
         });
+        if state.keep_alive {
+            self.events.push_back(ToSwarm::NotifyHandler {
+                peer_id: peer,
+                handler: NotifyHandler::One(connection),
+                event: HandlerIn::KeepAlive(true),
+            });
+        }
         if first {
             self.event(Event::PeerConnected { peer });
         }

@@ -50,6 +50,9 @@ pub enum HandlerIn {
     },
     /// A message this handler reported was taken from the behaviour: one more may be read.
     Taken,
+    /// Keep the connection alive while idle (`true`), or let the swarm's idle timeout apply
+    /// again (`false`): set while the peer is owed something, such as a block it wants.
+    KeepAlive(bool),
 }
 
 /// Messages a handler reports and the behaviour's user has not taken yet, per connection: as
@@ -148,6 +151,8 @@ pub struct Handler {
     logged_inbound_failure: bool,
     logged_send_failure: bool,
     logged_dropped_entries: bool,
+    /// The behaviour asks to keep the connection alive ([`HandlerIn::KeepAlive`]).
+    kept_alive: bool,
 }
 
 impl Handler {
@@ -174,6 +179,7 @@ impl Handler {
             logged_inbound_failure: false,
             logged_send_failure: false,
             logged_dropped_entries: false,
+            kept_alive: false,
             config,
         }
     }
@@ -419,6 +425,7 @@ impl ConnectionHandler for Handler {
         !self.queue.is_empty()
             || self.opening
             || self.writers.iter().any(|w| w.pending > 0)
+            || self.kept_alive
             || (self.config.keep_alive() && self.reported.is_some())
     }
 
@@ -433,6 +440,7 @@ impl ConnectionHandler for Handler {
                 }
             }
             HandlerIn::Taken => drop(self.untaken.pop_front()),
+            HandlerIn::KeepAlive(keep) => self.kept_alive = keep,
         }
     }
 

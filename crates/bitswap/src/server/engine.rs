@@ -486,6 +486,12 @@ impl Engine {
         Some(self.peers.get(peer)?.accounting)
     }
 
+    /// Whether wants of `peer` are kept: it is owed a block or an answer, maybe later (a block
+    /// stored after DONT_HAVE is sent to it).
+    pub fn holds_wants_of(&self, peer: &PeerId) -> bool {
+        self.peers.get(peer).is_some_and(|p| p.ledger.len() > 0)
+    }
+
     /// The wants kept for `peer`, highest priority first (empty if not connected).
     pub fn peer_wantlist(&self, peer: &PeerId) -> Vec<Entry> {
         let Some(state) = self.peers.get(peer) else {

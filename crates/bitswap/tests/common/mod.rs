@@ -21,6 +21,14 @@ const LISTEN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A swarm of `behaviour` over TCP, Noise and Yamux with a new identity.
 pub(crate) fn new_swarm<B: NetworkBehaviour>(behaviour: B) -> Swarm<B> {
+    new_swarm_with_idle_timeout(behaviour, IDLE_CONNECTION_TIMEOUT)
+}
+
+/// A swarm as [`new_swarm`] makes, closing connections idle for `idle`.
+pub(crate) fn new_swarm_with_idle_timeout<B: NetworkBehaviour>(
+    behaviour: B,
+    idle: Duration,
+) -> Swarm<B> {
     SwarmBuilder::with_new_identity()
         .with_tokio()
         .with_tcp(
@@ -31,7 +39,7 @@ pub(crate) fn new_swarm<B: NetworkBehaviour>(behaviour: B) -> Swarm<B> {
         .expect("tcp transport")
         .with_behaviour(|_| behaviour)
         .expect("behaviour")
-        .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT))
+        .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
         .build()
 }
 

@@ -34,6 +34,7 @@ use super::{
     upgrade::Upgrade,
 };
 use crate::{
+    decode::Dropped,
     message::Message,
     protocol::{self, ProtocolError, Version},
 };
@@ -94,8 +95,9 @@ pub enum HandlerEvent {
 ///   reported in that order. A message's body is read only once its length fits in the
 ///   connection's own room (64 KiB) or in the inbound byte budget all connections share
 ///   ([`Config::max_inbound_bytes`]); its share is given back when the message is taken.
-///   Wantlist entries beyond [`Config::max_wantlist_entries`] are dropped as the message is
-///   decoded. At most
+///   Messages are decoded with bounded memory ([`decode_message`](crate::decode_message)): wants beyond
+///   [`Config::max_wantlist_entries`] (but those kept for a DONT_HAVE) and what makes no
+///   sense alone are left out and logged once per connection. At most
 ///   [`Config::max_inbound_streams`] are read at once (more are reset); a stream waiting longer
 ///   than [`Config::inbound_idle_timeout`] for its next message, or for the rest of a message
 ///   once it started, is reset; a stream that fails to decode is reset and the failure
@@ -359,19 +361,19 @@ impl Handler {
         self.events.push_back(HandlerEvent::InboundFailure(error));
     }
 
-    fn log_dropped_entries(&mut self, dropped: usize) {
-        if dropped == 0 {
+    /// Logs what decoding left out of a message: once per connection at debug, then at trace.
+    fn log_dropped(&mut self, dropped: &Dropped) {
+        if dropped.is_empty() {
             return;
         }
-        let kept = self.intake.max_entries;
+        let max_wants = self.intake.max_entries;
         if std::mem::replace(&mut self.logged_dropped_entries, true) {
-            tracing::trace!(dropped, kept, "wantlist entries over the limit dropped");
+            tracing::trace!(?dropped, max_wants, "parts of a bitswap message left out");
         } else {
             tracing::debug!(
-                dropped,
-                kept,
-                "wantlist entries over the limit dropped (more on this connection logged at \
-                 trace)"
+                ?dropped,
+                max_wants,
+                "parts of a bitswap message left out (more on this connection logged at trace)"
             );
         }
     }
@@ -382,7 +384,7 @@ impl Handler {
         while i < self.inbound.len() {
             match self.inbound[i].poll_next_unpin(cx) {
                 Poll::Ready(Some(Ok(read))) => {
-                    self.log_dropped_entries(read.dropped_entries);
+                    self.log_dropped(&read.dropped);
                     self.untaken.push_back(read.share);
                     return Some(HandlerEvent::Message(read.message));
                 }
@@ -559,8 +561,9 @@ struct Read {
     message: Message,
     /// Released when the message is taken.
     share: OwnedSemaphorePermit,
-    /// Wantlist entries over [`Config::max_wantlist_entries`], left out.
-    dropped_entries: usize,
+    /// What decoding left out (wants over [`Config::max_wantlist_entries`], entries with
+    /// bad CIDs, ...).
+    dropped: Dropped,
 }
 
 /// Reads messages from an inbound stream until the peer closes it, it fails, or no message
@@ -592,11 +595,11 @@ fn read_messages(
             let share = intake.share(len).await;
             let body = protocol::read_message_body(&mut stream, len, intake.max_entries);
             match deadlines.run(idle, body).await {
-                Some(Ok((message, dropped_entries))) => {
+                Some(Ok((message, dropped))) => {
                     let read = Read {
                         message,
                         share,
-                        dropped_entries,
+                        dropped,
                     };
                     Some((Ok(read), Some((stream, deadlines))))
                 }

@@ -2,18 +2,17 @@
 //! memory readings.
 
 use std::{
-    collections::HashSet,
     future::Future,
     time::{Duration, Instant},
 };
 
 use bitswap::{
     Behaviour, Block, Blockstore, Config, Entry, MemoryBlockstore, Message, Version, Wantlist,
-    encode, network,
+    encode,
 };
 use bytes::Bytes;
 use cid::Cid;
-use futures::{AsyncWriteExt, StreamExt, TryStreamExt};
+use futures::{StreamExt, TryStreamExt};
 use libp2p::{
     Multiaddr, PeerId, StreamProtocol, Swarm,
     swarm::{NetworkBehaviour, SwarmEvent},
@@ -84,7 +83,7 @@ impl<B: NetworkBehaviour + Send + 'static> Driver<B>
 where
     B::ToSwarm: Send,
 {
-    fn start(mut swarm: Swarm<B>) -> Self {
+    pub(crate) fn start(mut swarm: Swarm<B>) -> Self {
         let (stop, mut stopped) = oneshot::channel();
         let task = tokio::spawn(async move {
             loop {
@@ -97,7 +96,7 @@ where
         Self { stop, task }
     }
 
-    async fn stop(self) -> Swarm<B> {
+    pub(crate) async fn stop(self) -> Swarm<B> {
         let _ = self.stop.send(());
         self.task.await.expect("driver")
     }

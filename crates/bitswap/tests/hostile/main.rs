@@ -19,3 +19,4 @@ mod common;
 mod harness;
 
 mod attacks;
+mod decode;

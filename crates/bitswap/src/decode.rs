@@ -420,9 +420,10 @@ struct Fields<'a>(&'a [u8]);
 
 impl<'a> Fields<'a> {
     /// The next field whose tag `known` gives a wire type for; others are skipped.
+    #[inline]
     fn next(
         &mut self,
-        known: fn(u32) -> Option<WireType>,
+        known: impl Fn(u32) -> Option<WireType>,
     ) -> Result<Option<(u32, Value<'a>)>, DecodeError> {
         while !self.0.is_empty() {
             let (tag, wire_type) = decode_key(&mut self.0)?;
@@ -433,11 +434,16 @@ impl<'a> Fields<'a> {
             check_wire_type(expected, wire_type)?;
             let value = match wire_type {
                 WireType::LengthDelimited => {
-                    // Skipping checks the length against what is left (prost's error if not).
-                    let mut header = self.0;
-                    skip_field(wire_type, tag, &mut self.0, DecodeContext::default())?;
-                    let len = decode_varint(&mut header)? as usize;
-                    Value::Bytes(&header[..len])
+                    let mut rest = self.0;
+                    let len = decode_varint(&mut rest)?;
+                    if len > rest.len() as u64 {
+                        // Past the end: prost's skip gives prost's error for it.
+                        skip_field(wire_type, tag, &mut self.0, DecodeContext::default())?;
+                        continue;
+                    }
+                    let (value, rest) = rest.split_at(len as usize);
+                    self.0 = rest;
+                    Value::Bytes(value)
                 }
                 _ => Value::Varint(decode_varint(&mut self.0)?),
             };

@@ -26,7 +26,7 @@ use prost::{
 };
 
 use crate::{
-    hash::Map,
+    hash::{Map, Set},
     message::{
         Block, BlockError, BlockPresence, BlockPresenceType, Entry, Message, MessageError, WantType,
     },
@@ -113,6 +113,7 @@ pub(crate) fn decode_body(
         block_fields: 0,
         presence_fields: 0,
         seen: Map::default(),
+        cids: Set::default(),
     };
     let message = &mut decoder.message;
     message
@@ -189,9 +190,14 @@ struct Decoder<'a> {
     /// Block fields met (kept, repeated or left out), in wire order.
     block_fields: usize,
     presence_fields: usize,
-    /// The first copy of each block kept, by prefix (`None` for a legacy block), length and
-    /// the bytes at both ends; a match is compared in full before it counts as a copy.
+    /// The first block kept of each prefix (`None` for a legacy block), length and bytes at
+    /// both ends: a block that matches it is compared in full, and if equal, is a copy left
+    /// out before it is hashed. Only the first is compared, so that blocks made to share
+    /// their ends cost one comparison each, not one per block before them.
     seen: Map<(Option<&'a [u8]>, usize, &'a [u8], &'a [u8]), usize>,
+    /// The CIDs of the blocks kept: a copy that differs from the first of its kind in `seen`
+    /// is caught here, after its hash.
+    cids: Set<Cid>,
 }
 
 impl<'a> Decoder<'a> {
@@ -299,6 +305,11 @@ impl<'a> Decoder<'a> {
             Some(prefix) => Block::from_prefix(prefix, data),
         };
         match block {
+            // A copy the bytes did not catch: its bytes matched another block's ends only.
+            Ok(block) if !self.cids.insert(*block.cid()) => {
+                self.dropped.duplicate_blocks += 1;
+                Ok(())
+            }
             Ok(block) => {
                 self.seen.entry(key).or_insert(self.message.blocks.len());
                 self.message.blocks.push(block);

@@ -269,3 +269,19 @@ fn element_sizes_behind_the_documented_bounds() {
         size_of::<BlockPresence>()
     );
 }
+
+#[test]
+fn copies_are_caught_even_after_a_block_with_the_same_ends() {
+    // Same length, first and last 8 bytes; different middles.
+    let a = Bytes::from_static(b"01234567-a-76543210");
+    let b = Bytes::from_static(b"01234567-b-76543210");
+    let body: Bytes = proto::Message {
+        blocks: vec![b.clone(), a.clone(), a.clone(), b.clone(), a],
+        ..Default::default()
+    }
+    .encode_to_vec()
+    .into();
+    let (message, dropped) = decode(&body, 1024);
+    assert_eq!(message.blocks.len(), 2);
+    assert_eq!(dropped.duplicate_blocks, 3);
+}

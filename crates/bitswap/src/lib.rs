@@ -82,8 +82,10 @@
 //!   [`Handle`] reaches it from other tasks.
 //! - [`Blockstore`]: the store trait, [`MemoryBlockstore`] and the persistent
 //!   [`RedbBlockstore`].
-//! - [`Message`] and its parts are the domain types; conversions from the wire check every
-//!   CID and recompute every block's CID from its bytes.
+//! - [`Message`] and its parts are the domain types; [`decode_message`] reads them from the
+//!   wire with memory bounded by per-message caps whatever the message's shape, leaves out
+//!   (and counts in [`Dropped`]) entries and presences that make no sense alone, and recomputes
+//!   every block's CID from its bytes.
 //! - [`protocol`](crate::Version) functions frame messages: an unsigned-varint length, at most
 //!   [`MAX_MESSAGE_SIZE`] bytes, refused before allocation when larger.
 
@@ -91,6 +93,7 @@ mod behaviour;
 mod blockstore;
 mod client;
 mod config;
+mod decode;
 mod event;
 mod handle;
 mod hash;
@@ -111,13 +114,16 @@ pub use client::{
     Progress, QueryError, QueryId, SessionId, Stats as ClientStats,
 };
 pub use config::Config;
+pub use decode::{Dropped, MAX_BLOCKS_PER_MESSAGE, MAX_CID_SIZE, MAX_PRESENCES_PER_MESSAGE};
 pub use event::{Event, PutError, PutId, StoreError};
 pub use handle::{BlockStream, GetError, Handle};
 pub use message::{
     Block, BlockError, BlockPresence, BlockPresenceType, Entry, MAX_BLOCK_SIZE, Message,
     MessageError, WantType, Wantlist,
 };
-pub use protocol::{MAX_MESSAGE_SIZE, ProtocolError, Version, encode, read_message, write_frames};
+pub use protocol::{
+    MAX_MESSAGE_SIZE, ProtocolError, Version, decode_message, encode, read_message, write_frames,
+};
 pub use server::{
     Config as ServerConfig, Engine as ServerEngine, Envelope, EnvelopeId, Lookup, LookupId,
     LookupKind, LookupResult, Metrics as ServerMetrics, PeerAccounting, RequestFilter,

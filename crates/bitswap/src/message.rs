@@ -6,8 +6,6 @@ use cid::Cid;
 use multihash::Multihash;
 use multihash_codetable::{Code, MultihashDigest};
 
-use crate::proto;
-
 /// Largest block sent or accepted, in bytes: 2 MiB, the size the spec makes every
 /// implementation support.
 pub const MAX_BLOCK_SIZE: usize = 2 * 1024 * 1024;
@@ -301,130 +299,22 @@ pub enum BlockError {
     Cid(#[source] cid::Error),
 }
 
-/// Why a decoded protobuf is not a valid Bitswap message.
+/// Why a decoded protobuf is not a valid Bitswap message. Entries and presences that make no
+/// sense are left out instead (see [`Dropped`](crate::Dropped)); only what no honest peer
+/// sends fails the message.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum MessageError {
-    /// A wantlist entry's CID does not parse.
-    #[error("wantlist entry {index}: invalid CID: {source}")]
-    EntryCid {
-        /// Position in the wantlist.
-        index: usize,
-        /// The parse failure.
-        #[source]
-        source: cid::Error,
-    },
-    /// A wantlist entry has a want type this crate does not know.
-    #[error("wantlist entry {index}: unknown want type {value}")]
-    WantType {
-        /// Position in the wantlist.
-        index: usize,
-        /// The value sent.
-        value: i32,
-    },
-    /// A block presence's CID does not parse.
-    #[error("block presence {index}: invalid CID: {source}")]
-    PresenceCid {
-        /// Position among the presences.
-        index: usize,
-        /// The parse failure.
-        #[source]
-        source: cid::Error,
-    },
-    /// A block presence has a type this crate does not know.
-    #[error("block presence {index}: unknown type {value}")]
-    PresenceType {
-        /// Position among the presences.
-        index: usize,
-        /// The value sent.
-        value: i32,
-    },
-    /// A block is invalid (bad prefix, too large, unsupported hash).
+    /// A block is invalid: a malformed prefix, or over 2 MiB. (A block hashed with a function
+    /// this crate does not know is left out, not an error.)
     #[error("block {index}: {source}")]
     Block {
-        /// Position among the blocks (`blocks` first, then `payload`).
+        /// Position among the message's blocks (legacy `blocks` and `payload`) in wire order.
         index: usize,
         /// What is wrong with it.
         #[source]
         source: BlockError,
     },
-}
-
-impl TryFrom<proto::Message> for Message {
-    type Error = MessageError;
-
-    fn try_from(message: proto::Message) -> Result<Self, MessageError> {
-        let wantlist = match message.wantlist {
-            None => Wantlist::default(),
-            Some(wantlist) => Wantlist {
-                entries: wantlist
-                    .entries
-                    .into_iter()
-                    .enumerate()
-                    .map(|(index, entry)| entry_from_proto(index, entry))
-                    .collect::<Result<_, _>>()?,
-                full: wantlist.full,
-            },
-        };
-        let v0 = message.blocks.into_iter().map(Block::from_v0_data);
-        let v1 = message
-            .payload
-            .into_iter()
-            .map(|block| Block::from_prefix(&block.prefix, block.data));
-        let blocks = v0
-            .chain(v1)
-            .enumerate()
-            .map(|(index, block)| block.map_err(|source| MessageError::Block { index, source }))
-            .collect::<Result<_, _>>()?;
-        let presences = message
-            .block_presences
-            .into_iter()
-            .enumerate()
-            .map(|(index, presence)| {
-                let cid = Cid::try_from(&presence.cid[..])
-                    .map_err(|source| MessageError::PresenceCid { index, source })?;
-                let presence = match proto::BlockPresenceType::try_from(presence.r#type) {
-                    Ok(proto::BlockPresenceType::Have) => BlockPresenceType::Have,
-                    Ok(proto::BlockPresenceType::DontHave) => BlockPresenceType::DontHave,
-                    Err(_) => {
-                        return Err(MessageError::PresenceType {
-                            index,
-                            value: presence.r#type,
-                        });
-                    }
-                };
-                Ok(BlockPresence { cid, presence })
-            })
-            .collect::<Result<_, _>>()?;
-        Ok(Self {
-            wantlist,
-            blocks,
-            presences,
-            pending_bytes: message.pending_bytes,
-        })
-    }
-}
-
-fn entry_from_proto(index: usize, entry: proto::Entry) -> Result<Entry, MessageError> {
-    let cid = Cid::try_from(&entry.block[..])
-        .map_err(|source| MessageError::EntryCid { index, source })?;
-    let want_type = match proto::WantType::try_from(entry.want_type) {
-        Ok(proto::WantType::Block) => WantType::Block,
-        Ok(proto::WantType::Have) => WantType::Have,
-        Err(_) => {
-            return Err(MessageError::WantType {
-                index,
-                value: entry.want_type,
-            });
-        }
-    };
-    Ok(Entry {
-        cid,
-        priority: entry.priority,
-        want_type,
-        send_dont_have: entry.send_dont_have,
-        cancel: entry.cancel,
-    })
 }
 
 #[cfg(test)]

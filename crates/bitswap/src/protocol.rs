@@ -13,6 +13,7 @@ use prost::{
 };
 
 use crate::{
+    decode::{DEFAULT_MAX_WANTS, Dropped, decode_body},
     message::{BlockPresenceType, Message, MessageError, WantType},
     proto,
 };
@@ -113,8 +114,8 @@ impl ProtocolError {
 ///
 /// A declared length over [`MAX_MESSAGE_SIZE`] is refused before anything is allocated. The
 /// buffer starts at the declared length up to 512 KiB and grows only as bytes arrive, to the
-/// exact length (blocks keep slices of it, so no spare capacity is kept alive). Blocks are
-/// verified by recomputing their CIDs.
+/// exact length (blocks keep slices of it, so no spare capacity is kept alive). The body is
+/// decoded as [`decode_message`] does, with the default cap of 1024 wants.
 pub async fn read_message<R>(io: &mut R) -> Result<Option<Message>, ProtocolError>
 where
     R: AsyncRead + Unpin,
@@ -122,7 +123,23 @@ where
     let Some(len) = read_message_length(io).await? else {
         return Ok(None);
     };
-    Ok(Some(read_message_body(io, len, usize::MAX).await?.0))
+    Ok(Some(read_message_body(io, len, DEFAULT_MAX_WANTS).await?.0))
+}
+
+/// Decodes one message body (without its length prefix) of at most [`MAX_MESSAGE_SIZE`]
+/// bytes, keeping at most `max_wants` wants, up to as many more that ask for DONT_HAVE, and
+/// four times as many cancels; returns the message and what was left out.
+///
+/// The memory a message takes is bounded whatever its shape: besides those wantlist caps, at
+/// most [`MAX_BLOCKS_PER_MESSAGE`](crate::MAX_BLOCKS_PER_MESSAGE) blocks (a repeated block is
+/// kept and hashed once) and [`MAX_PRESENCES_PER_MESSAGE`](crate::MAX_PRESENCES_PER_MESSAGE)
+/// presences are kept, and what is left out is neither parsed nor
+/// hashed. Block data is shared with `body`, not copied. Blocks are verified by recomputing
+/// their CIDs. Entries and presences with a CID that does not parse (or is over
+/// [`MAX_CID_SIZE`](crate::MAX_CID_SIZE)) or an unknown presence type, and blocks of an unsupported hash function,
+/// are left out and counted; an unknown want type is a want-have.
+pub fn decode_message(body: &Bytes, max_wants: usize) -> Result<(Message, Dropped), ProtocolError> {
+    decode_body(body, max_wants)
 }
 
 /// Reads the length prefix of the next message: `None` on a clean end of stream before it,
@@ -140,19 +157,18 @@ where
     }
 }
 
-/// Reads the `len` bytes of a message body (after [`read_message_length`]) and decodes them,
-/// keeping the first `max_entries` wantlist entries; returns the message and how many
-/// entries were left out.
+/// Reads the `len` bytes of a message body (after [`read_message_length`]) and decodes them
+/// as [`decode_message`] does.
 pub(crate) async fn read_message_body<R>(
     io: &mut R,
     len: usize,
-    max_entries: usize,
-) -> Result<(Message, usize), ProtocolError>
+    max_wants: usize,
+) -> Result<(Message, Dropped), ProtocolError>
 where
     R: AsyncRead + Unpin,
 {
     let body = read_body(io, len).await?;
-    decode_body(body, max_entries)
+    decode_body(&body, max_wants)
 }
 
 /// Reads `len` bytes (at most [`MAX_MESSAGE_SIZE`], checked by [`read_message_length`]).
@@ -169,23 +185,6 @@ async fn read_body<R: AsyncRead + Unpin>(io: &mut R, len: usize) -> Result<Bytes
         }
     }
     Ok(Bytes::from(buf))
-}
-
-/// Decodes a message body, keeping the first `max_entries` wantlist entries (the rest are
-/// dropped before their CIDs are parsed); returns the message and how many were dropped.
-pub(crate) fn decode_body(
-    body: Bytes,
-    max_entries: usize,
-) -> Result<(Message, usize), ProtocolError> {
-    let mut message = proto::Message::decode(body)?;
-    let mut dropped = 0;
-    if let Some(wantlist) = &mut message.wantlist
-        && wantlist.entries.len() > max_entries
-    {
-        dropped = wantlist.entries.len() - max_entries;
-        wantlist.entries.truncate(max_entries);
-    }
-    Ok((Message::try_from(message)?, dropped))
 }
 
 /// Reads the varint length prefix; `None` on a clean end of stream before its first byte.
@@ -514,14 +513,14 @@ mod tests {
         }
     }
 
-    /// Reads every message from the concatenated frames.
+    /// Reads every message from the concatenated frames, keeping every want.
     fn read_all(frames: &[Bytes]) -> Result<Vec<Message>, ProtocolError> {
         let bytes: Vec<u8> = frames.iter().flat_map(|f| f.iter().copied()).collect();
         let mut io = Cursor::new(bytes);
         block_on(async {
             let mut out = Vec::new();
-            while let Some(message) = read_message(&mut io).await? {
-                out.push(message);
+            while let Some(len) = read_message_length(&mut io).await? {
+                out.push(read_message_body(&mut io, len, usize::MAX).await?.0);
             }
             Ok(out)
         })
@@ -682,29 +681,43 @@ mod tests {
     }
 
     #[test]
-    fn invalid_protobuf_and_invalid_content_are_typed() {
+    fn invalid_protobuf_and_invalid_blocks_are_typed() {
         assert!(matches!(
             read_one(vec![3, 0xff, 0xff, 0xff]),
             Err(ProtocolError::Decode(_))
         ));
-        let bad_cid = proto::Message {
-            wantlist: Some(proto::Wantlist {
-                entries: vec![proto::Entry {
-                    block: Bytes::from_static(b"not a cid"),
-                    ..Default::default()
-                }],
-                full: false,
-            }),
+        let bad_prefix = proto::Message {
+            payload: vec![proto::Block {
+                // CID version 2 does not exist.
+                prefix: Bytes::from_static(&[2, 0x55, 0x12, 32]),
+                data: Bytes::from_static(b"x"),
+            }],
             ..Default::default()
         };
         assert!(matches!(
-            read_one(bad_cid.encode_length_delimited_to_vec()),
-            Err(ProtocolError::Invalid(MessageError::EntryCid {
-                index: 0,
-                ..
-            }))
+            read_one(bad_prefix.encode_length_delimited_to_vec()),
+            Err(ProtocolError::Invalid(MessageError::Block { index: 0, .. }))
         ));
-        let unknown_hash = proto::Message {
+    }
+
+    #[test]
+    fn entries_and_blocks_that_make_no_sense_alone_are_left_out() {
+        let good = *raw_block(b"good").cid();
+        let message = proto::Message {
+            wantlist: Some(proto::Wantlist {
+                entries: vec![
+                    proto::Entry {
+                        block: Bytes::from_static(b"not a cid"),
+                        ..Default::default()
+                    },
+                    proto::Entry {
+                        block: Bytes::from(good.to_bytes()),
+                        want_type: 7,
+                        ..Default::default()
+                    },
+                ],
+                full: false,
+            }),
             payload: vec![proto::Block {
                 // CIDv1, raw, multihash code 0x99 (not a hash this crate knows), 32 bytes.
                 prefix: Bytes::from_static(&[1, 0x55, 0x99, 0x01, 32]),
@@ -712,10 +725,13 @@ mod tests {
             }],
             ..Default::default()
         };
-        assert!(matches!(
-            read_one(unknown_hash.encode_length_delimited_to_vec()),
-            Err(ProtocolError::Invalid(MessageError::Block { index: 0, .. }))
-        ));
+        let bytes = Bytes::from(message.encode_to_vec());
+        let (message, dropped) = decode_message(&bytes, 1024).expect("decodes");
+        assert_eq!(message.wantlist.entries.len(), 1);
+        assert_eq!(message.wantlist.entries[0].cid, good);
+        assert_eq!(message.wantlist.entries[0].want_type, WantType::Have);
+        assert!(message.blocks.is_empty());
+        assert_eq!((dropped.entries, dropped.unsupported_blocks), (1, 1));
     }
 
     fn entry() -> impl Strategy<Value = Entry> {

@@ -648,18 +648,41 @@ async fn reads_many_messages_on_one_stream() {
     );
 }
 
-/// Wantlist entries past the limit are dropped as the message is decoded; the rest arrive.
+/// Wants past the limit are dropped as the message is decoded, but those that ask for
+/// DONT_HAVE (up to as many again, to be answered); cancels are not counted.
 #[tokio::test]
 async fn wantlist_entries_past_the_limit_are_dropped() {
     let mut node = node(Config::default().with_max_wantlist_entries(100));
     let node_id = *node.local_peer_id();
     let (_, mut control) = raw_peer(&mut node).await;
 
+    // Every third a cancel, every other want asks for DONT_HAVE.
     let sent = wants(
         (0..=255u8)
-            .map(|i| Entry::want_have(cid(i), i32::from(i)))
+            .map(|i| match i % 3 {
+                0 => Entry::cancel(cid(i)),
+                _ => Entry {
+                    send_dont_have: i % 2 == 0,
+                    ..Entry::want_have(cid(i), i32::from(i))
+                },
+            })
             .collect(),
     );
+    let mut wanted = 0;
+    let expected: Vec<Entry> = sent
+        .wantlist
+        .entries
+        .iter()
+        .filter(|entry| {
+            if entry.cancel {
+                return true;
+            }
+            wanted += 1;
+            wanted <= 100 || entry.send_dont_have
+        })
+        .cloned()
+        .collect();
+    assert!(expected.len() < sent.wantlist.entries.len());
     let frames = bitswap::encode(&sent, Version::V1_2_0);
     let writer = tokio::spawn(async move {
         let mut stream = control.open_stream(node_id, V1_2_0).await.expect("stream");
@@ -673,7 +696,7 @@ async fn wantlist_entries_past_the_limit_are_dropped() {
         _ => None,
     })
     .await;
-    assert_eq!(received.wantlist.entries, sent.wantlist.entries[..100]);
+    assert_eq!(received.wantlist.entries, expected);
     timeout(TIMEOUT, writer)
         .await
         .expect("writer finished")

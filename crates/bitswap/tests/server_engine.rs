@@ -599,6 +599,63 @@ fn wants_beyond_the_per_message_cap_are_refused() {
     assert_eq!(got, expected);
 }
 
+/// A wantlist read off the wire as the network layer reads it (with its default cap of 1024
+/// wants), then handed to the engine.
+fn decoded(entries: Vec<Entry>) -> Message {
+    let frame: Vec<u8> = encode(&message(entries), Version::V1_2_0).concat();
+    let (len, body) = unsigned_varint::decode::usize(&frame).expect("length prefix");
+    assert_eq!(len, body.len());
+    let (message, dropped) =
+        bitswap::decode_message(&Bytes::copy_from_slice(body), 1024).expect("decodes");
+    assert!(dropped.is_empty(), "{dropped:?}");
+    message
+}
+
+#[test]
+fn cancels_beside_a_thousand_wants_all_apply_and_every_want_is_answered() {
+    let mut d = Driver::new(ServerConfig::default());
+    let peer = d.connect(Version::V1_2_0);
+    let old: Vec<Block> = (0..200).map(|i| block(i, 10)).collect();
+    let new: Vec<Block> = (1000..2000).map(|i| block(i, 10)).collect();
+    let first = old.iter().map(|b| want_block(b, 1, false)).collect();
+    d.engine.handle_message(peer, &decoded(first));
+    assert!(d.run().is_empty(), "missing, and no DONT_HAVE asked");
+    let mut entries: Vec<Entry> = old.iter().map(|b| Entry::cancel(*b.cid())).collect();
+    entries.extend(new.iter().map(|b| want_have(b, 1, true)));
+    d.engine.handle_message(peer, &decoded(entries));
+    let got: HashSet<_> = all_answers(&d.run()).into_iter().collect();
+    let expected: HashSet<_> = new
+        .iter()
+        .map(|b| (peer, *b.cid(), Ans::DontHave))
+        .collect();
+    assert_eq!(got, expected);
+    let held: HashSet<Cid> = wantlist_cids(&d.engine, &peer).into_iter().collect();
+    assert_eq!(held, new.iter().map(|b| *b.cid()).collect());
+}
+
+#[test]
+fn fifteen_hundred_want_haves_get_fifteen_hundred_answers() {
+    let mut d = Driver::new(ServerConfig::default());
+    let peer = d.connect(Version::V1_2_0);
+    let wanted: Vec<Block> = (0..1500).map(|i| block(i, 10)).collect();
+    // Some are stored: those within the cap get a block (small enough to replace a HAVE),
+    // those past it a DONT_HAVE like the rest (refused, not looked up).
+    d.put(&[&wanted[0], &wanted[1400]]);
+    let entries = wanted.iter().map(|b| want_have(b, 1, true)).collect();
+    let message = decoded(entries);
+    assert_eq!(message.wantlist.entries.len(), 1500);
+    d.engine.handle_message(peer, &message);
+    let answers = all_answers(&d.run());
+    assert_eq!(answers.len(), 1500);
+    let got: HashMap<Cid, Ans> = answers.into_iter().map(|(_, c, a)| (c, a)).collect();
+    assert_eq!(got.len(), 1500);
+    assert_eq!(got[wanted[0].cid()], Ans::Block);
+    assert_eq!(got[wanted[1400].cid()], Ans::DontHave);
+    // The cap's wants stay after their DONT_HAVE (the block may come later), but the one
+    // answered with its block.
+    assert_eq!(d.engine.peer_wantlist(&peer).len(), 1023);
+}
+
 #[test]
 fn long_cids_are_ignored() {
     // A sha2-256 CIDv1 takes 36 bytes, a sha2-512 one 68.
@@ -1734,4 +1791,29 @@ fn a_lost_envelope_is_answered_again_and_a_failed_one_is_not() {
     }
     assert!(d.run().is_empty(), "a failure is not retried");
     assert_eq!(d.engine.peer_wantlist(&peer).len(), 2, "the wants stay");
+}
+
+/// A peer with `max_envelopes_per_peer` envelopes out gets no more until one is reported;
+/// its answers gather meanwhile and leave together.
+#[test]
+fn answers_gather_while_a_peer_has_its_envelopes_out() {
+    let mut d = Driver::new(ServerConfig::default().with_max_envelopes_per_peer(2));
+    let peer = d.connect(Version::V1_2_0);
+    let blocks: Vec<Block> = (0..6).map(|i| block(i, 10)).collect();
+    let mut held = Vec::new();
+    for b in &blocks[..2] {
+        d.engine
+            .handle_message(peer, &message(vec![want_have(b, 1, true)]));
+        held.extend(d.hold());
+    }
+    assert_eq!(held.len(), 2);
+    for b in &blocks[2..] {
+        d.engine
+            .handle_message(peer, &message(vec![want_have(b, 1, true)]));
+        assert!(d.hold().is_empty(), "the peer is at its limit");
+    }
+    d.engine.handle_envelope_sent(held[0].id);
+    let gathered = d.hold();
+    assert_eq!(gathered.len(), 1, "one envelope for the answers that gathered");
+    assert_eq!(gathered[0].message.presences.len(), 4);
 }

@@ -116,8 +116,11 @@ pub(crate) struct PeerTracker<T, D, A, S> {
     pub(crate) weight: NonZeroU32,
     /// The policy's state for this peer.
     pub(crate) policy: S,
-    /// Whether the peer has pending tasks but is held back by its active-work limit.
+    /// Whether the peer has pending tasks but is held back by its active-work limit (or
+    /// paused).
     pub(crate) held: bool,
+    /// Not popped until resumed ([`PeerTaskQueue::set_peer_paused`](crate::PeerTaskQueue::set_peer_paused)).
+    pub(crate) paused: bool,
 }
 
 impl<T, D, A, S> fmt::Debug for PeerTracker<T, D, A, S> {
@@ -151,6 +154,7 @@ where
             weight: NonZeroU32::MIN,
             policy,
             held: false,
+            paused: false,
         }
     }
 
@@ -175,9 +179,9 @@ where
         self.pending.is_empty() && self.active == 0
     }
 
-    /// Has pending tasks and room under its active-work limit.
+    /// Has pending tasks and room under its active-work limit, and is not paused.
     pub(crate) fn is_eligible(&self, max_active_work: u64) -> bool {
-        !self.pending.is_empty() && self.active_work < active_limit(max_active_work)
+        !self.paused && !self.pending.is_empty() && self.active_work < active_limit(max_active_work)
     }
 
     pub(crate) fn view(&self) -> PeerStats {

@@ -361,6 +361,32 @@ where
         true
     }
 
+    /// Pauses `peer` (`true`) or resumes it: a paused peer keeps its tasks, gets new ones, and
+    /// finishes its active ones, but is not popped, as if it were at its active-work limit.
+    /// For a peer whose earlier tasks wait somewhere else (say, behind a full connection): its
+    /// tasks gather meanwhile and are popped together. Under [`Fair`] a resumed peer is
+    /// treated as one whose active work went back under its limit. Forgotten when the peer
+    /// leaves the queue. Returns false if the peer is not in the queue.
+    pub fn set_peer_paused(&mut self, peer: &P, paused: bool) -> bool {
+        let Some(&slot) = self.index.get(peer) else {
+            return false;
+        };
+        let tracker = &mut self.slots[slot].tracker;
+        if tracker.paused != paused {
+            tracker.paused = paused;
+            let backlogged = tracker.pending_tasks() > 0;
+            self.settle(slot, backlogged);
+        }
+        true
+    }
+
+    /// Whether `peer` is paused ([`set_peer_paused`](Self::set_peer_paused)).
+    pub fn is_peer_paused(&self, peer: &P) -> bool {
+        self.index
+            .get(peer)
+            .is_some_and(|&slot| self.slots[slot].tracker.paused)
+    }
+
     /// After a change to a peer: notifies the policy, keeps the ready heap in step and removes
     /// the peer if it is idle. `was_backlogged` says whether it had pending tasks before the
     /// change. Returns true if the peer was removed.

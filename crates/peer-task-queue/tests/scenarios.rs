@@ -467,3 +467,31 @@ fn pop_tasks_into_appends_to_the_callers_vector() {
     assert!(queue.pop_tasks_into(10, &mut tasks).is_none());
     assert!(tasks.is_empty() && queue.is_empty());
 }
+
+#[test]
+fn a_paused_peer_is_skipped_and_its_tasks_gather_until_resumed() {
+    paused_scenario(&mut Queue::<Fair>::new(unlimited()));
+    paused_scenario(&mut Queue::<GoCompat>::with_merger_and_policy(
+        unlimited(),
+        Dedup,
+        GoCompat,
+    ));
+}
+
+fn paused_scenario<Pol: Policy>(queue: &mut Queue<Pol>) {
+    let _ = queue.push_tasks(&"a", [task(1, 1, 10)]);
+    let _ = queue.push_tasks(&"b", [task(2, 1, 10)]);
+    assert!(
+        !queue.set_peer_paused(&"nobody", true),
+        "unknown peers are refused"
+    );
+    assert!(queue.set_peer_paused(&"a", true));
+    assert!(queue.is_peer_paused(&"a"));
+    // Only b is popped while a is paused; a's new tasks gather.
+    assert_eq!(pop_done(queue, 1), ("b", vec![2]));
+    let _ = queue.push_tasks(&"a", [task(3, 1, 10)]);
+    assert!(queue.pop_tasks(1).is_none(), "a is paused");
+    assert!(queue.set_peer_paused(&"a", false));
+    assert_eq!(pop_done(queue, 100), ("a", vec![1, 3]));
+    queue.check_invariants().expect("invariants");
+}

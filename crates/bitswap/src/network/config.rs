@@ -36,7 +36,8 @@ pub struct Config {
     max_send_timeout: Duration,
     /// Keep idle connections to Bitswap peers open. Default: `false`.
     keep_alive: bool,
-    /// Wantlist entries kept from one inbound message; the rest are dropped. Default: 1024.
+    /// Wants kept from one inbound message (cancels not counted); the rest are dropped but
+    /// as many more that ask for DONT_HAVE. Default: 1024.
     max_wantlist_entries: usize,
     /// Bytes of inbound messages held over all connections: being read, or read and not yet
     /// taken. Default: 32 MiB.
@@ -183,12 +184,17 @@ impl Config {
         self
     }
 
-    /// Sets how many wantlist entries are kept from one inbound message (at least 1); the rest
-    /// are dropped as it is decoded, before their CIDs are parsed, and each connection logs it
-    /// once. A 4 MiB message can hold about 100,000 entries, and boxo's server too keeps 1024
-    /// at most. [`bitswap::Behaviour`](crate::Behaviour) raises it to the server's
+    /// Sets how many wants are kept from one inbound message (at least 1); cancels are not
+    /// counted. Past it, up to as many more wants are kept if they ask for DONT_HAVE, so that
+    /// the server answers them (it takes the same number of wants per message and refuses the
+    /// rest with a DONT_HAVE) instead of dropping them in silence; later wants, and cancels past
+    /// four times this number, are dropped as the message is decoded, before their CIDs are
+    /// parsed, and each connection logs it once. So one message keeps at most six times this
+    /// many entries (about 112 bytes each): 0.7 MiB by default, whatever its shape. A 4 MiB
+    /// message can hold about 100,000 entries, and boxo's server too takes 1024 at most.
+    /// [`bitswap::Behaviour`](crate::Behaviour) raises it to the server's
     /// [`max_entries_per_message`](crate::server::Config::with_max_entries_per_message) if that
-    /// is higher. Default: 1024 entries.
+    /// is higher. Default: 1024 wants.
     pub fn with_max_wantlist_entries(mut self, entries: usize) -> Self {
         self.max_wantlist_entries = entries.max(1);
         self
@@ -249,7 +255,7 @@ impl Config {
         self.inbound_rate_window
     }
 
-    /// Wantlist entries kept from one inbound message.
+    /// Wants kept from one inbound message (besides those kept for a DONT_HAVE, and cancels).
     pub fn max_wantlist_entries(&self) -> usize {
         self.max_wantlist_entries
     }

@@ -34,6 +34,7 @@ use super::{
     upgrade::Upgrade,
 };
 use crate::{
+    decode::Dropped,
     message::Message,
     protocol::{self, ProtocolError, Version},
 };
@@ -98,8 +99,11 @@ pub enum HandlerEvent {
 ///   has room: the connection's own (64 KiB) or its part
 ///   ([`Config::max_inbound_bytes_per_connection`]) of the inbound byte budget all
 ///   connections share ([`Config::max_inbound_bytes`]); the room is given back when the
-///   message is taken. Wantlist entries beyond [`Config::max_wantlist_entries`] are dropped
-///   as the message is decoded. At most [`Config::max_inbound_streams`] are read at once
+///   message is taken. Messages are decoded with bounded memory
+///   ([`decode_message`](crate::decode_message)): wants beyond
+///   [`Config::max_wantlist_entries`] (but those kept for a DONT_HAVE) and what makes no sense
+///   alone are left out and logged once per connection. At most
+///   [`Config::max_inbound_streams`] are read at once
 ///   (more are reset); a stream waiting longer than [`Config::inbound_idle_timeout`] for its
 ///   next message, or whose body arrives slower than [`Config::min_inbound_rate`], is reset;
 ///   a stream that fails to decode is reset and the failure
@@ -366,19 +370,19 @@ impl Handler {
         self.events.push_back(HandlerEvent::InboundFailure(error));
     }
 
-    fn log_dropped_entries(&mut self, dropped: usize) {
-        if dropped == 0 {
+    /// Logs what decoding left out of a message: once per connection at debug, then at trace.
+    fn log_dropped(&mut self, dropped: &Dropped) {
+        if dropped.is_empty() {
             return;
         }
-        let kept = self.budget.max_entries;
+        let max_wants = self.budget.max_entries;
         if std::mem::replace(&mut self.logged_dropped_entries, true) {
-            tracing::trace!(dropped, kept, "wantlist entries over the limit dropped");
+            tracing::trace!(?dropped, max_wants, "parts of a bitswap message left out");
         } else {
             tracing::debug!(
-                dropped,
-                kept,
-                "wantlist entries over the limit dropped (more on this connection logged at \
-                 trace)"
+                ?dropped,
+                max_wants,
+                "parts of a bitswap message left out (more on this connection logged at trace)"
             );
         }
     }
@@ -389,7 +393,7 @@ impl Handler {
         while i < self.inbound.len() {
             match self.inbound[i].poll_next_unpin(cx) {
                 Poll::Ready(Some(Ok(read))) => {
-                    self.log_dropped_entries(read.dropped_entries);
+                    self.log_dropped(&read.dropped);
                     self.untaken.push_back(read.share);
                     return Some(HandlerEvent::Message(read.message));
                 }

@@ -31,6 +31,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::{config::Config, deadline::Deadlines};
 use crate::{
+    decode::{Dropped, decode_body},
     message::Message,
     protocol::{self, ProtocolError},
 };
@@ -140,8 +141,9 @@ pub(crate) struct Read {
     pub(crate) message: Message,
     /// Given back when the message is taken.
     pub(crate) share: Share,
-    /// Wantlist entries over [`Config::max_wantlist_entries`], left out.
-    pub(crate) dropped_entries: usize,
+    /// What decoding left out (wants over [`Config::max_wantlist_entries`], entries with
+    /// bad CIDs, ...).
+    pub(crate) dropped: Dropped,
 }
 
 /// Reads messages from an inbound stream until the peer closes it, it fails, no message
@@ -177,12 +179,12 @@ pub(crate) fn read_messages(
                 }
                 Err(error) => return Some((Err(error.into()), None)),
             };
-            match protocol::decode_body(body, budget.max_entries) {
-                Ok((message, dropped_entries)) => {
+            match decode_body(&body, budget.max_entries) {
+                Ok((message, dropped)) => {
                     let read = Read {
                         message,
                         share,
-                        dropped_entries,
+                        dropped,
                     };
                     Some((Ok(read), Some((stream, deadlines))))
                 }

@@ -36,6 +36,8 @@ pub struct Config {
     max_outstanding_bytes_per_peer: u64,
     /// Batches being built (popped, not yet handed out whole) at once. Default: 8.
     max_envelopes_in_flight: usize,
+    /// Envelopes handed out for one peer and not yet reported. Default: 8.
+    max_envelopes_per_peer: usize,
     /// Blockstore lookups requested and not yet answered, in lookups. Default: 128.
     max_lookups_in_flight: usize,
     /// Optional per-peer filter. Default: none (everything allowed).
@@ -56,6 +58,7 @@ impl fmt::Debug for Config {
                 &self.max_outstanding_bytes_per_peer,
             )
             .field("max_envelopes_in_flight", &self.max_envelopes_in_flight)
+            .field("max_envelopes_per_peer", &self.max_envelopes_per_peer)
             .field("max_lookups_in_flight", &self.max_lookups_in_flight)
             .field("request_filter", &self.request_filter.is_some())
             .finish()
@@ -73,6 +76,7 @@ impl Default for Config {
             target_message_size: 16 * 1024,
             max_outstanding_bytes_per_peer: 1 << 20,
             max_envelopes_in_flight: 8,
+            max_envelopes_per_peer: 8,
             max_lookups_in_flight: 128,
             request_filter: None,
         }
@@ -161,6 +165,16 @@ impl Config {
         self
     }
 
+    /// Sets how many envelopes of one peer may be handed out and not yet reported sent or
+    /// failed (at least 1). A peer at the limit is not popped from the queue: its answers
+    /// gather there and go out together in the next envelopes, instead of as many small
+    /// messages as the peer's stream is slow, and a peer that does not read holds this many
+    /// envelopes at most. Default: 8, the envelopes boxo's workers write at once.
+    pub fn with_max_envelopes_per_peer(mut self, envelopes: usize) -> Self {
+        self.max_envelopes_per_peer = envelopes.max(1);
+        self
+    }
+
     /// Sets how many blockstore lookups may be requested and not yet answered (at least 1).
     /// Default: 128 lookups, boxo's blockstore worker count.
     pub fn with_max_lookups_in_flight(mut self, lookups: usize) -> Self {
@@ -216,6 +230,11 @@ impl Config {
     /// Batches in flight over all peers.
     pub fn max_envelopes_in_flight(&self) -> usize {
         self.max_envelopes_in_flight
+    }
+
+    /// Envelopes handed out for one peer and not yet reported.
+    pub fn max_envelopes_per_peer(&self) -> usize {
+        self.max_envelopes_per_peer
     }
 
     /// Blockstore lookups requested and not yet answered.

@@ -190,6 +190,9 @@ pub(super) struct PeerState {
     /// Its envelopes lost in a row, none sent between them (see
     /// [`Engine::handle_envelope_lost`]).
     pub(super) lost_in_a_row: u32,
+    /// Its envelopes handed out and not yet reported; at
+    /// [`Config::max_envelopes_per_peer`] it is paused in the queue.
+    pub(super) envelopes_out: usize,
     pub(super) accounting: PeerAccounting,
 }
 
@@ -207,6 +210,7 @@ impl PeerState {
             in_round: false,
             taken: 0,
             lost_in_a_row: 0,
+            envelopes_out: 0,
             accounting: PeerAccounting::default(),
         }
     }
@@ -584,6 +588,14 @@ impl Engine {
                 {
                     return Err(format!("{peer}: {cid} not indexed"));
                 }
+            }
+            let at_limit = state.envelopes_out >= self.config.max_envelopes_per_peer();
+            if self.queue.contains_peer(peer) && self.queue.is_peer_paused(peer) != at_limit {
+                return Err(format!(
+                    "{peer}: {} envelopes out, paused {}",
+                    state.envelopes_out,
+                    self.queue.is_peer_paused(peer)
+                ));
             }
             if let Some(topics) = self.queue.peer_topics(peer) {
                 for cid in &topics.pending {

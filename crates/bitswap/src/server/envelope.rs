@@ -338,6 +338,12 @@ impl Engine {
             .sum();
         let pending = batch.pending_work.saturating_add(later);
         message.pending_bytes = pending.min(i32::MAX as u64) as i32;
+        if let Some(state) = self.peers.get_mut(&batch.peer) {
+            state.envelopes_out += 1;
+            if state.envelopes_out == self.config.max_envelopes_per_peer() {
+                self.queue.set_peer_paused(&batch.peer, true);
+            }
+        }
         let id = self.next_envelope;
         self.next_envelope += 1;
         self.envelopes.insert(
@@ -449,6 +455,10 @@ impl Engine {
             }
             for task in &envelope.tasks {
                 let _ = self.queue.task_done(&peer, *task);
+            }
+            state.envelopes_out -= 1;
+            if state.envelopes_out + 1 == self.config.max_envelopes_per_peer() {
+                self.queue.set_peer_paused(&peer, false);
             }
             match outcome {
                 Outcome::Sent => state.lost_in_a_row = 0,

@@ -234,7 +234,7 @@ fn raw_want_frame(cid: &[u8]) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn identity_oversized_and_malformed_cids() {
     // Identity CIDs (their data inline) are never answered or kept; a CID whose multihash
-    // claims a 200-byte digest, and bytes that are no CID, fail to decode: the stream is reset.
+    // claims a 200-byte digest, and bytes that are no CID, are left out as the message is decoded.
     let identity = Message {
         wantlist: Wantlist {
             entries: (0..1000u32)

@@ -20,5 +20,6 @@ mod harness;
 
 mod attacks;
 mod budget;
+mod decode;
 mod envelopes;
 mod honest;

@@ -5,6 +5,7 @@ use std::{
     sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard},
 };
 
+use bytes::Bytes;
 use cid::Cid;
 use multihash::Multihash;
 
@@ -23,6 +24,11 @@ use crate::message::Block;
 /// budget bounds the memory used even for many tiny blocks. A [`put_many`](Blockstore::put_many)
 /// whose new blocks do not fit fails with [`MemoryBlockstoreError::OverBudget`] and stores none
 /// of them; blocks already stored cost nothing more.
+///
+/// Blocks under [`COPY_BELOW_BYTES`](Self::COPY_BELOW_BYTES) are copied into buffers of their
+/// own as they are stored: a block received from a peer is a slice of the message it came in,
+/// and keeping the slice would keep the whole message (up to 4 MiB) alive for as long as the
+/// block is stored.
 ///
 /// The store refuses rather than evicts: a Bitswap server answers HAVE and sends blocks from
 /// its store, so a block that disappears because another one arrived would break promises made
@@ -43,6 +49,13 @@ struct Inner {
 impl MemoryBlockstore {
     /// Bytes each stored block costs besides its data: about its key and hash-map slot.
     pub const OVERHEAD_PER_BLOCK_BYTES: usize = 128;
+
+    /// Blocks smaller than this are copied out of the buffer they share, 128 KiB. A message
+    /// holds at most 4 MiB, so a larger block kept as a slice keeps at most 32 times its size
+    /// alive, and those are mostly the 256 KiB chunks of files, which come with their message
+    /// full of blocks that are all stored. Copying a smaller one costs a fraction of hashing it,
+    /// which was done when it arrived.
+    pub const COPY_BELOW_BYTES: usize = 128 * 1024;
 
     /// An empty store without a budget.
     pub fn new() -> Self {
@@ -113,10 +126,19 @@ impl MemoryBlockstore {
             }
         }
         for block in blocks {
-            let cost = Self::cost(&block);
-            if inner.blocks.insert(*block.cid().hash(), block).is_none() {
-                inner.used_bytes += cost;
+            let key = *block.cid().hash();
+            if inner.blocks.contains_key(&key) {
+                continue;
             }
+            let cost = Self::cost(&block);
+            let block = if block.data().len() < Self::COPY_BELOW_BYTES {
+                let (cid, data) = block.into_parts();
+                Block::from_verified(cid, Bytes::copy_from_slice(&data))
+            } else {
+                block
+            };
+            inner.blocks.insert(key, block);
+            inner.used_bytes += cost;
         }
         Ok(())
     }
@@ -186,4 +208,29 @@ pub enum MemoryBlockstoreError {
         /// The budget.
         budget: usize,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::executor::block_on;
+
+    use super::*;
+
+    #[test]
+    fn small_blocks_are_copied_out_of_the_buffer_they_share() {
+        let message = Bytes::from(vec![7u8; 4 << 20]);
+        let small = Block::from_v0_data(message.slice(100..1_100)).expect("block");
+        let large = Block::from_v0_data(message.slice(1 << 20..2 << 20)).expect("block");
+        let store = MemoryBlockstore::new();
+        block_on(store.put_many(vec![small.clone(), large.clone()])).expect("put");
+        let within = |block: &Block| {
+            let range = message.as_ptr_range();
+            range.contains(&block.data().as_ptr())
+        };
+        let stored_small = store.get_now(small.cid()).expect("stored");
+        let stored_large = store.get_now(large.cid()).expect("stored");
+        assert_eq!(stored_small, small);
+        assert!(!within(&stored_small), "the small block has a buffer of its own");
+        assert!(within(&stored_large), "the large block is not copied");
+    }
 }

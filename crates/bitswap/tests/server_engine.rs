@@ -1814,6 +1814,10 @@ fn answers_gather_while_a_peer_has_its_envelopes_out() {
     }
     d.engine.handle_envelope_sent(held[0].id);
     let gathered = d.hold();
-    assert_eq!(gathered.len(), 1, "one envelope for the answers that gathered");
+    assert_eq!(
+        gathered.len(),
+        1,
+        "one envelope for the answers that gathered"
+    );
     assert_eq!(gathered[0].message.presences.len(), 4);
 }

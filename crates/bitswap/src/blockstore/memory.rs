@@ -230,7 +230,10 @@ mod tests {
         let stored_small = store.get_now(small.cid()).expect("stored");
         let stored_large = store.get_now(large.cid()).expect("stored");
         assert_eq!(stored_small, small);
-        assert!(!within(&stored_small), "the small block has a buffer of its own");
+        assert!(
+            !within(&stored_small),
+            "the small block has a buffer of its own"
+        );
         assert!(within(&stored_large), "the large block is not copied");
     }
 }

@@ -167,7 +167,8 @@ pub enum Event {
 
 /// The Bitswap [`NetworkBehaviour`]: composes with `#[derive(NetworkBehaviour)]`.
 ///
-/// Outgoing messages go to the oldest live connection of the peer, so they keep their order.
+/// Outgoing messages go to the oldest direct connection of the peer (a relayed one only when
+/// there is no direct one), so they keep their order.
 /// Each is encoded there for the version negotiated on the stream that carries it.
 ///
 /// Every queue is bounded. Per peer at most [`Config::max_queued_messages`] messages are
@@ -200,6 +201,8 @@ struct Peer {
 struct Connection {
     id: ConnectionId,
     version: Option<Version>,
+    /// Through a relay: limited in time and bytes, used only when no direct connection is.
+    relayed: bool,
     /// Messages handed to this connection's handler, not yet reported sent or failed.
     unresolved: VecDeque<MessageId>,
 }
@@ -207,6 +210,21 @@ struct Connection {
 impl Peer {
     fn queued(&self) -> usize {
         self.connections.iter().map(|c| c.unresolved.len()).sum()
+    }
+
+    /// The connection messages go to: the oldest direct one, else the oldest relayed one. A
+    /// relayed connection (a circuit relay v2 reservation) carries a limited number of bytes
+    /// for a limited time, too little for blocks. The choice changes only when connections
+    /// open or close, so messages keep their order on one connection meanwhile.
+    fn sending(&mut self) -> Option<&mut Connection> {
+        let rank = |c: &Connection| c.relayed;
+        let best = self
+            .connections
+            .iter()
+            .enumerate()
+            .min_by_key(|(i, c)| (rank(c), *i))?
+            .0;
+        self.connections.get_mut(best)
     }
 
     fn best_version(&self) -> Option<Version> {
@@ -265,10 +283,7 @@ impl Behaviour {
         if state.queued() >= limit {
             return Err(SendError::QueueFull { limit });
         }
-        let connection = state
-            .connections
-            .first_mut()
-            .ok_or(SendError::NotConnected)?;
+        let connection = state.sending().ok_or(SendError::NotConnected)?;
         let id = MessageId(self.next_id);
         self.next_id += 1;
         connection.unresolved.push_back(id);
@@ -359,12 +374,13 @@ impl Behaviour {
         }
     }
 
-    fn on_connection_established(&mut self, peer: PeerId, connection: ConnectionId) {
+    fn on_connection_established(&mut self, peer: PeerId, connection: ConnectionId, relayed: bool) {
         let state = self.peers.entry(peer).or_default();
         let first = state.connections.is_empty();
         state.connections.push(Connection {
             id: connection,
             version: None,
+            relayed,
             unresolved: VecDeque::new(),
         });
         if state.keep_alive {
@@ -442,8 +458,9 @@ impl NetworkBehaviour for Behaviour {
             FromSwarm::ConnectionEstablished(ConnectionEstablished {
                 peer_id,
                 connection_id,
+                endpoint,
                 ..
-            }) => self.on_connection_established(peer_id, connection_id),
+            }) => self.on_connection_established(peer_id, connection_id, endpoint.is_relayed()),
             FromSwarm::ConnectionClosed(ConnectionClosed {
                 peer_id,
                 connection_id,
@@ -518,5 +535,53 @@ impl NetworkBehaviour for Behaviour {
             });
         }
         Poll::Ready(event)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn connection(id: usize, relayed: bool, version: Option<Version>) -> Connection {
+        Connection {
+            id: ConnectionId::new_unchecked(id),
+            version,
+            relayed,
+            unresolved: VecDeque::new(),
+        }
+    }
+
+    fn sending(connections: Vec<Connection>) -> Option<ConnectionId> {
+        let mut peer = Peer {
+            connections,
+            ..Peer::default()
+        };
+        peer.sending().map(|c| c.id)
+    }
+
+    #[test]
+    fn sends_prefer_the_oldest_direct_connection() {
+        let v = Some(Version::V1_2_0);
+        let id = ConnectionId::new_unchecked;
+        assert_eq!(sending(Vec::new()), None);
+        assert_eq!(
+            sending(vec![connection(1, true, v), connection(2, false, None)]),
+            Some(id(2)),
+            "direct before relayed"
+        );
+        assert_eq!(
+            sending(vec![
+                connection(1, true, v),
+                connection(2, false, None),
+                connection(3, false, v),
+            ]),
+            Some(id(2)),
+            "the oldest direct one"
+        );
+        assert_eq!(
+            sending(vec![connection(1, true, None), connection(2, true, v)]),
+            Some(id(1)),
+            "relayed only when there is no direct one"
+        );
     }
 }

@@ -104,13 +104,18 @@ async fn stalled_bodies_do_not_hold_back_the_node_s_downloads() {
     };
     download(&handle, 0).await;
     let normal = download(&handle, 1).await;
+    reset_peak_rss();
+    let before = rss();
     let (control, swarm_task) = attacker(&node).await;
     let _swarm_task = AbortOnDrop(swarm_task);
     let attack = AbortOnDrop(tokio::spawn(stall(control, node.peer, 1024)));
     tokio::time::sleep(Duration::from_millis(300)).await;
     let attacked = download(&handle, 2).await;
     drop(attack);
-    eprintln!("stalled bodies: download {normal:?} alone, {attacked:?} under attack");
+    eprintln!(
+        "stalled bodies: download {normal:?} alone, {attacked:?} under attack; {}",
+        memory_report(before)
+    );
     assert!(
         attacked <= normal * 2 + NOISE,
         "the download took {attacked:?} (normally {normal:?})"
@@ -180,6 +185,8 @@ async fn large_wantlist_under_stalls(name: &str, sent: usize) {
     let target = target().await;
     large_wantlist(&target, 1).await;
     let normal = large_wantlist(&target, 2).await;
+    reset_peak_rss();
+    let before = rss();
     let (control, swarm_task) = attacker(&target).await;
     let _swarm_task = AbortOnDrop(swarm_task);
     let attack = AbortOnDrop(tokio::spawn(stall(control, target.peer, sent)));
@@ -187,7 +194,9 @@ async fn large_wantlist_under_stalls(name: &str, sent: usize) {
     let attacked = large_wantlist(&target, 3).await;
     drop(attack);
     eprintln!(
-        "{name}: 3,000-entry wantlist answered in {normal:?} alone, {attacked:?} under attack"
+        "{name}: 3,000-entry wantlist answered in {normal:?} alone, {attacked:?} under attack; \
+         {}",
+        memory_report(before)
     );
     assert!(
         attacked <= normal * 2 + NOISE,

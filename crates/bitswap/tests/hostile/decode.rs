@@ -21,12 +21,6 @@ const STREAMS: usize = 8;
 /// Body bytes of each amplification message: just under the 4 MiB limit.
 const BODY: usize = 4 * 1024 * 1024 - 8;
 
-/// Resets this process's peak resident memory (VmHWM) to its current size (Linux 4.0+), so
-/// that the peak read later is the attack's, not an earlier test's.
-fn reset_peak_rss() {
-    std::fs::write("/proc/self/clear_refs", "5").expect("/proc/self/clear_refs");
-}
-
 /// A length-prefixed frame of `body`.
 fn framed(body: &[u8]) -> Vec<u8> {
     let mut len = unsigned_varint::encode::usize_buffer();

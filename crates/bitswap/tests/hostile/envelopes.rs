@@ -41,6 +41,7 @@ async fn three_peers_that_never_read_do_not_stall_an_honest_fetch() {
     let target = target().await;
     honest_fetch(&target).await;
     let normal = honest_fetch(&target).await;
+    reset_peak_rss();
     let before = rss();
     let mut lazy = Vec::new();
     for _ in 0..3 {
@@ -51,10 +52,8 @@ async fn three_peers_that_never_read_do_not_stall_an_honest_fetch() {
     let attacked = honest_fetch(&target).await;
     let after = rss();
     eprintln!(
-        "3 peers never read: honest fetch {normal:?} alone, {attacked:?} under attack; RSS {} \
-         -> {} MiB",
-        before >> 20,
-        after >> 20
+        "3 peers never read: honest fetch {normal:?} alone, {attacked:?} under attack; {}",
+        memory_report(before)
     );
     assert!(
         attacked <= normal * 2 + NOISE,

@@ -62,6 +62,22 @@ pub(crate) fn peak_rss() -> u64 {
     status_bytes("VmHWM:")
 }
 
+/// Resets this process's peak resident memory (VmHWM) to its current size (Linux 4.0+), so
+/// that the peak read later is the attack's, not an earlier test's.
+pub(crate) fn reset_peak_rss() {
+    std::fs::write("/proc/self/clear_refs", "5").expect("/proc/self/clear_refs");
+}
+
+/// Resident memory now and at its peak since [`reset_peak_rss`], in MiB, for reports.
+pub(crate) fn memory_report(before: u64) -> String {
+    format!(
+        "RSS {} -> {} MiB, peak {} MiB",
+        before >> 20,
+        rss() >> 20,
+        peak_rss() >> 20
+    )
+}
+
 /// A field of `/proc/self/status` given in kB, in bytes.
 pub(crate) fn status_bytes(field: &str) -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
@@ -252,6 +268,7 @@ where
     // Warm up (connections, allocator), then measure the normal time.
     honest_fetch(&target).await;
     let normal = honest_fetch(&target).await;
+    reset_peak_rss();
     let before = rss();
     let (control, swarm_task) = attacker(&target).await;
     let attack = tokio::spawn(attack(control, target.peer));
@@ -264,9 +281,11 @@ where
     // it sent) before a test reads the target's state.
     target.attacker = Some(AbortOnDrop(swarm_task));
     eprintln!(
-        "{name}: honest fetch {normal:?} alone, {attacked:?} under attack; RSS {} -> {} MiB",
+        "{name}: honest fetch {normal:?} alone, {attacked:?} under attack; RSS {} -> {} MiB, \
+         peak {} MiB",
         before >> 20,
-        after >> 20
+        after >> 20,
+        peak_rss() >> 20
     );
     if bound == Bound::TwiceNormal {
         assert!(

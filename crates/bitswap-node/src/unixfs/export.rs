@@ -7,6 +7,7 @@
 //! target's directory, renamed onto the target only once complete.
 
 use std::{
+    collections::HashSet,
     fs,
     io::{self, BufWriter, Write},
     path::{Component, Path, PathBuf},
@@ -85,6 +86,10 @@ pub enum ExportError {
     /// The DAG is deeper than [`MAX_DEPTH`].
     #[error("DAG deeper than {MAX_DEPTH} levels")]
     TooDeep,
+    /// A [`FileAssembler`](super::FileAssembler) gave up: the DAG repeats its blocks at more
+    /// places than it holds. The file is to be exported from the store instead.
+    #[error("the DAG repeats its blocks at too many places to write them as they come")]
+    TooManyPlaces,
     /// The target exists already.
     #[error("{} exists already", .0.display())]
     Exists(PathBuf),
@@ -142,13 +147,8 @@ pub(super) fn decode_node(block: Block) -> Result<Node, ExportError> {
                     if unixfs.blocksizes.len() != node.links.len() {
                         return Err(invalid(cid, "blocksizes and links differ in number"));
                     }
-                    let total = unixfs
-                        .blocksizes
-                        .iter()
-                        .try_fold(own.len() as u64, |sum, size| sum.checked_add(*size));
-                    if let Some(filesize) = unixfs.filesize
-                        && total != Some(filesize)
-                    {
+                    let total = file_size(cid, &own, &unixfs.blocksizes)?;
+                    if unixfs.filesize.is_some_and(|filesize| filesize != total) {
                         return Err(invalid(cid, "filesize is not data plus blocksizes"));
                     }
                     Ok(Node::File {
@@ -174,6 +174,14 @@ pub(super) fn decode_node(block: Block) -> Result<Node, ExportError> {
             what: "a codec other than dag-pb and raw",
         }),
     }
+}
+
+/// The bytes a file node holds, its own and its children's; an error past 2^64 bytes.
+pub(super) fn file_size(cid: &Cid, data: &[u8], blocksizes: &[u64]) -> Result<u64, ExportError> {
+    blocksizes
+        .iter()
+        .try_fold(data.len() as u64, |sum, size| sum.checked_add(*size))
+        .ok_or_else(|| invalid(cid, "data plus blocksizes is over 2^64 bytes"))
 }
 
 pub(super) fn invalid(cid: &Cid, reason: &str) -> ExportError {
@@ -209,13 +217,29 @@ async fn write_file_from<S: Blockstore>(
     };
     // Nodes still to write, last first: (CID, the size its parent claims, depth).
     let mut stack: Vec<(Cid, Option<u64>, usize)> = Vec::new();
+    // Children their parent says are empty: they write nothing, so each is checked once
+    // however many links lead to it (a crafted DAG repeats one at N² places).
+    let mut empty: HashSet<Cid> = HashSet::new();
+    // The last leaf read: a chunk repeated (a file of zeros) is read from the store once per
+    // run of places, not once per place.
+    let mut last_leaf: Option<(Cid, Bytes)> = None;
     let mut next = Some((first, *root, None, 0));
     let (mut bytes, mut blocks) = (0u64, 0u64);
     loop {
         let (node, cid, expected, depth) = match next.take() {
             Some(loaded) => loaded,
             None => match stack.pop() {
-                Some((cid, expected, depth)) => (load(store, &cid).await?, cid, expected, depth),
+                Some((cid, expected, depth)) => {
+                    let node = match &last_leaf {
+                        Some((leaf, data)) if *leaf == cid => Node::File {
+                            data: data.clone(),
+                            links: Vec::new(),
+                            blocksizes: Vec::new(),
+                        },
+                        _ => load(store, &cid).await?,
+                    };
+                    (node, cid, expected, depth)
+                }
                 None => break,
             },
         };
@@ -228,7 +252,7 @@ async fn write_file_from<S: Blockstore>(
         else {
             return Err(invalid(&cid, "not part of a file"));
         };
-        let size = data.len() as u64 + blocksizes.iter().sum::<u64>();
+        let size = file_size(&cid, &data, &blocksizes)?;
         if expected.is_some_and(|expected| expected != size) {
             return Err(invalid(&cid, "size differs from its parent's blocksizes"));
         }
@@ -236,8 +260,14 @@ async fn write_file_from<S: Blockstore>(
             return Err(ExportError::TooDeep);
         }
         out.write_all(&data).map_err(io)?;
-        bytes += data.len() as u64;
+        bytes = bytes.saturating_add(data.len() as u64);
+        if links.is_empty() {
+            last_leaf = Some((cid, data));
+        }
         for (link, size) in links.iter().zip(blocksizes).rev() {
+            if size == 0 && !empty.insert(link.cid) {
+                continue;
+            }
             stack.push((link.cid, Some(size), depth + 1));
         }
     }

@@ -18,7 +18,7 @@ mod import;
 mod layout;
 mod pb;
 
-pub use assemble::FileAssembler;
+pub use assemble::{BYTES_PER_PLACE, FileAssembler, MIN_PLACES};
 pub use chunker::Chunker;
 pub use export::{EntryKind, ExportError, Exported, MAX_DEPTH, export, write_file};
 pub use import::{

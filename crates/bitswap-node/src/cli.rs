@@ -3,7 +3,7 @@
 use std::{net::SocketAddr, path::PathBuf};
 
 use bitswap::Version;
-use bitswap_node::unixfs::{DEFAULT_CHUNK_SIZE_BYTES, DEFAULT_MAX_LINKS};
+use bitswap_node::unixfs::{DEFAULT_CHUNK_SIZE_BYTES, DEFAULT_MAX_LINKS, HashFunction};
 use cid::Cid;
 use clap::{Args, Parser, Subcommand};
 use libp2p::Multiaddr;
@@ -64,8 +64,12 @@ pub(crate) struct AddArgs {
 #[derive(Debug, Args)]
 pub(crate) struct LayoutArgs {
     /// CID version of the dag-pb nodes (1 makes leaves raw unless --raw-leaves=false).
-    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=1))]
-    pub(crate) cid_version: u8,
+    /// Default: 0, or 1 with a --hash other than sha2-256 (CIDv0 is sha2-256 only).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=1))]
+    pub(crate) cid_version: Option<u8>,
+    /// Hash function of the CIDs, as kubo's `ipfs add --hash`.
+    #[arg(long, value_enum, default_value_t = Hash::Sha2_256, value_name = "NAME")]
+    pub(crate) hash: Hash,
     /// Leaves as raw blocks instead of UnixFS file nodes.
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub(crate) raw_leaves: Option<bool>,
@@ -78,6 +82,30 @@ pub(crate) struct LayoutArgs {
     /// Also add directory entries whose name starts with a dot.
     #[arg(long)]
     pub(crate) hidden: bool,
+}
+
+/// Hash functions `add` and `serve` hash with (kubo's names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Hash {
+    /// sha2-256 (kubo's default).
+    #[value(name = "sha2-256")]
+    Sha2_256,
+    /// blake2b-256.
+    #[value(name = "blake2b-256")]
+    Blake2b256,
+    /// sha3-256.
+    #[value(name = "sha3-256")]
+    Sha3_256,
+}
+
+impl From<Hash> for HashFunction {
+    fn from(hash: Hash) -> Self {
+        match hash {
+            Hash::Sha2_256 => Self::Sha2_256,
+            Hash::Blake2b256 => Self::Blake2b256,
+            Hash::Sha3_256 => Self::Sha3_256,
+        }
+    }
 }
 
 /// `serve`.

@@ -32,6 +32,7 @@ pub(crate) async fn run(cx: &Context, args: GetArgs) -> anyhow::Result<()> {
         kad::Mode::Client,
         &mut registry,
         &cx.bitswap_versions,
+        args.network.limits.limits(),
     )?;
     let mut observer = swarm::Observer::new(libp2p_metrics);
     let metrics = match args.network.metrics {

@@ -11,6 +11,7 @@ use std::{
     fs,
     io::{self, BufWriter, Write},
     path::{Component, Path, PathBuf},
+    sync::Arc,
 };
 
 use bitswap::{Block, Blockstore};
@@ -220,23 +221,26 @@ async fn write_file_from<S: Blockstore>(
     // Children their parent says are empty: they write nothing, so each is checked once
     // however many links lead to it (a crafted DAG repeats one at N² places).
     let mut empty: HashSet<Cid> = HashSet::new();
-    // The last leaf read: a chunk repeated (a file of zeros) is read from the store once per
-    // run of places, not once per place.
-    let mut last_leaf: Option<(Cid, Bytes)> = None;
-    let mut next = Some((first, *root, None, 0));
+    // The last leaf and the last inner node read: a chunk or a subtree repeated (a file of
+    // zeros; a crafted DAG's N × N) is read and decoded once per run of places, not once per
+    // place.
+    let mut recent: [Option<(Cid, Arc<FilePart>)>; 2] = [None, None];
+    let mut next = Some((part(*root, first)?, *root, None, 0));
     let (mut bytes, mut blocks) = (0u64, 0u64);
     loop {
         let (node, cid, expected, depth) = match next.take() {
             Some(loaded) => loaded,
             None => match stack.pop() {
                 Some((cid, expected, depth)) => {
-                    let node = match &last_leaf {
-                        Some((leaf, data)) if *leaf == cid => Node::File {
-                            data: data.clone(),
-                            links: Vec::new(),
-                            blocksizes: Vec::new(),
-                        },
-                        _ => load(store, &cid).await?,
+                    let cached = recent.iter().flatten().find(|(c, _)| *c == cid);
+                    let node = match cached {
+                        Some((_, node)) => Arc::clone(node),
+                        None => {
+                            let node = part(cid, load(store, &cid).await?)?;
+                            recent[usize::from(!node.links.is_empty())] =
+                                Some((cid, Arc::clone(&node)));
+                            node
+                        }
                     };
                     (node, cid, expected, depth)
                 }
@@ -244,27 +248,16 @@ async fn write_file_from<S: Blockstore>(
             },
         };
         blocks += 1;
-        let Node::File {
-            data,
-            links,
-            blocksizes,
-        } = node
-        else {
-            return Err(invalid(&cid, "not part of a file"));
-        };
-        let size = file_size(&cid, &data, &blocksizes)?;
+        let size = file_size(&cid, &node.data, &node.blocksizes)?;
         if expected.is_some_and(|expected| expected != size) {
             return Err(invalid(&cid, "size differs from its parent's blocksizes"));
         }
-        if !links.is_empty() && depth >= MAX_DEPTH {
+        if !node.links.is_empty() && depth >= MAX_DEPTH {
             return Err(ExportError::TooDeep);
         }
-        out.write_all(&data).map_err(io)?;
-        bytes = bytes.saturating_add(data.len() as u64);
-        if links.is_empty() {
-            last_leaf = Some((cid, data));
-        }
-        for (link, size) in links.iter().zip(blocksizes).rev() {
+        out.write_all(&node.data).map_err(io)?;
+        bytes = bytes.saturating_add(node.data.len() as u64);
+        for (link, &size) in node.links.iter().zip(&node.blocksizes).rev() {
             if size == 0 && !empty.insert(link.cid) {
                 continue;
             }
@@ -272,6 +265,30 @@ async fn write_file_from<S: Blockstore>(
         }
     }
     Ok((bytes, blocks))
+}
+
+/// A node of a file: its own bytes, then its children's.
+#[derive(Debug)]
+struct FilePart {
+    data: Bytes,
+    links: Vec<Link>,
+    blocksizes: Vec<u64>,
+}
+
+/// `node` as a part of a file, or why it is not one.
+fn part(cid: Cid, node: Node) -> Result<Arc<FilePart>, ExportError> {
+    match node {
+        Node::File {
+            data,
+            links,
+            blocksizes,
+        } => Ok(Arc::new(FilePart {
+            data,
+            links,
+            blocksizes,
+        })),
+        _ => Err(invalid(&cid, "not part of a file")),
+    }
 }
 
 /// Rebuilds the DAG at `root` as `target`: a file, a directory tree or a symlink. `target`

@@ -173,9 +173,9 @@ impl FileAssembler {
                     source,
                 }
             })?;
-            self.bytes += data.len() as u64;
+            self.bytes = self.bytes.saturating_add(data.len() as u64);
             self.blocks += 1;
-            self.unsynced += data.len() as u64;
+            self.unsynced = self.unsynced.saturating_add(data.len() as u64);
             // Within the root's size when every size matched its parent's; checked all the
             // same, so that no reasoning about the order of checks is needed.
             let overflow = || invalid(&cid, "offset past 2^64 bytes");
@@ -226,10 +226,11 @@ impl FileAssembler {
         self.again = Vec::new();
     }
 
-    /// Whether the DAG put its blocks at more places than the assembler holds (see the
-    /// [module docs](self)): it writes nothing more, and the file must be exported from the
-    /// store once every block is there ([`export`](super::export) takes memory in the DAG's
-    /// depth only).
+    /// Whether the DAG put its blocks at more places than the assembler holds
+    /// ([`MIN_PLACES`], plus one per [`BYTES_PER_PLACE`] of the blocks handed in; a crafted DAG
+    /// repeats a block at N² places from a few small blocks): it writes nothing more, and the
+    /// file must be exported from the store once every block is there
+    /// ([`export`](super::export) takes memory in the DAG's depth only).
     pub fn is_given_up(&self) -> bool {
         self.given_up
     }

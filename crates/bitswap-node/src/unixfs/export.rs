@@ -386,7 +386,7 @@ async fn write_dir<S: Blockstore>(
                 let (b, n) = write_file_from(store, &cid, node, &mut out, &path).await?;
                 let file = out.into_inner().map_err(|error| io(error.into_error()))?;
                 file.sync_all().map_err(io)?;
-                bytes += b;
+                bytes = bytes.saturating_add(b);
                 blocks += n;
             }
             Node::Directory(links) => {

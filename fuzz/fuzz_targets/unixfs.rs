@@ -48,22 +48,29 @@ const MAX_BLOCKS: usize = 32;
 /// really are there, which would only test the disk.
 const MAX_FILE_BYTES: u64 = 1 << 16;
 
-/// A directory for the assembler's output, one per process: in memory where there is one,
-/// since the assembler syncs every file it finishes.
+/// Where the assembler writes: in memory where there is room (it syncs every file it
+/// finishes), else the temporary directory. No directory of its own, which libFuzzer's exit
+/// would leave behind: each file is removed once read.
 fn scratch() -> &'static Path {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        tempfile::tempdir_in("/dev/shm")
-            .or_else(|_| tempfile::tempdir())
-            .expect("a temporary directory")
+        let shm = Path::new("/dev/shm");
+        if shm.is_dir() {
+            shm.to_path_buf()
+        } else {
+            std::env::temp_dir()
+        }
     })
-    .path()
 }
 
-/// A fresh output path.
+/// A fresh output path, unique among processes fuzzing at once.
 fn target() -> PathBuf {
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    scratch().join(format!("out-{}", NEXT.fetch_add(1, Ordering::Relaxed)))
+    scratch().join(format!(
+        ".bitswap-node-fuzz-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ))
 }
 
 /// The decoders alone: no panic, and a canonical round trip of whatever decodes.

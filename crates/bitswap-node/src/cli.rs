@@ -3,10 +3,12 @@
 use std::{net::SocketAddr, path::PathBuf};
 
 use bitswap::Version;
-use bitswap_node::unixfs::{DEFAULT_CHUNK_SIZE_BYTES, DEFAULT_MAX_LINKS};
+use bitswap_node::unixfs::{DEFAULT_CHUNK_SIZE_BYTES, DEFAULT_MAX_LINKS, HashFunction};
 use cid::Cid;
 use clap::{Args, Parser, Subcommand};
 use libp2p::Multiaddr;
+
+use crate::swarm::{Limits, MemoryLimit};
 
 /// A Bitswap node: UnixFS files with kubo's CIDs, raw blocks and CAR files in a persistent
 /// block store.
@@ -64,8 +66,12 @@ pub(crate) struct AddArgs {
 #[derive(Debug, Args)]
 pub(crate) struct LayoutArgs {
     /// CID version of the dag-pb nodes (1 makes leaves raw unless --raw-leaves=false).
-    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=1))]
-    pub(crate) cid_version: u8,
+    /// Default: 0, or 1 with a --hash other than sha2-256 (CIDv0 is sha2-256 only).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=1))]
+    pub(crate) cid_version: Option<u8>,
+    /// Hash function of the CIDs, as kubo's `ipfs add --hash`.
+    #[arg(long, value_enum, default_value_t = Hash::Sha2_256, value_name = "NAME")]
+    pub(crate) hash: Hash,
     /// Leaves as raw blocks instead of UnixFS file nodes.
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub(crate) raw_leaves: Option<bool>,
@@ -78,6 +84,30 @@ pub(crate) struct LayoutArgs {
     /// Also add directory entries whose name starts with a dot.
     #[arg(long)]
     pub(crate) hidden: bool,
+}
+
+/// Hash functions `add` and `serve` hash with (kubo's names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Hash {
+    /// sha2-256 (kubo's default).
+    #[value(name = "sha2-256")]
+    Sha2_256,
+    /// blake2b-256.
+    #[value(name = "blake2b-256")]
+    Blake2b256,
+    /// sha3-256.
+    #[value(name = "sha3-256")]
+    Sha3_256,
+}
+
+impl From<Hash> for HashFunction {
+    fn from(hash: Hash) -> Self {
+        match hash {
+            Hash::Sha2_256 => Self::Sha2_256,
+            Hash::Blake2b256 => Self::Blake2b256,
+            Hash::Sha3_256 => Self::Sha3_256,
+        }
+    }
 }
 
 /// `serve`.
@@ -107,6 +137,81 @@ pub(crate) struct NetworkArgs {
     /// /metrics.
     #[arg(long, value_name = "ADDR")]
     pub(crate) metrics: Option<SocketAddr>,
+    /// Connection limits.
+    #[command(flatten)]
+    pub(crate) limits: LimitArgs,
+}
+
+/// The connection limits of `serve` and `get`. A connection over a limit is refused (closed
+/// before any protocol runs on it); the first refusal of each peer is logged at info level
+/// (see RUST_LOG), later ones at trace level.
+///
+/// The defaults suit a small machine: a peer needs one connection (a few while a simultaneous
+/// dial or a reconnection overlaps the old one); a few hundred peers at once take tens of MiB
+/// of Bitswap state and transport buffers; a handshake costs a key exchange, so a flood of
+/// half-open ones is cut short.
+#[derive(Debug, Args)]
+pub(crate) struct LimitArgs {
+    /// Most established connections in all.
+    #[arg(long, default_value_t = 256, value_name = "N")]
+    pub(crate) max_connections: u32,
+    /// Most established connections with one peer.
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub(crate) max_connections_per_peer: u32,
+    /// Most incoming connections in their handshake at once.
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    pub(crate) max_pending_incoming: u32,
+    /// Most outgoing connections in their handshake at once.
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    pub(crate) max_pending_outgoing: u32,
+    /// Refuse new connections while the process's resident memory is above this: bytes (with
+    /// an optional K, M or G suffix, powers of 1024) or a percentage of the machine's physical
+    /// memory (such as 50%).
+    #[arg(long, default_value = "50%", value_name = "SIZE", value_parser = parse_memory)]
+    pub(crate) max_memory: MemoryLimit,
+}
+
+impl LimitArgs {
+    /// The limits the flags ask for.
+    pub(crate) fn limits(&self) -> Limits {
+        Limits {
+            max_established: self.max_connections,
+            max_established_per_peer: self.max_connections_per_peer,
+            max_pending_incoming: self.max_pending_incoming,
+            max_pending_outgoing: self.max_pending_outgoing,
+            max_memory: self.max_memory,
+        }
+    }
+}
+
+/// A memory limit from `1073741824`, `512M`, `1G` (powers of 1024) or `50%`.
+fn parse_memory(text: &str) -> Result<MemoryLimit, String> {
+    let text = text.trim();
+    if let Some(percent) = text.strip_suffix('%') {
+        let percent: f64 = percent
+            .trim()
+            .parse()
+            .map_err(|_| format!("{text:?} is not a percentage"))?;
+        if !(percent > 0.0 && percent <= 100.0) {
+            return Err(format!("{text:?} is not between 0% (excluded) and 100%"));
+        }
+        return Ok(MemoryLimit::Fraction(percent / 100.0));
+    }
+    let (digits, shift) = match text.char_indices().last() {
+        Some((at, 'K' | 'k')) => (&text[..at], 10),
+        Some((at, 'M' | 'm')) => (&text[..at], 20),
+        Some((at, 'G' | 'g')) => (&text[..at], 30),
+        _ => (text, 0),
+    };
+    let value: u64 = digits
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size (bytes, K, M, G) or a percentage"))?;
+    value
+        .checked_mul(1 << shift)
+        .filter(|bytes| *bytes > 0)
+        .map(MemoryLimit::Bytes)
+        .ok_or_else(|| format!("{text:?} is zero or too large"))
 }
 
 /// `get`.
@@ -204,5 +309,30 @@ fn parse_version(text: &str) -> Result<Version, String> {
         other => Version::from_protocol(other).ok_or_else(|| {
             format!("unknown Bitswap version {other:?} (1.2.0, 1.1.0, 1.0.0, legacy)")
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_limits_parse() {
+        assert_eq!(parse_memory("50%"), Ok(MemoryLimit::Fraction(0.5)));
+        assert_eq!(parse_memory("1048576"), Ok(MemoryLimit::Bytes(1 << 20)));
+        assert_eq!(parse_memory("512M"), Ok(MemoryLimit::Bytes(512 << 20)));
+        assert_eq!(parse_memory("2g"), Ok(MemoryLimit::Bytes(2 << 30)));
+        for bad in [
+            "0",
+            "0%",
+            "101%",
+            "x",
+            "12T",
+            "",
+            "%",
+            "99999999999999999999G",
+        ] {
+            assert!(parse_memory(bad).is_err(), "{bad}");
+        }
     }
 }

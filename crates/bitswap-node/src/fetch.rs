@@ -113,8 +113,13 @@ impl Walk<'_> {
             }
             // The root's cumulative size: its block and every link's Tsize.
             if let Ok(node) = bitswap_node::unixfs::DagPbNode::decode_bytes(block.data()) {
-                let total = block.data().len() as u64
-                    + node.links.iter().map(|link| link.tsize).sum::<u64>();
+                // Tsize comes from the peer: a wrong sum only misleads the progress bar.
+                let total = node
+                    .links
+                    .iter()
+                    .fold(block.data().len() as u64, |sum, link| {
+                        sum.saturating_add(link.tsize)
+                    });
                 self.bar.set_length(total);
             } else {
                 self.bar.set_length(block.data().len() as u64);

@@ -22,6 +22,7 @@ const MAX_WORKER_THREADS: usize = 4;
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     output::quiet_panics();
+    init_log();
     // Connection tasks (Noise, Yamux, and Bitswap's hashing of the blocks received) run on
     // worker threads, beside the swarm, the store and the output file on this one.
     let workers = std::thread::available_parallelism()
@@ -49,4 +50,28 @@ fn main() -> ExitCode {
             output::fail(&anyhow::anyhow!("internal error (a bug): {panic}"))
         }
     }
+}
+
+/// Logs to stderr with the filter in RUST_LOG (targets and levels, such as `info` or
+/// `bitswap_node=debug,libp2p_swarm=info`); without RUST_LOG nothing is logged, so that
+/// stderr keeps its one line per failure.
+fn init_log() {
+    use tracing_subscriber::{filter::Targets, layer::SubscriberExt as _};
+
+    let Some(filter) = std::env::var_os("RUST_LOG") else {
+        return;
+    };
+    let targets: Targets = match filter.to_str().map(str::parse) {
+        Some(Ok(targets)) => targets,
+        _ => {
+            eprintln!("RUST_LOG={filter:?} is not a list of TARGET=LEVEL; logging at info level");
+            Targets::new().with_default(tracing::Level::INFO)
+        }
+    };
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .finish()
+        .with(targets);
+    // Only fails if a subscriber is set already, which nothing else does.
+    let _ = tracing::subscriber::set_global_default(subscriber);
 }

@@ -1,19 +1,25 @@
 //! The node's libp2p swarm: identify, ping, kad and Bitswap over TCP, Noise and Yamux, with
-//! prometheus metrics.
+//! prometheus metrics, behind connection limits (per peer, in total, pending, and the
+//! process's memory).
 
-use std::time::Duration;
+use std::{
+    collections::{HashSet, VecDeque},
+    fmt,
+    net::IpAddr,
+    time::Duration,
+};
 
 use anyhow::{Context as _, anyhow};
 use bitswap::RedbBlockstore;
 use cid::Cid;
 use libp2p::{
-    Multiaddr, PeerId, Swarm, SwarmBuilder, identify,
+    Multiaddr, PeerId, Swarm, SwarmBuilder, connection_limits, identify,
     identity::Keypair,
-    kad,
+    kad, memory_connection_limits,
     metrics::{Metrics, Recorder as _},
     multiaddr::Protocol,
     noise, ping,
-    swarm::{NetworkBehaviour, SwarmEvent},
+    swarm::{ConnectionDenied, DialError, ListenError, NetworkBehaviour, SwarmEvent},
     tcp,
 };
 use prometheus_client::registry::Registry;
@@ -24,10 +30,43 @@ const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
 const KAD_QUERY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Most listen addresses of one peer that identify hands to kad.
 const MAX_KAD_ADDRESSES_PER_PEER: usize = 8;
+/// Most peers (or addresses, for connections refused before the peer is known) remembered as
+/// logged at info level for a refused connection; the oldest is forgotten first.
+const MAX_REFUSALS_REMEMBERED: usize = 1024;
+
+/// Limits on connections: beyond them a new connection is refused (closed before any protocol
+/// runs on it) and the refusal logged.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Limits {
+    /// Established connections in all.
+    pub(crate) max_established: u32,
+    /// Established connections with one peer.
+    pub(crate) max_established_per_peer: u32,
+    /// Incoming connections still in their handshake.
+    pub(crate) max_pending_incoming: u32,
+    /// Outgoing connections still in their handshake.
+    pub(crate) max_pending_outgoing: u32,
+    /// The process memory (resident) above which new connections are refused.
+    pub(crate) max_memory: MemoryLimit,
+}
+
+/// A bound on the process's resident memory.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum MemoryLimit {
+    /// In bytes.
+    Bytes(u64),
+    /// A fraction (0 to 1) of the machine's physical memory.
+    Fraction(f64),
+}
 
 /// Every protocol the node speaks.
 #[derive(NetworkBehaviour)]
 pub(crate) struct Node {
+    /// Refuses connections over the [`Limits`] on their number; first, so that a connection
+    /// it refuses reaches no other behaviour.
+    limits: connection_limits::Behaviour,
+    /// Refuses new connections while the process's memory is over its [`Limits`].
+    memory: memory_connection_limits::Behaviour,
     /// Tells peers (kubo among them) which protocols we speak, Bitswap's versions included,
     /// and tells us their listen addresses, which go to kad.
     identify: identify::Behaviour,
@@ -42,7 +81,7 @@ pub(crate) struct Node {
 /// A swarm with the identity `keypair` over `store`, whose kad runs in `mode` (server: it
 /// answers DHT queries; client: it only asks), with its metrics (libp2p's: bandwidth, swarm,
 /// identify, ping, kad; Bitswap's server) registered on `registry`, speaking the Bitswap
-/// `versions` (all of them if empty).
+/// `versions` (all of them if empty), refusing connections beyond `limits`.
 ///
 /// The returned [`Metrics`] must see the swarm's events ([`Observer::observe`] does it).
 pub(crate) fn build(
@@ -51,6 +90,7 @@ pub(crate) fn build(
     mode: kad::Mode,
     registry: &mut Registry,
     versions: &[bitswap::Version],
+    limits: Limits,
 ) -> anyhow::Result<(Swarm<Node>, Metrics)> {
     let mut network = bitswap::network::Config::default();
     if !versions.is_empty() {
@@ -74,7 +114,23 @@ pub(crate) fn build(
             // Without a confirmed external address kad would stay a client; on loopback and
             // in private networks there is none, so the mode is set, not guessed.
             kad.set_mode(Some(mode));
+            let memory = match limits.max_memory {
+                MemoryLimit::Bytes(bytes) => memory_connection_limits::Behaviour::with_max_bytes(
+                    usize::try_from(bytes).unwrap_or(usize::MAX),
+                ),
+                MemoryLimit::Fraction(fraction) => {
+                    memory_connection_limits::Behaviour::with_max_percentage(fraction)
+                }
+            };
             Node {
+                limits: connection_limits::Behaviour::new(
+                    connection_limits::ConnectionLimits::default()
+                        .with_max_established(Some(limits.max_established))
+                        .with_max_established_per_peer(Some(limits.max_established_per_peer))
+                        .with_max_pending_incoming(Some(limits.max_pending_incoming))
+                        .with_max_pending_outgoing(Some(limits.max_pending_outgoing)),
+                ),
+                memory,
                 identify: identify::Behaviour::new(
                     identify::Config::new("/ipfs/0.1.0".to_owned(), key.public())
                         .with_agent_version(format!("bitswap-node/{}", env!("CARGO_PKG_VERSION"))),
@@ -91,22 +147,42 @@ pub(crate) fn build(
 }
 
 /// What `serve` and `get` do with every swarm event besides their own work: record it in the
-/// metrics, and give kad the listen addresses identify learns from peers that speak kad.
+/// metrics, give kad the listen addresses identify learns from peers that speak kad, and log
+/// connections refused by the [`Limits`].
 pub(crate) struct Observer {
     /// libp2p's metrics.
     metrics: Metrics,
+    /// Who was refused a connection already.
+    refusals: Refusals,
 }
 
 impl Observer {
     /// An observer recording into `metrics`.
     pub(crate) fn new(metrics: Metrics) -> Self {
-        Self { metrics }
+        Self {
+            metrics,
+            refusals: Refusals::default(),
+        }
     }
 
-    /// Records `event` and routes identify's findings to kad.
+    /// Records `event`, routes identify's findings to kad and logs refused connections.
     pub(crate) fn observe(&mut self, swarm: &mut Swarm<Node>, event: &SwarmEvent<NodeEvent>) {
         self.metrics.record(event);
         match event {
+            SwarmEvent::IncomingConnectionError {
+                error: ListenError::Denied { cause },
+                peer_id,
+                send_back_addr,
+                ..
+            } => {
+                let who = peer_id.map_or_else(|| Remote::address(send_back_addr), Remote::Peer);
+                self.refusals.log(who, "incoming", cause);
+            }
+            SwarmEvent::OutgoingConnectionError {
+                error: DialError::Denied { cause },
+                peer_id: Some(peer_id),
+                ..
+            } => self.refusals.log(Remote::Peer(*peer_id), "outgoing", cause),
             SwarmEvent::Behaviour(NodeEvent::Identify(event)) => {
                 self.metrics.record(event);
                 if let identify::Event::Received { peer_id, info, .. } = event
@@ -124,6 +200,73 @@ impl Observer {
             SwarmEvent::Behaviour(NodeEvent::Kad(event)) => self.metrics.record(event),
             _ => {}
         }
+    }
+}
+
+/// Who a refused connection came from or went to: the peer once known, else (an incoming
+/// connection refused before its handshake) the remote IP address.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Remote {
+    Peer(PeerId),
+    Ip(IpAddr),
+    Address(Multiaddr),
+}
+
+impl Remote {
+    fn address(address: &Multiaddr) -> Self {
+        address
+            .iter()
+            .find_map(|protocol| match protocol {
+                Protocol::Ip4(ip) => Some(Self::Ip(ip.into())),
+                Protocol::Ip6(ip) => Some(Self::Ip(ip.into())),
+                _ => None,
+            })
+            .unwrap_or_else(|| Self::Address(address.clone()))
+    }
+}
+
+impl fmt::Display for Remote {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Peer(peer) => write!(f, "peer {peer}"),
+            Self::Ip(ip) => write!(f, "address {ip}"),
+            Self::Address(address) => write!(f, "address {address}"),
+        }
+    }
+}
+
+/// Logs refused connections: the first of each remote at info level, the rest at trace, so
+/// that a peer retrying in a loop does not flood the log. The remotes remembered are bounded
+/// ([`MAX_REFUSALS_REMEMBERED`]); one forgotten is logged at info again.
+#[derive(Debug, Default)]
+struct Refusals {
+    logged: HashSet<Remote>,
+    /// `logged` in the order they came, to forget the oldest.
+    order: VecDeque<Remote>,
+}
+
+impl Refusals {
+    fn log(&mut self, who: Remote, direction: &str, denied: &ConnectionDenied) {
+        // `ConnectionDenied` only says "connection denied"; the limit is its source.
+        let cause = std::error::Error::source(denied)
+            .map_or_else(|| denied.to_string(), ToString::to_string);
+        if self.logged.contains(&who) {
+            tracing::trace!(%who, direction, %cause, "connection refused");
+            return;
+        }
+        tracing::info!(
+            %who,
+            direction,
+            %cause,
+            "connection refused (further refusals of this remote are logged at trace level)"
+        );
+        if self.order.len() >= MAX_REFUSALS_REMEMBERED
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.logged.remove(&oldest);
+        }
+        self.logged.insert(who.clone());
+        self.order.push_back(who);
     }
 }
 

@@ -118,6 +118,75 @@ fn get_writes_repeated_chunks_at_every_place() {
     assert_eq!(got["blocks"], 15);
 }
 
+/// A crafted DAG whose root links 1,000 times to X, and X 1,000 times to a one-byte leaf: a
+/// million places from three blocks, more than the file assembler holds for them. `get` still
+/// writes the 1 MB file, exported from the store once the three blocks are there.
+#[test]
+fn get_writes_a_dag_of_n_squared_places_from_the_store() {
+    use bitswap::{Block, Blockstore as _, MemoryBlockstore};
+    use bitswap_node::unixfs::{self, DagPbNode, Link, UnixfsData};
+    use bytes::Bytes;
+    use futures::executor::block_on;
+
+    const N: usize = 1_000;
+    let repeat = |child: &Block, child_size: u64| {
+        let node = DagPbNode {
+            links: vec![
+                Link {
+                    cid: *child.cid(),
+                    name: String::new(),
+                    tsize: child.data().len() as u64,
+                };
+                N
+            ],
+            data: Some(
+                prost::Message::encode_to_vec(&UnixfsData::file(Bytes::new(), vec![child_size; N]))
+                    .into(),
+            ),
+        };
+        Block::from_v0_data(Bytes::from(node.encode())).unwrap()
+    };
+    let y = unixfs::v1_block(unixfs::RAW, Bytes::from_static(b"y")).unwrap();
+    let x = repeat(&y, 1);
+    let root = repeat(&x, N as u64);
+    let store = MemoryBlockstore::new();
+    block_on(store.put_many(vec![y, x, root.clone()])).unwrap();
+    let temp = tempfile::tempdir().unwrap();
+    let car = temp.path().join("bomb.car");
+    let mut out = fs::File::create(&car).unwrap();
+    block_on(bitswap_node::car::export(
+        &store,
+        &[*root.cid()],
+        &mut out,
+        &car,
+    ))
+    .unwrap();
+    drop(out);
+
+    let server_dir = temp.path().join("server");
+    ok_json(
+        &["car", "import"],
+        &run(&server_dir, &["--json", "car", "import", s(&car)]),
+    );
+    let server = Server::start(&server_dir, &[]);
+    let out = temp.path().join("out");
+    let got = fetch(
+        &temp.path().join("client"),
+        &root.cid().to_string(),
+        &server,
+        &out,
+    );
+    assert_eq!(got["fetched_blocks"], 3, "{got}");
+    assert_eq!(got["bytes"], N * N, "{got}");
+    let data = fs::read(&out).unwrap();
+    assert_eq!(data.len(), N * N);
+    assert!(data.iter().all(|&b| b == b'y'));
+    assert!(
+        temps(temp.path()).is_empty(),
+        "a temporary file was left behind"
+    );
+}
+
 #[test]
 fn get_from_an_unreachable_peer_fails_fast() {
     let temp = tempfile::tempdir().unwrap();

@@ -156,6 +156,13 @@ impl Block {
     }
 }
 
+/// Whether this build can hash with the multihash `code`, and so verify a block under it:
+/// identity, sha2-256/512 and blake3 always, the families of the enabled features (`sha3`,
+/// `blake2b`, ...) besides.
+pub(crate) fn can_verify(code: u64) -> bool {
+    code == IDENTITY || Code::try_from(code).is_ok()
+}
+
 /// Computes the multihash of `data` with `code`, truncated to `len` bytes.
 fn digest(code: u64, len: usize, data: &[u8]) -> Result<Multihash<MAX_DIGEST>, BlockError> {
     if data.len() > MAX_BLOCK_SIZE {

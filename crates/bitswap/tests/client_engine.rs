@@ -847,6 +847,31 @@ fn without_peers_the_want_waits_and_goes_out_on_connection() {
     assert!(net.run_until(Duration::from_secs(1), |n| n.finished(query)));
 }
 
+/// A CID whose hash function this build cannot compute could never be verified: the query is
+/// refused at once, whole, instead of being wanted forever.
+#[test]
+fn a_cid_whose_hash_cannot_be_verified_is_refused_at_once() {
+    let data = blocks(2, 100);
+    let mut net = Net::new(ClientConfig::default());
+    // md5 (0xd5): in the multihash table, in no hash family of multihash-codetable.
+    let md5 = Cid::new_v1(0x55, Multihash::wrap(0xd5, &[7; 16]).expect("short"));
+    let mut asked = cids(&data);
+    asked.push(md5);
+    assert_eq!(
+        net.client.get(asked, None, net.now),
+        Err(QueryError::UnsupportedHash {
+            cid: md5,
+            code: 0xd5
+        })
+    );
+    assert!(net.client.wants().next().is_none(), "nothing is wanted");
+    // Hash functions of this build are asked for as usual.
+    let query = net.get(cids(&data), None);
+    let s = net.server(Kind::Honest, Version::V1_2_0, &data);
+    net.connect(s);
+    assert!(net.run_until(Duration::from_secs(10), |n| n.finished(query)));
+}
+
 #[test]
 fn limits_refuse_queries_and_cap_wants_per_peer() {
     let config = ClientConfig::default()

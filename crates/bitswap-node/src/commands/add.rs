@@ -2,8 +2,8 @@
 
 use std::time::Instant;
 
-use anyhow::Context as _;
-use bitswap_node::unixfs::{CidVersion, ImportOptions, Layout, import_path};
+use anyhow::{Context as _, bail};
+use bitswap_node::unixfs::{CidVersion, HashFunction, ImportOptions, Layout, import_path};
 use serde_json::json;
 
 use super::Context;
@@ -37,15 +37,21 @@ pub(crate) async fn run(cx: &Context, args: AddArgs) -> anyhow::Result<()> {
 
 /// The import options the layout flags ask for.
 pub(crate) fn import_options(args: &LayoutArgs) -> anyhow::Result<ImportOptions> {
-    let version = if args.cid_version == 1 {
-        CidVersion::V1
-    } else {
-        CidVersion::V0
+    let hash = HashFunction::from(args.hash);
+    // As kubo: CIDv0 is sha2-256 only, so another hash means CIDv1 unless 0 was asked for.
+    let version = match (args.cid_version, hash) {
+        (Some(0), HashFunction::Sha2_256) | (None, HashFunction::Sha2_256) => CidVersion::V0,
+        (Some(0), hash) => bail!(
+            "CIDv0 only supports sha2-256: --hash {} needs --cid-version 1",
+            hash.name()
+        ),
+        _ => CidVersion::V1,
     };
     // As kubo: CIDv1 means raw leaves unless they are turned off.
     let raw_leaves = args.raw_leaves.unwrap_or(version == CidVersion::V1);
     let layout = Layout::default()
         .with_cid_version(version)
+        .with_hash(hash)
         .with_raw_leaves(raw_leaves)
         .with_chunk_size(args.chunk_size)?
         .with_max_links(args.max_links)?;

@@ -32,6 +32,7 @@ pub(crate) async fn run(cx: &Context, args: GetArgs) -> anyhow::Result<()> {
         kad::Mode::Client,
         &mut registry,
         &cx.bitswap_versions,
+        args.network.limits.limits(),
     )?;
     let mut observer = swarm::Observer::new(libp2p_metrics);
     let metrics = match args.network.metrics {
@@ -78,10 +79,13 @@ pub(crate) async fn run(cx: &Context, args: GetArgs) -> anyhow::Result<()> {
     };
     bar.finish_and_clear();
     let mut fetched = fetched;
+    // An assembler that gave up (a DAG repeating its blocks at too many places) is dropped,
+    // with its temporary file: the file is exported from the store below.
     let written = fetched
         .as_mut()
         .ok()
-        .and_then(|fetched| fetched.file.take());
+        .and_then(|fetched| fetched.file.take())
+        .filter(|file| !file.is_given_up());
     // What arrived stays in the store (verified blocks), durable for the next try. A file was
     // written as its blocks came: it goes to disk meanwhile, and is renamed into place once
     // the store is flushed.
@@ -101,7 +105,8 @@ pub(crate) async fn run(cx: &Context, args: GetArgs) -> anyhow::Result<()> {
     let written = written
         .transpose()
         .map_err(|error| export_error(error, &target))?;
-    // A directory or symlink is exported from the store now.
+    // A directory or symlink (or a file the assembler gave up on) is exported from the
+    // store now.
     let exported = tokio::select! {
         exported = async {
             match written {

@@ -43,6 +43,7 @@ pub(crate) async fn run(cx: &Context, args: ServeArgs) -> anyhow::Result<()> {
         kad::Mode::Server,
         &mut registry,
         &cx.bitswap_versions,
+        args.network.limits.limits(),
     )?;
     let mut observer = Observer::new(libp2p_metrics);
     let metrics = match args.network.metrics {

@@ -11,6 +11,15 @@
 //!
 //! Every [`SYNC_EVERY_BYTES`] written, a thread syncs the file in the background, so that the
 //! sync before the rename only has the last bytes left to write out.
+//!
+//! A DAG may link to one block from many places (a file of zeros repeats one chunk), and a
+//! crafted one multiplies them: a root that links N times to X, where X links N times to Y,
+//! puts Y at N² places from three small blocks. The places held are therefore bounded by the
+//! bytes of the blocks handed in ([`MIN_PLACES`] plus one per [`BYTES_PER_PLACE`]); past that
+//! the assembler gives up ([`is_given_up`](FileAssembler::is_given_up)) and the file is
+//! exported from the store once the walk has every block, which takes memory in the depth of
+//! the DAG only. A child the parent says is empty writes nothing at any place: it is placed
+//! once, so that it is still checked, whatever the number of links to it.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -23,11 +32,20 @@ use bitswap::Block;
 use cid::Cid;
 
 use super::export::{
-    EntryKind, ExportError, Exported, MAX_DEPTH, Node, decode_node, invalid, set_mode,
+    EntryKind, ExportError, Exported, MAX_DEPTH, Node, decode_node, file_size, invalid, set_mode,
 };
 
 /// Bytes written between two background syncs of the file.
 const SYNC_EVERY_BYTES: u64 = 64 << 20;
+
+/// Places held whatever the blocks handed in: about 16 MiB at [`BYTES_PER_PLACE`] (a file of
+/// zeros of 64 GiB in 256 KiB chunks still fits).
+pub const MIN_PLACES: usize = 1 << 18;
+
+/// Bytes of blocks handed in that pay for one more place held: a place costs about this much
+/// (32 bytes in a list that may have doubled), so places never take more memory than the
+/// blocks that made them, plus [`MIN_PLACES`].
+pub const BYTES_PER_PLACE: u64 = 64;
 
 /// Where a block's data goes.
 #[derive(Debug, Clone, Copy)]
@@ -48,6 +66,14 @@ pub struct FileAssembler {
     /// Blocks still to come, and where each goes (a block may hold several places of the
     /// file: the same chunk repeated).
     pending: HashMap<Cid, Vec<Place>>,
+    /// Places in `pending`.
+    places: usize,
+    /// Bytes of the distinct blocks handed in: what pays for the places held.
+    handed_in: u64,
+    /// Children placed with a size of 0: placed once whatever the links to them.
+    empty: HashSet<Cid>,
+    /// Set once the places outgrew what was handed in: nothing more is written.
+    given_up: bool,
     /// Blocks written, to tell when one is needed again at another place.
     written: HashSet<Cid>,
     /// Blocks written before and needed again: [`take_again`](Self::take_again).
@@ -97,6 +123,10 @@ impl FileAssembler {
                     depth: 0,
                 }],
             )]),
+            places: 1,
+            handed_in: 0,
+            empty: HashSet::new(),
+            given_up: false,
             written: HashSet::new(),
             again: Vec::new(),
             bytes: 0,
@@ -110,12 +140,17 @@ impl FileAssembler {
     }
 
     /// Writes `block` at every place waiting for it and notes where its children go. A block
-    /// no place waits for is ignored.
+    /// no place waits for is ignored, as is every block once the assembler
+    /// [gave up](Self::is_given_up).
     pub fn add(&mut self, block: &Block) -> Result<(), ExportError> {
         let Some(places) = self.pending.remove(block.cid()) else {
             return Ok(());
         };
+        self.places -= places.len();
         let cid = *block.cid();
+        if !self.written.contains(&cid) {
+            self.handed_in = self.handed_in.saturating_add(block.data().len() as u64);
+        }
         let Node::File {
             data,
             links,
@@ -124,7 +159,7 @@ impl FileAssembler {
         else {
             return Err(invalid(&cid, "not part of a file"));
         };
-        let size = data.len() as u64 + blocksizes.iter().sum::<u64>();
+        let size = file_size(&cid, &data, &blocksizes)?;
         for place in places {
             if place.expected.is_some_and(|expected| expected != size) {
                 return Err(invalid(&cid, "size differs from its parent's blocksizes"));
@@ -138,17 +173,28 @@ impl FileAssembler {
                     source,
                 }
             })?;
-            self.bytes += data.len() as u64;
+            self.bytes = self.bytes.saturating_add(data.len() as u64);
             self.blocks += 1;
-            self.unsynced += data.len() as u64;
-            let mut offset = place.offset + data.len() as u64;
+            self.unsynced = self.unsynced.saturating_add(data.len() as u64);
+            // Within the root's size when every size matched its parent's; checked all the
+            // same, so that no reasoning about the order of checks is needed.
+            let overflow = || invalid(&cid, "offset past 2^64 bytes");
+            let mut offset = (place.offset.checked_add(data.len() as u64)).ok_or_else(overflow)?;
             for (link, &child_size) in links.iter().zip(&blocksizes) {
                 let child = Place {
                     offset,
                     expected: Some(child_size),
                     depth: place.depth + 1,
                 };
-                offset += child_size;
+                offset = offset.checked_add(child_size).ok_or_else(overflow)?;
+                if child_size == 0 && !self.empty.insert(link.cid) {
+                    continue;
+                }
+                if self.places >= self.max_places() {
+                    self.give_up();
+                    return Ok(());
+                }
+                self.places += 1;
                 let places = self.pending.entry(link.cid).or_default();
                 // Written already, and not waited for again yet: it must be handed in again.
                 if places.is_empty() && self.written.contains(&link.cid) {
@@ -162,6 +208,36 @@ impl FileAssembler {
             self.sync_in_background()?;
         }
         Ok(())
+    }
+
+    /// The most places held: [`MIN_PLACES`], and one per [`BYTES_PER_PLACE`] handed in.
+    fn max_places(&self) -> usize {
+        let paid = usize::try_from(self.handed_in / BYTES_PER_PLACE).unwrap_or(usize::MAX);
+        MIN_PLACES.saturating_add(paid)
+    }
+
+    /// Drops every place: the file will be exported from the store instead.
+    fn give_up(&mut self) {
+        self.given_up = true;
+        self.pending = HashMap::new();
+        self.places = 0;
+        self.empty = HashSet::new();
+        self.written = HashSet::new();
+        self.again = Vec::new();
+    }
+
+    /// Whether the DAG put its blocks at more places than the assembler holds
+    /// ([`MIN_PLACES`], plus one per [`BYTES_PER_PLACE`] of the blocks handed in; a crafted DAG
+    /// repeats a block at N² places from a few small blocks): it writes nothing more, and the
+    /// file must be exported from the store once every block is there
+    /// ([`export`](super::export) takes memory in the DAG's depth only).
+    pub fn is_given_up(&self) -> bool {
+        self.given_up
+    }
+
+    /// Places of the file still waiting for their block: what the assembler holds.
+    pub fn pending_places(&self) -> usize {
+        self.places
     }
 
     /// Starts a background sync of the file unless one is running; reports a failed one.
@@ -203,14 +279,17 @@ impl FileAssembler {
         std::mem::take(&mut self.again)
     }
 
-    /// Whether every place of the file is written.
+    /// Whether every place of the file is written (never once [given up](Self::is_given_up)).
     pub fn is_complete(&self) -> bool {
-        self.pending.is_empty()
+        self.pending.is_empty() && !self.given_up
     }
 
     /// Makes the complete file durable (blocking): [`finish`](Self::finish) then only renames
-    /// it. Fails if a block is still missing.
+    /// it. Fails if a block is still missing, or if the assembler [gave up](Self::is_given_up).
     pub fn sync(&mut self) -> Result<(), ExportError> {
+        if self.given_up {
+            return Err(ExportError::TooManyPlaces);
+        }
         if let Some(cid) = self.pending.keys().next() {
             return Err(ExportError::Missing(*cid));
         }

@@ -7,9 +7,11 @@
 //! target's directory, renamed onto the target only once complete.
 
 use std::{
+    collections::HashSet,
     fs,
     io::{self, BufWriter, Write},
     path::{Component, Path, PathBuf},
+    sync::Arc,
 };
 
 use bitswap::{Block, Blockstore};
@@ -85,6 +87,10 @@ pub enum ExportError {
     /// The DAG is deeper than [`MAX_DEPTH`].
     #[error("DAG deeper than {MAX_DEPTH} levels")]
     TooDeep,
+    /// A [`FileAssembler`](super::FileAssembler) gave up: the DAG repeats its blocks at more
+    /// places than it holds. The file is to be exported from the store instead.
+    #[error("the DAG repeats its blocks at too many places to write them as they come")]
+    TooManyPlaces,
     /// The target exists already.
     #[error("{} exists already", .0.display())]
     Exists(PathBuf),
@@ -142,13 +148,8 @@ pub(super) fn decode_node(block: Block) -> Result<Node, ExportError> {
                     if unixfs.blocksizes.len() != node.links.len() {
                         return Err(invalid(cid, "blocksizes and links differ in number"));
                     }
-                    let total = unixfs
-                        .blocksizes
-                        .iter()
-                        .try_fold(own.len() as u64, |sum, size| sum.checked_add(*size));
-                    if let Some(filesize) = unixfs.filesize
-                        && total != Some(filesize)
-                    {
+                    let total = file_size(cid, &own, &unixfs.blocksizes)?;
+                    if unixfs.filesize.is_some_and(|filesize| filesize != total) {
                         return Err(invalid(cid, "filesize is not data plus blocksizes"));
                     }
                     Ok(Node::File {
@@ -174,6 +175,14 @@ pub(super) fn decode_node(block: Block) -> Result<Node, ExportError> {
             what: "a codec other than dag-pb and raw",
         }),
     }
+}
+
+/// The bytes a file node holds, its own and its children's; an error past 2^64 bytes.
+pub(super) fn file_size(cid: &Cid, data: &[u8], blocksizes: &[u64]) -> Result<u64, ExportError> {
+    blocksizes
+        .iter()
+        .try_fold(data.len() as u64, |sum, size| sum.checked_add(*size))
+        .ok_or_else(|| invalid(cid, "data plus blocksizes is over 2^64 bytes"))
 }
 
 pub(super) fn invalid(cid: &Cid, reason: &str) -> ExportError {
@@ -209,39 +218,77 @@ async fn write_file_from<S: Blockstore>(
     };
     // Nodes still to write, last first: (CID, the size its parent claims, depth).
     let mut stack: Vec<(Cid, Option<u64>, usize)> = Vec::new();
-    let mut next = Some((first, *root, None, 0));
+    // Children their parent says are empty: they write nothing, so each is checked once
+    // however many links lead to it (a crafted DAG repeats one at N² places).
+    let mut empty: HashSet<Cid> = HashSet::new();
+    // The last leaf and the last inner node read: a chunk or a subtree repeated (a file of
+    // zeros; a crafted DAG's N × N) is read and decoded once per run of places, not once per
+    // place.
+    let mut recent: [Option<(Cid, Arc<FilePart>)>; 2] = [None, None];
+    let mut next = Some((part(*root, first)?, *root, None, 0));
     let (mut bytes, mut blocks) = (0u64, 0u64);
     loop {
         let (node, cid, expected, depth) = match next.take() {
             Some(loaded) => loaded,
             None => match stack.pop() {
-                Some((cid, expected, depth)) => (load(store, &cid).await?, cid, expected, depth),
+                Some((cid, expected, depth)) => {
+                    let cached = recent.iter().flatten().find(|(c, _)| *c == cid);
+                    let node = match cached {
+                        Some((_, node)) => Arc::clone(node),
+                        None => {
+                            let node = part(cid, load(store, &cid).await?)?;
+                            recent[usize::from(!node.links.is_empty())] =
+                                Some((cid, Arc::clone(&node)));
+                            node
+                        }
+                    };
+                    (node, cid, expected, depth)
+                }
                 None => break,
             },
         };
         blocks += 1;
-        let Node::File {
-            data,
-            links,
-            blocksizes,
-        } = node
-        else {
-            return Err(invalid(&cid, "not part of a file"));
-        };
-        let size = data.len() as u64 + blocksizes.iter().sum::<u64>();
+        let size = file_size(&cid, &node.data, &node.blocksizes)?;
         if expected.is_some_and(|expected| expected != size) {
             return Err(invalid(&cid, "size differs from its parent's blocksizes"));
         }
-        if !links.is_empty() && depth >= MAX_DEPTH {
+        if !node.links.is_empty() && depth >= MAX_DEPTH {
             return Err(ExportError::TooDeep);
         }
-        out.write_all(&data).map_err(io)?;
-        bytes += data.len() as u64;
-        for (link, size) in links.iter().zip(blocksizes).rev() {
+        out.write_all(&node.data).map_err(io)?;
+        bytes = bytes.saturating_add(node.data.len() as u64);
+        for (link, &size) in node.links.iter().zip(&node.blocksizes).rev() {
+            if size == 0 && !empty.insert(link.cid) {
+                continue;
+            }
             stack.push((link.cid, Some(size), depth + 1));
         }
     }
     Ok((bytes, blocks))
+}
+
+/// A node of a file: its own bytes, then its children's.
+#[derive(Debug)]
+struct FilePart {
+    data: Bytes,
+    links: Vec<Link>,
+    blocksizes: Vec<u64>,
+}
+
+/// `node` as a part of a file, or why it is not one.
+fn part(cid: Cid, node: Node) -> Result<Arc<FilePart>, ExportError> {
+    match node {
+        Node::File {
+            data,
+            links,
+            blocksizes,
+        } => Ok(Arc::new(FilePart {
+            data,
+            links,
+            blocksizes,
+        })),
+        _ => Err(invalid(&cid, "not part of a file")),
+    }
 }
 
 /// Rebuilds the DAG at `root` as `target`: a file, a directory tree or a symlink. `target`
@@ -339,7 +386,7 @@ async fn write_dir<S: Blockstore>(
                 let (b, n) = write_file_from(store, &cid, node, &mut out, &path).await?;
                 let file = out.into_inner().map_err(|error| io(error.into_error()))?;
                 file.sync_all().map_err(io)?;
-                bytes += b;
+                bytes = bytes.saturating_add(b);
                 blocks += n;
             }
             Node::Directory(links) => {

@@ -30,14 +30,61 @@ pub enum CidVersion {
     V1,
 }
 
-/// How files are cut into blocks and linked: chunk size, links per node, CID version and leaf
-/// format.
+/// The hash function of the CIDs an import writes: kubo's `--hash` choices that this build
+/// verifies too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum HashFunction {
+    /// sha2-256 (multihash 0x12): kubo's default, the only one of CIDv0.
+    #[default]
+    Sha2_256,
+    /// blake2b-256 (multihash 0xb220).
+    Blake2b256,
+    /// sha3-256 (multihash 0x16).
+    Sha3_256,
+}
+
+impl HashFunction {
+    /// Every choice, in kubo's names' order of [`name`](Self::name).
+    pub const ALL: [Self; 3] = [Self::Sha2_256, Self::Blake2b256, Self::Sha3_256];
+
+    /// The multihash code.
+    pub fn code(self) -> u64 {
+        match self {
+            Self::Sha2_256 => 0x12,
+            Self::Blake2b256 => 0xb220,
+            Self::Sha3_256 => 0x16,
+        }
+    }
+
+    /// kubo's name for it (`--hash NAME`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sha2_256 => "sha2-256",
+            Self::Blake2b256 => "blake2b-256",
+            Self::Sha3_256 => "sha3-256",
+        }
+    }
+
+    /// The choice kubo calls `name`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|hash| hash.name() == name)
+    }
+
+    /// The digest's length in bytes: 32 for each.
+    pub fn digest_len(self) -> u8 {
+        32
+    }
+}
+
+/// How files are cut into blocks and linked: chunk size, links per node, CID version, hash
+/// function and leaf format.
 ///
 /// [`Layout::default`] is kubo's `ipfs add` (CIDv0, dag-pb leaves, 256 KiB chunks, 174 links);
 /// [`Layout::v1_raw_leaves`] is `ipfs add --cid-version 1 --raw-leaves`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Layout {
     cid_version: CidVersion,
+    hash: HashFunction,
     raw_leaves: bool,
     chunk_size: usize,
     max_links: usize,
@@ -47,6 +94,7 @@ impl Default for Layout {
     fn default() -> Self {
         Self {
             cid_version: CidVersion::V0,
+            hash: HashFunction::Sha2_256,
             raw_leaves: false,
             chunk_size: DEFAULT_CHUNK_SIZE_BYTES,
             max_links: DEFAULT_MAX_LINKS,
@@ -65,6 +113,14 @@ impl Layout {
     /// Sets the CID version of dag-pb nodes. Default: [`CidVersion::V0`].
     pub fn with_cid_version(mut self, version: CidVersion) -> Self {
         self.cid_version = version;
+        self
+    }
+
+    /// Sets the hash function of every CID. CIDv0 is sha2-256 only: with another one, the
+    /// dag-pb nodes are CIDv1 whatever [`with_cid_version`](Self::with_cid_version) says (as
+    /// kubo's `--hash` without `--cid-version`). Default: [`HashFunction::Sha2_256`].
+    pub fn with_hash(mut self, hash: HashFunction) -> Self {
+        self.hash = hash;
         self
     }
 
@@ -93,9 +149,18 @@ impl Layout {
         Ok(self)
     }
 
-    /// The CID version of dag-pb nodes.
+    /// The CID version of dag-pb nodes: V1 with a hash other than sha2-256.
     pub fn cid_version(&self) -> CidVersion {
-        self.cid_version
+        if self.hash == HashFunction::Sha2_256 {
+            self.cid_version
+        } else {
+            CidVersion::V1
+        }
+    }
+
+    /// The hash function of every CID.
+    pub fn hash(&self) -> HashFunction {
+        self.hash
     }
 
     /// Whether leaves are raw blocks.
@@ -116,9 +181,9 @@ impl Layout {
     /// A dag-pb block of `node`, with this layout's CID version.
     pub fn dag_pb_block(&self, node: &DagPbNode) -> Result<Block, BlockError> {
         let data = Bytes::from(node.encode());
-        match self.cid_version {
+        match self.cid_version() {
             CidVersion::V0 => Block::from_v0_data(data),
-            CidVersion::V1 => v1_block(DAG_PB, data),
+            CidVersion::V1 => v1_block_with(DAG_PB, self.hash, data),
         }
     }
 
@@ -126,7 +191,7 @@ impl Layout {
     fn leaf(&self, chunk: Bytes) -> Result<(Block, u64), BlockError> {
         let len = chunk.len() as u64;
         let block = if self.raw_leaves {
-            v1_block(RAW, chunk)?
+            v1_block_with(RAW, self.hash, chunk)?
         } else {
             let data = UnixfsData::file(chunk, Vec::new()).encode_to_vec();
             self.dag_pb_block(&DagPbNode {
@@ -138,10 +203,20 @@ impl Layout {
     }
 }
 
-/// A CIDv1 sha2-256 block of `codec` (which must fit one varint byte, as dag-pb and raw do).
+/// A CIDv1 sha2-256 block of `codec`.
 pub fn v1_block(codec: u64, data: Bytes) -> Result<Block, BlockError> {
-    debug_assert!(codec < 0x80);
-    Block::from_prefix(&[1, codec as u8, 0x12, 0x20], data)
+    v1_block_with(codec, HashFunction::Sha2_256, data)
+}
+
+/// A CIDv1 block of `codec` hashed with `hash`. Fails if this build of `bitswap` does not
+/// compute `hash` (its features `blake2b` and `sha3`).
+pub fn v1_block_with(codec: u64, hash: HashFunction, data: Bytes) -> Result<Block, BlockError> {
+    let mut prefix = Vec::with_capacity(8);
+    let mut buf = unsigned_varint::encode::u64_buffer();
+    for value in [1, codec, hash.code(), u64::from(hash.digest_len())] {
+        prefix.extend_from_slice(unsigned_varint::encode::u64(value, &mut buf));
+    }
+    Block::from_prefix(&prefix, data)
 }
 
 /// Why a [`Layout`] setting was refused.
@@ -301,6 +376,30 @@ mod tests {
         }
         let root = builder.finish(&mut out).unwrap();
         (root, out)
+    }
+
+    #[test]
+    fn other_hashes_make_cidv1_blocks_hashed_with_them() {
+        for hash in [HashFunction::Blake2b256, HashFunction::Sha3_256] {
+            // CIDv0 asked for, CIDv1 given: v0 is sha2-256 only.
+            let layout = Layout::default()
+                .with_hash(hash)
+                .with_raw_leaves(true)
+                .with_chunk_size(4)
+                .unwrap();
+            assert_eq!(layout.cid_version(), CidVersion::V1);
+            let (root, blocks) = build(layout, b"0123456789");
+            assert_eq!(blocks.len(), 4);
+            for block in &blocks {
+                assert_eq!(block.cid().version(), cid::Version::V1);
+                assert_eq!(block.cid().hash().code(), hash.code());
+                assert_eq!(block.cid().hash().size(), 32);
+                // The block verifies under its CID (bitswap computes the hash again).
+                Block::new(*block.cid(), block.data().clone()).unwrap();
+            }
+            assert_eq!(root.cid.codec(), DAG_PB);
+            assert_eq!(HashFunction::from_name(hash.name()), Some(hash));
+        }
     }
 
     #[test]

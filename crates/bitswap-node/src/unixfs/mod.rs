@@ -4,7 +4,8 @@
 //!
 //! - [`Chunker`] cuts a reader into fixed-size chunks.
 //! - [`FileBuilder`] builds kubo's balanced DAG over those chunks as they come, with the
-//!   [`Layout`] (CID version, raw or UnixFS leaves, chunk size, links per node).
+//!   [`Layout`] (CID version, hash function, raw or UnixFS leaves, chunk size, links per
+//!   node).
 //! - [`import_path`] and [`import_reader`] write files, directories and symlinks into a
 //!   [`Blockstore`](bitswap::Blockstore) in batches; [`export`] and [`write_file`] walk a DAG
 //!   back out of one, checking every block and size; [`FileAssembler`] writes a file from its
@@ -18,14 +19,15 @@ mod import;
 mod layout;
 mod pb;
 
-pub use assemble::FileAssembler;
+pub use assemble::{BYTES_PER_PLACE, FileAssembler, MIN_PLACES};
 pub use chunker::Chunker;
 pub use export::{EntryKind, ExportError, Exported, MAX_DEPTH, export, write_file};
 pub use import::{
     HAMT_SHARDING_SIZE_BYTES, ImportError, ImportOptions, Imported, import_path, import_reader,
 };
 pub use layout::{
-    Child, CidVersion, DAG_PB, DEFAULT_CHUNK_SIZE_BYTES, DEFAULT_MAX_LINKS, FileBuilder, Layout,
-    LayoutError, MAX_CHUNK_SIZE_BYTES, MAX_LINKS, RAW, v1_block,
+    Child, CidVersion, DAG_PB, DEFAULT_CHUNK_SIZE_BYTES, DEFAULT_MAX_LINKS, FileBuilder,
+    HashFunction, Layout, LayoutError, MAX_CHUNK_SIZE_BYTES, MAX_LINKS, RAW, v1_block,
+    v1_block_with,
 };
 pub use pb::{DagPbNode, DataType, DecodeError, Link, UnixfsData};

@@ -4,7 +4,8 @@
 //! Specs: <https://ipld.io/specs/codecs/dag-pb/spec/> and
 //! <https://github.com/ipfs/specs/blob/main/UNIXFS.md>.
 //!
-//! Decoding goes through prost. Encoding the envelope is written out by hand: dag-pb's canonical
+//! Decoding the envelope is a loop over its fields, each link decoded by prost as it is met;
+//! the UnixFS message goes through prost whole. Encoding the envelope is written out by hand: dag-pb's canonical
 //! form puts every `Links` entry (field 2) before `Data` (field 1), while prost writes fields in
 //! tag order, and the CIDs must match kubo's byte for byte.
 
@@ -24,17 +25,6 @@ struct PbLink {
     /// The cumulative size of the child's DAG.
     #[prost(uint64, optional, tag = "3")]
     tsize: Option<u64>,
-}
-
-/// dag-pb's `PBNode` as prost decodes it.
-#[derive(Clone, PartialEq, prost::Message)]
-struct PbNode {
-    /// The node's links.
-    #[prost(message, repeated, tag = "2")]
-    links: Vec<PbLink>,
-    /// The node's payload (for UnixFS, an encoded [`UnixfsData`]).
-    #[prost(bytes = "bytes", optional, tag = "1")]
-    data: Option<Bytes>,
 }
 
 /// The kind of a UnixFS node (`Data.Type`).
@@ -85,7 +75,10 @@ impl UnixfsData {
     /// A file node, as kubo's importer writes one: `data` only when not empty, `filesize`
     /// always.
     pub fn file(data: Bytes, blocksizes: Vec<u64>) -> Self {
-        let filesize = data.len() as u64 + blocksizes.iter().sum::<u64>();
+        // Sizes of files read from this machine: saturating rather than wrapping is enough.
+        let filesize = blocksizes
+            .iter()
+            .fold(data.len() as u64, |sum, size| sum.saturating_add(*size));
         Self {
             r#type: DataType::File as i32,
             data: (!data.is_empty()).then_some(data),
@@ -178,33 +171,88 @@ impl DagPbNode {
 
     /// Decodes a dag-pb block.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        Self::from_pb(PbNode::decode(bytes).map_err(DecodeError::DagPb)?)
+        Self::decode_bytes(&Bytes::copy_from_slice(bytes))
     }
 
     /// [`decode`](Self::decode) without copying: `data` shares `bytes`.
+    ///
+    /// Each link is decoded and checked as it is met, so the memory taken is the links kept
+    /// (a valid link is at least 8 bytes on the wire), never a list of empty ones first: a
+    /// 2 MiB block of empty link fields would otherwise decode to 64 MiB before the first
+    /// missing hash is seen. Fields other than `Data` and `Links` are skipped, as prost does.
     pub fn decode_bytes(bytes: &Bytes) -> Result<Self, DecodeError> {
-        Self::from_pb(PbNode::decode(bytes.clone()).map_err(DecodeError::DagPb)?)
+        let mut node = Self::default();
+        let mut rest: &[u8] = bytes;
+        while !rest.is_empty() {
+            let key = take_varint(&mut rest)?;
+            let (field, wire_type) = (key >> 3, key & 7);
+            match wire_type {
+                // Varint.
+                0 => {
+                    take_varint(&mut rest)?;
+                }
+                // 64-bit.
+                1 => {
+                    take(&mut rest, 8)?;
+                }
+                // Length-delimited.
+                2 => {
+                    let len = take_varint(&mut rest)?;
+                    let len = usize::try_from(len).map_err(|_| DecodeError::Truncated)?;
+                    let offset = bytes.len() - rest.len();
+                    let value = take(&mut rest, len)?;
+                    match field {
+                        1 => node.data = Some(bytes.slice(offset..offset + len)),
+                        2 => node.links.push(Link::from_pb(
+                            PbLink::decode(value).map_err(DecodeError::DagPb)?,
+                        )?),
+                        _ => {}
+                    }
+                }
+                // 32-bit.
+                5 => {
+                    take(&mut rest, 4)?;
+                }
+                other => return Err(DecodeError::WireType(other)),
+            }
+        }
+        Ok(node)
     }
+}
 
-    fn from_pb(node: PbNode) -> Result<Self, DecodeError> {
-        let links = node
-            .links
-            .into_iter()
-            .map(|link| {
-                let hash = link.hash.ok_or(DecodeError::LinkWithoutHash)?;
-                let cid = Cid::try_from(hash.as_slice()).map_err(DecodeError::Cid)?;
-                Ok(Link {
-                    cid,
-                    name: link.name.unwrap_or_default(),
-                    tsize: link.tsize.unwrap_or(0),
-                })
-            })
-            .collect::<Result<_, DecodeError>>()?;
+impl Link {
+    fn from_pb(link: PbLink) -> Result<Self, DecodeError> {
+        let hash = link.hash.ok_or(DecodeError::LinkWithoutHash)?;
+        let cid = Cid::try_from(hash.as_slice()).map_err(DecodeError::Cid)?;
         Ok(Self {
-            links,
-            data: node.data,
+            cid,
+            name: link.name.unwrap_or_default(),
+            tsize: link.tsize.unwrap_or(0),
         })
     }
+}
+
+/// Reads a protobuf varint (at most 10 bytes) off the front of `rest`.
+fn take_varint(rest: &mut &[u8]) -> Result<u64, DecodeError> {
+    let mut value = 0u64;
+    for (i, &byte) in rest.iter().enumerate().take(10) {
+        value |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            *rest = &rest[i + 1..];
+            return Ok(value);
+        }
+    }
+    Err(DecodeError::Truncated)
+}
+
+/// Takes `n` bytes off the front of `rest`.
+fn take<'a>(rest: &mut &'a [u8], n: usize) -> Result<&'a [u8], DecodeError> {
+    if rest.len() < n {
+        return Err(DecodeError::Truncated);
+    }
+    let (value, after) = rest.split_at(n);
+    *rest = after;
+    Ok(value)
 }
 
 /// Writes a length-delimited protobuf field.
@@ -237,6 +285,12 @@ pub enum DecodeError {
     /// A dag-pb node without UnixFS data.
     #[error("dag-pb node without UnixFS data")]
     NoData,
+    /// A dag-pb field or varint runs past the end of the block.
+    #[error("malformed dag-pb node: truncated field")]
+    Truncated,
+    /// A dag-pb field of a wire type protobuf does not define (or a deprecated group).
+    #[error("malformed dag-pb node: wire type {0}")]
+    WireType(u64),
 }
 
 #[cfg(test)]
@@ -284,6 +338,35 @@ mod tests {
     fn blocksizes_are_not_packed() {
         let data = UnixfsData::file(Bytes::new(), vec![1, 2]).encode_to_vec();
         assert_eq!(data, [0x08, 0x02, 0x18, 0x03, 0x20, 0x01, 0x20, 0x02]);
+    }
+
+    #[test]
+    fn malformed_envelopes_are_typed_errors() {
+        // A link without a hash: refused at the first one.
+        let empty_links = Bytes::from([0x12, 0x00].repeat(1 << 20));
+        assert!(matches!(
+            DagPbNode::decode_bytes(&empty_links),
+            Err(DecodeError::LinkWithoutHash)
+        ));
+        // Data longer than the block, a varint that never ends, a group.
+        for bytes in [&[0x0a, 0x05, 1][..], &[0x0a, 0xff, 0xff], &[0x0b]] {
+            let error = DagPbNode::decode(bytes).unwrap_err();
+            assert!(
+                matches!(error, DecodeError::Truncated | DecodeError::WireType(_)),
+                "{bytes:?}: {error}"
+            );
+        }
+        // A length of 2^64 - 1.
+        let mut huge = vec![0x0a];
+        huge.extend([0xff; 9]);
+        huge.push(0x01);
+        assert!(matches!(
+            DagPbNode::decode(&huge),
+            Err(DecodeError::Truncated)
+        ));
+        // Unknown fields are skipped, as prost does.
+        let node = DagPbNode::decode(&[0x18, 0x05, 0x0a, 0x01, 0x07]).unwrap();
+        assert_eq!(node.data.as_deref(), Some(&[0x07][..]));
     }
 
     #[test]

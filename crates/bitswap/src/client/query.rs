@@ -16,7 +16,10 @@ use super::{
     timer::{Timer, TimerKey},
     want::Want,
 };
-use crate::{hash::Set, message::Block};
+use crate::{
+    hash::Set,
+    message::{Block, can_verify},
+};
 
 /// Multihash code of the identity "hash": the block is the digest itself.
 const IDENTITY: u64 = 0x00;
@@ -95,6 +98,15 @@ pub enum QueryError {
     /// The query did not finish within [`Config::query_timeout`](super::Config::query_timeout).
     #[error("query timed out")]
     TimedOut,
+    /// A CID's hash function is not one this build can compute, so no block could ever be
+    /// accepted for it (the features `sha3`, `blake2b`, ... add families).
+    #[error("{cid}: multihash code {code:#x} is not supported by this build")]
+    UnsupportedHash {
+        /// The CID.
+        cid: Cid,
+        /// Its multihash code.
+        code: u64,
+    },
 }
 
 /// A live query.
@@ -200,7 +212,8 @@ impl Engine {
     /// # Errors
     ///
     /// Refused (nothing changes) beyond the limits of [`Config`](super::Config): CIDs per
-    /// query, CIDs wanted in all, live queries; or if `session` is not open.
+    /// query, CIDs wanted in all, live queries; if `session` is not open; or if a CID's hash
+    /// function is not one this build computes ([`QueryError::UnsupportedHash`]).
     pub fn get(
         &mut self,
         cids: Vec<Cid>,
@@ -213,6 +226,13 @@ impl Engine {
                 .get_mut(&session)
                 .ok_or(QueryError::UnknownSession(session))?;
             state.last_used = self.next_query + 1;
+        }
+        // Refused now rather than wanted forever: no block could ever verify.
+        if let Some(cid) = cids.iter().find(|c| !can_verify(c.hash().code())) {
+            return Err(QueryError::UnsupportedHash {
+                cid: *cid,
+                code: cid.hash().code(),
+            });
         }
         let mut seen = HashSet::with_capacity(cids.len());
         let cids: Vec<Cid> = cids.into_iter().filter(|c| seen.insert(*c)).collect();

@@ -9,26 +9,12 @@
 
 use std::time::Duration;
 
+use benches::net::bytes;
 use bitswap::{Block, Entry, Message, Version, Wantlist, encode, read_message};
-use bytes::Bytes;
 use cid::Cid;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use futures::{executor::block_on, io::Cursor};
 use multihash_codetable::{Code, MultihashDigest};
-
-/// Deterministic bytes that do not compress or repeat.
-fn bytes(len: usize, seed: u64) -> Bytes {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        out.extend_from_slice(&state.to_le_bytes());
-    }
-    out.truncate(len);
-    out.into()
-}
 
 /// The one frame (length prefix included) of `message` for 1.2.0.
 fn frame(message: &Message) -> Vec<u8> {

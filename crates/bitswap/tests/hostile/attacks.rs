@@ -3,10 +3,10 @@
 
 use std::{collections::HashSet, time::Duration};
 
-use bitswap::{Block, Blockstore, Entry, Message, Wantlist, network};
+use bitswap::{Block, Blockstore, Entry, Message, Wantlist};
 use cid::Cid;
-use futures::{AsyncWriteExt, StreamExt};
-use libp2p::{PeerId, swarm::SwarmEvent};
+use futures::AsyncWriteExt;
+use libp2p::PeerId;
 use tokio::time::timeout;
 
 use super::harness::*;
@@ -172,26 +172,7 @@ async fn a_peer_that_wants_large_blocks_and_never_reads() {
     honest_fetch(&target).await;
     let normal = honest_fetch(&target).await;
     let before = rss();
-    let mut lazy = new_swarm(network::Behaviour::new(network::Config::default()));
-    connect(&mut lazy, target.peer, target.address.clone()).await;
-    let mut want = Message::default();
-    for block in &target.blocks {
-        want.wantlist
-            .entries
-            .push(Entry::want_block(*block.cid(), 1));
-    }
-    lazy.behaviour_mut().send(target.peer, want).expect("send");
-    timeout(TIMEOUT, async {
-        loop {
-            if let SwarmEvent::Behaviour(network::Event::MessageSent { .. }) =
-                lazy.select_next_some().await
-            {
-                return;
-            }
-        }
-    })
-    .await
-    .expect("wants sent");
+    let lazy = lazy_peer(&target).await;
     // From here `lazy` is not polled: it reads nothing more.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let attacked = honest_fetch(&target).await;

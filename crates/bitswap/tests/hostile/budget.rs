@@ -8,7 +8,7 @@ use bitswap::{
     Behaviour, BlockPresenceType, Config, Entry, MemoryBlockstore, Message, Wantlist, network,
 };
 use cid::Cid;
-use futures::{AsyncWriteExt, StreamExt, TryStreamExt};
+use futures::{AsyncWriteExt, StreamExt};
 use libp2p::swarm::SwarmEvent;
 use multihash_codetable::{Code, MultihashDigest};
 use tokio::time::timeout;
@@ -43,26 +43,13 @@ async fn stall(mut control: libp2p_stream::Control, peer: libp2p::PeerId, sent: 
     std::future::pending::<()>().await;
 }
 
-/// The node under attack downloads a fresh set of 32 blocks of 256 KiB from `server`;
+/// The node under attack downloads a fresh set of 32 blocks of 256 KiB from the server;
 /// returns how long it took.
 async fn download(handle: &bitswap::Handle, set: u64) -> Duration {
     let cids: Vec<Cid> = (0..u64::from(BLOCKS))
         .map(|i| *raw_block(BLOCK_SIZE, 1_000 * (set + 1) + i).cid())
         .collect();
-    let start = Instant::now();
-    let got: Vec<_> = timeout(TIMEOUT, async {
-        handle
-            .get_many(cids, None)
-            .await
-            .expect("query")
-            .try_collect()
-            .await
-            .expect("blocks")
-    })
-    .await
-    .expect("download in time");
-    assert_eq!(got.len(), BLOCKS as usize);
-    start.elapsed()
+    timed_fetch(handle, cids).await
 }
 
 /// A server holding three sets of 32 blocks (for the warm-up, the normal and the attacked

@@ -3,38 +3,7 @@
 
 use std::time::Duration;
 
-use bitswap::{Entry, Message, network};
-use futures::StreamExt;
-use libp2p::{Swarm, swarm::SwarmEvent};
-use tokio::time::timeout;
-
 use super::harness::*;
-
-/// A peer (the message layer alone) that asks `target` for every block and then is never
-/// polled again, so its connection stops reading.
-async fn lazy_peer(target: &Target) -> Swarm<network::Behaviour> {
-    let mut lazy = new_swarm(network::Behaviour::new(network::Config::default()));
-    connect(&mut lazy, target.peer, target.address.clone()).await;
-    let mut want = Message::default();
-    for block in &target.blocks {
-        want.wantlist
-            .entries
-            .push(Entry::want_block(*block.cid(), 1));
-    }
-    lazy.behaviour_mut().send(target.peer, want).expect("send");
-    timeout(TIMEOUT, async {
-        loop {
-            if let SwarmEvent::Behaviour(network::Event::MessageSent { .. }) =
-                lazy.select_next_some().await
-            {
-                return;
-            }
-        }
-    })
-    .await
-    .expect("wants sent");
-    lazy
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_peers_that_never_read_do_not_stall_an_honest_fetch() {

@@ -183,6 +183,14 @@ pub(crate) async fn honest_fetch(target: &Target) -> Duration {
     let handle = client.behaviour().handle();
     let driver = Driver::start(client);
     let cids: Vec<Cid> = target.blocks.iter().map(|b| *b.cid()).collect();
+    let elapsed = timed_fetch(&handle, cids).await;
+    drop(driver.stop().await);
+    elapsed
+}
+
+/// Fetches every block of `cids` through `handle`; returns how long it took.
+pub(crate) async fn timed_fetch(handle: &bitswap::Handle, cids: Vec<Cid>) -> Duration {
+    let count = cids.len();
     let start = Instant::now();
     let got: Vec<Block> = timeout(TIMEOUT, async {
         handle
@@ -194,11 +202,37 @@ pub(crate) async fn honest_fetch(target: &Target) -> Duration {
             .expect("blocks")
     })
     .await
-    .expect("honest fetch in time");
+    .expect("fetch in time");
     let elapsed = start.elapsed();
-    assert_eq!(got.len(), target.blocks.len());
-    drop(driver.stop().await);
+    assert_eq!(got.len(), count);
     elapsed
+}
+
+/// A peer (the message layer alone) that asks `target` for every block and then is never
+/// polled again, so its connection stops reading.
+pub(crate) async fn lazy_peer(target: &Target) -> Swarm<bitswap::network::Behaviour> {
+    use bitswap::network;
+    let mut lazy = new_swarm(network::Behaviour::new(network::Config::default()));
+    connect(&mut lazy, target.peer, target.address.clone()).await;
+    let mut want = Message::default();
+    for block in &target.blocks {
+        want.wantlist
+            .entries
+            .push(Entry::want_block(*block.cid(), 1));
+    }
+    lazy.behaviour_mut().send(target.peer, want).expect("send");
+    timeout(TIMEOUT, async {
+        loop {
+            if let SwarmEvent::Behaviour(network::Event::MessageSent { .. }) =
+                lazy.select_next_some().await
+            {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("wants sent");
+    lazy
 }
 
 /// A raw attacker connected to `target`: it opens Bitswap streams and writes what it likes.

@@ -178,12 +178,18 @@ async fn a_peer_whose_first_reply_stream_is_reset_still_gets_every_block() {
     assert_eq!(got.len(), target.blocks.len());
 }
 
-/// The node keeps the connection of a peer whose want it holds (answered DONT_HAVE, the
-/// block may come later) past the swarm's idle timeout, and sends the block once stored; the
-/// connection goes idle again once nothing is owed.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_peer_owed_a_block_keeps_its_connection_until_it_gets_it() {
-    const IDLE: Duration = Duration::from_millis(300);
+/// How long a connection with no stream open stays up in the keep-alive tests.
+const IDLE: Duration = Duration::from_millis(300);
+
+/// A node closing idle connections after [`IDLE`] (its streams after 100 ms), with its
+/// handle, and a peer (the message layer alone) connected to it that keeps its own side
+/// open while it speaks Bitswap, so only the node can let the connection go idle.
+async fn idle_pair() -> (
+    Driver<bitswap::Behaviour<bitswap::MemoryBlockstore>>,
+    libp2p::PeerId,
+    bitswap::Handle,
+    libp2p::Swarm<bitswap::network::Behaviour>,
+) {
     let network =
         bitswap::network::Config::default().with_outbound_idle_timeout(Duration::from_millis(100));
     let config = bitswap::Config::default().with_network(network.clone());
@@ -193,48 +199,72 @@ async fn a_peer_owed_a_block_keeps_its_connection_until_it_gets_it() {
     );
     let address = listen(&mut node).await;
     let node_id = *node.local_peer_id();
-    // The peer keeps its side open while it speaks Bitswap, so only the node can let the
-    // connection go idle.
+    let handle = node.behaviour().handle();
     let mut peer = new_swarm(bitswap::network::Behaviour::new(
         network.with_keep_alive(true),
     ));
-    let block = raw_block(1024, 77);
     let node = Driver::start(node);
     connect(&mut peer, node_id, address).await;
-    let mut want = Message::default();
-    want.wantlist
-        .entries
-        .push(Entry::want_block(*block.cid(), 1));
-    peer.behaviour_mut().send(node_id, want).expect("send");
-    let closed = |event: &libp2p::swarm::SwarmEvent<bitswap::network::Event>| {
-        matches!(event, libp2p::swarm::SwarmEvent::ConnectionClosed { .. })
-    };
-    // DONT_HAVE first, then nothing for many idle timeouts.
+    (node, node_id, handle, peer)
+}
+
+type PeerEvent = libp2p::swarm::SwarmEvent<bitswap::network::Event>;
+
+fn closed(event: &PeerEvent) -> bool {
+    matches!(event, libp2p::swarm::SwarmEvent::ConnectionClosed { .. })
+}
+
+/// Polls `peer` for ten idle timeouts; the connection must stay open.
+async fn stays_open(peer: &mut libp2p::Swarm<bitswap::network::Behaviour>) {
     let quiet = tokio::time::sleep(IDLE * 10);
     tokio::pin!(quiet);
     loop {
         tokio::select! {
-            () = &mut quiet => break,
+            () = &mut quiet => return,
             event = peer.select_next_some() => assert!(!closed(&event), "closed while owed"),
         }
     }
-    let mut node = node.stop().await;
-    node.behaviour_mut().put(vec![block.clone()]).expect("put");
-    let node = Driver::start(node);
-    let got = timeout(TIMEOUT, async {
+}
+
+/// Polls `peer` until a message that `wanted` accepts arrives; the connection must stay open.
+async fn next_message(
+    peer: &mut libp2p::Swarm<bitswap::network::Behaviour>,
+    wanted: impl Fn(&Message) -> bool,
+) -> Message {
+    timeout(TIMEOUT, async {
         loop {
             match peer.select_next_some().await {
                 libp2p::swarm::SwarmEvent::Behaviour(bitswap::network::Event::Message {
                     message,
                     ..
-                }) if !message.blocks.is_empty() => return message.blocks,
+                }) if wanted(&message) => return message,
                 event => assert!(!closed(&event), "closed while owed"),
             }
         }
     })
     .await
-    .expect("the block in time");
-    assert_eq!(got, [block]);
+    .expect("the message in time")
+}
+
+/// The node keeps the connection of a peer whose want it holds (answered DONT_HAVE, the
+/// block may come later) past the swarm's idle timeout, and sends the block once stored; the
+/// connection goes idle again once nothing is owed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_owed_a_block_keeps_its_connection_until_it_gets_it() {
+    let (node, node_id, _, mut peer) = idle_pair().await;
+    let block = raw_block(1024, 77);
+    let mut want = Message::default();
+    want.wantlist
+        .entries
+        .push(Entry::want_block(*block.cid(), 1));
+    peer.behaviour_mut().send(node_id, want).expect("send");
+    // DONT_HAVE first, then nothing for many idle timeouts.
+    stays_open(&mut peer).await;
+    let mut node = node.stop().await;
+    node.behaviour_mut().put(vec![block.clone()]).expect("put");
+    let node = Driver::start(node);
+    let got = next_message(&mut peer, |m| !m.blocks.is_empty()).await;
+    assert_eq!(got.blocks, [block]);
     // Nothing owed any more: the node lets the connection close.
     timeout(TIMEOUT, async {
         while !closed(&peer.select_next_some().await) {}
@@ -248,50 +278,16 @@ async fn a_peer_owed_a_block_keeps_its_connection_until_it_gets_it() {
 /// come, past the swarm's idle timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_asked_for_a_block_keeps_its_connection_while_it_answers_slowly() {
-    const IDLE: Duration = Duration::from_millis(300);
-    let network =
-        bitswap::network::Config::default().with_outbound_idle_timeout(Duration::from_millis(100));
-    let config = bitswap::Config::default().with_network(network.clone());
-    let mut node = crate::common::new_swarm_with_idle_timeout(
-        bitswap::Behaviour::new(bitswap::MemoryBlockstore::new(), config),
-        IDLE,
-    );
-    let address = listen(&mut node).await;
-    let node_id = *node.local_peer_id();
-    let mut peer = new_swarm(bitswap::network::Behaviour::new(
-        network.with_keep_alive(true),
-    ));
+    let (node, node_id, handle, mut peer) = idle_pair().await;
     let block = raw_block(1024, 78);
-    let handle = node.behaviour().handle();
-    let node = Driver::start(node);
-    connect(&mut peer, node_id, address).await;
     let cid = *block.cid();
     let fetch = tokio::spawn(async move { handle.get(cid).await });
-    let closed = |event: &libp2p::swarm::SwarmEvent<bitswap::network::Event>| {
-        matches!(event, libp2p::swarm::SwarmEvent::ConnectionClosed { .. })
-    };
     // The want arrives; the peer answers only after many idle timeouts.
-    timeout(TIMEOUT, async {
-        loop {
-            match peer.select_next_some().await {
-                libp2p::swarm::SwarmEvent::Behaviour(bitswap::network::Event::Message {
-                    message,
-                    ..
-                }) if message.wantlist.entries.iter().any(|e| e.cid == cid) => return,
-                event => assert!(!closed(&event), "closed before the want"),
-            }
-        }
+    next_message(&mut peer, |m| {
+        m.wantlist.entries.iter().any(|e| e.cid == cid)
     })
-    .await
-    .expect("the want");
-    let quiet = tokio::time::sleep(IDLE * 10);
-    tokio::pin!(quiet);
-    loop {
-        tokio::select! {
-            () = &mut quiet => break,
-            event = peer.select_next_some() => assert!(!closed(&event), "closed while asked"),
-        }
-    }
+    .await;
+    stays_open(&mut peer).await;
     let reply = Message {
         blocks: vec![block.clone()],
         ..Message::default()

@@ -59,6 +59,11 @@ enum Step {
         fail: bool,
         newest: bool,
     },
+    /// Report the oldest (or newest) envelope in flight stalled (behind a full stream); it
+    /// stays in flight.
+    Stall {
+        newest: bool,
+    },
     /// Report the oldest (or newest) envelope in flight: sent, failed, or lost (cut on its
     /// way to a peer still connected, so answered again).
     Report {
@@ -291,6 +296,16 @@ impl Harness {
                     }
                 };
                 self.engine.handle_lookup(lookup.id, result);
+            }
+            Step::Stall { newest } => {
+                let envelope = if newest {
+                    self.envelopes.last()
+                } else {
+                    self.envelopes.first()
+                };
+                if let Some(envelope) = envelope {
+                    self.engine.handle_envelope_stalled(envelope.id);
+                }
             }
             Step::Report {
                 failed,

@@ -693,6 +693,11 @@ impl<S: Blockstore + 'static> Behaviour<S> {
                     self.wantlists.remove(&id);
                 }
             }
+            network::Event::MessageStalled { id, .. } => {
+                if let Some(envelope) = self.envelopes.get(&id) {
+                    self.server.handle_envelope_stalled(*envelope);
+                }
+            }
             network::Event::SendFailed { peer, id, error } => {
                 self.owed_dirty.insert(peer);
                 // The handler logs send failures once per connection.

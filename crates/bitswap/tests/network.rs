@@ -1033,3 +1033,44 @@ async fn outbound_messages_share_a_stream_until_it_idles() {
     let read = timeout(TIMEOUT, reads.next()).await.expect("read in time");
     assert_eq!(read, Some((1, Some(last))));
 }
+
+/// A peer that takes the stream but never reads: the message being written and those
+/// queued behind it are reported stalled, once each, and neither sent nor failed meanwhile.
+#[tokio::test]
+async fn messages_behind_a_stream_the_peer_does_not_read_are_reported_stalled() {
+    let config = Config::default().with_write_stall(Duration::from_millis(100));
+    let mut a = node(config);
+    let (peer, mut control) = raw_peer(&mut a).await;
+    let mut incoming = control.accept(V1_2_0).expect("accept");
+    // Streams are taken and held, never read.
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Some(stream) = incoming.next().await {
+            held.push(stream);
+        }
+    });
+    let ids: Vec<MessageId> = (0..4)
+        .map(|i| {
+            let message = Message {
+                blocks: vec![raw_block(1 << 20, i)],
+                ..Message::default()
+            };
+            a.behaviour_mut().send(peer, message).expect("send")
+        })
+        .collect();
+    let mut stalled = Vec::new();
+    drive_one(&mut a, |event| {
+        match event {
+            Event::MessageStalled { id, .. } => stalled.push(id),
+            Event::MessageSent { id, .. } | Event::SendFailed { id, .. } => {
+                panic!("{id:?} resolved while the peer reads nothing")
+            }
+            _ => {}
+        }
+        (stalled.len() == ids.len()).then_some(())
+    })
+    .await;
+    stalled.sort();
+    assert_eq!(stalled, ids);
+    holder.abort();
+}

@@ -812,7 +812,7 @@ fn outstanding_bytes_per_peer_are_capped_and_other_peers_still_served() {
 }
 
 #[test]
-fn batches_being_built_are_bounded_over_all_peers() {
+fn envelopes_in_flight_are_bounded_over_all_peers() {
     let config = ServerConfig::default().with_max_envelopes_in_flight(2);
     let mut d = Driver::new(config);
     let b = block(1, 10);
@@ -822,18 +822,14 @@ fn batches_being_built_are_bounded_over_all_peers() {
         d.engine
             .handle_message(*peer, &message(vec![want_block(&b, 1, true)]));
     }
-    // Two batches wait for their block reads; the third peer's tasks stay queued.
-    let reads: Vec<_> = std::iter::from_fn(|| d.probes()).collect();
-    assert_eq!(reads.len(), 2);
-    assert_eq!(d.engine.stats().envelopes_in_flight, 2);
-    assert_eq!(d.engine.stats().pending_tasks, 1);
-    for read in reads {
-        d.release_the_slot(read);
-    }
     let held = d.hold();
-    let served: HashSet<PeerId> = held.iter().map(|e| e.peer).collect();
-    assert_eq!(served.len(), 3);
+    assert_eq!(held.len(), 2);
+    assert_eq!(d.engine.stats().envelopes_in_flight, 2);
     d.engine.handle_envelope_failed(held[0].id);
+    let next = d.hold();
+    assert_eq!(next.len(), 1);
+    let served: HashSet<PeerId> = held.iter().chain(&next).map(|e| e.peer).collect();
+    assert_eq!(served.len(), 3);
     // The failed one keeps its want.
     assert_eq!(d.engine.peer_wantlist(&held[0].peer).len(), 1);
     assert_eq!(
@@ -845,10 +841,11 @@ fn batches_being_built_are_bounded_over_all_peers() {
     );
 }
 
-/// Envelopes handed out and not yet written (a peer that does not read) leave the batch
-/// slots to other peers, and count against their own peer's outstanding bytes instead.
+/// Envelopes reported stalled (waiting behind a full stream: a peer that does not read)
+/// leave the batch slots to other peers, and count against their own peer's outstanding
+/// bytes instead.
 #[test]
-fn envelopes_handed_out_leave_the_slots_to_other_peers() {
+fn stalled_envelopes_leave_the_slots_to_other_peers() {
     let config = ServerConfig::default()
         .with_max_envelopes_in_flight(1)
         .with_target_message_size(10)
@@ -866,17 +863,33 @@ fn envelopes_handed_out_leave_the_slots_to_other_peers() {
         )
     };
     d.engine.handle_message(lazy, &wants(0..4));
-    let stuck = d.hold();
-    // One block, then one more past the 15 bytes: the lazy peer is at its limit.
-    assert_eq!(stuck.len(), 2);
-    assert!(stuck.iter().all(|e| e.peer == lazy));
-    assert_eq!(d.engine.stats().envelopes_in_flight, 0);
-    assert_eq!(d.engine.stats().envelopes_out, 2);
+    let first = d.hold();
+    assert_eq!(first.len(), 1, "one slot");
     d.engine.handle_message(honest, &wants(0..2));
-    let served = d.hold();
-    assert_eq!(served.len(), 2);
-    assert!(served.iter().all(|e| e.peer == honest));
-    for envelope in stuck.iter().chain(&served) {
+    assert!(
+        d.hold().is_empty(),
+        "the slot is held until the envelope is reported"
+    );
+    d.engine.handle_envelope_stalled(first[0].id);
+    // The lazy peer gets one more block (past its 15 bytes) and stalls again; then the
+    // honest peer is served.
+    let mut stuck = first;
+    let mut served = Vec::new();
+    for _ in 0..8 {
+        for envelope in d.hold() {
+            if envelope.peer == lazy {
+                d.engine.handle_envelope_stalled(envelope.id);
+                stuck.push(envelope);
+            } else {
+                d.engine.handle_envelope_sent(envelope.id);
+                served.push(envelope);
+            }
+        }
+    }
+    assert_eq!(stuck.len(), 2, "the lazy peer is at its outstanding bytes");
+    assert_eq!(all_answers(&served).len(), 2, "the honest peer is served");
+    assert_eq!(d.engine.stats().envelopes_out, 2);
+    for envelope in &stuck {
         d.engine.handle_envelope_sent(envelope.id);
     }
     let rest = d.run();

@@ -145,6 +145,15 @@ pub enum Event {
         /// The id `send` returned.
         id: MessageId,
     },
+    /// A message accepted by [`Behaviour::send`] waits behind a write that has taken longer
+    /// than [`Config::with_write_stall`]: the peer reads slowly or not at all. Reported once,
+    /// before [`Event::MessageSent`] or [`Event::SendFailed`].
+    MessageStalled {
+        /// The recipient.
+        peer: PeerId,
+        /// The id `send` returned.
+        id: MessageId,
+    },
     /// A message accepted by [`Behaviour::send`] was not written.
     SendFailed {
         /// The recipient.
@@ -496,6 +505,18 @@ impl NetworkBehaviour for Behaviour {
                 for id in ids {
                     if self.resolve(peer, connection, id) {
                         self.event(Event::MessageSent { peer, id });
+                    }
+                }
+            }
+            HandlerEvent::Stalled(ids) => {
+                for id in ids {
+                    let unresolved = self
+                        .peers
+                        .get(&peer)
+                        .and_then(|p| p.connections.iter().find(|c| c.id == connection))
+                        .is_some_and(|c| c.unresolved.contains(&id));
+                    if unresolved {
+                        self.event(Event::MessageStalled { peer, id });
                     }
                 }
             }

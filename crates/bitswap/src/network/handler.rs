@@ -1,7 +1,7 @@
 //! [`Handler`]: one per connection; moves messages between Bitswap streams and the behaviour.
 
 use std::{
-    collections::VecDeque,
+    collections::{HashSet, VecDeque},
     future::Future,
     io,
     pin::pin,
@@ -73,6 +73,10 @@ pub enum HandlerEvent {
     Version(Version),
     /// These messages were written and flushed.
     Sent(Vec<MessageId>),
+    /// These messages wait behind a write that has taken longer than
+    /// [`Config::write_stall`]: the peer reads slowly or not at all. Each is reported once,
+    /// and later as sent or failed as usual.
+    Stalled(Vec<MessageId>),
     /// These messages were not (completely) written.
     SendFailed {
         /// The messages lost.
@@ -114,7 +118,8 @@ pub enum HandlerEvent {
 ///   open until it has had nothing to write for [`Config::outbound_idle_timeout`]. At most
 ///   one stream is being negotiated and [`Config::max_outbound_streams`] are open at once.
 ///   Each message has its own write timeout ([`Config::send_timeout`]); a failed write resets
-///   the stream and fails the messages waiting for it.
+///   the stream and fails the messages waiting for it. A write that takes longer than
+///   [`Config::write_stall`] reports its message and those waiting behind it as stalled.
 pub struct Handler {
     config: Arc<Config>,
     upgrade: Upgrade,
@@ -157,6 +162,9 @@ pub struct Handler {
     logged_dropped_entries: bool,
     /// The behaviour asks to keep the connection alive ([`HandlerIn::KeepAlive`]).
     kept_alive: bool,
+    /// Messages reported stalled and not yet sent or failed; at most the messages queued for
+    /// the peer ([`Config::max_queued_messages`]).
+    stalled: HashSet<MessageId>,
 }
 
 impl Handler {
@@ -184,6 +192,7 @@ impl Handler {
             logged_send_failure: false,
             logged_dropped_entries: false,
             kept_alive: false,
+            stalled: HashSet::new(),
             config,
         }
     }
@@ -254,7 +263,8 @@ impl Handler {
         self.writers.push(Writer {
             id,
             messages,
-            pending: 0,
+            pending: VecDeque::new(),
+            stalled: false,
         });
         self.writer_tasks.push(
             write_messages(
@@ -270,15 +280,16 @@ impl Handler {
         self.dispatch();
     }
 
-    /// Hands queued messages, oldest first, to the open stream with the fewest waiting.
+    /// Hands queued messages, oldest first, to the open stream with the fewest waiting. While
+    /// every stream is stalled, messages are reported stalled as they come.
     fn dispatch(&mut self) {
         while let Some((id, message)) = self.queue.pop_front() {
-            let Some(writer) = self.writers.iter_mut().min_by_key(|w| w.pending) else {
+            let Some(writer) = self.writers.iter_mut().min_by_key(|w| w.pending.len()) else {
                 self.queue.push_front((id, message));
-                return;
+                break;
             };
             match writer.messages.try_send((id, message)) {
-                Ok(()) => writer.pending += 1,
+                Ok(()) => writer.pending.push_back(id),
                 Err(error) => {
                     // The writer stopped taking messages (it is closing or failed) and will
                     // report; the message waits for another stream.
@@ -288,22 +299,53 @@ impl Handler {
                 }
             }
         }
+        self.report_stalled();
+    }
+
+    /// Reports as stalled, once each, the messages of stalled streams, and the queued ones
+    /// when every open stream is stalled and no other may be opened.
+    fn report_stalled(&mut self) {
+        let mut ids = Vec::new();
+        for writer in self.writers.iter().filter(|w| w.stalled) {
+            ids.extend(writer.pending.iter().copied());
+        }
+        let all_stalled = !self.writers.is_empty()
+            && self.writers.iter().all(|w| w.stalled)
+            && self.writers.len() >= self.config.max_outbound_streams();
+        if all_stalled {
+            ids.extend(self.queue.iter().map(|(id, _)| *id));
+        }
+        ids.retain(|id| self.stalled.insert(*id));
+        if !ids.is_empty() {
+            self.events.push_back(HandlerEvent::Stalled(ids));
+        }
     }
 
     fn on_report(&mut self, report: WriteReport) {
         match report {
             WriteReport::Sent { writer, id } => {
                 if let Some(w) = self.writers.iter_mut().find(|w| w.id == writer) {
-                    w.pending = w.pending.saturating_sub(1);
+                    w.pending.retain(|pending| *pending != id);
+                    w.stalled = false;
                 }
+                self.stalled.remove(&id);
                 if let Some(HandlerEvent::Sent(ids)) = self.events.back_mut() {
                     ids.push(id);
                 } else {
                     self.events.push_back(HandlerEvent::Sent(vec![id]));
                 }
             }
+            WriteReport::Stalled { writer } => {
+                if let Some(w) = self.writers.iter_mut().find(|w| w.id == writer) {
+                    w.stalled = true;
+                }
+                self.report_stalled();
+            }
             WriteReport::Failed { writer, ids, error } => {
                 self.writers.retain(|w| w.id != writer);
+                for id in &ids {
+                    self.stalled.remove(id);
+                }
                 self.send_failed(ids, error);
             }
             WriteReport::Closed { writer, returned } => {
@@ -428,7 +470,7 @@ impl ConnectionHandler for Handler {
         // Open streams keep the connection alive by themselves.
         !self.queue.is_empty()
             || self.opening
-            || self.writers.iter().any(|w| w.pending > 0)
+            || self.writers.iter().any(|w| !w.pending.is_empty())
             || self.kept_alive
             || (self.config.keep_alive() && self.reported.is_some())
     }
@@ -518,14 +560,18 @@ const REPORT_CAPACITY: usize = 32;
 struct Writer {
     id: u64,
     messages: mpsc::Sender<(MessageId, Message)>,
-    /// Messages handed to it and not yet reported.
-    pending: usize,
+    /// Messages handed to it and not yet reported, oldest first.
+    pending: VecDeque<MessageId>,
+    /// A write has taken longer than [`Config::write_stall`] and none finished since.
+    stalled: bool,
 }
 
 /// What a writer task reports.
 enum WriteReport {
     /// A message was written and flushed.
     Sent { writer: u64, id: MessageId },
+    /// A write has taken longer than [`Config::write_stall`].
+    Stalled { writer: u64 },
     /// Writing failed: the stream is reset; this message and those waiting for it fail.
     Failed {
         writer: u64,
@@ -578,8 +624,20 @@ async fn write_messages(
         let frames = protocol::encode_segments(&message, version);
         drop(message);
         let size = frames.iter().map(Bytes::len).sum();
-        let write = protocol::write_frames(&mut stream, &frames);
-        let error = match writes.run(config.send_timeout(size), write).await {
+        let mut write = pin!(protocol::write_frames(&mut stream, &frames));
+        let stall = config.write_stall();
+        let timeout = config.send_timeout(size);
+        let written = match writes.run(stall.min(timeout), write.as_mut()).await {
+            Some(written) => Some(written),
+            None if stall >= timeout => None,
+            None => {
+                if reports.send(WriteReport::Stalled { writer }).await.is_err() {
+                    return;
+                }
+                writes.run(timeout - stall, write).await
+            }
+        };
+        let error = match written {
             Some(Ok(())) => {
                 if reports
                     .send(WriteReport::Sent { writer, id })

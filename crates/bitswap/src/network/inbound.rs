@@ -39,10 +39,6 @@ use crate::{
 /// Bytes of inbound messages each connection may hold of its own, outside the shared budget.
 pub(super) const OWN_BYTES: usize = 64 * 1024;
 
-/// What the first allocation of a body is at most; the buffer then doubles as bytes arrive,
-/// to the exact length (blocks keep slices of it, so no spare capacity is kept alive).
-const FIRST_ALLOCATION: usize = 64 * 1024;
-
 /// The room inbound messages may take, as seen by one connection: the budget shared by all
 /// connections, the connection's part of it, and its own room.
 #[derive(Clone)]
@@ -214,19 +210,13 @@ async fn read_body<R: AsyncRead + Unpin>(
     let share = budget.share(len).await;
     // The window starts again once room is there: waiting for it is not the peer's doing.
     rate.restart();
-    let mut buf = Vec::with_capacity(len.min(FIRST_ALLOCATION));
-    buf.push(first[0]);
-    while buf.len() < len {
-        if buf.len() == buf.capacity() {
-            buf.reserve_exact(len.min(buf.len() * 2) - buf.len());
-        }
-        let filled = buf.len();
-        buf.resize(buf.capacity(), 0);
-        let Some(n) = rate.read_some(io, &mut buf[filled..], deadlines).await? else {
-            return Ok(None);
-        };
-        buf.truncate(filled + n);
-    }
+    // The room for all of it is taken: one buffer of the exact length (blocks keep slices of
+    // it, so no spare capacity is kept alive), filled as bytes arrive.
+    let mut buf = vec![0u8; len];
+    buf[0] = first[0];
+    let Some(()) = rate.read(io, &mut buf[1..], deadlines).await? else {
+        return Ok(None);
+    };
     Ok(Some((Bytes::from(buf), share)))
 }
 

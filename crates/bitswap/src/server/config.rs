@@ -34,7 +34,7 @@ pub struct Config {
     target_message_size: usize,
     /// Bytes popped for one peer and not yet sent, in bytes; 0 = no limit. Default: 1 MiB.
     max_outstanding_bytes_per_peer: u64,
-    /// Batches being built (popped, not yet handed out whole) at once. Default: 8.
+    /// Batches in flight (popped, envelopes not all reported or stalled). Default: 8.
     max_envelopes_in_flight: usize,
     /// Envelopes handed out for one peer and not yet reported. Default: 8.
     max_envelopes_per_peer: usize,
@@ -154,11 +154,13 @@ impl Config {
 
     /// Sets how many batches may be in flight over all peers (at least 1). A batch is the set
     /// of tasks popped for one peer: it counts from the pop, through its block lookups, until
-    /// every envelope made from it is handed out. A batch makes one envelope unless its blocks
-    /// would encode to more than 4 MiB. Envelopes handed out and not yet written (a peer that
-    /// does not read) do not count here, so they cannot hold every slot: they count against
-    /// their peer's [outstanding bytes](Self::with_max_outstanding_bytes_per_peer) until
-    /// reported, and the network layer queues a bounded number per peer. Default: 8 batches,
+    /// every envelope made from it is reported sent or failed. A batch makes one envelope
+    /// unless its blocks would encode to more than 4 MiB. An envelope reported stalled
+    /// ([`Engine::handle_envelope_stalled`](super::Engine::handle_envelope_stalled): it waits
+    /// behind a full stream) no longer counts, so peers that do not read cannot hold every
+    /// slot; it counts against its peer's
+    /// [outstanding bytes](Self::with_max_outstanding_bytes_per_peer) and
+    /// [envelopes](Self::with_max_envelopes_per_peer) until reported. Default: 8 batches,
     /// boxo's task worker count.
     pub fn with_max_envelopes_in_flight(mut self, batches: usize) -> Self {
         self.max_envelopes_in_flight = batches.max(1);

@@ -62,9 +62,11 @@ pub(super) type Queue = PeerTaskQueue<PeerId, Cid, TaskData, Merger>;
 ///    to the peer's stream), [`handle_envelope_lost`](Self::handle_envelope_lost) (cut on its
 ///    way, the peer still connected: answered again) or
 ///    [`handle_envelope_failed`](Self::handle_envelope_failed) (refused or not written), also
-///    when the peer has disconnected meanwhile. Its tasks
-///    count against the peer's outstanding bytes until then; the engine's envelopes in
-///    flight count batches only until they are handed out whole.
+///    when the peer has disconnected meanwhile. Its tasks count against the peer's
+///    outstanding bytes and the engine's envelopes in flight until then; one that waits
+///    behind a full stream may be reported
+///    [`handle_envelope_stalled`](Self::handle_envelope_stalled) before, and then counts
+///    against its peer's limits only.
 /// 5. [`handle_new_blocks`](Self::handle_new_blocks) after blocks were put in the store:
 ///    peers that want them get them, in their queue order.
 /// 6. [`handle_peer_disconnected`](Self::handle_peer_disconnected) when the peer's last
@@ -660,7 +662,7 @@ pub struct Stats {
     pub active_bytes: u64,
     /// Lookups handed out and not yet answered.
     pub lookups_in_flight: usize,
-    /// Batches being built: popped and not yet handed out whole as envelopes.
+    /// Batches in flight: popped, their envelopes not all reported (or stalled).
     pub envelopes_in_flight: usize,
     /// Envelopes handed out and not yet reported sent or failed.
     pub envelopes_out: usize,

@@ -61,6 +61,8 @@ pub(super) struct Batch {
     pub(super) gets_left: usize,
     /// First slot not yet put in an envelope.
     pub(super) next: usize,
+    /// Envelopes handed out and neither reported nor stalled.
+    pub(super) envelopes_out: usize,
     /// Work the peer still had pending when the batch was popped, in bytes.
     pub(super) pending_work: u64,
 }
@@ -68,6 +70,9 @@ pub(super) struct Batch {
 /// An envelope handed out.
 #[derive(Debug)]
 pub(super) struct InFlight {
+    batch: u64,
+    /// Reported stalled: it no longer counts in its batch's `envelopes_out`.
+    stalled: bool,
     peer: PeerId,
     session: u64,
     tasks: Vec<TaskId>,
@@ -112,9 +117,6 @@ impl Engine {
                 .is_none_or(|b| b.next >= b.slots.len())
             {
                 self.ready.pop_front();
-                // Every slot is packed: the batch no longer counts against
-                // `max_envelopes_in_flight`, whether its envelopes are written yet or not.
-                self.finish_if_done(batch);
             }
             if let Some(envelope) = envelope {
                 // What this envelope answers may leave the batch's other slots with nothing
@@ -189,7 +191,9 @@ impl Engine {
                 }
             }
             batch.next = batch.slots.len();
-            self.batches.remove(&id);
+            if batch.envelopes_out == 0 {
+                self.batches.remove(&id);
+            }
         }
     }
 
@@ -223,6 +227,7 @@ impl Engine {
                 slots,
                 gets_left,
                 next: 0,
+                envelopes_out: 0,
                 pending_work: pending,
             },
         );
@@ -263,12 +268,12 @@ impl Engine {
     /// nothing to send are reported done at once. `None` if no slot had anything to send.
     fn assemble(&mut self, batch_id: u64) -> Option<Envelope> {
         let mut batch = self.batches.remove(&batch_id)?;
-        let envelope = self.pack(&mut batch);
+        let envelope = self.pack(batch_id, &mut batch);
         self.batches.insert(batch_id, batch);
         envelope
     }
 
-    fn pack(&mut self, batch: &mut Batch) -> Option<Envelope> {
+    fn pack(&mut self, batch_id: u64, batch: &mut Batch) -> Option<Envelope> {
         let Some(state) = self
             .peers
             .get(&batch.peer)
@@ -338,6 +343,7 @@ impl Engine {
             .sum();
         let pending = batch.pending_work.saturating_add(later);
         message.pending_bytes = pending.min(i32::MAX as u64) as i32;
+        batch.envelopes_out += 1;
         if let Some(state) = self.peers.get_mut(&batch.peer) {
             state.envelopes_out += 1;
             if state.envelopes_out == self.config.max_envelopes_per_peer() {
@@ -349,6 +355,8 @@ impl Engine {
         self.envelopes.insert(
             id,
             InFlight {
+                batch: batch_id,
+                stalled: false,
                 peer: batch.peer,
                 session: batch.session,
                 tasks,
@@ -362,24 +370,27 @@ impl Engine {
         })
     }
 
-    /// Forgets a batch once every slot is packed. Its envelopes still out are not counted in
-    /// `max_envelopes_in_flight`: an envelope waiting behind a full stream (a peer that does
-    /// not read) would otherwise hold a slot every other peer needs until its write timeout.
-    /// They count against their own peer's outstanding bytes until they are reported.
+    /// Forgets a batch once every slot is packed and every envelope reported (or stalled).
     fn finish_if_done(&mut self, batch_id: u64) {
         if self
             .batches
             .get(&batch_id)
-            .is_some_and(|b| b.next >= b.slots.len() && b.gets_left == 0)
+            .is_some_and(|b| b.next >= b.slots.len() && b.envelopes_out == 0 && b.gets_left == 0)
         {
             self.batches.remove(&batch_id);
         }
     }
 
     /// Drops the unsent part of the peer's batches (its tasks are gone from the queue).
-    /// Envelopes already out stay until they are reported.
+    /// Batches with envelopes out stay until those are reported.
     pub(super) fn drop_batches_of(&mut self, peer: &PeerId) {
-        self.batches.retain(|_, batch| batch.peer != *peer);
+        self.batches.retain(|_, batch| {
+            if batch.peer != *peer {
+                return true;
+            }
+            batch.next = batch.slots.len();
+            batch.envelopes_out > 0
+        });
         let batches = &self.batches;
         self.ready
             .retain(|id| batches.get(id).is_some_and(|b| b.next < b.slots.len()));
@@ -390,6 +401,26 @@ impl Engine {
     /// and the metrics count it. Unknown ids are ignored.
     pub fn handle_envelope_sent(&mut self, id: EnvelopeId) {
         self.resolve(id, Outcome::Sent);
+    }
+
+    /// The envelope waits behind a full stream: the peer reads slowly or not at all. It stops
+    /// counting against [`Config::max_envelopes_in_flight`] (otherwise a few peers that do
+    /// not read would hold every slot until their write timeouts) and still counts against its
+    /// peer's outstanding bytes and [`Config::max_envelopes_per_peer`] until it is reported
+    /// sent, failed or lost. Unknown ids are ignored.
+    pub fn handle_envelope_stalled(&mut self, id: EnvelopeId) {
+        let Some(envelope) = self.envelopes.get_mut(&id.0) else {
+            return;
+        };
+        if std::mem::replace(&mut envelope.stalled, true) {
+            return;
+        }
+        let batch = envelope.batch;
+        if let Some(b) = self.batches.get_mut(&batch) {
+            b.envelopes_out -= 1;
+        }
+        self.finish_if_done(batch);
+        self.settle();
     }
 
     /// The envelope was not written (refused by the shell, stream or connection failed): its
@@ -496,6 +527,12 @@ impl Engine {
                 }
             }
         }
+        if !envelope.stalled
+            && let Some(batch) = self.batches.get_mut(&envelope.batch)
+        {
+            batch.envelopes_out -= 1;
+        }
+        self.finish_if_done(envelope.batch);
         self.settle();
     }
 }

@@ -404,9 +404,9 @@ impl Engine {
     }
 
     /// The envelope waits behind a full stream: the peer reads slowly or not at all. It stops
-    /// counting against [`Config::max_envelopes_in_flight`] (otherwise a few peers that do
+    /// counting against [`Config::max_envelopes_in_flight`](super::Config::max_envelopes_in_flight) (otherwise a few peers that do
     /// not read would hold every slot until their write timeouts) and still counts against its
-    /// peer's outstanding bytes and [`Config::max_envelopes_per_peer`] until it is reported
+    /// peer's outstanding bytes and [`Config::max_envelopes_per_peer`](super::Config::max_envelopes_per_peer) until it is reported
     /// sent, failed or lost. Unknown ids are ignored.
     pub fn handle_envelope_stalled(&mut self, id: EnvelopeId) {
         let Some(envelope) = self.envelopes.get_mut(&id.0) else {

@@ -82,8 +82,14 @@ fn check_caps(message: &Message, max_wants: usize) {
             );
         }
     }
-    assert!(wants <= 2 * max_wants, "{wants} wants kept, cap {max_wants}");
-    assert!(cancels <= 4 * max_wants, "{cancels} cancels kept, cap {max_wants}");
+    assert!(
+        wants <= 2 * max_wants,
+        "{wants} wants kept, cap {max_wants}"
+    );
+    assert!(
+        cancels <= 4 * max_wants,
+        "{cancels} cancels kept, cap {max_wants}"
+    );
     assert!(message.blocks.len() <= MAX_BLOCKS_PER_MESSAGE);
     assert!(message.presences.len() <= MAX_PRESENCES_PER_MESSAGE);
     let cids: HashSet<_> = message.blocks.iter().map(|b| *b.cid()).collect();

@@ -124,6 +124,7 @@ enum RawOther {
     Remove { peer: u8, topic: u8 },
     Clear { peer: u8 },
     Weight { peer: u8, weight: u8 },
+    Pause { peer: u8, paused: bool },
 }
 
 impl RawOp {
@@ -164,6 +165,10 @@ impl RawOp {
             Self::Other(RawOther::Weight { peer, weight }) => Op::Weight {
                 peer: peer % PEERS,
                 weight: weight % 4,
+            },
+            Self::Other(RawOther::Pause { peer, paused }) => Op::Pause {
+                peer: peer % PEERS,
+                paused: *paused,
             },
         }
     }

@@ -32,6 +32,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0u8..6, 0u8..12).prop_map(|(peer, topic)| Op::Remove { peer, topic }),
         1 => (0u8..6).prop_map(|peer| Op::Clear { peer }),
         1 => (0u8..6, 0u8..4).prop_map(|(peer, weight)| Op::Weight { peer, weight }),
+        1 => (0u8..6, any::<bool>()).prop_map(|(peer, paused)| Op::Pause { peer, paused }),
     ]
 }
 

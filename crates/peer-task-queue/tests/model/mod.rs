@@ -77,6 +77,11 @@ pub enum Op {
     DoneAgain {
         index: usize,
     },
+    /// Pauses or resumes a peer.
+    Pause {
+        peer: u8,
+        paused: bool,
+    },
     Remove {
         peer: u8,
         topic: u8,
@@ -134,6 +139,7 @@ struct MPeer {
     tick: u64,
     arrival: u64,
     held: bool,
+    paused: bool,
 }
 
 impl MPeer {
@@ -144,7 +150,8 @@ impl MPeer {
         self.active.iter().map(|a| a.2).sum()
     }
     fn eligible(&self, limits: Limits) -> bool {
-        !self.pending.is_empty()
+        !self.paused
+            && !self.pending.is_empty()
             && (limits.max_active_work == u64::MAX || self.active_work() < limits.max_active_work)
     }
     /// Index of the next task to serve: highest priority, then oldest.
@@ -233,6 +240,7 @@ impl Model {
                     tick: 0,
                     arrival,
                     held: false,
+                    paused: false,
                 });
                 out.0 = true;
                 self.peers.len() - 1
@@ -474,6 +482,20 @@ impl<Pol: Policy> Harness<Pol> {
                     real.map(|s| (s.pending_tasks, s.active_tasks)),
                     model,
                 )?;
+            }
+            Op::Pause { peer, paused } => {
+                let real = self.queue.set_peer_paused(peer, *paused);
+                let model = match self.model.find(*peer) {
+                    Some(i) => {
+                        let backlogged = !self.model.peers[i].pending.is_empty();
+                        self.model.peers[i].paused = *paused;
+                        self.model.settle(i, backlogged);
+                        true
+                    }
+                    None => false,
+                };
+                check("pause", real, model)?;
+                check("paused", self.queue.is_peer_paused(peer), *paused && model)?;
             }
             Op::Weight { peer, weight } => {
                 let weight = NonZeroU32::new(u32::from(*weight).max(1)).expect("non-zero");

@@ -24,7 +24,10 @@ impl Direction {
 }
 
 /// Smallest burst of a limited direction, in bytes.
-const MIN_BURST: u64 = 16 * 1024;
+const MIN_BURST: u64 = 32 * 1024;
+
+/// The burst of a limited direction is at least this much time at its rate, in milliseconds.
+const BURST_MS: u64 = 4;
 
 /// Largest chunk read from a socket at once, in bytes.
 pub(crate) const MAX_CHUNK: usize = 64 * 1024;
@@ -114,13 +117,16 @@ impl Link {
     /// How many bytes `direction` may send at once above its rate, in bytes; `None` if the
     /// direction is unlimited.
     ///
-    /// The larger of 16 KiB and 1 ms at the rate. Tokio's timers tick in milliseconds, so a
-    /// smaller burst could not be honoured anyway; 1 ms of data keeps the wake-ups to about a
-    /// thousand a second per link at high rates, and the 16 KiB floor keeps a slow link's chunks
-    /// large enough that per-chunk costs (a timer, a wake-up, a write) stay small, while being
-    /// at most 16 ms of a link of 1 MB/s.
+    /// The larger of 32 KiB and 4 ms at the rate. Tokio's timers tick in milliseconds and round
+    /// a sleep up, so a sender that waits for its tokens wakes up to about 2 ms late; the bucket
+    /// credits that lateness back only up to the burst, so a burst of less than 2 ms plus a
+    /// chunk loses rate (with 1 ms, a link set to 40 MB/s carried 34). 4 ms covers it with
+    /// room for a busy machine, and is small next to the delays a bench sets (25 ms and up).
+    /// The 32 KiB floor keeps a slow link's chunks (a quarter of the burst) large enough that
+    /// per-chunk costs (a timer, a wake-up, a write) stay small, and is 32 ms of a 1 MB/s link.
     pub fn burst(&self, direction: Direction) -> Option<u64> {
-        self.rate(direction).map(|r| (r / 1000).max(MIN_BURST))
+        self.rate(direction)
+            .map(|r| (r.saturating_mul(BURST_MS) / 1000).max(MIN_BURST))
     }
 
     /// The most bytes one connection may hold queued in `direction`, in bytes: read from the
@@ -139,10 +145,11 @@ impl Link {
         bdp.saturating_mul(2).max(MIN_QUEUE_LIMIT)
     }
 
-    /// The largest chunk read at once in `direction`: 64 KiB, or the burst if smaller.
+    /// The largest chunk read at once in `direction`: 64 KiB, or a quarter of the burst (1 ms
+    /// at the rate, or 8 KiB) if smaller.
     pub(crate) fn chunk_size(&self, direction: Direction) -> usize {
         self.burst(direction).map_or(MAX_CHUNK, |burst| {
-            usize::try_from(burst).map_or(MAX_CHUNK, |b| b.min(MAX_CHUNK))
+            usize::try_from(burst / 4).map_or(MAX_CHUNK, |b| b.min(MAX_CHUNK))
         })
     }
 }
@@ -152,13 +159,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn burst_is_16_kib_or_1_ms() {
+    fn burst_is_32_kib_or_4_ms() {
         let link = Link::default().with_up_rate(Some(1_000_000));
-        assert_eq!(link.burst(Direction::Up), Some(16 * 1024));
+        assert_eq!(link.burst(Direction::Up), Some(32 * 1024));
+        assert_eq!(link.chunk_size(Direction::Up), 8 * 1024);
         assert_eq!(link.burst(Direction::Down), None);
         let fast = Link::default().with_rate(Some(40_000_000));
-        assert_eq!(fast.burst(Direction::Down), Some(40_000));
+        assert_eq!(fast.burst(Direction::Down), Some(160_000));
         assert_eq!(fast.chunk_size(Direction::Down), 40_000);
+        let faster = Link::default().with_rate(Some(100_000_000));
+        assert_eq!(faster.chunk_size(Direction::Down), MAX_CHUNK);
         assert_eq!(Link::default().chunk_size(Direction::Up), MAX_CHUNK);
     }
 

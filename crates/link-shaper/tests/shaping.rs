@@ -522,7 +522,8 @@ async fn measure(addr: SocketAddr, n: u64) -> (f64, f64) {
 }
 
 /// What the proxy forwards unshaped on this machine, next to a direct connection; run by hand:
-/// `cargo test -p link-shaper --release --test shaping -- --ignored --nocapture unshaped`.
+/// `cargo test -p link-shaper --release --test shaping -- --ignored --nocapture --exact
+/// unshaped_throughput`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement, not a check"]
 async fn unshaped_throughput() {
@@ -536,4 +537,22 @@ async fn unshaped_throughput() {
         println!("256 MiB through proxy: up {up:6.0} MB/s, down {down:6.0} MB/s");
     }
     finish(proxy).await;
+}
+
+/// What one connection gets through links like the bench's; run by hand:
+/// `cargo test -p link-shaper --release --test shaping -- --ignored --nocapture --exact
+/// shaped_throughput`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a check"]
+async fn shaped_throughput() {
+    let server = Server::start().await;
+    for (rate, delay) in [(5, 25), (40, 25), (20, 100)] {
+        let link = Link::default()
+            .with_rate(Some(rate * 1_000_000))
+            .with_delay(Duration::from_millis(delay));
+        let proxy = Proxy::start(server.addr, link).await.unwrap();
+        let (up, down) = measure(proxy.local_addr(), rate * 2_000_000).await;
+        println!("{rate} MB/s, {delay} ms each way: up {up:.1} MB/s, down {down:.1} MB/s");
+        finish(proxy).await;
+    }
 }

@@ -6,9 +6,11 @@
 //! (`cargo bench -p benches --bench queue`).
 //!
 //! [`net`] holds the pieces of the network benches run by `net-bench`
-//! (`cargo run --release -p benches --bin net-bench`).
+//! (`cargo run --release -p benches --bin net-bench`); [`swarm`] is its `swarm` scenario
+//! (issue 19): seeds behind shaped links ([`link_shaper`]) and our client fetching from them.
 
 pub mod net;
+pub mod swarm;
 pub mod workloads;
 
 pub use workloads::{

@@ -22,6 +22,7 @@ use libp2p::{
     tcp, yamux,
 };
 use multihash_codetable::{Code, MultihashDigest};
+use tokio::{sync::oneshot, task::JoinHandle};
 
 /// The raw-stream protocol of the ceiling: the client writes a big-endian `u64` byte count,
 /// the server answers with that many bytes.
@@ -128,12 +129,22 @@ pub fn node(config: bitswap::Config) -> Swarm<Node> {
 /// A swarm of a [`Node`] on `store` with `config`, on TCP+Noise+Yamux, connections kept 10
 /// minutes.
 pub fn node_with(store: BenchStore, config: bitswap::Config) -> Swarm<Node> {
+    node_on(store, config, yamux::Config::default)
+}
+
+/// A swarm of a [`Node`] on `store` with `config`, on TCP+Noise and the Yamux that `yamux`
+/// configures, connections kept 10 minutes.
+pub fn node_on(
+    store: BenchStore,
+    config: bitswap::Config,
+    yamux: fn() -> yamux::Config,
+) -> Swarm<Node> {
     SwarmBuilder::with_new_identity()
         .with_tokio()
         .with_tcp(
             tcp::Config::default().nodelay(true),
             noise::Config::new,
-            yamux::Config::default,
+            yamux,
         )
         .expect("tcp, noise and yamux")
         .with_behaviour(|_| Node {
@@ -317,6 +328,12 @@ impl ServerProcess {
     /// Starts `std::env::current_exe()` with `args`; it must print one line
     /// `PEER_ID MULTIADDR` on stdout when ready.
     pub fn spawn(args: &[String]) -> std::io::Result<Self> {
+        Self::spawn_within(args, Duration::from_secs(600))
+    }
+
+    /// [`ServerProcess::spawn`], but a child that has not printed its line within `limit` is
+    /// killed and an error returned.
+    pub fn spawn_within(args: &[String], limit: Duration) -> std::io::Result<Self> {
         let mut child = Command::new(std::env::current_exe()?)
             .args(args)
             .stdin(Stdio::piped())
@@ -328,8 +345,23 @@ impl ServerProcess {
             .stdout
             .take()
             .ok_or_else(|| std::io::Error::other("no stdout"))?;
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line)?;
+        let (sender, receiver) = std::sync::mpsc::sync_channel(1);
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let read = BufReader::new(stdout).read_line(&mut line).map(|_| line);
+            let _ = sender.send(read);
+        });
+        let line = match receiver.recv_timeout(limit) {
+            Ok(Ok(line)) => line,
+            failed => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(match failed {
+                    Ok(Err(error)) => error,
+                    _ => std::io::Error::other(format!("no server line within {limit:?}")),
+                });
+            }
+        };
         let bad = || std::io::Error::other(format!("bad server line {line:?}"));
         let (peer, address) = line.trim().split_once(' ').ok_or_else(bad)?;
         let peer = peer.parse().map_err(|_| bad())?;
@@ -357,5 +389,50 @@ impl Drop for ServerProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A swarm polled by its own task until stopped; stopping hands it back.
+pub struct Driver {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Swarm<Node>>,
+}
+
+impl Driver {
+    /// Spawns the task polling `swarm`.
+    pub fn start(mut swarm: Swarm<Node>) -> Self {
+        let (stop, mut stopped) = oneshot::channel();
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => return swarm,
+                    _ = swarm.select_next_some() => {}
+                }
+            }
+        });
+        Self { stop, task }
+    }
+
+    /// Stops polling and returns the swarm.
+    pub async fn stop(self) -> Swarm<Node> {
+        let _ = self.stop.send(());
+        self.task.await.expect("driver task")
+    }
+}
+
+/// Polls `swarm` until this process's stdin closes (how a [`ServerProcess`] child learns that
+/// its parent is done with it).
+pub async fn run_until_stdin_closes(mut swarm: Swarm<Node>) {
+    let mut stdin = tokio::io::stdin();
+    let mut buffer = [0u8; 64];
+    loop {
+        tokio::select! {
+            _ = swarm.select_next_some() => {}
+            read = tokio::io::AsyncReadExt::read(&mut stdin, &mut buffer) => {
+                if matches!(read, Ok(0) | Err(_)) {
+                    return;
+                }
+            }
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! Bitswap over real loopback swarms (TCP+Noise+Yamux), release build:
 //!
 //! ```text
-//! cargo run --release -p benches --bin net-bench -- [throughput] [fairness] [boxo] [--runs N] [--mib N]
+//! cargo run --release -p benches --bin net-bench -- [throughput] [fairness] [boxo] [load] [wants] [swarm] [--runs N] [--mib N]
 //! ```
 //!
 //! - `throughput` (issue 4): one server process, one client process (this one), `--mib` MiB
@@ -30,6 +30,14 @@
 //!   the same bytes on the wire), and a third pass in which the peers only connect: what the
 //!   connections and transport cost without the wants.
 //!
+//! - `swarm` (issue 19, first version): our client fetching a 64 MiB file (kubo's layout)
+//!   from 1 or 3 of our seeds (child processes), each behind its own shaped loopback link
+//!   (`link-shaper`): cases `one-40-25`, `one-20-100`, `three-20-25`, `mixed-40-10-5` and
+//!   `cut-half` (MB/s each way, ms one way). Reports time, MB/s and its fraction of the sum
+//!   of the link rates, duplicate bytes, each seed's share, messages sent, wants timed out
+//!   and the longest stall; writes `swarm.md` and `swarm.svg` beside `load.md`. `--runs`
+//!   defaults to 1 here. See `benches::swarm` for what is missing (kubo and Helia).
+//!
 //! Every figure goes to stdout as one JSON object per line; a summary goes to stderr. Without a
 //! scenario, `throughput`, `fairness` and `boxo` run. Server processes are killed when the
 //! bench ends.
@@ -39,12 +47,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use benches::net::{self, BenchStore, Node, ServerProcess};
+use benches::net::{self, BenchStore, Driver, ServerProcess};
 use bitswap::{Block, Blockstore, Handle};
 use futures::{StreamExt, TryStreamExt, future::join_all};
-use libp2p::Swarm;
 use serde_json::json;
-use tokio::{io::AsyncReadExt, sync::oneshot, task::JoinHandle};
+use tokio::sync::oneshot;
 
 /// Block size of the throughput and fairness scenarios.
 const BLOCK: usize = 256 * 1024;
@@ -61,19 +68,22 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    if args.first().map(String::as_str) == Some("serve") {
-        runtime.block_on(serve(&args[1..]));
-        return;
+    match args.first().map(String::as_str) {
+        Some("serve") => return runtime.block_on(serve(&args[1..])),
+        Some("swarm-seed") => return runtime.block_on(benches::swarm::seed(&args[1..])),
+        _ => {}
     }
     let mut scenarios = Vec::new();
-    let mut runs = 5;
+    let mut runs = None;
     let mut mib = 256;
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {
         match arg.as_str() {
-            "--runs" => runs = number(iter.next()),
+            "--runs" => runs = Some(number(iter.next())),
             "--mib" => mib = number(iter.next()),
-            "throughput" | "fairness" | "boxo" | "load" | "wants" => scenarios.push(arg.clone()),
+            "throughput" | "fairness" | "boxo" | "load" | "wants" | "swarm" => {
+                scenarios.push(arg.clone());
+            }
             other => {
                 eprintln!("unknown argument {other}; see the doc comment of net-bench.rs");
                 std::process::exit(2);
@@ -85,8 +95,9 @@ fn main() {
     }
     for scenario in scenarios {
         match scenario.as_str() {
-            "throughput" => runtime.block_on(throughput(runs, mib)),
-            "fairness" => runtime.block_on(fairness(runs)),
+            "throughput" => runtime.block_on(throughput(runs.unwrap_or(5), mib)),
+            "fairness" => runtime.block_on(fairness(runs.unwrap_or(5))),
+            "swarm" => runtime.block_on(benches::swarm::run(runs.unwrap_or(1))),
             "load" => runtime.block_on(load()),
             "wants" => runtime.block_on(wants()),
             _ => runtime.block_on(boxo()),
@@ -125,44 +136,7 @@ async fn serve(args: &[String]) {
     ));
     let address = net::listen(&mut swarm).await;
     println!("{} {address}", swarm.local_peer_id());
-    let mut stdin = tokio::io::stdin();
-    let mut buffer = [0u8; 64];
-    loop {
-        tokio::select! {
-            _ = swarm.select_next_some() => {}
-            read = stdin.read(&mut buffer) => {
-                if matches!(read, Ok(0) | Err(_)) {
-                    return;
-                }
-            }
-        }
-    }
-}
-
-/// A swarm polled by its own task until stopped; stopping hands it back.
-struct Driver {
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<Swarm<Node>>,
-}
-
-impl Driver {
-    fn start(mut swarm: Swarm<Node>) -> Self {
-        let (stop, mut stopped) = oneshot::channel();
-        let task = tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = &mut stopped => return swarm,
-                    _ = swarm.select_next_some() => {}
-                }
-            }
-        });
-        Self { stop, task }
-    }
-
-    async fn stop(self) -> Swarm<Node> {
-        let _ = self.stop.send(());
-        self.task.await.expect("driver task")
-    }
+    net::run_until_stdin_closes(swarm).await;
 }
 
 /// A client node connected to `server`, polled by its own task.

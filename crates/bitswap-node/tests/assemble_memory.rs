@@ -5,16 +5,15 @@
 //! A test binary of its own: it reads the process's peak RSS (VmHWM), which other tests
 //! running beside it would raise.
 
+mod common;
+
 use std::{fs, path::Path, sync::Mutex};
 
 use bitswap::{Block, Blockstore, MemoryBlockstore};
-use bitswap_node::{
-    dag,
-    unixfs::{self, DagPbNode, FileAssembler, Link, UnixfsData},
-};
+use bitswap_node::unixfs::{self, FileAssembler};
 use bytes::Bytes;
+use common::dags::{feed, repeat};
 use futures::executor::block_on;
-use prost::Message as _;
 
 /// Links per node: N² = 25 million places of Y.
 const N: usize = 5_000;
@@ -38,26 +37,6 @@ fn reset_peak_rss() {
     fs::write("/proc/self/clear_refs", "5").unwrap();
 }
 
-/// A file node (CIDv0) whose `n` links all go to `child`, which holds `child_size` bytes.
-fn repeat(child: &Block, child_size: u64, n: usize) -> Block {
-    let node = DagPbNode {
-        links: vec![
-            Link {
-                cid: *child.cid(),
-                name: String::new(),
-                tsize: child.data().len() as u64,
-            };
-            n
-        ],
-        data: Some(
-            UnixfsData::file(Bytes::new(), vec![child_size; n])
-                .encode_to_vec()
-                .into(),
-        ),
-    };
-    Block::from_v0_data(Bytes::from(node.encode())).unwrap()
-}
-
 /// Root → N × X → N × Y, in a store; returns the store, the root block and the file size.
 fn bomb(leaf: &[u8]) -> (MemoryBlockstore, Block, u64) {
     let y = unixfs::v1_block(unixfs::RAW, Bytes::copy_from_slice(leaf)).unwrap();
@@ -78,27 +57,8 @@ fn assemble(store: &MemoryBlockstore, root: &Block, dir: &Path) -> (u64, Vec<u8>
     reset_peak_rss();
     let before = peak_rss();
     let mut file = FileAssembler::start(root, &target).unwrap().unwrap();
-    let mut seen = std::collections::HashSet::from([*root.cid()]);
-    let mut known = dag::links(root).unwrap();
-    known.retain(|cid| seen.insert(*cid));
-    while let Some(cid) = known.pop() {
-        let block = get(&cid);
-        file.add(&block).unwrap();
-        for link in dag::links(&block).unwrap() {
-            if seen.insert(link) {
-                known.push(link);
-            }
-        }
-        loop {
-            let again = file.take_again();
-            if again.is_empty() {
-                break;
-            }
-            for cid in again {
-                file.add(&get(&cid)).unwrap();
-            }
-        }
-    }
+    // Depth first, the last block known next.
+    feed(&mut file, root, get, |known| known - 1);
     let growth = peak_rss().saturating_sub(before);
     let assembled = file.is_complete();
     if assembled {

@@ -123,32 +123,15 @@ fn get_writes_repeated_chunks_at_every_place() {
 /// writes the 1 MB file, exported from the store once the three blocks are there.
 #[test]
 fn get_writes_a_dag_of_n_squared_places_from_the_store() {
-    use bitswap::{Block, Blockstore as _, MemoryBlockstore};
-    use bitswap_node::unixfs::{self, DagPbNode, Link, UnixfsData};
+    use bitswap::{Blockstore as _, MemoryBlockstore};
+    use bitswap_node::unixfs;
     use bytes::Bytes;
     use futures::executor::block_on;
 
     const N: usize = 1_000;
-    let repeat = |child: &Block, child_size: u64| {
-        let node = DagPbNode {
-            links: vec![
-                Link {
-                    cid: *child.cid(),
-                    name: String::new(),
-                    tsize: child.data().len() as u64,
-                };
-                N
-            ],
-            data: Some(
-                prost::Message::encode_to_vec(&UnixfsData::file(Bytes::new(), vec![child_size; N]))
-                    .into(),
-            ),
-        };
-        Block::from_v0_data(Bytes::from(node.encode())).unwrap()
-    };
     let y = unixfs::v1_block(unixfs::RAW, Bytes::from_static(b"y")).unwrap();
-    let x = repeat(&y, 1);
-    let root = repeat(&x, N as u64);
+    let x = common::dags::repeat(&y, 1, N);
+    let root = common::dags::repeat(&x, N as u64, N);
     let store = MemoryBlockstore::new();
     block_on(store.put_many(vec![y, x, root.clone()])).unwrap();
     let temp = tempfile::tempdir().unwrap();

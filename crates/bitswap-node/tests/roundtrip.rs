@@ -7,7 +7,7 @@ use std::{fs, path::Path};
 
 use bitswap::{Block, Blockstore, MemoryBlockstore};
 use bitswap_node::{
-    car, dag,
+    car,
     unixfs::{
         self, CidVersion, ExportError, FileAssembler, ImportOptions, Layout, import_path,
         import_reader,
@@ -80,29 +80,8 @@ fn assemble(store: &MemoryBlockstore, root: &Cid, picks: &[usize], dir: &Path) -
     let get = |cid: &Cid| block_on(store.get(cid)).unwrap().unwrap();
     let root_block = get(root);
     let mut file = FileAssembler::start(&root_block, &target).unwrap().unwrap();
-    let mut seen = std::collections::HashSet::from([*root]);
-    let mut known: Vec<Cid> = dag::links(&root_block).unwrap();
-    known.retain(|cid| seen.insert(*cid));
     let mut picks = picks.iter().cycle();
-    while !known.is_empty() {
-        let cid = known.swap_remove(picks.next().unwrap() % known.len());
-        let block = get(&cid);
-        file.add(&block).unwrap();
-        for link in dag::links(&block).unwrap() {
-            if seen.insert(link) {
-                known.push(link);
-            }
-        }
-        loop {
-            let again = file.take_again();
-            if again.is_empty() {
-                break;
-            }
-            for cid in again {
-                file.add(&get(&cid)).unwrap();
-            }
-        }
-    }
+    common::dags::feed(&mut file, &root_block, get, |_| *picks.next().unwrap());
     assert!(file.is_complete());
     let exported = file.finish().unwrap();
     let bytes = fs::read(&target).unwrap();

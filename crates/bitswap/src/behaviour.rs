@@ -785,7 +785,12 @@ impl<S: Blockstore + 'static> Behaviour<S> {
     /// Keeps the connections of the peers that are owed something alive, and lets the others
     /// go idle, for the peers marked since the last call.
     fn refresh_owed(&mut self) {
-        for peer in std::mem::take(&mut self.owed_dirty) {
+        if self.owed_dirty.is_empty() {
+            return;
+        }
+        // Taken and put back emptied, so that its room is reused.
+        let mut dirty = std::mem::take(&mut self.owed_dirty);
+        for peer in dirty.drain() {
             let owed = self.server.holds_wants_of(&peer) || self.client.has_wants_at(&peer);
             let changed = if owed {
                 self.owed.insert(peer)
@@ -796,6 +801,7 @@ impl<S: Blockstore + 'static> Behaviour<S> {
                 self.network.set_keep_alive(peer, owed);
             }
         }
+        self.owed_dirty = dirty;
     }
 
     fn on_put_done(&mut self, done: PutDone) {

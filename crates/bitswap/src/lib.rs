@@ -114,16 +114,16 @@ pub use client::{
     Progress, QueryError, QueryId, SessionId, Stats as ClientStats,
 };
 pub use config::Config;
-pub use decode::{Dropped, MAX_BLOCKS_PER_MESSAGE, MAX_CID_SIZE, MAX_PRESENCES_PER_MESSAGE};
+pub use decode::{
+    Dropped, MAX_BLOCKS_PER_MESSAGE, MAX_CID_SIZE, MAX_PRESENCES_PER_MESSAGE, decode_message,
+};
 pub use event::{Event, PutError, PutId, StoreError};
 pub use handle::{BlockStream, GetError, Handle};
 pub use message::{
     Block, BlockError, BlockPresence, BlockPresenceType, Entry, MAX_BLOCK_SIZE, Message,
     MessageError, WantType, Wantlist,
 };
-pub use protocol::{
-    MAX_MESSAGE_SIZE, ProtocolError, Version, decode_message, encode, read_message, write_frames,
-};
+pub use protocol::{MAX_MESSAGE_SIZE, ProtocolError, Version, encode, read_message, write_frames};
 pub use server::{
     Config as ServerConfig, Engine as ServerEngine, Envelope, EnvelopeId, Lookup, LookupId,
     LookupKind, LookupResult, Metrics as ServerMetrics, PeerAccounting, RequestFilter,

@@ -13,7 +13,7 @@ use prost::{
 };
 
 use crate::{
-    decode::{DEFAULT_MAX_WANTS, Dropped, decode_body},
+    decode::{DEFAULT_MAX_WANTS, Dropped, decode_message},
     message::{BlockPresenceType, Message, MessageError, WantType},
     proto,
 };
@@ -126,22 +126,6 @@ where
     Ok(Some(read_message_body(io, len, DEFAULT_MAX_WANTS).await?.0))
 }
 
-/// Decodes one message body (without its length prefix) of at most [`MAX_MESSAGE_SIZE`]
-/// bytes, keeping at most `max_wants` wants, up to as many more that ask for DONT_HAVE, and
-/// four times as many cancels; returns the message and what was left out.
-///
-/// The memory a message takes is bounded whatever its shape: besides those wantlist caps, at
-/// most [`MAX_BLOCKS_PER_MESSAGE`](crate::MAX_BLOCKS_PER_MESSAGE) blocks (a repeated block is
-/// kept and hashed once) and [`MAX_PRESENCES_PER_MESSAGE`](crate::MAX_PRESENCES_PER_MESSAGE)
-/// presences are kept, and what is left out is neither parsed nor
-/// hashed. Block data is shared with `body`, not copied. Blocks are verified by recomputing
-/// their CIDs. Entries and presences with a CID that does not parse (or is over
-/// [`MAX_CID_SIZE`](crate::MAX_CID_SIZE)) or an unknown presence type, and blocks of an unsupported hash function,
-/// are left out and counted; an unknown want type is a want-have.
-pub fn decode_message(body: &Bytes, max_wants: usize) -> Result<(Message, Dropped), ProtocolError> {
-    decode_body(body, max_wants)
-}
-
 /// Reads the length prefix of the next message: `None` on a clean end of stream before it,
 /// an error if it is malformed or over [`MAX_MESSAGE_SIZE`].
 pub(crate) async fn read_message_length<R>(io: &mut R) -> Result<Option<usize>, ProtocolError>
@@ -168,7 +152,7 @@ where
     R: AsyncRead + Unpin,
 {
     let body = read_body(io, len).await?;
-    decode_body(&body, max_wants)
+    decode_message(&body, max_wants)
 }
 
 /// Reads `len` bytes (at most [`MAX_MESSAGE_SIZE`], checked by [`read_message_length`]).

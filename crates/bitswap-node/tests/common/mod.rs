@@ -22,6 +22,8 @@ use std::{
 
 use serde_json::Value;
 
+pub mod dags;
+
 /// Bound of every wait on a process, unless a suite sets its own.
 pub const TIME_LIMIT: Duration = Duration::from_secs(60);
 

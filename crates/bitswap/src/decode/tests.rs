@@ -31,7 +31,7 @@ fn wantlist(entries: Vec<proto::Entry>) -> Bytes {
 }
 
 fn decode(body: &Bytes, max_wants: usize) -> (Message, Dropped) {
-    decode_body(body, max_wants).expect("decodes")
+    decode_message(body, max_wants).expect("decodes")
 }
 
 #[test]
@@ -193,7 +193,7 @@ fn unsupported_hashes_drop_the_block_and_malformed_prefixes_the_message() {
     .encode_to_vec()
     .into();
     assert!(matches!(
-        decode_body(&malformed, 1024),
+        decode_message(&malformed, 1024),
         Err(ProtocolError::Invalid(MessageError::Block { index: 1, .. }))
     ));
 }
@@ -231,7 +231,7 @@ fn amplification_shapes_stay_within_the_caps() {
     assert!(message.presences.is_empty());
     assert_eq!(dropped.presences, MAX_MESSAGE_SIZE / 2);
     assert!(matches!(
-        decode_body(&repeated(&[0x1a, 0x00]), 1024),
+        decode_message(&repeated(&[0x1a, 0x00]), 1024),
         Err(ProtocolError::Invalid(MessageError::Block { index: 0, .. }))
     ));
 }
@@ -246,7 +246,7 @@ fn structure_errors_are_prost_errors() {
         &[0x00][..],                   // tag 0
         &[0x0c][..],                   // end of a group never started
     ] {
-        let error = decode_body(&Bytes::copy_from_slice(body), 1024).expect_err("malformed");
+        let error = decode_message(&Bytes::copy_from_slice(body), 1024).expect_err("malformed");
         assert!(
             matches!(error, ProtocolError::Decode(_)),
             "{body:?}: {error}"

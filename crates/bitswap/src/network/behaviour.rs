@@ -226,14 +226,12 @@ impl Peer {
     /// for a limited time, too little for blocks. The choice changes only when connections
     /// open or close, so messages keep their order on one connection meanwhile.
     fn sending(&mut self) -> Option<&mut Connection> {
-        let rank = |c: &Connection| c.relayed;
-        let best = self
+        let direct = self
             .connections
             .iter()
-            .enumerate()
-            .min_by_key(|(i, c)| (rank(c), *i))?
-            .0;
-        self.connections.get_mut(best)
+            .position(|c| !c.relayed)
+            .unwrap_or(0);
+        self.connections.get_mut(direct)
     }
 
     fn best_version(&self) -> Option<Version> {

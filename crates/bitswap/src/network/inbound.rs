@@ -31,7 +31,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::{config::Config, deadline::Deadlines};
 use crate::{
-    decode::{Dropped, decode_body},
+    decode::{Dropped, decode_message},
     message::Message,
     protocol::{self, ProtocolError},
 };
@@ -97,7 +97,10 @@ impl Budget {
         // At most 4 MiB: fits in u32.
         let bytes = (len as u32).max(1);
         if let Ok(own) = Arc::clone(&self.own).try_acquire_many_owned(bytes) {
-            return Share(vec![own]);
+            return Share {
+                room: own,
+                shared: None,
+            };
         }
         let connection = Arc::clone(&self.connection)
             .acquire_many_owned(bytes.min(self.connection_bytes))
@@ -107,7 +110,10 @@ impl Budget {
             .acquire_many_owned(bytes.min(self.shared_bytes))
             .await
             .expect("the budget is never closed");
-        Share(vec![connection, shared])
+        Share {
+            room: connection,
+            shared: Some(shared),
+        }
     }
 
     /// The bytes a body must get in each rate window (at least 1).
@@ -119,16 +125,22 @@ impl Budget {
 
 /// A message's room in the [`Budget`], given back when dropped.
 #[derive(Debug)]
-pub(crate) struct Share(
-    #[allow(dead_code, reason = "held for their drop, read by tests only")]
-    Vec<OwnedSemaphorePermit>,
-);
+#[allow(
+    dead_code,
+    reason = "the permits are held for their drop, read by tests only"
+)]
+pub(crate) struct Share {
+    /// The connection's own room, or its part of the shared budget.
+    room: OwnedSemaphorePermit,
+    /// The shared budget's, unless the message fit in the connection's own room.
+    shared: Option<OwnedSemaphorePermit>,
+}
 
 impl Share {
     /// Bytes held of the budget, the shared part counted once.
     #[cfg(test)]
     fn bytes(&self) -> usize {
-        self.0.last().map_or(0, OwnedSemaphorePermit::num_permits)
+        self.shared.as_ref().unwrap_or(&self.room).num_permits()
     }
 }
 
@@ -175,7 +187,7 @@ pub(crate) fn read_messages(
                 }
                 Err(error) => return Some((Err(error.into()), None)),
             };
-            match decode_body(&body, budget.max_entries) {
+            match decode_message(&body, budget.max_entries) {
                 Ok((message, dropped)) => {
                     let read = Read {
                         message,
@@ -361,7 +373,7 @@ mod tests {
         let (_, share) = block_on(read_body(&mut io, 1000, &budget, &mut Deadlines::default()))
             .expect("read")
             .expect("in time");
-        assert_eq!(share.0.len(), 1, "own room only");
+        assert!(share.shared.is_none(), "own room only");
         assert_eq!(budget.own.available_permits(), OWN_BYTES - 1000);
         assert_eq!(budget.shared.available_permits(), 32 << 20);
     }

@@ -60,19 +60,7 @@ async fn server() -> Target {
             (0..u64::from(BLOCKS)).map(move |i| raw_block(BLOCK_SIZE, 1_000 * (set + 1) + i))
         })
         .collect();
-    let store = MemoryBlockstore::new();
-    bitswap::Blockstore::put_many(&store, blocks.clone())
-        .await
-        .expect("store");
-    let mut swarm: Node = new_swarm(Behaviour::new(store, Config::default()));
-    let address = listen(&mut swarm).await;
-    Target {
-        peer: *swarm.local_peer_id(),
-        address,
-        blocks,
-        driver: Driver::start(swarm),
-        attacker: None,
-    }
+    target_with(blocks).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

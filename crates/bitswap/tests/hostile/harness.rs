@@ -160,9 +160,16 @@ impl Drop for AbortOnDrop {
 }
 
 pub(crate) async fn target() -> Target {
-    let blocks: Vec<Block> = (0..u64::from(BLOCKS))
-        .map(|i| raw_block(BLOCK_SIZE, i))
-        .collect();
+    target_with(
+        (0..u64::from(BLOCKS))
+            .map(|i| raw_block(BLOCK_SIZE, i))
+            .collect(),
+    )
+    .await
+}
+
+/// A node holding `blocks` in memory, listening on loopback.
+pub(crate) async fn target_with(blocks: Vec<Block>) -> Target {
     let store = MemoryBlockstore::new();
     store.put_many(blocks.clone()).await.expect("store");
     let mut swarm: Node = new_swarm(Behaviour::new(store, Config::default()));

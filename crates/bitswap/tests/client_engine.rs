@@ -12,8 +12,8 @@ use std::{
 
 use bitswap::{
     Block, BlockPresence, BlockPresenceType, ClientAction, ClientConfig, ClientEngine, ClientEvent,
-    LookupKind, LookupResult, Message, QueryError, QueryId, ServerConfig, ServerEngine, SessionId,
-    Version, WantType, encode, read_message,
+    EnvelopeId, LookupKind, LookupResult, Message, QueryError, QueryId, ServerConfig, ServerEngine,
+    SessionId, Version, WantType, encode, read_message,
 };
 use bytes::Bytes;
 use cid::Cid;
@@ -61,6 +61,14 @@ struct Server {
     store: HashMap<Multihash<64>, Block>,
     /// One-way delay of every message to and from it.
     latency: Duration,
+    /// Rate of its link towards the client in bytes per second (`None`: unlimited). Its
+    /// replies leave one after the other at that rate; an envelope is reported sent to its
+    /// engine when its last byte has left, as a stream write completes.
+    rate: Option<u64>,
+    /// When the last reply queued on its link has left.
+    link_free: Instant,
+    /// Times at which a block from it reached the client.
+    arrivals: Vec<Instant>,
     /// Probability of losing a message, in either direction.
     loss: f64,
     connected: bool,
@@ -75,6 +83,8 @@ struct Server {
 enum Delivery {
     ToServer(usize, Message),
     ToClient(usize, Message),
+    /// An envelope of server `i` has left its link.
+    Sent(usize, EnvelopeId),
 }
 
 struct Net {
@@ -136,6 +146,9 @@ impl Net {
             engine: ServerEngine::new(ServerConfig::default()),
             store,
             latency: Duration::from_millis(10),
+            rate: None,
+            link_free: self.now,
+            arrivals: Vec::new(),
             loss: 0.0,
             connected: false,
             dialable: true,
@@ -162,8 +175,9 @@ impl Net {
         let id = s.id;
         // Messages on the wire are lost with the connection.
         self.in_flight.retain(|_, d| match d {
-            Delivery::ToServer(j, _) | Delivery::ToClient(j, _) => *j != i,
+            Delivery::ToServer(j, _) | Delivery::ToClient(j, _) | Delivery::Sent(j, _) => *j != i,
         });
+        self.servers[i].link_free = self.now;
         self.client.handle_peer_disconnected(&id, self.now);
         self.drain();
     }
@@ -228,15 +242,28 @@ impl Net {
         self.client.check_invariants().expect("client invariants");
     }
 
-    /// Sends `reply` from server `i` to the client (unless lost).
-    fn reply(&mut self, i: usize, reply: Message) {
+    /// Sends `reply` from server `i` to the client (unless lost), after the replies queued
+    /// before it on the server's link; returns when its last byte leaves.
+    fn reply(&mut self, i: usize, reply: Message) -> Instant {
         let s = &self.servers[i];
-        let (latency, loss, version) = (s.latency, s.loss, s.version);
-        for decoded in Self::wire(&reply, version) {
+        let (latency, loss, version, rate) = (s.latency, s.loss, s.version, s.rate);
+        let mut left = self.now;
+        for frame in encode(&reply, version) {
+            if let Some(rate) = rate {
+                let start = self.servers[i].link_free.max(self.now);
+                let transfer = Duration::from_secs_f64(frame.len() as f64 / rate as f64);
+                self.servers[i].link_free = start + transfer;
+                left = start + transfer;
+            }
+            let mut io = Cursor::new(frame.to_vec());
+            let decoded = block_on(read_message(&mut io))
+                .expect("decodes")
+                .expect("one message");
             if self.random() >= loss {
-                self.schedule(self.now + latency, Delivery::ToClient(i, decoded));
+                self.schedule(left + latency, Delivery::ToClient(i, decoded));
             }
         }
+        left
     }
 
     /// Runs server `i`'s engine until it is idle, sending its envelopes.
@@ -255,9 +282,14 @@ impl Net {
                 progress = true;
             }
             while let Some(envelope) = self.servers[i].engine.poll_envelope() {
-                self.servers[i].engine.handle_envelope_sent(envelope.id);
-                if self.servers[i].kind == Kind::Honest {
-                    self.reply(i, envelope.message);
+                let left = match self.servers[i].kind {
+                    Kind::Honest => self.reply(i, envelope.message),
+                    _ => self.now,
+                };
+                if left > self.now {
+                    self.schedule(left, Delivery::Sent(i, envelope.id));
+                } else {
+                    self.servers[i].engine.handle_envelope_sent(envelope.id);
                 }
                 progress = true;
             }
@@ -326,9 +358,17 @@ impl Net {
             }
             match entry.remove() {
                 Delivery::ToServer(i, message) => self.server_receives(i, message),
+                Delivery::Sent(i, envelope) => {
+                    self.servers[i].engine.handle_envelope_sent(envelope);
+                    self.run_server(i);
+                }
                 Delivery::ToClient(i, message) => {
                     if self.servers[i].connected {
                         let id = self.servers[i].id;
+                        let now = self.now;
+                        self.servers[i]
+                            .arrivals
+                            .extend(message.blocks.iter().map(|_| now));
                         self.client.handle_message(id, &message, self.now);
                         self.drain();
                     }
@@ -507,21 +547,31 @@ fn a_batch_spreads_over_the_peers_that_have_it() {
     let mut net = Net::new(ClientConfig::default());
     for _ in 0..3 {
         let s = net.server(Kind::Honest, Version::V1_2_0, &data);
+        net.servers[s].rate = Some(10_000_000);
         net.connect(s);
     }
     let query = net.get(cids(&data), None);
-    for s in 0..3 {
-        let id = net.servers[s].id;
-        let blocks_asked = net
-            .client
-            .peer_wants(&id)
+    let asked = |net: &Net, s: usize| {
+        net.client
+            .peer_wants(&net.servers[s].id)
             .iter()
             .filter(|e| e.want_type == WantType::Block)
-            .count();
-        assert_eq!(blocks_asked, 32, "want-blocks spread evenly");
-    }
+            .count()
+    };
+    // Before anything is measured, each peer gets the same window.
+    let first = asked(&net, 0);
+    assert!(first > 0);
+    assert!((0..3).all(|s| asked(&net, s) == first));
     assert!(net.run_until(Duration::from_secs(5), |n| n.finished(query)));
     assert_eq!(net.client.stats().duplicate_blocks, 0);
+    // Alike peers end up serving alike shares.
+    for s in &net.servers {
+        assert!(
+            (24..=40).contains(&s.arrivals.len()),
+            "{}",
+            s.arrivals.len()
+        );
+    }
 }
 
 #[test]
@@ -709,7 +759,8 @@ fn a_reconnected_peer_is_sent_the_wantlist_again() {
     net.run_until(Duration::from_millis(200), |_| false);
     assert!(!net.finished(query));
     net.connect(s);
-    assert_eq!(net.client.peer_wants(&net.servers[s].id).len(), 5);
+    // As many as its first window (1 MiB of 256 KiB blocks before it delivered any).
+    assert_eq!(net.client.peer_wants(&net.servers[s].id).len(), 4);
     assert!(net.run_until(Duration::from_secs(1), |n| n.finished(query)));
     assert_exactly(&net, query, &cids(&data));
 }
@@ -918,7 +969,10 @@ fn limits_refuse_queries_and_cap_wants_per_peer() {
 
 #[test]
 fn wantlist_updates_are_split_under_the_message_size() {
-    let config = ClientConfig::default().with_max_message_size(1024);
+    // A window as large as the wants allowed per peer: all 200 go out at once.
+    let config = ClientConfig::default()
+        .with_max_message_size(1024)
+        .with_initial_window_bytes(u64::MAX);
     let data = blocks(200, 2000);
     let mut net = Net::new(config);
     let s = net.server(Kind::Honest, Version::V1_2_0, &data);
@@ -1019,6 +1073,140 @@ fn closing_a_session_cancels_its_queries() {
         net.client.get(cids(&data), Some(session), net.now),
         Err(QueryError::UnknownSession(session))
     );
+}
+
+/// Want-blocks the client sent `server` more than once for the same CID (a cancel in between
+/// does not make a second want-block legitimate; a DONT_HAVE does).
+fn want_blocks_sent_twice(net: &Net, server: usize) -> Vec<Cid> {
+    let mut asked = std::collections::HashSet::new();
+    let mut twice = Vec::new();
+    for message in &net.servers[server].raw {
+        for entry in &message.wantlist.entries {
+            if !entry.cancel && entry.want_type == WantType::Block && !asked.insert(entry.cid) {
+                twice.push(entry.cid);
+            }
+        }
+    }
+    twice
+}
+
+/// The longest time during which the client held a want-block at `server` and no block came
+/// from it, and whether the server was still sending then: here, the longest gap between two
+/// blocks from the server.
+fn longest_gap(net: &Net, server: usize) -> Duration {
+    net.servers[server]
+        .arrivals
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .max()
+        .unwrap_or_default()
+}
+
+/// Two servers with every block, each behind a 20 MB/s link with 25 ms each way: the client
+/// keeps both links busy without a want timing out while its server delivers, and without
+/// duplicates.
+#[test]
+fn two_servers_at_20_mb_s_fill_their_links_without_timeouts_or_duplicates() {
+    let data = blocks(512, 256 * 1024);
+    let mut net = Net::new(ClientConfig::default());
+    for _ in 0..2 {
+        let s = net.server(Kind::Honest, Version::V1_2_0, &data);
+        net.servers[s].rate = Some(20_000_000);
+        net.servers[s].latency = Duration::from_millis(25);
+        net.connect(s);
+    }
+    let query = net.get(cids(&data), None);
+    assert!(net.run_until(Duration::from_secs(60), |n| n.finished(query)));
+    assert_exactly(&net, query, &cids(&data));
+    net.run_until(Duration::from_secs(2), |n| n.in_flight.is_empty());
+    let stats = net.client.stats();
+    let seconds = net.elapsed().as_secs_f64();
+    let fraction = (512.0 * 256.0 * 1024.0) / seconds / 40e6;
+    println!(
+        "2 x 20 MB/s, 25 ms: {seconds:.2} s, {fraction:.2} of the links, {:.2}% duplicates, \
+         {} timeouts, {} messages, longest gaps {:?} / {:?}",
+        net.duplicate_percent(),
+        stats.timeouts,
+        stats.messages_sent,
+        longest_gap(&net, 0),
+        longest_gap(&net, 1),
+    );
+    assert_eq!(
+        stats.timeouts, 0,
+        "no want timed out while its server delivered"
+    );
+    assert!(
+        net.duplicate_percent() < 5.0,
+        "{}%",
+        net.duplicate_percent()
+    );
+    assert!(fraction > 0.85, "{fraction:.2} of the links used");
+    for s in 0..2 {
+        assert!(want_blocks_sent_twice(&net, s).is_empty());
+    }
+}
+
+/// Links of different rates: blocks go to each server in proportion to its rate.
+#[test]
+fn want_blocks_spread_in_proportion_to_the_rates() {
+    let data = blocks(384, 256 * 1024);
+    let mut net = Net::new(ClientConfig::default());
+    for rate in [40_000_000, 10_000_000, 5_000_000] {
+        let s = net.server(Kind::Honest, Version::V1_2_0, &data);
+        net.servers[s].rate = Some(rate);
+        net.servers[s].latency = Duration::from_millis(25);
+        net.connect(s);
+    }
+    let query = net.get(cids(&data), None);
+    assert!(net.run_until(Duration::from_secs(60), |n| n.finished(query)));
+    net.run_until(Duration::from_secs(2), |n| n.in_flight.is_empty());
+    let shares: Vec<usize> = net.servers.iter().map(|s| s.arrivals.len()).collect();
+    let seconds = net.elapsed().as_secs_f64();
+    let fraction = (384.0 * 256.0 * 1024.0) / seconds / 55e6;
+    println!(
+        "40/10/5 MB/s: {seconds:.2} s, {fraction:.2} of the links, blocks per server {shares:?}, \
+         {:.2}% duplicates, {} timeouts",
+        net.duplicate_percent(),
+        net.client.stats().timeouts
+    );
+    assert!(
+        net.duplicate_percent() < 5.0,
+        "{}%",
+        net.duplicate_percent()
+    );
+    // 40:10:5 of 384 blocks is about 279:70:35.
+    assert!(
+        shares[0] > 240 && shares[1] > 45 && shares[2] > 20,
+        "{shares:?}"
+    );
+    assert!(fraction > 0.75, "{fraction:.2} of the links used");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// With one server, whatever its link, no want-block goes to it twice for one CID: it
+    /// never said DONT_HAVE and the connection is never lost here.
+    #[test]
+    fn one_server_is_never_sent_a_want_block_twice(
+        // 100 kB/s to 100 MB/s, as many slow links as fast ones.
+        rate in prop::option::of((5.0f64..8.0).prop_map(|e| 10f64.powf(e) as u64)),
+        latency in 0u64..400,
+        count in 1u32..200,
+        size in 1usize..(1 << 20),
+    ) {
+        let data = blocks(count, size);
+        let mut net = Net::new(ClientConfig::default());
+        let s = net.server(Kind::Honest, Version::V1_2_0, &data);
+        net.servers[s].rate = rate;
+        net.servers[s].latency = Duration::from_millis(latency);
+        net.connect(s);
+        let query = net.get(cids(&data), None);
+        prop_assert!(net.run_until(Duration::from_secs(3600), |n| n.finished(query)));
+        assert_exactly(&net, query, &cids(&data));
+        prop_assert_eq!(want_blocks_sent_twice(&net, s), Vec::<Cid>::new());
+        prop_assert_eq!(net.client.stats().duplicate_blocks, 0);
+    }
 }
 
 /// A random network: servers with random subsets (every block is somewhere), random

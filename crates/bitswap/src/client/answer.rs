@@ -33,12 +33,13 @@ impl Engine {
         if asked.answer == Answer::Pending {
             peer.sample_latency(now.saturating_duration_since(asked.sent_at));
         }
+        peer.link.answered(asked.sent_at, now);
         let is_target = want.target == Some(id);
         match presence {
             BlockPresenceType::Have => {
                 // A HAVE'd want-have needs no deadline; a want-block now waits for its block.
                 let timer = (asked.want_type == WantType::Block).then(|| {
-                    let timeout = self.config.dont_have_timeout(peer.latency);
+                    let timeout = self.config.silence_timeout(&peer.link);
                     self.timers
                         .insert(now + timeout, Timer::Answer { peer: id, cid })
                 });
@@ -67,12 +68,25 @@ impl Engine {
         }
     }
 
-    /// `peer` did not answer its want for `cid` in time: a simulated DONT_HAVE. The want is
-    /// sent again after `Config::resend_interval` unless answered meanwhile.
+    /// The answer deadline of `peer`'s want for `cid` passed. If the peer answered anything
+    /// since, the deadline moves to a silence timeout after that answer: a peer still
+    /// delivering is not judged by the length of its queue. Otherwise it is a simulated
+    /// DONT_HAVE, with a small penalty.
     pub(super) fn on_answer_timeout(&mut self, id: PeerId, cid: Cid, now: Instant) {
-        let Some(asked) = self.peers.get(&id).and_then(|p| p.asked(&cid)).copied() else {
+        let Some(peer) = self.peers.get_mut(&id) else {
             return;
         };
+        let Some(asked) = peer.asked(&cid).copied() else {
+            return;
+        };
+        let due = peer
+            .link
+            .due(asked.sent_at, self.config.silence_timeout(&peer.link));
+        if due > now {
+            let key = self.timers.insert(due, Timer::Answer { peer: id, cid });
+            peer.update_asked(&cid, |a| a.timer = Some(key));
+            return;
+        }
         self.stats.timeouts += 1;
         self.mark_timed_out(id, cid, now);
         let points = if asked.answer == Answer::Have {
@@ -84,8 +98,10 @@ impl Engine {
     }
 
     /// Treats `peer`'s want for `cid` as refused (without a real answer): it is sent again
-    /// after `Config::resend_interval`, and if the peer was asked for the block the next
-    /// candidate is.
+    /// after `Config::resend_interval`. If the peer was asked for the block, the next
+    /// candidate is; when there is one, the want is withdrawn from this peer (a cancel), so
+    /// that a late peer does not send the block as well, and it is sent again only if the
+    /// want has no target when the resend is due.
     pub(super) fn mark_timed_out(&mut self, id: PeerId, cid: Cid, now: Instant) {
         let resend = self.config.resend_interval();
         let Some(peer) = self.peers.get_mut(&id) else {
@@ -101,8 +117,19 @@ impl Engine {
             a.timer = Some(key);
         });
         self.timers.remove(old.flatten());
-        if self.wants.get(&cid).is_some_and(|w| w.target == Some(id)) {
-            self.target_lost(cid, now);
+        if self.wants.get(&cid).is_none_or(|w| w.target != Some(id)) {
+            return;
+        }
+        self.target_lost(cid, now);
+        let moved = self
+            .wants
+            .get(&cid)
+            .is_some_and(|w| w.target.is_some_and(|t| t != id));
+        if moved && let Some(peer) = self.peers.get_mut(&id) {
+            // The resend deadline stays: if every other candidate fails too, this peer is
+            // asked again then (the want or its answer may have been lost).
+            peer.update_asked(&cid, |a| a.answer = Answer::Withdrawn);
+            peer.outbox.push(Entry::cancel(cid));
         }
     }
 
@@ -132,7 +159,8 @@ impl Engine {
     }
 
     /// `peer`'s want for `cid` is still unanswered after `Config::resend_interval`: send it
-    /// again, in case it or its answer was lost.
+    /// again, in case it or its answer was lost, unless the peer answered anything within the
+    /// interval (then it is still at work on our wants: the deadline moves).
     pub(super) fn on_resend(&mut self, id: PeerId, cid: Cid, now: Instant) {
         let resend = self.config.resend_interval();
         let Some(want) = self.wants.get(&cid) else {
@@ -145,12 +173,23 @@ impl Engine {
         let Some(asked) = peer.asked(&cid).copied() else {
             return;
         };
+        let due = peer.link.due(asked.sent_at, resend);
+        let elsewhere = asked.answer == Answer::Withdrawn && want.target.is_some();
+        if due > now || elsewhere {
+            let at = if elsewhere { now + resend } else { due };
+            let key = self.timers.insert(at, Timer::Resend { peer: id, cid });
+            peer.update_asked(&cid, |a| a.timer = Some(key));
+            return;
+        }
         let key = self
             .timers
             .insert(now + resend, Timer::Resend { peer: id, cid });
         peer.update_asked(&cid, |a| {
             a.sent_at = now;
             a.timer = Some(key);
+            if a.answer == Answer::Withdrawn {
+                a.answer = Answer::TimedOut;
+            }
         });
         peer.outbox.push(match asked.want_type {
             WantType::Block => Entry::want_block(cid, priority),
@@ -214,11 +253,13 @@ impl Engine {
         let queries = want.queries.clone();
         let session = want.session;
         if let Some(peer) = self.peers.get_mut(&from) {
-            if let Some(asked) = peer.asked(&cid)
-                && matches!(asked.answer, Answer::Pending | Answer::Have)
-            {
-                let sample = now.saturating_duration_since(asked.sent_at);
-                peer.sample_latency(sample);
+            if let Some(asked) = peer.asked(&cid).copied() {
+                if matches!(asked.answer, Answer::Pending | Answer::Have) {
+                    let sample = now.saturating_duration_since(asked.sent_at);
+                    peer.sample_latency(sample);
+                }
+                peer.link.answered(asked.sent_at, now);
+                peer.link.delivered(size, now);
             }
             peer.reward();
             let mut sessions: Vec<SessionId> = queries

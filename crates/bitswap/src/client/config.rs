@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use super::link::Link;
+
 /// Largest wantlist message the client sends, in encoded bytes: 2 MiB, as boxo's message queue.
 pub(super) const MAX_WANTLIST_MESSAGE_SIZE: usize = 2 * 1024 * 1024;
 
@@ -17,6 +19,7 @@ pub struct Config {
     max_queries: usize,
     max_sessions: usize,
     max_wants_per_peer: usize,
+    initial_window_bytes: u64,
     max_broadcast_peers: usize,
     max_providers_per_want: usize,
     max_message_size: usize,
@@ -41,6 +44,7 @@ impl Default for Config {
             max_queries: 4096,
             max_sessions: 1024,
             max_wants_per_peer: 1024,
+            initial_window_bytes: 1024 * 1024,
             max_broadcast_peers: 8,
             max_providers_per_want: 16,
             max_message_size: MAX_WANTLIST_MESSAGE_SIZE,
@@ -106,6 +110,20 @@ impl Config {
         self
     }
 
+    /// Sets how much a peer is asked for at once before its delivery rate and round trip
+    /// are measured, in bytes of want-blocks (counted in its average block size, or in
+    /// 256 KiB blocks before it delivered any). Once measured, a peer is sent as many
+    /// want-blocks as cover twice its bandwidth-delay product (rate × smallest
+    /// want-to-answer time), so that a far or fast peer stays busy while a slow one is not
+    /// handed blocks that others would deliver sooner; wants beyond every peer's window wait
+    /// in the client and go to the first peer with room. Never fewer than 2 or more than
+    /// [`with_max_wants_per_peer`](Self::with_max_wants_per_peer) wants. Default: 1 MiB
+    /// (boxo's server sends at most that much to a peer at once).
+    pub fn with_initial_window_bytes(mut self, bytes: u64) -> Self {
+        self.initial_window_bytes = bytes;
+        self
+    }
+
     /// Sets how many peers are sent a want-have when a CID starts being wanted, the peer asked
     /// for the block included, at least 1. Peers that delivered blocks to the want's session
     /// come first, then peers that delivered anything, then the others. Peers connecting later
@@ -131,12 +149,15 @@ impl Config {
         self
     }
 
-    /// Sets the floor of the simulated DONT_HAVE timeout. A peer that has not answered a want
-    /// within `floor + multiplier × latency` (latency: an average of the peer's measured
-    /// want-to-answer times, see [`with_latency_multiplier`](Self::with_latency_multiplier))
-    /// is treated as having answered DONT_HAVE. The floor keeps loopback peers, whose latency
-    /// is microseconds, from timing out while they read the block (boxo#959 broke at
-    /// 2.5 ms). Default: 100 ms.
+    /// Sets the floor of the simulated DONT_HAVE timeout. A want is treated as answered
+    /// DONT_HAVE when its peer has answered nothing (no block, no presence) since it was sent,
+    /// or since the peer last answered anything, for `floor + multiplier × round trip + 2 ×
+    /// transfer time of an average block` (round trip: the smallest want-to-answer time
+    /// measured; transfer time: at the peer's measured delivery rate). So a peer that keeps
+    /// delivering keeps every want it holds alive, however long its queue, and silence is
+    /// measured on the peer's own scale. The floor keeps loopback peers, whose round trip is
+    /// microseconds, from timing out while they read a block (boxo#959 broke at 2.5 ms).
+    /// Default: 100 ms.
     pub fn with_min_dont_have_timeout(mut self, floor: Duration) -> Self {
         self.min_dont_have_timeout = floor;
         self
@@ -155,18 +176,19 @@ impl Config {
         self
     }
 
-    /// Sets the multiple of a peer's measured latency added to the floor of its simulated
-    /// DONT_HAVE timeout. The latency is an exponentially weighted moving average (weight
-    /// 1/2) of the time from sending a want to receiving its answer (presence or block).
-    /// Default: 3.
+    /// Sets the multiple of a peer's round trip (its smallest measured want-to-answer time)
+    /// added to the floor of its simulated DONT_HAVE timeout; see
+    /// [`with_min_dont_have_timeout`](Self::with_min_dont_have_timeout). Default: 3.
     pub fn with_latency_multiplier(mut self, multiplier: u32) -> Self {
         self.latency_multiplier = multiplier;
         self
     }
 
-    /// Sets how long a want stays unanswered (no presence, no block; a simulated DONT_HAVE
-    /// does not count) before it is sent again to the same peer, in case the message or its
-    /// answer was lost. Default: 30 s, as boxo.
+    /// Sets how long a want that went unanswered (a simulated DONT_HAVE) waits before it is
+    /// sent again to the same peer, in case the message or its answer was lost; counted, like
+    /// the timeout, from the peer's last answer of anything, so a peer still delivering is not
+    /// asked twice. A want-block that moved to another peer is cancelled instead, and never
+    /// sent again. Default: 30 s, as boxo.
     pub fn with_resend_interval(mut self, interval: Duration) -> Self {
         self.resend_interval = interval.max(Duration::from_millis(1));
         self
@@ -246,6 +268,11 @@ impl Config {
         self.max_wants_per_peer
     }
 
+    /// Bytes of want-blocks in flight at a peer before its rate is measured.
+    pub fn initial_window_bytes(&self) -> u64 {
+        self.initial_window_bytes
+    }
+
     /// Peers asked when a CID starts being wanted.
     pub fn max_broadcast_peers(&self) -> usize {
         self.max_broadcast_peers
@@ -316,45 +343,14 @@ impl Config {
         self.penalty_duration
     }
 
-    /// The simulated DONT_HAVE timeout for a peer with measured `latency` (if any).
-    pub(super) fn dont_have_timeout(&self, latency: Option<Duration>) -> Duration {
-        match latency {
-            None => self.initial_dont_have_timeout,
-            Some(latency) => (self.min_dont_have_timeout
-                + latency.saturating_mul(self.latency_multiplier))
-            .min(self.max_dont_have_timeout)
-            .max(self.min_dont_have_timeout),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_dont_have_timeout_has_a_floor_a_multiple_and_a_ceiling() {
-        let config = Config::default();
-        assert_eq!(config.dont_have_timeout(None), Duration::from_secs(2));
-        // Loopback: 3 x 10 us would be 30 us; the floor keeps it sane.
-        assert_eq!(
-            config.dont_have_timeout(Some(Duration::from_micros(10))),
-            Duration::from_micros(100_030)
-        );
-        assert_eq!(
-            config.dont_have_timeout(Some(Duration::from_millis(100))),
-            Duration::from_millis(400)
-        );
-        assert_eq!(
-            config.dont_have_timeout(Some(Duration::from_secs(5))),
-            Duration::from_secs(7)
-        );
-        let tuned = Config::default()
-            .with_min_dont_have_timeout(Duration::from_millis(50))
-            .with_latency_multiplier(2);
-        assert_eq!(
-            tuned.dont_have_timeout(Some(Duration::from_millis(10))),
-            Duration::from_millis(70)
-        );
+    /// How long `link`'s peer may stay silent before a want it holds is a simulated
+    /// DONT_HAVE.
+    pub(super) fn silence_timeout(&self, link: &Link) -> Duration {
+        link.silence_timeout(
+            self.min_dont_have_timeout,
+            self.latency_multiplier,
+            self.initial_dont_have_timeout,
+            self.max_dont_have_timeout,
+        )
     }
 }

@@ -219,6 +219,7 @@ impl Engine {
             }
             state.version = Some(version);
             state.last_seen = now;
+            state.link.reconnected();
         } else {
             self.peers.insert(peer, Peer::new(version, now));
         }

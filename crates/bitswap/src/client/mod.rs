@@ -14,6 +14,7 @@
 //! - `want.rs`: the strategy: targets, want-have broadcast, cancels, provider searches.
 //! - `answer.rs`: what answers change: presences, blocks, silence, resends, penalties.
 //! - `peer.rs`: one peer's wants, outbox, latency and score.
+//! - `link.rs`: one peer's round trip, delivery rate and last answer: its window and timeouts.
 //! - `timer.rs`: the deadlines.
 //! - `action.rs`: [`Action`], [`Event`] and [`Stats`].
 //! - `testing.rs` (tests only): helpers for the unit tests.
@@ -23,6 +24,7 @@ mod answer;
 mod config;
 mod engine;
 mod invariants;
+mod link;
 mod peer;
 mod query;
 #[cfg(test)]

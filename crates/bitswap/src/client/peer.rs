@@ -8,7 +8,7 @@ use std::{
 
 use cid::Cid;
 
-use super::timer::TimerKey;
+use super::{link::Link, timer::TimerKey};
 use crate::{
     hash::Map,
     message::{Entry, Message, WantType, Wantlist},
@@ -49,6 +49,9 @@ pub(super) enum Answer {
     DontHave,
     /// Nothing in time: treated as DONT_HAVE (a real answer may still come).
     TimedOut,
+    /// Nothing in time, and the want-block moved to another peer: cancelled here, never sent
+    /// again to this peer.
+    Withdrawn,
 }
 
 /// A want sent to a peer and not yet cancelled.
@@ -84,6 +87,8 @@ pub(super) struct Peer {
     pub(super) outbox: Vec<Entry>,
     /// Average want-to-answer time, if measured.
     pub(super) latency: Option<Duration>,
+    /// Round trip, delivery rate and last answer, for windows and timeouts.
+    pub(super) link: Link,
     /// Goes up with useful blocks, down with unwanted blocks, broken promises and silence.
     pub(super) score: i32,
     /// Not asked for anything new before this.
@@ -102,6 +107,7 @@ impl Peer {
             blocks_in_flight: 0,
             outbox: Vec::new(),
             latency: None,
+            link: Link::default(),
             score: 0,
             penalised_until: None,
             useful: 0,
@@ -166,15 +172,23 @@ impl Peer {
     /// Forgets every want (disconnection); returns them.
     pub(super) fn drain_asked(&mut self) -> Vec<(Cid, Asked)> {
         self.blocks_in_flight = 0;
+        self.link.set_busy(None);
         self.asked.drain().collect()
     }
 
+    /// Keeps `blocks_in_flight` and the link's busy period in step with a want's change.
     fn recount(&mut self, before: Option<&Asked>, after: Option<&Asked>) {
         if before.is_some_and(Asked::loads) {
             self.blocks_in_flight -= 1;
+            if self.blocks_in_flight == 0 {
+                self.link.set_busy(None);
+            }
         }
-        if after.is_some_and(Asked::loads) {
+        if let Some(after) = after.filter(|a| a.loads()) {
             self.blocks_in_flight += 1;
+            if self.blocks_in_flight == 1 {
+                self.link.set_busy(Some(after.sent_at));
+            }
         }
     }
 

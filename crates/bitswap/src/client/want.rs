@@ -23,16 +23,23 @@
 //! 1. what the peer said: HAVE (or it is a provider) before unknown; peers that said DONT_HAVE
 //!    or stayed silent past their timeout are not picked;
 //! 2. peers with a non-negative score first;
-//! 3. the expected wait, `(want-blocks in flight + 1) × latency` (an unmeasured latency counts
-//!    as [`UNKNOWN_LATENCY`]), in steps of [`WAIT_STEP`]: a batch spreads over the peers that
-//!    have the data, the faster ones taking more;
+//! 3. the expected wait, the peer's round trip plus the transfer of the want-blocks already
+//!    in flight there at its measured rate (an unmeasured round trip or rate counts as
+//!    [`UNKNOWN_LATENCY`] per block), in steps of [`WAIT_STEP`]: a batch spreads over the
+//!    peers that have the data, the faster ones taking more;
 //! 4. peers that delivered blocks in the want's session, then peers that delivered anything;
 //! 5. 1.2.0 peers before older ones (which never say DONT_HAVE, so only a timeout moves on);
 //! 6. the exact expected wait, then peer id (so runs are reproducible).
 //!
+//! A peer is only picked while its want-blocks in flight are fewer than its *window*: enough
+//! to cover twice its bandwidth-delay product once measured (see `link.rs`),
+//! `Config::initial_window_bytes` before. Wants beyond every window wait in the client and go
+//! to the first peer that delivers, so each peer takes blocks at the rate it delivers them,
+//! and a want's silence timeout measures the peer, not the queue we built at it.
+//!
 //! When no peer can be picked the want is *stuck*: if it is because the peers asked refused,
 //! providers are searched for ([`Action::FindProviders`], rate-limited per CID); if it is
-//! because peers are full (`Config::max_wants_per_peer`), it waits for room. A stuck want is
+//! because peers are full (their window, or `Config::max_wants_per_peer`), it waits for room. A stuck want is
 //! looked at again when a peer connects, a peer says HAVE, a provider is added, room frees up,
 //! and on its search timer.
 
@@ -251,6 +258,7 @@ impl Engine {
             return;
         }
         let max_wants = self.config.max_wants_per_peer();
+        let initial_window = self.config.initial_window_bytes();
         let mut full = false;
         let mut best = None;
         // A penalty only ranks a peer last: with no other candidate a penalised peer is still
@@ -261,21 +269,22 @@ impl Engine {
             }
             let asked = peer.asked(&cid);
             let class = match asked.map(|a| a.answer) {
-                Some(Answer::DontHave | Answer::TimedOut) => continue,
+                Some(Answer::DontHave | Answer::TimedOut | Answer::Withdrawn) => continue,
                 Some(Answer::Have) => 0,
                 _ if want.providers.contains(id) => 0,
                 _ => 1,
             };
-            if asked.is_none() && peer.asked_len() >= max_wants {
+            let window = peer.link.window(initial_window, max_wants);
+            if (asked.is_none() && peer.asked_len() >= max_wants)
+                || peer.blocks_in_flight() >= window
+            {
                 full = true;
                 continue;
             }
-            let in_flight = u32::try_from(peer.blocks_in_flight()).unwrap_or(u32::MAX);
             let wait = peer
-                .latency
-                .unwrap_or(UNKNOWN_LATENCY)
-                .max(Duration::from_millis(1))
-                .saturating_mul(in_flight.saturating_add(1));
+                .link
+                .expected_wait(peer.blocks_in_flight(), window, UNKNOWN_LATENCY)
+                .max(Duration::from_millis(1));
             let key = (
                 peer.is_penalised(now),
                 class,
@@ -383,7 +392,7 @@ impl Engine {
         if !want.asked.contains(&id) {
             want.asked.push(id);
         }
-        let timeout = self.config.dont_have_timeout(peer.latency);
+        let timeout = self.config.silence_timeout(&peer.link);
         let key = self
             .timers
             .insert(now + timeout, Timer::Answer { peer: id, cid });
@@ -430,13 +439,19 @@ impl Engine {
             let Some(peer) = self.peers.get_mut(&id) else {
                 continue;
             };
-            if let Some(asked) = peer.remove_asked(cid) {
-                self.timers.remove(asked.timer);
-            }
+            let withdrawn = match peer.remove_asked(cid) {
+                Some(asked) => {
+                    self.timers.remove(asked.timer);
+                    asked.answer == Answer::Withdrawn
+                }
+                None => false,
+            };
             // A want queued and not sent yet (say, given room by an earlier block of the same
             // message) must not go out after the block came.
-            peer.outbox.retain(|entry| entry.cid != *cid);
-            if Some(id) != except {
+            // A withdrawn want's cancel may still be queued: it goes out.
+            peer.outbox
+                .retain(|entry| entry.cid != *cid || (withdrawn && entry.cancel));
+            if Some(id) != except && !withdrawn {
                 peer.outbox.push(Entry::cancel(*cid));
             }
         }

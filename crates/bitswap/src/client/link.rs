@@ -1,0 +1,280 @@
+//! [`Link`]: what the client measured of the path to one peer (its round trip, the rate at
+//! which it delivers blocks, the size of its blocks, when it last answered) and what follows
+//! from it: how many want-blocks keep the peer busy, when it is expected to deliver a new
+//! want, and when its silence means a want went unanswered.
+//!
+//! The round trip is the smallest want-to-answer time seen while the peer is connected. A
+//! smoothed average would include the time wants wait at the peer behind earlier ones, which
+//! grows with the number of wants in flight; sizing the window from it would grow the window,
+//! then the queue, then the estimate again. The smallest sample only falls.
+//!
+//! The rate is bytes over time while the peer had want-blocks in flight, both summed with an
+//! exponential decay of [`RATE_HALF_LIFE`], so that it follows a link that changes but not one
+//! block's jitter. The first block of a busy period gives no sample (its wait includes the
+//! round trip, not only its transfer).
+
+use std::time::{Duration, Instant};
+
+/// Half-life of the rate estimate's memory.
+pub(super) const RATE_HALF_LIFE: Duration = Duration::from_millis(500);
+/// Time of delivery that must have been measured before the rate is trusted.
+const MIN_RATE_TIME: Duration = Duration::from_millis(1);
+/// Block size assumed before a peer delivered any: kubo's default chunk.
+pub(super) const DEFAULT_BLOCK_SIZE: u64 = 256 * 1024;
+/// Want-blocks in flight at a peer whatever its measurements: two keep it busy while one
+/// travels back.
+const MIN_WINDOW_BLOCKS: usize = 2;
+/// Multiple of the bandwidth-delay product kept in flight: one for the pipe, one for what
+/// waits at the peer so that it never runs dry between our wants.
+const WINDOW_GAIN: f64 = 2.0;
+
+/// Measurements of the path to one peer; see the module docs.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Link {
+    /// Smallest want-to-answer time seen.
+    min_rtt: Option<Duration>,
+    /// Decayed bytes delivered while busy.
+    bytes: f64,
+    /// Decayed seconds spent delivering them.
+    seconds: f64,
+    /// Average size of the blocks delivered (weight 1/8), if any was.
+    block_size: Option<u64>,
+    /// When the current busy period (want-blocks in flight) began, if the peer is busy.
+    busy_since: Option<Instant>,
+    /// When it last delivered a block we asked it for.
+    last_block: Option<Instant>,
+    /// When it last answered anything we asked it (block or presence).
+    last_answer: Option<Instant>,
+}
+
+impl Link {
+    /// A want sent at `sent` was answered at `now` (a presence or its block).
+    pub(super) fn answered(&mut self, sent: Instant, now: Instant) {
+        let sample = now.saturating_duration_since(sent);
+        self.min_rtt = Some(self.min_rtt.map_or(sample, |m| m.min(sample)));
+        self.last_answer = Some(self.last_answer.map_or(now, |at| at.max(now)));
+    }
+
+    /// A block of `bytes` we asked for arrived at `now`.
+    pub(super) fn delivered(&mut self, bytes: u64, now: Instant) {
+        self.block_size = Some(match self.block_size {
+            None => bytes,
+            Some(mean) => (mean * 7 + bytes) / 8,
+        });
+        if let (Some(busy), Some(last)) = (self.busy_since, self.last_block)
+            && last >= busy
+        {
+            let elapsed = now.saturating_duration_since(last).as_secs_f64();
+            let keep = 0.5f64.powf(elapsed / RATE_HALF_LIFE.as_secs_f64());
+            self.bytes = self.bytes * keep + bytes as f64;
+            self.seconds = self.seconds * keep + elapsed;
+        }
+        self.last_block = Some(now);
+        self.last_answer = Some(self.last_answer.map_or(now, |at| at.max(now)));
+    }
+
+    /// The peer's want-blocks in flight went from none to some at `since` (`Some`), or back
+    /// to none (`None`).
+    pub(super) fn set_busy(&mut self, since: Option<Instant>) {
+        self.busy_since = since;
+    }
+
+    /// Forgets the round trip (a new connection may take another path); the rate and block
+    /// size stay as first guesses.
+    pub(super) fn reconnected(&mut self) {
+        self.min_rtt = None;
+        self.busy_since = None;
+        self.last_block = None;
+        self.last_answer = None;
+    }
+
+    /// Smallest want-to-answer time seen on this connection.
+    #[cfg(test)]
+    pub(super) fn min_rtt(&self) -> Option<Duration> {
+        self.min_rtt
+    }
+
+    /// Delivery rate in bytes per second, once measured.
+    pub(super) fn rate(&self) -> Option<f64> {
+        (self.seconds >= MIN_RATE_TIME.as_secs_f64()).then(|| self.bytes / self.seconds)
+    }
+
+    /// Average block size delivered, or [`DEFAULT_BLOCK_SIZE`].
+    pub(super) fn block_size(&self) -> u64 {
+        self.block_size.unwrap_or(DEFAULT_BLOCK_SIZE).max(1)
+    }
+
+    /// Time to transfer one average block at the measured rate (zero if not measured).
+    fn block_time(&self) -> Duration {
+        self.rate().map_or(Duration::ZERO, |rate| {
+            Duration::from_secs_f64((self.block_size() as f64 / rate).min(3600.0))
+        })
+    }
+
+    /// How many want-blocks keep the peer busy: [`WINDOW_GAIN`] times its bandwidth-delay
+    /// product (rate × round trip) once both are measured, `initial_bytes` worth before (in
+    /// average blocks, or [`DEFAULT_BLOCK_SIZE`] ones if smaller); at least
+    /// [`MIN_WINDOW_BLOCKS`], at most `max`.
+    pub(super) fn window(&self, initial_bytes: u64, max: usize) -> usize {
+        let blocks = match (self.rate(), self.min_rtt) {
+            (Some(rate), Some(rtt)) => {
+                (WINDOW_GAIN * rate * rtt.as_secs_f64() / self.block_size() as f64).ceil()
+            }
+            // Small blocks seen do not widen it: the first blocks of a slow peer would.
+            _ => {
+                let size = self.block_size().max(DEFAULT_BLOCK_SIZE);
+                (initial_bytes as f64 / size as f64).ceil()
+            }
+        };
+        let blocks = if blocks >= max as f64 {
+            max
+        } else {
+            blocks as usize
+        };
+        blocks.max(MIN_WINDOW_BLOCKS).min(max.max(1))
+    }
+
+    /// When a new want-block sent now would arrive, given `in_flight` want-blocks before it
+    /// and a window of `window` blocks: the round trip plus the transfer of everything queued,
+    /// with `unknown` standing in for an unmeasured round trip. Before the rate is measured
+    /// the peer is assumed to deliver its window per round trip.
+    pub(super) fn expected_wait(
+        &self,
+        in_flight: usize,
+        window: usize,
+        unknown: Duration,
+    ) -> Duration {
+        let rtt = self.min_rtt.unwrap_or(unknown);
+        let per_block = match self.rate() {
+            Some(_) => self.block_time(),
+            None => rtt / u32::try_from(window.max(1)).unwrap_or(u32::MAX),
+        };
+        let queued = u32::try_from(in_flight).unwrap_or(u32::MAX);
+        rtt.saturating_add(per_block.saturating_mul(queued))
+    }
+
+    /// How long the peer may stay silent before a want sent to it counts as unanswered:
+    /// `floor + multiplier × round trip`, plus twice an average block's transfer time (a
+    /// large block on a slow link takes that long to arrive whole), capped at `ceiling`;
+    /// `initial` before any round trip is measured.
+    pub(super) fn silence_timeout(
+        &self,
+        floor: Duration,
+        multiplier: u32,
+        initial: Duration,
+        ceiling: Duration,
+    ) -> Duration {
+        match self.min_rtt {
+            None => initial,
+            Some(rtt) => floor
+                .saturating_add(rtt.saturating_mul(multiplier))
+                .saturating_add(self.block_time().saturating_mul(2))
+                .min(ceiling.max(floor)),
+        }
+    }
+
+    /// When a want sent at `sent` whose peer may stay silent for `timeout` is due: `timeout`
+    /// after it was sent or after the peer last answered anything, whichever is later. A
+    /// peer that keeps delivering keeps its wants alive however long its queue.
+    pub(super) fn due(&self, sent: Instant, timeout: Duration) -> Instant {
+        let from = self.last_answer.map_or(sent, |at| at.max(sent));
+        from + timeout
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// A link where blocks of `size` arrive every `gap` while busy.
+    fn steady(size: u64, gap: Duration, blocks: u32, t0: Instant) -> (Link, Instant) {
+        let mut link = Link::default();
+        link.set_busy(Some(t0));
+        let mut now = t0 + ms(50);
+        link.answered(t0, now);
+        link.delivered(size, now);
+        for _ in 1..blocks {
+            now += gap;
+            link.delivered(size, now);
+        }
+        (link, now)
+    }
+
+    #[test]
+    fn the_rate_is_bytes_over_busy_time_and_skips_the_first_block() {
+        let t0 = Instant::now();
+        // 256 KiB every 6.5536 ms: 40 MB/s.
+        let (link, _) = steady(256 * 1024, Duration::from_micros(6554), 20, t0);
+        let rate = link.rate().expect("measured");
+        assert!((rate - 40e6).abs() < 0.1e6, "{rate}");
+        assert_eq!(link.min_rtt(), Some(ms(50)));
+        assert_eq!(link.block_size(), 256 * 1024);
+    }
+
+    #[test]
+    fn idle_time_between_busy_periods_is_not_counted() {
+        let t0 = Instant::now();
+        let (mut link, now) = steady(1_000_000, ms(100), 5, t0);
+        link.set_busy(None);
+        // A second later new wants go out; their first block is not a sample.
+        let later = now + ms(1000);
+        link.set_busy(Some(later));
+        link.delivered(1_000_000, later + ms(60));
+        let rate = link.rate().expect("measured");
+        assert!((rate - 10e6).abs() < 1e3, "{rate}");
+    }
+
+    #[test]
+    fn the_window_covers_twice_the_bdp_once_measured() {
+        let t0 = Instant::now();
+        let (link, _) = steady(256 * 1024, Duration::from_micros(6554), 20, t0);
+        // 40 MB/s x 50 ms x 2 = 4 MB: 16 blocks of 256 KiB.
+        assert_eq!(link.window(1 << 20, 1024), 16);
+        assert_eq!(
+            link.window(16 << 20, 1024),
+            16,
+            "measured: the initial size is moot"
+        );
+        assert_eq!(link.window(1 << 20, 10), 10);
+        // Unmeasured: the initial size, in default blocks.
+        assert_eq!(Link::default().window(1 << 20, 1024), 4);
+        assert_eq!(Link::default().window(0, 1024), MIN_WINDOW_BLOCKS);
+        assert_eq!(Link::default().window(0, 1), 1);
+    }
+
+    #[test]
+    fn a_peer_that_keeps_answering_keeps_its_wants_alive() {
+        let t0 = Instant::now();
+        let mut link = Link::default();
+        assert_eq!(link.due(t0, ms(100)), t0 + ms(100));
+        link.answered(t0, t0 + ms(80));
+        assert_eq!(link.due(t0, ms(100)), t0 + ms(180));
+        // A want sent after the last answer counts from its own sending.
+        assert_eq!(link.due(t0 + ms(200), ms(100)), t0 + ms(300));
+        assert_eq!(
+            link.silence_timeout(ms(100), 3, ms(2000), ms(7000)),
+            ms(340)
+        );
+        assert_eq!(
+            Link::default().silence_timeout(ms(100), 3, ms(2000), ms(7000)),
+            ms(2000)
+        );
+    }
+
+    #[test]
+    fn slow_links_wait_longer_for_big_blocks() {
+        let t0 = Instant::now();
+        // 1 MB every 200 ms: 5 MB/s, 200 ms per block.
+        let (link, _) = steady(1_000_000, ms(200), 10, t0);
+        assert_eq!(
+            link.silence_timeout(ms(100), 3, ms(2000), ms(7000)),
+            ms(100 + 150 + 400)
+        );
+        assert_eq!(link.expected_wait(2, 4, ms(100)), ms(50 + 400));
+        assert_eq!(Link::default().expected_wait(2, 4, ms(100)), ms(150));
+    }
+}

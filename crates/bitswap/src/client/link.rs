@@ -27,6 +27,11 @@ const MIN_WINDOW_BLOCKS: usize = 2;
 /// Multiple of the bandwidth-delay product kept in flight: one for the pipe, one for what
 /// waits at the peer so that it never runs dry between our wants.
 const WINDOW_GAIN: f64 = 2.0;
+/// Round trip assumed in the window when the measured one is shorter: on loopback the
+/// smallest round trip is a fraction of a millisecond, while the time a block takes through
+/// a busy host's scheduler, the peer's store and its send queue varies by milliseconds; a
+/// window that small starves the peer between our wants.
+const MIN_WINDOW_RTT: Duration = Duration::from_millis(25);
 
 /// Measurements of the path to one peer; see the module docs.
 #[derive(Debug, Clone, Default)]
@@ -112,13 +117,14 @@ impl Link {
     }
 
     /// How many want-blocks keep the peer busy: [`WINDOW_GAIN`] times its bandwidth-delay
-    /// product (rate × round trip) once both are measured, `initial_bytes` worth before (in
+    /// product (rate × round trip, at least [`MIN_WINDOW_RTT`]) once both are measured, `initial_bytes` worth before (in
     /// average blocks, or [`DEFAULT_BLOCK_SIZE`] ones if smaller); at least
     /// [`MIN_WINDOW_BLOCKS`], at most `max`.
     pub(super) fn window(&self, initial_bytes: u64, max: usize) -> usize {
         let blocks = match (self.rate(), self.min_rtt) {
             (Some(rate), Some(rtt)) => {
-                (WINDOW_GAIN * rate * rtt.as_secs_f64() / self.block_size() as f64).ceil()
+                let rtt = rtt.max(MIN_WINDOW_RTT).as_secs_f64();
+                (WINDOW_GAIN * rate * rtt / self.block_size() as f64).ceil()
             }
             // Small blocks seen do not widen it: the first blocks of a slow peer would.
             _ => {

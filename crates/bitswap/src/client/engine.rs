@@ -64,11 +64,16 @@ pub(super) const MAX_DIALS: usize = 1024;
 /// # Strategy
 ///
 /// A wanted CID is asked as a want-block from one peer at a time (the best candidate: HAVE,
-/// then unknown; helpful and idle peers first) and as a want-have from a bounded set of other
-/// 1.2.0 peers. DONT_HAVE, or silence past a timeout derived from the peer's latency (a
-/// simulated DONT_HAVE), moves the want-block to the next candidate. Peers before 1.2.0 are
-/// only ever sent want-blocks, one at a time. Unanswered wants are sent again after
-/// [`Config::resend_interval`]. When a block arrives every other peer asked gets a cancel.
+/// then unknown; helpful peers and those expected to deliver soonest first) and as a
+/// want-have from a bounded set of other 1.2.0 peers. Each peer holds at most a window of
+/// want-blocks, sized from its measured delivery rate and round trip to cover twice its
+/// bandwidth-delay product; the rest wait in the engine for the first peer with room, so
+/// peers take blocks in proportion to their rates. DONT_HAVE, or silence (no answer of any
+/// kind) for a timeout derived from the peer's round trip and rate (a simulated DONT_HAVE),
+/// moves the want-block to the next candidate, with a cancel to the silent peer. Peers
+/// before 1.2.0 are only ever sent want-blocks, one at a time. Wants left unanswered are
+/// sent again after [`Config::resend_interval`] of silence. When a block arrives every other
+/// peer asked gets a cancel.
 /// When no connected peer may have the block, providers are searched for and the want stays
 /// until its query is cancelled. See the `want` module's source for the exact ranking.
 ///

@@ -30,10 +30,12 @@ impl Engine {
         let Some(asked) = peer.asked(&cid).copied() else {
             return;
         };
+        // Only a want's first answer shows the peer at work: a peer repeating HAVE would
+        // otherwise keep every want-block it holds from ever timing out.
         if asked.answer == Answer::Pending {
             peer.sample_latency(now.saturating_duration_since(asked.sent_at));
+            peer.link.answered(asked.sent_at, now);
         }
-        peer.link.answered(asked.sent_at, now);
         let is_target = want.target == Some(id);
         match presence {
             BlockPresenceType::Have => {
@@ -289,7 +291,10 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::client::{Action, Config, Event, testing::*};
+    use crate::{
+        client::{Action, Config, Event, testing::*},
+        message::BlockPresenceType,
+    };
 
     #[test]
     fn have_beats_unknown_and_dont_have_moves_on() {
@@ -397,6 +402,46 @@ mod tests {
             Some(0),
             "duplicates are not penalised"
         );
+    }
+
+    #[test]
+    fn a_peer_still_delivering_keeps_its_wants_but_repeated_haves_do_not() {
+        let now = Instant::now();
+        let mut e = engine(Config::default(), &[1, 2], now);
+        e.get(vec![cid(1), cid(2), cid(3)], None, now).expect("ok");
+        drain(&mut e);
+        let at_1: Vec<Cid> = e.peer_wants(&peer(1)).iter().map(|w| w.cid).collect();
+        assert!(at_1.len() >= 2, "{at_1:?}");
+        // Peer 1 answers its first want after 50 ms, then nothing: its other wants time out
+        // 2 s (the initial timeout) after its last answer, not after they were sent.
+        let first = at_1[0];
+        let i = (1..=3).find(|i| cid(*i) == first).expect("one of ours");
+        e.handle_message(peer(1), &with_block(&block(i)), now + ms(50));
+        drain(&mut e);
+        let timeout = e.config().min_dont_have_timeout() + ms(50 * 3);
+        e.handle_timeout(now + ms(50) + timeout - ms(1));
+        drain(&mut e);
+        assert_eq!(e.stats().timeouts, 0, "still within its silence timeout");
+        e.handle_timeout(now + Duration::from_secs(3));
+        drain(&mut e);
+        assert!(e.stats().timeouts > 0);
+        // A peer that repeats HAVE for a want-have is not at work on our wants: only its
+        // first answer counts (else it could hold its want-blocks forever).
+        let mut e = engine(Config::default(), &[1, 2], now);
+        e.get(vec![cid(1), cid(2)], None, now).expect("ok");
+        let actions = drain(&mut e);
+        assert_eq!(sent(&actions, &cid(1), Some(WantType::Have)), [peer(2)]);
+        assert_eq!(sent(&actions, &cid(2), Some(WantType::Block)), [peer(2)]);
+        for k in 1..100 {
+            e.handle_message(
+                peer(2),
+                &with_presence(cid(1), BlockPresenceType::Have),
+                now + ms(10 * k),
+            );
+            drain(&mut e);
+        }
+        let link = &e.peers[&peer(2)].link;
+        assert_eq!(link.due(now, ms(100)), now + ms(10) + ms(100));
     }
 
     #[test]

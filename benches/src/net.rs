@@ -161,7 +161,8 @@ pub fn node_on(
     build(store, config, yamux, false)
 }
 
-/// [`node_on`], with identify (protocol `/ipfs/0.1.0`) and ping, as `bitswap-node` has them.
+/// [`node_on`], with identify (protocol `/ipfs/0.1.0`; listen addresses not told) and ping,
+/// as `bitswap-node` has them.
 pub fn node_identified(
     store: BenchStore,
     config: bitswap::Config,
@@ -189,10 +190,11 @@ fn build(
             stream: libp2p_stream::Behaviour::new(),
             identify: identified
                 .then(|| {
-                    identify::Behaviour::new(identify::Config::new(
-                        "/ipfs/0.1.0".to_owned(),
-                        key.public(),
-                    ))
+                    // Listen addresses hidden: a peer that reached this node through a shaped
+                    // link must not learn where to dial it around the link.
+                    let config = identify::Config::new("/ipfs/0.1.0".to_owned(), key.public())
+                        .with_hide_listen_addrs(true);
+                    identify::Behaviour::new(config)
                 })
                 .into(),
             ping: identified.then(ping::Behaviour::default).into(),

@@ -80,8 +80,8 @@ impl Check {
         match self {
             Self::Fraction(f) => format!("of links >= {f}"),
             Self::DuplicatesPct(p) => format!("dups <= {p}%"),
-            Self::OverKuboClient(r) => format!(">= {r}x kubo client"),
-            Self::OverKuboSeeds(r) => format!(">= {r}x from kubo seeds"),
+            Self::OverKuboClient(r) => format!(">= {r:.1}x kubo client"),
+            Self::OverKuboSeeds(r) => format!(">= {r:.1}x from kubo seeds"),
             Self::StallMs(ms) => format!("completes, stall <= {ms} ms"),
         }
     }

@@ -131,7 +131,10 @@ impl Seed {
             Self::Ours(seed) => socket_addr(&seed.address)
                 .map(|address| (address, seed.peer))
                 .ok_or_else(|| format!("seed address {} is not ip4/tcp", seed.address)),
-            Self::Kubo(seed) => Ok((seed.address, seed.peer)),
+            Self::Kubo(seed) => seed
+                .address
+                .map(|address| (address, seed.peer))
+                .ok_or_else(|| "a kubo seed without a listen address".to_string()),
         }
     }
 
@@ -179,7 +182,7 @@ impl Leech {
     fn target(&self) -> Option<(SocketAddr, PeerId)> {
         match self {
             Self::Ours(leech) => Some((leech.listening?, leech.peer)),
-            Self::Peer(peer) => Some((peer.address, peer.peer)),
+            Self::Peer(peer) => Some((peer.address?, peer.peer)),
         }
     }
 

@@ -91,8 +91,8 @@ pub(super) struct PeerProcess {
     log: PathBuf,
     /// Its peer id.
     pub(super) peer: PeerId,
-    /// Its TCP listening address on 127.0.0.1.
-    pub(super) address: SocketAddr,
+    /// Its TCP listening address on 127.0.0.1 (Helia listens nowhere).
+    pub(super) address: Option<SocketAddr>,
     /// Its first line.
     pub(super) info: Value,
 }
@@ -111,6 +111,10 @@ impl PeerProcess {
         for path in add {
             command.arg("--add").arg(path);
         }
+        command.arg(match implementation {
+            Implementation::Kubo => "--no-announce",
+            Implementation::Helia => "--no-listen",
+        });
         let log = work.join(format!("{name}.log"));
         let stderr = std::fs::File::create(&log).map_err(|e| format!("{name} log: {e}"))?;
         let mut child = command
@@ -141,21 +145,22 @@ impl PeerProcess {
             lines,
             log,
             peer: PeerId::random(),
-            address: SocketAddr::from(([127, 0, 0, 1], 0)),
+            address: None,
             info: Value::Null,
         };
         process.info = process.next_line(limit).await?;
-        let first = process.info["multiaddrs"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
+        process.peer = process.info["peer_id"]
+            .as_str()
+            .and_then(|p| p.parse().ok())
+            .ok_or_else(|| format!("{name}: no peer id in {}", process.info))?;
+        // kubo's `listen` (it announces nothing), else the first address it gives.
+        let listen = process.info["listen"].as_str().into_iter();
+        let announced = process.info["multiaddrs"].as_array().into_iter().flatten();
+        process.address = listen
+            .chain(announced.filter_map(Value::as_str))
             .filter_map(|a| a.parse::<Multiaddr>().ok())
-            .find_map(|a| tcp_target(&a));
-        let (address, peer) =
-            first.ok_or_else(|| format!("{name}: no /ip4/tcp/p2p address in {}", process.info))?;
-        process.address = address;
-        process.peer = peer;
+            .find_map(|a| tcp_target(&a))
+            .map(|(address, _)| address);
         Ok(process)
     }
 

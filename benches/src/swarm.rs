@@ -20,7 +20,12 @@
 //!   on fresh seeds and fresh links of the same shape (`swarm/pass.rs`). At half time the
 //!   first seed's link can be cut, or its process killed ([`HalfTime`]); with
 //!   [`Case::late_leech`] each leech listens behind a link of its own and one more leech joins
-//!   at half time, dialling the seeds and the earlier leeches.
+//!   at half time, dialling the seeds and the earlier leeches. Half time is when the seeds'
+//!   links have carried half of the DAG's bytes (per leech present from the start) down,
+//!   duplicates included.
+//! - No peer learns another's real address (kubo announces none, Helia listens nowhere, our
+//!   nodes' identify hides listen addresses), so nothing is fetched around a link; a row whose
+//!   links carried less than the DAG says `links_bypassed`.
 //!
 //! Reported per leech, pass and run (one JSON line each on stdout, a table
 //! `$CARGO_TARGET_DIR/net-bench/swarm.md` and a plot `swarm.svg`; `swarm-smoke.*` for

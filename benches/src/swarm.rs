@@ -1,7 +1,7 @@
 //! `net-bench swarm` (issue 19): clients fetching a 64 MiB file from K seeds, each behind its
 //! own shaped link ([`link_shaper`]), with the rates and one-way delays of each [`Case`];
-//! our client, kubo's and Helia's on the same links in the same run, from our seeds and from
-//! kubo seeds.
+//! our client, kubo's (fetching as `ipfs get` and as `ipfs pin add` do) and Helia's on the
+//! same links in the same run, from our seeds and from kubo seeds.
 //!
 //! - The file is [`FILE_BYTES`] of pseudo-random bytes ([`net::bytes`]) imported with kubo's
 //!   default layout (`ipfs add`: CIDv0, dag-pb leaves of 256 KiB, 174 links per node) by
@@ -15,7 +15,8 @@
 //!   directions.
 //! - Leeches ([`ClientKind`]): ours runs in the bench process (see `swarm/ours.rs`), walking the
 //!   DAG as `get` does; kubo's and Helia's are the interop drivers (`swarm/peers.rs`), told to
-//!   dial each seed's link (`/ip4/127.0.0.1/tcp/PROXY/p2p/SEED`) and to download the root.
+//!   dial each seed's link (`/ip4/127.0.0.1/tcp/PROXY/p2p/SEED`) and to download the root
+//!   (kubo-pin: to pin it).
 //! - Every client kind runs against every seed kind of a case, one pass after the other, each
 //!   on fresh seeds and fresh links of the same shape (`swarm/pass.rs`). At half time the
 //!   first seed's link can be cut, or its process killed ([`HalfTime`]); with
@@ -84,9 +85,11 @@ pub struct Options {
     pub runs: usize,
     /// Run only the cases whose name starts with one of these (all if empty).
     pub cases: Vec<String>,
-    /// Run only these client kinds (by [`ClientKind::name`]; all if empty).
+    /// Run only the client kinds whose [`ClientKind::name`] starts with one of these (all if
+    /// empty).
     pub clients: Vec<String>,
-    /// Run only these seed kinds (by [`SeedKind::name`]; all if empty).
+    /// Run only the seed kinds whose [`SeedKind::name`] starts with one of these (all if
+    /// empty).
     pub seeds: Vec<String>,
     /// Run [`SMOKE_CASES`] on a [`SMOKE_FILE_BYTES`] file instead of [`CASES`].
     pub smoke: bool,

@@ -1,6 +1,6 @@
-//! `net-bench swarm --smoke` as a test: a 4 MiB file through every client kind (ours, kubo's,
-//! Helia's) and seed kind (ours, kubo) once, a seed stopped at half time and a late leech.
-//! About 12 s in a release build here.
+//! `net-bench swarm --smoke` as a test: a 4 MiB file through every client kind (ours, kubo's
+//! get and pin, Helia's) and seed kind (ours, kubo) once, a seed stopped at half time and a
+//! late leech. About 13 s in a release build here.
 //!
 //! Ignored by default (it needs kubo's venv and Helia's `node_modules`, as the interop tests
 //! do, see `.ci/test`):

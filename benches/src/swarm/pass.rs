@@ -157,7 +157,8 @@ impl Seed {
 /// A leech before its fetch.
 enum Leech {
     Ours(OurLeech),
-    Peer(PeerProcess),
+    /// kubo or Helia; whether it fetches by pinning (kubo only) instead of downloading.
+    Peer(PeerProcess, bool),
 }
 
 impl Leech {
@@ -171,18 +172,19 @@ impl Leech {
             ClientKind::Ours => {
                 return OurLeech::new(listen, listen).await.map(Self::Ours);
             }
-            ClientKind::Kubo => Implementation::Kubo,
+            ClientKind::Kubo | ClientKind::KuboPin => Implementation::Kubo,
             ClientKind::Helia => Implementation::Helia,
         };
+        let pin = kind == ClientKind::KuboPin;
         PeerProcess::start(implementation, name, &[], work, LEECH_START_LIMIT)
             .await
-            .map(Self::Peer)
+            .map(|peer| Self::Peer(peer, pin))
     }
 
     fn target(&self) -> Option<(SocketAddr, PeerId)> {
         match self {
             Self::Ours(leech) => Some((leech.listening?, leech.peer)),
-            Self::Peer(peer) => Some((peer.address?, peer.peer)),
+            Self::Peer(peer, _) => Some((peer.address?, peer.peer)),
         }
     }
 
@@ -205,9 +207,12 @@ impl Leech {
                 (index, Fetched::Ours(fetched))
             }
             .boxed_local(),
-            Self::Peer(mut peer) => async move {
-                let result = peer_fetch(&mut peer, peers, root, &out, bytes, limit).await;
-                let _ = std::fs::remove_file(&out);
+            Self::Peer(mut peer, pin) => async move {
+                let out = (!pin).then_some(out.as_path());
+                let result = peer_fetch(&mut peer, peers, root, out, bytes, limit).await;
+                if let Some(out) = out {
+                    let _ = std::fs::remove_file(out);
+                }
                 (index, Fetched::Peer(peer, result))
             }
             .boxed_local(),
@@ -222,17 +227,22 @@ enum Fetched {
     Peer(PeerProcess, Result<Duration, String>),
 }
 
+/// Dials `peers`, then fetches `root` into `out` (checking its size), or by a pin if there is
+/// no `out`.
 async fn peer_fetch(
     peer: &mut PeerProcess,
     peers: Vec<(PeerId, Multiaddr)>,
     root: Cid,
-    out: &Path,
+    out: Option<&Path>,
     bytes: usize,
     limit: Duration,
 ) -> Result<Duration, String> {
     for (_, address) in &peers {
         peer.connect(address, CONNECT_LIMIT).await?;
     }
+    let Some(out) = out else {
+        return peer.pin(&root.to_string(), limit).await;
+    };
     let time = peer.download(&root.to_string(), out, limit).await?;
     let written = std::fs::metadata(out).map(|m| m.len()).unwrap_or(0);
     if written != bytes as u64 {

@@ -224,12 +224,25 @@ impl PeerProcess {
         let request =
             json!({"op": "download", "cid": root, "out": out, "timeout": limit.as_secs()});
         let answer = self.command(&request, limit + EXIT_LIMIT).await?;
+        self.timed(&answer)
+    }
+
+    /// Fetches the DAG under `root` as a recursive pin does (kubo only), in at most `limit`;
+    /// returns the driver's own measure of the time it took.
+    pub(super) async fn pin(&mut self, root: &str, limit: Duration) -> Result<Duration, String> {
+        let request = json!({"op": "pin", "cid": root, "timeout": limit.as_secs()});
+        let answer = self.command(&request, limit + EXIT_LIMIT).await?;
+        self.timed(&answer)
+    }
+
+    /// The time of a `download` or `pin` answer, or its error.
+    fn timed(&self, answer: &Value) -> Result<Duration, String> {
         if answer["ok"] == true {
             let seconds = answer["seconds"].as_f64().unwrap_or(f64::NAN);
             Duration::try_from_secs_f64(seconds).map_err(|e| format!("{}: {e}", self.name))
         } else {
             Err(format!(
-                "{} download: {}; {}",
+                "{}: {}; {}",
                 self.name,
                 answer["error"],
                 self.log_tail()

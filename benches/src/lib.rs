@@ -7,7 +7,8 @@
 //!
 //! [`net`] holds the pieces of the network benches run by `net-bench`
 //! (`cargo run --release -p benches --bin net-bench`); [`swarm`] is its `swarm` scenario
-//! (issue 19): seeds behind shaped links ([`link_shaper`]) and our client fetching from them.
+//! (issue 19): seeds (ours, kubo) behind shaped links ([`link_shaper`]) and clients (ours,
+//! kubo's, Helia's) fetching from them.
 
 pub mod net;
 pub mod swarm;

@@ -17,8 +17,8 @@ use bytes::Bytes;
 use cid::Cid;
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use libp2p::{
-    Multiaddr, PeerId, Stream, StreamProtocol, Swarm, SwarmBuilder, noise,
-    swarm::{NetworkBehaviour, SwarmEvent},
+    Multiaddr, PeerId, Stream, StreamProtocol, Swarm, SwarmBuilder, identify, noise, ping,
+    swarm::{NetworkBehaviour, SwarmEvent, behaviour::toggle::Toggle},
     tcp, yamux,
 };
 use multihash_codetable::{Code, MultihashDigest};
@@ -34,7 +34,8 @@ pub const HASH_UNIT: usize = 256 * 1024;
 /// Multicodec of raw blocks.
 const RAW: u64 = 0x55;
 
-/// A bench node: Bitswap beside raw streams, on one connection per peer.
+/// A bench node: Bitswap beside raw streams, on one connection per peer; identify and ping
+/// only where [`node_identified`] made it.
 #[derive(NetworkBehaviour)]
 #[behaviour(prelude = "libp2p::swarm::derive_prelude", to_swarm = "NodeEvent")]
 pub struct Node {
@@ -42,6 +43,10 @@ pub struct Node {
     pub bitswap: bitswap::Behaviour<BenchStore>,
     /// Raw streams for the ceiling.
     pub stream: libp2p_stream::Behaviour,
+    /// identify, as `bitswap-node` has it (Helia needs it to learn that a peer speaks Bitswap).
+    pub identify: Toggle<identify::Behaviour>,
+    /// ping, as `bitswap-node` has it.
+    pub ping: Toggle<ping::Behaviour>,
 }
 
 /// What a [`Node`] reports.
@@ -51,6 +56,20 @@ pub enum NodeEvent {
     Bitswap(bitswap::Event),
     /// Raw streams report nothing.
     Stream,
+    /// From identify or ping (ignored).
+    Other,
+}
+
+impl From<identify::Event> for NodeEvent {
+    fn from(_: identify::Event) -> Self {
+        Self::Other
+    }
+}
+
+impl From<ping::Event> for NodeEvent {
+    fn from(_: ping::Event) -> Self {
+        Self::Other
+    }
 }
 
 impl From<bitswap::Event> for NodeEvent {
@@ -139,6 +158,25 @@ pub fn node_on(
     config: bitswap::Config,
     yamux: fn() -> yamux::Config,
 ) -> Swarm<Node> {
+    build(store, config, yamux, false)
+}
+
+/// [`node_on`], with identify (protocol `/ipfs/0.1.0`; listen addresses not told) and ping,
+/// as `bitswap-node` has them.
+pub fn node_identified(
+    store: BenchStore,
+    config: bitswap::Config,
+    yamux: fn() -> yamux::Config,
+) -> Swarm<Node> {
+    build(store, config, yamux, true)
+}
+
+fn build(
+    store: BenchStore,
+    config: bitswap::Config,
+    yamux: fn() -> yamux::Config,
+    identified: bool,
+) -> Swarm<Node> {
     SwarmBuilder::with_new_identity()
         .with_tokio()
         .with_tcp(
@@ -147,9 +185,19 @@ pub fn node_on(
             yamux,
         )
         .expect("tcp, noise and yamux")
-        .with_behaviour(|_| Node {
+        .with_behaviour(|key| Node {
             bitswap: bitswap::Behaviour::new(store, config),
             stream: libp2p_stream::Behaviour::new(),
+            identify: identified
+                .then(|| {
+                    // Listen addresses hidden: a peer that reached this node through a shaped
+                    // link must not learn where to dial it around the link.
+                    let config = identify::Config::new("/ipfs/0.1.0".to_owned(), key.public())
+                        .with_hide_listen_addrs(true);
+                    identify::Behaviour::new(config)
+                })
+                .into(),
+            ping: identified.then(ping::Behaviour::default).into(),
         })
         .expect("infallible")
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(600)))

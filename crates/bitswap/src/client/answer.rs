@@ -33,8 +33,12 @@ impl Engine {
         // Only a want's first answer shows the peer at work: a peer repeating HAVE would
         // otherwise keep every want-block it holds from ever timing out.
         if asked.answer == Answer::Pending {
-            peer.sample_latency(now.saturating_duration_since(asked.sent_at));
-            peer.link.answered(asked.sent_at, now);
+            let sample = now.saturating_duration_since(asked.sent_at);
+            peer.sample_latency(sample);
+            peer.link.heard(now);
+            if asked.first {
+                peer.link.round_trip(sample);
+            }
         }
         let is_target = want.target == Some(id);
         match presence {
@@ -188,6 +192,7 @@ impl Engine {
             .insert(now + resend, Timer::Resend { peer: id, cid });
         peer.update_asked(&cid, |a| {
             a.sent_at = now;
+            a.first = false;
             a.timer = Some(key);
             if a.answer == Answer::Withdrawn {
                 a.answer = Answer::TimedOut;
@@ -256,11 +261,14 @@ impl Engine {
         let session = want.session;
         if let Some(peer) = self.peers.get_mut(&from) {
             if let Some(asked) = peer.asked(&cid).copied() {
+                let sample = now.saturating_duration_since(asked.sent_at);
                 if matches!(asked.answer, Answer::Pending | Answer::Have) {
-                    let sample = now.saturating_duration_since(asked.sent_at);
                     peer.sample_latency(sample);
                 }
-                peer.link.answered(asked.sent_at, now);
+                if asked.first && asked.answer == Answer::Pending {
+                    peer.link.round_trip(sample);
+                }
+                peer.link.heard(now);
                 peer.link.delivered(size, now);
             }
             peer.reward();

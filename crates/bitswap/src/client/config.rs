@@ -151,7 +151,7 @@ impl Config {
 
     /// Sets the floor of the simulated DONT_HAVE timeout. A want is treated as answered
     /// DONT_HAVE when its peer has answered nothing (no block, no presence) since it was sent,
-    /// or since the peer last answered anything, for `floor + multiplier × round trip + 2 ×
+    /// or since the peer last answered anything, for `floor + multiplier × round trip + 4 ×
     /// transfer time of an average block` (round trip: the smallest want-to-answer time
     /// measured; transfer time: at the peer's measured delivery rate). So a peer that keeps
     /// delivering keeps every want it holds alive, however long its queue, and silence is

@@ -27,6 +27,11 @@ const MIN_WINDOW_BLOCKS: usize = 2;
 /// Multiple of the bandwidth-delay product kept in flight: one for the pipe, one for what
 /// waits at the peer so that it never runs dry between our wants.
 const WINDOW_GAIN: f64 = 2.0;
+/// What a peer delivers in this time may wait at it: a peer whose answers take several
+/// round trips (stream windows, its own send limits) is only discovered to be fast by being
+/// asked for more than its bandwidth-delay product; the ranking by expected wait, not the
+/// window, keeps slow peers from holding too much.
+const QUEUE_HORIZON: Duration = Duration::from_millis(500);
 /// Round trip assumed in the window when the measured one is shorter: on loopback the
 /// smallest round trip is a fraction of a millisecond, while the time a block takes through
 /// a busy host's scheduler, the peer's store and its send queue varies by milliseconds; a
@@ -53,11 +58,16 @@ pub(super) struct Link {
 }
 
 impl Link {
-    /// A want sent at `sent` was answered at `now` (a presence or its block).
-    pub(super) fn answered(&mut self, sent: Instant, now: Instant) {
-        let sample = now.saturating_duration_since(sent);
-        self.min_rtt = Some(self.min_rtt.map_or(sample, |m| m.min(sample)));
+    /// The peer answered a want at `now` (its first answer: a presence or the block).
+    pub(super) fn heard(&mut self, now: Instant) {
         self.last_answer = Some(self.last_answer.map_or(now, |at| at.max(now)));
+    }
+
+    /// A want-to-answer time that certainly spans one round trip: the answer is to the first
+    /// want for its CID sent to the peer (an answer to an upgraded or re-sent want may be to
+    /// the earlier one, and arrive microseconds after the later was sent).
+    pub(super) fn round_trip(&mut self, sample: Duration) {
+        self.min_rtt = Some(self.min_rtt.map_or(sample, |m| m.min(sample)));
     }
 
     /// A block of `bytes` we asked for arrived at `now`.
@@ -117,14 +127,16 @@ impl Link {
     }
 
     /// How many want-blocks keep the peer busy: [`WINDOW_GAIN`] times its bandwidth-delay
-    /// product (rate × round trip, at least [`MIN_WINDOW_RTT`]) once both are measured, `initial_bytes` worth before (in
+    /// product (rate × round trip, at least [`MIN_WINDOW_RTT`]) or what it delivers in
+    /// [`QUEUE_HORIZON`], whichever is more, once both are measured, `initial_bytes` worth before (in
     /// average blocks, or [`DEFAULT_BLOCK_SIZE`] ones if smaller); at least
     /// [`MIN_WINDOW_BLOCKS`], at most `max`.
     pub(super) fn window(&self, initial_bytes: u64, max: usize) -> usize {
         let blocks = match (self.rate(), self.min_rtt) {
             (Some(rate), Some(rtt)) => {
                 let rtt = rtt.max(MIN_WINDOW_RTT).as_secs_f64();
-                (WINDOW_GAIN * rate * rtt / self.block_size() as f64).ceil()
+                let bytes = (WINDOW_GAIN * rate * rtt).max(rate * QUEUE_HORIZON.as_secs_f64());
+                (bytes / self.block_size() as f64).ceil()
             }
             // Small blocks seen do not widen it: the first blocks of a slow peer would.
             _ => {
@@ -160,8 +172,9 @@ impl Link {
     }
 
     /// How long the peer may stay silent before a want sent to it counts as unanswered:
-    /// `floor + multiplier × round trip`, plus twice an average block's transfer time (a
-    /// large block on a slow link takes that long to arrive whole), capped at `ceiling`;
+    /// `floor + multiplier × round trip`, plus four average blocks' transfer time (a large
+    /// block on a slow link takes that long to arrive whole, and a peer serving others
+    /// besides us sends ours in turns), capped at `ceiling`;
     /// `initial` before any round trip is measured.
     pub(super) fn silence_timeout(
         &self,
@@ -174,7 +187,7 @@ impl Link {
             None => initial,
             Some(rtt) => floor
                 .saturating_add(rtt.saturating_mul(multiplier))
-                .saturating_add(self.block_time().saturating_mul(2))
+                .saturating_add(self.block_time().saturating_mul(4))
                 .min(ceiling.max(floor)),
         }
     }
@@ -201,7 +214,8 @@ mod tests {
         let mut link = Link::default();
         link.set_busy(Some(t0));
         let mut now = t0 + ms(50);
-        link.answered(t0, now);
+        link.round_trip(ms(50));
+        link.heard(now);
         link.delivered(size, now);
         for _ in 1..blocks {
             now += gap;
@@ -235,16 +249,24 @@ mod tests {
     }
 
     #[test]
-    fn the_window_covers_twice_the_bdp_once_measured() {
+    fn the_window_covers_half_a_second_or_twice_the_bdp_once_measured() {
         let t0 = Instant::now();
         let (link, _) = steady(256 * 1024, Duration::from_micros(6554), 20, t0);
-        // 40 MB/s x 50 ms x 2 = 4 MB: 16 blocks of 256 KiB.
-        assert_eq!(link.window(1 << 20, 1024), 16);
+        // 40 MB/s x 500 ms = 20 MB, more than 40 MB/s x 50 ms x 2: 77 blocks of 256 KiB.
+        assert_eq!(link.window(1 << 20, 1024), 77);
         assert_eq!(
             link.window(16 << 20, 1024),
-            16,
+            77,
             "measured: the initial size is moot"
         );
+        // 10 MB/s with a 1 s round trip: twice the BDP, 20 MB.
+        let mut far = Link::default();
+        far.set_busy(Some(t0));
+        far.round_trip(ms(1000));
+        for k in 0..10 {
+            far.delivered(1_000_000, t0 + ms(1000 + 100 * k));
+        }
+        assert_eq!(far.window(1 << 20, 1024), 20);
         assert_eq!(link.window(1 << 20, 10), 10);
         // Unmeasured: the initial size, in default blocks.
         assert_eq!(Link::default().window(1 << 20, 1024), 4);
@@ -257,7 +279,8 @@ mod tests {
         let t0 = Instant::now();
         let mut link = Link::default();
         assert_eq!(link.due(t0, ms(100)), t0 + ms(100));
-        link.answered(t0, t0 + ms(80));
+        link.round_trip(ms(80));
+        link.heard(t0 + ms(80));
         assert_eq!(link.due(t0, ms(100)), t0 + ms(180));
         // A want sent after the last answer counts from its own sending.
         assert_eq!(link.due(t0 + ms(200), ms(100)), t0 + ms(300));
@@ -278,7 +301,7 @@ mod tests {
         let (link, _) = steady(1_000_000, ms(200), 10, t0);
         assert_eq!(
             link.silence_timeout(ms(100), 3, ms(2000), ms(7000)),
-            ms(100 + 150 + 400)
+            ms(100 + 150 + 800)
         );
         assert_eq!(link.expected_wait(2, 4, ms(100)), ms(50 + 400));
         assert_eq!(Link::default().expected_wait(2, 4, ms(100)), ms(150));

@@ -65,6 +65,9 @@ pub(super) struct Asked {
     pub(super) answer: Answer,
     /// The answer deadline or the resend deadline, if any.
     pub(super) timer: Option<TimerKey>,
+    /// The first want for its CID sent to the peer (not an upgrade or a resend), so that the
+    /// time to its answer is a round trip.
+    pub(super) first: bool,
 }
 
 impl Asked {
@@ -329,6 +332,7 @@ mod tests {
             sent_at: now,
             answer: Answer::Pending,
             timer: None,
+            first: true,
         };
         peer.insert_asked(cid(1), asked(WantType::Block));
         peer.insert_asked(cid(2), asked(WantType::Have));

@@ -31,11 +31,11 @@
 //! 5. 1.2.0 peers before older ones (which never say DONT_HAVE, so only a timeout moves on);
 //! 6. the exact expected wait, then peer id (so runs are reproducible).
 //!
-//! A peer is only picked while its want-blocks in flight are fewer than its *window*: enough
-//! to cover twice its bandwidth-delay product once measured (see `link.rs`),
-//! `Config::initial_window_bytes` before. Wants beyond every window wait in the client and go
-//! to the first peer that delivers, so each peer takes blocks at the rate it delivers them,
-//! and a want's silence timeout measures the peer, not the queue we built at it.
+//! A peer is only asked while its want-blocks in flight are fewer than its *window* (see
+//! `link.rs`: what it delivers in half a second, or twice its bandwidth-delay product,
+//! once measured; `Config::initial_window_bytes` before). When the best-ranked peer is at
+//! its window the want waits in the client for its room rather than go to a peer expected to
+//! deliver later, so wants go to peers in proportion to their rates.
 //!
 //! When no peer can be picked the want is *stuck*: if it is because the peers asked refused,
 //! providers are searched for ([`Action::FindProviders`], rate-limited per CID); if it is
@@ -259,7 +259,6 @@ impl Engine {
         }
         let max_wants = self.config.max_wants_per_peer();
         let initial_window = self.config.initial_window_bytes();
-        let mut full = false;
         let mut best = None;
         // A penalty only ranks a peer last: with no other candidate a penalised peer is still
         // asked, or a lone slow peer would stall every new want for `penalty_duration`.
@@ -275,12 +274,10 @@ impl Engine {
                 _ => 1,
             };
             let window = peer.link.window(initial_window, max_wants);
-            if (asked.is_none() && peer.asked_len() >= max_wants)
-                || peer.blocks_in_flight() >= window
-            {
-                full = true;
-                continue;
-            }
+            // A full peer still ranks, with its queue: if it would deliver first, the want
+            // waits for its room rather than go to a slower peer.
+            let is_full = (asked.is_none() && peer.asked_len() >= max_wants)
+                || peer.blocks_in_flight() >= window;
             let wait = peer
                 .link
                 .expected_wait(peer.blocks_in_flight(), window, UNKNOWN_LATENCY)
@@ -295,12 +292,13 @@ impl Engine {
                 wait,
                 *id,
             );
-            if best.as_ref().is_none_or(|(k, _)| key < *k) {
-                best = Some((key, *id));
+            if best.as_ref().is_none_or(|(k, _, _)| key < *k) {
+                best = Some((key, *id, is_full));
             }
         }
         match best {
-            Some((_, peer)) => {
+            Some((_, _, true)) => self.stuck(cid, Stuck::Full, now),
+            Some((_, peer, false)) => {
                 self.send_want(peer, cid, WantType::Block, now);
                 if let Some(want) = self.wants.get_mut(&cid) {
                     want.target = Some(peer);
@@ -312,7 +310,6 @@ impl Engine {
                     }
                 }
             }
-            None if full => self.stuck(cid, Stuck::Full, now),
             None => self.stuck(cid, Stuck::NoPeer, now),
         }
     }
@@ -400,6 +397,7 @@ impl Engine {
             Some(Answer::Have) => Answer::Have,
             _ => Answer::Pending,
         };
+        let first = peer.asked(&cid).is_none();
         let old = peer.insert_asked(
             cid,
             Asked {
@@ -407,6 +405,7 @@ impl Engine {
                 sent_at: now,
                 answer,
                 timer: Some(key),
+                first,
             },
         );
         self.timers.remove(old);

@@ -670,7 +670,8 @@ impl ConnectionHandler for Handler {
         }
         if !self.queue.is_empty()
             && !self.opening
-            && self.writers.len() < self.config.max_outbound_streams()
+            && self.writers.iter().filter(|w| !w.unordered).count()
+                < self.config.max_outbound_streams()
         {
             self.opening = true;
             return Poll::Ready(ConnectionHandlerEvent::OutboundSubstreamRequest {

@@ -420,8 +420,9 @@ mod tests {
         drain(&mut e);
         let at_1: Vec<Cid> = e.peer_wants(&peer(1)).iter().map(|w| w.cid).collect();
         assert!(at_1.len() >= 2, "{at_1:?}");
-        // Peer 1 answers its first want after 50 ms, then nothing: its other wants time out
-        // 2 s (the initial timeout) after its last answer, not after they were sent.
+        // Peer 1 answers its first want after 50 ms, then nothing: its other wants time out a
+        // silence timeout (100 ms + 3 x its 50 ms round trip) after that answer, not after
+        // they were sent.
         let first = at_1[0];
         let i = (1..=3).find(|i| cid(*i) == first).expect("one of ours");
         e.handle_message(peer(1), &with_block(&block(i)), now + ms(50));

@@ -24,9 +24,10 @@
 //!    or stayed silent past their timeout are not picked;
 //! 2. peers with a non-negative score first;
 //! 3. the expected wait, the peer's round trip plus the transfer of the want-blocks already
-//!    in flight there at its measured rate (an unmeasured round trip or rate counts as
-//!    [`UNKNOWN_LATENCY`] per block), in steps of [`WAIT_STEP`]: a batch spreads over the
-//!    peers that have the data, the faster ones taking more;
+//!    in flight there at its measured rate (an unmeasured round trip counts as
+//!    [`UNKNOWN_LATENCY`]; before its rate is measured a peer is taken to deliver its window
+//!    per round trip), in steps of [`WAIT_STEP`]: a batch spreads over the peers that have the
+//!    data, the faster ones taking more;
 //! 4. peers that delivered blocks in the want's session, then peers that delivered anything;
 //! 5. 1.2.0 peers before older ones (which never say DONT_HAVE, so only a timeout moves on);
 //! 6. the exact expected wait, then peer id (so runs are reproducible).
@@ -39,9 +40,9 @@
 //!
 //! When no peer can be picked the want is *stuck*: if it is because the peers asked refused,
 //! providers are searched for ([`Action::FindProviders`], rate-limited per CID); if it is
-//! because peers are full (their window, or `Config::max_wants_per_peer`), it waits for room. A stuck want is
-//! looked at again when a peer connects, a peer says HAVE, a provider is added, room frees up,
-//! and on its search timer.
+//! because peers are full (their window, or `Config::max_wants_per_peer`), it waits for room.
+//! A stuck want is looked at again when a peer connects, a peer says HAVE, a provider is
+//! added, room frees up, and on its search timer.
 
 use std::{
     cmp::Reverse,

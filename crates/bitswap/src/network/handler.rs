@@ -48,9 +48,6 @@ pub enum HandlerIn {
         id: MessageId,
         /// The message, encoded later for the version of the stream that carries it.
         message: Message,
-        /// Spread over the unordered streams
-        /// ([`Config::with_max_unordered_streams`]) instead of the ordered ones.
-        unordered: bool,
     },
     /// A message this handler reported was taken from the behaviour: one more may be read.
     Taken,
@@ -120,12 +117,6 @@ pub enum HandlerEvent {
 ///   version negotiated on it, writes them in order, reports each once flushed, and stays
 ///   open until it has had nothing to write for [`Config::outbound_idle_timeout`]. At most
 ///   one stream is being negotiated and [`Config::max_outbound_streams`] are open at once.
-///   Unordered messages ([`Behaviour::send_unordered`](crate::network::Behaviour::send_unordered))
-///   have a queue and streams of their own: each goes to an unordered stream with nothing to
-///   write, or waits while more are opened (as many negotiated at once as are open, so
-///   their number at most doubles per round trip), up to [`Config::max_unordered_streams`]. Each stream has its own flow-control window at the
-///   peer, so a far peer's link is kept full by several streams where one stream's window
-///   would cap it (rust-yamux, for instance, grants at most 1 MiB per stream).
 ///   Each message has its own write timeout ([`Config::send_timeout`]); a failed write resets
 ///   the stream and fails the messages waiting for it. A write that takes longer than
 ///   [`Config::write_stall`] reports its message and those waiting behind it as stalled.
@@ -135,17 +126,9 @@ pub struct Handler {
     /// Messages not yet taken by a stream, oldest first. Bounded by the behaviour, which
     /// accepts at most [`Config::max_queued_messages`] unresolved messages per peer.
     queue: VecDeque<(MessageId, Message)>,
-    /// An outbound stream for `queue` is being opened and negotiated.
+    /// An outbound stream is being opened and negotiated.
     opening: bool,
-    /// Unordered messages not yet taken by a stream, oldest first; bounded as `queue`.
-    unordered: VecDeque<(MessageId, Message)>,
-    /// Unordered streams being opened and negotiated.
-    opening_unordered: usize,
-    /// Unordered messages get streams of their own; false once the peer reset a new one
-    /// (then they go with the ordered ones).
-    spread: bool,
-    /// Open outbound streams; at most [`Config::max_outbound_streams`] ordered ones and
-    /// [`Config::max_unordered_streams`] unordered ones.
+    /// Open outbound streams; at most [`Config::max_outbound_streams`].
     writers: Vec<Writer>,
     /// The writers' tasks (and those closing their streams).
     writer_tasks: FuturesUnordered<BoxFuture<'static, ()>>,
@@ -191,9 +174,6 @@ impl Handler {
             upgrade: Upgrade::new(config.versions().iter().copied()),
             queue: VecDeque::new(),
             opening: false,
-            unordered: VecDeque::new(),
-            opening_unordered: 0,
-            spread: true,
             writers: Vec::new(),
             writer_tasks: FuturesUnordered::new(),
             reports,
@@ -274,12 +254,8 @@ impl Handler {
             .push(read_messages(stream, self.budget.clone()));
     }
 
-    fn on_outbound(&mut self, stream: Stream, version: Version, unordered: bool) {
-        if unordered {
-            self.opening_unordered = self.opening_unordered.saturating_sub(1);
-        } else {
-            self.opening = false;
-        }
+    fn on_outbound(&mut self, stream: Stream, version: Version) {
+        self.opening = false;
         self.learn_version(version);
         let id = self.next_writer;
         self.next_writer += 1;
@@ -289,8 +265,6 @@ impl Handler {
             messages,
             pending: VecDeque::new(),
             stalled: false,
-            unordered,
-            delivered: false,
         });
         self.writer_tasks.push(
             write_messages(
@@ -309,14 +283,8 @@ impl Handler {
     /// Hands queued messages, oldest first, to the open stream with the fewest waiting. While
     /// every stream is stalled, messages are reported stalled as they come.
     fn dispatch(&mut self) {
-        self.dispatch_unordered();
         while let Some((id, message)) = self.queue.pop_front() {
-            let Some(writer) = self
-                .writers
-                .iter_mut()
-                .filter(|w| !w.unordered)
-                .min_by_key(|w| w.pending.len())
-            else {
+            let Some(writer) = self.writers.iter_mut().min_by_key(|w| w.pending.len()) else {
                 self.queue.push_front((id, message));
                 break;
             };
@@ -334,54 +302,6 @@ impl Handler {
         self.report_stalled();
     }
 
-    /// Hands unordered messages, oldest first, each to an unordered stream with nothing to
-    /// write; the others wait for one (or for a new stream).
-    fn dispatch_unordered(&mut self) {
-        while let Some((id, message)) = self.unordered.pop_front() {
-            let Some(writer) = self
-                .writers
-                .iter_mut()
-                .find(|w| w.unordered && w.pending.is_empty())
-            else {
-                self.unordered.push_front((id, message));
-                break;
-            };
-            match writer.messages.try_send((id, message)) {
-                Ok(()) => writer.pending.push_back(id),
-                Err(error) => {
-                    let writer = writer.id;
-                    self.writers.retain(|w| w.id != writer);
-                    self.unordered.push_front(error.into_inner());
-                }
-            }
-        }
-    }
-
-    /// Whether to open one more unordered stream now: an unordered message waits beyond
-    /// those the streams being opened will take, within [`Config::max_unordered_streams`],
-    /// and fewer are being opened than are open (at least one), so the streams of a
-    /// connection double per round trip at most instead of all opening at once (a peer that
-    /// takes inbound streams one at a time may reset those that come together).
-    fn unordered_streams_wanted(&self) -> bool {
-        let open = self.writers.iter().filter(|w| w.unordered).count();
-        self.unordered.len() > self.opening_unordered
-            && open + self.opening_unordered < self.config.max_unordered_streams()
-            && self.opening_unordered < open.max(1)
-    }
-
-    /// The peer reset an unordered stream before anything was written on it, or one could
-    /// not be opened: it may not take streams that come together. From now on this
-    /// connection sends unordered messages in order, with the others; those waiting join
-    /// them.
-    fn stop_spreading(&mut self) {
-        if !self.spread {
-            return;
-        }
-        self.spread = false;
-        tracing::debug!("bitswap peer reset a new stream: answers go on one stream from now on");
-        self.queue.extend(self.unordered.drain(..));
-    }
-
     /// Reports as stalled, once each, the messages of stalled streams, and the queued ones
     /// when every open stream is stalled and no other may be opened.
     fn report_stalled(&mut self) {
@@ -389,15 +309,11 @@ impl Handler {
         for writer in self.writers.iter().filter(|w| w.stalled) {
             ids.extend(writer.pending.iter().copied());
         }
-        for (unordered, queue, limit) in [
-            (false, &self.queue, self.config.max_outbound_streams()),
-            (true, &self.unordered, self.config.max_unordered_streams()),
-        ] {
-            let mut writers = self.writers.iter().filter(|w| w.unordered == unordered);
-            let open = writers.clone().count();
-            if open > 0 && open >= limit && writers.all(|w| w.stalled) {
-                ids.extend(queue.iter().map(|(id, _)| *id));
-            }
+        let all_stalled = !self.writers.is_empty()
+            && self.writers.iter().all(|w| w.stalled)
+            && self.writers.len() >= self.config.max_outbound_streams();
+        if all_stalled {
+            ids.extend(self.queue.iter().map(|(id, _)| *id));
         }
         ids.retain(|id| self.stalled.insert(*id));
         if !ids.is_empty() {
@@ -411,7 +327,6 @@ impl Handler {
                 if let Some(w) = self.writers.iter_mut().find(|w| w.id == writer) {
                     w.pending.retain(|pending| *pending != id);
                     w.stalled = false;
-                    w.delivered = true;
                 }
                 self.stalled.remove(&id);
                 if let Some(HandlerEvent::Sent(ids)) = self.events.back_mut() {
@@ -427,14 +342,6 @@ impl Handler {
                 self.report_stalled();
             }
             WriteReport::Failed { writer, ids, error } => {
-                let fresh_unordered = self
-                    .writers
-                    .iter()
-                    .find(|w| w.id == writer)
-                    .is_some_and(|w| w.unordered && !w.delivered);
-                if fresh_unordered {
-                    self.stop_spreading();
-                }
                 self.writers.retain(|w| w.id != writer);
                 for id in &ids {
                     self.stalled.remove(id);
@@ -442,32 +349,17 @@ impl Handler {
                 self.send_failed(ids, error);
             }
             WriteReport::Closed { writer, returned } => {
-                let unordered = self
-                    .writers
-                    .iter()
-                    .find(|w| w.id == writer)
-                    .is_some_and(|w| w.unordered);
                 self.writers.retain(|w| w.id != writer);
                 // They were handed out before anything still queued: they go first.
-                let queue = if unordered {
-                    &mut self.unordered
-                } else {
-                    &mut self.queue
-                };
                 for message in returned.into_iter().rev() {
-                    queue.push_front(message);
+                    self.queue.push_front(message);
                 }
             }
         }
     }
 
-    fn on_dial_upgrade_error(&mut self, error: StreamUpgradeError<io::Error>, unordered: bool) {
-        if unordered {
-            self.opening_unordered = self.opening_unordered.saturating_sub(1);
-            self.stop_spreading();
-        } else {
-            self.opening = false;
-        }
+    fn on_dial_upgrade_error(&mut self, error: StreamUpgradeError<io::Error>) {
+        self.opening = false;
         let error = match error {
             StreamUpgradeError::NegotiationFailed => {
                 self.unsupported = true;
@@ -480,16 +372,7 @@ impl Handler {
         };
         // A peer that cannot take a stream now is not retried for the messages that were
         // waiting for it: they fail, and later messages try again (unless unsupported).
-        // Unordered messages wait on while other unordered streams are open or opening.
-        let mut ids = Vec::new();
-        if self.unsupported || !unordered {
-            ids.extend(self.queue.drain(..).map(|(id, _)| id));
-        }
-        let unordered_alive =
-            self.opening_unordered > 0 || self.writers.iter().any(|w| w.unordered);
-        if self.unsupported || (unordered && !unordered_alive) {
-            ids.extend(self.unordered.drain(..).map(|(id, _)| id));
-        }
+        let ids: Vec<_> = self.queue.drain(..).map(|(id, _)| id).collect();
         self.send_failed(ids, error);
     }
 
@@ -577,8 +460,7 @@ impl ConnectionHandler for Handler {
     type InboundProtocol = Upgrade;
     type OutboundProtocol = Upgrade;
     type InboundOpenInfo = ();
-    /// Whether the stream carries unordered messages.
-    type OutboundOpenInfo = bool;
+    type OutboundOpenInfo = ();
 
     fn listen_protocol(&self) -> SubstreamProtocol<Upgrade> {
         SubstreamProtocol::new(self.upgrade.clone(), ())
@@ -588,8 +470,6 @@ impl ConnectionHandler for Handler {
         // Open streams keep the connection alive by themselves.
         !self.queue.is_empty()
             || self.opening
-            || !self.unordered.is_empty()
-            || self.opening_unordered > 0
             || self.writers.iter().any(|w| !w.pending.is_empty())
             || self.kept_alive
             || (self.config.keep_alive() && self.reported.is_some())
@@ -597,19 +477,11 @@ impl ConnectionHandler for Handler {
 
     fn on_behaviour_event(&mut self, event: HandlerIn) {
         match event {
-            HandlerIn::Send {
-                id,
-                message,
-                unordered,
-            } => {
+            HandlerIn::Send { id, message } => {
                 if self.unsupported {
                     self.send_failed(vec![id], SendFailure::Unsupported);
                 } else {
-                    if unordered && self.spread {
-                        self.unordered.push_back((id, message));
-                    } else {
-                        self.queue.push_back((id, message));
-                    }
+                    self.queue.push_back((id, message));
                     self.dispatch();
                 }
             }
@@ -620,13 +492,7 @@ impl ConnectionHandler for Handler {
 
     fn on_connection_event(
         &mut self,
-        event: ConnectionEvent<
-            '_,
-            Self::InboundProtocol,
-            Self::OutboundProtocol,
-            Self::InboundOpenInfo,
-            Self::OutboundOpenInfo,
-        >,
+        event: ConnectionEvent<'_, Self::InboundProtocol, Self::OutboundProtocol>,
     ) {
         match event {
             ConnectionEvent::FullyNegotiatedInbound(FullyNegotiatedInbound {
@@ -635,10 +501,10 @@ impl ConnectionHandler for Handler {
             }) => self.on_inbound(stream, version),
             ConnectionEvent::FullyNegotiatedOutbound(FullyNegotiatedOutbound {
                 protocol: (stream, version),
-                info,
-            }) => self.on_outbound(stream, version, info),
-            ConnectionEvent::DialUpgradeError(DialUpgradeError { error, info }) => {
-                self.on_dial_upgrade_error(error, info);
+                ..
+            }) => self.on_outbound(stream, version),
+            ConnectionEvent::DialUpgradeError(DialUpgradeError { error, .. }) => {
+                self.on_dial_upgrade_error(error);
             }
             ConnectionEvent::ListenUpgradeError(ListenUpgradeError { error, .. }) => {
                 tracing::debug!(%error, "bitswap inbound upgrade failed");
@@ -651,7 +517,7 @@ impl ConnectionHandler for Handler {
     fn poll(
         &mut self,
         cx: &mut Context<'_>,
-    ) -> Poll<ConnectionHandlerEvent<Upgrade, bool, HandlerEvent>> {
+    ) -> Poll<ConnectionHandlerEvent<Upgrade, (), HandlerEvent>> {
         if let Some(event) = self.events.pop_front() {
             return Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(event));
         }
@@ -670,18 +536,11 @@ impl ConnectionHandler for Handler {
         }
         if !self.queue.is_empty()
             && !self.opening
-            && self.writers.iter().filter(|w| !w.unordered).count()
-                < self.config.max_outbound_streams()
+            && self.writers.len() < self.config.max_outbound_streams()
         {
             self.opening = true;
             return Poll::Ready(ConnectionHandlerEvent::OutboundSubstreamRequest {
-                protocol: SubstreamProtocol::new(self.upgrade.clone(), false),
-            });
-        }
-        if !self.unsupported && self.unordered_streams_wanted() {
-            self.opening_unordered += 1;
-            return Poll::Ready(ConnectionHandlerEvent::OutboundSubstreamRequest {
-                protocol: SubstreamProtocol::new(self.upgrade.clone(), true),
+                protocol: SubstreamProtocol::new(self.upgrade.clone(), ()),
             });
         }
         Poll::Pending
@@ -705,10 +564,6 @@ struct Writer {
     pending: VecDeque<MessageId>,
     /// A write has taken longer than [`Config::write_stall`] and none finished since.
     stalled: bool,
-    /// It carries unordered messages.
-    unordered: bool,
-    /// A message was written on it.
-    delivered: bool,
 }
 
 /// What a writer task reports.

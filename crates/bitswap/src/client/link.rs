@@ -16,11 +16,11 @@
 use std::time::{Duration, Instant};
 
 /// Half-life of the rate estimate's memory.
-pub(super) const RATE_HALF_LIFE: Duration = Duration::from_millis(500);
+const RATE_HALF_LIFE: Duration = Duration::from_millis(500);
 /// Time of delivery that must have been measured before the rate is trusted.
 const MIN_RATE_TIME: Duration = Duration::from_millis(1);
 /// Block size assumed before a peer delivered any: kubo's default chunk.
-pub(super) const DEFAULT_BLOCK_SIZE: u64 = 256 * 1024;
+const DEFAULT_BLOCK_SIZE: u64 = 256 * 1024;
 /// Want-blocks in flight at a peer whatever its measurements: two keep it busy while one
 /// travels back.
 const MIN_WINDOW_BLOCKS: usize = 2;

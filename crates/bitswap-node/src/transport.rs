@@ -26,6 +26,15 @@ pub const YAMUX_MAX_STREAMS: usize = (YAMUX_CONNECTION_WINDOW_BYTES
 /// and the connection dies (`FrameTooLarge`). With [`YAMUX_MAX_STREAMS`] streams the spare
 /// window is 768 KiB per connection, so a window reaches at most 1 MiB. go-yamux (kubo) caps
 /// its frames at 64 KiB and is unaffected either way.
+///
+/// The frame limit is a constant of rust yamux 0.14 (`MAX_FRAME_BODY_LEN`), and libp2p-yamux
+/// 0.48 lets us set nothing but the stream count, so there is no setting that gives one
+/// stream both a large window and Helia's frames. Large windows come from several streams
+/// instead: each stream has its own window (256 KiB, and rust yamux never returns the
+/// connection's spare window once a stream took it), and the Bitswap server spreads its
+/// blocks over up to 24 streams per connection
+/// ([`bitswap::network::Config::with_max_unordered_streams`]), so a far peer of ours has up to
+/// 6 MiB on its way while no frame over 1 MiB is ever needed from js-yamux.
 pub fn yamux_config() -> yamux::Config {
     let mut config = yamux::Config::default();
     config.set_max_num_streams(YAMUX_MAX_STREAMS);

@@ -432,7 +432,14 @@ impl<S: Blockstore + 'static> Behaviour<S> {
             let Some(envelope) = self.server.poll_envelope() else {
                 break;
             };
-            match self.network.send(envelope.peer, envelope.message) {
+            // Blocks are spread over streams, so that a far peer's link is not capped by one
+            // stream's window; presences alone are small and go in order with the rest.
+            let sent = if envelope.message.blocks.is_empty() {
+                self.network.send(envelope.peer, envelope.message)
+            } else {
+                self.network.send_unordered(envelope.peer, envelope.message)
+            };
+            match sent {
                 Ok(id) => {
                     self.envelopes.insert(id, envelope.id);
                 }
@@ -688,7 +695,8 @@ impl<S: Blockstore + 'static> Behaviour<S> {
             network::Event::MessageSent { peer, id } => {
                 self.owed_dirty.insert(peer);
                 if let Some(envelope) = self.envelopes.remove(&id) {
-                    self.server.handle_envelope_sent(envelope);
+                    self.server
+                        .handle_envelope_sent_at(envelope, Instant::now());
                 } else {
                     self.wantlists.remove(&id);
                 }

@@ -304,6 +304,114 @@ async fn concurrent_outbound_streams_deliver_everything() {
     assert_eq!(sent, ids);
 }
 
+/// Unordered messages (large ones, so that streams overlap) interleaved with ordered ones:
+/// every message arrives once, and the ordered ones arrive in their order.
+#[tokio::test]
+async fn unordered_messages_spread_and_ordered_ones_keep_their_order() {
+    let mut a = node(Config::default().with_max_unordered_streams(4));
+    let mut b = node(Config::default());
+    let b_id = *b.local_peer_id();
+    connect(&mut a, &mut b).await;
+
+    let messages: Vec<_> = (0..40u8)
+        .map(|i| Message {
+            wantlist: Wantlist {
+                entries: vec![Entry::want_block(cid(i), 1)],
+                full: false,
+            },
+            blocks: if i % 2 == 0 {
+                vec![raw_block(512 << 10, i)]
+            } else {
+                Vec::new()
+            },
+            ..Message::default()
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for message in &messages {
+        let id = if message.blocks.is_empty() {
+            a.behaviour_mut().send(b_id, message.clone())
+        } else {
+            a.behaviour_mut().send_unordered(b_id, message.clone())
+        };
+        ids.push(id.expect("send"));
+    }
+    let mut seen = Seen::default();
+    drive(&mut a, &mut b, |side, event| {
+        seen.record(side, event);
+        (seen.received.len() == messages.len() && seen.sent.len() == ids.len()).then_some(())
+    })
+    .await;
+    let key = |m: &Message| m.wantlist.entries[0].cid;
+    let ordered: Vec<_> = seen
+        .received
+        .iter()
+        .filter(|m| m.blocks.is_empty())
+        .map(key)
+        .collect();
+    let expected: Vec<_> = messages
+        .iter()
+        .filter(|m| m.blocks.is_empty())
+        .map(key)
+        .collect();
+    assert_eq!(ordered, expected);
+    let mut received = seen.received;
+    received.sort_by_key(key);
+    let mut all = messages.clone();
+    all.sort_by_key(key);
+    assert_eq!(received, all);
+    seen.sent.sort();
+    assert_eq!(seen.sent, ids);
+}
+
+/// An ordered message sent while an unordered stream is open and idle goes out at once: the
+/// unordered streams do not count against the ordered ones (they did, and kubo waited for our
+/// HAVEs until the unordered stream's idle timeout closed it, about 5 s per fetch).
+#[tokio::test]
+async fn an_open_unordered_stream_does_not_hold_up_ordered_messages() {
+    let config = Config::default().with_outbound_idle_timeout(Duration::from_secs(600));
+    let mut a = node(config);
+    let mut b = node(Config::default());
+    let b_id = *b.local_peer_id();
+    connect(&mut a, &mut b).await;
+    let with_block = Message {
+        blocks: vec![raw_block(64 << 10, 1)],
+        ..Message::default()
+    };
+    a.behaviour_mut()
+        .send_unordered(b_id, with_block)
+        .expect("send");
+    let mut seen = Seen::default();
+    drive(&mut a, &mut b, |side, event| {
+        seen.record(side, event);
+        (seen.received.len() == 1 && seen.sent.len() == 1).then_some(())
+    })
+    .await;
+    let presence = Message {
+        wantlist: Wantlist {
+            entries: vec![Entry::want_block(cid(2), 1)],
+            full: false,
+        },
+        ..Message::default()
+    };
+    a.behaviour_mut()
+        .send(b_id, presence.clone())
+        .expect("send");
+    let started = std::time::Instant::now();
+    drive(&mut a, &mut b, |side, event| {
+        seen.record(side, event);
+        (seen.received.len() == 2).then_some(())
+    })
+    .await;
+    assert_eq!(seen.received[1], presence);
+    // Far below the idle timeout the stream would otherwise wait for.
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
 /// A default peer and one that only speaks `version` exchange messages; each side reports
 /// `version` and encodes for it.
 async fn talk_to_old_peer(version: Version) {

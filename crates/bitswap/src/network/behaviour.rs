@@ -285,6 +285,30 @@ impl Behaviour {
     /// 1.2.0 want-have becomes want-block and presences and pending bytes are left out; before
     /// 1.1.0 only CIDv0 blocks are sent. Check [`Behaviour::peer_version`] first if that matters.
     pub fn send(&mut self, peer: PeerId, message: Message) -> Result<MessageId, SendError> {
+        self.send_on(peer, message, false)
+    }
+
+    /// Queues `message` for `peer` as [`send`](Self::send) does, on streams of its own: each
+    /// unordered message goes to a stream with nothing else to write, or to a new stream, up
+    /// to [`Config::with_max_unordered_streams`] per connection. Unordered messages may arrive
+    /// in any order, among themselves and with those of `send`; in exchange a far peer's link
+    /// is not capped by one stream's flow-control window, and they never wait behind the
+    /// ordered ones (or these behind them). For answers (blocks and presences), not for
+    /// wantlists, whose cancels must not overtake their wants.
+    pub fn send_unordered(
+        &mut self,
+        peer: PeerId,
+        message: Message,
+    ) -> Result<MessageId, SendError> {
+        self.send_on(peer, message, true)
+    }
+
+    fn send_on(
+        &mut self,
+        peer: PeerId,
+        message: Message,
+        unordered: bool,
+    ) -> Result<MessageId, SendError> {
         let limit = self.config.max_queued_messages();
         let state = self.peers.get_mut(&peer).ok_or(SendError::NotConnected)?;
         if state.queued() >= limit {
@@ -297,7 +321,11 @@ impl Behaviour {
         self.events.push_back(ToSwarm::NotifyHandler {
             peer_id: peer,
             handler: NotifyHandler::One(connection.id),
-            event: HandlerIn::Send { id, message },
+            event: HandlerIn::Send {
+                id,
+                message,
+                unordered,
+            },
         });
         Ok(id)
     }

@@ -22,6 +22,8 @@ pub struct Config {
     max_queued_messages: usize,
     /// Outbound streams written at the same time on one connection. Default: 1 stream.
     max_outbound_streams: usize,
+    /// Streams for unordered messages on one connection. Default: 24 streams.
+    max_unordered_streams: usize,
     /// How long an inbound stream may stay open waiting for its next message. Default: 5 min.
     inbound_idle_timeout: Duration,
     /// How long an outbound stream stays open without a message to write. Default: 5 s.
@@ -60,6 +62,7 @@ impl Default for Config {
             max_inbound_streams: 32,
             max_queued_messages: 256,
             max_outbound_streams: 1,
+            max_unordered_streams: 24,
             inbound_idle_timeout: Duration::from_secs(5 * 60),
             outbound_idle_timeout: Duration::from_secs(5),
             send_latency: Duration::from_secs(2),
@@ -135,6 +138,28 @@ impl Config {
     /// more: one stream already saturates the CPU on TCP + Noise + Yamux. Default: 1 stream.
     pub fn with_max_outbound_streams(mut self, streams: usize) -> Self {
         self.max_outbound_streams = streams.max(1);
+        self
+    }
+
+    /// Sets how many streams one connection may have open (or opening) for unordered
+    /// messages ([`Behaviour::send_unordered`](crate::network::Behaviour::send_unordered)), at
+    /// least 1. They are apart from the [ordered streams](Self::with_max_outbound_streams):
+    /// each unordered message goes to an unordered stream with nothing to write, and while
+    /// none is free, one more is opened per message waiting, up to this many (several are
+    /// negotiated at once). Each stream has its own flow-control window at the peer, so this
+    /// many streams can have this many windows of data on the way. That is what keeps a far
+    /// peer's link full: rust-yamux grants one stream at most 1 MiB (256 KiB once the
+    /// connection's spare window is used) and js-yamux and go-yamux start at 256 KiB, so one
+    /// stream carries at most about 256 KiB to 1 MiB per round trip. The default, 24 streams,
+    /// is 6 MiB of windows at 256 KiB each, above the bandwidth-delay product of 40 MB/s at
+    /// 100 ms or 20 MB/s at 200 ms round trip (a stream carries one message at a time, and a
+    /// 256 KiB block does not quite fit a 256 KiB window, so a stream carries less than its
+    /// window per round trip); with the ordered stream it stays under the 32 inbound streams
+    /// this crate's handler reads per connection ([`Config::with_max_inbound_streams`]).
+    /// Helia reads up to 1024 at once. The crate's server sends its blocks this way. Default:
+    /// 24 streams.
+    pub fn with_max_unordered_streams(mut self, streams: usize) -> Self {
+        self.max_unordered_streams = streams.max(1);
         self
     }
 
@@ -300,6 +325,11 @@ impl Config {
     /// Outbound streams written at the same time per connection.
     pub fn max_outbound_streams(&self) -> usize {
         self.max_outbound_streams
+    }
+
+    /// Streams for unordered messages on one connection.
+    pub fn max_unordered_streams(&self) -> usize {
+        self.max_unordered_streams
     }
 
     /// How long an inbound stream may wait for its next message.

@@ -48,6 +48,9 @@ pub enum HandlerIn {
         id: MessageId,
         /// The message, encoded later for the version of the stream that carries it.
         message: Message,
+        /// Spread over the unordered streams
+        /// ([`Config::with_max_unordered_streams`]) instead of the ordered ones.
+        unordered: bool,
     },
     /// A message this handler reported was taken from the behaviour: one more may be read.
     Taken,
@@ -117,6 +120,12 @@ pub enum HandlerEvent {
 ///   version negotiated on it, writes them in order, reports each once flushed, and stays
 ///   open until it has had nothing to write for [`Config::outbound_idle_timeout`]. At most
 ///   one stream is being negotiated and [`Config::max_outbound_streams`] are open at once.
+///   Unordered messages ([`Behaviour::send_unordered`](crate::network::Behaviour::send_unordered))
+///   have a queue and streams of their own: each goes to an unordered stream with nothing to
+///   write, or waits while more are opened (as many negotiated at once as are open, so
+///   their number at most doubles per round trip), up to [`Config::max_unordered_streams`]. Each stream has its own flow-control window at the
+///   peer, so a far peer's link is kept full by several streams where one stream's window
+///   would cap it (rust-yamux, for instance, grants at most 1 MiB per stream).
 ///   Each message has its own write timeout ([`Config::send_timeout`]); a failed write resets
 ///   the stream and fails the messages waiting for it. A write that takes longer than
 ///   [`Config::write_stall`] reports its message and those waiting behind it as stalled.
@@ -126,9 +135,17 @@ pub struct Handler {
     /// Messages not yet taken by a stream, oldest first. Bounded by the behaviour, which
     /// accepts at most [`Config::max_queued_messages`] unresolved messages per peer.
     queue: VecDeque<(MessageId, Message)>,
-    /// An outbound stream is being opened and negotiated.
+    /// An outbound stream for `queue` is being opened and negotiated.
     opening: bool,
-    /// Open outbound streams; at most [`Config::max_outbound_streams`].
+    /// Unordered messages not yet taken by a stream, oldest first; bounded as `queue`.
+    unordered: VecDeque<(MessageId, Message)>,
+    /// Unordered streams being opened and negotiated.
+    opening_unordered: usize,
+    /// Unordered messages get streams of their own; false once the peer reset a new one
+    /// (then they go with the ordered ones).
+    spread: bool,
+    /// Open outbound streams; at most [`Config::max_outbound_streams`] ordered ones and
+    /// [`Config::max_unordered_streams`] unordered ones.
     writers: Vec<Writer>,
     /// The writers' tasks (and those closing their streams).
     writer_tasks: FuturesUnordered<BoxFuture<'static, ()>>,
@@ -162,6 +179,12 @@ pub struct Handler {
     logged_dropped_entries: bool,
     /// The behaviour asks to keep the connection alive ([`HandlerIn::KeepAlive`]).
     kept_alive: bool,
+    /// No outbound stream is opened before it fires: set when a new stream failed before
+    /// anything was written on it, or could not be opened.
+    retry: Option<Delay>,
+    /// How long the next [`Handler::retry`] waits: [`RETRY_MIN`] at first and after each
+    /// message written, doubled by each failure up to [`RETRY_MAX`].
+    next_retry: Duration,
     /// Messages reported stalled and not yet sent or failed; at most the messages queued for
     /// the peer ([`Config::max_queued_messages`]).
     stalled: HashSet<MessageId>,
@@ -174,6 +197,9 @@ impl Handler {
             upgrade: Upgrade::new(config.versions().iter().copied()),
             queue: VecDeque::new(),
             opening: false,
+            unordered: VecDeque::new(),
+            opening_unordered: 0,
+            spread: true,
             writers: Vec::new(),
             writer_tasks: FuturesUnordered::new(),
             reports,
@@ -192,6 +218,8 @@ impl Handler {
             logged_send_failure: false,
             logged_dropped_entries: false,
             kept_alive: false,
+            retry: None,
+            next_retry: RETRY_MIN,
             stalled: HashSet::new(),
             config,
         }
@@ -254,8 +282,12 @@ impl Handler {
             .push(read_messages(stream, self.budget.clone()));
     }
 
-    fn on_outbound(&mut self, stream: Stream, version: Version) {
-        self.opening = false;
+    fn on_outbound(&mut self, stream: Stream, version: Version, unordered: bool) {
+        if unordered {
+            self.opening_unordered = self.opening_unordered.saturating_sub(1);
+        } else {
+            self.opening = false;
+        }
         self.learn_version(version);
         let id = self.next_writer;
         self.next_writer += 1;
@@ -265,6 +297,8 @@ impl Handler {
             messages,
             pending: VecDeque::new(),
             stalled: false,
+            unordered,
+            delivered: false,
         });
         self.writer_tasks.push(
             write_messages(
@@ -283,8 +317,14 @@ impl Handler {
     /// Hands queued messages, oldest first, to the open stream with the fewest waiting. While
     /// every stream is stalled, messages are reported stalled as they come.
     fn dispatch(&mut self) {
+        self.dispatch_unordered();
         while let Some((id, message)) = self.queue.pop_front() {
-            let Some(writer) = self.writers.iter_mut().min_by_key(|w| w.pending.len()) else {
+            let Some(writer) = self
+                .writers
+                .iter_mut()
+                .filter(|w| !w.unordered)
+                .min_by_key(|w| w.pending.len())
+            else {
                 self.queue.push_front((id, message));
                 break;
             };
@@ -302,6 +342,54 @@ impl Handler {
         self.report_stalled();
     }
 
+    /// Hands unordered messages, oldest first, each to an unordered stream with nothing to
+    /// write; the others wait for one (or for a new stream).
+    fn dispatch_unordered(&mut self) {
+        while let Some((id, message)) = self.unordered.pop_front() {
+            let Some(writer) = self
+                .writers
+                .iter_mut()
+                .find(|w| w.unordered && w.pending.is_empty())
+            else {
+                self.unordered.push_front((id, message));
+                break;
+            };
+            match writer.messages.try_send((id, message)) {
+                Ok(()) => writer.pending.push_back(id),
+                Err(error) => {
+                    let writer = writer.id;
+                    self.writers.retain(|w| w.id != writer);
+                    self.unordered.push_front(error.into_inner());
+                }
+            }
+        }
+    }
+
+    /// Whether to open one more unordered stream now: an unordered message waits beyond
+    /// those the streams being opened will take, within [`Config::max_unordered_streams`],
+    /// and fewer are being opened than are open (at least one), so the streams of a
+    /// connection double per round trip at most instead of all opening at once (a peer that
+    /// takes inbound streams one at a time may reset those that come together).
+    fn unordered_streams_wanted(&self) -> bool {
+        let open = self.writers.iter().filter(|w| w.unordered).count();
+        self.unordered.len() > self.opening_unordered
+            && open + self.opening_unordered < self.config.max_unordered_streams()
+            && self.opening_unordered < open.max(1)
+    }
+
+    /// The peer reset an unordered stream before anything was written on it, or one could
+    /// not be opened: it may not take streams that come together. From now on this
+    /// connection sends unordered messages in order, with the others; those waiting join
+    /// them.
+    fn stop_spreading(&mut self) {
+        if !self.spread {
+            return;
+        }
+        self.spread = false;
+        tracing::debug!("bitswap peer reset a new stream: answers go on one stream from now on");
+        self.queue.extend(self.unordered.drain(..));
+    }
+
     /// Reports as stalled, once each, the messages of stalled streams, and the queued ones
     /// when every open stream is stalled and no other may be opened.
     fn report_stalled(&mut self) {
@@ -309,11 +397,15 @@ impl Handler {
         for writer in self.writers.iter().filter(|w| w.stalled) {
             ids.extend(writer.pending.iter().copied());
         }
-        let all_stalled = !self.writers.is_empty()
-            && self.writers.iter().all(|w| w.stalled)
-            && self.writers.len() >= self.config.max_outbound_streams();
-        if all_stalled {
-            ids.extend(self.queue.iter().map(|(id, _)| *id));
+        for (unordered, queue, limit) in [
+            (false, &self.queue, self.config.max_outbound_streams()),
+            (true, &self.unordered, self.config.max_unordered_streams()),
+        ] {
+            let mut writers = self.writers.iter().filter(|w| w.unordered == unordered);
+            let open = writers.clone().count();
+            if open > 0 && open >= limit && writers.all(|w| w.stalled) {
+                ids.extend(queue.iter().map(|(id, _)| *id));
+            }
         }
         ids.retain(|id| self.stalled.insert(*id));
         if !ids.is_empty() {
@@ -327,7 +419,9 @@ impl Handler {
                 if let Some(w) = self.writers.iter_mut().find(|w| w.id == writer) {
                     w.pending.retain(|pending| *pending != id);
                     w.stalled = false;
+                    w.delivered = true;
                 }
+                self.next_retry = RETRY_MIN;
                 self.stalled.remove(&id);
                 if let Some(HandlerEvent::Sent(ids)) = self.events.back_mut() {
                     ids.push(id);
@@ -342,6 +436,18 @@ impl Handler {
                 self.report_stalled();
             }
             WriteReport::Failed { writer, ids, error } => {
+                let fresh = self
+                    .writers
+                    .iter()
+                    .find(|w| w.id == writer)
+                    .filter(|w| !w.delivered)
+                    .map(|w| w.unordered);
+                if let Some(unordered) = fresh {
+                    if unordered {
+                        self.stop_spreading();
+                    }
+                    self.back_off();
+                }
                 self.writers.retain(|w| w.id != writer);
                 for id in &ids {
                     self.stalled.remove(id);
@@ -349,17 +455,55 @@ impl Handler {
                 self.send_failed(ids, error);
             }
             WriteReport::Closed { writer, returned } => {
+                let unordered = self
+                    .writers
+                    .iter()
+                    .find(|w| w.id == writer)
+                    .is_some_and(|w| w.unordered);
                 self.writers.retain(|w| w.id != writer);
                 // They were handed out before anything still queued: they go first.
+                let queue = if unordered {
+                    &mut self.unordered
+                } else {
+                    &mut self.queue
+                };
                 for message in returned.into_iter().rev() {
-                    self.queue.push_front(message);
+                    queue.push_front(message);
                 }
             }
         }
     }
 
-    fn on_dial_upgrade_error(&mut self, error: StreamUpgradeError<io::Error>) {
-        self.opening = false;
+    /// A new stream failed: the next one waits, so that a peer that resets streams (or
+    /// cannot take them for a while) is not sent a stream per queued message, each failing
+    /// and losing what it carried.
+    fn back_off(&mut self) {
+        if self.retry.is_none() {
+            self.retry = Some(Delay::futures_timer(self.next_retry));
+            self.next_retry = (self.next_retry * 2).min(RETRY_MAX);
+        }
+    }
+
+    /// Whether outbound streams may be opened now (no [`Handler::retry`] pending).
+    fn may_open(&mut self, cx: &mut Context<'_>) -> bool {
+        match self.retry.as_mut().map(|retry| retry.poll_unpin(cx)) {
+            Some(Poll::Pending) => false,
+            Some(Poll::Ready(_)) => {
+                self.retry = None;
+                true
+            }
+            None => true,
+        }
+    }
+
+    fn on_dial_upgrade_error(&mut self, error: StreamUpgradeError<io::Error>, unordered: bool) {
+        if unordered {
+            self.opening_unordered = self.opening_unordered.saturating_sub(1);
+            self.stop_spreading();
+        } else {
+            self.opening = false;
+        }
+        self.back_off();
         let error = match error {
             StreamUpgradeError::NegotiationFailed => {
                 self.unsupported = true;
@@ -372,7 +516,16 @@ impl Handler {
         };
         // A peer that cannot take a stream now is not retried for the messages that were
         // waiting for it: they fail, and later messages try again (unless unsupported).
-        let ids: Vec<_> = self.queue.drain(..).map(|(id, _)| id).collect();
+        // Unordered messages wait on while other unordered streams are open or opening.
+        let mut ids = Vec::new();
+        if self.unsupported || !unordered {
+            ids.extend(self.queue.drain(..).map(|(id, _)| id));
+        }
+        let unordered_alive =
+            self.opening_unordered > 0 || self.writers.iter().any(|w| w.unordered);
+        if self.unsupported || (unordered && !unordered_alive) {
+            ids.extend(self.unordered.drain(..).map(|(id, _)| id));
+        }
         self.send_failed(ids, error);
     }
 
@@ -460,7 +613,8 @@ impl ConnectionHandler for Handler {
     type InboundProtocol = Upgrade;
     type OutboundProtocol = Upgrade;
     type InboundOpenInfo = ();
-    type OutboundOpenInfo = ();
+    /// Whether the stream carries unordered messages.
+    type OutboundOpenInfo = bool;
 
     fn listen_protocol(&self) -> SubstreamProtocol<Upgrade> {
         SubstreamProtocol::new(self.upgrade.clone(), ())
@@ -470,6 +624,8 @@ impl ConnectionHandler for Handler {
         // Open streams keep the connection alive by themselves.
         !self.queue.is_empty()
             || self.opening
+            || !self.unordered.is_empty()
+            || self.opening_unordered > 0
             || self.writers.iter().any(|w| !w.pending.is_empty())
             || self.kept_alive
             || (self.config.keep_alive() && self.reported.is_some())
@@ -477,11 +633,19 @@ impl ConnectionHandler for Handler {
 
     fn on_behaviour_event(&mut self, event: HandlerIn) {
         match event {
-            HandlerIn::Send { id, message } => {
+            HandlerIn::Send {
+                id,
+                message,
+                unordered,
+            } => {
                 if self.unsupported {
                     self.send_failed(vec![id], SendFailure::Unsupported);
                 } else {
-                    self.queue.push_back((id, message));
+                    if unordered && self.spread {
+                        self.unordered.push_back((id, message));
+                    } else {
+                        self.queue.push_back((id, message));
+                    }
                     self.dispatch();
                 }
             }
@@ -492,7 +656,13 @@ impl ConnectionHandler for Handler {
 
     fn on_connection_event(
         &mut self,
-        event: ConnectionEvent<'_, Self::InboundProtocol, Self::OutboundProtocol>,
+        event: ConnectionEvent<
+            '_,
+            Self::InboundProtocol,
+            Self::OutboundProtocol,
+            Self::InboundOpenInfo,
+            Self::OutboundOpenInfo,
+        >,
     ) {
         match event {
             ConnectionEvent::FullyNegotiatedInbound(FullyNegotiatedInbound {
@@ -501,10 +671,10 @@ impl ConnectionHandler for Handler {
             }) => self.on_inbound(stream, version),
             ConnectionEvent::FullyNegotiatedOutbound(FullyNegotiatedOutbound {
                 protocol: (stream, version),
-                ..
-            }) => self.on_outbound(stream, version),
-            ConnectionEvent::DialUpgradeError(DialUpgradeError { error, .. }) => {
-                self.on_dial_upgrade_error(error);
+                info,
+            }) => self.on_outbound(stream, version, info),
+            ConnectionEvent::DialUpgradeError(DialUpgradeError { error, info }) => {
+                self.on_dial_upgrade_error(error, info);
             }
             ConnectionEvent::ListenUpgradeError(ListenUpgradeError { error, .. }) => {
                 tracing::debug!(%error, "bitswap inbound upgrade failed");
@@ -517,7 +687,7 @@ impl ConnectionHandler for Handler {
     fn poll(
         &mut self,
         cx: &mut Context<'_>,
-    ) -> Poll<ConnectionHandlerEvent<Upgrade, (), HandlerEvent>> {
+    ) -> Poll<ConnectionHandlerEvent<Upgrade, bool, HandlerEvent>> {
         if let Some(event) = self.events.pop_front() {
             return Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(event));
         }
@@ -534,13 +704,23 @@ impl ConnectionHandler for Handler {
         {
             return Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(event));
         }
+        if !self.may_open(cx) {
+            return Poll::Pending;
+        }
         if !self.queue.is_empty()
             && !self.opening
-            && self.writers.len() < self.config.max_outbound_streams()
+            && self.writers.iter().filter(|w| !w.unordered).count()
+                < self.config.max_outbound_streams()
         {
             self.opening = true;
             return Poll::Ready(ConnectionHandlerEvent::OutboundSubstreamRequest {
-                protocol: SubstreamProtocol::new(self.upgrade.clone(), ()),
+                protocol: SubstreamProtocol::new(self.upgrade.clone(), false),
+            });
+        }
+        if !self.unsupported && self.unordered_streams_wanted() {
+            self.opening_unordered += 1;
+            return Poll::Ready(ConnectionHandlerEvent::OutboundSubstreamRequest {
+                protocol: SubstreamProtocol::new(self.upgrade.clone(), true),
             });
         }
         Poll::Pending
@@ -556,6 +736,14 @@ impl ConnectionHandler for Handler {
 /// Reports of writer tasks waiting for the handler.
 const REPORT_CAPACITY: usize = 32;
 
+
+/// The first wait before opening a stream after a new one failed: about a round trip on a
+/// continent, so a peer that dropped one stream while busy is asked again soon.
+const RETRY_MIN: Duration = Duration::from_millis(20);
+/// The longest wait between failing streams: a peer that keeps refusing them is tried every
+/// two seconds, instead of hundreds of times a second.
+const RETRY_MAX: Duration = Duration::from_secs(2);
+
 /// An open outbound stream, seen from the handler: its task takes messages from a channel.
 struct Writer {
     id: u64,
@@ -564,6 +752,10 @@ struct Writer {
     pending: VecDeque<MessageId>,
     /// A write has taken longer than [`Config::write_stall`] and none finished since.
     stalled: bool,
+    /// It carries unordered messages.
+    unordered: bool,
+    /// A message was written on it.
+    delivered: bool,
 }
 
 /// What a writer task reports.

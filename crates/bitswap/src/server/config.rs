@@ -32,8 +32,13 @@ pub struct Config {
     send_dont_haves: bool,
     /// Work popped per envelope, in bytes. Default: 16 KiB.
     target_message_size: usize,
-    /// Bytes popped for one peer and not yet sent, in bytes; 0 = no limit. Default: 1 MiB.
+    /// Bytes popped for one peer and not yet sent, in bytes, where its window starts and
+    /// never goes below; 0 = no limit. Default: 1 MiB.
     max_outstanding_bytes_per_peer: u64,
+    /// Largest window of one peer, in bytes. Default: 16 MiB.
+    max_window_per_peer: u64,
+    /// Largest sum of all peers' windows that growth may reach, in bytes. Default: 128 MiB.
+    max_outstanding_bytes: u64,
     /// Batches in flight (popped, envelopes not all reported or stalled). Default: 8.
     max_envelopes_in_flight: usize,
     /// Envelopes handed out for one peer and not yet reported. Default: 8.
@@ -57,6 +62,8 @@ impl fmt::Debug for Config {
                 "max_outstanding_bytes_per_peer",
                 &self.max_outstanding_bytes_per_peer,
             )
+            .field("max_window_per_peer", &self.max_window_per_peer)
+            .field("max_outstanding_bytes", &self.max_outstanding_bytes)
             .field("max_envelopes_in_flight", &self.max_envelopes_in_flight)
             .field("max_envelopes_per_peer", &self.max_envelopes_per_peer)
             .field("max_lookups_in_flight", &self.max_lookups_in_flight)
@@ -75,6 +82,8 @@ impl Default for Config {
             send_dont_haves: true,
             target_message_size: 16 * 1024,
             max_outstanding_bytes_per_peer: 1 << 20,
+            max_window_per_peer: 16 << 20,
+            max_outstanding_bytes: 128 << 20,
             max_envelopes_in_flight: 8,
             max_envelopes_per_peer: 8,
             max_lookups_in_flight: 128,
@@ -144,11 +153,44 @@ impl Config {
     }
 
     /// Sets how many bytes of work may be taken from the queue for one peer and not yet
-    /// reported sent or failed; a peer at the limit is skipped until some of its envelopes
-    /// complete (one envelope may overshoot it by one task). 0 disables the limit. Default:
-    /// 1 MiB, boxo's `MaxOutstandingBytesPerPeer`.
+    /// reported sent or failed, at first: the floor of the peer's *window*. A peer at its
+    /// window is skipped until some of its envelopes complete (one envelope may overshoot it
+    /// by one task). 0 disables the limit (and windows). Default: 1 MiB, boxo's
+    /// `MaxOutstandingBytesPerPeer`.
+    ///
+    /// A window grows while the peer reaches it with work still queued and its envelopes
+    /// keep being delivered faster as it grows: to twice the peer's delivery rate times
+    /// 500 ms, at most fourfold per window's worth delivered, up to
+    /// [`with_max_window_per_peer`](Self::with_max_window_per_peer) and while the sum of all
+    /// windows stays within [`with_max_outstanding_bytes`](Self::with_max_outstanding_bytes).
+    /// It goes back to this floor when the peer had an envelope stall or fail and nothing
+    /// delivered for 1 s (it does not read), and after 1 s without work. Growth is measured
+    /// only from deliveries reported with their time
+    /// ([`Engine::handle_envelope_sent_at`](super::Engine::handle_envelope_sent_at)); with
+    /// [`Engine::handle_envelope_sent`](super::Engine::handle_envelope_sent) alone, windows
+    /// stay at this floor.
     pub fn with_max_outstanding_bytes_per_peer(mut self, bytes: u64) -> Self {
         self.max_outstanding_bytes_per_peer = bytes;
+        self
+    }
+
+    /// Sets the largest window of one peer, in bytes (see
+    /// [`with_max_outstanding_bytes_per_peer`](Self::with_max_outstanding_bytes_per_peer);
+    /// raised to that floor if below it). It bounds the memory one peer holds in blocks read
+    /// and not yet written, and the rate one peer can reach: a window of 16 MiB fills 40 MB/s
+    /// at a 400 ms round trip, or 80 MB/s at 200 ms. Default: 16 MiB (go-yamux's largest
+    /// stream window).
+    pub fn with_max_window_per_peer(mut self, bytes: u64) -> Self {
+        self.max_window_per_peer = bytes;
+        self
+    }
+
+    /// Sets the largest sum of all peers' windows that growth may reach, in bytes: a window
+    /// grows only while the sum stays within it, and the floor is granted to every peer
+    /// whatever the sum (as before windows grew). It bounds the memory all peers hold beyond
+    /// their floors. Default: 128 MiB (eight peers at the largest window).
+    pub fn with_max_outstanding_bytes(mut self, bytes: u64) -> Self {
+        self.max_outstanding_bytes = bytes;
         self
     }
 
@@ -160,8 +202,11 @@ impl Config {
     /// behind a full stream) no longer counts, so peers that do not read cannot hold every
     /// slot; it counts against its peer's
     /// [outstanding bytes](Self::with_max_outstanding_bytes_per_peer) and
-    /// [envelopes](Self::with_max_envelopes_per_peer) until reported. Default: 8 batches,
-    /// boxo's task worker count.
+    /// [envelopes](Self::with_max_envelopes_per_peer) until reported. Likewise an envelope
+    /// handed out while its peer's window is above the floor does not count once handed out:
+    /// a far peer keeps many envelopes on its way for a round trip, and its window (within
+    /// the global cap) paces them, so a far peer does not hold the slots of near ones.
+    /// Default: 8 batches, boxo's task worker count.
     pub fn with_max_envelopes_in_flight(mut self, batches: usize) -> Self {
         self.max_envelopes_in_flight = batches.max(1);
         self
@@ -171,7 +216,9 @@ impl Config {
     /// failed (at least 1). A peer at the limit is not popped from the queue: its answers
     /// gather there and go out together in the next envelopes, instead of as many small
     /// messages as the peer's stream is slow, and a peer that does not read holds this many
-    /// envelopes at most. Default: 8, the envelopes boxo's workers write at once.
+    /// envelopes at most. The limit grows with the peer's window: it is this many times the
+    /// window over its floor (64 at a window of 8 MiB with the defaults). Default: 8, the
+    /// envelopes boxo's workers write at once.
     pub fn with_max_envelopes_per_peer(mut self, envelopes: usize) -> Self {
         self.max_envelopes_per_peer = envelopes.max(1);
         self
@@ -224,9 +271,21 @@ impl Config {
         self.target_message_size
     }
 
-    /// Bytes taken for one peer and not yet sent or failed; 0 = no limit.
+    /// Bytes taken for one peer and not yet sent or failed, at first and at least (the floor
+    /// of its window); 0 = no limit.
     pub fn max_outstanding_bytes_per_peer(&self) -> u64 {
         self.max_outstanding_bytes_per_peer
+    }
+
+    /// Largest window of one peer, in bytes.
+    pub fn max_window_per_peer(&self) -> u64 {
+        self.max_window_per_peer
+            .max(self.max_outstanding_bytes_per_peer)
+    }
+
+    /// Largest sum of all peers' windows that growth may reach, in bytes.
+    pub fn max_outstanding_bytes(&self) -> u64 {
+        self.max_outstanding_bytes
     }
 
     /// Batches in flight over all peers.

@@ -20,6 +20,7 @@ use super::{
     lookup::Lookups,
     merger::{Merger, TaskData},
     metrics::gauge_value,
+    window::Windows,
 };
 use crate::{message::Entry, protocol::Version};
 
@@ -161,6 +162,8 @@ pub struct Engine {
     pub(super) ready: VecDeque<u64>,
     pub(super) envelopes: Map<u64, InFlight>,
     pub(super) next_envelope: u64,
+    /// Each peer's window: the bytes of work it may have outstanding.
+    pub(super) windows: Windows<PeerId>,
     pub(super) metrics: Option<Metrics>,
 }
 
@@ -304,12 +307,14 @@ pub(super) const QUEUED: WantState = WantState::Probing { queued: true };
 impl Engine {
     /// An engine with `config` and no metrics.
     pub fn new(config: Config) -> Self {
-        let max_outstanding = match config.max_outstanding_bytes_per_peer() {
-            0 => u64::MAX,
-            bytes => bytes,
-        };
+        let windows = Windows::new(
+            config.max_outstanding_bytes_per_peer(),
+            config.max_window_per_peer(),
+            config.max_outstanding_bytes(),
+        );
+        // The queue stops a peer at the largest window; the engine pauses it at its own.
         let queue = QueueConfig::default()
-            .with_max_active_work_per_peer(max_outstanding)
+            .with_max_active_work_per_peer(windows.cap())
             .with_max_pending_tasks_per_peer(config.max_wants_per_peer().saturating_mul(2));
         Self {
             config,
@@ -327,6 +332,7 @@ impl Engine {
             ready: VecDeque::new(),
             envelopes: Map::default(),
             next_envelope: 0,
+            windows,
             metrics: None,
         }
     }
@@ -371,6 +377,7 @@ impl Engine {
         };
         self.peers
             .insert(peer, PeerState::new(index, version, session));
+        self.windows.insert(peer);
         self.refresh_gauges();
     }
 
@@ -396,12 +403,47 @@ impl Engine {
         }
         self.peer_ids[state.index as usize] = None;
         self.free_indices.push(state.index);
+        self.windows.remove(peer);
         let _ = self.queue.clear_peer(peer);
         if state.in_round {
             self.lookups.round.retain(|p| p != peer);
         }
         self.drop_batches_of(peer);
         self.settle();
+    }
+
+    /// How many envelopes `peer` may have handed out and not reported:
+    /// [`Config::max_envelopes_per_peer`], times its window over the floor.
+    pub(super) fn envelope_limit(&self, peer: &PeerId) -> usize {
+        let base = self.config.max_envelopes_per_peer();
+        let scale = self.windows.limit(peer) / self.windows.floor().max(1);
+        base.saturating_mul(usize::try_from(scale.max(1)).unwrap_or(usize::MAX))
+    }
+
+    /// Whether `peer` must be paused in the queue: at its envelope limit, or with its window's
+    /// worth of work outstanding.
+    fn should_pause(&self, peer: &PeerId, state: &PeerState) -> bool {
+        let active = self.queue.peer_stats(peer).map_or(0, |s| s.active_work);
+        state.envelopes_out >= self.envelope_limit(peer) || active >= self.windows.limit(peer)
+    }
+
+    /// Pauses or resumes `peer` in the queue as [`should_pause`](Self::should_pause) says,
+    /// and tells its window when it is held back with work queued. Run after anything that
+    /// changes its envelopes out, its active work or its window.
+    pub(super) fn update_pause(&mut self, peer: &PeerId) {
+        let Some(state) = self.peers.get(peer) else {
+            return;
+        };
+        let Some(stats) = self.queue.peer_stats(peer) else {
+            return;
+        };
+        let paused = self.should_pause(peer, state);
+        if paused && stats.pending_tasks > 0 {
+            self.windows.limited(peer);
+        }
+        if self.queue.is_peer_paused(peer) != paused {
+            self.queue.set_peer_paused(peer, paused);
+        }
     }
 
     /// Hash of the multihash of a binary CID, for `wanted`.
@@ -545,6 +587,7 @@ impl Engine {
             lookups_in_flight: self.lookups.in_flight.len(),
             envelopes_in_flight: self.batches.len(),
             envelopes_out: self.envelopes.len(),
+            window_bytes: self.windows.total(),
         }
     }
 
@@ -591,11 +634,12 @@ impl Engine {
                     return Err(format!("{peer}: {cid} not indexed"));
                 }
             }
-            let at_limit = state.envelopes_out >= self.config.max_envelopes_per_peer();
+            let at_limit = self.should_pause(peer, state);
             if self.queue.contains_peer(peer) && self.queue.is_peer_paused(peer) != at_limit {
                 return Err(format!(
-                    "{peer}: {} envelopes out, paused {}",
+                    "{peer}: {} envelopes out, window {}, paused {}",
                     state.envelopes_out,
+                    self.windows.limit(peer),
                     self.queue.is_peer_paused(peer)
                 ));
             }
@@ -625,6 +669,7 @@ impl Engine {
         if self.batches.len() > self.config.max_envelopes_in_flight() {
             return Err("too many batches in flight".into());
         }
+        self.windows.check()?;
         Ok(())
     }
 }
@@ -662,8 +707,11 @@ pub struct Stats {
     pub active_bytes: u64,
     /// Lookups handed out and not yet answered.
     pub lookups_in_flight: usize,
-    /// Batches in flight: popped, their envelopes not all reported (or stalled).
+    /// Batches in flight: popped, their envelopes not all reported (or stalled), those of
+    /// grown windows not counted once handed out.
     pub envelopes_in_flight: usize,
     /// Envelopes handed out and not yet reported sent or failed.
     pub envelopes_out: usize,
+    /// The sum of all peers' windows (the outstanding bytes each may have), in bytes.
+    pub window_bytes: u64,
 }

@@ -1,7 +1,7 @@
 //! Envelopes: tasks popped for one peer (a batch), their blocks read, packed into messages of
 //! at most 4 MiB, handed out by [`Engine::poll_envelope`] and reported back.
 
-use std::fmt;
+use std::{fmt, time::Instant};
 
 use cid::Cid;
 use libp2p::PeerId;
@@ -71,8 +71,15 @@ pub(super) struct Batch {
 #[derive(Debug)]
 pub(super) struct InFlight {
     batch: u64,
+    /// It counts in its batch's `envelopes_out` (so against
+    /// [`Config::max_envelopes_in_flight`](super::Config::max_envelopes_in_flight)): handed
+    /// out while its peer's window was at the floor. Envelopes of a grown window are paced by
+    /// the window (and the global cap on windows) instead.
+    counted: bool,
     /// Reported stalled: it no longer counts in its batch's `envelopes_out`.
     stalled: bool,
+    /// The work of its tasks, in bytes.
+    work: u64,
     peer: PeerId,
     session: u64,
     tasks: Vec<TaskId>,
@@ -119,6 +126,9 @@ impl Engine {
                 self.ready.pop_front();
             }
             if let Some(envelope) = envelope {
+                // A batch whose envelopes are all handed out and none counted (its peer's
+                // window paces them) is done with.
+                self.finish_if_done(batch);
                 // What this envelope answers may leave the batch's other slots with nothing
                 // to send (a later slot for a want this one just answered): keep the
                 // invariant that ready batches have something to send.
@@ -154,7 +164,9 @@ impl Engine {
         else {
             return false;
         };
-        self.start_batch(popped.peer, popped.tasks, popped.pending_work);
+        let peer = popped.peer;
+        self.start_batch(peer, popped.tasks, popped.pending_work);
+        self.update_pause(&peer);
         self.prune_ready();
         true
     }
@@ -191,9 +203,11 @@ impl Engine {
                 }
             }
             batch.next = batch.slots.len();
+            let peer = batch.peer;
             if batch.envelopes_out == 0 {
                 self.batches.remove(&id);
             }
+            self.update_pause(&peer);
         }
     }
 
@@ -286,6 +300,7 @@ impl Engine {
         let mut size = MESSAGE_OVERHEAD;
         let mut answers = Vec::new();
         let mut tasks = Vec::new();
+        let mut work = 0u64;
         let mut idle = Vec::new();
         // Answer-only DONT_HAVEs leave the popped set once handed out (or skipped).
         let mut unlisted = Vec::new();
@@ -324,6 +339,7 @@ impl Engine {
             }
             answers.push(answer);
             tasks.push(slot.task.id());
+            work = work.saturating_add(slot.task.task.work);
             batch.next += 1;
         }
         for id in idle {
@@ -335,6 +351,7 @@ impl Engine {
             }
         }
         if answers.is_empty() {
+            self.update_pause(&batch.peer);
             return None;
         }
         let later: u64 = batch.slots[batch.next..]
@@ -343,20 +360,23 @@ impl Engine {
             .sum();
         let pending = batch.pending_work.saturating_add(later);
         message.pending_bytes = pending.min(i32::MAX as u64) as i32;
-        batch.envelopes_out += 1;
+        let counted = !self.windows.is_grown(&batch.peer);
+        if counted {
+            batch.envelopes_out += 1;
+        }
         if let Some(state) = self.peers.get_mut(&batch.peer) {
             state.envelopes_out += 1;
-            if state.envelopes_out == self.config.max_envelopes_per_peer() {
-                self.queue.set_peer_paused(&batch.peer, true);
-            }
         }
+        self.update_pause(&batch.peer);
         let id = self.next_envelope;
         self.next_envelope += 1;
         self.envelopes.insert(
             id,
             InFlight {
                 batch: batch_id,
+                counted,
                 stalled: false,
+                work,
                 peer: batch.peer,
                 session: batch.session,
                 tasks,
@@ -400,7 +420,17 @@ impl Engine {
     /// a block (and want-haves answered with HAVE) are forgotten, and the peer's accounting
     /// and the metrics count it. Unknown ids are ignored.
     pub fn handle_envelope_sent(&mut self, id: EnvelopeId) {
-        self.resolve(id, Outcome::Sent);
+        self.resolve(id, Outcome::Sent, None);
+    }
+
+    /// As [`handle_envelope_sent`](Self::handle_envelope_sent), at `now`: the delivery also
+    /// measures the peer's rate, from which its window grows (see
+    /// [`Config::with_max_outstanding_bytes_per_peer`](super::Config::with_max_outstanding_bytes_per_peer)),
+    /// and windows of peers idle for a second go back to the floor. `now` never goes back
+    /// from one call to the next (an earlier time is taken as no time elapsed).
+    pub fn handle_envelope_sent_at(&mut self, id: EnvelopeId, now: Instant) {
+        self.windows.expire(now);
+        self.resolve(id, Outcome::Sent, Some(now));
     }
 
     /// The envelope waits behind a full stream: the peer reads slowly or not at all. It stops
@@ -415,9 +445,13 @@ impl Engine {
         if std::mem::replace(&mut envelope.stalled, true) {
             return;
         }
-        let batch = envelope.batch;
-        if let Some(b) = self.batches.get_mut(&batch) {
+        let (batch, counted, peer) = (envelope.batch, envelope.counted, envelope.peer);
+        let session = envelope.session;
+        if counted && let Some(b) = self.batches.get_mut(&batch) {
             b.envelopes_out -= 1;
+        }
+        if self.peers.get(&peer).is_some_and(|s| s.session == session) {
+            self.windows.stalled(&peer);
         }
         self.finish_if_done(batch);
         self.settle();
@@ -426,7 +460,7 @@ impl Engine {
     /// The envelope was not written (refused by the shell, stream or connection failed): its
     /// tasks are done and the wants stay as they are. Unknown ids are ignored.
     pub fn handle_envelope_failed(&mut self, id: EnvelopeId) {
-        self.resolve(id, Outcome::Failed);
+        self.resolve(id, Outcome::Failed, None);
     }
 
     /// The envelope was cut on its way (its stream was reset or its write timed out) while
@@ -438,10 +472,10 @@ impl Engine {
     /// resets every stream does not keep the server busy. Answer-only DONT_HAVEs (for wants
     /// not kept) are not sent again. Unknown ids are ignored.
     pub fn handle_envelope_lost(&mut self, id: EnvelopeId) {
-        self.resolve(id, Outcome::Lost);
+        self.resolve(id, Outcome::Lost, None);
     }
 
-    fn resolve(&mut self, id: EnvelopeId, outcome: Outcome) {
+    fn resolve(&mut self, id: EnvelopeId, outcome: Outcome, now: Option<Instant>) {
         let sent = outcome == Outcome::Sent;
         let Some(envelope) = self.envelopes.remove(&id.0) else {
             return;
@@ -488,9 +522,6 @@ impl Engine {
                 let _ = self.queue.task_done(&peer, *task);
             }
             state.envelopes_out -= 1;
-            if state.envelopes_out + 1 == self.config.max_envelopes_per_peer() {
-                self.queue.set_peer_paused(&peer, false);
-            }
             match outcome {
                 Outcome::Sent => state.lost_in_a_row = 0,
                 Outcome::Lost if state.lost_in_a_row < MAX_LOST_IN_A_ROW => {
@@ -526,8 +557,27 @@ impl Engine {
                     }
                 }
             }
+            match (outcome, now) {
+                (Outcome::Sent, Some(now)) => {
+                    self.windows.delivered(&peer, envelope.work, now);
+                    let idle = self.peers[&peer].envelopes_out == 0
+                        && self
+                            .queue
+                            .peer_stats(&peer)
+                            .is_none_or(|s| s.pending_tasks == 0);
+                    if idle {
+                        self.windows.idle(&peer, now);
+                    }
+                }
+                (Outcome::Sent, None) => {}
+                (Outcome::Failed | Outcome::Lost, _) => {
+                    self.windows.stalled(&peer);
+                }
+            }
+            self.update_pause(&peer);
         }
-        if !envelope.stalled
+        if envelope.counted
+            && !envelope.stalled
             && let Some(batch) = self.batches.get_mut(&envelope.batch)
         {
             batch.envelopes_out -= 1;

@@ -13,6 +13,8 @@
 //! - `merger.rs`: the queue's tasks and how requests for one block combine (boxo's merger).
 //! - `lookup.rs`: blockstore lookups, round-robin between peers.
 //! - `envelope.rs`: batches of popped tasks packed into messages of at most 4 MiB.
+//! - `window.rs`: each peer's window of outstanding bytes, grown towards what its link
+//!   carries in a round trip, within a per-peer and a global cap.
 //! - `metrics.rs`: per-peer accounting and prometheus-client metrics.
 
 mod config;
@@ -23,6 +25,7 @@ mod lookup;
 mod merger;
 mod metrics;
 mod wantlist;
+mod window;
 
 pub use config::{Config, RequestFilter};
 pub use engine::{Engine, Stats};

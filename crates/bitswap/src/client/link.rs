@@ -27,6 +27,22 @@ const MIN_WINDOW_BLOCKS: usize = 2;
 /// Multiple of the bandwidth-delay product kept in flight: one for the pipe, one for what
 /// waits at the peer so that it never runs dry between our wants.
 const WINDOW_GAIN: f64 = 2.0;
+/// [`WINDOW_GAIN`] while the rate still grows (BBR's start-up): a window of twice the
+/// bandwidth-delay product lets the rate measured grow only as fast as the estimate behind
+/// it follows, which takes seconds on a far link; one of four times lets it double about
+/// every round trip.
+const STARTUP_GAIN: f64 = 4.0;
+/// The rate has stopped growing (start-up ends) when it has not grown by this factor in
+/// [`STARTUP_ROUNDS`] checks, each at least [`BLOCK_ROUND_TRIPS`] round trips apart.
+const STARTUP_GROWTH: f64 = 1.25;
+/// See [`STARTUP_GROWTH`].
+const STARTUP_ROUNDS: u32 = 3;
+/// Round trips a large block may take to arrive when nothing waits before it, in the
+/// bandwidth-delay product: one for the want and the block, and one more when the block is
+/// larger than the flow-control window of the stream it comes on (yamux grants 256 KiB per
+/// stream at first, and kubo's chunks are 256 KiB plus framing), whose last bytes wait for
+/// the window update. The smallest round trip is measured on small answers and misses it.
+const BLOCK_ROUND_TRIPS: f64 = 2.0;
 /// What a peer delivers in this time may wait at it: a peer whose answers take several
 /// round trips (stream windows, its own send limits) is only discovered to be fast by being
 /// asked for more than its bandwidth-delay product; the ranking by expected wait, not the
@@ -55,6 +71,10 @@ pub(super) struct Link {
     last_block: Option<Instant>,
     /// When it last answered anything we asked it (block or presence).
     last_answer: Option<Instant>,
+    /// Start-up is over: the rate stopped growing ([`STARTUP_GROWTH`]).
+    full: bool,
+    /// The rate start-up last grew to, when it was checked, and the checks since it grew.
+    startup: (f64, Option<Instant>, u32),
 }
 
 impl Link {
@@ -86,6 +106,28 @@ impl Link {
         }
         self.last_block = Some(now);
         self.last_answer = Some(self.last_answer.map_or(now, |at| at.max(now)));
+        self.check_startup(now);
+    }
+
+    /// Ends start-up once the rate has not grown by [`STARTUP_GROWTH`] in [`STARTUP_ROUNDS`]
+    /// checks.
+    fn check_startup(&mut self, now: Instant) {
+        let (Some(rate), Some(rtt), false) = (self.rate(), self.min_rtt, self.full) else {
+            return;
+        };
+        let (best, checked, rounds) = &mut self.startup;
+        let round = rtt.max(MIN_WINDOW_RTT).mul_f64(BLOCK_ROUND_TRIPS);
+        if checked.is_some_and(|at| now.saturating_duration_since(at) < round) {
+            return;
+        }
+        *checked = Some(now);
+        if rate >= *best * STARTUP_GROWTH {
+            *best = rate;
+            *rounds = 0;
+        } else {
+            *rounds += 1;
+            self.full = *rounds >= STARTUP_ROUNDS;
+        }
     }
 
     /// The peer's want-blocks in flight went from none to some at `since` (`Some`), or back
@@ -101,6 +143,8 @@ impl Link {
         self.busy_since = None;
         self.last_block = None;
         self.last_answer = None;
+        self.full = false;
+        self.startup = (0.0, None, 0);
     }
 
     /// Smallest want-to-answer time seen on this connection.
@@ -126,8 +170,10 @@ impl Link {
         })
     }
 
-    /// How many want-blocks keep the peer busy: [`WINDOW_GAIN`] times its bandwidth-delay
-    /// product (rate × round trip, at least [`MIN_WINDOW_RTT`]) or what it delivers in
+    /// How many want-blocks keep the peer busy: [`WINDOW_GAIN`] ([`STARTUP_GAIN`] while the
+    /// rate grows) times its bandwidth-delay
+    /// product (rate × [`BLOCK_ROUND_TRIPS`] round trips, at least [`MIN_WINDOW_RTT`]) or
+    /// what it delivers in
     /// [`QUEUE_HORIZON`], whichever is more, once both are measured, `initial_bytes` worth before (in
     /// average blocks, or [`DEFAULT_BLOCK_SIZE`] ones if smaller); at least
     /// [`MIN_WINDOW_BLOCKS`], at most `max`.
@@ -135,7 +181,9 @@ impl Link {
         let blocks = match (self.rate(), self.min_rtt) {
             (Some(rate), Some(rtt)) => {
                 let rtt = rtt.max(MIN_WINDOW_RTT).as_secs_f64();
-                let bytes = (WINDOW_GAIN * rate * rtt).max(rate * QUEUE_HORIZON.as_secs_f64());
+                let bdp = rate * rtt * BLOCK_ROUND_TRIPS;
+                let gain = if self.full { WINDOW_GAIN } else { STARTUP_GAIN };
+                let bytes = (gain * bdp).max(rate * QUEUE_HORIZON.as_secs_f64());
                 (bytes / self.block_size() as f64).ceil()
             }
             // Small blocks seen do not widen it: the first blocks of a slow peer would.
@@ -252,21 +300,34 @@ mod tests {
     fn the_window_covers_half_a_second_or_twice_the_bdp_once_measured() {
         let t0 = Instant::now();
         let (link, _) = steady(256 * 1024, Duration::from_micros(6554), 20, t0);
-        // 40 MB/s x 500 ms = 20 MB, more than 40 MB/s x 50 ms x 2: 77 blocks of 256 KiB.
+        // 40 MB/s x 500 ms = 20 MB, more than 40 MB/s x 100 ms x 2: 77 blocks of 256 KiB.
         assert_eq!(link.window(1 << 20, 1024), 77);
         assert_eq!(
             link.window(16 << 20, 1024),
             77,
             "measured: the initial size is moot"
         );
-        // 10 MB/s with a 1 s round trip: twice the BDP, 20 MB.
+        // 10 MB/s with a 1 s round trip: four times the BDP of two round trips (20 MB) while
+        // the rate may still grow, twice once it has not grown for three checks 2 s apart.
         let mut far = Link::default();
         far.set_busy(Some(t0));
         far.round_trip(ms(1000));
         for k in 0..10 {
             far.delivered(1_000_000, t0 + ms(1000 + 100 * k));
         }
-        assert_eq!(far.window(1 << 20, 1024), 20);
+        assert!((80..=81).contains(&far.window(1 << 20, 1024)));
+        for k in 10..80 {
+            far.delivered(1_000_000, t0 + ms(1000 + 100 * k));
+        }
+        // 40, but for the float sums' rounding.
+        assert!((40..=41).contains(&far.window(1 << 20, 1024)));
+        far.reconnected();
+        far.round_trip(ms(1000));
+        let window = far.window(1 << 20, 1024);
+        assert!(
+            (80..=81).contains(&window),
+            "a new connection starts up again: {window}"
+        );
         assert_eq!(link.window(1 << 20, 10), 10);
         // Unmeasured: the initial size, in default blocks.
         assert_eq!(Link::default().window(1 << 20, 1024), 4);

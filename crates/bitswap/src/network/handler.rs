@@ -343,13 +343,21 @@ impl Handler {
     }
 
     /// Hands unordered messages, oldest first, each to an unordered stream with nothing to
-    /// write; the others wait for one (or for a new stream).
+    /// write, or once no more streams may be opened, to one with fewer than
+    /// [`UNORDERED_DEPTH`] messages; the others wait for one (or for a new stream).
     fn dispatch_unordered(&mut self) {
         while let Some((id, message)) = self.unordered.pop_front() {
+            let open = self.writers.iter().filter(|w| w.unordered).count();
+            let depth = if open + self.opening_unordered >= self.config.max_unordered_streams() {
+                UNORDERED_DEPTH
+            } else {
+                1
+            };
             let Some(writer) = self
                 .writers
                 .iter_mut()
-                .find(|w| w.unordered && w.pending.is_empty())
+                .filter(|w| w.unordered && w.pending.len() < depth)
+                .min_by_key(|w| w.pending.len())
             else {
                 self.unordered.push_front((id, message));
                 break;
@@ -736,6 +744,13 @@ impl ConnectionHandler for Handler {
 /// Reports of writer tasks waiting for the handler.
 const REPORT_CAPACITY: usize = 32;
 
+/// Messages an unordered stream takes at once when no more streams may be opened. With one,
+/// a stream goes quiet at the end of each message until the handler hands it the next, and
+/// a block larger than the stream's flow-control window (yamux grants 256 KiB, kubo's chunks
+/// are 256 KiB plus framing) leaves the rest of the window unused while its last bytes wait
+/// for the window update: the stream carries a block per two round trips. With two, the next
+/// message uses the window as soon as it opens, and a stream carries its window per round trip.
+const UNORDERED_DEPTH: usize = 2;
 
 /// The first wait before opening a stream after a new one failed: about a round trip on a
 /// continent, so a peer that dropped one stream while busy is asked again soon.

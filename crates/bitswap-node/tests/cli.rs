@@ -249,3 +249,85 @@ fn bad_input_is_one_error_line() {
     );
     assert!(!temp.path().join("x").exists());
 }
+
+/// Boolean flags read as kubo's do: a plain `--flag` never takes the next argument as its
+/// value, and `--flag=false` still turns it off.
+#[test]
+fn boolean_flags_never_take_the_next_argument() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("node");
+    let input = temp.path().join("input");
+    fs::write(&input, vec![7u8; 300_000]).unwrap();
+
+    // Two chunks: raw leaves under a CIDv0 root, as kubo's `add --raw-leaves FILE`.
+    let raw = json(&dir, &["add", "--raw-leaves", s(&input)]);
+    let pb = json(&dir, &["add", "--raw-leaves=false", s(&input)]);
+    let default = json(&dir, &["add", s(&input)]);
+    assert_eq!(pb["root"], default["root"]);
+    assert_ne!(raw["root"], default["root"]);
+    assert_eq!(
+        json(&dir, &["add", "--raw-leaves=true", s(&input)])["root"],
+        raw["root"]
+    );
+    // The flag before the path, on a command with other flags after it.
+    let v1 = json(
+        &dir,
+        &["add", "--raw-leaves", s(&input), "--cid-version", "1"],
+    );
+    assert!(v1["root"].as_str().unwrap().starts_with("bafy"), "{v1}");
+
+    // `--hidden` and `--json` take `=BOOL` too, and never the next argument.
+    let tree = temp.path().join("tree");
+    fs::create_dir(&tree).unwrap();
+    fs::write(tree.join(".dot"), b"hidden").unwrap();
+    fs::write(tree.join("seen"), b"seen").unwrap();
+    let with = json(&dir, &["add", "--hidden", s(&tree)]);
+    let without = json(&dir, &["add", "--hidden=false", s(&tree)]);
+    assert_ne!(with["root"], without["root"]);
+    assert_eq!(without["root"], json(&dir, &["add", s(&tree)])["root"]);
+    let output = node(&dir, &["--json=false", "add", s(&input)]);
+    assert!(output.status.success());
+    assert!(!output.stdout.starts_with(b"{"), "{:?}", output.stdout);
+    let output = node(&dir, &["add", "--json", s(&input)]);
+    assert!(output.status.success());
+    assert!(output.stdout.starts_with(b"{"), "{:?}", output.stdout);
+}
+
+/// `--help` of every command ends with an example.
+#[test]
+fn every_help_shows_an_example() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("node");
+    for command in [
+        &[][..],
+        &["add"],
+        &["export"],
+        &["serve"],
+        &["get"],
+        &["block"],
+        &["block", "get"],
+        &["block", "put"],
+        &["car"],
+        &["car", "export"],
+        &["car", "import"],
+        &["id"],
+    ] {
+        for help in ["--help", "-h"] {
+            let mut args = command.to_vec();
+            args.push(help);
+            let output = node(&dir, &args);
+            assert!(output.status.success(), "{args:?}");
+            let text = String::from_utf8(output.stdout).unwrap();
+            let example = text
+                .split_once("Example")
+                .unwrap_or_else(|| panic!("{args:?} shows no example: {text}"))
+                .1;
+            let mut expected = vec!["bitswap-node"];
+            expected.extend(command.iter().copied());
+            assert!(
+                example.contains(&expected.join(" ")),
+                "{args:?}: the example does not run {expected:?}: {text}"
+            );
+        }
+    }
+}

@@ -152,7 +152,8 @@ impl From<Hash> for HashFunction {
 pub(crate) struct ServeArgs {
     /// Files or directories to add before serving.
     pub(crate) paths: Vec<PathBuf>,
-    /// Addresses to listen on (repeatable). Default: /ip4/127.0.0.1/tcp/0.
+    /// Addresses to listen on (repeatable), TCP or QUIC. Default: /ip4/127.0.0.1/tcp/0 and
+    /// /ip4/127.0.0.1/udp/0/quic-v1.
     #[arg(long, value_name = "MULTIADDR")]
     pub(crate) listen: Vec<Multiaddr>,
     /// How added files become blocks.

@@ -3,9 +3,16 @@
 
 mod common;
 
-use std::{fs, path::Path, process::Output};
+use std::{
+    fs,
+    io::{BufRead as _, BufReader},
+    path::Path,
+    process::{Command, Output, Stdio},
+    sync::mpsc,
+    thread,
+};
 
-use common::{command, s};
+use common::{Killed, TIME_LIMIT, bin, command, s};
 use serde_json::Value;
 
 /// Runs `bitswap-node --data-dir DIR ARGS...`.
@@ -330,4 +337,112 @@ fn every_help_shows_an_example() {
             );
         }
     }
+}
+
+/// Starts `serve FILE` (output for people) with `path` as PATH, the temporary directory in
+/// `tmp`, and, with `by_cargo`, the variables `cargo run` sets; returns the process and the
+/// command of its "fetch it with" hint.
+fn serve_hint(
+    data_dir: &Path,
+    file: &Path,
+    path: &Path,
+    tmp: &Path,
+    by_cargo: bool,
+) -> (Killed, String) {
+    let mut serve = command(data_dir, &["serve", s(file)]);
+    serve.env("PATH", path).env("TMPDIR", tmp);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("CARGO") {
+            serve.env_remove(name);
+        }
+    }
+    if by_cargo {
+        serve
+            .env("CARGO", "cargo")
+            .env("CARGO_PKG_NAME", "bitswap-node");
+    }
+    let mut child = serve.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let serve = Killed(child);
+    let (send, lines) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if send.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut hint = None;
+    loop {
+        let line = lines
+            .recv_timeout(TIME_LIMIT)
+            .expect("serve printed its lines in time");
+        if let Some(command) = line.strip_prefix("fetch it with: ") {
+            hint = Some(command.to_owned());
+        }
+        if line == "serving until Ctrl-C" {
+            break;
+        }
+    }
+    (serve, hint.expect("a hint"))
+}
+
+/// The command `serve` prints to fetch what it serves runs as printed: the binary's full path
+/// when it is not on PATH (as after `cargo build`), its name when it is, and `cargo run` when
+/// cargo started it; with a data directory of its own (the served one is in use).
+#[test]
+fn the_hint_of_serve_runs_as_printed() {
+    let temp = tempfile::tempdir().unwrap();
+    let file = temp.path().join("file");
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    fs::write(&file, &data).unwrap();
+    let tmp = temp.path().join("tmp");
+    fs::create_dir(&tmp).unwrap();
+    let system = Path::new("/usr/bin:/bin");
+    let exe = fs::canonicalize(bin()).unwrap();
+
+    let (serve, hint) = serve_hint(&temp.path().join("node"), &file, system, &tmp, false);
+    let words: Vec<&str> = hint.split_whitespace().collect();
+    assert_eq!(words[0], s(&exe), "{hint}");
+    assert_eq!(words[1], "--data-dir", "{hint}");
+    assert!(words[2].starts_with(s(&tmp)), "{hint}");
+    // Run it in a directory of its own: it writes the CID there.
+    let cwd = temp.path().join("cwd");
+    fs::create_dir(&cwd).unwrap();
+    let mut get = Command::new(words[0]);
+    get.args(&words[1..])
+        .current_dir(&cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let output = Killed(get.spawn().unwrap()).output(&hint, TIME_LIMIT);
+    assert!(
+        output.status.success(),
+        "{hint}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let cid = words[words.iter().position(|w| *w == "get").unwrap() + 1];
+    assert_eq!(fs::read(cwd.join(cid)).unwrap(), data);
+    drop(serve);
+
+    // On PATH (a link to the binary): by its name.
+    let bin_dir = temp.path().join("bin");
+    fs::create_dir(&bin_dir).unwrap();
+    std::os::unix::fs::symlink(&exe, bin_dir.join("bitswap-node")).unwrap();
+    let path = format!("{}:{}", s(&bin_dir), s(system));
+    let (serve, hint) = serve_hint(
+        &temp.path().join("node"),
+        &file,
+        Path::new(&path),
+        &tmp,
+        false,
+    );
+    assert!(hint.starts_with("bitswap-node --data-dir "), "{hint}");
+    drop(serve);
+
+    // Started by `cargo run`: the same again.
+    let (_serve, hint) = serve_hint(&temp.path().join("node"), &file, system, &tmp, true);
+    assert!(hint.starts_with("cargo run "), "{hint}");
+    assert!(hint.contains(" -p bitswap-node -- --data-dir "), "{hint}");
 }

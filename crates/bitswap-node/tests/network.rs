@@ -98,6 +98,84 @@ fn get_fetches_what_serve_serves() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
+/// `serve` listens on TCP and QUIC by default (TCP first); `get` fetches a file and a
+/// directory over QUIC alone, and from a `serve` that listens on QUIC only.
+#[test]
+fn get_fetches_over_quic() {
+    let temp = tempfile::tempdir().unwrap();
+    let file = temp.path().join("file");
+    let data = pseudo_random(3_000_000, 0x9e37_79b9);
+    fs::write(&file, &data).unwrap();
+    let tree = temp.path().join("tree");
+    fs::create_dir_all(tree.join("sub")).unwrap();
+    fs::write(tree.join("sub/b"), pseudo_random(600_000, 98)).unwrap();
+    let server = Server::start(&temp.path().join("server"), &[&file, &tree]);
+    let addresses: Vec<&str> = server.info["multiaddrs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|address| address.as_str().unwrap())
+        .collect();
+    assert_eq!(addresses.len(), 2, "{addresses:?}");
+    assert!(
+        addresses[0].starts_with("/ip4/127.0.0.1/tcp/"),
+        "{addresses:?}"
+    );
+    assert!(
+        addresses[1].starts_with("/ip4/127.0.0.1/udp/") && addresses[1].contains("/quic-v1/p2p/"),
+        "{addresses:?}"
+    );
+    let client = temp.path().join("client");
+    let out = temp.path().join("out");
+    let got = json(
+        &client,
+        &[
+            "get",
+            &server.root(0),
+            "--peer",
+            addresses[1],
+            "-o",
+            s(&out),
+        ],
+    );
+    assert_eq!(fs::read(&out).unwrap(), data);
+    assert_eq!(got["fetched_blocks"], 13);
+    let out_tree = temp.path().join("out-tree");
+    let got = json(
+        &client,
+        &[
+            "get",
+            &server.root(1),
+            "--peer",
+            addresses[1],
+            "-o",
+            s(&out_tree),
+        ],
+    );
+    assert_eq!(got["kind"], "directory");
+    assert_eq!(
+        fs::read(out_tree.join("sub/b")).unwrap(),
+        pseudo_random(600_000, 98)
+    );
+
+    // A server on QUIC alone; the file comes to a fresh store.
+    let quic_only = Server::start_with(
+        &temp.path().join("quic-server"),
+        &[&file],
+        &["--listen", "/ip4/127.0.0.1/udp/0/quic-v1"],
+    );
+    let address = quic_only.address();
+    assert_eq!(quic_only.info["multiaddrs"].as_array().unwrap().len(), 1);
+    assert!(address.contains("/quic-v1/"), "{address}");
+    let out = temp.path().join("out-quic-only");
+    let got = json(
+        &temp.path().join("client-2"),
+        &["get", &quic_only.root(0), "--peer", &address, "-o", s(&out)],
+    );
+    assert_eq!(fs::read(&out).unwrap(), data);
+    assert_eq!(got["fetched_blocks"], 13);
+}
+
 /// A file whose chunks repeat (runs of zeros) is one block per distinct chunk on the wire,
 /// written at every place it holds in the file, as the blocks arrive.
 #[test]

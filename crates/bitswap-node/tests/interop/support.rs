@@ -124,9 +124,19 @@ impl Driver {
 
 /// Starts `kubo_peer.py` with raw blocks from the files of `raw_dir` and files to add.
 pub fn start_kubo(python: &str, raw_dir: Option<&Path>, add: &[&Path]) -> Driver {
+    start_kubo_with(python, &[], raw_dir, add)
+}
+
+/// [`start_kubo`] with the driver's `flags` too (such as `--quic`).
+pub fn start_kubo_with(
+    python: &str,
+    flags: &[&str],
+    raw_dir: Option<&Path>,
+    add: &[&Path],
+) -> Driver {
     let driver = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/kubo_peer.py");
     let mut command = Command::new(python);
-    command.arg(driver);
+    command.arg(driver).args(flags);
     if let Some(dir) = raw_dir {
         command.arg("--raw-blocks").arg(dir);
     }

@@ -20,7 +20,10 @@ use std::{
 
 use anyhow::{Context as _, anyhow, bail};
 use bitswap::{Block, Blockstore, Event, RedbBlockstore, RedbBlockstoreError};
-use bitswap_node::{dag, unixfs::FileAssembler};
+use bitswap_node::{
+    dag,
+    unixfs::{DAG_PB, DagPbNode, DataType, FileAssembler, UnixfsData},
+};
 use cid::Cid;
 use futures::StreamExt;
 use indicatif::ProgressBar;
@@ -102,6 +105,9 @@ impl Walk<'_> {
     /// Takes note of a block's links (and of the DAG's size, at the root), and writes its
     /// data to the output file.
     fn visit(&mut self, block: &Block) -> anyhow::Result<()> {
+        if *block.cid() == self.root {
+            check_root(block)?;
+        }
         let links = dag::links(block)?;
         if let Some(file) = &mut self.fetched.file {
             file.add(block).with_context(|| self.output_context())?;
@@ -277,6 +283,30 @@ impl Walk<'_> {
         }
         Ok(())
     }
+}
+
+/// Fails unless `root` is a block `get` can write out: raw (a file of one block) or a dag-pb
+/// node with the UnixFS data of a file, a directory or a symlink. Checked as soon as the root
+/// is at hand, so that the rest of a DAG that cannot be written is not fetched.
+fn check_root(root: &Block) -> anyhow::Result<()> {
+    let cid = root.cid();
+    if cid.codec() != DAG_PB {
+        // Raw; `get` refuses the other codecs before it starts.
+        return Ok(());
+    }
+    let node = DagPbNode::decode_bytes(root.data()).with_context(|| format!("root {cid}"))?;
+    let data = node.data.with_context(|| {
+        format!("root {cid} is a dag-pb node without UnixFS data: get writes out UnixFS only")
+    })?;
+    let kind = UnixfsData::decode_bytes(&data)
+        .and_then(|data| data.kind())
+        .with_context(|| format!("root {cid}"))?;
+    if kind == DataType::Metadata {
+        bail!(
+            "root {cid} is a UnixFS metadata node: get writes out files, directories and symlinks"
+        );
+    }
+    Ok(())
 }
 
 /// Where blocks come from: `--peer` and `--bootstrap`.

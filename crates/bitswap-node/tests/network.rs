@@ -176,6 +176,115 @@ fn get_fetches_over_quic() {
     assert_eq!(got["fetched_blocks"], 13);
 }
 
+/// A CARv1 holding the one block `data` with the CIDv1 of `codec`: its bytes and the CID.
+fn one_block_car(codec: u64, data: &[u8]) -> (Vec<u8>, cid::Cid) {
+    use multihash_codetable::{Code, MultihashDigest as _};
+    let cid = cid::Cid::new_v1(codec, Code::Sha2_256.digest(data));
+    let cid_bytes = cid.to_bytes();
+    // dag-cbor {"roots": [CID], "version": 1}: a CID is tag 42 over its bytes after a 0.
+    let mut header = vec![0xa2, 0x65];
+    header.extend(b"roots");
+    header.extend([
+        0x81,
+        0xd8,
+        0x2a,
+        0x58,
+        u8::try_from(cid_bytes.len() + 1).unwrap(),
+        0,
+    ]);
+    header.extend(&cid_bytes);
+    header.push(0x67);
+    header.extend(b"version");
+    header.push(0x01);
+    let mut car = Vec::new();
+    for section in [header, [cid_bytes, data.to_vec()].concat()] {
+        let mut length = unsigned_varint::encode::usize_buffer();
+        car.extend(unsigned_varint::encode::usize(section.len(), &mut length));
+        car.extend(section);
+    }
+    (car, cid)
+}
+
+/// `get` of a root it cannot write out fails at once with the codec's name: a dag-cbor root
+/// a peer has is not fetched; a dag-json root fails before any dial; a dag-pb root that is
+/// not UnixFS fails once that block came. `block get` still reads the dag-cbor block.
+#[test]
+fn get_refuses_a_root_it_cannot_write_out() {
+    let temp = tempfile::tempdir().unwrap();
+    // {"hello": "world"}
+    let cbor = b"\xa1\x65hello\x65world";
+    let (car, cid) = one_block_car(0x71, cbor);
+    let car_file = temp.path().join("block.car");
+    fs::write(&car_file, car).unwrap();
+    let server_dir = temp.path().join("server");
+    json(&server_dir, &["car", "import", s(&car_file)]);
+    // A dag-pb node with one link, to a raw block, and no UnixFS data.
+    let leaf = temp.path().join("leaf");
+    fs::write(&leaf, b"a raw leaf").unwrap();
+    let leaf = json(&server_dir, &["block", "put", s(&leaf)]);
+    let leaf = leaf["cid"].as_str().unwrap().to_owned();
+    let leaf_bytes = leaf.parse::<cid::Cid>().unwrap().to_bytes();
+    let link = [
+        &[0x0a, u8::try_from(leaf_bytes.len()).unwrap()][..],
+        &leaf_bytes,
+    ]
+    .concat();
+    let node = [&[0x12, u8::try_from(link.len()).unwrap()][..], &link].concat();
+    let not_unixfs = temp.path().join("node.pb");
+    fs::write(&not_unixfs, node).unwrap();
+    let pb = json(
+        &server_dir,
+        &["block", "put", "--codec", "dag-pb", s(&not_unixfs)],
+    );
+    let pb = pb["cid"].as_str().unwrap().to_owned();
+    let server = Server::start(&server_dir, &[]);
+    let client = temp.path().join("client");
+    let cid = cid.to_string();
+
+    let out = temp.path().join("out");
+    let error = get_fails(
+        &client,
+        &["get", &cid, "--peer", &server.address(), "-o", s(&out)],
+    );
+    assert!(error.contains("dag-cbor"), "{error}");
+    assert!(!out.exists());
+    // Nothing was fetched: the client's store lacks the block.
+    let output = run(&client, &["block", "get", &cid]);
+    assert!(!output.status.success());
+
+    // dag-json: refused before any dial (nobody listens there).
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dag_json = "baguqeeraiqjw7i2vwntyuekgvulpp2det2kpwt6cd7tx5ayqybqpmhfk76fa";
+    let start = Instant::now();
+    let error = get_fails(&client, &["get", dag_json, "--peer", &nobody_at(port)]);
+    assert!(error.contains("dag-json"), "{error}");
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+
+    // dag-pb, but no UnixFS data in it: refused once the root came, before its link.
+    let error = get_fails(
+        &client,
+        &["get", &pb, "--peer", &server.address(), "-o", s(&out)],
+    );
+    assert!(error.contains("UnixFS"), "{error}");
+    assert!(!out.exists());
+    let output = run(&client, &["block", "get", &leaf]);
+    assert!(!output.status.success(), "the link was fetched");
+
+    // The block itself is there to read.
+    assert!(server.terminate().success());
+    let block = temp.path().join("block");
+    json(&server_dir, &["block", "get", &cid, "-o", s(&block)]);
+    assert_eq!(fs::read(&block).unwrap(), cbor);
+}
+
 /// A file whose chunks repeat (runs of zeros) is one block per distinct chunk on the wire,
 /// written at every place it holds in the file, as the blocks arrive.
 #[test]

@@ -102,8 +102,8 @@ struct Walk<'a> {
 }
 
 impl Walk<'_> {
-    /// Takes note of a block's links (and of the DAG's size, at the root), and writes its
-    /// data to the output file.
+    /// Takes note of a block's links (and of the DAG's size, at the root), writes its data to
+    /// the output file and moves the progress bar (bytes, and blocks in its message).
     fn visit(&mut self, block: &Block) -> anyhow::Result<()> {
         if *block.cid() == self.root {
             check_root(block)?;
@@ -118,7 +118,7 @@ impl Walk<'_> {
                     FileAssembler::start(block, output).with_context(|| self.output_context())?;
             }
             // The root's cumulative size: its block and every link's Tsize.
-            if let Ok(node) = bitswap_node::unixfs::DagPbNode::decode_bytes(block.data()) {
+            if let Ok(node) = DagPbNode::decode_bytes(block.data()) {
                 // Tsize comes from the peer: a wrong sum only misleads the progress bar.
                 let total = node
                     .links
@@ -132,6 +132,10 @@ impl Walk<'_> {
             }
         }
         self.bar.inc(block.data().len() as u64);
+        if !self.bar.is_hidden() {
+            let blocks = self.fetched.blocks + self.fetched.local_blocks;
+            self.bar.set_message(format!("{blocks} blocks"));
+        }
         for link in links {
             if self.seen.insert(link) {
                 self.unchecked.push(link);

@@ -176,6 +176,81 @@ fn get_fetches_over_quic() {
     assert_eq!(got["fetched_blocks"], 13);
 }
 
+/// Runs `bitswap-node --data-dir DIR ARGS...` on a terminal of its own (`script` gives it a
+/// pseudo-terminal, stderr included); what the terminal showed.
+#[cfg(target_os = "linux")]
+fn on_a_terminal(data_dir: &Path, args: &[&str]) -> String {
+    let mut line = format!("{} --data-dir {}", common::bin(), s(data_dir));
+    for arg in args {
+        assert!(!arg.contains([' ', '\'', '"', '\\', '$']), "{arg:?}");
+        line.push(' ');
+        line.push_str(arg);
+    }
+    let mut script = std::process::Command::new("script");
+    script
+        .args(["--quiet", "--return", "--command", &line, "/dev/null"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let output =
+        Killed(script.spawn().expect("util-linux `script` runs")).output(&line, TIME_LIMIT);
+    let shown = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "{line}: {shown}");
+    shown
+}
+
+/// `get`'s progress bar shows bytes, the rate and the blocks, for a directory as for a file,
+/// on a terminal only: not with `--json`, not when stderr is a pipe or a file.
+#[cfg(target_os = "linux")]
+#[test]
+fn get_shows_progress_on_a_terminal_only() {
+    let temp = tempfile::tempdir().unwrap();
+    let file = temp.path().join("file");
+    fs::write(&file, pseudo_random(2_000_000, 0x5151)).unwrap();
+    let tree = temp.path().join("tree");
+    fs::create_dir_all(tree.join("sub")).unwrap();
+    fs::write(tree.join("a"), pseudo_random(700_000, 1)).unwrap();
+    fs::write(tree.join("sub/b"), pseudo_random(900_000, 2)).unwrap();
+    let server = Server::start(&temp.path().join("server"), &[&file, &tree]);
+    let address = server.address();
+    for (i, root) in [server.root(0), server.root(1)].iter().enumerate() {
+        let client = temp.path().join(format!("client-{i}"));
+        let out = temp.path().join(format!("shown-{i}"));
+        let shown = on_a_terminal(&client, &["get", root, "--peer", &address, "-o", s(&out)]);
+        // Bytes of the total (indicatif's binary units), a rate, and blocks.
+        assert!(shown.contains(" MiB/"), "{shown:?}");
+        assert!(shown.contains("/s"), "{shown:?}");
+        // "N blocks" in the bar, besides the final line's "N blocks fetched".
+        let in_bar = shown
+            .split(" blocks ")
+            .skip(1)
+            .any(|after| !after.starts_with("fetched"));
+        assert!(in_bar, "{shown:?}");
+        assert!(shown.contains("wrote"), "{shown:?}");
+
+        // --json on a terminal: the object only.
+        let client = temp.path().join(format!("json-{i}"));
+        let out = temp.path().join(format!("json-out-{i}"));
+        let shown = on_a_terminal(
+            &client,
+            &["get", root, "--peer", &address, "-o", s(&out), "--json"],
+        );
+        assert!(!shown.contains("blocks "), "{shown:?}");
+        assert!(shown.trim_start().starts_with('{'), "{shown:?}");
+
+        // stderr a pipe: nothing on it.
+        let client = temp.path().join(format!("piped-{i}"));
+        let out = temp.path().join(format!("piped-out-{i}"));
+        let output = run(&client, &["get", root, "--peer", &address, "-o", s(&out)]);
+        assert!(output.status.success());
+        assert!(
+            output.stderr.is_empty(),
+            "{:?}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
 /// A CARv1 holding the one block `data` with the CIDv1 of `codec`: its bytes and the CID.
 fn one_block_car(codec: u64, data: &[u8]) -> (Vec<u8>, cid::Cid) {
     use multihash_codetable::{Code, MultihashDigest as _};

@@ -42,13 +42,16 @@ pub(crate) async fn run(cx: &Context, args: GetArgs) -> anyhow::Result<()> {
         None => None,
     };
     let store = swarm.behaviour().bitswap.store().clone();
+    // Only for a person watching: a script reads the JSON or the final line.
     let bar = if cx.json || !std::io::stderr().is_terminal() {
         ProgressBar::hidden()
     } else {
+        // Bytes against the root's cumulative size (the whole tree for a directory), the
+        // rate, and the blocks walked (the message, see `fetch`).
         let bar = ProgressBar::new(0);
         bar.set_style(
             ProgressStyle::with_template(
-                "{bytes}/{total_bytes} {wide_bar} {bytes_per_sec} eta {eta}",
+                "{bytes}/{total_bytes} {bytes_per_sec} {msg} {wide_bar} eta {eta}",
             )
             .expect("a valid template"),
         );

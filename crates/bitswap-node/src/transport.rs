@@ -120,14 +120,25 @@ impl<S> StopTolerantStream<S> {
         }
     }
 
-    /// Whether `result` is the peer's stop of an inbound stream, which is then remembered.
-    /// quinn reports a `STOP_SENDING` as `ConnectionReset`; a lost connection is
-    /// `NotConnected` and stays an error.
-    fn stops<T>(&mut self, result: &io::Result<T>) -> bool {
-        let stop = self.inbound
-            && matches!(result, Err(error) if error.kind() == io::ErrorKind::ConnectionReset);
-        self.stopped |= stop;
-        stop
+    /// `write` on the inner stream, unless the peer stopped reading: then `done`, and every
+    /// later write too. quinn reports a `STOP_SENDING` as `ConnectionReset`; a lost
+    /// connection is `NotConnected` and stays an error.
+    fn write<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        done: T,
+        write: impl FnOnce(Pin<&mut S>, &mut Context<'_>) -> Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>>
+    where
+        S: Unpin,
+    {
+        if self.stopped {
+            return Poll::Ready(Ok(done));
+        }
+        let result = ready!(write(Pin::new(&mut self.inner), cx));
+        self.stopped = self.inbound
+            && matches!(&result, Err(error) if error.kind() == io::ErrorKind::ConnectionReset);
+        Poll::Ready(if self.stopped { Ok(done) } else { result })
     }
 }
 
@@ -147,38 +158,17 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for StopTolerantStream<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        if self.stopped {
-            return Poll::Ready(Ok(buf.len()));
-        }
-        let result = ready!(Pin::new(&mut self.inner).poll_write(cx, buf));
-        if self.stops(&result) {
-            return Poll::Ready(Ok(buf.len()));
-        }
-        Poll::Ready(result)
+        self.write(cx, buf.len(), |inner, cx| inner.poll_write(cx, buf))
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.stopped {
-            return Poll::Ready(Ok(()));
-        }
-        let result = ready!(Pin::new(&mut self.inner).poll_flush(cx));
-        if self.stops(&result) {
-            return Poll::Ready(Ok(()));
-        }
-        Poll::Ready(result)
+        self.write(cx, (), |inner, cx| inner.poll_flush(cx))
     }
 
     fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         // Not passed on once stopped: libp2p-quic's stream reads nothing more after a failed
         // close, and the peer's data may still be there to read.
-        if self.stopped {
-            return Poll::Ready(Ok(()));
-        }
-        let result = ready!(Pin::new(&mut self.inner).poll_close(cx));
-        if self.stops(&result) {
-            return Poll::Ready(Ok(()));
-        }
-        Poll::Ready(result)
+        self.write(cx, (), |inner, cx| inner.poll_close(cx))
     }
 }
 

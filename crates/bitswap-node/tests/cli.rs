@@ -5,14 +5,11 @@ mod common;
 
 use std::{
     fs,
-    io::{BufRead as _, BufReader},
     path::Path,
     process::{Command, Output, Stdio},
-    sync::mpsc,
-    thread,
 };
 
-use common::{Killed, TIME_LIMIT, bin, command, s};
+use common::{Killed, TIME_LIMIT, bin, command, lines, s};
 use serde_json::Value;
 
 /// Runs `bitswap-node --data-dir DIR ARGS...`.
@@ -364,15 +361,7 @@ fn serve_hint(
     let mut child = serve.spawn().unwrap();
     let stdout = child.stdout.take().unwrap();
     let serve = Killed(child);
-    let (send, lines) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if send.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let lines = lines(stdout);
     let mut hint = None;
     loop {
         let line = lines

@@ -45,14 +45,15 @@ pub fn yamux_config() -> yamux::Config {
 /// A QUIC connection (any [`StreamMuxer`]) whose inbound streams keep working after the peer
 /// stops reading them: writes then succeed and go nowhere, reads go on.
 ///
-/// kubo (go-libp2p before go-multistream's 2024 fix of lazy streams) answers a want on a new
-/// stream it closes right after writing: its `Close` also stops reading, which over QUIC sends
-/// `STOP_SENDING` before our multistream-select listener has echoed the protocol. The listener's
-/// echo then fails and rust-libp2p drops the stream with the blocks kubo wrote on it. go-libp2p's
-/// own listener ignores that failed echo; so does this wrapper, by swallowing writes (and
-/// flushes and the close) on an inbound stream from the first write the peer stopped. Over
-/// TCP, go-yamux stops reading without telling the peer, so only QUIC needs it. Outbound streams
-/// are left as they are: a message we send there must fail when it cannot arrive.
+/// kubo (a go-multistream whose lazy streams do not wait for the listener's echo) answers a
+/// want on a new stream it closes right after writing: its `Close` also stops reading, which
+/// over QUIC sends `STOP_SENDING` before our multistream-select listener has echoed the
+/// protocol. The listener's echo then fails and rust-libp2p drops the stream with the blocks
+/// kubo wrote on it. go-libp2p's own listener ignores that failed echo; so does this wrapper,
+/// by swallowing writes (and flushes and the close) on an inbound stream from the first write
+/// the peer stopped. Over TCP, go-yamux stops reading without telling the peer, so only QUIC
+/// needs it. Outbound streams are left as they are: a message we send there must fail when it
+/// cannot arrive.
 #[derive(Debug)]
 pub struct StopTolerant<M> {
     inner: M,

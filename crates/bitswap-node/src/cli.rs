@@ -5,7 +5,7 @@ use std::{net::SocketAddr, path::PathBuf};
 use bitswap::Version;
 use bitswap_node::unixfs::{DEFAULT_CHUNK_SIZE_BYTES, DEFAULT_MAX_LINKS, HashFunction};
 use cid::Cid;
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgAction, Args, Parser, Subcommand};
 use libp2p::Multiaddr;
 
 use crate::swarm::{Limits, MemoryLimit};
@@ -13,14 +13,21 @@ use crate::swarm::{Limits, MemoryLimit};
 /// A Bitswap node: UnixFS files with kubo's CIDs, raw blocks and CAR files in a persistent
 /// block store.
 #[derive(Debug, Parser)]
-#[command(name = "bitswap-node", version)]
+#[command(
+    name = "bitswap-node",
+    version,
+    after_help = "Example:\n  \
+        bitswap-node serve report.pdf    # add it, serve it, print how to fetch it"
+)]
 pub(crate) struct Cli {
     /// The data directory (identity key and block store). Default:
     /// $XDG_DATA_HOME/bitswap-node or ~/.local/share/bitswap-node.
     #[arg(long, global = true, value_name = "DIR")]
     pub(crate) data_dir: Option<PathBuf>,
     /// Print exactly one JSON object on stdout (errors still go to stderr).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, num_args = 0..=1, require_equals = true,
+        default_missing_value = "true", default_value_t = false, action = ArgAction::Set,
+        value_name = "BOOL")]
     pub(crate) json: bool,
     /// Bitswap versions to speak, most preferred first, comma separated (1.2.0, 1.1.0, 1.0.0,
     /// legacy). For interoperability tests; default: all four.
@@ -35,20 +42,47 @@ pub(crate) struct Cli {
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Import a file or directory into the store as UnixFS, with kubo's `ipfs add` layout.
+    #[command(after_help = "Examples:\n  \
+        bitswap-node add report.pdf                  # kubo's `ipfs add` CID (CIDv0)\n  \
+        bitswap-node add --cid-version 1 photos/     # CIDv1 over raw leaves\n  \
+        bitswap-node add --raw-leaves report.pdf     # CIDv0 over raw leaves")]
     Add(AddArgs),
     /// Write the file or directory of a CID from the store to a new path.
+    #[command(after_help = "Example:\n  \
+        bitswap-node export QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH -o empty")]
     Export(ExportArgs),
     /// Add paths, then serve the store over Bitswap until Ctrl-C or SIGTERM.
+    #[command(after_help = "Examples:\n  \
+        bitswap-node serve report.pdf    # on 127.0.0.1, TCP and QUIC; prints the `get` to run\n  \
+        bitswap-node serve --listen /ip4/0.0.0.0/tcp/4001 \
+        --listen /ip4/0.0.0.0/udp/4001/quic-v1 photos/")]
     Serve(ServeArgs),
     /// Fetch a file or directory from peers over Bitswap (a DAG walk) and write it out.
+    #[command(after_help = "Examples (the address is one `serve` prints):\n  \
+        bitswap-node get CID --peer /ip4/127.0.0.1/tcp/4001/p2p/PEER -o copy\n  \
+        bitswap-node get CID --peer /ip4/127.0.0.1/udp/4001/quic-v1/p2p/PEER -o copy\n  \
+        bitswap-node get CID --bootstrap /ip4/127.0.0.1/tcp/4001/p2p/PEER    # providers \
+        from the DHT")]
     Get(GetArgs),
     /// Raw blocks of the store.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  \
+        bitswap-node block put block.bin\n  \
+        bitswap-node block get CID -o block.bin"
+    )]
     Block(BlockCommand),
     /// CARv1 files.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  \
+        bitswap-node car export CID -o dag.car\n  \
+        bitswap-node car import dag.car"
+    )]
     Car(CarCommand),
     /// Print the node's peer id.
+    #[command(after_help = "Example:\n  \
+        bitswap-node id --json")]
     Id,
 }
 
@@ -73,7 +107,9 @@ pub(crate) struct LayoutArgs {
     #[arg(long, value_enum, default_value_t = Hash::Sha2_256, value_name = "NAME")]
     pub(crate) hash: Hash,
     /// Leaves as raw blocks instead of UnixFS file nodes.
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    // As kubo's flags: a value only after `=`, so `--raw-leaves FILE` adds FILE.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",
+        value_name = "BOOL")]
     pub(crate) raw_leaves: Option<bool>,
     /// Chunk size in bytes.
     #[arg(long, default_value_t = DEFAULT_CHUNK_SIZE_BYTES)]
@@ -82,7 +118,8 @@ pub(crate) struct LayoutArgs {
     #[arg(long, default_value_t = DEFAULT_MAX_LINKS)]
     pub(crate) max_links: usize,
     /// Also add directory entries whose name starts with a dot.
-    #[arg(long)]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",
+        default_value_t = false, action = ArgAction::Set, value_name = "BOOL")]
     pub(crate) hidden: bool,
 }
 
@@ -115,7 +152,8 @@ impl From<Hash> for HashFunction {
 pub(crate) struct ServeArgs {
     /// Files or directories to add before serving.
     pub(crate) paths: Vec<PathBuf>,
-    /// Addresses to listen on (repeatable). Default: /ip4/127.0.0.1/tcp/0.
+    /// Addresses to listen on (repeatable), TCP or QUIC. Default: /ip4/127.0.0.1/tcp/0 and
+    /// /ip4/127.0.0.1/udp/0/quic-v1.
     #[arg(long, value_name = "MULTIADDR")]
     pub(crate) listen: Vec<Multiaddr>,
     /// How added files become blocks.
@@ -252,6 +290,8 @@ pub(crate) struct ExportArgs {
 #[derive(Debug, Subcommand)]
 pub(crate) enum BlockCommand {
     /// Print a block's bytes (or write them to a file with -o).
+    #[command(after_help = "Example:\n  \
+        bitswap-node block get CID -o block.bin")]
     Get {
         /// The block.
         cid: Cid,
@@ -260,6 +300,9 @@ pub(crate) enum BlockCommand {
         output: Option<PathBuf>,
     },
     /// Store a file's bytes as one block.
+    #[command(after_help = "Examples:\n  \
+        bitswap-node block put block.bin                  # CIDv1, raw\n  \
+        bitswap-node block put --codec dag-pb node.pb     # CIDv1, dag-pb")]
     Put {
         /// The file (at most 2 MiB).
         file: PathBuf,
@@ -285,6 +328,8 @@ pub(crate) enum Codec {
 #[derive(Debug, Subcommand)]
 pub(crate) enum CarCommand {
     /// Write the DAG under a CID as a CARv1 file.
+    #[command(after_help = "Example:\n  \
+        bitswap-node car export CID -o dag.car")]
     Export {
         /// The root.
         cid: Cid,
@@ -293,6 +338,8 @@ pub(crate) enum CarCommand {
         output: PathBuf,
     },
     /// Store every block of a CARv1 file, each checked against its CID.
+    #[command(after_help = "Example:\n  \
+        bitswap-node car import dag.car")]
     Import {
         /// The CAR file.
         file: PathBuf,
@@ -314,7 +361,47 @@ fn parse_version(text: &str) -> Result<Version, String> {
 
 #[cfg(test)]
 mod tests {
+    use clap::CommandFactory as _;
+
     use super::*;
+
+    #[test]
+    fn every_command_has_an_example() {
+        fn check(command: &clap::Command, path: &str) {
+            let help = command
+                .get_after_help()
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            assert!(help.contains(path), "`{path} --help` has no example");
+            for sub in command.get_subcommands() {
+                if sub.get_name() != "help" {
+                    check(sub, &format!("{path} {}", sub.get_name()));
+                }
+            }
+        }
+        let cli = Cli::command();
+        cli.clone().debug_assert();
+        check(&cli, "bitswap-node");
+    }
+
+    #[test]
+    fn boolean_flags_take_a_value_only_after_equals() {
+        fn check(command: &clap::Command, path: &str) {
+            for arg in command.get_arguments() {
+                let takes_bool = arg.get_value_names().is_some_and(|n| n == ["BOOL"]);
+                let plain = matches!(arg.get_action(), ArgAction::SetTrue | ArgAction::SetFalse);
+                if takes_bool {
+                    assert!(arg.is_require_equals_set(), "{path} --{}", arg.get_id());
+                } else if plain && !matches!(arg.get_id().as_str(), "help" | "version") {
+                    panic!("{path} --{}: a flag that refuses `=false`", arg.get_id());
+                }
+            }
+            for sub in command.get_subcommands() {
+                check(sub, &format!("{path} {}", sub.get_name()));
+            }
+        }
+        check(&Cli::command(), "bitswap-node");
+    }
 
     #[test]
     fn memory_limits_parse() {

@@ -20,7 +20,10 @@ use std::{
 
 use anyhow::{Context as _, anyhow, bail};
 use bitswap::{Block, Blockstore, Event, RedbBlockstore, RedbBlockstoreError};
-use bitswap_node::{dag, unixfs::FileAssembler};
+use bitswap_node::{
+    dag,
+    unixfs::{DAG_PB, DagPbNode, DataType, FileAssembler, UnixfsData},
+};
 use cid::Cid;
 use futures::StreamExt;
 use indicatif::ProgressBar;
@@ -99,9 +102,12 @@ struct Walk<'a> {
 }
 
 impl Walk<'_> {
-    /// Takes note of a block's links (and of the DAG's size, at the root), and writes its
-    /// data to the output file.
+    /// Takes note of a block's links (and of the DAG's size, at the root), writes its data to
+    /// the output file and moves the progress bar (bytes, and blocks in its message).
     fn visit(&mut self, block: &Block) -> anyhow::Result<()> {
+        if *block.cid() == self.root {
+            check_root(block)?;
+        }
         let links = dag::links(block)?;
         if let Some(file) = &mut self.fetched.file {
             file.add(block).with_context(|| self.output_context())?;
@@ -112,7 +118,7 @@ impl Walk<'_> {
                     FileAssembler::start(block, output).with_context(|| self.output_context())?;
             }
             // The root's cumulative size: its block and every link's Tsize.
-            if let Ok(node) = bitswap_node::unixfs::DagPbNode::decode_bytes(block.data()) {
+            if let Ok(node) = DagPbNode::decode_bytes(block.data()) {
                 // Tsize comes from the peer: a wrong sum only misleads the progress bar.
                 let total = node
                     .links
@@ -126,6 +132,10 @@ impl Walk<'_> {
             }
         }
         self.bar.inc(block.data().len() as u64);
+        if !self.bar.is_hidden() {
+            let blocks = self.fetched.blocks + self.fetched.local_blocks;
+            self.bar.set_message(format!("{blocks} blocks"));
+        }
         for link in links {
             if self.seen.insert(link) {
                 self.unchecked.push(link);
@@ -277,6 +287,30 @@ impl Walk<'_> {
         }
         Ok(())
     }
+}
+
+/// Fails unless `root` is a block `get` can write out: raw (a file of one block) or a dag-pb
+/// node with the UnixFS data of a file, a directory or a symlink. Checked as soon as the root
+/// is at hand, so that the rest of a DAG that cannot be written is not fetched.
+fn check_root(root: &Block) -> anyhow::Result<()> {
+    let cid = root.cid();
+    if cid.codec() != DAG_PB {
+        // Raw; `get` refuses the other codecs before it starts.
+        return Ok(());
+    }
+    let node = DagPbNode::decode_bytes(root.data()).with_context(|| format!("root {cid}"))?;
+    let data = node.data.with_context(|| {
+        format!("root {cid} is a dag-pb node without UnixFS data: get writes out UnixFS only")
+    })?;
+    let kind = UnixfsData::decode_bytes(&data)
+        .and_then(|data| data.kind())
+        .with_context(|| format!("root {cid}"))?;
+    if kind == DataType::Metadata {
+        bail!(
+            "root {cid} is a UnixFS metadata node: get writes out files, directories and symlinks"
+        );
+    }
+    Ok(())
 }
 
 /// Where blocks come from: `--peer` and `--bootstrap`.

@@ -5,7 +5,8 @@
 //! - [`car`]: CARv1 export and import of a DAG.
 //! - [`dag`]: the links of a block, for walks over any DAG of dag-pb and raw blocks.
 //! - [`datadir`]: the node's data directory: its identity key and its block store.
-//! - [`transport`]: transport settings (yamux windows that Helia's frames fit).
+//! - [`transport`]: transport settings (yamux windows that Helia's frames fit, QUIC streams
+//!   that kubo stops reading).
 
 pub mod car;
 pub mod dag;

@@ -68,8 +68,11 @@ fn init_log() {
             Targets::new().with_default(tracing::Level::INFO)
         }
     };
+    // The builder's own filter (info by default) would hide the levels below it that the
+    // targets ask for.
     let subscriber = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_max_level(tracing::Level::TRACE)
         .finish()
         .with(targets);
     // Only fails if a subscriber is set already, which nothing else does.

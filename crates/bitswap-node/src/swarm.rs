@@ -1,6 +1,6 @@
-//! The node's libp2p swarm: identify, ping, kad and Bitswap over TCP, Noise and Yamux, with
-//! prometheus metrics, behind connection limits (per peer, in total, pending, and the
-//! process's memory).
+//! The node's libp2p swarm: identify, ping, kad and Bitswap over TCP (Noise, Yamux) and QUIC
+//! (quic-v1), with prometheus metrics, behind connection limits (per peer, in total, pending,
+//! and the process's memory).
 
 use std::{
     collections::{HashSet, VecDeque},
@@ -11,14 +11,15 @@ use std::{
 
 use anyhow::{Context as _, anyhow};
 use bitswap::RedbBlockstore;
+use bitswap_node::transport::StopTolerant;
 use cid::Cid;
 use libp2p::{
-    Multiaddr, PeerId, Swarm, SwarmBuilder, connection_limits, identify,
+    Multiaddr, PeerId, Swarm, SwarmBuilder, Transport as _, connection_limits, identify,
     identity::Keypair,
     kad, memory_connection_limits,
     metrics::{Metrics, Recorder as _},
     multiaddr::Protocol,
-    noise, ping,
+    noise, ping, quic,
     swarm::{ConnectionDenied, DialError, ListenError, NetworkBehaviour, SwarmEvent},
     tcp,
 };
@@ -104,6 +105,12 @@ pub(crate) fn build(
             noise::Config::new,
             bitswap_node::transport::yamux_config,
         )?
+        // Many peers (kubo's default listens on both) are reachable over QUIC only; QUIC brings
+        // its own encryption (TLS 1.3) and streams, so Noise and Yamux are TCP's alone.
+        .with_other_transport(|key| {
+            quic::tokio::Transport::new(quic::Config::new(key))
+                .map(|(peer, connection), _| (peer, StopTolerant::new(connection)))
+        })?
         .with_bandwidth_metrics(registry)
         .with_behaviour(|key| {
             let peer_id = key.public().to_peer_id();

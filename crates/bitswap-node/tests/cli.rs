@@ -3,9 +3,13 @@
 
 mod common;
 
-use std::{fs, path::Path, process::Output};
+use std::{
+    fs,
+    path::Path,
+    process::{Command, Output, Stdio},
+};
 
-use common::{command, s};
+use common::{Killed, TIME_LIMIT, bin, command, lines, s};
 use serde_json::Value;
 
 /// Runs `bitswap-node --data-dir DIR ARGS...`.
@@ -248,4 +252,186 @@ fn bad_input_is_one_error_line() {
         ],
     );
     assert!(!temp.path().join("x").exists());
+}
+
+/// Boolean flags read as kubo's do: a plain `--flag` never takes the next argument as its
+/// value, and `--flag=false` still turns it off.
+#[test]
+fn boolean_flags_never_take_the_next_argument() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("node");
+    let input = temp.path().join("input");
+    fs::write(&input, vec![7u8; 300_000]).unwrap();
+
+    // Two chunks: raw leaves under a CIDv0 root, as kubo's `add --raw-leaves FILE`.
+    let raw = json(&dir, &["add", "--raw-leaves", s(&input)]);
+    let pb = json(&dir, &["add", "--raw-leaves=false", s(&input)]);
+    let default = json(&dir, &["add", s(&input)]);
+    assert_eq!(pb["root"], default["root"]);
+    assert_ne!(raw["root"], default["root"]);
+    assert_eq!(
+        json(&dir, &["add", "--raw-leaves=true", s(&input)])["root"],
+        raw["root"]
+    );
+    // The flag before the path, on a command with other flags after it.
+    let v1 = json(
+        &dir,
+        &["add", "--raw-leaves", s(&input), "--cid-version", "1"],
+    );
+    assert!(v1["root"].as_str().unwrap().starts_with("bafy"), "{v1}");
+
+    // `--hidden` and `--json` take `=BOOL` too, and never the next argument.
+    let tree = temp.path().join("tree");
+    fs::create_dir(&tree).unwrap();
+    fs::write(tree.join(".dot"), b"hidden").unwrap();
+    fs::write(tree.join("seen"), b"seen").unwrap();
+    let with = json(&dir, &["add", "--hidden", s(&tree)]);
+    let without = json(&dir, &["add", "--hidden=false", s(&tree)]);
+    assert_ne!(with["root"], without["root"]);
+    assert_eq!(without["root"], json(&dir, &["add", s(&tree)])["root"]);
+    let output = node(&dir, &["--json=false", "add", s(&input)]);
+    assert!(output.status.success());
+    assert!(!output.stdout.starts_with(b"{"), "{:?}", output.stdout);
+    let output = node(&dir, &["add", "--json", s(&input)]);
+    assert!(output.status.success());
+    assert!(output.stdout.starts_with(b"{"), "{:?}", output.stdout);
+}
+
+/// `--help` of every command ends with an example.
+#[test]
+fn every_help_shows_an_example() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("node");
+    for command in [
+        &[][..],
+        &["add"],
+        &["export"],
+        &["serve"],
+        &["get"],
+        &["block"],
+        &["block", "get"],
+        &["block", "put"],
+        &["car"],
+        &["car", "export"],
+        &["car", "import"],
+        &["id"],
+    ] {
+        for help in ["--help", "-h"] {
+            let mut args = command.to_vec();
+            args.push(help);
+            let output = node(&dir, &args);
+            assert!(output.status.success(), "{args:?}");
+            let text = String::from_utf8(output.stdout).unwrap();
+            let example = text
+                .split_once("Example")
+                .unwrap_or_else(|| panic!("{args:?} shows no example: {text}"))
+                .1;
+            let mut expected = vec!["bitswap-node"];
+            expected.extend(command.iter().copied());
+            assert!(
+                example.contains(&expected.join(" ")),
+                "{args:?}: the example does not run {expected:?}: {text}"
+            );
+        }
+    }
+}
+
+/// Starts `serve FILE` (output for people) with `path` as PATH, the temporary directory in
+/// `tmp`, and, with `by_cargo`, the variables `cargo run` sets; returns the process and the
+/// command of its "fetch it with" hint.
+fn serve_hint(
+    data_dir: &Path,
+    file: &Path,
+    path: &Path,
+    tmp: &Path,
+    by_cargo: bool,
+) -> (Killed, String) {
+    let mut serve = command(data_dir, &["serve", s(file)]);
+    serve.env("PATH", path).env("TMPDIR", tmp);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("CARGO") {
+            serve.env_remove(name);
+        }
+    }
+    if by_cargo {
+        serve
+            .env("CARGO", "cargo")
+            .env("CARGO_PKG_NAME", "bitswap-node");
+    }
+    let mut child = serve.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let serve = Killed(child);
+    let lines = lines(stdout);
+    let mut hint = None;
+    loop {
+        let line = lines
+            .recv_timeout(TIME_LIMIT)
+            .expect("serve printed its lines in time");
+        if let Some(command) = line.strip_prefix("fetch it with: ") {
+            hint = Some(command.to_owned());
+        }
+        if line == "serving until Ctrl-C" {
+            break;
+        }
+    }
+    (serve, hint.expect("a hint"))
+}
+
+/// The command `serve` prints to fetch what it serves runs as printed: the binary's full path
+/// when it is not on PATH (as after `cargo build`), its name when it is, and `cargo run` when
+/// cargo started it; with a data directory of its own (the served one is in use).
+#[test]
+fn the_hint_of_serve_runs_as_printed() {
+    let temp = tempfile::tempdir().unwrap();
+    let file = temp.path().join("file");
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    fs::write(&file, &data).unwrap();
+    let tmp = temp.path().join("tmp");
+    fs::create_dir(&tmp).unwrap();
+    let system = Path::new("/usr/bin:/bin");
+    let exe = fs::canonicalize(bin()).unwrap();
+
+    let (serve, hint) = serve_hint(&temp.path().join("node"), &file, system, &tmp, false);
+    let words: Vec<&str> = hint.split_whitespace().collect();
+    assert_eq!(words[0], s(&exe), "{hint}");
+    assert_eq!(words[1], "--data-dir", "{hint}");
+    assert!(words[2].starts_with(s(&tmp)), "{hint}");
+    // Run it in a directory of its own: it writes the CID there.
+    let cwd = temp.path().join("cwd");
+    fs::create_dir(&cwd).unwrap();
+    let mut get = Command::new(words[0]);
+    get.args(&words[1..])
+        .current_dir(&cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let output = Killed(get.spawn().unwrap()).output(&hint, TIME_LIMIT);
+    assert!(
+        output.status.success(),
+        "{hint}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let cid = words[words.iter().position(|w| *w == "get").unwrap() + 1];
+    assert_eq!(fs::read(cwd.join(cid)).unwrap(), data);
+    drop(serve);
+
+    // On PATH (a link to the binary): by its name.
+    let bin_dir = temp.path().join("bin");
+    fs::create_dir(&bin_dir).unwrap();
+    std::os::unix::fs::symlink(&exe, bin_dir.join("bitswap-node")).unwrap();
+    let path = format!("{}:{}", s(&bin_dir), s(system));
+    let (serve, hint) = serve_hint(
+        &temp.path().join("node"),
+        &file,
+        Path::new(&path),
+        &tmp,
+        false,
+    );
+    assert!(hint.starts_with("bitswap-node --data-dir "), "{hint}");
+    drop(serve);
+
+    // Started by `cargo run`: the same again.
+    let (_serve, hint) = serve_hint(&temp.path().join("node"), &file, system, &tmp, true);
+    assert!(hint.starts_with("cargo run "), "{hint}");
+    assert!(hint.contains(" -p bitswap-node -- --data-dir "), "{hint}");
 }

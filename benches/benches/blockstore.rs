@@ -44,13 +44,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use bitswap::{Block, Blockstore, MemoryBlockstore, RedbBlockstore, RedbConfig};
 use bytes::Bytes;
 use criterion::{
     BenchmarkGroup, BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group,
     criterion_main, measurement::WallTime,
 };
 use futures::{executor::block_on, future::join_all};
+use ipfs_blockstore::{Block, Blockstore, MemoryBlockstore, RedbBlockstore, RedbConfig};
 
 /// Block sizes benched, with their names.
 const SIZES: [(&str, usize); 2] = [("1KiB", 1024), ("256KiB", 256 * 1024)];

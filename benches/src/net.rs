@@ -16,6 +16,7 @@ use bitswap::{Block, Blockstore, MemoryBlockstore, MemoryBlockstoreError};
 use bytes::Bytes;
 use cid::Cid;
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+use ipfs_blockstore::multicodec::RAW;
 use libp2p::{
     Multiaddr, PeerId, Stream, StreamProtocol, Swarm, SwarmBuilder, identify, noise, ping,
     swarm::{NetworkBehaviour, SwarmEvent, behaviour::toggle::Toggle},
@@ -30,9 +31,6 @@ pub const CEILING_PROTOCOL: StreamProtocol = StreamProtocol::new("/bitswap-bench
 
 /// The unit the ceiling's receiver hashes, as a Bitswap client verifies a block: 256 KiB.
 pub const HASH_UNIT: usize = 256 * 1024;
-
-/// Multicodec of raw blocks.
-const RAW: u64 = 0x55;
 
 /// A bench node: Bitswap beside raw streams, on one connection per peer; identify and ping
 /// only where [`node_identified`] made it.

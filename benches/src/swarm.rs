@@ -5,7 +5,7 @@
 //!
 //! - The file is [`FILE_BYTES`] of pseudo-random bytes ([`net::bytes`]) imported with kubo's
 //!   default layout (`ipfs add`: CIDv0, dag-pb leaves of 256 KiB, 174 links per node) by
-//!   `bitswap-node`'s UnixFS importer: 256 leaves under 2 inner nodes and a root. kubo seeds
+//!   `ipfs-formats`'s UnixFS importer: 256 leaves under 2 inner nodes and a root. kubo seeds
 //!   import the same bytes with `AddFile`; a pass whose kubo root differs from ours fails.
 //! - Seeds ([`SeedKind`]): ours are child processes (`net-bench swarm-seed SEED BYTES`, see
 //!   [`seed`]) holding the whole file in memory, on the node's transport
@@ -50,11 +50,9 @@ use std::{
 };
 
 use bitswap::{Block, Blockstore, MemoryBlockstore, MemoryBlockstoreError};
-use bitswap_node::{
-    transport,
-    unixfs::{self, Layout},
-};
+use bitswap_node::transport;
 use cid::Cid;
+use ipfs_formats::unixfs::{self, Layout};
 
 use crate::net::{self, BenchStore};
 

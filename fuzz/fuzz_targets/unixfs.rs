@@ -1,4 +1,4 @@
-//! Fuzzes the UnixFS side of `bitswap-node`: the dag-pb and UnixFS decoders, the file assembler
+//! Fuzzes the UnixFS side of `ipfs-formats`: the dag-pb and UnixFS decoders, the file assembler
 //! that `get` writes with, and the exporter it falls back to.
 //!
 //! The input is a list of blocks separated by [`SEPARATOR`]; the first is the root. A block
@@ -28,16 +28,16 @@ use std::{
     },
 };
 
-use bitswap::{Block, Blockstore, MemoryBlockstore};
-use bitswap_node::{
+use bytes::Bytes;
+use cid::Cid;
+use futures::executor::block_on;
+use ipfs_blockstore::{Block, Blockstore, MemoryBlockstore, multicodec::RAW};
+use ipfs_formats::{
     dag,
     unixfs::{
         self, BYTES_PER_PLACE, DagPbNode, ExportError, FileAssembler, Link, MIN_PLACES, UnixfsData,
     },
 };
-use bytes::Bytes;
-use cid::Cid;
-use futures::executor::block_on;
 use libfuzzer_sys::fuzz_target;
 
 /// Between two blocks of the input.
@@ -99,7 +99,7 @@ fn build(parts: &[&[u8]]) -> Vec<Block> {
             let block = if node.is_some() {
                 Block::from_v0_data(Bytes::copy_from_slice(bytes))
             } else {
-                unixfs::v1_block(unixfs::RAW, Bytes::copy_from_slice(bytes))
+                unixfs::v1_block(RAW, Bytes::copy_from_slice(bytes))
             };
             block.expect("under 2 MiB").cid().hash().digest().to_vec()
         })
@@ -108,7 +108,7 @@ fn build(parts: &[&[u8]]) -> Vec<Block> {
     let mut blocks: Vec<Option<Block>> = vec![None; parts.len()];
     for i in (0..parts.len()).rev() {
         let block = match &decoded[i] {
-            None => unixfs::v1_block(unixfs::RAW, Bytes::copy_from_slice(parts[i])),
+            None => unixfs::v1_block(RAW, Bytes::copy_from_slice(parts[i])),
             Some(node) => {
                 let later = parts.len() - i - 1;
                 let links = if later == 0 {
@@ -150,7 +150,7 @@ fn build(parts: &[&[u8]]) -> Vec<Block> {
 
 /// The file size the root declares, if it is a file.
 fn declared_size(root: &Block) -> Option<u64> {
-    if root.cid().codec() == unixfs::RAW {
+    if root.cid().codec() == RAW {
         return Some(root.data().len() as u64);
     }
     let node = DagPbNode::decode_bytes(root.data()).ok()?;

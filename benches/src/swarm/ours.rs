@@ -7,9 +7,10 @@ use std::{
 };
 
 use bitswap::{ClientStats, Handle, MemoryBlockstore};
-use bitswap_node::{dag, transport};
+use bitswap_node::transport;
 use cid::Cid;
 use futures::{StreamExt, stream::SelectAll};
+use ipfs_formats::dag;
 use libp2p::{Multiaddr, PeerId, Swarm, multiaddr::Protocol};
 
 use crate::net::{self, BenchStore, Driver, Node};

@@ -3,9 +3,9 @@
 use std::{net::SocketAddr, path::PathBuf};
 
 use bitswap::Version;
-use bitswap_node::unixfs::{DEFAULT_CHUNK_SIZE_BYTES, DEFAULT_MAX_LINKS, HashFunction};
 use cid::Cid;
 use clap::{ArgAction, Args, Parser, Subcommand};
+use ipfs_formats::unixfs::{DEFAULT_CHUNK_SIZE_BYTES, DEFAULT_MAX_LINKS, HashFunction};
 use libp2p::Multiaddr;
 
 use crate::swarm::{Limits, MemoryLimit};

@@ -20,13 +20,14 @@ use std::{
 
 use anyhow::{Context as _, anyhow, bail};
 use bitswap::{Block, Blockstore, Event, RedbBlockstore, RedbBlockstoreError};
-use bitswap_node::{
-    dag,
-    unixfs::{DAG_PB, DagPbNode, DataType, FileAssembler, UnixfsData},
-};
 use cid::Cid;
 use futures::StreamExt;
 use indicatif::ProgressBar;
+use ipfs_blockstore::multicodec::DAG_PB;
+use ipfs_formats::{
+    dag,
+    unixfs::{DagPbNode, DataType, FileAssembler, UnixfsData},
+};
 use libp2p::{
     Multiaddr, PeerId, Swarm,
     core::ConnectedPoint,

@@ -10,10 +10,11 @@ mod common;
 use std::{fs, path::Path, sync::Mutex};
 
 use bitswap::{Block, Blockstore, MemoryBlockstore};
-use bitswap_node::unixfs::{self, FileAssembler};
 use bytes::Bytes;
 use common::dags::{feed, repeat};
 use futures::executor::block_on;
+use ipfs_blockstore::multicodec::RAW;
+use ipfs_formats::unixfs::{self, FileAssembler};
 
 /// Links per node: N² = 25 million places of Y.
 const N: usize = 5_000;
@@ -39,7 +40,7 @@ fn reset_peak_rss() {
 
 /// Root → N × X → N × Y, in a store; returns the store, the root block and the file size.
 fn bomb(leaf: &[u8]) -> (MemoryBlockstore, Block, u64) {
-    let y = unixfs::v1_block(unixfs::RAW, Bytes::copy_from_slice(leaf)).unwrap();
+    let y = unixfs::v1_block(RAW, Bytes::copy_from_slice(leaf)).unwrap();
     let x_size = leaf.len() as u64 * N as u64;
     let x = repeat(&y, leaf.len() as u64, N);
     let root = repeat(&x, x_size, N);

@@ -386,12 +386,13 @@ fn get_writes_repeated_chunks_at_every_place() {
 #[test]
 fn get_writes_a_dag_of_n_squared_places_from_the_store() {
     use bitswap::{Blockstore as _, MemoryBlockstore};
-    use bitswap_node::unixfs;
     use bytes::Bytes;
     use futures::executor::block_on;
+    use ipfs_blockstore::multicodec::RAW;
+    use ipfs_formats::unixfs;
 
     const N: usize = 1_000;
-    let y = unixfs::v1_block(unixfs::RAW, Bytes::from_static(b"y")).unwrap();
+    let y = unixfs::v1_block(RAW, Bytes::from_static(b"y")).unwrap();
     let x = common::dags::repeat(&y, 1, N);
     let root = common::dags::repeat(&x, N as u64, N);
     let store = MemoryBlockstore::new();
@@ -399,7 +400,7 @@ fn get_writes_a_dag_of_n_squared_places_from_the_store() {
     let temp = tempfile::tempdir().unwrap();
     let car = temp.path().join("bomb.car");
     let mut out = fs::File::create(&car).unwrap();
-    block_on(bitswap_node::car::export(
+    block_on(ipfs_formats::car::export(
         &store,
         &[*root.cid()],
         &mut out,

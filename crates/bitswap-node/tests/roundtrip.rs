@@ -6,17 +6,18 @@ mod common;
 use std::{fs, path::Path};
 
 use bitswap::{Block, Blockstore, MemoryBlockstore};
-use bitswap_node::{
+use bytes::Bytes;
+use cid::Cid;
+use common::names;
+use futures::executor::block_on;
+use ipfs_blockstore::multicodec::{DAG_PB, RAW};
+use ipfs_formats::{
     car,
     unixfs::{
         self, CidVersion, ExportError, FileAssembler, ImportOptions, Layout, import_path,
         import_reader,
     },
 };
-use bytes::Bytes;
-use cid::Cid;
-use common::names;
-use futures::executor::block_on;
 use proptest::prelude::*;
 
 fn layout(chunk: usize, links: usize, v1_raw: bool) -> Layout {
@@ -125,7 +126,7 @@ fn assembler_checks_sizes_and_leaves_nothing() {
     let mut file = FileAssembler::start(&root, &target).unwrap().unwrap();
     assert!(!file.is_complete());
     // The assembler ignores blocks no place waits for.
-    let stray = unixfs::v1_block(unixfs::RAW, Bytes::from_static(b"stray")).unwrap();
+    let stray = unixfs::v1_block(RAW, Bytes::from_static(b"stray")).unwrap();
     file.add(&stray).unwrap();
     // Missing blocks: `finish` fails and the temporary file goes.
     let error = file.finish().unwrap_err();
@@ -133,7 +134,7 @@ fn assembler_checks_sizes_and_leaves_nothing() {
     assert_eq!(fs::read_dir(temp.path()).unwrap().count(), 0);
 
     // A root that claims 999 bytes for a 1000-byte leaf: refused when the leaf comes.
-    let leaf = unixfs::v1_block(unixfs::RAW, Bytes::from(vec![7u8; 1000])).unwrap();
+    let leaf = unixfs::v1_block(RAW, Bytes::from(vec![7u8; 1000])).unwrap();
     let liar = unixfs::DagPbNode {
         links: vec![unixfs::Link {
             cid: *leaf.cid(),
@@ -145,7 +146,7 @@ fn assembler_checks_sizes_and_leaves_nothing() {
                 .into(),
         ),
     };
-    let liar = unixfs::v1_block(unixfs::DAG_PB, Bytes::from(liar.encode())).unwrap();
+    let liar = unixfs::v1_block(DAG_PB, Bytes::from(liar.encode())).unwrap();
     let mut file = FileAssembler::start(&liar, &target).unwrap().unwrap();
     let error = file.add(&leaf).unwrap_err();
     assert!(matches!(error, ExportError::Invalid { .. }), "{error}");
@@ -167,12 +168,12 @@ fn layouts_differ_only_as_asked() {
     let v1 = block_on(import_reader(&store, &data[..], &layout(100, 3, true))).unwrap();
     assert_eq!(v0.root.version(), cid::Version::V0);
     assert_eq!(v1.root.version(), cid::Version::V1);
-    assert_eq!(v1.root.codec(), unixfs::DAG_PB);
+    assert_eq!(v1.root.codec(), DAG_PB);
     assert_ne!(v0.root, v1.root);
     // CIDv1 with UnixFS leaves: every block dag-pb CIDv1.
     let mixed = Layout::default().with_cid_version(CidVersion::V1);
     let mixed = block_on(import_reader(&store, &data[..1], &mixed)).unwrap();
-    assert_eq!(mixed.root.codec(), unixfs::DAG_PB);
+    assert_eq!(mixed.root.codec(), DAG_PB);
     assert_eq!(read_back(&store, &mixed.root), &data[..1]);
 }
 

@@ -19,6 +19,7 @@ use std::{
 use cid::Cid;
 use futures::{FutureExt, StreamExt, channel::mpsc, future::BoxFuture, stream::FuturesUnordered};
 use futures_bounded::Delay;
+use ipfs_blockstore::{Block, Blockstore};
 use libp2p::{
     Multiaddr, PeerId,
     core::{Endpoint, transport::PortUse},
@@ -32,7 +33,6 @@ use prometheus_client::registry::Registry;
 
 use crate::intake::Allowances;
 use crate::{
-    blockstore::Blockstore,
     client::{
         Action as ClientAction, Engine as ClientEngine, Event as ClientEvent, QueryError, QueryId,
         SessionId,
@@ -40,7 +40,7 @@ use crate::{
     config::{Config, Parts},
     event::{Event, PutError, PutId, StoreError},
     handle::{BlockStream, COMMAND_CAPACITY, Command, GetError, Handle},
-    message::{Block, Message},
+    message::Message,
     network::{self, HandlerIn, MessageId},
     protocol::Version,
     server::{

@@ -20,6 +20,7 @@
 
 use bytes::Bytes;
 use cid::Cid;
+use ipfs_blockstore::{Block, BlockError};
 use prost::{
     DecodeError,
     encoding::{DecodeContext, WireType, check_wire_type, decode_key, decode_varint, skip_field},
@@ -27,9 +28,7 @@ use prost::{
 
 use crate::{
     hash::{Map, Set},
-    message::{
-        Block, BlockError, BlockPresence, BlockPresenceType, Entry, Message, MessageError, WantType,
-    },
+    message::{BlockPresence, BlockPresenceType, Entry, Message, MessageError, WantType},
     protocol::ProtocolError,
 };
 

@@ -4,11 +4,9 @@
 use std::{error::Error as StdError, fmt, sync::Arc};
 
 use cid::Cid;
+use ipfs_blockstore::Block;
 
-use crate::{
-    client::{Progress, QueryError, QueryId},
-    message::Block,
-};
+use crate::client::{Progress, QueryError, QueryId};
 
 /// Identifies a [`Behaviour::put`](crate::Behaviour::put); [`Event::Stored`] and
 /// [`Event::StoreFailed`] carry it. Unique within one [`Behaviour`](crate::Behaviour).

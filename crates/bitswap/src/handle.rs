@@ -11,12 +11,10 @@ use futures::{
     SinkExt, Stream, StreamExt,
     channel::{mpsc, oneshot},
 };
+use ipfs_blockstore::Block;
 use libp2p::PeerId;
 
-use crate::{
-    client::{QueryError, QueryId, SessionId},
-    message::Block,
-};
+use crate::client::{QueryError, QueryId, SessionId};
 
 /// Commands waiting in a [`Handle`]'s channel before the behaviour reads them.
 pub(crate) const COMMAND_CAPACITY: usize = 64;

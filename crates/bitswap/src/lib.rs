@@ -70,8 +70,16 @@
 //!
 //! Blocks are verified by recomputing their multihash: sha2-256, sha2-512, their truncated
 //! forms, blake3 and identity are always available. The cargo features `sha1`, `sha3`,
-//! `blake2b`, `blake2s` and `ripemd` add those families; a block hashed with anything else is
-//! refused with [`BlockError::UnsupportedHash`].
+//! `blake2b`, `blake2s` and `ripemd` add those families (they enable the same features of
+//! [`ipfs_blockstore`], which verifies blocks); a block hashed with anything else is refused
+//! with [`BlockError::UnsupportedHash`].
+//!
+//! # Block stores
+//!
+//! Blocks and their stores come from [`ipfs_blockstore`], re-exported here: [`Block`],
+//! [`Blockstore`], [`MemoryBlockstore`], and the persistent `RedbBlockstore` with its
+//! configuration and errors behind the default cargo feature `redb`. An embedder with a store
+//! of its own turns default features off and compiles no redb.
 //!
 //! # Layout
 //!
@@ -80,8 +88,8 @@
 //! - [`ServerEngine`]: the sans-IO decision engine: what every peer gets, and when.
 //! - [`ClientEngine`]: the sans-IO client: which peers are asked for which blocks, and when;
 //!   [`Handle`] reaches it from other tasks.
-//! - [`Blockstore`]: the store trait, [`MemoryBlockstore`] and the persistent
-//!   [`RedbBlockstore`].
+//! - [`Blockstore`]: the store trait (from [`ipfs_blockstore`]), which [`Behaviour`] reads
+//!   served blocks from and writes fetched blocks to.
 //! - [`Message`] and its parts are the domain types; [`decode_message`] reads them from the
 //!   wire with memory bounded by per-message caps whatever the message's shape, leaves out
 //!   (and counts in [`Dropped`]) entries and presences that make no sense alone, and recomputes
@@ -90,7 +98,6 @@
 //!   [`MAX_MESSAGE_SIZE`] bytes, refused before allocation when larger.
 
 mod behaviour;
-mod blockstore;
 mod client;
 mod config;
 mod decode;
@@ -105,10 +112,6 @@ mod protocol;
 mod server;
 
 pub use behaviour::Behaviour;
-pub use blockstore::{
-    Blockstore, MemoryBlockstore, MemoryBlockstoreError, RedbBlockstore, RedbBlockstoreError,
-    RedbConfig, RedbCorruption, RedbOpenError,
-};
 pub use client::{
     Action as ClientAction, Config as ClientConfig, Engine as ClientEngine, Event as ClientEvent,
     Progress, QueryError, QueryId, SessionId, Stats as ClientStats,
@@ -119,9 +122,17 @@ pub use decode::{
 };
 pub use event::{Event, PutError, PutId, StoreError};
 pub use handle::{BlockStream, GetError, Handle};
+// The block and store types this crate's API names, so that its users need not depend on
+// `ipfs-blockstore` themselves.
+pub use ipfs_blockstore::{
+    Block, BlockError, Blockstore, MAX_BLOCK_SIZE, MemoryBlockstore, MemoryBlockstoreError,
+};
+#[cfg(feature = "redb")]
+pub use ipfs_blockstore::{
+    RedbBlockstore, RedbBlockstoreError, RedbConfig, RedbCorruption, RedbOpenError,
+};
 pub use message::{
-    Block, BlockError, BlockPresence, BlockPresenceType, Entry, MAX_BLOCK_SIZE, Message,
-    MessageError, WantType, Wantlist,
+    BlockPresence, BlockPresenceType, Entry, Message, MessageError, WantType, Wantlist,
 };
 pub use protocol::{MAX_MESSAGE_SIZE, ProtocolError, Version, encode, read_message, write_frames};
 pub use server::{

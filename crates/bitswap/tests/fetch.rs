@@ -12,6 +12,7 @@ use bitswap::{
 };
 use cid::Cid;
 use futures::{StreamExt, TryStreamExt};
+use ipfs_blockstore::multicodec::RAW;
 use libp2p::{Multiaddr, PeerId, Swarm, swarm::SwarmEvent};
 use multihash_codetable::{Code, MultihashDigest};
 use tokio::{task::JoinHandle, time::timeout};
@@ -20,9 +21,6 @@ use common::{bytes, listen, new_swarm};
 
 /// Bound of every wait in these tests.
 const TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Multicodec of raw blocks.
-const RAW: u64 = 0x55;
 
 type Node = Swarm<Behaviour<MemoryBlockstore>>;
 

@@ -13,6 +13,7 @@ use bitswap::{
 };
 use cid::Cid;
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt, channel::mpsc};
+use ipfs_blockstore::multicodec::RAW;
 use libp2p::{
     PeerId, StreamProtocol, Swarm, SwarmBuilder, identify, identity, noise, ping,
     swarm::{NetworkBehaviour, SwarmEvent},
@@ -25,9 +26,6 @@ use common::{bytes, listen, new_swarm};
 
 /// Bound of every wait in these tests.
 const TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Multicodec of raw blocks.
-const RAW: u64 = 0x55;
 
 fn node(config: Config) -> Swarm<Behaviour> {
     new_swarm(Behaviour::new(config))

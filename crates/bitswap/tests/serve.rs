@@ -15,6 +15,7 @@ use bitswap::{
 use bytes::Bytes;
 use cid::Cid;
 use futures::StreamExt;
+use ipfs_blockstore::multicodec::RAW;
 use libp2p::{PeerId, Swarm, swarm::SwarmEvent};
 use multihash_codetable::{Code, MultihashDigest};
 use prometheus_client::registry::Registry;
@@ -24,9 +25,6 @@ use common::{bytes, new_swarm};
 
 /// Bound of every wait in these tests.
 const TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Multicodec of raw blocks.
-const RAW: u64 = 0x55;
 
 /// A CIDv1 raw block of `len` bytes.
 fn raw_block(len: usize, seed: u32) -> Block {

@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use anyhow::{Context as _, bail};
-use bitswap_node::unixfs::{CidVersion, HashFunction, ImportOptions, Layout, import_path};
+use ipfs_formats::unixfs::{CidVersion, HashFunction, ImportOptions, Layout, import_path};
 use serde_json::json;
 
 use super::Context;

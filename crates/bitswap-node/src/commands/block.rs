@@ -8,9 +8,10 @@ use std::{
 
 use anyhow::{Context as _, bail};
 use bitswap::{Block, Blockstore, MAX_BLOCK_SIZE};
-use bitswap_node::unixfs::{DAG_PB, DagPbNode, RAW, v1_block};
 use bytes::Bytes;
 use cid::Cid;
+use ipfs_blockstore::multicodec::{DAG_PB, RAW};
+use ipfs_formats::unixfs::{DagPbNode, v1_block};
 use serde_json::json;
 
 use super::Context;

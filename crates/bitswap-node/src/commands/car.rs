@@ -3,8 +3,8 @@
 use std::{fs, path::Path, time::Instant};
 
 use anyhow::Context as _;
-use bitswap_node::car;
 use cid::Cid;
+use ipfs_formats::car;
 use serde_json::json;
 
 use super::Context;

@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use anyhow::Context as _;
-use bitswap_node::unixfs::{self, EntryKind};
+use ipfs_formats::unixfs::{self, EntryKind};
 use serde_json::json;
 
 use super::Context;

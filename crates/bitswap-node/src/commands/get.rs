@@ -5,9 +5,10 @@ use std::{io::IsTerminal as _, path::PathBuf, sync::Arc, time::Duration, time::I
 
 use anyhow::{Context as _, bail};
 use bitswap::{Blockstore, RedbConfig};
-use bitswap_node::unixfs::{self, DAG_PB, EntryKind, ExportError, RAW};
 use cid::Cid;
 use indicatif::{ProgressBar, ProgressStyle};
+use ipfs_blockstore::multicodec::{DAG_PB, RAW};
+use ipfs_formats::unixfs::{self, EntryKind, ExportError};
 use libp2p::kad;
 use prometheus_client::registry::Registry;
 use serde_json::json;

@@ -11,8 +11,8 @@ use std::{
 
 use anyhow::{Context as _, bail};
 use bitswap::{Blockstore, RedbConfig};
-use bitswap_node::unixfs::import_path;
 use futures::StreamExt;
+use ipfs_formats::unixfs::import_path;
 use libp2p::{Multiaddr, kad, multiaddr::Protocol, swarm::SwarmEvent};
 use prometheus_client::registry::Registry;
 use serde_json::json;

@@ -4,12 +4,12 @@
 use std::collections::HashSet;
 
 use bitswap::Block;
-use bitswap_node::{
+use bytes::Bytes;
+use cid::Cid;
+use ipfs_formats::{
     dag,
     unixfs::{DagPbNode, FileAssembler, Link, UnixfsData},
 };
-use bytes::Bytes;
-use cid::Cid;
 use prost::Message as _;
 
 /// A file node (CIDv0) whose `n` links all go to `child`, which holds `child_size` bytes.

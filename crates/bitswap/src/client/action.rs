@@ -2,10 +2,11 @@
 //! ([`Event`]), and its counters ([`Stats`]).
 
 use cid::Cid;
+use ipfs_blockstore::Block;
 use libp2p::PeerId;
 
 use super::query::{Progress, QueryError, QueryId};
-use crate::message::{Block, Message};
+use crate::message::Message;
 
 /// Something the embedder must do, from [`Engine::poll_action`](super::Engine::poll_action).
 #[derive(Debug, Clone, PartialEq, Eq)]

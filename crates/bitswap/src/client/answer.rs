@@ -4,6 +4,7 @@
 use std::{cmp::Reverse, time::Instant};
 
 use cid::Cid;
+use ipfs_blockstore::Block;
 use libp2p::PeerId;
 
 use super::{
@@ -12,7 +13,7 @@ use super::{
     query::SessionId,
     timer::Timer,
 };
-use crate::message::{Block, BlockPresenceType, Entry, WantType};
+use crate::message::{BlockPresenceType, Entry, WantType};
 
 impl Engine {
     /// A HAVE or DONT_HAVE from `peer` for `cid`. Ignored unless the want is live and the peer

@@ -8,6 +8,7 @@ use std::{
 };
 
 use cid::Cid;
+use ipfs_blockstore::{Block, can_verify, multicodec::IDENTITY};
 use libp2p::PeerId;
 
 use super::{
@@ -16,13 +17,7 @@ use super::{
     timer::{Timer, TimerKey},
     want::Want,
 };
-use crate::{
-    hash::Set,
-    message::{Block, can_verify},
-};
-
-/// Multihash code of the identity "hash": the block is the digest itself.
-const IDENTITY: u64 = 0x00;
+use crate::hash::Set;
 /// Distinct delivering peers remembered per query (for [`Progress::peers`]).
 const MAX_QUERY_PEERS: usize = 256;
 /// Peers remembered per session.

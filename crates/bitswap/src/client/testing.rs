@@ -4,13 +4,14 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use cid::Cid;
+use ipfs_blockstore::Block;
 use libp2p::PeerId;
 use multihash::Multihash;
 use multihash_codetable::{Code, MultihashDigest};
 
 use super::{Action, Config, Engine, Event};
 use crate::{
-    message::{Block, BlockPresence, BlockPresenceType, Entry, Message, WantType},
+    message::{BlockPresence, BlockPresenceType, Entry, Message, WantType},
     protocol::Version,
 };
 

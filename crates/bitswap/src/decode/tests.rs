@@ -198,6 +198,27 @@ fn unsupported_hashes_drop_the_block_and_malformed_prefixes_the_message() {
     ));
 }
 
+/// The feature `sha3` reaches the hashers of `ipfs-blockstore`: a sha3-256 block is kept.
+#[cfg(feature = "sha3")]
+#[test]
+fn sha3_blocks_are_kept_with_the_feature() {
+    let data = Bytes::from_static(b"sha3 block");
+    let cid = Cid::new_v1(0x55, Code::Sha3_256.digest(&data));
+    let block = Block::new(cid, data).expect("sha3-256 verifies");
+    let body: Bytes = proto::Message {
+        payload: vec![proto::Block {
+            prefix: Bytes::from(block.prefix()),
+            data: block.data().clone(),
+        }],
+        ..Default::default()
+    }
+    .encode_to_vec()
+    .into();
+    let (message, dropped) = decode(&body, 1024);
+    assert_eq!(message.blocks, vec![block]);
+    assert_eq!(dropped.unsupported_blocks, 0);
+}
+
 /// A body of `element` repeated to just under the 4 MiB limit.
 fn repeated(element: &[u8]) -> Bytes {
     element.repeat(MAX_MESSAGE_SIZE / element.len()).into()

@@ -4,12 +4,13 @@
 use std::{fmt, time::Instant};
 
 use cid::Cid;
+use ipfs_blockstore::Block;
 use libp2p::PeerId;
 use peer_task_queue::{PoppedTask, TaskId};
 
 use super::{Engine, engine::PeerState, merger::TaskData};
 use crate::{
-    message::{Block, BlockPresence, BlockPresenceType, Message, WantType},
+    message::{BlockPresence, BlockPresenceType, Message, WantType},
     protocol::MAX_MESSAGE_SIZE,
 };
 

@@ -8,11 +8,11 @@
 use std::{collections::VecDeque, fmt};
 
 use cid::Cid;
+use ipfs_blockstore::{Block, MAX_BLOCK_SIZE};
 use libp2p::PeerId;
 
 use super::{Engine, engine::QUEUED, ledger::WantState};
 use crate::hash::Map;
-use crate::message::{Block, MAX_BLOCK_SIZE};
 
 /// Identifies a [`Lookup`] until it is answered. Unique within one [`Engine`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

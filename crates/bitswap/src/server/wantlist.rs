@@ -4,6 +4,7 @@
 use std::{hash::BuildHasher, ops::Range};
 
 use cid::Cid;
+use ipfs_blockstore::{MAX_BLOCK_SIZE, multicodec::IDENTITY};
 use libp2p::PeerId;
 use peer_task_queue::Task;
 
@@ -13,12 +14,9 @@ use super::{
     merger::{TaskData, presence_work},
 };
 use crate::{
-    message::{Entry, MAX_BLOCK_SIZE, Message, WantType},
+    message::{Entry, Message, WantType},
     protocol::Version,
 };
-
-/// Multihash code of the identity "hash": such CIDs carry their data and are never answered.
-const IDENTITY: u64 = 0x00;
 
 /// A removed want and its pending task, if it had one.
 type Removed = (Want, Option<Task<Cid, TaskData>>);

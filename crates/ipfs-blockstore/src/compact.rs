@@ -473,7 +473,7 @@ mod tests {
         },
         *,
     };
-    use crate::message::Block;
+    use crate::Block;
 
     /// Every large block to the blob file, whatever its batch.
     const ALL_TO_BLOBS: BlobPolicy = BlobPolicy {

@@ -13,9 +13,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use bitswap::{Block, Blockstore, RedbBlockstore, RedbBlockstoreError, RedbConfig};
 use bytes::Bytes;
 use futures::{executor::block_on, future::join};
+use ipfs_blockstore::{Block, Blockstore, RedbBlockstore, RedbBlockstoreError, RedbConfig};
 use support::bytes;
 
 /// Large block `i`: 32 KiB to 160 KiB of deterministic bytes, above the default blob

@@ -38,7 +38,7 @@ use std::{
 };
 
 use super::redb_error::RedbOpenError;
-use crate::message::MAX_BLOCK_SIZE;
+use crate::MAX_BLOCK_SIZE;
 
 /// The blob file of generation `generation` next to the redb file `db_path`: the same name
 /// with `.blobs` appended, and `.<generation>` after that from generation 1 on.

@@ -9,8 +9,8 @@ use bytes::Bytes;
 use cid::Cid;
 use multihash::Multihash;
 
-use super::Blockstore;
-use crate::message::Block;
+use crate::Block;
+use crate::Blockstore;
 
 /// Blocks in memory, keyed by multihash, with an optional budget in bytes.
 ///

@@ -9,9 +9,9 @@ use std::{
     pin::Pin,
 };
 
-use bitswap::{Block, BlockError, Blockstore};
 use bytes::Bytes;
 use cid::Cid;
+use ipfs_blockstore::{Block, BlockError, Blockstore};
 use prost::Message as _;
 
 use super::{

@@ -10,13 +10,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use bitswap::{
-    Block, Blockstore, RedbBlockstore, RedbBlockstoreError, RedbConfig, RedbCorruption,
-    RedbOpenError,
-};
 use bytes::Bytes;
 use cid::Cid;
 use futures::executor::block_on;
+use ipfs_blockstore::{
+    Block, Blockstore, RedbBlockstore, RedbBlockstoreError, RedbConfig, RedbCorruption,
+    RedbOpenError, multicodec::RAW,
+};
 use support::bytes;
 
 /// Block `i` of the crash child's sequence: 1 KiB to 64 KiB of deterministic bytes.
@@ -55,7 +55,7 @@ fn blobs_always() -> RedbConfig {
 
 /// The CIDv1 (raw codec) of the same multihash as `cid`.
 fn v1(cid: &Cid) -> Cid {
-    Cid::new_v1(0x55, *cid.hash())
+    Cid::new_v1(RAW, *cid.hash())
 }
 
 /// Every block of `blocks` reads back intact from `store`.

@@ -14,14 +14,14 @@ use std::{
     sync::Arc,
 };
 
-use bitswap::{Block, Blockstore};
 use bytes::Bytes;
 use cid::Cid;
-
-use super::{
-    layout::{DAG_PB, RAW},
-    pb::{DagPbNode, DataType, DecodeError, Link, UnixfsData},
+use ipfs_blockstore::{
+    Block, Blockstore,
+    multicodec::{DAG_PB, RAW},
 };
+
+use super::pb::{DagPbNode, DataType, DecodeError, Link, UnixfsData};
 
 /// The deepest DAG walked (kubo's files of many terabytes are 5 levels deep).
 pub const MAX_DEPTH: usize = 64;

@@ -28,7 +28,7 @@ use futures::{channel::oneshot, lock::Mutex as AsyncMutex, task::AtomicWaker};
 use multihash::Multihash;
 
 use super::compact::CompactFailure;
-use crate::message::Block;
+use crate::Block;
 
 /// A stored block's key: its CID's multihash.
 pub(super) type Key = Multihash<64>;

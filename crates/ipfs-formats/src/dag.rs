@@ -1,9 +1,12 @@
 //! The links of a block, whatever it holds: enough to walk any DAG of dag-pb and raw blocks.
 
-use bitswap::Block;
 use cid::Cid;
+use ipfs_blockstore::{
+    Block,
+    multicodec::{DAG_PB, RAW},
+};
 
-use crate::unixfs::{DAG_PB, DagPbNode, DecodeError, RAW};
+use crate::unixfs::{DagPbNode, DecodeError};
 
 /// Why the links of a block are unknown.
 #[derive(Debug, thiserror::Error)]

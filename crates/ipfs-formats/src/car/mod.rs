@@ -14,9 +14,9 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use bitswap::{Block, BlockError, Blockstore, MAX_BLOCK_SIZE};
 use bytes::Bytes;
 use cid::Cid;
+use ipfs_blockstore::{Block, BlockError, Blockstore, MAX_BLOCK_SIZE};
 
 use crate::dag::{self, LinksError};
 pub use header::HeaderError;

@@ -1,17 +1,16 @@
 //! [`Layout`]: how a file becomes blocks, and [`FileBuilder`]: kubo's balanced DAG, built while
 //! the chunks stream in.
 
-use bitswap::{Block, BlockError};
 use bytes::Bytes;
 use cid::Cid;
+use ipfs_blockstore::{
+    Block, BlockError,
+    multicodec::{BLAKE2B_256, DAG_PB, RAW, SHA2_256, SHA3_256},
+};
 use prost::Message as _;
 
 use super::pb::{DagPbNode, Link, UnixfsData};
 
-/// Multicodec of dag-pb.
-pub const DAG_PB: u64 = 0x70;
-/// Multicodec of raw bytes.
-pub const RAW: u64 = 0x55;
 /// kubo's default chunk size: 256 KiB.
 pub const DEFAULT_CHUNK_SIZE_BYTES: usize = 256 * 1024;
 /// kubo's default number of links per node of the balanced layout.
@@ -50,9 +49,9 @@ impl HashFunction {
     /// The multihash code.
     pub fn code(self) -> u64 {
         match self {
-            Self::Sha2_256 => 0x12,
-            Self::Blake2b256 => 0xb220,
-            Self::Sha3_256 => 0x16,
+            Self::Sha2_256 => SHA2_256,
+            Self::Blake2b256 => BLAKE2B_256,
+            Self::Sha3_256 => SHA3_256,
         }
     }
 
@@ -208,8 +207,8 @@ pub fn v1_block(codec: u64, data: Bytes) -> Result<Block, BlockError> {
     v1_block_with(codec, HashFunction::Sha2_256, data)
 }
 
-/// A CIDv1 block of `codec` hashed with `hash`. Fails if this build of `bitswap` does not
-/// compute `hash` (its features `blake2b` and `sha3`).
+/// A CIDv1 block of `codec` hashed with `hash`. Fails if this build of `ipfs-blockstore`
+/// does not compute `hash` (its features `blake2b` and `sha3`).
 pub fn v1_block_with(codec: u64, hash: HashFunction, data: Bytes) -> Result<Block, BlockError> {
     let mut prefix = Vec::with_capacity(8);
     let mut buf = unsigned_varint::encode::u64_buffer();
@@ -394,7 +393,7 @@ mod tests {
                 assert_eq!(block.cid().version(), cid::Version::V1);
                 assert_eq!(block.cid().hash().code(), hash.code());
                 assert_eq!(block.cid().hash().size(), 32);
-                // The block verifies under its CID (bitswap computes the hash again).
+                // The block verifies under its CID (`Block` computes the hash again).
                 Block::new(*block.cid(), block.data().clone()).unwrap();
             }
             assert_eq!(root.cid.codec(), DAG_PB);

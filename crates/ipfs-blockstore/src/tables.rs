@@ -39,7 +39,7 @@ use super::{
     pending::Key,
     redb_error::{RedbBlockstoreError, RedbCorruption, RedbOpenError},
 };
-use crate::message::Block;
+use crate::Block;
 
 pub(super) const BLOCKS: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("blocks");
 pub(super) const SIZES: TableDefinition<'_, &[u8], u64> = TableDefinition::new("block_sizes");

@@ -26,7 +26,7 @@ use super::{
     tables::{self, Files},
     writer::{self, BlobPolicy, WriterConfig},
 };
-use crate::message::Block;
+use crate::Block;
 
 /// Settings of a [`RedbBlockstore`].
 ///

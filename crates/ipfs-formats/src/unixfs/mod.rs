@@ -7,7 +7,7 @@
 //!   [`Layout`] (CID version, hash function, raw or UnixFS leaves, chunk size, links per
 //!   node).
 //! - [`import_path`] and [`import_reader`] write files, directories and symlinks into a
-//!   [`Blockstore`](bitswap::Blockstore) in batches; [`export`] and [`write_file`] walk a DAG
+//!   [`Blockstore`](ipfs_blockstore::Blockstore) in batches; [`export`] and [`write_file`] walk a DAG
 //!   back out of one, checking every block and size; [`FileAssembler`] writes a file from its
 //!   blocks as they arrive, in any order, with the same checks.
 //! - [`DagPbNode`] and [`UnixfsData`] are the two protobuf layers of a node.
@@ -26,8 +26,7 @@ pub use import::{
     HAMT_SHARDING_SIZE_BYTES, ImportError, ImportOptions, Imported, import_path, import_reader,
 };
 pub use layout::{
-    Child, CidVersion, DAG_PB, DEFAULT_CHUNK_SIZE_BYTES, DEFAULT_MAX_LINKS, FileBuilder,
-    HashFunction, Layout, LayoutError, MAX_CHUNK_SIZE_BYTES, MAX_LINKS, RAW, v1_block,
-    v1_block_with,
+    Child, CidVersion, DEFAULT_CHUNK_SIZE_BYTES, DEFAULT_MAX_LINKS, FileBuilder, HashFunction,
+    Layout, LayoutError, MAX_CHUNK_SIZE_BYTES, MAX_LINKS, v1_block, v1_block_with,
 };
 pub use pb::{DagPbNode, DataType, DecodeError, Link, UnixfsData};

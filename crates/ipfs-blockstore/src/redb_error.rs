@@ -10,7 +10,7 @@ use cid::Cid;
 use redb::{DatabaseError, StorageError};
 
 use super::{compact::CompactFailure, pending::Failure};
-use crate::message::BlockError;
+use crate::BlockError;
 
 /// Why a [`RedbBlockstore`](super::RedbBlockstore) could not be opened.
 #[derive(Debug, thiserror::Error)]

@@ -28,8 +28,8 @@ use std::{
     thread::JoinHandle,
 };
 
-use bitswap::Block;
 use cid::Cid;
+use ipfs_blockstore::Block;
 
 use super::export::{
     EntryKind, ExportError, Exported, MAX_DEPTH, Node, decode_node, file_size, invalid, set_mode,

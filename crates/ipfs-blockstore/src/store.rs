@@ -1,38 +1,10 @@
-//! Block stores: where Bitswap reads the blocks it serves and writes the blocks it receives.
-//!
-//! [`Blockstore`] is the trait an embedder implements for its own storage. Two stores come
-//! with the crate:
-//!
-//! - [`MemoryBlockstore`]: a map in memory, bounded by an optional byte budget, for tests and
-//!   small nodes.
-//! - [`RedbBlockstore`]: the persistent default, one [redb](https://docs.rs/redb) file (pure
-//!   Rust, ACID, copy-on-write B-trees), with puts batched by a background writer thread and
-//!   durable at explicit [`Blockstore::flush`] points (and in large batches between them);
-//!   large blocks written in batches go to an append-only blob file next to it, indexed by
-//!   the redb file, and compacted when deleted blocks leave enough of it dead.
-//!
-//! Blocks are keyed by their CID's multihash, so the CIDv0 and the CIDv1 of the same bytes (and
-//! CIDv1s that differ only in codec) share one copy: any of them finds it.
-
-mod blobs;
-mod compact;
-mod memory;
-mod pending;
-mod readers;
-mod redb_error;
-mod redb_store;
-mod tables;
-mod writer;
+//! The [`Blockstore`] trait: the contract every store of blocks keeps.
 
 use std::{future::Future, sync::Arc};
 
 use cid::Cid;
 
-pub use memory::{MemoryBlockstore, MemoryBlockstoreError};
-pub use redb_error::{RedbBlockstoreError, RedbCorruption, RedbOpenError};
-pub use redb_store::{RedbBlockstore, RedbConfig};
-
-use crate::message::Block;
+use crate::Block;
 
 /// An asynchronous store of [`Block`]s keyed by multihash.
 ///
@@ -142,19 +114,5 @@ impl<B: Blockstore> Blockstore for Arc<B> {
 
     fn flush(&self) -> impl Future<Output = Result<(), Self::Error>> + Send {
         (**self).flush()
-    }
-}
-
-/// Blocks for the store's unit tests.
-#[cfg(test)]
-mod test_blocks {
-    use bytes::Bytes;
-
-    use crate::message::Block;
-
-    /// A CIDv0 block of `len` bytes, distinct for each `i`.
-    pub(super) fn block(i: u8, len: usize) -> Block {
-        let data: Vec<u8> = (0..len).map(|j| (j as u8).wrapping_mul(29) ^ i).collect();
-        Block::from_v0_data(Bytes::from(data)).unwrap()
     }
 }

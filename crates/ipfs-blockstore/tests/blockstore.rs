@@ -3,12 +3,13 @@
 
 use std::{collections::HashMap, path::Path, sync::Arc};
 
-use bitswap::{
-    Block, Blockstore, MemoryBlockstore, MemoryBlockstoreError, RedbBlockstore, RedbConfig,
-};
 use bytes::Bytes;
 use cid::Cid;
 use futures::executor::block_on;
+use ipfs_blockstore::{
+    Block, Blockstore, MemoryBlockstore, MemoryBlockstoreError, RedbBlockstore, RedbConfig,
+    multicodec::RAW,
+};
 use multihash::Multihash;
 use proptest::prelude::*;
 
@@ -23,7 +24,7 @@ fn block(i: u32, len: usize) -> Block {
 
 /// The CIDv1 (raw codec) of the same multihash as `cid`.
 fn v1(cid: &Cid) -> Cid {
-    Cid::new_v1(0x55, *cid.hash())
+    Cid::new_v1(RAW, *cid.hash())
 }
 
 fn redb_store(path: &Path) -> RedbBlockstore {

@@ -198,7 +198,10 @@ fn build(
             ping: identified.then(ping::Behaviour::default).into(),
         })
         .expect("infallible")
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(600)))
+        .with_swarm_config(|c| {
+            c.with_idle_connection_timeout(Duration::from_secs(600))
+                .with_substream_upgrade_protocol_override(libp2p::core::upgrade::Version::V1Lazy)
+        })
         .build()
 }
 

@@ -147,7 +147,14 @@ pub(crate) fn build(
                 bitswap: bitswap::Behaviour::with_metrics(store, bitswap_config, registry),
             }
         })?
-        .with_swarm_config(|config| config.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT))
+        .with_swarm_config(|config| {
+            // Lazy negotiation: a stream offering one protocol carries its first message with
+            // the proposal instead of a round trip later (Bitswap offers one version once the
+            // peer's is known), as go-libp2p does.
+            config
+                .with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT)
+                .with_substream_upgrade_protocol_override(libp2p::core::upgrade::Version::V1Lazy)
+        })
         .build();
     let metrics = Metrics::new(registry);
     Ok((swarm, metrics))

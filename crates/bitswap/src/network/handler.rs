@@ -246,6 +246,18 @@ impl Handler {
         }
     }
 
+    /// What a new outbound stream offers: the best version known for the peer alone once one
+    /// is (negotiated on this connection, or ours and advertised), every configured version
+    /// before. With one protocol offered, a swarm whose substream upgrades are
+    /// `upgrade::Version::V1Lazy` sends the message with the proposal instead of a round
+    /// trip after it, which every new stream of a far peer pays otherwise.
+    fn outbound_upgrade(&self) -> Upgrade {
+        match self.reported {
+            Some(version) => Upgrade::new([version]),
+            None => self.upgrade.clone(),
+        }
+    }
+
     fn on_remote_protocols(&mut self, change: ProtocolsChange<'_>) {
         match change {
             ProtocolsChange::Added(added) => {
@@ -722,13 +734,13 @@ impl ConnectionHandler for Handler {
         {
             self.opening = true;
             return Poll::Ready(ConnectionHandlerEvent::OutboundSubstreamRequest {
-                protocol: SubstreamProtocol::new(self.upgrade.clone(), false),
+                protocol: SubstreamProtocol::new(self.outbound_upgrade(), false),
             });
         }
         if !self.unsupported && self.unordered_streams_wanted() {
             self.opening_unordered += 1;
             return Poll::Ready(ConnectionHandlerEvent::OutboundSubstreamRequest {
-                protocol: SubstreamProtocol::new(self.upgrade.clone(), true),
+                protocol: SubstreamProtocol::new(self.outbound_upgrade(), true),
             });
         }
         Poll::Pending
@@ -927,6 +939,19 @@ mod tests {
         assert_eq!(set.best(), Some(Version::V1_2_0));
         set.remove(Version::V1_2_0);
         assert_eq!(set.best(), Some(Version::V1_1_0));
+    }
+
+    #[test]
+    fn new_streams_offer_the_peer_s_version_alone_once_known() {
+        let config = Config::default();
+        let budget = Budget::new(&config).for_connection();
+        let mut handler = Handler::new(Arc::new(config), budget);
+        assert_eq!(handler.outbound_upgrade().versions(), Version::ALL);
+        handler.advertised.insert(Version::V1_1_0);
+        handler.report_version();
+        assert_eq!(handler.outbound_upgrade().versions(), [Version::V1_1_0]);
+        handler.learn_version(Version::V1_2_0);
+        assert_eq!(handler.outbound_upgrade().versions(), [Version::V1_2_0]);
     }
 
     #[test]

@@ -1,11 +1,16 @@
 //! What the client engine asks of its embedder ([`Action`]) and reports to the user
-//! ([`Event`]), and its counters ([`Stats`]).
+//! ([`Event`]), its counters ([`Stats`]), and [`Actions`], where they wait to be drained.
+
+use std::{
+    collections::VecDeque,
+    time::{Duration, Instant},
+};
 
 use cid::Cid;
 use ipfs_blockstore::Block;
 use libp2p::PeerId;
 
-use super::query::{Progress, QueryError, QueryId};
+use super::id::{Progress, QueryError, QueryId};
 use crate::message::Message;
 
 /// Something the embedder must do, from [`Engine::poll_action`](super::Engine::poll_action).
@@ -115,4 +120,82 @@ pub struct Stats {
     pub queries: usize,
     /// Connected peers.
     pub peers: usize,
+}
+
+/// The actions waiting for the embedder, in the order they were made, and the engine's
+/// counters. Owns the budget of provider searches: at most `Config::max_provider_searches`
+/// [`Action::FindProviders`] per `Config::provider_search_interval`, and every
+/// [`Action::Send`] counted in [`Stats`].
+#[derive(Debug, Default)]
+pub(super) struct Actions {
+    queue: VecDeque<Action>,
+    stats: Stats,
+    /// When the provider searches of the last interval were emitted, oldest first.
+    searches: VecDeque<Instant>,
+}
+
+impl Actions {
+    /// The next action, oldest first.
+    pub(super) fn pop(&mut self) -> Option<Action> {
+        self.queue.pop_front()
+    }
+
+    /// Asks for `peer` to be dialled.
+    pub(super) fn dial(&mut self, peer: PeerId) {
+        self.queue.push_back(Action::Dial { peer });
+    }
+
+    /// Reports `event` to the user.
+    pub(super) fn event(&mut self, event: Event) {
+        self.queue.push_back(Action::Event(event));
+    }
+
+    /// Sends `message` to `peer`, counted.
+    pub(super) fn send(&mut self, peer: PeerId, message: Message) {
+        let entries = &message.wantlist.entries;
+        self.stats.messages_sent += 1;
+        self.stats.entries_sent += entries.len() as u64;
+        self.stats.cancels_sent += entries.iter().filter(|e| e.cancel).count() as u64;
+        self.queue.push_back(Action::Send { peer, message });
+    }
+
+    /// Emits a provider search for `cid` unless `max` were emitted within `interval` before
+    /// `now`; returns whether it did.
+    pub(super) fn find_providers(
+        &mut self,
+        cid: Cid,
+        now: Instant,
+        interval: Duration,
+        max: usize,
+    ) -> bool {
+        while self
+            .searches
+            .front()
+            .is_some_and(|at| now >= *at + interval)
+        {
+            self.searches.pop_front();
+        }
+        if self.searches.len() >= max {
+            return false;
+        }
+        self.searches.push_back(now);
+        self.stats.provider_searches += 1;
+        self.queue.push_back(Action::FindProviders { cid });
+        true
+    }
+
+    /// The counters, for the engine to update what it observed.
+    pub(super) fn count(&mut self) -> &mut Stats {
+        &mut self.stats
+    }
+
+    /// The counters.
+    pub(super) fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// Provider searches remembered for the budget.
+    pub(super) fn searches_remembered(&self) -> usize {
+        self.searches.len()
+    }
 }

@@ -1,35 +1,27 @@
-//! [`Engine`]: the client's state, its peer and message inputs, its timers and outputs.
-//! Queries and sessions are in `query.rs`, the strategy in `want.rs`.
+//! [`Engine`]: the client engine's parts and its inputs, outputs and accessors. What the
+//! inputs change between wants and peers is the strategy's (`strategy.rs`).
 
-use std::{
-    collections::{HashMap, VecDeque},
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use cid::Cid;
+use ipfs_blockstore::{Block, can_verify, multicodec::IDENTITY};
 use libp2p::PeerId;
 
 use super::{
     Config,
-    action::{Action, Stats},
-    peer::{Answer, MISBEHAVIOUR_PENALTY, Peer},
-    query::{Query, QueryId, Session, SessionId},
+    action::{Action, Actions, Event, Stats},
+    id::{Progress, QueryError, QueryId, SessionId},
+    invariants,
+    peer::{Answer, MISBEHAVIOUR_PENALTY, Peers, UNWANTED_BLOCK_PENALTY},
+    query::Queries,
+    strategy::Strategy,
     timer::{Timer, Timers},
-    want::{Context, Want},
+    want::Wants,
 };
 use crate::{
-    hash::{Map, Set},
     message::{Entry, Message, WantType},
     protocol::Version,
 };
-
-/// CIDs remembered after they stop being wanted, so that late copies count as duplicates
-/// rather than as unwanted blocks.
-const RECENT_CIDS: usize = 4096;
-/// Disconnected peers whose score and latency are remembered.
-pub(super) const REMEMBERED_PEERS: usize = 1024;
-/// Peers with a dial under way remembered (for `Config::dial_interval`).
-pub(super) const MAX_DIALS: usize = 1024;
 
 /// The decision engine of a Bitswap client: which peers are asked for which blocks, and how.
 /// Sans-IO: it owns no socket, task, store or clock. The embedder reports what happens
@@ -117,52 +109,17 @@ pub(super) const MAX_DIALS: usize = 1024;
 /// ```
 #[derive(Debug)]
 pub struct Engine {
-    pub(super) config: Config,
-    /// Connected peers, and up to [`REMEMBERED_PEERS`] disconnected ones.
-    pub(super) peers: HashMap<PeerId, Peer>,
-    pub(super) wants: Map<Cid, Want>,
-    pub(super) queries: HashMap<QueryId, Query>,
-    pub(super) sessions: HashMap<SessionId, Session>,
-    pub(super) timers: Timers,
-    pub(super) actions: VecDeque<Action>,
-    pub(super) stats: Stats,
-    pub(super) next_query: u64,
-    pub(super) next_session: u64,
-    next_priority: i32,
-    pub(super) recent: Recent,
-    /// When each peer was last asked to be dialled.
-    pub(super) dials: HashMap<PeerId, Instant>,
-    /// Wants waiting for room at a peer (see `Want::starved`), oldest first.
-    pub(super) starved: VecDeque<Cid>,
-    /// Wants broadcast at their start, per context (see `want.rs`); no zero entries.
-    pub(super) discovering: HashMap<Context, usize>,
-    /// When the provider searches of the last `Config::provider_search_interval` were
-    /// emitted, oldest first (at most `Config::max_provider_searches`).
-    pub(super) recent_searches: VecDeque<Instant>,
-}
-
-/// The last [`RECENT_CIDS`] CIDs that stopped being wanted.
-#[derive(Debug, Default)]
-pub(super) struct Recent {
-    order: VecDeque<Cid>,
-    set: Set<Cid>,
-}
-
-impl Recent {
-    pub(super) fn insert(&mut self, cid: Cid) {
-        if self.set.insert(cid) {
-            self.order.push_back(cid);
-            if self.order.len() > RECENT_CIDS
-                && let Some(old) = self.order.pop_front()
-            {
-                self.set.remove(&old);
-            }
-        }
-    }
-
-    pub(super) fn contains(&self, cid: &Cid) -> bool {
-        self.set.contains(cid)
-    }
+    config: Config,
+    /// The CIDs wanted and what each is waiting for.
+    wants: Wants,
+    /// Connected and remembered peers, with the wants each holds.
+    peers: Peers,
+    /// Queries and sessions.
+    queries: Queries,
+    /// Every deadline, each owned by a want, a want sent to a peer, or a query.
+    timers: Timers,
+    /// What the embedder is asked to do, and the counters.
+    actions: Actions,
 }
 
 impl Engine {
@@ -170,21 +127,11 @@ impl Engine {
     pub fn new(config: Config) -> Self {
         Self {
             config,
-            peers: HashMap::new(),
-            wants: Map::default(),
-            queries: HashMap::new(),
-            sessions: HashMap::new(),
+            wants: Wants::default(),
+            peers: Peers::default(),
+            queries: Queries::default(),
             timers: Timers::default(),
-            actions: VecDeque::new(),
-            stats: Stats::default(),
-            next_query: 0,
-            next_session: 0,
-            next_priority: i32::MAX,
-            recent: Recent::default(),
-            dials: HashMap::new(),
-            starved: VecDeque::new(),
-            discovering: HashMap::new(),
-            recent_searches: VecDeque::new(),
+            actions: Actions::default(),
         }
     }
 
@@ -193,16 +140,16 @@ impl Engine {
         &self.config
     }
 
-    /// The priority of the next new want: decreasing, so peers serve wants in the order they
-    /// were made (as boxo); wraps back to the top before reaching 0.
-    pub(super) fn next_priority(&mut self) -> i32 {
-        let priority = self.next_priority;
-        self.next_priority = if priority <= 1 {
-            i32::MAX
-        } else {
-            priority - 1
-        };
-        priority
+    /// The parts the strategy moves between, for one step of an input.
+    fn strategy(&mut self) -> Strategy<'_> {
+        Strategy::new(
+            &self.config,
+            &mut self.wants,
+            &mut self.peers,
+            &self.queries,
+            &mut self.timers,
+            &mut self.actions,
+        )
     }
 
     /// A peer's first connection is up and it speaks `version`. It is sent the live wants: a
@@ -217,19 +164,11 @@ impl Engine {
     /// sent meanwhile reach an older peer as want-blocks (the shell encodes for the version
     /// negotiated), which may cost duplicate blocks.
     pub fn handle_peer_connected(&mut self, peer: PeerId, version: Version, now: Instant) {
-        if let Some(state) = self.peers.get_mut(&peer) {
-            if state.version.is_some() {
-                self.handle_peer_version(peer, version);
-                return;
-            }
-            state.version = Some(version);
-            state.last_seen = now;
-            state.link.reconnected();
-        } else {
-            self.peers.insert(peer, Peer::new(version, now));
+        if !self.peers.connect(peer, version, now) {
+            self.handle_peer_version(peer, version);
+            return;
         }
-        self.dials.remove(&peer);
-        self.peer_joined(now);
+        self.strategy().peer_joined(now);
         self.flush();
     }
 
@@ -271,17 +210,11 @@ impl Engine {
     /// block it was asked for moves to the next candidate); its score and latency are
     /// remembered for when it comes back, which re-sends it the live wants.
     pub fn handle_peer_disconnected(&mut self, peer: &PeerId, now: Instant) {
-        let Some(state) = self.peers.get_mut(peer) else {
+        let Some(asked) = self.peers.disconnect(peer, now) else {
             return;
         };
-        if state.version.is_none() {
-            return;
-        }
-        state.version = None;
-        state.last_seen = now;
-        state.outbox.clear();
         let mut orphans = Vec::new();
-        for (cid, asked) in state.drain_asked() {
+        for (cid, asked) in asked {
             self.timers.remove(asked.timer);
             if let Some(want) = self.wants.get_mut(&cid) {
                 want.asked.retain(|p| p != peer);
@@ -292,28 +225,10 @@ impl Engine {
         }
         orphans.sort_by_key(|o| std::cmp::Reverse(o.0));
         for (_, cid) in orphans {
-            self.target_lost(cid, now);
+            self.strategy().target_lost(cid, now);
         }
-        self.forget_old_peers();
+        self.peers.forget_old();
         self.flush();
-    }
-
-    /// Drops the disconnected peers seen longest ago beyond [`REMEMBERED_PEERS`].
-    fn forget_old_peers(&mut self) {
-        let gone = self.peers.values().filter(|p| p.version.is_none()).count();
-        if gone <= REMEMBERED_PEERS {
-            return;
-        }
-        let mut old: Vec<(Instant, PeerId)> = self
-            .peers
-            .iter()
-            .filter(|(_, p)| p.version.is_none())
-            .map(|(id, p)| (p.last_seen, *id))
-            .collect();
-        old.sort();
-        for (_, id) in old.into_iter().take(gone - REMEMBERED_PEERS) {
-            self.peers.remove(&id);
-        }
     }
 
     /// Peers said to provide `cid` (e.g. found by kad after an [`Action::FindProviders`]).
@@ -346,19 +261,13 @@ impl Engine {
         }
         let interval = self.config.dial_interval();
         for peer in dial {
-            if self.dials.get(&peer).is_some_and(|at| now < *at + interval) {
-                continue;
+            match self.peers.dial(peer, now, interval) {
+                Some(true) => self.actions.dial(peer),
+                Some(false) => {}
+                None => break,
             }
-            if self.dials.len() >= MAX_DIALS {
-                self.dials.retain(|_, at| now < *at + interval);
-                if self.dials.len() >= MAX_DIALS {
-                    break;
-                }
-            }
-            self.dials.insert(peer, now);
-            self.actions.push_back(Action::Dial { peer });
         }
-        self.choose_target(*cid, now);
+        self.strategy().choose_target(*cid, now);
         self.flush();
     }
 
@@ -373,9 +282,47 @@ impl Engine {
             self.on_block(peer, block, now);
         }
         for presence in &message.presences {
-            self.on_presence(peer, presence.cid, presence.presence, now);
+            self.strategy()
+                .on_presence(peer, presence.cid, presence.presence, now);
         }
         self.flush();
+    }
+
+    /// A block from `from` (if known): reported to every query that wants it, counted as a
+    /// duplicate if it was wanted recently, dropped and penalised otherwise.
+    fn on_block(&mut self, from: PeerId, block: &Block, now: Instant) {
+        let cid = *block.cid();
+        let size = block.data().len() as u64;
+        let Some(want) = self.wants.get(&cid) else {
+            if self.wants.was_recent(&cid) {
+                let stats = self.actions.count();
+                stats.duplicate_blocks += 1;
+                stats.duplicate_bytes += size;
+            } else {
+                let stats = self.actions.count();
+                stats.unwanted_blocks += 1;
+                stats.unwanted_bytes += size;
+                self.strategy().penalise(from, UNWANTED_BLOCK_PENALTY, now);
+            }
+            return;
+        };
+        let queries = want.queries.clone();
+        let session = want.session;
+        let stats = self.actions.count();
+        stats.blocks_received += 1;
+        stats.bytes_received += size;
+        if let Some(peer) = self.peers.get_mut(&from) {
+            peer.delivered(&cid, size, now);
+            self.queries.record(from, &queries, session);
+        }
+        self.strategy().drop_want(&cid, Some(from));
+        for query in queries {
+            self.queries
+                .deliver(query, block, Some(from), &mut self.actions);
+            self.queries
+                .finish_if_done(query, &mut self.timers, &mut self.actions);
+        }
+        self.strategy().retry_starved(now);
     }
 
     /// An [`Action::Send`] to `peer` carrying `message` could not be sent. Its wants that are
@@ -390,7 +337,7 @@ impl Engine {
                 .and_then(|p| p.asked(&entry.cid))
                 .is_some_and(|a| a.answer == Answer::Pending);
             if unanswered {
-                self.mark_timed_out(peer, entry.cid, now);
+                self.strategy().mark_timed_out(peer, entry.cid, now);
             }
         }
         self.flush();
@@ -401,7 +348,7 @@ impl Engine {
     /// [`Config::penalty_duration`], and the blocks it was asked for are asked from the next
     /// candidates at once.
     pub fn handle_peer_misbehaved(&mut self, peer: PeerId, now: Instant) {
-        self.penalise(peer, MISBEHAVIOUR_PENALTY, now);
+        self.strategy().penalise(peer, MISBEHAVIOUR_PENALTY, now);
         self.flush();
     }
 
@@ -421,15 +368,15 @@ impl Engine {
                     if let Some(state) = self.peers.get_mut(&peer) {
                         state.update_asked(&cid, |a| a.timer = None);
                     }
-                    self.on_answer_timeout(peer, cid, now);
+                    self.strategy().on_answer_timeout(peer, cid, now);
                 }
                 Timer::Resend { peer, cid } => {
                     if let Some(state) = self.peers.get_mut(&peer) {
                         state.update_asked(&cid, |a| a.timer = None);
                     }
-                    self.on_resend(peer, cid, now);
+                    self.strategy().on_resend(peer, cid, now);
                 }
-                Timer::Search { cid } => self.on_search(cid, now),
+                Timer::Search { cid } => self.strategy().on_search(cid, now),
                 Timer::Query { query } => self.query_timed_out(query, now),
             }
         }
@@ -439,31 +386,195 @@ impl Engine {
     /// The next thing to do, or `None`. Drain it after every call that changes the engine.
     #[must_use]
     pub fn poll_action(&mut self) -> Option<Action> {
-        self.actions.pop_front()
+        self.actions.pop()
     }
 
     /// Turns every peer's queued entries into [`Action::Send`]s, peers in id order.
-    pub(super) fn flush(&mut self) {
-        let mut ready: Vec<PeerId> = self
-            .peers
+    fn flush(&mut self) {
+        self.peers
+            .flush(self.config.max_message_size(), &mut self.actions);
+    }
+
+    /// Opens a session: queries made with it share what they learn about peers (who delivered
+    /// blocks is asked first for the next ones), as when fetching the blocks of one DAG. At
+    /// most [`Config::max_sessions`](Config::max_sessions) are remembered; beyond it the
+    /// least recently used one without live queries is forgotten.
+    ///
+    /// # Errors
+    ///
+    /// [`QueryError::TooManySessions`] if every session remembered has live queries.
+    pub fn new_session(&mut self) -> Result<SessionId, QueryError> {
+        self.queries.open_session(self.config.max_sessions())
+    }
+
+    /// Closes a session: its live queries are cancelled (as with [`cancel`](Self::cancel), no
+    /// event) and what it learnt is forgotten. Unknown sessions are ignored.
+    pub fn close_session(&mut self, session: SessionId, now: Instant) {
+        let Some(queries) = self.queries.close_session(session) else {
+            return;
+        };
+        for query in queries {
+            self.remove_query(query);
+        }
+        self.strategy().retry_starved(now);
+        self.flush();
+    }
+
+    /// Starts fetching `cids` (duplicates are asked once), in `session` if given, and returns
+    /// the query's id. Each block is reported once with [`Event::BlockReceived`], followed by
+    /// [`Event::Progress`]; [`Event::QueryFinished`] follows the last one. The query stays
+    /// until then, until [`cancel`](Self::cancel), or until
+    /// [`Config::query_timeout`](Config::query_timeout) if set: a block that no peer
+    /// has is searched for ([`Action::FindProviders`]) and wanted again and again, never given
+    /// up on by itself.
+    ///
+    /// Identity CIDs carry their block: they are reported at once, without asking anyone. An
+    /// empty query finishes at once.
+    ///
+    /// # Errors
+    ///
+    /// Refused (nothing changes) beyond the limits of [`Config`](Config): CIDs per
+    /// query, CIDs wanted in all, live queries; if `session` is not open; or if a CID's hash
+    /// function is not one this build computes ([`QueryError::UnsupportedHash`]).
+    pub fn get(
+        &mut self,
+        cids: Vec<Cid>,
+        session: Option<SessionId>,
+        now: Instant,
+    ) -> Result<QueryId, QueryError> {
+        if let Some(session) = session {
+            self.queries.touch_session(session)?;
+        }
+        // Refused now rather than wanted forever: no block could ever verify.
+        if let Some(cid) = cids.iter().find(|c| !can_verify(c.hash().code())) {
+            return Err(QueryError::UnsupportedHash {
+                cid: *cid,
+                code: cid.hash().code(),
+            });
+        }
+        let mut seen = std::collections::HashSet::with_capacity(cids.len());
+        let cids: Vec<Cid> = cids.into_iter().filter(|c| seen.insert(*c)).collect();
+        let max = self.config.max_cids_per_query();
+        if cids.len() > max {
+            return Err(QueryError::TooManyCids {
+                requested: cids.len(),
+                max,
+            });
+        }
+        if self.queries.len() >= self.config.max_queries() {
+            return Err(QueryError::TooManyQueries {
+                max: self.config.max_queries(),
+            });
+        }
+        let new = cids
             .iter()
-            .filter(|(_, p)| !p.outbox.is_empty())
-            .map(|(id, _)| *id)
-            .collect();
-        ready.sort();
-        let max_size = self.config.max_message_size();
-        for id in ready {
-            let Some(peer) = self.peers.get_mut(&id) else {
+            .filter(|c| c.hash().code() != IDENTITY && !self.wants.contains(c))
+            .count();
+        if self.wants.len() + new > self.config.max_wants() {
+            return Err(QueryError::TooManyWants {
+                max: self.config.max_wants(),
+            });
+        }
+
+        let timeout = self.config.query_timeout();
+        let id = self
+            .queries
+            .start(session, cids.len(), timeout, &mut self.timers, now);
+        let mut identity = Vec::new();
+        for cid in cids {
+            if cid.hash().code() == IDENTITY {
+                identity.push(cid);
                 continue;
-            };
-            for message in peer.take_messages(max_size) {
-                let entries = &message.wantlist.entries;
-                self.stats.messages_sent += 1;
-                self.stats.entries_sent += entries.len() as u64;
-                self.stats.cancels_sent += entries.iter().filter(|e| e.cancel).count() as u64;
-                self.actions.push_back(Action::Send { peer: id, message });
+            }
+            self.queries.wait_for(id, cid);
+            if let Some(want) = self.wants.get_mut(&cid) {
+                want.queries.push(id);
+                continue;
+            }
+            self.wants.insert(cid, id, session);
+            self.strategy().start_want(cid, now);
+        }
+        for cid in identity {
+            // An identity CID's digest is the block; `Block::new` checks it.
+            let data = bytes::Bytes::copy_from_slice(cid.hash().digest());
+            if let Ok(block) = Block::new(cid, data) {
+                self.queries.deliver(id, &block, None, &mut self.actions);
             }
         }
+        self.queries
+            .finish_if_done(id, &mut self.timers, &mut self.actions);
+        self.flush();
+        Ok(id)
+    }
+
+    /// Cancels a query: nothing more is reported for it, and its blocks are no longer wanted
+    /// unless another query wants them (cancels then go to every peer asked). Returns false if
+    /// the query was not live (finished, failed, cancelled or unknown).
+    pub fn cancel(&mut self, query: QueryId, now: Instant) -> bool {
+        let live = self.remove_query(query);
+        self.strategy().retry_starved(now);
+        self.flush();
+        live
+    }
+
+    /// Removes a query and releases its wants; false if it was not live.
+    fn remove_query(&mut self, id: QueryId) -> bool {
+        let Some(query) = self.queries.remove(id, &mut self.timers) else {
+            return false;
+        };
+        let mut cids: Vec<Cid> = query.remaining.into_iter().collect();
+        cids.sort_by_key(|c| self.wants.get(c).map(|w| std::cmp::Reverse(w.priority)));
+        for cid in cids {
+            let Some(want) = self.wants.get_mut(&cid) else {
+                continue;
+            };
+            want.queries.retain(|q| *q != id);
+            if want.queries.is_empty() {
+                self.strategy().drop_want(&cid, None);
+            }
+        }
+        true
+    }
+
+    /// The query's deadline passed: it fails.
+    fn query_timed_out(&mut self, id: QueryId, now: Instant) {
+        if self.queries.deadline_passed(id) {
+            self.remove_query(id);
+            self.strategy().retry_starved(now);
+            self.actions.event(Event::QueryFailed {
+                query: id,
+                error: QueryError::TimedOut,
+            });
+        }
+    }
+
+    /// Where a live query stands, or `None` if it is not live.
+    pub fn query_progress(&self, query: QueryId) -> Option<Progress> {
+        self.queries.progress(&query)
+    }
+
+    /// The CIDs a live query still waits for (empty if it is not live), in no particular order.
+    pub fn query_remaining(&self, query: QueryId) -> Vec<Cid> {
+        self.queries
+            .get(&query)
+            .map(|q| q.remaining.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// The live queries, in no particular order.
+    pub fn queries(&self) -> impl Iterator<Item = QueryId> + '_ {
+        self.queries.iter().map(|(id, _)| *id)
+    }
+
+    /// The open sessions, in no particular order.
+    pub fn sessions(&self) -> impl Iterator<Item = SessionId> + '_ {
+        self.queries.session_ids()
+    }
+
+    /// The peers that delivered blocks in `session`, with how many each, most first (empty if
+    /// the session is not open).
+    pub fn session_peers(&self, session: SessionId) -> Vec<(PeerId, u64)> {
+        self.queries.session_peers(session)
     }
 
     /// Counters over the whole engine.
@@ -471,14 +582,14 @@ impl Engine {
         Stats {
             wants: self.wants.len(),
             queries: self.queries.len(),
-            peers: self.peers.values().filter(|p| p.version.is_some()).count(),
-            ..self.stats
+            peers: self.peers.connected().count(),
+            ..self.actions.stats()
         }
     }
 
     /// The CIDs wanted now, in no particular order.
     pub fn wants(&self) -> impl Iterator<Item = &Cid> + '_ {
-        self.wants.keys()
+        self.wants.iter().map(|(cid, _)| cid)
     }
 
     /// The wants `peer` holds from us (sent and neither answered with a block nor
@@ -503,10 +614,7 @@ impl Engine {
 
     /// The connected peers, in no particular order.
     pub fn peers(&self) -> impl Iterator<Item = &PeerId> + '_ {
-        self.peers
-            .iter()
-            .filter(|(_, p)| p.version.is_some())
-            .map(|(id, _)| id)
+        self.peers.connected().map(|(id, _)| id)
     }
 
     /// Whether `peer` was asked for blocks or presences it has not answered yet (or answered
@@ -532,141 +640,24 @@ impl Engine {
     pub fn is_penalised(&self, peer: &PeerId, now: Instant) -> bool {
         self.peers.get(peer).is_some_and(|p| p.is_penalised(now))
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use super::*;
-    use crate::{
-        client::{Event, testing::*},
-        message::BlockPresenceType,
-    };
-
-    #[test]
-    fn a_disconnected_target_is_replaced_and_a_reconnection_resends_the_wants() {
-        let now = Instant::now();
-        let mut e = engine(Config::default(), &[1, 2], now);
-        e.get(vec![cid(1), cid(2)], None, now).expect("ok");
-        drain(&mut e);
-        // Peer 1 is the target of the first want, peer 2 (less loaded) of the second.
-        assert_eq!(e.peer_wants(&peer(1)).len(), 1);
-        e.handle_peer_disconnected(&peer(1), now);
-        let actions = drain(&mut e);
-        assert_eq!(sent(&actions, &cid(1), Some(WantType::Block)), [peer(2)]);
-        assert!(e.peer_wants(&peer(1)).is_empty());
-        assert_eq!(e.peers().count(), 1);
-        e.handle_peer_connected(peer(1), Version::V1_2_0, now);
-        let actions = drain(&mut e);
-        // Both wants have a target (peer 2); the broadcast one is sent as a want-have again.
-        assert_eq!(sent(&actions, &cid(1), Some(WantType::Have)), [peer(1)]);
-        assert_eq!(entries(&actions).len(), 1);
-        assert!(
-            e.peer_score(&peer(1)).is_some(),
-            "remembered across the reconnection"
-        );
+    /// Checks the engine's internal consistency and bounds, in O(state). For tests and
+    /// fuzzing; returns a description of the first violation found.
+    #[doc(hidden)]
+    pub fn check_invariants(&self) -> Result<(), String> {
+        invariants::check(
+            &self.config,
+            &self.wants,
+            &self.peers,
+            &self.queries,
+            &self.timers,
+            &self.actions,
+        )
     }
 
-    #[test]
-    fn a_peer_found_older_than_1_2_0_has_its_want_haves_withdrawn() {
-        let now = Instant::now();
-        let mut e = engine(Config::default(), &[1, 2], now);
-        e.get(vec![cid(1)], None, now).expect("ok");
-        let actions = drain(&mut e);
-        assert_eq!(sent(&actions, &cid(1), Some(WantType::Have)), [peer(2)]);
-        e.handle_peer_version(peer(2), Version::V1_1_0);
-        let actions = drain(&mut e);
-        assert_eq!(sent(&actions, &cid(1), None), [peer(2)]);
-        assert!(e.peer_wants(&peer(2)).is_empty());
-    }
-
-    #[test]
-    fn a_failed_send_moves_the_want_on_without_penalty() {
-        let now = Instant::now();
-        let mut e = engine(Config::default(), &[1, 2], now);
-        e.get(vec![cid(1)], None, now).expect("ok");
-        let actions = drain(&mut e);
-        let Some(Action::Send { peer: p, message }) = actions.first() else {
-            panic!("{actions:?}");
-        };
-        assert_eq!(*p, peer(1));
-        e.handle_send_failed(peer(1), message, now);
-        let actions = drain(&mut e);
-        // Peer 2 was sent a want-have; it is now asked for the block.
-        assert_eq!(sent(&actions, &cid(1), Some(WantType::Block)), [peer(2)]);
-        assert_eq!(e.peer_score(&peer(1)), Some(0));
-        assert_eq!(e.stats().timeouts, 0);
-    }
-
-    #[test]
-    fn misbehaviour_leaves_a_peer_out() {
-        let now = Instant::now();
-        let mut e = engine(Config::default(), &[1, 2], now);
-        e.handle_peer_misbehaved(peer(1), now);
-        drain(&mut e);
-        assert!(e.is_penalised(&peer(1), now));
-        e.get(vec![cid(1)], None, now).expect("ok");
-        let actions = drain(&mut e);
-        assert!(entries(&actions).iter().all(|(p, _)| *p == peer(2)));
-    }
-
-    #[test]
-    fn a_penalised_peer_is_still_asked_when_no_other_peer_can_be() {
-        let now = Instant::now();
-        let mut e = engine(Config::default(), &[1], now);
-        e.handle_peer_misbehaved(peer(1), now);
-        drain(&mut e);
-        assert!(e.is_penalised(&peer(1), now));
-        e.get(vec![cid(1)], None, now).expect("ok");
-        let actions = drain(&mut e);
-        assert_eq!(sent(&actions, &cid(1), Some(WantType::Block)), [peer(1)]);
-        // With another peer connected, the penalised one is left out again.
-        e.handle_peer_connected(peer(2), Version::V1_2_0, now);
-        e.get(vec![cid(2)], None, now).expect("ok");
-        let actions = drain(&mut e);
-        assert_eq!(sent(&actions, &cid(2), Some(WantType::Block)), [peer(2)]);
-    }
-
-    #[test]
-    fn provider_searches_have_a_budget_per_interval() {
-        let now = Instant::now();
-        let config = Config::default().with_max_provider_searches(4);
-        let interval = config.provider_search_interval();
-        let mut e = engine(config, &[], now);
-        e.get((0..10).map(cid).collect(), None, now).expect("ok");
-        let searches = |actions: &[Action]| {
-            actions
-                .iter()
-                .filter(|a| matches!(a, Action::FindProviders { .. }))
-                .count()
-        };
-        assert_eq!(searches(&drain(&mut e)), 4);
-        e.handle_timeout(now + Duration::from_secs(1));
-        assert_eq!(searches(&drain(&mut e)), 0, "budget spent");
-        e.handle_timeout(now + interval + Duration::from_secs(1));
-        assert_eq!(searches(&drain(&mut e)), 4);
-        e.handle_timeout(now + 3 * interval);
-        assert_eq!(searches(&drain(&mut e)), 4);
-    }
-
-    #[test]
-    fn presences_and_blocks_from_strangers() {
-        let now = Instant::now();
-        let mut e = engine(Config::default(), &[1], now);
-        let query = e.get(vec![cid(1)], None, now).expect("ok");
-        drain(&mut e);
-        // A presence from a peer never asked changes nothing.
-        e.handle_message(
-            peer(9),
-            &with_presence(cid(1), BlockPresenceType::Have),
-            now,
-        );
-        assert!(drain(&mut e).is_empty());
-        // A wanted block from anyone is taken: it is verified.
-        e.handle_message(peer(9), &with_block(&block(1)), now);
-        let actions = drain(&mut e);
-        assert!(events(&actions).contains(&Event::QueryFinished { query }));
-        assert_eq!(sent(&actions, &cid(1), None), [peer(1)]);
+    /// The link measurements of `peer`, for tests.
+    #[cfg(test)]
+    pub(super) fn link(&self, peer: &PeerId) -> Option<&super::link::Link> {
+        Some(&self.peers.get(peer)?.link)
     }
 }

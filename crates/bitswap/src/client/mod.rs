@@ -7,32 +7,42 @@
 //! events for the user. It owns no clock, socket, task or store, so it is tested
 //! deterministically against in-memory servers with a virtual clock.
 //!
-//! - `config.rs`: [`Config`], limits, timeouts and strategy knobs.
-//! - `engine.rs`: the engine's state, peer and message inputs, timers, outputs, accessors.
-//! - `invariants.rs`: consistency and bound checks, for tests and fuzzing.
-//! - `query.rs`: queries and sessions, [`Engine::get`] and [`Engine::cancel`].
-//! - `want.rs`: the strategy: targets, want-have broadcast, cancels, provider searches.
-//! - `answer.rs`: what answers change: presences, blocks, silence, resends, penalties.
-//! - `peer.rs`: one peer's wants, outbox, latency and score.
+//! The engine is made of parts, each owning its state and what keeps it consistent (h2's
+//! `Streams` is the model): the engine composes them, and the strategy borrows the ones it
+//! moves between for each input.
+//!
+//! - `engine.rs`: [`Engine`]: the parts, the inputs, the outputs, the accessors.
+//! - `strategy.rs`: the strategy: targets, want-have broadcast, cancels, provider searches,
+//!   and what answers change (presences, silence, resends, penalties).
+//! - `want.rs`: the wanted CIDs, the wants waiting for room, the discovery counts, the CIDs
+//!   wanted recently.
+//! - `peer.rs`: the peers: each one's wants, outbox, latency and score; the dials.
+//! - `query.rs`: queries and sessions.
 //! - `link.rs`: one peer's round trip, delivery rate and last answer: its window and timeouts.
 //! - `timer.rs`: the deadlines.
-//! - `action.rs`: [`Action`], [`Event`] and [`Stats`].
-//! - `testing.rs` (tests only): helpers for the unit tests.
+//! - `action.rs`: [`Action`], [`Event`] and [`Stats`], and the queue of actions.
+//! - `id.rs`: ids and errors, named by every other file.
+//! - `config.rs`: [`Config`], limits, timeouts and strategy knobs.
+//! - `invariants.rs`: consistency checks across the parts, for tests and fuzzing.
+//! - `testing.rs` and `tests.rs` (tests only): helpers, and the engine's unit tests.
 
 mod action;
-mod answer;
 mod config;
 mod engine;
+mod id;
 mod invariants;
 mod link;
 mod peer;
 mod query;
+mod strategy;
 #[cfg(test)]
 mod testing;
+#[cfg(test)]
+mod tests;
 mod timer;
 mod want;
 
 pub use action::{Action, Event, Stats};
 pub use config::Config;
 pub use engine::Engine;
-pub use query::{Progress, QueryError, QueryId, SessionId};
+pub use id::{Progress, QueryError, QueryId, SessionId};

@@ -1,5 +1,5 @@
-//! What the client knows about one peer: the wants it was sent and what it answered, the
-//! entries waiting to go out, its measured latency and its score.
+//! What the client knows about its peers ([`Peers`]): for each, the wants it was sent and
+//! what it answered, the entries waiting to go out, its measured latency and its score.
 
 use std::{
     collections::HashMap,
@@ -7,13 +7,19 @@ use std::{
 };
 
 use cid::Cid;
+use libp2p::PeerId;
 
-use super::{link::Link, timer::TimerKey};
+use super::{action::Actions, config::Config, link::Link, timer::TimerKey};
 use crate::{
     hash::Map,
     message::{Entry, Message, WantType, Wantlist},
     protocol::Version,
 };
+
+/// Disconnected peers whose score and latency are remembered.
+const REMEMBERED_PEERS: usize = 1024;
+/// Peers with a dial under way remembered (for `Config::dial_interval`).
+const MAX_DIALS: usize = 1024;
 
 /// Highest score; each block delivered first adds one.
 const MAX_SCORE: i32 = 100;
@@ -214,9 +220,27 @@ impl Peer {
     }
 
     /// Raises the score after a useful block.
-    pub(super) fn reward(&mut self) {
+    fn reward(&mut self) {
         self.useful += 1;
         self.score = (self.score + 1).min(MAX_SCORE);
+    }
+
+    /// It delivered the wanted block `cid` of `size` bytes at `now`: the wait measures its
+    /// latency (and its round trip, for the first want of an unanswered CID), the block its
+    /// rate, and its score rises.
+    pub(super) fn delivered(&mut self, cid: &Cid, size: u64, now: Instant) {
+        if let Some(asked) = self.asked(cid).copied() {
+            let sample = now.saturating_duration_since(asked.sent_at);
+            if matches!(asked.answer, Answer::Pending | Answer::Have) {
+                self.sample_latency(sample);
+            }
+            if asked.first && asked.answer == Answer::Pending {
+                self.link.round_trip(sample);
+            }
+            self.link.heard(now);
+            self.link.delivered(size, now);
+        }
+        self.reward();
     }
 
     /// Turns the outbox into messages of at most `max_size` estimated bytes: cancels first,
@@ -258,6 +282,146 @@ impl Peer {
             messages.push(wantlist(current));
         }
         messages
+    }
+}
+
+/// Connected peers, up to [`REMEMBERED_PEERS`] disconnected ones (their score and latency
+/// kept for when they come back), and the dials asked for (at most [`MAX_DIALS`]). A
+/// disconnected peer holds no wants and nothing to send.
+#[derive(Debug, Default)]
+pub(super) struct Peers {
+    peers: HashMap<PeerId, Peer>,
+    /// When each peer was last asked to be dialled.
+    dials: HashMap<PeerId, Instant>,
+}
+
+impl Peers {
+    pub(super) fn get(&self, id: &PeerId) -> Option<&Peer> {
+        self.peers.get(id)
+    }
+
+    pub(super) fn get_mut(&mut self, id: &PeerId) -> Option<&mut Peer> {
+        self.peers.get_mut(id)
+    }
+
+    /// Every peer remembered, connected or not.
+    pub(super) fn iter(&self) -> impl Iterator<Item = (&PeerId, &Peer)> {
+        self.peers.iter()
+    }
+
+    /// The connected peers.
+    pub(super) fn connected(&self) -> impl Iterator<Item = (&PeerId, &Peer)> {
+        self.peers.iter().filter(|(_, p)| p.version.is_some())
+    }
+
+    /// `id` connected with `version`: a new peer, or a remembered one back (its link
+    /// measurements restart). False, and nothing changes, if it was connected already.
+    pub(super) fn connect(&mut self, id: PeerId, version: Version, now: Instant) -> bool {
+        if let Some(peer) = self.peers.get_mut(&id) {
+            if peer.version.is_some() {
+                return false;
+            }
+            peer.version = Some(version);
+            peer.last_seen = now;
+            peer.link.reconnected();
+        } else {
+            self.peers.insert(id, Peer::new(version, now));
+        }
+        self.dials.remove(&id);
+        true
+    }
+
+    /// `id` disconnected: it is remembered without its wants and outbox; returns the wants
+    /// it held, or `None` if it was not connected.
+    pub(super) fn disconnect(&mut self, id: &PeerId, now: Instant) -> Option<Vec<(Cid, Asked)>> {
+        let peer = self.peers.get_mut(id)?;
+        peer.version?;
+        peer.version = None;
+        peer.last_seen = now;
+        peer.outbox.clear();
+        Some(peer.drain_asked())
+    }
+
+    /// Drops the disconnected peers seen longest ago beyond [`REMEMBERED_PEERS`].
+    pub(super) fn forget_old(&mut self) {
+        let gone = self.peers.values().filter(|p| p.version.is_none()).count();
+        if gone <= REMEMBERED_PEERS {
+            return;
+        }
+        let mut old: Vec<(Instant, PeerId)> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.version.is_none())
+            .map(|(id, p)| (p.last_seen, *id))
+            .collect();
+        old.sort();
+        for (_, id) in old.into_iter().take(gone - REMEMBERED_PEERS) {
+            self.peers.remove(&id);
+        }
+    }
+
+    /// Whether `id` may be asked to be dialled at `now` (not within `interval` of the last
+    /// time, and room among the dials remembered); if so, the dial is remembered. `None`:
+    /// no room, and none for later peers either.
+    pub(super) fn dial(&mut self, id: PeerId, now: Instant, interval: Duration) -> Option<bool> {
+        if self.dials.get(&id).is_some_and(|at| now < *at + interval) {
+            return Some(false);
+        }
+        if self.dials.len() >= MAX_DIALS {
+            self.dials.retain(|_, at| now < *at + interval);
+            if self.dials.len() >= MAX_DIALS {
+                return None;
+            }
+        }
+        self.dials.insert(id, now);
+        Some(true)
+    }
+
+    /// Turns every peer's queued entries into [`Action::Send`](super::Action::Send)s,
+    /// peers in id order.
+    pub(super) fn flush(&mut self, max_size: usize, actions: &mut Actions) {
+        let mut ready: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| !p.outbox.is_empty())
+            .map(|(id, _)| *id)
+            .collect();
+        ready.sort();
+        for id in ready {
+            let Some(peer) = self.peers.get_mut(&id) else {
+                continue;
+            };
+            for message in peer.take_messages(max_size) {
+                actions.send(id, message);
+            }
+        }
+    }
+
+    /// Checks each peer's own consistency and the bounds.
+    pub(super) fn check(&self, config: &Config) -> Result<(), String> {
+        let mut gone = 0;
+        for (id, peer) in &self.peers {
+            if peer.version.is_none() {
+                gone += 1;
+                if peer.asked_len() > 0 {
+                    return Err(format!("{id}: disconnected but holds wants"));
+                }
+            }
+            if !peer.outbox.is_empty() {
+                return Err(format!("{id}: outbox not flushed"));
+            }
+            if peer.asked_len() > config.max_wants_per_peer() {
+                return Err(format!("{id}: {} wants", peer.asked_len()));
+            }
+            let loading = peer.asked_iter().filter(|(_, a)| a.loads()).count();
+            if loading != peer.blocks_in_flight() {
+                return Err(format!("{id}: blocks in flight miscounted"));
+            }
+        }
+        if gone > REMEMBERED_PEERS || self.dials.len() > MAX_DIALS {
+            return Err("too many remembered peers or dials".into());
+        }
+        Ok(())
     }
 }
 

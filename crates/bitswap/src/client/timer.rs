@@ -7,7 +7,7 @@ use std::{collections::BTreeMap, time::Instant};
 use cid::Cid;
 use libp2p::PeerId;
 
-use super::query::QueryId;
+use super::id::QueryId;
 
 /// What happens when a deadline passes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

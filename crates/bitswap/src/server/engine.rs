@@ -1,28 +1,23 @@
-//! [`Engine`]: the server's state and its inputs for peers, wantlists and new blocks.
-//! Lookups are in `lookup.rs`, envelopes in `envelope.rs`.
+//! [`Engine`]: the server's parts, its peer inputs, its accessors and invariants. The other
+//! inputs and outputs are in `inputs.rs` (wantlists, new blocks), `store.rs` (lookups) and
+//! `envelope.rs` (envelopes).
 
-use std::{
-    collections::{HashSet, VecDeque},
-    hash::BuildHasher,
-};
-
-use crate::hash::{Map, Set};
+use std::collections::VecDeque;
 
 use cid::Cid;
-use hashbrown::HashTable;
 use libp2p::PeerId;
 use peer_task_queue::{Config as QueueConfig, PeerTaskQueue};
 
 use super::{
     Config, Metrics, PeerAccounting,
-    envelope::{Batch, InFlight},
-    ledger::{Encoded, Ledger, Request, WantState, multihash_bytes},
+    batch::{InFlight, TaskBatch},
     lookup::Lookups,
     merger::{Merger, TaskData},
     metrics::gauge_value,
+    peer::{PeerState, Peers},
     window::Windows,
 };
-use crate::{message::Entry, protocol::Version};
+use crate::{hash::Map, message::Entry, protocol::Version};
 
 /// The server's task queue.
 pub(super) type Queue = PeerTaskQueue<PeerId, Cid, TaskData, Merger>;
@@ -142,21 +137,11 @@ pub(super) type Queue = PeerTaskQueue<PeerId, Cid, TaskData, Merger>;
 pub struct Engine {
     pub(super) config: Config,
     pub(super) queue: Queue,
-    pub(super) peers: Map<PeerId, PeerState>,
-    /// Connected peers by [`PeerState::index`].
-    pub(super) peer_ids: Vec<Option<PeerId>>,
-    /// Free indices of `peer_ids`.
-    pub(super) free_indices: Vec<u32>,
-    /// Who wants each multihash (the store keys blocks by multihash): every want as (peer
-    /// index, ledger slot), by the hash of its multihash.
-    pub(super) wanted: HashTable<(u32, u32)>,
-    /// Hashes multihashes for `wanted`.
-    pub(super) hasher: foldhash::fast::RandomState,
-    pub(super) total_wants: usize,
-    /// Source of want sequence numbers and peer sessions; only grows.
-    pub(super) next_seq: u64,
+    /// The connected peers, their ledgers, and who wants which multihash.
+    pub(super) peers: Peers,
+    /// Lookups waiting and in flight.
     pub(super) lookups: Lookups,
-    pub(super) batches: Map<u64, Batch>,
+    pub(super) batches: Map<u64, TaskBatch>,
     pub(super) next_batch: u64,
     /// Batches whose blocks are all fetched, waiting for `poll_envelope`, oldest first.
     pub(super) ready: VecDeque<u64>,
@@ -166,143 +151,6 @@ pub struct Engine {
     pub(super) windows: Windows<PeerId>,
     pub(super) metrics: Option<Metrics>,
 }
-
-/// A connected peer.
-#[derive(Debug)]
-pub(super) struct PeerState {
-    /// Its index in [`Engine::peer_ids`], which `wanted` refers to.
-    pub(super) index: u32,
-    pub(super) version: Version,
-    /// Distinguishes this connection period from earlier ones of the same peer.
-    pub(super) session: u64,
-    pub(super) ledger: Ledger,
-    /// CIDs with a pending DONT_HAVE task that answers a want the ledger does not keep.
-    /// Disjoint from the ledger; at most `max_wants_per_peer`.
-    pub(super) answer_only: Set<Cid>,
-    /// CIDs of answer-only DONT_HAVEs popped into a batch and not yet handed out; a cancel
-    /// (or a new want) takes the CID out, and the batch then skips it.
-    pub(super) answer_only_popped: Set<Cid>,
-    /// Ledger slots whose wants wait for a probe; entries for slots no longer waiting are
-    /// skipped.
-    pub(super) probe_queue: VecDeque<u32>,
-    /// Wants in `Probing { queued: true }`.
-    pub(super) probes_queued: usize,
-    /// Whether the peer is in the lookup round-robin.
-    pub(super) in_round: bool,
-    /// Entries of its current message taken in so far (against
-    /// `max_entries_per_message`), for messages handled in parts.
-    pub(super) taken: usize,
-    /// Its envelopes lost in a row, none sent between them (see
-    /// [`Engine::handle_envelope_lost`]).
-    pub(super) lost_in_a_row: u32,
-    /// Its envelopes handed out and not yet reported; at
-    /// [`Config::max_envelopes_per_peer`] it is paused in the queue.
-    pub(super) envelopes_out: usize,
-    pub(super) accounting: PeerAccounting,
-}
-
-impl PeerState {
-    fn new(index: u32, version: Version, session: u64) -> Self {
-        Self {
-            index,
-            version,
-            session,
-            ledger: Ledger::default(),
-            answer_only: Set::default(),
-            answer_only_popped: Set::default(),
-            probe_queue: VecDeque::new(),
-            probes_queued: 0,
-            in_round: false,
-            taken: 0,
-            lost_in_a_row: 0,
-            envelopes_out: 0,
-            accounting: PeerAccounting::default(),
-        }
-    }
-
-    /// Moves a want to `state`, keeping the probe count; false if there is no such want.
-    pub(super) fn set_state(&mut self, cid: &Cid, state: WantState) -> bool {
-        let Some(slot) = self.ledger.find(cid) else {
-            return false;
-        };
-        self.set_state_at(slot, state);
-        true
-    }
-
-    /// Moves the want in a live ledger slot to `state`, keeping the probe count.
-    pub(super) fn set_state_at(&mut self, slot: u32, state: WantState) {
-        let old = self.ledger.want_at(slot).state;
-        debug_assert!(state != QUEUED || old == QUEUED, "use request_probe");
-        self.ledger.set_state_at(slot, state);
-        if old == QUEUED && state != QUEUED {
-            self.probes_queued -= 1;
-            // Wants dropped or answered while queued leave stale entries behind.
-            self.compact_probes();
-        }
-    }
-
-    /// Drops stale and repeated entries of the probe queue once they outnumber the live ones
-    /// (so it stays within `2 * probes_queued + 16` entries), and frees its capacity when it
-    /// empties.
-    fn compact_probes(&mut self) {
-        if self.probe_queue.len() > 2 * self.probes_queued + 16 {
-            let mut seen = HashSet::new();
-            let ledger = &self.ledger;
-            self.probe_queue.retain(|&slot| {
-                ledger.live_want_at(slot).is_some_and(|w| w.state == QUEUED) && seen.insert(slot)
-            });
-        }
-        if self.probe_queue.is_empty() && self.probe_queue.capacity() > 64 {
-            self.probe_queue = VecDeque::new();
-        }
-    }
-
-    /// Records a want: a new request of the kept want in `existing` ([`Ledger::renew`]), or a
-    /// new want for `cid` ([`Ledger::insert_new`]); returns its slot. If that renumbered the
-    /// wants, those with a probe in flight are probed again (the results in flight carry
-    /// numbers that no longer match and will be dropped).
-    pub(super) fn insert_want(
-        &mut self,
-        existing: Option<u32>,
-        cid: &Cid,
-        request: Request,
-    ) -> u32 {
-        let slot = match existing {
-            Some(slot) => {
-                self.ledger.renew(slot, request);
-                slot
-            }
-            None => self.ledger.insert_new(cid, request),
-        };
-        if self.ledger.take_renumbered() {
-            let in_flight: Vec<u32> = self
-                .ledger
-                .slots()
-                .filter(|&s| self.ledger.want_at(s).state == WantState::Probing { queued: false })
-                .collect();
-            for s in in_flight {
-                self.request_probe(s);
-            }
-        }
-        slot
-    }
-
-    /// Puts the want in a live ledger slot in the probe queue unless it is there already.
-    /// Returns true if the peer must join the lookup round-robin.
-    pub(super) fn request_probe(&mut self, slot: u32) -> bool {
-        if self.ledger.want_at(slot).state == QUEUED {
-            return false;
-        }
-        self.ledger.set_state_at(slot, QUEUED);
-        self.probes_queued += 1;
-        self.probe_queue.push_back(slot);
-        self.compact_probes();
-        !std::mem::replace(&mut self.in_round, true)
-    }
-}
-
-/// A want waiting in its peer's probe queue.
-pub(super) const QUEUED: WantState = WantState::Probing { queued: true };
 
 impl Engine {
     /// An engine with `config` and no metrics.
@@ -319,13 +167,7 @@ impl Engine {
         Self {
             config,
             queue: Queue::new(queue),
-            peers: Map::default(),
-            peer_ids: Vec::new(),
-            free_indices: Vec::new(),
-            wanted: HashTable::new(),
-            hasher: foldhash::fast::RandomState::default(),
-            total_wants: 0,
-            next_seq: 0,
+            peers: Peers::default(),
             lookups: Lookups::default(),
             batches: Map::default(),
             next_batch: 0,
@@ -350,33 +192,17 @@ impl Engine {
         &self.config
     }
 
-    pub(super) fn next_seq(&mut self) -> u64 {
-        self.next_seq += 1;
-        self.next_seq
-    }
-
     /// A peer connected (its first connection) and speaks `version` (use
     /// [`Version::V1_2_0`] until known). For a peer already connected, only updates the
     /// version.
     pub fn handle_peer_connected(&mut self, peer: PeerId, version: Version) {
-        if let Some(state) = self.peers.get_mut(&peer) {
-            state.version = version;
+        if !self.peers.connect(peer, version) {
+            if let Some(state) = self.peers.get_mut(&peer) {
+                state.version = version;
+            }
             self.settle();
             return;
         }
-        let session = self.next_seq();
-        let index = match self.free_indices.pop() {
-            Some(index) => {
-                self.peer_ids[index as usize] = Some(peer);
-                index
-            }
-            None => {
-                self.peer_ids.push(Some(peer));
-                u32::try_from(self.peer_ids.len() - 1).expect("under 2^32 peers")
-            }
-        };
-        self.peers
-            .insert(peer, PeerState::new(index, version, session));
         self.windows.insert(peer);
         self.refresh_gauges();
     }
@@ -394,19 +220,13 @@ impl Engine {
     /// envelopes are dropped, and its accounting forgotten. Envelopes already handed out
     /// still count as in flight until reported sent or failed.
     pub fn handle_peer_disconnected(&mut self, peer: &PeerId) {
-        let Some(state) = self.peers.remove(peer) else {
+        let Some(state) = self.peers.disconnect(peer) else {
             return;
         };
-        for slot in state.ledger.slots() {
-            let hash = self.multihash_hash(state.ledger.cid_bytes_at(slot));
-            self.unindex(state.index, slot, hash);
-        }
-        self.peer_ids[state.index as usize] = None;
-        self.free_indices.push(state.index);
         self.windows.remove(peer);
         let _ = self.queue.clear_peer(peer);
         if state.in_round {
-            self.lookups.round.retain(|p| p != peer);
+            self.lookups.leave_round(peer);
         }
         self.drop_batches_of(peer);
         self.settle();
@@ -446,64 +266,6 @@ impl Engine {
         }
     }
 
-    /// Hash of the multihash of a binary CID, for `wanted`.
-    pub(super) fn multihash_hash(&self, cid: &[u8]) -> u64 {
-        self.hasher.hash_one(multihash_bytes(cid))
-    }
-
-    /// Adds a want (peer index, ledger slot, hash of its multihash) to `wanted`.
-    pub(super) fn index_want(&mut self, index: u32, slot: u32, hash: u64) {
-        let (peers, ids, hasher) = (&self.peers, &self.peer_ids, &self.hasher);
-        self.wanted.insert_unique(hash, (index, slot), |&(p, s)| {
-            indexed_hash(peers, ids, hasher, p, s)
-        });
-        self.total_wants += 1;
-    }
-
-    /// Takes a want out of `wanted`.
-    pub(super) fn unindex(&mut self, index: u32, slot: u32, hash: u64) {
-        self.total_wants -= 1;
-        if let Ok(entry) = self.wanted.find_entry(hash, |&e| e == (index, slot)) {
-            entry.remove();
-        }
-    }
-
-    /// Returns memory of `wanted` once most of it is unused (after many peers left). Only
-    /// between inputs: resizing rehashes every entry through its peer's ledger.
-    pub(super) fn shrink_index(&mut self) {
-        let len = self.wanted.len();
-        if self.wanted.capacity() > 4 * len + 1024 {
-            let (peers, ids, hasher) = (&self.peers, &self.peer_ids, &self.hasher);
-            self.wanted
-                .shrink_to(2 * len, |&(p, s)| indexed_hash(peers, ids, hasher, p, s));
-        }
-        if self.peer_ids.len() > 64 && self.free_indices.len() > self.peer_ids.len() / 2 {
-            // Trailing free indices can go.
-            while self.peer_ids.last().is_some_and(Option::is_none) {
-                self.peer_ids.pop();
-            }
-            let end = self.peer_ids.len() as u32;
-            self.free_indices.retain(|&i| i < end);
-            self.peer_ids.shrink_to_fit();
-            self.free_indices.shrink_to_fit();
-        }
-    }
-
-    /// The peers (with the slot) that want a block with the multihash of `cid`.
-    pub(super) fn wanters(&self, cid: &Cid) -> Vec<(PeerId, u32)> {
-        let encoded = Encoded::new(cid);
-        let multihash = multihash_bytes(encoded.as_slice());
-        let hash = self.hasher.hash_one(multihash);
-        self.wanted
-            .iter_hash(hash)
-            .filter_map(|&(index, slot)| {
-                let peer = self.peer_ids[index as usize]?;
-                let ledger = &self.peers.get(&peer)?.ledger;
-                (multihash_bytes(ledger.cid_bytes_at(slot)) == multihash).then_some((peer, slot))
-            })
-            .collect()
-    }
-
     pub(super) fn count(
         &self,
         counter: impl FnOnce(&Metrics) -> &prometheus_client::metrics::counter::Counter,
@@ -519,13 +281,13 @@ impl Engine {
         };
         let stats = self.queue.stats();
         m.peers.set(gauge_value(self.peers.len()));
-        m.wants.set(gauge_value(self.total_wants));
+        m.wants.set(gauge_value(self.peers.total_wants()));
         m.pending_tasks.set(gauge_value(stats.pending_tasks));
         m.pending_bytes.set(gauge_value(stats.pending_work));
         m.active_bytes.set(gauge_value(stats.active_work));
         m.envelopes_in_flight.set(gauge_value(self.batches.len()));
         m.lookups_in_flight
-            .set(gauge_value(self.lookups.in_flight.len()));
+            .set(gauge_value(self.lookups.in_flight()));
     }
 
     /// What `peer` exchanged with the server since it connected, or `None` if it is not
@@ -571,7 +333,7 @@ impl Engine {
 
     /// The connected peers, in no particular order.
     pub fn peers(&self) -> impl Iterator<Item = &PeerId> + '_ {
-        self.peers.keys()
+        self.peers.ids()
     }
 
     /// Counters over the whole engine.
@@ -579,12 +341,12 @@ impl Engine {
         let queue = self.queue.stats();
         Stats {
             peers: self.peers.len(),
-            wants: self.total_wants,
+            wants: self.peers.total_wants(),
             pending_tasks: queue.pending_tasks,
             pending_bytes: queue.pending_work,
             active_tasks: queue.active_tasks,
             active_bytes: queue.active_work,
-            lookups_in_flight: self.lookups.in_flight.len(),
+            lookups_in_flight: self.lookups.in_flight(),
             envelopes_in_flight: self.batches.len(),
             envelopes_out: self.envelopes.len(),
             window_bytes: self.windows.total(),
@@ -596,44 +358,8 @@ impl Engine {
     #[doc(hidden)]
     pub fn check_invariants(&self) -> Result<(), String> {
         self.queue.check_invariants()?;
-        let cap = self.config.max_wants_per_peer();
-        let mut wants = 0;
-        for (peer, state) in &self.peers {
-            state.ledger.check()?;
-            wants += state.ledger.len();
-            if state.ledger.len() > cap || state.answer_only.len() > cap {
-                return Err(format!("{peer}: ledger or answer-only set over {cap}"));
-            }
-            let queued = state
-                .ledger
-                .iter()
-                .filter(|(_, w)| w.state == QUEUED)
-                .count();
-            if queued != state.probes_queued || state.probe_queue.len() > 2 * queued + 17 {
-                return Err(format!(
-                    "{peer}: probe queue out of step ({queued} queued, counter {}, queue {})",
-                    state.probes_queued,
-                    state.probe_queue.len()
-                ));
-            }
-            if self.peer_ids.get(state.index as usize) != Some(&Some(*peer)) {
-                return Err(format!("{peer}: peer index {} out of step", state.index));
-            }
-            for slot in state.ledger.slots() {
-                let cid = state.ledger.cid_at(slot);
-                if state.answer_only.contains(&cid) || state.answer_only_popped.contains(&cid) {
-                    return Err(format!("{peer}: {cid} both wanted and answer-only"));
-                }
-                let hash = self.multihash_hash(state.ledger.cid_bytes_at(slot));
-                if self
-                    .wanted
-                    .find(hash, |&e| e == (state.index, slot))
-                    .is_none()
-                    || !self.wanters(&cid).contains(&(*peer, slot))
-                {
-                    return Err(format!("{peer}: {cid} not indexed"));
-                }
-            }
+        self.peers.check(self.config.max_wants_per_peer())?;
+        for (peer, state) in self.peers.iter() {
             let at_limit = self.should_pause(peer, state);
             if self.queue.contains_peer(peer) && self.queue.is_peer_paused(peer) != at_limit {
                 return Err(format!(
@@ -652,18 +378,11 @@ impl Engine {
             }
         }
         for peer in self.queue.peers() {
-            if !self.peers.contains_key(peer) {
+            if !self.peers.contains(peer) {
                 return Err(format!("{peer}: tasks of a peer not connected"));
             }
         }
-        let indexed = self.wanted.len();
-        if wants != self.total_wants || indexed != wants {
-            return Err(format!(
-                "{wants} wants, {} counted, {indexed} indexed",
-                self.total_wants
-            ));
-        }
-        if self.lookups.in_flight.len() > self.config.max_lookups_in_flight() {
+        if self.lookups.in_flight() > self.config.max_lookups_in_flight() {
             return Err("too many lookups in flight".into());
         }
         if self.batches.len() > self.config.max_envelopes_in_flight() {
@@ -672,21 +391,6 @@ impl Engine {
         self.windows.check()?;
         Ok(())
     }
-}
-
-/// Hash of the multihash wanted in slot `slot` of the peer with index `index`, for resizing
-/// `wanted` (every entry names a connected peer and a live slot).
-fn indexed_hash(
-    peers: &Map<PeerId, PeerState>,
-    ids: &[Option<PeerId>],
-    hasher: &foldhash::fast::RandomState,
-    index: u32,
-    slot: u32,
-) -> u64 {
-    let state = ids[index as usize]
-        .and_then(|peer| peers.get(&peer))
-        .expect("wanted names connected peers");
-    hasher.hash_one(multihash_bytes(state.ledger.cid_bytes_at(slot)))
 }
 
 /// Counters over the whole [`Engine`], read with [`Engine::stats`].

@@ -1,14 +1,18 @@
 //! Envelopes: tasks popped for one peer (a batch), their blocks read, packed into messages of
 //! at most 4 MiB, handed out by [`Engine::poll_envelope`] and reported back.
 
-use std::{fmt, time::Instant};
+use std::time::Instant;
 
 use cid::Cid;
-use ipfs_blockstore::Block;
 use libp2p::PeerId;
-use peer_task_queue::{PoppedTask, TaskId};
+use peer_task_queue::PoppedTask;
 
-use super::{Engine, engine::PeerState, merger::TaskData};
+use super::{
+    Engine,
+    batch::{Envelope, EnvelopeId, InFlight, Reply, Slot, TaskBatch},
+    merger::TaskData,
+    peer::PeerState,
+};
 use crate::{
     message::{BlockPresence, BlockPresenceType, Message, WantType},
     protocol::MAX_MESSAGE_SIZE,
@@ -20,72 +24,6 @@ const MESSAGE_OVERHEAD: usize = 16;
 const BLOCK_OVERHEAD: usize = 64;
 /// Upper bound of what a presence adds besides its CID.
 const PRESENCE_OVERHEAD: usize = 16;
-
-/// Identifies an [`Envelope`] until it is reported sent or failed. Unique within one
-/// [`Engine`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct EnvelopeId(u64);
-
-impl fmt::Display for EnvelopeId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "envelope-{}", self.0)
-    }
-}
-
-/// A message for one peer, from [`Engine::poll_envelope`]. It encodes to one frame of at
-/// most 4 MiB for any version.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[must_use = "every envelope must be sent and reported with handle_envelope_sent or _failed"]
-pub struct Envelope {
-    /// Report it with [`Engine::handle_envelope_sent`] or [`Engine::handle_envelope_failed`].
-    pub id: EnvelopeId,
-    /// The recipient.
-    pub peer: PeerId,
-    /// Blocks and presences, with `pending_bytes` set to the work still queued for the peer.
-    pub message: Message,
-}
-
-/// A popped task and, for a block, the block once read.
-#[derive(Debug)]
-pub(super) struct Slot {
-    pub(super) task: PoppedTask<Cid, TaskData>,
-    pub(super) block: Option<Block>,
-}
-
-/// Tasks popped together for one peer.
-#[derive(Debug)]
-pub(super) struct Batch {
-    pub(super) peer: PeerId,
-    pub(super) session: u64,
-    pub(super) slots: Vec<Slot>,
-    /// Block reads not yet answered; the batch is assembled when none is left.
-    pub(super) gets_left: usize,
-    /// First slot not yet put in an envelope.
-    pub(super) next: usize,
-    /// Envelopes handed out and neither reported nor stalled.
-    pub(super) envelopes_out: usize,
-    /// Work the peer still had pending when the batch was popped, in bytes.
-    pub(super) pending_work: u64,
-}
-
-/// An envelope handed out.
-#[derive(Debug)]
-pub(super) struct InFlight {
-    batch: u64,
-    /// It counts in its batch's `envelopes_out` (so against
-    /// [`Config::max_envelopes_in_flight`](super::Config::max_envelopes_in_flight)): handed
-    /// out while its peer's window was at the floor. Envelopes of a grown window are paced by
-    /// the window (and the global cap on windows) instead.
-    counted: bool,
-    /// Reported stalled: it no longer counts in its batch's `envelopes_out`.
-    stalled: bool,
-    /// The work of its tasks, in bytes.
-    work: u64,
-    peer: PeerId,
-    session: u64,
-    tasks: Vec<TaskId>,
-    answers: Vec<Answer>,
-}
 
 /// Envelopes of one peer lost in a row (none sent between them) whose answers are queued
 /// again; later losses are plain failures until one of its envelopes is sent. One reset
@@ -101,14 +39,6 @@ enum Outcome {
     Sent,
     Failed,
     Lost,
-}
-
-/// One answer of an envelope.
-#[derive(Debug, Clone, Copy)]
-enum Answer {
-    Block { cid: Cid, bytes: u64 },
-    Have(Cid),
-    DontHave(Cid),
 }
 
 impl Engine {
@@ -149,7 +79,7 @@ impl Engine {
     /// finds something in a ready batch. Freed slots are filled by the next `poll_lookup`.
     pub(super) fn settle(&mut self) {
         self.prune_ready();
-        self.shrink_index();
+        self.peers.shrink_index();
         self.refresh_gauges();
     }
 
@@ -226,7 +156,7 @@ impl Engine {
                 state.answer_only_popped.insert(task.task.topic);
             }
             if task.task.data.want_block && task.task.data.have_block {
-                self.lookups.gets.push_back((id, i));
+                self.lookups.push_get(id, i);
                 gets_left += 1;
             }
         }
@@ -236,7 +166,7 @@ impl Engine {
             .collect();
         self.batches.insert(
             id,
-            Batch {
+            TaskBatch {
                 peer,
                 session: state.session,
                 slots,
@@ -253,7 +183,7 @@ impl Engine {
 
     /// What a slot sends now: nothing if its want is gone (cancelled, replaced by a full
     /// wantlist without it) or the answer is one the peer cannot get or did not ask for.
-    fn slot_answer(&self, state: &PeerState, slot: &Slot) -> Option<Answer> {
+    fn slot_answer(&self, state: &PeerState, slot: &Slot) -> Option<Reply> {
         let cid = slot.task.task.topic;
         let data = slot.task.task.data;
         // A want asked again since the task was queued answers as asked last.
@@ -263,17 +193,17 @@ impl Engine {
             state.ledger.get(&cid)?.send_dont_have
         };
         let can_dont_have = self.config.send_dont_haves() && state.version.supports_have();
-        let dont_have = (send_dont_have && can_dont_have).then_some(Answer::DontHave(cid));
+        let dont_have = (send_dont_have && can_dont_have).then_some(Reply::DontHave(cid));
         if data.want_block && data.have_block {
             match &slot.block {
-                Some(block) => Some(Answer::Block {
+                Some(block) => Some(Reply::Block {
                     cid,
                     bytes: block.data().len() as u64,
                 }),
                 None => dont_have,
             }
         } else if data.have_block {
-            state.version.supports_have().then_some(Answer::Have(cid))
+            state.version.supports_have().then_some(Reply::Have(cid))
         } else {
             dont_have
         }
@@ -288,7 +218,7 @@ impl Engine {
         envelope
     }
 
-    fn pack(&mut self, batch_id: u64, batch: &mut Batch) -> Option<Envelope> {
+    fn pack(&mut self, batch_id: u64, batch: &mut TaskBatch) -> Option<Envelope> {
         let Some(state) = self
             .peers
             .get(&batch.peer)
@@ -316,8 +246,8 @@ impl Engine {
             };
             let cid = slot.task.task.topic;
             let item = match answer {
-                Answer::Block { bytes, .. } => bytes as usize + BLOCK_OVERHEAD,
-                Answer::Have(_) | Answer::DontHave(_) => cid.encoded_len() + PRESENCE_OVERHEAD,
+                Reply::Block { bytes, .. } => bytes as usize + BLOCK_OVERHEAD,
+                Reply::Have(_) | Reply::DontHave(_) => cid.encoded_len() + PRESENCE_OVERHEAD,
             };
             if !answers.is_empty() && size + item > MAX_MESSAGE_SIZE {
                 if slot.task.task.data.answer_only {
@@ -328,12 +258,12 @@ impl Engine {
             size += item;
             let slot = &mut batch.slots[batch.next];
             match answer {
-                Answer::Block { .. } => message.blocks.extend(slot.block.take()),
-                Answer::Have(_) => message.presences.push(BlockPresence {
+                Reply::Block { .. } => message.blocks.extend(slot.block.take()),
+                Reply::Have(_) => message.presences.push(BlockPresence {
                     cid,
                     presence: BlockPresenceType::Have,
                 }),
-                Answer::DontHave(_) => message.presences.push(BlockPresence {
+                Reply::DontHave(_) => message.presences.push(BlockPresence {
                     cid,
                     presence: BlockPresenceType::DontHave,
                 }),
@@ -484,12 +414,12 @@ impl Engine {
         let (mut blocks, mut bytes, mut haves, mut dont_haves) = (0, 0, 0, 0);
         for answer in &envelope.answers {
             match answer {
-                Answer::Block { bytes: b, .. } => {
+                Reply::Block { bytes: b, .. } => {
                     blocks += 1;
                     bytes += b;
                 }
-                Answer::Have(_) => haves += 1,
-                Answer::DontHave(_) => dont_haves += 1,
+                Reply::Have(_) => haves += 1,
+                Reply::DontHave(_) => dont_haves += 1,
             }
         }
         if let Some(m) = &self.metrics {
@@ -528,12 +458,12 @@ impl Engine {
                 Outcome::Lost if state.lost_in_a_row < MAX_LOST_IN_A_ROW => {
                     state.lost_in_a_row += 1;
                     for answer in &envelope.answers {
-                        let (Answer::Block { cid, .. } | Answer::Have(cid) | Answer::DontHave(cid)) =
+                        let (Reply::Block { cid, .. } | Reply::Have(cid) | Reply::DontHave(cid)) =
                             *answer;
                         if let Some(slot) = state.ledger.find(&cid)
                             && state.request_probe(slot)
                         {
-                            self.lookups.round.push_back(peer);
+                            self.lookups.join_round(peer);
                         }
                     }
                 }
@@ -542,11 +472,14 @@ impl Engine {
             if sent {
                 for answer in &envelope.answers {
                     match *answer {
-                        Answer::Block { cid, .. } => {
+                        Reply::Block { cid, .. } => {
                             self.remove_want(&peer, &cid);
                         }
-                        Answer::Have(cid) => {
-                            let is_have = self.peers[&peer]
+                        Reply::Have(cid) => {
+                            let is_have = self
+                                .peers
+                                .get(&peer)
+                                .expect("connected")
                                 .ledger
                                 .get(&cid)
                                 .is_some_and(|w| w.want_type == WantType::Have);
@@ -554,14 +487,14 @@ impl Engine {
                                 self.remove_want(&peer, &cid);
                             }
                         }
-                        Answer::DontHave(_) => {}
+                        Reply::DontHave(_) => {}
                     }
                 }
             }
             match (outcome, now) {
                 (Outcome::Sent, Some(now)) => {
                     self.windows.delivered(&peer, envelope.work, now);
-                    let idle = self.peers[&peer].envelopes_out == 0
+                    let idle = self.peers.get(&peer).expect("connected").envelopes_out == 0
                         && self
                             .queue
                             .peer_stats(&peer)

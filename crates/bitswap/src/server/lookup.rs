@@ -1,20 +1,17 @@
-//! Blockstore lookups: the engine asks ([`Engine::poll_lookup`]) and the embedder answers
-//! ([`Engine::handle_lookup`]).
-//!
-//! Probes (size or presence of a wanted block) wait in one queue per peer and are handed out
-//! round-robin between peers, so one large wantlist does not delay a small one. Block reads
-//! for envelopes being built go first: their tasks already hold the peer's outstanding bytes.
+//! Blockstore lookups ([`Lookup`]): what the engine asks of the store, and [`Lookups`], the
+//! ones waiting and in flight. The engine hands them out and takes their answers in
+//! `store.rs`.
 
 use std::{collections::VecDeque, fmt};
 
 use cid::Cid;
-use ipfs_blockstore::{Block, MAX_BLOCK_SIZE};
+use ipfs_blockstore::Block;
 use libp2p::PeerId;
 
-use super::{Engine, engine::QUEUED, ledger::WantState};
 use crate::hash::Map;
 
-/// Identifies a [`Lookup`] until it is answered. Unique within one [`Engine`].
+/// Identifies a [`Lookup`] until it is answered. Unique within one
+/// [`Engine`](super::Engine).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct LookupId(u64);
 
@@ -40,11 +37,12 @@ pub enum LookupKind {
     Get,
 }
 
-/// A blockstore read the engine needs, from [`Engine::poll_lookup`].
+/// A blockstore read the engine needs, from
+/// [`Engine::poll_lookup`](super::Engine::poll_lookup).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[must_use = "every lookup must be answered with Engine::handle_lookup"]
 pub struct Lookup {
-    /// Hand it back to [`Engine::handle_lookup`].
+    /// Hand it back to [`Engine::handle_lookup`](super::Engine::handle_lookup).
     pub id: LookupId,
     /// The block.
     pub cid: Cid,
@@ -52,7 +50,7 @@ pub struct Lookup {
     pub kind: LookupKind,
 }
 
-/// The answer to a [`Lookup`], for [`Engine::handle_lookup`].
+/// The answer to a [`Lookup`], for [`Engine::handle_lookup`](super::Engine::handle_lookup).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LookupResult {
     /// For [`LookupKind::Has`]: whether the block is stored.
@@ -65,15 +63,16 @@ pub enum LookupResult {
     Failed,
 }
 
-/// Lookups waiting and in flight.
+/// Lookups waiting and in flight: ids are never reused, and every lookup handed out is in
+/// flight until answered.
 #[derive(Debug, Default)]
 pub(super) struct Lookups {
     next_id: u64,
-    pub(super) in_flight: Map<LookupId, Pending>,
+    in_flight: Map<LookupId, Pending>,
     /// Block reads of batches being built: (batch, slot), oldest first.
-    pub(super) gets: VecDeque<(u64, usize)>,
+    gets: VecDeque<(u64, usize)>,
     /// Peers with queued probes, in service order.
-    pub(super) round: VecDeque<PeerId>,
+    round: VecDeque<PeerId>,
 }
 
 /// What an unanswered lookup was for.
@@ -92,173 +91,46 @@ pub(super) enum Pending {
 }
 
 impl Lookups {
-    fn start(&mut self, pending: Pending) -> LookupId {
+    /// Hands out a lookup for `pending`.
+    pub(super) fn start(&mut self, pending: Pending) -> LookupId {
         let id = LookupId(self.next_id);
         self.next_id += 1;
         self.in_flight.insert(id, pending);
         id
     }
-}
 
-impl Engine {
-    /// The next blockstore lookup to perform, if fewer than
-    /// [`Config::max_lookups_in_flight`](super::Config::max_lookups_in_flight) are unanswered.
-    /// Answer each with [`handle_lookup`](Self::handle_lookup).
-    ///
-    /// Block reads of batches being built come first, then probes of new wants. When neither
-    /// can be handed out, it pops the next batch of tasks from the queue (while fewer than
-    /// [`Config::max_envelopes_in_flight`](super::Config::max_envelopes_in_flight) are in
-    /// flight): so the tasks of a whole wantlist are probed before the first envelope is
-    /// built, and envelopes are built when there is room for them, as boxo's workers do. A
-    /// batch without blocks is ready at once, which is why
-    /// [`poll_envelope`](Self::poll_envelope) is drained after this.
-    #[must_use = "lookups must be performed and answered"]
-    pub fn poll_lookup(&mut self) -> Option<Lookup> {
-        let lookup = loop {
-            if self.lookups.in_flight.len() < self.config.max_lookups_in_flight()
-                && let Some(lookup) = self.next_get().or_else(|| self.next_probe())
-            {
-                break Some(lookup);
-            }
-            if !self.pop_batch() {
-                break None;
-            }
-        };
-        if lookup.is_some() {
-            self.count(|m| &m.lookups);
-        }
-        self.refresh_gauges();
-        lookup
+    /// The lookup `id` was answered: what it was for, or `None` if it was not in flight.
+    pub(super) fn finish(&mut self, id: LookupId) -> Option<Pending> {
+        self.in_flight.remove(&id)
     }
 
-    fn next_get(&mut self) -> Option<Lookup> {
-        while let Some((batch_id, slot)) = self.lookups.gets.pop_front() {
-            let Some(batch) = self.batches.get(&batch_id) else {
-                continue;
-            };
-            let cid = batch.slots[slot].task.task.topic;
-            let id = self.lookups.start(Pending::Get {
-                batch: batch_id,
-                slot,
-            });
-            return Some(Lookup {
-                id,
-                cid,
-                kind: LookupKind::Get,
-            });
-        }
-        None
+    /// Lookups handed out and not yet answered.
+    pub(super) fn in_flight(&self) -> usize {
+        self.in_flight.len()
     }
 
-    fn next_probe(&mut self) -> Option<Lookup> {
-        let replace = self.config.want_have_replace_size();
-        while let Some(peer) = self.lookups.round.pop_front() {
-            let Some(state) = self.peers.get_mut(&peer) else {
-                continue;
-            };
-            state.in_round = false;
-            while let Some(slot) = state.probe_queue.pop_front() {
-                let Some(want) = state.ledger.live_want_at(slot) else {
-                    continue;
-                };
-                if want.state != QUEUED {
-                    continue;
-                }
-                state.set_state_at(slot, WantState::Probing { queued: false });
-                let cid = state.ledger.cid_at(slot);
-                if !state.probe_queue.is_empty() {
-                    state.in_round = true;
-                    self.lookups.round.push_back(peer);
-                }
-                let kind = if want.want_type == crate::message::WantType::Have && replace == 0 {
-                    LookupKind::Has
-                } else {
-                    LookupKind::Size
-                };
-                let id = self.lookups.start(Pending::Probe {
-                    peer,
-                    session: state.session,
-                    slot,
-                    seq: want.seq,
-                });
-                return Some(Lookup { id, cid, kind });
-            }
-        }
-        None
+    /// Queues a block read for slot `slot` of batch `batch`.
+    pub(super) fn push_get(&mut self, batch: u64, slot: usize) {
+        self.gets.push_back((batch, slot));
     }
 
-    /// The answer to a lookup from [`poll_lookup`](Self::poll_lookup). Unknown ids (already
-    /// answered) are ignored; an answer for a want changed or dropped meanwhile is discarded.
-    pub fn handle_lookup(&mut self, id: LookupId, result: LookupResult) {
-        let Some(pending) = self.lookups.in_flight.remove(&id) else {
-            return;
-        };
-        match pending {
-            Pending::Probe {
-                peer,
-                session,
-                slot,
-                seq,
-            } => {
-                // Ranks are unique within a peer's session: the slot still holds the want
-                // probed if its `seq` is the same.
-                let current = self.peers.get(&peer).and_then(|state| {
-                    let want = state.ledger.live_want_at(slot)?;
-                    (state.session == session
-                        && want.seq == seq
-                        && want.state == (WantState::Probing { queued: false }))
-                    .then_some(())
-                });
-                if current.is_some() {
-                    let found = match result {
-                        LookupResult::Size(Some(size)) if size <= MAX_BLOCK_SIZE => {
-                            Some(Some(size as u64))
-                        }
-                        LookupResult::Has(true) => Some(None),
-                        LookupResult::Block(Some(block)) => Some(Some(block.data().len() as u64)),
-                        _ => None,
-                    };
-                    self.answer_want(&peer, slot, found);
-                }
-            }
-            Pending::Get { batch, slot } => {
-                if let Some(b) = self.batches.get_mut(&batch) {
-                    let cid = b.slots[slot].task.task.topic;
-                    let block = match result {
-                        LookupResult::Block(Some(block)) => same_block(cid, block),
-                        _ => None,
-                    };
-                    let (peer, session) = (b.peer, b.session);
-                    let missing = block.is_none();
-                    b.slots[slot].block = block;
-                    b.gets_left -= 1;
-                    if b.gets_left == 0 {
-                        self.ready.push_back(batch);
-                    }
-                    // Gone since it was probed: the want waits for the block again.
-                    if let Some(state) = self.peers.get_mut(&peer)
-                        && missing
-                        && state.session == session
-                    {
-                        state.set_state(&cid, WantState::Missing);
-                    }
-                }
-            }
-        }
-        self.settle();
+    /// The oldest block read queued.
+    pub(super) fn pop_get(&mut self) -> Option<(u64, usize)> {
+        self.gets.pop_front()
     }
-}
 
-/// The block under the CID asked for: the store keys by multihash, so it may return it under
-/// another CID of the same multihash; anything else is treated as missing.
-fn same_block(cid: Cid, block: Block) -> Option<Block> {
-    if *block.cid() == cid {
-        return Some(block);
+    /// `peer` has probes queued: it takes its turn after the peers already waiting.
+    pub(super) fn join_round(&mut self, peer: PeerId) {
+        self.round.push_back(peer);
     }
-    if block.cid().hash() != cid.hash() {
-        tracing::warn!(%cid, got = %block.cid(), "blockstore returned another block");
-        return None;
+
+    /// The next peer whose probes are served.
+    pub(super) fn next_in_round(&mut self) -> Option<PeerId> {
+        self.round.pop_front()
     }
-    let (_, data) = block.into_parts();
-    Block::new(cid, data).ok()
+
+    /// `peer` left: it has no turn any more.
+    pub(super) fn leave_round(&mut self, peer: &PeerId) {
+        self.round.retain(|p| p != peer);
+    }
 }

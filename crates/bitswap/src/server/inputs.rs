@@ -1,7 +1,9 @@
-//! Wantlists: the ledger side of the [`Engine`]. Received entries become wants (or are
-//! refused, denied, ignored), probe results and new blocks become tasks in the queue.
+//! The engine's inputs that change what peers want: received wantlists
+//! ([`Engine::handle_message`]) and new blocks ([`Engine::handle_new_blocks`]). Received
+//! entries become wants (or are refused, denied, ignored); probe results and new blocks
+//! become tasks in the queue.
 
-use std::{hash::BuildHasher, ops::Range};
+use std::ops::Range;
 
 use cid::Cid;
 use ipfs_blockstore::{MAX_BLOCK_SIZE, multicodec::IDENTITY};
@@ -10,7 +12,7 @@ use peer_task_queue::Task;
 
 use super::{
     Config, Engine,
-    ledger::{Request, Want, WantState, multihash_bytes},
+    ledger::{Request, Want, WantState},
     merger::{TaskData, presence_work},
 };
 use crate::{
@@ -123,7 +125,14 @@ impl Engine {
         };
         if *taken >= self.config.max_entries_per_message() {
             self.count(|m| &m.wants_refused);
-            if send_dont_have && !self.peers[&peer].ledger.contains(&cid) {
+            if send_dont_have
+                && !self
+                    .peers
+                    .get(&peer)
+                    .expect("connected")
+                    .ledger
+                    .contains(&cid)
+            {
                 self.push_answer_only(&peer, cid, entry.priority, want_type);
             }
             return;
@@ -150,55 +159,40 @@ impl Engine {
     /// Adds or updates a want and queues its probe, making room in a full ledger.
     fn add_want(&mut self, peer: PeerId, cid: Cid, request: Request) {
         self.remove_answer_only(&peer, &cid);
-        let state = self.peers.get_mut(&peer).expect("connected");
-        let slot = if let Some(slot) = state.ledger.find(&cid) {
-            state.insert_want(Some(slot), &cid, request)
-        } else {
-            if state.ledger.len() >= self.config.max_wants_per_peer() {
-                let victim_slot = state.ledger.victim().expect("a full ledger");
-                let victim = state.ledger.want_at(victim_slot);
-                let victim_cid = state.ledger.cid_at(victim_slot);
-                if victim.state != WantState::Missing && victim.priority >= request.priority {
-                    self.count(|m| &m.wants_refused);
-                    if request.send_dont_have {
-                        self.push_answer_only(&peer, cid, request.priority, request.want_type);
-                    }
-                    return;
+        let state = self.peers.get(&peer).expect("connected");
+        let existing = state.ledger.find(&cid);
+        if existing.is_none() && state.ledger.len() >= self.config.max_wants_per_peer() {
+            let victim_slot = state.ledger.victim().expect("a full ledger");
+            let victim = state.ledger.want_at(victim_slot);
+            let victim_cid = state.ledger.cid_at(victim_slot);
+            if victim.state != WantState::Missing && victim.priority >= request.priority {
+                self.count(|m| &m.wants_refused);
+                if request.send_dont_have {
+                    self.push_answer_only(&peer, cid, request.priority, request.want_type);
                 }
-                self.count(|m| &m.wants_evicted);
-                let (_, task) = self.remove_want(&peer, &victim_cid).expect("victim");
-                if victim.send_dont_have && (victim.state != WantState::Missing || task.is_some()) {
-                    self.push_answer_only(&peer, victim_cid, victim.priority, victim.want_type);
-                }
+                return;
             }
-            let state = self.peers.get_mut(&peer).expect("connected");
-            let slot = state.insert_want(None, &cid, request);
-            let hash = self
-                .hasher
-                .hash_one(multihash_bytes(state.ledger.cid_bytes_at(slot)));
-            let index = state.index;
-            self.index_want(index, slot, hash);
-            slot
-        };
+            self.count(|m| &m.wants_evicted);
+            let (_, task) = self.remove_want(&peer, &victim_cid).expect("victim");
+            if victim.send_dont_have && (victim.state != WantState::Missing || task.is_some()) {
+                self.push_answer_only(&peer, victim_cid, victim.priority, victim.want_type);
+            }
+        }
+        let slot = self
+            .peers
+            .insert_want(&peer, existing, &cid, request)
+            .expect("connected");
         // Every want received is probed, also one already being probed: its answer must
         // reflect the newest request (an older result is stale by its sequence number).
         let state = self.peers.get_mut(&peer).expect("connected");
         if state.request_probe(slot) {
-            self.lookups.round.push_back(peer);
+            self.lookups.join_round(peer);
         }
     }
 
     /// Removes a want, its index entry and its pending task.
     pub(super) fn remove_want(&mut self, peer: &PeerId, cid: &Cid) -> Option<Removed> {
-        let state = self.peers.get_mut(peer)?;
-        let slot = state.ledger.find(cid)?;
-        state.set_state_at(slot, WantState::Found);
-        let hash = self
-            .hasher
-            .hash_one(multihash_bytes(state.ledger.cid_bytes_at(slot)));
-        let index = state.index;
-        let want = state.ledger.remove_at(slot);
-        self.unindex(index, slot, hash);
+        let want = self.peers.remove_want(peer, cid)?;
         let task = self.queue.remove(peer, cid).task;
         Some((want, task))
     }
@@ -332,7 +326,7 @@ impl Engine {
             if size > MAX_BLOCK_SIZE {
                 continue;
             }
-            for (peer, slot) in self.wanters(&cid) {
+            for (peer, slot) in self.peers.wanters(&cid) {
                 let Some(state) = self.peers.get_mut(&peer) else {
                     continue;
                 };

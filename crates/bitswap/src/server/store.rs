@@ -1,0 +1,180 @@
+//! The engine's side of the blockstore: [`Engine::poll_lookup`] hands out reads and
+//! [`Engine::handle_lookup`] takes their answers.
+//!
+//! Probes (size or presence of a wanted block) wait in one queue per peer and are handed out
+//! round-robin between peers, so one large wantlist does not delay a small one. Block reads
+//! for envelopes being built go first: their tasks already hold the peer's outstanding bytes.
+
+use cid::Cid;
+use ipfs_blockstore::{Block, MAX_BLOCK_SIZE};
+
+use super::{
+    Engine,
+    ledger::WantState,
+    lookup::{Lookup, LookupId, LookupKind, LookupResult, Pending},
+    peer::QUEUED,
+};
+use crate::message::WantType;
+
+impl Engine {
+    /// The next blockstore lookup to perform, if fewer than
+    /// [`Config::max_lookups_in_flight`](super::Config::max_lookups_in_flight) are unanswered.
+    /// Answer each with [`handle_lookup`](Self::handle_lookup).
+    ///
+    /// Block reads of batches being built come first, then probes of new wants. When neither
+    /// can be handed out, it pops the next batch of tasks from the queue (while fewer than
+    /// [`Config::max_envelopes_in_flight`](super::Config::max_envelopes_in_flight) are in
+    /// flight): so the tasks of a whole wantlist are probed before the first envelope is
+    /// built, and envelopes are built when there is room for them, as boxo's workers do. A
+    /// batch without blocks is ready at once, which is why
+    /// [`poll_envelope`](Self::poll_envelope) is drained after this.
+    #[must_use = "lookups must be performed and answered"]
+    pub fn poll_lookup(&mut self) -> Option<Lookup> {
+        let lookup = loop {
+            if self.lookups.in_flight() < self.config.max_lookups_in_flight()
+                && let Some(lookup) = self.next_get().or_else(|| self.next_probe())
+            {
+                break Some(lookup);
+            }
+            if !self.pop_batch() {
+                break None;
+            }
+        };
+        if lookup.is_some() {
+            self.count(|m| &m.lookups);
+        }
+        self.refresh_gauges();
+        lookup
+    }
+
+    fn next_get(&mut self) -> Option<Lookup> {
+        while let Some((batch_id, slot)) = self.lookups.pop_get() {
+            let Some(batch) = self.batches.get(&batch_id) else {
+                continue;
+            };
+            let cid = batch.slots[slot].task.task.topic;
+            let id = self.lookups.start(Pending::Get {
+                batch: batch_id,
+                slot,
+            });
+            return Some(Lookup {
+                id,
+                cid,
+                kind: LookupKind::Get,
+            });
+        }
+        None
+    }
+
+    fn next_probe(&mut self) -> Option<Lookup> {
+        let replace = self.config.want_have_replace_size();
+        while let Some(peer) = self.lookups.next_in_round() {
+            let Some(state) = self.peers.get_mut(&peer) else {
+                continue;
+            };
+            state.in_round = false;
+            while let Some(slot) = state.probe_queue.pop_front() {
+                let Some(want) = state.ledger.live_want_at(slot) else {
+                    continue;
+                };
+                if want.state != QUEUED {
+                    continue;
+                }
+                state.set_state_at(slot, WantState::Probing { queued: false });
+                let cid = state.ledger.cid_at(slot);
+                if !state.probe_queue.is_empty() {
+                    state.in_round = true;
+                    self.lookups.join_round(peer);
+                }
+                let kind = if want.want_type == WantType::Have && replace == 0 {
+                    LookupKind::Has
+                } else {
+                    LookupKind::Size
+                };
+                let id = self.lookups.start(Pending::Probe {
+                    peer,
+                    session: state.session,
+                    slot,
+                    seq: want.seq,
+                });
+                return Some(Lookup { id, cid, kind });
+            }
+        }
+        None
+    }
+
+    /// The answer to a lookup from [`poll_lookup`](Self::poll_lookup). Unknown ids (already
+    /// answered) are ignored; an answer for a want changed or dropped meanwhile is discarded.
+    pub fn handle_lookup(&mut self, id: LookupId, result: LookupResult) {
+        let Some(pending) = self.lookups.finish(id) else {
+            return;
+        };
+        match pending {
+            Pending::Probe {
+                peer,
+                session,
+                slot,
+                seq,
+            } => {
+                // Ranks are unique within a peer's session: the slot still holds the want
+                // probed if its `seq` is the same.
+                let current = self.peers.get(&peer).and_then(|state| {
+                    let want = state.ledger.live_want_at(slot)?;
+                    (state.session == session
+                        && want.seq == seq
+                        && want.state == (WantState::Probing { queued: false }))
+                    .then_some(())
+                });
+                if current.is_some() {
+                    let found = match result {
+                        LookupResult::Size(Some(size)) if size <= MAX_BLOCK_SIZE => {
+                            Some(Some(size as u64))
+                        }
+                        LookupResult::Has(true) => Some(None),
+                        LookupResult::Block(Some(block)) => Some(Some(block.data().len() as u64)),
+                        _ => None,
+                    };
+                    self.answer_want(&peer, slot, found);
+                }
+            }
+            Pending::Get { batch, slot } => {
+                if let Some(b) = self.batches.get_mut(&batch) {
+                    let cid = b.slots[slot].task.task.topic;
+                    let block = match result {
+                        LookupResult::Block(Some(block)) => same_block(cid, block),
+                        _ => None,
+                    };
+                    let (peer, session) = (b.peer, b.session);
+                    let missing = block.is_none();
+                    b.slots[slot].block = block;
+                    b.gets_left -= 1;
+                    if b.gets_left == 0 {
+                        self.ready.push_back(batch);
+                    }
+                    // Gone since it was probed: the want waits for the block again.
+                    if let Some(state) = self.peers.get_mut(&peer)
+                        && missing
+                        && state.session == session
+                    {
+                        state.set_state(&cid, WantState::Missing);
+                    }
+                }
+            }
+        }
+        self.settle();
+    }
+}
+
+/// The block under the CID asked for: the store keys by multihash, so it may return it under
+/// another CID of the same multihash; anything else is treated as missing.
+fn same_block(cid: Cid, block: Block) -> Option<Block> {
+    if *block.cid() == cid {
+        return Some(block);
+    }
+    if block.cid().hash() != cid.hash() {
+        tracing::warn!(%cid, got = %block.cid(), "blockstore returned another block");
+        return None;
+    }
+    let (_, data) = block.into_parts();
+    Block::new(cid, data).ok()
+}

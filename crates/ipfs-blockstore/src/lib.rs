@@ -73,6 +73,8 @@ mod readers;
 mod redb_error;
 #[cfg(feature = "redb")]
 mod redb_store;
+#[cfg(feature = "s3")]
+mod s3;
 #[cfg(feature = "redb")]
 mod tables;
 #[cfg(feature = "redb")]
@@ -87,4 +89,6 @@ pub use memory::{MemoryBlockstore, MemoryBlockstoreError};
 pub use redb_error::{RedbBlockstoreError, RedbCorruption, RedbOpenError};
 #[cfg(feature = "redb")]
 pub use redb_store::{RedbBlockstore, RedbConfig};
+#[cfg(feature = "s3")]
+pub use s3::{S3Blockstore, S3BlockstoreError, S3Config, S3OpenError, S3Stats};
 pub use store::Blockstore;

@@ -48,6 +48,11 @@
 //!   append-only blob file next to it, indexed by the redb file, and compacted when deleted
 //!   blocks leave enough of it dead. Without the feature, the crate compiles no redb, for
 //!   embedders that bring their own store.
+//! - `S3Blockstore` (cargo feature `s3`): blocks as objects of an S3-compatible bucket
+//!   (through [object_store](https://docs.rs/object_store)), shared by any number of nodes,
+//!   with a byte-bounded cache of hot blocks and a membership filter in front, so that lookups
+//!   of blocks nobody stored make no request. Its docs have an example on the in-memory
+//!   backend.
 //!
 //! # Hash functions
 //!

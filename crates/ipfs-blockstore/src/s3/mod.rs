@@ -204,6 +204,34 @@ fn bump(counter: &AtomicU64) {
 ///
 /// The requests run on tokio (through `object_store`'s HTTP client): the futures of this store
 /// must be polled within a tokio runtime.
+///
+/// # Example
+///
+/// On `object_store`'s in-memory backend; [`S3Blockstore::from_url`] opens a bucket.
+///
+/// ```
+/// use std::sync::Arc;
+///
+/// use bytes::Bytes;
+/// use ipfs_blockstore::{Block, Blockstore, S3Blockstore, S3Config};
+/// use object_store::memory::InMemory;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let config = S3Config::default().with_cache_bytes(64 << 20);
+/// let store = S3Blockstore::new(Arc::new(InMemory::new()), "blocks", &config);
+/// let block = Block::from_v0_data(Bytes::from_static(b"hello"))?;
+/// tokio::runtime::Runtime::new()?.block_on(async {
+///     store.put(block.clone()).await?;
+///     assert_eq!(store.get(block.cid()).await?, Some(block.clone()));
+///     // A complete listing makes the filter trusted: absent blocks now cost no request.
+///     store.refresh_filter().await?;
+///     let absent = Block::from_v0_data(Bytes::from_static(b"absent"))?;
+///     assert!(!store.has(absent.cid()).await?);
+///     Ok::<_, Box<dyn std::error::Error>>(())
+/// })?;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct S3Blockstore {
     inner: Arc<Inner>,

@@ -8,6 +8,8 @@ use clap::{ArgAction, Args, Parser, Subcommand};
 use ipfs_formats::unixfs::{DEFAULT_CHUNK_SIZE_BYTES, DEFAULT_MAX_LINKS, HashFunction};
 use libp2p::Multiaddr;
 
+use bitswap_node::store::StoreUrl;
+
 use crate::swarm::{Limits, MemoryLimit};
 
 /// A Bitswap node: UnixFS files with kubo's CIDs, raw blocks and CAR files in a persistent
@@ -24,6 +26,17 @@ pub(crate) struct Cli {
     /// $XDG_DATA_HOME/bitswap-node or ~/.local/share/bitswap-node.
     #[arg(long, global = true, value_name = "DIR")]
     pub(crate) data_dir: Option<PathBuf>,
+    /// Where the blocks are: `redb` (a file in the data directory) or `s3://BUCKET[/PREFIX]`
+    /// (objects of a bucket that other nodes may share; endpoint, region and credentials from
+    /// AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, and
+    /// AWS_ALLOW_HTTP=true for a plain-HTTP endpoint). The identity stays in the data
+    /// directory either way.
+    #[arg(long, global = true, default_value = "redb", value_name = "URL")]
+    pub(crate) store: StoreUrl,
+    /// Bytes of hot blocks an S3 store keeps in memory (K, M or G suffixes, powers of 1024).
+    #[arg(long, global = true, default_value = "256M", value_name = "BYTES",
+        value_parser = parse_bytes)]
+    pub(crate) cache_size: u64,
     /// Print exactly one JSON object on stdout (errors still go to stderr).
     #[arg(long, global = true, num_args = 0..=1, require_equals = true,
         default_missing_value = "true", default_value_t = false, action = ArgAction::Set,
@@ -250,6 +263,17 @@ fn parse_memory(text: &str) -> Result<MemoryLimit, String> {
         .filter(|bytes| *bytes > 0)
         .map(MemoryLimit::Bytes)
         .ok_or_else(|| format!("{text:?} is zero or too large"))
+}
+
+/// A size in bytes from `1048576`, `512M` or `1G` (powers of 1024); 0 is allowed.
+fn parse_bytes(text: &str) -> Result<u64, String> {
+    if text.trim() == "0" {
+        return Ok(0);
+    }
+    match parse_memory(text)? {
+        MemoryLimit::Bytes(bytes) => Ok(bytes),
+        MemoryLimit::Fraction(_) => Err(format!("{text:?} is not a size in bytes")),
+    }
 }
 
 /// `get`.

@@ -19,7 +19,8 @@ use std::{
 };
 
 use anyhow::{Context as _, anyhow, bail};
-use bitswap::{Block, Blockstore, Event, RedbBlockstore, RedbBlockstoreError};
+use bitswap::{Block, Blockstore, Event};
+use bitswap_node::store::NodeStore;
 use cid::Cid;
 use futures::StreamExt;
 use indicatif::ProgressBar;
@@ -84,7 +85,7 @@ pub(crate) struct Fetched {
 /// The walk's state.
 struct Walk<'a> {
     swarm: &'a mut Swarm<Node>,
-    store: Arc<RedbBlockstore>,
+    store: Arc<NodeStore>,
     bar: &'a ProgressBar,
     root: Cid,
     /// Where to write the file, if the root is one.
@@ -162,7 +163,7 @@ impl Walk<'_> {
                     self.visit(&block)?;
                 }
                 Ok(None) => self.wanted.push_back(cid),
-                Err(RedbBlockstoreError::Corrupt { .. }) => {
+                Err(error) if error.is_corrupt() => {
                     self.fetched.corrupt_blocks += 1;
                     self.wanted.push_back(cid);
                 }

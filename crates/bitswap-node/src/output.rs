@@ -29,9 +29,14 @@ pub(crate) fn fail(error: &anyhow::Error) -> ExitCode {
     // The store turns a panic of redb (a corrupt file, or a bug) into an error that does not
     // say what went wrong; the panic hook kept that.
     let panicked = error.chain().any(|cause| {
+        use bitswap::RedbBlockstoreError::Panicked;
+        use bitswap_node::store::NodeStoreError;
         matches!(
             cause.downcast_ref::<bitswap::RedbBlockstoreError>(),
-            Some(bitswap::RedbBlockstoreError::Panicked)
+            Some(Panicked)
+        ) || matches!(
+            cause.downcast_ref::<NodeStoreError>(),
+            Some(NodeStoreError::Redb(Panicked))
         )
     });
     if panicked && let Some(panic) = last_panic() {

@@ -48,6 +48,11 @@
 //!   append-only blob file next to it, indexed by the redb file, and compacted when deleted
 //!   blocks leave enough of it dead. Without the feature, the crate compiles no redb, for
 //!   embedders that bring their own store.
+//! - `S3Blockstore` (cargo feature `s3`): blocks as objects of an S3-compatible bucket
+//!   (through [object_store](https://docs.rs/object_store)), shared by any number of nodes,
+//!   with a byte-bounded cache of hot blocks and a membership filter in front, so that lookups
+//!   of blocks nobody stored make no request. Its docs have an example on the in-memory
+//!   backend.
 //!
 //! # Hash functions
 //!
@@ -73,6 +78,8 @@ mod readers;
 mod redb_error;
 #[cfg(feature = "redb")]
 mod redb_store;
+#[cfg(feature = "s3")]
+mod s3;
 #[cfg(feature = "redb")]
 mod tables;
 #[cfg(feature = "redb")]
@@ -87,4 +94,6 @@ pub use memory::{MemoryBlockstore, MemoryBlockstoreError};
 pub use redb_error::{RedbBlockstoreError, RedbCorruption, RedbOpenError};
 #[cfg(feature = "redb")]
 pub use redb_store::{RedbBlockstore, RedbConfig};
+#[cfg(feature = "s3")]
+pub use s3::{S3Blockstore, S3BlockstoreError, S3Config, S3OpenError, S3Stats};
 pub use store::Blockstore;

@@ -4,7 +4,7 @@
 use std::{io::IsTerminal as _, path::PathBuf, sync::Arc, time::Duration, time::Instant};
 
 use anyhow::{Context as _, bail};
-use bitswap::{Blockstore, RedbConfig};
+use bitswap::Blockstore;
 use cid::Cid;
 use indicatif::{ProgressBar, ProgressStyle};
 use ipfs_blockstore::multicodec::{DAG_PB, RAW};
@@ -26,7 +26,7 @@ pub(crate) async fn run(cx: &Context, args: GetArgs) -> anyhow::Result<()> {
     }
     let dir = cx.data_dir()?;
     let keypair = dir.identity()?;
-    let store = dir.open_store(RedbConfig::default())?;
+    let store = cx.open_store(&dir)?;
     let mut registry = Registry::default();
     // A client of the DHT: `get` does not listen, so it could not answer.
     let (mut swarm, libp2p_metrics) = swarm::build(

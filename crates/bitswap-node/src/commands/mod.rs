@@ -8,8 +8,12 @@ mod get;
 mod serve;
 
 use anyhow::Context as _;
-use bitswap::{RedbBlockstore, RedbConfig};
-use bitswap_node::datadir::DataDir;
+use bitswap::RedbConfig;
+use bitswap_node::{
+    datadir::DataDir,
+    store::{NodeStore, StoreUrl},
+};
+use ipfs_blockstore::{S3Blockstore, S3Config};
 use serde_json::json;
 
 use crate::{
@@ -21,6 +25,10 @@ use crate::{
 pub(crate) struct Context {
     /// The data directory given, if any.
     data_dir: Option<std::path::PathBuf>,
+    /// `--store`.
+    store: StoreUrl,
+    /// `--cache-size`, in bytes.
+    cache_size: u64,
     /// `--json`.
     pub(crate) json: bool,
     /// `--bitswap-versions` (empty: all).
@@ -37,9 +45,20 @@ impl Context {
         DataDir::open(&path).with_context(|| format!("data directory {}", path.display()))
     }
 
-    /// Opens the data directory's block store.
-    pub(crate) fn store(&self) -> anyhow::Result<RedbBlockstore> {
-        Ok(self.data_dir()?.open_store(RedbConfig::default())?)
+    /// Opens the block store of `--store`: the data directory's, or a bucket.
+    pub(crate) fn store(&self) -> anyhow::Result<NodeStore> {
+        self.open_store(&self.data_dir()?)
+    }
+
+    /// Opens the block store of `--store`, with `dir` the data directory already open.
+    pub(crate) fn open_store(&self, dir: &DataDir) -> anyhow::Result<NodeStore> {
+        Ok(match &self.store {
+            StoreUrl::Redb => NodeStore::Redb(dir.open_store(RedbConfig::default())?),
+            StoreUrl::S3(url) => NodeStore::S3(
+                S3Blockstore::from_url(url, &S3Config::default().with_cache_bytes(self.cache_size))
+                    .with_context(|| format!("block store {url}"))?,
+            ),
+        })
     }
 }
 
@@ -47,6 +66,8 @@ impl Context {
 pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
     let cx = Context {
         data_dir: cli.data_dir,
+        store: cli.store,
+        cache_size: cli.cache_size,
         json: cli.json,
         bitswap_versions: cli.bitswap_versions,
     };

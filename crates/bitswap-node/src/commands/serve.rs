@@ -10,7 +10,7 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
-use bitswap::{Blockstore, RedbConfig};
+use bitswap::Blockstore;
 use futures::StreamExt;
 use ipfs_formats::unixfs::import_path;
 use libp2p::{Multiaddr, kad, multiaddr::Protocol, swarm::SwarmEvent};
@@ -36,7 +36,7 @@ pub(crate) async fn run(cx: &Context, args: ServeArgs) -> anyhow::Result<()> {
     let options = import_options(&args.layout)?;
     let dir = cx.data_dir()?;
     let keypair = dir.identity()?;
-    let store = dir.open_store(RedbConfig::default())?;
+    let store = cx.open_store(&dir)?;
     let mut roots = Vec::new();
     for path in &args.paths {
         let imported = import_path(&store, path, &options)

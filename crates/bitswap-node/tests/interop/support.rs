@@ -107,6 +107,11 @@ impl Driver {
             .to_owned()
     }
 
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// The peer id of the first line.
     pub fn peer_id(&self) -> String {
         self.info["peer_id"].as_str().expect("a peer id").to_owned()

@@ -43,7 +43,7 @@ pub struct Config {
     max_envelopes_in_flight: usize,
     /// Envelopes handed out for one peer and not yet reported. Default: 8.
     max_envelopes_per_peer: usize,
-    /// Blockstore lookups requested and not yet answered, in lookups. Default: 128.
+    /// Blockstore lookups requested and not yet answered, in lookups. Default: 256.
     max_lookups_in_flight: usize,
     /// Optional per-peer filter. Default: none (everything allowed).
     request_filter: Option<RequestFilter>,
@@ -86,7 +86,7 @@ impl Default for Config {
             max_outstanding_bytes: 128 << 20,
             max_envelopes_in_flight: 8,
             max_envelopes_per_peer: 8,
-            max_lookups_in_flight: 128,
+            max_lookups_in_flight: 256,
             request_filter: None,
         }
     }
@@ -225,7 +225,11 @@ impl Config {
     }
 
     /// Sets how many blockstore lookups may be requested and not yet answered (at least 1).
-    /// Default: 128 lookups, boxo's blockstore worker count.
+    /// A store answering in a round trip of `t` seconds (a remote store, such as S3) answers
+    /// at most this many over `t` lookups a second, and a served block takes two (its size,
+    /// then its bytes). Default: 256 lookups: 12,800 lookups a second at 20 ms, 6,400 blocks
+    /// or 1.6 GiB/s of 256 KiB blocks, above what one node sends; twice boxo's blockstore
+    /// worker count, each lookup costing a future rather than a goroutine's stack.
     pub fn with_max_lookups_in_flight(mut self, lookups: usize) -> Self {
         self.max_lookups_in_flight = lookups.max(1);
         self

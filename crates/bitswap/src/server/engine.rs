@@ -13,7 +13,7 @@ use super::{
     batch::{InFlight, TaskBatch},
     lookup::Lookups,
     merger::{Merger, TaskData},
-    metrics::gauge_value,
+    metrics::{Meter, Stats},
     peer::{PeerState, Peers},
     window::Windows,
 };
@@ -149,7 +149,7 @@ pub struct Engine {
     pub(super) next_envelope: u64,
     /// Each peer's window: the bytes of work it may have outstanding.
     pub(super) windows: Windows<PeerId>,
-    pub(super) metrics: Option<Metrics>,
+    pub(super) metrics: Meter,
 }
 
 impl Engine {
@@ -175,14 +175,14 @@ impl Engine {
             envelopes: Map::default(),
             next_envelope: 0,
             windows,
-            metrics: None,
+            metrics: Meter::default(),
         }
     }
 
     /// An engine with `config` that updates `metrics` (see [`Metrics::new`]).
     pub fn with_metrics(config: Config, metrics: Metrics) -> Self {
         let mut engine = Self::new(config);
-        engine.metrics = Some(metrics);
+        engine.metrics = Meter::new(Some(metrics));
         engine.refresh_gauges();
         engine
     }
@@ -266,28 +266,8 @@ impl Engine {
         }
     }
 
-    pub(super) fn count(
-        &self,
-        counter: impl FnOnce(&Metrics) -> &prometheus_client::metrics::counter::Counter,
-    ) {
-        if let Some(m) = &self.metrics {
-            counter(m).inc();
-        }
-    }
-
     pub(super) fn refresh_gauges(&self) {
-        let Some(m) = &self.metrics else {
-            return;
-        };
-        let stats = self.queue.stats();
-        m.peers.set(gauge_value(self.peers.len()));
-        m.wants.set(gauge_value(self.peers.total_wants()));
-        m.pending_tasks.set(gauge_value(stats.pending_tasks));
-        m.pending_bytes.set(gauge_value(stats.pending_work));
-        m.active_bytes.set(gauge_value(stats.active_work));
-        m.envelopes_in_flight.set(gauge_value(self.batches.len()));
-        m.lookups_in_flight
-            .set(gauge_value(self.lookups.in_flight()));
+        self.metrics.refresh(|| self.stats());
     }
 
     /// What `peer` exchanged with the server since it connected, or `None` if it is not
@@ -391,31 +371,4 @@ impl Engine {
         self.windows.check()?;
         Ok(())
     }
-}
-
-/// Counters over the whole [`Engine`], read with [`Engine::stats`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Stats {
-    /// Connected peers.
-    pub peers: usize,
-    /// Wants kept over all peers.
-    pub wants: usize,
-    /// Tasks waiting in the queue.
-    pub pending_tasks: usize,
-    /// Their work, in bytes.
-    pub pending_bytes: u64,
-    /// Tasks popped and not yet reported sent or failed.
-    pub active_tasks: usize,
-    /// Their work, in bytes.
-    pub active_bytes: u64,
-    /// Lookups handed out and not yet answered.
-    pub lookups_in_flight: usize,
-    /// Batches in flight: popped, their envelopes not all reported (or stalled), those of
-    /// grown windows not counted once handed out.
-    pub envelopes_in_flight: usize,
-    /// Envelopes handed out and not yet reported sent or failed.
-    pub envelopes_out: usize,
-    /// The sum of all peers' windows (the outstanding bytes each may have), in bytes.
-    pub window_bytes: u64,
 }

@@ -422,16 +422,10 @@ impl Engine {
                 Reply::DontHave(_) => dont_haves += 1,
             }
         }
-        if let Some(m) = &self.metrics {
-            if sent {
-                m.messages_sent.inc();
-                m.blocks_sent.inc_by(blocks);
-                m.bytes_sent.inc_by(bytes);
-                m.haves_sent.inc_by(haves);
-                m.dont_haves_sent.inc_by(dont_haves);
-            } else {
-                m.messages_failed.inc();
-            }
+        if sent {
+            self.metrics.sent(blocks, bytes, haves, dont_haves);
+        } else {
+            self.metrics.failed();
         }
         let peer = envelope.peer;
         if let Some(state) = self

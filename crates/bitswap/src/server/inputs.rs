@@ -14,6 +14,7 @@ use super::{
     Config, Engine,
     ledger::{Request, Want, WantState},
     merger::{TaskData, presence_work},
+    metrics::Tally,
 };
 use crate::{
     message::{Entry, Message, WantType},
@@ -67,11 +68,8 @@ impl Engine {
         accounting.blocks_received += message.blocks.len() as u64;
         accounting.bytes_received += received_bytes as u64;
         let version = state.version;
-        if let Some(m) = &self.metrics {
-            m.messages_received.inc();
-            m.blocks_received.inc_by(message.blocks.len() as u64);
-            m.bytes_received.inc_by(received_bytes as u64);
-        }
+        self.metrics
+            .received(message.blocks.len() as u64, received_bytes as u64);
         if message.wantlist.full {
             self.clear_wantlist(&peer);
             let room = (message.wantlist.entries.len())
@@ -108,23 +106,23 @@ impl Engine {
             || (max_cid != 0 && cid.encoded_len() > max_cid)
             || (unservable && !entry.cancel)
         {
-            self.count(|m| &m.wants_ignored);
+            self.metrics.count(Tally::WantIgnored);
             return;
         }
         if entry.cancel {
-            self.count(|m| &m.cancels_received);
+            self.metrics.count(Tally::CancelReceived);
             self.remove_want(&peer, &cid);
             self.remove_answer_only(&peer, &cid);
             return;
         }
-        self.count(|m| &m.wants_received);
+        self.metrics.count(Tally::WantReceived);
         let (want_type, send_dont_have) = if version.supports_have() {
             (entry.want_type, entry.send_dont_have)
         } else {
             (WantType::Block, false)
         };
         if *taken >= self.config.max_entries_per_message() {
-            self.count(|m| &m.wants_refused);
+            self.metrics.count(Tally::WantRefused);
             if send_dont_have
                 && !self
                     .peers
@@ -141,7 +139,7 @@ impl Engine {
         if let Some(filter) = self.config.request_filter()
             && !filter(&peer, &cid)
         {
-            self.count(|m| &m.wants_denied);
+            self.metrics.count(Tally::WantDenied);
             self.remove_want(&peer, &cid);
             if send_dont_have {
                 self.push_answer_only(&peer, cid, entry.priority, want_type);
@@ -166,13 +164,13 @@ impl Engine {
             let victim = state.ledger.want_at(victim_slot);
             let victim_cid = state.ledger.cid_at(victim_slot);
             if victim.state != WantState::Missing && victim.priority >= request.priority {
-                self.count(|m| &m.wants_refused);
+                self.metrics.count(Tally::WantRefused);
                 if request.send_dont_have {
                     self.push_answer_only(&peer, cid, request.priority, request.want_type);
                 }
                 return;
             }
-            self.count(|m| &m.wants_evicted);
+            self.metrics.count(Tally::WantEvicted);
             let (_, task) = self.remove_want(&peer, &victim_cid).expect("victim");
             if victim.send_dont_have && (victim.state != WantState::Missing || task.is_some()) {
                 self.push_answer_only(&peer, victim_cid, victim.priority, victim.want_type);

@@ -19,7 +19,7 @@
 //! - `batch.rs`: [`Envelope`], and the batches of popped tasks envelopes are packed from.
 //! - `window.rs`: each peer's window of outstanding bytes, grown towards what its link
 //!   carries in a round trip, within a per-peer and a global cap.
-//! - `metrics.rs`: per-peer accounting and prometheus-client metrics.
+//! - `metrics.rs`: per-peer accounting, the engine's counters and prometheus-client metrics.
 
 mod batch;
 mod config;
@@ -36,6 +36,6 @@ mod window;
 
 pub use batch::{Envelope, EnvelopeId};
 pub use config::{Config, RequestFilter};
-pub use engine::{Engine, Stats};
+pub use engine::Engine;
 pub use lookup::{Lookup, LookupId, LookupKind, LookupResult};
-pub use metrics::{Metrics, PeerAccounting};
+pub use metrics::{Metrics, PeerAccounting, Stats};

@@ -12,6 +12,7 @@ use super::{
     Engine,
     ledger::WantState,
     lookup::{Lookup, LookupId, LookupKind, LookupResult, Pending},
+    metrics::Tally,
     peer::QUEUED,
 };
 use crate::message::WantType;
@@ -41,7 +42,7 @@ impl Engine {
             }
         };
         if lookup.is_some() {
-            self.count(|m| &m.lookups);
+            self.metrics.count(Tally::Lookup);
         }
         self.refresh_gauges();
         lookup

@@ -2,22 +2,20 @@
 //! inputs and outputs are in `inputs.rs` (wantlists, new blocks), `store.rs` (lookups) and
 //! `envelope.rs` (envelopes).
 
-use std::collections::VecDeque;
-
 use cid::Cid;
 use libp2p::PeerId;
 use peer_task_queue::{Config as QueueConfig, PeerTaskQueue};
 
 use super::{
     Config, Metrics, PeerAccounting,
-    batch::{InFlight, TaskBatch},
+    batch::Batches,
     lookup::Lookups,
     merger::{Merger, TaskData},
     metrics::{Meter, Stats},
     peer::{PeerState, Peers},
     window::Windows,
 };
-use crate::{hash::Map, message::Entry, protocol::Version};
+use crate::{message::Entry, protocol::Version};
 
 /// The server's task queue.
 pub(super) type Queue = PeerTaskQueue<PeerId, Cid, TaskData, Merger>;
@@ -141,12 +139,8 @@ pub struct Engine {
     pub(super) peers: Peers,
     /// Lookups waiting and in flight.
     pub(super) lookups: Lookups,
-    pub(super) batches: Map<u64, TaskBatch>,
-    pub(super) next_batch: u64,
-    /// Batches whose blocks are all fetched, waiting for `poll_envelope`, oldest first.
-    pub(super) ready: VecDeque<u64>,
-    pub(super) envelopes: Map<u64, InFlight>,
-    pub(super) next_envelope: u64,
+    /// Batches in flight and the envelopes handed out from them.
+    pub(super) batches: Batches,
     /// Each peer's window: the bytes of work it may have outstanding.
     pub(super) windows: Windows<PeerId>,
     pub(super) metrics: Meter,
@@ -169,11 +163,7 @@ impl Engine {
             queue: Queue::new(queue),
             peers: Peers::default(),
             lookups: Lookups::default(),
-            batches: Map::default(),
-            next_batch: 0,
-            ready: VecDeque::new(),
-            envelopes: Map::default(),
-            next_envelope: 0,
+            batches: Batches::default(),
             windows,
             metrics: Meter::default(),
         }
@@ -228,7 +218,7 @@ impl Engine {
         if state.in_round {
             self.lookups.leave_round(peer);
         }
-        self.drop_batches_of(peer);
+        self.batches.drop_peer(peer);
         self.settle();
     }
 
@@ -328,7 +318,7 @@ impl Engine {
             active_bytes: queue.active_work,
             lookups_in_flight: self.lookups.in_flight(),
             envelopes_in_flight: self.batches.len(),
-            envelopes_out: self.envelopes.len(),
+            envelopes_out: self.batches.envelopes_out(),
             window_bytes: self.windows.total(),
         }
     }

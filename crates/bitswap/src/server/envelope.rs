@@ -47,19 +47,13 @@ impl Engine {
     /// `poll_lookup` first, then this.
     #[must_use = "envelopes must be sent and reported"]
     pub fn poll_envelope(&mut self) -> Option<Envelope> {
-        while let Some(&batch) = self.ready.front() {
+        while let Some(batch) = self.batches.first_ready() {
             let envelope = self.assemble(batch);
-            if self
-                .batches
-                .get(&batch)
-                .is_none_or(|b| b.next >= b.slots.len())
-            {
-                self.ready.pop_front();
-            }
+            self.batches.pop_ready_if_packed(batch);
             if let Some(envelope) = envelope {
                 // A batch whose envelopes are all handed out and none counted (its peer's
                 // window paces them) is done with.
-                self.finish_if_done(batch);
+                self.batches.finish_if_done(batch);
                 // What this envelope answers may leave the batch's other slots with nothing
                 // to send (a later slot for a want this one just answered): keep the
                 // invariant that ready batches have something to send.
@@ -69,7 +63,7 @@ impl Engine {
             }
             // Unreachable: `settle` prunes ready batches with nothing to send.
             debug_assert!(false, "a ready batch had nothing to send");
-            self.finish_if_done(batch);
+            self.batches.finish_if_done(batch);
         }
         None
     }
@@ -106,9 +100,8 @@ impl Engine {
     /// done).
     fn prune_ready(&mut self) {
         let mut i = 0;
-        while i < self.ready.len() {
-            let id = self.ready[i];
-            let batch = &self.batches[&id];
+        while let Some(id) = self.batches.ready_at(i) {
+            let batch = self.batches.get(&id).expect("ready batch");
             let live = self
                 .peers
                 .get(&batch.peer)
@@ -122,7 +115,7 @@ impl Engine {
                 i += 1;
                 continue;
             }
-            self.ready.remove(i);
+            self.batches.unready_at(i);
             let batch = self.batches.get_mut(&id).expect("ready batch");
             let mut state = self.peers.get_mut(&batch.peer);
             for slot in &batch.slots[batch.next..] {
@@ -135,9 +128,7 @@ impl Engine {
             }
             batch.next = batch.slots.len();
             let peer = batch.peer;
-            if batch.envelopes_out == 0 {
-                self.batches.remove(&id);
-            }
+            self.batches.remove_if_idle(id);
             self.update_pause(&peer);
         }
     }
@@ -147,8 +138,7 @@ impl Engine {
             let _ = self.queue.tasks_done(&peer, &tasks);
             return;
         };
-        let id = self.next_batch;
-        self.next_batch += 1;
+        let id = self.batches.new_id();
         let mut gets_left = 0;
         for (i, task) in tasks.iter().enumerate() {
             let data = task.task.data;
@@ -176,9 +166,6 @@ impl Engine {
                 pending_work: pending,
             },
         );
-        if gets_left == 0 {
-            self.ready.push_back(id);
-        }
     }
 
     /// What a slot sends now: nothing if its want is gone (cancelled, replaced by a full
@@ -212,9 +199,9 @@ impl Engine {
     /// Packs the next slots of a ready batch into one envelope of at most 4 MiB. Slots with
     /// nothing to send are reported done at once. `None` if no slot had anything to send.
     fn assemble(&mut self, batch_id: u64) -> Option<Envelope> {
-        let mut batch = self.batches.remove(&batch_id)?;
+        let mut batch = self.batches.take(batch_id)?;
         let envelope = self.pack(batch_id, &mut batch);
-        self.batches.insert(batch_id, batch);
+        self.batches.put_back(batch_id, batch);
         envelope
     }
 
@@ -299,52 +286,21 @@ impl Engine {
             state.envelopes_out += 1;
         }
         self.update_pause(&batch.peer);
-        let id = self.next_envelope;
-        self.next_envelope += 1;
-        self.envelopes.insert(
-            id,
-            InFlight {
-                batch: batch_id,
-                counted,
-                stalled: false,
-                work,
-                peer: batch.peer,
-                session: batch.session,
-                tasks,
-                answers,
-            },
-        );
+        let id = self.batches.hand_out(InFlight {
+            batch: batch_id,
+            counted,
+            stalled: false,
+            work,
+            peer: batch.peer,
+            session: batch.session,
+            tasks,
+            answers,
+        });
         Some(Envelope {
-            id: EnvelopeId(id),
+            id,
             peer: batch.peer,
             message,
         })
-    }
-
-    /// Forgets a batch once every slot is packed and every envelope reported (or stalled).
-    fn finish_if_done(&mut self, batch_id: u64) {
-        if self
-            .batches
-            .get(&batch_id)
-            .is_some_and(|b| b.next >= b.slots.len() && b.envelopes_out == 0 && b.gets_left == 0)
-        {
-            self.batches.remove(&batch_id);
-        }
-    }
-
-    /// Drops the unsent part of the peer's batches (its tasks are gone from the queue).
-    /// Batches with envelopes out stay until those are reported.
-    pub(super) fn drop_batches_of(&mut self, peer: &PeerId) {
-        self.batches.retain(|_, batch| {
-            if batch.peer != *peer {
-                return true;
-            }
-            batch.next = batch.slots.len();
-            batch.envelopes_out > 0
-        });
-        let batches = &self.batches;
-        self.ready
-            .retain(|id| batches.get(id).is_some_and(|b| b.next < b.slots.len()));
     }
 
     /// The envelope was written to the peer's stream: its tasks are done, wants answered with
@@ -370,21 +326,12 @@ impl Engine {
     /// peer's outstanding bytes and [`Config::max_envelopes_per_peer`](super::Config::max_envelopes_per_peer) until it is reported
     /// sent, failed or lost. Unknown ids are ignored.
     pub fn handle_envelope_stalled(&mut self, id: EnvelopeId) {
-        let Some(envelope) = self.envelopes.get_mut(&id.0) else {
+        let Some((peer, session)) = self.batches.stall(id) else {
             return;
         };
-        if std::mem::replace(&mut envelope.stalled, true) {
-            return;
-        }
-        let (batch, counted, peer) = (envelope.batch, envelope.counted, envelope.peer);
-        let session = envelope.session;
-        if counted && let Some(b) = self.batches.get_mut(&batch) {
-            b.envelopes_out -= 1;
-        }
         if self.peers.get(&peer).is_some_and(|s| s.session == session) {
             self.windows.stalled(&peer);
         }
-        self.finish_if_done(batch);
         self.settle();
     }
 
@@ -408,7 +355,7 @@ impl Engine {
 
     fn resolve(&mut self, id: EnvelopeId, outcome: Outcome, now: Option<Instant>) {
         let sent = outcome == Outcome::Sent;
-        let Some(envelope) = self.envelopes.remove(&id.0) else {
+        let Some(envelope) = self.batches.take_envelope(id) else {
             return;
         };
         let (mut blocks, mut bytes, mut haves, mut dont_haves) = (0, 0, 0, 0);
@@ -504,13 +451,7 @@ impl Engine {
             }
             self.update_pause(&peer);
         }
-        if envelope.counted
-            && !envelope.stalled
-            && let Some(batch) = self.batches.get_mut(&envelope.batch)
-        {
-            batch.envelopes_out -= 1;
-        }
-        self.finish_if_done(envelope.batch);
+        self.batches.release(&envelope);
         self.settle();
     }
 }

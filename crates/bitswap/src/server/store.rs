@@ -139,7 +139,7 @@ impl Engine {
                 }
             }
             Pending::Get { batch, slot } => {
-                if let Some(b) = self.batches.get_mut(&batch) {
+                if let Some(b) = self.batches.get(&batch) {
                     let cid = b.slots[slot].task.task.topic;
                     let block = match result {
                         LookupResult::Block(Some(block)) => same_block(cid, block),
@@ -147,11 +147,7 @@ impl Engine {
                     };
                     let (peer, session) = (b.peer, b.session);
                     let missing = block.is_none();
-                    b.slots[slot].block = block;
-                    b.gets_left -= 1;
-                    if b.gets_left == 0 {
-                        self.ready.push_back(batch);
-                    }
+                    self.batches.fill(batch, slot, block);
                     // Gone since it was probed: the want waits for the block again.
                     if let Some(state) = self.peers.get_mut(&peer)
                         && missing

@@ -1,7 +1,6 @@
-//! The engine's inputs that change what peers want: received wantlists
-//! ([`Engine::handle_message`]) and new blocks ([`Engine::handle_new_blocks`]). Received
-//! entries become wants (or are refused, denied, ignored); probe results and new blocks
-//! become tasks in the queue.
+//! The flow's inputs that change what peers want: received wantlists (`Engine::handle_message`)
+//! and new blocks (`Engine::handle_new_blocks`). Received entries become wants (or are refused,
+//! denied, ignored); probe results and new blocks become tasks in the queue.
 
 use std::ops::Range;
 
@@ -10,15 +9,16 @@ use ipfs_blockstore::{MAX_BLOCK_SIZE, multicodec::IDENTITY};
 use libp2p::PeerId;
 use peer_task_queue::Task;
 
-use super::{
-    Config, Engine,
-    ledger::{Request, Want, WantState},
-    merger::{TaskData, presence_work},
-    metrics::Tally,
-};
+use super::Flow;
 use crate::{
     message::{Entry, Message, WantType},
     protocol::Version,
+    server::{
+        Config,
+        ledger::{Request, Want, WantState},
+        merger::{TaskData, presence_work},
+        metrics::Tally,
+    },
 };
 
 /// A removed want and its pending task, if it had one.
@@ -31,22 +31,13 @@ fn sends_block(config: &Config, want_type: WantType, size: Option<u64>) -> bool 
     want_type == WantType::Block || (replace > 0 && size.is_some_and(|s| s <= replace))
 }
 
-impl Engine {
-    /// A message arrived from `peer`: its wantlist updates the peer's ledger (cancels, full
-    /// replacement, new wants) and the blocks it carries are counted. Blocks are not stored
-    /// here: once the embedder has stored them, [`handle_new_blocks`](Self::handle_new_blocks)
-    /// serves the peers that want them.
-    pub fn handle_message(&mut self, peer: PeerId, message: &Message) {
-        self.handle_message_part(peer, message, 0..message.wantlist.entries.len());
-    }
-
-    /// Like [`handle_message`](Self::handle_message), for wantlist entries `entries` of the
-    /// message only, so that a large message can be taken in over several turns and other
-    /// peers served in between. Call it with consecutive ranges that cover every entry, in
-    /// order, the first starting at 0 (which also counts the message, its blocks, and clears
-    /// the old wantlist if this one is full), and no other message of the peer in between.
-    /// Ranges past the end are cut at it.
-    pub fn handle_message_part(&mut self, peer: PeerId, message: &Message, entries: Range<usize>) {
+impl Flow<'_> {
+    pub(in crate::server) fn handle_message_part(
+        &mut self,
+        peer: PeerId,
+        message: &Message,
+        entries: Range<usize>,
+    ) {
         let Some(state) = self.peers.get_mut(&peer) else {
             tracing::debug!(%peer, "message from a peer not connected to the engine, ignored");
             return;
@@ -265,7 +256,7 @@ impl Engine {
             Some(size) => {
                 state.set_state_at(slot, WantState::Found);
                 TaskData {
-                    want_block: sends_block(&self.config, want.want_type, size),
+                    want_block: sends_block(self.config, want.want_type, size),
                     have_block: true,
                     block_size: size.unwrap_or(0),
                     send_dont_have: want.send_dont_have,
@@ -313,10 +304,7 @@ impl Engine {
         }
     }
 
-    /// Blocks were put in the store (CID and size in bytes): every peer that wants one of
-    /// them (under any CID of the same multihash) gets it, or a HAVE for a want-have of a
-    /// block larger than [`Config::want_have_replace_size`], through its queue.
-    pub fn handle_new_blocks<I>(&mut self, blocks: I)
+    pub(in crate::server) fn handle_new_blocks<I>(&mut self, blocks: I)
     where
         I: IntoIterator<Item = (Cid, usize)>,
     {
@@ -334,7 +322,7 @@ impl Engine {
                 let wanted = state.ledger.cid_at(slot);
                 state.set_state_at(slot, WantState::Found);
                 let data = TaskData {
-                    want_block: sends_block(&self.config, want.want_type, Some(size as u64)),
+                    want_block: sends_block(self.config, want.want_type, Some(size as u64)),
                     have_block: true,
                     block_size: size as u64,
                     send_dont_have: false,

@@ -1,5 +1,5 @@
-//! Envelopes: tasks popped for one peer (a batch), their blocks read, packed into messages of
-//! at most 4 MiB, handed out by [`Engine::poll_envelope`] and reported back.
+//! The flow's envelopes: tasks popped for one peer (a batch), their blocks read, packed into
+//! messages of at most 4 MiB, handed out by `Engine::poll_envelope` and reported back.
 
 use std::time::Instant;
 
@@ -7,15 +7,15 @@ use cid::Cid;
 use libp2p::PeerId;
 use peer_task_queue::PoppedTask;
 
-use super::{
-    Engine,
-    batch::{Envelope, EnvelopeId, InFlight, Reply, Slot, TaskBatch},
-    merger::TaskData,
-    peer::PeerState,
-};
+use super::Flow;
 use crate::{
     message::{BlockPresence, BlockPresenceType, Message, WantType},
     protocol::MAX_MESSAGE_SIZE,
+    server::{
+        batch::{Envelope, EnvelopeId, InFlight, Reply, Slot, TaskBatch},
+        merger::TaskData,
+        peer::PeerState,
+    },
 };
 
 /// Upper bound of what a message adds besides its items (the pending-bytes field), in bytes.
@@ -41,12 +41,8 @@ enum Outcome {
     Lost,
 }
 
-impl Engine {
-    /// The next envelope to send, if one is ready. It only hands out batches made ready by
-    /// inputs or by [`poll_lookup`](Self::poll_lookup) and never makes lookups ready: drain
-    /// `poll_lookup` first, then this.
-    #[must_use = "envelopes must be sent and reported"]
-    pub fn poll_envelope(&mut self) -> Option<Envelope> {
+impl Flow<'_> {
+    pub(in crate::server) fn poll_envelope(&mut self) -> Option<Envelope> {
         while let Some(batch) = self.batches.first_ready() {
             let envelope = self.assemble(batch);
             self.batches.pop_ready_if_packed(batch);
@@ -303,29 +299,16 @@ impl Engine {
         })
     }
 
-    /// The envelope was written to the peer's stream: its tasks are done, wants answered with
-    /// a block (and want-haves answered with HAVE) are forgotten, and the peer's accounting
-    /// and the metrics count it. Unknown ids are ignored.
-    pub fn handle_envelope_sent(&mut self, id: EnvelopeId) {
+    pub(in crate::server) fn handle_envelope_sent(&mut self, id: EnvelopeId) {
         self.resolve(id, Outcome::Sent, None);
     }
 
-    /// As [`handle_envelope_sent`](Self::handle_envelope_sent), at `now`: the delivery also
-    /// measures the peer's rate, from which its window grows (see
-    /// [`Config::with_max_outstanding_bytes_per_peer`](super::Config::with_max_outstanding_bytes_per_peer)),
-    /// and windows of peers idle for a second go back to the floor. `now` never goes back
-    /// from one call to the next (an earlier time is taken as no time elapsed).
-    pub fn handle_envelope_sent_at(&mut self, id: EnvelopeId, now: Instant) {
+    pub(in crate::server) fn handle_envelope_sent_at(&mut self, id: EnvelopeId, now: Instant) {
         self.windows.expire(now);
         self.resolve(id, Outcome::Sent, Some(now));
     }
 
-    /// The envelope waits behind a full stream: the peer reads slowly or not at all. It stops
-    /// counting against [`Config::max_envelopes_in_flight`](super::Config::max_envelopes_in_flight) (otherwise a few peers that do
-    /// not read would hold every slot until their write timeouts) and still counts against its
-    /// peer's outstanding bytes and [`Config::max_envelopes_per_peer`](super::Config::max_envelopes_per_peer) until it is reported
-    /// sent, failed or lost. Unknown ids are ignored.
-    pub fn handle_envelope_stalled(&mut self, id: EnvelopeId) {
+    pub(in crate::server) fn handle_envelope_stalled(&mut self, id: EnvelopeId) {
         let Some((peer, session)) = self.batches.stall(id) else {
             return;
         };
@@ -335,21 +318,11 @@ impl Engine {
         self.settle();
     }
 
-    /// The envelope was not written (refused by the shell, stream or connection failed): its
-    /// tasks are done and the wants stay as they are. Unknown ids are ignored.
-    pub fn handle_envelope_failed(&mut self, id: EnvelopeId) {
+    pub(in crate::server) fn handle_envelope_failed(&mut self, id: EnvelopeId) {
         self.resolve(id, Outcome::Failed, None);
     }
 
-    /// The envelope was cut on its way (its stream was reset or its write timed out) while
-    /// the peer stays connected: as [`handle_envelope_failed`](Self::handle_envelope_failed),
-    /// and the wants it answered that are still kept are answered again (probed, then
-    /// queued), since a peer does not ask again for what it asked while connected (Helia never
-    /// does). After 64 lost envelopes of one peer with none sent between
-    /// them, its losses are plain failures until an envelope gets through, so a peer that
-    /// resets every stream does not keep the server busy. Answer-only DONT_HAVEs (for wants
-    /// not kept) are not sent again. Unknown ids are ignored.
-    pub fn handle_envelope_lost(&mut self, id: EnvelopeId) {
+    pub(in crate::server) fn handle_envelope_lost(&mut self, id: EnvelopeId) {
         self.resolve(id, Outcome::Lost, None);
     }
 

@@ -188,15 +188,15 @@ impl Engine {
 
     /// The parts an input changes, borrowed for one step.
     fn flow(&mut self) -> Flow<'_> {
-        Flow::new(
-            &self.config,
-            &mut self.queue,
-            &mut self.peers,
-            &mut self.lookups,
-            &mut self.batches,
-            &mut self.windows,
-            &self.metrics,
-        )
+        Flow {
+            config: &self.config,
+            queue: &mut self.queue,
+            peers: &mut self.peers,
+            lookups: &mut self.lookups,
+            batches: &mut self.batches,
+            windows: &mut self.windows,
+            metrics: &self.metrics,
+        }
     }
 
     /// A peer connected (its first connection) and speaks `version` (use

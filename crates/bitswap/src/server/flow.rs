@@ -26,36 +26,15 @@ use crate::protocol::Version;
 /// each step keeps them in step (a peer's pause in the queue with its envelopes out and its
 /// window, a batch's slots with the queue's active tasks and the peer's wants, a lookup with
 /// the want or batch slot it reads for). The configuration and the metrics are read only.
+/// Only `Engine::flow` builds one, from its own parts.
 pub(super) struct Flow<'a> {
-    config: &'a Config,
-    queue: &'a mut Queue,
-    peers: &'a mut Peers,
-    lookups: &'a mut Lookups,
-    batches: &'a mut Batches,
-    windows: &'a mut Windows<PeerId>,
-    metrics: &'a Meter,
-}
-
-impl<'a> Flow<'a> {
-    pub(super) fn new(
-        config: &'a Config,
-        queue: &'a mut Queue,
-        peers: &'a mut Peers,
-        lookups: &'a mut Lookups,
-        batches: &'a mut Batches,
-        windows: &'a mut Windows<PeerId>,
-        metrics: &'a Meter,
-    ) -> Self {
-        Self {
-            config,
-            queue,
-            peers,
-            lookups,
-            batches,
-            windows,
-            metrics,
-        }
-    }
+    pub(super) config: &'a Config,
+    pub(super) queue: &'a mut Queue,
+    pub(super) peers: &'a mut Peers,
+    pub(super) lookups: &'a mut Lookups,
+    pub(super) batches: &'a mut Batches,
+    pub(super) windows: &'a mut Windows<PeerId>,
+    pub(super) metrics: &'a Meter,
 }
 
 impl Flow<'_> {
@@ -113,6 +92,7 @@ impl Flow<'_> {
         }
     }
 
+    /// Sets the metrics' gauges from the parts; run at the end of every input.
     pub(super) fn refresh_gauges(&self) {
         self.metrics.refresh(|| {
             stats(

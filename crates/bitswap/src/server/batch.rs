@@ -52,13 +52,43 @@ pub(super) struct TaskBatch {
     pub(super) session: u64,
     pub(super) slots: Vec<Slot>,
     /// Block reads not yet answered; the batch is assembled when none is left.
-    pub(super) gets_left: usize,
+    gets_left: usize,
     /// First slot not yet put in an envelope.
     pub(super) next: usize,
-    /// Envelopes handed out and neither reported nor stalled.
-    pub(super) envelopes_out: usize,
+    /// Envelopes handed out, counted, and neither reported nor stalled: only [`Batches`]
+    /// takes them off, so the batch lives until they are all accounted for.
+    envelopes_out: usize,
     /// Work the peer still had pending when the batch was popped, in bytes.
     pub(super) pending_work: u64,
+}
+
+impl TaskBatch {
+    /// Tasks popped for `peer` in `session`, `gets` of them with a block to read, while
+    /// `pending_work` bytes stayed queued.
+    pub(super) fn new(
+        peer: PeerId,
+        session: u64,
+        slots: Vec<Slot>,
+        gets: usize,
+        pending_work: u64,
+    ) -> Self {
+        Self {
+            peer,
+            session,
+            slots,
+            gets_left: gets,
+            next: 0,
+            envelopes_out: 0,
+            pending_work,
+        }
+    }
+
+    /// An envelope packed from this batch counts against
+    /// [`Config::max_envelopes_in_flight`](super::Config::max_envelopes_in_flight) until
+    /// reported or stalled.
+    pub(super) fn count_envelope(&mut self) {
+        self.envelopes_out += 1;
+    }
 }
 
 /// An envelope handed out.

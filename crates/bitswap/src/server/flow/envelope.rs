@@ -150,18 +150,8 @@ impl Flow<'_> {
             .into_iter()
             .map(|task| Slot { task, block: None })
             .collect();
-        self.batches.insert(
-            id,
-            TaskBatch {
-                peer,
-                session: state.session,
-                slots,
-                gets_left,
-                next: 0,
-                envelopes_out: 0,
-                pending_work: pending,
-            },
-        );
+        let batch = TaskBatch::new(peer, state.session, slots, gets_left, pending);
+        self.batches.insert(id, batch);
     }
 
     /// What a slot sends now: nothing if its want is gone (cancelled, replaced by a full
@@ -276,7 +266,7 @@ impl Flow<'_> {
         message.pending_bytes = pending.min(i32::MAX as u64) as i32;
         let counted = !self.windows.is_grown(&batch.peer);
         if counted {
-            batch.envelopes_out += 1;
+            batch.count_envelope();
         }
         if let Some(state) = self.peers.get_mut(&batch.peer) {
             state.envelopes_out += 1;

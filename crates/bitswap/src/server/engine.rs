@@ -1,26 +1,26 @@
-//! [`Engine`]: the server's parts, its peer inputs, its accessors and invariants. The other
-//! inputs and outputs are in `inputs.rs` (wantlists, new blocks), `store.rs` (lookups) and
-//! `envelope.rs` (envelopes).
+//! [`Engine`]: the server's parts, its inputs and outputs, its accessors and invariants. What
+//! the inputs change across the parts is the flow's (`flow.rs`).
 
-use std::collections::VecDeque;
+use std::{ops::Range, time::Instant};
 
 use cid::Cid;
 use libp2p::PeerId;
-use peer_task_queue::{Config as QueueConfig, PeerTaskQueue};
+use peer_task_queue::Config as QueueConfig;
 
 use super::{
-    Config, Metrics, PeerAccounting,
-    batch::{InFlight, TaskBatch},
+    Config, Envelope, EnvelopeId, Lookup, LookupId, LookupResult, Metrics, PeerAccounting,
+    batch::Batches,
+    flow::{self, Flow},
     lookup::Lookups,
-    merger::{Merger, TaskData},
-    metrics::gauge_value,
-    peer::{PeerState, Peers},
+    merger::Queue,
+    metrics::{Meter, Stats},
+    peer::Peers,
     window::Windows,
 };
-use crate::{hash::Map, message::Entry, protocol::Version};
-
-/// The server's task queue.
-pub(super) type Queue = PeerTaskQueue<PeerId, Cid, TaskData, Merger>;
+use crate::{
+    message::{Entry, Message},
+    protocol::Version,
+};
 
 /// The decision engine of a Bitswap server: what every peer gets, and when. Sans-IO: it never
 /// touches a blockstore, a socket or a clock; it asks for lookups and hands out envelopes.
@@ -135,21 +135,19 @@ pub(super) type Queue = PeerTaskQueue<PeerId, Cid, TaskData, Merger>;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Engine {
-    pub(super) config: Config,
-    pub(super) queue: Queue,
+    config: Config,
+    /// The tasks waiting and popped, per peer, and which peers are paused.
+    queue: Queue,
     /// The connected peers, their ledgers, and who wants which multihash.
-    pub(super) peers: Peers,
+    peers: Peers,
     /// Lookups waiting and in flight.
-    pub(super) lookups: Lookups,
-    pub(super) batches: Map<u64, TaskBatch>,
-    pub(super) next_batch: u64,
-    /// Batches whose blocks are all fetched, waiting for `poll_envelope`, oldest first.
-    pub(super) ready: VecDeque<u64>,
-    pub(super) envelopes: Map<u64, InFlight>,
-    pub(super) next_envelope: u64,
+    lookups: Lookups,
+    /// Batches in flight and the envelopes handed out from them.
+    batches: Batches,
     /// Each peer's window: the bytes of work it may have outstanding.
-    pub(super) windows: Windows<PeerId>,
-    pub(super) metrics: Option<Metrics>,
+    windows: Windows<PeerId>,
+    /// The embedder's metrics, if it gave any.
+    metrics: Meter,
 }
 
 impl Engine {
@@ -169,21 +167,17 @@ impl Engine {
             queue: Queue::new(queue),
             peers: Peers::default(),
             lookups: Lookups::default(),
-            batches: Map::default(),
-            next_batch: 0,
-            ready: VecDeque::new(),
-            envelopes: Map::default(),
-            next_envelope: 0,
+            batches: Batches::default(),
             windows,
-            metrics: None,
+            metrics: Meter::default(),
         }
     }
 
     /// An engine with `config` that updates `metrics` (see [`Metrics::new`]).
     pub fn with_metrics(config: Config, metrics: Metrics) -> Self {
         let mut engine = Self::new(config);
-        engine.metrics = Some(metrics);
-        engine.refresh_gauges();
+        engine.metrics = Meter::new(Some(metrics));
+        engine.flow().refresh_gauges();
         engine
     }
 
@@ -192,102 +186,138 @@ impl Engine {
         &self.config
     }
 
+    /// The parts an input changes, borrowed for one step.
+    fn flow(&mut self) -> Flow<'_> {
+        Flow {
+            config: &self.config,
+            queue: &mut self.queue,
+            peers: &mut self.peers,
+            lookups: &mut self.lookups,
+            batches: &mut self.batches,
+            windows: &mut self.windows,
+            metrics: &self.metrics,
+        }
+    }
+
     /// A peer connected (its first connection) and speaks `version` (use
     /// [`Version::V1_2_0`] until known). For a peer already connected, only updates the
     /// version.
     pub fn handle_peer_connected(&mut self, peer: PeerId, version: Version) {
-        if !self.peers.connect(peer, version) {
-            if let Some(state) = self.peers.get_mut(&peer) {
-                state.version = version;
-            }
-            self.settle();
-            return;
-        }
-        self.windows.insert(peer);
-        self.refresh_gauges();
+        self.flow().peer_connected(peer, version);
     }
 
     /// The Bitswap version of a connected peer became known or changed. It applies to wants
     /// received from then on and to envelopes built from then on.
     pub fn handle_peer_version(&mut self, peer: PeerId, version: Version) {
-        if let Some(state) = self.peers.get_mut(&peer) {
-            state.version = version;
-            self.settle();
-        }
+        self.flow().peer_version(peer, version);
     }
 
     /// The peer's last connection closed: its wants, tasks, queued lookups and unsent
     /// envelopes are dropped, and its accounting forgotten. Envelopes already handed out
     /// still count as in flight until reported sent or failed.
     pub fn handle_peer_disconnected(&mut self, peer: &PeerId) {
-        let Some(state) = self.peers.disconnect(peer) else {
-            return;
-        };
-        self.windows.remove(peer);
-        let _ = self.queue.clear_peer(peer);
-        if state.in_round {
-            self.lookups.leave_round(peer);
-        }
-        self.drop_batches_of(peer);
-        self.settle();
+        self.flow().peer_disconnected(peer);
     }
 
-    /// How many envelopes `peer` may have handed out and not reported:
-    /// [`Config::max_envelopes_per_peer`], times its window over the floor.
-    pub(super) fn envelope_limit(&self, peer: &PeerId) -> usize {
-        let base = self.config.max_envelopes_per_peer();
-        let scale = self.windows.limit(peer) / self.windows.floor().max(1);
-        base.saturating_mul(usize::try_from(scale.max(1)).unwrap_or(usize::MAX))
+    /// A message arrived from `peer`: its wantlist updates the peer's ledger (cancels, full
+    /// replacement, new wants) and the blocks it carries are counted. Blocks are not stored
+    /// here: once the embedder has stored them, [`handle_new_blocks`](Self::handle_new_blocks)
+    /// serves the peers that want them.
+    pub fn handle_message(&mut self, peer: PeerId, message: &Message) {
+        self.handle_message_part(peer, message, 0..message.wantlist.entries.len());
     }
 
-    /// Whether `peer` must be paused in the queue: at its envelope limit, or with its window's
-    /// worth of work outstanding.
-    fn should_pause(&self, peer: &PeerId, state: &PeerState) -> bool {
-        let active = self.queue.peer_stats(peer).map_or(0, |s| s.active_work);
-        state.envelopes_out >= self.envelope_limit(peer) || active >= self.windows.limit(peer)
+    /// Like [`handle_message`](Self::handle_message), for wantlist entries `entries` of the
+    /// message only, so that a large message can be taken in over several turns and other
+    /// peers served in between. Call it with consecutive ranges that cover every entry, in
+    /// order, the first starting at 0 (which also counts the message, its blocks, and clears
+    /// the old wantlist if this one is full), and no other message of the peer in between.
+    /// Ranges past the end are cut at it.
+    pub fn handle_message_part(&mut self, peer: PeerId, message: &Message, entries: Range<usize>) {
+        self.flow().handle_message_part(peer, message, entries);
     }
 
-    /// Pauses or resumes `peer` in the queue as [`should_pause`](Self::should_pause) says,
-    /// and tells its window when it is held back with work queued. Run after anything that
-    /// changes its envelopes out, its active work or its window.
-    pub(super) fn update_pause(&mut self, peer: &PeerId) {
-        let Some(state) = self.peers.get(peer) else {
-            return;
-        };
-        let Some(stats) = self.queue.peer_stats(peer) else {
-            return;
-        };
-        let paused = self.should_pause(peer, state);
-        if paused && stats.pending_tasks > 0 {
-            self.windows.limited(peer);
-        }
-        if self.queue.is_peer_paused(peer) != paused {
-            self.queue.set_peer_paused(peer, paused);
-        }
+    /// Blocks were put in the store (CID and size in bytes): every peer that wants one of
+    /// them (under any CID of the same multihash) gets it, or a HAVE for a want-have of a
+    /// block larger than [`Config::want_have_replace_size`], through its queue.
+    pub fn handle_new_blocks<I>(&mut self, blocks: I)
+    where
+        I: IntoIterator<Item = (Cid, usize)>,
+    {
+        self.flow().handle_new_blocks(blocks);
     }
 
-    pub(super) fn count(
-        &self,
-        counter: impl FnOnce(&Metrics) -> &prometheus_client::metrics::counter::Counter,
-    ) {
-        if let Some(m) = &self.metrics {
-            counter(m).inc();
-        }
+    /// The next blockstore lookup to perform, if fewer than
+    /// [`Config::max_lookups_in_flight`](super::Config::max_lookups_in_flight) are unanswered.
+    /// Answer each with [`handle_lookup`](Self::handle_lookup).
+    ///
+    /// Block reads of batches being built come first, then probes of new wants. When neither
+    /// can be handed out, it pops the next batch of tasks from the queue (while fewer than
+    /// [`Config::max_envelopes_in_flight`](super::Config::max_envelopes_in_flight) are in
+    /// flight): so the tasks of a whole wantlist are probed before the first envelope is
+    /// built, and envelopes are built when there is room for them, as boxo's workers do. A
+    /// batch without blocks is ready at once, which is why
+    /// [`poll_envelope`](Self::poll_envelope) is drained after this.
+    #[must_use = "lookups must be performed and answered"]
+    pub fn poll_lookup(&mut self) -> Option<Lookup> {
+        self.flow().poll_lookup()
     }
 
-    pub(super) fn refresh_gauges(&self) {
-        let Some(m) = &self.metrics else {
-            return;
-        };
-        let stats = self.queue.stats();
-        m.peers.set(gauge_value(self.peers.len()));
-        m.wants.set(gauge_value(self.peers.total_wants()));
-        m.pending_tasks.set(gauge_value(stats.pending_tasks));
-        m.pending_bytes.set(gauge_value(stats.pending_work));
-        m.active_bytes.set(gauge_value(stats.active_work));
-        m.envelopes_in_flight.set(gauge_value(self.batches.len()));
-        m.lookups_in_flight
-            .set(gauge_value(self.lookups.in_flight()));
+    /// The answer to a lookup from [`poll_lookup`](Self::poll_lookup). Unknown ids (already
+    /// answered) are ignored; an answer for a want changed or dropped meanwhile is discarded.
+    pub fn handle_lookup(&mut self, id: LookupId, result: LookupResult) {
+        self.flow().handle_lookup(id, result);
+    }
+
+    /// The next envelope to send, if one is ready. It only hands out batches made ready by
+    /// inputs or by [`poll_lookup`](Self::poll_lookup) and never makes lookups ready: drain
+    /// `poll_lookup` first, then this.
+    #[must_use = "envelopes must be sent and reported"]
+    pub fn poll_envelope(&mut self) -> Option<Envelope> {
+        self.flow().poll_envelope()
+    }
+
+    /// The envelope was written to the peer's stream: its tasks are done, wants answered with
+    /// a block (and want-haves answered with HAVE) are forgotten, and the peer's accounting
+    /// and the metrics count it. Unknown ids are ignored.
+    pub fn handle_envelope_sent(&mut self, id: EnvelopeId) {
+        self.flow().handle_envelope_sent(id);
+    }
+
+    /// As [`handle_envelope_sent`](Self::handle_envelope_sent), at `now`: the delivery also
+    /// measures the peer's rate, from which its window grows (see
+    /// [`Config::with_max_outstanding_bytes_per_peer`](super::Config::with_max_outstanding_bytes_per_peer)),
+    /// and windows of peers idle for a second go back to the floor. `now` never goes back
+    /// from one call to the next (an earlier time is taken as no time elapsed).
+    pub fn handle_envelope_sent_at(&mut self, id: EnvelopeId, now: Instant) {
+        self.flow().handle_envelope_sent_at(id, now);
+    }
+
+    /// The envelope waits behind a full stream: the peer reads slowly or not at all. It stops
+    /// counting against [`Config::max_envelopes_in_flight`](super::Config::max_envelopes_in_flight) (otherwise a few peers that do
+    /// not read would hold every slot until their write timeouts) and still counts against its
+    /// peer's outstanding bytes and [`Config::max_envelopes_per_peer`](super::Config::max_envelopes_per_peer) until it is reported
+    /// sent, failed or lost. Unknown ids are ignored.
+    pub fn handle_envelope_stalled(&mut self, id: EnvelopeId) {
+        self.flow().handle_envelope_stalled(id);
+    }
+
+    /// The envelope was not written (refused by the shell, stream or connection failed): its
+    /// tasks are done and the wants stay as they are. Unknown ids are ignored.
+    pub fn handle_envelope_failed(&mut self, id: EnvelopeId) {
+        self.flow().handle_envelope_failed(id);
+    }
+
+    /// The envelope was cut on its way (its stream was reset or its write timed out) while
+    /// the peer stays connected: as [`handle_envelope_failed`](Self::handle_envelope_failed),
+    /// and the wants it answered that are still kept are answered again (probed, then
+    /// queued), since a peer does not ask again for what it asked while connected (Helia never
+    /// does). After 64 lost envelopes of one peer with none sent between
+    /// them, its losses are plain failures until an envelope gets through, so a peer that
+    /// resets every stream does not keep the server busy. Answer-only DONT_HAVEs (for wants
+    /// not kept) are not sent again. Unknown ids are ignored.
+    pub fn handle_envelope_lost(&mut self, id: EnvelopeId) {
+        self.flow().handle_envelope_lost(id);
     }
 
     /// What `peer` exchanged with the server since it connected, or `None` if it is not
@@ -338,19 +368,13 @@ impl Engine {
 
     /// Counters over the whole engine.
     pub fn stats(&self) -> Stats {
-        let queue = self.queue.stats();
-        Stats {
-            peers: self.peers.len(),
-            wants: self.peers.total_wants(),
-            pending_tasks: queue.pending_tasks,
-            pending_bytes: queue.pending_work,
-            active_tasks: queue.active_tasks,
-            active_bytes: queue.active_work,
-            lookups_in_flight: self.lookups.in_flight(),
-            envelopes_in_flight: self.batches.len(),
-            envelopes_out: self.envelopes.len(),
-            window_bytes: self.windows.total(),
-        }
+        flow::stats(
+            &self.queue,
+            &self.peers,
+            &self.lookups,
+            &self.batches,
+            &self.windows,
+        )
     }
 
     /// Checks the engine's internal consistency and its bounds, in O(state). For tests and
@@ -360,7 +384,8 @@ impl Engine {
         self.queue.check_invariants()?;
         self.peers.check(self.config.max_wants_per_peer())?;
         for (peer, state) in self.peers.iter() {
-            let at_limit = self.should_pause(peer, state);
+            let at_limit =
+                flow::should_pause(&self.config, &self.queue, &self.windows, peer, state);
             if self.queue.contains_peer(peer) && self.queue.is_peer_paused(peer) != at_limit {
                 return Err(format!(
                     "{peer}: {} envelopes out, window {}, paused {}",
@@ -391,31 +416,4 @@ impl Engine {
         self.windows.check()?;
         Ok(())
     }
-}
-
-/// Counters over the whole [`Engine`], read with [`Engine::stats`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Stats {
-    /// Connected peers.
-    pub peers: usize,
-    /// Wants kept over all peers.
-    pub wants: usize,
-    /// Tasks waiting in the queue.
-    pub pending_tasks: usize,
-    /// Their work, in bytes.
-    pub pending_bytes: u64,
-    /// Tasks popped and not yet reported sent or failed.
-    pub active_tasks: usize,
-    /// Their work, in bytes.
-    pub active_bytes: u64,
-    /// Lookups handed out and not yet answered.
-    pub lookups_in_flight: usize,
-    /// Batches in flight: popped, their envelopes not all reported (or stalled), those of
-    /// grown windows not counted once handed out.
-    pub envelopes_in_flight: usize,
-    /// Envelopes handed out and not yet reported sent or failed.
-    pub envelopes_out: usize,
-    /// The sum of all peers' windows (the outstanding bytes each may have), in bytes.
-    pub window_bytes: u64,
 }

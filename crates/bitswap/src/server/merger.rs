@@ -1,8 +1,12 @@
-//! Tasks of the server's queue and how repeated requests for one block combine: a port of
+//! The server's queue, its tasks, and how repeated requests for one block combine: a port of
 //! boxo's `server/internal/decision/taskmerger.go`.
 
 use cid::Cid;
-use peer_task_queue::{ActiveTasks, Task, TaskMerger};
+use libp2p::PeerId;
+use peer_task_queue::{ActiveTasks, PeerTaskQueue, Task, TaskMerger};
+
+/// The server's task queue.
+pub(super) type Queue = PeerTaskQueue<PeerId, Cid, TaskData, Merger>;
 
 /// What a queued task answers, the `D` of the server's
 /// [`PeerTaskQueue`](peer_task_queue::PeerTaskQueue).

@@ -1,6 +1,7 @@
-//! Accounting: per-peer numbers through the API ([`PeerAccounting`]) and engine-wide
-//! prometheus-client metrics ([`Metrics`]). Metrics carry no peer label, so their cardinality
-//! does not grow with the number of peers.
+//! Accounting: per-peer numbers through the API ([`PeerAccounting`]), counters over the whole
+//! engine ([`Stats`]) and engine-wide prometheus-client metrics ([`Metrics`], updated through
+//! [`Meter`]). Metrics carry no peer label, so their cardinality does not grow with the number
+//! of peers.
 
 use prometheus_client::{
     metrics::{counter::Counter, gauge::Gauge},
@@ -38,29 +39,29 @@ pub struct PeerAccounting {
 /// Counters are totals over all peers; gauges are refreshed after every engine call.
 #[derive(Debug, Clone, Default)]
 pub struct Metrics {
-    pub(super) messages_received: Counter,
-    pub(super) blocks_received: Counter,
-    pub(super) bytes_received: Counter,
-    pub(super) wants_received: Counter,
-    pub(super) cancels_received: Counter,
-    pub(super) wants_ignored: Counter,
-    pub(super) wants_denied: Counter,
-    pub(super) wants_refused: Counter,
-    pub(super) wants_evicted: Counter,
-    pub(super) messages_sent: Counter,
-    pub(super) messages_failed: Counter,
-    pub(super) blocks_sent: Counter,
-    pub(super) bytes_sent: Counter,
-    pub(super) haves_sent: Counter,
-    pub(super) dont_haves_sent: Counter,
-    pub(super) lookups: Counter,
-    pub(super) peers: Gauge,
-    pub(super) wants: Gauge,
-    pub(super) pending_tasks: Gauge,
-    pub(super) pending_bytes: Gauge,
-    pub(super) active_bytes: Gauge,
-    pub(super) envelopes_in_flight: Gauge,
-    pub(super) lookups_in_flight: Gauge,
+    messages_received: Counter,
+    blocks_received: Counter,
+    bytes_received: Counter,
+    wants_received: Counter,
+    cancels_received: Counter,
+    wants_ignored: Counter,
+    wants_denied: Counter,
+    wants_refused: Counter,
+    wants_evicted: Counter,
+    messages_sent: Counter,
+    messages_failed: Counter,
+    blocks_sent: Counter,
+    bytes_sent: Counter,
+    haves_sent: Counter,
+    dont_haves_sent: Counter,
+    lookups: Counter,
+    peers: Gauge,
+    wants: Gauge,
+    pending_tasks: Gauge,
+    pending_bytes: Gauge,
+    active_bytes: Gauge,
+    envelopes_in_flight: Gauge,
+    lookups_in_flight: Gauge,
 }
 
 impl Metrics {
@@ -186,6 +187,120 @@ impl Metrics {
 }
 
 /// Converts a count to a gauge value, saturating.
-pub(super) fn gauge_value(n: impl TryInto<i64>) -> i64 {
+fn gauge_value(n: impl TryInto<i64>) -> i64 {
     n.try_into().unwrap_or(i64::MAX)
+}
+
+/// Counters over the whole [`Engine`](super::Engine), read with
+/// [`Engine::stats`](super::Engine::stats).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Connected peers.
+    pub peers: usize,
+    /// Wants kept over all peers.
+    pub wants: usize,
+    /// Tasks waiting in the queue.
+    pub pending_tasks: usize,
+    /// Their work, in bytes.
+    pub pending_bytes: u64,
+    /// Tasks popped and not yet reported sent or failed.
+    pub active_tasks: usize,
+    /// Their work, in bytes.
+    pub active_bytes: u64,
+    /// Lookups handed out and not yet answered.
+    pub lookups_in_flight: usize,
+    /// Batches in flight: popped, their envelopes not all reported (or stalled), those of
+    /// grown windows not counted once handed out.
+    pub envelopes_in_flight: usize,
+    /// Envelopes handed out and not yet reported sent or failed.
+    pub envelopes_out: usize,
+    /// The sum of all peers' windows (the outstanding bytes each may have), in bytes.
+    pub window_bytes: u64,
+}
+
+/// A counter of [`Metrics`] bumped by one event.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Tally {
+    WantReceived,
+    CancelReceived,
+    WantIgnored,
+    WantDenied,
+    WantRefused,
+    WantEvicted,
+    Lookup,
+}
+
+/// The engine's metrics, if it was given any. Only this type writes them, so counters only
+/// grow and every gauge is set from one [`Stats`] at a time.
+#[derive(Debug, Default)]
+pub(super) struct Meter {
+    metrics: Option<Metrics>,
+}
+
+impl Meter {
+    pub(super) fn new(metrics: Option<Metrics>) -> Self {
+        Self { metrics }
+    }
+
+    /// Counts one event.
+    pub(super) fn count(&self, tally: Tally) {
+        let Some(m) = &self.metrics else {
+            return;
+        };
+        let counter = match tally {
+            Tally::WantReceived => &m.wants_received,
+            Tally::CancelReceived => &m.cancels_received,
+            Tally::WantIgnored => &m.wants_ignored,
+            Tally::WantDenied => &m.wants_denied,
+            Tally::WantRefused => &m.wants_refused,
+            Tally::WantEvicted => &m.wants_evicted,
+            Tally::Lookup => &m.lookups,
+        };
+        counter.inc();
+    }
+
+    /// A message carrying `blocks` blocks of `bytes` bytes of data was received.
+    pub(super) fn received(&self, blocks: u64, bytes: u64) {
+        if let Some(m) = &self.metrics {
+            m.messages_received.inc();
+            m.blocks_received.inc_by(blocks);
+            m.bytes_received.inc_by(bytes);
+        }
+    }
+
+    /// An envelope was reported sent with these answers.
+    pub(super) fn sent(&self, blocks: u64, bytes: u64, haves: u64, dont_haves: u64) {
+        if let Some(m) = &self.metrics {
+            m.messages_sent.inc();
+            m.blocks_sent.inc_by(blocks);
+            m.bytes_sent.inc_by(bytes);
+            m.haves_sent.inc_by(haves);
+            m.dont_haves_sent.inc_by(dont_haves);
+        }
+    }
+
+    /// An envelope was reported failed or lost.
+    pub(super) fn failed(&self) {
+        if let Some(m) = &self.metrics {
+            m.messages_failed.inc();
+        }
+    }
+
+    /// Sets the gauges from the engine's counters, taken only if there are metrics.
+    pub(super) fn refresh(&self, stats: impl FnOnce() -> Stats) {
+        let Some(m) = &self.metrics else {
+            return;
+        };
+        let stats = stats();
+        m.peers.set(gauge_value(stats.peers));
+        m.wants.set(gauge_value(stats.wants));
+        m.pending_tasks.set(gauge_value(stats.pending_tasks));
+        m.pending_bytes.set(gauge_value(stats.pending_bytes));
+        m.active_bytes.set(gauge_value(stats.active_bytes));
+        m.envelopes_in_flight
+            .set(gauge_value(stats.envelopes_in_flight));
+        m.lookups_in_flight
+            .set(gauge_value(stats.lookups_in_flight));
+    }
 }

@@ -1,7 +1,6 @@
-//! The engine's inputs that change what peers want: received wantlists
-//! ([`Engine::handle_message`]) and new blocks ([`Engine::handle_new_blocks`]). Received
-//! entries become wants (or are refused, denied, ignored); probe results and new blocks
-//! become tasks in the queue.
+//! The flow's inputs that change what peers want: received wantlists (`Engine::handle_message`)
+//! and new blocks (`Engine::handle_new_blocks`). Received entries become wants (or are refused,
+//! denied, ignored); probe results and new blocks become tasks in the queue.
 
 use std::ops::Range;
 
@@ -10,14 +9,16 @@ use ipfs_blockstore::{MAX_BLOCK_SIZE, multicodec::IDENTITY};
 use libp2p::PeerId;
 use peer_task_queue::Task;
 
-use super::{
-    Config, Engine,
-    ledger::{Request, Want, WantState},
-    merger::{TaskData, presence_work},
-};
+use super::Flow;
 use crate::{
     message::{Entry, Message, WantType},
     protocol::Version,
+    server::{
+        Config,
+        ledger::{Request, Want, WantState},
+        merger::{TaskData, presence_work},
+        metrics::Tally,
+    },
 };
 
 /// A removed want and its pending task, if it had one.
@@ -30,22 +31,13 @@ fn sends_block(config: &Config, want_type: WantType, size: Option<u64>) -> bool 
     want_type == WantType::Block || (replace > 0 && size.is_some_and(|s| s <= replace))
 }
 
-impl Engine {
-    /// A message arrived from `peer`: its wantlist updates the peer's ledger (cancels, full
-    /// replacement, new wants) and the blocks it carries are counted. Blocks are not stored
-    /// here: once the embedder has stored them, [`handle_new_blocks`](Self::handle_new_blocks)
-    /// serves the peers that want them.
-    pub fn handle_message(&mut self, peer: PeerId, message: &Message) {
-        self.handle_message_part(peer, message, 0..message.wantlist.entries.len());
-    }
-
-    /// Like [`handle_message`](Self::handle_message), for wantlist entries `entries` of the
-    /// message only, so that a large message can be taken in over several turns and other
-    /// peers served in between. Call it with consecutive ranges that cover every entry, in
-    /// order, the first starting at 0 (which also counts the message, its blocks, and clears
-    /// the old wantlist if this one is full), and no other message of the peer in between.
-    /// Ranges past the end are cut at it.
-    pub fn handle_message_part(&mut self, peer: PeerId, message: &Message, entries: Range<usize>) {
+impl Flow<'_> {
+    pub(in crate::server) fn handle_message_part(
+        &mut self,
+        peer: PeerId,
+        message: &Message,
+        entries: Range<usize>,
+    ) {
         let Some(state) = self.peers.get_mut(&peer) else {
             tracing::debug!(%peer, "message from a peer not connected to the engine, ignored");
             return;
@@ -67,11 +59,8 @@ impl Engine {
         accounting.blocks_received += message.blocks.len() as u64;
         accounting.bytes_received += received_bytes as u64;
         let version = state.version;
-        if let Some(m) = &self.metrics {
-            m.messages_received.inc();
-            m.blocks_received.inc_by(message.blocks.len() as u64);
-            m.bytes_received.inc_by(received_bytes as u64);
-        }
+        self.metrics
+            .received(message.blocks.len() as u64, received_bytes as u64);
         if message.wantlist.full {
             self.clear_wantlist(&peer);
             let room = (message.wantlist.entries.len())
@@ -108,23 +97,23 @@ impl Engine {
             || (max_cid != 0 && cid.encoded_len() > max_cid)
             || (unservable && !entry.cancel)
         {
-            self.count(|m| &m.wants_ignored);
+            self.metrics.count(Tally::WantIgnored);
             return;
         }
         if entry.cancel {
-            self.count(|m| &m.cancels_received);
+            self.metrics.count(Tally::CancelReceived);
             self.remove_want(&peer, &cid);
             self.remove_answer_only(&peer, &cid);
             return;
         }
-        self.count(|m| &m.wants_received);
+        self.metrics.count(Tally::WantReceived);
         let (want_type, send_dont_have) = if version.supports_have() {
             (entry.want_type, entry.send_dont_have)
         } else {
             (WantType::Block, false)
         };
         if *taken >= self.config.max_entries_per_message() {
-            self.count(|m| &m.wants_refused);
+            self.metrics.count(Tally::WantRefused);
             if send_dont_have
                 && !self
                     .peers
@@ -141,7 +130,7 @@ impl Engine {
         if let Some(filter) = self.config.request_filter()
             && !filter(&peer, &cid)
         {
-            self.count(|m| &m.wants_denied);
+            self.metrics.count(Tally::WantDenied);
             self.remove_want(&peer, &cid);
             if send_dont_have {
                 self.push_answer_only(&peer, cid, entry.priority, want_type);
@@ -166,13 +155,13 @@ impl Engine {
             let victim = state.ledger.want_at(victim_slot);
             let victim_cid = state.ledger.cid_at(victim_slot);
             if victim.state != WantState::Missing && victim.priority >= request.priority {
-                self.count(|m| &m.wants_refused);
+                self.metrics.count(Tally::WantRefused);
                 if request.send_dont_have {
                     self.push_answer_only(&peer, cid, request.priority, request.want_type);
                 }
                 return;
             }
-            self.count(|m| &m.wants_evicted);
+            self.metrics.count(Tally::WantEvicted);
             let (_, task) = self.remove_want(&peer, &victim_cid).expect("victim");
             if victim.send_dont_have && (victim.state != WantState::Missing || task.is_some()) {
                 self.push_answer_only(&peer, victim_cid, victim.priority, victim.want_type);
@@ -267,7 +256,7 @@ impl Engine {
             Some(size) => {
                 state.set_state_at(slot, WantState::Found);
                 TaskData {
-                    want_block: sends_block(&self.config, want.want_type, size),
+                    want_block: sends_block(self.config, want.want_type, size),
                     have_block: true,
                     block_size: size.unwrap_or(0),
                     send_dont_have: want.send_dont_have,
@@ -315,10 +304,7 @@ impl Engine {
         }
     }
 
-    /// Blocks were put in the store (CID and size in bytes): every peer that wants one of
-    /// them (under any CID of the same multihash) gets it, or a HAVE for a want-have of a
-    /// block larger than [`Config::want_have_replace_size`], through its queue.
-    pub fn handle_new_blocks<I>(&mut self, blocks: I)
+    pub(in crate::server) fn handle_new_blocks<I>(&mut self, blocks: I)
     where
         I: IntoIterator<Item = (Cid, usize)>,
     {
@@ -336,7 +322,7 @@ impl Engine {
                 let wanted = state.ledger.cid_at(slot);
                 state.set_state_at(slot, WantState::Found);
                 let data = TaskData {
-                    want_block: sends_block(&self.config, want.want_type, Some(size as u64)),
+                    want_block: sends_block(self.config, want.want_type, Some(size as u64)),
                     have_block: true,
                     block_size: size as u64,
                     send_dont_have: false,

@@ -1,5 +1,5 @@
-//! The engine's side of the blockstore: [`Engine::poll_lookup`] hands out reads and
-//! [`Engine::handle_lookup`] takes their answers.
+//! The flow's side of the blockstore: `Engine::poll_lookup` hands out reads and
+//! `Engine::handle_lookup` takes their answers.
 //!
 //! Probes (size or presence of a wanted block) wait in one queue per peer and are handed out
 //! round-robin between peers, so one large wantlist does not delay a small one. Block reads
@@ -8,28 +8,19 @@
 use cid::Cid;
 use ipfs_blockstore::{Block, MAX_BLOCK_SIZE};
 
-use super::{
-    Engine,
-    ledger::WantState,
-    lookup::{Lookup, LookupId, LookupKind, LookupResult, Pending},
-    peer::QUEUED,
+use super::Flow;
+use crate::{
+    message::WantType,
+    server::{
+        ledger::WantState,
+        lookup::{Lookup, LookupId, LookupKind, LookupResult, Pending},
+        metrics::Tally,
+        peer::QUEUED,
+    },
 };
-use crate::message::WantType;
 
-impl Engine {
-    /// The next blockstore lookup to perform, if fewer than
-    /// [`Config::max_lookups_in_flight`](super::Config::max_lookups_in_flight) are unanswered.
-    /// Answer each with [`handle_lookup`](Self::handle_lookup).
-    ///
-    /// Block reads of batches being built come first, then probes of new wants. When neither
-    /// can be handed out, it pops the next batch of tasks from the queue (while fewer than
-    /// [`Config::max_envelopes_in_flight`](super::Config::max_envelopes_in_flight) are in
-    /// flight): so the tasks of a whole wantlist are probed before the first envelope is
-    /// built, and envelopes are built when there is room for them, as boxo's workers do. A
-    /// batch without blocks is ready at once, which is why
-    /// [`poll_envelope`](Self::poll_envelope) is drained after this.
-    #[must_use = "lookups must be performed and answered"]
-    pub fn poll_lookup(&mut self) -> Option<Lookup> {
+impl Flow<'_> {
+    pub(in crate::server) fn poll_lookup(&mut self) -> Option<Lookup> {
         let lookup = loop {
             if self.lookups.in_flight() < self.config.max_lookups_in_flight()
                 && let Some(lookup) = self.next_get().or_else(|| self.next_probe())
@@ -41,7 +32,7 @@ impl Engine {
             }
         };
         if lookup.is_some() {
-            self.count(|m| &m.lookups);
+            self.metrics.count(Tally::Lookup);
         }
         self.refresh_gauges();
         lookup
@@ -103,9 +94,7 @@ impl Engine {
         None
     }
 
-    /// The answer to a lookup from [`poll_lookup`](Self::poll_lookup). Unknown ids (already
-    /// answered) are ignored; an answer for a want changed or dropped meanwhile is discarded.
-    pub fn handle_lookup(&mut self, id: LookupId, result: LookupResult) {
+    pub(in crate::server) fn handle_lookup(&mut self, id: LookupId, result: LookupResult) {
         let Some(pending) = self.lookups.finish(id) else {
             return;
         };
@@ -138,7 +127,7 @@ impl Engine {
                 }
             }
             Pending::Get { batch, slot } => {
-                if let Some(b) = self.batches.get_mut(&batch) {
+                if let Some(b) = self.batches.get(&batch) {
                     let cid = b.slots[slot].task.task.topic;
                     let block = match result {
                         LookupResult::Block(Some(block)) => same_block(cid, block),
@@ -146,11 +135,7 @@ impl Engine {
                     };
                     let (peer, session) = (b.peer, b.session);
                     let missing = block.is_none();
-                    b.slots[slot].block = block;
-                    b.gets_left -= 1;
-                    if b.gets_left == 0 {
-                        self.ready.push_back(batch);
-                    }
+                    self.batches.fill(batch, slot, block);
                     // Gone since it was probed: the want waits for the block again.
                     if let Some(state) = self.peers.get_mut(&peer)
                         && missing

@@ -1,5 +1,5 @@
-//! Envelopes: tasks popped for one peer (a batch), their blocks read, packed into messages of
-//! at most 4 MiB, handed out by [`Engine::poll_envelope`] and reported back.
+//! The flow's envelopes: tasks popped for one peer (a batch), their blocks read, packed into
+//! messages of at most 4 MiB, handed out by `Engine::poll_envelope` and reported back.
 
 use std::time::Instant;
 
@@ -7,15 +7,15 @@ use cid::Cid;
 use libp2p::PeerId;
 use peer_task_queue::PoppedTask;
 
-use super::{
-    Engine,
-    batch::{Envelope, EnvelopeId, InFlight, Reply, Slot, TaskBatch},
-    merger::TaskData,
-    peer::PeerState,
-};
+use super::Flow;
 use crate::{
     message::{BlockPresence, BlockPresenceType, Message, WantType},
     protocol::MAX_MESSAGE_SIZE,
+    server::{
+        batch::{Envelope, EnvelopeId, InFlight, Reply, Slot, TaskBatch},
+        merger::TaskData,
+        peer::PeerState,
+    },
 };
 
 /// Upper bound of what a message adds besides its items (the pending-bytes field), in bytes.
@@ -41,25 +41,15 @@ enum Outcome {
     Lost,
 }
 
-impl Engine {
-    /// The next envelope to send, if one is ready. It only hands out batches made ready by
-    /// inputs or by [`poll_lookup`](Self::poll_lookup) and never makes lookups ready: drain
-    /// `poll_lookup` first, then this.
-    #[must_use = "envelopes must be sent and reported"]
-    pub fn poll_envelope(&mut self) -> Option<Envelope> {
-        while let Some(&batch) = self.ready.front() {
+impl Flow<'_> {
+    pub(in crate::server) fn poll_envelope(&mut self) -> Option<Envelope> {
+        while let Some(batch) = self.batches.first_ready() {
             let envelope = self.assemble(batch);
-            if self
-                .batches
-                .get(&batch)
-                .is_none_or(|b| b.next >= b.slots.len())
-            {
-                self.ready.pop_front();
-            }
+            self.batches.pop_ready_if_packed(batch);
             if let Some(envelope) = envelope {
                 // A batch whose envelopes are all handed out and none counted (its peer's
                 // window paces them) is done with.
-                self.finish_if_done(batch);
+                self.batches.finish_if_done(batch);
                 // What this envelope answers may leave the batch's other slots with nothing
                 // to send (a later slot for a want this one just answered): keep the
                 // invariant that ready batches have something to send.
@@ -69,7 +59,7 @@ impl Engine {
             }
             // Unreachable: `settle` prunes ready batches with nothing to send.
             debug_assert!(false, "a ready batch had nothing to send");
-            self.finish_if_done(batch);
+            self.batches.finish_if_done(batch);
         }
         None
     }
@@ -106,9 +96,8 @@ impl Engine {
     /// done).
     fn prune_ready(&mut self) {
         let mut i = 0;
-        while i < self.ready.len() {
-            let id = self.ready[i];
-            let batch = &self.batches[&id];
+        while let Some(id) = self.batches.ready_at(i) {
+            let batch = self.batches.get(&id).expect("ready batch");
             let live = self
                 .peers
                 .get(&batch.peer)
@@ -122,7 +111,7 @@ impl Engine {
                 i += 1;
                 continue;
             }
-            self.ready.remove(i);
+            self.batches.unready_at(i);
             let batch = self.batches.get_mut(&id).expect("ready batch");
             let mut state = self.peers.get_mut(&batch.peer);
             for slot in &batch.slots[batch.next..] {
@@ -135,9 +124,7 @@ impl Engine {
             }
             batch.next = batch.slots.len();
             let peer = batch.peer;
-            if batch.envelopes_out == 0 {
-                self.batches.remove(&id);
-            }
+            self.batches.remove_if_idle(id);
             self.update_pause(&peer);
         }
     }
@@ -147,8 +134,7 @@ impl Engine {
             let _ = self.queue.tasks_done(&peer, &tasks);
             return;
         };
-        let id = self.next_batch;
-        self.next_batch += 1;
+        let id = self.batches.new_id();
         let mut gets_left = 0;
         for (i, task) in tasks.iter().enumerate() {
             let data = task.task.data;
@@ -164,21 +150,8 @@ impl Engine {
             .into_iter()
             .map(|task| Slot { task, block: None })
             .collect();
-        self.batches.insert(
-            id,
-            TaskBatch {
-                peer,
-                session: state.session,
-                slots,
-                gets_left,
-                next: 0,
-                envelopes_out: 0,
-                pending_work: pending,
-            },
-        );
-        if gets_left == 0 {
-            self.ready.push_back(id);
-        }
+        let batch = TaskBatch::new(peer, state.session, slots, gets_left, pending);
+        self.batches.insert(id, batch);
     }
 
     /// What a slot sends now: nothing if its want is gone (cancelled, replaced by a full
@@ -212,9 +185,9 @@ impl Engine {
     /// Packs the next slots of a ready batch into one envelope of at most 4 MiB. Slots with
     /// nothing to send are reported done at once. `None` if no slot had anything to send.
     fn assemble(&mut self, batch_id: u64) -> Option<Envelope> {
-        let mut batch = self.batches.remove(&batch_id)?;
+        let mut batch = self.batches.take(batch_id)?;
         let envelope = self.pack(batch_id, &mut batch);
-        self.batches.insert(batch_id, batch);
+        self.batches.put_back(batch_id, batch);
         envelope
     }
 
@@ -293,122 +266,59 @@ impl Engine {
         message.pending_bytes = pending.min(i32::MAX as u64) as i32;
         let counted = !self.windows.is_grown(&batch.peer);
         if counted {
-            batch.envelopes_out += 1;
+            batch.count_envelope();
         }
         if let Some(state) = self.peers.get_mut(&batch.peer) {
             state.envelopes_out += 1;
         }
         self.update_pause(&batch.peer);
-        let id = self.next_envelope;
-        self.next_envelope += 1;
-        self.envelopes.insert(
-            id,
-            InFlight {
-                batch: batch_id,
-                counted,
-                stalled: false,
-                work,
-                peer: batch.peer,
-                session: batch.session,
-                tasks,
-                answers,
-            },
-        );
+        let id = self.batches.hand_out(InFlight {
+            batch: batch_id,
+            counted,
+            stalled: false,
+            work,
+            peer: batch.peer,
+            session: batch.session,
+            tasks,
+            answers,
+        });
         Some(Envelope {
-            id: EnvelopeId(id),
+            id,
             peer: batch.peer,
             message,
         })
     }
 
-    /// Forgets a batch once every slot is packed and every envelope reported (or stalled).
-    fn finish_if_done(&mut self, batch_id: u64) {
-        if self
-            .batches
-            .get(&batch_id)
-            .is_some_and(|b| b.next >= b.slots.len() && b.envelopes_out == 0 && b.gets_left == 0)
-        {
-            self.batches.remove(&batch_id);
-        }
-    }
-
-    /// Drops the unsent part of the peer's batches (its tasks are gone from the queue).
-    /// Batches with envelopes out stay until those are reported.
-    pub(super) fn drop_batches_of(&mut self, peer: &PeerId) {
-        self.batches.retain(|_, batch| {
-            if batch.peer != *peer {
-                return true;
-            }
-            batch.next = batch.slots.len();
-            batch.envelopes_out > 0
-        });
-        let batches = &self.batches;
-        self.ready
-            .retain(|id| batches.get(id).is_some_and(|b| b.next < b.slots.len()));
-    }
-
-    /// The envelope was written to the peer's stream: its tasks are done, wants answered with
-    /// a block (and want-haves answered with HAVE) are forgotten, and the peer's accounting
-    /// and the metrics count it. Unknown ids are ignored.
-    pub fn handle_envelope_sent(&mut self, id: EnvelopeId) {
+    pub(in crate::server) fn handle_envelope_sent(&mut self, id: EnvelopeId) {
         self.resolve(id, Outcome::Sent, None);
     }
 
-    /// As [`handle_envelope_sent`](Self::handle_envelope_sent), at `now`: the delivery also
-    /// measures the peer's rate, from which its window grows (see
-    /// [`Config::with_max_outstanding_bytes_per_peer`](super::Config::with_max_outstanding_bytes_per_peer)),
-    /// and windows of peers idle for a second go back to the floor. `now` never goes back
-    /// from one call to the next (an earlier time is taken as no time elapsed).
-    pub fn handle_envelope_sent_at(&mut self, id: EnvelopeId, now: Instant) {
+    pub(in crate::server) fn handle_envelope_sent_at(&mut self, id: EnvelopeId, now: Instant) {
         self.windows.expire(now);
         self.resolve(id, Outcome::Sent, Some(now));
     }
 
-    /// The envelope waits behind a full stream: the peer reads slowly or not at all. It stops
-    /// counting against [`Config::max_envelopes_in_flight`](super::Config::max_envelopes_in_flight) (otherwise a few peers that do
-    /// not read would hold every slot until their write timeouts) and still counts against its
-    /// peer's outstanding bytes and [`Config::max_envelopes_per_peer`](super::Config::max_envelopes_per_peer) until it is reported
-    /// sent, failed or lost. Unknown ids are ignored.
-    pub fn handle_envelope_stalled(&mut self, id: EnvelopeId) {
-        let Some(envelope) = self.envelopes.get_mut(&id.0) else {
+    pub(in crate::server) fn handle_envelope_stalled(&mut self, id: EnvelopeId) {
+        let Some((peer, session)) = self.batches.stall(id) else {
             return;
         };
-        if std::mem::replace(&mut envelope.stalled, true) {
-            return;
-        }
-        let (batch, counted, peer) = (envelope.batch, envelope.counted, envelope.peer);
-        let session = envelope.session;
-        if counted && let Some(b) = self.batches.get_mut(&batch) {
-            b.envelopes_out -= 1;
-        }
         if self.peers.get(&peer).is_some_and(|s| s.session == session) {
             self.windows.stalled(&peer);
         }
-        self.finish_if_done(batch);
         self.settle();
     }
 
-    /// The envelope was not written (refused by the shell, stream or connection failed): its
-    /// tasks are done and the wants stay as they are. Unknown ids are ignored.
-    pub fn handle_envelope_failed(&mut self, id: EnvelopeId) {
+    pub(in crate::server) fn handle_envelope_failed(&mut self, id: EnvelopeId) {
         self.resolve(id, Outcome::Failed, None);
     }
 
-    /// The envelope was cut on its way (its stream was reset or its write timed out) while
-    /// the peer stays connected: as [`handle_envelope_failed`](Self::handle_envelope_failed),
-    /// and the wants it answered that are still kept are answered again (probed, then
-    /// queued), since a peer does not ask again for what it asked while connected (Helia never
-    /// does). After 64 lost envelopes of one peer with none sent between
-    /// them, its losses are plain failures until an envelope gets through, so a peer that
-    /// resets every stream does not keep the server busy. Answer-only DONT_HAVEs (for wants
-    /// not kept) are not sent again. Unknown ids are ignored.
-    pub fn handle_envelope_lost(&mut self, id: EnvelopeId) {
+    pub(in crate::server) fn handle_envelope_lost(&mut self, id: EnvelopeId) {
         self.resolve(id, Outcome::Lost, None);
     }
 
     fn resolve(&mut self, id: EnvelopeId, outcome: Outcome, now: Option<Instant>) {
         let sent = outcome == Outcome::Sent;
-        let Some(envelope) = self.envelopes.remove(&id.0) else {
+        let Some(envelope) = self.batches.take_envelope(id) else {
             return;
         };
         let (mut blocks, mut bytes, mut haves, mut dont_haves) = (0, 0, 0, 0);
@@ -422,16 +332,10 @@ impl Engine {
                 Reply::DontHave(_) => dont_haves += 1,
             }
         }
-        if let Some(m) = &self.metrics {
-            if sent {
-                m.messages_sent.inc();
-                m.blocks_sent.inc_by(blocks);
-                m.bytes_sent.inc_by(bytes);
-                m.haves_sent.inc_by(haves);
-                m.dont_haves_sent.inc_by(dont_haves);
-            } else {
-                m.messages_failed.inc();
-            }
+        if sent {
+            self.metrics.sent(blocks, bytes, haves, dont_haves);
+        } else {
+            self.metrics.failed();
         }
         let peer = envelope.peer;
         if let Some(state) = self
@@ -510,13 +414,7 @@ impl Engine {
             }
             self.update_pause(&peer);
         }
-        if envelope.counted
-            && !envelope.stalled
-            && let Some(batch) = self.batches.get_mut(&envelope.batch)
-        {
-            batch.envelopes_out -= 1;
-        }
-        self.finish_if_done(envelope.batch);
+        self.batches.release(&envelope);
         self.settle();
     }
 }

@@ -31,7 +31,6 @@ use libp2p::{
 };
 use prometheus_client::registry::Registry;
 
-use crate::intake::Allowances;
 use crate::{
     client::{
         Action as ClientAction, Engine as ClientEngine, Event as ClientEvent, QueryError, QueryId,
@@ -40,6 +39,7 @@ use crate::{
     config::{Config, Parts},
     event::{Event, PutError, PutId, StoreError},
     handle::{BlockStream, COMMAND_CAPACITY, Command, GetError, Handle},
+    intake::{Intake, Taken},
     message::Message,
     network::{self, HandlerIn, MessageId},
     protocol::Version,
@@ -51,15 +51,6 @@ use crate::{
 
 /// Store results taken per round of [`Behaviour`]'s poll, besides one network event.
 const LOOKUPS_PER_ROUND: usize = 64;
-
-/// Wantlist entries of one peer the server takes in per turn. Longer messages are taken in
-/// over several turns, round-robin between peers, each turn after the swarm delivered what
-/// else came in: a flood of wants delays other peers by one turn, not by the whole flood.
-const ENTRIES_PER_TURN: usize = 128;
-
-/// Wantlist entries that may wait for their turn over all peers (about 1.8 MiB decoded);
-/// beyond it, turns are taken at once.
-const MAX_BACKLOG: usize = 16 * 1024;
 
 /// Where a store write comes from.
 #[derive(Debug, Clone, Copy)]
@@ -134,20 +125,13 @@ pub struct Behaviour<S> {
     streams: HashMap<QueryId, mpsc::Sender<Result<Block, GetError>>>,
     /// Addresses of peers the swarm told about, to dial providers by peer id.
     addresses: AddressBook,
-    /// Received messages whose wantlists the server is taking in, per peer, oldest first,
-    /// with the connection they came on and the next entry to take. At most eight per
-    /// connection: the network layer reads no further until a message is released.
-    inbound: HashMap<PeerId, VecDeque<(ConnectionId, Message, usize)>>,
     /// What was logged about which peer, so each kind is logged once per peer at debug.
     troubles: Troubles,
-    /// Wantlist entries waiting in `inbound`; at most [`MAX_BACKLOG`] after each input.
-    backlog: usize,
-    /// How fast each peer's entries are taken in.
-    allowances: Allowances,
+    /// Received wantlists on their way into the server, by turns within each peer's
+    /// allowance.
+    intake: Intake,
     /// Wakes the behaviour when peers waiting for their allowance have earned a turn.
     intake_timer: Option<Delay>,
-    /// Peers with messages in `inbound`, in turn order.
-    turns: VecDeque<PeerId>,
     /// Peers whose connections are kept alive because one engine owes them, or is owed by
     /// them, something that may come later: wants kept by the server (a block stored after
     /// DONT_HAVE is still sent), blocks the client asked for.
@@ -287,14 +271,11 @@ impl<S: Blockstore + 'static> Behaviour<S> {
             command_sender,
             streams: HashMap::new(),
             addresses: AddressBook::default(),
-            inbound: HashMap::new(),
-            backlog: 0,
-            allowances: Allowances::new(parts.max_wants_per_second, parts.want_burst),
+            intake: Intake::new(parts.max_wants_per_second, parts.want_burst),
             intake_timer: None,
             owed: HashSet::new(),
             owed_dirty: HashSet::new(),
             troubles: Troubles::default(),
-            turns: VecDeque::new(),
             events: VecDeque::new(),
             waker: None,
         }
@@ -653,14 +634,7 @@ impl<S: Blockstore + 'static> Behaviour<S> {
             network::Event::PeerDisconnected { peer } => {
                 self.owed.remove(&peer);
                 self.owed_dirty.remove(&peer);
-                if let Some(queue) = self.inbound.remove(&peer) {
-                    let left: usize = queue
-                        .iter()
-                        .map(|(_, m, next)| m.wantlist.entries.len() - next)
-                        .sum();
-                    self.backlog -= left;
-                }
-                self.allowances.forget(&peer);
+                self.intake.handle_peer_disconnected(&peer);
                 self.troubles.forget(&peer);
                 self.server.handle_peer_disconnected(&peer);
                 self.client.handle_peer_disconnected(&peer, now);
@@ -672,24 +646,11 @@ impl<S: Blockstore + 'static> Behaviour<S> {
             } => {
                 self.owed_dirty.insert(peer);
                 self.client.handle_message(peer, &message, now);
-                let entries = message.wantlist.entries.len();
-                if entries <= ENTRIES_PER_TURN
-                    && !self.inbound.contains_key(&peer)
-                    && self.allowances.available(&peer, now) >= entries as f64
-                {
-                    self.allowances.spend(peer, entries, now);
+                if let Some(message) = self.intake.handle_message(peer, connection, message, now) {
                     self.server.handle_message(peer, &message);
                     self.network.release(peer, connection);
                 } else {
-                    let queue = self.inbound.entry(peer).or_default();
-                    if queue.is_empty() {
-                        self.turns.push_back(peer);
-                    }
-                    self.backlog += message.wantlist.entries.len();
-                    queue.push_back((connection, message, 0));
-                    // Decoded entries take about 3x their wire size: many peers' long
-                    // wantlists at once are taken in at once (still by turns) beyond a bound.
-                    while self.backlog > MAX_BACKLOG && self.take_turn(true) {}
+                    while self.take_turn(true, now) {}
                 }
             }
             network::Event::MessageSent { peer, id } => {
@@ -742,52 +703,27 @@ impl<S: Blockstore + 'static> Behaviour<S> {
         self.drain_client();
     }
 
-    /// Gives the next peer in turn that has allowance (any, if `force`) up to
-    /// [`ENTRIES_PER_TURN`] entries of its oldest message. Returns false if no peer could take
-    /// a turn.
-    fn take_turn(&mut self, force: bool) -> bool {
-        let now = Instant::now();
-        for _ in 0..self.turns.len() {
-            let Some(peer) = self.turns.pop_front() else {
-                break;
-            };
-            let Some(queue) = self.inbound.get_mut(&peer) else {
-                continue;
-            };
-            let Some((connection, message, next)) = queue.front_mut() else {
-                self.inbound.remove(&peer);
-                continue;
-            };
-            let left = message.wantlist.entries.len() - *next;
-            let mut take = left.min(ENTRIES_PER_TURN);
-            if !force && take > 0 {
-                let available = self.allowances.available(&peer, now);
-                if available < 1.0 {
-                    self.turns.push_back(peer);
-                    continue;
-                }
-                take = take.min(available as usize);
-            }
-            let end = *next + take;
-            self.server.handle_message_part(peer, message, *next..end);
-            self.owed_dirty.insert(peer);
-            self.backlog -= take;
-            self.allowances.spend(peer, take, now);
-            *next = end;
-            if end == message.wantlist.entries.len() {
-                let connection = *connection;
-                queue.pop_front();
-                self.network.release(peer, connection);
-            }
-            if queue.is_empty() {
-                self.inbound.remove(&peer);
-            } else {
-                self.turns.push_back(peer);
-            }
-            self.drive_server();
-            return true;
+    /// Lets the intake give the server the next turn: a turn beyond the backlog's bound if
+    /// `excess`, else the next peer's that has allowance. Returns false if no peer took one.
+    fn take_turn(&mut self, excess: bool, now: Instant) -> bool {
+        let server = &mut self.server;
+        let take = |peer, message: &Message, entries| {
+            server.handle_message_part(peer, message, entries);
+        };
+        let taken = if excess {
+            self.intake.take_excess_turn(now, take)
+        } else {
+            self.intake.take_turn(now, take)
+        };
+        let Some(Taken { peer, release }) = taken else {
+            return false;
+        };
+        self.owed_dirty.insert(peer);
+        if let Some(connection) = release {
+            self.network.release(peer, connection);
         }
-        false
+        self.drive_server();
+        true
     }
 
     /// Keeps the connections of the peers that are owed something alive, and lets the others
@@ -973,16 +909,18 @@ impl<S: Blockstore + 'static> NetworkBehaviour for Behaviour<S> {
             }
             if progress {
                 if rounds.is_multiple_of(32) {
-                    self.take_turn(false);
+                    self.take_turn(false, Instant::now());
                 }
                 continue;
             }
-            if self.take_turn(false) {
+            if self.take_turn(false, Instant::now()) {
                 // Back soon for the next turn, after the swarm delivered what else came in.
                 cx.waker().wake_by_ref();
-            } else if !self.turns.is_empty() && self.intake_timer.is_none() {
+            } else if let Some(wait) = self.intake.next_turn_in()
+                && self.intake_timer.is_none()
+            {
                 // Peers wait for their allowance: back when one has earned a turn.
-                let mut timer = Delay::futures_timer(self.allowances.refill_time(ENTRIES_PER_TURN));
+                let mut timer = Delay::futures_timer(wait);
                 if timer.poll_unpin(cx).is_ready() {
                     cx.waker().wake_by_ref();
                 } else {

@@ -37,6 +37,7 @@ use crate::{
         SessionId,
     },
     config::{Config, Parts},
+    delivery::{Batch, Delivery},
     event::{Event, PutError, PutId, StoreError},
     handle::{BlockStream, COMMAND_CAPACITY, Command, GetError, Handle},
     intake::{Intake, Taken},
@@ -58,7 +59,7 @@ enum Origin {
     /// [`Behaviour::put`].
     User(PutId),
     /// Blocks the client accepted; their events wait for the write.
-    Received(u64),
+    Received(Batch),
 }
 
 /// What a finished store write reports.
@@ -105,11 +106,8 @@ pub struct Behaviour<S> {
     user_puts: usize,
     max_puts_in_flight: usize,
     next_put: u64,
-    next_batch: u64,
-    /// Batches of received blocks being written.
-    storing: HashSet<u64>,
-    /// Client events in order, each waiting for the write of its batch (if any).
-    delivery: VecDeque<(Option<u64>, Event)>,
+    /// Client events, each reported after the write of the blocks accepted with or before it.
+    delivery: Delivery<Event>,
     /// Server envelopes handed to the network, by the id it gave them.
     envelopes: HashMap<MessageId, EnvelopeId>,
     /// Client wantlist updates handed to the network, kept to report a failure.
@@ -260,9 +258,7 @@ impl<S: Blockstore + 'static> Behaviour<S> {
             user_puts: 0,
             max_puts_in_flight: parts.max_puts_in_flight,
             next_put: 0,
-            next_batch: 0,
-            storing: HashSet::new(),
-            delivery: VecDeque::new(),
+            delivery: Delivery::default(),
             envelopes: HashMap::new(),
             wantlists: HashMap::new(),
             max_client_messages,
@@ -492,14 +488,11 @@ impl<S: Blockstore + 'static> Behaviour<S> {
             }
         }
         let batch = (!blocks.is_empty()).then(|| {
-            let batch = self.next_batch;
-            self.next_batch += 1;
-            self.storing.insert(batch);
+            let batch = self.delivery.start_batch();
             self.start_put(Origin::Received(batch), blocks);
             batch
         });
-        self.delivery
-            .extend(events.into_iter().map(|event| (batch, event)));
+        self.delivery.queue(batch, events);
         self.release();
         self.arm_timer(now);
         self.wake();
@@ -527,13 +520,7 @@ impl<S: Blockstore + 'static> Behaviour<S> {
 
     /// Hands out the client events whose blocks are written, in order.
     fn release(&mut self) {
-        while let Some((batch, _)) = self.delivery.front() {
-            if batch.is_some_and(|b| self.storing.contains(&b)) {
-                break;
-            }
-            let Some((_, event)) = self.delivery.pop_front() else {
-                break;
-            };
+        while let Some(event) = self.delivery.poll_event() {
             self.deliver(event);
         }
     }
@@ -761,7 +748,7 @@ impl<S: Blockstore + 'static> Behaviour<S> {
                             .push_back(ToSwarm::GenerateEvent(Event::Stored { id, blocks }));
                     }
                     Origin::Received(batch) => {
-                        self.storing.remove(&batch);
+                        self.delivery.handle_written(batch);
                         self.release();
                     }
                 }
@@ -775,7 +762,7 @@ impl<S: Blockstore + 'static> Behaviour<S> {
             }
             (Origin::Received(batch), Err(error)) => {
                 tracing::warn!(%error, "blockstore write of received blocks failed");
-                self.storing.remove(&batch);
+                self.delivery.handle_written(batch);
                 self.events
                     .push_back(ToSwarm::GenerateEvent(Event::StoreFailed {
                         id: None,

@@ -101,6 +101,7 @@ mod behaviour;
 mod client;
 mod config;
 mod decode;
+mod delivery;
 mod event;
 mod handle;
 mod hash;

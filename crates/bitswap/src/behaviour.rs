@@ -32,6 +32,7 @@ use libp2p::{
 use prometheus_client::registry::Registry;
 
 use crate::{
+    addresses::AddressBook,
     client::{
         Action as ClientAction, Engine as ClientEngine, Event as ClientEvent, QueryError, QueryId,
         SessionId,
@@ -48,6 +49,7 @@ use crate::{
         Engine as ServerEngine, EnvelopeId, Lookup, LookupId, LookupKind, LookupResult,
         Metrics as ServerMetrics,
     },
+    troubles::{Trouble, Troubles},
 };
 
 /// Store results taken per round of [`Behaviour`]'s poll, besides one network event.
@@ -138,77 +140,6 @@ pub struct Behaviour<S> {
     owed_dirty: HashSet<PeerId>,
     events: VecDeque<ToSwarm<Event, HandlerIn>>,
     waker: Option<Waker>,
-}
-
-/// A kind of per-peer trouble the node logs: the first of each kind per peer at debug, the
-/// rest at trace, so a misbehaving peer cannot fill the log.
-#[derive(Debug, Clone, Copy)]
-enum Trouble {
-    EnvelopeNotSent = 1,
-    WantlistNotSent = 2,
-}
-
-/// Kinds of trouble logged per peer, forgotten when the peer disconnects; at most
-/// [`Troubles::MAX_PEERS`] peers (then it starts over).
-#[derive(Debug, Default)]
-struct Troubles(HashMap<PeerId, u8>);
-
-impl Troubles {
-    const MAX_PEERS: usize = 4096;
-
-    /// Records `kind` for `peer`; true the first time.
-    fn first(&mut self, peer: PeerId, kind: Trouble) -> bool {
-        if self.0.len() >= Self::MAX_PEERS && !self.0.contains_key(&peer) {
-            self.0.clear();
-        }
-        let seen = self.0.entry(peer).or_default();
-        let first = *seen & kind as u8 == 0;
-        *seen |= kind as u8;
-        first
-    }
-
-    fn forget(&mut self, peer: &PeerId) {
-        self.0.remove(peer);
-    }
-}
-
-/// Peers' addresses reported by the swarm (`Swarm::add_peer_address`, kad, identify): the
-/// most recent [`AddressBook::MAX_PEERS`] peers, [`AddressBook::MAX_PER_PEER`] addresses each.
-#[derive(Debug, Default)]
-struct AddressBook {
-    peers: HashMap<PeerId, Vec<Multiaddr>>,
-    /// Peers oldest first, for eviction.
-    order: VecDeque<PeerId>,
-}
-
-impl AddressBook {
-    const MAX_PEERS: usize = 1024;
-    const MAX_PER_PEER: usize = 8;
-
-    fn add(&mut self, peer: PeerId, address: &Multiaddr) {
-        let addresses = match self.peers.get_mut(&peer) {
-            Some(addresses) => addresses,
-            None => {
-                if self.order.len() >= Self::MAX_PEERS
-                    && let Some(oldest) = self.order.pop_front()
-                {
-                    self.peers.remove(&oldest);
-                }
-                self.order.push_back(peer);
-                self.peers.entry(peer).or_default()
-            }
-        };
-        if !addresses.contains(address) {
-            if addresses.len() >= Self::MAX_PER_PEER {
-                addresses.remove(0);
-            }
-            addresses.push(address.clone());
-        }
-    }
-
-    fn get(&self, peer: &PeerId) -> &[Multiaddr] {
-        self.peers.get(peer).map_or(&[], Vec::as_slice)
-    }
 }
 
 impl<S> fmt::Debug for Behaviour<S> {
@@ -917,26 +848,5 @@ impl<S: Blockstore + 'static> NetworkBehaviour for Behaviour<S> {
             self.waker = Some(cx.waker().clone());
             return Poll::Pending;
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn each_trouble_is_logged_once_per_peer_until_it_leaves() {
-        let mut troubles = Troubles::default();
-        let (a, b) = (PeerId::random(), PeerId::random());
-        assert!(troubles.first(a, Trouble::EnvelopeNotSent));
-        assert!(!troubles.first(a, Trouble::EnvelopeNotSent));
-        assert!(troubles.first(a, Trouble::WantlistNotSent));
-        assert!(troubles.first(b, Trouble::EnvelopeNotSent));
-        troubles.forget(&a);
-        assert!(troubles.first(a, Trouble::EnvelopeNotSent));
-        for _ in 0..Troubles::MAX_PEERS * 2 {
-            troubles.first(PeerId::random(), Trouble::EnvelopeNotSent);
-        }
-        assert!(troubles.0.len() <= Troubles::MAX_PEERS);
     }
 }

@@ -97,6 +97,7 @@
 //! - [`protocol`](crate::Version) functions frame messages: an unsigned-varint length, at most
 //!   [`MAX_MESSAGE_SIZE`] bytes, refused before allocation when larger.
 
+mod addresses;
 mod behaviour;
 mod client;
 mod config;
@@ -111,6 +112,7 @@ pub mod network;
 mod proto;
 mod protocol;
 mod server;
+mod troubles;
 
 pub use behaviour::Behaviour;
 pub use client::{

@@ -42,6 +42,7 @@ use crate::{
     event::{Event, PutError, PutId, StoreError},
     handle::{BlockStream, COMMAND_CAPACITY, Command, GetError, Handle},
     intake::{Intake, Taken},
+    keep_alive::KeepAlive,
     message::Message,
     network::{self, HandlerIn, MessageId},
     protocol::Version,
@@ -132,12 +133,8 @@ pub struct Behaviour<S> {
     intake: Intake,
     /// Wakes the behaviour when peers waiting for their allowance have earned a turn.
     intake_timer: Option<Delay>,
-    /// Peers whose connections are kept alive because one engine owes them, or is owed by
-    /// them, something that may come later: wants kept by the server (a block stored after
-    /// DONT_HAVE is still sent), blocks the client asked for.
-    owed: HashSet<PeerId>,
-    /// Peers whose `owed` standing may have changed since it was last checked.
-    owed_dirty: HashSet<PeerId>,
+    /// Peers whose connections are kept alive because an engine owes them something.
+    keep_alive: KeepAlive,
     events: VecDeque<ToSwarm<Event, HandlerIn>>,
     waker: Option<Waker>,
 }
@@ -200,8 +197,7 @@ impl<S: Blockstore + 'static> Behaviour<S> {
             addresses: AddressBook::default(),
             intake: Intake::new(parts.max_wants_per_second, parts.want_burst),
             intake_timer: None,
-            owed: HashSet::new(),
-            owed_dirty: HashSet::new(),
+            keep_alive: KeepAlive::default(),
             troubles: Troubles::default(),
             events: VecDeque::new(),
             waker: None,
@@ -391,7 +387,7 @@ impl<S: Blockstore + 'static> Behaviour<S> {
         while let Some(action) = self.client.poll_action() {
             match action {
                 ClientAction::Send { peer, message } => {
-                    self.owed_dirty.insert(peer);
+                    self.keep_alive.mark(peer);
                     self.send_wantlist(peer, message, now);
                 }
                 ClientAction::Dial { peer } => {
@@ -401,21 +397,14 @@ impl<S: Blockstore + 'static> Behaviour<S> {
                     self.events.push_back(ToSwarm::Dial { opts });
                 }
                 ClientAction::FindProviders { cid } => events.push(Event::FindProviders { cid }),
-                ClientAction::Event(event) => events.push(match event {
-                    ClientEvent::BlockReceived { query, block } => {
-                        if seen.insert(*block.cid()) {
-                            blocks.push(block.clone());
-                        }
-                        Event::BlockReceived { query, block }
+                ClientAction::Event(event) => {
+                    if let ClientEvent::BlockReceived { block, .. } = &event
+                        && seen.insert(*block.cid())
+                    {
+                        blocks.push(block.clone());
                     }
-                    ClientEvent::Progress { query, progress } => {
-                        Event::Progress { query, progress }
-                    }
-                    ClientEvent::QueryFinished { query } => Event::QueryFinished { query },
-                    ClientEvent::QueryFailed { query, error } => {
-                        Event::QueryFailed { query, error }
-                    }
-                }),
+                    events.push(Event::from_client(event));
+                }
             }
         }
         let batch = (!blocks.is_empty()).then(|| {
@@ -550,8 +539,7 @@ impl<S: Blockstore + 'static> Behaviour<S> {
                 self.client.handle_peer_version(peer, version);
             }
             network::Event::PeerDisconnected { peer } => {
-                self.owed.remove(&peer);
-                self.owed_dirty.remove(&peer);
+                self.keep_alive.handle_peer_disconnected(&peer);
                 self.intake.handle_peer_disconnected(&peer);
                 self.troubles.forget(&peer);
                 self.server.handle_peer_disconnected(&peer);
@@ -562,7 +550,7 @@ impl<S: Blockstore + 'static> Behaviour<S> {
                 connection,
                 message,
             } => {
-                self.owed_dirty.insert(peer);
+                self.keep_alive.mark(peer);
                 self.client.handle_message(peer, &message, now);
                 if let Some(message) = self.intake.handle_message(peer, connection, message, now) {
                     self.server.handle_message(peer, &message);
@@ -572,7 +560,7 @@ impl<S: Blockstore + 'static> Behaviour<S> {
                 }
             }
             network::Event::MessageSent { peer, id } => {
-                self.owed_dirty.insert(peer);
+                self.keep_alive.mark(peer);
                 if let Some(envelope) = self.envelopes.remove(&id) {
                     self.server
                         .handle_envelope_sent_at(envelope, Instant::now());
@@ -586,7 +574,7 @@ impl<S: Blockstore + 'static> Behaviour<S> {
                 }
             }
             network::Event::SendFailed { peer, id, error } => {
-                self.owed_dirty.insert(peer);
+                self.keep_alive.mark(peer);
                 // The handler logs send failures once per connection.
                 if let Some(envelope) = self.envelopes.remove(&id) {
                     tracing::trace!(%peer, %error, "server envelope failed");
@@ -636,7 +624,7 @@ impl<S: Blockstore + 'static> Behaviour<S> {
         let Some(Taken { peer, release }) = taken else {
             return false;
         };
-        self.owed_dirty.insert(peer);
+        self.keep_alive.mark(peer);
         if let Some(connection) = release {
             self.network.release(peer, connection);
         }
@@ -646,59 +634,51 @@ impl<S: Blockstore + 'static> Behaviour<S> {
 
     /// Keeps the connections of the peers that are owed something alive, and lets the others
     /// go idle, for the peers marked since the last call.
-    fn refresh_owed(&mut self) {
-        if self.owed_dirty.is_empty() {
-            return;
-        }
-        // Taken and put back emptied, so that its room is reused.
-        let mut dirty = std::mem::take(&mut self.owed_dirty);
-        for peer in dirty.drain() {
-            let owed = self.server.holds_wants_of(&peer) || self.client.has_wants_at(&peer);
-            let changed = if owed {
-                self.owed.insert(peer)
-            } else {
-                self.owed.remove(&peer)
-            };
-            if changed {
-                self.network.set_keep_alive(peer, owed);
-            }
-        }
-        self.owed_dirty = dirty;
+    fn refresh_keep_alive(&mut self) {
+        let (server, client, network) = (&self.server, &self.client, &mut self.network);
+        self.keep_alive.refresh(
+            |peer| server.holds_wants_of(peer) || client.has_wants_at(peer),
+            |peer, owed| network.set_keep_alive(peer, owed),
+        );
     }
 
-    fn on_put_done(&mut self, done: PutDone) {
-        match (done.origin, done.result) {
-            (origin, Ok(())) => {
-                let blocks = done.blocks.len();
-                self.server.handle_new_blocks(done.blocks);
-                self.drive_server();
-                match origin {
-                    Origin::User(id) => {
-                        self.user_puts -= 1;
-                        self.events
-                            .push_back(ToSwarm::GenerateEvent(Event::Stored { id, blocks }));
-                    }
-                    Origin::Received(batch) => {
-                        self.delivery.handle_written(batch);
-                        self.release();
-                    }
-                }
-            }
+    fn on_put_done(
+        &mut self,
+        PutDone {
+            origin,
+            blocks,
+            result,
+        }: PutDone,
+    ) {
+        let written = blocks.len();
+        if result.is_ok() {
+            self.server.handle_new_blocks(blocks);
+            self.drive_server();
+        }
+        let event = match (origin, result) {
+            (Origin::User(id), Ok(())) => Some(Event::Stored {
+                id,
+                blocks: written,
+            }),
             (Origin::User(id), Err(error)) => {
                 tracing::warn!(%id, %error, "blockstore write failed");
-                self.user_puts -= 1;
-                let id = Some(id);
-                self.events
-                    .push_back(ToSwarm::GenerateEvent(Event::StoreFailed { id, error }));
+                Some(Event::StoreFailed {
+                    id: Some(id),
+                    error,
+                })
             }
-            (Origin::Received(batch), Err(error)) => {
+            (Origin::Received(_), Ok(())) => None,
+            (Origin::Received(_), Err(error)) => {
                 tracing::warn!(%error, "blockstore write of received blocks failed");
+                Some(Event::StoreFailed { id: None, error })
+            }
+        };
+        self.events.extend(event.map(ToSwarm::GenerateEvent));
+        match origin {
+            Origin::User(_) => self.user_puts -= 1,
+            // The failure, if any, is reported ahead of the events that waited for the write.
+            Origin::Received(batch) => {
                 self.delivery.handle_written(batch);
-                self.events
-                    .push_back(ToSwarm::GenerateEvent(Event::StoreFailed {
-                        id: None,
-                        error,
-                    }));
                 self.release();
             }
         }
@@ -769,7 +749,7 @@ impl<S: Blockstore + 'static> NetworkBehaviour for Behaviour<S> {
             if let Some(event) = self.events.pop_front() {
                 return Poll::Ready(event);
             }
-            self.refresh_owed();
+            self.refresh_keep_alive();
             let mut progress = false;
             match self.network.poll(cx) {
                 Poll::Ready(ToSwarm::GenerateEvent(event)) => {
@@ -820,7 +800,7 @@ impl<S: Blockstore + 'static> NetworkBehaviour for Behaviour<S> {
             {
                 self.timer = None;
                 // Timeouts may end queries, and so the client's wants at any peer.
-                self.owed_dirty.extend(self.owed.iter().copied());
+                self.keep_alive.mark_all();
                 self.client.handle_timeout(Instant::now());
                 self.drain_client();
                 progress = true;

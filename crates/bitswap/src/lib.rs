@@ -107,6 +107,7 @@ mod event;
 mod handle;
 mod hash;
 mod intake;
+mod keep_alive;
 mod message;
 pub mod network;
 mod proto;

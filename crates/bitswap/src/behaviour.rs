@@ -40,7 +40,7 @@ use crate::{
     config::{Config, Parts},
     delivery::{Batch, Delivery},
     event::{Event, PutError, PutId, StoreError},
-    handle::{BlockStream, COMMAND_CAPACITY, Command, GetError, Handle},
+    handle::{COMMAND_CAPACITY, Command, Handle, Routed, Streams},
     intake::{Intake, Taken},
     keep_alive::KeepAlive,
     message::Message,
@@ -123,7 +123,7 @@ pub struct Behaviour<S> {
     commands: mpsc::Receiver<Command>,
     command_sender: mpsc::Sender<Command>,
     /// Queries started through a handle, and where their blocks go.
-    streams: HashMap<QueryId, mpsc::Sender<Result<Block, GetError>>>,
+    streams: Streams,
     /// Addresses of peers the swarm told about, to dial providers by peer id.
     addresses: AddressBook,
     /// What was logged about which peer, so each kind is logged once per peer at debug.
@@ -193,7 +193,7 @@ impl<S: Blockstore + 'static> Behaviour<S> {
             timer: None,
             commands,
             command_sender,
-            streams: HashMap::new(),
+            streams: Streams::default(),
             addresses: AddressBook::default(),
             intake: Intake::new(parts.max_wants_per_second, parts.want_burst),
             intake_timer: None,
@@ -251,7 +251,7 @@ impl<S: Blockstore + 'static> Behaviour<S> {
     /// another query wants them). `false` if it was not live.
     pub fn cancel(&mut self, query: QueryId) -> bool {
         let cancelled = self.client.cancel(query, Instant::now());
-        self.streams.remove(&query);
+        self.streams.close(&query);
         self.drain_client();
         cancelled
     }
@@ -448,38 +448,13 @@ impl<S: Blockstore + 'static> Behaviour<S> {
     /// Reports a client event: to the query's stream if a handle started it, else to the
     /// swarm.
     fn deliver(&mut self, event: Event) {
-        let query = match &event {
-            Event::BlockReceived { query, .. }
-            | Event::Progress { query, .. }
-            | Event::QueryFinished { query }
-            | Event::QueryFailed { query, .. } => *query,
-            _ => {
-                self.events.push_back(ToSwarm::GenerateEvent(event));
-                return;
+        match self.streams.route(event) {
+            Routed::Swarm(event) => self.events.push_back(ToSwarm::GenerateEvent(event)),
+            Routed::Stream => {}
+            Routed::Dropped(query) => {
+                self.client.cancel(query, Instant::now());
+                self.drain_client();
             }
-        };
-        let Some(stream) = self.streams.get_mut(&query) else {
-            self.events.push_back(ToSwarm::GenerateEvent(event));
-            return;
-        };
-        let gone = match event {
-            Event::BlockReceived { block, .. } => stream.try_send(Ok(block)).is_err(),
-            Event::QueryFailed { error, .. } => {
-                let _ = stream.try_send(Err(GetError::Query(error)));
-                self.streams.remove(&query);
-                false
-            }
-            Event::QueryFinished { .. } => {
-                self.streams.remove(&query);
-                false
-            }
-            _ => stream.is_closed(),
-        };
-        if gone {
-            // The stream was dropped: nobody wants the query any more.
-            self.streams.remove(&query);
-            self.client.cancel(query, Instant::now());
-            self.drain_client();
         }
     }
 
@@ -506,14 +481,11 @@ impl<S: Blockstore + 'static> Behaviour<S> {
                 reply,
             } => {
                 let count = cids.len();
-                let result = self.client.get(cids, session, Instant::now()).map(|query| {
-                    let (stream, sender) = BlockStream::new(query, count);
-                    self.streams.insert(query, sender);
-                    stream
-                });
+                let result = self.client.get(cids, session, Instant::now());
+                let result = result.map(|query| self.streams.open(query, count));
                 if let Err(Ok(stream)) = reply.send(result) {
                     // The caller stopped waiting.
-                    self.streams.remove(&stream.query());
+                    self.streams.close(&stream.query());
                     self.client.cancel(stream.query(), Instant::now());
                 }
                 self.drain_client();

@@ -348,12 +348,8 @@ impl<S: Blockstore + 'static> Behaviour<S> {
                     self.envelopes.insert(id, envelope.id);
                 }
                 Err(error) => {
-                    if self.troubles.first(envelope.peer, Trouble::EnvelopeNotSent) {
-                        tracing::debug!(peer = %envelope.peer, %error,
-                            "server envelope not sent (more for this peer logged at trace)");
-                    } else {
-                        tracing::trace!(peer = %envelope.peer, %error, "server envelope not sent");
-                    }
+                    let peer = envelope.peer;
+                    self.troubles.log(peer, Trouble::EnvelopeNotSent, &error);
                     self.server.handle_envelope_failed(envelope.id);
                 }
             }
@@ -430,11 +426,7 @@ impl<S: Blockstore + 'static> Behaviour<S> {
                 Err(error) => error.to_string(),
             }
         };
-        if self.troubles.first(peer, Trouble::WantlistNotSent) {
-            tracing::debug!(%peer, %error, "wantlist update not sent (more for this peer logged at trace)");
-        } else {
-            tracing::trace!(%peer, %error, "wantlist update not sent");
-        }
+        self.troubles.log(peer, Trouble::WantlistNotSent, &error);
         self.client.handle_send_failed(peer, &message, now);
     }
 

@@ -1,6 +1,6 @@
 //! What the node logged about which peer, so that a misbehaving peer cannot fill the log.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, fmt};
 
 use libp2p::PeerId;
 
@@ -22,8 +22,21 @@ pub(crate) struct Troubles(HashMap<PeerId, u8>);
 impl Troubles {
     const MAX_PEERS: usize = 4096;
 
+    /// Logs `error`, a trouble of `kind` with `peer`: at debug the first time, else at trace.
+    pub(crate) fn log(&mut self, peer: PeerId, kind: Trouble, error: &dyn fmt::Display) {
+        let what = match kind {
+            Trouble::EnvelopeNotSent => "server envelope not sent",
+            Trouble::WantlistNotSent => "wantlist update not sent",
+        };
+        if self.first(peer, kind) {
+            tracing::debug!(%peer, %error, "{what} (more for this peer logged at trace)");
+        } else {
+            tracing::trace!(%peer, %error, "{what}");
+        }
+    }
+
     /// Records `kind` for `peer`; true the first time.
-    pub(crate) fn first(&mut self, peer: PeerId, kind: Trouble) -> bool {
+    fn first(&mut self, peer: PeerId, kind: Trouble) -> bool {
         if self.0.len() >= Self::MAX_PEERS && !self.0.contains_key(&peer) {
             self.0.clear();
         }

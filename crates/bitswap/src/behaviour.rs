@@ -31,15 +31,18 @@ use libp2p::{
 };
 use prometheus_client::registry::Registry;
 
-use crate::intake::Allowances;
 use crate::{
+    addresses::AddressBook,
     client::{
         Action as ClientAction, Engine as ClientEngine, Event as ClientEvent, QueryError, QueryId,
         SessionId,
     },
     config::{Config, Parts},
+    delivery::{Batch, Delivery},
     event::{Event, PutError, PutId, StoreError},
-    handle::{BlockStream, COMMAND_CAPACITY, Command, GetError, Handle},
+    handle::{COMMAND_CAPACITY, Command, Handle, Routed, Streams},
+    intake::{Intake, Taken},
+    keep_alive::KeepAlive,
     message::Message,
     network::{self, HandlerIn, MessageId},
     protocol::Version,
@@ -47,19 +50,11 @@ use crate::{
         Engine as ServerEngine, EnvelopeId, Lookup, LookupId, LookupKind, LookupResult,
         Metrics as ServerMetrics,
     },
+    troubles::{Trouble, Troubles},
 };
 
 /// Store results taken per round of [`Behaviour`]'s poll, besides one network event.
 const LOOKUPS_PER_ROUND: usize = 64;
-
-/// Wantlist entries of one peer the server takes in per turn. Longer messages are taken in
-/// over several turns, round-robin between peers, each turn after the swarm delivered what
-/// else came in: a flood of wants delays other peers by one turn, not by the whole flood.
-const ENTRIES_PER_TURN: usize = 128;
-
-/// Wantlist entries that may wait for their turn over all peers (about 1.8 MiB decoded);
-/// beyond it, turns are taken at once.
-const MAX_BACKLOG: usize = 16 * 1024;
 
 /// Where a store write comes from.
 #[derive(Debug, Clone, Copy)]
@@ -67,7 +62,7 @@ enum Origin {
     /// [`Behaviour::put`].
     User(PutId),
     /// Blocks the client accepted; their events wait for the write.
-    Received(u64),
+    Received(Batch),
 }
 
 /// What a finished store write reports.
@@ -114,11 +109,8 @@ pub struct Behaviour<S> {
     user_puts: usize,
     max_puts_in_flight: usize,
     next_put: u64,
-    next_batch: u64,
-    /// Batches of received blocks being written.
-    storing: HashSet<u64>,
-    /// Client events in order, each waiting for the write of its batch (if any).
-    delivery: VecDeque<(Option<u64>, Event)>,
+    /// Client events, each reported after the write of the blocks accepted with or before it.
+    delivery: Delivery<Event>,
     /// Server envelopes handed to the network, by the id it gave them.
     envelopes: HashMap<MessageId, EnvelopeId>,
     /// Client wantlist updates handed to the network, kept to report a failure.
@@ -131,102 +123,20 @@ pub struct Behaviour<S> {
     commands: mpsc::Receiver<Command>,
     command_sender: mpsc::Sender<Command>,
     /// Queries started through a handle, and where their blocks go.
-    streams: HashMap<QueryId, mpsc::Sender<Result<Block, GetError>>>,
+    streams: Streams,
     /// Addresses of peers the swarm told about, to dial providers by peer id.
     addresses: AddressBook,
-    /// Received messages whose wantlists the server is taking in, per peer, oldest first,
-    /// with the connection they came on and the next entry to take. At most eight per
-    /// connection: the network layer reads no further until a message is released.
-    inbound: HashMap<PeerId, VecDeque<(ConnectionId, Message, usize)>>,
     /// What was logged about which peer, so each kind is logged once per peer at debug.
     troubles: Troubles,
-    /// Wantlist entries waiting in `inbound`; at most [`MAX_BACKLOG`] after each input.
-    backlog: usize,
-    /// How fast each peer's entries are taken in.
-    allowances: Allowances,
+    /// Received wantlists on their way into the server, by turns within each peer's
+    /// allowance.
+    intake: Intake,
     /// Wakes the behaviour when peers waiting for their allowance have earned a turn.
     intake_timer: Option<Delay>,
-    /// Peers with messages in `inbound`, in turn order.
-    turns: VecDeque<PeerId>,
-    /// Peers whose connections are kept alive because one engine owes them, or is owed by
-    /// them, something that may come later: wants kept by the server (a block stored after
-    /// DONT_HAVE is still sent), blocks the client asked for.
-    owed: HashSet<PeerId>,
-    /// Peers whose `owed` standing may have changed since it was last checked.
-    owed_dirty: HashSet<PeerId>,
+    /// Peers whose connections are kept alive because an engine owes them something.
+    keep_alive: KeepAlive,
     events: VecDeque<ToSwarm<Event, HandlerIn>>,
     waker: Option<Waker>,
-}
-
-/// A kind of per-peer trouble the node logs: the first of each kind per peer at debug, the
-/// rest at trace, so a misbehaving peer cannot fill the log.
-#[derive(Debug, Clone, Copy)]
-enum Trouble {
-    EnvelopeNotSent = 1,
-    WantlistNotSent = 2,
-}
-
-/// Kinds of trouble logged per peer, forgotten when the peer disconnects; at most
-/// [`Troubles::MAX_PEERS`] peers (then it starts over).
-#[derive(Debug, Default)]
-struct Troubles(HashMap<PeerId, u8>);
-
-impl Troubles {
-    const MAX_PEERS: usize = 4096;
-
-    /// Records `kind` for `peer`; true the first time.
-    fn first(&mut self, peer: PeerId, kind: Trouble) -> bool {
-        if self.0.len() >= Self::MAX_PEERS && !self.0.contains_key(&peer) {
-            self.0.clear();
-        }
-        let seen = self.0.entry(peer).or_default();
-        let first = *seen & kind as u8 == 0;
-        *seen |= kind as u8;
-        first
-    }
-
-    fn forget(&mut self, peer: &PeerId) {
-        self.0.remove(peer);
-    }
-}
-
-/// Peers' addresses reported by the swarm (`Swarm::add_peer_address`, kad, identify): the
-/// most recent [`AddressBook::MAX_PEERS`] peers, [`AddressBook::MAX_PER_PEER`] addresses each.
-#[derive(Debug, Default)]
-struct AddressBook {
-    peers: HashMap<PeerId, Vec<Multiaddr>>,
-    /// Peers oldest first, for eviction.
-    order: VecDeque<PeerId>,
-}
-
-impl AddressBook {
-    const MAX_PEERS: usize = 1024;
-    const MAX_PER_PEER: usize = 8;
-
-    fn add(&mut self, peer: PeerId, address: &Multiaddr) {
-        let addresses = match self.peers.get_mut(&peer) {
-            Some(addresses) => addresses,
-            None => {
-                if self.order.len() >= Self::MAX_PEERS
-                    && let Some(oldest) = self.order.pop_front()
-                {
-                    self.peers.remove(&oldest);
-                }
-                self.order.push_back(peer);
-                self.peers.entry(peer).or_default()
-            }
-        };
-        if !addresses.contains(address) {
-            if addresses.len() >= Self::MAX_PER_PEER {
-                addresses.remove(0);
-            }
-            addresses.push(address.clone());
-        }
-    }
-
-    fn get(&self, peer: &PeerId) -> &[Multiaddr] {
-        self.peers.get(peer).map_or(&[], Vec::as_slice)
-    }
 }
 
 impl<S> fmt::Debug for Behaviour<S> {
@@ -276,25 +186,19 @@ impl<S: Blockstore + 'static> Behaviour<S> {
             user_puts: 0,
             max_puts_in_flight: parts.max_puts_in_flight,
             next_put: 0,
-            next_batch: 0,
-            storing: HashSet::new(),
-            delivery: VecDeque::new(),
+            delivery: Delivery::default(),
             envelopes: HashMap::new(),
             wantlists: HashMap::new(),
             max_client_messages,
             timer: None,
             commands,
             command_sender,
-            streams: HashMap::new(),
+            streams: Streams::default(),
             addresses: AddressBook::default(),
-            inbound: HashMap::new(),
-            backlog: 0,
-            allowances: Allowances::new(parts.max_wants_per_second, parts.want_burst),
+            intake: Intake::new(parts.max_wants_per_second, parts.want_burst),
             intake_timer: None,
-            owed: HashSet::new(),
-            owed_dirty: HashSet::new(),
+            keep_alive: KeepAlive::default(),
             troubles: Troubles::default(),
-            turns: VecDeque::new(),
             events: VecDeque::new(),
             waker: None,
         }
@@ -347,7 +251,7 @@ impl<S: Blockstore + 'static> Behaviour<S> {
     /// another query wants them). `false` if it was not live.
     pub fn cancel(&mut self, query: QueryId) -> bool {
         let cancelled = self.client.cancel(query, Instant::now());
-        self.streams.remove(&query);
+        self.streams.close(&query);
         self.drain_client();
         cancelled
     }
@@ -444,12 +348,8 @@ impl<S: Blockstore + 'static> Behaviour<S> {
                     self.envelopes.insert(id, envelope.id);
                 }
                 Err(error) => {
-                    if self.troubles.first(envelope.peer, Trouble::EnvelopeNotSent) {
-                        tracing::debug!(peer = %envelope.peer, %error,
-                            "server envelope not sent (more for this peer logged at trace)");
-                    } else {
-                        tracing::trace!(peer = %envelope.peer, %error, "server envelope not sent");
-                    }
+                    let peer = envelope.peer;
+                    self.troubles.log(peer, Trouble::EnvelopeNotSent, &error);
                     self.server.handle_envelope_failed(envelope.id);
                 }
             }
@@ -483,7 +383,7 @@ impl<S: Blockstore + 'static> Behaviour<S> {
         while let Some(action) = self.client.poll_action() {
             match action {
                 ClientAction::Send { peer, message } => {
-                    self.owed_dirty.insert(peer);
+                    self.keep_alive.mark(peer);
                     self.send_wantlist(peer, message, now);
                 }
                 ClientAction::Dial { peer } => {
@@ -493,32 +393,22 @@ impl<S: Blockstore + 'static> Behaviour<S> {
                     self.events.push_back(ToSwarm::Dial { opts });
                 }
                 ClientAction::FindProviders { cid } => events.push(Event::FindProviders { cid }),
-                ClientAction::Event(event) => events.push(match event {
-                    ClientEvent::BlockReceived { query, block } => {
-                        if seen.insert(*block.cid()) {
-                            blocks.push(block.clone());
-                        }
-                        Event::BlockReceived { query, block }
+                ClientAction::Event(event) => {
+                    if let ClientEvent::BlockReceived { block, .. } = &event
+                        && seen.insert(*block.cid())
+                    {
+                        blocks.push(block.clone());
                     }
-                    ClientEvent::Progress { query, progress } => {
-                        Event::Progress { query, progress }
-                    }
-                    ClientEvent::QueryFinished { query } => Event::QueryFinished { query },
-                    ClientEvent::QueryFailed { query, error } => {
-                        Event::QueryFailed { query, error }
-                    }
-                }),
+                    events.push(Event::from_client(event));
+                }
             }
         }
         let batch = (!blocks.is_empty()).then(|| {
-            let batch = self.next_batch;
-            self.next_batch += 1;
-            self.storing.insert(batch);
+            let batch = self.delivery.start_batch();
             self.start_put(Origin::Received(batch), blocks);
             batch
         });
-        self.delivery
-            .extend(events.into_iter().map(|event| (batch, event)));
+        self.delivery.queue(batch, events);
         self.release();
         self.arm_timer(now);
         self.wake();
@@ -536,23 +426,13 @@ impl<S: Blockstore + 'static> Behaviour<S> {
                 Err(error) => error.to_string(),
             }
         };
-        if self.troubles.first(peer, Trouble::WantlistNotSent) {
-            tracing::debug!(%peer, %error, "wantlist update not sent (more for this peer logged at trace)");
-        } else {
-            tracing::trace!(%peer, %error, "wantlist update not sent");
-        }
+        self.troubles.log(peer, Trouble::WantlistNotSent, &error);
         self.client.handle_send_failed(peer, &message, now);
     }
 
     /// Hands out the client events whose blocks are written, in order.
     fn release(&mut self) {
-        while let Some((batch, _)) = self.delivery.front() {
-            if batch.is_some_and(|b| self.storing.contains(&b)) {
-                break;
-            }
-            let Some((_, event)) = self.delivery.pop_front() else {
-                break;
-            };
+        while let Some(event) = self.delivery.poll_event() {
             self.deliver(event);
         }
     }
@@ -560,38 +440,13 @@ impl<S: Blockstore + 'static> Behaviour<S> {
     /// Reports a client event: to the query's stream if a handle started it, else to the
     /// swarm.
     fn deliver(&mut self, event: Event) {
-        let query = match &event {
-            Event::BlockReceived { query, .. }
-            | Event::Progress { query, .. }
-            | Event::QueryFinished { query }
-            | Event::QueryFailed { query, .. } => *query,
-            _ => {
-                self.events.push_back(ToSwarm::GenerateEvent(event));
-                return;
+        match self.streams.route(event) {
+            Routed::Swarm(event) => self.events.push_back(ToSwarm::GenerateEvent(event)),
+            Routed::Stream => {}
+            Routed::Dropped(query) => {
+                self.client.cancel(query, Instant::now());
+                self.drain_client();
             }
-        };
-        let Some(stream) = self.streams.get_mut(&query) else {
-            self.events.push_back(ToSwarm::GenerateEvent(event));
-            return;
-        };
-        let gone = match event {
-            Event::BlockReceived { block, .. } => stream.try_send(Ok(block)).is_err(),
-            Event::QueryFailed { error, .. } => {
-                let _ = stream.try_send(Err(GetError::Query(error)));
-                self.streams.remove(&query);
-                false
-            }
-            Event::QueryFinished { .. } => {
-                self.streams.remove(&query);
-                false
-            }
-            _ => stream.is_closed(),
-        };
-        if gone {
-            // The stream was dropped: nobody wants the query any more.
-            self.streams.remove(&query);
-            self.client.cancel(query, Instant::now());
-            self.drain_client();
         }
     }
 
@@ -618,14 +473,11 @@ impl<S: Blockstore + 'static> Behaviour<S> {
                 reply,
             } => {
                 let count = cids.len();
-                let result = self.client.get(cids, session, Instant::now()).map(|query| {
-                    let (stream, sender) = BlockStream::new(query, count);
-                    self.streams.insert(query, sender);
-                    stream
-                });
+                let result = self.client.get(cids, session, Instant::now());
+                let result = result.map(|query| self.streams.open(query, count));
                 if let Err(Ok(stream)) = reply.send(result) {
                     // The caller stopped waiting.
-                    self.streams.remove(&stream.query());
+                    self.streams.close(&stream.query());
                     self.client.cancel(stream.query(), Instant::now());
                 }
                 self.drain_client();
@@ -651,16 +503,8 @@ impl<S: Blockstore + 'static> Behaviour<S> {
                 self.client.handle_peer_version(peer, version);
             }
             network::Event::PeerDisconnected { peer } => {
-                self.owed.remove(&peer);
-                self.owed_dirty.remove(&peer);
-                if let Some(queue) = self.inbound.remove(&peer) {
-                    let left: usize = queue
-                        .iter()
-                        .map(|(_, m, next)| m.wantlist.entries.len() - next)
-                        .sum();
-                    self.backlog -= left;
-                }
-                self.allowances.forget(&peer);
+                self.keep_alive.handle_peer_disconnected(&peer);
+                self.intake.handle_peer_disconnected(&peer);
                 self.troubles.forget(&peer);
                 self.server.handle_peer_disconnected(&peer);
                 self.client.handle_peer_disconnected(&peer, now);
@@ -670,30 +514,17 @@ impl<S: Blockstore + 'static> Behaviour<S> {
                 connection,
                 message,
             } => {
-                self.owed_dirty.insert(peer);
+                self.keep_alive.mark(peer);
                 self.client.handle_message(peer, &message, now);
-                let entries = message.wantlist.entries.len();
-                if entries <= ENTRIES_PER_TURN
-                    && !self.inbound.contains_key(&peer)
-                    && self.allowances.available(&peer, now) >= entries as f64
-                {
-                    self.allowances.spend(peer, entries, now);
+                if let Some(message) = self.intake.handle_message(peer, connection, message, now) {
                     self.server.handle_message(peer, &message);
                     self.network.release(peer, connection);
                 } else {
-                    let queue = self.inbound.entry(peer).or_default();
-                    if queue.is_empty() {
-                        self.turns.push_back(peer);
-                    }
-                    self.backlog += message.wantlist.entries.len();
-                    queue.push_back((connection, message, 0));
-                    // Decoded entries take about 3x their wire size: many peers' long
-                    // wantlists at once are taken in at once (still by turns) beyond a bound.
-                    while self.backlog > MAX_BACKLOG && self.take_turn(true) {}
+                    while self.take_turn(true, now) {}
                 }
             }
             network::Event::MessageSent { peer, id } => {
-                self.owed_dirty.insert(peer);
+                self.keep_alive.mark(peer);
                 if let Some(envelope) = self.envelopes.remove(&id) {
                     self.server
                         .handle_envelope_sent_at(envelope, Instant::now());
@@ -707,7 +538,7 @@ impl<S: Blockstore + 'static> Behaviour<S> {
                 }
             }
             network::Event::SendFailed { peer, id, error } => {
-                self.owed_dirty.insert(peer);
+                self.keep_alive.mark(peer);
                 // The handler logs send failures once per connection.
                 if let Some(envelope) = self.envelopes.remove(&id) {
                     tracing::trace!(%peer, %error, "server envelope failed");
@@ -742,109 +573,76 @@ impl<S: Blockstore + 'static> Behaviour<S> {
         self.drain_client();
     }
 
-    /// Gives the next peer in turn that has allowance (any, if `force`) up to
-    /// [`ENTRIES_PER_TURN`] entries of its oldest message. Returns false if no peer could take
-    /// a turn.
-    fn take_turn(&mut self, force: bool) -> bool {
-        let now = Instant::now();
-        for _ in 0..self.turns.len() {
-            let Some(peer) = self.turns.pop_front() else {
-                break;
-            };
-            let Some(queue) = self.inbound.get_mut(&peer) else {
-                continue;
-            };
-            let Some((connection, message, next)) = queue.front_mut() else {
-                self.inbound.remove(&peer);
-                continue;
-            };
-            let left = message.wantlist.entries.len() - *next;
-            let mut take = left.min(ENTRIES_PER_TURN);
-            if !force && take > 0 {
-                let available = self.allowances.available(&peer, now);
-                if available < 1.0 {
-                    self.turns.push_back(peer);
-                    continue;
-                }
-                take = take.min(available as usize);
-            }
-            let end = *next + take;
-            self.server.handle_message_part(peer, message, *next..end);
-            self.owed_dirty.insert(peer);
-            self.backlog -= take;
-            self.allowances.spend(peer, take, now);
-            *next = end;
-            if end == message.wantlist.entries.len() {
-                let connection = *connection;
-                queue.pop_front();
-                self.network.release(peer, connection);
-            }
-            if queue.is_empty() {
-                self.inbound.remove(&peer);
-            } else {
-                self.turns.push_back(peer);
-            }
-            self.drive_server();
-            return true;
+    /// Lets the intake give the server the next turn: a turn beyond the backlog's bound if
+    /// `excess`, else the next peer's that has allowance. Returns false if no peer took one.
+    fn take_turn(&mut self, excess: bool, now: Instant) -> bool {
+        let server = &mut self.server;
+        let take = |peer, message: &Message, entries| {
+            server.handle_message_part(peer, message, entries);
+        };
+        let taken = if excess {
+            self.intake.take_excess_turn(now, take)
+        } else {
+            self.intake.take_turn(now, take)
+        };
+        let Some(Taken { peer, release }) = taken else {
+            return false;
+        };
+        self.keep_alive.mark(peer);
+        if let Some(connection) = release {
+            self.network.release(peer, connection);
         }
-        false
+        self.drive_server();
+        true
     }
 
     /// Keeps the connections of the peers that are owed something alive, and lets the others
     /// go idle, for the peers marked since the last call.
-    fn refresh_owed(&mut self) {
-        if self.owed_dirty.is_empty() {
-            return;
-        }
-        // Taken and put back emptied, so that its room is reused.
-        let mut dirty = std::mem::take(&mut self.owed_dirty);
-        for peer in dirty.drain() {
-            let owed = self.server.holds_wants_of(&peer) || self.client.has_wants_at(&peer);
-            let changed = if owed {
-                self.owed.insert(peer)
-            } else {
-                self.owed.remove(&peer)
-            };
-            if changed {
-                self.network.set_keep_alive(peer, owed);
-            }
-        }
-        self.owed_dirty = dirty;
+    fn refresh_keep_alive(&mut self) {
+        let (server, client, network) = (&self.server, &self.client, &mut self.network);
+        self.keep_alive.refresh(
+            |peer| server.holds_wants_of(peer) || client.has_wants_at(peer),
+            |peer, owed| network.set_keep_alive(peer, owed),
+        );
     }
 
-    fn on_put_done(&mut self, done: PutDone) {
-        match (done.origin, done.result) {
-            (origin, Ok(())) => {
-                let blocks = done.blocks.len();
-                self.server.handle_new_blocks(done.blocks);
-                self.drive_server();
-                match origin {
-                    Origin::User(id) => {
-                        self.user_puts -= 1;
-                        self.events
-                            .push_back(ToSwarm::GenerateEvent(Event::Stored { id, blocks }));
-                    }
-                    Origin::Received(batch) => {
-                        self.storing.remove(&batch);
-                        self.release();
-                    }
-                }
-            }
+    fn on_put_done(
+        &mut self,
+        PutDone {
+            origin,
+            blocks,
+            result,
+        }: PutDone,
+    ) {
+        let written = blocks.len();
+        if result.is_ok() {
+            self.server.handle_new_blocks(blocks);
+            self.drive_server();
+        }
+        let event = match (origin, result) {
+            (Origin::User(id), Ok(())) => Some(Event::Stored {
+                id,
+                blocks: written,
+            }),
             (Origin::User(id), Err(error)) => {
                 tracing::warn!(%id, %error, "blockstore write failed");
-                self.user_puts -= 1;
-                let id = Some(id);
-                self.events
-                    .push_back(ToSwarm::GenerateEvent(Event::StoreFailed { id, error }));
+                Some(Event::StoreFailed {
+                    id: Some(id),
+                    error,
+                })
             }
-            (Origin::Received(batch), Err(error)) => {
+            (Origin::Received(_), Ok(())) => None,
+            (Origin::Received(_), Err(error)) => {
                 tracing::warn!(%error, "blockstore write of received blocks failed");
-                self.storing.remove(&batch);
-                self.events
-                    .push_back(ToSwarm::GenerateEvent(Event::StoreFailed {
-                        id: None,
-                        error,
-                    }));
+                Some(Event::StoreFailed { id: None, error })
+            }
+        };
+        self.events.extend(event.map(ToSwarm::GenerateEvent));
+        match origin {
+            Origin::User(_) => self.user_puts -= 1,
+            // The failure, if any, is reported ahead of the events that waited for the write.
+            Origin::Received(batch) => {
+                self.delivery.handle_written(batch);
                 self.release();
             }
         }
@@ -915,7 +713,7 @@ impl<S: Blockstore + 'static> NetworkBehaviour for Behaviour<S> {
             if let Some(event) = self.events.pop_front() {
                 return Poll::Ready(event);
             }
-            self.refresh_owed();
+            self.refresh_keep_alive();
             let mut progress = false;
             match self.network.poll(cx) {
                 Poll::Ready(ToSwarm::GenerateEvent(event)) => {
@@ -966,23 +764,25 @@ impl<S: Blockstore + 'static> NetworkBehaviour for Behaviour<S> {
             {
                 self.timer = None;
                 // Timeouts may end queries, and so the client's wants at any peer.
-                self.owed_dirty.extend(self.owed.iter().copied());
+                self.keep_alive.mark_all();
                 self.client.handle_timeout(Instant::now());
                 self.drain_client();
                 progress = true;
             }
             if progress {
                 if rounds.is_multiple_of(32) {
-                    self.take_turn(false);
+                    self.take_turn(false, Instant::now());
                 }
                 continue;
             }
-            if self.take_turn(false) {
+            if self.take_turn(false, Instant::now()) {
                 // Back soon for the next turn, after the swarm delivered what else came in.
                 cx.waker().wake_by_ref();
-            } else if !self.turns.is_empty() && self.intake_timer.is_none() {
+            } else if let Some(wait) = self.intake.next_turn_in()
+                && self.intake_timer.is_none()
+            {
                 // Peers wait for their allowance: back when one has earned a turn.
-                let mut timer = Delay::futures_timer(self.allowances.refill_time(ENTRIES_PER_TURN));
+                let mut timer = Delay::futures_timer(wait);
                 if timer.poll_unpin(cx).is_ready() {
                     cx.waker().wake_by_ref();
                 } else {
@@ -992,26 +792,5 @@ impl<S: Blockstore + 'static> NetworkBehaviour for Behaviour<S> {
             self.waker = Some(cx.waker().clone());
             return Poll::Pending;
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn each_trouble_is_logged_once_per_peer_until_it_leaves() {
-        let mut troubles = Troubles::default();
-        let (a, b) = (PeerId::random(), PeerId::random());
-        assert!(troubles.first(a, Trouble::EnvelopeNotSent));
-        assert!(!troubles.first(a, Trouble::EnvelopeNotSent));
-        assert!(troubles.first(a, Trouble::WantlistNotSent));
-        assert!(troubles.first(b, Trouble::EnvelopeNotSent));
-        troubles.forget(&a);
-        assert!(troubles.first(a, Trouble::EnvelopeNotSent));
-        for _ in 0..Troubles::MAX_PEERS * 2 {
-            troubles.first(PeerId::random(), Trouble::EnvelopeNotSent);
-        }
-        assert!(troubles.0.len() <= Troubles::MAX_PEERS);
     }
 }

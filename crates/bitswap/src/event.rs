@@ -6,7 +6,7 @@ use std::{error::Error as StdError, fmt, sync::Arc};
 use cid::Cid;
 use ipfs_blockstore::Block;
 
-use crate::client::{Progress, QueryError, QueryId};
+use crate::client::{Event as ClientEvent, Progress, QueryError, QueryId};
 
 /// Identifies a [`Behaviour::put`](crate::Behaviour::put); [`Event::Stored`] and
 /// [`Event::StoreFailed`] carry it. Unique within one [`Behaviour`](crate::Behaviour).
@@ -95,4 +95,16 @@ pub enum Event {
         /// The store's error.
         error: StoreError,
     },
+}
+
+impl Event {
+    /// The client engine's event, as the behaviour reports it.
+    pub(crate) fn from_client(event: ClientEvent) -> Self {
+        match event {
+            ClientEvent::BlockReceived { query, block } => Self::BlockReceived { query, block },
+            ClientEvent::Progress { query, progress } => Self::Progress { query, progress },
+            ClientEvent::QueryFinished { query } => Self::QueryFinished { query },
+            ClientEvent::QueryFailed { query, error } => Self::QueryFailed { query, error },
+        }
+    }
 }

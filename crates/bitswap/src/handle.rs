@@ -2,6 +2,7 @@
 //! bounded channel that the behaviour reads while the swarm is polled.
 
 use std::{
+    collections::HashMap,
     pin::Pin,
     task::{Context, Poll},
 };
@@ -14,7 +15,10 @@ use futures::{
 use ipfs_blockstore::Block;
 use libp2p::PeerId;
 
-use crate::client::{QueryError, QueryId, SessionId};
+use crate::{
+    client::{QueryError, QueryId, SessionId},
+    event::Event,
+};
 
 /// Commands waiting in a [`Handle`]'s channel before the behaviour reads them.
 pub(crate) const COMMAND_CAPACITY: usize = 64;
@@ -131,10 +135,7 @@ pub struct BlockStream {
 impl BlockStream {
     /// A stream for `query` and the sender the behaviour feeds. Its capacity holds every
     /// block of the query plus the final error, so the behaviour never waits on it.
-    pub(crate) fn new(
-        query: QueryId,
-        cids: usize,
-    ) -> (Self, mpsc::Sender<Result<Block, GetError>>) {
+    fn new(query: QueryId, cids: usize) -> (Self, mpsc::Sender<Result<Block, GetError>>) {
         let (sender, blocks) = mpsc::channel(cids + 1);
         (Self { query, blocks }, sender)
     }
@@ -150,5 +151,123 @@ impl Stream for BlockStream {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.blocks.poll_next_unpin(cx)
+    }
+}
+
+/// The streams of the queries started through a handle, by query: one per live query, closed
+/// when it finishes, fails or is cancelled.
+#[derive(Debug, Default)]
+pub(crate) struct Streams(HashMap<QueryId, mpsc::Sender<Result<Block, GetError>>>);
+
+/// Where [`Streams::route`] took an event.
+#[derive(Debug)]
+pub(crate) enum Routed {
+    /// Not an event of a handle's query: the swarm's.
+    Swarm(Event),
+    /// To its query's stream.
+    Stream,
+    /// The query's stream was dropped: nobody wants the query any more.
+    Dropped(QueryId),
+}
+
+impl Streams {
+    /// A stream for the events of `query`, of `cids` blocks.
+    pub(crate) fn open(&mut self, query: QueryId, cids: usize) -> BlockStream {
+        let (stream, sender) = BlockStream::new(query, cids);
+        self.0.insert(query, sender);
+        stream
+    }
+
+    /// Forgets the stream of `query`, which ended otherwise.
+    pub(crate) fn close(&mut self, query: &QueryId) {
+        self.0.remove(query);
+    }
+
+    /// Takes `event` to its query's stream, if a handle started the query.
+    pub(crate) fn route(&mut self, event: Event) -> Routed {
+        let query = match &event {
+            Event::BlockReceived { query, .. }
+            | Event::Progress { query, .. }
+            | Event::QueryFinished { query }
+            | Event::QueryFailed { query, .. } => *query,
+            _ => return Routed::Swarm(event),
+        };
+        let Some(stream) = self.0.get_mut(&query) else {
+            return Routed::Swarm(event);
+        };
+        let dropped = match event {
+            // Never full: the stream has room for every block of the query and its end.
+            Event::BlockReceived { block, .. } => stream.try_send(Ok(block)).is_err(),
+            Event::QueryFailed { error, .. } => {
+                let _ = stream.try_send(Err(GetError::Query(error)));
+                self.0.remove(&query);
+                false
+            }
+            Event::QueryFinished { .. } => {
+                self.0.remove(&query);
+                false
+            }
+            _ => stream.is_closed(),
+        };
+        if dropped {
+            self.0.remove(&query);
+            return Routed::Dropped(query);
+        }
+        Routed::Stream
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::client::{Config, Engine};
+
+    fn queries(n: usize) -> Vec<QueryId> {
+        let mut client = Engine::new(Config::default());
+        (0..n)
+            .map(|i| {
+                let block = Block::from_v0_data(Bytes::from(i.to_string())).expect("block");
+                client
+                    .get(vec![*block.cid()], None, Instant::now())
+                    .expect("query")
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_handle_s_query_reports_to_its_stream_until_it_ends() {
+        let (mut streams, ids) = (Streams::default(), queries(2));
+        let (query, other) = (ids[0], ids[1]);
+        let block = Block::from_v0_data(Bytes::from_static(b"a")).expect("block");
+        let mut stream = streams.open(query, 1);
+        let received = Event::BlockReceived {
+            query,
+            block: block.clone(),
+        };
+        assert!(matches!(streams.route(received), Routed::Stream));
+        let finished = Event::QueryFinished { query };
+        assert!(matches!(streams.route(finished), Routed::Stream));
+        assert!(streams.0.is_empty(), "closed at its end");
+        let blocks: Vec<_> = futures::executor::block_on_stream(&mut stream).collect();
+        assert_eq!(blocks, [Ok(block)]);
+        // Others' events are the swarm's.
+        let finished = Event::QueryFinished { query: other };
+        assert!(matches!(streams.route(finished), Routed::Swarm(_)));
+    }
+
+    #[test]
+    fn a_dropped_stream_is_forgotten_and_reported() {
+        let (mut streams, query) = (Streams::default(), queries(1)[0]);
+        drop(streams.open(query, 1));
+        let progress = Event::Progress {
+            query,
+            progress: Default::default(),
+        };
+        assert!(matches!(streams.route(progress), Routed::Dropped(q) if q == query));
+        assert!(streams.0.is_empty());
     }
 }

@@ -97,19 +97,23 @@
 //! - [`protocol`](crate::Version) functions frame messages: an unsigned-varint length, at most
 //!   [`MAX_MESSAGE_SIZE`] bytes, refused before allocation when larger.
 
+mod addresses;
 mod behaviour;
 mod client;
 mod config;
 mod decode;
+mod delivery;
 mod event;
 mod handle;
 mod hash;
 mod intake;
+mod keep_alive;
 mod message;
 pub mod network;
 mod proto;
 mod protocol;
 mod server;
+mod troubles;
 
 pub use behaviour::Behaviour;
 pub use client::{

@@ -171,12 +171,11 @@ impl Link {
     }
 
     /// How many want-blocks keep the peer busy: [`WINDOW_GAIN`] ([`STARTUP_GAIN`] while the
-    /// rate grows) times its bandwidth-delay
-    /// product (rate × [`BLOCK_ROUND_TRIPS`] round trips, at least [`MIN_WINDOW_RTT`]) or
-    /// what it delivers in
-    /// [`QUEUE_HORIZON`], whichever is more, once both are measured, `initial_bytes` worth before (in
-    /// average blocks, or [`DEFAULT_BLOCK_SIZE`] ones if smaller); at least
-    /// [`MIN_WINDOW_BLOCKS`], at most `max`.
+    /// rate grows) times its bandwidth-delay product (rate × [`BLOCK_ROUND_TRIPS`] round
+    /// trips, each at least [`MIN_WINDOW_RTT`]) or what it delivers in [`QUEUE_HORIZON`],
+    /// whichever is more, once both are measured; `initial_bytes` worth before (in average
+    /// blocks, or [`DEFAULT_BLOCK_SIZE`] ones if smaller); at least [`MIN_WINDOW_BLOCKS`], at
+    /// most `max`.
     pub(super) fn window(&self, initial_bytes: u64, max: usize) -> usize {
         let blocks = match (self.rate(), self.min_rtt) {
             (Some(rate), Some(rtt)) => {

@@ -329,15 +329,41 @@ impl Handler {
     /// Hands queued messages, oldest first, to the open stream with the fewest waiting. While
     /// every stream is stalled, messages are reported stalled as they come.
     fn dispatch(&mut self) {
-        self.dispatch_unordered();
-        while let Some((id, message)) = self.queue.pop_front() {
+        self.dispatch_queue(true);
+        self.dispatch_queue(false);
+        self.report_stalled();
+    }
+
+    /// Hands the messages of one queue, oldest first, each to the stream of its kind with the
+    /// fewest waiting: any ordered stream; an unordered stream with nothing to write, or once
+    /// no more streams may be opened, one with fewer than [`UNORDERED_DEPTH`] messages. The
+    /// others wait for one (or for a new stream).
+    fn dispatch_queue(&mut self, unordered: bool) {
+        loop {
+            let depth = if !unordered {
+                usize::MAX
+            } else if self.writers.iter().filter(|w| w.unordered).count() + self.opening_unordered
+                >= self.config.max_unordered_streams()
+            {
+                UNORDERED_DEPTH
+            } else {
+                1
+            };
+            let queue = if unordered {
+                &mut self.unordered
+            } else {
+                &mut self.queue
+            };
+            let Some((id, message)) = queue.pop_front() else {
+                break;
+            };
             let Some(writer) = self
                 .writers
                 .iter_mut()
-                .filter(|w| !w.unordered)
+                .filter(|w| w.unordered == unordered && w.pending.len() < depth)
                 .min_by_key(|w| w.pending.len())
             else {
-                self.queue.push_front((id, message));
+                queue.push_front((id, message));
                 break;
             };
             match writer.messages.try_send((id, message)) {
@@ -347,39 +373,7 @@ impl Handler {
                     // report; the message waits for another stream.
                     let writer = writer.id;
                     self.writers.retain(|w| w.id != writer);
-                    self.queue.push_front(error.into_inner());
-                }
-            }
-        }
-        self.report_stalled();
-    }
-
-    /// Hands unordered messages, oldest first, each to an unordered stream with nothing to
-    /// write, or once no more streams may be opened, to one with fewer than
-    /// [`UNORDERED_DEPTH`] messages; the others wait for one (or for a new stream).
-    fn dispatch_unordered(&mut self) {
-        while let Some((id, message)) = self.unordered.pop_front() {
-            let open = self.writers.iter().filter(|w| w.unordered).count();
-            let depth = if open + self.opening_unordered >= self.config.max_unordered_streams() {
-                UNORDERED_DEPTH
-            } else {
-                1
-            };
-            let Some(writer) = self
-                .writers
-                .iter_mut()
-                .filter(|w| w.unordered && w.pending.len() < depth)
-                .min_by_key(|w| w.pending.len())
-            else {
-                self.unordered.push_front((id, message));
-                break;
-            };
-            match writer.messages.try_send((id, message)) {
-                Ok(()) => writer.pending.push_back(id),
-                Err(error) => {
-                    let writer = writer.id;
-                    self.writers.retain(|w| w.id != writer);
-                    self.unordered.push_front(error.into_inner());
+                    queue.push_front(error.into_inner());
                 }
             }
         }

@@ -88,5 +88,15 @@ async fn a_stopped_server_is_a_typed_error_and_then_serves_again() {
     );
     assert!(store.has(b.cid()).await.is_err());
     server.resume();
-    assert_eq!(store.get(b.cid()).await.unwrap(), Some(b));
+    // A restarted SeaweedFS answers S3 requests before its volume server has registered
+    // again, with 500 InternalError for a short while: the block must come back within 30 s.
+    let mut got = store.get(b.cid()).await;
+    for _ in 0..60 {
+        if got.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        got = store.get(b.cid()).await;
+    }
+    assert_eq!(got.unwrap(), Some(b));
 }

@@ -290,7 +290,8 @@ impl Behaviour {
 
     /// Queues `message` for `peer` as [`send`](Self::send) does, on streams of its own: each
     /// unordered message goes to a stream with nothing else to write, or to a new stream, up
-    /// to [`Config::with_max_unordered_streams`] per connection. Unordered messages may arrive
+    /// to [`Config::with_max_unordered_streams`] per connection; once that many are open, to
+    /// one with a single message waiting. Unordered messages may arrive
     /// in any order, among themselves and with those of `send`; in exchange a far peer's link
     /// is not capped by one stream's flow-control window, and they never wait behind the
     /// ordered ones (or these behind them). For answers (blocks and presences), not for

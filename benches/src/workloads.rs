@@ -27,7 +27,8 @@ use std::{
 };
 
 use peer_task_queue::{
-    ActiveTasks, Config, Dedup, Fair, GoCompat, PeerTaskQueue, Policy, Popped, Task, TaskMerger,
+    ActiveTasks, Config, Dedup, Fair, GoCompat, PeerTaskQueue, Popped, Task, TaskMerger,
+    policy::Policy,
 };
 
 /// Seed of the workloads' random stream.

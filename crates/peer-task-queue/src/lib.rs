@@ -36,7 +36,7 @@
 //! - A peer holds at most one *pending* task per topic; a new task for that topic is merged by
 //!   the [`TaskMerger`] (a want-have upgraded to a want-block). Popped tasks are *active* until
 //!   [`tasks_done`](PeerTaskQueue::tasks_done).
-//! - Between peers, a [`Policy`] decides. The default, [`Fair`], is byte-fair among backlogged
+//! - Between peers, a [`Policy`](policy::Policy) decides. The default, [`Fair`], is byte-fair among backlogged
 //!   peers, optionally weighted, and serves a newly backlogged peer within as many pops as there
 //!   are backlogged peers. [`GoCompat`] reproduces go-peertaskqueue's default comparator.
 //! - Limits ([`Config`]): active work per peer (a peer at its limit is skipped, and
@@ -53,10 +53,9 @@ mod merge;
 mod outcome;
 mod peer;
 mod pending;
-mod policy;
+pub mod policy;
 mod prefetch;
 mod queue;
-mod ready;
 mod slots;
 mod stats;
 mod task;
@@ -64,8 +63,7 @@ mod task;
 pub use config::Config;
 pub use merge::{ActiveTasks, Dedup, TaskMerger};
 pub use outcome::{DoneOutcome, Popped, PushOutcome, RemoveOutcome, Served};
-pub use policy::{Fair, FairKey, FairState, GoCompat, GoCompatState, Policy};
+pub use policy::{Fair, GoCompat};
 pub use queue::PeerTaskQueue;
-pub use ready::{FairReady, KeyHeap, ReadySet};
 pub use stats::{PeerStats, PeerTopics, Stats};
 pub use task::{DropReason, DroppedTask, PoppedTask, Task, TaskId};

@@ -3,10 +3,10 @@
 use std::{collections::HashMap, fmt, hash::Hash, num::NonZeroU32};
 
 use crate::{
-    Config, Dedup, DoneOutcome, Fair, PeerStats, PeerTopics, Policy, Popped, PoppedTask,
-    PushOutcome, RemoveOutcome, Served, Stats, Task, TaskId, TaskMerger,
+    Config, Dedup, DoneOutcome, Fair, PeerStats, PeerTopics, Popped, PoppedTask, PushOutcome,
+    RemoveOutcome, Served, Stats, Task, TaskId, TaskMerger,
     peer::{MAX_HANDLES, PeerTracker, PushedTask, RandomState, saturate},
-    ready::sealed::Sealed as _,
+    policy::{Policy, sealed::Sealed as _},
     slots::Slots,
     task::{DropReason, DroppedTask},
 };

@@ -3,7 +3,7 @@
 use std::num::NonZeroU32;
 
 /// One peer's counters, as seen by [`PeerTaskQueue::peer_stats`](crate::PeerTaskQueue::peer_stats)
-/// and by a [`Policy`](crate::Policy).
+/// and by a [`Policy`](crate::policy::Policy).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PeerStats {
     /// Pending tasks (one per topic).

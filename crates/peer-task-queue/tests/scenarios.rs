@@ -7,7 +7,7 @@ use std::num::NonZeroU32;
 
 use model::Data;
 use peer_task_queue::{
-    Config, Dedup, DropReason, Fair, GoCompat, PeerTaskQueue, Policy, Popped, Task,
+    Config, Dedup, DropReason, Fair, GoCompat, PeerTaskQueue, Popped, Task, policy::Policy,
 };
 
 type Queue<Pol = Fair> = PeerTaskQueue<&'static str, u32, (), Dedup, Pol>;

@@ -10,8 +10,8 @@
 use std::num::NonZeroU32;
 
 use peer_task_queue::{
-    ActiveTasks, Config, DropReason, Fair, GoCompat, PeerTaskQueue, Policy, Popped, PoppedTask,
-    Task, TaskId, TaskMerger,
+    ActiveTasks, Config, DropReason, Fair, GoCompat, PeerTaskQueue, Popped, PoppedTask, Task,
+    TaskId, TaskMerger, policy::Policy,
 };
 
 /// Task data: whether it is a block (else a have), and a tag unique to each pushed task.

@@ -1,14 +1,15 @@
-//! How the queue keeps its eligible peers in key order: the ready set a [`Policy`](crate::Policy)
+//! How the queue keeps its eligible peers in key order: the ready set a [`Policy`](super::Policy)
 //! names.
 
 use std::fmt;
 
-use crate::{FairKey, heap::IndexedHeap, ladder::Ladder};
+use super::FairKey;
+use crate::{heap::IndexedHeap, ladder::Ladder};
 
 /// A set of peers ordered by a policy's key: the queue serves the peer with the smallest.
 ///
-/// Sealed: a [`Policy`](crate::Policy) picks [`KeyHeap`], which orders any key, or
-/// [`FairReady`], which is faster for [`Fair`](crate::Fair)'s keys.
+/// Sealed: a [`Policy`](super::Policy) picks [`KeyHeap`], which orders any key, or
+/// [`FairReady`], which is faster for [`Fair`](super::Fair)'s keys.
 pub trait ReadySet<K>: sealed::Sealed<K> {}
 
 pub(crate) mod sealed {
@@ -113,10 +114,10 @@ impl<K: Ord + Copy> sealed::Sealed<K> for KeyHeap<K> {
     }
 }
 
-/// A ladder queue over [`Fair`](crate::Fair)'s keys: the current band of virtual time in a
+/// A ladder queue over [`Fair`](super::Fair)'s keys: the current band of virtual time in a
 /// small heap, the next bands in unsorted buckets, the rest in a second heap. Serving a peer
 /// moves it out of the small heap into a bucket, an append, instead of a walk down a heap of
-/// every peer; the order is as exact as one heap's. [`Fair`](crate::Fair)'s ready set.
+/// every peer; the order is as exact as one heap's. [`Fair`](super::Fair)'s ready set.
 #[derive(Default)]
 pub struct FairReady(Ladder<FairKey>);
 

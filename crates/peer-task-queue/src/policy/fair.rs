@@ -1,43 +1,9 @@
-//! Which peer is served next.
+//! [`Fair`]: byte-fair start-time fair queueing, the default policy.
 
-use std::{
-    cmp::{Ordering, Reverse},
-    fmt::Debug,
-};
+use std::cmp::Ordering;
 
-use crate::{FairReady, KeyHeap, PeerStats, ReadySet, ladder::Banded};
-
-/// Orders the peers that can be served.
-///
-/// The queue keeps every *eligible* peer (one with pending tasks whose active work is under its
-/// limit) in a heap by [`key`](Self::key) and serves the smallest. It calls the other methods at
-/// the moments they name and recomputes the key after every change to the peer. `tick` is a
-/// counter that grows with every call into the queue that changes it: policies use it to break
-/// ties by arrival, never wall-clock time.
-pub trait Policy {
-    /// What the policy keeps for each peer while the peer is in the queue.
-    type State: Debug;
-    /// Sort key; the eligible peer with the smallest key is served next.
-    type Key: Ord + Copy + Debug;
-    /// How the queue keeps the eligible peers in key order: [`KeyHeap`] orders any key.
-    type Ready: ReadySet<Self::Key>;
-
-    /// A peer enters the queue (its first push since it was last removed).
-    fn peer_added(&mut self, tick: u64) -> Self::State;
-
-    /// The peer's pending set went from empty to non-empty.
-    fn backlogged(&mut self, state: &mut Self::State, tick: u64);
-
-    /// The peer has pending work and dropped back under its active-work limit, after pops had
-    /// taken it to or over the limit.
-    fn resumed(&mut self, state: &mut Self::State, tick: u64);
-
-    /// `work` was just popped from the peer in one `pop_tasks` call.
-    fn served(&mut self, state: &mut Self::State, work: u64, view: &PeerStats, tick: u64);
-
-    /// The peer's current sort key.
-    fn key(&self, state: &Self::State, view: &PeerStats) -> Self::Key;
-}
+use super::{FairReady, Policy};
+use crate::{PeerStats, ladder::Banded};
 
 /// Fixed-point scale of [`Fair`]'s virtual time: one unit of work at weight 1 advances it by
 /// 2^32.
@@ -159,41 +125,5 @@ impl Policy for Fair {
             start_lo: state.start as u64,
             tick: state.tick,
         }
-    }
-}
-
-/// go-peertaskqueue's `DefaultPeerComparator`, for comparison in benchmarks.
-///
-/// The peer with the least active work goes first; between equal active work, the peer with
-/// more pending tasks; then the peer that entered the queue first. Freezing is not reproduced
-/// (boxo disables it), nor is Go's stall on a capped top peer: this queue never offers a peer at
-/// its active-work limit. Weights are ignored. Under steady load this policy can starve a peer
-/// with few wants behind peers with many (boxo#1141).
-#[derive(Debug, Clone, Default)]
-pub struct GoCompat;
-
-/// [`GoCompat`]'s per-peer state: the tick at which the peer entered the queue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct GoCompatState {
-    arrival: u64,
-}
-
-impl Policy for GoCompat {
-    type State = GoCompatState;
-    type Key = (u64, Reverse<usize>, u64);
-    type Ready = KeyHeap<Self::Key>;
-
-    fn peer_added(&mut self, tick: u64) -> GoCompatState {
-        GoCompatState { arrival: tick }
-    }
-
-    fn backlogged(&mut self, _state: &mut GoCompatState, _tick: u64) {}
-
-    fn resumed(&mut self, _state: &mut GoCompatState, _tick: u64) {}
-
-    fn served(&mut self, _state: &mut GoCompatState, _work: u64, _view: &PeerStats, _tick: u64) {}
-
-    fn key(&self, state: &GoCompatState, view: &PeerStats) -> Self::Key {
-        (view.active_work, Reverse(view.pending_tasks), state.arrival)
     }
 }

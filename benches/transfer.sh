@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Issue 7's benchmark: `add` of a 256 MiB file and `get` of it from a `serve` on 127.0.0.1,
-# MB/s (10^6 bytes per second), RUNS times each, medians printed as one JSON line.
-# Usage: bash crates/bitswap-node/bench/transfer.sh [RUNS] [MIB]   (builds --release first)
+# The node binary end to end: `add` of a MIB-MiB file (256 by default) and `get` of it from a
+# `serve` on 127.0.0.1, in MB/s (10^6 bytes per second), RUNS times each, medians printed as
+# one JSON line. It measures what a user of the binary sees, store writes and process start
+# included, which the in-process benches leave out.
+# Usage: bash benches/transfer.sh [RUNS] [MIB]   (builds --release first)
 set -euo pipefail
-cd "$(dirname "$0")/../../.."
+cd "$(dirname "$0")/.."
 runs="${1:-5}"
 mib="${2:-256}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/bitswap-rs/target}"

@@ -253,10 +253,10 @@ impl RedbConfig {
 /// # Failures
 ///
 /// Every block read is checked: a block of the blob file against the checksum (xxh3, 64 bits)
-/// of its bytes written with it, far cheaper than hashing them again (the bytes were checked
-/// against the CID when the block was made, before the put; gets of cached 256 KiB blocks
-/// went from about 1.1 GB/s to 2.8-6.6 GB/s on the machine of the workspace's blockstore
-/// bench), and every other block against its CID. A corrupt copy is reported as
+/// of its bytes written with it, since the bytes were checked against the CID when the block
+/// was made, before the put, and xxh3 runs several times faster than sha2-256 (the
+/// `blockstore` bench shows what that is worth on cached 256 KiB blocks), and every other
+/// block against its CID. A corrupt copy is reported as
 /// [`RedbBlockstoreError::Corrupt`], never returned (put it again to repair it). When a commit
 /// fails (a full disk, an I/O error), the writes not yet committed are dropped, the pending
 /// flushes fail, and every later operation fails with [`RedbBlockstoreError::WriteFailed`]:

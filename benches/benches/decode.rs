@@ -10,7 +10,10 @@
 use std::time::Duration;
 
 use benches::net::bytes;
-use bitswap::{Block, Entry, Message, Version, Wantlist, encode, read_message};
+use bitswap::{
+    Block, Entry, Message, Version, Wantlist,
+    protocol::{encode, read_message},
+};
 use cid::Cid;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use futures::{executor::block_on, io::Cursor};

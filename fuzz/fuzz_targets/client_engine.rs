@@ -21,7 +21,7 @@ use std::{
 use arbitrary::Arbitrary;
 use bitswap::{
     Block, BlockPresence, BlockPresenceType, ClientAction, ClientConfig, ClientEngine, ClientEvent,
-    Message, QueryId, SessionId, Version, WantType, encode,
+    Message, QueryId, SessionId, Version, WantType, protocol::encode,
 };
 use bytes::Bytes;
 use cid::Cid;

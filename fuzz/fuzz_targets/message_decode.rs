@@ -19,8 +19,10 @@
 use std::collections::HashSet;
 
 use bitswap::{
-    BlockPresence, Entry, MAX_BLOCKS_PER_MESSAGE, MAX_PRESENCES_PER_MESSAGE, Message, Version,
-    decode_message, encode, read_message,
+    BlockPresence, Entry, Message, Version,
+    protocol::{
+        MAX_BLOCKS_PER_MESSAGE, MAX_PRESENCES_PER_MESSAGE, decode_message, encode, read_message,
+    },
 };
 use bytes::Bytes;
 use futures::{executor::block_on, io::Cursor};

@@ -19,8 +19,9 @@ use std::{
 
 use arbitrary::Arbitrary;
 use bitswap::{
-    Block, BlockPresenceType, Entry, Envelope, Lookup, LookupKind, LookupResult, MAX_MESSAGE_SIZE,
-    Message, ServerConfig, ServerEngine, Version, WantType, Wantlist, encode,
+    Block, BlockPresenceType, Entry, Envelope, Lookup, LookupKind, LookupResult, Message,
+    ServerConfig, ServerEngine, Version, WantType, Wantlist,
+    protocol::{MAX_MESSAGE_SIZE, encode},
 };
 use bytes::Bytes;
 use cid::Cid;

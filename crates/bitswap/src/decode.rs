@@ -48,7 +48,7 @@ pub const MAX_PRESENCES_PER_MESSAGE: usize = 4096;
 /// digest, so no longer CID could be parsed anyway; longer ones are left out unparsed.
 pub const MAX_CID_SIZE: usize = 168;
 
-/// Wants kept from one message by default (and by [`read_message`](crate::read_message)):
+/// Wants kept from one message by default (and by [`read_message`](crate::protocol::read_message)):
 /// 1024, boxo's `MaxQueuedWantlistEntriesPerPeer`.
 pub(crate) const DEFAULT_MAX_WANTS: usize = 1024;
 
@@ -93,17 +93,17 @@ struct Counts {
     presences: usize,
 }
 
-/// Decodes one message body (without its length prefix) of at most [`MAX_MESSAGE_SIZE`](crate::MAX_MESSAGE_SIZE)
+/// Decodes one message body (without its length prefix) of at most [`MAX_MESSAGE_SIZE`](crate::protocol::MAX_MESSAGE_SIZE)
 /// bytes, keeping at most `max_wants` wants, up to as many more that ask for DONT_HAVE, and
 /// four times as many cancels; returns the message and what was left out.
 ///
 /// The memory a message takes is bounded whatever its shape: besides those wantlist caps, at
-/// most [`MAX_BLOCKS_PER_MESSAGE`](crate::MAX_BLOCKS_PER_MESSAGE) blocks (a repeated block is
-/// kept and hashed once) and [`MAX_PRESENCES_PER_MESSAGE`](crate::MAX_PRESENCES_PER_MESSAGE)
+/// most [`MAX_BLOCKS_PER_MESSAGE`](crate::protocol::MAX_BLOCKS_PER_MESSAGE) blocks (a repeated block is
+/// kept and hashed once) and [`MAX_PRESENCES_PER_MESSAGE`](crate::protocol::MAX_PRESENCES_PER_MESSAGE)
 /// presences are kept, and what is left out is neither parsed nor
 /// hashed. Block data is shared with `body`, not copied. Blocks are verified by recomputing
 /// their CIDs. Entries and presences with a CID that does not parse (or is over
-/// [`MAX_CID_SIZE`](crate::MAX_CID_SIZE)) or an unknown presence type, and blocks of an unsupported hash function,
+/// [`MAX_CID_SIZE`](crate::protocol::MAX_CID_SIZE)) or an unknown presence type, and blocks of an unsupported hash function,
 /// are left out and counted; an unknown want type is a want-have.
 pub fn decode_message(body: &Bytes, max_wants: usize) -> Result<(Message, Dropped), ProtocolError> {
     let counts = scan(body)?;

@@ -90,12 +90,12 @@
 //!   [`Handle`] reaches it from other tasks.
 //! - [`Blockstore`]: the store trait (from [`ipfs_blockstore`]), which [`Behaviour`] reads
 //!   served blocks from and writes fetched blocks to.
-//! - [`Message`] and its parts are the domain types; [`decode_message`] reads them from the
-//!   wire with memory bounded by per-message caps whatever the message's shape, leaves out
-//!   (and counts in [`Dropped`]) entries and presences that make no sense alone, and recomputes
-//!   every block's CID from its bytes.
-//! - [`protocol`](crate::Version) functions frame messages: an unsigned-varint length, at most
-//!   [`MAX_MESSAGE_SIZE`] bytes, refused before allocation when larger.
+//! - [`Message`] and its parts are the domain types.
+//! - [`protocol`]: the wire format. [`protocol::decode_message`] reads messages with memory
+//!   bounded by per-message caps whatever the message's shape, leaves out (and counts in
+//!   [`protocol::Dropped`]) entries and presences that make no sense alone, and recomputes
+//!   every block's CID from its bytes; frames are an unsigned-varint length and at most
+//!   [`protocol::MAX_MESSAGE_SIZE`] bytes, refused before allocation when larger.
 
 mod addresses;
 mod behaviour;
@@ -111,7 +111,7 @@ mod keep_alive;
 mod message;
 pub mod network;
 mod proto;
-mod protocol;
+pub mod protocol;
 mod server;
 mod troubles;
 
@@ -121,9 +121,6 @@ pub use client::{
     Progress, QueryError, QueryId, SessionId, Stats as ClientStats,
 };
 pub use config::Config;
-pub use decode::{
-    Dropped, MAX_BLOCKS_PER_MESSAGE, MAX_CID_SIZE, MAX_PRESENCES_PER_MESSAGE, decode_message,
-};
 pub use event::{Event, PutError, PutId, StoreError};
 pub use handle::{BlockStream, GetError, Handle};
 // The block and store types this crate's API names, so that its users need not depend on
@@ -138,7 +135,7 @@ pub use ipfs_blockstore::{
 pub use message::{
     BlockPresence, BlockPresenceType, Entry, Message, MessageError, WantType, Wantlist,
 };
-pub use protocol::{MAX_MESSAGE_SIZE, ProtocolError, Version, encode, read_message, write_frames};
+pub use protocol::Version;
 pub use server::{
     Config as ServerConfig, Engine as ServerEngine, Envelope, EnvelopeId, Lookup, LookupId,
     LookupKind, LookupResult, Metrics as ServerMetrics, PeerAccounting, RequestFilter,

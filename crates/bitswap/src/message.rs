@@ -111,7 +111,7 @@ impl Message {
 }
 
 /// Why a decoded protobuf is not a valid Bitswap message. Entries and presences that make no
-/// sense are left out instead (see [`Dropped`](crate::Dropped)); only what no honest peer
+/// sense are left out instead (see [`Dropped`](crate::protocol::Dropped)); only what no honest peer
 /// sends fails the message.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

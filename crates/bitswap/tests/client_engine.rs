@@ -13,7 +13,8 @@ use std::{
 use bitswap::{
     Block, BlockPresence, BlockPresenceType, ClientAction, ClientConfig, ClientEngine, ClientEvent,
     EnvelopeId, LookupKind, LookupResult, Message, QueryError, QueryId, ServerConfig, ServerEngine,
-    SessionId, Version, WantType, encode, read_message,
+    SessionId, Version, WantType,
+    protocol::{encode, read_message},
 };
 use bytes::Bytes;
 use cid::Cid;

@@ -7,9 +7,9 @@ mod common;
 use std::time::Duration;
 
 use bitswap::{
-    Block, BlockPresence, BlockPresenceType, Entry, Message, ProtocolError, Version, WantType,
-    Wantlist,
+    Block, BlockPresence, BlockPresenceType, Entry, Message, Version, WantType, Wantlist,
     network::{Behaviour, Config, Event, InboundFailure, MessageId, SendError, SendFailure},
+    protocol::ProtocolError,
 };
 use cid::Cid;
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt, channel::mpsc};
@@ -721,8 +721,8 @@ async fn reads_many_messages_on_one_stream() {
     let writer = tokio::spawn(async move {
         let mut stream = control.open_stream(node_id, V1_2_0).await.expect("stream");
         for message in &to_write {
-            let frames = bitswap::encode(message, Version::V1_2_0);
-            bitswap::write_frames(&mut stream, &frames)
+            let frames = bitswap::protocol::encode(message, Version::V1_2_0);
+            bitswap::protocol::write_frames(&mut stream, &frames)
                 .await
                 .expect("write");
             // The stream stays open: the message must be reported now, not at its end.
@@ -789,10 +789,10 @@ async fn wantlist_entries_past_the_limit_are_dropped() {
         .cloned()
         .collect();
     assert!(expected.len() < sent.wantlist.entries.len());
-    let frames = bitswap::encode(&sent, Version::V1_2_0);
+    let frames = bitswap::protocol::encode(&sent, Version::V1_2_0);
     let writer = tokio::spawn(async move {
         let mut stream = control.open_stream(node_id, V1_2_0).await.expect("stream");
-        bitswap::write_frames(&mut stream, &frames)
+        bitswap::protocol::write_frames(&mut stream, &frames)
             .await
             .expect("write");
         stream.close().await.expect("close");
@@ -831,8 +831,8 @@ async fn messages_larger_than_the_inbound_budget_arrive_one_at_a_time() {
                         blocks: vec![raw_block(70_000, stream * 16 + i)],
                         ..Message::default()
                     };
-                    let frames = bitswap::encode(&message, Version::V1_2_0);
-                    bitswap::write_frames(&mut stream_io, &frames)
+                    let frames = bitswap::protocol::encode(&message, Version::V1_2_0);
+                    bitswap::protocol::write_frames(&mut stream_io, &frames)
                         .await
                         .expect("write");
                 }
@@ -874,8 +874,8 @@ async fn reads_one_message_per_stream() {
     let writer = tokio::spawn(async move {
         for message in &to_write {
             let mut stream = control.open_stream(node_id, V1_2_0).await.expect("stream");
-            let frames = bitswap::encode(message, Version::V1_2_0);
-            bitswap::write_frames(&mut stream, &frames)
+            let frames = bitswap::protocol::encode(message, Version::V1_2_0);
+            bitswap::protocol::write_frames(&mut stream, &frames)
                 .await
                 .expect("write");
             stream.close().await.expect("close");
@@ -910,8 +910,8 @@ async fn idle_inbound_stream_is_reset() {
     let to_write = message.clone();
     let writer = tokio::spawn(async move {
         let mut stream = control.open_stream(node_id, V1_2_0).await.expect("stream");
-        let frames = bitswap::encode(&to_write, Version::V1_2_0);
-        bitswap::write_frames(&mut stream, &frames)
+        let frames = bitswap::protocol::encode(&to_write, Version::V1_2_0);
+        bitswap::protocol::write_frames(&mut stream, &frames)
             .await
             .expect("write");
         let written = tokio::time::Instant::now();
@@ -975,8 +975,8 @@ async fn oversized_and_malformed_messages_reset_the_stream() {
         write_until_reset(&mut control, node_id, &[4, 0xff, 0xff, 0xff, 0xff]).await;
         // The node is still fine.
         let mut stream = control.open_stream(node_id, V1_2_0).await.expect("stream");
-        let frames = bitswap::encode(&to_write, Version::V1_2_0);
-        bitswap::write_frames(&mut stream, &frames)
+        let frames = bitswap::protocol::encode(&to_write, Version::V1_2_0);
+        bitswap::protocol::write_frames(&mut stream, &frames)
             .await
             .expect("write");
         stream.close().await.expect("close");
@@ -1089,7 +1089,7 @@ async fn outbound_messages_share_a_stream_until_it_idles() {
         while let Some((_, mut stream)) = incoming.next().await {
             let mut reads_tx = reads_tx.clone();
             tokio::spawn(async move {
-                while let Ok(Some(message)) = bitswap::read_message(&mut stream).await {
+                while let Ok(Some(message)) = bitswap::protocol::read_message(&mut stream).await {
                     let _ = reads_tx.try_send((index, Some(message)));
                 }
                 let _ = reads_tx.try_send((index, None));

@@ -281,7 +281,7 @@ impl Behaviour {
     /// With the default of one outbound stream per connection, messages to a peer are written
     /// in the order of the calls, and this crate's handler reports them in that order (see
     /// [`Config::with_max_outbound_streams`]). Each message is encoded for the version
-    /// negotiated on the stream that carries it, as [`encode`](crate::encode) does: before
+    /// negotiated on the stream that carries it, as [`encode`](crate::protocol::encode) does: before
     /// 1.2.0 want-have becomes want-block and presences and pending bytes are left out; before
     /// 1.1.0 only CIDv0 blocks are sent. Check [`Behaviour::peer_version`] first if that matters.
     pub fn send(&mut self, peer: PeerId, message: Message) -> Result<MessageId, SendError> {

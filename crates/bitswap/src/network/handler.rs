@@ -107,7 +107,7 @@ pub enum HandlerEvent {
 ///   ([`Config::max_inbound_bytes_per_connection`]) of the inbound byte budget all
 ///   connections share ([`Config::max_inbound_bytes`]); the room is given back when the
 ///   message is taken. Messages are decoded with bounded memory
-///   ([`decode_message`](crate::decode_message)): wants beyond
+///   ([`decode_message`](crate::protocol::decode_message)): wants beyond
 ///   [`Config::max_wantlist_entries`] (but those kept for a DONT_HAVE) and what makes no sense
 ///   alone are left out and logged once per connection. At most
 ///   [`Config::max_inbound_streams`] are read at once

@@ -203,7 +203,7 @@ pub(crate) fn read_messages(
     .boxed()
 }
 
-/// Reads a body of `len` bytes (at most [`MAX_MESSAGE_SIZE`](crate::MAX_MESSAGE_SIZE)) once its
+/// Reads a body of `len` bytes (at most [`MAX_MESSAGE_SIZE`](crate::protocol::MAX_MESSAGE_SIZE)) once its
 /// first byte is there and room is taken for it; `None` if it arrives too slowly.
 async fn read_body<R: AsyncRead + Unpin>(
     io: &mut R,

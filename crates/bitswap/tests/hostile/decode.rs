@@ -145,7 +145,7 @@ async fn answers(
         while let Some((_, mut stream)) = incoming.next().await {
             let mut answers_tx = answers_tx.clone();
             tokio::spawn(async move {
-                while let Ok(Some(message)) = bitswap::read_message(&mut stream).await {
+                while let Ok(Some(message)) = bitswap::protocol::read_message(&mut stream).await {
                     for presence in &message.presences {
                         assert_eq!(presence.presence, BlockPresenceType::DontHave);
                         let _ = answers_tx.try_send(presence.cid);

@@ -8,7 +8,7 @@ use std::{
 
 use bitswap::{
     Behaviour, Block, Blockstore, Config, Entry, MemoryBlockstore, Message, Version, Wantlist,
-    encode,
+    protocol::encode,
 };
 use bytes::Bytes;
 use cid::Cid;

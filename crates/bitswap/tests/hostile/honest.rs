@@ -127,7 +127,7 @@ async fn garbage_still_costs_the_peer_its_standing() {
 /// Reads every message of a reply stream until the node closes it; returns their blocks.
 async fn read_replies(mut stream: libp2p::Stream) -> Vec<bitswap::Block> {
     let mut blocks = Vec::new();
-    while let Ok(Some(message)) = bitswap::read_message(&mut stream).await {
+    while let Ok(Some(message)) = bitswap::protocol::read_message(&mut stream).await {
         blocks.extend(message.blocks);
     }
     blocks

@@ -83,7 +83,7 @@ fn decoded(entries: Vec<Entry>) -> Message {
     let (len, body) = unsigned_varint::decode::usize(&frame).expect("length prefix");
     assert_eq!(len, body.len());
     let (message, dropped) =
-        bitswap::decode_message(&Bytes::copy_from_slice(body), 1024).expect("decodes");
+        bitswap::protocol::decode_message(&Bytes::copy_from_slice(body), 1024).expect("decodes");
     assert!(dropped.is_empty(), "{dropped:?}");
     message
 }

@@ -6,8 +6,9 @@ use std::collections::{HashMap, HashSet};
 
 use bitswap::{
     Block, BlockPresenceType, Blockstore, Entry, Envelope, LookupKind, LookupResult,
-    MAX_BLOCK_SIZE, MAX_MESSAGE_SIZE, MemoryBlockstore, Message, ServerConfig, ServerEngine,
-    ServerMetrics, Version, WantType, Wantlist, encode,
+    MAX_BLOCK_SIZE, MemoryBlockstore, Message, ServerConfig, ServerEngine, ServerMetrics, Version,
+    WantType, Wantlist,
+    protocol::{MAX_MESSAGE_SIZE, encode},
 };
 use bytes::Bytes;
 use cid::Cid;

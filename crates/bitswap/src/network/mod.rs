@@ -83,6 +83,7 @@ mod config;
 mod deadline;
 mod handler;
 mod inbound;
+mod outbound;
 mod upgrade;
 
 pub use behaviour::{Behaviour, Event, InboundFailure, MessageId, SendError, SendFailure};

@@ -82,6 +82,40 @@ impl OutboundUpgrade<Stream> for Upgrade {
     }
 }
 
+/// A set of [`Version`]s.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct VersionSet(u8);
+
+impl VersionSet {
+    fn bit(version: Version) -> u8 {
+        match version {
+            Version::V1_2_0 => 1,
+            Version::V1_1_0 => 2,
+            Version::V1_0_0 => 4,
+            Version::Legacy => 8,
+        }
+    }
+
+    pub(super) fn insert(&mut self, version: Version) {
+        self.0 |= Self::bit(version);
+    }
+
+    pub(super) fn remove(&mut self, version: Version) {
+        self.0 &= !Self::bit(version);
+    }
+
+    pub(super) fn contains(self, version: Version) -> bool {
+        self.0 & Self::bit(version) != 0
+    }
+
+    /// The most capable version of the set.
+    pub(super) fn best(self) -> Option<Version> {
+        Version::ALL
+            .into_iter()
+            .find(|version| self.contains(*version))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,5 +154,18 @@ mod tests {
                 .negotiated(&StreamProtocol::new("/ipfs/bitswap/1.2.0"))
                 .is_err()
         );
+    }
+
+    #[test]
+    fn version_set_best_is_most_capable() {
+        let mut set = VersionSet::default();
+        assert_eq!(set.best(), None);
+        set.insert(Version::Legacy);
+        set.insert(Version::V1_1_0);
+        assert_eq!(set.best(), Some(Version::V1_1_0));
+        set.insert(Version::V1_2_0);
+        assert_eq!(set.best(), Some(Version::V1_2_0));
+        set.remove(Version::V1_2_0);
+        assert_eq!(set.best(), Some(Version::V1_1_0));
     }
 }

@@ -2,19 +2,16 @@
 
 use std::{
     collections::{HashSet, VecDeque},
-    future::Future,
     io,
-    pin::pin,
     sync::Arc,
     task::{Context, Poll},
     time::Duration,
 };
 
-use bytes::Bytes;
 use futures::{
-    AsyncWriteExt, FutureExt, SinkExt, StreamExt,
+    FutureExt, StreamExt,
     channel::mpsc,
-    future::{BoxFuture, Either, select},
+    future::BoxFuture,
     stream::{BoxStream, FuturesUnordered},
 };
 use futures_bounded::Delay;
@@ -29,14 +26,14 @@ use libp2p::swarm::{
 use super::{
     behaviour::{InboundFailure, MessageId, SendFailure},
     config::Config,
-    deadline::Deadlines,
     inbound::{Budget, Read, Share, read_messages},
-    upgrade::Upgrade,
+    outbound::{WriteReport, write_messages},
+    upgrade::{Upgrade, VersionSet},
 };
 use crate::{
     decode::Dropped,
     message::Message,
-    protocol::{self, ProtocolError, Version},
+    protocol::{ProtocolError, Version},
 };
 
 /// What the [`Behaviour`](crate::network::Behaviour) tells a [`Handler`].
@@ -779,194 +776,5 @@ struct Writer {
     delivered: bool,
 }
 
-/// What a writer task reports.
-enum WriteReport {
-    /// A message was written and flushed.
-    Sent { writer: u64, id: MessageId },
-    /// A write has taken longer than [`Config::write_stall`].
-    Stalled { writer: u64 },
-    /// Writing failed: the stream is reset; this message and those waiting for it fail.
-    Failed {
-        writer: u64,
-        ids: Vec<MessageId>,
-        error: SendFailure,
-    },
-    /// The stream stayed idle and is being closed; messages that reached it meanwhile go back.
-    Closed {
-        writer: u64,
-        returned: Vec<(MessageId, Message)>,
-    },
-}
-
-/// Writes the messages of `messages` in order on `stream`, each encoded for `version`, until
-/// none comes for [`Config::outbound_idle_timeout`] (then closes the stream) or a write fails
-/// (then drops, so resets, the stream).
-async fn write_messages(
-    writer: u64,
-    mut stream: Stream,
-    version: Version,
-    mut messages: mpsc::Receiver<(MessageId, Message)>,
-    mut reports: mpsc::Sender<WriteReport>,
-    config: Arc<Config>,
-) {
-    // Waits for the next message, and writes, each with a timer of their own kind.
-    let (mut idle, mut writes) = (Deadlines::default(), Deadlines::default());
-    loop {
-        let next = idle.run(config.outbound_idle_timeout(), messages.next());
-        let (id, message) = match next.await {
-            Some(Some(next)) => next,
-            // The handler is gone: the connection is closing.
-            Some(None) => return,
-            None => {
-                messages.close();
-                let mut returned = Vec::new();
-                while let Ok(message) = messages.try_recv() {
-                    returned.push(message);
-                }
-                let _ = reports.send(WriteReport::Closed { writer, returned }).await;
-                // Everything was flushed; a failing close (say, the peer reset after reading)
-                // loses nothing we could still resend.
-                match timeout(config.close_timeout(), stream.close()).await {
-                    Some(Ok(())) => {}
-                    Some(Err(error)) => tracing::trace!(%error, "closing bitswap stream failed"),
-                    None => tracing::trace!("closing bitswap stream timed out"),
-                }
-                return;
-            }
-        };
-        let frames = protocol::encode_segments(&message, version);
-        drop(message);
-        let size = frames.iter().map(Bytes::len).sum();
-        let mut write = pin!(protocol::write_frames(&mut stream, &frames));
-        let stall = config.write_stall();
-        let timeout = config.send_timeout(size);
-        let written = match writes.run(stall.min(timeout), write.as_mut()).await {
-            Some(written) => Some(written),
-            None if stall >= timeout => None,
-            None => {
-                if reports.send(WriteReport::Stalled { writer }).await.is_err() {
-                    return;
-                }
-                writes.run(timeout - stall, write).await
-            }
-        };
-        let error = match written {
-            Some(Ok(())) => {
-                if reports
-                    .send(WriteReport::Sent { writer, id })
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-                continue;
-            }
-            Some(Err(error)) => SendFailure::Write(Arc::new(error)),
-            None => SendFailure::Timeout,
-        };
-        messages.close();
-        let mut ids = vec![id];
-        while let Ok((id, _)) = messages.try_recv() {
-            ids.push(id);
-        }
-        let _ = reports
-            .send(WriteReport::Failed { writer, ids, error })
-            .await;
-        return;
-    }
-}
-
-/// `future`'s output, or `None` if it takes longer than `duration`.
-async fn timeout<F: Future>(duration: Duration, future: F) -> Option<F::Output> {
-    match select(pin!(future), Delay::futures_timer(duration)).await {
-        Either::Left((output, _)) => Some(output),
-        Either::Right(_) => None,
-    }
-}
-
-/// A set of [`Version`]s.
-#[derive(Debug, Clone, Copy, Default)]
-struct VersionSet(u8);
-
-impl VersionSet {
-    fn bit(version: Version) -> u8 {
-        match version {
-            Version::V1_2_0 => 1,
-            Version::V1_1_0 => 2,
-            Version::V1_0_0 => 4,
-            Version::Legacy => 8,
-        }
-    }
-
-    fn insert(&mut self, version: Version) {
-        self.0 |= Self::bit(version);
-    }
-
-    fn remove(&mut self, version: Version) {
-        self.0 &= !Self::bit(version);
-    }
-
-    fn contains(self, version: Version) -> bool {
-        self.0 & Self::bit(version) != 0
-    }
-
-    /// The most capable version of the set.
-    fn best(self) -> Option<Version> {
-        Version::ALL
-            .into_iter()
-            .find(|version| self.contains(*version))
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn version_set_best_is_most_capable() {
-        let mut set = VersionSet::default();
-        assert_eq!(set.best(), None);
-        set.insert(Version::Legacy);
-        set.insert(Version::V1_1_0);
-        assert_eq!(set.best(), Some(Version::V1_1_0));
-        set.insert(Version::V1_2_0);
-        assert_eq!(set.best(), Some(Version::V1_2_0));
-        set.remove(Version::V1_2_0);
-        assert_eq!(set.best(), Some(Version::V1_1_0));
-    }
-
-    #[test]
-    fn new_streams_offer_the_peer_s_version_alone_once_known() {
-        let config = Config::default();
-        let budget = Budget::new(&config).for_connection();
-        let mut handler = Handler::new(Arc::new(config), budget);
-        assert_eq!(handler.outbound_upgrade().versions(), Version::ALL);
-        handler.advertised.insert(Version::V1_1_0);
-        handler.report_version();
-        assert_eq!(handler.outbound_upgrade().versions(), [Version::V1_1_0]);
-        handler.learn_version(Version::V1_2_0);
-        assert_eq!(handler.outbound_upgrade().versions(), [Version::V1_2_0]);
-    }
-
-    #[test]
-    fn handler_reports_best_version_once() {
-        let config = Config::default().with_versions([Version::V1_1_0, Version::V1_0_0]);
-        let budget = Budget::new(&config).for_connection();
-        let mut handler = Handler::new(Arc::new(config), budget);
-        handler.learn_version(Version::V1_0_0);
-        handler.learn_version(Version::V1_0_0);
-        // 1.2.0 is advertised but not ours; 1.1.0 is both.
-        handler.advertised.insert(Version::V1_2_0);
-        handler.advertised.insert(Version::V1_1_0);
-        handler.report_version();
-        let versions: Vec<_> = handler
-            .events
-            .iter()
-            .filter_map(|event| match event {
-                HandlerEvent::Version(version) => Some(*version),
-                _ => None,
-            })
-            .collect();
-        assert_eq!(versions, [Version::V1_0_0, Version::V1_1_0]);
-    }
-}
+mod tests;

@@ -47,8 +47,8 @@ use redb::{Durability, ReadOnlyTable};
 
 use super::{
     blobs::{self, BlobFile},
-    pending::Failure,
     tables::{BLOB_DEAD_KEY, BLOB_END_KEY, BLOB_GEN_KEY, BLOBS, BlobMeta, Files, META},
+    write_buffer::Failure,
 };
 
 /// Entries copied per step at most, however small they are.
@@ -467,8 +467,8 @@ mod tests {
 
     use super::{
         super::{
-            pending::Write,
             tables,
+            write_buffer::Write,
             writer::{self, BlobPolicy},
         },
         *,

@@ -71,8 +71,6 @@ mod blobs;
 #[cfg(feature = "redb")]
 mod compact;
 #[cfg(feature = "redb")]
-mod pending;
-#[cfg(feature = "redb")]
 mod readers;
 #[cfg(feature = "redb")]
 mod redb_error;
@@ -82,6 +80,8 @@ mod redb_store;
 mod s3;
 #[cfg(feature = "redb")]
 mod tables;
+#[cfg(feature = "redb")]
+mod write_buffer;
 #[cfg(feature = "redb")]
 mod writer;
 

@@ -9,7 +9,7 @@ use std::{
 use cid::Cid;
 use redb::{DatabaseError, StorageError};
 
-use super::{compact::CompactFailure, pending::Failure};
+use super::{compact::CompactFailure, write_buffer::Failure};
 use crate::BlockError;
 
 /// Why a [`RedbBlockstore`](super::RedbBlockstore) could not be opened.

@@ -21,9 +21,9 @@ use super::{
     Blockstore,
     blobs::{self, BlobFile},
     compact::CompactionPolicy,
-    pending::{Failure, Lookup, Policy, WriteBuffer},
     readers::{ReaderGone, Readers},
     tables::{self, Files},
+    write_buffer::{BatchPolicy, Buffered, Failure, WriteBuffer},
     writer::{self, BlobPolicy, WriterConfig},
 };
 use crate::Block;
@@ -350,7 +350,7 @@ impl RedbBlockstore {
             "block store opened"
         );
 
-        let buffer = Arc::new(WriteBuffer::new(Policy {
+        let buffer = Arc::new(WriteBuffer::new(BatchPolicy {
             budget_bytes: config.write_buffer_bytes,
             max_batch_bytes: config.max_batch_bytes,
             interval: config.commit_interval,
@@ -474,9 +474,9 @@ impl RedbBlockstore {
 
     async fn size(&self, cid: &Cid) -> Result<Option<usize>, RedbBlockstoreError> {
         match self.buffer.lookup(cid.hash())? {
-            Lookup::Put(block) => return Ok(Some(block.data().len())),
-            Lookup::Deleted => return Ok(None),
-            Lookup::NotBuffered => {}
+            Buffered::Put(block) => return Ok(Some(block.data().len())),
+            Buffered::Deleted => return Ok(None),
+            Buffered::Nothing => {}
         }
         let multihash = *cid.hash();
         let size = self.read(move |db| tables::size(db, &multihash)).await?;
@@ -501,15 +501,15 @@ impl Blockstore for RedbBlockstore {
     async fn get(&self, cid: &Cid) -> Result<Option<Block>, Self::Error> {
         let cid = *cid;
         match self.buffer.lookup(cid.hash())? {
-            Lookup::Put(block) if block.cid() == &cid => return Ok(Some(block)),
+            Buffered::Put(block) if block.cid() == &cid => return Ok(Some(block)),
             // Another CID of the same multihash: the bytes hash to it.
-            Lookup::Put(block) => {
+            Buffered::Put(block) => {
                 return Block::new(cid, block.into_parts().1)
                     .map(Some)
                     .map_err(|source| RedbBlockstoreError::corrupt(cid, source));
             }
-            Lookup::Deleted => return Ok(None),
-            Lookup::NotBuffered => {}
+            Buffered::Deleted => return Ok(None),
+            Buffered::Nothing => {}
         }
         self.read(move |db| tables::get(db, &cid)).await
     }

@@ -36,8 +36,8 @@ use redb::{Database, ReadTransaction, ReadableTable as _, TableDefinition, Table
 
 use super::{
     blobs::BlobFile,
-    pending::Key,
     redb_error::{RedbBlockstoreError, RedbCorruption, RedbOpenError},
+    write_buffer::Key,
 };
 use crate::Block;
 

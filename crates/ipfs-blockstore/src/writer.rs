@@ -40,10 +40,10 @@ use redb::Durability;
 use super::{
     blobs::BlobFile,
     compact::{CompactFailure, Compaction, CompactionPolicy, Progress, SwitchError},
-    pending::{Batch, CompactResult, Failure, Write, WriteBuffer},
     tables::{
         self, BLOB_DEAD_KEY, BLOB_END_KEY, BLOB_SUMS, BLOBS, BLOCKS, BlobMeta, Files, META, SIZES,
     },
+    write_buffer::{CompactResult, Failure, Write, WriteBatch, WriteBuffer},
 };
 
 /// Which blocks the writer puts in the blob file rather than the B-tree.
@@ -74,7 +74,7 @@ struct Active {
 
 /// A batch taken from the buffer, with where its large blocks go and how appending them went.
 struct Staged {
-    batch: Batch,
+    batch: WriteBatch,
     plan: Plan,
     /// Appending the batch's large blocks to the blob file: their checksums (see [`Sums`]).
     appended: io::Result<Sums>,
@@ -136,7 +136,7 @@ pub(super) fn run(files: &Files, buffer: &WriteBuffer, config: WriterConfig<'_>,
         };
         let Staged {
             batch:
-                Batch {
+                WriteBatch {
                     writes,
                     flushes,
                     compactions,
@@ -324,7 +324,7 @@ fn plan(writes: &[Write], policy: BlobPolicy, start: u64) -> Plan {
 
 /// Takes `batch` for the writer: decides where its puts go (the blob file from `start` on)
 /// and appends its large blocks there.
-fn stage(files: &Files, batch: Batch, policy: BlobPolicy, start: u64) -> Staged {
+fn stage(files: &Files, batch: WriteBatch, policy: BlobPolicy, start: u64) -> Staged {
     let plan = plan(&batch.writes, policy, start);
     let appended = if plan.end == plan.start {
         Ok(vec![None; batch.writes.len()])
@@ -522,7 +522,7 @@ mod tests {
     use super::{
         super::{
             blobs,
-            pending::{Lookup, Policy},
+            write_buffer::{BatchPolicy, Buffered},
         },
         *,
     };
@@ -544,7 +544,7 @@ mod tests {
 
     /// A buffer whose every write is due at once.
     fn eager() -> WriteBuffer {
-        WriteBuffer::new(Policy {
+        WriteBuffer::new(BatchPolicy {
             budget_bytes: 1 << 20,
             max_batch_bytes: usize::MAX,
             interval: Duration::ZERO,
@@ -605,7 +605,7 @@ mod tests {
         // Appended, not committed: readers find the blocks in the buffer.
         assert!(matches!(
             buffer.lookup(next[0].cid().hash()),
-            Ok(Lookup::Put(_))
+            Ok(Buffered::Put(_))
         ));
         assert_eq!(tables::get(&files, next[0].cid()).unwrap(), None);
 
@@ -628,7 +628,7 @@ mod tests {
         }
         assert!(matches!(
             buffer.lookup(next[0].cid().hash()),
-            Ok(Lookup::NotBuffered)
+            Ok(Buffered::Nothing)
         ));
     }
 
@@ -637,7 +637,7 @@ mod tests {
     fn nothing_is_taken_early_when_nothing_is_due() {
         let dir = tempfile::tempdir().unwrap();
         let (files, mut meta) = open(&dir.path().join("blocks.redb"));
-        let buffer = WriteBuffer::new(Policy {
+        let buffer = WriteBuffer::new(BatchPolicy {
             budget_bytes: 1 << 20,
             max_batch_bytes: usize::MAX,
             interval: Duration::from_secs(3600),

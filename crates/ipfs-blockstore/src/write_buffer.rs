@@ -95,7 +95,7 @@ enum Op {
 /// Writes for the writer to commit in one transaction, with the flushes and compaction
 /// requests queued among them.
 #[derive(Debug, Default)]
-pub(super) struct Batch {
+pub(super) struct WriteBatch {
     pub(super) writes: Vec<Write>,
     pub(super) flushes: Vec<oneshot::Sender<FlushResult>>,
     pub(super) compactions: Vec<oneshot::Sender<CompactResult>>,
@@ -103,13 +103,13 @@ pub(super) struct Batch {
 
 /// What the buffer knows of a key.
 #[derive(Debug)]
-pub(super) enum Lookup {
+pub(super) enum Buffered {
     /// The latest buffered write puts this block (same multihash, maybe another CID).
     Put(Block),
     /// The latest buffered write deletes the key.
     Deleted,
     /// No write of the key is buffered: the committed state is current.
-    NotBuffered,
+    Nothing,
 }
 
 #[derive(Debug, Default)]
@@ -148,7 +148,7 @@ impl State {
     }
 
     /// Queues a write; `true` if the writer must be woken (see the module doc).
-    fn push(&mut self, policy: &Policy, write: impl FnOnce(u64) -> Write) -> bool {
+    fn push(&mut self, policy: &BatchPolicy, write: impl FnOnce(u64) -> Write) -> bool {
         let was_empty = self.queue.is_empty();
         let seq = self.next_seq;
         self.next_seq += 1;
@@ -167,7 +167,7 @@ impl State {
 
     /// Whether the writer should take a batch now, or else how long it may wait for one
     /// (`None`: until woken).
-    fn due(&self, policy: &Policy) -> Result<(), Option<Duration>> {
+    fn due(&self, policy: &BatchPolicy) -> Result<(), Option<Duration>> {
         let Some((oldest, _)) = self.queue.front() else {
             return Err(None);
         };
@@ -187,7 +187,7 @@ impl State {
 
 /// When the writer takes a batch, and how much.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Policy {
+pub(super) struct BatchPolicy {
     /// Cost of the writes admitted and not committed, at most (a single larger write is
     /// admitted alone).
     pub(super) budget_bytes: usize,
@@ -209,18 +209,18 @@ pub(super) struct WriteBuffer {
     /// Serializes admissions: puts and deletes enter the queue in the order they get it, and a
     /// large `put_many` waiting for room is not overtaken block by block.
     admission: AsyncMutex<()>,
-    policy: Policy,
+    policy: BatchPolicy,
 }
 
 impl WriteBuffer {
     /// An empty buffer.
-    pub(super) fn new(policy: Policy) -> Self {
+    pub(super) fn new(policy: BatchPolicy) -> Self {
         Self {
             state: Mutex::default(),
             work: Condvar::new(),
             room: AtomicWaker::new(),
             admission: AsyncMutex::new(()),
-            policy: Policy {
+            policy: BatchPolicy {
                 max_batch_bytes: policy.max_batch_bytes.max(1),
                 ..policy
             },
@@ -296,13 +296,13 @@ impl WriteBuffer {
     }
 
     /// The latest buffered write of `key`.
-    pub(super) fn lookup(&self, key: &Key) -> Result<Lookup, Failure> {
+    pub(super) fn lookup(&self, key: &Key) -> Result<Buffered, Failure> {
         let state = self.lock();
         state.check()?;
         Ok(match state.latest.get(key) {
-            Some((_, Some(block))) => Lookup::Put(block.clone()),
-            Some((_, None)) => Lookup::Deleted,
-            None => Lookup::NotBuffered,
+            Some((_, Some(block))) => Buffered::Put(block.clone()),
+            Some((_, None)) => Buffered::Deleted,
+            None => Buffered::Nothing,
         })
     }
 
@@ -318,10 +318,10 @@ impl WriteBuffer {
     }
 
     /// Writer side: waits until a batch is due (see the module doc) and takes ops in order
-    /// until about [`Policy::max_batch_bytes`] of writes (at least one op). When `busy`, does
+    /// until about [`BatchPolicy::max_batch_bytes`] of writes (at least one op). When `busy`, does
     /// not wait: an empty batch when none is due. `None` once the buffer is closed and empty,
     /// or has failed.
-    pub(super) fn next_batch(&self, busy: bool) -> Option<Batch> {
+    pub(super) fn next_batch(&self, busy: bool) -> Option<WriteBatch> {
         let mut state = self.lock();
         loop {
             if state.failed.is_some() || (state.closed && state.queue.is_empty()) {
@@ -329,7 +329,7 @@ impl WriteBuffer {
             }
             state = match state.due(&self.policy) {
                 Ok(()) => break,
-                Err(_) if busy => return Some(Batch::default()),
+                Err(_) if busy => return Some(WriteBatch::default()),
                 Err(Some(timeout)) => {
                     self.work
                         .wait_timeout(state, timeout)
@@ -343,7 +343,7 @@ impl WriteBuffer {
             };
         }
         state.room_wanted = false;
-        let mut batch = Batch::default();
+        let mut batch = WriteBatch::default();
         let mut bytes = 0;
         while bytes < self.policy.max_batch_bytes {
             match state.queue.pop_front() {
@@ -453,7 +453,7 @@ mod tests {
     }
 
     fn buffer(budget_bytes: usize, max_batch_bytes: usize, interval: Duration) -> WriteBuffer {
-        WriteBuffer::new(Policy {
+        WriteBuffer::new(BatchPolicy {
             budget_bytes,
             max_batch_bytes,
             interval,
@@ -465,14 +465,14 @@ mod tests {
         buffer(budget_bytes, usize::MAX, Duration::ZERO)
     }
 
-    fn committed_all(buffer: &WriteBuffer) -> Batch {
+    fn committed_all(buffer: &WriteBuffer) -> WriteBatch {
         let batch = buffer.next_batch(false).unwrap();
         buffer.committed(&batch.writes);
         batch
     }
 
     /// Runs `next_batch` on a thread, as the writer does; the receiver gets its batch.
-    fn writer(buffer: &Arc<WriteBuffer>) -> mpsc::Receiver<Option<Batch>> {
+    fn writer(buffer: &Arc<WriteBuffer>) -> mpsc::Receiver<Option<WriteBatch>> {
         let (sender, receiver) = mpsc::sync_channel(1);
         let buffer = buffer.clone();
         thread::spawn(move || sender.send(buffer.next_batch(false)));
@@ -484,13 +484,13 @@ mod tests {
         let buffer = eager(1 << 20);
         let a = block(1, 100);
         let key = *a.cid().hash();
-        assert!(matches!(buffer.lookup(&key), Ok(Lookup::NotBuffered)));
+        assert!(matches!(buffer.lookup(&key), Ok(Buffered::Nothing)));
         block_on(buffer.put_many(vec![a.clone()])).unwrap();
-        assert!(matches!(buffer.lookup(&key), Ok(Lookup::Put(b)) if b == a));
+        assert!(matches!(buffer.lookup(&key), Ok(Buffered::Put(b)) if b == a));
         block_on(buffer.delete(key)).unwrap();
-        assert!(matches!(buffer.lookup(&key), Ok(Lookup::Deleted)));
+        assert!(matches!(buffer.lookup(&key), Ok(Buffered::Deleted)));
         committed_all(&buffer);
-        assert!(matches!(buffer.lookup(&key), Ok(Lookup::NotBuffered)));
+        assert!(matches!(buffer.lookup(&key), Ok(Buffered::Nothing)));
         assert_eq!(buffer.buffered_bytes(), 0);
     }
 
@@ -503,9 +503,9 @@ mod tests {
         let first = buffer.next_batch(false).unwrap();
         block_on(buffer.delete(key)).unwrap();
         buffer.committed(&first.writes);
-        assert!(matches!(buffer.lookup(&key), Ok(Lookup::Deleted)));
+        assert!(matches!(buffer.lookup(&key), Ok(Buffered::Deleted)));
         committed_all(&buffer);
-        assert!(matches!(buffer.lookup(&key), Ok(Lookup::NotBuffered)));
+        assert!(matches!(buffer.lookup(&key), Ok(Buffered::Nothing)));
     }
 
     #[test]

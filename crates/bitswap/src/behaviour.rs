@@ -38,7 +38,7 @@ use crate::{
         SessionId,
     },
     config::{Config, Parts},
-    delivery::{Batch, Delivery},
+    delivery::{Delivery, StoreBatch},
     event::{Event, PutError, PutId, StoreError},
     handle::{COMMAND_CAPACITY, Command, Handle, Routed, Streams},
     intake::{Intake, Taken},
@@ -62,7 +62,7 @@ enum Origin {
     /// [`Behaviour::put`].
     User(PutId),
     /// Blocks the client accepted; their events wait for the write.
-    Received(Batch),
+    Received(StoreBatch),
 }
 
 /// What a finished store write reports.

@@ -27,7 +27,7 @@ use prost::{
 };
 
 use crate::{
-    hash::{Map, Set},
+    map::{Map, Set},
     message::{BlockPresence, BlockPresenceType, Entry, Message, MessageError, WantType},
     protocol::ProtocolError,
 };

@@ -11,7 +11,7 @@ use std::collections::{HashSet, VecDeque};
 
 /// A write of received blocks that events wait for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) struct Batch(u64);
+pub(crate) struct StoreBatch(u64);
 
 /// Events of type `E` waiting for the batches written with or before them.
 ///
@@ -26,9 +26,9 @@ pub(crate) struct Batch(u64);
 pub(crate) struct Delivery<E> {
     next_batch: u64,
     /// Batches started and not done.
-    writing: HashSet<Batch>,
+    writing: HashSet<StoreBatch>,
     /// Events in order, each with the batch it waits for (if any).
-    events: VecDeque<(Option<Batch>, E)>,
+    events: VecDeque<(Option<StoreBatch>, E)>,
 }
 
 impl<E> Default for Delivery<E> {
@@ -43,21 +43,21 @@ impl<E> Default for Delivery<E> {
 
 impl<E> Delivery<E> {
     /// A batch being written, for the events queued next to wait for.
-    pub(crate) fn start_batch(&mut self) -> Batch {
-        let batch = Batch(self.next_batch);
+    pub(crate) fn start_batch(&mut self) -> StoreBatch {
+        let batch = StoreBatch(self.next_batch);
         self.next_batch += 1;
         self.writing.insert(batch);
         batch
     }
 
     /// Queues `events` behind every event queued before, and behind `batch` if given.
-    pub(crate) fn queue(&mut self, batch: Option<Batch>, events: impl IntoIterator<Item = E>) {
+    pub(crate) fn queue(&mut self, batch: Option<StoreBatch>, events: impl IntoIterator<Item = E>) {
         self.events
             .extend(events.into_iter().map(|event| (batch, event)));
     }
 
     /// The write of `batch` ended, written or failed.
-    pub(crate) fn handle_written(&mut self, batch: Batch) {
+    pub(crate) fn handle_written(&mut self, batch: StoreBatch) {
         self.writing.remove(&batch);
     }
 

@@ -11,7 +11,7 @@ use libp2p::PeerId;
 
 use super::{action::Actions, config::Config, link::Link, timer::TimerKey};
 use crate::{
-    hash::Map,
+    map::Map,
     message::{Entry, Message, WantType, Wantlist},
     protocol::Version,
 };

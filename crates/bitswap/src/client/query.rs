@@ -15,7 +15,7 @@ use super::{
     id::{Progress, QueryError, QueryId, SessionId},
     timer::{Timer, TimerKey, Timers},
 };
-use crate::hash::Set;
+use crate::map::Set;
 
 /// Distinct delivering peers remembered per query (for [`Progress::peers`]).
 const MAX_QUERY_PEERS: usize = 256;

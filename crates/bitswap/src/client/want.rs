@@ -14,7 +14,7 @@ use super::{
     id::{QueryId, Scope, SessionId},
     timer::TimerKey,
 };
-use crate::hash::{Map, Set};
+use crate::map::{Map, Set};
 
 /// CIDs remembered after they stop being wanted, so that late copies count as duplicates
 /// rather than as unwanted blocks.

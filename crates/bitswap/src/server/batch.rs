@@ -11,7 +11,7 @@ use libp2p::PeerId;
 use peer_task_queue::{PoppedTask, TaskId};
 
 use super::merger::TaskData;
-use crate::{hash::Map, message::Message};
+use crate::{map::Map, message::Message};
 
 /// Identifies an [`Envelope`] until it is reported sent or failed. Unique within one
 /// [`Engine`](super::Engine).

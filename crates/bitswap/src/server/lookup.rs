@@ -8,7 +8,7 @@ use cid::Cid;
 use ipfs_blockstore::Block;
 use libp2p::PeerId;
 
-use crate::hash::Map;
+use crate::map::Map;
 
 /// Identifies a [`Lookup`] until it is answered. Unique within one
 /// [`Engine`](super::Engine).

@@ -16,7 +16,7 @@ use super::{
     metrics::PeerAccounting,
 };
 use crate::{
-    hash::{Map, Set},
+    map::{Map, Set},
     protocol::Version,
 };
 

@@ -32,7 +32,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::hash::Map;
+use crate::map::Map;
 
 /// A window grows to twice the delivery rate times this. A round (a window's worth delivered)
 /// lasts a round trip and more (envelopes also wait for a free stream), so the horizon is

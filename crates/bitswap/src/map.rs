@@ -1,4 +1,4 @@
-//! The hasher of the engines' maps: foldhash, seeded at random per map. Its keys (CIDs,
+//! The engines' maps and sets: foldhash, seeded at random per map. Their keys (CIDs,
 //! multihashes, peer ids) come from peers; a per-map random seed keeps them from choosing
 //! collisions, and foldhash hashes them several times faster than std's SipHash, which
 //! matters when a peer floods wants (profiled: SipHash was 13% of a 100,000-want flood).

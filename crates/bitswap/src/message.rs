@@ -101,6 +101,26 @@ pub struct Message {
 }
 
 impl Message {
+    /// A message carrying `entries` as a wantlist update (not a full wantlist), and nothing
+    /// else: how a client asks for blocks, or cancels them.
+    ///
+    /// ```
+    /// # use bitswap::{Block, Entry, Message};
+    /// # let block = Block::from_v0_data(bytes::Bytes::from_static(b"hello"))?;
+    /// let message = Message::wantlist_update(vec![Entry::want_block(*block.cid(), 1)]);
+    /// assert!(!message.wantlist.full);
+    /// # Ok::<_, bitswap::BlockError>(())
+    /// ```
+    pub fn wantlist_update(entries: Vec<Entry>) -> Self {
+        Self {
+            wantlist: Wantlist {
+                entries,
+                full: false,
+            },
+            ..Self::default()
+        }
+    }
+
     /// Whether the message carries nothing (no entry, block or presence; not a full wantlist).
     pub fn is_empty(&self) -> bool {
         self.wantlist.entries.is_empty()

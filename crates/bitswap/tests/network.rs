@@ -47,16 +47,6 @@ fn cid(seed: u8) -> Cid {
     *raw_block(8, seed).cid()
 }
 
-fn wants(entries: Vec<Entry>) -> Message {
-    Message {
-        wantlist: Wantlist {
-            entries,
-            full: false,
-        },
-        ..Message::default()
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Side {
     A,
@@ -129,7 +119,7 @@ async fn wantlist_arrives_and_version_is_reported() {
     connect(&mut a, &mut b).await;
     assert_eq!(a.behaviour().connected_peers().collect::<Vec<_>>(), [&b_id]);
 
-    let message = wants(vec![
+    let message = Message::wantlist_update(vec![
         Entry::want_block(cid(1), 10),
         Entry::want_have(cid(2), 5),
         Entry::cancel(cid(3)),
@@ -213,7 +203,7 @@ async fn many_messages_arrive_in_order() {
     connect(&mut a, &mut b).await;
 
     let messages: Vec<_> = (0..200u8)
-        .map(|i| wants(vec![Entry::want_block(cid(i), i32::from(i))]))
+        .map(|i| Message::wantlist_update(vec![Entry::want_block(cid(i), i32::from(i))]))
         .collect();
     // A first burst, then a second one while the first is being delivered, so several
     // streams carry them one after the other.
@@ -491,7 +481,7 @@ async fn queue_full_is_reported() {
     let b_id = *b.local_peer_id();
     connect(&mut a, &mut b).await;
 
-    let message = wants(vec![Entry::want_block(cid(1), 1)]);
+    let message = Message::wantlist_update(vec![Entry::want_block(cid(1), 1)]);
     let ids: Vec<MessageId> = (0..3)
         .map(|_| a.behaviour_mut().send(b_id, message.clone()).expect("send"))
         .collect();
@@ -521,7 +511,10 @@ async fn disconnect_frees_peer_state() {
     let (a_id, b_id) = (*a.local_peer_id(), *b.local_peer_id());
     connect(&mut a, &mut b).await;
     a.behaviour_mut()
-        .send(b_id, wants(vec![Entry::want_block(cid(1), 1)]))
+        .send(
+            b_id,
+            Message::wantlist_update(vec![Entry::want_block(cid(1), 1)]),
+        )
         .expect("send");
     receive(&mut a, &mut b, Side::B, 1).await;
     assert_eq!(a.behaviour().peer_version(&b_id), Some(Version::V1_2_0));
@@ -529,7 +522,10 @@ async fn disconnect_frees_peer_state() {
     // A message racing the disconnection is resolved one way or the other.
     let racing = a
         .behaviour_mut()
-        .send(b_id, wants(vec![Entry::want_block(cid(2), 1)]))
+        .send(
+            b_id,
+            Message::wantlist_update(vec![Entry::want_block(cid(2), 1)]),
+        )
         .expect("send");
     a.disconnect_peer_id(b_id).expect("connected");
     let (mut a_gone, mut b_gone, mut resolved) = (false, false, false);
@@ -631,7 +627,7 @@ async fn composes_with_identify_and_ping() {
         Some(Version::V1_1_0)
     );
 
-    let message = wants(vec![Entry::want_block(cid(1), 1)]);
+    let message = Message::wantlist_update(vec![Entry::want_block(cid(1), 1)]);
     a.behaviour_mut().bitswap.send(b_id, message).expect("send");
     let received = timeout(TIMEOUT, async {
         loop {
@@ -714,7 +710,7 @@ async fn reads_many_messages_on_one_stream() {
     let (raw_id, mut control) = raw_peer(&mut node).await;
 
     let messages: Vec<_> = (0..5u8)
-        .map(|i| wants(vec![Entry::want_have(cid(i), 1)]))
+        .map(|i| Message::wantlist_update(vec![Entry::want_have(cid(i), 1)]))
         .collect();
     let (mut ack_tx, mut ack_rx) = mpsc::channel::<()>(8);
     let to_write = messages.clone();
@@ -763,7 +759,7 @@ async fn wantlist_entries_past_the_limit_are_dropped() {
     let (_, mut control) = raw_peer(&mut node).await;
 
     // Every third a cancel, every other want asks for DONT_HAVE.
-    let sent = wants(
+    let sent = Message::wantlist_update(
         (0..=255u8)
             .map(|i| match i % 3 {
                 0 => Entry::cancel(cid(i)),
@@ -906,7 +902,7 @@ async fn idle_inbound_stream_is_reset() {
     let node_id = *node.local_peer_id();
     let (_, mut control) = raw_peer(&mut node).await;
 
-    let message = wants(vec![Entry::want_block(cid(1), 1)]);
+    let message = Message::wantlist_update(vec![Entry::want_block(cid(1), 1)]);
     let to_write = message.clone();
     let writer = tokio::spawn(async move {
         let mut stream = control.open_stream(node_id, V1_2_0).await.expect("stream");
@@ -964,7 +960,7 @@ async fn oversized_and_malformed_messages_reset_the_stream() {
     let node_id = *node.local_peer_id();
     let (raw_id, mut control) = raw_peer(&mut node).await;
 
-    let good = wants(vec![Entry::want_block(cid(1), 1)]);
+    let good = Message::wantlist_update(vec![Entry::want_block(cid(1), 1)]);
     let to_write = good.clone();
     let writer = tokio::spawn(async move {
         // A declared length of 64 MiB.
@@ -1059,7 +1055,10 @@ async fn peer_without_bitswap_fails_sends() {
     let (raw_id, _control) = raw_peer(&mut node).await;
     let id = node
         .behaviour_mut()
-        .send(raw_id, wants(vec![Entry::want_block(cid(1), 1)]))
+        .send(
+            raw_id,
+            Message::wantlist_update(vec![Entry::want_block(cid(1), 1)]),
+        )
         .expect("send");
     let error = drive_one(&mut node, |event| match event {
         Event::SendFailed {
@@ -1099,7 +1098,7 @@ async fn outbound_messages_share_a_stream_until_it_idles() {
     });
 
     let messages: Vec<_> = (0..5u8)
-        .map(|i| wants(vec![Entry::want_have(cid(i), 1)]))
+        .map(|i| Message::wantlist_update(vec![Entry::want_have(cid(i), 1)]))
         .collect();
     // One at a time: each is written (and reported) before the next is sent.
     for message in &messages {
@@ -1128,7 +1127,7 @@ async fn outbound_messages_share_a_stream_until_it_idles() {
         .expect("closed when idle");
     assert_eq!(end, Some((0, None)));
 
-    let last = wants(vec![Entry::cancel(cid(9))]);
+    let last = Message::wantlist_update(vec![Entry::cancel(cid(9))]);
     node.behaviour_mut()
         .send(raw_id, last.clone())
         .expect("send");

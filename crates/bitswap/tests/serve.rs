@@ -10,7 +10,7 @@ use std::{
 
 use bitswap::{
     Behaviour, Block, BlockPresenceType, Blockstore, Config, Entry, Event, MemoryBlockstore,
-    Message, RedbBlockstore, RedbConfig, ServerConfig, Version, Wantlist, network,
+    Message, RedbBlockstore, RedbConfig, ServerConfig, Version, network,
 };
 use bytes::Bytes;
 use cid::Cid;
@@ -31,16 +31,6 @@ fn raw_block(len: usize, seed: u32) -> Block {
     let data = bytes(len, seed);
     let cid = Cid::new_v1(RAW, Code::Sha2_256.digest(&data));
     Block::new(cid, data).expect("valid block")
-}
-
-fn wants(entries: Vec<Entry>) -> Message {
-    Message {
-        wantlist: Wantlist {
-            entries,
-            full: false,
-        },
-        ..Message::default()
-    }
 }
 
 type Client = Swarm<network::Behaviour>;
@@ -214,9 +204,12 @@ async fn a_client_fetches_blocks_of_every_size() {
         .enumerate()
         .map(|(i, b)| Entry::want_block(*b.cid(), i as i32))
         .collect();
-    let received = ask(&mut server, &mut client, wants(entries), |r| {
-        r.blocks.len() >= blocks.len()
-    })
+    let received = ask(
+        &mut server,
+        &mut client,
+        Message::wantlist_update(entries),
+        |r| r.blocks.len() >= blocks.len(),
+    )
     .await;
 
     let mut expected: HashMap<Cid, Bytes> = blocks
@@ -267,9 +260,12 @@ async fn want_haves_get_small_blocks_haves_and_dont_haves() {
             ..Entry::want_have(*missing.cid(), 1)
         },
     ];
-    let received = ask(&mut server, &mut client, wants(entries), |r| {
-        r.answers() >= 3
-    })
+    let received = ask(
+        &mut server,
+        &mut client,
+        Message::wantlist_update(entries),
+        |r| r.answers() >= 3,
+    )
     .await;
     assert_eq!(received.blocks, vec![small]);
     assert_eq!(received.haves, vec![*large.cid()]);
@@ -298,7 +294,7 @@ async fn blocks_that_arrive_later_reach_the_peers_that_want_them() {
     ];
     client
         .behaviour_mut()
-        .send(server_id, wants(entries))
+        .send(server_id, Message::wantlist_update(entries))
         .expect("send");
     drive(&mut server, &mut client, |server, _, _| {
         (server.behaviour().server().peer_wantlist(&client_id).len() == 2).then_some(())
@@ -347,7 +343,7 @@ async fn a_version_1_0_0_client_gets_cid_v0_blocks() {
     let received = ask(
         &mut server,
         &mut client,
-        wants(vec![Entry::want_block(*block.cid(), 1)]),
+        Message::wantlist_update(vec![Entry::want_block(*block.cid(), 1)]),
         |r| !r.blocks.is_empty(),
     )
     .await;
@@ -372,9 +368,12 @@ async fn a_persistent_store_serves_and_metrics_count() {
         .iter()
         .map(|b| Entry::want_block(*b.cid(), 1))
         .collect();
-    let received = ask(&mut server, &mut client, wants(entries), |r| {
-        r.blocks.len() >= blocks.len()
-    })
+    let received = ask(
+        &mut server,
+        &mut client,
+        Message::wantlist_update(entries),
+        |r| r.blocks.len() >= blocks.len(),
+    )
     .await;
     assert_eq!(received.blocks.len(), blocks.len());
     // A target of 1 byte puts one block in each message.
@@ -402,7 +401,7 @@ async fn disconnecting_frees_the_peer() {
         .collect();
     client
         .behaviour_mut()
-        .send(server_id, wants(entries))
+        .send(server_id, Message::wantlist_update(entries))
         .expect("send");
     drive(&mut server, &mut client, |server, _, _| {
         (server.behaviour().server().peer_wantlist(&client_id).len() == 50).then_some(())
@@ -430,10 +429,10 @@ async fn long_wantlists_are_taken_in_whole_and_in_order() {
     let client_id: PeerId = *client.local_peer_id();
     let server_id = *server.local_peer_id();
     let cids: Vec<Cid> = (0..1000).map(|i| *raw_block(10, 5000 + i).cid()).collect();
-    let mut full = wants(cids.iter().map(|c| Entry::want_have(*c, 1)).collect());
+    let mut full = Message::wantlist_update(cids.iter().map(|c| Entry::want_have(*c, 1)).collect());
     full.wantlist.full = true;
-    let cancels = wants(cids[..500].iter().map(|c| Entry::cancel(*c)).collect());
-    let again = wants(vec![Entry::want_have(cids[0], 7)]);
+    let cancels = Message::wantlist_update(cids[..500].iter().map(|c| Entry::cancel(*c)).collect());
+    let again = Message::wantlist_update(vec![Entry::want_have(cids[0], 7)]);
     for message in [full, cancels, again] {
         client
             .behaviour_mut()
@@ -482,7 +481,7 @@ async fn a_peers_wants_are_taken_in_at_the_configured_rate() {
     let start = Instant::now();
     client
         .behaviour_mut()
-        .send(server_id, wants(entries))
+        .send(server_id, Message::wantlist_update(entries))
         .expect("send");
     let mut halfway = None;
     drive(&mut server, &mut client, |server, _, _| {

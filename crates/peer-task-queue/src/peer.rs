@@ -561,6 +561,7 @@ where
     }
 
     /// Recomputes every sum and index from scratch and compares them with the running ones.
+    #[cfg(any(test, fuzzing, feature = "testing"))]
     pub(crate) fn check(&self) -> Result<(), String> {
         self.pending.check()?;
         let next = self.due_next();

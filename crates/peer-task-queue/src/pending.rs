@@ -301,6 +301,7 @@ impl<V> Pending<V> {
     }
 
     /// Checks the order of the vector and its bounds.
+    #[cfg(any(test, fuzzing, feature = "testing"))]
     pub(crate) fn check(&self) -> Result<(), String> {
         if self.front.windows(2).any(|w| w[0].0 <= w[1].0) {
             return Err("pending vector out of order".into());

@@ -471,9 +471,10 @@ where
         self.index.is_empty()
     }
 
-    /// Checks every internal invariant in O(n): sums, heap membership, idle peers. For tests
-    /// and fuzzing; returns a description of the first violation found.
-    #[doc(hidden)]
+    /// Checks every internal invariant in O(n): sums, heap membership, idle peers; returns a
+    /// description of the first violation found. For tests (the `testing` feature) and fuzz
+    /// targets (`cfg(fuzzing)`).
+    #[cfg(any(test, fuzzing, feature = "testing"))]
     pub fn check_invariants(&self) -> Result<(), String> {
         let mut sums = Totals::default();
         for (slot, Slot { peer, tracker }) in self.slots.iter() {

@@ -28,6 +28,7 @@ impl<S> Default for Slots<S> {
 }
 
 impl<S> Slots<S> {
+    #[cfg(any(test, fuzzing, feature = "testing"))]
     pub(crate) fn len(&self) -> usize {
         self.len
     }
@@ -60,6 +61,7 @@ impl<S> Slots<S> {
     }
 
     /// The occupied slots and their indices.
+    #[cfg(any(test, fuzzing, feature = "testing"))]
     pub(crate) fn iter(&self) -> impl Iterator<Item = (usize, &S)> + '_ {
         self.entries
             .iter()

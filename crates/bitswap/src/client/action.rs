@@ -195,6 +195,7 @@ impl Actions {
     }
 
     /// Provider searches remembered for the budget.
+    #[cfg(any(test, fuzzing, feature = "testing"))]
     pub(super) fn searches_remembered(&self) -> usize {
         self.searches.len()
     }

@@ -11,7 +11,6 @@ use super::{
     Config,
     action::{Action, Actions, Event, Stats},
     id::{Progress, QueryError, QueryId, SessionId},
-    invariants,
     peer::{Answer, MISBEHAVIOUR_PENALTY, Peers, UNWANTED_BLOCK_PENALTY},
     query::Queries,
     strategy::Strategy,
@@ -641,11 +640,12 @@ impl Engine {
         self.peers.get(peer).is_some_and(|p| p.is_penalised(now))
     }
 
-    /// Checks the engine's internal consistency and bounds, in O(state). For tests and
-    /// fuzzing; returns a description of the first violation found.
-    #[doc(hidden)]
+    /// Checks the engine's internal consistency and its bounds, in O(state); returns a
+    /// description of the first violation found. For tests (the `testing` feature) and fuzz
+    /// targets (`cfg(fuzzing)`).
+    #[cfg(any(test, fuzzing, feature = "testing"))]
     pub fn check_invariants(&self) -> Result<(), String> {
-        invariants::check(
+        super::invariants::check(
             &self.config,
             &self.wants,
             &self.peers,

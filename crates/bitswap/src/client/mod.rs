@@ -30,6 +30,7 @@ mod action;
 mod config;
 mod engine;
 mod id;
+#[cfg(any(test, fuzzing, feature = "testing"))]
 mod invariants;
 mod link;
 mod peer;

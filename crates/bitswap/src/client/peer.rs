@@ -9,10 +9,10 @@ use std::{
 use cid::Cid;
 use libp2p::PeerId;
 
-use super::{action::Actions, config::Config, link::Link, timer::TimerKey};
+use super::{action::Actions, link::Link, timer::TimerKey};
 use crate::{
     map::Map,
-    message::{Entry, Message, WantType, Wantlist},
+    message::{Entry, Message, WantType},
     protocol::Version,
 };
 
@@ -272,14 +272,14 @@ impl Peer {
         for entry in entries {
             let entry_size = entry.cid.encoded_len() + ENTRY_OVERHEAD;
             if size + entry_size > max_size && !current.is_empty() {
-                messages.push(wantlist(std::mem::take(&mut current)));
+                messages.push(Message::wantlist_update(std::mem::take(&mut current)));
                 size = MESSAGE_OVERHEAD;
             }
             size += entry_size;
             current.push(entry);
         }
         if !current.is_empty() {
-            messages.push(wantlist(current));
+            messages.push(Message::wantlist_update(current));
         }
         messages
     }
@@ -398,7 +398,8 @@ impl Peers {
     }
 
     /// Checks each peer's own consistency and the bounds.
-    pub(super) fn check(&self, config: &Config) -> Result<(), String> {
+    #[cfg(any(test, fuzzing, feature = "testing"))]
+    pub(super) fn check(&self, config: &super::Config) -> Result<(), String> {
         let mut gone = 0;
         for (id, peer) in &self.peers {
             if peer.version.is_none() {
@@ -422,16 +423,6 @@ impl Peers {
             return Err("too many remembered peers or dials".into());
         }
         Ok(())
-    }
-}
-
-fn wantlist(entries: Vec<Entry>) -> Message {
-    Message {
-        wantlist: Wantlist {
-            entries,
-            full: false,
-        },
-        ..Message::default()
     }
 }
 

@@ -259,6 +259,7 @@ impl Queries {
         self.queries.len()
     }
 
+    #[cfg(any(test, fuzzing, feature = "testing"))]
     pub(super) fn sessions_len(&self) -> usize {
         self.sessions.len()
     }

@@ -64,11 +64,13 @@ impl Timers {
     }
 
     /// Number of deadlines.
+    #[cfg(any(test, fuzzing, feature = "testing"))]
     pub(super) fn len(&self) -> usize {
         self.map.len()
     }
 
     /// Every deadline, earliest first.
+    #[cfg(any(test, fuzzing, feature = "testing"))]
     pub(super) fn iter(&self) -> impl Iterator<Item = (&TimerKey, &Timer)> {
         self.map.iter()
     }

@@ -3,7 +3,7 @@
 //! CIDs wanted recently. Which peers are asked, and when, is the strategy's (`strategy.rs`).
 
 use std::{
-    collections::{HashMap, HashSet, VecDeque},
+    collections::{HashMap, VecDeque},
     time::Instant,
 };
 
@@ -221,6 +221,7 @@ impl Wants {
     }
 
     /// Checks the starved list and the discovery counts against the wants.
+    #[cfg(any(test, fuzzing, feature = "testing"))]
     pub(super) fn check(&self) -> Result<(), String> {
         let mut eager: HashMap<Scope, usize> = HashMap::new();
         for want in self.wants.values().filter(|w| w.eager) {
@@ -232,7 +233,7 @@ impl Wants {
         if self.starved.len() > self.wants.len() {
             return Err("starved list longer than the wants".into());
         }
-        let mut listed = HashSet::new();
+        let mut listed = std::collections::HashSet::new();
         if let Some(twice) = self.starved.iter().find(|cid| !listed.insert(**cid)) {
             return Err(format!("{twice} listed twice as starved"));
         }

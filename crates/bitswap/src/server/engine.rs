@@ -377,9 +377,10 @@ impl Engine {
         )
     }
 
-    /// Checks the engine's internal consistency and its bounds, in O(state). For tests and
-    /// fuzzing; returns a description of the first violation found.
-    #[doc(hidden)]
+    /// Checks the engine's internal consistency and its bounds, in O(state); returns a
+    /// description of the first violation found. For tests (the `testing` feature) and fuzz
+    /// targets (`cfg(fuzzing)`).
+    #[cfg(any(test, fuzzing, feature = "testing"))]
     pub fn check_invariants(&self) -> Result<(), String> {
         self.queue.check_invariants()?;
         self.peers.check(self.config.max_wants_per_peer())?;

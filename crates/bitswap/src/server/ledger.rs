@@ -455,6 +455,7 @@ impl Ledger {
     }
 
     /// Checks that the heap, the index and the records agree.
+    #[cfg(any(test, fuzzing, feature = "testing"))]
     pub(super) fn check(&self) -> Result<(), String> {
         if self.heap.len() != self.index.len()
             || self.heap.len() + self.free.len() != self.records.len()

@@ -193,10 +193,12 @@ impl Peers {
         self.peers.get_mut(peer)
     }
 
+    #[cfg(any(test, fuzzing, feature = "testing"))]
     pub(super) fn contains(&self, peer: &PeerId) -> bool {
         self.peers.contains_key(peer)
     }
 
+    #[cfg(any(test, fuzzing, feature = "testing"))]
     pub(super) fn iter(&self) -> impl Iterator<Item = (&PeerId, &PeerState)> {
         self.peers.iter()
     }
@@ -344,6 +346,7 @@ impl Peers {
 
     /// Checks every peer's ledger, probe queue and place in the index, within `cap` wants
     /// per peer.
+    #[cfg(any(test, fuzzing, feature = "testing"))]
     pub(super) fn check(&self, cap: usize) -> Result<(), String> {
         let mut wants = 0;
         for (peer, state) in &self.peers {

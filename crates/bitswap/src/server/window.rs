@@ -352,6 +352,7 @@ impl<K: Copy + Eq + Hash> Windows<K> {
     }
 
     /// Checks the sum and the bounds of the windows.
+    #[cfg(any(test, fuzzing, feature = "testing"))]
     pub(super) fn check(&self) -> Result<(), String> {
         let sum: u64 = self.peers.values().map(|w| w.limit).sum();
         if sum != self.total {

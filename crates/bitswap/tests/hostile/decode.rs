@@ -5,7 +5,7 @@
 
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
-use bitswap::{BlockPresenceType, Entry, Message, Wantlist};
+use bitswap::{BlockPresenceType, Entry, Message};
 use cid::Cid;
 use futures::{AsyncWriteExt, StreamExt, channel::mpsc};
 use libp2p::PeerId;
@@ -198,16 +198,6 @@ async fn wants_held(target: Target) -> HashSet<Cid> {
         .collect()
 }
 
-fn wantlist(entries: Vec<Entry>) -> Message {
-    Message {
-        wantlist: Wantlist {
-            entries,
-            full: false,
-        },
-        ..Message::default()
-    }
-}
-
 /// 200 want-blocks (no DONT_HAVE asked, so they stay unanswered), then one message of their
 /// 200 cancels and 1,000 new want-haves: every cancel applies and every want is answered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -215,7 +205,7 @@ async fn cancels_do_not_count_against_the_entry_cap() {
     let target = target().await;
     let first: Vec<Cid> = (0..200).map(random_cid).collect();
     let wants: Vec<Cid> = (1000..2000).map(random_cid).collect();
-    let before = wantlist(
+    let before = Message::wantlist_update(
         first
             .iter()
             .map(|cid| Entry {
@@ -227,7 +217,12 @@ async fn cancels_do_not_count_against_the_entry_cap() {
     let mut entries: Vec<Entry> = first.iter().map(|cid| Entry::cancel(*cid)).collect();
     entries.extend(wants.iter().map(|cid| Entry::want_have(*cid, 1)));
     let expected: HashSet<Cid> = wants.iter().copied().collect();
-    let (got, _peer) = answers(&target, vec![before, wantlist(entries)], &expected).await;
+    let (got, _peer) = answers(
+        &target,
+        vec![before, Message::wantlist_update(entries)],
+        &expected,
+    )
+    .await;
     let missing = expected.difference(&got).count();
     assert_eq!(missing, 0, "{missing} of 1000 wants unanswered");
     let held = wants_held(target).await;
@@ -244,7 +239,8 @@ async fn wants_past_the_cap_are_answered_dont_have() {
     let target = target().await;
     let wants: Vec<Cid> = (5000..6500).map(random_cid).collect();
     let expected: HashSet<Cid> = wants.iter().copied().collect();
-    let message = wantlist(wants.iter().map(|cid| Entry::want_have(*cid, 1)).collect());
+    let message =
+        Message::wantlist_update(wants.iter().map(|cid| Entry::want_have(*cid, 1)).collect());
     let (got, _peer) = answers(&target, vec![message], &expected).await;
     let missing = expected.difference(&got).count();
     assert_eq!(missing, 0, "{missing} of 1500 wants unanswered");

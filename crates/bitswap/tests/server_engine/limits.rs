@@ -11,15 +11,18 @@ fn full_ledger_lets_lower_priority_wants_give_way() {
     let blocks: Vec<Block> = (0..8).map(|i| block(i, 10)).collect();
     let w = |i: usize, p: i32| want_block(&blocks[i], p, true);
     // boxo's overflow sorted the existing wants the wrong way and refused 6 here.
-    d.engine
-        .handle_message(peer, &message(vec![w(0, 10), w(1, 1), w(2, 5), w(3, 6)]));
+    d.engine.handle_message(
+        peer,
+        &Message::wantlist_update(vec![w(0, 10), w(1, 1), w(2, 5), w(3, 6)]),
+    );
     let mut kept = wantlist_cids(&d.engine, &peer);
     kept.sort();
     let mut expected = vec![*blocks[0].cid(), *blocks[2].cid(), *blocks[3].cid()];
     expected.sort();
     assert_eq!(kept, expected);
     // Not higher than the lowest (5): refused.
-    d.engine.handle_message(peer, &message(vec![w(4, 5)]));
+    d.engine
+        .handle_message(peer, &Message::wantlist_update(vec![w(4, 5)]));
     assert_eq!(d.engine.peer_wantlist(&peer).len(), 3);
     assert!(!wantlist_cids(&d.engine, &peer).contains(blocks[4].cid()));
     // The evicted and the refused want asked for DONT_HAVE and get it; the kept ones too
@@ -35,7 +38,8 @@ fn full_ledger_lets_lower_priority_wants_give_way() {
     assert_eq!(dont_haves, expected);
     // Now every kept want is for a missing block: a new want of any priority takes the
     // place of the lowest of them (boxo#629), without a second DONT_HAVE for it.
-    d.engine.handle_message(peer, &message(vec![w(5, -100)]));
+    d.engine
+        .handle_message(peer, &Message::wantlist_update(vec![w(5, -100)]));
     let kept: HashSet<Cid> = wantlist_cids(&d.engine, &peer).into_iter().collect();
     let expected: HashSet<Cid> = [0, 3, 5].iter().map(|&i| *blocks[i].cid()).collect();
     assert_eq!(kept, expected);
@@ -59,7 +63,8 @@ fn wants_beyond_the_per_message_cap_are_refused() {
         want_block(&blocks[2], 1, true),
         want_block(&blocks[3], 1, false),
     ];
-    d.engine.handle_message(peer, &message(entries));
+    d.engine
+        .handle_message(peer, &Message::wantlist_update(entries));
     assert_eq!(
         d.engine.peer_wantlist(&peer).len(),
         2,
@@ -79,7 +84,7 @@ fn wants_beyond_the_per_message_cap_are_refused() {
 /// A wantlist read off the wire as the network layer reads it (with its default cap of 1024
 /// wants), then handed to the engine.
 fn decoded(entries: Vec<Entry>) -> Message {
-    let frame: Vec<u8> = encode(&message(entries), Version::V1_2_0).concat();
+    let frame: Vec<u8> = encode(&Message::wantlist_update(entries), Version::V1_2_0).concat();
     let (len, body) = unsigned_varint::decode::usize(&frame).expect("length prefix");
     assert_eq!(len, body.len());
     let (message, dropped) =
@@ -144,7 +149,8 @@ fn long_cids_are_ignored() {
     assert_eq!(long.cid().encoded_len(), 68);
     d.put(&[&short, &long]);
     let entries = vec![want_block(&short, 1, true), want_block(&long, 1, true)];
-    d.engine.handle_message(peer, &message(entries));
+    d.engine
+        .handle_message(peer, &Message::wantlist_update(entries));
     assert_eq!(wantlist_cids(&d.engine, &peer), [*short.cid()]);
     assert_eq!(all_answers(&d.run()), [(peer, *short.cid(), Ans::Block)]);
     // The default (168 bytes, boxo's) takes both.
@@ -157,7 +163,8 @@ fn identity_cids_are_never_answered() {
     let peer = d.connect(Version::V1_2_0);
     let id = Cid::new_v1(0x55, Multihash::wrap(0x00, b"inline").expect("short"));
     let entries = vec![Entry::want_block(id, 1), Entry::want_have(id, 1)];
-    d.engine.handle_message(peer, &message(entries));
+    d.engine
+        .handle_message(peer, &Message::wantlist_update(entries));
     assert!(d.engine.peer_wantlist(&peer).is_empty());
     assert!(d.run().is_empty());
     assert!(d.lookups.is_empty());
@@ -174,7 +181,8 @@ fn filter_denials_are_answered_as_dont_have() {
     let silent = block(3, 10);
     d.put(&[&denied, &allowed]);
     let entries = vec![want_block(&denied, 1, true), want_block(&allowed, 1, true)];
-    d.engine.handle_message(peer, &message(entries));
+    d.engine
+        .handle_message(peer, &Message::wantlist_update(entries));
     assert_eq!(wantlist_cids(&d.engine, &peer), [*allowed.cid()]);
     let got: HashSet<_> = all_answers(&d.run()).into_iter().collect();
     let expected: HashSet<_> = [
@@ -192,8 +200,10 @@ fn filter_denials_are_answered_as_dont_have() {
     let config = ServerConfig::default().with_request_filter(|_, _| false);
     let mut d = Driver::new(config);
     let peer = d.connect(Version::V1_2_0);
-    d.engine
-        .handle_message(peer, &message(vec![want_block(&silent, 1, false)]));
+    d.engine.handle_message(
+        peer,
+        &Message::wantlist_update(vec![want_block(&silent, 1, false)]),
+    );
     assert!(d.run().is_empty());
 }
 
@@ -209,7 +219,8 @@ fn envelopes_take_tasks_up_to_the_target_and_report_pending_bytes() {
         .enumerate()
         .map(|(i, b)| want_block(b, 100 - i as i32, true))
         .collect();
-    d.engine.handle_message(peer, &message(entries));
+    d.engine
+        .handle_message(peer, &Message::wantlist_update(entries));
     let sent = d.run();
     let sizes: Vec<usize> = sent.iter().map(|e| e.message.blocks.len()).collect();
     assert_eq!(sizes, [4, 4, 2]);
@@ -241,7 +252,8 @@ fn envelopes_never_encode_over_4_mib() {
         .enumerate()
         .map(|(i, b)| want_block(b, -(i as i32), true))
         .collect();
-    d.engine.handle_message(peer, &message(entries));
+    d.engine
+        .handle_message(peer, &Message::wantlist_update(entries));
     let sent = d.run();
     let mut total = 0;
     for envelope in &sent {
@@ -273,12 +285,15 @@ fn outstanding_bytes_per_peer_are_capped_and_other_peers_still_served() {
     let other = block(99, 100);
     d.put(&blocks.iter().chain([&other]).collect::<Vec<_>>());
     let entries = blocks.iter().map(|b| want_block(b, 1, true)).collect();
-    d.engine.handle_message(heavy, &message(entries));
+    d.engine
+        .handle_message(heavy, &Message::wantlist_update(entries));
     let held = d.hold();
     assert_eq!(held.len(), 2, "8 KiB outstanding, then the peer waits");
     assert_eq!(d.engine.stats().active_bytes, 8192);
-    d.engine
-        .handle_message(light, &message(vec![want_block(&other, 1, true)]));
+    d.engine.handle_message(
+        light,
+        &Message::wantlist_update(vec![want_block(&other, 1, true)]),
+    );
     let light_sent = d.hold();
     assert_eq!(light_sent.len(), 1);
     assert_eq!(light_sent[0].peer, light);
@@ -296,8 +311,10 @@ fn envelopes_in_flight_are_bounded_over_all_peers() {
     d.put(&[&b]);
     let peers: Vec<PeerId> = (0..3).map(|_| d.connect(Version::V1_2_0)).collect();
     for peer in &peers {
-        d.engine
-            .handle_message(*peer, &message(vec![want_block(&b, 1, true)]));
+        d.engine.handle_message(
+            *peer,
+            &Message::wantlist_update(vec![want_block(&b, 1, true)]),
+        );
     }
     let held = d.hold();
     assert_eq!(held.len(), 2);
@@ -332,7 +349,7 @@ fn stalled_envelopes_leave_the_slots_to_other_peers() {
     d.put(&blocks.iter().collect::<Vec<_>>());
     let (lazy, honest) = (d.connect(Version::V1_2_0), d.connect(Version::V1_2_0));
     let wants = |range: std::ops::Range<usize>| {
-        message(
+        Message::wantlist_update(
             blocks[range]
                 .iter()
                 .map(|b| want_block(b, 1, true))
@@ -382,9 +399,12 @@ fn lookups_in_flight_are_bounded_and_shared_round_robin() {
     let blocks: Vec<Block> = (0..10).map(|i| block(i, 10)).collect();
     let other = block(99, 10);
     let entries = blocks.iter().map(|b| want_block(b, 1, true)).collect();
-    d.engine.handle_message(heavy, &message(entries));
     d.engine
-        .handle_message(light, &message(vec![want_block(&other, 1, true)]));
+        .handle_message(heavy, &Message::wantlist_update(entries));
+    d.engine.handle_message(
+        light,
+        &Message::wantlist_update(vec![want_block(&other, 1, true)]),
+    );
     let lookups: Vec<_> = (0..3).map(|_| d.engine.poll_lookup().expect("3")).collect();
     assert!(d.engine.poll_lookup().is_none(), "three in flight");
     assert_eq!(d.engine.stats().lookups_in_flight, 3);
@@ -401,12 +421,16 @@ fn have_being_sent_then_want_block_sends_the_block_too() {
     let peer = d.connect(Version::V1_2_0);
     let b = block(1, 5000);
     d.put(&[&b]);
-    d.engine
-        .handle_message(peer, &message(vec![want_have(&b, 1, true)]));
+    d.engine.handle_message(
+        peer,
+        &Message::wantlist_update(vec![want_have(&b, 1, true)]),
+    );
     let have = d.hold();
     assert_eq!(all_answers(&have), [(peer, *b.cid(), Ans::Have)]);
-    d.engine
-        .handle_message(peer, &message(vec![want_block(&b, 1, true)]));
+    d.engine.handle_message(
+        peer,
+        &Message::wantlist_update(vec![want_block(&b, 1, true)]),
+    );
     let block_sent = d.hold();
     assert_eq!(all_answers(&block_sent), [(peer, *b.cid(), Ans::Block)]);
     d.engine.handle_envelope_sent(have[0].id);
@@ -426,7 +450,8 @@ fn disconnect_frees_everything_and_late_reports_are_harmless() {
     let blocks: Vec<Block> = (0..4).map(|i| block(i, 10)).collect();
     d.put(&[&blocks[0], &blocks[1]]);
     let entries = blocks.iter().map(|b| want_block(b, 1, true)).collect();
-    d.engine.handle_message(peer, &message(entries));
+    d.engine
+        .handle_message(peer, &Message::wantlist_update(entries));
     let probe = d.engine.poll_lookup().expect("probe");
     let envelope = {
         let result = d.answer(&probe.cid, probe.kind);
@@ -450,8 +475,10 @@ fn disconnect_frees_everything_and_late_reports_are_harmless() {
     assert!(d.run().is_empty());
     assert_eq!(d.engine.stats(), Default::default());
     // Messages from peers not connected are ignored.
-    d.engine
-        .handle_message(peer, &message(vec![want_block(&blocks[0], 1, true)]));
+    d.engine.handle_message(
+        peer,
+        &Message::wantlist_update(vec![want_block(&blocks[0], 1, true)]),
+    );
     assert_eq!(d.engine.stats().wants, 0);
 }
 
@@ -465,7 +492,7 @@ fn metrics_count_traffic_without_peer_labels() {
     let peer = d.connect(Version::V1_2_0);
     let (a, large, missing) = (block(1, 10), block(2, 2000), block(3, 10));
     d.put(&[&a, &large]);
-    let mut m = message(vec![
+    let mut m = Message::wantlist_update(vec![
         want_block(&a, 1, true),
         want_have(&large, 1, true),
         want_block(&missing, 1, true),
@@ -513,7 +540,7 @@ fn memory_blockstore_driver() {
     let (a, b) = (block(1, 100), block(2, 100));
     block_on(store.put(a.clone())).expect("put");
     let entries = vec![want_block(&a, 1, true), want_block(&b, 1, true)];
-    engine.handle_message(peer, &message(entries));
+    engine.handle_message(peer, &Message::wantlist_update(entries));
     let mut sent = Vec::new();
     let drive = |engine: &mut ServerEngine, sent: &mut Vec<Envelope>| loop {
         let mut progress = false;

@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use bitswap::{
     Block, BlockPresenceType, Blockstore, Entry, Envelope, LookupKind, LookupResult,
     MAX_BLOCK_SIZE, MemoryBlockstore, Message, ServerConfig, ServerEngine, ServerMetrics, Version,
-    WantType, Wantlist,
+    WantType,
     protocol::{MAX_MESSAGE_SIZE, encode},
 };
 use bytes::Bytes;
@@ -30,18 +30,8 @@ fn block(seed: u32, size: usize) -> Block {
     Block::new(cid, Bytes::from(data)).expect("valid block")
 }
 
-fn message(entries: Vec<Entry>) -> Message {
-    Message {
-        wantlist: Wantlist {
-            entries,
-            full: false,
-        },
-        ..Message::default()
-    }
-}
-
 fn full(entries: Vec<Entry>) -> Message {
-    let mut m = message(entries);
+    let mut m = Message::wantlist_update(entries);
     m.wantlist.full = true;
     m
 }
@@ -169,8 +159,10 @@ impl Driver {
         let other = self.connect(Version::V1_2_0);
         let b = block(424242, 10);
         self.put(&[&b]);
-        self.engine
-            .handle_message(other, &message(vec![want_block(&b, 1, true)]));
+        self.engine.handle_message(
+            other,
+            &Message::wantlist_update(vec![want_block(&b, 1, true)]),
+        );
         self.probes().expect("the block read")
     }
 

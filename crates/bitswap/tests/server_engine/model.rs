@@ -351,7 +351,11 @@ fn run_model(initial: Vec<bool>, versions: Vec<bool>, ops: Vec<Op>) -> Result<()
                 entries,
             } => {
                 let wire: Vec<Entry> = entries.iter().map(|e| to_entry(&setup.blocks, e)).collect();
-                let m = if *is_full { full(wire) } else { message(wire) };
+                let m = if *is_full {
+                    full(wire)
+                } else {
+                    Message::wantlist_update(wire)
+                };
                 d.engine.handle_message(setup.peers[*peer], &m);
                 model
                     .message(*peer, *is_full, entries)
@@ -596,7 +600,11 @@ fn run_interleaved(initial: Vec<bool>, steps: Vec<Step>) -> Result<(), TestCaseE
                 entries,
             }) => {
                 let wire: Vec<Entry> = entries.iter().map(|e| to_entry(&setup.blocks, e)).collect();
-                let m = if is_full { full(wire) } else { message(wire) };
+                let m = if is_full {
+                    full(wire)
+                } else {
+                    Message::wantlist_update(wire)
+                };
                 weak.message(peer, is_full, &entries);
                 d.engine.handle_message(setup.peers[peer], &m);
             }

@@ -29,6 +29,7 @@ use libp2p::{
         dial_opts::{DialOpts, PeerCondition},
     },
 };
+#[cfg(feature = "metrics")]
 use prometheus_client::registry::Registry;
 
 use crate::{
@@ -46,10 +47,7 @@ use crate::{
     message::Message,
     network::{self, HandlerIn, MessageId},
     protocol::Version,
-    server::{
-        Engine as ServerEngine, EnvelopeId, Lookup, LookupId, LookupKind, LookupResult,
-        Metrics as ServerMetrics,
-    },
+    server::{Engine as ServerEngine, EnvelopeId, Lookup, LookupId, LookupKind, LookupResult},
     troubles::{Trouble, Troubles},
 };
 
@@ -160,10 +158,13 @@ impl<S: Blockstore + 'static> Behaviour<S> {
     }
 
     /// Like [`Behaviour::new`], and registers the server's metrics on `registry` (under the
-    /// `bitswap_server` prefix, see [`ServerMetrics`]).
+    /// `bitswap_server` prefix, see [`ServerMetrics`](crate::ServerMetrics)). Needs the `metrics` cargo feature (on
+    /// by default).
+    #[cfg(feature = "metrics")]
     pub fn with_metrics(store: S, config: Config, registry: &mut Registry) -> Self {
         let parts = config.into_parts();
-        let server = ServerEngine::with_metrics(parts.server.clone(), ServerMetrics::new(registry));
+        let metrics = crate::ServerMetrics::new(registry);
+        let server = ServerEngine::with_metrics(parts.server.clone(), metrics);
         Self::from_parts(store, parts, server)
     }
 

@@ -81,6 +81,12 @@
 //! configuration and errors behind the default cargo feature `redb`. An embedder with a store
 //! of its own turns default features off and compiles no redb.
 //!
+//! # Metrics
+//!
+//! With the default cargo feature `metrics`, `Behaviour::with_metrics` registers the server
+//! engine's counters and gauges (`ServerMetrics`) on a prometheus-client registry, as
+//! libp2p's own behaviours do. Without it, the crate compiles no prometheus-client.
+//!
 //! # Layout
 //!
 //! - [`Behaviour`] wires the parts below into one `NetworkBehaviour`; [`Config`] sets them.
@@ -136,8 +142,9 @@ pub use message::{
     BlockPresence, BlockPresenceType, Entry, Message, MessageError, WantType, Wantlist,
 };
 pub use protocol::Version;
+#[cfg(feature = "metrics")]
+pub use server::Metrics as ServerMetrics;
 pub use server::{
     Config as ServerConfig, Engine as ServerEngine, Envelope, EnvelopeId, Lookup, LookupId,
-    LookupKind, LookupResult, Metrics as ServerMetrics, PeerAccounting, RequestFilter,
-    Stats as ServerStats,
+    LookupKind, LookupResult, PeerAccounting, RequestFilter, Stats as ServerStats,
 };

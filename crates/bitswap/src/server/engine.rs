@@ -8,7 +8,7 @@ use libp2p::PeerId;
 use peer_task_queue::Config as QueueConfig;
 
 use super::{
-    Config, Envelope, EnvelopeId, Lookup, LookupId, LookupResult, Metrics, PeerAccounting,
+    Config, Envelope, EnvelopeId, Lookup, LookupId, LookupResult, PeerAccounting,
     batch::Batches,
     flow::{self, Flow},
     lookup::Lookups,
@@ -173,8 +173,9 @@ impl Engine {
         }
     }
 
-    /// An engine with `config` that updates `metrics` (see [`Metrics::new`]).
-    pub fn with_metrics(config: Config, metrics: Metrics) -> Self {
+    /// An engine with `config` that updates `metrics` (see [`Metrics::new`](super::Metrics::new)).
+    #[cfg(feature = "metrics")]
+    pub fn with_metrics(config: Config, metrics: super::Metrics) -> Self {
         let mut engine = Self::new(config);
         engine.metrics = Meter::new(Some(metrics));
         engine.flow().refresh_gauges();

@@ -38,4 +38,6 @@ pub use batch::{Envelope, EnvelopeId};
 pub use config::{Config, RequestFilter};
 pub use engine::Engine;
 pub use lookup::{Lookup, LookupId, LookupKind, LookupResult};
-pub use metrics::{Metrics, PeerAccounting, Stats};
+#[cfg(feature = "metrics")]
+pub use metrics::Metrics;
+pub use metrics::{PeerAccounting, Stats};

@@ -482,11 +482,12 @@ fn disconnect_frees_everything_and_late_reports_are_harmless() {
     assert_eq!(d.engine.stats().wants, 0);
 }
 
+#[cfg(feature = "metrics")]
 #[test]
 fn metrics_count_traffic_without_peer_labels() {
     use prometheus_client::{encoding::text::encode as encode_metrics, registry::Registry};
     let mut registry = Registry::default();
-    let metrics = ServerMetrics::new(&mut registry);
+    let metrics = bitswap::ServerMetrics::new(&mut registry);
     let mut d = Driver::new(ServerConfig::default());
     d.engine = ServerEngine::with_metrics(ServerConfig::default(), metrics);
     let peer = d.connect(Version::V1_2_0);

@@ -6,8 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use bitswap::{
     Block, BlockPresenceType, Blockstore, Entry, Envelope, LookupKind, LookupResult,
-    MAX_BLOCK_SIZE, MemoryBlockstore, Message, ServerConfig, ServerEngine, ServerMetrics, Version,
-    WantType,
+    MAX_BLOCK_SIZE, MemoryBlockstore, Message, ServerConfig, ServerEngine, Version, WantType,
     protocol::{MAX_MESSAGE_SIZE, encode},
 };
 use bytes::Bytes;

@@ -5,6 +5,7 @@
 //! three peers (duplicate bytes measured), 1.1.0 peers and providers; a property test runs
 //! random delays, drops, queries and cancels.
 
+use ipfs_blockstore::testing;
 use std::{
     collections::{BTreeMap, HashMap},
     time::{Duration, Instant},
@@ -16,24 +17,19 @@ use bitswap::{
     SessionId, Version, WantType,
     protocol::{encode, read_message},
 };
-use bytes::Bytes;
 use cid::Cid;
 use futures::{executor::block_on, io::Cursor};
 use libp2p::PeerId;
 use multihash::Multihash;
-use multihash_codetable::{Code, MultihashDigest};
 use proptest::prelude::*;
 
 /// A raw-codec sha2-256 block of `size` bytes, distinct per seed.
 fn block(seed: u32, size: usize) -> Block {
-    let mut data = format!("{seed}:").into_bytes();
-    data.resize(size.max(data.len()), b'x');
-    let cid = Cid::new_v1(0x55, Code::Sha2_256.digest(&data));
-    Block::new(cid, Bytes::from(data)).expect("valid block")
+    testing::raw_block(u64::from(seed), size)
 }
 
 fn blocks(n: u32, size: usize) -> Vec<Block> {
-    (0..n).map(|i| block(i, size)).collect()
+    testing::raw_blocks(0..u64::from(n), size)
 }
 
 fn peer_id(tag: u8, i: u8) -> PeerId {

@@ -4,6 +4,7 @@
 
 mod common;
 
+use ipfs_blockstore::testing;
 use std::{collections::HashSet, time::Duration};
 
 use bitswap::{
@@ -12,12 +13,10 @@ use bitswap::{
 };
 use cid::Cid;
 use futures::{StreamExt, TryStreamExt};
-use ipfs_blockstore::multicodec::RAW;
 use libp2p::{Multiaddr, PeerId, Swarm, swarm::SwarmEvent};
-use multihash_codetable::{Code, MultihashDigest};
 use tokio::{task::JoinHandle, time::timeout};
 
-use common::{bytes, listen, new_swarm};
+use common::{listen, new_swarm};
 
 /// Bound of every wait in these tests.
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -30,12 +29,8 @@ fn node(config: Config) -> Node {
 
 /// `count` distinct CIDv1 raw blocks of `len` bytes.
 fn raw_blocks(count: u32, len: usize, seed: u32) -> Vec<Block> {
-    (0..count)
-        .map(|i| {
-            let data = bytes(len, seed.wrapping_mul(100_003).wrapping_add(i));
-            Block::new(Cid::new_v1(RAW, Code::Sha2_256.digest(&data)), data).expect("block")
-        })
-        .collect()
+    let first = u64::from(seed) * 100_003;
+    testing::raw_blocks(first..first + u64::from(count), len)
 }
 
 fn cids(blocks: &[Block]) -> Vec<Cid> {

@@ -4,6 +4,7 @@
 
 mod common;
 
+use ipfs_blockstore::testing;
 use std::time::Duration;
 
 use bitswap::{
@@ -13,7 +14,6 @@ use bitswap::{
 };
 use cid::Cid;
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt, channel::mpsc};
-use ipfs_blockstore::multicodec::RAW;
 use libp2p::{
     PeerId, StreamProtocol, Swarm, SwarmBuilder, identify, identity, noise, ping,
     swarm::{NetworkBehaviour, SwarmEvent},
@@ -33,9 +33,7 @@ fn node(config: Config) -> Swarm<Behaviour> {
 
 /// A CIDv1 raw block of `len` bytes.
 fn raw_block(len: usize, seed: u8) -> Block {
-    let data = bytes(len, u32::from(seed));
-    let cid = Cid::new_v1(RAW, Code::Sha2_256.digest(&data));
-    Block::new(cid, data).expect("valid block")
+    testing::raw_block(u64::from(seed), len)
 }
 
 /// A CIDv0 block (what 1.0.0 peers can receive).

@@ -3,6 +3,7 @@
 
 mod common;
 
+use ipfs_blockstore::testing;
 use std::{
     collections::HashMap,
     time::{Duration, Instant},
@@ -15,9 +16,7 @@ use bitswap::{
 use bytes::Bytes;
 use cid::Cid;
 use futures::StreamExt;
-use ipfs_blockstore::multicodec::RAW;
 use libp2p::{PeerId, Swarm, swarm::SwarmEvent};
-use multihash_codetable::{Code, MultihashDigest};
 use prometheus_client::registry::Registry;
 use tokio::time::timeout;
 
@@ -28,9 +27,7 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A CIDv1 raw block of `len` bytes.
 fn raw_block(len: usize, seed: u32) -> Block {
-    let data = bytes(len, seed);
-    let cid = Cid::new_v1(RAW, Code::Sha2_256.digest(&data));
-    Block::new(cid, data).expect("valid block")
+    testing::raw_block(u64::from(seed), len)
 }
 
 type Client = Swarm<network::Behaviour>;

@@ -481,7 +481,9 @@ mod tests {
         min_batch_bytes: 0,
     };
 
-    use super::super::test_blocks::block;
+    fn block(i: u8, len: usize) -> Block {
+        crate::testing::v0_block(u64::from(i), len)
+    }
 
     fn len(blocks: &[&Block]) -> u64 {
         blocks.iter().map(|block| block.data().len() as u64).sum()

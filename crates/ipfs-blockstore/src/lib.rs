@@ -85,8 +85,8 @@ mod write_buffer;
 #[cfg(feature = "redb")]
 mod writer;
 
-#[cfg(all(test, feature = "redb"))]
-mod test_blocks;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 pub use block::{Block, BlockError, MAX_BLOCK_SIZE, can_verify};
 pub use memory::{MemoryBlockstore, MemoryBlockstoreError};

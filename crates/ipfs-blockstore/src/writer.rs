@@ -533,7 +533,9 @@ mod tests {
         min_batch_bytes: 2000,
     };
 
-    use super::super::test_blocks::block;
+    fn block(i: u8, len: usize) -> crate::Block {
+        crate::testing::v0_block(u64::from(i), len)
+    }
 
     fn open(path: &Path) -> (Files, BlobMeta) {
         let db = redb::Database::create(path).unwrap();

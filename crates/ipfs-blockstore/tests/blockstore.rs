@@ -8,18 +8,14 @@ use cid::Cid;
 use futures::executor::block_on;
 use ipfs_blockstore::{
     Block, Blockstore, MemoryBlockstore, MemoryBlockstoreError, RedbBlockstore, RedbConfig,
-    multicodec::RAW,
+    multicodec::RAW, testing,
 };
 use multihash::Multihash;
 use proptest::prelude::*;
 
-/// Block `i`: `len` bytes starting with `i`, so that blocks of different `i` differ.
+/// Block `i` of `len` bytes (CIDv0).
 fn block(i: u32, len: usize) -> Block {
-    let mut data: Vec<u8> = (0..len).map(|j| (j * 31 + i as usize) as u8).collect();
-    let prefix = i.to_be_bytes();
-    let n = prefix.len().min(len);
-    data[..n].copy_from_slice(&prefix[..n]);
-    Block::from_v0_data(Bytes::from(data)).unwrap()
+    testing::v0_block(u64::from(i), len)
 }
 
 /// The CIDv1 (raw codec) of the same multihash as `cid`.

@@ -13,16 +13,15 @@ use std::{
     time::{Duration, Instant},
 };
 
-use bytes::Bytes;
 use futures::{executor::block_on, future::join};
+use ipfs_blockstore::testing::bytes;
 use ipfs_blockstore::{Block, Blockstore, RedbBlockstore, RedbBlockstoreError, RedbConfig};
-use support::bytes;
 
 /// Large block `i`: 32 KiB to 160 KiB of deterministic bytes, above the default blob
 /// threshold.
 fn large_block(i: u64) -> Block {
     let len = 32 * 1024 + (i as usize * 104_729) % (128 * 1024);
-    Block::from_v0_data(Bytes::from(bytes(i ^ 0xc0ac, len))).unwrap()
+    Block::from_v0_data(bytes(i ^ 0xc0ac, len)).unwrap()
 }
 
 /// Every large block to the blob file whatever its batch, automatic compaction off, and

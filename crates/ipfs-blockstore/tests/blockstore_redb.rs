@@ -10,26 +10,25 @@ use std::{
     time::{Duration, Instant},
 };
 
-use bytes::Bytes;
 use cid::Cid;
 use futures::executor::block_on;
+use ipfs_blockstore::testing::bytes;
 use ipfs_blockstore::{
     Block, Blockstore, RedbBlockstore, RedbBlockstoreError, RedbConfig, RedbCorruption,
     RedbOpenError, multicodec::RAW,
 };
-use support::bytes;
 
 /// Block `i` of the crash child's sequence: 1 KiB to 64 KiB of deterministic bytes.
 fn numbered_block(i: u64) -> Block {
     let len = 1024 + (i as usize * 7919) % (63 * 1024);
-    Block::from_v0_data(Bytes::from(bytes(i, len))).unwrap()
+    Block::from_v0_data(bytes(i, len)).unwrap()
 }
 
 /// Large block `i`: 128 KiB to 640 KiB of deterministic bytes, above the default blob
 /// threshold.
 fn numbered_large_block(i: u64) -> Block {
     let len = 128 * 1024 + (i as usize * 104_729) % (512 * 1024);
-    Block::from_v0_data(Bytes::from(bytes(i ^ 0x5eed, len))).unwrap()
+    Block::from_v0_data(bytes(i ^ 0x5eed, len)).unwrap()
 }
 
 /// Block `i` of the crash child's sequence, small (in the B-tree) or large (in the blob file).

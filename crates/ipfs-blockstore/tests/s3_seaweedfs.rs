@@ -5,20 +5,12 @@ mod seaweedfs;
 
 use std::{sync::Arc, time::Duration};
 
-use bytes::Bytes;
-use cid::Cid;
-use ipfs_blockstore::{
-    Block, Blockstore, S3Blockstore, S3BlockstoreError, S3Config, multicodec::RAW,
-};
-use multihash_codetable::{Code, MultihashDigest as _};
+use ipfs_blockstore::{Block, Blockstore, S3Blockstore, S3BlockstoreError, S3Config, testing};
 use object_store::aws::AmazonS3Builder;
 use seaweedfs::SeaweedFs;
 
 fn block(n: u32, len: usize) -> Block {
-    let mut data = vec![0u8; len];
-    data[..4].copy_from_slice(&n.to_le_bytes());
-    let data = Bytes::from(data);
-    Block::new(Cid::new_v1(RAW, Code::Sha2_256.digest(&data)), data).unwrap()
+    testing::raw_block(u64::from(n), len)
 }
 
 /// A store on `server`'s bucket under `prefix`. The client is configured here rather than

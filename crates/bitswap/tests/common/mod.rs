@@ -59,15 +59,7 @@ pub(crate) async fn listen<B: NetworkBehaviour>(swarm: &mut Swarm<B>) -> Multiad
     .expect("listening")
 }
 
-/// Deterministic pseudo-random bytes (xorshift32 from `seed`).
+/// Deterministic pseudo-random bytes.
 pub(crate) fn bytes(len: usize, seed: u32) -> Bytes {
-    let mut state = seed.wrapping_mul(2_654_435_761) | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            state as u8
-        })
-        .collect()
+    ipfs_blockstore::testing::bytes(u64::from(seed), len)
 }

@@ -1,6 +1,7 @@
 //! What every hostile scenario uses: the target node, the honest fetch, raw attackers and
 //! memory readings.
 
+use ipfs_blockstore::testing;
 use std::{
     future::Future,
     time::{Duration, Instant},
@@ -35,21 +36,11 @@ pub(crate) type Node = Swarm<Behaviour<MemoryBlockstore>>;
 
 /// Deterministic pseudo-random bytes.
 pub(crate) fn bytes(len: usize, seed: u64) -> Bytes {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        out.extend_from_slice(&state.to_le_bytes());
-    }
-    out.truncate(len);
-    out.into()
+    testing::bytes(seed, len)
 }
 
 pub(crate) fn raw_block(len: usize, seed: u64) -> Block {
-    let data = bytes(len, seed);
-    Block::new(Cid::new_v1(0x55, Code::Sha2_256.digest(&data)), data).expect("block")
+    testing::raw_block(seed, len)
 }
 
 /// Resident memory of this process, in bytes (Linux).

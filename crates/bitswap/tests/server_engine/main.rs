@@ -2,6 +2,7 @@
 //! `MemoryBlockstore`) and reports its envelopes sent, and the tests check each rule; property
 //! tests run random wantlist sequences from several peers against a reference model.
 
+use ipfs_blockstore::testing;
 use std::collections::{HashMap, HashSet};
 
 use bitswap::{
@@ -20,13 +21,9 @@ mod limits;
 mod model;
 mod rules;
 
-/// A raw-codec sha2-256 block of `size` bytes (at least the seed's digits), distinct per seed.
+/// A raw-codec sha2-256 block of `size` bytes, distinct per seed.
 fn block(seed: u32, size: usize) -> Block {
-    let mut data = format!("{seed}:").into_bytes();
-    assert!(data.len() <= size, "block too small for its seed");
-    data.resize(size, b'x');
-    let cid = Cid::new_v1(0x55, Code::Sha2_256.digest(&data));
-    Block::new(cid, Bytes::from(data)).expect("valid block")
+    testing::raw_block(u64::from(seed), size)
 }
 
 fn full(entries: Vec<Entry>) -> Message {

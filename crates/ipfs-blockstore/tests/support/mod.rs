@@ -1,6 +1,6 @@
-//! What the block store tests share: deterministic bytes, and the crash tests' child
-//! processes (the test binary runs one of its own tests as a child that writes to a store
-//! and prints what it made durable, then SIGKILLs it).
+//! What the block store tests share: the crash tests' child processes (the test binary runs
+//! one of its own tests as a child that writes to a store and prints what it made durable,
+//! then SIGKILLs it). Their blocks come from `ipfs_blockstore::testing`.
 
 use std::{
     io::{BufRead, BufReader},
@@ -10,21 +10,6 @@ use std::{
     thread,
     time::{Duration, Instant},
 };
-
-/// Deterministic bytes: a splitmix64 stream seeded by `seed`.
-pub(crate) fn bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut state = seed;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
 
 /// What a child printed before it died, line by line.
 pub(crate) trait Progress: Default + std::fmt::Debug {

@@ -182,6 +182,59 @@ fn blocks_put_and_get() {
     fails(&dir, &["block", "put", s(&large)]);
 }
 
+/// `car export` of a dag-cbor root walks the CIDs in it: a root linking to a raw block and to
+/// another dag-cbor node, which links to a second raw block and to the first again. The CAR
+/// holds the four blocks, each once, and moves them to another store.
+#[test]
+fn car_export_walks_dag_cbor_links() {
+    let temp = tempfile::tempdir().unwrap();
+    let (a, b) = (temp.path().join("a"), temp.path().join("b"));
+    let put = |name: &str, data: &[u8], codec: &str| {
+        let file = temp.path().join(name);
+        fs::write(&file, data).unwrap();
+        let put = json(&a, &["block", "put", "--codec", codec, s(&file)]);
+        put["cid"].as_str().unwrap().parse::<cid::Cid>().unwrap()
+    };
+    // Tag 42 over the CID's bytes after a 0.
+    let link = |out: &mut Vec<u8>, cid: &cid::Cid| {
+        let bytes = cid.to_bytes();
+        out.extend([0xd8, 0x2a, 0x58, u8::try_from(bytes.len() + 1).unwrap(), 0]);
+        out.extend(bytes);
+    };
+    let first = put("first", b"first raw block", "raw");
+    let second = put("second", b"second raw block", "raw");
+    // [CID-second, {"again": CID-first}]
+    let mut inner = vec![0x82];
+    link(&mut inner, &second);
+    inner.extend(b"\xa1\x65again");
+    link(&mut inner, &first);
+    let inner = put("inner", &inner, "dag-cbor");
+    // {"leaf": CID-first, "next": CID-inner}
+    let mut root = b"\xa2\x64leaf".to_vec();
+    link(&mut root, &first);
+    root.extend(b"\x64next");
+    link(&mut root, &inner);
+    let root = put("root", &root, "dag-cbor").to_string();
+    let car = temp.path().join("dag.car");
+    let exported = json(&a, &["car", "export", &root, "-o", s(&car)]);
+    assert_eq!(exported["blocks"], 4, "{exported}");
+    let imported = json(&b, &["car", "import", s(&car)]);
+    assert_eq!(imported["roots"], serde_json::json!([root]));
+    assert_eq!(imported["blocks"], 4);
+    for cid in [root, inner.to_string(), first.to_string(), second.to_string()] {
+        let (from_a, from_b) = (
+            node(&a, &["block", "get", &cid]),
+            node(&b, &["block", "get", &cid]),
+        );
+        assert!(from_b.status.success(), "{cid}");
+        assert_eq!(from_a.stdout, from_b.stdout);
+    }
+    // A block that is not dag-cbor is refused as one.
+    let bad = temp.path().join("bad");
+    fs::write(&bad, b"\x9f\xff").unwrap();
+    fails(&a, &["block", "put", "--codec", "dag-cbor", s(&bad)]);
+}
+
 #[test]
 fn car_moves_a_dag_between_stores() {
     let temp = tempfile::tempdir().unwrap();

@@ -23,6 +23,7 @@ use std::{
 use serde_json::Value;
 
 pub mod dags;
+pub mod meta;
 
 /// Bound of every wait on a process, unless a suite sets its own.
 pub const TIME_LIMIT: Duration = Duration::from_secs(60);

@@ -221,7 +221,12 @@ fn car_export_walks_dag_cbor_links() {
     let imported = json(&b, &["car", "import", s(&car)]);
     assert_eq!(imported["roots"], serde_json::json!([root]));
     assert_eq!(imported["blocks"], 4);
-    for cid in [root, inner.to_string(), first.to_string(), second.to_string()] {
+    for cid in [
+        root,
+        inner.to_string(),
+        first.to_string(),
+        second.to_string(),
+    ] {
         let (from_a, from_b) = (
             node(&a, &["block", "get", &cid]),
             node(&b, &["block", "get", &cid]),

@@ -78,7 +78,10 @@ pub(crate) fn take_head(rest: &mut &[u8]) -> Result<(u8, u64), DagCborError> {
 
 /// Takes a byte or text string of `len` bytes (the head already read) off `rest`.
 fn take_string<'a>(rest: &mut &'a [u8], len: u64) -> Result<&'a [u8], DagCborError> {
-    take(rest, usize::try_from(len).map_err(|_| DagCborError::Truncated)?)
+    take(
+        rest,
+        usize::try_from(len).map_err(|_| DagCborError::Truncated)?,
+    )
 }
 
 /// The CIDs of a dag-cbor block, in the order they appear (a CID linked twice is listed
@@ -158,7 +161,9 @@ mod tests {
         link(&mut block, &a);
         block.extend([0x64]);
         block.extend(b"list");
-        block.extend([0x86, 0x01, 0x21, 0xf9, 0x3e, 0x00, 0x61, b'x', 0x41, 0x00, 0x82]);
+        block.extend([
+            0x86, 0x01, 0x21, 0xf9, 0x3e, 0x00, 0x61, b'x', 0x41, 0x00, 0x82,
+        ]);
         link(&mut block, &b);
         block.extend([0xa1, 0x64]);
         block.extend(b"deep");
@@ -182,7 +187,9 @@ mod tests {
             // Tag 42 over a text string; over bytes without the 0x00.
             (b"\xd8\x2a\x61a", |e| matches!(e, DagCborError::CidTag)),
             (b"\xd8\x2a\x41\x01", |e| matches!(e, DagCborError::CidTag)),
-            (b"\xd8\x2a\x42\x00\x01", |e| matches!(e, DagCborError::Cid(_))),
+            (b"\xd8\x2a\x42\x00\x01", |e| {
+                matches!(e, DagCborError::Cid(_))
+            }),
             (b"\x01\x02", |e| matches!(e, DagCborError::Trailing)),
         ];
         for (block, expected) in cases {

@@ -21,15 +21,22 @@ pub const TREE: &[(&str, Option<u32>, u32, u64, u32)] = &[
     ("run.sh", Some(20), 0o755, 1_600_000_000, 123_456_789),
     ("setuid", Some(3), 0o4755, 1_600_000_001, 1),
     ("sub", None, 0o555, 1_400_000_000, 999_999_999),
-    ("sub/big", Some(2_500_000), 0o640, 1_650_000_000, 500_000_000),
+    (
+        "sub/big",
+        Some(2_500_000),
+        0o640,
+        1_650_000_000,
+        500_000_000,
+    ),
     ("sub/default", Some(1), 0o644, 1_650_000_001, 0),
     ("sub/private", Some(0), 0o600, 1_234_567_890, 42),
 ];
 
 /// Builds [`TREE`] at `root` (which must not exist). Modes and times are set deepest first,
 /// so that writing an entry does not move its directory's time and a read-only directory is
-/// filled before it becomes read-only.
-pub fn make(root: &Path) {
+/// filled before it becomes read-only. The guard returned makes the tree removable again.
+#[must_use = "the guard makes the tree removable when dropped"]
+pub fn make(root: &Path) -> Writable {
     for (i, (path, length, ..)) in TREE.iter().enumerate() {
         let at = root.join(path);
         match length {
@@ -46,6 +53,7 @@ pub fn make(root: &Path) {
             .unwrap();
         fs::set_permissions(&at, fs::Permissions::from_mode(*mode)).unwrap();
     }
+    Writable(root.to_path_buf())
 }
 
 /// Every entry under `root` (itself as `""`), sorted: its path, mode bits and mtime.
@@ -70,13 +78,21 @@ pub fn listing(root: &Path) -> Vec<(String, u32, SystemTime)> {
     out
 }
 
-/// Makes every directory under `root` writable again, so that the temporary directory of a
-/// test can be removed.
-pub fn make_writable(root: &Path) {
-    for (path, ..) in listing(root) {
-        let at = root.join(path);
-        if at.is_dir() {
-            fs::set_permissions(&at, fs::Permissions::from_mode(0o755)).unwrap();
+/// Makes every directory under its path writable again when dropped (a test that failed
+/// included), so that the test's temporary directory can be removed.
+pub struct Writable(pub PathBuf);
+
+impl Drop for Writable {
+    fn drop(&mut self) {
+        let mut stack = vec![self.0.clone()];
+        while let Some(dir) = stack.pop() {
+            if !fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
+                continue;
+            }
+            let _ = fs::set_permissions(&dir, fs::Permissions::from_mode(0o755));
+            if let Ok(entries) = fs::read_dir(&dir) {
+                stack.extend(entries.flatten().map(|entry| entry.path()));
+            }
         }
     }
 }

@@ -24,9 +24,7 @@ use libp2p::{Multiaddr, PeerId, Swarm, noise, swarm::SwarmEvent, tcp};
 use multihash_codetable::{Code, MultihashDigest};
 use serde_json::Value;
 
-use crate::common::{
-    Killed, command, json_for, lines, run_for, s, skipped, write_pseudo_random,
-};
+use crate::common::{Killed, command, json_for, lines, run_for, s, skipped, write_pseudo_random};
 
 /// Bound of one answer from a driver, and of one run of our binary.
 pub const TIME_LIMIT: Duration = Duration::from_secs(120);

@@ -154,7 +154,7 @@ pub(super) fn block_metadata(block: &Block) -> Result<Metadata, ExportError> {
     let decode = |source| ExportError::Decode { cid: *cid, source };
     let node = DagPbNode::decode_bytes(block.data()).map_err(decode)?;
     let data = node.data.ok_or(DecodeError::NoData).map_err(decode)?;
-    Metadata::decode(&data).map_err(|error| decode(error.into()))
+    Metadata::decode(&data).map_err(|error| decode(DecodeError::Metadata(Box::new(error))))
 }
 
 /// Decodes one node, checking its UnixFS sizes.

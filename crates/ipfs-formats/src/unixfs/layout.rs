@@ -328,7 +328,11 @@ impl FileBuilder {
     /// empty file is one empty leaf.
     pub fn finish(mut self, out: &mut Vec<Block>) -> Result<Child, BlockError> {
         if self.leaves <= 1 && !self.metadata.is_empty() {
-            let chunk = self.first.take().map(|(_, chunk)| chunk).unwrap_or_default();
+            let chunk = self
+                .first
+                .take()
+                .map(|(_, chunk)| chunk)
+                .unwrap_or_default();
             return self.lone_node(chunk, out);
         }
         if self.leaves == 0 {

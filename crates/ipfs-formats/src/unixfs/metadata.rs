@@ -182,11 +182,18 @@ impl Metadata {
             let file = fs::File::open(path)?;
             file.set_times(fs::FileTimes::new().set_modified(time))?;
         }
-        set_mode(path, self.mode.map_or(default_mode, |mode| mode & MODE_BITS))
+        set_mode(
+            path,
+            self.mode.map_or(default_mode, |mode| mode & MODE_BITS),
+        )
     }
 }
 
 #[cfg(unix)]
+#[expect(
+    clippy::unnecessary_wraps,
+    reason = "the signature of the version off Unix, which has no mode to read"
+)]
 fn fs_mode(metadata: &fs::Metadata) -> Option<u32> {
     use std::os::unix::fs::PermissionsExt;
     Some(metadata.permissions().mode() & MODE_BITS)
@@ -290,7 +297,12 @@ mod tests {
 
     #[test]
     fn times_before_and_after_the_epoch_round_trip() {
-        for (seconds, nanos) in [(0, 0), (1_700_000_000, 123), (-1, 999_999_999), (-86_400, 0)] {
+        for (seconds, nanos) in [
+            (0, 0),
+            (1_700_000_000, 123),
+            (-1, 999_999_999),
+            (-86_400, 0),
+        ] {
             let mtime = Mtime { seconds, nanos };
             let time = mtime.to_system_time().unwrap();
             assert_eq!(Mtime::from_system_time(time), Some(mtime));

@@ -291,9 +291,10 @@ pub enum DecodeError {
     /// A dag-pb field of a wire type protobuf does not define (or a deprecated group).
     #[error("malformed dag-pb node: wire type {0}")]
     WireType(u64),
-    /// The UnixFS 1.5 mode or mtime is malformed.
+    /// The UnixFS 1.5 mode or mtime is malformed (boxed: every error of an export carries a
+    /// `DecodeError`, and this one is rare).
     #[error(transparent)]
-    Metadata(#[from] super::MetadataError),
+    Metadata(Box<super::MetadataError>),
 }
 
 #[cfg(test)]

@@ -248,6 +248,29 @@ mod tests {
         });
     }
 
+    /// Every truncation of a valid block, and every value of every byte of it, decodes to
+    /// links or to an error, without panicking.
+    #[test]
+    fn damaged_blocks_never_panic() {
+        let mut block = vec![0xa2, 0x61, b'a', 0x82];
+        link(&mut block, &cid(1));
+        block.extend([
+            0xfb, 0x3f, 0xf8, 0, 0, 0, 0, 0, 0, 0x61, b'b', 0xc1, 0x1a, 0, 1, 0, 0,
+        ]);
+        assert_eq!(links(&block).unwrap(), [cid(1)]);
+        for end in 0..block.len() {
+            let _ = links(&block[..end]);
+        }
+        let mut damaged = block.clone();
+        for at in 0..block.len() {
+            for value in 0..=u8::MAX {
+                damaged[at] = value;
+                let _ = links(&damaged);
+            }
+            damaged[at] = block[at];
+        }
+    }
+
     #[test]
     fn nesting_is_bounded() {
         let mut deep = vec![0x81; MAX_NESTING + 1];

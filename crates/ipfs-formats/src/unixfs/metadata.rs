@@ -295,6 +295,35 @@ mod tests {
         assert_eq!(mode.mode, Some(u32::MAX));
     }
 
+    /// Every truncation of a node's data with metadata, and every value of every byte of it,
+    /// decodes to metadata or to an error, without panicking.
+    #[test]
+    fn damaged_fields_never_panic() {
+        let mut data =
+            super::super::UnixfsData::file(bytes::Bytes::from_static(b"x"), vec![]).encode_to_vec();
+        Metadata {
+            mode: Some(0o4755),
+            mtime: Some(Mtime {
+                seconds: -5,
+                nanos: 9,
+            }),
+        }
+        .append_to(&mut data, DEFAULT_FILE_MODE);
+        for end in 0..data.len() {
+            let _ = Metadata::decode(&data[..end]);
+        }
+        let mut damaged = data.clone();
+        for at in 0..data.len() {
+            for value in 0..=u8::MAX {
+                damaged[at] = value;
+                if let Ok(metadata) = Metadata::decode(&damaged) {
+                    assert!(metadata.mtime.is_none_or(|mtime| mtime.nanos <= MAX_NANOS));
+                }
+            }
+            damaged[at] = data[at];
+        }
+    }
+
     #[test]
     fn times_before_and_after_the_epoch_round_trip() {
         for (seconds, nanos) in [

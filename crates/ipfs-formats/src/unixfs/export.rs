@@ -374,12 +374,14 @@ pub async fn export<S: Blockstore>(
         Node::Directory(links) => {
             let dir = temp().tempdir_in(parent).map_err(io(parent))?;
             let (bytes, blocks) = write_dir(store, root, links, dir.path()).await?;
-            metadata
-                .apply(dir.path(), DEFAULT_DIRECTORY_MODE)
-                .map_err(io(target))?;
             if fs::symlink_metadata(target).is_ok() {
                 return Err(ExportError::Exists(target.to_path_buf()));
             }
+            // Once the target is known to be free: a read-only mode would keep the temporary
+            // directory from being removed.
+            metadata
+                .apply(dir.path(), DEFAULT_DIRECTORY_MODE)
+                .map_err(io(target))?;
             let kept = dir.keep();
             if let Err(source) = fs::rename(&kept, target) {
                 let _ = fs::remove_dir_all(&kept);

@@ -9,7 +9,7 @@ use std::{
     process::{Command, Output, Stdio},
 };
 
-use common::{Killed, TIME_LIMIT, bin, command, lines, s};
+use common::{Killed, TIME_LIMIT, bin, command, lines, put_dag_cbor, s};
 use serde_json::Value;
 
 /// Runs `bitswap-node --data-dir DIR ARGS...`.
@@ -189,47 +189,18 @@ fn blocks_put_and_get() {
 fn car_export_walks_dag_cbor_links() {
     let temp = tempfile::tempdir().unwrap();
     let (a, b) = (temp.path().join("a"), temp.path().join("b"));
-    let put = |name: &str, data: &[u8], codec: &str| {
-        let file = temp.path().join(name);
-        fs::write(&file, data).unwrap();
-        let put = json(&a, &["block", "put", "--codec", codec, s(&file)]);
-        put["cid"].as_str().unwrap().parse::<cid::Cid>().unwrap()
-    };
-    // Tag 42 over the CID's bytes after a 0.
-    let link = |out: &mut Vec<u8>, cid: &cid::Cid| {
-        let bytes = cid.to_bytes();
-        out.extend([0xd8, 0x2a, 0x58, u8::try_from(bytes.len() + 1).unwrap(), 0]);
-        out.extend(bytes);
-    };
-    let first = put("first", b"first raw block", "raw");
-    let second = put("second", b"second raw block", "raw");
-    // [CID-second, {"again": CID-first}]
-    let mut inner = vec![0x82];
-    link(&mut inner, &second);
-    inner.extend(b"\xa1\x65again");
-    link(&mut inner, &first);
-    let inner = put("inner", &inner, "dag-cbor");
-    // {"leaf": CID-first, "next": CID-inner}
-    let mut root = b"\xa2\x64leaf".to_vec();
-    link(&mut root, &first);
-    root.extend(b"\x64next");
-    link(&mut root, &inner);
-    let root = put("root", &root, "dag-cbor").to_string();
+    let cids = put_dag_cbor(&a, temp.path());
+    let root = &cids[0];
     let car = temp.path().join("dag.car");
-    let exported = json(&a, &["car", "export", &root, "-o", s(&car)]);
+    let exported = json(&a, &["car", "export", root, "-o", s(&car)]);
     assert_eq!(exported["blocks"], 4, "{exported}");
     let imported = json(&b, &["car", "import", s(&car)]);
     assert_eq!(imported["roots"], serde_json::json!([root]));
     assert_eq!(imported["blocks"], 4);
-    for cid in [
-        root,
-        inner.to_string(),
-        first.to_string(),
-        second.to_string(),
-    ] {
+    for cid in &cids {
         let (from_a, from_b) = (
-            node(&a, &["block", "get", &cid]),
-            node(&b, &["block", "get", &cid]),
+            node(&a, &["block", "get", cid]),
+            node(&b, &["block", "get", cid]),
         );
         assert!(from_b.status.success(), "{cid}");
         assert_eq!(from_a.stdout, from_b.stdout);

@@ -58,7 +58,8 @@ pub(crate) enum Command {
     #[command(after_help = "Examples:\n  \
         bitswap-node add report.pdf                  # kubo's `ipfs add` CID (CIDv0)\n  \
         bitswap-node add --cid-version 1 photos/     # CIDv1 over raw leaves\n  \
-        bitswap-node add --raw-leaves report.pdf     # CIDv0 over raw leaves")]
+        bitswap-node add --raw-leaves report.pdf     # CIDv0 over raw leaves\n  \
+        bitswap-node add --preserve-mode --preserve-mtime photos/    # keep modes and times")]
     Add(AddArgs),
     /// Write the file or directory of a CID from the store to a new path.
     #[command(after_help = "Example:\n  \
@@ -134,6 +135,16 @@ pub(crate) struct LayoutArgs {
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",
         default_value_t = false, action = ArgAction::Set, value_name = "BOOL")]
     pub(crate) hidden: bool,
+    /// Store the permission bits of files and directories (UnixFS 1.5 `mode`, kubo's flag);
+    /// `get` and `export` restore them. Changes the CIDs.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",
+        default_value_t = false, action = ArgAction::Set, value_name = "BOOL")]
+    pub(crate) preserve_mode: bool,
+    /// Store the modification time of files and directories (UnixFS 1.5 `mtime`, kubo's
+    /// flag); `get` and `export` restore it. Changes the CIDs.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",
+        default_value_t = false, action = ArgAction::Set, value_name = "BOOL")]
+    pub(crate) preserve_mtime: bool,
 }
 
 /// Hash functions `add` and `serve` hash with (kubo's names).
@@ -326,7 +337,8 @@ pub(crate) enum BlockCommand {
     /// Store a file's bytes as one block.
     #[command(after_help = "Examples:\n  \
         bitswap-node block put block.bin                  # CIDv1, raw\n  \
-        bitswap-node block put --codec dag-pb node.pb     # CIDv1, dag-pb")]
+        bitswap-node block put --codec dag-pb node.pb     # CIDv1, dag-pb\n  \
+        bitswap-node block put --codec dag-cbor node.cbor # CIDv1, dag-cbor")]
     Put {
         /// The file (at most 2 MiB).
         file: PathBuf,
@@ -346,6 +358,8 @@ pub(crate) enum Codec {
     Raw,
     /// dag-pb (0x70).
     DagPb,
+    /// dag-cbor (0x71): its CIDs (tag 42) are links for `car export`.
+    DagCbor,
 }
 
 /// `car` subcommands.

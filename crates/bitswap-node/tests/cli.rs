@@ -9,7 +9,7 @@ use std::{
     process::{Command, Output, Stdio},
 };
 
-use common::{Killed, TIME_LIMIT, bin, command, lines, s};
+use common::{Killed, TIME_LIMIT, bin, command, lines, put_dag_cbor, s};
 use serde_json::Value;
 
 /// Runs `bitswap-node --data-dir DIR ARGS...`.
@@ -180,6 +180,35 @@ fn blocks_put_and_get() {
     let large = temp.path().join("large");
     fs::write(&large, vec![0u8; 2 * 1024 * 1024 + 1]).unwrap();
     fails(&dir, &["block", "put", s(&large)]);
+}
+
+/// `car export` of a dag-cbor root walks the CIDs in it: a root linking to a raw block and to
+/// another dag-cbor node, which links to a second raw block and to the first again. The CAR
+/// holds the four blocks, each once, and moves them to another store.
+#[test]
+fn car_export_walks_dag_cbor_links() {
+    let temp = tempfile::tempdir().unwrap();
+    let (a, b) = (temp.path().join("a"), temp.path().join("b"));
+    let cids = put_dag_cbor(&a, temp.path());
+    let root = &cids[0];
+    let car = temp.path().join("dag.car");
+    let exported = json(&a, &["car", "export", root, "-o", s(&car)]);
+    assert_eq!(exported["blocks"], 4, "{exported}");
+    let imported = json(&b, &["car", "import", s(&car)]);
+    assert_eq!(imported["roots"], serde_json::json!([root]));
+    assert_eq!(imported["blocks"], 4);
+    for cid in &cids {
+        let (from_a, from_b) = (
+            node(&a, &["block", "get", cid]),
+            node(&b, &["block", "get", cid]),
+        );
+        assert!(from_b.status.success(), "{cid}");
+        assert_eq!(from_a.stdout, from_b.stdout);
+    }
+    // A block that is not dag-cbor is refused as one.
+    let bad = temp.path().join("bad");
+    fs::write(&bad, b"\x9f\xff").unwrap();
+    fails(&a, &["block", "put", "--codec", "dag-cbor", s(&bad)]);
 }
 
 #[test]

@@ -10,6 +10,8 @@
 //! - A test peer on `bitswap::network::Behaviour` (no policy, messages by hand): a want-have
 //!   with sendDontHave for a block kubo lacks gets DONT_HAVE; a want-have for a small block
 //!   gets the block; a cancel stops a transfer.
+//! - kubo pins (walks with its own dag-cbor decoder) a dag-cbor DAG from a `serve` that holds
+//!   only what our `car export` wrote of it.
 //! - kubo's identity is the wrapper's default RSA-2048 in every test (asserted at start).
 //!
 //! The kubo venv's Python comes from `BITSWAP_INTEROP_PYTHON` (`.ci/test` sets it); without it
@@ -23,7 +25,7 @@ use std::{collections::HashSet, fs, time::Duration};
 
 use bitswap::{BlockPresenceType, Entry, Message};
 use cid::Cid;
-use common::{kubo_python, s, write_pseudo_random};
+use common::{json, kubo_python, put_dag_cbor, s, write_pseudo_random};
 use support::*;
 
 /// Raw blocks: kubo fetches each from our `serve` (blocks put into its store first).
@@ -417,4 +419,34 @@ fn cancel_stops_a_transfer_from_kubo() {
         .await
         .expect("kubo answered within 60 s");
     });
+}
+
+/// A dag-cbor DAG (a root linking to a raw block and to another dag-cbor node, which links to a
+/// second raw block and to the first again) goes through our `car export` into the store of a
+/// fresh `serve`; kubo pins its root, a recursive walk with kubo's own dag-cbor decoder that
+/// fetches every block it finds: the CAR holds every block kubo's walk needs.
+#[test]
+fn kubo_walks_our_car_of_a_dag_cbor_dag() {
+    let Some(python) = kubo_python("kubo_walks_our_car_of_a_dag_cbor_dag") else {
+        return;
+    };
+    let temp = tempfile::tempdir().unwrap();
+    let cids = put_dag_cbor(&temp.path().join("a"), temp.path());
+    let car = temp.path().join("dag.car");
+    let exported = json(
+        &temp.path().join("a"),
+        &["car", "export", &cids[0], "-o", s(&car)],
+    );
+    assert_eq!(exported["blocks"], 4, "{exported}");
+    let ours = temp.path().join("b");
+    json(&ours, &["car", "import", s(&car)]);
+    let serve = start_serve(&ours, &[], &[]);
+    let mut kubo = start_kubo(&python, None, &[]);
+    driver_connect(&mut kubo, &serve.address());
+    let answer = kubo.command(
+        &serde_json::json!({ "op": "pin", "cid": cids[0], "timeout": 60 }),
+        Duration::from_secs(90),
+    );
+    assert_eq!(answer["ok"], true, "kubo pin of {}: {answer}", cids[0]);
+    eprintln!("kubo pinned our dag-cbor DAG in {} s", answer["seconds"]);
 }

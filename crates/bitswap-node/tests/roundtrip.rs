@@ -225,6 +225,7 @@ fn directory_round_trips() {
     let options = ImportOptions {
         layout: layout(1000, 2, false),
         hidden: true,
+        ..ImportOptions::default()
     };
     let imported = block_on(import_path(&store, &input, &options)).unwrap();
     let out = temp.path().join("out");

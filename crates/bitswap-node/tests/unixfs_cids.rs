@@ -11,16 +11,11 @@ mod common;
 #[path = "interop/support.rs"]
 mod support;
 
-use std::{
-    path::{Path, PathBuf},
-    process::{Command, Stdio},
-    thread,
-    time::{Duration, Instant},
-};
+use std::path::{Path, PathBuf};
 
-use common::write_pseudo_random;
+use common::{meta, s, write_pseudo_random};
 use serde_json::Value;
-use support::{TIME_LIMIT, helia_dir, helia_node, run_json};
+use support::{helia_node, node_json, run_json};
 
 const CHUNK: usize = 256 * 1024;
 
@@ -55,31 +50,9 @@ fn inputs(dir: &Path) -> Vec<PathBuf> {
 
 /// The importer's root CID for every path, with `layout` (`v0` or `v1-raw`).
 fn importer_cids(node: &str, layout: &str, paths: &[PathBuf]) -> Value {
-    let mut child = Command::new(node)
-        .arg(helia_dir().join("unixfs_add.mjs"))
-        .arg(layout)
-        .args(paths)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|error| panic!("cannot run {node}: {error}"));
-    let start = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if start.elapsed() > TIME_LIMIT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("unixfs_add.mjs took longer than {TIME_LIMIT:?}");
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
-    let output = child.wait_with_output().unwrap();
-    assert!(
-        output.status.success(),
-        "unixfs_add.mjs failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).expect("one JSON object")
+    let mut args = vec![layout];
+    args.extend(paths.iter().map(|path| path.to_str().unwrap()));
+    node_json(node, "unixfs_add.mjs", &args)
 }
 
 #[test]
@@ -107,4 +80,37 @@ fn add_gives_the_importers_cids_in_both_layouts() {
             );
         }
     }
+}
+
+/// A tree whose files and directories have modes (setuid, read-only directory) and mtimes
+/// (with and without nanoseconds), added with `--preserve-mode --preserve-mtime` in Helia's
+/// layout, has the root CID @helia/unixfs gives it with the same modes and mtimes; without the
+/// flags, the CID of the same tree differs (and is kubo's, as the tests above check).
+#[test]
+fn add_with_metadata_gives_helias_cid() {
+    let Some(node) = helia_node("the UnixFS metadata CID comparison") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("tree");
+    let _tree = meta::make(&tree);
+    let expected = node_json(&node, "unixfs_add_meta.mjs", &[s(&tree)]);
+    let data_dir = dir.path().join("store");
+    let helia_layout = [
+        "--cid-version",
+        "1",
+        "--chunk-size",
+        "1048576",
+        "--max-links",
+        "1024",
+    ];
+    let mut args = vec!["add", "--preserve-mode", "--preserve-mtime"];
+    args.extend(helia_layout);
+    args.push(s(&tree));
+    let ours = run_json(&data_dir, &args);
+    assert_eq!(ours["root"], expected["root"], "{ours}");
+    let mut plain = vec!["add"];
+    plain.extend(helia_layout);
+    plain.push(s(&tree));
+    assert_ne!(run_json(&data_dir, &plain)["root"], ours["root"]);
 }

@@ -1,4 +1,5 @@
-//! The links of a block, whatever it holds: enough to walk any DAG of dag-pb and raw blocks.
+//! The links of a block, whatever it holds: enough to walk any DAG of dag-pb, dag-cbor and raw
+//! blocks.
 
 use cid::Cid;
 use ipfs_blockstore::{
@@ -6,7 +7,13 @@ use ipfs_blockstore::{
     multicodec::{DAG_PB, RAW},
 };
 
-use crate::unixfs::{DagPbNode, DecodeError};
+use crate::{
+    dag_cbor::{self, DagCborError},
+    unixfs::{DagPbNode, DecodeError},
+};
+
+/// The multicodec of dag-cbor.
+pub const DAG_CBOR: u64 = 0x71;
 
 /// Why the links of a block are unknown.
 #[derive(Debug, thiserror::Error)]
@@ -21,8 +28,17 @@ pub enum LinksError {
         #[source]
         source: DecodeError,
     },
+    /// A dag-cbor block that does not decode.
+    #[error("block {cid}: {source}")]
+    DagCbor {
+        /// The block.
+        cid: Cid,
+        /// Why.
+        #[source]
+        source: DagCborError,
+    },
     /// A codec whose links this crate cannot read.
-    #[error("block {cid}: codec {codec:#x} is not supported (dag-pb and raw only)")]
+    #[error("block {cid}: codec {codec:#x} is not supported (dag-pb, dag-cbor and raw only)")]
     Codec {
         /// The block.
         cid: Cid,
@@ -31,7 +47,8 @@ pub enum LinksError {
     },
 }
 
-/// The CIDs a block links to, in order: none for a raw block, the links of a dag-pb node.
+/// The CIDs a block links to, in order: none for a raw block, the links of a dag-pb node,
+/// every CID of a dag-cbor block.
 pub fn links(block: &Block) -> Result<Vec<Cid>, LinksError> {
     let cid = block.cid();
     match cid.codec() {
@@ -42,6 +59,8 @@ pub fn links(block: &Block) -> Result<Vec<Cid>, LinksError> {
             .into_iter()
             .map(|link| link.cid)
             .collect()),
+        DAG_CBOR => dag_cbor::links(block.data())
+            .map_err(|source| LinksError::DagCbor { cid: *cid, source }),
         codec => Err(LinksError::Codec { cid: *cid, codec }),
     }
 }

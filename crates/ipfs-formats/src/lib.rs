@@ -48,7 +48,8 @@
 //!   (CIDv0 and dag-pb leaves by default, or CIDv1 with raw leaves), and export them back,
 //!   checking every block and size; the file assembler writes a file from its blocks as they
 //!   arrive, in any order.
-//! - [`dag`]: the links of a block, for walks over any DAG of dag-pb and raw blocks.
+//! - [`dag`]: the links of a block, for walks over any DAG of dag-pb, dag-cbor and raw blocks
+//!   ([`dag_cbor`] reads the CIDs of a dag-cbor block).
 //! - [`car`]: CARv1 export and import of a DAG.
 //!
 //! Files written to a path ([`unixfs::export`], [`car::export_file`], the assembler) go
@@ -64,4 +65,5 @@
 
 pub mod car;
 pub mod dag;
+pub mod dag_cbor;
 pub mod unixfs;

@@ -58,5 +58,7 @@ pub(crate) fn import_options(args: &LayoutArgs) -> anyhow::Result<ImportOptions>
     Ok(ImportOptions {
         layout,
         hidden: args.hidden,
+        preserve_mode: args.preserve_mode,
+        preserve_mtime: args.preserve_mtime,
     })
 }

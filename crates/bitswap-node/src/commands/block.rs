@@ -11,7 +11,11 @@ use bitswap::{Block, Blockstore, MAX_BLOCK_SIZE};
 use bytes::Bytes;
 use cid::Cid;
 use ipfs_blockstore::multicodec::{DAG_PB, RAW};
-use ipfs_formats::unixfs::{DagPbNode, v1_block};
+use ipfs_formats::{
+    dag::DAG_CBOR,
+    dag_cbor,
+    unixfs::{DagPbNode, v1_block},
+};
 use serde_json::json;
 
 use super::Context;
@@ -59,17 +63,22 @@ pub(crate) async fn put(
         bail!("{}: larger than a block may be (2 MiB)", file.display());
     }
     let data = Bytes::from(data);
-    if cid_version == 0 && codec == Codec::Raw {
+    if cid_version == 0 && codec != Codec::DagPb {
         bail!("CIDv0 is dag-pb only: pass --codec dag-pb or --cid-version 1");
     }
     if codec == Codec::DagPb {
         DagPbNode::decode(&data)
             .with_context(|| format!("{}: not a dag-pb node", file.display()))?;
     }
+    if codec == Codec::DagCbor {
+        dag_cbor::links(&data)
+            .with_context(|| format!("{}: not a dag-cbor block", file.display()))?;
+    }
     let block = match (cid_version, codec) {
         (0, _) => Block::from_v0_data(data)?,
         (_, Codec::Raw) => v1_block(RAW, data)?,
         (_, Codec::DagPb) => v1_block(DAG_PB, data)?,
+        (_, Codec::DagCbor) => v1_block(DAG_CBOR, data)?,
     };
     let store = cx.store()?;
     let cid = *block.cid();

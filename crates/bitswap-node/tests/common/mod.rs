@@ -23,6 +23,7 @@ use std::{
 use serde_json::Value;
 
 pub mod dags;
+pub mod meta;
 
 /// Bound of every wait on a process, unless a suite sets its own.
 pub const TIME_LIMIT: Duration = Duration::from_secs(60);
@@ -160,6 +161,38 @@ pub fn fetch(data_dir: &Path, cid: &str, server: &Server, out: &Path) -> Value {
         data_dir,
         &["get", cid, "--peer", &server.address(), "-o", s(out)],
     )
+}
+
+/// Puts a small dag-cbor DAG into the store of `data_dir` with `block put` (its files written
+/// in `dir`): a root `{"leaf": CID-first, "next": CID-inner}`, where `inner` is
+/// `[CID-second, {"again": CID-first}]` and `first` and `second` are raw blocks. Its CIDs:
+/// root, inner, first, second.
+pub fn put_dag_cbor(data_dir: &Path, dir: &Path) -> [String; 4] {
+    let put = |name: &str, data: &[u8], codec: &str| {
+        let file = dir.join(name);
+        fs::write(&file, data).unwrap();
+        let put = json(data_dir, &["block", "put", "--codec", codec, s(&file)]);
+        put["cid"].as_str().unwrap().to_owned()
+    };
+    // Tag 42 over the CID's bytes after a 0.
+    let link = |out: &mut Vec<u8>, cid: &str| {
+        let bytes = cid.parse::<cid::Cid>().unwrap().to_bytes();
+        out.extend([0xd8, 0x2a, 0x58, u8::try_from(bytes.len() + 1).unwrap(), 0]);
+        out.extend(bytes);
+    };
+    let first = put("first", b"first raw block", "raw");
+    let second = put("second", b"second raw block", "raw");
+    let mut inner = vec![0x82];
+    link(&mut inner, &second);
+    inner.extend(b"\xa1\x65again");
+    link(&mut inner, &first);
+    let inner = put("inner", &inner, "dag-cbor");
+    let mut root = b"\xa2\x64leaf".to_vec();
+    link(&mut root, &first);
+    root.extend(b"\x64next");
+    link(&mut root, &inner);
+    let root = put("root", &root, "dag-cbor");
+    [root, inner, first, second]
 }
 
 /// The names in `dir`, sorted.

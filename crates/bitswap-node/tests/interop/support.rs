@@ -24,7 +24,7 @@ use libp2p::{Multiaddr, PeerId, Swarm, noise, swarm::SwarmEvent, tcp};
 use multihash_codetable::{Code, MultihashDigest};
 use serde_json::Value;
 
-use crate::common::{command, json_for, lines, run_for, s, skipped, write_pseudo_random};
+use crate::common::{Killed, command, json_for, lines, run_for, s, skipped, write_pseudo_random};
 
 /// Bound of one answer from a driver, and of one run of our binary.
 pub const TIME_LIMIT: Duration = Duration::from_secs(120);
@@ -358,4 +358,24 @@ pub fn runtime() -> tokio::runtime::Runtime {
 /// A raw CIDv1 of `data`.
 pub fn raw_cid(data: &[u8]) -> Cid {
     Cid::new_v1(0x55, Code::Sha2_256.digest(data))
+}
+
+/// Runs `node SCRIPT ARGS...` (a script of [`helia_dir`]), bounded by [`TIME_LIMIT`]; it must
+/// succeed and print one JSON object, which is returned.
+pub fn node_json(node: &str, script: &str, args: &[&str]) -> Value {
+    let child = Command::new(node)
+        .arg(helia_dir().join(script))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|error| panic!("cannot run {node}: {error}"));
+    let output = Killed(child).output(script, TIME_LIMIT);
+    assert!(
+        output.status.success(),
+        "{script} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("one JSON object")
 }

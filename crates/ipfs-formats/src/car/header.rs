@@ -3,15 +3,8 @@
 
 use cid::Cid;
 
-/// CBOR major types used here.
-const UINT: u8 = 0;
-const BYTES: u8 = 2;
-const TEXT: u8 = 3;
-const ARRAY: u8 = 4;
-const MAP: u8 = 5;
-const TAG: u8 = 6;
-/// The dag-cbor tag of a CID.
-const CID_TAG: u64 = 42;
+use crate::dag_cbor::{self, ARRAY, BYTES, CID_TAG, MAP, TAG, TEXT, UINT};
+
 /// Most roots read from a header (a header is at most 1 MiB anyway).
 const MAX_ROOTS: u64 = 1 << 14;
 
@@ -71,31 +64,12 @@ struct Reader<'a>(&'a [u8]);
 
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], HeaderError> {
-        if self.0.len() < n {
-            return Err(error("truncated"));
-        }
-        let (taken, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Ok(taken)
+        dag_cbor::take(&mut self.0, n).map_err(|e| error(e.to_string()))
     }
 
     /// A head: major type and argument (indefinite lengths are refused).
     fn head(&mut self) -> Result<(u8, u64), HeaderError> {
-        let first = self.take(1)?[0];
-        let (major, info) = (first >> 5, first & 0x1f);
-        let value = match info {
-            0..24 => u64::from(info),
-            24 => u64::from(self.take(1)?[0]),
-            25 => u64::from(u16::from_be_bytes(
-                self.take(2)?.try_into().expect("2 bytes"),
-            )),
-            26 => u64::from(u32::from_be_bytes(
-                self.take(4)?.try_into().expect("4 bytes"),
-            )),
-            27 => u64::from_be_bytes(self.take(8)?.try_into().expect("8 bytes")),
-            _ => return Err(error("indefinite or reserved CBOR length")),
-        };
-        Ok((major, value))
+        dag_cbor::take_head(&mut self.0).map_err(|e| error(e.to_string()))
     }
 
     fn expect(&mut self, major: u8, what: &str) -> Result<u64, HeaderError> {

@@ -31,8 +31,12 @@ use std::{
 use cid::Cid;
 use ipfs_blockstore::Block;
 
-use super::export::{
-    EntryKind, ExportError, Exported, MAX_DEPTH, Node, decode_node, file_size, invalid, set_mode,
+use super::{
+    export::{
+        EntryKind, ExportError, Exported, MAX_DEPTH, Node, block_metadata, decode_node, file_size,
+        invalid,
+    },
+    metadata::{DEFAULT_FILE_MODE, Metadata},
 };
 
 /// Bytes written between two background syncs of the file.
@@ -88,6 +92,8 @@ pub struct FileAssembler {
     syncing: Option<JoinHandle<io::Result<()>>>,
     /// Whether [`sync`](Self::sync) made the file durable.
     synced: bool,
+    /// The root's UnixFS 1.5 mode and mtime, set on the file before it is renamed.
+    metadata: Metadata,
 }
 
 impl FileAssembler {
@@ -98,6 +104,7 @@ impl FileAssembler {
         if !matches!(decode_node(root.clone()), Ok(Node::File { .. })) {
             return Ok(None);
         }
+        let metadata = block_metadata(root)?;
         if fs::symlink_metadata(target).is_ok() {
             return Err(ExportError::Exists(target.to_path_buf()));
         }
@@ -134,6 +141,7 @@ impl FileAssembler {
             unsynced: 0,
             syncing: None,
             synced: false,
+            metadata,
         };
         assembler.add(root)?;
         Ok(Some(assembler))
@@ -318,7 +326,9 @@ impl FileAssembler {
             path: self.target.clone(),
             source,
         };
-        set_mode(self.file.path(), 0o644).map_err(io)?;
+        self.metadata
+            .apply(self.file.path(), DEFAULT_FILE_MODE)
+            .map_err(io)?;
         self.file
             .persist_noclobber(&self.target)
             .map_err(|error| io(error.error))?;

@@ -21,7 +21,10 @@ use ipfs_blockstore::{
     multicodec::{DAG_PB, RAW},
 };
 
-use super::pb::{DagPbNode, DataType, DecodeError, Link, UnixfsData};
+use super::{
+    metadata::{DEFAULT_DIRECTORY_MODE, DEFAULT_FILE_MODE, Metadata},
+    pb::{DagPbNode, DataType, DecodeError, Link, UnixfsData},
+};
 
 /// The deepest DAG walked (kubo's files of many terabytes are 5 levels deep).
 pub const MAX_DEPTH: usize = 64;
@@ -126,6 +129,32 @@ async fn load<S: Blockstore>(store: &S, cid: &Cid) -> Result<Node, ExportError> 
         .map_err(|error| ExportError::Store(Box::new(error)))?
         .ok_or(ExportError::Missing(*cid))?;
     decode_node(block)
+}
+
+/// Reads and decodes one node, with its UnixFS 1.5 metadata.
+async fn load_with_metadata<S: Blockstore>(
+    store: &S,
+    cid: &Cid,
+) -> Result<(Node, Metadata), ExportError> {
+    let block = store
+        .get(cid)
+        .await
+        .map_err(|error| ExportError::Store(Box::new(error)))?
+        .ok_or(ExportError::Missing(*cid))?;
+    let metadata = block_metadata(&block)?;
+    Ok((decode_node(block)?, metadata))
+}
+
+/// The UnixFS 1.5 metadata of a block: none for a raw block.
+pub(super) fn block_metadata(block: &Block) -> Result<Metadata, ExportError> {
+    let cid = block.cid();
+    if cid.codec() != DAG_PB {
+        return Ok(Metadata::default());
+    }
+    let decode = |source| ExportError::Decode { cid: *cid, source };
+    let node = DagPbNode::decode_bytes(block.data()).map_err(decode)?;
+    let data = node.data.ok_or(DecodeError::NoData).map_err(decode)?;
+    Metadata::decode(&data).map_err(|error| decode(DecodeError::Metadata(Box::new(error))))
 }
 
 /// Decodes one node, checking its UnixFS sizes.
@@ -314,7 +343,8 @@ pub async fn export<S: Blockstore>(
         builder.prefix(".bitswap-node-");
         builder
     };
-    match load(store, root).await? {
+    let (node, metadata) = load_with_metadata(store, root).await?;
+    match node {
         node @ Node::File { .. } => {
             let mut file = temp().tempfile_in(parent).map_err(io(parent))?;
             let mut out = BufWriter::new(file.as_file_mut());
@@ -322,7 +352,9 @@ pub async fn export<S: Blockstore>(
             out.flush().map_err(io(target))?;
             drop(out);
             file.as_file().sync_all().map_err(io(target))?;
-            set_mode(file.path(), 0o644).map_err(io(target))?;
+            metadata
+                .apply(file.path(), DEFAULT_FILE_MODE)
+                .map_err(io(target))?;
             file.persist_noclobber(target)
                 .map_err(|error| io(target)(error.error))?;
             Ok(Exported {
@@ -342,10 +374,14 @@ pub async fn export<S: Blockstore>(
         Node::Directory(links) => {
             let dir = temp().tempdir_in(parent).map_err(io(parent))?;
             let (bytes, blocks) = write_dir(store, root, links, dir.path()).await?;
-            set_mode(dir.path(), 0o755).map_err(io(target))?;
             if fs::symlink_metadata(target).is_ok() {
                 return Err(ExportError::Exists(target.to_path_buf()));
             }
+            // Once the target is known to be free: a read-only mode would keep the temporary
+            // directory from being removed.
+            metadata
+                .apply(dir.path(), DEFAULT_DIRECTORY_MODE)
+                .map_err(io(target))?;
             let kept = dir.keep();
             if let Err(source) = fs::rename(&kept, target) {
                 let _ = fs::remove_dir_all(&kept);
@@ -361,6 +397,11 @@ pub async fn export<S: Blockstore>(
 }
 
 /// Writes the entries of a directory (already created at `path`) and everything below.
+///
+/// Entries with UnixFS 1.5 metadata get their mode and mtime; a directory's once everything
+/// below it is written (writing an entry changes its directory's mtime, and a mode may forbid
+/// writing). Symlinks keep the time of their writing: their permission bits mean nothing on
+/// Linux, and the standard library cannot set a symlink's own time.
 async fn write_dir<S: Blockstore>(
     store: &S,
     cid: &Cid,
@@ -368,6 +409,8 @@ async fn write_dir<S: Blockstore>(
     path: &Path,
 ) -> Result<(u64, u64), ExportError> {
     let (mut bytes, mut blocks) = (0u64, 0u64);
+    // Directories with metadata, parents before children: applied in reverse.
+    let mut dirs: Vec<(PathBuf, Metadata)> = Vec::new();
     // Entries still to write: (CID, path, depth).
     let mut stack: Vec<(Cid, PathBuf, usize)> = Vec::new();
     push_entries(&mut stack, cid, links, path, 1)?;
@@ -379,13 +422,17 @@ async fn write_dir<S: Blockstore>(
             path: path.clone(),
             source,
         };
-        match load(store, &cid).await? {
+        let (node, metadata) = load_with_metadata(store, &cid).await?;
+        match node {
             node @ Node::File { .. } => {
                 let file = fs::File::create_new(&path).map_err(io)?;
                 let mut out = BufWriter::new(file);
                 let (b, n) = write_file_from(store, &cid, node, &mut out, &path).await?;
                 let file = out.into_inner().map_err(|error| io(error.into_error()))?;
                 file.sync_all().map_err(io)?;
+                if !metadata.is_empty() {
+                    metadata.apply(&path, DEFAULT_FILE_MODE).map_err(io)?;
+                }
                 bytes = bytes.saturating_add(b);
                 blocks += n;
             }
@@ -393,12 +440,20 @@ async fn write_dir<S: Blockstore>(
                 fs::create_dir(&path).map_err(io)?;
                 blocks += 1;
                 push_entries(&mut stack, &cid, links, &path, depth + 1)?;
+                if !metadata.is_empty() {
+                    dirs.push((path, metadata));
+                }
             }
             Node::Symlink(target) => {
                 write_symlink(&cid, &target, &path)?;
                 blocks += 1;
             }
         }
+    }
+    for (path, metadata) in dirs.into_iter().rev() {
+        metadata
+            .apply(&path, DEFAULT_DIRECTORY_MODE)
+            .map_err(|source| ExportError::Io { path, source })?;
     }
     Ok((bytes, blocks))
 }

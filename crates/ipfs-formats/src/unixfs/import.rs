@@ -17,6 +17,7 @@ use prost::Message as _;
 use super::{
     chunker::Chunker,
     layout::{Child, FileBuilder, Layout},
+    metadata::{DEFAULT_DIRECTORY_MODE, Metadata},
     pb::{DagPbNode, Link, UnixfsData},
 };
 
@@ -34,6 +35,21 @@ pub struct ImportOptions {
     /// Whether directory entries whose name starts with `.` are added (kubo's `--hidden`).
     /// Default: false, as `ipfs add -r`.
     pub hidden: bool,
+    /// Whether files and directories keep their permission bits (UnixFS 1.5 `mode`; kubo's
+    /// `--preserve-mode`). Default: false, which gives kubo's default CIDs. Symlinks keep
+    /// neither field: their permission bits mean nothing on Linux, and the exporter cannot set
+    /// a symlink's own time.
+    pub preserve_mode: bool,
+    /// Whether files and directories keep their modification time (UnixFS 1.5 `mtime`;
+    /// kubo's `--preserve-mtime`). Default: false.
+    pub preserve_mtime: bool,
+}
+
+impl ImportOptions {
+    /// The metadata to store for an entry of `metadata`: what the options ask to preserve.
+    fn metadata(&self, metadata: &fs::Metadata) -> Metadata {
+        Metadata::from_fs(metadata, self.preserve_mode, self.preserve_mtime)
+    }
 }
 
 /// The result of an import.
@@ -95,7 +111,8 @@ pub async fn import_path<S: Blockstore>(
         import_dir(&mut sink, path.to_path_buf(), options).await?
     } else if metadata.is_file() {
         let file = fs::File::open(path).map_err(|source| io_error(path, source))?;
-        import_file(&mut sink, file, path, &options.layout).await?
+        let builder = FileBuilder::new(options.layout).with_metadata(options.metadata(&metadata));
+        import_file(&mut sink, file, path, builder).await?
     } else {
         return Err(ImportError::Unsupported(path.to_path_buf()));
     };
@@ -109,19 +126,19 @@ pub async fn import_reader<S: Blockstore>(
     layout: &Layout,
 ) -> Result<Imported, ImportError> {
     let mut sink = Sink::new(store);
-    let root = import_file(&mut sink, reader, Path::new("<input>"), layout).await?;
+    let builder = FileBuilder::new(*layout);
+    let root = import_file(&mut sink, reader, Path::new("<input>"), builder).await?;
     sink.finish(root.cid).await
 }
 
-/// Streams one file into the sink.
+/// Streams one file into the sink, through `builder`.
 async fn import_file<S: Blockstore>(
     sink: &mut Sink<'_, S>,
     reader: impl Read,
     path: &Path,
-    layout: &Layout,
+    mut builder: FileBuilder,
 ) -> Result<Child, ImportError> {
-    let mut chunker = Chunker::new(reader, layout.chunk_size());
-    let mut builder = FileBuilder::new(*layout);
+    let mut chunker = Chunker::new(reader, builder.layout().chunk_size());
     let mut blocks = Vec::new();
     while let Some(chunk) = chunker
         .next_chunk()
@@ -143,6 +160,7 @@ fn import_dir<'a, S: Blockstore>(
     options: &'a ImportOptions,
 ) -> Pin<Box<dyn Future<Output = Result<Child, ImportError>> + Send + 'a>> {
     Box::pin(async move {
+        let own = fs::metadata(&path).map_err(|source| io_error(&path, source))?;
         let mut entries = Vec::new();
         for entry in fs::read_dir(&path).map_err(|source| io_error(&path, source))? {
             let entry = entry.map_err(|source| io_error(&path, source))?;
@@ -169,7 +187,9 @@ fn import_dir<'a, S: Blockstore>(
             } else if file_type.is_file() {
                 let file =
                     fs::File::open(&child_path).map_err(|source| io_error(&child_path, source))?;
-                import_file(sink, file, &child_path, &options.layout).await?
+                let builder =
+                    FileBuilder::new(options.layout).with_metadata(options.metadata(&metadata));
+                import_file(sink, file, &child_path, builder).await?
             } else if file_type.is_symlink() {
                 import_symlink(sink, &child_path, &options.layout).await?
             } else {
@@ -186,9 +206,13 @@ fn import_dir<'a, S: Blockstore>(
             });
         }
         let below: u64 = links.iter().map(|link| link.tsize).sum();
+        let mut data = UnixfsData::directory().encode_to_vec();
+        options
+            .metadata(&own)
+            .append_to(&mut data, DEFAULT_DIRECTORY_MODE);
         let node = DagPbNode {
             links,
-            data: Some(UnixfsData::directory().encode_to_vec().into()),
+            data: Some(data.into()),
         };
         let block = options.layout.dag_pb_block(&node)?;
         let child = Child {

@@ -9,7 +9,10 @@ use ipfs_blockstore::{
 };
 use prost::Message as _;
 
-use super::pb::{DagPbNode, Link, UnixfsData};
+use super::{
+    metadata::{DEFAULT_FILE_MODE, Metadata},
+    pb::{DagPbNode, Link, UnixfsData},
+};
 
 /// kubo's default chunk size: 256 KiB.
 pub const DEFAULT_CHUNK_SIZE_BYTES: usize = 256 * 1024;
@@ -248,12 +251,21 @@ pub struct Child {
 /// one comes; then the root is the smallest full-left tree of `max_links`-ary nodes over the
 /// leaves, in which a node at depth `d` above the leaves holds up to `max_links` subtrees of
 /// depth `d - 1` (the last one possibly partial, never shortened).
+///
+/// With [metadata](FileBuilder::with_metadata), every file node carries it (as Helia's
+/// importer writes it, whose CIDs these are then), and a file of one chunk is not its leaf but
+/// a file node of the chunk's bytes and the metadata: a raw leaf has no place for metadata.
 #[derive(Debug)]
 pub struct FileBuilder {
     layout: Layout,
     /// `levels[d]`: the children of the open node `d + 1` levels above the leaves.
     levels: Vec<Vec<Child>>,
     leaves: u64,
+    /// Written on every file node; empty for kubo's default nodes.
+    metadata: Metadata,
+    /// With metadata, the first leaf and its chunk, held back until a second leaf comes: a
+    /// lone leaf is replaced by a node that holds the metadata.
+    first: Option<(Block, Bytes)>,
 }
 
 impl FileBuilder {
@@ -263,13 +275,27 @@ impl FileBuilder {
             layout,
             levels: vec![Vec::new()],
             leaves: 0,
+            metadata: Metadata::default(),
+            first: None,
         }
+    }
+
+    /// The layout the file is built with.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// Writes `metadata` on the file's nodes (nothing changes for empty metadata).
+    pub fn with_metadata(mut self, metadata: Metadata) -> Self {
+        self.metadata = metadata;
+        self
     }
 
     /// Adds the next chunk (not empty, at most the chunk size) and appends the blocks it
     /// completes to `out`: its leaf, and each node it fills.
     pub fn push(&mut self, chunk: Bytes, out: &mut Vec<Block>) -> Result<(), BlockError> {
         debug_assert!(!chunk.is_empty() && chunk.len() <= self.layout.chunk_size);
+        let held = (self.leaves == 0 && !self.metadata.is_empty()).then(|| chunk.clone());
         let (leaf, filesize) = self.layout.leaf(chunk)?;
         self.leaves += 1;
         self.levels[0].push(Child {
@@ -277,7 +303,13 @@ impl FileBuilder {
             tsize: leaf.data().len() as u64,
             filesize,
         });
-        out.push(leaf);
+        if let Some((first, _)) = self.first.take() {
+            out.push(first);
+        }
+        match held {
+            Some(chunk) => self.first = Some((leaf, chunk)),
+            None => out.push(leaf),
+        }
         // A full node is final: it is either the root or a child of a node above it.
         let mut level = 0;
         while self.levels[level].len() == self.layout.max_links {
@@ -295,6 +327,14 @@ impl FileBuilder {
     /// Closes the open nodes and returns the root, appending the blocks built to `out`. An
     /// empty file is one empty leaf.
     pub fn finish(mut self, out: &mut Vec<Block>) -> Result<Child, BlockError> {
+        if self.leaves <= 1 && !self.metadata.is_empty() {
+            let chunk = self
+                .first
+                .take()
+                .map(|(_, chunk)| chunk)
+                .unwrap_or_default();
+            return self.lone_node(chunk, out);
+        }
         if self.leaves == 0 {
             let (leaf, filesize) = self.layout.leaf(Bytes::new())?;
             let root = Child {
@@ -327,6 +367,8 @@ impl FileBuilder {
         let data = UnixfsData::file(Bytes::new(), blocksizes);
         let filesize = data.filesize.unwrap_or(0);
         let below: u64 = children.iter().map(|c| c.tsize).sum();
+        let mut data = data.encode_to_vec();
+        self.metadata.append_to(&mut data, DEFAULT_FILE_MODE);
         let node = DagPbNode {
             links: children
                 .iter()
@@ -336,12 +378,31 @@ impl FileBuilder {
                     tsize: c.tsize,
                 })
                 .collect(),
-            data: Some(data.encode_to_vec().into()),
+            data: Some(data.into()),
         };
         let block = self.layout.dag_pb_block(&node)?;
         let child = Child {
             cid: *block.cid(),
             tsize: block.data().len() as u64 + below,
+            filesize,
+        };
+        out.push(block);
+        Ok(child)
+    }
+
+    /// The file node of a file of one chunk (or none) with metadata: the chunk's bytes in the
+    /// node itself.
+    fn lone_node(&self, chunk: Bytes, out: &mut Vec<Block>) -> Result<Child, BlockError> {
+        let filesize = chunk.len() as u64;
+        let mut data = UnixfsData::file(chunk, Vec::new()).encode_to_vec();
+        self.metadata.append_to(&mut data, DEFAULT_FILE_MODE);
+        let block = self.layout.dag_pb_block(&DagPbNode {
+            links: Vec::new(),
+            data: Some(data.into()),
+        })?;
+        let child = Child {
+            cid: *block.cid(),
+            tsize: block.data().len() as u64,
             filesize,
         };
         out.push(block);
@@ -366,7 +427,11 @@ mod tests {
     use super::*;
 
     fn build(layout: Layout, bytes: &[u8]) -> (Child, Vec<Block>) {
-        let mut builder = FileBuilder::new(layout);
+        build_with(layout, Metadata::default(), bytes)
+    }
+
+    fn build_with(layout: Layout, metadata: Metadata, bytes: &[u8]) -> (Child, Vec<Block>) {
+        let mut builder = FileBuilder::new(layout).with_metadata(metadata);
         let mut out = Vec::new();
         for chunk in bytes.chunks(layout.chunk_size()) {
             builder
@@ -481,6 +546,74 @@ mod tests {
         let (root, blocks) = build(layout, b"abcd");
         assert_eq!(blocks.len(), 7);
         assert_eq!(*blocks.last().unwrap().cid(), root.cid);
+    }
+
+    #[test]
+    fn metadata_goes_on_every_file_node_and_never_on_a_leaf() {
+        use super::super::metadata::Mtime;
+
+        let metadata = Metadata {
+            mode: Some(0o700),
+            mtime: Some(Mtime {
+                seconds: 1_600_000_000,
+                nanos: 1,
+            }),
+        };
+        let unixfs = |block: &Block| {
+            let data = DagPbNode::decode(block.data()).unwrap().data.unwrap();
+            (
+                UnixfsData::decode_from(&data).unwrap(),
+                Metadata::decode(&data).unwrap(),
+            )
+        };
+        for raw_leaves in [true, false] {
+            let layout = Layout::default()
+                .with_raw_leaves(raw_leaves)
+                .with_chunk_size(4)
+                .unwrap()
+                .with_max_links(2)
+                .unwrap();
+            // One chunk, or none: one file node holding the bytes and the metadata, and no
+            // leaf of its own.
+            for bytes in [&b"abc"[..], b""] {
+                let (root, blocks) = build_with(layout, metadata, bytes);
+                assert_eq!(blocks.len(), 1);
+                assert_eq!((*blocks[0].cid(), root.cid.codec()), (root.cid, DAG_PB));
+                assert_eq!(root.filesize, bytes.len() as u64);
+                let (data, found) = unixfs(&blocks[0]);
+                assert_eq!(data.data.unwrap_or_default(), bytes);
+                assert_eq!(found, metadata);
+            }
+            // Five chunks under two links: three levels of nodes, each with the metadata; the
+            // leaves are those of a file without metadata.
+            let bytes = b"0123456789abcdefghij";
+            let (root, blocks) = build_with(layout, metadata, bytes);
+            let (plain_root, plain) = build(layout, bytes);
+            assert_ne!(root.cid, plain_root.cid);
+            assert_eq!((root.filesize, root.tsize), (20, total(&blocks)));
+            let (leaves, nodes): (Vec<_>, Vec<_>) = blocks
+                .iter()
+                .partition(|block| block.cid().codec() == RAW || links(block).is_empty());
+            assert_eq!((nodes.len(), leaves.len()), (6, 5));
+            for node in nodes {
+                assert_eq!(unixfs(node).1, metadata);
+            }
+            for leaf in leaves {
+                assert!(plain.contains(leaf));
+            }
+        }
+        // Empty metadata changes nothing.
+        let layout = Layout::v1_raw_leaves().with_chunk_size(4).unwrap();
+        for bytes in [&b""[..], b"abc", b"0123456789"] {
+            assert_eq!(
+                build_with(layout, Metadata::default(), bytes),
+                build(layout, bytes)
+            );
+        }
+    }
+
+    fn total(blocks: &[Block]) -> u64 {
+        blocks.iter().map(|b| b.data().len() as u64).sum()
     }
 
     #[test]

@@ -10,13 +10,15 @@
 //!   [`Blockstore`](ipfs_blockstore::Blockstore) in batches; [`export`] and [`write_file`] walk a DAG
 //!   back out of one, checking every block and size; [`FileAssembler`] writes a file from its
 //!   blocks as they arrive, in any order, with the same checks.
-//! - [`DagPbNode`] and [`UnixfsData`] are the two protobuf layers of a node.
+//! - [`DagPbNode`] and [`UnixfsData`] are the two protobuf layers of a node; [`Metadata`] is a
+//!   node's UnixFS 1.5 mode and mtime, stored on import when asked for and restored on export.
 
 mod assemble;
 mod chunker;
 mod export;
 mod import;
 mod layout;
+mod metadata;
 mod pb;
 
 pub use assemble::{BYTES_PER_PLACE, FileAssembler, MIN_PLACES};
@@ -28,5 +30,8 @@ pub use import::{
 pub use layout::{
     Child, CidVersion, DEFAULT_CHUNK_SIZE_BYTES, DEFAULT_MAX_LINKS, FileBuilder, HashFunction,
     Layout, LayoutError, MAX_CHUNK_SIZE_BYTES, MAX_LINKS, v1_block, v1_block_with,
+};
+pub use metadata::{
+    DEFAULT_DIRECTORY_MODE, DEFAULT_FILE_MODE, MODE_BITS, Metadata, MetadataError, Mtime,
 };
 pub use pb::{DagPbNode, DataType, DecodeError, Link, UnixfsData};

@@ -47,8 +47,8 @@ pub enum DataType {
 
 /// The UnixFS `Data` message carried in a dag-pb node's `Data`.
 ///
-/// `mode` and `mtime` (fields 7 and 8) are not kept: kubo's importer does not write them by
-/// default, and decoding skips them.
+/// `mode` and `mtime` (fields 7 and 8, UnixFS 1.5) are not kept here: decoding skips them, and
+/// [`Metadata`](super::Metadata) reads and writes them from and to the same bytes.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct UnixfsData {
     /// The node's kind, a [`DataType`].
@@ -291,6 +291,10 @@ pub enum DecodeError {
     /// A dag-pb field of a wire type protobuf does not define (or a deprecated group).
     #[error("malformed dag-pb node: wire type {0}")]
     WireType(u64),
+    /// The UnixFS 1.5 mode or mtime is malformed (boxed: every error of an export carries a
+    /// `DecodeError`, and this one is rare).
+    #[error(transparent)]
+    Metadata(Box<super::MetadataError>),
 }
 
 #[cfg(test)]

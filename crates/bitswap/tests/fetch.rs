@@ -411,7 +411,7 @@ async fn providers_reported_after_a_search_are_dialled_and_asked() {
     timeout(TIMEOUT, async {
         loop {
             match client.select_next_some().await {
-                SwarmEvent::Behaviour(Event::FindProviders { cid }) => {
+                SwarmEvent::Behaviour(Event::FindProviders { cid, .. }) => {
                     searched.insert(cid);
                     client.behaviour_mut().add_providers(&cid, [server.peer]);
                 }

@@ -110,7 +110,7 @@ pub(crate) async fn run(cx: &Context, args: ServeArgs) -> anyhow::Result<()> {
         let query = swarm
             .behaviour_mut()
             .kad
-            .start_providing(swarm::provider_key(cid))
+            .start_providing(bitswap::provider_key(cid))
             .with_context(|| format!("provide {cid} on the DHT"))?;
         providing.insert(query);
     }

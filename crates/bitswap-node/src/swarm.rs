@@ -12,7 +12,6 @@ use std::{
 use anyhow::{Context as _, anyhow};
 use bitswap_node::store::NodeStore;
 use bitswap_node::transport::StopTolerant;
-use cid::Cid;
 use libp2p::{
     Multiaddr, PeerId, Swarm, SwarmBuilder, Transport as _, connection_limits, identify,
     identity::Keypair,

@@ -259,7 +259,7 @@ impl<S: Blockstore + 'static> Behaviour<S> {
         Handle::new(self.command_sender.clone(), &self.store)
     }
 
-    /// Fetches one block from peers; see [`Behaviour::get_many`].
+    /// Fetches one block, from the store if it holds it; see [`Behaviour::get_many`].
     pub fn get(&mut self, cid: Cid) -> Result<QueryId, QueryError> {
         self.get_many(vec![cid], None)
     }

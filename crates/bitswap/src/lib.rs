@@ -96,13 +96,15 @@
 //!
 //! The behaviour keeps a connection open by itself while a Bitswap stream is open or a
 //! message is queued, while one of its queries wants a block from the peer, and while its
-//! server still owes the peer blocks it asked for. Between those, the swarm's idle connection
-//! timeout applies, and libp2p's default is zero: a connection with nothing in flight closes
-//! at once, so a peer dialled before a `get` may be gone when the `get` comes. Set the swarm's
-//! `with_idle_connection_timeout` (the node of this workspace uses 60 s; kubo keeps idle
-//! connections much longer), or keep every Bitswap peer's connection with
-//! [`network::Config::with_keep_alive`]. Nothing else is needed: ping and identify keep no
-//! connection alive.
+//! server still owes the peer blocks it asked for: a fetch or a transfer in progress needs no
+//! setting. Between those, the swarm's idle connection timeout applies (libp2p's default:
+//! 10 s after the last stream closed), so a peer dialled well before a `get`, or a peer that
+//! fetches now and then, may be gone when wanted again, and is dialled again only if its
+//! address is known. To keep peers longer, raise the swarm's `with_idle_connection_timeout`
+//! (the node of this workspace uses 60 s; kubo keeps idle connections far longer), or keep
+//! every Bitswap peer's connection open while idle with
+//! [`network::Config::with_keep_alive`]. ping and identify do not keep connections open; kad
+//! does while its own queries run.
 //!
 //! # Shutting down
 //!

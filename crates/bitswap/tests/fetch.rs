@@ -28,6 +28,13 @@ fn node(config: Config) -> Node {
     new_swarm(Behaviour::new(MemoryBlockstore::new(), config))
 }
 
+/// A node whose store holds `blocks` already.
+async fn node_holding(blocks: &[Block], config: Config) -> Node {
+    let store = MemoryBlockstore::new();
+    store.put_many(blocks.to_vec()).await.expect("store");
+    new_swarm(Behaviour::new(store, config))
+}
+
 /// `count` distinct CIDv1 raw blocks of `len` bytes.
 fn raw_blocks(count: u32, len: usize, seed: u32) -> Vec<Block> {
     (0..count)
@@ -56,9 +63,7 @@ impl Drop for Server {
 }
 
 async fn server(blocks: &[Block], config: Config) -> Server {
-    let store = MemoryBlockstore::new();
-    store.put_many(blocks.to_vec()).await.expect("store");
-    let mut swarm = new_swarm(Behaviour::new(store, config));
+    let mut swarm = node_holding(blocks, config).await;
     let address = listen(&mut swarm).await;
     let peer = *swarm.local_peer_id();
     let task = tokio::spawn(async move {
@@ -128,6 +133,19 @@ async fn finish(client: &mut Node, query: QueryId) -> Outcome {
     outcome
 }
 
+/// Fetches `blocks` in one query and checks that each came once, with its progress.
+async fn fetch_all(client: &mut Node, blocks: &[Block]) -> Outcome {
+    let query = client
+        .behaviour_mut()
+        .get_many(cids(blocks), None)
+        .expect("query accepted");
+    let outcome = finish(client, query).await;
+    assert!(outcome.finished);
+    assert_eq!(outcome.progress, blocks.len());
+    assert_same_blocks(outcome.blocks.clone(), blocks.to_vec());
+    outcome
+}
+
 fn assert_same_blocks(mut got: Vec<Block>, mut expected: Vec<Block>) {
     got.sort_by_key(|b| *b.cid());
     expected.sort_by_key(|b| *b.cid());
@@ -141,15 +159,7 @@ async fn a_node_fetches_from_another_and_stores_what_it_gets() {
     let server = server(&blocks, Config::default()).await;
     let mut client = node(Config::default());
     connect(&mut client, &[&server]).await;
-
-    let query = client
-        .behaviour_mut()
-        .get_many(cids(&blocks), None)
-        .expect("query accepted");
-    let outcome = finish(&mut client, query).await;
-    assert!(outcome.finished);
-    assert_eq!(outcome.progress, blocks.len());
-    assert_same_blocks(outcome.blocks, blocks.clone());
+    fetch_all(&mut client, &blocks).await;
     // Every block reported is in the store already.
     for block in &blocks {
         let stored = client.behaviour().store().get(block.cid()).await;
@@ -431,27 +441,13 @@ async fn providers_reported_after_a_search_are_dialled_and_asked() {
     assert_same_blocks(got, blocks);
 }
 
-/// A client whose store holds `blocks` already.
-async fn node_holding(blocks: &[Block], config: Config) -> Node {
-    let store = MemoryBlockstore::new();
-    store.put_many(blocks.to_vec()).await.expect("store");
-    new_swarm(Behaviour::new(store, config))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blocks_in_the_local_store_are_not_asked_of_peers() {
     let blocks = raw_blocks(6, 20_000, 9);
     let server = server(&blocks, Config::default()).await;
     let mut client = node_holding(&blocks[..4], Config::default()).await;
     connect(&mut client, &[&server]).await;
-
-    let query = client
-        .behaviour_mut()
-        .get_many(cids(&blocks), None)
-        .expect("query accepted");
-    let outcome = finish(&mut client, query).await;
-    assert_eq!(outcome.progress, blocks.len());
-    assert_same_blocks(outcome.blocks, blocks.clone());
+    fetch_all(&mut client, &blocks).await;
     // Only the two blocks the store lacked came from the server.
     let stats = client.behaviour().client().stats();
     assert_eq!(stats.blocks_received, 2, "{stats:?}");

@@ -205,7 +205,7 @@ impl Walk<'_> {
             .swarm
             .behaviour_mut()
             .kad
-            .get_providers(swarm::provider_key(&cid));
+            .get_providers(bitswap::provider_key(&cid));
         queries.insert(query, cid);
     }
 
@@ -443,7 +443,7 @@ pub(crate) async fn fetch_dag(
                 }
                 Event::QueryFailed { error, .. } => bail!("fetch failed: {error}"),
                 Event::StoreFailed { error, .. } => bail!("block store: {error}"),
-                Event::FindProviders { cid } => {
+                Event::FindProviders { cid, .. } => {
                     let peers: Vec<PeerId> = walk.fetched.peers.iter().copied().collect();
                     walk.swarm
                         .behaviour_mut()

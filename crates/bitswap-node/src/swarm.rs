@@ -12,7 +12,6 @@ use std::{
 use anyhow::{Context as _, anyhow};
 use bitswap_node::store::NodeStore;
 use bitswap_node::transport::StopTolerant;
-use cid::Cid;
 use libp2p::{
     Multiaddr, PeerId, Swarm, SwarmBuilder, Transport as _, connection_limits, identify,
     identity::Keypair,
@@ -101,7 +100,10 @@ pub(crate) fn build(
     if !versions.is_empty() {
         network = network.with_versions(versions.iter().copied());
     }
-    let mut bitswap_config = bitswap::Config::default().with_network(network);
+    // `get` walks a DAG and asks Bitswap only for the blocks its store lacks.
+    let mut bitswap_config = bitswap::Config::default()
+        .with_network(network)
+        .with_local_first(false);
     if matches!(store, NodeStore::S3(_)) {
         // A batch in flight waits for its blocks' reads: against a store a round trip away,
         // more batches keep the links busy (the outstanding bytes still bound the memory).
@@ -316,12 +318,6 @@ pub(crate) fn bootstrap(swarm: &mut Swarm<Node>, peers: &[Multiaddr]) -> anyhow:
         .bootstrap()
         .map_err(|_| anyhow!("kad knows no bootstrap peer"))?;
     Ok(())
-}
-
-/// The DHT key under which `cid` is provided: its multihash, as kubo does (so a CIDv0 and
-/// a CIDv1 of the same bytes share providers).
-pub(crate) fn provider_key(cid: &Cid) -> kad::RecordKey {
-    kad::RecordKey::new(&cid.hash().to_bytes())
 }
 
 /// The peer id at the end of a multiaddr, if any.

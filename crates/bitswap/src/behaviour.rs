@@ -11,6 +11,7 @@
 use std::{
     collections::{HashMap, HashSet, VecDeque},
     fmt,
+    future::Future,
     sync::Arc,
     task::{Context, Poll, Waker},
     time::Instant,
@@ -23,6 +24,7 @@ use ipfs_blockstore::{Block, Blockstore};
 use libp2p::{
     Multiaddr, PeerId,
     core::{Endpoint, transport::PortUse},
+    kad::RecordKey,
     swarm::{
         ConnectionDenied, ConnectionId, FromSwarm, NetworkBehaviour, THandler, THandlerInEvent,
         THandlerOutEvent, ToSwarm,
@@ -47,12 +49,18 @@ use crate::{
     message::Message,
     network::{self, HandlerIn, MessageId},
     protocol::Version,
+    providers::{Searches, provider_key},
     server::{Engine as ServerEngine, EnvelopeId, Lookup, LookupId, LookupKind, LookupResult},
     troubles::{Trouble, Troubles},
 };
 
 /// Store results taken per round of [`Behaviour`]'s poll, besides one network event.
 const LOOKUPS_PER_ROUND: usize = 64;
+
+/// Store reads a local-first query has in flight at once: a store with a thread pool or a
+/// network round trip (redb's readers, S3) answers many CIDs in the time of a few, while the
+/// memory store answers at once either way.
+const LOCAL_LOOKUPS_PER_QUERY: usize = 16;
 
 /// Where a store write comes from.
 #[derive(Debug, Clone, Copy)]
@@ -80,8 +88,10 @@ struct PutDone {
 ///   [`cancel`](Self::cancel) report through [`Event`]s; a [`Handle`] does the same from
 ///   other tasks with futures and streams. Each block is verified (its CID recomputed from its
 ///   bytes) while its message is decoded in the connection's task, not in the swarm's poll.
-///   Blocks no query wants are dropped and their sender penalised. `get` asks the network
-///   only: check the store first for blocks you may already have.
+///   Blocks no query wants are dropped and their sender penalised. A query looks in the store
+///   first (unless [`Config::with_local_first`] turned it off): blocks found there are
+///   reported as received, and only the others are asked of peers. [`has`](Self::has) asks
+///   the store alone.
 /// - Serving: blocks put through [`put`](Self::put) (or announced with
 ///   [`notify_new_blocks`](Self::notify_new_blocks) after writing the store directly), and
 ///   blocks fetched, go to the peers that already asked for them. Each peer's wantlist
@@ -102,6 +112,14 @@ pub struct Behaviour<S> {
     client: ClientEngine,
     store: Arc<S>,
     lookups: FuturesUnordered<BoxFuture<'static, (LookupId, LookupResult)>>,
+    /// Whether queries look in the store before asking peers.
+    local_first: bool,
+    /// The store lookups of local-first queries: at most one per live query.
+    local_lookups: FuturesUnordered<BoxFuture<'static, (QueryId, Vec<Block>)>>,
+    /// Blocks of the client's next events that came from the store: not written again.
+    local_hits: HashSet<Cid>,
+    /// The CIDs of the provider searches asked for, by kad key.
+    searches: Searches,
     puts: FuturesUnordered<BoxFuture<'static, PutDone>>,
     /// Writes started by `put` and not finished.
     user_puts: usize,
@@ -158,8 +176,8 @@ impl<S: Blockstore + 'static> Behaviour<S> {
     }
 
     /// Like [`Behaviour::new`], and registers the server's metrics on `registry` (under the
-    /// `bitswap_server` prefix, see [`ServerMetrics`](crate::ServerMetrics)). Needs the `metrics` cargo feature (on
-    /// by default).
+    /// `bitswap_server` prefix, see [`ServerMetrics`](crate::ServerMetrics)). Needs the
+    /// `metrics` cargo feature (on by default).
     #[cfg(feature = "metrics")]
     pub fn with_metrics(store: S, config: Config, registry: &mut Registry) -> Self {
         let parts = config.into_parts();
@@ -183,6 +201,10 @@ impl<S: Blockstore + 'static> Behaviour<S> {
             client: ClientEngine::new(parts.client),
             store: Arc::new(store),
             lookups: FuturesUnordered::new(),
+            local_first: parts.local_first,
+            local_lookups: FuturesUnordered::new(),
+            local_hits: HashSet::new(),
+            searches: Searches::default(),
             puts: FuturesUnordered::new(),
             user_puts: 0,
             max_puts_in_flight: parts.max_puts_in_flight,
@@ -206,8 +228,21 @@ impl<S: Blockstore + 'static> Behaviour<S> {
     }
 
     /// The store.
+    ///
+    /// To close it at shutdown (a `RedbBlockstore` flushes and
+    /// releases its files), clone this `Arc`, drop the swarm, and take the store out of the
+    /// `Arc` (see the crate docs' "Shutting down"): the behaviour's store operations are
+    /// gone with it, and [`Handle`]s keep no reference.
     pub fn store(&self) -> &Arc<S> {
         &self.store
+    }
+
+    /// Whether the store holds a block of `cid`'s multihash. Asks the store alone, never a
+    /// peer; the future owns what it needs (an `Arc` of the store), so it can be awaited
+    /// away from the swarm, which need not be polled meanwhile.
+    pub fn has(&self, cid: &Cid) -> impl Future<Output = Result<bool, S::Error>> + Send + 'static {
+        let (store, cid) = (Arc::clone(&self.store), *cid);
+        async move { store.has(&cid).await }
     }
 
     /// The server engine: per-peer accounting, wantlists and statistics.
@@ -225,27 +260,68 @@ impl<S: Blockstore + 'static> Behaviour<S> {
         &self.network
     }
 
-    /// A handle for other tasks: async `get`, `get_many` and sessions.
+    /// A handle for other tasks: async `get`, `get_many`, `has` and sessions.
     pub fn handle(&self) -> Handle {
-        Handle::new(self.command_sender.clone())
+        Handle::new(self.command_sender.clone(), &self.store)
     }
 
-    /// Fetches one block from peers; see [`Behaviour::get_many`].
+    /// Fetches one block, from the store if it holds it; see [`Behaviour::get_many`].
     pub fn get(&mut self, cid: Cid) -> Result<QueryId, QueryError> {
         self.get_many(vec![cid], None)
     }
 
-    /// Fetches `cids` from peers, in `session` if given. Reports [`Event::BlockReceived`]
-    /// (after the block is in the store) and [`Event::Progress`] for each block, then
+    /// Fetches `cids`, in `session` if given. Reports [`Event::BlockReceived`] (after the
+    /// block is in the store) and [`Event::Progress`] for each block, then
     /// [`Event::QueryFinished`], or [`Event::QueryFailed`].
+    ///
+    /// The store is looked up first (unless [`Config::with_local_first`] turned it off): the
+    /// blocks it holds are reported the same way, from no peer and without a write, and only
+    /// the others are asked of peers, once the lookup is done. A store that fails the lookup
+    /// counts as not holding the block.
     pub fn get_many(
         &mut self,
         cids: Vec<Cid>,
         session: Option<SessionId>,
     ) -> Result<QueryId, QueryError> {
-        let query = self.client.get(cids, session, Instant::now());
+        let query = self.start_query(cids, session);
         self.drain_client();
         query
+    }
+
+    /// Starts a query in the client engine, and its store lookup if it is local-first.
+    fn start_query(
+        &mut self,
+        cids: Vec<Cid>,
+        session: Option<SessionId>,
+    ) -> Result<QueryId, QueryError> {
+        let now = Instant::now();
+        if !self.local_first {
+            return self.client.get(cids, session, now);
+        }
+        let query = self.client.get_local_first(cids, session, now)?;
+        let cids = self.client.query_remaining(query);
+        if !cids.is_empty() {
+            let store = Arc::clone(&self.store);
+            self.local_lookups.push(Box::pin(async move {
+                let store = &store;
+                let found = futures::stream::iter(cids)
+                    .map(|cid| async move { (cid, store.get(&cid).await) })
+                    .buffered(LOCAL_LOOKUPS_PER_QUERY)
+                    .filter_map(|(cid, result)| async move {
+                        result
+                            .inspect_err(|error| {
+                                tracing::debug!(%cid, %error, "store lookup failed; asking peers");
+                            })
+                            .ok()
+                            .flatten()
+                    })
+                    .collect()
+                    .await;
+                (query, found)
+            }));
+            self.wake();
+        }
+        Ok(query)
     }
 
     /// Cancels a query: it reports nothing more, and its blocks are no longer wanted (unless
@@ -279,6 +355,23 @@ impl<S: Blockstore + 'static> Behaviour<S> {
     /// (this behaviour remembers up to 8 for each of the last 1024 peers reported).
     pub fn add_providers(&mut self, cid: &Cid, peers: impl IntoIterator<Item = PeerId>) {
         self.client.add_providers(cid, peers, Instant::now());
+        self.drain_client();
+    }
+
+    /// Reports providers found under a provider record `key`, as kad's
+    /// `GetProvidersOk::FoundProviders` carries it: they are providers of every CID of the
+    /// last 1024 [`Event::FindProviders`] with that key (see [`add_providers`](Self::add_providers)).
+    /// A key not asked for is ignored. The example of [`Event::FindProviders`] uses it.
+    pub fn add_providers_for_key(
+        &mut self,
+        key: &RecordKey,
+        peers: impl IntoIterator<Item = PeerId>,
+    ) {
+        let peers: Vec<PeerId> = peers.into_iter().collect();
+        let now = Instant::now();
+        for cid in self.searches.cids(key) {
+            self.client.add_providers(cid, peers.iter().copied(), now);
+        }
         self.drain_client();
     }
 
@@ -379,7 +472,8 @@ impl<S: Blockstore + 'static> Behaviour<S> {
     fn drain_client(&mut self) {
         let now = Instant::now();
         let mut blocks = Vec::new();
-        let mut seen = HashSet::new();
+        // Blocks found in the store are not written again.
+        let mut seen = std::mem::take(&mut self.local_hits);
         let mut events = Vec::new();
         while let Some(action) = self.client.poll_action() {
             match action {
@@ -393,7 +487,11 @@ impl<S: Blockstore + 'static> Behaviour<S> {
                         .build();
                     self.events.push_back(ToSwarm::Dial { opts });
                 }
-                ClientAction::FindProviders { cid } => events.push(Event::FindProviders { cid }),
+                ClientAction::FindProviders { cid } => {
+                    let key = provider_key(&cid);
+                    self.searches.insert(key.clone(), cid);
+                    events.push(Event::FindProviders { cid, key });
+                }
                 ClientAction::Event(event) => {
                     if let ClientEvent::BlockReceived { block, .. } = &event
                         && seen.insert(*block.cid())
@@ -474,7 +572,7 @@ impl<S: Blockstore + 'static> Behaviour<S> {
                 reply,
             } => {
                 let count = cids.len();
-                let result = self.client.get(cids, session, Instant::now());
+                let result = self.start_query(cids, session);
                 let result = result.map(|query| self.streams.open(query, count));
                 if let Err(Ok(stream)) = reply.send(result) {
                     // The caller stopped waiting.
@@ -744,6 +842,14 @@ impl<S: Blockstore + 'static> NetworkBehaviour for Behaviour<S> {
                 };
                 self.server.handle_lookup(id, result);
                 self.drive_server();
+                progress = true;
+            }
+            if let Poll::Ready(Some((query, found))) = self.local_lookups.poll_next_unpin(cx) {
+                self.local_hits
+                    .extend(found.iter().map(|block| *block.cid()));
+                self.client
+                    .handle_local_blocks(query, found, Instant::now());
+                self.drain_client();
                 progress = true;
             }
             if let Poll::Ready(Some(done)) = self.puts.poll_next_unpin(cx) {

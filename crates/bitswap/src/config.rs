@@ -23,6 +23,8 @@ pub struct Config {
     max_wants_per_second: u32,
     /// Wantlist entries a peer may hand in at once beyond that rate. Default: 8,192 entries.
     want_burst: u32,
+    /// Whether queries look in the store before asking peers. Default: `true`.
+    local_first: bool,
 }
 
 impl Default for Config {
@@ -34,6 +36,7 @@ impl Default for Config {
             max_puts_in_flight: 16,
             max_wants_per_second: 50_000,
             want_burst: 8192,
+            local_first: true,
         }
     }
 }
@@ -95,6 +98,20 @@ impl Config {
         self
     }
 
+    /// Sets whether [`Behaviour::get`](crate::Behaviour::get), `get_many` and the
+    /// [`Handle`](crate::Handle)'s look in the store first and ask peers only for the blocks
+    /// it lacks (`true`), or ask peers for every block (`false`: for an embedder that checks
+    /// its store itself before asking, and so saves the second lookup). Default: `true`.
+    pub fn with_local_first(mut self, local_first: bool) -> Self {
+        self.local_first = local_first;
+        self
+    }
+
+    /// Whether queries look in the store before asking peers.
+    pub fn local_first(&self) -> bool {
+        self.local_first
+    }
+
     /// Wantlist entries per second per peer (0: unlimited).
     pub fn max_wants_per_second(&self) -> u32 {
         self.max_wants_per_second
@@ -146,6 +163,7 @@ impl Config {
             max_puts_in_flight: self.max_puts_in_flight,
             max_wants_per_second: self.max_wants_per_second,
             want_burst: self.want_burst,
+            local_first: self.local_first,
         }
     }
 }
@@ -161,4 +179,5 @@ pub(crate) struct Parts {
     pub(crate) max_puts_in_flight: usize,
     pub(crate) max_wants_per_second: u32,
     pub(crate) want_burst: u32,
+    pub(crate) local_first: bool,
 }

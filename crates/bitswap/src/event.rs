@@ -5,6 +5,7 @@ use std::{error::Error as StdError, fmt, sync::Arc};
 
 use cid::Cid;
 use ipfs_blockstore::Block;
+use libp2p::kad::RecordKey;
 
 use crate::client::{Event as ClientEvent, Progress, QueryError, QueryId};
 
@@ -43,7 +44,9 @@ pub type StoreError = Arc<dyn StdError + Send + Sync>;
 #[non_exhaustive]
 pub enum Event {
     /// A block of a query arrived, verified, and is in the store (or [`Event::StoreFailed`]
-    /// came just before). Reported once per CID of the query.
+    /// came just before); or the store held it already (a local-first query, see
+    /// [`Behaviour::get_many`](crate::Behaviour::get_many)). Reported once per CID of the
+    /// query.
     BlockReceived {
         /// The query.
         query: QueryId,
@@ -69,13 +72,75 @@ pub enum Event {
         /// Why.
         error: QueryError,
     },
-    /// No connected peer has `cid`: look for providers (for example a kad `get_providers`)
-    /// and report them with [`Behaviour::add_providers`](crate::Behaviour::add_providers).
-    /// Rate-limited per CID and in total, see
+    /// No connected peer has `cid`: look for providers and report them with
+    /// [`Behaviour::add_providers_for_key`](crate::Behaviour::add_providers_for_key) (or
+    /// [`add_providers`](crate::Behaviour::add_providers) with the CID). Rate-limited per CID
+    /// and in total, see
     /// [`ClientConfig::with_provider_search_interval`](crate::ClientConfig::with_provider_search_interval).
+    ///
+    /// IPFS keys provider records by the block's multihash, not by its CID (a CIDv0 and a
+    /// CIDv1 of the same bytes have one record): `key` is that key, as
+    /// [`provider_key`](crate::provider_key) makes it, for kad's `get_providers`. kad answers
+    /// with the key alone, which `add_providers_for_key` takes back:
+    ///
+    /// ```
+    /// use bitswap::{Event as BitswapEvent, MemoryBlockstore};
+    /// use libp2p::{
+    ///     PeerId,
+    ///     kad::{self, GetProvidersOk, QueryResult, store::MemoryStore},
+    ///     swarm::NetworkBehaviour,
+    /// };
+    ///
+    /// #[derive(NetworkBehaviour)]
+    /// struct Node {
+    ///     kad: kad::Behaviour<MemoryStore>,
+    ///     bitswap: bitswap::Behaviour<MemoryBlockstore>,
+    /// }
+    ///
+    /// fn node(peer: PeerId) -> Node {
+    ///     let mut kad = kad::Behaviour::new(peer, MemoryStore::new(peer));
+    ///     // A node answers kad queries only in server mode, which kad picks by itself once
+    ///     // an external address is confirmed: never on loopback or in a private network.
+    ///     kad.set_mode(Some(kad::Mode::Server));
+    ///     let bitswap = bitswap::Behaviour::new(MemoryBlockstore::new(), Default::default());
+    ///     Node { kad, bitswap }
+    /// }
+    ///
+    /// /// Routes provider searches between bitswap and kad; call it with every event.
+    /// fn on_event(node: &mut Node, event: NodeEvent) {
+    ///     match event {
+    ///         NodeEvent::Bitswap(BitswapEvent::FindProviders { key, .. }) => {
+    ///             node.kad.get_providers(key);
+    ///         }
+    ///         NodeEvent::Kad(kad::Event::OutboundQueryProgressed {
+    ///             result:
+    ///                 QueryResult::GetProviders(Ok(GetProvidersOk::FoundProviders {
+    ///                     key,
+    ///                     providers,
+    ///                 })),
+    ///             ..
+    ///         }) => node.bitswap.add_providers_for_key(&key, providers),
+    ///         _ => {}
+    ///     }
+    /// }
+    ///
+    /// let mut node = node(PeerId::random());
+    /// // The key of a CID is the same whatever its version and codec.
+    /// let block = bitswap::Block::raw("x")?;
+    /// let key = bitswap::provider_key(block.cid());
+    /// assert_eq!(key.as_ref(), &block.cid().hash().to_bytes()[..]);
+    /// // Providers found under a key bitswap never searched for are ignored.
+    /// node.bitswap.add_providers_for_key(&key, [PeerId::random()]);
+    /// # Ok::<_, bitswap::BlockError>(())
+    /// ```
+    ///
+    /// To be found as a provider, a node announces its blocks with kad's `start_providing`
+    /// under the same key.
     FindProviders {
         /// The wanted block.
         cid: Cid,
+        /// The provider record key of `cid`: the bytes of its multihash.
+        key: RecordKey,
     },
     /// Blocks were written to the store, and peers that want them are being served. For a
     /// [`Behaviour::put`](crate::Behaviour::put), `id` is the id it returned; blocks received

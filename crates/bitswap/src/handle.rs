@@ -3,21 +3,24 @@
 
 use std::{
     collections::HashMap,
+    fmt,
     pin::Pin,
+    sync::{Arc, Weak},
     task::{Context, Poll},
 };
 
 use cid::Cid;
 use futures::{
-    SinkExt, Stream, StreamExt,
+    FutureExt, SinkExt, Stream, StreamExt,
     channel::{mpsc, oneshot},
+    future::BoxFuture,
 };
-use ipfs_blockstore::Block;
+use ipfs_blockstore::{Block, Blockstore};
 use libp2p::PeerId;
 
 use crate::{
     client::{QueryError, QueryId, SessionId},
-    event::Event,
+    event::{Event, StoreError},
 };
 
 /// Commands waiting in a [`Handle`]'s channel before the behaviour reads them.
@@ -33,6 +36,41 @@ pub enum GetError {
     /// The behaviour is gone (its swarm was dropped).
     #[error("the bitswap behaviour is gone")]
     Closed,
+}
+
+/// Why [`Handle::has`] failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum HasError {
+    /// The store failed the lookup.
+    #[error("block store lookup failed: {0}")]
+    Store(StoreError),
+    /// The behaviour is gone (its swarm was dropped), and its store with it.
+    #[error("the bitswap behaviour is gone")]
+    Closed,
+}
+
+/// The store lookups a [`Handle`] makes itself, without naming the store's type.
+trait LocalStore: Send + Sync {
+    fn has(&self, cid: Cid) -> BoxFuture<'static, Result<bool, HasError>>;
+}
+
+/// The behaviour's store, for as long as the behaviour has it: a handle must not keep it
+/// open past the swarm, which would stop an embedder from closing it.
+struct WeakStore<S>(Weak<S>);
+
+impl<S: Blockstore + 'static> LocalStore for WeakStore<S> {
+    fn has(&self, cid: Cid) -> BoxFuture<'static, Result<bool, HasError>> {
+        let store = self.0.upgrade();
+        async move {
+            let store = store.ok_or(HasError::Closed)?;
+            store
+                .has(&cid)
+                .await
+                .map_err(|error| HasError::Store(Arc::new(error)))
+        }
+        .boxed()
+    }
 }
 
 /// What a [`Handle`] asks of the behaviour.
@@ -59,14 +97,34 @@ pub(crate) enum Command {
 /// full, calls wait.
 ///
 /// Queries started here report to their [`BlockStream`], not as swarm events.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Handle {
     commands: mpsc::Sender<Command>,
+    store: Arc<dyn LocalStore>,
+}
+
+impl fmt::Debug for Handle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handle").finish_non_exhaustive()
+    }
 }
 
 impl Handle {
-    pub(crate) fn new(commands: mpsc::Sender<Command>) -> Self {
-        Self { commands }
+    pub(crate) fn new<S: Blockstore + 'static>(
+        commands: mpsc::Sender<Command>,
+        store: &Arc<S>,
+    ) -> Self {
+        Self {
+            commands,
+            store: Arc::new(WeakStore(Arc::downgrade(store))),
+        }
+    }
+
+    /// Whether the behaviour's store holds a block of `cid`'s multihash. Asks the store
+    /// directly from the calling task, never a peer, and does not wait for the swarm to be
+    /// polled. Holds the store only while it runs.
+    pub async fn has(&self, cid: &Cid) -> Result<bool, HasError> {
+        self.store.has(*cid).await
     }
 
     async fn send(&mut self, command: Command) -> Result<(), GetError> {
@@ -76,7 +134,8 @@ impl Handle {
             .map_err(|_| GetError::Closed)
     }
 
-    /// Fetches one block from peers.
+    /// Fetches one block: from the store if it holds it, else from peers (see
+    /// [`Behaviour::get_many`](crate::Behaviour::get_many)).
     pub async fn get(&self, cid: Cid) -> Result<Block, GetError> {
         let mut stream = self.get_many(vec![cid], None).await?;
         match stream.next().await {
@@ -85,9 +144,10 @@ impl Handle {
         }
     }
 
-    /// Fetches `cids` from peers, in `session` if given: the stream yields each block once,
-    /// in arrival order, then ends; or yields the query's error and ends. Dropping the stream
-    /// cancels the query.
+    /// Fetches `cids`, in `session` if given, those the store holds from it and the others
+    /// from peers (see [`Behaviour::get_many`](crate::Behaviour::get_many)): the stream yields
+    /// each block once, in arrival order, then ends; or yields the query's error and ends.
+    /// Dropping the stream cancels the query.
     pub async fn get_many(
         &self,
         cids: Vec<Cid>,

@@ -11,7 +11,6 @@
 //! use std::time::Duration;
 //!
 //! use bitswap::{Block, Event, MemoryBlockstore};
-//! use bytes::Bytes;
 //! use futures::StreamExt;
 //! use libp2p::{noise, swarm::SwarmEvent, tcp, yamux};
 //!
@@ -29,7 +28,7 @@
 //!     };
 //!     let (mut server, mut client) = (node()?, node()?);
 //!     // Blocks are verified on construction: their CID is computed from their bytes.
-//!     let block = Block::from_v0_data(Bytes::from_static(b"hello"))?;
+//!     let block = Block::raw("hello")?;
 //!     server.behaviour_mut().put(vec![block.clone()])?;
 //!     server.listen_on("/ip4/127.0.0.1/tcp/0".parse()?)?;
 //!
@@ -65,6 +64,93 @@
 //! Each peer gets the encoding of the version it negotiated ([`Version`]): 1.2.0 carries
 //! want-have, presences and pending bytes; 1.1.0 blocks with CID prefixes; 1.0.0 and the legacy
 //! id CIDv0 blocks only.
+//!
+//! # Blocks, CIDs and the types the API names
+//!
+//! A [`Block`] is made from its bytes: [`Block::raw`] (CIDv1, raw, sha2-256: opaque bytes),
+//! [`Block::dag_pb`] (CIDv1, dag-pb, sha2-256: UnixFS nodes), [`Block::from_v0_data`]
+//! (CIDv0), [`Block::with_codec`] for any other codec and hash, or [`Block::new`] from a CID
+//! and bytes, checked. This crate re-exports the types its API names, so that an embedder
+//! uses the versions it was built with instead of guessing compatible ones: [`Cid`],
+//! [`Multihash`] (`Multihash<64>`, what [`Cid::hash`] returns), [`Bytes`], [`PeerId`], kad's
+//! [`RecordKey`] and the [`multicodec`] codes; and the crates [`cid`] and [`bytes`]
+//! themselves.
+//!
+//! # Fetching, and what is already here
+//!
+//! [`Behaviour::get_many`] (and [`Handle::get_many`]) looks in the store first and asks peers
+//! only for the blocks it lacks; [`Config::with_local_first`] turns that off.
+//! [`Behaviour::has`] and [`Handle::has`] ask the store alone.
+//!
+//! # Finding providers
+//!
+//! Peers connected are asked first. When none has a block, the behaviour reports
+//! [`Event::FindProviders`] with the block's provider record key (its multihash, as kubo and
+//! Helia key provider records: [`provider_key`]); kad's answers go back through
+//! [`Behaviour::add_providers_for_key`]. The event's docs show the wiring. kad answers other
+//! nodes' searches only in server mode, which it picks by itself only once an external address
+//! is confirmed: on loopback and in private networks, set it with
+//! `kad::Behaviour::set_mode(Some(kad::Mode::Server))`.
+//!
+//! # Keeping connections open
+//!
+//! The behaviour keeps a connection open by itself while a Bitswap stream is open or a
+//! message is queued, while one of its queries wants a block from the peer, and while its
+//! server still owes the peer blocks it asked for: a fetch or a transfer in progress needs no
+//! setting. Between those, the swarm's idle connection timeout applies (libp2p's default:
+//! 10 s after the last stream closed), so a peer dialled well before a `get`, or a peer that
+//! fetches now and then, may be gone when wanted again, and is dialled again only if its
+//! address is known. To keep peers longer, raise the swarm's `with_idle_connection_timeout`
+//! (the node of this workspace uses 60 s; kubo keeps idle connections far longer), or keep
+//! every Bitswap peer's connection open while idle with
+//! [`network::Config::with_keep_alive`]. ping and identify do not keep connections open; kad
+//! does while its own queries run.
+//!
+//! # Shutting down
+//!
+//! The behaviour owns its store in an `Arc` ([`Behaviour::store`]), and a swarm cannot be
+//! taken apart. To close a store (flush it and release its files) without blocking: clone the
+//! `Arc`, drop the swarm, then take the store out of the `Arc`. [`Handle`]s hold no
+//! reference to it. Dropping the swarm alone closes a store too (the `RedbBlockstore` commits
+//! what it accepted and closes its file in its `Drop`), blocking the thread meanwhile.
+//!
+//! ```
+//! # #[cfg(feature = "redb")]
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//!
+//! use bitswap::{RedbBlockstore, RedbConfig};
+//! use libp2p::{noise, tcp, yamux};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let path = dir.path().join("blocks.redb");
+//! let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+//! runtime.block_on(async {
+//!     let store = RedbBlockstore::open(&path, RedbConfig::default())?;
+//!     let swarm = libp2p::SwarmBuilder::with_new_identity()
+//!         .with_tokio()
+//!         .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)?
+//!         .with_behaviour(|_| bitswap::Behaviour::new(store, bitswap::Config::default()))?
+//!         .build();
+//!     let handle = swarm.behaviour().handle();
+//!     // ... run the swarm ...
+//!     let store = Arc::clone(swarm.behaviour().store());
+//!     drop(swarm);
+//!     let store = Arc::try_unwrap(store).map_err(|_| "the store is still shared")?;
+//!     store.close().await?;
+//!     assert!(matches!(
+//!         handle.has(bitswap::Block::raw("x")?.cid()).await,
+//!         Err(bitswap::HasError::Closed)
+//!     ));
+//!     Ok::<_, Box<dyn std::error::Error>>(())
+//! })?;
+//! // Closed cleanly: the next open has nothing to repair.
+//! assert!(!RedbBlockstore::open(&path, RedbConfig::default())?.was_repaired());
+//! # Ok(())
+//! # }
+//! # #[cfg(not(feature = "redb"))]
+//! # fn main() {}
+//! ```
 //!
 //! # Hash functions
 //!
@@ -118,6 +204,7 @@ mod message;
 pub mod network;
 mod proto;
 pub mod protocol;
+mod providers;
 mod server;
 mod troubles;
 
@@ -128,11 +215,16 @@ pub use client::{
 };
 pub use config::Config;
 pub use event::{Event, PutError, PutId, StoreError};
-pub use handle::{BlockStream, GetError, Handle};
+pub use handle::{BlockStream, GetError, Handle, HasError};
+// The types of other crates this crate's API names, in the versions it was built with.
+pub use bytes::{self, Bytes};
+pub use cid::{self, Cid, multihash::Multihash};
+pub use libp2p::{PeerId, kad::RecordKey};
 // The block and store types this crate's API names, so that its users need not depend on
 // `ipfs-blockstore` themselves.
 pub use ipfs_blockstore::{
     Block, BlockError, Blockstore, MAX_BLOCK_SIZE, MemoryBlockstore, MemoryBlockstoreError,
+    multicodec,
 };
 #[cfg(feature = "redb")]
 pub use ipfs_blockstore::{
@@ -142,6 +234,7 @@ pub use message::{
     BlockPresence, BlockPresenceType, Entry, Message, MessageError, WantType, Wantlist,
 };
 pub use protocol::Version;
+pub use providers::provider_key;
 #[cfg(feature = "metrics")]
 pub use server::Metrics as ServerMetrics;
 pub use server::{

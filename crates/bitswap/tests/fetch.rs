@@ -27,6 +27,13 @@ fn node(config: Config) -> Node {
     new_swarm(Behaviour::new(MemoryBlockstore::new(), config))
 }
 
+/// A node whose store holds `blocks` already.
+async fn node_holding(blocks: &[Block], config: Config) -> Node {
+    let store = MemoryBlockstore::new();
+    store.put_many(blocks.to_vec()).await.expect("store");
+    new_swarm(Behaviour::new(store, config))
+}
+
 /// `count` distinct CIDv1 raw blocks of `len` bytes.
 fn raw_blocks(count: u32, len: usize, seed: u32) -> Vec<Block> {
     let first = u64::from(seed) * 100_003;
@@ -51,9 +58,7 @@ impl Drop for Server {
 }
 
 async fn server(blocks: &[Block], config: Config) -> Server {
-    let store = MemoryBlockstore::new();
-    store.put_many(blocks.to_vec()).await.expect("store");
-    let mut swarm = new_swarm(Behaviour::new(store, config));
+    let mut swarm = node_holding(blocks, config).await;
     let address = listen(&mut swarm).await;
     let peer = *swarm.local_peer_id();
     let task = tokio::spawn(async move {
@@ -123,6 +128,19 @@ async fn finish(client: &mut Node, query: QueryId) -> Outcome {
     outcome
 }
 
+/// Fetches `blocks` in one query and checks that each came once, with its progress.
+async fn fetch_all(client: &mut Node, blocks: &[Block]) -> Outcome {
+    let query = client
+        .behaviour_mut()
+        .get_many(cids(blocks), None)
+        .expect("query accepted");
+    let outcome = finish(client, query).await;
+    assert!(outcome.finished);
+    assert_eq!(outcome.progress, blocks.len());
+    assert_same_blocks(outcome.blocks.clone(), blocks.to_vec());
+    outcome
+}
+
 fn assert_same_blocks(mut got: Vec<Block>, mut expected: Vec<Block>) {
     got.sort_by_key(|b| *b.cid());
     expected.sort_by_key(|b| *b.cid());
@@ -136,15 +154,7 @@ async fn a_node_fetches_from_another_and_stores_what_it_gets() {
     let server = server(&blocks, Config::default()).await;
     let mut client = node(Config::default());
     connect(&mut client, &[&server]).await;
-
-    let query = client
-        .behaviour_mut()
-        .get_many(cids(&blocks), None)
-        .expect("query accepted");
-    let outcome = finish(&mut client, query).await;
-    assert!(outcome.finished);
-    assert_eq!(outcome.progress, blocks.len());
-    assert_same_blocks(outcome.blocks, blocks.clone());
+    fetch_all(&mut client, &blocks).await;
     // Every block reported is in the store already.
     for block in &blocks {
         let stored = client.behaviour().store().get(block.cid()).await;
@@ -406,7 +416,7 @@ async fn providers_reported_after_a_search_are_dialled_and_asked() {
     timeout(TIMEOUT, async {
         loop {
             match client.select_next_some().await {
-                SwarmEvent::Behaviour(Event::FindProviders { cid }) => {
+                SwarmEvent::Behaviour(Event::FindProviders { cid, .. }) => {
                     searched.insert(cid);
                     client.behaviour_mut().add_providers(&cid, [server.peer]);
                 }
@@ -424,4 +434,96 @@ async fn providers_reported_after_a_search_are_dialled_and_asked() {
     assert!(searched.iter().all(|cid| cids(&blocks).contains(cid)));
     assert!(client.is_connected(&server.peer));
     assert_same_blocks(got, blocks);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocks_in_the_local_store_are_not_asked_of_peers() {
+    let blocks = raw_blocks(6, 20_000, 9);
+    let server = server(&blocks, Config::default()).await;
+    let mut client = node_holding(&blocks[..4], Config::default()).await;
+    connect(&mut client, &[&server]).await;
+    fetch_all(&mut client, &blocks).await;
+    // Only the two blocks the store lacked came from the server.
+    let stats = client.behaviour().client().stats();
+    assert_eq!(stats.blocks_received, 2, "{stats:?}");
+    assert_eq!(client.behaviour().store().len(), blocks.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_block_is_had_and_got_without_any_peer() {
+    let blocks = raw_blocks(2, 1000, 10);
+    let (local, absent) = (&blocks[0], &blocks[1]);
+    let mut client = node_holding(&blocks[..1], Config::default()).await;
+    let behaviour = client.behaviour();
+    assert!(behaviour.has(local.cid()).await.expect("has"));
+    assert!(!behaviour.has(absent.cid()).await.expect("has"));
+    // Any CID of the same multihash.
+    let v0 = Cid::new_v0(*local.cid().hash()).expect("sha2-256");
+    assert!(behaviour.has(&v0).await.expect("has"));
+
+    let handle = client.behaviour().handle();
+    assert!(handle.has(local.cid()).await.expect("has"));
+    assert!(!handle.has(absent.cid()).await.expect("has"));
+    let driver = tokio::spawn(async move {
+        let mut searched = Vec::new();
+        loop {
+            if let SwarmEvent::Behaviour(Event::FindProviders { cid, .. }) =
+                client.select_next_some().await
+            {
+                searched.push(cid);
+                if searched.len() == 1 {
+                    return (client, searched);
+                }
+            }
+        }
+    });
+    let got = timeout(TIMEOUT, handle.get(*local.cid()))
+        .await
+        .expect("in time, with no peer")
+        .expect("the block");
+    assert_eq!(&got, local);
+    // A block the store lacks still goes to the network: here, a provider search.
+    let absent_query = handle.get_many(vec![*absent.cid()], None).await;
+    let (client, searched) = timeout(TIMEOUT, driver)
+        .await
+        .expect("searched in time")
+        .expect("driver");
+    assert_eq!(
+        searched,
+        [*absent.cid()],
+        "only the absent block is searched for"
+    );
+    drop(absent_query);
+    assert_eq!(client.behaviour().client().stats().blocks_received, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_local_first_a_stored_block_is_asked_of_peers() {
+    let blocks = raw_blocks(1, 1000, 11);
+    let config = Config::default()
+        .with_local_first(false)
+        .with_client(ClientConfig::default().with_provider_search_delay(Duration::from_millis(10)));
+    let mut client = node_holding(&blocks, config).await;
+    let query = client
+        .behaviour_mut()
+        .get(*blocks[0].cid())
+        .expect("query accepted");
+    let searched = timeout(TIMEOUT, async {
+        loop {
+            match client.select_next_some().await {
+                SwarmEvent::Behaviour(Event::FindProviders { cid, key }) => break (cid, key),
+                SwarmEvent::Behaviour(Event::BlockReceived { .. }) => {
+                    panic!("served from the store though local-first is off")
+                }
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("searched in time");
+    assert_eq!(
+        searched,
+        (*blocks[0].cid(), bitswap::provider_key(blocks[0].cid()))
+    );
+    assert!(client.behaviour_mut().cancel(query));
 }

@@ -5,7 +5,7 @@ use cid::Cid;
 use multihash::Multihash;
 use multihash_codetable::{Code, MultihashDigest};
 
-use crate::multicodec::{DAG_PB, IDENTITY, SHA2_256};
+use crate::multicodec::{DAG_PB, IDENTITY, RAW, SHA2_256};
 
 /// Largest block sent or accepted, in bytes: 2 MiB, the size the Bitswap spec makes every
 /// implementation support.
@@ -52,11 +52,95 @@ impl Block {
         Ok(Self { cid, data })
     }
 
-    /// Builds a CIDv0 block (sha2-256, dag-pb) from its data: the 1.0.0 `blocks` field.
+    /// Builds a CIDv0 block (sha2-256, dag-pb) from its data: the 1.0.0 `blocks` field, and
+    /// the `Qm...` CIDs of kubo's UnixFS files before CIDv1. The bytes are not checked to be a
+    /// dag-pb node, as with [`dag_pb`](Self::dag_pb).
+    ///
+    /// ```
+    /// # use ipfs_blockstore::Block;
+    /// let block = Block::from_v0_data(bytes::Bytes::from_static(b"hello"))?;
+    /// assert_eq!(block.cid().version(), cid::Version::V0);
+    /// assert!(block.cid().to_string().starts_with("Qm"));
+    /// # Ok::<_, ipfs_blockstore::BlockError>(())
+    /// ```
     pub fn from_v0_data(data: Bytes) -> Result<Self, BlockError> {
         let hash = digest(SHA2_256, 32, &data)?;
         let cid = Cid::new_v0(hash).map_err(BlockError::Cid)?;
         Ok(Self { cid, data })
+    }
+
+    /// Builds a CIDv1 raw block hashed with sha2-256: bytes that are their own content, with
+    /// no links (a file's leaves in kubo's `--raw-leaves` layout, or any opaque bytes). The
+    /// `bafkrei...` CIDs.
+    ///
+    /// ```
+    /// # use ipfs_blockstore::{Block, multicodec};
+    /// let block = Block::raw("hello")?;
+    /// assert_eq!(block.cid().codec(), multicodec::RAW);
+    /// assert_eq!(block.cid().hash().code(), multicodec::SHA2_256);
+    /// assert!(block.cid().to_string().starts_with("bafkrei"));
+    /// # Ok::<_, ipfs_blockstore::BlockError>(())
+    /// ```
+    pub fn raw(data: impl Into<Bytes>) -> Result<Self, BlockError> {
+        Self::with_codec(RAW, SHA2_256, data)
+    }
+
+    /// Builds a CIDv1 dag-pb block hashed with sha2-256: a UnixFS node (a directory, or a
+    /// file's root with links to its chunks). The bytes are not checked to be a valid dag-pb
+    /// node: the CID only says how to read them, and a block is valid whatever its codec.
+    ///
+    /// ```
+    /// # use ipfs_blockstore::{Block, multicodec};
+    /// // An empty dag-pb node: no links and no data.
+    /// let block = Block::dag_pb(&b""[..])?;
+    /// assert_eq!(block.cid().codec(), multicodec::DAG_PB);
+    /// assert!(block.cid().to_string().starts_with("bafybei"));
+    /// // The same bytes as CIDv0 share the multihash, and so the stored block.
+    /// let v0 = Block::from_v0_data(block.data().clone())?;
+    /// assert_eq!(v0.cid().hash(), block.cid().hash());
+    /// # Ok::<_, ipfs_blockstore::BlockError>(())
+    /// ```
+    pub fn dag_pb(data: impl Into<Bytes>) -> Result<Self, BlockError> {
+        Self::with_codec(DAG_PB, SHA2_256, data)
+    }
+
+    /// Builds a CIDv1 block of `codec` hashed with the multihash `hash` (its full digest):
+    /// for codecs and hashes other than those of [`raw`](Self::raw) and
+    /// [`dag_pb`](Self::dag_pb). Both are multicodec codes ([`multicodec`](crate::multicodec)
+    /// names the common ones).
+    ///
+    /// # Errors
+    ///
+    /// [`BlockError::UnsupportedHash`] for a hash this build does not compute (see
+    /// [`can_verify`]), [`BlockError::TooLarge`] beyond [`MAX_BLOCK_SIZE`], and
+    /// [`BlockError::IdentityTooLong`] for an identity "hash" of more than 64 bytes.
+    ///
+    /// ```
+    /// # use ipfs_blockstore::{Block, BlockError, multicodec};
+    /// const DAG_CBOR: u64 = 0x71;
+    /// const BLAKE3: u64 = 0x1e;
+    /// let block = Block::with_codec(DAG_CBOR, BLAKE3, vec![0xa0])?; // the empty CBOR map
+    /// assert_eq!((block.cid().codec(), block.cid().hash().code()), (DAG_CBOR, BLAKE3));
+    /// assert!(matches!(
+    ///     Block::with_codec(multicodec::RAW, 0x9999, "x"),
+    ///     Err(BlockError::UnsupportedHash(0x9999))
+    /// ));
+    /// # Ok::<_, BlockError>(())
+    /// ```
+    pub fn with_codec(codec: u64, hash: u64, data: impl Into<Bytes>) -> Result<Self, BlockError> {
+        let data = data.into();
+        let len = if hash == IDENTITY {
+            data.len()
+        } else {
+            let code = Code::try_from(hash).map_err(|_| BlockError::UnsupportedHash(hash))?;
+            // Every digest of a code has the same length: the empty input's tells it cheaply.
+            usize::from(code.digest(&[]).size())
+        };
+        let hash = digest(hash, len, &data)?;
+        Ok(Self {
+            cid: Cid::new_v1(codec, hash),
+            data,
+        })
     }
 
     /// The block's CID.
@@ -200,7 +284,6 @@ pub enum BlockError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::multicodec::RAW;
 
     fn cid_of(code: Code, codec: u64, data: &[u8]) -> Cid {
         Cid::new_v1(codec, code.digest(data))
@@ -217,6 +300,32 @@ mod tests {
         ));
         let blake = cid_of(Code::Blake3_256, 0x71, &data);
         assert!(Block::new(blake, data).is_ok());
+    }
+
+    #[test]
+    fn constructors_make_the_cids_they_name() {
+        let data = Bytes::from_static(b"constructed");
+        let raw = Block::raw(data.clone()).expect("raw");
+        assert_eq!(raw.cid(), &cid_of(Code::Sha2_256, RAW, &data));
+        let dag_pb = Block::dag_pb(data.clone()).expect("dag-pb");
+        assert_eq!(dag_pb.cid(), &cid_of(Code::Sha2_256, DAG_PB, &data));
+        let blake = Block::with_codec(0x71, 0x1e, data.clone()).expect("blake3");
+        assert_eq!(blake.cid(), &cid_of(Code::Blake3_256, 0x71, &data));
+        let identity = Block::with_codec(RAW, IDENTITY, data.clone()).expect("identity");
+        assert_eq!(identity.cid().hash().digest(), &data[..]);
+        // Each is what `Block::new` accepts for its CID.
+        for block in [raw, dag_pb, blake, identity] {
+            assert_eq!(
+                Block::new(*block.cid(), data.clone()).expect("valid"),
+                block
+            );
+        }
+        let big = Bytes::from(vec![0u8; MAX_BLOCK_SIZE + 1]);
+        assert!(matches!(Block::raw(big), Err(BlockError::TooLarge { .. })));
+        assert!(matches!(
+            Block::with_codec(RAW, IDENTITY, vec![0u8; 65]),
+            Err(BlockError::IdentityTooLong)
+        ));
     }
 
     #[test]

@@ -269,6 +269,8 @@ pub struct RedbBlockstore {
     /// is joined: `Readers::drop` stops and joins the threads, which releases the file.
     readers: Option<Readers>,
     files: Arc<Files>,
+    /// Whether opening repaired the store.
+    repaired: bool,
 }
 
 impl fmt::Debug for RedbBlockstore {
@@ -308,14 +310,20 @@ impl RedbBlockstore {
         builder
             .create_with_file_format_v3(true)
             .set_cache_size(config.cache_size_bytes);
-        let warned = AtomicBool::new(false);
-        let shown = path.display().to_string();
-        builder.set_repair_callback(move |session| {
-            if !warned.swap(true, Ordering::Relaxed) {
-                tracing::warn!(path = %shown, "block store was not closed cleanly; repairing it");
-            }
-            tracing::debug!(progress = session.progress(), "block store repair");
-        });
+        // redb "repairs" a file it has just created too (its format 3 keeps the allocator
+        // state only from a clean close on), which says nothing about the store: only the
+        // repair of a file that existed is one.
+        let repaired = Arc::new(AtomicBool::new(false));
+        if exists {
+            let repaired = Arc::clone(&repaired);
+            let shown = path.display().to_string();
+            builder.set_repair_callback(move |session| {
+                if !repaired.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(path = %shown, "block store was not closed cleanly; repairing it");
+                }
+                tracing::debug!(progress = session.progress(), "block store repair");
+            });
+        }
         // redb asserts some invariants of the file (its length against its header, the page
         // size), so a damaged file can panic: that is a corrupt file too, not a crash.
         let opened = catch_unwind(AssertUnwindSafe(|| {
@@ -401,7 +409,18 @@ impl RedbBlockstore {
             writer: Some(writer),
             readers,
             files,
+            repaired: repaired.load(Ordering::Relaxed),
         })
+    }
+
+    /// Whether [`open`](Self::open) found the store not closed cleanly (its process crashed
+    /// or was killed, or the file was copied while the store was open) and repaired it.
+    /// Never for a store that `open` created.
+    ///
+    /// A store is closed cleanly once dropped or [`close`](Self::close)d; one shared through
+    /// an `Arc` (a `bitswap::Behaviour` holds its store so) closes when the last `Arc` goes.
+    pub fn was_repaired(&self) -> bool {
+        self.repaired
     }
 
     /// The file of the store: its database file.

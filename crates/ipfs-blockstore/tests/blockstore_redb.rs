@@ -159,6 +159,31 @@ fn dropping_the_store_commits_what_was_accepted() {
     drop(open(&path));
 }
 
+/// Only a store left open is repaired: not one just created, nor one closed or dropped.
+#[test]
+fn only_a_store_not_closed_cleanly_is_repaired() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("blocks.redb");
+    let store = open(&path);
+    assert!(!store.was_repaired(), "a new store");
+    block_on(store.put_many((0..4).map(numbered_block).collect())).unwrap();
+    block_on(store.close()).unwrap();
+    let store = open(&path);
+    assert!(!store.was_repaired(), "closed");
+    drop(store);
+    let store = open(&path);
+    assert!(!store.was_repaired(), "dropped");
+    // A copy of a store still open is a store whose process died.
+    block_on(store.put(numbered_block(4))).unwrap();
+    block_on(store.flush()).unwrap();
+    let copy = dir.path().join("copy.redb");
+    fs::copy(&path, &copy).unwrap();
+    fs::copy(blob_path(&path), blob_path(&copy)).unwrap();
+    let copied = open(&copy);
+    assert!(copied.was_repaired(), "left open");
+    assert_holds(&copied, &(0..5).map(numbered_block).collect::<Vec<_>>());
+}
+
 /// Bytes changed on disk under a block's key are reported as corrupt, never returned, and a
 /// put of the block repairs them.
 #[test]
@@ -501,6 +526,7 @@ fn sigkill_rounds(large: bool) {
 
         let store = RedbBlockstore::open(&path, RedbConfig::default())
             .unwrap_or_else(|error| panic!("reopening after the kill: {error:?}"));
+        assert!(store.was_repaired(), "a killed store is repaired");
         for i in flushed_ranges.iter().flat_map(Clone::clone) {
             let block = child_block(i, large);
             let got = block_on(store.get(block.cid())).unwrap();

@@ -110,7 +110,7 @@ pub(crate) async fn run(cx: &Context, args: ServeArgs) -> anyhow::Result<()> {
         let query = swarm
             .behaviour_mut()
             .kad
-            .start_providing(swarm::provider_key(cid))
+            .start_providing(bitswap::provider_key(cid))
             .with_context(|| format!("provide {cid} on the DHT"))?;
         providing.insert(query);
     }
@@ -191,7 +191,12 @@ pub(crate) async fn run(cx: &Context, args: ServeArgs) -> anyhow::Result<()> {
     }
     let store = swarm.behaviour().bitswap.store().clone();
     drop(swarm);
-    store.flush().await.context("flushing the block store")?;
+    // The swarm held the only other reference: the store is closed here, awaited, rather
+    // than in its drop, which blocks the runtime's thread.
+    match Arc::try_unwrap(store) {
+        Ok(store) => store.close().await.context("closing the block store")?,
+        Err(store) => store.flush().await.context("flushing the block store")?,
+    }
     Ok(())
 }
 

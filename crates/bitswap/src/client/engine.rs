@@ -1,7 +1,10 @@
 //! [`Engine`]: the client engine's parts and its inputs, outputs and accessors. What the
 //! inputs change between wants and peers is the strategy's (`strategy.rs`).
 
-use std::time::{Duration, Instant};
+use std::{
+    collections::{HashMap, HashSet},
+    time::{Duration, Instant},
+};
 
 use cid::Cid;
 use ipfs_blockstore::{Block, can_verify, multicodec::IDENTITY};
@@ -119,6 +122,11 @@ pub struct Engine {
     timers: Timers,
     /// What the embedder is asked to do, and the counters.
     actions: Actions,
+    /// The CIDs of local-first queries, not yet wanted from peers, by query: until
+    /// [`Engine::handle_local_blocks`] says which the embedder's store holds.
+    held: HashMap<QueryId, Vec<Cid>>,
+    /// How many CIDs `held` holds in all, counted against the limit of wants.
+    held_cids: usize,
 }
 
 impl Engine {
@@ -131,6 +139,8 @@ impl Engine {
             queries: Queries::default(),
             timers: Timers::default(),
             actions: Actions::default(),
+            held: HashMap::new(),
+            held_cids: 0,
         }
     }
 
@@ -441,6 +451,75 @@ impl Engine {
         session: Option<SessionId>,
         now: Instant,
     ) -> Result<QueryId, QueryError> {
+        self.start_query(cids, session, false, now)
+    }
+
+    /// Like [`get`](Self::get), but no CID is wanted from peers until
+    /// [`handle_local_blocks`](Self::handle_local_blocks) says which of them the embedder's
+    /// own store holds: those are reported as received (from no peer), and only the others
+    /// are wanted. The CIDs to look up are those of [`query_remaining`](Self::query_remaining).
+    /// Until then they count against [`Config::max_wants`](Config::max_wants), and the query's
+    /// deadline runs.
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](Self::get).
+    pub fn get_local_first(
+        &mut self,
+        cids: Vec<Cid>,
+        session: Option<SessionId>,
+        now: Instant,
+    ) -> Result<QueryId, QueryError> {
+        self.start_query(cids, session, true, now)
+    }
+
+    /// The embedder's store holds `found` of the CIDs of the local-first query `query`: they
+    /// are reported as received, and the query's other CIDs are wanted from peers now.
+    /// Blocks of other CIDs are ignored, and so is a query that is not live or not waiting for
+    /// its lookup (a second call, a cancelled query).
+    pub fn handle_local_blocks(&mut self, query: QueryId, found: Vec<Block>, now: Instant) {
+        let Some(cids) = self.held.remove(&query) else {
+            return;
+        };
+        self.held_cids -= cids.len();
+        let Some(session) = self.queries.get(&query).map(|q| q.session) else {
+            return;
+        };
+        let mut missing: HashSet<Cid> = cids.iter().copied().collect();
+        for block in found {
+            if missing.remove(block.cid()) {
+                self.queries.deliver(query, &block, None, &mut self.actions);
+            }
+        }
+        // In the order asked for, as `get` wants them.
+        for cid in cids.into_iter().filter(|c| missing.contains(c)) {
+            self.want(query, cid, session, now);
+        }
+        self.queries
+            .finish_if_done(query, &mut self.timers, &mut self.actions);
+        self.flush();
+    }
+
+    /// Makes `query` wait for `cid`, and wants it from peers unless it is wanted already.
+    fn want(&mut self, query: QueryId, cid: Cid, session: Option<SessionId>, now: Instant) {
+        self.queries.wait_for(query, cid);
+        if let Some(want) = self.wants.get_mut(&cid) {
+            want.queries.push(query);
+            return;
+        }
+        self.wants.insert(cid, query, session);
+        self.strategy().start_want(cid, now);
+    }
+
+    /// Starts a query: its CIDs are wanted at once, or `held` until the embedder looked them
+    /// up.
+    fn start_query(
+        &mut self,
+        cids: Vec<Cid>,
+        session: Option<SessionId>,
+        held: bool,
+        now: Instant,
+    ) -> Result<QueryId, QueryError> {
         if let Some(session) = session {
             self.queries.touch_session(session)?;
         }
@@ -451,7 +530,7 @@ impl Engine {
                 code: cid.hash().code(),
             });
         }
-        let mut seen = std::collections::HashSet::with_capacity(cids.len());
+        let mut seen = HashSet::with_capacity(cids.len());
         let cids: Vec<Cid> = cids.into_iter().filter(|c| seen.insert(*c)).collect();
         let max = self.config.max_cids_per_query();
         if cids.len() > max {
@@ -469,7 +548,7 @@ impl Engine {
             .iter()
             .filter(|c| c.hash().code() != IDENTITY && !self.wants.contains(c))
             .count();
-        if self.wants.len() + new > self.config.max_wants() {
+        if self.wants.len() + self.held_cids + new > self.config.max_wants() {
             return Err(QueryError::TooManyWants {
                 max: self.config.max_wants(),
             });
@@ -479,19 +558,15 @@ impl Engine {
         let id = self
             .queries
             .start(session, cids.len(), timeout, &mut self.timers, now);
-        let mut identity = Vec::new();
-        for cid in cids {
-            if cid.hash().code() == IDENTITY {
-                identity.push(cid);
-                continue;
+        let (identity, others): (Vec<Cid>, Vec<Cid>) =
+            cids.into_iter().partition(|c| c.hash().code() == IDENTITY);
+        if held && !others.is_empty() {
+            self.held_cids += others.len();
+            self.held.insert(id, others);
+        } else {
+            for cid in others {
+                self.want(id, cid, session, now);
             }
-            self.queries.wait_for(id, cid);
-            if let Some(want) = self.wants.get_mut(&cid) {
-                want.queries.push(id);
-                continue;
-            }
-            self.wants.insert(cid, id, session);
-            self.strategy().start_want(cid, now);
         }
         for cid in identity {
             // An identity CID's digest is the block; `Block::new` checks it.
@@ -500,8 +575,11 @@ impl Engine {
                 self.queries.deliver(id, &block, None, &mut self.actions);
             }
         }
-        self.queries
-            .finish_if_done(id, &mut self.timers, &mut self.actions);
+        // A query waiting for its lookup is not done, even with nothing left to want yet.
+        if !self.held.contains_key(&id) {
+            self.queries
+                .finish_if_done(id, &mut self.timers, &mut self.actions);
+        }
         self.flush();
         Ok(id)
     }
@@ -518,6 +596,9 @@ impl Engine {
 
     /// Removes a query and releases its wants; false if it was not live.
     fn remove_query(&mut self, id: QueryId) -> bool {
+        if let Some(cids) = self.held.remove(&id) {
+            self.held_cids -= cids.len();
+        }
         let Some(query) = self.queries.remove(id, &mut self.timers) else {
             return false;
         };
@@ -552,12 +633,16 @@ impl Engine {
         self.queries.progress(&query)
     }
 
-    /// The CIDs a live query still waits for (empty if it is not live), in no particular order.
+    /// The CIDs a live query still waits for (empty if it is not live), in no particular order:
+    /// for a local-first query not yet looked up, every CID to look up.
     pub fn query_remaining(&self, query: QueryId) -> Vec<Cid> {
         self.queries
             .get(&query)
-            .map(|q| q.remaining.iter().copied().collect())
-            .unwrap_or_default()
+            .map(|q| q.remaining.iter().copied())
+            .into_iter()
+            .flatten()
+            .chain(self.held.get(&query).into_iter().flatten().copied())
+            .collect()
     }
 
     /// The live queries, in no particular order.

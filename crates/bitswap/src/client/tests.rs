@@ -149,6 +149,83 @@ mod queries {
     use super::*;
 
     #[test]
+    fn a_local_first_query_wants_only_what_the_store_lacks() {
+        let now = Instant::now();
+        let mut e = engine(Config::default(), &[1], now);
+        let query = e
+            .get_local_first(vec![cid(1), cid(2), cid(3)], None, now)
+            .expect("ok");
+        let actions = drain(&mut e);
+        assert!(
+            entries(&actions).is_empty(),
+            "nothing asked before the lookup"
+        );
+        let mut to_look_up = e.query_remaining(query);
+        to_look_up.sort();
+        let mut all = vec![cid(1), cid(2), cid(3)];
+        all.sort();
+        assert_eq!(to_look_up, all);
+        // The store holds block 2, and a block the query did not ask for.
+        e.handle_local_blocks(query, vec![block(2), block(9)], now);
+        let actions = drain(&mut e);
+        let received: Vec<Cid> = events(&actions)
+            .iter()
+            .filter_map(|event| match event {
+                Event::BlockReceived { block, .. } => Some(*block.cid()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(received, [cid(2)]);
+        let mut wanted: Vec<Cid> = entries(&actions)
+            .into_iter()
+            .filter(|(_, entry)| !entry.cancel)
+            .map(|(_, entry)| entry.cid)
+            .collect();
+        wanted.sort();
+        let mut missing = vec![cid(1), cid(3)];
+        missing.sort();
+        assert_eq!(wanted, missing, "only what the store lacks is asked for");
+        assert_eq!(e.query_remaining(query).len(), 2);
+        // A second answer changes nothing.
+        e.handle_local_blocks(query, vec![block(1)], now);
+        assert!(events(&drain(&mut e)).is_empty());
+    }
+
+    #[test]
+    fn a_local_first_query_found_whole_finishes_without_peers() {
+        let now = Instant::now();
+        let mut e = engine(Config::default(), &[1], now);
+        let query = e.get_local_first(vec![cid(1)], None, now).expect("ok");
+        e.handle_local_blocks(query, vec![block(1)], now);
+        let actions = drain(&mut e);
+        assert!(entries(&actions).is_empty());
+        assert_eq!(
+            events(&actions).last(),
+            Some(&Event::QueryFinished { query })
+        );
+        assert_eq!(e.queries().count(), 0);
+    }
+
+    #[test]
+    fn held_cids_count_as_wants_until_their_query_goes() {
+        let now = Instant::now();
+        let config = Config::default().with_max_wants(2);
+        let mut e = engine(config, &[1], now);
+        let query = e
+            .get_local_first(vec![cid(1), cid(2)], None, now)
+            .expect("ok");
+        assert!(matches!(
+            e.get(vec![cid(3)], None, now),
+            Err(QueryError::TooManyWants { .. })
+        ));
+        assert!(e.cancel(query, now));
+        e.get(vec![cid(3)], None, now).expect("room again");
+        // The cancelled query's lookup comes back late: ignored.
+        e.handle_local_blocks(query, vec![block(1)], now);
+        assert!(events(&drain(&mut e)).is_empty());
+    }
+
+    #[test]
     fn refused_queries_change_nothing() {
         let now = Instant::now();
         let config = Config::default()

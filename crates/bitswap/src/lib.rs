@@ -165,7 +165,9 @@
 //! Blocks and their stores come from [`ipfs_blockstore`], re-exported here: [`Block`],
 //! [`Blockstore`], [`MemoryBlockstore`], and the persistent `RedbBlockstore` with its
 //! configuration and errors behind the default cargo feature `redb`. An embedder with a store
-//! of its own turns default features off and compiles no redb.
+//! of its own turns default features off and compiles no redb. The cargo feature `s3` adds
+//! `S3Blockstore`, blocks kept as objects of an S3-compatible bucket that several nodes can
+//! serve at once.
 //!
 //! # Metrics
 //!
@@ -230,6 +232,8 @@ pub use ipfs_blockstore::{
 pub use ipfs_blockstore::{
     RedbBlockstore, RedbBlockstoreError, RedbConfig, RedbCorruption, RedbOpenError,
 };
+#[cfg(feature = "s3")]
+pub use ipfs_blockstore::{S3Blockstore, S3BlockstoreError, S3Config, S3OpenError, S3Stats};
 pub use message::{
     BlockPresence, BlockPresenceType, Entry, Message, MessageError, WantType, Wantlist,
 };

@@ -5,7 +5,9 @@
 //!
 //! Embed [`Behaviour`] in a swarm (alone or in a `#[derive(NetworkBehaviour)]` beside identify,
 //! ping and kad) with a [`Blockstore`]: it fetches blocks from peers into the store and serves
-//! the store's blocks to the peers that want them. Here one node fetches a block from another:
+//! the store's blocks to the peers that want them. Give the transport [`yamux_config`] as its
+//! muxer: with yamux's default, Helia's large frames kill the connection (see its docs). Here
+//! one node fetches a block from another:
 //!
 //! ```
 //! use std::time::Duration;
@@ -13,7 +15,7 @@
 //! use bitswap::{Block, Event, MemoryBlockstore};
 //! use bytes::Bytes;
 //! use futures::StreamExt;
-//! use libp2p::{noise, swarm::SwarmEvent, tcp, yamux};
+//! use libp2p::{noise, swarm::SwarmEvent, tcp};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -21,7 +23,7 @@
 //!     let node = || -> Result<_, Box<dyn std::error::Error>> {
 //!         Ok(libp2p::SwarmBuilder::with_new_identity()
 //!             .with_tokio()
-//!             .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)?
+//!             .with_tcp(tcp::Config::default(), noise::Config::new, bitswap::yamux_config)?
 //!             .with_behaviour(|_| {
 //!                 bitswap::Behaviour::new(MemoryBlockstore::new(), bitswap::Config::default())
 //!             })?
@@ -85,6 +87,7 @@
 //!
 //! - [`Behaviour`] wires the parts below into one `NetworkBehaviour`; [`Config`] sets them.
 //! - [`network`]: the message layer, Bitswap streams over libp2p without policy.
+//! - [`transport`]: [`yamux_config`], the muxer setting that works with kubo and Helia.
 //! - [`ServerEngine`]: the sans-IO decision engine: what every peer gets, and when.
 //! - [`ClientEngine`]: the sans-IO client: which peers are asked for which blocks, and when;
 //!   [`Handle`] reaches it from other tasks.
@@ -113,12 +116,13 @@ pub mod network;
 mod proto;
 mod protocol;
 mod server;
+pub mod transport;
 mod troubles;
 
 pub use behaviour::Behaviour;
 pub use client::{
-    Action as ClientAction, Config as ClientConfig, Engine as ClientEngine, Event as ClientEvent,
-    Progress, QueryError, QueryId, SessionId, Stats as ClientStats,
+    Action as ClientAction, Config as ClientConfig, ConnectionError, Engine as ClientEngine,
+    Event as ClientEvent, Progress, QueryError, QueryId, SessionId, Stats as ClientStats,
 };
 pub use config::Config;
 pub use decode::{
@@ -144,3 +148,4 @@ pub use server::{
     LookupKind, LookupResult, Metrics as ServerMetrics, PeerAccounting, RequestFilter,
     Stats as ServerStats,
 };
+pub use transport::yamux_config;

@@ -101,7 +101,12 @@ pub(crate) fn build(
     if !versions.is_empty() {
         network = network.with_versions(versions.iter().copied());
     }
-    let mut bitswap_config = bitswap::Config::default().with_network(network);
+    // `get` gives up by its own deadlines (`--timeout`, `--no-peer-timeout`, see `fetch.rs`),
+    // with messages that name them: the library's no-peer deadline would race them.
+    let client = bitswap::ClientConfig::default().with_no_peer_timeout(None);
+    let mut bitswap_config = bitswap::Config::default()
+        .with_network(network)
+        .with_client(client);
     if matches!(store, NodeStore::S3(_)) {
         // A batch in flight waits for its blocks' reads: against a store a round trip away,
         // more batches keep the links busy (the outstanding bytes still bound the memory).

@@ -1,7 +1,7 @@
 //! The client's ids and errors: [`QueryId`], [`SessionId`], [`Scope`], [`Progress`] and
 //! [`QueryError`]. A leaf: every other file of the client may name them.
 
-use std::{fmt, io, time::Duration};
+use std::{fmt, io, sync::Arc, time::Duration};
 
 use cid::Cid;
 use libp2p::PeerId;
@@ -112,11 +112,14 @@ const MAX_CONNECTION_ERROR_LEN: usize = 512;
 
 /// Why a connection to a peer closed, when it did not close cleanly: an I/O, security or
 /// muxer error (such as yamux's `FrameTooLarge`). The error is kept as its kind and text (its
-/// sources joined, at most 512 bytes) so that events and query errors stay cheap to clone and
-/// compare.
+/// sources joined, at most 512 bytes) behind an `Arc`, so that events and query errors stay
+/// small and cheap to clone and compare.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("connection to {peer} failed: {message}")]
-pub struct ConnectionError {
+#[error("connection to {} failed: {}", .0.peer, .0.message)]
+pub struct ConnectionError(Arc<ConnectionErrorInner>);
+
+#[derive(Debug, PartialEq, Eq)]
+struct ConnectionErrorInner {
     peer: PeerId,
     kind: io::ErrorKind,
     message: String,
@@ -144,26 +147,26 @@ impl ConnectionError {
             }
             message.truncate(end);
         }
-        Self {
+        Self(Arc::new(ConnectionErrorInner {
             peer,
             kind: error.kind(),
             message,
-        }
+        }))
     }
 
     /// The peer of the connection.
     pub fn peer(&self) -> PeerId {
-        self.peer
+        self.0.peer
     }
 
     /// The kind of the I/O error the connection closed with.
     pub fn kind(&self) -> io::ErrorKind {
-        self.kind
+        self.0.kind
     }
 
     /// What went wrong, with its causes.
     pub fn message(&self) -> &str {
-        &self.message
+        &self.0.message
     }
 }
 

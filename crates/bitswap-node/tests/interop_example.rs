@@ -82,26 +82,32 @@ fn example_get(root: &str, address: &str, out: &Path) -> Value {
     ok_json(&args, &output)
 }
 
-/// The example and a driver fetch a 64 MiB file from each other; `root_of` finds the root of
-/// the file the driver added.
-fn both_ways(mut driver: Driver, theirs: &Path, temp: &Path, root_of: impl Fn(&Driver) -> String) {
+/// The example and a driver fetch a 64 MiB file from each other: `start` starts the driver
+/// with the file to add (made from `seed`).
+fn both_ways(seed: u64, start: impl FnOnce(&Path) -> Driver) {
+    example();
+    let temp = tempfile::tempdir().unwrap();
+    let theirs = temp.path().join("theirs");
+    write_pseudo_random(&theirs, FILE_BYTES, seed);
+    let mut driver = start(&theirs);
     let name = driver.name.clone();
-    let out = temp.join("from-them");
+    let root = driver.info["added"][s(&theirs)].as_str().expect("a root");
+    let out = temp.path().join("from-them");
     let start = Instant::now();
-    let got = example_get(&root_of(&driver), &driver.address(), &out);
-    assert_same_hash(theirs, &out);
+    let got = example_get(root, &driver.address(), &out);
+    assert_same_hash(&theirs, &out);
     assert_eq!(got["bytes"], FILE_BYTES, "{got}");
     eprintln!(
         "the example fetched 64 MiB from {name} in {:.2?}: {got}",
         start.elapsed()
     );
 
-    let ours = temp.join("ours");
-    write_pseudo_random(&ours, FILE_BYTES, 0xe8a);
+    let ours = temp.path().join("ours");
+    write_pseudo_random(&ours, FILE_BYTES, seed + 1);
     let serve = example_serve(&ours);
     let root = serve.info["root"].as_str().expect("a root").to_owned();
     driver_connect(&mut driver, &serve.address());
-    let out = temp.join("from-us");
+    let out = temp.path().join("from-us");
     let seconds = driver_download(&mut driver, &root, &out, 120);
     assert_same_hash(&ours, &out);
     eprintln!("{name} fetched 64 MiB from the example in {seconds:.2} s");
@@ -112,17 +118,7 @@ fn the_example_and_kubo_fetch_64_mib_from_each_other() {
     let Some(python) = kubo_python("the_example_and_kubo_fetch_64_mib_from_each_other") else {
         return;
     };
-    example();
-    let temp = tempfile::tempdir().unwrap();
-    let theirs = temp.path().join("theirs");
-    write_pseudo_random(&theirs, FILE_BYTES, 0xe8b);
-    let kubo = start_kubo(&python, None, &[&theirs]);
-    both_ways(kubo, &theirs, temp.path(), |kubo| {
-        kubo.info["added"][s(&theirs)]
-            .as_str()
-            .expect("a root")
-            .to_owned()
-    });
+    both_ways(0xe8a, |file| start_kubo(&python, None, &[file]));
 }
 
 #[test]
@@ -130,15 +126,5 @@ fn the_example_and_helia_fetch_64_mib_from_each_other() {
     let Some(node) = helia_node("the_example_and_helia_fetch_64_mib_from_each_other") else {
         return;
     };
-    example();
-    let temp = tempfile::tempdir().unwrap();
-    let theirs = temp.path().join("theirs");
-    write_pseudo_random(&theirs, FILE_BYTES, 0xe8c);
-    let helia = start_helia(&node, None, &[&theirs]);
-    both_ways(helia, &theirs, temp.path(), |helia| {
-        helia.info["added"][s(&theirs)]
-            .as_str()
-            .expect("a root")
-            .to_owned()
-    });
+    both_ways(0xe8c, |file| start_helia(&node, None, &[file]));
 }

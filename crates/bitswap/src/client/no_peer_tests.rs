@@ -22,6 +22,14 @@ fn failure_at(e: &mut Engine, query: QueryId, at: Instant) -> Option<QueryError>
     })
 }
 
+/// The failure of a query without peers for `waited` seconds, with no connection error.
+fn no_peers(waited: u64) -> Option<QueryError> {
+    Some(QueryError::NoPeers {
+        waited: secs(waited),
+        last_error: None,
+    })
+}
+
 fn frame_too_large(peer: u8) -> ConnectionError {
     let error = io::Error::other("decode error: frame body is too large (2097140)");
     ConnectionError::new(super::testing::peer(peer), &error)
@@ -67,13 +75,7 @@ fn a_peer_connecting_ends_the_wait_and_a_later_loss_starts_it_again() {
     e.handle_peer_disconnected(&peer(1), t0 + secs(60));
     drain(&mut e);
     assert_eq!(failure_at(&mut e, query, t0 + secs(89)), None);
-    assert_eq!(
-        failure_at(&mut e, query, t0 + secs(90)),
-        Some(QueryError::NoPeers {
-            waited: secs(30),
-            last_error: None,
-        })
-    );
+    assert_eq!(failure_at(&mut e, query, t0 + secs(90)), no_peers(30));
 }
 
 #[test]
@@ -88,13 +90,7 @@ fn a_new_provider_gives_the_query_time_to_dial_it() {
     // The same provider again is nothing new.
     e.add_providers(&cid(1), [peer(9)], t0 + secs(54));
     drain(&mut e);
-    assert_eq!(
-        failure_at(&mut e, query, t0 + secs(55)),
-        Some(QueryError::NoPeers {
-            waited: secs(55),
-            last_error: None,
-        })
-    );
+    assert_eq!(failure_at(&mut e, query, t0 + secs(55)), no_peers(55));
 }
 
 #[test]
@@ -107,13 +103,7 @@ fn errors_from_before_the_query_are_not_its() {
     let start = t0 + secs(1);
     let query = e.get(vec![cid(1)], None, start).expect("ok");
     drain(&mut e);
-    assert_eq!(
-        failure_at(&mut e, query, start + secs(30)),
-        Some(QueryError::NoPeers {
-            waited: secs(30),
-            last_error: None,
-        })
-    );
+    assert_eq!(failure_at(&mut e, query, start + secs(30)), no_peers(30));
 }
 
 #[test]

@@ -23,11 +23,11 @@ fn failure_at(e: &mut Engine, query: QueryId, at: Instant) -> Option<QueryError>
 }
 
 /// The failure of a query without peers for `waited` seconds, with no connection error.
-fn no_peers(waited: u64) -> Option<QueryError> {
-    Some(QueryError::NoPeers {
+fn no_peers(waited: u64) -> QueryError {
+    QueryError::NoPeers {
         waited: secs(waited),
         last_error: None,
-    })
+    }
 }
 
 fn frame_too_large(peer: u8) -> ConnectionError {
@@ -75,7 +75,7 @@ fn a_peer_connecting_ends_the_wait_and_a_later_loss_starts_it_again() {
     e.handle_peer_disconnected(&peer(1), t0 + secs(60));
     drain(&mut e);
     assert_eq!(failure_at(&mut e, query, t0 + secs(89)), None);
-    assert_eq!(failure_at(&mut e, query, t0 + secs(90)), no_peers(30));
+    assert_eq!(failure_at(&mut e, query, t0 + secs(90)), Some(no_peers(30)));
 }
 
 #[test]
@@ -90,7 +90,7 @@ fn a_new_provider_gives_the_query_time_to_dial_it() {
     // The same provider again is nothing new.
     e.add_providers(&cid(1), [peer(9)], t0 + secs(54));
     drain(&mut e);
-    assert_eq!(failure_at(&mut e, query, t0 + secs(55)), no_peers(55));
+    assert_eq!(failure_at(&mut e, query, t0 + secs(55)), Some(no_peers(55)));
 }
 
 #[test]
@@ -103,7 +103,10 @@ fn errors_from_before_the_query_are_not_its() {
     let start = t0 + secs(1);
     let query = e.get(vec![cid(1)], None, start).expect("ok");
     drain(&mut e);
-    assert_eq!(failure_at(&mut e, query, start + secs(30)), no_peers(30));
+    assert_eq!(
+        failure_at(&mut e, query, start + secs(30)),
+        Some(no_peers(30))
+    );
 }
 
 #[test]

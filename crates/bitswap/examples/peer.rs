@@ -90,6 +90,7 @@ async fn serve(file: PathBuf) -> Result<()> {
     let mut swarm = swarm(store)?;
     swarm.listen_on("/ip4/127.0.0.1/tcp/0".parse()?)?;
     let mut stdin = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    let mut searches = HashMap::new();
     loop {
         tokio::select! {
             event = swarm.select_next_some() => {
@@ -97,7 +98,7 @@ async fn serve(file: PathBuf) -> Result<()> {
                     let peer = swarm.local_peer_id();
                     println!(r#"{{"root": "{root}", "multiaddrs": ["{address}/p2p/{peer}"], "peer_id": "{peer}"}}"#);
                 }
-                on_event(&mut swarm, event, &mut HashMap::new());
+                on_event(&mut swarm, event, &mut searches);
             }
             line = stdin.next_line() => if line?.is_none() { return Ok(()) },
         }
@@ -127,7 +128,9 @@ async fn get(root: Cid, address: Multiaddr, out: PathBuf) -> Result<()> {
 }
 
 /// Fetches every block of the DAG under `root`, one level at a time, in one session (the
-/// peers that delivered a level are asked first for the next). Returns how many.
+/// peers that delivered a level are asked first for the next). Returns how many. A query
+/// takes at most 8192 CIDs by default (`ClientConfig::with_max_cids_per_query`): plenty for a
+/// level of a file under 2 GiB.
 async fn fetch_dag(handle: Handle, root: Cid) -> Result<usize> {
     let session = handle.new_session().await?;
     let (mut level, mut fetched) = (vec![root], 0);

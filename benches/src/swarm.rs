@@ -9,7 +9,7 @@
 //!   import the same bytes with `AddFile`; a pass whose kubo root differs from ours fails.
 //! - Seeds ([`SeedKind`]): ours are child processes (`net-bench swarm-seed SEED BYTES`, see
 //!   [`seed`]) holding the whole file in memory, on the node's transport
-//!   (`bitswap_node::transport::yamux_config`) and the default Bitswap configuration, as
+//!   (`bitswap::yamux_config`) and the default Bitswap configuration, as
 //!   `bitswap-node serve` has them; kubo's are the interop tests' driver `kubo_peer.py --add`.
 //!   Each listens on 127.0.0.1 behind its own [`link_shaper::Proxy`], which shapes both
 //!   directions.
@@ -50,7 +50,6 @@ use std::{
 };
 
 use bitswap::{Block, Blockstore, MemoryBlockstore, MemoryBlockstoreError};
-use bitswap_node::transport;
 use cid::Cid;
 use ipfs_formats::unixfs::{self, Layout};
 
@@ -111,7 +110,7 @@ pub async fn seed(args: &[String]) {
     let mut swarm = net::node_identified(
         BenchStore::Memory(MemoryBlockstore::new()),
         bitswap::Config::default(),
-        transport::yamux_config,
+        bitswap::yamux_config,
     );
     let data = net::bytes(len, set);
     unixfs::import_reader(

@@ -7,7 +7,6 @@ use std::{
 };
 
 use bitswap::{ClientStats, Handle, MemoryBlockstore};
-use bitswap_node::transport;
 use cid::Cid;
 use futures::{StreamExt, stream::SelectAll};
 use ipfs_formats::dag;
@@ -70,7 +69,7 @@ impl OurLeech {
             BenchStore::Sink
         };
         let mut swarm =
-            net::node_identified(store, bitswap::Config::default(), transport::yamux_config);
+            net::node_identified(store, bitswap::Config::default(), bitswap::yamux_config);
         let peer = *swarm.local_peer_id();
         let listening = if listen {
             let address = tokio::time::timeout(CONNECT_LIMIT, net::listen(&mut swarm))

@@ -100,9 +100,13 @@ pub(crate) fn build(
     if !versions.is_empty() {
         network = network.with_versions(versions.iter().copied());
     }
-    // `get` walks a DAG and asks Bitswap only for the blocks its store lacks.
+    // `get` walks a DAG and asks Bitswap only for the blocks its store lacks, and gives up by
+    // its own deadlines (`--timeout`, `--no-peer-timeout`, see `fetch.rs`), with messages that
+    // name them: the library's no-peer deadline would race them.
+    let client = bitswap::ClientConfig::default().with_no_peer_timeout(None);
     let mut bitswap_config = bitswap::Config::default()
         .with_network(network)
+        .with_client(client)
         .with_local_first(false);
     if matches!(store, NodeStore::S3(_)) {
         // A batch in flight waits for its blocks' reads: against a store a round trip away,
@@ -118,7 +122,7 @@ pub(crate) fn build(
         .with_tcp(
             tcp::Config::default().nodelay(true),
             noise::Config::new,
-            bitswap_node::transport::yamux_config,
+            bitswap::yamux_config,
         )?
         // Many peers (kubo's default listens on both) are reachable over QUIC only; QUIC brings
         // its own encryption (TLS 1.3) and streams, so Noise and Yamux are TCP's alone.

@@ -83,7 +83,7 @@ fn helia_fetches_64_mib_file_from_us() {
 /// A 64 MiB UnixFS file: our `get` fetches it from Helia, which added it (1 MiB raw leaves).
 ///
 /// Helia writes its 1 MiB leaves three to a 4 MiB message, several messages on one stream. This
-/// failed (Helia's connection reset after the root) until `bitswap_node::transport::yamux_config`
+/// failed (Helia's connection reset after the root) until `bitswap::yamux_config`
 /// capped our yamux stream windows at 1 MiB: js-yamux (`@libp2p/yamux` 8.0.3) sends data frames
 /// as large as the stream's send window, and rust yamux 0.14.1, whose window auto-tuning had
 /// grown past 1 MiB, refuses frame bodies over 1 MiB (`Decode(FrameTooLarge(2097140))`).

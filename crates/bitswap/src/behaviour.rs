@@ -658,6 +658,12 @@ impl<S: Blockstore + 'static> Behaviour<S> {
                     self.client.handle_send_failed(peer, &message, now);
                 }
             }
+            network::Event::ConnectionError { peer, error, .. } => {
+                tracing::debug!(%peer, %error, "connection closed with an error");
+                self.client.handle_connection_error(error.clone(), now);
+                let event = Event::ConnectionError { peer, error };
+                self.events.push_back(ToSwarm::GenerateEvent(event));
+            }
             network::Event::InboundFailure { peer, error, .. } => {
                 // Logged by the handler once per connection and kind. Only a protocol
                 // violation costs the peer its standing: a stream reset or cut in the middle

@@ -5,9 +5,9 @@ use std::{error::Error as StdError, fmt, sync::Arc};
 
 use cid::Cid;
 use ipfs_blockstore::Block;
-use libp2p::kad::RecordKey;
+use libp2p::{PeerId, kad::RecordKey};
 
-use crate::client::{Event as ClientEvent, Progress, QueryError, QueryId};
+use crate::client::{ConnectionError, Event as ClientEvent, Progress, QueryError, QueryId};
 
 /// Identifies a [`Behaviour::put`](crate::Behaviour::put); [`Event::Stored`] and
 /// [`Event::StoreFailed`] carry it. Unique within one [`Behaviour`](crate::Behaviour).
@@ -159,6 +159,16 @@ pub enum Event {
         id: Option<PutId>,
         /// The store's error.
         error: StoreError,
+    },
+    /// A connection to `peer` closed with an error (I/O, security or muxer, such as yamux's
+    /// `FrameTooLarge`) instead of cleanly. Queries left without peers fail after
+    /// [`ClientConfig::with_no_peer_timeout`](crate::ClientConfig::with_no_peer_timeout) with
+    /// [`QueryError::NoPeers`], which carries the last such error.
+    ConnectionError {
+        /// The peer.
+        peer: PeerId,
+        /// Why the connection closed.
+        error: ConnectionError,
     },
 }
 

@@ -5,14 +5,16 @@
 //!
 //! Embed [`Behaviour`] in a swarm (alone or in a `#[derive(NetworkBehaviour)]` beside identify,
 //! ping and kad) with a [`Blockstore`]: it fetches blocks from peers into the store and serves
-//! the store's blocks to the peers that want them. Here one node fetches a block from another:
+//! the store's blocks to the peers that want them. Give the transport [`yamux_config`] as its
+//! muxer: with yamux's default, Helia's large frames kill the connection (see its docs). Here
+//! one node fetches a block from another:
 //!
 //! ```
 //! use std::time::Duration;
 //!
 //! use bitswap::{Block, Event, MemoryBlockstore};
 //! use futures::StreamExt;
-//! use libp2p::{noise, swarm::SwarmEvent, tcp, yamux};
+//! use libp2p::{noise, swarm::SwarmEvent, tcp};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -20,7 +22,7 @@
 //!     let node = || -> Result<_, Box<dyn std::error::Error>> {
 //!         Ok(libp2p::SwarmBuilder::with_new_identity()
 //!             .with_tokio()
-//!             .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)?
+//!             .with_tcp(tcp::Config::default(), noise::Config::new, bitswap::yamux_config)?
 //!             .with_behaviour(|_| {
 //!                 bitswap::Behaviour::new(MemoryBlockstore::new(), bitswap::Config::default())
 //!             })?
@@ -179,6 +181,7 @@
 //!
 //! - [`Behaviour`] wires the parts below into one `NetworkBehaviour`; [`Config`] sets them.
 //! - [`network`]: the message layer, Bitswap streams over libp2p without policy.
+//! - [`transport`]: [`yamux_config`], the muxer setting that works with kubo and Helia.
 //! - [`ServerEngine`]: the sans-IO decision engine: what every peer gets, and when.
 //! - [`ClientEngine`]: the sans-IO client: which peers are asked for which blocks, and when;
 //!   [`Handle`] reaches it from other tasks.
@@ -208,12 +211,13 @@ mod proto;
 pub mod protocol;
 mod providers;
 mod server;
+pub mod transport;
 mod troubles;
 
 pub use behaviour::Behaviour;
 pub use client::{
-    Action as ClientAction, Config as ClientConfig, Engine as ClientEngine, Event as ClientEvent,
-    Progress, QueryError, QueryId, SessionId, Stats as ClientStats,
+    Action as ClientAction, Config as ClientConfig, ConnectionError, Engine as ClientEngine,
+    Event as ClientEvent, Progress, QueryError, QueryId, SessionId, Stats as ClientStats,
 };
 pub use config::Config;
 pub use event::{Event, PutError, PutId, StoreError};
@@ -245,3 +249,4 @@ pub use server::{
     Config as ServerConfig, Engine as ServerEngine, Envelope, EnvelopeId, Lookup, LookupId,
     LookupKind, LookupResult, PeerAccounting, RequestFilter, Stats as ServerStats,
 };
+pub use transport::yamux_config;

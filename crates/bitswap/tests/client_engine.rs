@@ -895,7 +895,8 @@ fn a_want_nobody_has_asks_for_providers_and_dials_them() {
 #[test]
 fn without_peers_the_want_waits_and_goes_out_on_connection() {
     let data = blocks(2, 8000);
-    let mut net = Net::new(ClientConfig::default());
+    // A minute without peers: beyond the default no-peer timeout, which would fail it.
+    let mut net = Net::new(ClientConfig::default().with_no_peer_timeout(None));
     let s = net.server(Kind::Honest, Version::V1_2_0, &data);
     let query = net.get(cids(&data), None);
     assert_eq!(net.searches.len(), 2, "one search per CID at once");

@@ -294,7 +294,7 @@ pub fn test_peer() -> Swarm<network::Behaviour> {
         .with_tcp(
             tcp::Config::default().nodelay(true),
             noise::Config::new,
-            bitswap_node::transport::yamux_config,
+            bitswap::yamux_config,
         )
         .expect("tcp, noise and yamux")
         .with_behaviour(|_| network::Behaviour::new(network::Config::default()))

@@ -33,6 +33,7 @@ pub struct Config {
     max_provider_searches: usize,
     dial_interval: Duration,
     query_timeout: Option<Duration>,
+    no_peer_timeout: Option<Duration>,
     penalty_duration: Duration,
 }
 
@@ -58,6 +59,7 @@ impl Default for Config {
             max_provider_searches: 16,
             dial_interval: Duration::from_secs(10),
             query_timeout: None,
+            no_peer_timeout: Some(Duration::from_secs(30)),
             penalty_duration: Duration::from_secs(60),
         }
     }
@@ -229,9 +231,25 @@ impl Config {
 
     /// Sets how long a query may stay unfinished before it fails with
     /// [`QueryError::TimedOut`](super::QueryError::TimedOut); `None` keeps it until it finishes
-    /// or is cancelled. Default: `None`.
+    /// or is cancelled. Default: `None`: any fixed total would fail large fetches on slow
+    /// links, and a query left without peers fails after
+    /// [`with_no_peer_timeout`](Self::with_no_peer_timeout) anyway. A query whose peers are
+    /// connected but lack its blocks waits for providers meanwhile, as in boxo; set this to
+    /// bound that wait.
     pub fn with_query_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.query_timeout = timeout;
+        self
+    }
+
+    /// Sets how long a query may go with no peer connected and no provider of its blocks
+    /// found ([`add_providers`](super::Engine::add_providers) with a new peer starts the wait
+    /// again, so that its dial has time) before it fails with
+    /// [`QueryError::NoPeers`](super::QueryError::NoPeers), which carries the last connection
+    /// error seen during the query. The wait starts when the query starts without peers or
+    /// when the last peer disconnects, and ends when a peer connects. `None` keeps such a
+    /// query until a peer comes. Default: 30 s.
+    pub fn with_no_peer_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.no_peer_timeout = timeout;
         self
     }
 
@@ -336,6 +354,11 @@ impl Config {
     /// Time after which an unfinished query fails, if any.
     pub fn query_timeout(&self) -> Option<Duration> {
         self.query_timeout
+    }
+
+    /// Time a query may go without peers or providers, if bounded.
+    pub fn no_peer_timeout(&self) -> Option<Duration> {
+        self.no_peer_timeout
     }
 
     /// Time a peer with a bad score is left out.

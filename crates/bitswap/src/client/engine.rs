@@ -13,7 +13,7 @@ use libp2p::PeerId;
 use super::{
     Config,
     action::{Action, Actions, Event, Stats},
-    id::{Progress, QueryError, QueryId, SessionId},
+    id::{ConnectionError, Progress, QueryError, QueryId, SessionId},
     peer::{Answer, MISBEHAVIOUR_PENALTY, Peers, UNWANTED_BLOCK_PENALTY},
     query::Queries,
     strategy::Strategy,
@@ -52,8 +52,9 @@ use crate::{
 /// 3. [`handle_send_failed`](Self::handle_send_failed) if an [`Action::Send`] could not be
 ///    written (nothing to report on success).
 /// 4. [`add_providers`](Self::add_providers) with what an [`Action::FindProviders`] found.
-/// 5. [`handle_peer_disconnected`](Self::handle_peer_disconnected) when its last connection
-///    closed.
+/// 5. [`handle_connection_error`](Self::handle_connection_error) when a connection closed
+///    with an error, then [`handle_peer_disconnected`](Self::handle_peer_disconnected) when
+///    the peer's last connection closed.
 ///
 /// # Strategy
 ///
@@ -69,7 +70,10 @@ use crate::{
 /// sent again after [`Config::resend_interval`] of silence. When a block arrives every other
 /// peer asked gets a cancel.
 /// When no connected peer may have the block, providers are searched for and the want stays
-/// until its query is cancelled. See the `want` module's source for the exact ranking.
+/// until its query is cancelled or times out ([`Config::with_query_timeout`]). A query left
+/// with no peer connected and no provider found fails after [`Config::with_no_peer_timeout`]
+/// (30 s by default) with [`QueryError::NoPeers`], carrying the last connection error.
+/// See the `want` module's source for the exact ranking.
 ///
 /// # Bounds
 ///
@@ -177,6 +181,7 @@ impl Engine {
             self.handle_peer_version(peer, version);
             return;
         }
+        self.queries.unstrand_all(&mut self.timers);
         self.strategy().peer_joined(now);
         self.flush();
     }
@@ -237,7 +242,21 @@ impl Engine {
             self.strategy().target_lost(cid, now);
         }
         self.peers.forget_old();
+        if let Some(timeout) = self.config.no_peer_timeout()
+            && self.peers.none_connected()
+        {
+            self.queries.strand_all(timeout, &mut self.timers, now);
+        }
         self.flush();
+    }
+
+    /// A connection to a peer closed with an error (I/O, security, muxer): it is kept as
+    /// the last connection error, which a query that fails for lack of peers
+    /// ([`QueryError::NoPeers`]) reports. Report it before
+    /// [`handle_peer_disconnected`](Self::handle_peer_disconnected) if it was the peer's last
+    /// connection; clean closes and idle timeouts are not errors.
+    pub fn handle_connection_error(&mut self, error: ConnectionError, now: Instant) {
+        self.peers.connection_failed(error, now);
     }
 
     /// Peers said to provide `cid` (e.g. found by kad after an [`Action::FindProviders`]).
@@ -266,6 +285,15 @@ impl Engine {
             want.providers.push(peer);
             if self.peers.get(&peer).is_none_or(|p| p.version.is_none()) {
                 dial.push(peer);
+            }
+        }
+        if !dial.is_empty()
+            && let Some(timeout) = self.config.no_peer_timeout()
+        {
+            // A new provider to dial: the queries waiting for peers give it time.
+            for query in want.queries.clone() {
+                self.queries
+                    .strand(query, timeout, true, &mut self.timers, now);
             }
         }
         let interval = self.config.dial_interval();
@@ -387,6 +415,7 @@ impl Engine {
                 }
                 Timer::Search { cid } => self.strategy().on_search(cid, now),
                 Timer::Query { query } => self.query_timed_out(query, now),
+                Timer::NoPeers { query } => self.query_stranded(query, now),
             }
         }
         self.flush();
@@ -435,7 +464,8 @@ impl Engine {
     /// until then, until [`cancel`](Self::cancel), or until
     /// [`Config::query_timeout`](Config::query_timeout) if set: a block that no peer
     /// has is searched for ([`Action::FindProviders`]) and wanted again and again, never given
-    /// up on by itself.
+    /// up on by itself, unless no peer is connected: then it fails after
+    /// [`Config::no_peer_timeout`](Config::no_peer_timeout) without peers or providers.
     ///
     /// Identity CIDs carry their block: they are reported at once, without asking anyone. An
     /// empty query finishes at once.
@@ -558,6 +588,12 @@ impl Engine {
         let id = self
             .queries
             .start(session, cids.len(), timeout, &mut self.timers, now);
+        if let Some(timeout) = self.config.no_peer_timeout()
+            && self.peers.none_connected()
+        {
+            self.queries
+                .strand(id, timeout, false, &mut self.timers, now);
+        }
         let (identity, others): (Vec<Cid>, Vec<Cid>) =
             cids.into_iter().partition(|c| c.hash().code() == IDENTITY);
         if held && !others.is_empty() {
@@ -626,6 +662,24 @@ impl Engine {
                 error: QueryError::TimedOut,
             });
         }
+    }
+
+    /// The query had no peer to ask for too long: it fails, with the last connection error
+    /// seen since it started.
+    fn query_stranded(&mut self, id: QueryId, now: Instant) {
+        let Some((since, started)) = self.queries.stranded_out(id) else {
+            return;
+        };
+        let last_error = self.peers.last_error_since(started).cloned();
+        self.remove_query(id);
+        self.strategy().retry_starved(now);
+        self.actions.event(Event::QueryFailed {
+            query: id,
+            error: QueryError::NoPeers {
+                waited: now.saturating_duration_since(since),
+                last_error,
+            },
+        });
     }
 
     /// Where a live query stands, or `None` if it is not live.

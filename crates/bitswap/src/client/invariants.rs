@@ -53,7 +53,7 @@ pub(super) fn check(
                 return Err(format!("{id}: {cid} not wanted"));
             }
         }
-        timed += usize::from(query.deadline.is_some());
+        timed += usize::from(query.deadline.is_some()) + usize::from(query.stranded.is_some());
     }
     peers.check(c)?;
     for (id, peer) in peers.iter() {
@@ -78,6 +78,9 @@ pub(super) fn check(
                 .and_then(|a| a.timer),
             Timer::Search { cid } => wants.get(cid).and_then(|w| w.search_timer),
             Timer::Query { query } => queries.get(query).and_then(|q| q.deadline),
+            Timer::NoPeers { query } => queries
+                .get(query)
+                .and_then(|q| q.stranded.map(|(key, _)| key)),
         };
         if owner != Some(*key) {
             return Err(format!("orphan timer {timer:?}"));

@@ -24,7 +24,8 @@
 //! - `id.rs`: ids and errors, named by every other file.
 //! - `config.rs`: [`Config`], limits, timeouts and strategy knobs.
 //! - `invariants.rs`: consistency checks across the parts, for tests and fuzzing.
-//! - `testing.rs` and `tests.rs` (tests only): helpers, and the engine's unit tests.
+//! - `testing.rs`, `tests.rs` and `no_peer_tests.rs` (tests only): helpers, and the
+//!   engine's unit tests.
 
 mod action;
 mod config;
@@ -33,6 +34,8 @@ mod id;
 #[cfg(any(test, fuzzing, feature = "testing"))]
 mod invariants;
 mod link;
+#[cfg(test)]
+mod no_peer_tests;
 mod peer;
 mod query;
 mod strategy;
@@ -46,4 +49,4 @@ mod want;
 pub use action::{Action, Event, Stats};
 pub use config::Config;
 pub use engine::Engine;
-pub use id::{Progress, QueryError, QueryId, SessionId};
+pub use id::{ConnectionError, Progress, QueryError, QueryId, SessionId};

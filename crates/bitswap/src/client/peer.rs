@@ -9,7 +9,7 @@ use std::{
 use cid::Cid;
 use libp2p::PeerId;
 
-use super::{action::Actions, link::Link, timer::TimerKey};
+use super::{action::Actions, id::ConnectionError, link::Link, timer::TimerKey};
 use crate::{
     map::Map,
     message::{Entry, Message, WantType},
@@ -293,6 +293,8 @@ pub(super) struct Peers {
     peers: HashMap<PeerId, Peer>,
     /// When each peer was last asked to be dialled.
     dials: HashMap<PeerId, Instant>,
+    /// The last connection that closed with an error, and when.
+    last_error: Option<(Instant, ConnectionError)>,
 }
 
 impl Peers {
@@ -307,6 +309,24 @@ impl Peers {
     /// Every peer remembered, connected or not.
     pub(super) fn iter(&self) -> impl Iterator<Item = (&PeerId, &Peer)> {
         self.peers.iter()
+    }
+
+    /// Whether no peer is connected.
+    pub(super) fn none_connected(&self) -> bool {
+        self.connected().next().is_none()
+    }
+
+    /// A connection closed with `error` at `now`.
+    pub(super) fn connection_failed(&mut self, error: ConnectionError, now: Instant) {
+        self.last_error = Some((now, error));
+    }
+
+    /// The last connection error seen at or after `since`.
+    pub(super) fn last_error_since(&self, since: Instant) -> Option<&ConnectionError> {
+        self.last_error
+            .as_ref()
+            .filter(|(at, _)| *at >= since)
+            .map(|(_, error)| error)
     }
 
     /// The connected peers.

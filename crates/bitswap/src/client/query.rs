@@ -32,6 +32,10 @@ pub(super) struct Query {
     /// Peers that delivered (at most [`MAX_QUERY_PEERS`]).
     peers: HashSet<PeerId>,
     pub(super) deadline: Option<TimerKey>,
+    /// When it started: connection errors from before are not its.
+    started: Instant,
+    /// While no peer is connected: when it fails for lack of peers, and since when it waits.
+    pub(super) stranded: Option<(TimerKey, Instant)>,
 }
 
 /// A session: what its queries learnt about peers.
@@ -142,6 +146,8 @@ impl Queries {
                 },
                 peers: HashSet::new(),
                 deadline,
+                started: now,
+                stranded: None,
             },
         );
         if let Some(state) = session.and_then(|s| self.sessions.get_mut(&s)) {
@@ -157,10 +163,11 @@ impl Queries {
         }
     }
 
-    /// Removes a query (and its deadline); returns it, or `None` if it was not live.
+    /// Removes a query (and its deadlines); returns it, or `None` if it was not live.
     pub(super) fn remove(&mut self, id: QueryId, timers: &mut Timers) -> Option<Query> {
         let query = self.queries.remove(&id)?;
         timers.remove(query.deadline);
+        timers.remove(query.stranded.map(|(key, _)| key));
         if let Some(session) = query.session.and_then(|s| self.sessions.get_mut(&s)) {
             session.queries.remove(&id);
         }
@@ -176,6 +183,57 @@ impl Queries {
             }
             None => false,
         }
+    }
+
+    /// No peer is connected: query `id` fails after `timeout` unless one comes. Its wait
+    /// starts again at `now` if `restart`, else only if it was not waiting already.
+    pub(super) fn strand(
+        &mut self,
+        id: QueryId,
+        timeout: Duration,
+        restart: bool,
+        timers: &mut Timers,
+        now: Instant,
+    ) {
+        let Some(query) = self.queries.get_mut(&id) else {
+            return;
+        };
+        let since = match query.stranded {
+            Some(_) if !restart => return,
+            Some((key, since)) => {
+                timers.remove(Some(key));
+                since
+            }
+            None => now,
+        };
+        let key = timers.insert(now + timeout, Timer::NoPeers { query: id });
+        query.stranded = Some((key, since));
+    }
+
+    /// Every live query waits for peers (see [`strand`](Self::strand)), in id order.
+    pub(super) fn strand_all(&mut self, timeout: Duration, timers: &mut Timers, now: Instant) {
+        let mut ids: Vec<QueryId> = self.queries.keys().copied().collect();
+        ids.sort();
+        for id in ids {
+            self.strand(id, timeout, false, timers, now);
+        }
+    }
+
+    /// A peer connected: no query waits for peers any more.
+    pub(super) fn unstrand_all(&mut self, timers: &mut Timers) {
+        for query in self.queries.values_mut() {
+            if let Some((key, _)) = query.stranded.take() {
+                timers.remove(Some(key));
+            }
+        }
+    }
+
+    /// The no-peer deadline of query `id` fired: since when it waited, and when it started;
+    /// `None` if the query is not live.
+    pub(super) fn stranded_out(&mut self, id: QueryId) -> Option<(Instant, Instant)> {
+        let query = self.queries.get_mut(&id)?;
+        let (_, since) = query.stranded.take()?;
+        Some((since, query.started))
     }
 
     /// Reports `block` to query `id` (which must want it): events, progress, and the peer

@@ -20,6 +20,8 @@ pub(super) enum Timer {
     Search { cid: Cid },
     /// `query` has taken too long.
     Query { query: QueryId },
+    /// `query` has had no peer to ask for too long.
+    NoPeers { query: QueryId },
 }
 
 /// Identifies one deadline; ordered by time, then by creation.

@@ -25,6 +25,7 @@ use super::{
     inbound::Budget,
 };
 use crate::{
+    client::ConnectionError,
     message::Message,
     protocol::{ProtocolError, Version},
 };
@@ -172,6 +173,34 @@ pub enum Event {
         /// Why.
         error: InboundFailure,
     },
+    /// A connection closed with an error (I/O, security or muxer, such as yamux's
+    /// `FrameTooLarge`), before its [`Event::PeerDisconnected`] if it was the last. Connections
+    /// closed by either side cleanly or for idleness are not reported.
+    ConnectionError {
+        /// The peer.
+        peer: PeerId,
+        /// The connection.
+        connection: ConnectionId,
+        /// Why it closed.
+        error: ConnectionError,
+    },
+}
+
+/// The error `cause` of a connection to `peer`, unless it is none: the connection closed
+/// locally, for idleness, or because the peer's muxer closed it (yamux reports that as
+/// `Closed`, an I/O error like any other).
+fn connection_error(
+    peer: PeerId,
+    cause: Option<&libp2p::swarm::ConnectionError>,
+) -> Option<ConnectionError> {
+    let libp2p::swarm::ConnectionError::IO(error) = cause? else {
+        return None;
+    };
+    let closed = error
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<yamux::ConnectionError>())
+        .is_some_and(|e| matches!(e, yamux::ConnectionError::Closed));
+    (!closed).then(|| ConnectionError::new(peer, error))
 }
 
 /// The Bitswap [`NetworkBehaviour`]: composes with `#[derive(NetworkBehaviour)]`.
@@ -431,7 +460,12 @@ impl Behaviour {
         }
     }
 
-    fn on_connection_closed(&mut self, peer: PeerId, connection: ConnectionId) {
+    fn on_connection_closed(
+        &mut self,
+        peer: PeerId,
+        connection: ConnectionId,
+        error: Option<ConnectionError>,
+    ) {
         let Some(state) = self.peers.get_mut(&peer) else {
             return;
         };
@@ -448,6 +482,13 @@ impl Behaviour {
                 peer,
                 id,
                 error: SendFailure::ConnectionClosed,
+            });
+        }
+        if let Some(error) = error {
+            self.event(Event::ConnectionError {
+                peer,
+                connection,
+                error,
             });
         }
         if last {
@@ -500,8 +541,12 @@ impl NetworkBehaviour for Behaviour {
             FromSwarm::ConnectionClosed(ConnectionClosed {
                 peer_id,
                 connection_id,
+                cause,
                 ..
-            }) => self.on_connection_closed(peer_id, connection_id),
+            }) => {
+                let error = connection_error(peer_id, cause);
+                self.on_connection_closed(peer_id, connection_id, error);
+            }
             _ => {}
         }
     }

@@ -11,7 +11,7 @@
 //! use bitswap::{Block, Entry, Message, network};
 //! use bytes::Bytes;
 //! use futures::StreamExt;
-//! use libp2p::{noise, swarm::SwarmEvent, tcp, yamux};
+//! use libp2p::{noise, swarm::SwarmEvent, tcp};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -19,7 +19,7 @@
 //!     let swarm = || {
 //!         libp2p::SwarmBuilder::with_new_identity()
 //!             .with_tokio()
-//!             .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
+//!             .with_tcp(tcp::Config::default(), noise::Config::new, bitswap::yamux_config)
 //!             .expect("tcp, noise and yamux")
 //!             .with_behaviour(|_| network::Behaviour::new(network::Config::default()))
 //!             .expect("infallible")

@@ -1,0 +1,87 @@
+//! The muxer setting that works with kubo and Helia: [`yamux_config`].
+
+use libp2p::yamux;
+
+/// Largest data frame body rust-yamux 0.14 accepts; a larger one closes the connection with
+/// `FrameTooLarge`.
+pub const YAMUX_MAX_FRAME_BODY_BYTES: usize = 1024 * 1024;
+
+/// Yamux's initial (and minimum) receive window of a stream.
+const YAMUX_DEFAULT_CREDIT_BYTES: usize = 256 * 1024;
+
+/// Yamux's connection-wide receive window, which libp2p-yamux 0.48 does not let us set.
+const YAMUX_CONNECTION_WINDOW_BYTES: usize = 1024 * 1024 * 1024;
+
+/// Most streams per connection in [`yamux_config`]: chosen so that the window beyond each
+/// stream's 256 KiB that yamux may hand out, shared by all streams of a connection, is
+/// 768 KiB.
+pub const YAMUX_MAX_STREAMS: usize = (YAMUX_CONNECTION_WINDOW_BYTES
+    - (YAMUX_MAX_FRAME_BODY_BYTES - YAMUX_DEFAULT_CREDIT_BYTES))
+    / YAMUX_DEFAULT_CREDIT_BYTES;
+
+/// The yamux configuration to give the swarm's transport: no stream's receive window ever
+/// exceeds 1 MiB, so that Helia's frames always fit. Use it wherever a transport takes a
+/// muxer:
+///
+/// ```
+/// use libp2p::{noise, tcp};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let swarm = libp2p::SwarmBuilder::with_new_identity()
+///     .with_tokio()
+///     .with_tcp(tcp::Config::default(), noise::Config::new, bitswap::yamux_config)?
+///     .with_behaviour(|_| {
+///         bitswap::Behaviour::new(bitswap::MemoryBlockstore::new(), bitswap::Config::default())
+///     })?
+///     .build();
+/// # drop(swarm);
+/// # Ok(())
+/// # }
+/// ```
+///
+/// With `yamux::Config::default()` instead, fetching more than a few MiB from Helia kills the
+/// connection: rust-yamux 0.14 refuses data frames over 1 MiB ([`YAMUX_MAX_FRAME_BODY_BYTES`],
+/// a constant), while js-yamux (Helia's `@libp2p/yamux`) sends frames as large as the
+/// stream's send window. Yamux auto-tunes a stream's receive window up to the connection's
+/// window (1 GiB) minus 256 KiB for each of `max_num_streams` streams, so with the default 512
+/// streams a fast Helia peer is granted a window of several MiB, sends a 2 MiB frame, and the
+/// connection closes with `FrameTooLarge` (reported as [`Event::ConnectionError`] and in the
+/// error of the queries it strands). With [`YAMUX_MAX_STREAMS`] streams the spare window is
+/// 768 KiB per connection, so a window reaches at most 1 MiB. go-yamux (kubo) caps its frames
+/// at 64 KiB and is unaffected either way.
+///
+/// libp2p-yamux 0.48 lets nothing but the stream count be set, so no setting gives one
+/// stream both a large window and Helia's frames. Large windows come from several streams
+/// instead: each stream has its own window (256 KiB, and rust-yamux never returns the
+/// connection's spare window once a stream took it), and this crate's server spreads its
+/// blocks over up to 24 streams per connection
+/// ([`network::Config::with_max_unordered_streams`]), so a far peer has up to 6 MiB on its way
+/// while no frame over 1 MiB is ever needed. The stream count here is far above what Bitswap
+/// opens ([`network::Config::with_max_inbound_streams`] bounds what it reads), so other
+/// protocols on the connection keep room.
+///
+/// [`Event::ConnectionError`]: crate::Event::ConnectionError
+/// [`network::Config::with_max_unordered_streams`]: crate::network::Config::with_max_unordered_streams
+/// [`network::Config::with_max_inbound_streams`]: crate::network::Config::with_max_inbound_streams
+pub fn yamux_config() -> yamux::Config {
+    let mut config = yamux::Config::default();
+    config.set_max_num_streams(YAMUX_MAX_STREAMS);
+    config
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spare_window_is_three_default_credits() {
+        assert_eq!(YAMUX_MAX_STREAMS, 4093);
+        assert_eq!(
+            YAMUX_CONNECTION_WINDOW_BYTES - YAMUX_MAX_STREAMS * YAMUX_DEFAULT_CREDIT_BYTES
+                + YAMUX_DEFAULT_CREDIT_BYTES,
+            YAMUX_MAX_FRAME_BODY_BYTES
+        );
+        // yamux asserts that the streams' minimum windows fit in the connection's.
+        let _ = yamux_config();
+    }
+}

@@ -4,7 +4,6 @@
 
 mod common;
 
-use ipfs_blockstore::testing;
 use std::{collections::HashSet, time::Duration};
 
 use bitswap::{
@@ -13,6 +12,7 @@ use bitswap::{
 };
 use cid::Cid;
 use futures::{StreamExt, TryStreamExt};
+use ipfs_blockstore::testing;
 use libp2p::{Multiaddr, PeerId, Swarm, swarm::SwarmEvent};
 use tokio::{task::JoinHandle, time::timeout};
 

@@ -3,7 +3,6 @@
 
 mod common;
 
-use ipfs_blockstore::testing;
 use std::{
     collections::HashMap,
     time::{Duration, Instant},
@@ -16,6 +15,7 @@ use bitswap::{
 use bytes::Bytes;
 use cid::Cid;
 use futures::StreamExt;
+use ipfs_blockstore::testing;
 use libp2p::{PeerId, Swarm, swarm::SwarmEvent};
 use prometheus_client::registry::Registry;
 use tokio::time::timeout;

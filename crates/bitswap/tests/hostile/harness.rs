@@ -1,7 +1,6 @@
 //! What every hostile scenario uses: the target node, the honest fetch, raw attackers and
 //! memory readings.
 
-use ipfs_blockstore::testing;
 use std::{
     future::Future,
     time::{Duration, Instant},
@@ -14,6 +13,7 @@ use bitswap::{
 use bytes::Bytes;
 use cid::Cid;
 use futures::{StreamExt, TryStreamExt};
+use ipfs_blockstore::testing;
 use libp2p::{
     Multiaddr, PeerId, StreamProtocol, Swarm,
     swarm::{NetworkBehaviour, SwarmEvent},

@@ -2,7 +2,6 @@
 //! `MemoryBlockstore`) and reports its envelopes sent, and the tests check each rule; property
 //! tests run random wantlist sequences from several peers against a reference model.
 
-use ipfs_blockstore::testing;
 use std::collections::{HashMap, HashSet};
 
 use bitswap::{
@@ -12,6 +11,7 @@ use bitswap::{
 };
 use bytes::Bytes;
 use cid::Cid;
+use ipfs_blockstore::testing;
 use libp2p::PeerId;
 use multihash::Multihash;
 use multihash_codetable::{Code, MultihashDigest};

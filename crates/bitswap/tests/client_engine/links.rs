@@ -1,0 +1,161 @@
+//! Links with bandwidth: servers behind rates and delays are kept busy without timeouts or
+//! duplicates, want-blocks spread by rate, and one server never gets a want-block twice.
+
+use super::*;
+
+/// Want-blocks the client sent `server` more than once for the same CID (a cancel in between
+/// does not make a second want-block legitimate; a DONT_HAVE does).
+fn want_blocks_sent_twice(net: &Net, server: usize) -> Vec<Cid> {
+    let mut asked = std::collections::HashSet::new();
+    let mut twice = Vec::new();
+    for message in &net.servers[server].raw {
+        for entry in &message.wantlist.entries {
+            if !entry.cancel && entry.want_type == WantType::Block && !asked.insert(entry.cid) {
+                twice.push(entry.cid);
+            }
+        }
+    }
+    twice
+}
+
+/// The longest time during which the client held a want-block at `server` and no block came
+/// from it, and whether the server was still sending then: here, the longest gap between two
+/// blocks from the server.
+fn longest_gap(net: &Net, server: usize) -> Duration {
+    net.servers[server]
+        .arrivals
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .max()
+        .unwrap_or_default()
+}
+
+/// Two servers with every block, each behind a 20 MB/s link with 25 ms each way: the client
+/// keeps both links busy without a want timing out while its server delivers, and without
+/// duplicates.
+#[test]
+fn two_servers_at_20_mb_s_fill_their_links_without_timeouts_or_duplicates() {
+    let data = blocks(512, 256 * 1024);
+    let mut net = Net::new(ClientConfig::default());
+    for _ in 0..2 {
+        let s = net.server(Kind::Honest, Version::V1_2_0, &data);
+        net.servers[s].rate = Some(20_000_000);
+        net.servers[s].latency = Duration::from_millis(25);
+        net.connect(s);
+    }
+    let query = net.get(cids(&data), None);
+    assert!(net.run_until(Duration::from_secs(60), |n| n.finished(query)));
+    assert_exactly(&net, query, &cids(&data));
+    net.run_until(Duration::from_secs(2), |n| n.in_flight.is_empty());
+    let stats = net.client.stats();
+    let seconds = net.elapsed().as_secs_f64();
+    let fraction = (512.0 * 256.0 * 1024.0) / seconds / 40e6;
+    println!(
+        "2 x 20 MB/s, 25 ms: {seconds:.2} s, {fraction:.2} of the links, {:.2}% duplicates, \
+         {} timeouts, {} messages, longest gaps {:?} / {:?}",
+        net.duplicate_percent(),
+        stats.timeouts,
+        stats.messages_sent,
+        longest_gap(&net, 0),
+        longest_gap(&net, 1),
+    );
+    assert_eq!(
+        stats.timeouts, 0,
+        "no want timed out while its server delivered"
+    );
+    assert!(
+        net.duplicate_percent() < 5.0,
+        "{}%",
+        net.duplicate_percent()
+    );
+    assert!(fraction > 0.85, "{fraction:.2} of the links used");
+    for s in 0..2 {
+        assert!(want_blocks_sent_twice(&net, s).is_empty());
+    }
+}
+
+/// Links of different rates: blocks go to each server in proportion to its rate.
+#[test]
+fn want_blocks_spread_in_proportion_to_the_rates() {
+    let data = blocks(384, 256 * 1024);
+    let mut net = Net::new(ClientConfig::default());
+    for rate in [40_000_000, 10_000_000, 5_000_000] {
+        let s = net.server(Kind::Honest, Version::V1_2_0, &data);
+        net.servers[s].rate = Some(rate);
+        net.servers[s].latency = Duration::from_millis(25);
+        net.connect(s);
+    }
+    let query = net.get(cids(&data), None);
+    assert!(net.run_until(Duration::from_secs(60), |n| n.finished(query)));
+    net.run_until(Duration::from_secs(2), |n| n.in_flight.is_empty());
+    let shares: Vec<usize> = net.servers.iter().map(|s| s.arrivals.len()).collect();
+    let seconds = net.elapsed().as_secs_f64();
+    let fraction = (384.0 * 256.0 * 1024.0) / seconds / 55e6;
+    println!(
+        "40/10/5 MB/s: {seconds:.2} s, {fraction:.2} of the links, blocks per server {shares:?}, \
+         {:.2}% duplicates, {} timeouts",
+        net.duplicate_percent(),
+        net.client.stats().timeouts
+    );
+    assert!(
+        net.duplicate_percent() < 5.0,
+        "{}%",
+        net.duplicate_percent()
+    );
+    // 40:10:5 of 384 blocks is about 279:70:35.
+    assert!(
+        shares[0] > 240 && shares[1] > 45 && shares[2] > 20,
+        "{shares:?}"
+    );
+    assert!(fraction > 0.75, "{fraction:.2} of the links used");
+}
+
+/// One server whose large replies each wait a round trip for stream credit (kubo against a
+/// 256 KiB initial yamux window) behind a 20 MB/s link with 100 ms each way.
+#[test]
+fn a_server_slowed_by_stream_windows_is_kept_busy_without_timeouts() {
+    let data = blocks(256, 256 * 1024);
+    let mut net = Net::new(ClientConfig::default());
+    let s = net.server(Kind::Honest, Version::V1_2_0, &data);
+    net.servers[s].rate = Some(20_000_000);
+    net.servers[s].latency = Duration::from_millis(100);
+    net.servers[s].window = Some(256 * 1024);
+    net.connect(s);
+    let query = net.get(cids(&data), None);
+    assert!(net.run_until(Duration::from_secs(600), |n| n.finished(query)));
+    let stats = net.client.stats();
+    let seconds = net.elapsed().as_secs_f64();
+    println!(
+        "window-bound server 20 MB/s 100 ms: {seconds:.2} s, {:.2} MB/s, {} timeouts",
+        256.0 * 256.0 * 1024.0 / seconds / 1e6,
+        stats.timeouts
+    );
+    assert_eq!(stats.timeouts, 0);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    /// With one server, whatever its link, no want-block goes to it twice for one CID: it
+    /// never said DONT_HAVE and the connection is never lost here.
+    #[test]
+    fn one_server_is_never_sent_a_want_block_twice(
+        // 100 kB/s to 100 MB/s, as many slow links as fast ones.
+        rate in prop::option::of((5.0f64..8.0).prop_map(|e| 10f64.powf(e) as u64)),
+        latency in 0u64..400,
+        count in 1u32..64,
+        size in 1usize..(512 << 10),
+    ) {
+        let data = blocks(count, size);
+        let mut net = Net::new(ClientConfig::default());
+        let s = net.server(Kind::Honest, Version::V1_2_0, &data);
+        net.servers[s].rate = rate;
+        net.servers[s].latency = Duration::from_millis(latency);
+        net.connect(s);
+        let query = net.get(cids(&data), None);
+        prop_assert!(net.run_until(Duration::from_secs(3600), |n| n.finished(query)));
+        assert_exactly(&net, query, &cids(&data));
+        prop_assert_eq!(want_blocks_sent_twice(&net, s), Vec::<Cid>::new());
+        prop_assert_eq!(net.client.stats().duplicate_blocks, 0);
+    }
+}

@@ -18,7 +18,7 @@ use std::{
 };
 
 use cid::Cid;
-use futures::{FutureExt, StreamExt, channel::mpsc, future::BoxFuture, stream::FuturesUnordered};
+use futures::{FutureExt, StreamExt, channel::mpsc};
 use futures_bounded::Delay;
 use ipfs_blockstore::{Block, Blockstore};
 use libp2p::{
@@ -41,8 +41,8 @@ use crate::{
         SessionId,
     },
     config::{Config, Parts},
-    delivery::{Delivery, StoreBatch},
-    event::{Event, PutError, PutId, StoreError},
+    delivery::Delivery,
+    event::{Event, PutError, PutId},
     handle::{COMMAND_CAPACITY, Command, Handle, Routed, Streams},
     intake::{Intake, Taken},
     keep_alive::KeepAlive,
@@ -50,33 +50,13 @@ use crate::{
     network::{self, HandlerIn, MessageId},
     protocol::Version,
     providers::{Searches, provider_key},
-    server::{Engine as ServerEngine, EnvelopeId, Lookup, LookupId, LookupKind, LookupResult},
+    server::{Engine as ServerEngine, EnvelopeId},
+    store_io::{Origin, PutDone, StoreIo},
     troubles::{Trouble, Troubles},
 };
 
 /// Store results taken per round of [`Behaviour`]'s poll, besides one network event.
 const LOOKUPS_PER_ROUND: usize = 64;
-
-/// Store reads a local-first query has in flight at once: a store with a thread pool or a
-/// network round trip (redb's readers, S3) answers many CIDs in the time of a few, while the
-/// memory store answers at once either way.
-const LOCAL_LOOKUPS_PER_QUERY: usize = 16;
-
-/// Where a store write comes from.
-#[derive(Debug, Clone, Copy)]
-enum Origin {
-    /// [`Behaviour::put`].
-    User(PutId),
-    /// Blocks the client accepted; their events wait for the write.
-    Received(StoreBatch),
-}
-
-/// What a finished store write reports.
-struct PutDone {
-    origin: Origin,
-    blocks: Vec<(Cid, usize)>,
-    result: Result<(), StoreError>,
-}
 
 /// A Bitswap node: fetches blocks from peers into its store `S` and serves the store's blocks
 /// to the peers that want them.
@@ -110,17 +90,14 @@ pub struct Behaviour<S> {
     network: network::Behaviour,
     server: ServerEngine,
     client: ClientEngine,
-    store: Arc<S>,
-    lookups: FuturesUnordered<BoxFuture<'static, (LookupId, LookupResult)>>,
+    /// The store, and its reads and writes in flight.
+    store: StoreIo<S>,
     /// Whether queries look in the store before asking peers.
     local_first: bool,
-    /// The store lookups of local-first queries: at most one per live query.
-    local_lookups: FuturesUnordered<BoxFuture<'static, (QueryId, Vec<Block>)>>,
     /// Blocks of the client's next events that came from the store: not written again.
     local_hits: HashSet<Cid>,
     /// The CIDs of the provider searches asked for, by kad key.
     searches: Searches,
-    puts: FuturesUnordered<BoxFuture<'static, PutDone>>,
     /// Writes started by `put` and not finished.
     user_puts: usize,
     max_puts_in_flight: usize,
@@ -160,8 +137,7 @@ impl<S> fmt::Debug for Behaviour<S> {
         f.debug_struct("Behaviour")
             .field("server", &self.server.stats())
             .field("client", &self.client.stats())
-            .field("lookups_in_flight", &self.lookups.len())
-            .field("puts_in_flight", &self.puts.len())
+            .field("store", &self.store)
             .field("envelopes_in_flight", &self.envelopes.len())
             .finish_non_exhaustive()
     }
@@ -199,13 +175,10 @@ impl<S: Blockstore + 'static> Behaviour<S> {
             network,
             server,
             client: ClientEngine::new(parts.client),
-            store: Arc::new(store),
-            lookups: FuturesUnordered::new(),
+            store: StoreIo::new(store),
             local_first: parts.local_first,
-            local_lookups: FuturesUnordered::new(),
             local_hits: HashSet::new(),
             searches: Searches::default(),
-            puts: FuturesUnordered::new(),
             user_puts: 0,
             max_puts_in_flight: parts.max_puts_in_flight,
             next_put: 0,
@@ -234,14 +207,14 @@ impl<S: Blockstore + 'static> Behaviour<S> {
     /// `Arc` (see the crate docs' "Shutting down"): the behaviour's store operations are
     /// gone with it, and [`Handle`]s keep no reference.
     pub fn store(&self) -> &Arc<S> {
-        &self.store
+        self.store.store()
     }
 
     /// Whether the store holds a block of `cid`'s multihash. Asks the store alone, never a
     /// peer; the future owns what it needs (an `Arc` of the store), so it can be awaited
     /// away from the swarm, which need not be polled meanwhile.
     pub fn has(&self, cid: &Cid) -> impl Future<Output = Result<bool, S::Error>> + Send + 'static {
-        let (store, cid) = (Arc::clone(&self.store), *cid);
+        let (store, cid) = (Arc::clone(self.store.store()), *cid);
         async move { store.has(&cid).await }
     }
 
@@ -262,7 +235,7 @@ impl<S: Blockstore + 'static> Behaviour<S> {
 
     /// A handle for other tasks: async `get`, `get_many`, `has` and sessions.
     pub fn handle(&self) -> Handle {
-        Handle::new(self.command_sender.clone(), &self.store)
+        Handle::new(self.command_sender.clone(), self.store.store())
     }
 
     /// Fetches one block, from the store if it holds it; see [`Behaviour::get_many`].
@@ -301,24 +274,7 @@ impl<S: Blockstore + 'static> Behaviour<S> {
         let query = self.client.get_local_first(cids, session, now)?;
         let cids = self.client.query_remaining(query);
         if !cids.is_empty() {
-            let store = Arc::clone(&self.store);
-            self.local_lookups.push(Box::pin(async move {
-                let store = &store;
-                let found = futures::stream::iter(cids)
-                    .map(|cid| async move { (cid, store.get(&cid).await) })
-                    .buffered(LOCAL_LOOKUPS_PER_QUERY)
-                    .filter_map(|(cid, result)| async move {
-                        result
-                            .inspect_err(|error| {
-                                tracing::debug!(%cid, %error, "store lookup failed; asking peers");
-                            })
-                            .ok()
-                            .flatten()
-                    })
-                    .collect()
-                    .await;
-                (query, found)
-            }));
+            self.store.read_local(query, cids);
             self.wake();
         }
         Ok(query)
@@ -404,19 +360,7 @@ impl<S: Blockstore + 'static> Behaviour<S> {
     }
 
     fn start_put(&mut self, origin: Origin, blocks: Vec<Block>) {
-        let announced = blocks.iter().map(|b| (*b.cid(), b.data().len())).collect();
-        let store = Arc::clone(&self.store);
-        self.puts.push(Box::pin(async move {
-            let result = store
-                .put_many(blocks)
-                .await
-                .map_err(|e| Arc::new(e) as StoreError);
-            PutDone {
-                origin,
-                blocks: announced,
-                result,
-            }
-        }));
+        self.store.put(origin, blocks);
         self.wake();
     }
 
@@ -425,7 +369,7 @@ impl<S: Blockstore + 'static> Behaviour<S> {
     fn drive_server(&mut self) {
         loop {
             while let Some(lookup) = self.server.poll_lookup() {
-                self.start_lookup(lookup);
+                self.store.lookup(lookup);
             }
             let Some(envelope) = self.server.poll_envelope() else {
                 break;
@@ -449,22 +393,6 @@ impl<S: Blockstore + 'static> Behaviour<S> {
             }
         }
         self.wake();
-    }
-
-    fn start_lookup(&mut self, Lookup { id, cid, kind }: Lookup) {
-        let store = Arc::clone(&self.store);
-        self.lookups.push(Box::pin(async move {
-            let result = match kind {
-                LookupKind::Has => store.has(&cid).await.map(LookupResult::Has),
-                LookupKind::Size => store.get_size(&cid).await.map(LookupResult::Size),
-                LookupKind::Get => store.get(&cid).await.map(LookupResult::Block),
-            };
-            let result = result.unwrap_or_else(|error| {
-                tracing::warn!(%cid, %error, "blockstore lookup failed");
-                LookupResult::Failed
-            });
-            (id, result)
-        }));
     }
 
     /// Drains what the client engine asks for. Its events wait in order behind the write of
@@ -843,14 +771,14 @@ impl<S: Blockstore + 'static> NetworkBehaviour for Behaviour<S> {
                 Poll::Pending => {}
             }
             for _ in 0..LOOKUPS_PER_ROUND {
-                let Poll::Ready(Some((id, result))) = self.lookups.poll_next_unpin(cx) else {
+                let Poll::Ready(Some((id, result))) = self.store.poll_lookup(cx) else {
                     break;
                 };
                 self.server.handle_lookup(id, result);
                 self.drive_server();
                 progress = true;
             }
-            if let Poll::Ready(Some((query, found))) = self.local_lookups.poll_next_unpin(cx) {
+            if let Poll::Ready(Some((query, found))) = self.store.poll_local_read(cx) {
                 self.local_hits
                     .extend(found.iter().map(|block| *block.cid()));
                 self.client
@@ -858,7 +786,7 @@ impl<S: Blockstore + 'static> NetworkBehaviour for Behaviour<S> {
                 self.drain_client();
                 progress = true;
             }
-            if let Poll::Ready(Some(done)) = self.puts.poll_next_unpin(cx) {
+            if let Poll::Ready(Some(done)) = self.store.poll_put(cx) {
                 self.on_put_done(done);
                 progress = true;
             }

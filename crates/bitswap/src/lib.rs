@@ -211,6 +211,7 @@ mod proto;
 pub mod protocol;
 mod providers;
 mod server;
+mod store_io;
 pub mod transport;
 mod troubles;
 

@@ -2,7 +2,7 @@
 //! inputs change between wants and peers is the strategy's (`strategy.rs`).
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashSet,
     time::{Duration, Instant},
 };
 
@@ -13,6 +13,7 @@ use libp2p::PeerId;
 use super::{
     Config,
     action::{Action, Actions, Event, Stats},
+    held::Held,
     id::{ConnectionError, Progress, QueryError, QueryId, SessionId},
     peer::{Answer, MISBEHAVIOUR_PENALTY, Peers, UNWANTED_BLOCK_PENALTY},
     query::Queries,
@@ -126,11 +127,9 @@ pub struct Engine {
     timers: Timers,
     /// What the embedder is asked to do, and the counters.
     actions: Actions,
-    /// The CIDs of local-first queries, not yet wanted from peers, by query: until
+    /// The CIDs of local-first queries, not yet wanted from peers: until
     /// [`Engine::handle_local_blocks`] says which the embedder's store holds.
-    held: HashMap<QueryId, Vec<Cid>>,
-    /// How many CIDs `held` holds in all, counted against the limit of wants.
-    held_cids: usize,
+    held: Held,
 }
 
 impl Engine {
@@ -143,8 +142,7 @@ impl Engine {
             queries: Queries::default(),
             timers: Timers::default(),
             actions: Actions::default(),
-            held: HashMap::new(),
-            held_cids: 0,
+            held: Held::default(),
         }
     }
 
@@ -508,10 +506,9 @@ impl Engine {
     /// Blocks of other CIDs are ignored, and so is a query that is not live or not waiting for
     /// its lookup (a second call, a cancelled query).
     pub fn handle_local_blocks(&mut self, query: QueryId, found: Vec<Block>, now: Instant) {
-        let Some(cids) = self.held.remove(&query) else {
+        let Some(cids) = self.held.release(query) else {
             return;
         };
-        self.held_cids -= cids.len();
         let Some(session) = self.queries.get(&query).map(|q| q.session) else {
             return;
         };
@@ -578,7 +575,7 @@ impl Engine {
             .iter()
             .filter(|c| c.hash().code() != IDENTITY && !self.wants.contains(c))
             .count();
-        if self.wants.len() + self.held_cids + new > self.config.max_wants() {
+        if self.wants.len() + self.held.cids() + new > self.config.max_wants() {
             return Err(QueryError::TooManyWants {
                 max: self.config.max_wants(),
             });
@@ -597,8 +594,7 @@ impl Engine {
         let (identity, others): (Vec<Cid>, Vec<Cid>) =
             cids.into_iter().partition(|c| c.hash().code() == IDENTITY);
         if held && !others.is_empty() {
-            self.held_cids += others.len();
-            self.held.insert(id, others);
+            self.held.hold(id, others);
         } else {
             for cid in others {
                 self.want(id, cid, session, now);
@@ -612,7 +608,7 @@ impl Engine {
             }
         }
         // A query waiting for its lookup is not done, even with nothing left to want yet.
-        if !self.held.contains_key(&id) {
+        if !self.held.contains(id) {
             self.queries
                 .finish_if_done(id, &mut self.timers, &mut self.actions);
         }
@@ -632,9 +628,7 @@ impl Engine {
 
     /// Removes a query and releases its wants; false if it was not live.
     fn remove_query(&mut self, id: QueryId) -> bool {
-        if let Some(cids) = self.held.remove(&id) {
-            self.held_cids -= cids.len();
-        }
+        self.held.release(id);
         let Some(query) = self.queries.remove(id, &mut self.timers) else {
             return false;
         };
@@ -695,7 +689,7 @@ impl Engine {
             .map(|q| q.remaining.iter().copied())
             .into_iter()
             .flatten()
-            .chain(self.held.get(&query).into_iter().flatten().copied())
+            .chain(self.held.of(query).copied())
             .collect()
     }
 

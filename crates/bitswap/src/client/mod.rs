@@ -18,6 +18,7 @@
 //!   wanted recently.
 //! - `peer.rs`: the peers: each one's wants, outbox, latency and score; the dials.
 //! - `query.rs`: queries and sessions.
+//! - `held.rs`: the CIDs of local-first queries waiting for the embedder's store.
 //! - `link.rs`: one peer's round trip, delivery rate and last answer: its window and timeouts.
 //! - `timer.rs`: the deadlines.
 //! - `action.rs`: [`Action`], [`Event`] and [`Stats`], and the queue of actions.
@@ -30,6 +31,7 @@
 mod action;
 mod config;
 mod engine;
+mod held;
 mod id;
 #[cfg(any(test, fuzzing, feature = "testing"))]
 mod invariants;

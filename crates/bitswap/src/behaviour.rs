@@ -9,7 +9,7 @@
 //! events are reported.
 
 use std::{
-    collections::{HashMap, HashSet, VecDeque},
+    collections::{HashSet, VecDeque},
     fmt,
     future::Future,
     sync::Arc,
@@ -47,10 +47,11 @@ use crate::{
     intake::{Intake, Taken},
     keep_alive::KeepAlive,
     message::Message,
-    network::{self, HandlerIn, MessageId},
+    network::{self, HandlerIn},
     protocol::Version,
     providers::{Searches, provider_key},
-    server::{Engine as ServerEngine, EnvelopeId},
+    sent::{Out, Sent},
+    server::Engine as ServerEngine,
     store_io::{Origin, PutDone, StoreIo},
     troubles::{Trouble, Troubles},
 };
@@ -98,16 +99,10 @@ pub struct Behaviour<S> {
     local_hits: HashSet<Cid>,
     /// The CIDs of the provider searches asked for, by kad key.
     searches: Searches,
-    /// Writes started by `put` and not finished.
-    user_puts: usize,
-    max_puts_in_flight: usize,
-    next_put: u64,
     /// Client events, each reported after the write of the blocks accepted with or before it.
     delivery: Delivery<Event>,
-    /// Server envelopes handed to the network, by the id it gave them.
-    envelopes: HashMap<MessageId, EnvelopeId>,
-    /// Client wantlist updates handed to the network, kept to report a failure.
-    wantlists: HashMap<MessageId, (PeerId, Message)>,
+    /// Envelopes and wantlist updates handed to the network and not yet reported.
+    sent: Sent,
     /// Messages per peer the client may have queued in the network layer.
     max_client_messages: usize,
     /// A timer for the client's deadlines and the instant it fires at (at or before the
@@ -138,7 +133,7 @@ impl<S> fmt::Debug for Behaviour<S> {
             .field("server", &self.server.stats())
             .field("client", &self.client.stats())
             .field("store", &self.store)
-            .field("envelopes_in_flight", &self.envelopes.len())
+            .field("envelopes_in_flight", &self.sent.envelopes())
             .finish_non_exhaustive()
     }
 }
@@ -175,16 +170,12 @@ impl<S: Blockstore + 'static> Behaviour<S> {
             network,
             server,
             client: ClientEngine::new(parts.client),
-            store: StoreIo::new(store),
+            store: StoreIo::new(store, parts.max_puts_in_flight),
             local_first: parts.local_first,
             local_hits: HashSet::new(),
             searches: Searches::default(),
-            user_puts: 0,
-            max_puts_in_flight: parts.max_puts_in_flight,
-            next_put: 0,
             delivery: Delivery::default(),
-            envelopes: HashMap::new(),
-            wantlists: HashMap::new(),
+            sent: Sent::default(),
             max_client_messages,
             timer: None,
             commands,
@@ -334,15 +325,8 @@ impl<S: Blockstore + 'static> Behaviour<S> {
     /// Writes `blocks` to the store; once written, peers that want them get them, and
     /// [`Event::Stored`] reports it ([`Event::StoreFailed`] if the store refused them).
     pub fn put(&mut self, blocks: Vec<Block>) -> Result<PutId, PutError> {
-        if self.user_puts >= self.max_puts_in_flight {
-            return Err(PutError::Busy {
-                limit: self.max_puts_in_flight,
-            });
-        }
-        let id = PutId(self.next_put);
-        self.next_put += 1;
-        self.user_puts += 1;
-        self.start_put(Origin::User(id), blocks);
+        let id = self.store.put_user(blocks)?;
+        self.wake();
         Ok(id)
     }
 
@@ -383,7 +367,7 @@ impl<S: Blockstore + 'static> Behaviour<S> {
             };
             match sent {
                 Ok(id) => {
-                    self.envelopes.insert(id, envelope.id);
+                    self.sent.envelope(id, envelope.id);
                 }
                 Err(error) => {
                     let peer = envelope.peer;
@@ -447,7 +431,7 @@ impl<S: Blockstore + 'static> Behaviour<S> {
         } else {
             match self.network.send(peer, message.clone()) {
                 Ok(id) => {
-                    self.wantlists.insert(id, (peer, message));
+                    self.sent.wantlist(id, peer, message);
                     return;
                 }
                 Err(error) => error.to_string(),
@@ -552,38 +536,39 @@ impl<S: Blockstore + 'static> Behaviour<S> {
             }
             network::Event::MessageSent { peer, id } => {
                 self.keep_alive.mark(peer);
-                if let Some(envelope) = self.envelopes.remove(&id) {
-                    self.server
-                        .handle_envelope_sent_at(envelope, Instant::now());
-                } else {
-                    self.wantlists.remove(&id);
+                if let Some(Out::Envelope(envelope)) = self.sent.take(id) {
+                    self.server.handle_envelope_sent_at(envelope, now);
                 }
             }
             network::Event::MessageStalled { id, .. } => {
-                if let Some(envelope) = self.envelopes.get(&id) {
-                    self.server.handle_envelope_stalled(*envelope);
+                if let Some(envelope) = self.sent.envelope_of(id) {
+                    self.server.handle_envelope_stalled(envelope);
                 }
             }
             network::Event::SendFailed { peer, id, error } => {
                 self.keep_alive.mark(peer);
                 // The handler logs send failures once per connection.
-                if let Some(envelope) = self.envelopes.remove(&id) {
-                    tracing::trace!(%peer, %error, "server envelope failed");
-                    // Cut on its way to a peer still connected: it will not ask again.
-                    let cut = matches!(
-                        error,
-                        network::SendFailure::Timeout
-                            | network::SendFailure::Write(_)
-                            | network::SendFailure::ConnectionClosed
-                    );
-                    if cut && self.network.is_connected(&peer) {
-                        self.server.handle_envelope_lost(envelope);
-                    } else {
-                        self.server.handle_envelope_failed(envelope);
+                match self.sent.take(id) {
+                    Some(Out::Envelope(envelope)) => {
+                        tracing::trace!(%peer, %error, "server envelope failed");
+                        // Cut on its way to a peer still connected: it will not ask again.
+                        let cut = matches!(
+                            error,
+                            network::SendFailure::Timeout
+                                | network::SendFailure::Write(_)
+                                | network::SendFailure::ConnectionClosed
+                        );
+                        if cut && self.network.is_connected(&peer) {
+                            self.server.handle_envelope_lost(envelope);
+                        } else {
+                            self.server.handle_envelope_failed(envelope);
+                        }
                     }
-                } else if let Some((peer, message)) = self.wantlists.remove(&id) {
-                    tracing::trace!(%peer, %error, "wantlist update failed");
-                    self.client.handle_send_failed(peer, &message, now);
+                    Some(Out::Wantlist(peer, message)) => {
+                        tracing::trace!(%peer, %error, "wantlist update failed");
+                        self.client.handle_send_failed(peer, &message, now);
+                    }
+                    None => {}
                 }
             }
             network::Event::ConnectionError { peer, error, .. } => {
@@ -671,13 +656,10 @@ impl<S: Blockstore + 'static> Behaviour<S> {
             }
         };
         self.events.extend(event.map(ToSwarm::GenerateEvent));
-        match origin {
-            Origin::User(_) => self.user_puts -= 1,
-            // The failure, if any, is reported ahead of the events that waited for the write.
-            Origin::Received(batch) => {
-                self.delivery.handle_written(batch);
-                self.release();
-            }
+        // The failure, if any, is reported ahead of the events that waited for the write.
+        if let Origin::Received(batch) = origin {
+            self.delivery.handle_written(batch);
+            self.release();
         }
     }
 }

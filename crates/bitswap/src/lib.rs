@@ -210,6 +210,7 @@ pub mod network;
 mod proto;
 pub mod protocol;
 mod providers;
+mod sent;
 mod server;
 mod store_io;
 pub mod transport;

@@ -16,7 +16,7 @@ use ipfs_blockstore::{Block, Blockstore};
 use crate::{
     client::QueryId,
     delivery::StoreBatch,
-    event::{PutId, StoreError},
+    event::{PutError, PutId, StoreError},
     server::{Lookup, LookupId, LookupKind, LookupResult},
 };
 
@@ -48,6 +48,11 @@ pub(crate) struct StoreIo<S> {
     lookups: FuturesUnordered<BoxFuture<'static, (LookupId, LookupResult)>>,
     local_reads: FuturesUnordered<BoxFuture<'static, (QueryId, Vec<Block>)>>,
     puts: FuturesUnordered<BoxFuture<'static, PutDone>>,
+    /// Writes started by `Behaviour::put` and not finished.
+    user_puts: usize,
+    /// At most this many of them.
+    max_user_puts: usize,
+    next_put: u64,
 }
 
 impl<S> std::fmt::Debug for StoreIo<S> {
@@ -61,12 +66,16 @@ impl<S> std::fmt::Debug for StoreIo<S> {
 }
 
 impl<S: Blockstore + 'static> StoreIo<S> {
-    pub(crate) fn new(store: S) -> Self {
+    /// Operations on `store`, with at most `max_user_puts` writes of `Behaviour::put` at once.
+    pub(crate) fn new(store: S, max_user_puts: usize) -> Self {
         Self {
             store: Arc::new(store),
             lookups: FuturesUnordered::new(),
             local_reads: FuturesUnordered::new(),
             puts: FuturesUnordered::new(),
+            user_puts: 0,
+            max_user_puts,
+            next_put: 0,
         }
     }
 
@@ -115,6 +124,21 @@ impl<S: Blockstore + 'static> StoreIo<S> {
         }));
     }
 
+    /// Writes `blocks` for `Behaviour::put`, unless as many such writes as allowed are in
+    /// flight.
+    pub(crate) fn put_user(&mut self, blocks: Vec<Block>) -> Result<PutId, PutError> {
+        if self.user_puts >= self.max_user_puts {
+            return Err(PutError::Busy {
+                limit: self.max_user_puts,
+            });
+        }
+        let id = PutId(self.next_put);
+        self.next_put += 1;
+        self.user_puts += 1;
+        self.put(Origin::User(id), blocks);
+        Ok(id)
+    }
+
     /// Writes `blocks`.
     pub(crate) fn put(&mut self, origin: Origin, blocks: Vec<Block>) {
         let announced = blocks.iter().map(|b| (*b.cid(), b.data().len())).collect();
@@ -150,6 +174,14 @@ impl<S: Blockstore + 'static> StoreIo<S> {
 
     /// The next write done.
     pub(crate) fn poll_put(&mut self, cx: &mut Context<'_>) -> Poll<Option<PutDone>> {
-        self.puts.poll_next_unpin(cx)
+        let done = self.puts.poll_next_unpin(cx);
+        if let Poll::Ready(Some(PutDone {
+            origin: Origin::User(_),
+            ..
+        })) = &done
+        {
+            self.user_puts -= 1;
+        }
+        done
     }
 }

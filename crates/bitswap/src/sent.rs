@@ -1,0 +1,57 @@
+//! [`Sent`]: the messages the behaviour handed to the network layer and waits to hear about,
+//! by the id the network gave them: server envelopes (whose fate the server engine is told)
+//! and client wantlist updates (kept to tell the client engine which wants a failure lost).
+//! Each entry leaves when the network reports the message sent or failed; the server engine
+//! and the client's limits bound how many are out.
+
+use std::collections::HashMap;
+
+use libp2p::PeerId;
+
+use crate::{message::Message, network::MessageId, server::EnvelopeId};
+
+/// A message handed to the network.
+pub(crate) enum Out {
+    /// A server envelope.
+    Envelope(EnvelopeId),
+    /// A client wantlist update to `peer`.
+    Wantlist(PeerId, Message),
+}
+
+/// The messages handed to the network and not yet reported.
+#[derive(Debug, Default)]
+pub(crate) struct Sent {
+    envelopes: HashMap<MessageId, EnvelopeId>,
+    wantlists: HashMap<MessageId, (PeerId, Message)>,
+}
+
+impl Sent {
+    /// The network took envelope `envelope` as message `id`.
+    pub(crate) fn envelope(&mut self, id: MessageId, envelope: EnvelopeId) {
+        self.envelopes.insert(id, envelope);
+    }
+
+    /// The network took the wantlist update `message` to `peer` as message `id`.
+    pub(crate) fn wantlist(&mut self, id: MessageId, peer: PeerId, message: Message) {
+        self.wantlists.insert(id, (peer, message));
+    }
+
+    /// Message `id` was reported sent or failed: what it was, if it was ours.
+    pub(crate) fn take(&mut self, id: MessageId) -> Option<Out> {
+        if let Some(envelope) = self.envelopes.remove(&id) {
+            return Some(Out::Envelope(envelope));
+        }
+        let (peer, message) = self.wantlists.remove(&id)?;
+        Some(Out::Wantlist(peer, message))
+    }
+
+    /// The envelope message `id` carries, if it is one, left in place.
+    pub(crate) fn envelope_of(&self, id: MessageId) -> Option<EnvelopeId> {
+        self.envelopes.get(&id).copied()
+    }
+
+    /// Envelopes out.
+    pub(crate) fn envelopes(&self) -> usize {
+        self.envelopes.len()
+    }
+}

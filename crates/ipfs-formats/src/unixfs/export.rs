@@ -21,7 +21,10 @@ use ipfs_blockstore::{
     multicodec::{DAG_PB, RAW},
 };
 
-use super::pb::{DagPbNode, DataType, DecodeError, Link, UnixfsData};
+use super::{
+    hamt::{ShardError, ShardLinks, read_shard},
+    pb::{DagPbNode, DataType, DecodeError, Link, UnixfsData},
+};
 
 /// The deepest DAG walked (kubo's files of many terabytes are 5 levels deep).
 pub const MAX_DEPTH: usize = 64;
@@ -75,14 +78,23 @@ pub enum ExportError {
         /// What is wrong.
         reason: String,
     },
-    /// A node this exporter cannot write (a HAMT-sharded directory, a codec other than dag-pb
-    /// and raw, a symlink off Unix).
+    /// A node this exporter cannot write (a codec other than dag-pb and raw, a symlink off
+    /// Unix).
     #[error("block {cid}: {what} is not supported")]
     Unsupported {
         /// The node.
         cid: Cid,
         /// What it is.
         what: &'static str,
+    },
+    /// A shard of a HAMT-sharded directory is malformed.
+    #[error("block {cid}: {source}")]
+    Shard {
+        /// The shard.
+        cid: Cid,
+        /// Why.
+        #[source]
+        source: ShardError,
     },
     /// The DAG is deeper than [`MAX_DEPTH`].
     #[error("DAG deeper than {MAX_DEPTH} levels")]
@@ -115,6 +127,8 @@ pub(super) enum Node {
         blocksizes: Vec<u64>,
     },
     Directory(Vec<Link>),
+    /// A shard of a HAMT-sharded directory: some of its entries, and shards holding more.
+    Shard(ShardLinks),
     Symlink(Bytes),
 }
 
@@ -160,10 +174,9 @@ pub(super) fn decode_node(block: Block) -> Result<Node, ExportError> {
                 }
                 DataType::Directory => Ok(Node::Directory(node.links)),
                 DataType::Symlink => Ok(Node::Symlink(unixfs.data.unwrap_or_default())),
-                DataType::HamtShard => Err(ExportError::Unsupported {
-                    cid: *cid,
-                    what: "a HAMT-sharded directory",
-                }),
+                DataType::HamtShard => read_shard(node.links, &unixfs)
+                    .map(Node::Shard)
+                    .map_err(|source| ExportError::Shard { cid: *cid, source }),
                 DataType::Metadata => Err(ExportError::Unsupported {
                     cid: *cid,
                     what: "a UnixFS metadata node",
@@ -339,9 +352,9 @@ pub async fn export<S: Blockstore>(
                 blocks: 1,
             })
         }
-        Node::Directory(links) => {
+        node @ (Node::Directory(_) | Node::Shard(_)) => {
             let dir = temp().tempdir_in(parent).map_err(io(parent))?;
-            let (bytes, blocks) = write_dir(store, root, links, dir.path()).await?;
+            let (bytes, blocks) = write_dir(store, root, node, dir.path()).await?;
             set_mode(dir.path(), 0o755).map_err(io(target))?;
             if fs::symlink_metadata(target).is_ok() {
                 return Err(ExportError::Exists(target.to_path_buf()));
@@ -360,18 +373,28 @@ pub async fn export<S: Blockstore>(
     }
 }
 
-/// Writes the entries of a directory (already created at `path`) and everything below.
+/// What the directory walk queued a CID as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Queued {
+    /// An entry, to be written at its path.
+    Entry,
+    /// A child shard of a sharded directory: more entries of the directory at its path.
+    Shard,
+}
+
+/// Writes the entries of a directory node (already created at `path`) and everything below.
 async fn write_dir<S: Blockstore>(
     store: &S,
     cid: &Cid,
-    links: Vec<Link>,
+    node: Node,
     path: &Path,
 ) -> Result<(u64, u64), ExportError> {
     let (mut bytes, mut blocks) = (0u64, 0u64);
-    // Entries still to write: (CID, path, depth).
-    let mut stack: Vec<(Cid, PathBuf, usize)> = Vec::new();
-    push_entries(&mut stack, cid, links, path, 1)?;
-    while let Some((cid, path, depth)) = stack.pop() {
+    // Entries and shards still to read: (CID, path, depth, what).
+    let mut stack: Vec<(Cid, PathBuf, usize, Queued)> = Vec::new();
+    push_dir(&mut stack, cid, node, path, 1)?;
+    while let Some((cid, path, depth, queued)) = stack.pop() {
+        // A shard counts as a level: a chain of shards is bounded like nested directories.
         if depth > MAX_DEPTH {
             return Err(ExportError::TooDeep);
         }
@@ -379,7 +402,16 @@ async fn write_dir<S: Blockstore>(
             path: path.clone(),
             source,
         };
-        match load(store, &cid).await? {
+        let node = load(store, &cid).await?;
+        if queued == Queued::Shard {
+            if !matches!(node, Node::Shard(_)) {
+                return Err(invalid(&cid, "a child shard that is not a HAMT shard"));
+            }
+            blocks += 1;
+            push_dir(&mut stack, &cid, node, &path, depth + 1)?;
+            continue;
+        }
+        match node {
             node @ Node::File { .. } => {
                 let file = fs::File::create_new(&path).map_err(io)?;
                 let mut out = BufWriter::new(file);
@@ -389,10 +421,10 @@ async fn write_dir<S: Blockstore>(
                 bytes = bytes.saturating_add(b);
                 blocks += n;
             }
-            Node::Directory(links) => {
+            node @ (Node::Directory(_) | Node::Shard(_)) => {
                 fs::create_dir(&path).map_err(io)?;
                 blocks += 1;
-                push_entries(&mut stack, &cid, links, &path, depth + 1)?;
+                push_dir(&mut stack, &cid, node, &path, depth + 1)?;
             }
             Node::Symlink(target) => {
                 write_symlink(&cid, &target, &path)?;
@@ -403,9 +435,29 @@ async fn write_dir<S: Blockstore>(
     Ok((bytes, blocks))
 }
 
+/// Queues what a directory node holds: its entries, and a shard's child shards.
+fn push_dir(
+    stack: &mut Vec<(Cid, PathBuf, usize, Queued)>,
+    cid: &Cid,
+    node: Node,
+    path: &Path,
+    depth: usize,
+) -> Result<(), ExportError> {
+    match node {
+        Node::Directory(links) => push_entries(stack, cid, links, path, depth),
+        Node::Shard(shard) => {
+            for child in shard.shards.into_iter().rev() {
+                stack.push((child, path.to_path_buf(), depth, Queued::Shard));
+            }
+            push_entries(stack, cid, shard.entries, path, depth)
+        }
+        Node::File { .. } | Node::Symlink(_) => Err(invalid(cid, "not a directory")),
+    }
+}
+
 /// Queues a directory's entries, refusing names that would leave the directory.
 fn push_entries(
-    stack: &mut Vec<(Cid, PathBuf, usize)>,
+    stack: &mut Vec<(Cid, PathBuf, usize, Queued)>,
     cid: &Cid,
     links: Vec<Link>,
     path: &Path,
@@ -422,7 +474,7 @@ fn push_entries(
                 reason: format!("unsafe entry name {:?}", link.name),
             });
         }
-        stack.push((link.cid, path.join(&link.name), depth));
+        stack.push((link.cid, path.join(&link.name), depth, Queued::Entry));
     }
     Ok(())
 }

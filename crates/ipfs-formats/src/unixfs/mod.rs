@@ -11,10 +11,13 @@
 //!   back out of one, checking every block and size; [`FileAssembler`] writes a file from its
 //!   blocks as they arrive, in any order, with the same checks.
 //! - [`DagPbNode`] and [`UnixfsData`] are the two protobuf layers of a node.
+//! - Directories past kubo's threshold ([`HAMT_SHARDING_SIZE_BYTES`]) are written as HAMT
+//!   shards in kubo's layout, and sharded directories are read back (see [`murmur3_x64_64`]).
 
 mod assemble;
 mod chunker;
 mod export;
+mod hamt;
 mod import;
 mod layout;
 mod pb;
@@ -22,6 +25,7 @@ mod pb;
 pub use assemble::{BYTES_PER_PLACE, FileAssembler, MIN_PLACES};
 pub use chunker::Chunker;
 pub use export::{EntryKind, ExportError, Exported, MAX_DEPTH, export, write_file};
+pub use hamt::{HAMT_FANOUT, HAMT_HASH_MURMUR3, ShardError, murmur3_x64_64};
 pub use import::{
     HAMT_SHARDING_SIZE_BYTES, ImportError, ImportOptions, Imported, import_path, import_reader,
 };

@@ -11,16 +11,10 @@ mod common;
 #[path = "interop/support.rs"]
 mod support;
 
-use std::{
-    path::{Path, PathBuf},
-    process::{Command, Stdio},
-    thread,
-    time::{Duration, Instant},
-};
+use std::path::{Path, PathBuf};
 
 use common::write_pseudo_random;
-use serde_json::Value;
-use support::{TIME_LIMIT, helia_dir, helia_node, run_json};
+use support::{helia_node, importer_cids, run_json};
 
 const CHUNK: usize = 256 * 1024;
 
@@ -51,35 +45,6 @@ fn inputs(dir: &Path) -> Vec<PathBuf> {
     std::fs::write(&zeros, vec![0u8; 3 * CHUNK + 5]).unwrap();
     paths.push(zeros);
     paths
-}
-
-/// The importer's root CID for every path, with `layout` (`v0` or `v1-raw`).
-fn importer_cids(node: &str, layout: &str, paths: &[PathBuf]) -> Value {
-    let mut child = Command::new(node)
-        .arg(helia_dir().join("unixfs_add.mjs"))
-        .arg(layout)
-        .args(paths)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|error| panic!("cannot run {node}: {error}"));
-    let start = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if start.elapsed() > TIME_LIMIT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("unixfs_add.mjs took longer than {TIME_LIMIT:?}");
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
-    let output = child.wait_with_output().unwrap();
-    assert!(
-        output.status.success(),
-        "unixfs_add.mjs failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).expect("one JSON object")
 }
 
 #[test]

@@ -92,9 +92,9 @@ pub enum ExportError {
     Shard {
         /// The shard.
         cid: Cid,
-        /// Why.
+        /// Why (boxed: the other errors stay small).
         #[source]
-        source: ShardError,
+        source: Box<ShardError>,
     },
     /// The DAG is deeper than [`MAX_DEPTH`].
     #[error("DAG deeper than {MAX_DEPTH} levels")]
@@ -174,9 +174,14 @@ pub(super) fn decode_node(block: Block) -> Result<Node, ExportError> {
                 }
                 DataType::Directory => Ok(Node::Directory(node.links)),
                 DataType::Symlink => Ok(Node::Symlink(unixfs.data.unwrap_or_default())),
-                DataType::HamtShard => read_shard(node.links, &unixfs)
-                    .map(Node::Shard)
-                    .map_err(|source| ExportError::Shard { cid: *cid, source }),
+                DataType::HamtShard => {
+                    read_shard(node.links, &unixfs)
+                        .map(Node::Shard)
+                        .map_err(|source| ExportError::Shard {
+                            cid: *cid,
+                            source: Box::new(source),
+                        })
+                }
                 DataType::Metadata => Err(ExportError::Unsupported {
                     cid: *cid,
                     what: "a UnixFS metadata node",

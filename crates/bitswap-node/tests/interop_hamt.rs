@@ -25,7 +25,7 @@ use std::{
     time::Duration,
 };
 
-use common::{json_for, kubo_python, s};
+use common::{kubo_python, s};
 use ipfs_formats::unixfs::{DagPbNode, DataType, UnixfsData};
 use serde_json::json;
 use support::*;
@@ -59,32 +59,26 @@ fn unixfs_type(data_dir: &Path, cid: &str) -> DataType {
 
 /// `get CID --peer ADDRESS -o OUT` with a stall timeout past the client's 30 s resend.
 ///
-/// kubo answers a directory of tiny files with many small messages, one stream each; when more
-/// than 32 are open at once on our side the rest are reset and their blocks lost, and the
-/// client asks again only after 30 s of silence (`resend_interval`). `get`'s default stall
-/// timeout (and [`get`]'s 30 s) would give up first.
+/// kubo answers a directory of tiny files with many small messages, one stream each; wants
+/// that do not fit the peer's outgoing queue, and responses on streams past the 32 inbound ones
+/// a connection reads, are lost, and the client asks again only after 30 s of silence
+/// (`resend_interval`). [`get`]'s 30 s stall timeout would give up first.
 fn get_patiently(data_dir: &Path, cid: &str, address: &str, out: &Path) -> serde_json::Value {
-    let args = [
-        "get",
+    get_within(
+        data_dir,
+        &[],
         cid,
-        "--peer",
         address,
-        "-o",
-        s(out),
-        "--timeout",
-        "90",
-    ];
-    json_for(data_dir, &args, Duration::from_secs(240))
+        out,
+        90,
+        Duration::from_secs(240),
+    )
 }
 
-#[test]
-fn sharded_directory_from_kubo() {
-    let Some(python) = kubo_python("sharded_directory_from_kubo") else {
-        return;
-    };
-    let temp = tempfile::tempdir().unwrap();
-    let tree = make_tree(temp.path());
-    let mut command = Command::new(&python);
+/// A kubo that added a tree of [`FILES`] files (in `dir`): the tree, the node and its root.
+fn kubo_seed(python: &str, dir: &Path) -> (PathBuf, Driver, String) {
+    let tree = make_tree(dir);
+    let mut command = Command::new(python);
     command
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/kubo_peer.py"))
         .arg("--add")
@@ -94,6 +88,16 @@ fn sharded_directory_from_kubo() {
         .as_str()
         .expect("a root CID")
         .to_owned();
+    (tree, kubo, root)
+}
+
+#[test]
+fn sharded_directory_from_kubo() {
+    let Some(python) = kubo_python("sharded_directory_from_kubo") else {
+        return;
+    };
+    let temp = tempfile::tempdir().unwrap();
+    let (tree, kubo, root) = kubo_seed(&python, temp.path());
 
     let ours = temp.path().join("node");
     let out = temp.path().join("got");
@@ -183,17 +187,7 @@ fn bench_get_sharded_directory_from_kubo() {
         return;
     };
     let temp = tempfile::tempdir().unwrap();
-    let tree = make_tree(temp.path());
-    let mut command = Command::new(&python);
-    command
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/kubo_peer.py"))
-        .arg("--add")
-        .arg(&tree);
-    let seed = Driver::start_within("kubo seed", command, KUBO_ADD_LIMIT);
-    let root = seed.info["added"][s(&tree)]
-        .as_str()
-        .expect("a root CID")
-        .to_owned();
+    let (tree, seed, root) = kubo_seed(&python, temp.path());
 
     let got = get_patiently(
         &temp.path().join("node"),

@@ -204,6 +204,20 @@ pub fn block_put(data_dir: &Path, file: &Path) -> String {
 
 /// `get CID --peer ADDRESS -o OUT` (with `extra` global flags) into `data_dir`.
 pub fn get(data_dir: &Path, extra: &[&str], cid: &str, address: &str, out: &Path) -> Value {
+    get_within(data_dir, extra, cid, address, out, 30, TIME_LIMIT)
+}
+
+/// [`get`] with `get --timeout STALL_SECONDS`, the run bounded by `limit`.
+pub fn get_within(
+    data_dir: &Path,
+    extra: &[&str],
+    cid: &str,
+    address: &str,
+    out: &Path,
+    stall_seconds: u64,
+    limit: Duration,
+) -> Value {
+    let stall = stall_seconds.to_string();
     let mut args = extra.to_vec();
     args.extend([
         "get",
@@ -213,9 +227,9 @@ pub fn get(data_dir: &Path, extra: &[&str], cid: &str, address: &str, out: &Path
         "-o",
         s(out),
         "--timeout",
-        "30",
+        &stall,
     ]);
-    run_json(data_dir, &args)
+    json_for(data_dir, &args, limit)
 }
 
 /// The SHA-256 of a file's bytes, as hex.

@@ -6,12 +6,14 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use bytes::Bytes;
 use futures::executor::block_on;
-use ipfs_blockstore::{Blockstore, MemoryBlockstore};
+use ipfs_blockstore::{Block, Blockstore, MemoryBlockstore, multicodec::RAW};
 use ipfs_formats::{
     car, dag,
-    unixfs::{self, DagPbNode, DataType, ImportOptions, UnixfsData},
+    unixfs::{self, DagPbNode, DataType, ExportError, ImportOptions, Link, UnixfsData},
 };
+use prost::Message as _;
 
 /// The UnixFS type of the block `cid`.
 fn kind(store: &MemoryBlockstore, cid: &cid::Cid) -> DataType {
@@ -134,4 +136,60 @@ fn threshold_is_kubos() {
     let output = temp.path().join("output");
     block_on(unixfs::export(&store, &nested.root, &output)).unwrap();
     assert_eq!(tree(&output), tree(&parent));
+}
+
+/// A shard node of `links` with `hash_type`, its bitfield set for the links' slots.
+fn shard_block(links: Vec<Link>, hash_type: u64) -> Block {
+    let mut bits = [0u8; 32];
+    for link in &links {
+        let slot = u8::from_str_radix(&link.name[..2], 16).unwrap();
+        bits[31 - usize::from(slot / 8)] |= 1 << (slot % 8);
+    }
+    let first = bits.iter().position(|&b| b != 0).unwrap_or(32);
+    let data = UnixfsData {
+        r#type: DataType::HamtShard as i32,
+        data: Some(Bytes::copy_from_slice(&bits[first..])),
+        hash_type: Some(hash_type),
+        fanout: Some(256),
+        ..UnixfsData::directory()
+    };
+    let node = DagPbNode {
+        links,
+        data: Some(data.encode_to_vec().into()),
+    };
+    Block::from_v0_data(node.encode().into()).unwrap()
+}
+
+/// Shards that lie are errors naming the block, and leave nothing at the target.
+#[test]
+fn malformed_shards_are_refused() {
+    let temp = tempfile::tempdir().unwrap();
+    let store = MemoryBlockstore::new();
+    let raw = unixfs::v1_block(RAW, Bytes::from_static(b"data")).unwrap();
+    let raw_cid = *raw.cid();
+    let to_raw = |name: &str| Link {
+        cid: raw_cid,
+        name: name.to_owned(),
+        tsize: 4,
+    };
+    // A child shard (a link named by its slot alone) that is a file.
+    let lying_child = shard_block(vec![to_raw("00"), to_raw("01file")], 0x22);
+    // A hash other than murmur3.
+    let other_hash = shard_block(vec![to_raw("01file")], 0x12);
+    block_on(store.put_many(vec![raw, lying_child.clone(), other_hash.clone()])).unwrap();
+
+    let target = temp.path().join("lying");
+    let error = block_on(unixfs::export(&store, lying_child.cid(), &target)).unwrap_err();
+    assert!(
+        matches!(&error, ExportError::Invalid { cid, .. } if *cid == raw_cid),
+        "{error}"
+    );
+    assert!(!target.exists());
+    let target = temp.path().join("other");
+    let error = block_on(unixfs::export(&store, other_hash.cid(), &target)).unwrap_err();
+    assert!(
+        matches!(&error, ExportError::Shard { cid, .. } if cid == other_hash.cid()),
+        "{error}"
+    );
+    assert!(!target.exists());
 }

@@ -76,14 +76,17 @@ fn make_inputs(dir: &Path) -> Vec<(String, PathBuf, Vec<&'static str>)> {
     }
     inputs.push(("directory of 300 files".to_owned(), many, Vec::new()));
 
-    // Just below kubo's sharding threshold: 2047 entries of 94-byte names and 34-byte CIDs
-    // estimate 262016 bytes; one more (262144) makes kubo shard it, and `add` refuses that.
-    let wide = dir.join("wide");
-    fs::create_dir(&wide).unwrap();
-    for i in 0..2047 {
-        fs::write(wide.join(format!("{i:0>94}")), i.to_string()).unwrap();
+    // Around kubo's sharding threshold: 2047 entries of 94-byte names and 34-byte CIDs
+    // estimate 262016 bytes; one more makes exactly 262144, and kubo v0.22 shards it (a HAMT:
+    // its layout and hash must match too). ipfs-unixfs-importer shards only past 262144.
+    for (count, name) in [(2047, "unsharded"), (2048, "sharded")] {
+        let wide = dir.join(format!("wide-{count}"));
+        fs::create_dir(&wide).unwrap();
+        for i in 0..count {
+            fs::write(wide.join(format!("{i:0>94}")), i.to_string()).unwrap();
+        }
+        inputs.push((format!("{count} entries, {name}"), wide, Vec::new()));
     }
-    inputs.push(("2047 entries, unsharded".to_owned(), wide, Vec::new()));
     inputs
 }
 

@@ -332,25 +332,3 @@ fn car_import_refuses_a_corrupt_block() {
     ));
     assert!(error.is_err());
 }
-
-/// kubo v0.22 shards a directory once the names and binary CIDs of its entries reach 256 KiB
-/// (checked against kubo: 2047 entries of 128 bytes stay basic, 2048 are sharded); `add`
-/// refuses exactly those.
-#[test]
-fn directories_kubo_would_shard_are_refused() {
-    let temp = tempfile::tempdir().unwrap();
-    let dir = temp.path().join("wide");
-    fs::create_dir(&dir).unwrap();
-    for i in 0..2047 {
-        fs::write(dir.join(format!("{i:0>94}")), b"").unwrap();
-    }
-    let store = MemoryBlockstore::new();
-    let options = ImportOptions::default();
-    block_on(import_path(&store, &dir, &options)).unwrap();
-    fs::write(dir.join(format!("{:0>94}", 2047)), b"").unwrap();
-    let error = block_on(import_path(&store, &dir, &options)).unwrap_err();
-    assert!(
-        matches!(error, unixfs::ImportError::NeedsSharding(_)),
-        "{error}"
-    );
-}

@@ -14,8 +14,7 @@ mod support;
 use std::path::{Path, PathBuf};
 
 use common::{meta, s, write_pseudo_random};
-use serde_json::Value;
-use support::{helia_node, node_json, run_json};
+use support::{helia_node, importer_cids, node_json, run_json};
 
 const CHUNK: usize = 256 * 1024;
 
@@ -46,13 +45,6 @@ fn inputs(dir: &Path) -> Vec<PathBuf> {
     std::fs::write(&zeros, vec![0u8; 3 * CHUNK + 5]).unwrap();
     paths.push(zeros);
     paths
-}
-
-/// The importer's root CID for every path, with `layout` (`v0` or `v1-raw`).
-fn importer_cids(node: &str, layout: &str, paths: &[PathBuf]) -> Value {
-    let mut args = vec![layout];
-    args.extend(paths.iter().map(|path| path.to_str().unwrap()));
-    node_json(node, "unixfs_add.mjs", &args)
 }
 
 #[test]

@@ -59,7 +59,13 @@ impl Drop for Driver {
 
 impl Driver {
     /// Starts `command` and reads its first line.
-    pub fn start(name: &str, mut command: Command) -> Self {
+    pub fn start(name: &str, command: Command) -> Self {
+        Self::start_within(name, command, TIME_LIMIT)
+    }
+
+    /// [`start`](Self::start), waiting at most `limit` for the first line (a driver that adds
+    /// many files first).
+    pub fn start_within(name: &str, mut command: Command, limit: Duration) -> Self {
         let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -75,7 +81,7 @@ impl Driver {
             lines,
             info: Value::Null,
         };
-        driver.info = driver.next_line(TIME_LIMIT);
+        driver.info = driver.next_line(limit);
         driver
     }
 
@@ -198,6 +204,20 @@ pub fn block_put(data_dir: &Path, file: &Path) -> String {
 
 /// `get CID --peer ADDRESS -o OUT` (with `extra` global flags) into `data_dir`.
 pub fn get(data_dir: &Path, extra: &[&str], cid: &str, address: &str, out: &Path) -> Value {
+    get_within(data_dir, extra, cid, address, out, 30, TIME_LIMIT)
+}
+
+/// [`get`] with `get --timeout STALL_SECONDS`, the run bounded by `limit`.
+pub fn get_within(
+    data_dir: &Path,
+    extra: &[&str],
+    cid: &str,
+    address: &str,
+    out: &Path,
+    stall_seconds: u64,
+    limit: Duration,
+) -> Value {
+    let stall = stall_seconds.to_string();
     let mut args = extra.to_vec();
     args.extend([
         "get",
@@ -207,9 +227,9 @@ pub fn get(data_dir: &Path, extra: &[&str], cid: &str, address: &str, out: &Path
         "-o",
         s(out),
         "--timeout",
-        "30",
+        &stall,
     ]);
-    run_json(data_dir, &args)
+    json_for(data_dir, &args, limit)
 }
 
 /// The SHA-256 of a file's bytes, as hex.
@@ -221,6 +241,46 @@ pub fn sha256(path: &Path) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// Asserts that the trees at `expected` and `got` hold the same directories and the same files
+/// with the same bytes (symlinks are not expected).
+pub fn assert_same_tree(expected: &Path, got: &Path) {
+    fn walk(root: &Path) -> Vec<(PathBuf, Option<Vec<u8>>)> {
+        let mut out = Vec::new();
+        let mut stack = vec![root.to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            for entry in fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+                let path = entry.unwrap().path();
+                let relative = path.strip_prefix(root).unwrap().to_path_buf();
+                if path.is_dir() {
+                    out.push((relative, None));
+                    stack.push(path);
+                } else {
+                    out.push((relative, Some(fs::read(&path).unwrap())));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+    let (expected_tree, got_tree) = (walk(expected), walk(got));
+    assert_eq!(
+        expected_tree.len(),
+        got_tree.len(),
+        "{} and {} hold different numbers of entries",
+        expected.display(),
+        got.display()
+    );
+    for (want, have) in expected_tree.iter().zip(&got_tree) {
+        assert!(
+            want == have,
+            "{} and {} differ at {}",
+            expected.display(),
+            got.display(),
+            want.0.display()
+        );
+    }
 }
 
 /// Asserts that two files have the same SHA-256.
@@ -272,6 +332,35 @@ pub fn helia_node(test: &str) -> Option<String> {
         helia_dir().display()
     );
     Some(node)
+}
+
+/// The importer's root CID for every path, with `layout` (`v0` or `v1-raw`).
+pub fn importer_cids(node: &str, layout: &str, paths: &[PathBuf]) -> Value {
+    let mut child = Command::new(node)
+        .arg(helia_dir().join("unixfs_add.mjs"))
+        .arg(layout)
+        .args(paths)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|error| panic!("cannot run {node}: {error}"));
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > TIME_LIMIT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("unixfs_add.mjs took longer than {TIME_LIMIT:?}");
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "unixfs_add.mjs failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("one JSON object")
 }
 
 /// Starts `helia_peer.mjs` with raw blocks from the files of `raw_dir` and files to add.

@@ -22,6 +22,7 @@ use ipfs_blockstore::{
 };
 
 use super::{
+    hamt::{ShardError, ShardLinks, read_shard},
     metadata::{DEFAULT_DIRECTORY_MODE, DEFAULT_FILE_MODE, Metadata},
     pb::{DagPbNode, DataType, DecodeError, Link, UnixfsData},
 };
@@ -78,14 +79,23 @@ pub enum ExportError {
         /// What is wrong.
         reason: String,
     },
-    /// A node this exporter cannot write (a HAMT-sharded directory, a codec other than dag-pb
-    /// and raw, a symlink off Unix).
+    /// A node this exporter cannot write (a codec other than dag-pb and raw, a symlink off
+    /// Unix).
     #[error("block {cid}: {what} is not supported")]
     Unsupported {
         /// The node.
         cid: Cid,
         /// What it is.
         what: &'static str,
+    },
+    /// A shard of a HAMT-sharded directory is malformed.
+    #[error("block {cid}: {source}")]
+    Shard {
+        /// The shard.
+        cid: Cid,
+        /// Why (boxed: the other errors stay small).
+        #[source]
+        source: Box<ShardError>,
     },
     /// The DAG is deeper than [`MAX_DEPTH`].
     #[error("DAG deeper than {MAX_DEPTH} levels")]
@@ -118,6 +128,8 @@ pub(super) enum Node {
         blocksizes: Vec<u64>,
     },
     Directory(Vec<Link>),
+    /// A shard of a HAMT-sharded directory: some of its entries, and shards holding more.
+    Shard(ShardLinks),
     Symlink(Bytes),
 }
 
@@ -189,10 +201,14 @@ pub(super) fn decode_node(block: Block) -> Result<Node, ExportError> {
                 }
                 DataType::Directory => Ok(Node::Directory(node.links)),
                 DataType::Symlink => Ok(Node::Symlink(unixfs.data.unwrap_or_default())),
-                DataType::HamtShard => Err(ExportError::Unsupported {
-                    cid: *cid,
-                    what: "a HAMT-sharded directory",
-                }),
+                DataType::HamtShard => {
+                    read_shard(node.links, &unixfs)
+                        .map(Node::Shard)
+                        .map_err(|source| ExportError::Shard {
+                            cid: *cid,
+                            source: Box::new(source),
+                        })
+                }
                 DataType::Metadata => Err(ExportError::Unsupported {
                     cid: *cid,
                     what: "a UnixFS metadata node",
@@ -371,9 +387,9 @@ pub async fn export<S: Blockstore>(
                 blocks: 1,
             })
         }
-        Node::Directory(links) => {
+        node @ (Node::Directory(_) | Node::Shard(_)) => {
             let dir = temp().tempdir_in(parent).map_err(io(parent))?;
-            let (bytes, blocks) = write_dir(store, root, links, dir.path()).await?;
+            let (bytes, blocks) = write_dir(store, root, node, dir.path()).await?;
             if fs::symlink_metadata(target).is_ok() {
                 return Err(ExportError::Exists(target.to_path_buf()));
             }
@@ -396,7 +412,16 @@ pub async fn export<S: Blockstore>(
     }
 }
 
-/// Writes the entries of a directory (already created at `path`) and everything below.
+/// What the directory walk queued a CID as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Queued {
+    /// An entry, to be written at its path.
+    Entry,
+    /// A child shard of a sharded directory: more entries of the directory at its path.
+    Shard,
+}
+
+/// Writes the entries of a directory node (already created at `path`) and everything below.
 ///
 /// Entries with UnixFS 1.5 metadata get their mode and mtime; a directory's once everything
 /// below it is written (writing an entry changes its directory's mtime, and a mode may forbid
@@ -405,16 +430,17 @@ pub async fn export<S: Blockstore>(
 async fn write_dir<S: Blockstore>(
     store: &S,
     cid: &Cid,
-    links: Vec<Link>,
+    node: Node,
     path: &Path,
 ) -> Result<(u64, u64), ExportError> {
     let (mut bytes, mut blocks) = (0u64, 0u64);
     // Directories with metadata, parents before children: applied in reverse.
     let mut dirs: Vec<(PathBuf, Metadata)> = Vec::new();
-    // Entries still to write: (CID, path, depth).
-    let mut stack: Vec<(Cid, PathBuf, usize)> = Vec::new();
-    push_entries(&mut stack, cid, links, path, 1)?;
-    while let Some((cid, path, depth)) = stack.pop() {
+    // Entries and shards still to read: (CID, path, depth, what).
+    let mut stack: Vec<(Cid, PathBuf, usize, Queued)> = Vec::new();
+    push_dir(&mut stack, cid, node, path, 1)?;
+    while let Some((cid, path, depth, queued)) = stack.pop() {
+        // A shard counts as a level: a chain of shards is bounded like nested directories.
         if depth > MAX_DEPTH {
             return Err(ExportError::TooDeep);
         }
@@ -423,6 +449,14 @@ async fn write_dir<S: Blockstore>(
             source,
         };
         let (node, metadata) = load_with_metadata(store, &cid).await?;
+        if queued == Queued::Shard {
+            if !matches!(node, Node::Shard(_)) {
+                return Err(invalid(&cid, "a child shard that is not a HAMT shard"));
+            }
+            blocks += 1;
+            push_dir(&mut stack, &cid, node, &path, depth + 1)?;
+            continue;
+        }
         match node {
             node @ Node::File { .. } => {
                 let file = fs::File::create_new(&path).map_err(io)?;
@@ -436,10 +470,10 @@ async fn write_dir<S: Blockstore>(
                 bytes = bytes.saturating_add(b);
                 blocks += n;
             }
-            Node::Directory(links) => {
+            node @ (Node::Directory(_) | Node::Shard(_)) => {
                 fs::create_dir(&path).map_err(io)?;
                 blocks += 1;
-                push_entries(&mut stack, &cid, links, &path, depth + 1)?;
+                push_dir(&mut stack, &cid, node, &path, depth + 1)?;
                 if !metadata.is_empty() {
                     dirs.push((path, metadata));
                 }
@@ -458,9 +492,29 @@ async fn write_dir<S: Blockstore>(
     Ok((bytes, blocks))
 }
 
+/// Queues what a directory node holds: its entries, and a shard's child shards.
+fn push_dir(
+    stack: &mut Vec<(Cid, PathBuf, usize, Queued)>,
+    cid: &Cid,
+    node: Node,
+    path: &Path,
+    depth: usize,
+) -> Result<(), ExportError> {
+    match node {
+        Node::Directory(links) => push_entries(stack, cid, links, path, depth),
+        Node::Shard(shard) => {
+            for child in shard.shards.into_iter().rev() {
+                stack.push((child, path.to_path_buf(), depth, Queued::Shard));
+            }
+            push_entries(stack, cid, shard.entries, path, depth)
+        }
+        Node::File { .. } | Node::Symlink(_) => Err(invalid(cid, "not a directory")),
+    }
+}
+
 /// Queues a directory's entries, refusing names that would leave the directory.
 fn push_entries(
-    stack: &mut Vec<(Cid, PathBuf, usize)>,
+    stack: &mut Vec<(Cid, PathBuf, usize, Queued)>,
     cid: &Cid,
     links: Vec<Link>,
     path: &Path,
@@ -477,7 +531,7 @@ fn push_entries(
                 reason: format!("unsafe entry name {:?}", link.name),
             });
         }
-        stack.push((link.cid, path.join(&link.name), depth));
+        stack.push((link.cid, path.join(&link.name), depth, Queued::Entry));
     }
     Ok(())
 }

@@ -16,6 +16,7 @@ use prost::Message as _;
 
 use super::{
     chunker::Chunker,
+    hamt::{ShardBuilder, ShardError},
     layout::{Child, FileBuilder, Layout},
     metadata::{DEFAULT_DIRECTORY_MODE, Metadata},
     pb::{DagPbNode, Link, UnixfsData},
@@ -23,8 +24,9 @@ use super::{
 
 /// Bytes of blocks gathered before one [`Blockstore::put_many`].
 const BATCH_BYTES: usize = 8 * 1024 * 1024;
-/// kubo's `HAMTShardingSize`: a directory whose estimated size (entry names plus binary CIDs)
-/// reaches it is sharded, which this importer does not do.
+/// kubo's `HAMTShardingSize`: a directory whose estimated size (the bytes of its entry names
+/// plus their binary CIDs) reaches it is written as a HAMT (kubo v0.22 shards at `>=`, where
+/// Helia shards only past it).
 pub const HAMT_SHARDING_SIZE_BYTES: usize = 256 * 1024;
 
 /// What an import does besides the [`Layout`].
@@ -86,12 +88,15 @@ pub enum ImportError {
     /// A name or symlink target that is not UTF-8 (UnixFS names are strings).
     #[error("{}: name or symlink target is not UTF-8", .0.display())]
     NotUtf8(PathBuf),
-    /// A directory large enough for kubo to shard it (HAMT), which is not supported.
-    #[error(
-        "{}: directory too large for a basic UnixFS directory (kubo would shard it; HAMT sharding is not supported)",
-        .0.display()
-    )]
-    NeedsSharding(PathBuf),
+    /// A directory could not be laid out as a HAMT.
+    #[error("{}: {source}", path.display())]
+    Shard {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: ShardError,
+    },
     /// Neither a file, a directory nor a symlink.
     #[error("{}: not a file, directory or symlink", .0.display())]
     Unsupported(PathBuf),
@@ -196,14 +201,14 @@ fn import_dir<'a, S: Blockstore>(
                 return Err(ImportError::Unsupported(child_path));
             };
             estimate += name.len() + child.cid.encoded_len();
-            if estimate >= HAMT_SHARDING_SIZE_BYTES {
-                return Err(ImportError::NeedsSharding(path));
-            }
             links.push(Link {
                 cid: child.cid,
                 name,
                 tsize: child.tsize,
             });
+        }
+        if estimate >= HAMT_SHARDING_SIZE_BYTES {
+            return import_shard(sink, path, links, &options.layout).await;
         }
         let below: u64 = links.iter().map(|link| link.tsize).sum();
         let mut data = UnixfsData::directory().encode_to_vec();
@@ -223,6 +228,25 @@ fn import_dir<'a, S: Blockstore>(
         sink.push(&mut vec![block]).await?;
         Ok(child)
     })
+}
+
+/// Writes a directory's entries as a HAMT; the root shard's link.
+async fn import_shard<S: Blockstore>(
+    sink: &mut Sink<'_, S>,
+    path: PathBuf,
+    links: Vec<Link>,
+    layout: &Layout,
+) -> Result<Child, ImportError> {
+    let mut shard = ShardBuilder::default();
+    for link in links {
+        if let Err(source) = shard.insert(link) {
+            return Err(ImportError::Shard { path, source });
+        }
+    }
+    let mut blocks = Vec::new();
+    let root = shard.build(layout, &mut blocks)?;
+    sink.push(&mut blocks).await?;
+    Ok(root)
 }
 
 /// Imports a symlink as a UnixFS symlink node.

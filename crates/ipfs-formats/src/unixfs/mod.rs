@@ -12,10 +12,13 @@
 //!   blocks as they arrive, in any order, with the same checks.
 //! - [`DagPbNode`] and [`UnixfsData`] are the two protobuf layers of a node; [`Metadata`] is a
 //!   node's UnixFS 1.5 mode and mtime, stored on import when asked for and restored on export.
+//! - Directories past kubo's threshold ([`HAMT_SHARDING_SIZE_BYTES`]) are written as HAMT
+//!   shards in kubo's layout, and sharded directories are read back (see [`murmur3_x64_64`]).
 
 mod assemble;
 mod chunker;
 mod export;
+mod hamt;
 mod import;
 mod layout;
 mod metadata;
@@ -24,6 +27,7 @@ mod pb;
 pub use assemble::{BYTES_PER_PLACE, FileAssembler, MIN_PLACES};
 pub use chunker::Chunker;
 pub use export::{EntryKind, ExportError, Exported, MAX_DEPTH, export, write_file};
+pub use hamt::{HAMT_FANOUT, HAMT_HASH_MURMUR3, ShardError, murmur3_x64_64};
 pub use import::{
     HAMT_SHARDING_SIZE_BYTES, ImportError, ImportOptions, Imported, import_path, import_reader,
 };

@@ -17,7 +17,11 @@
 // "added": {PATH: CID}}. Then each stdin line is a JSON command answered by one JSON line:
 //   {"op": "connect", "addr": MADDR}                           -> {"ok": bool, "error"?}
 //   {"op": "download", "cid": CID, "out": PATH, "timeout": S}  -> {"ok": bool, "seconds", "error"?}
-// (a raw CID is written as its block's bytes, a dag-pb CID as the UnixFS file's bytes). On EOF
+//   {"op": "download-dir", "cid": CID, "out": PATH, "timeout": S}
+//                                                              -> {"ok": bool, "seconds", "error"?}
+// (a raw CID is written as its block's bytes, a dag-pb CID as the UnixFS file's bytes;
+// `download-dir` writes a UnixFS directory, basic or HAMT-sharded, as a tree at PATH, listing
+// each directory with `ls` and writing its files as `download` does, 32 at a time). On EOF
 // of stdin the node stops and the process exits. Logs go to stderr.
 
 // Node 20 lacks Promise.withResolvers, which libp2p uses: polyfill it before importing libp2p.
@@ -29,7 +33,7 @@ if (typeof Promise.withResolvers !== 'function') {
   }
 }
 
-const { createWriteStream, readFileSync, readdirSync } = await import('node:fs')
+const { createWriteStream, mkdirSync, readFileSync, readdirSync } = await import('node:fs')
 const { join, resolve } = await import('node:path')
 const { createInterface } = await import('node:readline')
 const { once } = await import('node:events')
@@ -107,8 +111,39 @@ answer({
 })
 
 async function download ({ cid: text, out, timeout }) {
-  const cid = CID.parse(text)
   const signal = AbortSignal.timeout(1000 * (timeout ?? 60))
+  await writeFile(CID.parse(text), out, signal)
+}
+
+async function downloadDir ({ cid: text, out, timeout }) {
+  const signal = AbortSignal.timeout(1000 * (timeout ?? 60))
+  await writeTree(CID.parse(text), out, signal)
+}
+
+/** Files of a directory written at once: one want each would make 10,000 round trips. */
+const FILES_AT_ONCE = 32
+
+/** Writes the directory `cid` (and everything below) as `out`. */
+async function writeTree (cid, out, signal) {
+  mkdirSync(out)
+  const files = []
+  for await (const entry of fs.ls(cid, { signal })) {
+    const path = join(out, entry.name)
+    if (entry.type === 'directory') await writeTree(entry.cid, path, signal)
+    else files.push([entry.cid, path])
+  }
+  let next = 0
+  async function worker () {
+    while (next < files.length) {
+      const [file, path] = files[next++]
+      await writeFile(file, path, signal)
+    }
+  }
+  await Promise.all(Array.from({ length: FILES_AT_ONCE }, worker))
+}
+
+/** Writes the file (or raw block) `cid` as `out`. */
+async function writeFile (cid, out, signal) {
   const file = createWriteStream(out)
   const chunks = cid.code === RAW
     ? helia.blockstore.get(cid, { signal })
@@ -135,6 +170,9 @@ for await (const line of lines) {
       answer({ ok: true })
     } else if (command.op === 'download') {
       await download(command)
+      answer({ ok: true, seconds: (performance.now() - start) / 1000 })
+    } else if (command.op === 'download-dir') {
+      await downloadDir(command)
       answer({ ok: true, seconds: (performance.now() - start) / 1000 })
     } else {
       answer({ ok: false, error: `unknown op ${command.op}` })

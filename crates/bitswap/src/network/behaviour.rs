@@ -88,7 +88,8 @@ pub enum InboundFailure {
     /// block), or the stream failed.
     #[error("reading a message failed: {0}")]
     Protocol(ProtocolError),
-    /// The connection already had [`Config::max_inbound_streams`] streams open.
+    /// The connection already had [`Config::max_inbound_streams`] streams being read and
+    /// three times as many waiting for them.
     #[error("more than {limit} inbound streams on one connection")]
     TooManyStreams {
         /// The configured limit.

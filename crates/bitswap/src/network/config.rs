@@ -105,8 +105,9 @@ impl Config {
         self
     }
 
-    /// Sets how many inbound Bitswap streams one connection may have open at the same time
-    /// (at least 1). A stream beyond it is reset at once and reported as
+    /// Sets how many inbound Bitswap streams one connection reads at the same time (at least
+    /// 1). Up to three times as many more wait, unread, for a reader to finish; a stream beyond
+    /// those is reset at once and reported as
     /// [`InboundFailure::TooManyStreams`](crate::network::InboundFailure::TooManyStreams). kubo keeps one
     /// long-lived stream for its wantlist and opens one short stream per response; Helia opens
     /// one short stream per message. Default: 32 streams.

@@ -361,21 +361,23 @@ async fn oversized_and_malformed_messages_reset_the_stream() {
     assert!(node.behaviour().is_connected(&raw_id));
 }
 
+/// Streams beyond the readers wait for one (kubo opens a stream per answer); beyond three
+/// times as many waiting, they are reset.
 #[tokio::test]
-async fn streams_beyond_the_limit_are_reset() {
+async fn streams_beyond_those_waiting_are_reset() {
     let mut node = node(Config::default().with_max_inbound_streams(2));
     let node_id = *node.local_peer_id();
     let (_, mut control) = raw_peer(&mut node).await;
 
     let (mut done_tx, mut done_rx) = mpsc::channel::<()>(1);
     let writer = tokio::spawn(async move {
-        // Two streams held open, then a third.
+        // Two streams read and six waiting, all held open, then a ninth.
         let mut open = Vec::new();
-        for _ in 0..2 {
+        for _ in 0..8 {
             open.push(control.open_stream(node_id, V1_2_0).await.expect("stream"));
         }
         write_until_reset(&mut control, node_id, &[]).await;
-        // Keep the first two open until the node reported the refusal.
+        // Keep the others open until the node reported the refusal.
         timeout(TIMEOUT, done_rx.next()).await.expect("done");
         drop(open);
     });
@@ -388,10 +390,53 @@ async fn streams_beyond_the_limit_are_reset() {
             assert_eq!(limit, 2);
             Some(())
         }
+        Event::InboundFailure { error, .. } => panic!("unexpected failure {error}"),
         _ => None,
     })
     .await;
     done_tx.try_send(()).expect("done");
+    timeout(TIMEOUT, writer)
+        .await
+        .expect("writer finished")
+        .expect("writer");
+}
+
+/// A stream beyond the readers is not lost: its message is read once a reader is free.
+#[tokio::test]
+async fn a_stream_beyond_the_readers_is_read_once_one_is_free() {
+    let mut node = node(Config::default().with_max_inbound_streams(1));
+    let node_id = *node.local_peer_id();
+    let (_, mut control) = raw_peer(&mut node).await;
+
+    let message = Message::wantlist_update(vec![Entry::want_block(cid(3), 1)]);
+    let to_write = message.clone();
+    let freed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let freed_by_writer = std::sync::Arc::clone(&freed);
+    let writer = tokio::spawn(async move {
+        // The one reader waits on a stream that stays quiet; the answer comes on a second.
+        let quiet = control.open_stream(node_id, V1_2_0).await.expect("stream");
+        let mut stream = control.open_stream(node_id, V1_2_0).await.expect("stream");
+        let frames = bitswap::protocol::encode(&to_write, Version::V1_2_0);
+        bitswap::protocol::write_frames(&mut stream, &frames)
+            .await
+            .expect("write");
+        stream.close().await.expect("close");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        freed_by_writer.store(true, std::sync::atomic::Ordering::SeqCst);
+        drop(quiet);
+    });
+
+    let received = drive_one(&mut node, |event| match event {
+        Event::Message { message, .. } => Some(message),
+        Event::InboundFailure { error, .. } => panic!("unexpected failure {error}"),
+        _ => None,
+    })
+    .await;
+    assert!(
+        freed.load(std::sync::atomic::Ordering::SeqCst),
+        "read before a reader was free"
+    );
+    assert_eq!(received, message);
     timeout(TIMEOUT, writer)
         .await
         .expect("writer finished")

@@ -107,8 +107,10 @@ pub enum HandlerEvent {
 ///   ([`decode_message`](crate::protocol::decode_message)): wants beyond
 ///   [`Config::max_wantlist_entries`] (but those kept for a DONT_HAVE) and what makes no sense
 ///   alone are left out and logged once per connection. At most
-///   [`Config::max_inbound_streams`] are read at once
-///   (more are reset); a stream waiting longer than [`Config::inbound_idle_timeout`] for its
+///   [`Config::max_inbound_streams`] are read at once; up to three times as many more wait,
+///   unread, for a reader to finish (kubo answers on one short stream per message, which pile
+///   up while the behaviour has not taken the messages already read), and more are reset; a
+///   stream waiting longer than [`Config::inbound_idle_timeout`] for its
 ///   next message, or whose body arrives slower than [`Config::min_inbound_rate`], is reset;
 ///   a stream that fails to decode is reset and the failure
 ///   reported.
@@ -154,6 +156,10 @@ pub struct Handler {
     budget: Budget,
     /// Streams being read, oldest first; at most [`Config::max_inbound_streams`].
     inbound: Vec<BoxStream<'static, Result<Read, ProtocolError>>>,
+    /// Streams waiting for a reader, oldest first; at most [`WAITING_STREAMS_PER_READER`]
+    /// times [`Config::max_inbound_streams`]. Their bytes wait in the muxer, within its
+    /// flow-control window.
+    waiting: VecDeque<Stream>,
     /// The budget shares of messages reported and not yet taken ([`HandlerIn::Taken`]),
     /// oldest first; at most [`MAX_UNTAKEN`].
     untaken: VecDeque<Share>,
@@ -204,6 +210,7 @@ impl Handler {
             next_writer: 0,
             budget,
             inbound: Vec::new(),
+            waiting: VecDeque::new(),
             untaken: VecDeque::new(),
             events: VecDeque::new(),
             negotiated: VersionSet::default(),
@@ -281,14 +288,26 @@ impl Handler {
     fn on_inbound(&mut self, stream: Stream, version: Version) {
         self.learn_version(version);
         let limit = self.config.max_inbound_streams();
-        if self.inbound.len() >= limit {
+        if self.inbound.len() < limit {
+            self.inbound
+                .push(read_messages(stream, self.budget.clone()));
+        } else if self.waiting.len() < limit.saturating_mul(WAITING_STREAMS_PER_READER) {
+            self.waiting.push_back(stream);
+        } else {
             // Dropping a stream that is still open resets it.
             drop(stream);
             self.inbound_failure(InboundFailure::TooManyStreams { limit });
-            return;
         }
-        self.inbound
-            .push(read_messages(stream, self.budget.clone()));
+    }
+
+    /// Starts reading waiting streams, oldest first, while readers are free.
+    fn start_waiting_readers(&mut self) {
+        while self.inbound.len() < self.config.max_inbound_streams()
+            && let Some(stream) = self.waiting.pop_front()
+        {
+            self.inbound
+                .push(read_messages(stream, self.budget.clone()));
+        }
     }
 
     fn on_outbound(&mut self, stream: Stream, version: Version, unordered: bool) {
@@ -595,6 +614,7 @@ impl Handler {
 
     /// Polls inbound streams oldest first and returns the first message or failure.
     fn poll_inbound(&mut self, cx: &mut Context<'_>) -> Option<HandlerEvent> {
+        self.start_waiting_readers();
         let mut i = 0;
         while i < self.inbound.len() {
             match self.inbound[i].poll_next_unpin(cx) {
@@ -610,6 +630,7 @@ impl Handler {
                 }
                 Poll::Ready(None) => {
                     drop(self.inbound.remove(i));
+                    self.start_waiting_readers();
                 }
                 Poll::Pending => i += 1,
             }
@@ -743,6 +764,10 @@ impl ConnectionHandler for Handler {
         Poll::Ready(self.events.pop_front())
     }
 }
+
+/// Inbound streams that may wait for a reader, per reader ([`Config::max_inbound_streams`]):
+/// enough for kubo's bursts of one-message streams while the behaviour takes what was read.
+const WAITING_STREAMS_PER_READER: usize = 3;
 
 /// Reports of writer tasks waiting for the handler.
 const REPORT_CAPACITY: usize = 32;

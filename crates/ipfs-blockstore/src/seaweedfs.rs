@@ -19,6 +19,8 @@ use std::{
 
 /// How long the server may take to answer S3 requests.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// Sets of ports tried at the first start.
+const START_ATTEMPTS: usize = 4;
 
 /// The object [`SeaweedFs::resume`] writes and reads back to learn that the server stores
 /// objects, two levels deep so that a store listing the bucket's root skips it.
@@ -73,6 +75,23 @@ pub fn weed() -> Option<PathBuf> {
     );
 }
 
+impl Ports {
+    fn free() -> Self {
+        Self {
+            master: free_port(),
+            volume: free_port(),
+            filer: free_port(),
+            s3: free_port(),
+            admin: free_port(),
+            master_grpc: free_port(),
+            volume_grpc: free_port(),
+            filer_grpc: free_port(),
+            s3_grpc: free_port(),
+            admin_grpc: free_port(),
+        }
+    }
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
@@ -84,26 +103,27 @@ impl SeaweedFs {
     /// Starts a server with `bucket` created, or `None` when skipped (see [`weed`]).
     pub fn start(bucket: &str) -> Option<Self> {
         let weed = weed()?;
-        let ports = Ports {
-            master: free_port(),
-            volume: free_port(),
-            filer: free_port(),
-            s3: free_port(),
-            admin: free_port(),
-            master_grpc: free_port(),
-            volume_grpc: free_port(),
-            filer_grpc: free_port(),
-            s3_grpc: free_port(),
-            admin_grpc: free_port(),
-        };
         let mut server = Self {
             weed,
             dir: tempfile::tempdir().expect("a temporary directory"),
-            ports,
+            ports: Ports::free(),
             bucket: bucket.to_owned(),
             child: None,
             probed: false,
         };
+        // A port found free can be taken by another process (another test's server) before
+        // weed binds it: then weed exits, and a new set of ports is tried.
+        for _ in 1..START_ATTEMPTS {
+            match server.launch() {
+                Ok(()) => return Some(server),
+                Err(_) if server.port_taken() => {
+                    server.ports = Ports::free();
+                    // Nothing was stored yet: start afresh, with no trace of the old ports.
+                    let _ = std::fs::remove_dir_all(server.dir.path().join("data"));
+                }
+                Err(status) => server.exited(status),
+            }
+        }
         server.resume();
         Some(server)
     }
@@ -167,6 +187,32 @@ impl SeaweedFs {
     /// volume server has registered again, and answers reads with 500 InternalError until
     /// then.
     pub fn resume(&mut self) {
+        // A port of the stopped server may be held a moment by another process probing for
+        // free ports.
+        for _ in 1..START_ATTEMPTS {
+            match self.launch() {
+                Ok(()) => return,
+                Err(_) if self.port_taken() => std::thread::sleep(Duration::from_millis(500)),
+                Err(status) => self.exited(status),
+            }
+        }
+        if let Err(status) = self.launch() {
+            self.exited(status);
+        }
+    }
+
+    /// Whether weed's log says that it exited because a port was taken.
+    fn port_taken(&self) -> bool {
+        let log = self.log();
+        log.contains("address already in use") || log.contains("is not available")
+    }
+
+    fn exited(&self, status: std::process::ExitStatus) -> ! {
+        panic!("weed exited with {status}; log:\n{}", self.log());
+    }
+
+    /// [`resume`](Self::resume), or how weed exited if it did before it served.
+    fn launch(&mut self) -> Result<(), std::process::ExitStatus> {
         assert!(self.child.is_none(), "already running");
         let p = self.ports;
         let log = std::fs::File::create(self.dir.path().join("weed.log")).expect("a log file");
@@ -208,7 +254,8 @@ impl SeaweedFs {
                 .as_mut()
                 .and_then(|c| c.try_wait().ok().flatten())
             {
-                panic!("weed exited with {status}; log:\n{}", self.log());
+                self.child = None;
+                return Err(status);
             }
             assert!(
                 Instant::now() < deadline,
@@ -218,6 +265,7 @@ impl SeaweedFs {
             std::thread::sleep(Duration::from_millis(100));
         }
         self.probed = true;
+        Ok(())
     }
 
     /// The server's log so far.

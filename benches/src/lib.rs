@@ -8,9 +8,11 @@
 //! [`net`] holds the pieces of the network benches run by `net-bench`
 //! (`cargo run --release -p benches --bin net-bench`); [`swarm`] is its `swarm` scenario
 //! (issue 19): seeds (ours, kubo) behind shaped links ([`link_shaper`]) and clients (ours,
-//! kubo's, Helia's) fetching from them.
+//! kubo's, Helia's) fetching from them; [`s3`] is its `s3` scenario (issue 18): Bitswap
+//! serving from the S3 store (SeaweedFS on loopback) against the redb store.
 
 pub mod net;
+pub mod s3;
 pub mod swarm;
 pub mod workloads;
 

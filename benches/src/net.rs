@@ -17,6 +17,7 @@ use bytes::Bytes;
 use cid::Cid;
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use ipfs_blockstore::multicodec::RAW;
+use ipfs_blockstore::{RedbBlockstore, RedbBlockstoreError, S3Blockstore, S3BlockstoreError};
 use libp2p::{
     Multiaddr, PeerId, Stream, StreamProtocol, Swarm, SwarmBuilder, identify, noise, ping,
     swarm::{NetworkBehaviour, SwarmEvent, behaviour::toggle::Toggle},
@@ -90,51 +91,63 @@ pub enum BenchStore {
     /// Keeps nothing: for clients that fetch more than memory should hold (blocks are still
     /// verified on arrival; writes succeed and are dropped).
     Sink,
+    /// The persistent store (net-bench's `s3` scenario compares the S3 store with it).
+    Redb(RedbBlockstore),
+    /// Blocks in an S3 bucket.
+    S3(S3Blockstore),
+}
+
+/// The error of a [`BenchStore`]: its store's.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchStoreError {
+    /// Of the memory store.
+    #[error(transparent)]
+    Memory(#[from] MemoryBlockstoreError),
+    /// Of the redb store.
+    #[error(transparent)]
+    Redb(#[from] RedbBlockstoreError),
+    /// Of the S3 store.
+    #[error(transparent)]
+    S3(#[from] S3BlockstoreError),
+}
+
+/// Runs `$call` on the store of a [`BenchStore`], with `$sink` for [`BenchStore::Sink`].
+macro_rules! each_store {
+    ($self:ident, $store:ident => $call:expr, $sink:expr) => {
+        match $self {
+            Self::Memory($store) => Ok($call.await?),
+            Self::Redb($store) => Ok($call.await?),
+            Self::S3($store) => Ok($call.await?),
+            Self::Sink => Ok($sink),
+        }
+    };
 }
 
 impl Blockstore for BenchStore {
-    type Error = MemoryBlockstoreError;
+    type Error = BenchStoreError;
 
     async fn get(&self, cid: &Cid) -> Result<Option<Block>, Self::Error> {
-        match self {
-            Self::Memory(store) => store.get(cid).await,
-            Self::Sink => Ok(None),
-        }
+        each_store!(self, store => store.get(cid), None)
     }
 
     async fn has(&self, cid: &Cid) -> Result<bool, Self::Error> {
-        match self {
-            Self::Memory(store) => store.has(cid).await,
-            Self::Sink => Ok(false),
-        }
+        each_store!(self, store => store.has(cid), false)
     }
 
     async fn get_size(&self, cid: &Cid) -> Result<Option<usize>, Self::Error> {
-        match self {
-            Self::Memory(store) => store.get_size(cid).await,
-            Self::Sink => Ok(None),
-        }
+        each_store!(self, store => store.get_size(cid), None)
     }
 
     async fn put_many(&self, blocks: Vec<Block>) -> Result<(), Self::Error> {
-        match self {
-            Self::Memory(store) => store.put_many(blocks).await,
-            Self::Sink => Ok(()),
-        }
+        each_store!(self, store => store.put_many(blocks), ())
     }
 
     async fn delete(&self, cid: &Cid) -> Result<(), Self::Error> {
-        match self {
-            Self::Memory(store) => store.delete(cid).await,
-            Self::Sink => Ok(()),
-        }
+        each_store!(self, store => store.delete(cid), ())
     }
 
     async fn flush(&self) -> Result<(), Self::Error> {
-        match self {
-            Self::Memory(store) => store.flush().await,
-            Self::Sink => Ok(()),
-        }
+        each_store!(self, store => store.flush(), ())
     }
 }
 
@@ -383,8 +396,18 @@ impl ServerProcess {
     /// [`ServerProcess::spawn`], but a child that has not printed its line within `limit` is
     /// killed and an error returned.
     pub fn spawn_within(args: &[String], limit: Duration) -> std::io::Result<Self> {
+        Self::spawn_with_env(args, &[], limit)
+    }
+
+    /// [`ServerProcess::spawn_within`], with `env` added to the child's environment.
+    pub fn spawn_with_env(
+        args: &[String],
+        env: &[(&str, String)],
+        limit: Duration,
+    ) -> std::io::Result<Self> {
         let mut child = Command::new(std::env::current_exe()?)
             .args(args)
+            .envs(env.iter().map(|(key, value)| (key, value)))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run --release -p benches --bin net-bench -- [throughput] [fairness] [boxo] [load] [wants] [swarm] [--runs N] [--mib N]
-//!     [--case PREFIX]... [--client ours|kubo|kubo-pin|helia]... [--seeds ours|kubo]... [--smoke]
+//!     [s3] [--case PREFIX]... [--client ours|kubo|kubo-pin|helia]... [--seeds ours|kubo]... [--smoke]
 //! ```
 //!
 //! - `throughput` (issue 4): one server process, one client process (this one), `--mib` MiB
@@ -45,6 +45,13 @@
 //!   and exits with 1 if a fetch failed. kubo needs `BITSWAP_INTEROP_PYTHON` (or the venv of
 //!   `.ci/test`), Helia the `node_modules` that `.ci/test` installs.
 //!
+//! - `s3` (issue 18): `--mib` MiB (default 256) of 256 KiB blocks served through Bitswap from
+//!   the S3 store (SeaweedFS on loopback, started and ended here) and from the redb store, in
+//!   the same run, cold and warm cache: MB/s and time to first block as ratios to redb; then
+//!   has-lookups of absent blocks with a built filter, and the S3 requests they made (see
+//!   `benches::s3`). `--runs` defaults to 3; `--smoke` moves 16 MiB once. Needs
+//!   `BITSWAP_SEAWEEDFS` (the `weed` binary `.ci/test` installs).
+//!
 //! Every figure goes to stdout as one JSON object per line; a summary goes to stderr. Without a
 //! scenario, `throughput`, `fairness` and `boxo` run. Server processes are killed when the
 //! bench ends.
@@ -78,6 +85,7 @@ fn main() {
     match args.first().map(String::as_str) {
         Some("serve") => return runtime.block_on(serve(&args[1..])),
         Some("swarm-seed") => return runtime.block_on(benches::swarm::seed(&args[1..])),
+        Some("s3-serve") => return runtime.block_on(benches::s3::serve(&args[1..])),
         _ => {}
     }
     let mut scenarios = Vec::new();
@@ -93,7 +101,7 @@ fn main() {
             "--client" => swarm.clients.push(text(iter.next())),
             "--seeds" => swarm.seeds.push(text(iter.next())),
             "--smoke" => swarm.smoke = true,
-            "throughput" | "fairness" | "boxo" | "load" | "wants" | "swarm" => {
+            "throughput" | "fairness" | "boxo" | "load" | "wants" | "swarm" | "s3" => {
                 scenarios.push(arg.clone());
             }
             other => {
@@ -115,6 +123,17 @@ fn main() {
                 if swarm.smoke && failed > 0 {
                     eprintln!("swarm --smoke: {failed} fetches failed");
                     std::process::exit(1);
+                }
+            }
+            "s3" => {
+                let options = if swarm.smoke {
+                    benches::s3::Options::smoke()
+                } else {
+                    benches::s3::Options::full(mib, runs.unwrap_or(3))
+                };
+                // The smoke run checks that every fetch completes, not the targets.
+                if !runtime.block_on(benches::s3::run(&options)) && !swarm.smoke {
+                    eprintln!("s3: a target was missed");
                 }
             }
             "load" => runtime.block_on(load()),

@@ -7,8 +7,6 @@
 //! `BITSWAP_INTEROP_SKIP=1` says to skip them knowingly.
 
 mod common;
-#[path = "../../ipfs-blockstore/tests/support/seaweedfs.rs"]
-mod seaweedfs;
 #[path = "interop/support.rs"]
 mod support;
 
@@ -19,7 +17,7 @@ use std::{
 };
 
 use common::{Killed, kubo_python, s, write_pseudo_random};
-use seaweedfs::SeaweedFs;
+use ipfs_blockstore::seaweedfs::SeaweedFs;
 use serde_json::Value;
 use support::*;
 
@@ -135,6 +133,8 @@ fn a_node_outlives_its_store_stopping() {
     );
     assert!(!out.exists());
     assert!(serve.is_running(), "the node stays up");
+    // Returns once the restarted server reads and writes objects again (its volume server
+    // answers 500 InternalError for a while after a restart).
     server.resume();
     let out = temp.path().join("out-up");
     get(&temp.path().join("c"), &[], &root, &serve.address(), &out);

@@ -53,6 +53,8 @@
 //!   with a byte-bounded cache of hot blocks and a membership filter in front, so that lookups
 //!   of blocks nobody stored make no request. Its docs have an example on the in-memory
 //!   backend.
+//! - `seaweedfs` (cargo feature `seaweedfs`): a SeaweedFS server on loopback, started and
+//!   ended by its PID, for the tests and benches of the S3 store.
 //!
 //! # Hash functions
 //!
@@ -78,6 +80,8 @@ mod redb_error;
 mod redb_store;
 #[cfg(feature = "s3")]
 mod s3;
+#[cfg(feature = "seaweedfs")]
+pub mod seaweedfs;
 #[cfg(feature = "redb")]
 mod tables;
 #[cfg(feature = "redb")]

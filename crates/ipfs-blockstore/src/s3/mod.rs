@@ -18,7 +18,8 @@ use cid::Cid;
 use futures::{StreamExt as _, TryStreamExt as _};
 use multihash::Multihash;
 use object_store::{
-    BackoffConfig, ClientConfigKey, ObjectStore, ObjectStoreExt as _, PutPayload, RetryConfig,
+    BackoffConfig, ClientConfigKey, ObjectStore, ObjectStoreExt as _, PutMode, PutPayload,
+    RetryConfig,
     aws::{AmazonS3Builder, AmazonS3ConfigKey},
     path::Path,
 };
@@ -130,8 +131,11 @@ pub struct S3Stats {
     pub gets: u64,
     /// Existence and size checks (HEAD).
     pub heads: u64,
-    /// Object writes (PUT).
+    /// Object writes (PUT), each conditional on the object being absent except repairs.
     pub puts: u64,
+    /// PUTs the service refused because the block's object was there already: nothing was
+    /// written.
+    pub already_stored: u64,
     /// Object deletes.
     pub deletes: u64,
     /// Pages of listings (each a request of up to 1,000 keys).
@@ -145,6 +149,7 @@ struct Counters {
     gets: AtomicU64,
     heads: AtomicU64,
     puts: AtomicU64,
+    already_stored: AtomicU64,
     deletes: AtomicU64,
     list_pages: AtomicU64,
     answered_locally: AtomicU64,
@@ -170,10 +175,14 @@ fn bump(counter: &AtomicU64) {
 /// [`put_many`](Blockstore::put_many) writes its blocks concurrently (at most
 /// [`S3Config::with_max_puts`] requests in flight for the store) and returns once S3 has
 /// acknowledged every one: S3 acknowledges a PUT once it is durable, so
-/// [`flush`](Blockstore::flush) has nothing left to wait for. A block already stored (a HEAD
-/// finds an object of its size) is not written again, unless a read found its copy corrupt;
-/// two stores writing the same block at once both write the same bytes, which S3 makes
-/// atomic. An interrupted write leaves no object: a PUT is whole or absent.
+/// [`flush`](Blockstore::flush) has nothing left to wait for. Each write is one conditional
+/// PUT (`If-None-Match: *`): the service refuses it if the block's object is there already,
+/// so a stored block is not written again, in one round trip rather than a HEAD and a PUT
+/// (the price: the block's bytes are sent before the refusal). A block whose copy a read
+/// found corrupt is written unconditionally by the next put. Two stores writing the same
+/// block at once write the same bytes, and one of them is refused. An interrupted write
+/// leaves no object: a PUT is whole or absent. The service must support conditional writes
+/// (AWS S3, R2, MinIO and SeaweedFS do).
 ///
 /// # Reads
 ///
@@ -328,6 +337,7 @@ impl S3Blockstore {
             gets: load(&c.gets),
             heads: load(&c.heads),
             puts: load(&c.puts),
+            already_stored: load(&c.already_stored),
             deletes: load(&c.deletes),
             list_pages: load(&c.list_pages),
             answered_locally: load(&c.answered_locally),
@@ -428,24 +438,20 @@ impl S3Blockstore {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&hash);
-        let stored = if repair {
-            false
+        let mode = if repair {
+            PutMode::Overwrite
         } else {
-            bump(&inner.counters.heads);
-            match inner.objects.head(&path).await {
-                // A copy of another size is corrupt (a store that wrote it wrong): replace it.
-                Ok(meta) => meta.size == block.data().len() as u64,
-                Err(object_store::Error::NotFound { .. }) => false,
-                Err(error) => return Err(S3BlockstoreError::classify(error)),
-            }
+            PutMode::Create
         };
-        if !stored {
-            bump(&inner.counters.puts);
-            inner
-                .objects
-                .put(&path, PutPayload::from_bytes(block.data().clone()))
-                .await
-                .map_err(S3BlockstoreError::classify)?;
+        bump(&inner.counters.puts);
+        let payload = PutPayload::from_bytes(block.data().clone());
+        match inner.objects.put_opts(&path, payload, mode.into()).await {
+            Ok(_) => {}
+            // Only `PutMode::Create` is refused: the object is there.
+            Err(object_store::Error::AlreadyExists { .. }) => {
+                bump(&inner.counters.already_stored);
+            }
+            Err(error) => return Err(S3BlockstoreError::classify(error)),
         }
         inner.filter.insert(fingerprint(&hash));
         inner.cache.insert(hash, block.into_parts().1);

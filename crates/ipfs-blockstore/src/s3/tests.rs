@@ -61,7 +61,9 @@ async fn a_stored_block_is_not_written_again() {
         .put_many(vec![block(1), block(2), block(3)])
         .await
         .unwrap();
-    assert_eq!(store.stats().puts, 3);
+    let stats = store.stats();
+    assert_eq!((stats.puts, stats.already_stored), (5, 2));
+    assert_eq!(stats.heads, 0, "one request a block");
 }
 
 #[tokio::test]
@@ -73,9 +75,17 @@ async fn corrupt_objects_are_errors_and_repaired_by_a_put() {
     // Same length, other bytes: only the hash tells.
     let mut bad = b.data().to_vec();
     bad[0] ^= 1;
-    objects.put(&path, PutPayload::from(bad)).await.unwrap();
+    objects
+        .put(&path, PutPayload::from(bad.clone()))
+        .await
+        .unwrap();
+    // A put finds an object there and writes nothing: it does not read what is there.
+    store.put(b.clone()).await.unwrap();
+    let held = objects.get(&path).await.unwrap().bytes().await.unwrap();
+    assert_eq!(held, bad);
     let error = store.get(b.cid()).await.unwrap_err();
     assert!(error.is_corrupt(), "{error:?}");
+    // Once a read found the copy corrupt, the next put replaces it.
     store.put(b.clone()).await.unwrap();
     assert_eq!(store.get(b.cid()).await.unwrap(), Some(b.clone()));
     // Larger than a block may be: refused before its body is read.

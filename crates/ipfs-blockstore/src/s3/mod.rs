@@ -375,19 +375,29 @@ impl S3Blockstore {
         }
     }
 
-    /// The size of the block of `hash`, `None` if absent: from the cache, the filter or a HEAD.
-    async fn size_of(&self, hash: &Multihash<64>) -> Result<Option<usize>, S3BlockstoreError> {
+    /// The size of the block of `hash` if the cache holds it (`Some(Some(size))`) or the filter
+    /// knows it absent (`Some(None)`); `None` if only the bucket can tell.
+    fn size_here(&self, hash: &Multihash<64>) -> Option<Option<usize>> {
         let inner = &self.inner;
         if let Some(data) = inner.cache.get(hash) {
             bump(&inner.counters.answered_locally);
-            return Ok(Some(data.len()));
+            return Some(Some(data.len()));
         }
         self.refresh_if_due();
-        let print = fingerprint(hash);
-        if inner.filter.check(print) == Verdict::Absent {
+        if inner.filter.check(fingerprint(hash)) == Verdict::Absent {
             bump(&inner.counters.answered_locally);
-            return Ok(None);
+            return Some(None);
         }
+        None
+    }
+
+    /// The size of the block of `hash`, `None` if absent: from the cache, the filter or a HEAD.
+    async fn size_of(&self, hash: &Multihash<64>) -> Result<Option<usize>, S3BlockstoreError> {
+        if let Some(size) = self.size_here(hash) {
+            return Ok(size);
+        }
+        let inner = &self.inner;
+        let print = fingerprint(hash);
         let _permit = inner.gets.acquire().await.expect("never closed");
         bump(&inner.counters.heads);
         match inner.objects.head(&inner.path(hash)).await {
@@ -539,8 +549,16 @@ impl Blockstore for S3Blockstore {
         Ok(self.size_of(cid.hash()).await?.is_some())
     }
 
+    /// A size the cache or the filter cannot answer is read with the block (a GET, not a
+    /// HEAD), which then waits in the cache: the Bitswap server asks a block's size before it
+    /// reads the block (for a want-block, or a want-have of a block small enough to send), so
+    /// one round trip to the bucket serves both. A want-have of a larger block costs its bytes
+    /// from the bucket instead of a HEAD's.
     async fn get_size(&self, cid: &Cid) -> Result<Option<usize>, Self::Error> {
-        self.size_of(cid.hash()).await
+        if let Some(size) = self.size_here(cid.hash()) {
+            return Ok(size);
+        }
+        Ok(self.get_block(cid).await?.map(|block| block.data().len()))
     }
 
     async fn put_many(&self, blocks: Vec<Block>) -> Result<(), Self::Error> {

@@ -245,7 +245,9 @@ pub async fn write_file<S: Blockstore>(
     out: &mut impl Write,
     path: &Path,
 ) -> Result<(u64, u64), ExportError> {
-    let first = load(store, root).await?;
+    // The root's metadata is checked though not restored here, so that a root `get` and
+    // `export` refuse (malformed UnixFS 1.5 fields) is refused here too.
+    let (first, _) = load_with_metadata(store, root).await?;
     write_file_from(store, root, first, out, path).await
 }
 

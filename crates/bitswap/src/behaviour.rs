@@ -48,6 +48,7 @@ use crate::{
     keep_alive::KeepAlive,
     message::Message,
     network::{self, HandlerIn},
+    outbox::Outbox,
     protocol::Version,
     providers::{Searches, provider_key},
     sent::{Out, Sent},
@@ -58,6 +59,16 @@ use crate::{
 
 /// Store results taken per round of [`Behaviour`]'s poll, besides one network event.
 const LOOKUPS_PER_ROUND: usize = 64;
+
+/// Wantlist updates to one peer that may be handed to the network and not yet written; later
+/// ones wait in the [`Outbox`], merged, so that a peer reading slowly gets one update with
+/// every change instead of a queue of small ones.
+const WANTLISTS_OUT_PER_PEER: usize = 4;
+
+/// The most entries a merged update waiting for one peer holds, in multiples of the client's
+/// wants per peer: of its entries at most that many are wants (the latest entry of a block
+/// is a want only while it is outstanding), the others are cancels.
+const WAITING_ENTRIES_PER_WANT: usize = 4;
 
 /// A Bitswap node: fetches blocks from peers into its store `S` and serves the store's blocks
 /// to the peers that want them.
@@ -105,6 +116,8 @@ pub struct Behaviour<S> {
     sent: Sent,
     /// Messages per peer the client may have queued in the network layer.
     max_client_messages: usize,
+    /// Wantlist updates waiting for room towards their peer, merged per peer.
+    outbox: Outbox,
     /// A timer for the client's deadlines and the instant it fires at (at or before the
     /// client's next deadline).
     timer: Option<(Instant, Delay)>,
@@ -164,6 +177,7 @@ impl<S: Blockstore + 'static> Behaviour<S> {
             .max_queued_messages()
             .saturating_sub(parts.server.max_envelopes_in_flight())
             .max(1);
+        let max_waiting = parts.client.max_wants_per_peer() * WAITING_ENTRIES_PER_WANT;
         let mut network = network::Behaviour::new(parts.network);
         network.set_manual_release();
         Self {
@@ -177,6 +191,7 @@ impl<S: Blockstore + 'static> Behaviour<S> {
             delivery: Delivery::default(),
             sent: Sent::default(),
             max_client_messages,
+            outbox: Outbox::new(max_waiting),
             timer: None,
             commands,
             command_sender,
@@ -426,19 +441,46 @@ impl<S: Blockstore + 'static> Behaviour<S> {
     }
 
     fn send_wantlist(&mut self, peer: PeerId, message: Message, now: Instant) {
-        let error = if self.network.queued_messages(&peer) >= self.max_client_messages {
-            "the peer's queue is full".to_string()
-        } else {
-            match self.network.send(peer, message.clone()) {
-                Ok(id) => {
-                    self.sent.wantlist(id, peer, message);
+        let message = if self.outbox.is_waiting(&peer) || !self.wantlist_room(&peer) {
+            match self.outbox.hold(peer, message) {
+                Ok(()) => return,
+                Err(message) => {
+                    let error = "the peer's queue is full and so is its outbox";
+                    self.troubles.log(peer, Trouble::WantlistNotSent, &error);
+                    self.client.handle_send_failed(peer, &message, now);
                     return;
                 }
-                Err(error) => error.to_string(),
             }
+        } else {
+            message
         };
-        self.troubles.log(peer, Trouble::WantlistNotSent, &error);
-        self.client.handle_send_failed(peer, &message, now);
+        self.send_now(peer, message, now);
+    }
+
+    /// Whether another wantlist update to `peer` may go to the network now.
+    fn wantlist_room(&self, peer: &PeerId) -> bool {
+        self.network.queued_messages(peer) < self.max_client_messages
+            && self.sent.wantlists_to(peer) < WANTLISTS_OUT_PER_PEER
+    }
+
+    /// Sends the update waiting for `peer` if it has room now.
+    fn send_waiting(&mut self, peer: PeerId, now: Instant) {
+        if self.outbox.is_waiting(&peer)
+            && self.wantlist_room(&peer)
+            && let Some(message) = self.outbox.take(&peer)
+        {
+            self.send_now(peer, message, now);
+        }
+    }
+
+    fn send_now(&mut self, peer: PeerId, message: Message, now: Instant) {
+        match self.network.send(peer, message.clone()) {
+            Ok(id) => self.sent.wantlist(id, peer, message),
+            Err(error) => {
+                self.troubles.log(peer, Trouble::WantlistNotSent, &error);
+                self.client.handle_send_failed(peer, &message, now);
+            }
+        }
     }
 
     /// Hands out the client events whose blocks are written, in order.
@@ -517,6 +559,7 @@ impl<S: Blockstore + 'static> Behaviour<S> {
                 self.keep_alive.handle_peer_disconnected(&peer);
                 self.intake.handle_peer_disconnected(&peer);
                 self.troubles.forget(&peer);
+                self.outbox.forget(&peer);
                 self.server.handle_peer_disconnected(&peer);
                 self.client.handle_peer_disconnected(&peer, now);
             }
@@ -539,6 +582,7 @@ impl<S: Blockstore + 'static> Behaviour<S> {
                 if let Some(Out::Envelope(envelope)) = self.sent.take(id) {
                     self.server.handle_envelope_sent_at(envelope, now);
                 }
+                self.send_waiting(peer, now);
             }
             network::Event::MessageStalled { id, .. } => {
                 if let Some(envelope) = self.sent.envelope_of(id) {
@@ -570,6 +614,7 @@ impl<S: Blockstore + 'static> Behaviour<S> {
                     }
                     None => {}
                 }
+                self.send_waiting(peer, now);
             }
             network::Event::ConnectionError { peer, error, .. } => {
                 tracing::debug!(%peer, %error, "connection closed with an error");

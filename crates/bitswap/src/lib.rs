@@ -207,6 +207,7 @@ mod keep_alive;
 mod map;
 mod message;
 pub mod network;
+mod outbox;
 mod proto;
 pub mod protocol;
 mod providers;

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use libp2p::PeerId;
 
-use crate::{message::Message, network::MessageId, server::EnvelopeId};
+use crate::{map::Map, message::Message, network::MessageId, server::EnvelopeId};
 
 /// A message handed to the network.
 pub(crate) enum Out {
@@ -23,6 +23,8 @@ pub(crate) enum Out {
 pub(crate) struct Sent {
     envelopes: HashMap<MessageId, EnvelopeId>,
     wantlists: HashMap<MessageId, (PeerId, Message)>,
+    /// Wantlist updates out, per peer (peers with none are not kept).
+    wantlists_to: Map<PeerId, usize>,
 }
 
 impl Sent {
@@ -33,7 +35,13 @@ impl Sent {
 
     /// The network took the wantlist update `message` to `peer` as message `id`.
     pub(crate) fn wantlist(&mut self, id: MessageId, peer: PeerId, message: Message) {
+        *self.wantlists_to.entry(peer).or_default() += 1;
         self.wantlists.insert(id, (peer, message));
+    }
+
+    /// Wantlist updates to `peer` out.
+    pub(crate) fn wantlists_to(&self, peer: &PeerId) -> usize {
+        self.wantlists_to.get(peer).copied().unwrap_or(0)
     }
 
     /// Message `id` was reported sent or failed: what it was, if it was ours.
@@ -42,6 +50,12 @@ impl Sent {
             return Some(Out::Envelope(envelope));
         }
         let (peer, message) = self.wantlists.remove(&id)?;
+        if let Some(out) = self.wantlists_to.get_mut(&peer) {
+            *out -= 1;
+            if *out == 0 {
+                self.wantlists_to.remove(&peer);
+            }
+        }
         Some(Out::Wantlist(peer, message))
     }
 

@@ -69,3 +69,26 @@ impl Sent {
         self.envelopes.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wantlists_are_counted_per_peer_until_reported() {
+        let (a, b) = (PeerId::random(), PeerId::random());
+        let mut sent = Sent::default();
+        let id = MessageId::for_test;
+        sent.wantlist(id(1), a, Message::default());
+        sent.wantlist(id(2), a, Message::default());
+        sent.wantlist(id(3), b, Message::default());
+        assert_eq!((sent.wantlists_to(&a), sent.wantlists_to(&b)), (2, 1));
+
+        assert!(matches!(sent.take(id(1)), Some(Out::Wantlist(p, _)) if p == a));
+        assert!(sent.take(id(1)).is_none());
+        assert!(matches!(sent.take(id(3)), Some(Out::Wantlist(p, _)) if p == b));
+        assert_eq!((sent.wantlists_to(&a), sent.wantlists_to(&b)), (1, 0));
+        assert!(sent.take(id(2)).is_some());
+        assert!(sent.wantlists_to.is_empty());
+    }
+}

@@ -35,6 +35,14 @@ use crate::{
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct MessageId(u64);
 
+#[cfg(test)]
+impl MessageId {
+    /// An id for the unit tests of the behaviour's parts.
+    pub(crate) fn for_test(id: u64) -> Self {
+        Self(id)
+    }
+}
+
 impl fmt::Display for MessageId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)

@@ -736,13 +736,25 @@ impl<S: Blockstore + 'static> NetworkBehaviour for Behaviour<S> {
             .handle_established_outbound_connection(connection, peer, address, role, port_use)
     }
 
+    fn handle_pending_inbound_connection(
+        &mut self,
+        connection: ConnectionId,
+        local: &Multiaddr,
+        remote: &Multiaddr,
+    ) -> Result<(), ConnectionDenied> {
+        self.network
+            .handle_pending_inbound_connection(connection, local, remote)
+    }
+
     fn handle_pending_outbound_connection(
         &mut self,
-        _: ConnectionId,
+        connection: ConnectionId,
         peer: Option<PeerId>,
-        _: &[Multiaddr],
-        _: Endpoint,
+        addresses: &[Multiaddr],
+        role: Endpoint,
     ) -> Result<Vec<Multiaddr>, ConnectionDenied> {
+        self.network
+            .handle_pending_outbound_connection(connection, peer, addresses, role)?;
         Ok(peer.map_or_else(Vec::new, |peer| self.addresses.get(&peer).to_vec()))
     }
 

@@ -7,14 +7,15 @@ use std::{
     fmt, io,
     sync::Arc,
     task::{Context, Poll},
+    time::{Duration, Instant},
 };
 
 use libp2p::{
     Multiaddr, PeerId,
     core::{Endpoint, transport::PortUse},
     swarm::{
-        ConnectionClosed, ConnectionDenied, ConnectionId, FromSwarm, NetworkBehaviour,
-        NotifyHandler, THandler, THandlerInEvent, THandlerOutEvent, ToSwarm,
+        ConnectionClosed, ConnectionDenied, ConnectionId, DialFailure, FromSwarm, ListenFailure,
+        NetworkBehaviour, NotifyHandler, THandler, THandlerInEvent, THandlerOutEvent, ToSwarm,
         behaviour::ConnectionEstablished,
     },
 };
@@ -232,7 +233,14 @@ pub struct Behaviour {
     manual_release: bool,
     /// How every connection reads inbound messages, with the byte budget they share.
     budget: Budget,
+    /// When each connection being set up was dialled or accepted; at most
+    /// [`MAX_SETUPS`] (the swarm bounds pending connections itself, usually far lower).
+    setups: HashMap<ConnectionId, Instant>,
 }
+
+/// Connections being set up whose start is remembered; past this, a connection's set-up is
+/// not timed and it spreads its unordered messages.
+const MAX_SETUPS: usize = 4096;
 
 /// A connected peer.
 #[derive(Default)]
@@ -289,6 +297,7 @@ impl Behaviour {
             events: VecDeque::new(),
             next_id: 0,
             manual_release: false,
+            setups: HashMap::new(),
         }
     }
 
@@ -508,35 +517,69 @@ impl Behaviour {
     }
 }
 
+impl Behaviour {
+    /// A connection is being dialled or was accepted: its set-up is timed from now.
+    fn setup_started(&mut self, connection: ConnectionId) {
+        if self.setups.len() < MAX_SETUPS {
+            self.setups.insert(connection, Instant::now());
+        }
+    }
+
+    /// The handler of an established connection, told how long its set-up took.
+    fn new_handler(&mut self, connection: ConnectionId) -> Handler {
+        let setup: Option<Duration> = self.setups.remove(&connection).map(|at| at.elapsed());
+        Handler::new(
+            Arc::clone(&self.config),
+            self.budget.for_connection(),
+            setup,
+        )
+    }
+}
+
 impl NetworkBehaviour for Behaviour {
     type ConnectionHandler = Handler;
     type ToSwarm = Event;
 
+    fn handle_pending_inbound_connection(
+        &mut self,
+        connection: ConnectionId,
+        _: &Multiaddr,
+        _: &Multiaddr,
+    ) -> Result<(), ConnectionDenied> {
+        self.setup_started(connection);
+        Ok(())
+    }
+
     fn handle_established_inbound_connection(
         &mut self,
-        _: ConnectionId,
+        connection: ConnectionId,
         _: PeerId,
         _: &Multiaddr,
         _: &Multiaddr,
     ) -> Result<THandler<Self>, ConnectionDenied> {
-        Ok(Handler::new(
-            Arc::clone(&self.config),
-            self.budget.for_connection(),
-        ))
+        Ok(self.new_handler(connection))
+    }
+
+    fn handle_pending_outbound_connection(
+        &mut self,
+        connection: ConnectionId,
+        _: Option<PeerId>,
+        _: &[Multiaddr],
+        _: Endpoint,
+    ) -> Result<Vec<Multiaddr>, ConnectionDenied> {
+        self.setup_started(connection);
+        Ok(Vec::new())
     }
 
     fn handle_established_outbound_connection(
         &mut self,
-        _: ConnectionId,
+        connection: ConnectionId,
         _: PeerId,
         _: &Multiaddr,
         _: Endpoint,
         _: PortUse,
     ) -> Result<THandler<Self>, ConnectionDenied> {
-        Ok(Handler::new(
-            Arc::clone(&self.config),
-            self.budget.for_connection(),
-        ))
+        Ok(self.new_handler(connection))
     }
 
     fn on_swarm_event(&mut self, event: FromSwarm<'_>) {
@@ -555,6 +598,10 @@ impl NetworkBehaviour for Behaviour {
             }) => {
                 let error = connection_error(peer_id, cause);
                 self.on_connection_closed(peer_id, connection_id, error);
+            }
+            FromSwarm::DialFailure(DialFailure { connection_id, .. })
+            | FromSwarm::ListenFailure(ListenFailure { connection_id, .. }) => {
+                self.setups.remove(&connection_id);
             }
             _ => {}
         }

@@ -159,11 +159,14 @@ pub(crate) async fn target() -> Target {
     .await
 }
 
-/// A node holding `blocks` in memory, listening on loopback.
+/// A node holding `blocks` in memory, listening on loopback. It spreads its answers over
+/// streams as it does for far peers (a loopback connection is set up too fast for that).
 pub(crate) async fn target_with(blocks: Vec<Block>) -> Target {
     let store = MemoryBlockstore::new();
     store.put_many(blocks.clone()).await.expect("store");
-    let mut swarm: Node = new_swarm(Behaviour::new(store, Config::default()));
+    let network = bitswap::network::Config::default().with_min_setup_to_spread(Duration::ZERO);
+    let config = Config::default().with_network(network);
+    let mut swarm: Node = new_swarm(Behaviour::new(store, config));
     let address = listen(&mut swarm).await;
     Target {
         peer: *swarm.local_peer_id(),

@@ -188,7 +188,12 @@ async fn concurrent_outbound_streams_deliver_everything() {
 /// every message arrives once, and the ordered ones arrive in their order.
 #[tokio::test]
 async fn unordered_messages_spread_and_ordered_ones_keep_their_order() {
-    let mut a = node(Config::default().with_max_unordered_streams(4));
+    // Spreading as over a far link: a loopback connection is set up too fast for it.
+    let mut a = node(
+        Config::default()
+            .with_max_unordered_streams(4)
+            .with_min_setup_to_spread(Duration::ZERO),
+    );
     let mut b = node(Config::default());
     let b_id = *b.local_peer_id();
     connect(&mut a, &mut b).await;
@@ -249,7 +254,9 @@ async fn unordered_messages_spread_and_ordered_ones_keep_their_order() {
 /// HAVEs until the unordered stream's idle timeout closed it, about 5 s per fetch).
 #[tokio::test]
 async fn an_open_unordered_stream_does_not_hold_up_ordered_messages() {
-    let config = Config::default().with_outbound_idle_timeout(Duration::from_secs(600));
+    let config = Config::default()
+        .with_outbound_idle_timeout(Duration::from_secs(600))
+        .with_min_setup_to_spread(Duration::ZERO);
     let mut a = node(config);
     let mut b = node(Config::default());
     let b_id = *b.local_peer_id();

@@ -124,7 +124,9 @@ pub enum HandlerEvent {
 ///   write, or waits while more are opened (as many negotiated at once as are open, so
 ///   their number at most doubles per round trip), up to [`Config::max_unordered_streams`]. Each stream has its own flow-control window at the
 ///   peer, so a far peer's link is kept full by several streams where one stream's window
-///   would cap it (rust-yamux, for instance, grants at most 1 MiB per stream).
+///   would cap it (rust-yamux, for instance, grants at most 1 MiB per stream). A connection
+///   set up faster than [`Config::min_setup_to_spread`] is near enough for one stream's window:
+///   its unordered messages go in order with the others, which costs less CPU.
 ///   Each message has its own write timeout ([`Config::send_timeout`]); a failed write resets
 ///   the stream and fails the messages waiting for it. A write that takes longer than
 ///   [`Config::write_stall`] reports its message and those waiting behind it as stalled.
@@ -140,7 +142,8 @@ pub struct Handler {
     unordered: VecDeque<(MessageId, Message)>,
     /// Unordered streams being opened and negotiated.
     opening_unordered: usize,
-    /// Unordered messages get streams of their own; false once the peer reset a new one
+    /// Unordered messages get streams of their own; false for a connection set up faster
+    /// than [`Config::min_setup_to_spread`] (a near peer), and once the peer reset a new one
     /// (then they go with the ordered ones).
     spread: bool,
     /// Open outbound streams; at most [`Config::max_outbound_streams`] ordered ones and
@@ -194,15 +197,24 @@ pub struct Handler {
 }
 
 impl Handler {
-    pub(crate) fn new(config: Arc<Config>, budget: Budget) -> Self {
+    /// The handler of a connection whose set-up took `setup` (`None` if not seen): one set up
+    /// faster than [`Config::min_setup_to_spread`] does not spread unordered messages.
+    pub(crate) fn new(config: Arc<Config>, budget: Budget, setup: Option<Duration>) -> Self {
         let (report_sender, reports) = mpsc::channel(REPORT_CAPACITY);
+        let spread = setup.is_none_or(|setup| setup >= config.min_setup_to_spread());
+        if !spread {
+            tracing::trace!(
+                ?setup,
+                "near bitswap peer: unordered messages go on one stream"
+            );
+        }
         Self {
             upgrade: Upgrade::new(config.versions().iter().copied()),
             queue: VecDeque::new(),
             opening: false,
             unordered: VecDeque::new(),
             opening_unordered: 0,
-            spread: true,
+            spread,
             writers: Vec::new(),
             writer_tasks: FuturesUnordered::new(),
             reports,

@@ -4,7 +4,7 @@ use super::*;
 fn new_streams_offer_the_peer_s_version_alone_once_known() {
     let config = Config::default();
     let budget = Budget::new(&config).for_connection();
-    let mut handler = Handler::new(Arc::new(config), budget);
+    let mut handler = Handler::new(Arc::new(config), budget, None);
     assert_eq!(handler.outbound_upgrade().versions(), Version::ALL);
     handler.advertised.insert(Version::V1_1_0);
     handler.report_version();
@@ -17,7 +17,7 @@ fn new_streams_offer_the_peer_s_version_alone_once_known() {
 fn handler_reports_best_version_once() {
     let config = Config::default().with_versions([Version::V1_1_0, Version::V1_0_0]);
     let budget = Budget::new(&config).for_connection();
-    let mut handler = Handler::new(Arc::new(config), budget);
+    let mut handler = Handler::new(Arc::new(config), budget, None);
     handler.learn_version(Version::V1_0_0);
     handler.learn_version(Version::V1_0_0);
     // 1.2.0 is advertised but not ours; 1.1.0 is both.
@@ -33,4 +33,35 @@ fn handler_reports_best_version_once() {
         })
         .collect();
     assert_eq!(versions, [Version::V1_0_0, Version::V1_1_0]);
+}
+
+#[test]
+fn only_connections_slow_to_set_up_spread_unordered_messages() {
+    let config = Arc::new(Config::default().with_min_setup_to_spread(Duration::from_millis(5)));
+    let handler = |setup: Option<u64>| {
+        let budget = Budget::new(&config).for_connection();
+        Handler::new(
+            Arc::clone(&config),
+            budget,
+            setup.map(Duration::from_millis),
+        )
+    };
+    assert!(!handler(Some(1)).spread, "a near peer: one stream");
+    assert!(handler(Some(5)).spread);
+    assert!(handler(Some(60)).spread, "a far peer: streams of their own");
+    assert!(handler(None).spread, "a set-up not seen");
+
+    let mut near = handler(Some(1));
+    let id = MessageId::for_test(1);
+    near.on_behaviour_event(HandlerIn::Send {
+        id,
+        message: Message::default(),
+        unordered: true,
+    });
+    assert!(near.unordered.is_empty());
+    assert_eq!(near.queue.front().map(|(id, _)| *id), Some(id));
+
+    let always = Arc::new(Config::default().with_min_setup_to_spread(Duration::ZERO));
+    let budget = Budget::new(&always).for_connection();
+    assert!(Handler::new(always, budget, Some(Duration::ZERO)).spread);
 }

@@ -62,7 +62,7 @@ use std::{
 };
 
 use benches::net::{self, BenchStore, Driver, ServerProcess};
-use bitswap::{Block, Blockstore, Handle};
+use bitswap::{Block, Blockstore, Control};
 use futures::{StreamExt, TryStreamExt, future::join_all};
 use serde_json::json;
 use tokio::sync::oneshot;
@@ -185,7 +185,7 @@ async fn serve(args: &[String]) {
 }
 
 /// A client node connected to `server`, polled by its own task.
-async fn client(server: &ServerProcess) -> (Driver, Handle, libp2p_stream::Control) {
+async fn client(server: &ServerProcess) -> (Driver, Control, libp2p_stream::Control) {
     client_with(server, BenchStore::Memory(bitswap::MemoryBlockstore::new())).await
 }
 
@@ -193,19 +193,19 @@ async fn client(server: &ServerProcess) -> (Driver, Handle, libp2p_stream::Contr
 async fn client_with(
     server: &ServerProcess,
     store: BenchStore,
-) -> (Driver, Handle, libp2p_stream::Control) {
+) -> (Driver, Control, libp2p_stream::Control) {
     let mut swarm = net::node_with(store, bitswap::Config::default());
     net::connect(&mut swarm, server.peer, server.address.clone()).await;
-    let handle = swarm.behaviour().bitswap.handle();
-    let control = swarm.behaviour().stream.new_control();
-    (Driver::start(swarm), handle, control)
+    let control = swarm.behaviour().bitswap.control();
+    let stream = swarm.behaviour().stream.new_control();
+    (Driver::start(swarm), control, stream)
 }
 
-async fn fetch(handle: &Handle, blocks: &[Block]) -> Duration {
+async fn fetch(control: &Control, blocks: &[Block]) -> Duration {
     let cids = blocks.iter().map(|b| *b.cid()).collect();
     let start = Instant::now();
-    let session = handle.new_session().await.expect("session");
-    let received: Vec<Block> = handle
+    let session = control.new_session().await.expect("session");
+    let received: Vec<Block> = control
         .get_many(cids, Some(session))
         .await
         .expect("query accepted")
@@ -214,7 +214,7 @@ async fn fetch(handle: &Handle, blocks: &[Block]) -> Duration {
         .expect("every block");
     let elapsed = start.elapsed();
     assert_eq!(received.len(), blocks.len());
-    let _ = handle.close_session(session).await;
+    let _ = control.close_session(session).await;
     elapsed
 }
 
@@ -250,16 +250,16 @@ async fn throughput(runs: usize, mib: usize) {
         json!({ "server": server, "client": client })
     };
     for run in 0..runs {
-        let (driver, handle, control) = client(&server).await;
+        let (driver, control, stream) = client(&server).await;
         let mut figures = Vec::new();
         for part in if run % 2 == 0 { [0, 1] } else { [1, 0] } {
             let before = (server.cpu_seconds(), net::cpu_seconds(me));
             let time = if part == 0 {
-                net::fetch_ceiling(control.clone(), server.peer, total)
+                net::fetch_ceiling(stream.clone(), server.peer, total)
                     .await
                     .expect("ceiling stream")
             } else {
-                fetch(&handle, &blocks).await
+                fetch(&control, &blocks).await
             };
             figures.push((part, time, cpu(before)));
         }
@@ -314,8 +314,8 @@ async fn fairness(runs: usize) {
         }
         let light = client(&server).await;
         let start = Instant::now();
-        let heavy_fetches = heavies.iter().map(|(_, handle, _)| async {
-            let time = fetch(handle, &heavy_blocks).await;
+        let heavy_fetches = heavies.iter().map(|(_, control, _)| async {
+            let time = fetch(control, &heavy_blocks).await;
             mb_per_s(heavy_blocks.len() * BLOCK, time)
         });
         let light_fetch = async {
@@ -411,10 +411,10 @@ async fn boxo() {
                     net::connect(&mut fetcher, *peer, address.clone()).await;
                 }
                 let fetcher_id = *fetcher.local_peer_id();
-                let handle = fetcher.behaviour().bitswap.handle();
+                let control = fetcher.behaviour().bitswap.control();
                 let driver = Driver::start(fetcher);
                 let start = Instant::now();
-                let session = handle.new_session().await.expect("session");
+                let session = control.new_session().await.expect("session");
                 let cids: Vec<_> = blocks.iter().map(|b| *b.cid()).collect();
                 let groups: Vec<Vec<_>> = match pattern {
                     "one-at-a-time" => cids.chunks(1).map(<[_]>::to_vec).collect(),
@@ -424,8 +424,8 @@ async fn boxo() {
                 let mut got = HashSet::new();
                 if pattern == "all-concurrent" {
                     let fetches = cids.iter().map(|cid| {
-                        let handle = handle.clone();
-                        async move { handle.get_many(vec![*cid], Some(session)).await }
+                        let control = control.clone();
+                        async move { control.get_many(vec![*cid], Some(session)).await }
                     });
                     for stream in join_all(fetches).await {
                         let blocks: Vec<Block> =
@@ -435,7 +435,7 @@ async fn boxo() {
                 } else {
                     for group in groups {
                         let mut stream =
-                            handle.get_many(group, Some(session)).await.expect("query");
+                            control.get_many(group, Some(session)).await.expect("query");
                         while let Some(block) = stream.next().await {
                             got.insert(*block.expect("block").cid());
                         }
@@ -488,9 +488,9 @@ async fn boxo() {
 const LOAD_SEED: u64 = 3;
 
 /// One client's fetch: time to the first block and to the last.
-async fn timed_fetch(handle: &Handle, cids: Vec<cid::Cid>) -> (Duration, Duration) {
+async fn timed_fetch(control: &Control, cids: Vec<cid::Cid>) -> (Duration, Duration) {
     let start = Instant::now();
-    let mut stream = handle.get_many(cids, None).await.expect("query accepted");
+    let mut stream = control.get_many(cids, None).await.expect("query accepted");
     let mut first = None;
     while let Some(block) = stream.next().await {
         block.expect("block");
@@ -526,8 +526,8 @@ async fn load() {
         .expect("server process");
         let idle = server.memory().map(|m| m.0);
         // The ceiling, on one connection, first.
-        let (driver, _, control) = client(&server).await;
-        let ceiling_time = net::fetch_ceiling(control, server.peer, total)
+        let (driver, _, stream) = client(&server).await;
+        let ceiling_time = net::fetch_ceiling(stream, server.peer, total)
             .await
             .expect("ceiling stream");
         drop(driver.stop().await);
@@ -540,7 +540,7 @@ async fn load() {
         let start = Instant::now();
         let fetches = clients
             .iter()
-            .map(|(_, handle, _)| timed_fetch(handle, cids.clone()));
+            .map(|(_, control, _)| timed_fetch(control, cids.clone()));
         let results = join_all(fetches).await;
         let wall = start.elapsed();
         let cpu = cpu_before.zip(server.cpu_seconds()).map(|(a, b)| b - a);

@@ -41,9 +41,9 @@ use crate::{
         SessionId,
     },
     config::{Config, Parts},
+    control::{COMMAND_CAPACITY, Command, Control, Routed, Streams},
     delivery::Delivery,
     event::{Event, PutError, PutId},
-    handle::{COMMAND_CAPACITY, Command, Handle, Routed, Streams},
     intake::{Intake, Taken},
     keep_alive::KeepAlive,
     message::Message,
@@ -66,7 +66,7 @@ const LOOKUPS_PER_ROUND: usize = 64;
 /// learn peers' Bitswap versions early; kad can answer [`Event::FindProviders`]).
 ///
 /// - Fetching: [`get`](Self::get), [`get_many`](Self::get_many), sessions and
-///   [`cancel`](Self::cancel) report through [`Event`]s; a [`Handle`] does the same from
+///   [`cancel`](Self::cancel) report through [`Event`]s; a [`Control`] does the same from
 ///   other tasks with futures and streams. Each block is verified (its CID recomputed from its
 ///   bytes) while its message is decoded in the connection's task, not in the swarm's poll.
 ///   Blocks no query wants are dropped and their sender penalised. A query looks in the store
@@ -110,7 +110,7 @@ pub struct Behaviour<S> {
     timer: Option<(Instant, Delay)>,
     commands: mpsc::Receiver<Command>,
     command_sender: mpsc::Sender<Command>,
-    /// Queries started through a handle, and where their blocks go.
+    /// Queries started through a control, and where their blocks go.
     streams: Streams,
     /// Addresses of peers the swarm told about, to dial providers by peer id.
     addresses: AddressBook,
@@ -196,7 +196,7 @@ impl<S: Blockstore + 'static> Behaviour<S> {
     /// To close it at shutdown (a `RedbBlockstore` flushes and
     /// releases its files), clone this `Arc`, drop the swarm, and take the store out of the
     /// `Arc` (see the crate docs' "Shutting down"): the behaviour's store operations are
-    /// gone with it, and [`Handle`]s keep no reference.
+    /// gone with it, and [`Control`]s keep no reference.
     pub fn store(&self) -> &Arc<S> {
         self.store.store()
     }
@@ -224,9 +224,9 @@ impl<S: Blockstore + 'static> Behaviour<S> {
         &self.network
     }
 
-    /// A handle for other tasks: async `get`, `get_many`, `has` and sessions.
-    pub fn handle(&self) -> Handle {
-        Handle::new(self.command_sender.clone(), self.store.store())
+    /// A control for other tasks: async `get`, `get_many`, `has` and sessions.
+    pub fn control(&self) -> Control {
+        Control::new(self.command_sender.clone(), self.store.store())
     }
 
     /// Fetches one block, from the store if it holds it; see [`Behaviour::get_many`].
@@ -448,7 +448,7 @@ impl<S: Blockstore + 'static> Behaviour<S> {
         }
     }
 
-    /// Reports a client event: to the query's stream if a handle started it, else to the
+    /// Reports a client event: to the query's stream if a control started it, else to the
     /// swarm.
     fn deliver(&mut self, event: Event) {
         match self.streams.route(event) {

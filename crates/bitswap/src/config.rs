@@ -99,7 +99,7 @@ impl Config {
     }
 
     /// Sets whether [`Behaviour::get`](crate::Behaviour::get), `get_many` and the
-    /// [`Handle`](crate::Handle)'s look in the store first and ask peers only for the blocks
+    /// [`Control`](crate::Control)'s look in the store first and ask peers only for the blocks
     /// it lacks (`true`), or ask peers for every block (`false`: for an embedder that checks
     /// its store itself before asking, and so saves the second lookup). Default: `true`.
     pub fn with_local_first(mut self, local_first: bool) -> Self {

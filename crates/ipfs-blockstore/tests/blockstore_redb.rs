@@ -468,7 +468,7 @@ struct ChildProgress {
     put: Option<u64>,
 }
 
-impl support::Progress for ChildProgress {
+impl support::Transcript for ChildProgress {
     fn see(&mut self, line: &str) {
         if let Some(n) = line.strip_prefix("flushed ") {
             let n = n.trim().parse().unwrap();

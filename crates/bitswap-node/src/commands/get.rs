@@ -13,10 +13,10 @@ use libp2p::kad;
 use prometheus_client::registry::Registry;
 use serde_json::json;
 
-use super::Context;
+use super::GlobalFlags;
 use crate::{cli::GetArgs, fetch, metrics, output, shutdown, swarm};
 
-pub(crate) async fn run(cx: &Context, args: GetArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(flags: &GlobalFlags, args: GetArgs) -> anyhow::Result<()> {
     check_codec(&args.cid)?;
     let target = args
         .output
@@ -24,9 +24,9 @@ pub(crate) async fn run(cx: &Context, args: GetArgs) -> anyhow::Result<()> {
     if std::fs::symlink_metadata(&target).is_ok() {
         bail!("{} exists already", target.display());
     }
-    let dir = cx.data_dir()?;
+    let dir = flags.data_dir()?;
     let keypair = dir.identity()?;
-    let store = cx.open_store(&dir)?;
+    let store = flags.open_store(&dir)?;
     let mut registry = Registry::default();
     // A client of the DHT: `get` does not listen, so it could not answer.
     let (mut swarm, libp2p_metrics) = swarm::build(
@@ -34,7 +34,7 @@ pub(crate) async fn run(cx: &Context, args: GetArgs) -> anyhow::Result<()> {
         store,
         kad::Mode::Client,
         &mut registry,
-        &cx.bitswap_versions,
+        &flags.bitswap_versions,
         args.network.limits.limits(),
     )?;
     let mut observer = swarm::Observer::new(libp2p_metrics);
@@ -44,7 +44,7 @@ pub(crate) async fn run(cx: &Context, args: GetArgs) -> anyhow::Result<()> {
     };
     let store = swarm.behaviour().bitswap.store().clone();
     // Only for a person watching: a script reads the JSON or the final line.
-    let bar = if cx.json || !std::io::stderr().is_terminal() {
+    let bar = if flags.json || !std::io::stderr().is_terminal() {
         ProgressBar::hidden()
     } else {
         // Bytes against the root's cumulative size (the whole tree for a directory), the
@@ -139,7 +139,7 @@ pub(crate) async fn run(cx: &Context, args: GetArgs) -> anyhow::Result<()> {
     let providers: Vec<String> = fetched.providers.iter().map(ToString::to_string).collect();
     let seconds = output::seconds(start.elapsed());
     output::emit(
-        cx.json,
+        flags.json,
         &json!({
             "cid": args.cid.to_string(),
             "output": target,

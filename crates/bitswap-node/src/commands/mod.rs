@@ -22,7 +22,7 @@ use crate::{
 };
 
 /// What every command gets: the global flags.
-pub(crate) struct Context {
+pub(crate) struct GlobalFlags {
     /// The data directory given, if any.
     data_dir: Option<std::path::PathBuf>,
     /// `--store`.
@@ -35,7 +35,7 @@ pub(crate) struct Context {
     pub(crate) bitswap_versions: Vec<bitswap::Version>,
 }
 
-impl Context {
+impl GlobalFlags {
     /// Opens the data directory (creating it and its identity on first use).
     pub(crate) fn data_dir(&self) -> anyhow::Result<DataDir> {
         let path = match &self.data_dir {
@@ -64,7 +64,7 @@ impl Context {
 
 /// Runs the command line.
 pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
-    let cx = Context {
+    let flags = GlobalFlags {
         data_dir: cli.data_dir,
         store: cli.store,
         cache_size: cli.cache_size,
@@ -72,23 +72,23 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         bitswap_versions: cli.bitswap_versions,
     };
     match cli.command {
-        Command::Add(args) => add::run(&cx, args).await,
-        Command::Export(args) => export::run(&cx, args).await,
-        Command::Serve(args) => serve::run(&cx, args).await,
-        Command::Get(args) => get::run(&cx, args).await,
-        Command::Block(BlockCommand::Get { cid, output }) => block::get(&cx, cid, output).await,
+        Command::Add(args) => add::run(&flags, args).await,
+        Command::Export(args) => export::run(&flags, args).await,
+        Command::Serve(args) => serve::run(&flags, args).await,
+        Command::Get(args) => get::run(&flags, args).await,
+        Command::Block(BlockCommand::Get { cid, output }) => block::get(&flags, cid, output).await,
         Command::Block(BlockCommand::Put {
             file,
             cid_version,
             codec,
-        }) => block::put(&cx, &file, cid_version, codec).await,
-        Command::Car(CarCommand::Export { cid, output }) => car::export(&cx, cid, &output).await,
-        Command::Car(CarCommand::Import { file }) => car::import(&cx, &file).await,
+        }) => block::put(&flags, &file, cid_version, codec).await,
+        Command::Car(CarCommand::Export { cid, output }) => car::export(&flags, cid, &output).await,
+        Command::Car(CarCommand::Import { file }) => car::import(&flags, &file).await,
         Command::Id => {
-            let dir = cx.data_dir()?;
+            let dir = flags.data_dir()?;
             let peer_id = dir.identity()?.public().to_peer_id();
             output::emit(
-                cx.json,
+                flags.json,
                 &json!({ "peer_id": peer_id.to_string(), "data_dir": dir.path() }),
                 || peer_id.to_string(),
             )?;

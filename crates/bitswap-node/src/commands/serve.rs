@@ -18,7 +18,7 @@ use prometheus_client::registry::Registry;
 use serde_json::json;
 use tokio::time::{Instant, sleep_until};
 
-use super::{Context, add::import_options};
+use super::{GlobalFlags, add::import_options};
 use crate::{
     cli::ServeArgs,
     metrics, output, shutdown,
@@ -32,11 +32,11 @@ const DEFAULT_LISTEN: [&str; 2] = ["/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0
 /// before it prints its addresses (and serves on, announced or not).
 const PROVIDE_WAIT: Duration = Duration::from_secs(20);
 
-pub(crate) async fn run(cx: &Context, args: ServeArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(flags: &GlobalFlags, args: ServeArgs) -> anyhow::Result<()> {
     let options = import_options(&args.layout)?;
-    let dir = cx.data_dir()?;
+    let dir = flags.data_dir()?;
     let keypair = dir.identity()?;
-    let store = cx.open_store(&dir)?;
+    let store = flags.open_store(&dir)?;
     let mut roots = Vec::new();
     for path in &args.paths {
         let imported = import_path(&store, path, &options)
@@ -51,7 +51,7 @@ pub(crate) async fn run(cx: &Context, args: ServeArgs) -> anyhow::Result<()> {
         store,
         kad::Mode::Server,
         &mut registry,
-        &cx.bitswap_versions,
+        &flags.bitswap_versions,
         args.network.limits.limits(),
     )?;
     let mut observer = Observer::new(libp2p_metrics);
@@ -152,7 +152,7 @@ pub(crate) async fn run(cx: &Context, args: ServeArgs) -> anyhow::Result<()> {
     if let Some(url) = &metrics_url {
         info["metrics"] = json!(url);
     }
-    output::emit(cx.json, &info, || {
+    output::emit(flags.json, &info, || {
         let mut text = format!("peer id {peer_id}");
         for address in &multiaddrs {
             text.push_str(&format!("\nlistening on {address}"));

@@ -178,20 +178,20 @@ pub(crate) async fn target_with(blocks: Vec<Block>) -> Target {
 pub(crate) async fn honest_fetch(target: &Target) -> Duration {
     let mut client: Node = new_swarm(Behaviour::new(MemoryBlockstore::new(), Config::default()));
     connect(&mut client, target.peer, target.address.clone()).await;
-    let handle = client.behaviour().handle();
+    let control = client.behaviour().control();
     let driver = Driver::start(client);
     let cids: Vec<Cid> = target.blocks.iter().map(|b| *b.cid()).collect();
-    let elapsed = timed_fetch(&handle, cids).await;
+    let elapsed = timed_fetch(&control, cids).await;
     drop(driver.stop().await);
     elapsed
 }
 
-/// Fetches every block of `cids` through `handle`; returns how long it took.
-pub(crate) async fn timed_fetch(handle: &bitswap::Handle, cids: Vec<Cid>) -> Duration {
+/// Fetches every block of `cids` through `control`; returns how long it took.
+pub(crate) async fn timed_fetch(control: &bitswap::Control, cids: Vec<Cid>) -> Duration {
     let count = cids.len();
     let start = Instant::now();
     let got: Vec<Block> = timeout(TIMEOUT, async {
-        handle
+        control
             .get_many(cids, None)
             .await
             .expect("query")

@@ -18,8 +18,7 @@ use std::{
 };
 
 use cid::Cid;
-use futures::{FutureExt, StreamExt, channel::mpsc};
-use futures_bounded::Delay;
+use futures::{StreamExt, channel::mpsc};
 use ipfs_blockstore::{Block, Blockstore};
 use libp2p::{
     Multiaddr, PeerId,
@@ -36,6 +35,7 @@ use prometheus_client::registry::Registry;
 
 use crate::{
     addresses::AddressBook,
+    alarm::Alarm,
     client::{
         Action as ClientAction, Engine as ClientEngine, Event as ClientEvent, QueryError, QueryId,
         SessionId,
@@ -105,9 +105,8 @@ pub struct Behaviour<S> {
     sent: Sent,
     /// Messages per peer the client may have queued in the network layer.
     max_client_messages: usize,
-    /// A timer for the client's deadlines and the instant it fires at (at or before the
-    /// client's next deadline).
-    timer: Option<(Instant, Delay)>,
+    /// Rings at or before the client's next deadline.
+    client_alarm: Alarm,
     commands: mpsc::Receiver<Command>,
     command_sender: mpsc::Sender<Command>,
     /// Queries started through a control, and where their blocks go.
@@ -120,7 +119,7 @@ pub struct Behaviour<S> {
     /// allowance.
     intake: Intake,
     /// Wakes the behaviour when peers waiting for their allowance have earned a turn.
-    intake_timer: Option<Delay>,
+    intake_alarm: Alarm,
     /// Peers whose connections are kept alive because an engine owes them something.
     keep_alive: KeepAlive,
     events: VecDeque<ToSwarm<Event, HandlerIn>>,
@@ -177,13 +176,13 @@ impl<S: Blockstore + 'static> Behaviour<S> {
             delivery: Delivery::default(),
             sent: Sent::default(),
             max_client_messages,
-            timer: None,
+            client_alarm: Alarm::default(),
             commands,
             command_sender,
             streams: Streams::default(),
             addresses: AddressBook::default(),
             intake: Intake::new(parts.max_wants_per_second, parts.want_burst),
-            intake_timer: None,
+            intake_alarm: Alarm::default(),
             keep_alive: KeepAlive::default(),
             troubles: Troubles::default(),
             events: VecDeque::new(),
@@ -421,7 +420,7 @@ impl<S: Blockstore + 'static> Behaviour<S> {
         });
         self.delivery.queue(batch, events);
         self.release();
-        self.arm_timer(now);
+        self.client_alarm.set_by(self.client.poll_timeout(), now);
         self.wake();
     }
 
@@ -458,21 +457,6 @@ impl<S: Blockstore + 'static> Behaviour<S> {
                 self.client.cancel(query, Instant::now());
                 self.drain_client();
             }
-        }
-    }
-
-    /// Arms the timer for the client's next deadline. A timer armed for an earlier instant is
-    /// kept: when it fires, the client handles what is due (maybe nothing) and the timer is
-    /// armed again. Deadlines that move later with every block received would otherwise make
-    /// a timer (two wake-ups of the timer thread) per block.
-    fn arm_timer(&mut self, now: Instant) {
-        match self.client.poll_timeout() {
-            Some(deadline) if self.timer.as_ref().is_none_or(|(at, _)| *at > deadline) => {
-                let delay = Delay::futures_timer(deadline.saturating_duration_since(now));
-                self.timer = Some((deadline, delay));
-            }
-            Some(_) => {}
-            None => self.timer = None,
         }
     }
 
@@ -776,16 +760,10 @@ impl<S: Blockstore + 'static> NetworkBehaviour for Behaviour<S> {
                 self.on_command(command);
                 progress = true;
             }
-            if let Some(timer) = &mut self.intake_timer
-                && timer.poll_unpin(cx).is_ready()
-            {
-                self.intake_timer = None;
+            if self.intake_alarm.poll_ring(cx).is_ready() {
                 progress = true;
             }
-            if let Some((_, delay)) = &mut self.timer
-                && delay.poll_unpin(cx).is_ready()
-            {
-                self.timer = None;
+            if self.client_alarm.poll_ring(cx).is_ready() {
                 // Timeouts may end queries, and so the client's wants at any peer.
                 self.keep_alive.mark_all();
                 self.client.handle_timeout(Instant::now());
@@ -802,15 +780,11 @@ impl<S: Blockstore + 'static> NetworkBehaviour for Behaviour<S> {
                 // Back soon for the next turn, after the swarm delivered what else came in.
                 cx.waker().wake_by_ref();
             } else if let Some(wait) = self.intake.next_turn_in()
-                && self.intake_timer.is_none()
-            {
+                && !self.intake_alarm.is_set()
                 // Peers wait for their allowance: back when one has earned a turn.
-                let mut timer = Delay::futures_timer(wait);
-                if timer.poll_unpin(cx).is_ready() {
-                    cx.waker().wake_by_ref();
-                } else {
-                    self.intake_timer = Some(timer);
-                }
+                && self.intake_alarm.set_in(wait, Instant::now(), cx).is_ready()
+            {
+                cx.waker().wake_by_ref();
             }
             self.waker = Some(cx.waker().clone());
             return Poll::Pending;

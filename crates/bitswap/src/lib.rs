@@ -195,6 +195,7 @@
 //!   [`protocol::MAX_MESSAGE_SIZE`] bytes, refused before allocation when larger.
 
 mod addresses;
+mod alarm;
 mod behaviour;
 mod client;
 mod config;

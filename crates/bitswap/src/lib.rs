@@ -214,6 +214,8 @@ mod providers;
 mod sent;
 mod server;
 mod store_io;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod transport;
 mod troubles;
 

@@ -40,7 +40,7 @@ use crate::{
         Action as ClientAction, Engine as ClientEngine, Event as ClientEvent, QueryError, QueryId,
         SessionId,
     },
-    config::{Config, Parts},
+    config::Config,
     control::{COMMAND_CAPACITY, Command, Control, Routed, Streams},
     delivery::Delivery,
     event::{Event, PutError, PutId},
@@ -140,9 +140,9 @@ impl<S> fmt::Debug for Behaviour<S> {
 impl<S: Blockstore + 'static> Behaviour<S> {
     /// A node on `store` with `config`.
     pub fn new(store: S, config: Config) -> Self {
-        let parts = config.into_parts();
-        let server = ServerEngine::new(parts.server.clone());
-        Self::from_parts(store, parts, server)
+        let config = config.settled();
+        let server = ServerEngine::new(config.server.clone());
+        Self::from_config(store, config, server)
     }
 
     /// Like [`Behaviour::new`], and registers the server's metrics on `registry` (under the
@@ -150,27 +150,28 @@ impl<S: Blockstore + 'static> Behaviour<S> {
     /// `metrics` cargo feature (on by default).
     #[cfg(feature = "metrics")]
     pub fn with_metrics(store: S, config: Config, registry: &mut Registry) -> Self {
-        let parts = config.into_parts();
+        let config = config.settled();
         let metrics = crate::ServerMetrics::new(registry);
-        let server = ServerEngine::with_metrics(parts.server.clone(), metrics);
-        Self::from_parts(store, parts, server)
+        let server = ServerEngine::with_metrics(config.server.clone(), metrics);
+        Self::from_config(store, config, server)
     }
 
-    fn from_parts(store: S, parts: Parts, server: ServerEngine) -> Self {
+    /// The behaviour of a [settled](Config::settled) `config`.
+    fn from_config(store: S, config: Config, server: ServerEngine) -> Self {
         let (command_sender, commands) = mpsc::channel(COMMAND_CAPACITY);
-        let max_client_messages = parts
+        let max_client_messages = config
             .network
             .max_queued_messages()
-            .saturating_sub(parts.server.max_envelopes_in_flight())
+            .saturating_sub(config.server.max_envelopes_in_flight())
             .max(1);
-        let mut network = network::Behaviour::new(parts.network);
+        let mut network = network::Behaviour::new(config.network);
         network.set_manual_release();
         Self {
             network,
             server,
-            client: ClientEngine::new(parts.client),
-            store: StoreIo::new(store, parts.max_puts_in_flight),
-            local_first: parts.local_first,
+            client: ClientEngine::new(config.client),
+            store: StoreIo::new(store, config.max_puts_in_flight),
+            local_first: config.local_first,
             local_hits: HashSet::new(),
             searches: Searches::default(),
             delivery: Delivery::default(),
@@ -181,7 +182,7 @@ impl<S: Blockstore + 'static> Behaviour<S> {
             command_sender,
             streams: Streams::default(),
             addresses: AddressBook::default(),
-            intake: Intake::new(parts.max_wants_per_second, parts.want_burst),
+            intake: Intake::new(config.max_wants_per_second, config.want_burst),
             intake_alarm: Alarm::default(),
             keep_alive: KeepAlive::default(),
             troubles: Troubles::default(),

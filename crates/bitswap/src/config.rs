@@ -12,21 +12,21 @@ use crate::{client::Config as ClientConfig, network, server::Config as ServerCon
 #[non_exhaustive]
 pub struct Config {
     /// The message layer. Default: [`network::Config::default`].
-    network: network::Config,
+    pub(crate) network: network::Config,
     /// The server engine. Default: [`ServerConfig::default`].
-    server: ServerConfig,
+    pub(crate) server: ServerConfig,
     /// The client engine. Default: [`ClientConfig::default`].
-    client: ClientConfig,
+    pub(crate) client: ClientConfig,
     /// Store writes started by [`Behaviour::put`](crate::Behaviour::put) and not finished.
     /// Default: 16 batches.
-    max_puts_in_flight: usize,
+    pub(crate) max_puts_in_flight: usize,
     /// Wantlist entries a peer may hand in per second, on average; 0 is unlimited. Default:
     /// 50,000 entries per second.
-    max_wants_per_second: u32,
+    pub(crate) max_wants_per_second: u32,
     /// Wantlist entries a peer may hand in at once beyond that rate. Default: 8,192 entries.
-    want_burst: u32,
+    pub(crate) want_burst: u32,
     /// Whether queries look in the store before asking peers. Default: `true`.
-    local_first: bool,
+    pub(crate) local_first: bool,
 }
 
 impl Default for Config {
@@ -121,10 +121,10 @@ impl Config {
         max_puts_in_flight: usize;
     }
 
-    /// Splits into the parts the behaviour builds from, with the network queue raised to hold
+    /// The settings the behaviour builds from: these, with the network queue raised to hold
     /// the server's envelopes beside the client's messages, and the network's wantlist
     /// entries per message to the server's.
-    pub(crate) fn into_parts(self) -> Parts {
+    pub(crate) fn settled(self) -> Self {
         let needed = self.server.max_envelopes_in_flight() + MIN_CLIENT_MESSAGES;
         let mut network = if self.network.max_queued_messages() < needed {
             self.network.with_max_queued_messages(needed)
@@ -135,28 +135,9 @@ impl Config {
         if network.max_wantlist_entries() < entries {
             network = network.with_max_wantlist_entries(entries);
         }
-        Parts {
-            network,
-            server: self.server,
-            client: self.client,
-            max_puts_in_flight: self.max_puts_in_flight,
-            max_wants_per_second: self.max_wants_per_second,
-            want_burst: self.want_burst,
-            local_first: self.local_first,
-        }
+        Self { network, ..self }
     }
 }
 
 /// Messages per peer the network queue keeps for the client beside the server's envelopes.
 const MIN_CLIENT_MESSAGES: usize = 16;
-
-/// A [`Config`] taken apart.
-pub(crate) struct Parts {
-    pub(crate) network: network::Config,
-    pub(crate) server: ServerConfig,
-    pub(crate) client: ClientConfig,
-    pub(crate) max_puts_in_flight: usize,
-    pub(crate) max_wants_per_second: u32,
-    pub(crate) want_burst: u32,
-    pub(crate) local_first: bool,
-}

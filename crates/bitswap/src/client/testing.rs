@@ -97,3 +97,14 @@ pub(super) fn with_presence(cid: Cid, presence: BlockPresenceType) -> Message {
         ..Message::default()
     }
 }
+
+/// `from` tells `engine` whether it has `cid`, in a message of that presence alone.
+pub(super) fn tell(
+    engine: &mut Engine,
+    from: PeerId,
+    cid: Cid,
+    presence: BlockPresenceType,
+    now: Instant,
+) {
+    engine.handle_message(from, &with_presence(cid, presence), now);
+}

@@ -130,11 +130,7 @@ mod engine {
         let query = e.get(vec![cid(1)], None, now).expect("ok");
         drain(&mut e);
         // A presence from a peer never asked changes nothing.
-        e.handle_message(
-            peer(9),
-            &with_presence(cid(1), BlockPresenceType::Have),
-            now,
-        );
+        tell(&mut e, peer(9), cid(1), BlockPresenceType::Have, now);
         assert!(drain(&mut e).is_empty());
         // A wanted block from anyone is taken: it is verified.
         e.handle_message(peer(9), &with_block(&block(1)), now);
@@ -346,11 +342,7 @@ mod strategy {
         let actions = drain(&mut e);
         assert_eq!(entries(&actions).len(), 1);
         assert_eq!(sent(&actions, &cid(2), Some(WantType::Block)), [peer(1)]);
-        e.handle_message(
-            peer(1),
-            &with_presence(cid(2), BlockPresenceType::DontHave),
-            now,
-        );
+        tell(&mut e, peer(1), cid(2), BlockPresenceType::DontHave, now);
         let actions = drain(&mut e);
         assert_eq!(entries(&actions).len(), 1, "no broadcast: {actions:?}");
         assert_eq!(sent(&actions, &cid(2), Some(WantType::Block)), [peer(2)]);
@@ -394,11 +386,7 @@ mod strategy {
         assert_eq!(sent(&actions, &cid(1), Some(WantType::Block)), [peer(1)]);
         assert!(sent(&actions, &cid(1), Some(WantType::Have)).is_empty());
         // 1.2.0 peer refuses: an old peer is asked for the block, only one.
-        e.handle_message(
-            peer(1),
-            &with_presence(cid(1), BlockPresenceType::DontHave),
-            now,
-        );
+        tell(&mut e, peer(1), cid(1), BlockPresenceType::DontHave, now);
         let actions = drain(&mut e);
         assert_eq!(sent(&actions, &cid(1), Some(WantType::Block)), [peer(2)]);
         // It never answers: after the initial timeout the other old peer is asked.
@@ -444,18 +432,10 @@ mod strategy {
         e.add_providers(&cid(1), [peer(7)], now + ms(10));
         assert!(drain(&mut e).is_empty(), "already a provider");
         // The target refuses: the connected provider is preferred to nobody else.
-        e.handle_message(
-            peer(1),
-            &with_presence(cid(1), BlockPresenceType::DontHave),
-            now,
-        );
+        tell(&mut e, peer(1), cid(1), BlockPresenceType::DontHave, now);
         let actions = drain(&mut e);
         assert_eq!(sent(&actions, &cid(1), Some(WantType::Block)), [peer(2)]);
-        e.handle_message(
-            peer(2),
-            &with_presence(cid(1), BlockPresenceType::DontHave),
-            now,
-        );
+        tell(&mut e, peer(2), cid(1), BlockPresenceType::DontHave, now);
         drain(&mut e);
         // The dialled provider connects and is asked for the block at once.
         e.handle_peer_connected(peer(7), Version::V1_2_0, now);
@@ -475,37 +455,21 @@ mod answers {
         e.get(vec![cid(1)], None, now).expect("ok");
         drain(&mut e);
         // Peer 3 has it, peer 2 does not answer yet; the target (1) refuses.
-        e.handle_message(
-            peer(3),
-            &with_presence(cid(1), BlockPresenceType::Have),
-            now,
-        );
+        tell(&mut e, peer(3), cid(1), BlockPresenceType::Have, now);
         assert!(
             entries(&drain(&mut e)).is_empty(),
             "one want-block at a time"
         );
-        e.handle_message(
-            peer(1),
-            &with_presence(cid(1), BlockPresenceType::DontHave),
-            now,
-        );
+        tell(&mut e, peer(1), cid(1), BlockPresenceType::DontHave, now);
         let actions = drain(&mut e);
         assert_eq!(sent(&actions, &cid(1), Some(WantType::Block)), [peer(3)]);
         // Peer 3 refuses too (after saying HAVE): the unknown peer 2 is next.
-        e.handle_message(
-            peer(3),
-            &with_presence(cid(1), BlockPresenceType::DontHave),
-            now,
-        );
+        tell(&mut e, peer(3), cid(1), BlockPresenceType::DontHave, now);
         let actions = drain(&mut e);
         assert_eq!(sent(&actions, &cid(1), Some(WantType::Block)), [peer(2)]);
         assert!(e.peer_score(&peer(3)).expect("known") < 0, "broken promise");
         // Peer 2 refuses: nobody has it, providers are searched for; the want stays.
-        e.handle_message(
-            peer(2),
-            &with_presence(cid(1), BlockPresenceType::DontHave),
-            now,
-        );
+        tell(&mut e, peer(2), cid(1), BlockPresenceType::DontHave, now);
         let actions = drain(&mut e);
         assert!(actions.contains(&Action::FindProviders { cid: cid(1) }));
         assert_eq!(e.stats().wants, 1);
@@ -606,9 +570,11 @@ mod answers {
         assert_eq!(sent(&actions, &cid(1), Some(WantType::Have)), [peer(2)]);
         assert_eq!(sent(&actions, &cid(2), Some(WantType::Block)), [peer(2)]);
         for k in 1..100 {
-            e.handle_message(
+            tell(
+                &mut e,
                 peer(2),
-                &with_presence(cid(1), BlockPresenceType::Have),
+                cid(1),
+                BlockPresenceType::Have,
                 now + ms(10 * k),
             );
             drain(&mut e);

@@ -2,8 +2,9 @@
 
 use std::time::Duration;
 
-use super::link::Link;
 use ipfs_blockstore::{config_getters, config_setters};
+
+use super::link::Link;
 
 /// Largest wantlist message the client sends, in encoded bytes: 2 MiB, as boxo's message queue.
 pub(super) const MAX_WANTLIST_MESSAGE_SIZE: usize = 2 * 1024 * 1024;

@@ -3,9 +3,8 @@
 use std::{fmt, sync::Arc};
 
 use cid::Cid;
-use libp2p::PeerId;
-
 use ipfs_blockstore::{config_getters, config_setters};
+use libp2p::PeerId;
 
 use crate::protocol::MAX_MESSAGE_SIZE;
 

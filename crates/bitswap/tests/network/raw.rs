@@ -37,6 +37,24 @@ async fn raw_peer(node: &mut Swarm<Behaviour>) -> (PeerId, libp2p_stream::Contro
     (raw_id, control)
 }
 
+/// A node of `config` (and its id) with a [raw peer](raw_peer) connected to it.
+async fn with_raw_peer(
+    config: Config,
+) -> (Swarm<Behaviour>, PeerId, PeerId, libp2p_stream::Control) {
+    let mut node = node(config);
+    let node_id = *node.local_peer_id();
+    let (raw_id, control) = raw_peer(&mut node).await;
+    (node, node_id, raw_id, control)
+}
+
+/// Waits (within [`TIMEOUT`]) for the raw peer's `writer` task to finish; panics if it failed.
+async fn finish(writer: tokio::task::JoinHandle<()>) {
+    timeout(TIMEOUT, writer)
+        .await
+        .expect("writer finished")
+        .expect("writer");
+}
+
 /// Drives `node` until `f` returns something, for at most [`TIMEOUT`].
 async fn drive_one<T>(node: &mut Swarm<Behaviour>, mut f: impl FnMut(Event) -> Option<T>) -> T {
     timeout(TIMEOUT, async {
@@ -55,9 +73,7 @@ async fn drive_one<T>(node: &mut Swarm<Behaviour>, mut f: impl FnMut(Event) -> O
 /// kubo: many messages on one long-lived stream, each reported before the stream ends.
 #[tokio::test]
 async fn reads_many_messages_on_one_stream() {
-    let mut node = node(Config::default());
-    let node_id = *node.local_peer_id();
-    let (raw_id, mut control) = raw_peer(&mut node).await;
+    let (mut node, node_id, raw_id, mut control) = with_raw_peer(Config::default()).await;
 
     let messages: Vec<_> = (0..5u8)
         .map(|i| Message::wantlist_update(vec![Entry::want_have(cid(i), 1)]))
@@ -90,10 +106,7 @@ async fn reads_many_messages_on_one_stream() {
     })
     .await;
     assert_eq!(received, messages);
-    timeout(TIMEOUT, writer)
-        .await
-        .expect("writer finished")
-        .expect("writer");
+    finish(writer).await;
     assert_eq!(
         node.behaviour().peer_version(&raw_id),
         Some(Version::V1_2_0)
@@ -104,9 +117,8 @@ async fn reads_many_messages_on_one_stream() {
 /// DONT_HAVE (up to as many again, to be answered); cancels are not counted.
 #[tokio::test]
 async fn wantlist_entries_past_the_limit_are_dropped() {
-    let mut node = node(Config::default().with_max_wantlist_entries(100));
-    let node_id = *node.local_peer_id();
-    let (_, mut control) = raw_peer(&mut node).await;
+    let (mut node, node_id, _, mut control) =
+        with_raw_peer(Config::default().with_max_wantlist_entries(100)).await;
 
     // Every third a cancel, every other want asks for DONT_HAVE.
     let sent = Message::wantlist_update(
@@ -149,10 +161,7 @@ async fn wantlist_entries_past_the_limit_are_dropped() {
     })
     .await;
     assert_eq!(received.wantlist.entries, expected);
-    timeout(TIMEOUT, writer)
-        .await
-        .expect("writer finished")
-        .expect("writer");
+    finish(writer).await;
 }
 
 /// With an inbound byte budget smaller than one message, messages too large for a
@@ -196,19 +205,14 @@ async fn messages_larger_than_the_inbound_budget_arrive_one_at_a_time() {
     })
     .await;
     for writer in writers {
-        timeout(TIMEOUT, writer)
-            .await
-            .expect("writer finished")
-            .expect("writer");
+        finish(writer).await;
     }
 }
 
 /// Helia: one message per stream, each stream closed after it.
 #[tokio::test]
 async fn reads_one_message_per_stream() {
-    let mut node = node(Config::default());
-    let node_id = *node.local_peer_id();
-    let (_, mut control) = raw_peer(&mut node).await;
+    let (mut node, node_id, _, mut control) = with_raw_peer(Config::default()).await;
 
     let messages: Vec<_> = (0..5u8)
         .map(|i| Message {
@@ -238,19 +242,15 @@ async fn reads_one_message_per_stream() {
     .await;
     // Streams written one after the other are reported in that order.
     assert_eq!(received, messages);
-    timeout(TIMEOUT, writer)
-        .await
-        .expect("writer finished")
-        .expect("writer");
+    finish(writer).await;
 }
 
 /// A stream that stays quiet past the idle timeout is reset.
 #[tokio::test]
 async fn idle_inbound_stream_is_reset() {
     let idle = Duration::from_millis(300);
-    let mut node = node(Config::default().with_inbound_idle_timeout(idle));
-    let node_id = *node.local_peer_id();
-    let (_, mut control) = raw_peer(&mut node).await;
+    let (mut node, node_id, _, mut control) =
+        with_raw_peer(Config::default().with_inbound_idle_timeout(idle)).await;
 
     let message = Message::wantlist_update(vec![Entry::want_block(cid(1), 1)]);
     let to_write = message.clone();
@@ -306,9 +306,7 @@ async fn write_until_reset(control: &mut libp2p_stream::Control, peer: PeerId, b
 
 #[tokio::test]
 async fn oversized_and_malformed_messages_reset_the_stream() {
-    let mut node = node(Config::default());
-    let node_id = *node.local_peer_id();
-    let (raw_id, mut control) = raw_peer(&mut node).await;
+    let (mut node, node_id, raw_id, mut control) = with_raw_peer(Config::default()).await;
 
     let good = Message::wantlist_update(vec![Entry::want_block(cid(1), 1)]);
     let to_write = good.clone();
@@ -354,10 +352,7 @@ async fn oversized_and_malformed_messages_reset_the_stream() {
     })
     .await;
     assert_eq!(received, Some(good));
-    timeout(TIMEOUT, writer)
-        .await
-        .expect("writer finished")
-        .expect("writer");
+    finish(writer).await;
     assert!(node.behaviour().is_connected(&raw_id));
 }
 
@@ -365,9 +360,8 @@ async fn oversized_and_malformed_messages_reset_the_stream() {
 /// times as many waiting, they are reset.
 #[tokio::test]
 async fn streams_beyond_those_waiting_are_reset() {
-    let mut node = node(Config::default().with_max_inbound_streams(2));
-    let node_id = *node.local_peer_id();
-    let (_, mut control) = raw_peer(&mut node).await;
+    let (mut node, node_id, _, mut control) =
+        with_raw_peer(Config::default().with_max_inbound_streams(2)).await;
 
     let (mut done_tx, mut done_rx) = mpsc::channel::<()>(1);
     let writer = tokio::spawn(async move {
@@ -395,18 +389,14 @@ async fn streams_beyond_those_waiting_are_reset() {
     })
     .await;
     done_tx.try_send(()).expect("done");
-    timeout(TIMEOUT, writer)
-        .await
-        .expect("writer finished")
-        .expect("writer");
+    finish(writer).await;
 }
 
 /// A stream beyond the readers is not lost: its message is read once a reader is free.
 #[tokio::test]
 async fn a_stream_beyond_the_readers_is_read_once_one_is_free() {
-    let mut node = node(Config::default().with_max_inbound_streams(1));
-    let node_id = *node.local_peer_id();
-    let (_, mut control) = raw_peer(&mut node).await;
+    let (mut node, node_id, _, mut control) =
+        with_raw_peer(Config::default().with_max_inbound_streams(1)).await;
 
     let message = Message::wantlist_update(vec![Entry::want_block(cid(3), 1)]);
     let to_write = message.clone();
@@ -437,10 +427,7 @@ async fn a_stream_beyond_the_readers_is_read_once_one_is_free() {
         "read before a reader was free"
     );
     assert_eq!(received, message);
-    timeout(TIMEOUT, writer)
-        .await
-        .expect("writer finished")
-        .expect("writer");
+    finish(writer).await;
 }
 
 /// A peer that does not speak Bitswap: messages fail with `Unsupported`.

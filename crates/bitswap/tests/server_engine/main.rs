@@ -78,6 +78,11 @@ fn all_answers(envelopes: &[Envelope]) -> Vec<(PeerId, Cid, Ans)> {
         .collect()
 }
 
+/// [`all_answers`] as a set, for answers whose order does not matter.
+fn answer_set(envelopes: &[Envelope]) -> HashSet<(PeerId, Cid, Ans)> {
+    all_answers(envelopes).into_iter().collect()
+}
+
 /// The engine plus a map store that answers lookups at once.
 struct Driver {
     engine: ServerEngine,

@@ -7,6 +7,8 @@ mod export;
 mod get;
 mod serve;
 
+use std::{net::SocketAddr, sync::Arc};
+
 use anyhow::Context as _;
 use bitswap::RedbConfig;
 use bitswap_node::{
@@ -14,11 +16,15 @@ use bitswap_node::{
     store::{NodeStore, StoreUrl},
 };
 use ipfs_blockstore::{S3Blockstore, S3Config};
+use libp2p::{Swarm, identity::Keypair, kad};
+use prometheus_client::registry::Registry;
 use serde_json::json;
+use tokio::task::JoinHandle;
 
 use crate::{
-    cli::{BlockCommand, CarCommand, Cli, Command},
-    output,
+    cli::{BlockCommand, CarCommand, Cli, Command, NetworkArgs},
+    metrics, output,
+    swarm::{self, Node, Observer},
 };
 
 /// What every command gets: the global flags.
@@ -60,6 +66,31 @@ impl GlobalFlags {
             ),
         })
     }
+}
+
+/// The node's swarm in `mode` on `store`, its observer, and the metrics endpoint (its address
+/// and task) when `--metrics` asks for one: what `get` and `serve` start with.
+async fn start_node(
+    flags: &GlobalFlags,
+    keypair: Keypair,
+    store: NodeStore,
+    mode: kad::Mode,
+    network: &NetworkArgs,
+) -> anyhow::Result<(Swarm<Node>, Observer, Option<(SocketAddr, JoinHandle<()>)>)> {
+    let mut registry = Registry::default();
+    let (swarm, libp2p_metrics) = swarm::build(
+        keypair,
+        store,
+        mode,
+        &mut registry,
+        &flags.bitswap_versions,
+        network.limits.limits(),
+    )?;
+    let metrics = match network.metrics {
+        Some(address) => Some(metrics::serve(address, Arc::new(registry)).await?),
+        None => None,
+    };
+    Ok((swarm, Observer::new(libp2p_metrics), metrics))
 }
 
 /// Runs the command line.

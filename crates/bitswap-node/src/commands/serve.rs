@@ -14,15 +14,14 @@ use bitswap::Blockstore;
 use futures::StreamExt;
 use ipfs_formats::unixfs::import_path;
 use libp2p::{Multiaddr, kad, multiaddr::Protocol, swarm::SwarmEvent};
-use prometheus_client::registry::Registry;
 use serde_json::json;
 use tokio::time::{Instant, sleep_until};
 
-use super::{GlobalFlags, add::import_options};
+use super::{GlobalFlags, add::import_options, start_node};
 use crate::{
     cli::ServeArgs,
-    metrics, output, shutdown,
-    swarm::{self, NodeEvent, Observer},
+    output, shutdown,
+    swarm::{self, NodeEvent},
 };
 
 /// Where `serve` listens without `--listen`: TCP and QUIC on loopback (kubo listens on both).
@@ -45,20 +44,8 @@ pub(crate) async fn run(flags: &GlobalFlags, args: ServeArgs) -> anyhow::Result<
         roots.push((path.clone(), imported.root));
     }
 
-    let mut registry = Registry::default();
-    let (mut swarm, libp2p_metrics) = swarm::build(
-        keypair,
-        store,
-        kad::Mode::Server,
-        &mut registry,
-        &flags.bitswap_versions,
-        args.network.limits.limits(),
-    )?;
-    let mut observer = Observer::new(libp2p_metrics);
-    let metrics = match args.network.metrics {
-        Some(address) => Some(metrics::serve(address, Arc::new(registry)).await?),
-        None => None,
-    };
+    let (mut swarm, mut observer, metrics) =
+        start_node(flags, keypair, store, kad::Mode::Server, &args.network).await?;
     let peer_id = *swarm.local_peer_id();
     let listen = if args.listen.is_empty() {
         DEFAULT_LISTEN

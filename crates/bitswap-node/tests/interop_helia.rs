@@ -25,10 +25,9 @@ exchange_tests!("Helia", helia, (164, 165), 65);
 /// instead of HAVE), and one for a 256 KiB block brings HAVE.
 #[test]
 fn helia_answers_want_have() {
-    let Some(node) = helia_node("helia_answers_want_have") else {
+    let Some((node, temp)) = helia_test("helia_answers_want_have") else {
         return;
     };
-    let temp = tempfile::tempdir().unwrap();
     let dir = temp.path().join("blocks");
     std::fs::create_dir(&dir).unwrap();
     write_pseudo_random(&dir.join("small"), 1000, 41);

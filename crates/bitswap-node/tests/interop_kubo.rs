@@ -26,7 +26,7 @@ use std::{fs, time::Duration};
 
 use bitswap::{Entry, Message};
 use cid::Cid;
-use common::{json, kubo_python, put_dag_cbor, s, write_pseudo_random};
+use common::{json, kubo_python, kubo_test, put_dag_cbor, s, write_pseudo_random};
 use support::*;
 
 // 256 leaves and their two levels of parents (174 links per node).
@@ -36,10 +36,9 @@ exchange_tests!("kubo", kubo, (64, 65), 259);
 /// QUIC by default) at our QUIC address: a 16 MiB UnixFS file and raw blocks.
 #[test]
 fn kubo_fetches_from_us_over_quic() {
-    let Some(python) = kubo_python("kubo_fetches_from_us_over_quic") else {
+    let Some((python, temp)) = kubo_test("kubo_fetches_from_us_over_quic") else {
         return;
     };
-    let temp = tempfile::tempdir().unwrap();
     let file = temp.path().join("file");
     write_pseudo_random(&file, 16 << 20, 67);
     let files = raw_block_files(&temp.path().join("blocks"));
@@ -71,10 +70,9 @@ fn kubo_fetches_from_us_over_quic() {
 /// file (kubo's `add`) and raw blocks.
 #[test]
 fn we_fetch_from_kubo_over_quic() {
-    let Some(python) = kubo_python("we_fetch_from_kubo_over_quic") else {
+    let Some((python, temp)) = kubo_test("we_fetch_from_kubo_over_quic") else {
         return;
     };
-    let temp = tempfile::tempdir().unwrap();
     let file = temp.path().join("file");
     write_pseudo_random(&file, 16 << 20, 68);
     let dir = temp.path().join("blocks");
@@ -125,10 +123,9 @@ fn quic_address(serve: &Driver) -> String {
 /// from kubo, which kept the blocks. Both verified by hash.
 #[test]
 fn blake2b_content_goes_to_kubo_and_back() {
-    let Some(python) = kubo_python("blake2b_content_goes_to_kubo_and_back") else {
+    let Some((python, temp)) = kubo_test("blake2b_content_goes_to_kubo_and_back") else {
         return;
     };
-    let temp = tempfile::tempdir().unwrap();
     let file = temp.path().join("file");
     write_pseudo_random(&file, (1 << 20) + 4321, 66);
     let ours = temp.path().join("node");
@@ -165,10 +162,9 @@ fn blake2b_content_goes_to_kubo_and_back() {
 /// kind 1.0.0 can carry) from us and we fetch one from kubo; with 1.1.0 raw CIDv1 blocks too.
 #[test]
 fn older_versions_exchange_blocks_with_kubo() {
-    let Some(python) = kubo_python("older_versions_exchange_blocks_with_kubo") else {
+    let Some((python, temp)) = kubo_test("older_versions_exchange_blocks_with_kubo") else {
         return;
     };
-    let temp = tempfile::tempdir().unwrap();
     let theirs_file = temp.path().join("theirs");
     write_pseudo_random(&theirs_file, 700_000, 11);
     let raw_dir = temp.path().join("raw");
@@ -216,10 +212,9 @@ fn older_versions_exchange_blocks_with_kubo() {
 /// 1 KiB instead of HAVE), while one for a 256 KiB block brings HAVE.
 #[test]
 fn kubo_answers_want_have() {
-    let Some(python) = kubo_python("kubo_answers_want_have") else {
+    let Some((python, temp)) = kubo_test("kubo_answers_want_have") else {
         return;
     };
-    let temp = tempfile::tempdir().unwrap();
     let dir = temp.path().join("blocks");
     let files = raw_block_files(&dir);
     let kubo = start_kubo(&python, Some(&dir), &[]);
@@ -309,10 +304,9 @@ fn cancel_stops_a_transfer_from_kubo() {
 /// fetches every block it finds: the CAR holds every block kubo's walk needs.
 #[test]
 fn kubo_walks_our_car_of_a_dag_cbor_dag() {
-    let Some(python) = kubo_python("kubo_walks_our_car_of_a_dag_cbor_dag") else {
+    let Some((python, temp)) = kubo_test("kubo_walks_our_car_of_a_dag_cbor_dag") else {
         return;
     };
-    let temp = tempfile::tempdir().unwrap();
     let cids = put_dag_cbor(&temp.path().join("a"), temp.path());
     let car = temp.path().join("dag.car");
     let exported = json(

@@ -315,6 +315,13 @@ pub fn helia_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/helia")
 }
 
+/// A test with Helia: its Node.js (see [`helia_node`]) and a fresh temporary directory, or
+/// `None` when the test is skipped knowingly.
+pub fn helia_test(test: &str) -> Option<(String, tempfile::TempDir)> {
+    let node = helia_node(test)?;
+    Some((node, tempfile::tempdir().unwrap()))
+}
+
 /// The `node` to run the Helia driver with, or `None` when `BITSWAP_INTEROP_SKIP=1` says to
 /// skip knowingly.
 ///

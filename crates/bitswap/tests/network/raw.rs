@@ -47,6 +47,15 @@ async fn with_raw_peer(
     (node, node_id, raw_id, control)
 }
 
+/// Sends `message` to `peer` and drives `node` until it reports a message sent.
+async fn send_and_wait(node: &mut Swarm<Behaviour>, peer: PeerId, message: Message) {
+    node.behaviour_mut().send(peer, message).expect("send");
+    drive_one(node, |event| {
+        matches!(event, Event::MessageSent { .. }).then_some(())
+    })
+    .await;
+}
+
 /// Waits (within [`TIMEOUT`]) for the raw peer's `writer` task to finish; panics if it failed.
 async fn finish(writer: tokio::task::JoinHandle<()>) {
     timeout(TIMEOUT, writer)
@@ -484,13 +493,7 @@ async fn outbound_messages_share_a_stream_until_it_idles() {
         .collect();
     // One at a time: each is written (and reported) before the next is sent.
     for message in &messages {
-        node.behaviour_mut()
-            .send(raw_id, message.clone())
-            .expect("send");
-        drive_one(&mut node, |event| {
-            matches!(event, Event::MessageSent { .. }).then_some(())
-        })
-        .await;
+        send_and_wait(&mut node, raw_id, message.clone()).await;
     }
     let mut first = Vec::new();
     while first.len() < messages.len() {
@@ -510,13 +513,7 @@ async fn outbound_messages_share_a_stream_until_it_idles() {
     assert_eq!(end, Some((0, None)));
 
     let last = Message::wantlist_update(vec![Entry::cancel(cid(9))]);
-    node.behaviour_mut()
-        .send(raw_id, last.clone())
-        .expect("send");
-    drive_one(&mut node, |event| {
-        matches!(event, Event::MessageSent { .. }).then_some(())
-    })
-    .await;
+    send_and_wait(&mut node, raw_id, last.clone()).await;
     let read = timeout(TIMEOUT, reads.next()).await.expect("read in time");
     assert_eq!(read, Some((1, Some(last))));
 }

@@ -240,10 +240,7 @@ fn a_liar_saying_have_then_dont_have_is_penalised() {
     let data = blocks(10, 8000);
     let mut net = Net::new(ClientConfig::default());
     // The honest server sorts first (asked for the blocks first) but has nothing yet.
-    let honest = net.server(Kind::Honest, Version::V1_2_0, &[]);
-    let liar = net.server(Kind::Liar, Version::V1_2_0, &[]);
-    net.connect(honest);
-    net.connect(liar);
+    let [honest, liar] = net.connected([(Kind::Honest, &[]), (Kind::Liar, &[])]);
     let query = net.get(cids(&data), None);
     net.run_until(Duration::from_secs(1), |_| false);
     // DONT_HAVE from the honest one, HAVE from the liar: the liar was asked for the blocks
@@ -329,10 +326,7 @@ fn cancels_reach_servers_and_no_block_follows() {
     let data = blocks(4, 8000);
     let mut net = Net::new(ClientConfig::default());
     // Neither server has the blocks yet: they answer DONT_HAVE and keep the wants.
-    let a = net.server(Kind::Honest, Version::V1_2_0, &[]);
-    let b = net.server(Kind::Honest, Version::V1_2_0, &[]);
-    net.connect(a);
-    net.connect(b);
+    let [a, b] = net.connected([(Kind::Honest, &[]), (Kind::Honest, &[])]);
     let query = net.get(cids(&data), None);
     net.run_until(Duration::from_millis(500), |n| n.in_flight.is_empty());
     for s in [a, b] {

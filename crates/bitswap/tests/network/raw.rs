@@ -47,6 +47,16 @@ async fn with_raw_peer(
     (node, node_id, raw_id, control)
 }
 
+/// Writes `message` (Bitswap 1.2.0) to `peer` on a stream of its own, then closes the stream.
+async fn write_one(control: &mut libp2p_stream::Control, peer: PeerId, message: &Message) {
+    let mut stream = control.open_stream(peer, V1_2_0).await.expect("stream");
+    let frames = bitswap::protocol::encode(message, Version::V1_2_0);
+    bitswap::protocol::write_frames(&mut stream, &frames)
+        .await
+        .expect("write");
+    stream.close().await.expect("close");
+}
+
 /// Sends `message` to `peer` and drives `node` until it reports a message sent.
 async fn send_and_wait(node: &mut Swarm<Behaviour>, peer: PeerId, message: Message) {
     node.behaviour_mut().send(peer, message).expect("send");
@@ -232,12 +242,7 @@ async fn reads_one_message_per_stream() {
     let to_write = messages.clone();
     let writer = tokio::spawn(async move {
         for message in &to_write {
-            let mut stream = control.open_stream(node_id, V1_2_0).await.expect("stream");
-            let frames = bitswap::protocol::encode(message, Version::V1_2_0);
-            bitswap::protocol::write_frames(&mut stream, &frames)
-                .await
-                .expect("write");
-            stream.close().await.expect("close");
+            write_one(&mut control, node_id, message).await;
         }
     });
 
@@ -327,12 +332,7 @@ async fn oversized_and_malformed_messages_reset_the_stream() {
         // A valid length and bytes that are no protobuf.
         write_until_reset(&mut control, node_id, &[4, 0xff, 0xff, 0xff, 0xff]).await;
         // The node is still fine.
-        let mut stream = control.open_stream(node_id, V1_2_0).await.expect("stream");
-        let frames = bitswap::protocol::encode(&to_write, Version::V1_2_0);
-        bitswap::protocol::write_frames(&mut stream, &frames)
-            .await
-            .expect("write");
-        stream.close().await.expect("close");
+        write_one(&mut control, node_id, &to_write).await;
     });
 
     let (mut too_large, mut malformed, mut received) = (false, false, None);
@@ -414,12 +414,7 @@ async fn a_stream_beyond_the_readers_is_read_once_one_is_free() {
     let writer = tokio::spawn(async move {
         // The one reader waits on a stream that stays quiet; the answer comes on a second.
         let quiet = control.open_stream(node_id, V1_2_0).await.expect("stream");
-        let mut stream = control.open_stream(node_id, V1_2_0).await.expect("stream");
-        let frames = bitswap::protocol::encode(&to_write, Version::V1_2_0);
-        bitswap::protocol::write_frames(&mut stream, &frames)
-            .await
-            .expect("write");
-        stream.close().await.expect("close");
+        write_one(&mut control, node_id, &to_write).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
         freed_by_writer.store(true, std::sync::atomic::Ordering::SeqCst);
         drop(quiet);

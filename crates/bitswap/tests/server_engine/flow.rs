@@ -7,8 +7,7 @@ use super::*;
 /// ask again); one that failed otherwise is not.
 #[test]
 fn a_lost_envelope_is_answered_again_and_a_failed_one_is_not() {
-    let mut d = Driver::new(ServerConfig::default());
-    let peer = d.connect(Version::V1_2_0);
+    let (mut d, peer) = Driver::with_peer(ServerConfig::default());
     let (a, b) = (block(1, 10), block(2, 10));
     d.put(&[&a]);
     let entries = vec![want_block(&a, 1, true), want_have(&b, 1, true)];
@@ -37,8 +36,7 @@ fn a_lost_envelope_is_answered_again_and_a_failed_one_is_not() {
 /// its answers gather meanwhile and leave together.
 #[test]
 fn answers_gather_while_a_peer_has_its_envelopes_out() {
-    let mut d = Driver::new(ServerConfig::default().with_max_envelopes_per_peer(2));
-    let peer = d.connect(Version::V1_2_0);
+    let (mut d, peer) = Driver::with_peer(ServerConfig::default().with_max_envelopes_per_peer(2));
     let blocks: Vec<Block> = (0..6).map(|i| block(i, 10)).collect();
     let mut held = Vec::new();
     for b in &blocks[..2] {
@@ -69,8 +67,7 @@ fn a_far_peer_s_window_grows_and_returns_to_the_floor_when_it_stops_reading() {
     use std::time::{Duration, Instant};
 
     const FLOOR: u64 = 1 << 20;
-    let mut d = Driver::new(ServerConfig::default());
-    let peer = d.connect(Version::V1_2_0);
+    let (mut d, peer) = Driver::with_peer(ServerConfig::default());
     let blocks: Vec<Block> = (0..64).map(|i| block(7000 + i, 256 * 1024)).collect();
     d.put(&blocks.iter().collect::<Vec<_>>());
     let wants = blocks.iter().map(|b| want_block(b, 1, false)).collect();

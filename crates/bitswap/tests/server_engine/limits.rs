@@ -6,8 +6,7 @@ use super::*;
 #[test]
 fn full_ledger_lets_lower_priority_wants_give_way() {
     let config = ServerConfig::default().with_max_wants_per_peer(3);
-    let mut d = Driver::new(config);
-    let peer = d.connect(Version::V1_2_0);
+    let (mut d, peer) = Driver::with_peer(config);
     let blocks: Vec<Block> = (0..8).map(|i| block(i, 10)).collect();
     let w = |i: usize, p: i32| want_block(&blocks[i], p, true);
     // boxo's overflow sorted the existing wants the wrong way and refused 6 here.
@@ -47,8 +46,7 @@ fn full_ledger_lets_lower_priority_wants_give_way() {
 #[test]
 fn wants_beyond_the_per_message_cap_are_refused() {
     let config = ServerConfig::default().with_max_entries_per_message(2);
-    let mut d = Driver::new(config);
-    let peer = d.connect(Version::V1_2_0);
+    let (mut d, peer) = Driver::with_peer(config);
     let blocks: Vec<Block> = (0..4).map(|i| block(i, 10)).collect();
     d.put(&[&blocks[0], &blocks[1], &blocks[2]]);
     let entries = vec![
@@ -88,8 +86,7 @@ fn decoded(entries: Vec<Entry>) -> Message {
 
 #[test]
 fn cancels_beside_a_thousand_wants_all_apply_and_every_want_is_answered() {
-    let mut d = Driver::new(ServerConfig::default());
-    let peer = d.connect(Version::V1_2_0);
+    let (mut d, peer) = Driver::with_peer(ServerConfig::default());
     let old: Vec<Block> = (0..200).map(|i| block(i, 10)).collect();
     let new: Vec<Block> = (1000..2000).map(|i| block(i, 10)).collect();
     let first = old.iter().map(|b| want_block(b, 1, false)).collect();
@@ -110,8 +107,7 @@ fn cancels_beside_a_thousand_wants_all_apply_and_every_want_is_answered() {
 
 #[test]
 fn fifteen_hundred_want_haves_get_fifteen_hundred_answers() {
-    let mut d = Driver::new(ServerConfig::default());
-    let peer = d.connect(Version::V1_2_0);
+    let (mut d, peer) = Driver::with_peer(ServerConfig::default());
     let wanted: Vec<Block> = (0..1500).map(|i| block(i, 10)).collect();
     // Some are stored: those within the cap get a block (small enough to replace a HAVE),
     // those past it a DONT_HAVE like the rest (refused, not looked up).
@@ -134,8 +130,7 @@ fn fifteen_hundred_want_haves_get_fifteen_hundred_answers() {
 #[test]
 fn long_cids_are_ignored() {
     // A sha2-256 CIDv1 takes 36 bytes, a sha2-512 one 68.
-    let mut d = Driver::new(ServerConfig::default().with_max_cid_size(36));
-    let peer = d.connect(Version::V1_2_0);
+    let (mut d, peer) = Driver::with_peer(ServerConfig::default().with_max_cid_size(36));
     let short = block(1, 10);
     let data = Bytes::from_static(b"long");
     let long = Block::new(Cid::new_v1(0x55, Code::Sha2_512.digest(&data)), data).expect("ok");
@@ -151,8 +146,7 @@ fn long_cids_are_ignored() {
 
 #[test]
 fn identity_cids_are_never_answered() {
-    let mut d = Driver::new(ServerConfig::default());
-    let peer = d.connect(Version::V1_2_0);
+    let (mut d, peer) = Driver::with_peer(ServerConfig::default());
     let id = Cid::new_v1(0x55, Multihash::wrap(0x00, b"inline").expect("short"));
     let entries = vec![Entry::want_block(id, 1), Entry::want_have(id, 1)];
     d.want(peer, entries);
@@ -166,8 +160,7 @@ fn filter_denials_are_answered_as_dont_have() {
     let denied = block(1, 10);
     let denied_cid = *denied.cid();
     let config = ServerConfig::default().with_request_filter(move |_, cid| *cid != denied_cid);
-    let mut d = Driver::new(config);
-    let peer = d.connect(Version::V1_2_0);
+    let (mut d, peer) = Driver::with_peer(config);
     let allowed = block(2, 10);
     let silent = block(3, 10);
     d.put(&[&denied, &allowed]);
@@ -187,8 +180,7 @@ fn filter_denials_are_answered_as_dont_have() {
     );
     // Denied without asking for DONT_HAVE: nothing.
     let config = ServerConfig::default().with_request_filter(|_, _| false);
-    let mut d = Driver::new(config);
-    let peer = d.connect(Version::V1_2_0);
+    let (mut d, peer) = Driver::with_peer(config);
     d.want(peer, vec![want_block(&silent, 1, false)]);
     assert!(d.run().is_empty());
 }
@@ -226,8 +218,7 @@ fn envelopes_never_encode_over_4_mib() {
         .with_max_outstanding_bytes_per_peer(0)
         .with_max_wants_per_peer(2000)
         .with_max_entries_per_message(2000);
-    let mut d = Driver::new(config);
-    let peer = d.connect(Version::V1_2_0);
+    let (mut d, peer) = Driver::with_peer(config);
     // Three 2 MiB blocks, then 1100 blocks of 4000 bytes (4.4 MB of data).
     let mut blocks: Vec<Block> = (0..3).map(|i| block(i, MAX_BLOCK_SIZE)).collect();
     blocks.extend((3..1103).map(|i| block(i, 4000)));
@@ -390,8 +381,7 @@ fn lookups_in_flight_are_bounded_and_shared_round_robin() {
 
 #[test]
 fn have_being_sent_then_want_block_sends_the_block_too() {
-    let mut d = Driver::new(ServerConfig::default());
-    let peer = d.connect(Version::V1_2_0);
+    let (mut d, peer) = Driver::with_peer(ServerConfig::default());
     let b = block(1, 5000);
     d.put(&[&b]);
     d.want(peer, vec![want_have(&b, 1, true)]);
@@ -412,8 +402,7 @@ fn have_being_sent_then_want_block_sends_the_block_too() {
 
 #[test]
 fn disconnect_frees_everything_and_late_reports_are_harmless() {
-    let mut d = Driver::new(ServerConfig::default());
-    let peer = d.connect(Version::V1_2_0);
+    let (mut d, peer) = Driver::with_peer(ServerConfig::default());
     let blocks: Vec<Block> = (0..4).map(|i| block(i, 10)).collect();
     d.put(&[&blocks[0], &blocks[1]]);
     let entries = blocks.iter().map(|b| want_block(b, 1, true)).collect();

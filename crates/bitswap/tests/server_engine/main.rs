@@ -100,6 +100,13 @@ impl Driver {
         }
     }
 
+    /// A driver of `config` with one Bitswap 1.2.0 peer connected.
+    fn with_peer(config: ServerConfig) -> (Self, PeerId) {
+        let mut driver = Self::new(config);
+        let peer = driver.connect(Version::V1_2_0);
+        (driver, peer)
+    }
+
     /// `peer` sends a wantlist update of `entries`.
     fn want(&mut self, peer: PeerId, entries: Vec<Entry>) {
         self.engine

@@ -4,8 +4,7 @@ use super::*;
 
 #[test]
 fn want_block_for_a_stored_block_gets_the_block_and_is_forgotten() {
-    let mut d = Driver::new(ServerConfig::default());
-    let peer = d.connect(Version::V1_2_0);
+    let (mut d, peer) = Driver::with_peer(ServerConfig::default());
     let b = block(1, 3000);
     d.put(&[&b]);
     d.want(peer, vec![want_block(&b, 1, true)]);
@@ -28,8 +27,7 @@ fn want_block_for_a_stored_block_gets_the_block_and_is_forgotten() {
 
 #[test]
 fn want_have_gets_small_blocks_and_a_have_for_large_ones() {
-    let mut d = Driver::new(ServerConfig::default());
-    let peer = d.connect(Version::V1_2_0);
+    let (mut d, peer) = Driver::with_peer(ServerConfig::default());
     let (small, exact, large) = (block(1, 100), block(2, 1024), block(3, 1025));
     d.put(&[&small, &exact, &large]);
     let entries = vec![
@@ -54,8 +52,7 @@ fn want_have_gets_small_blocks_and_a_have_for_large_ones() {
 
 #[test]
 fn replace_size_zero_probes_presence_and_answers_have() {
-    let mut d = Driver::new(ServerConfig::default().with_want_have_replace_size(0));
-    let peer = d.connect(Version::V1_2_0);
+    let (mut d, peer) = Driver::with_peer(ServerConfig::default().with_want_have_replace_size(0));
     let b = block(1, 10);
     d.put(&[&b]);
     d.want(peer, vec![want_have(&b, 1, true)]);
@@ -65,8 +62,7 @@ fn replace_size_zero_probes_presence_and_answers_have() {
 
 #[test]
 fn missing_blocks_get_dont_have_only_when_asked_and_the_want_stays() {
-    let mut d = Driver::new(ServerConfig::default());
-    let peer = d.connect(Version::V1_2_0);
+    let (mut d, peer) = Driver::with_peer(ServerConfig::default());
     let (asked, silent, have_asked) = (block(1, 10), block(2, 10), block(3, 10));
     let entries = vec![
         want_block(&asked, 1, true),
@@ -97,8 +93,7 @@ fn missing_blocks_get_dont_have_only_when_asked_and_the_want_stays() {
 
 #[test]
 fn send_dont_haves_off_never_sends_them() {
-    let mut d = Driver::new(ServerConfig::default().with_send_dont_haves(false));
-    let peer = d.connect(Version::V1_2_0);
+    let (mut d, peer) = Driver::with_peer(ServerConfig::default().with_send_dont_haves(false));
     let b = block(1, 10);
     d.want(peer, vec![want_block(&b, 1, true)]);
     assert!(d.run().is_empty());
@@ -152,8 +147,7 @@ fn blocks_stored_later_reach_the_peers_that_want_them_in_queue_order() {
 
 #[test]
 fn blocks_stored_under_another_cid_of_the_same_multihash_are_found() {
-    let mut d = Driver::new(ServerConfig::default());
-    let peer = d.connect(Version::V1_2_0);
+    let (mut d, peer) = Driver::with_peer(ServerConfig::default());
     let v0 = Block::from_v0_data(Bytes::from_static(b"dag-pb bytes")).expect("block");
     let v1 = Block::new(Cid::new_v1(0x70, *v0.cid().hash()), v0.data().clone()).expect("same");
     d.want(peer, vec![want_block(&v1, 1, false)]);
@@ -236,8 +230,7 @@ fn cancel_removes_the_want_and_its_queued_answer() {
 
 #[test]
 fn cancel_while_the_block_is_read_sends_nothing() {
-    let mut d = Driver::new(ServerConfig::default());
-    let peer = d.connect(Version::V1_2_0);
+    let (mut d, peer) = Driver::with_peer(ServerConfig::default());
     let a = block(1, 10);
     d.put(&[&a]);
     d.want(peer, vec![want_block(&a, 1, true)]);
@@ -256,8 +249,7 @@ fn cancel_while_the_block_is_read_sends_nothing() {
 
 #[test]
 fn a_want_asked_again_without_dont_have_gets_none_from_an_earlier_task() {
-    let mut d = Driver::new(ServerConfig::default());
-    let peer = d.connect(Version::V1_2_0);
+    let (mut d, peer) = Driver::with_peer(ServerConfig::default());
     let a = block(1, 10);
     d.want(peer, vec![want_block(&a, 1, true)]);
     assert!(d.probes().is_none(), "DONT_HAVE popped, not handed out");
@@ -269,8 +261,8 @@ fn a_want_asked_again_without_dont_have_gets_none_from_an_earlier_task() {
 
 #[test]
 fn cancel_drops_a_refused_wants_dont_have_before_it_is_handed_out() {
-    let mut d = Driver::new(ServerConfig::default().with_request_filter(|_, _| false));
-    let peer = d.connect(Version::V1_2_0);
+    let (mut d, peer) =
+        Driver::with_peer(ServerConfig::default().with_request_filter(|_, _| false));
     let a = block(1, 10);
     d.want(peer, vec![want_block(&a, 1, true)]);
     assert!(d.engine.poll_lookup().is_none(), "pops the DONT_HAVE");
@@ -282,8 +274,7 @@ fn cancel_drops_a_refused_wants_dont_have_before_it_is_handed_out() {
 
 #[test]
 fn a_block_gone_before_it_is_read_is_answered_dont_have_and_stays_wanted() {
-    let mut d = Driver::new(ServerConfig::default());
-    let peer = d.connect(Version::V1_2_0);
+    let (mut d, peer) = Driver::with_peer(ServerConfig::default());
     let a = block(1, 10);
     d.put(&[&a]);
     d.want(peer, vec![want_block(&a, 1, true)]);

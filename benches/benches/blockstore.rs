@@ -102,27 +102,37 @@ fn group<'a>(c: &'a mut Criterion, name: &str) -> BenchmarkGroup<'a, WallTime> {
 /// Puts `iters` fresh blocks of `len` bytes into `store`, flushing every `per_flush` blocks
 /// (and after the last), and returns the time spent in puts and flushes.
 fn timed_puts<B: Blockstore>(store: &B, iters: u64, len: usize, per_flush: usize) -> Duration {
-    let mut total = Duration::ZERO;
-    let mut left = usize::try_from(iters).expect("iteration count fits in memory");
-    while left > 0 {
-        let blocks = fresh_blocks(left.min(BATCH_BLOCKS), len);
-        left -= blocks.len();
-        let start = Instant::now();
-        for chunk in blocks.chunks(per_flush) {
-            for block in chunk {
-                block_on(store.put(block.clone())).expect("put");
-            }
-            block_on(store.flush()).expect("flush");
-        }
-        total += start.elapsed();
-    }
-    total
+    timed_writes(iters, len, per_flush, |step| match step {
+        Step::Write(block) => block_on(store.put(block.clone())).expect("put"),
+        Step::Sync => block_on(store.flush()).expect("flush"),
+    })
 }
 
 /// Appends the bytes of `iters` fresh blocks of `len` bytes to `file`, with an `fdatasync`
 /// every `per_sync` blocks (and after the last), and returns the time spent writing and
 /// syncing.
 fn timed_appends(file: &mut File, iters: u64, len: usize, per_sync: usize) -> Duration {
+    timed_writes(iters, len, per_sync, |step| match step {
+        Step::Write(block) => file.write_all(block.data()).expect("write"),
+        Step::Sync => file.sync_data().expect("fdatasync"),
+    })
+}
+
+/// A step of [`timed_writes`]: write a block, or make what was written durable.
+enum Step<'a> {
+    Write(&'a Block),
+    Sync,
+}
+
+/// Hands `step` each of `iters` fresh blocks of `len` bytes to write, and a sync after every
+/// `per_sync` blocks (and after the last); returns the time spent in the steps. The blocks are
+/// made in batches of [`BATCH_BLOCKS`], outside the time measured.
+fn timed_writes(
+    iters: u64,
+    len: usize,
+    per_sync: usize,
+    mut step: impl FnMut(Step<'_>),
+) -> Duration {
     let mut total = Duration::ZERO;
     let mut left = usize::try_from(iters).expect("iteration count fits in memory");
     while left > 0 {
@@ -131,9 +141,9 @@ fn timed_appends(file: &mut File, iters: u64, len: usize, per_sync: usize) -> Du
         let start = Instant::now();
         for chunk in blocks.chunks(per_sync) {
             for block in chunk {
-                file.write_all(block.data()).expect("write");
+                step(Step::Write(block));
             }
-            file.sync_data().expect("fdatasync");
+            step(Step::Sync);
         }
         total += start.elapsed();
     }

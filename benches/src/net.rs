@@ -24,7 +24,6 @@ use libp2p::{
     tcp, yamux,
 };
 use multihash_codetable::{Code, MultihashDigest};
-use tokio::{sync::oneshot, task::JoinHandle};
 
 /// The raw-stream protocol of the ceiling: the client writes a big-endian `u64` byte count,
 /// the server answers with that many bytes.
@@ -464,33 +463,8 @@ impl Drop for ServerProcess {
     }
 }
 
-/// A swarm polled by its own task until stopped; stopping hands it back.
-pub struct Driver {
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<Swarm<Node>>,
-}
-
-impl Driver {
-    /// Spawns the task polling `swarm`.
-    pub fn start(mut swarm: Swarm<Node>) -> Self {
-        let (stop, mut stopped) = oneshot::channel();
-        let task = tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = &mut stopped => return swarm,
-                    _ = swarm.select_next_some() => {}
-                }
-            }
-        });
-        Self { stop, task }
-    }
-
-    /// Stops polling and returns the swarm.
-    pub async fn stop(self) -> Swarm<Node> {
-        let _ = self.stop.send(());
-        self.task.await.expect("driver task")
-    }
-}
+/// A [`Node`] polled by its own task until stopped; stopping hands it back.
+pub type Driver = bitswap::testing::Driver<Node>;
 
 /// Polls `swarm` until this process's stdin closes (how a [`ServerProcess`] child learns that
 /// its parent is done with it).

@@ -25,7 +25,7 @@
 
 use std::time::{Duration, Instant};
 
-use bitswap::{Block, Blockstore, Handle};
+use bitswap::{Block, Blockstore, Control};
 use cid::Cid;
 use futures::StreamExt as _;
 use ipfs_blockstore::{
@@ -138,9 +138,9 @@ pub async fn run(options: &Options) -> bool {
                 &s3_args
             };
             let child = ServerProcess::spawn_with_env(args, &env, LIMIT).expect("server process");
-            let (driver, handle) = client(&child).await;
+            let (driver, control) = client(&child).await;
             for warm in [false, true] {
-                let (first, all) = fetch(&handle, &cids).await;
+                let (first, all) = fetch(&control, &cids).await;
                 let fetch = Fetch {
                     store,
                     warm,
@@ -218,19 +218,19 @@ fn path_arg(path: &std::path::Path) -> String {
 
 /// A client that keeps nothing it receives (blocks are verified on arrival), connected to
 /// `server` and polled by its own task.
-async fn client(server: &ServerProcess) -> (Driver, Handle) {
+async fn client(server: &ServerProcess) -> (Driver, Control) {
     let mut swarm = net::node_with(BenchStore::Sink, bitswap::Config::default());
     net::connect(&mut swarm, server.peer, server.address.clone()).await;
-    let handle = swarm.behaviour().bitswap.handle();
-    (Driver::start(swarm), handle)
+    let control = swarm.behaviour().bitswap.control();
+    (Driver::start(swarm), control)
 }
 
 /// Fetches `cids` in one session: the time to the first block and to the last.
-async fn fetch(handle: &Handle, cids: &[Cid]) -> (Duration, Duration) {
+async fn fetch(control: &Control, cids: &[Cid]) -> (Duration, Duration) {
     let fetching = async {
         let start = Instant::now();
-        let session = handle.new_session().await.expect("session");
-        let mut blocks = handle
+        let session = control.new_session().await.expect("session");
+        let mut blocks = control
             .get_many(cids.to_vec(), Some(session))
             .await
             .expect("query accepted");
@@ -243,7 +243,7 @@ async fn fetch(handle: &Handle, cids: &[Cid]) -> (Duration, Duration) {
         }
         let all = start.elapsed();
         assert_eq!(received, cids.len(), "every block arrived");
-        let _ = handle.close_session(session).await;
+        let _ = control.close_session(session).await;
         (first.unwrap_or(all), all)
     };
     tokio::time::timeout(LIMIT, fetching)

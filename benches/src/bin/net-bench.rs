@@ -62,10 +62,9 @@ use std::{
 };
 
 use benches::net::{self, BenchStore, Driver, ServerProcess};
-use bitswap::{Block, Blockstore, Handle};
+use bitswap::{Block, Blockstore, Control};
 use futures::{StreamExt, TryStreamExt, future::join_all};
 use serde_json::json;
-use tokio::sync::oneshot;
 
 /// Block size of the throughput and fairness scenarios.
 const BLOCK: usize = 256 * 1024;
@@ -137,7 +136,7 @@ fn main() {
                 }
             }
             "load" => runtime.block_on(load()),
-            "wants" => runtime.block_on(wants()),
+            "wants" => runtime.block_on(benches::wants::run()),
             _ => runtime.block_on(boxo()),
         }
     }
@@ -185,7 +184,7 @@ async fn serve(args: &[String]) {
 }
 
 /// A client node connected to `server`, polled by its own task.
-async fn client(server: &ServerProcess) -> (Driver, Handle, libp2p_stream::Control) {
+async fn client(server: &ServerProcess) -> (Driver, Control, libp2p_stream::Control) {
     client_with(server, BenchStore::Memory(bitswap::MemoryBlockstore::new())).await
 }
 
@@ -193,19 +192,19 @@ async fn client(server: &ServerProcess) -> (Driver, Handle, libp2p_stream::Contr
 async fn client_with(
     server: &ServerProcess,
     store: BenchStore,
-) -> (Driver, Handle, libp2p_stream::Control) {
+) -> (Driver, Control, libp2p_stream::Control) {
     let mut swarm = net::node_with(store, bitswap::Config::default());
     net::connect(&mut swarm, server.peer, server.address.clone()).await;
-    let handle = swarm.behaviour().bitswap.handle();
-    let control = swarm.behaviour().stream.new_control();
-    (Driver::start(swarm), handle, control)
+    let control = swarm.behaviour().bitswap.control();
+    let stream = swarm.behaviour().stream.new_control();
+    (Driver::start(swarm), control, stream)
 }
 
-async fn fetch(handle: &Handle, blocks: &[Block]) -> Duration {
+async fn fetch(control: &Control, blocks: &[Block]) -> Duration {
     let cids = blocks.iter().map(|b| *b.cid()).collect();
     let start = Instant::now();
-    let session = handle.new_session().await.expect("session");
-    let received: Vec<Block> = handle
+    let session = control.new_session().await.expect("session");
+    let received: Vec<Block> = control
         .get_many(cids, Some(session))
         .await
         .expect("query accepted")
@@ -214,7 +213,7 @@ async fn fetch(handle: &Handle, blocks: &[Block]) -> Duration {
         .expect("every block");
     let elapsed = start.elapsed();
     assert_eq!(received.len(), blocks.len());
-    let _ = handle.close_session(session).await;
+    let _ = control.close_session(session).await;
     elapsed
 }
 
@@ -250,16 +249,16 @@ async fn throughput(runs: usize, mib: usize) {
         json!({ "server": server, "client": client })
     };
     for run in 0..runs {
-        let (driver, handle, control) = client(&server).await;
+        let (driver, control, stream) = client(&server).await;
         let mut figures = Vec::new();
         for part in if run % 2 == 0 { [0, 1] } else { [1, 0] } {
             let before = (server.cpu_seconds(), net::cpu_seconds(me));
             let time = if part == 0 {
-                net::fetch_ceiling(control.clone(), server.peer, total)
+                net::fetch_ceiling(stream.clone(), server.peer, total)
                     .await
                     .expect("ceiling stream")
             } else {
-                fetch(&handle, &blocks).await
+                fetch(&control, &blocks).await
             };
             figures.push((part, time, cpu(before)));
         }
@@ -314,8 +313,8 @@ async fn fairness(runs: usize) {
         }
         let light = client(&server).await;
         let start = Instant::now();
-        let heavy_fetches = heavies.iter().map(|(_, handle, _)| async {
-            let time = fetch(handle, &heavy_blocks).await;
+        let heavy_fetches = heavies.iter().map(|(_, control, _)| async {
+            let time = fetch(control, &heavy_blocks).await;
             mb_per_s(heavy_blocks.len() * BLOCK, time)
         });
         let light_fetch = async {
@@ -411,10 +410,10 @@ async fn boxo() {
                     net::connect(&mut fetcher, *peer, address.clone()).await;
                 }
                 let fetcher_id = *fetcher.local_peer_id();
-                let handle = fetcher.behaviour().bitswap.handle();
+                let control = fetcher.behaviour().bitswap.control();
                 let driver = Driver::start(fetcher);
                 let start = Instant::now();
-                let session = handle.new_session().await.expect("session");
+                let session = control.new_session().await.expect("session");
                 let cids: Vec<_> = blocks.iter().map(|b| *b.cid()).collect();
                 let groups: Vec<Vec<_>> = match pattern {
                     "one-at-a-time" => cids.chunks(1).map(<[_]>::to_vec).collect(),
@@ -424,8 +423,8 @@ async fn boxo() {
                 let mut got = HashSet::new();
                 if pattern == "all-concurrent" {
                     let fetches = cids.iter().map(|cid| {
-                        let handle = handle.clone();
-                        async move { handle.get_many(vec![*cid], Some(session)).await }
+                        let control = control.clone();
+                        async move { control.get_many(vec![*cid], Some(session)).await }
                     });
                     for stream in join_all(fetches).await {
                         let blocks: Vec<Block> =
@@ -435,7 +434,7 @@ async fn boxo() {
                 } else {
                     for group in groups {
                         let mut stream =
-                            handle.get_many(group, Some(session)).await.expect("query");
+                            control.get_many(group, Some(session)).await.expect("query");
                         while let Some(block) = stream.next().await {
                             got.insert(*block.expect("block").cid());
                         }
@@ -488,9 +487,9 @@ async fn boxo() {
 const LOAD_SEED: u64 = 3;
 
 /// One client's fetch: time to the first block and to the last.
-async fn timed_fetch(handle: &Handle, cids: Vec<cid::Cid>) -> (Duration, Duration) {
+async fn timed_fetch(control: &Control, cids: Vec<cid::Cid>) -> (Duration, Duration) {
     let start = Instant::now();
-    let mut stream = handle.get_many(cids, None).await.expect("query accepted");
+    let mut stream = control.get_many(cids, None).await.expect("query accepted");
     let mut first = None;
     while let Some(block) = stream.next().await {
         block.expect("block");
@@ -526,8 +525,8 @@ async fn load() {
         .expect("server process");
         let idle = server.memory().map(|m| m.0);
         // The ceiling, on one connection, first.
-        let (driver, _, control) = client(&server).await;
-        let ceiling_time = net::fetch_ceiling(control, server.peer, total)
+        let (driver, _, stream) = client(&server).await;
+        let ceiling_time = net::fetch_ceiling(stream, server.peer, total)
             .await
             .expect("ceiling stream");
         drop(driver.stop().await);
@@ -540,7 +539,7 @@ async fn load() {
         let start = Instant::now();
         let fetches = clients
             .iter()
-            .map(|(_, handle, _)| timed_fetch(handle, cids.clone()));
+            .map(|(_, control, _)| timed_fetch(control, cids.clone()));
         let results = join_all(fetches).await;
         let wall = start.elapsed();
         let cpu = cpu_before.zip(server.cpu_seconds()).map(|(a, b)| b - a);
@@ -670,137 +669,4 @@ fn write_load_report(rows: &[serde_json::Value]) {
         ),
         Err(error) => eprintln!("cannot write the load report: {error}"),
     }
-}
-
-async fn wants() {
-    const PEERS: usize = 1000;
-    const WANTS: usize = 1024;
-    let distinct = wants_pass(PEERS, WANTS, Wants::Distinct).await;
-    let repeated = wants_pass(PEERS, WANTS, Wants::Repeated).await;
-    let silent = wants_pass(PEERS, WANTS, Wants::None).await;
-    println!(
-        "{}",
-        json!({
-            "scenario": "wants", "peers": PEERS, "wants_per_peer": WANTS,
-            "server_rss_above_idle_mib": distinct.0, "server_peak_above_idle_mib": distinct.1,
-            "one_want_per_peer_rss_above_idle_mib": repeated.0,
-            "one_want_per_peer_peak_above_idle_mib": repeated.1,
-            "connections_only_rss_above_idle_mib": silent.0,
-            "connections_only_peak_above_idle_mib": silent.1,
-        })
-    );
-    let mib = |v: Option<f64>| v.unwrap_or(f64::NAN);
-    eprintln!(
-        "wants: {PEERS} peers x {WANTS} wants: server RSS {:.1} MiB above idle (peak {:.1}; \
-         target <= 128); the same messages holding one want per peer: {:.1} MiB (peak {:.1}); \
-         the connections alone, no message: {:.1} MiB (peak {:.1})",
-        mib(distinct.0),
-        mib(distinct.1),
-        mib(repeated.0),
-        mib(repeated.1),
-        mib(silent.0),
-        mib(silent.1),
-    );
-}
-
-/// What each peer of a `wants` pass sends once connected.
-#[derive(Clone, Copy, PartialEq)]
-enum Wants {
-    /// One full wantlist of distinct CIDs.
-    Distinct,
-    /// One full wantlist repeating one CID: the same bytes, one want.
-    Repeated,
-    /// Nothing: what the connections alone cost.
-    None,
-}
-
-/// One server process, `peers` peers each sending what `kind` says (a full wantlist of `wants`
-/// entries, or nothing). Returns the server's RSS and peak RSS above idle, MiB.
-async fn wants_pass(peers_n: usize, wants: usize, kind: Wants) -> (Option<f64>, Option<f64>) {
-    let server = ServerProcess::spawn(&["serve".into(), "4".into(), "1".into(), "1024".into()])
-        .expect("server process");
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let idle = server.memory().map(|m| m.0);
-    let mut peers = Vec::new();
-    for i in 0..peers_n {
-        let (sent, ready) = oneshot::channel();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let (peer, address) = (server.peer, server.address.clone());
-        let task = tokio::spawn(async move {
-            let mut swarm = libp2p::SwarmBuilder::with_new_identity()
-                .with_tokio()
-                .with_tcp(
-                    libp2p::tcp::Config::default(),
-                    libp2p::noise::Config::new,
-                    libp2p::yamux::Config::default,
-                )
-                .expect("tcp")
-                .with_behaviour(|_| {
-                    bitswap::network::Behaviour::new(bitswap::network::Config::default())
-                })
-                .expect("behaviour")
-                .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(600)))
-                .build();
-            swarm.dial(address).expect("dial");
-            let mut sent = Some(sent);
-            let mut stopped = stopped;
-            loop {
-                tokio::select! {
-                    _ = &mut stopped => return,
-                    event = swarm.select_next_some() => match event {
-                        libp2p::swarm::SwarmEvent::ConnectionEstablished { peer_id, .. } if peer_id == peer => {
-                            if kind == Wants::None {
-                                if let Some(sent) = sent.take() {
-                                    let _ = sent.send(());
-                                }
-                                continue;
-                            }
-                            let entries = (0..wants)
-                                .map(|j| {
-                                    let n = if kind == Wants::Distinct { i * wants + j } else { i * wants };
-                                    let data = (n as u64).to_le_bytes();
-                                    let hash = multihash_codetable::MultihashDigest::digest(&multihash_codetable::Code::Sha2_256, &data);
-                                    bitswap::Entry {
-                                        send_dont_have: false,
-                                        ..bitswap::Entry::want_have(cid::Cid::new_v1(0x55, hash), 1)
-                                    }
-                                })
-                                .collect();
-                            let message = bitswap::Message {
-                                wantlist: bitswap::Wantlist { entries, full: true },
-                                ..bitswap::Message::default()
-                            };
-                            swarm.behaviour_mut().send(peer, message).expect("send");
-                        }
-                        libp2p::swarm::SwarmEvent::Behaviour(bitswap::network::Event::MessageSent { .. }) => {
-                            if let Some(sent) = sent.take() {
-                                let _ = sent.send(());
-                            }
-                        }
-                        _ => {}
-                    },
-                }
-            }
-        });
-        peers.push((stop, task, ready));
-    }
-    let mut stops = Vec::new();
-    for (stop, task, ready) in peers {
-        let _ = tokio::time::timeout(Duration::from_secs(120), ready).await;
-        stops.push((stop, task));
-    }
-    // Let the server take in every wantlist.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let now = server.memory();
-    let growth = idle
-        .zip(now)
-        .map(|(i, (rss, _))| rss.saturating_sub(i) as f64 / (1 << 20) as f64);
-    let peak = idle
-        .zip(now)
-        .map(|(i, (_, hwm))| hwm.saturating_sub(i) as f64 / (1 << 20) as f64);
-    for (stop, task) in stops {
-        let _ = stop.send(());
-        let _ = task.await;
-    }
-    (growth, peak)
 }

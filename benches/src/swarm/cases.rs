@@ -151,17 +151,38 @@ const fn ours_on(seeds: SeedKind, check: Check) -> Target {
     }
 }
 
-/// The scenarios of a full run, in the order they run.
-pub const CASES: &[Case] = &[
+/// A case on `links` with both seed kinds, every client, one leech from the start and nothing
+/// at half time, held to `targets`. The cases that differ say how with `..case(...)`.
+const fn case(
+    name: &'static str,
+    links: &'static [(u64, u64)],
+    targets: &'static [Target],
+) -> Case {
     Case {
-        name: "one-40-25",
-        links: &[(40, 25)],
+        name,
+        links,
         seeds: BOTH_SEEDS,
         clients: ALL_CLIENTS,
         leeches: 1,
         late_leech: None,
         half_time: None,
-        targets: &[
+        targets,
+    }
+}
+
+/// Our seeds and client alone, with no targets: the cases kubo has no part in.
+const OURS_ONLY: Case = Case {
+    seeds: &[SeedKind::Ours],
+    clients: &[ClientKind::Ours],
+    ..case("", &[], &[])
+};
+
+/// The scenarios of a full run, in the order they run.
+pub const CASES: &[Case] = &[
+    case(
+        "one-40-25",
+        &[(40, 25)],
+        &[
             ours_on(SeedKind::Ours, Check::Fraction(0.85)),
             // kubo's client from one of our seeds at least as fast as from a kubo seed.
             Target {
@@ -175,121 +196,74 @@ pub const CASES: &[Case] = &[
                 check: Check::OverKuboSeeds(1.0),
             },
         ],
-    },
-    Case {
-        name: "one-20-100",
-        links: &[(20, 100)],
-        seeds: BOTH_SEEDS,
-        clients: ALL_CLIENTS,
-        leeches: 1,
-        late_leech: None,
-        half_time: None,
-        targets: &[ours_on(SeedKind::Ours, Check::Fraction(0.8))],
-    },
-    Case {
-        name: "three-20-25",
-        links: THREE_20_25,
-        seeds: BOTH_SEEDS,
-        clients: ALL_CLIENTS,
-        leeches: 1,
-        late_leech: None,
-        half_time: None,
-        targets: &[
+    ),
+    case(
+        "one-20-100",
+        &[(20, 100)],
+        &[ours_on(SeedKind::Ours, Check::Fraction(0.8))],
+    ),
+    case(
+        "three-20-25",
+        THREE_20_25,
+        &[
             ours_on(SeedKind::Ours, Check::Fraction(0.85)),
             ours_on(SeedKind::Ours, Check::DuplicatesPct(3.0)),
             ours_on(SeedKind::Kubo, Check::OverKuboClient(1.3)),
             ours_on(SeedKind::Kubo, Check::DuplicatesPct(3.0)),
         ],
-    },
-    Case {
-        name: "mixed-40-10-5",
-        links: &[(40, 25), (10, 25), (5, 25)],
-        seeds: BOTH_SEEDS,
-        clients: ALL_CLIENTS,
-        leeches: 1,
-        late_leech: None,
-        half_time: None,
-        targets: &[
+    ),
+    case(
+        "mixed-40-10-5",
+        &[(40, 25), (10, 25), (5, 25)],
+        &[
             ours_on(SeedKind::Kubo, Check::OverKuboClient(1.3)),
             ours_on(SeedKind::Kubo, Check::DuplicatesPct(5.0)),
         ],
-    },
+    ),
     Case {
-        name: "cut-half",
-        links: THREE_20_25,
-        seeds: BOTH_SEEDS,
-        clients: ALL_CLIENTS,
-        leeches: 1,
-        late_leech: None,
         half_time: Some(HalfTime::Cut),
-        targets: &[
-            ours_on(SeedKind::Ours, Check::StallMs(2000.0)),
-            ours_on(SeedKind::Kubo, Check::StallMs(2000.0)),
-        ],
+        ..case(
+            "cut-half",
+            THREE_20_25,
+            &[
+                ours_on(SeedKind::Ours, Check::StallMs(2000.0)),
+                ours_on(SeedKind::Kubo, Check::StallMs(2000.0)),
+            ],
+        )
     },
     Case {
-        name: "stop-half",
-        links: THREE_20_25,
-        seeds: BOTH_SEEDS,
-        clients: ALL_CLIENTS,
-        leeches: 1,
-        late_leech: None,
         half_time: Some(HalfTime::Stop),
-        targets: &[],
+        ..case("stop-half", THREE_20_25, &[])
     },
     Case {
         name: "leeches-3x2",
         links: &[(20, 25), (20, 25)],
-        seeds: &[SeedKind::Ours],
-        clients: &[ClientKind::Ours],
         leeches: 3,
-        late_leech: None,
-        half_time: None,
-        targets: &[],
+        ..OURS_ONLY
     },
     Case {
         name: "late-join",
         links: &[(20, 25), (20, 25)],
-        seeds: &[SeedKind::Ours],
-        clients: &[ClientKind::Ours],
         leeches: 2,
         late_leech: Some((20, 25)),
-        half_time: None,
-        targets: &[],
+        ..OURS_ONLY
     },
 ];
 
 /// `--smoke`: every client and seed kind once, a seed stopped and a late leech, on short
 /// delays; with [`super::SMOKE_FILE_BYTES`] it runs in well under a minute.
 pub const SMOKE_CASES: &[Case] = &[
-    Case {
-        name: "smoke-two",
-        links: &[(20, 5), (10, 5)],
-        seeds: BOTH_SEEDS,
-        clients: ALL_CLIENTS,
-        leeches: 1,
-        late_leech: None,
-        half_time: None,
-        targets: &[],
-    },
+    case("smoke-two", &[(20, 5), (10, 5)], &[]),
     Case {
         name: "smoke-stop-half",
         links: &[(10, 5), (10, 5), (10, 5)],
-        seeds: &[SeedKind::Ours],
-        clients: &[ClientKind::Ours],
-        leeches: 1,
-        late_leech: None,
         half_time: Some(HalfTime::Stop),
-        targets: &[],
+        ..OURS_ONLY
     },
     Case {
         name: "smoke-late-join",
         links: &[(10, 5)],
-        seeds: &[SeedKind::Ours],
-        clients: &[ClientKind::Ours],
-        leeches: 1,
         late_leech: Some((10, 5)),
-        half_time: None,
-        targets: &[],
+        ..OURS_ONLY
     },
 ];

@@ -6,7 +6,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use bitswap::{ClientStats, Handle, MemoryBlockstore};
+use bitswap::{ClientStats, Control, MemoryBlockstore};
 use cid::Cid;
 use futures::{StreamExt, stream::SelectAll};
 use ipfs_formats::dag;
@@ -101,9 +101,9 @@ impl OurLeech {
                 };
             }
         }
-        let handle = self.swarm.behaviour().bitswap.handle();
+        let control = self.swarm.behaviour().bitswap.control();
         let driver = Driver::start(*self.swarm);
-        let walk = walk(&handle, root).await;
+        let walk = walk(&control, root).await;
         let stats = driver.stop().await.behaviour().bitswap.client().stats();
         OurFetch {
             walk,
@@ -138,20 +138,20 @@ pub(super) struct Walk {
 
 /// Fetches the DAG under `root` as `get` does: one session, the root first, then each node's
 /// links as soon as it arrives.
-async fn walk(handle: &Handle, root: Cid) -> Walk {
+async fn walk(control: &Control, root: Cid) -> Walk {
     let start = Instant::now();
     let mut walk = Walk::default();
-    if let Err(error) = walk_into(&mut walk, handle, root).await {
+    if let Err(error) = walk_into(&mut walk, control, root).await {
         walk.error = Some(error);
     }
     walk.time = start.elapsed();
     walk
 }
 
-async fn walk_into(walk: &mut Walk, handle: &Handle, root: Cid) -> Result<(), String> {
-    let session = handle.new_session().await.map_err(|e| e.to_string())?;
+async fn walk_into(walk: &mut Walk, control: &Control, root: Cid) -> Result<(), String> {
+    let session = control.new_session().await.map_err(|e| e.to_string())?;
     let mut queries = SelectAll::new();
-    let query = handle.get_many(vec![root], Some(session)).await;
+    let query = control.get_many(vec![root], Some(session)).await;
     queries.push(query.map_err(|e| e.to_string())?);
     let mut outstanding = 1usize;
     let mut last: Option<Instant> = None;
@@ -172,10 +172,10 @@ async fn walk_into(walk: &mut Walk, handle: &Handle, root: Cid) -> Result<(), St
         let links = dag::links(&block).map_err(|e| e.to_string())?;
         if !links.is_empty() {
             outstanding += links.len();
-            let query = handle.get_many(links, Some(session)).await;
+            let query = control.get_many(links, Some(session)).await;
             queries.push(query.map_err(|e| e.to_string())?);
         }
     }
-    let _ = handle.close_session(session).await;
+    let _ = control.close_session(session).await;
     Ok(())
 }

@@ -25,7 +25,7 @@ use std::{
     time::Duration,
 };
 
-use common::{kubo_python, s};
+use common::{kubo_test, s};
 use ipfs_formats::unixfs::{DagPbNode, DataType, UnixfsData};
 use serde_json::json;
 use support::*;
@@ -93,10 +93,9 @@ fn kubo_seed(python: &str, dir: &Path) -> (PathBuf, Driver, String) {
 
 #[test]
 fn sharded_directory_from_kubo() {
-    let Some(python) = kubo_python("sharded_directory_from_kubo") else {
+    let Some((python, temp)) = kubo_test("sharded_directory_from_kubo") else {
         return;
     };
-    let temp = tempfile::tempdir().unwrap();
     let (tree, kubo, root) = kubo_seed(&python, temp.path());
 
     let ours = temp.path().join("node");
@@ -135,10 +134,9 @@ fn sharded_directory_from_kubo() {
 
 #[test]
 fn helia_fetches_our_sharded_directory() {
-    let Some(node) = helia_node("helia_fetches_our_sharded_directory") else {
+    let Some((node, temp)) = helia_test("helia_fetches_our_sharded_directory") else {
         return;
     };
-    let temp = tempfile::tempdir().unwrap();
     let tree = make_tree(temp.path());
     // Both layouts give the importer's CIDs (it shards at the same threshold for this tree).
     for (layout, flags) in [
@@ -183,10 +181,9 @@ fn helia_fetches_our_sharded_directory() {
 #[test]
 #[ignore = "a bench: run it in a release build with --ignored"]
 fn bench_get_sharded_directory_from_kubo() {
-    let Some(python) = kubo_python("bench_get_sharded_directory_from_kubo") else {
+    let Some((python, temp)) = kubo_test("bench_get_sharded_directory_from_kubo") else {
         return;
     };
-    let temp = tempfile::tempdir().unwrap();
     let (tree, seed, root) = kubo_seed(&python, temp.path());
 
     let got = get_without_stalls(

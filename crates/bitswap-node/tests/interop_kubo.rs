@@ -18,112 +18,27 @@
 //! every test fails unless `BITSWAP_INTEROP_SKIP=1` says to skip them knowingly.
 
 mod common;
+#[macro_use]
 #[path = "interop/support.rs"]
 mod support;
 
-use std::{collections::HashSet, fs, time::Duration};
+use std::{fs, time::Duration};
 
-use bitswap::{BlockPresenceType, Entry, Message};
+use bitswap::{Entry, Message};
 use cid::Cid;
-use common::{json, kubo_python, put_dag_cbor, s, write_pseudo_random};
+use common::{json, kubo_python, kubo_test, put_dag_cbor, s, write_pseudo_random};
 use support::*;
 
-/// Raw blocks: kubo fetches each from our `serve` (blocks put into its store first).
-#[test]
-fn kubo_fetches_raw_blocks_from_us() {
-    let Some(python) = kubo_python("kubo_fetches_raw_blocks_from_us") else {
-        return;
-    };
-    let temp = tempfile::tempdir().unwrap();
-    let files = raw_block_files(&temp.path().join("blocks"));
-    let ours = temp.path().join("node");
-    let cids: Vec<String> = files.iter().map(|file| block_put(&ours, file)).collect();
-    let serve = start_serve(&ours, &[], &[]);
-    let mut kubo = start_kubo(&python, None, &[]);
-    driver_connect(&mut kubo, &serve.address());
-    for (file, cid) in files.iter().zip(&cids) {
-        let out = temp.path().join(format!("kubo-{cid}"));
-        let seconds = driver_download(&mut kubo, cid, &out, 60);
-        assert_same_hash(file, &out);
-        eprintln!("kubo fetched {} from us in {seconds:.2} s", file.display());
-    }
-}
-
-/// Raw blocks: our `get` fetches each from kubo (blocks placed in kubo's flatfs store).
-#[test]
-fn we_fetch_raw_blocks_from_kubo() {
-    let Some(python) = kubo_python("we_fetch_raw_blocks_from_kubo") else {
-        return;
-    };
-    let temp = tempfile::tempdir().unwrap();
-    let dir = temp.path().join("blocks");
-    let files = raw_block_files(&dir);
-    let kubo = start_kubo(&python, Some(&dir), &[]);
-    let ours = temp.path().join("node");
-    for file in &files {
-        let name = file.file_name().unwrap().to_str().unwrap();
-        let cid = kubo.info["raw"][name].as_str().expect("a raw CID");
-        let out = temp.path().join(format!("ours-{name}"));
-        let got = get(&ours, &[], cid, &kubo.address(), &out);
-        assert_eq!(got["fetched_blocks"], 1, "{got}");
-        assert_same_hash(file, &out);
-        // The CID is the hash of the bytes too: our store holds the same block.
-        let block = temp.path().join(format!("block-{name}"));
-        let output = run(&ours, &["block", "get", cid, "-o", block.to_str().unwrap()]);
-        assert!(output.status.success());
-        assert_same_hash(file, &block);
-    }
-}
-
-/// A 64 MiB UnixFS file: kubo fetches it from our `serve`, which added it.
-#[test]
-fn kubo_fetches_64_mib_file_from_us() {
-    let Some(python) = kubo_python("kubo_fetches_64_mib_file_from_us") else {
-        return;
-    };
-    let temp = tempfile::tempdir().unwrap();
-    let file = temp.path().join("file");
-    write_pseudo_random(&file, 64 << 20, 64);
-    let serve = start_serve(&temp.path().join("node"), &[], &[&file]);
-    let root = serve.info["roots"][0]["cid"].as_str().unwrap().to_owned();
-    let mut kubo = start_kubo(&python, None, &[]);
-    driver_connect(&mut kubo, &serve.address());
-    let out = temp.path().join("out");
-    let seconds = driver_download(&mut kubo, &root, &out, 120);
-    assert_same_hash(&file, &out);
-    eprintln!("kubo fetched 64 MiB from us in {seconds:.2} s");
-}
-
-/// A 64 MiB UnixFS file: our `get` fetches it from kubo, which added it.
-#[test]
-fn we_fetch_64_mib_file_from_kubo() {
-    let Some(python) = kubo_python("we_fetch_64_mib_file_from_kubo") else {
-        return;
-    };
-    let temp = tempfile::tempdir().unwrap();
-    let file = temp.path().join("file");
-    write_pseudo_random(&file, 64 << 20, 65);
-    let kubo = start_kubo(&python, None, &[&file]);
-    let root = kubo.info["added"][file.to_str().unwrap()]
-        .as_str()
-        .expect("a root CID")
-        .to_owned();
-    let out = temp.path().join("out");
-    let got = get(&temp.path().join("node"), &[], &root, &kubo.address(), &out);
-    // 256 leaves and their two levels of parents (174 links per node).
-    assert_eq!(got["fetched_blocks"], 259, "{got}");
-    assert_same_hash(&file, &out);
-    eprintln!("we fetched 64 MiB from kubo: {got}");
-}
+// 256 leaves and their two levels of parents (174 links per node).
+exchange_tests!("kubo", kubo, (64, 65), 259);
 
 /// kubo with QUIC as its only transport fetches from our `serve` (which listens on TCP and
 /// QUIC by default) at our QUIC address: a 16 MiB UnixFS file and raw blocks.
 #[test]
 fn kubo_fetches_from_us_over_quic() {
-    let Some(python) = kubo_python("kubo_fetches_from_us_over_quic") else {
+    let Some((python, temp)) = kubo_test("kubo_fetches_from_us_over_quic") else {
         return;
     };
-    let temp = tempfile::tempdir().unwrap();
     let file = temp.path().join("file");
     write_pseudo_random(&file, 16 << 20, 67);
     let files = raw_block_files(&temp.path().join("blocks"));
@@ -155,10 +70,9 @@ fn kubo_fetches_from_us_over_quic() {
 /// file (kubo's `add`) and raw blocks.
 #[test]
 fn we_fetch_from_kubo_over_quic() {
-    let Some(python) = kubo_python("we_fetch_from_kubo_over_quic") else {
+    let Some((python, temp)) = kubo_test("we_fetch_from_kubo_over_quic") else {
         return;
     };
-    let temp = tempfile::tempdir().unwrap();
     let file = temp.path().join("file");
     write_pseudo_random(&file, 16 << 20, 68);
     let dir = temp.path().join("blocks");
@@ -209,10 +123,9 @@ fn quic_address(serve: &Driver) -> String {
 /// from kubo, which kept the blocks. Both verified by hash.
 #[test]
 fn blake2b_content_goes_to_kubo_and_back() {
-    let Some(python) = kubo_python("blake2b_content_goes_to_kubo_and_back") else {
+    let Some((python, temp)) = kubo_test("blake2b_content_goes_to_kubo_and_back") else {
         return;
     };
-    let temp = tempfile::tempdir().unwrap();
     let file = temp.path().join("file");
     write_pseudo_random(&file, (1 << 20) + 4321, 66);
     let ours = temp.path().join("node");
@@ -249,10 +162,9 @@ fn blake2b_content_goes_to_kubo_and_back() {
 /// kind 1.0.0 can carry) from us and we fetch one from kubo; with 1.1.0 raw CIDv1 blocks too.
 #[test]
 fn older_versions_exchange_blocks_with_kubo() {
-    let Some(python) = kubo_python("older_versions_exchange_blocks_with_kubo") else {
+    let Some((python, temp)) = kubo_test("older_versions_exchange_blocks_with_kubo") else {
         return;
     };
-    let temp = tempfile::tempdir().unwrap();
     let theirs_file = temp.path().join("theirs");
     write_pseudo_random(&theirs_file, 700_000, 11);
     let raw_dir = temp.path().join("raw");
@@ -300,52 +212,17 @@ fn older_versions_exchange_blocks_with_kubo() {
 /// 1 KiB instead of HAVE), while one for a 256 KiB block brings HAVE.
 #[test]
 fn kubo_answers_want_have() {
-    let Some(python) = kubo_python("kubo_answers_want_have") else {
+    let Some((python, temp)) = kubo_test("kubo_answers_want_have") else {
         return;
     };
-    let temp = tempfile::tempdir().unwrap();
     let dir = temp.path().join("blocks");
     let files = raw_block_files(&dir);
     let kubo = start_kubo(&python, Some(&dir), &[]);
     let small = fs::read(&files[0]).unwrap();
-    let small_cid = raw_cid(&small);
-    assert_eq!(kubo.info["raw"]["1KiB"], small_cid.to_string());
-    let medium_cid = raw_cid(&fs::read(&files[1]).unwrap());
-    let missing = raw_cid(b"kubo does not have this");
-    let missing_too = raw_cid(b"nor this");
-    runtime().block_on(async {
-        tokio::time::timeout(Duration::from_secs(60), async {
-            let mut peer = test_peer();
-            let kubo_id = connect(&mut peer, &kubo).await;
-            let mut want = Message::default();
-            want.wantlist.entries = vec![
-                Entry::want_have(missing, 1),
-                Entry::want_block(missing_too, 1),
-                Entry::want_have(small_cid, 1),
-                Entry::want_have(medium_cid, 1),
-            ];
-            peer.behaviour_mut().send(kubo_id, want).unwrap();
-            let (mut dont_have, mut have, mut blocks) =
-                (HashSet::new(), HashSet::new(), Vec::new());
-            while dont_have.len() < 2 || have.is_empty() || blocks.is_empty() {
-                let message = next_message(&mut peer, kubo_id).await;
-                for presence in message.presences {
-                    match presence.presence {
-                        BlockPresenceType::DontHave => dont_have.insert(presence.cid),
-                        BlockPresenceType::Have => have.insert(presence.cid),
-                    };
-                }
-                blocks.extend(message.blocks);
-            }
-            assert_eq!(dont_have, HashSet::from([missing, missing_too]));
-            assert_eq!(have, HashSet::from([medium_cid]));
-            assert_eq!(blocks.len(), 1);
-            assert_eq!(*blocks[0].cid(), small_cid);
-            assert_eq!(blocks[0].data().as_ref(), small.as_slice());
-        })
-        .await
-        .expect("kubo answered within 60 s");
-    });
+    assert_eq!(kubo.info["raw"]["1KiB"], raw_cid(&small).to_string());
+    let medium = raw_cid(&fs::read(&files[1]).unwrap());
+    let missing = [raw_cid(b"kubo does not have this"), raw_cid(b"nor this")];
+    assert_answers_want_have("kubo", &kubo, missing, &small, medium);
 }
 
 /// 64 wants of 256 KiB blocks (16 MiB), cancelled: right after the want, kubo sends at most
@@ -427,10 +304,9 @@ fn cancel_stops_a_transfer_from_kubo() {
 /// fetches every block it finds: the CAR holds every block kubo's walk needs.
 #[test]
 fn kubo_walks_our_car_of_a_dag_cbor_dag() {
-    let Some(python) = kubo_python("kubo_walks_our_car_of_a_dag_cbor_dag") else {
+    let Some((python, temp)) = kubo_test("kubo_walks_our_car_of_a_dag_cbor_dag") else {
         return;
     };
-    let temp = tempfile::tempdir().unwrap();
     let cids = put_dag_cbor(&temp.path().join("a"), temp.path());
     let car = temp.path().join("dag.car");
     let exported = json(

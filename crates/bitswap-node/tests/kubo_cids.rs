@@ -22,7 +22,7 @@ use std::{
     time::Duration,
 };
 
-use common::{Killed, command, kubo_python, s, write_pseudo_random};
+use common::{Killed, command, kubo_test, s, write_pseudo_random};
 use serde_json::Value;
 
 const CHUNK: usize = 256 * 1024;
@@ -139,10 +139,9 @@ fn our_cid(data_dir: &Path, path: &Path, flags: &[&str]) -> String {
 
 #[test]
 fn add_gives_kubos_root_cids() {
-    let Some(python) = kubo_python("kubo CID comparison") else {
+    let Some((python, temp)) = kubo_test("kubo CID comparison") else {
         return;
     };
-    let temp = tempfile::tempdir().unwrap();
     let inputs_dir = temp.path().join("inputs");
     fs::create_dir(&inputs_dir).unwrap();
     let inputs = make_inputs(&inputs_dir);

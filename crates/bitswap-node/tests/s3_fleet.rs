@@ -58,10 +58,10 @@ fn kubo_and_helia_fetch_from_a_node_that_did_not_add() {
     let Some(python) = kubo_python("kubo_and_helia_fetch_from_a_node_that_did_not_add") else {
         return;
     };
-    let Some(helia_node) = helia_node("kubo_and_helia_fetch_from_a_node_that_did_not_add") else {
+    let Some((helia_node, temp)) = helia_test("kubo_and_helia_fetch_from_a_node_that_did_not_add")
+    else {
         return;
     };
-    let temp = tempfile::tempdir().unwrap();
     let file = temp.path().join("file");
     write_pseudo_random(&file, 64 << 20, 1864);
     let added = add(&server, &temp.path().join("a"), &file);

@@ -14,7 +14,7 @@ mod support;
 use std::path::{Path, PathBuf};
 
 use common::{meta, s, write_pseudo_random};
-use support::{helia_node, importer_cids, node_json, run_json};
+use support::{helia_test, importer_cids, node_json, run_json};
 
 const CHUNK: usize = 256 * 1024;
 
@@ -49,10 +49,9 @@ fn inputs(dir: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn add_gives_the_importers_cids_in_both_layouts() {
-    let Some(node) = helia_node("the UnixFS importer CID comparison") else {
+    let Some((node, dir)) = helia_test("the UnixFS importer CID comparison") else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
     let paths = inputs(dir.path());
     for (layout, flags) in [
         ("v0", &[][..]),
@@ -80,10 +79,9 @@ fn add_gives_the_importers_cids_in_both_layouts() {
 /// flags, the CID of the same tree differs (and is kubo's, as the tests above check).
 #[test]
 fn add_with_metadata_gives_helias_cid() {
-    let Some(node) = helia_node("the UnixFS metadata CID comparison") else {
+    let Some((node, dir)) = helia_test("the UnixFS metadata CID comparison") else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
     let tree = dir.path().join("tree");
     let _tree = meta::make(&tree);
     let expected = node_json(&node, "unixfs_add_meta.mjs", &[s(&tree)]);

@@ -14,7 +14,7 @@
 
 use std::{error::Error, path::PathBuf, sync::Arc, time::Duration};
 
-use bitswap::{Event, Handle, MemoryBlockstore};
+use bitswap::{Control, Event, MemoryBlockstore};
 use cid::Cid;
 use futures::{StreamExt, TryStreamExt};
 use ipfs_formats::{dag, unixfs};
@@ -110,7 +110,7 @@ async fn get(root: Cid, address: Multiaddr, out: PathBuf) -> Result<()> {
     swarm.listen_on("/ip4/127.0.0.1/tcp/0".parse()?)?;
     swarm.dial(address)?;
     let store = Arc::clone(swarm.behaviour().bitswap.store());
-    let fetch = tokio::spawn(fetch_dag(swarm.behaviour().bitswap.handle(), root));
+    let fetch = tokio::spawn(fetch_dag(swarm.behaviour().bitswap.control(), root));
     tokio::pin!(fetch);
     let blocks = loop {
         tokio::select! {
@@ -129,12 +129,12 @@ async fn get(root: Cid, address: Multiaddr, out: PathBuf) -> Result<()> {
 /// peers that delivered a level are asked first for the next). Returns how many. A query
 /// takes at most 8192 CIDs by default (`ClientConfig::with_max_cids_per_query`): plenty for a
 /// level of a file under 2 GiB.
-async fn fetch_dag(handle: Handle, root: Cid) -> Result<usize> {
-    let session = handle.new_session().await?;
+async fn fetch_dag(control: Control, root: Cid) -> Result<usize> {
+    let session = control.new_session().await?;
     let (mut level, mut fetched) = (vec![root], 0);
     while !level.is_empty() {
         fetched += level.len();
-        let blocks: Vec<_> = handle
+        let blocks: Vec<_> = control
             .get_many(level, Some(session))
             .await?
             .try_collect()
@@ -144,7 +144,7 @@ async fn fetch_dag(handle: Handle, root: Cid) -> Result<usize> {
             level.extend(dag::links(block)?);
         }
     }
-    handle.close_session(session).await?;
+    control.close_session(session).await?;
     Ok(fetched)
 }
 

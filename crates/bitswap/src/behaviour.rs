@@ -18,8 +18,7 @@ use std::{
 };
 
 use cid::Cid;
-use futures::{FutureExt, StreamExt, channel::mpsc};
-use futures_bounded::Delay;
+use futures::{StreamExt, channel::mpsc};
 use ipfs_blockstore::{Block, Blockstore};
 use libp2p::{
     Multiaddr, PeerId,
@@ -36,14 +35,15 @@ use prometheus_client::registry::Registry;
 
 use crate::{
     addresses::AddressBook,
+    alarm::Alarm,
     client::{
         Action as ClientAction, Engine as ClientEngine, Event as ClientEvent, QueryError, QueryId,
         SessionId,
     },
-    config::{Config, Parts},
+    config::Config,
+    control::{COMMAND_CAPACITY, Command, Control, Routed, Streams},
     delivery::Delivery,
     event::{Event, PutError, PutId},
-    handle::{COMMAND_CAPACITY, Command, Handle, Routed, Streams},
     intake::{Intake, Taken},
     keep_alive::KeepAlive,
     message::Message,
@@ -77,7 +77,7 @@ const WAITING_ENTRIES_PER_WANT: usize = 4;
 /// learn peers' Bitswap versions early; kad can answer [`Event::FindProviders`]).
 ///
 /// - Fetching: [`get`](Self::get), [`get_many`](Self::get_many), sessions and
-///   [`cancel`](Self::cancel) report through [`Event`]s; a [`Handle`] does the same from
+///   [`cancel`](Self::cancel) report through [`Event`]s; a [`Control`] does the same from
 ///   other tasks with futures and streams. Each block is verified (its CID recomputed from its
 ///   bytes) while its message is decoded in the connection's task, not in the swarm's poll.
 ///   Blocks no query wants are dropped and their sender penalised. A query looks in the store
@@ -118,12 +118,11 @@ pub struct Behaviour<S> {
     max_client_messages: usize,
     /// Wantlist updates waiting for room towards their peer, merged per peer.
     outbox: Outbox,
-    /// A timer for the client's deadlines and the instant it fires at (at or before the
-    /// client's next deadline).
-    timer: Option<(Instant, Delay)>,
+    /// Rings at or before the client's next deadline.
+    client_alarm: Alarm,
     commands: mpsc::Receiver<Command>,
     command_sender: mpsc::Sender<Command>,
-    /// Queries started through a handle, and where their blocks go.
+    /// Queries started through a control, and where their blocks go.
     streams: Streams,
     /// Addresses of peers the swarm told about, to dial providers by peer id.
     addresses: AddressBook,
@@ -133,7 +132,7 @@ pub struct Behaviour<S> {
     /// allowance.
     intake: Intake,
     /// Wakes the behaviour when peers waiting for their allowance have earned a turn.
-    intake_timer: Option<Delay>,
+    intake_alarm: Alarm,
     /// Peers whose connections are kept alive because an engine owes them something.
     keep_alive: KeepAlive,
     events: VecDeque<ToSwarm<Event, HandlerIn>>,
@@ -154,9 +153,9 @@ impl<S> fmt::Debug for Behaviour<S> {
 impl<S: Blockstore + 'static> Behaviour<S> {
     /// A node on `store` with `config`.
     pub fn new(store: S, config: Config) -> Self {
-        let parts = config.into_parts();
-        let server = ServerEngine::new(parts.server.clone());
-        Self::from_parts(store, parts, server)
+        let config = config.settled();
+        let server = ServerEngine::new(config.server.clone());
+        Self::from_config(store, config, server)
     }
 
     /// Like [`Behaviour::new`], and registers the server's metrics on `registry` (under the
@@ -164,41 +163,42 @@ impl<S: Blockstore + 'static> Behaviour<S> {
     /// `metrics` cargo feature (on by default).
     #[cfg(feature = "metrics")]
     pub fn with_metrics(store: S, config: Config, registry: &mut Registry) -> Self {
-        let parts = config.into_parts();
+        let config = config.settled();
         let metrics = crate::ServerMetrics::new(registry);
-        let server = ServerEngine::with_metrics(parts.server.clone(), metrics);
-        Self::from_parts(store, parts, server)
+        let server = ServerEngine::with_metrics(config.server.clone(), metrics);
+        Self::from_config(store, config, server)
     }
 
-    fn from_parts(store: S, parts: Parts, server: ServerEngine) -> Self {
+    /// The behaviour of a [settled](Config::settled) `config`.
+    fn from_config(store: S, config: Config, server: ServerEngine) -> Self {
         let (command_sender, commands) = mpsc::channel(COMMAND_CAPACITY);
-        let max_client_messages = parts
+        let max_client_messages = config
             .network
             .max_queued_messages()
-            .saturating_sub(parts.server.max_envelopes_in_flight())
+            .saturating_sub(config.server.max_envelopes_in_flight())
             .max(1);
-        let max_waiting = parts.client.max_wants_per_peer() * WAITING_ENTRIES_PER_WANT;
-        let mut network = network::Behaviour::new(parts.network);
+        let max_waiting = config.client.max_wants_per_peer() * WAITING_ENTRIES_PER_WANT;
+        let mut network = network::Behaviour::new(config.network);
         network.set_manual_release();
         Self {
             network,
             server,
-            client: ClientEngine::new(parts.client),
-            store: StoreIo::new(store, parts.max_puts_in_flight),
-            local_first: parts.local_first,
+            client: ClientEngine::new(config.client),
+            store: StoreIo::new(store, config.max_puts_in_flight),
+            local_first: config.local_first,
             local_hits: HashSet::new(),
             searches: Searches::default(),
             delivery: Delivery::default(),
             sent: Sent::default(),
             max_client_messages,
             outbox: Outbox::new(max_waiting),
-            timer: None,
+            client_alarm: Alarm::default(),
             commands,
             command_sender,
             streams: Streams::default(),
             addresses: AddressBook::default(),
-            intake: Intake::new(parts.max_wants_per_second, parts.want_burst),
-            intake_timer: None,
+            intake: Intake::new(config.max_wants_per_second, config.want_burst),
+            intake_alarm: Alarm::default(),
             keep_alive: KeepAlive::default(),
             troubles: Troubles::default(),
             events: VecDeque::new(),
@@ -211,7 +211,7 @@ impl<S: Blockstore + 'static> Behaviour<S> {
     /// To close it at shutdown (a `RedbBlockstore` flushes and
     /// releases its files), clone this `Arc`, drop the swarm, and take the store out of the
     /// `Arc` (see the crate docs' "Shutting down"): the behaviour's store operations are
-    /// gone with it, and [`Handle`]s keep no reference.
+    /// gone with it, and [`Control`]s keep no reference.
     pub fn store(&self) -> &Arc<S> {
         self.store.store()
     }
@@ -239,9 +239,9 @@ impl<S: Blockstore + 'static> Behaviour<S> {
         &self.network
     }
 
-    /// A handle for other tasks: async `get`, `get_many`, `has` and sessions.
-    pub fn handle(&self) -> Handle {
-        Handle::new(self.command_sender.clone(), self.store.store())
+    /// A control for other tasks: async `get`, `get_many`, `has` and sessions.
+    pub fn control(&self) -> Control {
+        Control::new(self.command_sender.clone(), self.store.store())
     }
 
     /// Fetches one block, from the store if it holds it; see [`Behaviour::get_many`].
@@ -436,7 +436,7 @@ impl<S: Blockstore + 'static> Behaviour<S> {
         });
         self.delivery.queue(batch, events);
         self.release();
-        self.arm_timer(now);
+        self.client_alarm.set_by(self.client.poll_timeout(), now);
         self.wake();
     }
 
@@ -490,7 +490,7 @@ impl<S: Blockstore + 'static> Behaviour<S> {
         }
     }
 
-    /// Reports a client event: to the query's stream if a handle started it, else to the
+    /// Reports a client event: to the query's stream if a control started it, else to the
     /// swarm.
     fn deliver(&mut self, event: Event) {
         match self.streams.route(event) {
@@ -500,21 +500,6 @@ impl<S: Blockstore + 'static> Behaviour<S> {
                 self.client.cancel(query, Instant::now());
                 self.drain_client();
             }
-        }
-    }
-
-    /// Arms the timer for the client's next deadline. A timer armed for an earlier instant is
-    /// kept: when it fires, the client handles what is due (maybe nothing) and the timer is
-    /// armed again. Deadlines that move later with every block received would otherwise make
-    /// a timer (two wake-ups of the timer thread) per block.
-    fn arm_timer(&mut self, now: Instant) {
-        match self.client.poll_timeout() {
-            Some(deadline) if self.timer.as_ref().is_none_or(|(at, _)| *at > deadline) => {
-                let delay = Delay::futures_timer(deadline.saturating_duration_since(now));
-                self.timer = Some((deadline, delay));
-            }
-            Some(_) => {}
-            None => self.timer = None,
         }
     }
 
@@ -833,16 +818,10 @@ impl<S: Blockstore + 'static> NetworkBehaviour for Behaviour<S> {
                 self.on_command(command);
                 progress = true;
             }
-            if let Some(timer) = &mut self.intake_timer
-                && timer.poll_unpin(cx).is_ready()
-            {
-                self.intake_timer = None;
+            if self.intake_alarm.poll_ring(cx).is_ready() {
                 progress = true;
             }
-            if let Some((_, delay)) = &mut self.timer
-                && delay.poll_unpin(cx).is_ready()
-            {
-                self.timer = None;
+            if self.client_alarm.poll_ring(cx).is_ready() {
                 // Timeouts may end queries, and so the client's wants at any peer.
                 self.keep_alive.mark_all();
                 self.client.handle_timeout(Instant::now());
@@ -859,15 +838,11 @@ impl<S: Blockstore + 'static> NetworkBehaviour for Behaviour<S> {
                 // Back soon for the next turn, after the swarm delivered what else came in.
                 cx.waker().wake_by_ref();
             } else if let Some(wait) = self.intake.next_turn_in()
-                && self.intake_timer.is_none()
-            {
+                && !self.intake_alarm.is_set()
                 // Peers wait for their allowance: back when one has earned a turn.
-                let mut timer = Delay::futures_timer(wait);
-                if timer.poll_unpin(cx).is_ready() {
-                    cx.waker().wake_by_ref();
-                } else {
-                    self.intake_timer = Some(timer);
-                }
+                && self.intake_alarm.set_in(wait, Instant::now(), cx).is_ready()
+            {
+                cx.waker().wake_by_ref();
             }
             self.waker = Some(cx.waker().clone());
             return Poll::Pending;

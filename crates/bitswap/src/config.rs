@@ -1,5 +1,7 @@
 //! [`Config`]: the settings of the whole [`Behaviour`](crate::Behaviour).
 
+use ipfs_blockstore::{config_getters, config_setters};
+
 use crate::{client::Config as ClientConfig, network, server::Config as ServerConfig};
 
 /// Settings of a [`Behaviour`](crate::Behaviour): the message layer, the server and client
@@ -10,21 +12,21 @@ use crate::{client::Config as ClientConfig, network, server::Config as ServerCon
 #[non_exhaustive]
 pub struct Config {
     /// The message layer. Default: [`network::Config::default`].
-    network: network::Config,
+    pub(crate) network: network::Config,
     /// The server engine. Default: [`ServerConfig::default`].
-    server: ServerConfig,
+    pub(crate) server: ServerConfig,
     /// The client engine. Default: [`ClientConfig::default`].
-    client: ClientConfig,
+    pub(crate) client: ClientConfig,
     /// Store writes started by [`Behaviour::put`](crate::Behaviour::put) and not finished.
     /// Default: 16 batches.
-    max_puts_in_flight: usize,
+    pub(crate) max_puts_in_flight: usize,
     /// Wantlist entries a peer may hand in per second, on average; 0 is unlimited. Default:
     /// 50,000 entries per second.
-    max_wants_per_second: u32,
+    pub(crate) max_wants_per_second: u32,
     /// Wantlist entries a peer may hand in at once beyond that rate. Default: 8,192 entries.
-    want_burst: u32,
+    pub(crate) want_burst: u32,
     /// Whether queries look in the store before asking peers. Default: `true`.
-    local_first: bool,
+    pub(crate) local_first: bool,
 }
 
 impl Default for Config {
@@ -47,79 +49,56 @@ impl Config {
         Self::default()
     }
 
-    /// Sets the message layer's settings. Its per-peer message queue
-    /// ([`network::Config::with_max_queued_messages`]) is raised, if needed, to hold the
-    /// server's [`max_envelopes_in_flight`](ServerConfig::with_max_envelopes_in_flight) plus 16
-    /// client messages, so that the server's answers are not refused as a full queue; and its
-    /// [`max_wantlist_entries`](network::Config::with_max_wantlist_entries) is raised, if
-    /// needed, to the server's
-    /// [`max_entries_per_message`](ServerConfig::with_max_entries_per_message). Default:
-    /// [`network::Config::default`].
-    pub fn with_network(mut self, network: network::Config) -> Self {
-        self.network = network;
-        self
+    config_setters! {
+        /// Sets the message layer's settings. Its per-peer message queue
+        /// ([`network::Config::with_max_queued_messages`]) is raised, if needed, to hold the
+        /// server's [`max_envelopes_in_flight`](ServerConfig::with_max_envelopes_in_flight) plus 16
+        /// client messages, so that the server's answers are not refused as a full queue; and its
+        /// [`max_wantlist_entries`](network::Config::with_max_wantlist_entries) is raised, if
+        /// needed, to the server's
+        /// [`max_entries_per_message`](ServerConfig::with_max_entries_per_message). Default:
+        /// [`network::Config::default`].
+        with_network(network: network::Config) -> network;
+
+        /// Sets the server engine's settings. Default: [`ServerConfig::default`].
+        with_server(server: ServerConfig) -> server;
+
+        /// Sets the client engine's settings. Default: [`ClientConfig::default`].
+        with_client(client: ClientConfig) -> client;
+
+        /// Sets how many store writes started by [`Behaviour::put`](crate::Behaviour::put) may be
+        /// unfinished (at least 1); `put` refuses more with
+        /// [`PutError::Busy`](crate::PutError::Busy). Default: 16 batches.
+        with_max_puts_in_flight(batches: usize) -> max_puts_in_flight = batches.max(1);
+
+        /// Sets how many wantlist entries (wants and cancels) each peer may hand in per second on
+        /// average; 0 lifts the limit. What a peer sends beyond it waits in its own stream: the
+        /// node reads no further from that connection meanwhile, so a flood of wants costs bounded
+        /// memory and at most this rate of work, and other peers keep their share of the CPU.
+        /// Default: 50,000 entries per second (kubo and Helia send far fewer).
+        with_max_wants_per_second(entries: u32) -> max_wants_per_second;
+
+        /// Sets how many wantlist entries a peer may hand in at once beyond the
+        /// [rate](Self::with_max_wants_per_second) (at least 1). Default: 8,192 entries (eight
+        /// full wantlists of kubo's size).
+        with_want_burst(entries: u32) -> want_burst = entries.max(1);
+
+        /// Sets whether [`Behaviour::get`](crate::Behaviour::get), `get_many` and the
+        /// [`Control`](crate::Control)'s look in the store first and ask peers only for the blocks
+        /// it lacks (`true`), or ask peers for every block (`false`: for an embedder that checks
+        /// its store itself before asking, and so saves the second lookup). Default: `true`.
+        with_local_first(local_first: bool) -> local_first;
     }
 
-    /// Sets the server engine's settings. Default: [`ServerConfig::default`].
-    pub fn with_server(mut self, server: ServerConfig) -> Self {
-        self.server = server;
-        self
-    }
+    config_getters! {
+        /// Whether queries look in the store before asking peers.
+        local_first: bool;
 
-    /// Sets the client engine's settings. Default: [`ClientConfig::default`].
-    pub fn with_client(mut self, client: ClientConfig) -> Self {
-        self.client = client;
-        self
-    }
+        /// Wantlist entries per second per peer (0: unlimited).
+        max_wants_per_second: u32;
 
-    /// Sets how many store writes started by [`Behaviour::put`](crate::Behaviour::put) may be
-    /// unfinished (at least 1); `put` refuses more with
-    /// [`PutError::Busy`](crate::PutError::Busy). Default: 16 batches.
-    pub fn with_max_puts_in_flight(mut self, batches: usize) -> Self {
-        self.max_puts_in_flight = batches.max(1);
-        self
-    }
-
-    /// Sets how many wantlist entries (wants and cancels) each peer may hand in per second on
-    /// average; 0 lifts the limit. What a peer sends beyond it waits in its own stream: the
-    /// node reads no further from that connection meanwhile, so a flood of wants costs bounded
-    /// memory and at most this rate of work, and other peers keep their share of the CPU.
-    /// Default: 50,000 entries per second (kubo and Helia send far fewer).
-    pub fn with_max_wants_per_second(mut self, entries: u32) -> Self {
-        self.max_wants_per_second = entries;
-        self
-    }
-
-    /// Sets how many wantlist entries a peer may hand in at once beyond the
-    /// [rate](Self::with_max_wants_per_second) (at least 1). Default: 8,192 entries (eight
-    /// full wantlists of kubo's size).
-    pub fn with_want_burst(mut self, entries: u32) -> Self {
-        self.want_burst = entries.max(1);
-        self
-    }
-
-    /// Sets whether [`Behaviour::get`](crate::Behaviour::get), `get_many` and the
-    /// [`Handle`](crate::Handle)'s look in the store first and ask peers only for the blocks
-    /// it lacks (`true`), or ask peers for every block (`false`: for an embedder that checks
-    /// its store itself before asking, and so saves the second lookup). Default: `true`.
-    pub fn with_local_first(mut self, local_first: bool) -> Self {
-        self.local_first = local_first;
-        self
-    }
-
-    /// Whether queries look in the store before asking peers.
-    pub fn local_first(&self) -> bool {
-        self.local_first
-    }
-
-    /// Wantlist entries per second per peer (0: unlimited).
-    pub fn max_wants_per_second(&self) -> u32 {
-        self.max_wants_per_second
-    }
-
-    /// Wantlist entries a peer may hand in at once.
-    pub fn want_burst(&self) -> u32 {
-        self.want_burst
+        /// Wantlist entries a peer may hand in at once.
+        want_burst: u32;
     }
 
     /// The message layer's settings.
@@ -137,15 +116,15 @@ impl Config {
         &self.client
     }
 
-    /// Store writes that may be unfinished, in batches.
-    pub fn max_puts_in_flight(&self) -> usize {
-        self.max_puts_in_flight
+    config_getters! {
+        /// Store writes that may be unfinished, in batches.
+        max_puts_in_flight: usize;
     }
 
-    /// Splits into the parts the behaviour builds from, with the network queue raised to hold
+    /// The settings the behaviour builds from: these, with the network queue raised to hold
     /// the server's envelopes beside the client's messages, and the network's wantlist
     /// entries per message to the server's.
-    pub(crate) fn into_parts(self) -> Parts {
+    pub(crate) fn settled(self) -> Self {
         let needed = self.server.max_envelopes_in_flight() + MIN_CLIENT_MESSAGES;
         let mut network = if self.network.max_queued_messages() < needed {
             self.network.with_max_queued_messages(needed)
@@ -156,28 +135,9 @@ impl Config {
         if network.max_wantlist_entries() < entries {
             network = network.with_max_wantlist_entries(entries);
         }
-        Parts {
-            network,
-            server: self.server,
-            client: self.client,
-            max_puts_in_flight: self.max_puts_in_flight,
-            max_wants_per_second: self.max_wants_per_second,
-            want_burst: self.want_burst,
-            local_first: self.local_first,
-        }
+        Self { network, ..self }
     }
 }
 
 /// Messages per peer the network queue keeps for the client beside the server's envelopes.
 const MIN_CLIENT_MESSAGES: usize = 16;
-
-/// A [`Config`] taken apart.
-pub(crate) struct Parts {
-    pub(crate) network: network::Config,
-    pub(crate) server: ServerConfig,
-    pub(crate) client: ClientConfig,
-    pub(crate) max_puts_in_flight: usize,
-    pub(crate) max_wants_per_second: u32,
-    pub(crate) want_burst: u32,
-    pub(crate) local_first: bool,
-}

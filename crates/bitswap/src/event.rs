@@ -38,7 +38,7 @@ pub type StoreError = Arc<dyn StdError + Send + Sync>;
 
 /// What the [`Behaviour`](crate::Behaviour) reports.
 ///
-/// Queries started through a [`Handle`](crate::Handle) report to the handle's
+/// Queries started through a [`Control`](crate::Control) report to the control's
 /// [`BlockStream`](crate::BlockStream) instead of here.
 #[derive(Debug, Clone)]
 #[non_exhaustive]

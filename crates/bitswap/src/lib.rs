@@ -80,9 +80,9 @@
 //!
 //! # Fetching, and what is already here
 //!
-//! [`Behaviour::get_many`] (and [`Handle::get_many`]) looks in the store first and asks peers
+//! [`Behaviour::get_many`] (and [`Control::get_many`]) looks in the store first and asks peers
 //! only for the blocks it lacks; [`Config::with_local_first`] turns that off.
-//! [`Behaviour::has`] and [`Handle::has`] ask the store alone.
+//! [`Behaviour::has`] and [`Control::has`] ask the store alone.
 //!
 //! # Finding providers
 //!
@@ -112,7 +112,7 @@
 //!
 //! The behaviour owns its store in an `Arc` ([`Behaviour::store`]), and a swarm cannot be
 //! taken apart. To close a store (flush it and release its files) without blocking: clone the
-//! `Arc`, drop the swarm, then take the store out of the `Arc`. [`Handle`]s hold no
+//! `Arc`, drop the swarm, then take the store out of the `Arc`. [`Control`]s hold no
 //! reference to it. Dropping the swarm alone closes a store too (the `RedbBlockstore` commits
 //! what it accepted and closes its file in its `Drop`), blocking the thread meanwhile.
 //!
@@ -134,14 +134,14 @@
 //!         .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)?
 //!         .with_behaviour(|_| bitswap::Behaviour::new(store, bitswap::Config::default()))?
 //!         .build();
-//!     let handle = swarm.behaviour().handle();
+//!     let control = swarm.behaviour().control();
 //!     // ... run the swarm ...
 //!     let store = Arc::clone(swarm.behaviour().store());
 //!     drop(swarm);
 //!     let store = Arc::try_unwrap(store).map_err(|_| "the store is still shared")?;
 //!     store.close().await?;
 //!     assert!(matches!(
-//!         handle.has(bitswap::Block::raw("x")?.cid()).await,
+//!         control.has(bitswap::Block::raw("x")?.cid()).await,
 //!         Err(bitswap::HasError::Closed)
 //!     ));
 //!     Ok::<_, Box<dyn std::error::Error>>(())
@@ -184,7 +184,7 @@
 //! - [`transport`]: [`yamux_config`], the muxer setting that works with kubo and Helia.
 //! - [`ServerEngine`]: the sans-IO decision engine: what every peer gets, and when.
 //! - [`ClientEngine`]: the sans-IO client: which peers are asked for which blocks, and when;
-//!   [`Handle`] reaches it from other tasks.
+//!   [`Control`] reaches it from other tasks.
 //! - [`Blockstore`]: the store trait (from [`ipfs_blockstore`]), which [`Behaviour`] reads
 //!   served blocks from and writes fetched blocks to.
 //! - [`Message`] and its parts are the domain types.
@@ -195,13 +195,14 @@
 //!   [`protocol::MAX_MESSAGE_SIZE`] bytes, refused before allocation when larger.
 
 mod addresses;
+mod alarm;
 mod behaviour;
 mod client;
 mod config;
+mod control;
 mod decode;
 mod delivery;
 mod event;
-mod handle;
 mod intake;
 mod keep_alive;
 mod map;
@@ -214,6 +215,8 @@ mod providers;
 mod sent;
 mod server;
 mod store_io;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod transport;
 mod troubles;
 
@@ -223,8 +226,8 @@ pub use client::{
     Event as ClientEvent, Progress, QueryError, QueryId, SessionId, Stats as ClientStats,
 };
 pub use config::Config;
+pub use control::{BlockStream, Control, GetError, HasError};
 pub use event::{Event, PutError, PutId, StoreError};
-pub use handle::{BlockStream, GetError, Handle, HasError};
 // The types of other crates this crate's API names, in the versions it was built with.
 pub use bytes::{self, Bytes};
 pub use cid::{self, Cid, multihash::Multihash};

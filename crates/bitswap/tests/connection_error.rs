@@ -220,7 +220,7 @@ async fn a_frame_too_large_fails_the_query_with_the_muxer_error() {
         .with_behaviour(|_| behaviour)
         .expect("behaviour")
         .build();
-    let handle = client.behaviour().handle();
+    let control = client.behaviour().control();
     client.dial(address).expect("dial");
 
     let server_task = tokio::spawn(async move {
@@ -246,7 +246,7 @@ async fn a_frame_too_large_fails_the_query_with_the_muxer_error() {
 
     let outcome = timeout(TIMEOUT, async {
         established.recv().await.expect("connected");
-        let mut stream = handle.get_many(cids.clone(), None).await.expect("query");
+        let mut stream = control.get_many(cids.clone(), None).await.expect("query");
         let mut received = 0;
         loop {
             match stream.next().await.expect("the stream ends with the error") {

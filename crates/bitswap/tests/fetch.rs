@@ -206,7 +206,7 @@ async fn a_handle_fetches_from_another_task() {
     let server = server(&blocks, Config::default()).await;
     let mut client = node(Config::default());
     connect(&mut client, &[&server]).await;
-    let handle = client.behaviour().handle();
+    let control = client.behaviour().control();
     let driver = tokio::spawn(async move {
         loop {
             client.select_next_some().await;
@@ -214,9 +214,9 @@ async fn a_handle_fetches_from_another_task() {
     });
 
     let (one, many) = timeout(TIMEOUT, async {
-        let one = handle.get(*blocks[0].cid()).await.expect("one block");
-        let session = handle.new_session().await.expect("session");
-        let many: Vec<Block> = handle
+        let one = control.get(*blocks[0].cid()).await.expect("one block");
+        let session = control.new_session().await.expect("session");
+        let many: Vec<Block> = control
             .get_many(cids(&blocks[1..]), Some(session))
             .await
             .expect("query accepted")
@@ -461,9 +461,9 @@ async fn a_local_block_is_had_and_got_without_any_peer() {
     let v0 = Cid::new_v0(*local.cid().hash()).expect("sha2-256");
     assert!(behaviour.has(&v0).await.expect("has"));
 
-    let handle = client.behaviour().handle();
-    assert!(handle.has(local.cid()).await.expect("has"));
-    assert!(!handle.has(absent.cid()).await.expect("has"));
+    let control = client.behaviour().control();
+    assert!(control.has(local.cid()).await.expect("has"));
+    assert!(!control.has(absent.cid()).await.expect("has"));
     let driver = tokio::spawn(async move {
         let mut searched = Vec::new();
         loop {
@@ -477,13 +477,13 @@ async fn a_local_block_is_had_and_got_without_any_peer() {
             }
         }
     });
-    let got = timeout(TIMEOUT, handle.get(*local.cid()))
+    let got = timeout(TIMEOUT, control.get(*local.cid()))
         .await
         .expect("in time, with no peer")
         .expect("the block");
     assert_eq!(&got, local);
     // A block the store lacks still goes to the network: here, a provider search.
-    let absent_query = handle.get_many(vec![*absent.cid()], None).await;
+    let absent_query = control.get_many(vec![*absent.cid()], None).await;
     let (client, searched) = timeout(TIMEOUT, driver)
         .await
         .expect("searched in time")

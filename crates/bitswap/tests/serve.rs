@@ -149,6 +149,23 @@ async fn ask<S: Blockstore + 'static>(
     received
 }
 
+/// Asks for every block of `blocks` (want-block, the `i`th at priority `priority(i)`) and
+/// collects answers until that many blocks came.
+async fn ask_for_blocks<S: Blockstore + 'static>(
+    server: &mut Server<S>,
+    client: &mut Client,
+    blocks: &[Block],
+    priority: impl Fn(usize) -> i32,
+) -> Received {
+    let entries = blocks
+        .iter()
+        .enumerate()
+        .map(|(i, b)| Entry::want_block(*b.cid(), priority(i)))
+        .collect();
+    let message = Message::wantlist_update(entries);
+    ask(server, client, message, |r| r.blocks.len() >= blocks.len()).await
+}
+
 /// Puts `blocks` through the behaviour and waits for [`Event::Stored`].
 async fn put<S: Blockstore + 'static>(
     server: &mut Server<S>,
@@ -196,18 +213,7 @@ async fn a_client_fetches_blocks_of_every_size() {
     let mut client = connect(&mut server, network::Config::default()).await;
     put(&mut server, &mut client, blocks.clone()).await;
 
-    let entries = blocks
-        .iter()
-        .enumerate()
-        .map(|(i, b)| Entry::want_block(*b.cid(), i as i32))
-        .collect();
-    let received = ask(
-        &mut server,
-        &mut client,
-        Message::wantlist_update(entries),
-        |r| r.blocks.len() >= blocks.len(),
-    )
-    .await;
+    let received = ask_for_blocks(&mut server, &mut client, &blocks, |i| i as i32).await;
 
     let mut expected: HashMap<Cid, Bytes> = blocks
         .iter()
@@ -361,17 +367,7 @@ async fn a_persistent_store_serves_and_metrics_count() {
     ));
     let mut client = connect(&mut server, network::Config::default()).await;
     put(&mut server, &mut client, blocks.clone()).await;
-    let entries = blocks
-        .iter()
-        .map(|b| Entry::want_block(*b.cid(), 1))
-        .collect();
-    let received = ask(
-        &mut server,
-        &mut client,
-        Message::wantlist_update(entries),
-        |r| r.blocks.len() >= blocks.len(),
-    )
-    .await;
+    let received = ask_for_blocks(&mut server, &mut client, &blocks, |_| 1).await;
     assert_eq!(received.blocks.len(), blocks.len());
     // A target of 1 byte puts one block in each message.
     assert_eq!(received.messages, blocks.len());

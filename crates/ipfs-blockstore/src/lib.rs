@@ -63,6 +63,7 @@
 //! `blake2b`, `blake2s` and `ripemd` add those families ([`can_verify`] says what this build
 //! knows); a block hashed with anything else is refused with [`BlockError::UnsupportedHash`].
 
+mod accessors;
 mod block;
 mod memory;
 pub mod multicodec;

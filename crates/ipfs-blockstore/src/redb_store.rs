@@ -26,7 +26,7 @@ use super::{
     write_buffer::{BatchPolicy, Buffered, Failure, WriteBuffer},
     writer::{self, BlobPolicy, WriterConfig},
 };
-use crate::Block;
+use crate::{Block, config_setters};
 
 /// Settings of a [`RedbBlockstore`].
 ///
@@ -80,80 +80,59 @@ impl Default for RedbConfig {
 }
 
 impl RedbConfig {
-    /// Sets the memory redb caches pages in, in bytes (a tenth of it buffers the pages of
-    /// the transaction being written). Reads of cached blocks need no disk access.
-    /// Default: 256 MiB.
-    pub fn with_cache_size(mut self, bytes: usize) -> Self {
-        self.cache_size_bytes = bytes;
-        self
-    }
+    config_setters! {
+        /// Sets the memory redb caches pages in, in bytes (a tenth of it buffers the pages of
+        /// the transaction being written). Reads of cached blocks need no disk access.
+        /// Default: 256 MiB.
+        with_cache_size(bytes: usize) -> cache_size_bytes;
 
-    /// Sets how many bytes of puts and deletes the store accepts before they are committed
-    /// (block data plus about 256 bytes per put or delete). When it is full,
-    /// [`put_many`](Blockstore::put_many) and [`delete`](Blockstore::delete) wait for the
-    /// writer: back-pressure. A block larger than the whole buffer is accepted alone.
-    /// Default: 64 MiB.
-    pub fn with_write_buffer(mut self, bytes: usize) -> Self {
-        self.write_buffer_bytes = bytes;
-        self
-    }
+        /// Sets how many bytes of puts and deletes the store accepts before they are committed
+        /// (block data plus about 256 bytes per put or delete). When it is full,
+        /// [`put_many`](Blockstore::put_many) and [`delete`](Blockstore::delete) wait for the
+        /// writer: back-pressure. A block larger than the whole buffer is accepted alone.
+        /// Default: 64 MiB.
+        with_write_buffer(bytes: usize) -> write_buffer_bytes;
 
-    /// Sets how many bytes of writes the writer commits in one transaction, at most (plus one
-    /// block); a full batch is committed at once. Default: 16 MiB.
-    pub fn with_max_batch(mut self, bytes: usize) -> Self {
-        self.max_batch_bytes = bytes.max(1);
-        self
-    }
+        /// Sets how many bytes of writes the writer commits in one transaction, at most (plus one
+        /// block); a full batch is committed at once. Default: 16 MiB.
+        with_max_batch(bytes: usize) -> max_batch_bytes = bytes.max(1);
 
-    /// Sets how long an accepted write may wait before the writer commits it (durably)
-    /// without a flush, a full batch, or a put waiting for room. It bounds what a crash loses
-    /// of writes never flushed. Default: 1 s.
-    pub fn with_commit_interval(mut self, interval: Duration) -> Self {
-        self.commit_interval = interval;
-        self
-    }
+        /// Sets how long an accepted write may wait before the writer commits it (durably)
+        /// without a flush, a full batch, or a put waiting for room. It bounds what a crash loses
+        /// of writes never flushed. Default: 1 s.
+        with_commit_interval(interval: Duration) -> commit_interval;
 
-    /// Sets how many threads read from the file, and so how many reads wait for the disk at
-    /// the same time. Default: 2 threads.
-    ///
-    /// With 0, reads run on the caller's task instead: no thread hand-over (about 30 µs per
-    /// read on a small virtual machine), but a read that waits for the disk blocks that task,
-    /// so only for callers that may block (a thread of their own, `spawn_blocking`).
-    pub fn with_read_threads(mut self, threads: usize) -> Self {
-        self.read_threads = threads;
-        self
-    }
+        /// Sets how many threads read from the file, and so how many reads wait for the disk at
+        /// the same time. Default: 2 threads.
+        ///
+        /// With 0, reads run on the caller's task instead: no thread hand-over (about 30 µs per
+        /// read on a small virtual machine), but a read that waits for the disk blocks that task,
+        /// so only for callers that may block (a thread of their own, `spawn_blocking`).
+        with_read_threads(threads: usize) -> read_threads;
 
-    /// Sets how many read jobs wait for a reader thread before a reader waits to queue one
-    /// (at least 1; besides these, each read future alive holds one slot). Default: 64 jobs.
-    pub fn with_read_queue(mut self, jobs: usize) -> Self {
-        self.read_queue = jobs.max(1);
-        self
-    }
+        /// Sets how many read jobs wait for a reader thread before a reader waits to queue one
+        /// (at least 1; besides these, each read future alive holds one slot). Default: 64 jobs.
+        with_read_queue(jobs: usize) -> read_queue = jobs.max(1);
 
-    /// Sets the size above which a block is large, in bytes: a batch's large blocks are
-    /// appended to the blob file (next to the database file) instead of the B-tree, when
-    /// [`with_blob_min_batch`](Self::with_blob_min_batch) allows it. `usize::MAX` keeps every
-    /// block in the B-tree. Default: 16 KiB.
-    ///
-    /// redb writes a 256 KiB block as a 512 KiB page and rewrites B-tree leaves around it;
-    /// the blob file writes its bytes once, which made batched puts of 256 KiB blocks about
-    /// 2.5x faster than the B-tree on the machine of the workspace's blockstore bench, at the
-    /// cost of space reclaimed only by compaction (see
-    /// [`RedbBlockstore::compact`]).
-    pub fn with_blob_threshold(mut self, bytes: usize) -> Self {
-        self.blob_threshold_bytes = bytes;
-        self
-    }
+        /// Sets the size above which a block is large, in bytes: a batch's large blocks are
+        /// appended to the blob file (next to the database file) instead of the B-tree, when
+        /// [`with_blob_min_batch`](Self::with_blob_min_batch) allows it. `usize::MAX` keeps every
+        /// block in the B-tree. Default: 16 KiB.
+        ///
+        /// redb writes a 256 KiB block as a 512 KiB page and rewrites B-tree leaves around it;
 
-    /// Sets how many bytes of large blocks a batch needs for them to go to the blob file, in
-    /// bytes; a batch with fewer keeps them in the B-tree. The blob file costs a second disk
-    /// sync per batch (the blob file, then the database), which a batch of one large block
-    /// (a flush per block) does not win back. 0 sends every large block to the blob file.
-    /// Default: 1 MiB.
-    pub fn with_blob_min_batch(mut self, bytes: usize) -> Self {
-        self.blob_min_batch_bytes = bytes;
-        self
+        /// the blob file writes its bytes once, which made batched puts of 256 KiB blocks about
+        /// 2.5x faster than the B-tree on the machine of the workspace's blockstore bench, at the
+        /// cost of space reclaimed only by compaction (see
+        /// [`RedbBlockstore::compact`]).
+        with_blob_threshold(bytes: usize) -> blob_threshold_bytes;
+
+        /// Sets how many bytes of large blocks a batch needs for them to go to the blob file, in
+        /// bytes; a batch with fewer keeps them in the B-tree. The blob file costs a second disk
+        /// sync per batch (the blob file, then the database), which a batch of one large block
+        /// (a flush per block) does not win back. 0 sends every large block to the blob file.
+        /// Default: 1 MiB.
+        with_blob_min_batch(bytes: usize) -> blob_min_batch_bytes;
     }
 
     /// Sets the share of the blob file (0.0 to 1.0) that dead bytes (of deleted or
@@ -168,22 +147,18 @@ impl RedbConfig {
         self
     }
 
-    /// Sets how many dead bytes the blob file needs, at least, for the writer to compact it on
-    /// its own (see [`with_compaction_ratio`](Self::with_compaction_ratio)), in bytes: a
-    /// compaction copies every live byte, so it waits until enough space is won. Default:
-    /// 64 MiB.
-    pub fn with_compaction_min_dead(mut self, bytes: u64) -> Self {
-        self.compaction_min_dead_bytes = bytes;
-        self
-    }
+    config_setters! {
+        /// Sets how many dead bytes the blob file needs, at least, for the writer to compact it on
+        /// its own (see [`with_compaction_ratio`](Self::with_compaction_ratio)), in bytes: a
+        /// compaction copies every live byte, so it waits until enough space is won. Default:
+        /// 64 MiB.
+        with_compaction_min_dead(bytes: u64) -> compaction_min_dead_bytes;
 
-    /// Sets how many bytes a compaction copies in one step, in bytes (at least one block per
-    /// step). The writer commits the write batches that are due between steps, so a write
-    /// waits for at most one step of a compaction; the step's bytes are also the memory a
-    /// compaction holds. Default: 8 MiB.
-    pub fn with_compaction_chunk(mut self, bytes: usize) -> Self {
-        self.compaction_chunk_bytes = bytes.max(1);
-        self
+        /// Sets how many bytes a compaction copies in one step, in bytes (at least one block per
+        /// step). The writer commits the write batches that are due between steps, so a write
+        /// waits for at most one step of a compaction; the step's bytes are also the memory a
+        /// compaction holds. Default: 8 MiB.
+        with_compaction_chunk(bytes: usize) -> compaction_chunk_bytes = bytes.max(1);
     }
 }
 

@@ -423,14 +423,14 @@ fn compact_crash_child() {
 
 /// What the child printed before it died.
 #[derive(Debug, Default)]
-struct Progress {
+struct ChildProgress {
     /// The last round whose flush returned.
     flushed: Option<u64>,
     /// Whether the last line was `compacting`: the kill landed in a compaction.
     compacting: bool,
 }
 
-impl support::Progress for Progress {
+impl support::Transcript for ChildProgress {
     fn see(&mut self, line: &str) {
         let number = |rest: &str| rest.trim().parse::<u64>().unwrap();
         if let Some(rest) = line.strip_prefix("flushed ") {
@@ -445,7 +445,7 @@ impl support::Progress for Progress {
 
 /// Runs the child on `path` from block `start`, lets it flush `flushes` rounds, waits
 /// `extra`, and SIGKILLs it. Returns what it printed.
-fn run_and_kill_child(path: &Path, start: u64, flushes: usize, extra: Duration) -> Progress {
+fn run_and_kill_child(path: &Path, start: u64, flushes: usize, extra: Duration) -> ChildProgress {
     let envs = [(CHILD_START_ENV, start.to_string())];
     support::run_and_kill(
         "compact_crash_child",

@@ -6,7 +6,7 @@ mod support;
 use std::{
     fs::{self, OpenOptions},
     io::{Seek, SeekFrom, Write},
-    path::Path,
+    path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
@@ -41,7 +41,7 @@ fn child_block(i: u64, large: bool) -> Block {
 }
 
 /// The blob file of the store whose database file is `path`.
-fn blob_path(path: &Path) -> std::path::PathBuf {
+fn blob_path(path: &Path) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(".blobs");
     name.into()
@@ -306,6 +306,23 @@ fn a_garbage_header_is_refused_at_open() {
     assert_corrupt_at_open(&path);
 }
 
+/// A copy of the store at `clean` (its database file and, with it, its blob file, which
+/// holds the large blocks) for trial `trial`, in `dir`.
+fn copy_for_trial(dir: &Path, clean: &Path, trial: u64) -> PathBuf {
+    let path = dir.join(format!("trial-{trial}.redb"));
+    fs::copy(clean, &path).unwrap();
+    fs::copy(blob_path(clean), blob_path(&path)).unwrap();
+    path
+}
+
+/// The pseudo-random offset below `below` where trial `trial` writes garbage.
+fn trial_offset(trial: u64, below: u64) -> u64 {
+    bytes(trial, 8)
+        .iter()
+        .fold(0_u64, |acc, b| acc << 8 | u64::from(*b))
+        % below
+}
+
 /// Garbage anywhere in the blob file: reads fail with typed errors or return intact blocks,
 /// and the blocks the garbage missed stay readable. Never a panic, never wrong bytes.
 #[test]
@@ -322,13 +339,8 @@ fn garbage_in_the_blob_file_gives_errors_or_intact_blocks() {
     let len = fs::metadata(blob_path(&clean)).unwrap().len();
     let mut outcomes = [0_usize; 2];
     for trial in 0..10_u64 {
-        let path = dir.path().join(format!("trial-{trial}.redb"));
-        fs::copy(&clean, &path).unwrap();
-        fs::copy(blob_path(&clean), blob_path(&path)).unwrap();
-        let at = bytes(trial, 8)
-            .iter()
-            .fold(0_u64, |acc, b| acc << 8 | u64::from(*b))
-            % (len - 512);
+        let path = copy_for_trial(dir.path(), &clean, trial);
+        let at = trial_offset(trial, len - 512);
         let mut file = OpenOptions::new()
             .write(true)
             .open(blob_path(&path))
@@ -374,14 +386,8 @@ fn garbage_anywhere_gives_errors_or_intact_blocks() {
     let len = fs::metadata(&clean).unwrap().len();
     let mut outcomes = [0_usize; 3];
     for trial in 0..40_u64 {
-        let path = dir.path().join(format!("trial-{trial}.redb"));
-        fs::copy(&clean, &path).unwrap();
-        // The large blocks are in the blob file, which goes with the database file.
-        fs::copy(blob_path(&clean), blob_path(&path)).unwrap();
-        let at = bytes(trial, 8)
-            .iter()
-            .fold(0_u64, |acc, b| acc << 8 | u64::from(*b))
-            % len;
+        let path = copy_for_trial(dir.path(), &clean, trial);
+        let at = trial_offset(trial, len);
         let mut file = OpenOptions::new().write(true).open(&path).unwrap();
         file.seek(SeekFrom::Start(at)).unwrap();
         file.write_all(&bytes(trial + 1000, 512)).unwrap();
@@ -468,7 +474,7 @@ struct ChildProgress {
     put: Option<u64>,
 }
 
-impl support::Progress for ChildProgress {
+impl support::Transcript for ChildProgress {
     fn see(&mut self, line: &str) {
         if let Some(n) = line.strip_prefix("flushed ") {
             let n = n.trim().parse().unwrap();

@@ -6,15 +6,15 @@ use anyhow::{Context as _, bail};
 use ipfs_formats::unixfs::{CidVersion, HashFunction, ImportOptions, Layout, import_path};
 use serde_json::json;
 
-use super::Context;
+use super::GlobalFlags;
 use crate::{
     cli::{AddArgs, LayoutArgs},
     output,
 };
 
-pub(crate) async fn run(cx: &Context, args: AddArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(flags: &GlobalFlags, args: AddArgs) -> anyhow::Result<()> {
     let options = import_options(&args.layout)?;
-    let store = cx.store()?;
+    let store = flags.store()?;
     let start = Instant::now();
     let imported = import_path(&store, &args.path, &options)
         .await
@@ -22,7 +22,7 @@ pub(crate) async fn run(cx: &Context, args: AddArgs) -> anyhow::Result<()> {
     store.close().await.context("closing the block store")?;
     let seconds = output::seconds(start.elapsed());
     output::emit(
-        cx.json,
+        flags.json,
         &json!({
             "root": imported.root.to_string(),
             "path": args.path,

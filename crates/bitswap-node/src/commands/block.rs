@@ -18,11 +18,11 @@ use ipfs_formats::{
 };
 use serde_json::json;
 
-use super::Context;
+use super::GlobalFlags;
 use crate::{cli::Codec, output};
 
-pub(crate) async fn get(cx: &Context, cid: Cid, out: Option<PathBuf>) -> anyhow::Result<()> {
-    let store = cx.store()?;
+pub(crate) async fn get(flags: &GlobalFlags, cid: Cid, out: Option<PathBuf>) -> anyhow::Result<()> {
+    let store = flags.store()?;
     let block = store
         .get(&cid)
         .await
@@ -35,7 +35,7 @@ pub(crate) async fn get(cx: &Context, cid: Cid, out: Option<PathBuf>) -> anyhow:
             write_new(path, data)?;
             value["output"] = json!(path);
         }
-        None if cx.json => value["data_hex"] = json!(hex(data)),
+        None if flags.json => value["data_hex"] = json!(hex(data)),
         None => {
             let mut stdout = io::stdout().lock();
             stdout.write_all(data)?;
@@ -43,14 +43,14 @@ pub(crate) async fn get(cx: &Context, cid: Cid, out: Option<PathBuf>) -> anyhow:
             return Ok(());
         }
     }
-    output::emit(cx.json, &value, || {
+    output::emit(flags.json, &value, || {
         format!("wrote {} bytes of {cid}", data.len())
     })?;
     Ok(())
 }
 
 pub(crate) async fn put(
-    cx: &Context,
+    flags: &GlobalFlags,
     file: &Path,
     cid_version: u8,
     codec: Codec,
@@ -80,13 +80,13 @@ pub(crate) async fn put(
         (_, Codec::DagPb) => v1_block(DAG_PB, data)?,
         (_, Codec::DagCbor) => v1_block(DAG_CBOR, data)?,
     };
-    let store = cx.store()?;
+    let store = flags.store()?;
     let cid = *block.cid();
     let size = block.data().len();
     store.put(block).await.context("block store")?;
     store.close().await.context("closing the block store")?;
     output::emit(
-        cx.json,
+        flags.json,
         &json!({ "cid": cid.to_string(), "size": size }),
         || cid.to_string(),
     )?;

@@ -7,17 +7,17 @@ use cid::Cid;
 use ipfs_formats::car;
 use serde_json::json;
 
-use super::Context;
+use super::GlobalFlags;
 use crate::output;
 
-pub(crate) async fn export(cx: &Context, cid: Cid, path: &Path) -> anyhow::Result<()> {
-    let store = cx.store()?;
+pub(crate) async fn export(flags: &GlobalFlags, cid: Cid, path: &Path) -> anyhow::Result<()> {
+    let store = flags.store()?;
     let start = Instant::now();
     let stats = car::export_file(&store, &[cid], path)
         .await
         .with_context(|| format!("car export {cid}"))?;
     output::emit(
-        cx.json,
+        flags.json,
         &json!({
             "root": cid.to_string(),
             "output": path,
@@ -30,9 +30,9 @@ pub(crate) async fn export(cx: &Context, cid: Cid, path: &Path) -> anyhow::Resul
     Ok(())
 }
 
-pub(crate) async fn import(cx: &Context, path: &Path) -> anyhow::Result<()> {
+pub(crate) async fn import(flags: &GlobalFlags, path: &Path) -> anyhow::Result<()> {
     let file = fs::File::open(path).with_context(|| format!("{}", path.display()))?;
-    let store = cx.store()?;
+    let store = flags.store()?;
     let start = Instant::now();
     let stats = car::import(&store, file, path)
         .await
@@ -40,7 +40,7 @@ pub(crate) async fn import(cx: &Context, path: &Path) -> anyhow::Result<()> {
     store.close().await.context("closing the block store")?;
     let roots: Vec<String> = stats.roots.iter().map(ToString::to_string).collect();
     output::emit(
-        cx.json,
+        flags.json,
         &json!({
             "roots": roots,
             "blocks": stats.blocks,

@@ -6,11 +6,11 @@ use anyhow::Context as _;
 use ipfs_formats::unixfs::{self, EntryKind};
 use serde_json::json;
 
-use super::Context;
+use super::GlobalFlags;
 use crate::{cli::ExportArgs, output};
 
-pub(crate) async fn run(cx: &Context, args: ExportArgs) -> anyhow::Result<()> {
-    let store = cx.store()?;
+pub(crate) async fn run(flags: &GlobalFlags, args: ExportArgs) -> anyhow::Result<()> {
+    let store = flags.store()?;
     let start = Instant::now();
     let exported = unixfs::export(&store, &args.cid, &args.output)
         .await
@@ -21,7 +21,7 @@ pub(crate) async fn run(cx: &Context, args: ExportArgs) -> anyhow::Result<()> {
         EntryKind::Symlink => "symlink",
     };
     output::emit(
-        cx.json,
+        flags.json,
         &json!({
             "cid": args.cid.to_string(),
             "output": args.output,

@@ -1,7 +1,7 @@
 //! `get CID [--peer MADDR] [--bootstrap MADDR]`: fetch a DAG over Bitswap into the store
 //! (from the peers given and the providers the DHT knows), then write it out.
 
-use std::{io::IsTerminal as _, path::PathBuf, sync::Arc, time::Duration, time::Instant};
+use std::{io::IsTerminal as _, path::PathBuf, time::Duration, time::Instant};
 
 use anyhow::{Context as _, bail};
 use bitswap::Blockstore;
@@ -10,13 +10,12 @@ use indicatif::{ProgressBar, ProgressStyle};
 use ipfs_blockstore::multicodec::{DAG_PB, RAW};
 use ipfs_formats::unixfs::{self, EntryKind, ExportError};
 use libp2p::kad;
-use prometheus_client::registry::Registry;
 use serde_json::json;
 
-use super::Context;
-use crate::{cli::GetArgs, fetch, metrics, output, shutdown, swarm};
+use super::{GlobalFlags, start_node};
+use crate::{cli::GetArgs, fetch, output, shutdown};
 
-pub(crate) async fn run(cx: &Context, args: GetArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(flags: &GlobalFlags, args: GetArgs) -> anyhow::Result<()> {
     check_codec(&args.cid)?;
     let target = args
         .output
@@ -24,27 +23,15 @@ pub(crate) async fn run(cx: &Context, args: GetArgs) -> anyhow::Result<()> {
     if std::fs::symlink_metadata(&target).is_ok() {
         bail!("{} exists already", target.display());
     }
-    let dir = cx.data_dir()?;
+    let dir = flags.data_dir()?;
     let keypair = dir.identity()?;
-    let store = cx.open_store(&dir)?;
-    let mut registry = Registry::default();
+    let store = flags.open_store(&dir)?;
     // A client of the DHT: `get` does not listen, so it could not answer.
-    let (mut swarm, libp2p_metrics) = swarm::build(
-        keypair,
-        store,
-        kad::Mode::Client,
-        &mut registry,
-        &cx.bitswap_versions,
-        args.network.limits.limits(),
-    )?;
-    let mut observer = swarm::Observer::new(libp2p_metrics);
-    let metrics = match args.network.metrics {
-        Some(address) => Some(metrics::serve(address, Arc::new(registry)).await?),
-        None => None,
-    };
+    let (mut swarm, mut observer, metrics) =
+        start_node(flags, keypair, store, kad::Mode::Client, &args.network).await?;
     let store = swarm.behaviour().bitswap.store().clone();
     // Only for a person watching: a script reads the JSON or the final line.
-    let bar = if cx.json || !std::io::stderr().is_terminal() {
+    let bar = if flags.json || !std::io::stderr().is_terminal() {
         ProgressBar::hidden()
     } else {
         // Bytes against the root's cumulative size (the whole tree for a directory), the
@@ -139,7 +126,7 @@ pub(crate) async fn run(cx: &Context, args: GetArgs) -> anyhow::Result<()> {
     let providers: Vec<String> = fetched.providers.iter().map(ToString::to_string).collect();
     let seconds = output::seconds(start.elapsed());
     output::emit(
-        cx.json,
+        flags.json,
         &json!({
             "cid": args.cid.to_string(),
             "output": target,

@@ -7,6 +7,8 @@ mod export;
 mod get;
 mod serve;
 
+use std::{net::SocketAddr, sync::Arc};
+
 use anyhow::Context as _;
 use bitswap::RedbConfig;
 use bitswap_node::{
@@ -14,15 +16,19 @@ use bitswap_node::{
     store::{NodeStore, StoreUrl},
 };
 use ipfs_blockstore::{S3Blockstore, S3Config};
+use libp2p::{Swarm, identity::Keypair, kad};
+use prometheus_client::registry::Registry;
 use serde_json::json;
+use tokio::task::JoinHandle;
 
 use crate::{
-    cli::{BlockCommand, CarCommand, Cli, Command},
-    output,
+    cli::{BlockCommand, CarCommand, Cli, Command, NetworkArgs},
+    metrics, output,
+    swarm::{self, Node, Observer},
 };
 
 /// What every command gets: the global flags.
-pub(crate) struct Context {
+pub(crate) struct GlobalFlags {
     /// The data directory given, if any.
     data_dir: Option<std::path::PathBuf>,
     /// `--store`.
@@ -35,7 +41,7 @@ pub(crate) struct Context {
     pub(crate) bitswap_versions: Vec<bitswap::Version>,
 }
 
-impl Context {
+impl GlobalFlags {
     /// Opens the data directory (creating it and its identity on first use).
     pub(crate) fn data_dir(&self) -> anyhow::Result<DataDir> {
         let path = match &self.data_dir {
@@ -62,9 +68,34 @@ impl Context {
     }
 }
 
+/// The node's swarm in `mode` on `store`, its observer, and the metrics endpoint (its address
+/// and task) when `--metrics` asks for one: what `get` and `serve` start with.
+async fn start_node(
+    flags: &GlobalFlags,
+    keypair: Keypair,
+    store: NodeStore,
+    mode: kad::Mode,
+    network: &NetworkArgs,
+) -> anyhow::Result<(Swarm<Node>, Observer, Option<(SocketAddr, JoinHandle<()>)>)> {
+    let mut registry = Registry::default();
+    let (swarm, libp2p_metrics) = swarm::build(
+        keypair,
+        store,
+        mode,
+        &mut registry,
+        &flags.bitswap_versions,
+        network.limits.limits(),
+    )?;
+    let metrics = match network.metrics {
+        Some(address) => Some(metrics::serve(address, Arc::new(registry)).await?),
+        None => None,
+    };
+    Ok((swarm, Observer::new(libp2p_metrics), metrics))
+}
+
 /// Runs the command line.
 pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
-    let cx = Context {
+    let flags = GlobalFlags {
         data_dir: cli.data_dir,
         store: cli.store,
         cache_size: cli.cache_size,
@@ -72,23 +103,23 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         bitswap_versions: cli.bitswap_versions,
     };
     match cli.command {
-        Command::Add(args) => add::run(&cx, args).await,
-        Command::Export(args) => export::run(&cx, args).await,
-        Command::Serve(args) => serve::run(&cx, args).await,
-        Command::Get(args) => get::run(&cx, args).await,
-        Command::Block(BlockCommand::Get { cid, output }) => block::get(&cx, cid, output).await,
+        Command::Add(args) => add::run(&flags, args).await,
+        Command::Export(args) => export::run(&flags, args).await,
+        Command::Serve(args) => serve::run(&flags, args).await,
+        Command::Get(args) => get::run(&flags, args).await,
+        Command::Block(BlockCommand::Get { cid, output }) => block::get(&flags, cid, output).await,
         Command::Block(BlockCommand::Put {
             file,
             cid_version,
             codec,
-        }) => block::put(&cx, &file, cid_version, codec).await,
-        Command::Car(CarCommand::Export { cid, output }) => car::export(&cx, cid, &output).await,
-        Command::Car(CarCommand::Import { file }) => car::import(&cx, &file).await,
+        }) => block::put(&flags, &file, cid_version, codec).await,
+        Command::Car(CarCommand::Export { cid, output }) => car::export(&flags, cid, &output).await,
+        Command::Car(CarCommand::Import { file }) => car::import(&flags, &file).await,
         Command::Id => {
-            let dir = cx.data_dir()?;
+            let dir = flags.data_dir()?;
             let peer_id = dir.identity()?.public().to_peer_id();
             output::emit(
-                cx.json,
+                flags.json,
                 &json!({ "peer_id": peer_id.to_string(), "data_dir": dir.path() }),
                 || peer_id.to_string(),
             )?;

@@ -14,15 +14,14 @@ use bitswap::Blockstore;
 use futures::StreamExt;
 use ipfs_formats::unixfs::import_path;
 use libp2p::{Multiaddr, kad, multiaddr::Protocol, swarm::SwarmEvent};
-use prometheus_client::registry::Registry;
 use serde_json::json;
 use tokio::time::{Instant, sleep_until};
 
-use super::{Context, add::import_options};
+use super::{GlobalFlags, add::import_options, start_node};
 use crate::{
     cli::ServeArgs,
-    metrics, output, shutdown,
-    swarm::{self, NodeEvent, Observer},
+    output, shutdown,
+    swarm::{self, NodeEvent},
 };
 
 /// Where `serve` listens without `--listen`: TCP and QUIC on loopback (kubo listens on both).
@@ -32,11 +31,11 @@ const DEFAULT_LISTEN: [&str; 2] = ["/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0
 /// before it prints its addresses (and serves on, announced or not).
 const PROVIDE_WAIT: Duration = Duration::from_secs(20);
 
-pub(crate) async fn run(cx: &Context, args: ServeArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(flags: &GlobalFlags, args: ServeArgs) -> anyhow::Result<()> {
     let options = import_options(&args.layout)?;
-    let dir = cx.data_dir()?;
+    let dir = flags.data_dir()?;
     let keypair = dir.identity()?;
-    let store = cx.open_store(&dir)?;
+    let store = flags.open_store(&dir)?;
     let mut roots = Vec::new();
     for path in &args.paths {
         let imported = import_path(&store, path, &options)
@@ -45,20 +44,8 @@ pub(crate) async fn run(cx: &Context, args: ServeArgs) -> anyhow::Result<()> {
         roots.push((path.clone(), imported.root));
     }
 
-    let mut registry = Registry::default();
-    let (mut swarm, libp2p_metrics) = swarm::build(
-        keypair,
-        store,
-        kad::Mode::Server,
-        &mut registry,
-        &cx.bitswap_versions,
-        args.network.limits.limits(),
-    )?;
-    let mut observer = Observer::new(libp2p_metrics);
-    let metrics = match args.network.metrics {
-        Some(address) => Some(metrics::serve(address, Arc::new(registry)).await?),
-        None => None,
-    };
+    let (mut swarm, mut observer, metrics) =
+        start_node(flags, keypair, store, kad::Mode::Server, &args.network).await?;
     let peer_id = *swarm.local_peer_id();
     let listen = if args.listen.is_empty() {
         DEFAULT_LISTEN
@@ -152,7 +139,7 @@ pub(crate) async fn run(cx: &Context, args: ServeArgs) -> anyhow::Result<()> {
     if let Some(url) = &metrics_url {
         info["metrics"] = json!(url);
     }
-    output::emit(cx.json, &info, || {
+    output::emit(flags.json, &info, || {
         let mut text = format!("peer id {peer_id}");
         for address in &multiaddrs {
             text.push_str(&format!("\nlistening on {address}"));

@@ -254,6 +254,13 @@ pub fn skipped(what: &str) -> bool {
     skip
 }
 
+/// A test with the kubo venv: its Python (see [`kubo_python`]) and a fresh temporary
+/// directory, or `None` when the test is skipped knowingly.
+pub fn kubo_test(what: &str) -> Option<(String, tempfile::TempDir)> {
+    let python = kubo_python(what)?;
+    Some((python, tempfile::tempdir().unwrap()))
+}
+
 /// The Python of the kubo venv, or `None` when `BITSWAP_INTEROP_SKIP=1` says to skip knowingly.
 ///
 /// # Panics

@@ -5,9 +5,11 @@
 //! Every child runs with a time limit and is killed when its handle drops, so a failing test
 //! leaves no peer behind.
 
-#![allow(dead_code, unreachable_pub)]
+// Each interop suite uses only some of the helpers (and the exchange tests).
+#![allow(dead_code, unreachable_pub, unused_macros)]
 
 use std::{
+    collections::HashSet,
     fs,
     io::Write,
     path::{Path, PathBuf},
@@ -17,7 +19,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use bitswap::{Message, network};
+use bitswap::{BlockPresenceType, Entry, Message, network};
 use cid::Cid;
 use futures::StreamExt;
 use libp2p::{Multiaddr, PeerId, Swarm, noise, swarm::SwarmEvent, tcp};
@@ -313,6 +315,13 @@ pub fn helia_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/helia")
 }
 
+/// A test with Helia: its Node.js (see [`helia_node`]) and a fresh temporary directory, or
+/// `None` when the test is skipped knowingly.
+pub fn helia_test(test: &str) -> Option<(String, tempfile::TempDir)> {
+    let node = helia_node(test)?;
+    Some((node, tempfile::tempdir().unwrap()))
+}
+
 /// The `node` to run the Helia driver with, or `None` when `BITSWAP_INTEROP_SKIP=1` says to
 /// skip knowingly.
 ///
@@ -467,4 +476,186 @@ pub fn node_json(node: &str, script: &str, args: &[&str]) -> Value {
         String::from_utf8_lossy(&output.stderr)
     );
     serde_json::from_slice(&output.stdout).expect("one JSON object")
+}
+
+/// Starts a real peer (kubo or Helia) with raw blocks from the files of `raw_dir` and files to
+/// add: [`start_kubo`] or [`start_helia`] with their first argument bound.
+pub type StartPeer<'a> = &'a dyn Fn(Option<&Path>, &[&Path]) -> Driver;
+
+/// What starts kubo in the test `test`, or `None` when the test is skipped knowingly.
+pub fn kubo(test: &str) -> Option<impl Fn(Option<&Path>, &[&Path]) -> Driver> {
+    let python = crate::common::kubo_python(test)?;
+    Some(move |raw: Option<&Path>, add: &[&Path]| start_kubo(&python, raw, add))
+}
+
+/// What starts Helia in the test `test`, or `None` when the test is skipped knowingly.
+pub fn helia(test: &str) -> Option<impl Fn(Option<&Path>, &[&Path]) -> Driver> {
+    let node = helia_node(test)?;
+    Some(move |raw: Option<&Path>, add: &[&Path]| start_helia(&node, raw, add))
+}
+
+/// The exchanges every real peer passes, as tests: raw blocks and a 64 MiB UnixFS file, each
+/// way. `$name` names the peer in messages, `$start` is [`kubo`] or [`helia`], `$seeds` seed
+/// the file each way, and `$blocks` is the number of blocks of the peer's layout of it.
+macro_rules! exchange_tests {
+    ($name:literal, $start:path, $seeds:expr, $blocks:literal) => {
+        /// Raw blocks: the peer fetches each from our `serve` (blocks put into our store first).
+        #[test]
+        fn peer_fetches_raw_blocks_from_us() {
+            if let Some(start) = $start("peer_fetches_raw_blocks_from_us") {
+                crate::support::peer_fetches_raw_blocks_from_us($name, &start);
+            }
+        }
+
+        /// Raw blocks: our `get` fetches each from the peer (blocks in its store at start).
+        #[test]
+        fn we_fetch_raw_blocks() {
+            if let Some(start) = $start("we_fetch_raw_blocks") {
+                crate::support::we_fetch_raw_blocks(&start);
+            }
+        }
+
+        /// A 64 MiB UnixFS file: the peer fetches it from our `serve`, which added it.
+        #[test]
+        fn peer_fetches_64_mib_file_from_us() {
+            if let Some(start) = $start("peer_fetches_64_mib_file_from_us") {
+                crate::support::peer_fetches_64_mib_file_from_us($name, $seeds.0, &start);
+            }
+        }
+
+        /// A 64 MiB UnixFS file: our `get` fetches it from the peer, which added it.
+        #[test]
+        fn we_fetch_64_mib_file() {
+            if let Some(start) = $start("we_fetch_64_mib_file") {
+                crate::support::we_fetch_64_mib_file($name, $seeds.1, $blocks, &start);
+            }
+        }
+    };
+}
+
+/// Raw blocks: the peer `name` fetches each from our `serve` (blocks put into our store first).
+pub fn peer_fetches_raw_blocks_from_us(name: &str, start: StartPeer<'_>) {
+    let temp = tempfile::tempdir().unwrap();
+    let files = raw_block_files(&temp.path().join("blocks"));
+    let ours = temp.path().join("node");
+    let cids: Vec<String> = files.iter().map(|file| block_put(&ours, file)).collect();
+    let serve = start_serve(&ours, &[], &[]);
+    let mut peer = start(None, &[]);
+    driver_connect(&mut peer, &serve.address());
+    for (file, cid) in files.iter().zip(&cids) {
+        let out = temp.path().join(format!("peer-{cid}"));
+        let seconds = driver_download(&mut peer, cid, &out, 60);
+        assert_same_hash(file, &out);
+        eprintln!(
+            "{name} fetched {} from us in {seconds:.2} s",
+            file.display()
+        );
+    }
+}
+
+/// Raw blocks: our `get` fetches each from the peer (blocks in its store at start), and our
+/// store then holds the same block (the CID is the hash of the bytes too).
+pub fn we_fetch_raw_blocks(start: StartPeer<'_>) {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("blocks");
+    let files = raw_block_files(&dir);
+    let peer = start(Some(&dir), &[]);
+    let ours = temp.path().join("node");
+    for file in &files {
+        let name = file.file_name().unwrap().to_str().unwrap();
+        let cid = peer.info["raw"][name].as_str().expect("a raw CID");
+        let out = temp.path().join(format!("ours-{name}"));
+        let got = get(&ours, &[], cid, &peer.address(), &out);
+        assert_eq!(got["fetched_blocks"], 1, "{got}");
+        assert_same_hash(file, &out);
+        let block = temp.path().join(format!("block-{name}"));
+        let output = run(&ours, &["block", "get", cid, "-o", block.to_str().unwrap()]);
+        assert!(output.status.success());
+        assert_same_hash(file, &block);
+    }
+}
+
+/// A 64 MiB UnixFS file of pseudo-random bytes from `seed`: the peer `name` fetches it from
+/// our `serve`, which added it (kubo's layout).
+pub fn peer_fetches_64_mib_file_from_us(name: &str, seed: u64, start: StartPeer<'_>) {
+    let temp = tempfile::tempdir().unwrap();
+    let file = temp.path().join("file");
+    write_pseudo_random(&file, 64 << 20, seed);
+    let serve = start_serve(&temp.path().join("node"), &[], &[&file]);
+    let root = serve.info["roots"][0]["cid"].as_str().unwrap().to_owned();
+    let mut peer = start(None, &[]);
+    driver_connect(&mut peer, &serve.address());
+    let out = temp.path().join("out");
+    let seconds = driver_download(&mut peer, &root, &out, 120);
+    assert_same_hash(&file, &out);
+    eprintln!("{name} fetched 64 MiB from us in {seconds:.2} s");
+}
+
+/// A 64 MiB UnixFS file of pseudo-random bytes from `seed`: our `get` fetches it from the peer
+/// `name`, which added it in `blocks` blocks (its layout).
+pub fn we_fetch_64_mib_file(name: &str, seed: u64, blocks: u64, start: StartPeer<'_>) {
+    let temp = tempfile::tempdir().unwrap();
+    let file = temp.path().join("file");
+    write_pseudo_random(&file, 64 << 20, seed);
+    let peer = start(None, &[&file]);
+    let root = peer.info["added"][file.to_str().unwrap()]
+        .as_str()
+        .expect("a root CID")
+        .to_owned();
+    let out = temp.path().join("out");
+    let got = get(&temp.path().join("node"), &[], &root, &peer.address(), &out);
+    assert_eq!(got["fetched_blocks"], blocks, "{got}");
+    assert_same_hash(&file, &out);
+    eprintln!("we fetched 64 MiB from {name}: {got}");
+}
+
+/// Asks the peer `name`, from a test peer and with sendDontHave, want-have for `missing[0]`,
+/// want-block for `missing[1]` (blocks it lacks), and want-have for `small` and `medium`
+/// (blocks it has); checks that DONT_HAVE comes for both missing blocks, the block itself for
+/// `small` (small enough to send instead of HAVE), and HAVE for `medium`.
+pub fn assert_answers_want_have(
+    name: &str,
+    peer: &Driver,
+    missing: [Cid; 2],
+    small: &[u8],
+    medium: Cid,
+) {
+    let small_cid = raw_cid(small);
+    runtime().block_on(async {
+        tokio::time::timeout(Duration::from_secs(60), async {
+            let mut test_peer = test_peer();
+            let remote = connect(&mut test_peer, peer).await;
+            let mut want = Message::default();
+            want.wantlist.entries = vec![
+                Entry::want_have(missing[0], 1),
+                Entry::want_block(missing[1], 1),
+                Entry::want_have(small_cid, 1),
+                Entry::want_have(medium, 1),
+            ];
+            test_peer.behaviour_mut().send(remote, want).unwrap();
+            let (mut dont_have, mut have, mut blocks) =
+                (HashSet::new(), HashSet::new(), Vec::new());
+            while dont_have.len() < 2 || have.is_empty() || blocks.is_empty() {
+                let message = next_message(&mut test_peer, remote).await;
+                for presence in message.presences {
+                    match presence.presence {
+                        BlockPresenceType::DontHave => dont_have.insert(presence.cid),
+                        BlockPresenceType::Have => have.insert(presence.cid),
+                    };
+                }
+                blocks.extend(message.blocks);
+                eprintln!(
+                    "DONT_HAVE {dont_have:?}, HAVE {have:?}, {} block(s)",
+                    blocks.len()
+                );
+            }
+            assert_eq!(dont_have, HashSet::from(missing));
+            assert_eq!(have, HashSet::from([medium]));
+            assert_eq!(blocks.len(), 1);
+            assert_eq!(*blocks[0].cid(), small_cid);
+            assert_eq!(blocks[0].data().as_ref(), small);
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{name} answered within 60 s"));
+    });
 }

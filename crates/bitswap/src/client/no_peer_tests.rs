@@ -64,10 +64,7 @@ fn a_query_whose_last_peer_left_fails_with_the_connection_error() {
 
 #[test]
 fn a_peer_connecting_ends_the_wait_and_a_later_loss_starts_it_again() {
-    let t0 = Instant::now();
-    let mut e = engine(Config::default(), &[], t0);
-    let query = e.get(vec![cid(1)], None, t0).expect("ok");
-    drain(&mut e);
+    let (mut e, t0, query, _) = asked(&[], &[1]);
     e.handle_peer_connected(peer(1), Version::V1_2_0, t0 + secs(20));
     drain(&mut e);
     assert_eq!(failure_at(&mut e, query, t0 + secs(60)), None);
@@ -80,10 +77,7 @@ fn a_peer_connecting_ends_the_wait_and_a_later_loss_starts_it_again() {
 
 #[test]
 fn a_new_provider_gives_the_query_time_to_dial_it() {
-    let t0 = Instant::now();
-    let mut e = engine(Config::default(), &[], t0);
-    let query = e.get(vec![cid(1)], None, t0).expect("ok");
-    drain(&mut e);
+    let (mut e, t0, query, _) = asked(&[], &[1]);
     e.add_providers(&cid(1), [peer(9)], t0 + secs(25));
     drain(&mut e);
     assert_eq!(failure_at(&mut e, query, t0 + secs(54)), None);

@@ -9,7 +9,7 @@ use libp2p::PeerId;
 use multihash::Multihash;
 use multihash_codetable::{Code, MultihashDigest};
 
-use super::{Action, Config, Engine, Event};
+use super::{Action, Config, Engine, Event, QueryId};
 use crate::{
     message::{BlockPresence, BlockPresenceType, Entry, Message, WantType},
     protocol::Version,
@@ -42,6 +42,17 @@ pub(super) fn engine(config: Config, peers: &[u8], now: Instant) -> Engine {
     }
     drain(&mut engine);
     engine
+}
+
+/// An engine of the default config with `peers` connected that was just asked, at `now`,
+/// for the blocks numbered `cids` in one query: it, `now`, the query and the actions drained.
+pub(super) fn asked(peers: &[u8], cids: &[u32]) -> (Engine, Instant, QueryId, Vec<Action>) {
+    let now = Instant::now();
+    let mut engine = engine(Config::default(), peers, now);
+    let cids = cids.iter().map(|&i| cid(i)).collect();
+    let query = engine.get(cids, None, now).expect("ok");
+    let actions = drain(&mut engine);
+    (engine, now, query, actions)
 }
 
 pub(super) fn drain(engine: &mut Engine) -> Vec<Action> {
@@ -96,4 +107,15 @@ pub(super) fn with_presence(cid: Cid, presence: BlockPresenceType) -> Message {
         presences: vec![BlockPresence { cid, presence }],
         ..Message::default()
     }
+}
+
+/// `from` tells `engine` whether it has `cid`, in a message of that presence alone.
+pub(super) fn tell(
+    engine: &mut Engine,
+    from: PeerId,
+    cid: Cid,
+    presence: BlockPresenceType,
+    now: Instant,
+) {
+    engine.handle_message(from, &with_presence(cid, presence), now);
 }

@@ -19,10 +19,7 @@ mod engine {
 
     #[test]
     fn a_disconnected_target_is_replaced_and_a_reconnection_resends_the_wants() {
-        let now = Instant::now();
-        let mut e = engine(Config::default(), &[1, 2], now);
-        e.get(vec![cid(1), cid(2)], None, now).expect("ok");
-        drain(&mut e);
+        let (mut e, now, _, _) = asked(&[1, 2], &[1, 2]);
         // Peer 1 is the target of the first want, peer 2 (less loaded) of the second.
         assert_eq!(e.peer_wants(&peer(1)).len(), 1);
         e.handle_peer_disconnected(&peer(1), now);
@@ -43,10 +40,7 @@ mod engine {
 
     #[test]
     fn a_peer_found_older_than_1_2_0_has_its_want_haves_withdrawn() {
-        let now = Instant::now();
-        let mut e = engine(Config::default(), &[1, 2], now);
-        e.get(vec![cid(1)], None, now).expect("ok");
-        let actions = drain(&mut e);
+        let (mut e, _, _, actions) = asked(&[1, 2], &[1]);
         assert_eq!(sent(&actions, &cid(1), Some(WantType::Have)), [peer(2)]);
         e.handle_peer_version(peer(2), Version::V1_1_0);
         let actions = drain(&mut e);
@@ -56,10 +50,7 @@ mod engine {
 
     #[test]
     fn a_failed_send_moves_the_want_on_without_penalty() {
-        let now = Instant::now();
-        let mut e = engine(Config::default(), &[1, 2], now);
-        e.get(vec![cid(1)], None, now).expect("ok");
-        let actions = drain(&mut e);
+        let (mut e, now, _, actions) = asked(&[1, 2], &[1]);
         let Some(Action::Send { peer: p, message }) = actions.first() else {
             panic!("{actions:?}");
         };
@@ -125,16 +116,9 @@ mod engine {
 
     #[test]
     fn presences_and_blocks_from_strangers() {
-        let now = Instant::now();
-        let mut e = engine(Config::default(), &[1], now);
-        let query = e.get(vec![cid(1)], None, now).expect("ok");
-        drain(&mut e);
+        let (mut e, now, query, _) = asked(&[1], &[1]);
         // A presence from a peer never asked changes nothing.
-        e.handle_message(
-            peer(9),
-            &with_presence(cid(1), BlockPresenceType::Have),
-            now,
-        );
+        tell(&mut e, peer(9), cid(1), BlockPresenceType::Have, now);
         assert!(drain(&mut e).is_empty());
         // A wanted block from anyone is taken: it is verified.
         e.handle_message(peer(9), &with_block(&block(1)), now);
@@ -317,10 +301,7 @@ mod strategy {
 
     #[test]
     fn one_want_block_and_want_haves_for_discovery() {
-        let now = Instant::now();
-        let mut e = engine(Config::default(), &[1, 2, 3], now);
-        e.get(vec![cid(1), cid(2)], None, now).expect("ok");
-        let actions = drain(&mut e);
+        let (_, _, _, actions) = asked(&[1, 2, 3], &[1, 2]);
         // The first want discovers: one want-block, want-haves to the others.
         assert_eq!(sent(&actions, &cid(1), Some(WantType::Block)), [peer(1)]);
         assert_eq!(
@@ -346,11 +327,7 @@ mod strategy {
         let actions = drain(&mut e);
         assert_eq!(entries(&actions).len(), 1);
         assert_eq!(sent(&actions, &cid(2), Some(WantType::Block)), [peer(1)]);
-        e.handle_message(
-            peer(1),
-            &with_presence(cid(2), BlockPresenceType::DontHave),
-            now,
-        );
+        tell(&mut e, peer(1), cid(2), BlockPresenceType::DontHave, now);
         let actions = drain(&mut e);
         assert_eq!(entries(&actions).len(), 1, "no broadcast: {actions:?}");
         assert_eq!(sent(&actions, &cid(2), Some(WantType::Block)), [peer(2)]);
@@ -394,11 +371,7 @@ mod strategy {
         assert_eq!(sent(&actions, &cid(1), Some(WantType::Block)), [peer(1)]);
         assert!(sent(&actions, &cid(1), Some(WantType::Have)).is_empty());
         // 1.2.0 peer refuses: an old peer is asked for the block, only one.
-        e.handle_message(
-            peer(1),
-            &with_presence(cid(1), BlockPresenceType::DontHave),
-            now,
-        );
+        tell(&mut e, peer(1), cid(1), BlockPresenceType::DontHave, now);
         let actions = drain(&mut e);
         assert_eq!(sent(&actions, &cid(1), Some(WantType::Block)), [peer(2)]);
         // It never answers: after the initial timeout the other old peer is asked.
@@ -435,27 +408,16 @@ mod strategy {
 
     #[test]
     fn providers_count_as_have_and_unknown_ones_are_dialled_once() {
-        let now = Instant::now();
-        let mut e = engine(Config::default(), &[1, 2], now);
-        e.get(vec![cid(1)], None, now).expect("ok");
-        drain(&mut e);
+        let (mut e, now, _, _) = asked(&[1, 2], &[1]);
         e.add_providers(&cid(1), [peer(2), peer(7), peer(7)], now);
         assert_eq!(drain(&mut e), [Action::Dial { peer: peer(7) }]);
         e.add_providers(&cid(1), [peer(7)], now + ms(10));
         assert!(drain(&mut e).is_empty(), "already a provider");
         // The target refuses: the connected provider is preferred to nobody else.
-        e.handle_message(
-            peer(1),
-            &with_presence(cid(1), BlockPresenceType::DontHave),
-            now,
-        );
+        tell(&mut e, peer(1), cid(1), BlockPresenceType::DontHave, now);
         let actions = drain(&mut e);
         assert_eq!(sent(&actions, &cid(1), Some(WantType::Block)), [peer(2)]);
-        e.handle_message(
-            peer(2),
-            &with_presence(cid(1), BlockPresenceType::DontHave),
-            now,
-        );
+        tell(&mut e, peer(2), cid(1), BlockPresenceType::DontHave, now);
         drain(&mut e);
         // The dialled provider connects and is asked for the block at once.
         e.handle_peer_connected(peer(7), Version::V1_2_0, now);
@@ -470,42 +432,23 @@ mod answers {
 
     #[test]
     fn have_beats_unknown_and_dont_have_moves_on() {
-        let now = Instant::now();
-        let mut e = engine(Config::default(), &[1, 2, 3], now);
-        e.get(vec![cid(1)], None, now).expect("ok");
-        drain(&mut e);
+        let (mut e, now, _, _) = asked(&[1, 2, 3], &[1]);
         // Peer 3 has it, peer 2 does not answer yet; the target (1) refuses.
-        e.handle_message(
-            peer(3),
-            &with_presence(cid(1), BlockPresenceType::Have),
-            now,
-        );
+        tell(&mut e, peer(3), cid(1), BlockPresenceType::Have, now);
         assert!(
             entries(&drain(&mut e)).is_empty(),
             "one want-block at a time"
         );
-        e.handle_message(
-            peer(1),
-            &with_presence(cid(1), BlockPresenceType::DontHave),
-            now,
-        );
+        tell(&mut e, peer(1), cid(1), BlockPresenceType::DontHave, now);
         let actions = drain(&mut e);
         assert_eq!(sent(&actions, &cid(1), Some(WantType::Block)), [peer(3)]);
         // Peer 3 refuses too (after saying HAVE): the unknown peer 2 is next.
-        e.handle_message(
-            peer(3),
-            &with_presence(cid(1), BlockPresenceType::DontHave),
-            now,
-        );
+        tell(&mut e, peer(3), cid(1), BlockPresenceType::DontHave, now);
         let actions = drain(&mut e);
         assert_eq!(sent(&actions, &cid(1), Some(WantType::Block)), [peer(2)]);
         assert!(e.peer_score(&peer(3)).expect("known") < 0, "broken promise");
         // Peer 2 refuses: nobody has it, providers are searched for; the want stays.
-        e.handle_message(
-            peer(2),
-            &with_presence(cid(1), BlockPresenceType::DontHave),
-            now,
-        );
+        tell(&mut e, peer(2), cid(1), BlockPresenceType::DontHave, now);
         let actions = drain(&mut e);
         assert!(actions.contains(&Action::FindProviders { cid: cid(1) }));
         assert_eq!(e.stats().wants, 1);
@@ -513,10 +456,7 @@ mod answers {
 
     #[test]
     fn silence_is_a_dont_have_after_the_timeout_and_the_want_is_resent_after_30_s() {
-        let now = Instant::now();
-        let mut e = engine(Config::default(), &[1], now);
-        e.get(vec![cid(1)], None, now).expect("ok");
-        drain(&mut e);
+        let (mut e, now, _, _) = asked(&[1], &[1]);
         let timeout = now + Duration::from_secs(2);
         // The provider search deadline (1 s) comes first: nobody said HAVE.
         assert_eq!(e.poll_timeout(), Some(now + Duration::from_secs(1)));
@@ -536,10 +476,7 @@ mod answers {
 
     #[test]
     fn a_block_cancels_the_want_everywhere_else_and_late_copies_are_duplicates() {
-        let now = Instant::now();
-        let mut e = engine(Config::default(), &[1, 2, 3], now);
-        let query = e.get(vec![cid(1)], None, now).expect("ok");
-        drain(&mut e);
+        let (mut e, now, query, _) = asked(&[1, 2, 3], &[1]);
         e.handle_message(peer(2), &with_block(&block(1)), now + ms(5));
         let actions = drain(&mut e);
         let mut cancelled = sent(&actions, &cid(1), None);
@@ -578,10 +515,7 @@ mod answers {
 
     #[test]
     fn a_peer_still_delivering_keeps_its_wants_but_repeated_haves_do_not() {
-        let now = Instant::now();
-        let mut e = engine(Config::default(), &[1, 2], now);
-        e.get(vec![cid(1), cid(2), cid(3)], None, now).expect("ok");
-        drain(&mut e);
+        let (mut e, now, _, _) = asked(&[1, 2], &[1, 2, 3]);
         let at_1: Vec<Cid> = e.peer_wants(&peer(1)).iter().map(|w| w.cid).collect();
         assert!(at_1.len() >= 2, "{at_1:?}");
         // Peer 1 answers its first want after 50 ms, then nothing: its other wants time out a
@@ -606,9 +540,11 @@ mod answers {
         assert_eq!(sent(&actions, &cid(1), Some(WantType::Have)), [peer(2)]);
         assert_eq!(sent(&actions, &cid(2), Some(WantType::Block)), [peer(2)]);
         for k in 1..100 {
-            e.handle_message(
+            tell(
+                &mut e,
                 peer(2),
-                &with_presence(cid(1), BlockPresenceType::Have),
+                cid(1),
+                BlockPresenceType::Have,
                 now + ms(10 * k),
             );
             drain(&mut e);
@@ -619,10 +555,7 @@ mod answers {
 
     #[test]
     fn unwanted_blocks_are_dropped_and_penalised_until_the_peer_is_left_out() {
-        let now = Instant::now();
-        let mut e = engine(Config::default(), &[1, 2], now);
-        e.get(vec![cid(1)], None, now).expect("ok");
-        drain(&mut e);
+        let (mut e, now, _, _) = asked(&[1, 2], &[1]);
         e.handle_message(peer(1), &with_block(&block(99)), now);
         assert!(events(&drain(&mut e)).is_empty());
         assert_eq!(e.stats().unwanted_blocks, 1);

@@ -416,14 +416,32 @@ mod tests {
         w.limit(&peer)
     }
 
-    #[test]
-    fn grows_to_the_bandwidth_delay_product_of_a_far_peer() {
-        // 20 MB/s at 200 ms: 4 MB in flight are needed.
+    /// A lone peer's windows and clock after `rounds` rounds of [`simulate`] (limited each
+    /// round when `queued`), and its window then.
+    fn lone_peer(
+        rate: f64,
+        rtt: Duration,
+        queued: bool,
+        rounds: usize,
+    ) -> (Windows<u32>, Instant, u64) {
         let mut w = windows();
         w.insert(1);
         let mut now = Instant::now();
+        let limit = simulate(&mut w, 1, rate, rtt, queued, rounds, &mut now);
+        (w, now, limit)
+    }
+
+    /// Ten limited rounds of `peer` on a 1 GB/s link at 100 ms: enough to reach the per-peer
+    /// cap from the floor.
+    fn saturate(w: &mut Windows<u32>, peer: u32, now: &mut Instant) {
+        simulate(w, peer, 1e9, Duration::from_millis(100), true, 10, now);
+    }
+
+    #[test]
+    fn grows_to_the_bandwidth_delay_product_of_a_far_peer() {
+        // 20 MB/s at 200 ms: 4 MB in flight are needed.
         let rtt = Duration::from_millis(200);
-        let limit = simulate(&mut w, 1, 20e6, rtt, true, 12, &mut now);
+        let (_, _, limit) = lone_peer(20e6, rtt, true, 12);
         assert!(limit >= 4_000_000, "window {limit}");
         assert!(limit <= 16 * MIB);
         // At that window the peer gets its link's rate.
@@ -433,35 +451,13 @@ mod tests {
     #[test]
     fn stays_within_twice_rate_times_horizon_on_a_slow_link() {
         // 1 MB/s at 50 ms: the window need not go past 1 MB (2 x 1 MB/s x 500 ms).
-        let mut w = windows();
-        w.insert(1);
-        let mut now = Instant::now();
-        let limit = simulate(
-            &mut w,
-            1,
-            1e6,
-            Duration::from_millis(50),
-            true,
-            20,
-            &mut now,
-        );
+        let (_, _, limit) = lone_peer(1e6, Duration::from_millis(50), true, 20);
         assert_eq!(limit, MIB);
     }
 
     #[test]
     fn never_passes_the_per_peer_cap() {
-        let mut w = windows();
-        w.insert(1);
-        let mut now = Instant::now();
-        let limit = simulate(
-            &mut w,
-            1,
-            1e9,
-            Duration::from_millis(100),
-            true,
-            30,
-            &mut now,
-        );
+        let (_, _, limit) = lone_peer(1e9, Duration::from_millis(100), true, 30);
         assert_eq!(limit, 16 * MIB);
     }
 
@@ -473,15 +469,7 @@ mod tests {
             w.insert(peer);
         }
         for peer in 0..8 {
-            simulate(
-                &mut w,
-                peer,
-                1e9,
-                Duration::from_millis(100),
-                true,
-                10,
-                &mut now,
-            );
+            saturate(&mut w, peer, &mut now);
         }
         // Three peers at the cap, one partly grown, four at the floor.
         assert_eq!(w.total(), 64 * MIB);
@@ -497,53 +485,20 @@ mod tests {
     fn stops_growing_when_rounds_are_no_faster() {
         // A near peer whose rate is capped by the CPU at 100 MB/s: the window grows while
         // rounds get faster, then stays well under the cap.
-        let mut w = windows();
-        w.insert(1);
-        let mut now = Instant::now();
-        let limit = simulate(
-            &mut w,
-            1,
-            100e6,
-            Duration::from_millis(1),
-            true,
-            30,
-            &mut now,
-        );
+        let (_, _, limit) = lone_peer(100e6, Duration::from_millis(1), true, 30);
         assert!(limit <= 4 * MIB, "window {limit}");
     }
 
     #[test]
     fn does_not_grow_unless_limited() {
-        let mut w = windows();
-        w.insert(1);
-        let mut now = Instant::now();
-        let limit = simulate(
-            &mut w,
-            1,
-            1e9,
-            Duration::from_millis(100),
-            false,
-            10,
-            &mut now,
-        );
+        let (_, _, limit) = lone_peer(1e9, Duration::from_millis(100), false, 10);
         assert_eq!(limit, MIB);
     }
 
     #[test]
     fn stalls_without_deliveries_return_to_the_floor() {
-        let mut w = windows();
-        w.insert(1);
-        let mut now = Instant::now();
-        simulate(
-            &mut w,
-            1,
-            1e9,
-            Duration::from_millis(100),
-            true,
-            10,
-            &mut now,
-        );
-        assert_eq!(w.limit(&1), 16 * MIB);
+        let (mut w, mut now, limit) = lone_peer(1e9, Duration::from_millis(100), true, 10);
+        assert_eq!(limit, 16 * MIB);
         // Stalls between deliveries: a far link.
         w.stalled(&1);
         w.stalled(&1);
@@ -560,33 +515,14 @@ mod tests {
         assert_eq!(w.limit(&1), MIB);
         w.check().unwrap();
         // It grows again from the floor once it reads.
-        simulate(
-            &mut w,
-            1,
-            1e9,
-            Duration::from_millis(100),
-            true,
-            10,
-            &mut now,
-        );
+        saturate(&mut w, 1, &mut now);
         assert_eq!(w.limit(&1), 16 * MIB);
     }
 
     #[test]
     fn a_peer_that_reads_slowly_stays_at_the_floor() {
         // 100 kB/s whatever the window, always limited.
-        let mut w = windows();
-        w.insert(1);
-        let mut now = Instant::now();
-        let limit = simulate(
-            &mut w,
-            1,
-            100e3,
-            Duration::from_millis(10),
-            true,
-            5,
-            &mut now,
-        );
+        let (_, _, limit) = lone_peer(100e3, Duration::from_millis(10), true, 5);
         assert_eq!(limit, MIB);
     }
 
@@ -596,24 +532,8 @@ mod tests {
         w.insert(1);
         w.insert(2);
         let mut now = Instant::now();
-        simulate(
-            &mut w,
-            1,
-            1e9,
-            Duration::from_millis(100),
-            true,
-            10,
-            &mut now,
-        );
-        simulate(
-            &mut w,
-            2,
-            1e9,
-            Duration::from_millis(100),
-            true,
-            10,
-            &mut now,
-        );
+        saturate(&mut w, 1, &mut now);
+        saturate(&mut w, 2, &mut now);
         w.idle(&1, now);
         w.idle(&2, now);
         // Peer 2 is busy again before the reset.

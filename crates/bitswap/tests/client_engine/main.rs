@@ -164,6 +164,16 @@ impl Net {
         i
     }
 
+    /// New Bitswap 1.2.0 servers of these kinds holding these blocks, connected in order once
+    /// all exist; their indices.
+    fn connected<const N: usize>(&mut self, servers: [(Kind, &[Block]); N]) -> [usize; N] {
+        let indices = servers.map(|(kind, data)| self.server(kind, Version::V1_2_0, data));
+        for i in indices {
+            self.connect(i);
+        }
+        indices
+    }
+
     fn connect(&mut self, i: usize) {
         let s = &mut self.servers[i];
         assert!(!s.connected);

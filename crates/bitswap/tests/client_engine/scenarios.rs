@@ -72,42 +72,31 @@ fn three_servers(overlap: bool, batch: usize, size: usize) -> (f64, Duration, u6
     (net.duplicate_percent(), net.elapsed(), stats.messages_sent)
 }
 
-#[test]
-fn three_peers_all_have_everything_duplicates_stay_under_5_percent() {
+/// [`three_servers`] in batches of 1, 10 and 100 blocks: duplicate bytes stay under 5%.
+fn three_peers_duplicates_stay_under_5_percent(overlap: bool, block_len: usize) {
     for batch in [1, 10, 100] {
-        let (dups, elapsed, messages) = three_servers(false, batch, 8000);
-        println!(
-            "all-to-all, batch {batch}: {dups:.2}% duplicate bytes, {elapsed:?}, {messages} messages"
-        );
-        assert!(dups < 5.0, "batch {batch}: {dups}% duplicate bytes");
+        let (dups, elapsed, messages) = three_servers(overlap, batch, block_len);
+        let case = format!("{block_len} B, overlap {overlap}, batch {batch}");
+        println!("{case}: {dups:.2}% duplicate bytes, {elapsed:?}, {messages} messages");
+        assert!(dups < 5.0, "{case}: {dups}% duplicate bytes");
     }
 }
 
 #[test]
+fn three_peers_all_have_everything_duplicates_stay_under_5_percent() {
+    three_peers_duplicates_stay_under_5_percent(false, 8000);
+}
+
+#[test]
 fn three_peers_overlapping_data_duplicates_stay_under_5_percent() {
-    for batch in [1, 10, 100] {
-        let (dups, elapsed, messages) = three_servers(true, batch, 8000);
-        println!(
-            "overlap, batch {batch}: {dups:.2}% duplicate bytes, {elapsed:?}, {messages} messages"
-        );
-        assert!(dups < 5.0, "batch {batch}: {dups}% duplicate bytes");
-    }
+    three_peers_duplicates_stay_under_5_percent(true, 8000);
 }
 
 #[test]
 fn three_peers_small_blocks_duplicates_stay_under_5_percent() {
     // Servers answer a want-have for a block of at most 1 KiB with the block itself.
     for overlap in [false, true] {
-        for batch in [1, 10, 100] {
-            let (dups, elapsed, messages) = three_servers(overlap, batch, 500);
-            println!(
-                "500 B, overlap {overlap}, batch {batch}: {dups:.2}% duplicate bytes, {elapsed:?}, {messages} messages"
-            );
-            assert!(
-                dups < 5.0,
-                "overlap {overlap}, batch {batch}: {dups}% duplicate bytes"
-            );
-        }
+        three_peers_duplicates_stay_under_5_percent(overlap, 500);
     }
 }
 
@@ -251,10 +240,7 @@ fn a_liar_saying_have_then_dont_have_is_penalised() {
     let data = blocks(10, 8000);
     let mut net = Net::new(ClientConfig::default());
     // The honest server sorts first (asked for the blocks first) but has nothing yet.
-    let honest = net.server(Kind::Honest, Version::V1_2_0, &[]);
-    let liar = net.server(Kind::Liar, Version::V1_2_0, &[]);
-    net.connect(honest);
-    net.connect(liar);
+    let [honest, liar] = net.connected([(Kind::Honest, &[]), (Kind::Liar, &[])]);
     let query = net.get(cids(&data), None);
     net.run_until(Duration::from_secs(1), |_| false);
     // DONT_HAVE from the honest one, HAVE from the liar: the liar was asked for the blocks
@@ -340,10 +326,7 @@ fn cancels_reach_servers_and_no_block_follows() {
     let data = blocks(4, 8000);
     let mut net = Net::new(ClientConfig::default());
     // Neither server has the blocks yet: they answer DONT_HAVE and keep the wants.
-    let a = net.server(Kind::Honest, Version::V1_2_0, &[]);
-    let b = net.server(Kind::Honest, Version::V1_2_0, &[]);
-    net.connect(a);
-    net.connect(b);
+    let [a, b] = net.connected([(Kind::Honest, &[]), (Kind::Honest, &[])]);
     let query = net.get(cids(&data), None);
     net.run_until(Duration::from_millis(500), |n| n.in_flight.is_empty());
     for s in [a, b] {

@@ -7,7 +7,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt;
 use libp2p::{
-    Multiaddr, Swarm, SwarmBuilder, noise,
+    Multiaddr, Swarm, SwarmBuilder,
+    identity::Keypair,
+    noise,
     swarm::{NetworkBehaviour, SwarmEvent},
     tcp, yamux,
 };
@@ -29,6 +31,15 @@ pub(crate) fn new_swarm_with_idle_timeout<B: NetworkBehaviour>(
     behaviour: B,
     idle: Duration,
 ) -> Swarm<B> {
+    new_swarm_of(|_| behaviour, idle)
+}
+
+/// A swarm as [`new_swarm`] makes, of the behaviour `make` builds from the swarm's identity
+/// (for identify), closing connections idle for `idle`.
+pub(crate) fn new_swarm_of<B: NetworkBehaviour>(
+    make: impl FnOnce(&Keypair) -> B,
+    idle: Duration,
+) -> Swarm<B> {
     SwarmBuilder::with_new_identity()
         .with_tokio()
         .with_tcp(
@@ -37,7 +48,7 @@ pub(crate) fn new_swarm_with_idle_timeout<B: NetworkBehaviour>(
             yamux::Config::default,
         )
         .expect("tcp transport")
-        .with_behaviour(|_| behaviour)
+        .with_behaviour(make)
         .expect("behaviour")
         .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
         .build()

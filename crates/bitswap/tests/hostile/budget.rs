@@ -45,11 +45,11 @@ async fn stall(mut control: libp2p_stream::Control, peer: libp2p::PeerId, sent: 
 
 /// The node under attack downloads a fresh set of 32 blocks of 256 KiB from the server;
 /// returns how long it took.
-async fn download(handle: &bitswap::Handle, set: u64) -> Duration {
+async fn download(control: &bitswap::Control, set: u64) -> Duration {
     let cids: Vec<Cid> = (0..u64::from(BLOCKS))
         .map(|i| *raw_block(BLOCK_SIZE, 1_000 * (set + 1) + i).cid())
         .collect();
-    timed_fetch(handle, cids).await
+    timed_fetch(control, cids).await
 }
 
 /// A server holding three sets of 32 blocks (for the warm-up, the normal and the attacked
@@ -69,7 +69,7 @@ async fn stalled_bodies_do_not_hold_back_the_node_s_downloads() {
     let mut swarm: Node = new_swarm(Behaviour::new(MemoryBlockstore::new(), Config::default()));
     let address = listen(&mut swarm).await;
     connect(&mut swarm, server.peer, server.address.clone()).await;
-    let handle = swarm.behaviour().handle();
+    let control = swarm.behaviour().control();
     let node = Target {
         peer: *swarm.local_peer_id(),
         address,
@@ -77,15 +77,15 @@ async fn stalled_bodies_do_not_hold_back_the_node_s_downloads() {
         driver: Driver::start(swarm),
         attacker: None,
     };
-    download(&handle, 0).await;
-    let normal = download(&handle, 1).await;
+    download(&control, 0).await;
+    let normal = download(&control, 1).await;
     reset_peak_rss();
     let before = rss();
-    let (control, swarm_task) = attacker(&node).await;
+    let (attacker_control, swarm_task) = attacker(&node).await;
     let _swarm_task = AbortOnDrop(swarm_task);
-    let attack = AbortOnDrop(tokio::spawn(stall(control, node.peer, 1024)));
+    let attack = AbortOnDrop(tokio::spawn(stall(attacker_control, node.peer, 1024)));
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let attacked = download(&handle, 2).await;
+    let attacked = download(&control, 2).await;
     drop(attack);
     eprintln!(
         "stalled bodies: download {normal:?} alone, {attacked:?} under attack; {}",

@@ -19,9 +19,10 @@ use libp2p::{
     swarm::{NetworkBehaviour, SwarmEvent},
 };
 use multihash_codetable::{Code, MultihashDigest};
-use tokio::{sync::oneshot, task::JoinHandle, time::timeout};
+use tokio::{task::JoinHandle, time::timeout};
 
 pub(crate) use crate::common::{listen, new_swarm};
+pub(crate) use bitswap::testing::Driver;
 
 /// Bound of every wait in these tests.
 pub(crate) const TIMEOUT: Duration = Duration::from_secs(90);
@@ -78,35 +79,6 @@ pub(crate) fn status_bytes(field: &str) -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .expect(field)
         * 1024
-}
-
-/// A swarm polled by its own task; stopping hands it back.
-pub(crate) struct Driver<B: NetworkBehaviour> {
-    pub(crate) stop: oneshot::Sender<()>,
-    pub(crate) task: JoinHandle<Swarm<B>>,
-}
-
-impl<B: NetworkBehaviour + Send + 'static> Driver<B>
-where
-    B::ToSwarm: Send,
-{
-    pub(crate) fn start(mut swarm: Swarm<B>) -> Self {
-        let (stop, mut stopped) = oneshot::channel();
-        let task = tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = &mut stopped => return swarm,
-                    _ = swarm.select_next_some() => {}
-                }
-            }
-        });
-        Self { stop, task }
-    }
-
-    pub(crate) async fn stop(self) -> Swarm<B> {
-        let _ = self.stop.send(());
-        self.task.await.expect("driver")
-    }
 }
 
 pub(crate) async fn connect<B: NetworkBehaviour>(
@@ -181,20 +153,20 @@ pub(crate) async fn target_with(blocks: Vec<Block>) -> Target {
 pub(crate) async fn honest_fetch(target: &Target) -> Duration {
     let mut client: Node = new_swarm(Behaviour::new(MemoryBlockstore::new(), Config::default()));
     connect(&mut client, target.peer, target.address.clone()).await;
-    let handle = client.behaviour().handle();
+    let control = client.behaviour().control();
     let driver = Driver::start(client);
     let cids: Vec<Cid> = target.blocks.iter().map(|b| *b.cid()).collect();
-    let elapsed = timed_fetch(&handle, cids).await;
+    let elapsed = timed_fetch(&control, cids).await;
     drop(driver.stop().await);
     elapsed
 }
 
-/// Fetches every block of `cids` through `handle`; returns how long it took.
-pub(crate) async fn timed_fetch(handle: &bitswap::Handle, cids: Vec<Cid>) -> Duration {
+/// Fetches every block of `cids` through `control`; returns how long it took.
+pub(crate) async fn timed_fetch(control: &bitswap::Control, cids: Vec<Cid>) -> Duration {
     let count = cids.len();
     let start = Instant::now();
     let got: Vec<Block> = timeout(TIMEOUT, async {
-        handle
+        control
             .get_many(cids, None)
             .await
             .expect("query")

@@ -193,12 +193,12 @@ async fn a_peer_whose_first_reply_stream_is_reset_still_gets_every_block() {
 const IDLE: Duration = Duration::from_millis(300);
 
 /// A node closing idle connections after [`IDLE`] (its streams after 100 ms), with its
-/// handle, and a peer (the message layer alone) connected to it that keeps its own side
+/// control, and a peer (the message layer alone) connected to it that keeps its own side
 /// open while it speaks Bitswap, so only the node can let the connection go idle.
 async fn idle_pair() -> (
     Driver<bitswap::Behaviour<bitswap::MemoryBlockstore>>,
     libp2p::PeerId,
-    bitswap::Handle,
+    bitswap::Control,
     libp2p::Swarm<bitswap::network::Behaviour>,
 ) {
     let network =
@@ -210,13 +210,13 @@ async fn idle_pair() -> (
     );
     let address = listen(&mut node).await;
     let node_id = *node.local_peer_id();
-    let handle = node.behaviour().handle();
+    let control = node.behaviour().control();
     let mut peer = new_swarm(bitswap::network::Behaviour::new(
         network.with_keep_alive(true),
     ));
     let node = Driver::start(node);
     connect(&mut peer, node_id, address).await;
-    (node, node_id, handle, peer)
+    (node, node_id, control, peer)
 }
 
 type PeerEvent = libp2p::swarm::SwarmEvent<bitswap::network::Event>;
@@ -289,10 +289,10 @@ async fn a_peer_owed_a_block_keeps_its_connection_until_it_gets_it() {
 /// come, past the swarm's idle timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_asked_for_a_block_keeps_its_connection_while_it_answers_slowly() {
-    let (node, node_id, handle, mut peer) = idle_pair().await;
+    let (node, node_id, control, mut peer) = idle_pair().await;
     let block = raw_block(1024, 78);
     let cid = *block.cid();
-    let fetch = tokio::spawn(async move { handle.get(cid).await });
+    let fetch = tokio::spawn(async move { control.get(cid).await });
     // The want arrives; the peer answers only after many idle timeouts.
     next_message(&mut peer, |m| {
         m.wantlist.entries.iter().any(|e| e.cid == cid)

@@ -16,9 +16,8 @@ use cid::Cid;
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt, channel::mpsc};
 use ipfs_blockstore::testing;
 use libp2p::{
-    PeerId, StreamProtocol, Swarm, SwarmBuilder, identify, identity, noise, ping,
+    PeerId, StreamProtocol, Swarm, identify, identity, ping,
     swarm::{NetworkBehaviour, SwarmEvent},
-    tcp, yamux,
 };
 use multihash_codetable::{Code, MultihashDigest};
 use tokio::time::timeout;

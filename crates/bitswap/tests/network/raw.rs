@@ -37,6 +37,43 @@ async fn raw_peer(node: &mut Swarm<Behaviour>) -> (PeerId, libp2p_stream::Contro
     (raw_id, control)
 }
 
+/// A node of `config` (and its id) with a [raw peer](raw_peer) connected to it.
+async fn with_raw_peer(
+    config: Config,
+) -> (Swarm<Behaviour>, PeerId, PeerId, libp2p_stream::Control) {
+    let mut node = node(config);
+    let node_id = *node.local_peer_id();
+    let (raw_id, control) = raw_peer(&mut node).await;
+    (node, node_id, raw_id, control)
+}
+
+/// Writes `message` (Bitswap 1.2.0) to `peer` on a stream of its own, then closes the stream.
+async fn write_one(control: &mut libp2p_stream::Control, peer: PeerId, message: &Message) {
+    let mut stream = control.open_stream(peer, V1_2_0).await.expect("stream");
+    let frames = bitswap::protocol::encode(message, Version::V1_2_0);
+    bitswap::protocol::write_frames(&mut stream, &frames)
+        .await
+        .expect("write");
+    stream.close().await.expect("close");
+}
+
+/// Sends `message` to `peer` and drives `node` until it reports a message sent.
+async fn send_and_wait(node: &mut Swarm<Behaviour>, peer: PeerId, message: Message) {
+    node.behaviour_mut().send(peer, message).expect("send");
+    drive_one(node, |event| {
+        matches!(event, Event::MessageSent { .. }).then_some(())
+    })
+    .await;
+}
+
+/// Waits (within [`TIMEOUT`]) for the raw peer's `writer` task to finish; panics if it failed.
+async fn finish(writer: tokio::task::JoinHandle<()>) {
+    timeout(TIMEOUT, writer)
+        .await
+        .expect("writer finished")
+        .expect("writer");
+}
+
 /// Drives `node` until `f` returns something, for at most [`TIMEOUT`].
 async fn drive_one<T>(node: &mut Swarm<Behaviour>, mut f: impl FnMut(Event) -> Option<T>) -> T {
     timeout(TIMEOUT, async {
@@ -55,9 +92,7 @@ async fn drive_one<T>(node: &mut Swarm<Behaviour>, mut f: impl FnMut(Event) -> O
 /// kubo: many messages on one long-lived stream, each reported before the stream ends.
 #[tokio::test]
 async fn reads_many_messages_on_one_stream() {
-    let mut node = node(Config::default());
-    let node_id = *node.local_peer_id();
-    let (raw_id, mut control) = raw_peer(&mut node).await;
+    let (mut node, node_id, raw_id, mut control) = with_raw_peer(Config::default()).await;
 
     let messages: Vec<_> = (0..5u8)
         .map(|i| Message::wantlist_update(vec![Entry::want_have(cid(i), 1)]))
@@ -90,10 +125,7 @@ async fn reads_many_messages_on_one_stream() {
     })
     .await;
     assert_eq!(received, messages);
-    timeout(TIMEOUT, writer)
-        .await
-        .expect("writer finished")
-        .expect("writer");
+    finish(writer).await;
     assert_eq!(
         node.behaviour().peer_version(&raw_id),
         Some(Version::V1_2_0)
@@ -104,9 +136,8 @@ async fn reads_many_messages_on_one_stream() {
 /// DONT_HAVE (up to as many again, to be answered); cancels are not counted.
 #[tokio::test]
 async fn wantlist_entries_past_the_limit_are_dropped() {
-    let mut node = node(Config::default().with_max_wantlist_entries(100));
-    let node_id = *node.local_peer_id();
-    let (_, mut control) = raw_peer(&mut node).await;
+    let (mut node, node_id, _, mut control) =
+        with_raw_peer(Config::default().with_max_wantlist_entries(100)).await;
 
     // Every third a cancel, every other want asks for DONT_HAVE.
     let sent = Message::wantlist_update(
@@ -149,10 +180,7 @@ async fn wantlist_entries_past_the_limit_are_dropped() {
     })
     .await;
     assert_eq!(received.wantlist.entries, expected);
-    timeout(TIMEOUT, writer)
-        .await
-        .expect("writer finished")
-        .expect("writer");
+    finish(writer).await;
 }
 
 /// With an inbound byte budget smaller than one message, messages too large for a
@@ -196,19 +224,14 @@ async fn messages_larger_than_the_inbound_budget_arrive_one_at_a_time() {
     })
     .await;
     for writer in writers {
-        timeout(TIMEOUT, writer)
-            .await
-            .expect("writer finished")
-            .expect("writer");
+        finish(writer).await;
     }
 }
 
 /// Helia: one message per stream, each stream closed after it.
 #[tokio::test]
 async fn reads_one_message_per_stream() {
-    let mut node = node(Config::default());
-    let node_id = *node.local_peer_id();
-    let (_, mut control) = raw_peer(&mut node).await;
+    let (mut node, node_id, _, mut control) = with_raw_peer(Config::default()).await;
 
     let messages: Vec<_> = (0..5u8)
         .map(|i| Message {
@@ -219,12 +242,7 @@ async fn reads_one_message_per_stream() {
     let to_write = messages.clone();
     let writer = tokio::spawn(async move {
         for message in &to_write {
-            let mut stream = control.open_stream(node_id, V1_2_0).await.expect("stream");
-            let frames = bitswap::protocol::encode(message, Version::V1_2_0);
-            bitswap::protocol::write_frames(&mut stream, &frames)
-                .await
-                .expect("write");
-            stream.close().await.expect("close");
+            write_one(&mut control, node_id, message).await;
         }
     });
 
@@ -238,19 +256,15 @@ async fn reads_one_message_per_stream() {
     .await;
     // Streams written one after the other are reported in that order.
     assert_eq!(received, messages);
-    timeout(TIMEOUT, writer)
-        .await
-        .expect("writer finished")
-        .expect("writer");
+    finish(writer).await;
 }
 
 /// A stream that stays quiet past the idle timeout is reset.
 #[tokio::test]
 async fn idle_inbound_stream_is_reset() {
     let idle = Duration::from_millis(300);
-    let mut node = node(Config::default().with_inbound_idle_timeout(idle));
-    let node_id = *node.local_peer_id();
-    let (_, mut control) = raw_peer(&mut node).await;
+    let (mut node, node_id, _, mut control) =
+        with_raw_peer(Config::default().with_inbound_idle_timeout(idle)).await;
 
     let message = Message::wantlist_update(vec![Entry::want_block(cid(1), 1)]);
     let to_write = message.clone();
@@ -306,9 +320,7 @@ async fn write_until_reset(control: &mut libp2p_stream::Control, peer: PeerId, b
 
 #[tokio::test]
 async fn oversized_and_malformed_messages_reset_the_stream() {
-    let mut node = node(Config::default());
-    let node_id = *node.local_peer_id();
-    let (raw_id, mut control) = raw_peer(&mut node).await;
+    let (mut node, node_id, raw_id, mut control) = with_raw_peer(Config::default()).await;
 
     let good = Message::wantlist_update(vec![Entry::want_block(cid(1), 1)]);
     let to_write = good.clone();
@@ -320,12 +332,7 @@ async fn oversized_and_malformed_messages_reset_the_stream() {
         // A valid length and bytes that are no protobuf.
         write_until_reset(&mut control, node_id, &[4, 0xff, 0xff, 0xff, 0xff]).await;
         // The node is still fine.
-        let mut stream = control.open_stream(node_id, V1_2_0).await.expect("stream");
-        let frames = bitswap::protocol::encode(&to_write, Version::V1_2_0);
-        bitswap::protocol::write_frames(&mut stream, &frames)
-            .await
-            .expect("write");
-        stream.close().await.expect("close");
+        write_one(&mut control, node_id, &to_write).await;
     });
 
     let (mut too_large, mut malformed, mut received) = (false, false, None);
@@ -354,10 +361,7 @@ async fn oversized_and_malformed_messages_reset_the_stream() {
     })
     .await;
     assert_eq!(received, Some(good));
-    timeout(TIMEOUT, writer)
-        .await
-        .expect("writer finished")
-        .expect("writer");
+    finish(writer).await;
     assert!(node.behaviour().is_connected(&raw_id));
 }
 
@@ -365,9 +369,8 @@ async fn oversized_and_malformed_messages_reset_the_stream() {
 /// times as many waiting, they are reset.
 #[tokio::test]
 async fn streams_beyond_those_waiting_are_reset() {
-    let mut node = node(Config::default().with_max_inbound_streams(2));
-    let node_id = *node.local_peer_id();
-    let (_, mut control) = raw_peer(&mut node).await;
+    let (mut node, node_id, _, mut control) =
+        with_raw_peer(Config::default().with_max_inbound_streams(2)).await;
 
     let (mut done_tx, mut done_rx) = mpsc::channel::<()>(1);
     let writer = tokio::spawn(async move {
@@ -395,18 +398,14 @@ async fn streams_beyond_those_waiting_are_reset() {
     })
     .await;
     done_tx.try_send(()).expect("done");
-    timeout(TIMEOUT, writer)
-        .await
-        .expect("writer finished")
-        .expect("writer");
+    finish(writer).await;
 }
 
 /// A stream beyond the readers is not lost: its message is read once a reader is free.
 #[tokio::test]
 async fn a_stream_beyond_the_readers_is_read_once_one_is_free() {
-    let mut node = node(Config::default().with_max_inbound_streams(1));
-    let node_id = *node.local_peer_id();
-    let (_, mut control) = raw_peer(&mut node).await;
+    let (mut node, node_id, _, mut control) =
+        with_raw_peer(Config::default().with_max_inbound_streams(1)).await;
 
     let message = Message::wantlist_update(vec![Entry::want_block(cid(3), 1)]);
     let to_write = message.clone();
@@ -415,12 +414,7 @@ async fn a_stream_beyond_the_readers_is_read_once_one_is_free() {
     let writer = tokio::spawn(async move {
         // The one reader waits on a stream that stays quiet; the answer comes on a second.
         let quiet = control.open_stream(node_id, V1_2_0).await.expect("stream");
-        let mut stream = control.open_stream(node_id, V1_2_0).await.expect("stream");
-        let frames = bitswap::protocol::encode(&to_write, Version::V1_2_0);
-        bitswap::protocol::write_frames(&mut stream, &frames)
-            .await
-            .expect("write");
-        stream.close().await.expect("close");
+        write_one(&mut control, node_id, &to_write).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
         freed_by_writer.store(true, std::sync::atomic::Ordering::SeqCst);
         drop(quiet);
@@ -437,10 +431,7 @@ async fn a_stream_beyond_the_readers_is_read_once_one_is_free() {
         "read before a reader was free"
     );
     assert_eq!(received, message);
-    timeout(TIMEOUT, writer)
-        .await
-        .expect("writer finished")
-        .expect("writer");
+    finish(writer).await;
 }
 
 /// A peer that does not speak Bitswap: messages fail with `Unsupported`.
@@ -497,13 +488,7 @@ async fn outbound_messages_share_a_stream_until_it_idles() {
         .collect();
     // One at a time: each is written (and reported) before the next is sent.
     for message in &messages {
-        node.behaviour_mut()
-            .send(raw_id, message.clone())
-            .expect("send");
-        drive_one(&mut node, |event| {
-            matches!(event, Event::MessageSent { .. }).then_some(())
-        })
-        .await;
+        send_and_wait(&mut node, raw_id, message.clone()).await;
     }
     let mut first = Vec::new();
     while first.len() < messages.len() {
@@ -523,13 +508,7 @@ async fn outbound_messages_share_a_stream_until_it_idles() {
     assert_eq!(end, Some((0, None)));
 
     let last = Message::wantlist_update(vec![Entry::cancel(cid(9))]);
-    node.behaviour_mut()
-        .send(raw_id, last.clone())
-        .expect("send");
-    drive_one(&mut node, |event| {
-        matches!(event, Event::MessageSent { .. }).then_some(())
-    })
-    .await;
+    send_and_wait(&mut node, raw_id, last.clone()).await;
     let read = timeout(TIMEOUT, reads.next()).await.expect("read in time");
     assert_eq!(read, Some((1, Some(last))));
 }

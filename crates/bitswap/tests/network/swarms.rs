@@ -471,25 +471,15 @@ struct Node {
 }
 
 fn composed_node(config: Config) -> Swarm<Node> {
-    SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default(),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .expect("tcp transport")
-        .with_behaviour(|key| Node {
-            bitswap: Behaviour::new(config),
-            identify: identify::Behaviour::new(identify::Config::new(
-                "/test/1.0.0".into(),
-                key.public(),
-            )),
-            ping: ping::Behaviour::default(),
-        })
-        .expect("behaviour")
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-        .build()
+    let node = |key: &identity::Keypair| Node {
+        bitswap: Behaviour::new(config),
+        identify: identify::Behaviour::new(identify::Config::new(
+            "/test/1.0.0".into(),
+            key.public(),
+        )),
+        ping: ping::Behaviour::default(),
+    };
+    common::new_swarm_of(node, Duration::from_secs(60))
 }
 
 /// Beside identify, the version is known from the protocols the peer advertises, before any

@@ -7,13 +7,11 @@ use super::*;
 /// ask again); one that failed otherwise is not.
 #[test]
 fn a_lost_envelope_is_answered_again_and_a_failed_one_is_not() {
-    let mut d = Driver::new(ServerConfig::default());
-    let peer = d.connect(Version::V1_2_0);
+    let (mut d, peer) = Driver::with_peer(ServerConfig::default());
     let (a, b) = (block(1, 10), block(2, 10));
     d.put(&[&a]);
     let entries = vec![want_block(&a, 1, true), want_have(&b, 1, true)];
-    d.engine
-        .handle_message(peer, &Message::wantlist_update(entries));
+    d.want(peer, entries);
     let first = d.hold();
     assert_eq!(
         all_answers(&first),
@@ -38,19 +36,16 @@ fn a_lost_envelope_is_answered_again_and_a_failed_one_is_not() {
 /// its answers gather meanwhile and leave together.
 #[test]
 fn answers_gather_while_a_peer_has_its_envelopes_out() {
-    let mut d = Driver::new(ServerConfig::default().with_max_envelopes_per_peer(2));
-    let peer = d.connect(Version::V1_2_0);
+    let (mut d, peer) = Driver::with_peer(ServerConfig::default().with_max_envelopes_per_peer(2));
     let blocks: Vec<Block> = (0..6).map(|i| block(i, 10)).collect();
     let mut held = Vec::new();
     for b in &blocks[..2] {
-        d.engine
-            .handle_message(peer, &Message::wantlist_update(vec![want_have(b, 1, true)]));
+        d.want(peer, vec![want_have(b, 1, true)]);
         held.extend(d.hold());
     }
     assert_eq!(held.len(), 2);
     for b in &blocks[2..] {
-        d.engine
-            .handle_message(peer, &Message::wantlist_update(vec![want_have(b, 1, true)]));
+        d.want(peer, vec![want_have(b, 1, true)]);
         assert!(d.hold().is_empty(), "the peer is at its limit");
     }
     d.engine.handle_envelope_sent(held[0].id);
@@ -72,13 +67,11 @@ fn a_far_peer_s_window_grows_and_returns_to_the_floor_when_it_stops_reading() {
     use std::time::{Duration, Instant};
 
     const FLOOR: u64 = 1 << 20;
-    let mut d = Driver::new(ServerConfig::default());
-    let peer = d.connect(Version::V1_2_0);
+    let (mut d, peer) = Driver::with_peer(ServerConfig::default());
     let blocks: Vec<Block> = (0..64).map(|i| block(7000 + i, 256 * 1024)).collect();
     d.put(&blocks.iter().collect::<Vec<_>>());
     let wants = blocks.iter().map(|b| want_block(b, 1, false)).collect();
-    d.engine
-        .handle_message(peer, &Message::wantlist_update(wants));
+    d.want(peer, wants);
     assert_eq!(d.engine.stats().window_bytes, FLOOR);
 
     let rtt = Duration::from_millis(200);
@@ -119,8 +112,7 @@ fn a_far_peer_s_window_grows_and_returns_to_the_floor_when_it_stops_reading() {
     let more: Vec<Block> = (0..16).map(|i| block(8000 + i, 256 * 1024)).collect();
     d.put(&more.iter().collect::<Vec<_>>());
     let wants = more.iter().map(|b| want_block(b, 1, false)).collect();
-    d.engine
-        .handle_message(peer, &Message::wantlist_update(wants));
+    d.want(peer, wants);
     let held = d.hold();
     assert!(!held.is_empty());
     for envelope in &held {
@@ -130,10 +122,7 @@ fn a_far_peer_s_window_grows_and_returns_to_the_floor_when_it_stops_reading() {
     let other = d.connect(Version::V1_2_0);
     let small = block(9000, 1000);
     d.put(&[&small]);
-    d.engine.handle_message(
-        other,
-        &Message::wantlist_update(vec![want_block(&small, 1, false)]),
-    );
+    d.want(other, vec![want_block(&small, 1, false)]);
     d.lookups();
     let envelope = d.engine.poll_envelope().expect("the other peer's block");
     d.engine

@@ -6,23 +6,18 @@ use super::*;
 #[test]
 fn full_ledger_lets_lower_priority_wants_give_way() {
     let config = ServerConfig::default().with_max_wants_per_peer(3);
-    let mut d = Driver::new(config);
-    let peer = d.connect(Version::V1_2_0);
+    let (mut d, peer) = Driver::with_peer(config);
     let blocks: Vec<Block> = (0..8).map(|i| block(i, 10)).collect();
     let w = |i: usize, p: i32| want_block(&blocks[i], p, true);
     // boxo's overflow sorted the existing wants the wrong way and refused 6 here.
-    d.engine.handle_message(
-        peer,
-        &Message::wantlist_update(vec![w(0, 10), w(1, 1), w(2, 5), w(3, 6)]),
-    );
+    d.want(peer, vec![w(0, 10), w(1, 1), w(2, 5), w(3, 6)]);
     let mut kept = wantlist_cids(&d.engine, &peer);
     kept.sort();
     let mut expected = vec![*blocks[0].cid(), *blocks[2].cid(), *blocks[3].cid()];
     expected.sort();
     assert_eq!(kept, expected);
     // Not higher than the lowest (5): refused.
-    d.engine
-        .handle_message(peer, &Message::wantlist_update(vec![w(4, 5)]));
+    d.want(peer, vec![w(4, 5)]);
     assert_eq!(d.engine.peer_wantlist(&peer).len(), 3);
     assert!(!wantlist_cids(&d.engine, &peer).contains(blocks[4].cid()));
     // The evicted and the refused want asked for DONT_HAVE and get it; the kept ones too
@@ -38,8 +33,7 @@ fn full_ledger_lets_lower_priority_wants_give_way() {
     assert_eq!(dont_haves, expected);
     // Now every kept want is for a missing block: a new want of any priority takes the
     // place of the lowest of them (boxo#629), without a second DONT_HAVE for it.
-    d.engine
-        .handle_message(peer, &Message::wantlist_update(vec![w(5, -100)]));
+    d.want(peer, vec![w(5, -100)]);
     let kept: HashSet<Cid> = wantlist_cids(&d.engine, &peer).into_iter().collect();
     let expected: HashSet<Cid> = [0, 3, 5].iter().map(|&i| *blocks[i].cid()).collect();
     assert_eq!(kept, expected);
@@ -52,8 +46,7 @@ fn full_ledger_lets_lower_priority_wants_give_way() {
 #[test]
 fn wants_beyond_the_per_message_cap_are_refused() {
     let config = ServerConfig::default().with_max_entries_per_message(2);
-    let mut d = Driver::new(config);
-    let peer = d.connect(Version::V1_2_0);
+    let (mut d, peer) = Driver::with_peer(config);
     let blocks: Vec<Block> = (0..4).map(|i| block(i, 10)).collect();
     d.put(&[&blocks[0], &blocks[1], &blocks[2]]);
     let entries = vec![
@@ -63,22 +56,20 @@ fn wants_beyond_the_per_message_cap_are_refused() {
         want_block(&blocks[2], 1, true),
         want_block(&blocks[3], 1, false),
     ];
-    d.engine
-        .handle_message(peer, &Message::wantlist_update(entries));
+    d.want(peer, entries);
     assert_eq!(
         d.engine.peer_wantlist(&peer).len(),
         2,
         "cancels are not counted"
     );
-    let got: HashSet<_> = all_answers(&d.run()).into_iter().collect();
-    let expected: HashSet<_> = [
-        (peer, *blocks[0].cid(), Ans::Block),
-        (peer, *blocks[1].cid(), Ans::Block),
-        (peer, *blocks[2].cid(), Ans::DontHave),
-    ]
-    .into_iter()
-    .collect();
-    assert_eq!(got, expected);
+    assert_eq!(
+        answer_set(&d.run()),
+        HashSet::from([
+            (peer, *blocks[0].cid(), Ans::Block),
+            (peer, *blocks[1].cid(), Ans::Block),
+            (peer, *blocks[2].cid(), Ans::DontHave),
+        ])
+    );
 }
 
 /// A wantlist read off the wire as the network layer reads it (with its default cap of 1024
@@ -95,8 +86,7 @@ fn decoded(entries: Vec<Entry>) -> Message {
 
 #[test]
 fn cancels_beside_a_thousand_wants_all_apply_and_every_want_is_answered() {
-    let mut d = Driver::new(ServerConfig::default());
-    let peer = d.connect(Version::V1_2_0);
+    let (mut d, peer) = Driver::with_peer(ServerConfig::default());
     let old: Vec<Block> = (0..200).map(|i| block(i, 10)).collect();
     let new: Vec<Block> = (1000..2000).map(|i| block(i, 10)).collect();
     let first = old.iter().map(|b| want_block(b, 1, false)).collect();
@@ -105,7 +95,7 @@ fn cancels_beside_a_thousand_wants_all_apply_and_every_want_is_answered() {
     let mut entries: Vec<Entry> = old.iter().map(|b| Entry::cancel(*b.cid())).collect();
     entries.extend(new.iter().map(|b| want_have(b, 1, true)));
     d.engine.handle_message(peer, &decoded(entries));
-    let got: HashSet<_> = all_answers(&d.run()).into_iter().collect();
+    let got = answer_set(&d.run());
     let expected: HashSet<_> = new
         .iter()
         .map(|b| (peer, *b.cid(), Ans::DontHave))
@@ -117,8 +107,7 @@ fn cancels_beside_a_thousand_wants_all_apply_and_every_want_is_answered() {
 
 #[test]
 fn fifteen_hundred_want_haves_get_fifteen_hundred_answers() {
-    let mut d = Driver::new(ServerConfig::default());
-    let peer = d.connect(Version::V1_2_0);
+    let (mut d, peer) = Driver::with_peer(ServerConfig::default());
     let wanted: Vec<Block> = (0..1500).map(|i| block(i, 10)).collect();
     // Some are stored: those within the cap get a block (small enough to replace a HAVE),
     // those past it a DONT_HAVE like the rest (refused, not looked up).
@@ -141,16 +130,14 @@ fn fifteen_hundred_want_haves_get_fifteen_hundred_answers() {
 #[test]
 fn long_cids_are_ignored() {
     // A sha2-256 CIDv1 takes 36 bytes, a sha2-512 one 68.
-    let mut d = Driver::new(ServerConfig::default().with_max_cid_size(36));
-    let peer = d.connect(Version::V1_2_0);
+    let (mut d, peer) = Driver::with_peer(ServerConfig::default().with_max_cid_size(36));
     let short = block(1, 10);
     let data = Bytes::from_static(b"long");
     let long = Block::new(Cid::new_v1(0x55, Code::Sha2_512.digest(&data)), data).expect("ok");
     assert_eq!(long.cid().encoded_len(), 68);
     d.put(&[&short, &long]);
     let entries = vec![want_block(&short, 1, true), want_block(&long, 1, true)];
-    d.engine
-        .handle_message(peer, &Message::wantlist_update(entries));
+    d.want(peer, entries);
     assert_eq!(wantlist_cids(&d.engine, &peer), [*short.cid()]);
     assert_eq!(all_answers(&d.run()), [(peer, *short.cid(), Ans::Block)]);
     // The default (168 bytes, boxo's) takes both.
@@ -159,12 +146,10 @@ fn long_cids_are_ignored() {
 
 #[test]
 fn identity_cids_are_never_answered() {
-    let mut d = Driver::new(ServerConfig::default());
-    let peer = d.connect(Version::V1_2_0);
+    let (mut d, peer) = Driver::with_peer(ServerConfig::default());
     let id = Cid::new_v1(0x55, Multihash::wrap(0x00, b"inline").expect("short"));
     let entries = vec![Entry::want_block(id, 1), Entry::want_have(id, 1)];
-    d.engine
-        .handle_message(peer, &Message::wantlist_update(entries));
+    d.want(peer, entries);
     assert!(d.engine.peer_wantlist(&peer).is_empty());
     assert!(d.run().is_empty());
     assert!(d.lookups.is_empty());
@@ -175,35 +160,28 @@ fn filter_denials_are_answered_as_dont_have() {
     let denied = block(1, 10);
     let denied_cid = *denied.cid();
     let config = ServerConfig::default().with_request_filter(move |_, cid| *cid != denied_cid);
-    let mut d = Driver::new(config);
-    let peer = d.connect(Version::V1_2_0);
+    let (mut d, peer) = Driver::with_peer(config);
     let allowed = block(2, 10);
     let silent = block(3, 10);
     d.put(&[&denied, &allowed]);
     let entries = vec![want_block(&denied, 1, true), want_block(&allowed, 1, true)];
-    d.engine
-        .handle_message(peer, &Message::wantlist_update(entries));
+    d.want(peer, entries);
     assert_eq!(wantlist_cids(&d.engine, &peer), [*allowed.cid()]);
-    let got: HashSet<_> = all_answers(&d.run()).into_iter().collect();
-    let expected: HashSet<_> = [
-        (peer, denied_cid, Ans::DontHave),
-        (peer, *allowed.cid(), Ans::Block),
-    ]
-    .into_iter()
-    .collect();
-    assert_eq!(got, expected);
+    assert_eq!(
+        answer_set(&d.run()),
+        HashSet::from([
+            (peer, denied_cid, Ans::DontHave),
+            (peer, *allowed.cid(), Ans::Block),
+        ])
+    );
     assert!(
         !d.lookups.iter().any(|(c, _)| *c == denied_cid),
         "never looked up"
     );
     // Denied without asking for DONT_HAVE: nothing.
     let config = ServerConfig::default().with_request_filter(|_, _| false);
-    let mut d = Driver::new(config);
-    let peer = d.connect(Version::V1_2_0);
-    d.engine.handle_message(
-        peer,
-        &Message::wantlist_update(vec![want_block(&silent, 1, false)]),
-    );
+    let (mut d, peer) = Driver::with_peer(config);
+    d.want(peer, vec![want_block(&silent, 1, false)]);
     assert!(d.run().is_empty());
 }
 
@@ -219,8 +197,7 @@ fn envelopes_take_tasks_up_to_the_target_and_report_pending_bytes() {
         .enumerate()
         .map(|(i, b)| want_block(b, 100 - i as i32, true))
         .collect();
-    d.engine
-        .handle_message(peer, &Message::wantlist_update(entries));
+    d.want(peer, entries);
     let sent = d.run();
     let sizes: Vec<usize> = sent.iter().map(|e| e.message.blocks.len()).collect();
     assert_eq!(sizes, [4, 4, 2]);
@@ -241,8 +218,7 @@ fn envelopes_never_encode_over_4_mib() {
         .with_max_outstanding_bytes_per_peer(0)
         .with_max_wants_per_peer(2000)
         .with_max_entries_per_message(2000);
-    let mut d = Driver::new(config);
-    let peer = d.connect(Version::V1_2_0);
+    let (mut d, peer) = Driver::with_peer(config);
     // Three 2 MiB blocks, then 1100 blocks of 4000 bytes (4.4 MB of data).
     let mut blocks: Vec<Block> = (0..3).map(|i| block(i, MAX_BLOCK_SIZE)).collect();
     blocks.extend((3..1103).map(|i| block(i, 4000)));
@@ -252,8 +228,7 @@ fn envelopes_never_encode_over_4_mib() {
         .enumerate()
         .map(|(i, b)| want_block(b, -(i as i32), true))
         .collect();
-    d.engine
-        .handle_message(peer, &Message::wantlist_update(entries));
+    d.want(peer, entries);
     let sent = d.run();
     let mut total = 0;
     for envelope in &sent {
@@ -285,15 +260,11 @@ fn outstanding_bytes_per_peer_are_capped_and_other_peers_still_served() {
     let other = block(99, 100);
     d.put(&blocks.iter().chain([&other]).collect::<Vec<_>>());
     let entries = blocks.iter().map(|b| want_block(b, 1, true)).collect();
-    d.engine
-        .handle_message(heavy, &Message::wantlist_update(entries));
+    d.want(heavy, entries);
     let held = d.hold();
     assert_eq!(held.len(), 2, "8 KiB outstanding, then the peer waits");
     assert_eq!(d.engine.stats().active_bytes, 8192);
-    d.engine.handle_message(
-        light,
-        &Message::wantlist_update(vec![want_block(&other, 1, true)]),
-    );
+    d.want(light, vec![want_block(&other, 1, true)]);
     let light_sent = d.hold();
     assert_eq!(light_sent.len(), 1);
     assert_eq!(light_sent[0].peer, light);
@@ -311,10 +282,7 @@ fn envelopes_in_flight_are_bounded_over_all_peers() {
     d.put(&[&b]);
     let peers: Vec<PeerId> = (0..3).map(|_| d.connect(Version::V1_2_0)).collect();
     for peer in &peers {
-        d.engine.handle_message(
-            *peer,
-            &Message::wantlist_update(vec![want_block(&b, 1, true)]),
-        );
+        d.want(*peer, vec![want_block(&b, 1, true)]);
     }
     let held = d.hold();
     assert_eq!(held.len(), 2);
@@ -399,12 +367,8 @@ fn lookups_in_flight_are_bounded_and_shared_round_robin() {
     let blocks: Vec<Block> = (0..10).map(|i| block(i, 10)).collect();
     let other = block(99, 10);
     let entries = blocks.iter().map(|b| want_block(b, 1, true)).collect();
-    d.engine
-        .handle_message(heavy, &Message::wantlist_update(entries));
-    d.engine.handle_message(
-        light,
-        &Message::wantlist_update(vec![want_block(&other, 1, true)]),
-    );
+    d.want(heavy, entries);
+    d.want(light, vec![want_block(&other, 1, true)]);
     let lookups: Vec<_> = (0..3).map(|_| d.engine.poll_lookup().expect("3")).collect();
     assert!(d.engine.poll_lookup().is_none(), "three in flight");
     assert_eq!(d.engine.stats().lookups_in_flight, 3);
@@ -417,20 +381,13 @@ fn lookups_in_flight_are_bounded_and_shared_round_robin() {
 
 #[test]
 fn have_being_sent_then_want_block_sends_the_block_too() {
-    let mut d = Driver::new(ServerConfig::default());
-    let peer = d.connect(Version::V1_2_0);
+    let (mut d, peer) = Driver::with_peer(ServerConfig::default());
     let b = block(1, 5000);
     d.put(&[&b]);
-    d.engine.handle_message(
-        peer,
-        &Message::wantlist_update(vec![want_have(&b, 1, true)]),
-    );
+    d.want(peer, vec![want_have(&b, 1, true)]);
     let have = d.hold();
     assert_eq!(all_answers(&have), [(peer, *b.cid(), Ans::Have)]);
-    d.engine.handle_message(
-        peer,
-        &Message::wantlist_update(vec![want_block(&b, 1, true)]),
-    );
+    d.want(peer, vec![want_block(&b, 1, true)]);
     let block_sent = d.hold();
     assert_eq!(all_answers(&block_sent), [(peer, *b.cid(), Ans::Block)]);
     d.engine.handle_envelope_sent(have[0].id);
@@ -445,13 +402,11 @@ fn have_being_sent_then_want_block_sends_the_block_too() {
 
 #[test]
 fn disconnect_frees_everything_and_late_reports_are_harmless() {
-    let mut d = Driver::new(ServerConfig::default());
-    let peer = d.connect(Version::V1_2_0);
+    let (mut d, peer) = Driver::with_peer(ServerConfig::default());
     let blocks: Vec<Block> = (0..4).map(|i| block(i, 10)).collect();
     d.put(&[&blocks[0], &blocks[1]]);
     let entries = blocks.iter().map(|b| want_block(b, 1, true)).collect();
-    d.engine
-        .handle_message(peer, &Message::wantlist_update(entries));
+    d.want(peer, entries);
     let probe = d.engine.poll_lookup().expect("probe");
     let envelope = {
         let result = d.answer(&probe.cid, probe.kind);
@@ -475,10 +430,7 @@ fn disconnect_frees_everything_and_late_reports_are_harmless() {
     assert!(d.run().is_empty());
     assert_eq!(d.engine.stats(), Default::default());
     // Messages from peers not connected are ignored.
-    d.engine.handle_message(
-        peer,
-        &Message::wantlist_update(vec![want_block(&blocks[0], 1, true)]),
-    );
+    d.want(peer, vec![want_block(&blocks[0], 1, true)]);
     assert_eq!(d.engine.stats().wants, 0);
 }
 

@@ -78,6 +78,11 @@ fn all_answers(envelopes: &[Envelope]) -> Vec<(PeerId, Cid, Ans)> {
         .collect()
 }
 
+/// [`all_answers`] as a set, for answers whose order does not matter.
+fn answer_set(envelopes: &[Envelope]) -> HashSet<(PeerId, Cid, Ans)> {
+    all_answers(envelopes).into_iter().collect()
+}
+
 /// The engine plus a map store that answers lookups at once.
 struct Driver {
     engine: ServerEngine,
@@ -93,6 +98,19 @@ impl Driver {
             store: HashMap::new(),
             lookups: Vec::new(),
         }
+    }
+
+    /// A driver of `config` with one Bitswap 1.2.0 peer connected.
+    fn with_peer(config: ServerConfig) -> (Self, PeerId) {
+        let mut driver = Self::new(config);
+        let peer = driver.connect(Version::V1_2_0);
+        (driver, peer)
+    }
+
+    /// `peer` sends a wantlist update of `entries`.
+    fn want(&mut self, peer: PeerId, entries: Vec<Entry>) {
+        self.engine
+            .handle_message(peer, &Message::wantlist_update(entries));
     }
 
     fn connect(&mut self, version: Version) -> PeerId {
@@ -155,10 +173,7 @@ impl Driver {
         let other = self.connect(Version::V1_2_0);
         let b = block(424242, 10);
         self.put(&[&b]);
-        self.engine.handle_message(
-            other,
-            &Message::wantlist_update(vec![want_block(&b, 1, true)]),
-        );
+        self.want(other, vec![want_block(&b, 1, true)]);
         self.probes().expect("the block read")
     }
 
@@ -169,28 +184,23 @@ impl Driver {
 
     /// Runs to quiescence, reporting every envelope sent; returns them.
     fn run(&mut self) -> Vec<Envelope> {
-        let mut out = Vec::new();
-        loop {
-            let mut progress = self.lookups() > 0;
-            while let Some(envelope) = self.engine.poll_envelope() {
-                self.engine.handle_envelope_sent(envelope.id);
-                out.push(envelope);
-                progress = true;
-            }
-            if !progress {
-                break;
-            }
-        }
-        self.engine.check_invariants().expect("invariants");
-        out
+        self.drive(true)
     }
 
     /// Runs until nothing moves, holding the envelopes (not reported sent).
     fn hold(&mut self) -> Vec<Envelope> {
+        self.drive(false)
+    }
+
+    /// Runs until nothing moves, reporting the envelopes sent if `sent`; returns them.
+    fn drive(&mut self, sent: bool) -> Vec<Envelope> {
         let mut out = Vec::new();
         loop {
             let mut progress = self.lookups() > 0;
             while let Some(envelope) = self.engine.poll_envelope() {
+                if sent {
+                    self.engine.handle_envelope_sent(envelope.id);
+                }
                 out.push(envelope);
                 progress = true;
             }

@@ -4,14 +4,10 @@ use super::*;
 
 #[test]
 fn want_block_for_a_stored_block_gets_the_block_and_is_forgotten() {
-    let mut d = Driver::new(ServerConfig::default());
-    let peer = d.connect(Version::V1_2_0);
+    let (mut d, peer) = Driver::with_peer(ServerConfig::default());
     let b = block(1, 3000);
     d.put(&[&b]);
-    d.engine.handle_message(
-        peer,
-        &Message::wantlist_update(vec![want_block(&b, 1, true)]),
-    );
+    d.want(peer, vec![want_block(&b, 1, true)]);
     assert_eq!(wantlist_cids(&d.engine, &peer), [*b.cid()]);
     let sent = d.run();
     assert_eq!(all_answers(&sent), [(peer, *b.cid(), Ans::Block)]);
@@ -31,8 +27,7 @@ fn want_block_for_a_stored_block_gets_the_block_and_is_forgotten() {
 
 #[test]
 fn want_have_gets_small_blocks_and_a_have_for_large_ones() {
-    let mut d = Driver::new(ServerConfig::default());
-    let peer = d.connect(Version::V1_2_0);
+    let (mut d, peer) = Driver::with_peer(ServerConfig::default());
     let (small, exact, large) = (block(1, 100), block(2, 1024), block(3, 1025));
     d.put(&[&small, &exact, &large]);
     let entries = vec![
@@ -40,17 +35,15 @@ fn want_have_gets_small_blocks_and_a_have_for_large_ones() {
         want_have(&exact, 2, true),
         want_have(&large, 1, true),
     ];
-    d.engine
-        .handle_message(peer, &Message::wantlist_update(entries));
-    let got: HashSet<_> = all_answers(&d.run()).into_iter().collect();
-    let expected: HashSet<_> = [
-        (peer, *small.cid(), Ans::Block),
-        (peer, *exact.cid(), Ans::Block),
-        (peer, *large.cid(), Ans::Have),
-    ]
-    .into_iter()
-    .collect();
-    assert_eq!(got, expected);
+    d.want(peer, entries);
+    assert_eq!(
+        answer_set(&d.run()),
+        HashSet::from([
+            (peer, *small.cid(), Ans::Block),
+            (peer, *exact.cid(), Ans::Block),
+            (peer, *large.cid(), Ans::Have),
+        ])
+    );
     assert!(
         d.engine.peer_wantlist(&peer).is_empty(),
         "HAVE forgets a want-have"
@@ -59,38 +52,31 @@ fn want_have_gets_small_blocks_and_a_have_for_large_ones() {
 
 #[test]
 fn replace_size_zero_probes_presence_and_answers_have() {
-    let mut d = Driver::new(ServerConfig::default().with_want_have_replace_size(0));
-    let peer = d.connect(Version::V1_2_0);
+    let (mut d, peer) = Driver::with_peer(ServerConfig::default().with_want_have_replace_size(0));
     let b = block(1, 10);
     d.put(&[&b]);
-    d.engine.handle_message(
-        peer,
-        &Message::wantlist_update(vec![want_have(&b, 1, true)]),
-    );
+    d.want(peer, vec![want_have(&b, 1, true)]);
     assert_eq!(all_answers(&d.run()), [(peer, *b.cid(), Ans::Have)]);
     assert_eq!(d.lookups, [(*b.cid(), LookupKind::Has)]);
 }
 
 #[test]
 fn missing_blocks_get_dont_have_only_when_asked_and_the_want_stays() {
-    let mut d = Driver::new(ServerConfig::default());
-    let peer = d.connect(Version::V1_2_0);
+    let (mut d, peer) = Driver::with_peer(ServerConfig::default());
     let (asked, silent, have_asked) = (block(1, 10), block(2, 10), block(3, 10));
     let entries = vec![
         want_block(&asked, 1, true),
         want_block(&silent, 1, false),
         want_have(&have_asked, 1, true),
     ];
-    d.engine
-        .handle_message(peer, &Message::wantlist_update(entries));
-    let got: HashSet<_> = all_answers(&d.run()).into_iter().collect();
-    let expected: HashSet<_> = [
-        (peer, *asked.cid(), Ans::DontHave),
-        (peer, *have_asked.cid(), Ans::DontHave),
-    ]
-    .into_iter()
-    .collect();
-    assert_eq!(got, expected);
+    d.want(peer, entries);
+    assert_eq!(
+        answer_set(&d.run()),
+        HashSet::from([
+            (peer, *asked.cid(), Ans::DontHave),
+            (peer, *have_asked.cid(), Ans::DontHave),
+        ])
+    );
     assert_eq!(
         d.engine.peer_wantlist(&peer).len(),
         3,
@@ -107,13 +93,9 @@ fn missing_blocks_get_dont_have_only_when_asked_and_the_want_stays() {
 
 #[test]
 fn send_dont_haves_off_never_sends_them() {
-    let mut d = Driver::new(ServerConfig::default().with_send_dont_haves(false));
-    let peer = d.connect(Version::V1_2_0);
+    let (mut d, peer) = Driver::with_peer(ServerConfig::default().with_send_dont_haves(false));
     let b = block(1, 10);
-    d.engine.handle_message(
-        peer,
-        &Message::wantlist_update(vec![want_block(&b, 1, true)]),
-    );
+    d.want(peer, vec![want_block(&b, 1, true)]);
     assert!(d.run().is_empty());
 }
 
@@ -122,16 +104,13 @@ fn blocks_stored_later_reach_the_peers_that_want_them_in_queue_order() {
     let mut d = Driver::new(ServerConfig::default());
     let (a, b) = (d.connect(Version::V1_2_0), d.connect(Version::V1_2_0));
     let (low, high, large) = (block(1, 10), block(2, 10), block(3, 5000));
-    d.engine.handle_message(
+    d.want(
         a,
-        &Message::wantlist_update(vec![
-            want_block(&low, 1, false),
-            want_block(&high, 9, false),
-        ]),
+        vec![want_block(&low, 1, false), want_block(&high, 9, false)],
     );
-    d.engine.handle_message(
+    d.want(
         b,
-        &Message::wantlist_update(vec![want_have(&large, 1, true), want_block(&low, 1, true)]),
+        vec![want_have(&large, 1, true), want_block(&low, 1, true)],
     );
     let first = d.run();
     assert_eq!(
@@ -168,14 +147,10 @@ fn blocks_stored_later_reach_the_peers_that_want_them_in_queue_order() {
 
 #[test]
 fn blocks_stored_under_another_cid_of_the_same_multihash_are_found() {
-    let mut d = Driver::new(ServerConfig::default());
-    let peer = d.connect(Version::V1_2_0);
+    let (mut d, peer) = Driver::with_peer(ServerConfig::default());
     let v0 = Block::from_v0_data(Bytes::from_static(b"dag-pb bytes")).expect("block");
     let v1 = Block::new(Cid::new_v1(0x70, *v0.cid().hash()), v0.data().clone()).expect("same");
-    d.engine.handle_message(
-        peer,
-        &Message::wantlist_update(vec![want_block(&v1, 1, false)]),
-    );
+    d.want(peer, vec![want_block(&v1, 1, false)]);
     assert!(d.run().is_empty());
     d.arrive(&[&v0]);
     eprintln!("stats after arrive {:?}", d.engine.stats());
@@ -199,8 +174,7 @@ fn peers_before_1_2_get_blocks_for_want_haves_and_no_presences() {
         let missing = Block::from_v0_data(Bytes::from_static(b"missing")).expect("block");
         d.put(&[&large]);
         let entries = vec![want_have(&large, 1, true), want_have(&missing, 1, true)];
-        d.engine
-            .handle_message(peer, &Message::wantlist_update(entries));
+        d.want(peer, entries);
         let sent = d.run();
         assert_eq!(
             all_answers(&sent),
@@ -221,10 +195,7 @@ fn full_wantlist_replaces_and_removes_queued_tasks() {
     let peer = d.connect(Version::V1_2_0);
     let (a, b, c) = (block(1, 10), block(2, 10), block(3, 10));
     d.put(&[&a, &b, &c]);
-    d.engine.handle_message(
-        peer,
-        &Message::wantlist_update(vec![want_block(&a, 1, true), want_block(&b, 1, true)]),
-    );
+    d.want(peer, vec![want_block(&a, 1, true), want_block(&b, 1, true)]);
     assert!(d.probes().is_none());
     assert_eq!(d.engine.stats().pending_tasks, 2, "answers queued");
     d.engine
@@ -247,14 +218,10 @@ fn cancel_removes_the_want_and_its_queued_answer() {
     let (a, b) = (block(1, 10), block(2, 10));
     d.put(&[&a]);
     let entries = vec![want_block(&a, 1, true), want_block(&b, 1, true)];
-    d.engine
-        .handle_message(peer, &Message::wantlist_update(entries));
+    d.want(peer, entries);
     assert!(d.probes().is_none());
     assert_eq!(d.engine.stats().pending_tasks, 2);
-    d.engine.handle_message(
-        peer,
-        &Message::wantlist_update(vec![Entry::cancel(*a.cid()), Entry::cancel(*b.cid())]),
-    );
+    d.want(peer, vec![Entry::cancel(*a.cid()), Entry::cancel(*b.cid())]);
     assert_eq!(d.engine.stats().pending_tasks, 0);
     assert!(d.engine.peer_wantlist(&peer).is_empty());
     d.release_the_slot(held);
@@ -263,23 +230,16 @@ fn cancel_removes_the_want_and_its_queued_answer() {
 
 #[test]
 fn cancel_while_the_block_is_read_sends_nothing() {
-    let mut d = Driver::new(ServerConfig::default());
-    let peer = d.connect(Version::V1_2_0);
+    let (mut d, peer) = Driver::with_peer(ServerConfig::default());
     let a = block(1, 10);
     d.put(&[&a]);
-    d.engine.handle_message(
-        peer,
-        &Message::wantlist_update(vec![want_block(&a, 1, true)]),
-    );
+    d.want(peer, vec![want_block(&a, 1, true)]);
     let get = d.probes().expect("a block read");
     assert!(
         d.engine.poll_envelope().is_none(),
         "waits for the block read"
     );
-    d.engine.handle_message(
-        peer,
-        &Message::wantlist_update(vec![Entry::cancel(*a.cid())]),
-    );
+    d.want(peer, vec![Entry::cancel(*a.cid())]);
     d.engine
         .handle_lookup(get.id, LookupResult::Block(Some(a.clone())));
     assert!(d.run().is_empty());
@@ -289,13 +249,9 @@ fn cancel_while_the_block_is_read_sends_nothing() {
 
 #[test]
 fn a_want_asked_again_without_dont_have_gets_none_from_an_earlier_task() {
-    let mut d = Driver::new(ServerConfig::default());
-    let peer = d.connect(Version::V1_2_0);
+    let (mut d, peer) = Driver::with_peer(ServerConfig::default());
     let a = block(1, 10);
-    d.engine.handle_message(
-        peer,
-        &Message::wantlist_update(vec![want_block(&a, 1, true)]),
-    );
+    d.want(peer, vec![want_block(&a, 1, true)]);
     assert!(d.probes().is_none(), "DONT_HAVE popped, not handed out");
     assert_eq!(d.engine.stats().active_tasks, 1);
     d.engine
@@ -305,33 +261,23 @@ fn a_want_asked_again_without_dont_have_gets_none_from_an_earlier_task() {
 
 #[test]
 fn cancel_drops_a_refused_wants_dont_have_before_it_is_handed_out() {
-    let mut d = Driver::new(ServerConfig::default().with_request_filter(|_, _| false));
-    let peer = d.connect(Version::V1_2_0);
+    let (mut d, peer) =
+        Driver::with_peer(ServerConfig::default().with_request_filter(|_, _| false));
     let a = block(1, 10);
-    d.engine.handle_message(
-        peer,
-        &Message::wantlist_update(vec![want_block(&a, 1, true)]),
-    );
+    d.want(peer, vec![want_block(&a, 1, true)]);
     assert!(d.engine.poll_lookup().is_none(), "pops the DONT_HAVE");
     assert_eq!(d.engine.stats().active_tasks, 1);
-    d.engine.handle_message(
-        peer,
-        &Message::wantlist_update(vec![Entry::cancel(*a.cid())]),
-    );
+    d.want(peer, vec![Entry::cancel(*a.cid())]);
     assert!(d.run().is_empty());
     assert_eq!(d.engine.stats().active_tasks, 0);
 }
 
 #[test]
 fn a_block_gone_before_it_is_read_is_answered_dont_have_and_stays_wanted() {
-    let mut d = Driver::new(ServerConfig::default());
-    let peer = d.connect(Version::V1_2_0);
+    let (mut d, peer) = Driver::with_peer(ServerConfig::default());
     let a = block(1, 10);
     d.put(&[&a]);
-    d.engine.handle_message(
-        peer,
-        &Message::wantlist_update(vec![want_block(&a, 1, true)]),
-    );
+    d.want(peer, vec![want_block(&a, 1, true)]);
     let get = d.probes().expect("a block read");
     d.store.clear();
     d.engine.handle_lookup(get.id, LookupResult::Block(None));

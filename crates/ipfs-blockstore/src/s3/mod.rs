@@ -28,7 +28,7 @@ use tokio::sync::Semaphore;
 pub use error::{S3BlockstoreError, S3OpenError};
 use filter::{Filter, Fingerprints, Listed, Verdict, fingerprint, fingerprint_bytes};
 
-use crate::{Block, BlockError, Blockstore, MAX_BLOCK_SIZE};
+use crate::{Block, BlockError, Blockstore, MAX_BLOCK_SIZE, config_setters};
 
 /// Settings of an [`S3Blockstore`], built with [`S3Config::default`] and the `with_*` setters.
 #[derive(Debug, Clone)]
@@ -62,49 +62,33 @@ impl Default for S3Config {
 }
 
 impl S3Config {
-    /// Sets the bytes of hot blocks kept in memory (data plus
-    /// [`S3Blockstore::CACHE_OVERHEAD_BYTES`] each); 0 keeps none. Blocks read or written go
-    /// in; the least recently and frequently used leave first. Default: 256 MiB.
-    pub fn with_cache_bytes(mut self, bytes: u64) -> Self {
-        self.cache_bytes = bytes;
-        self
-    }
+    config_setters! {
+        /// Sets the bytes of hot blocks kept in memory (data plus
+        /// [`S3Blockstore::CACHE_OVERHEAD_BYTES`] each); 0 keeps none. Blocks read or written go
+        /// in; the least recently and frequently used leave first. Default: 256 MiB.
+        with_cache_bytes(bytes: u64) -> cache_bytes;
 
-    /// Sets how many reads (GET and HEAD) may be in flight at once (at least 1). Default: 128,
-    /// as many as the Bitswap server asks at once by default, so that a store 20 ms away
-    /// answers about 6,400 lookups a second.
-    pub fn with_max_gets(mut self, gets: usize) -> Self {
-        self.max_gets = gets.max(1);
-        self
-    }
+        /// Sets how many reads (GET and HEAD) may be in flight at once (at least 1). Default: 128,
+        /// as many as the Bitswap server asks at once by default, so that a store 20 ms away
+        /// answers about 6,400 lookups a second.
+        with_max_gets(gets: usize) -> max_gets = gets.max(1);
 
-    /// Sets how many writes may be in flight at once (at least 1), for all puts together.
-    /// Default: 32.
-    pub fn with_max_puts(mut self, puts: usize) -> Self {
-        self.max_puts = puts.max(1);
-        self
-    }
+        /// Sets how many writes may be in flight at once (at least 1), for all puts together.
+        /// Default: 32.
+        with_max_puts(puts: usize) -> max_puts = puts.max(1);
 
-    /// Sets how often the membership filter is rebuilt by listing the bucket: the staleness
-    /// window for blocks other stores put (see [`S3Blockstore`]). Default: 60 seconds.
-    pub fn with_filter_refresh(mut self, every: Duration) -> Self {
-        self.filter_refresh = every;
-        self
-    }
+        /// Sets how often the membership filter is rebuilt by listing the bucket: the staleness
+        /// window for blocks other stores put (see [`S3Blockstore`]). Default: 60 seconds.
+        with_filter_refresh(every: Duration) -> filter_refresh;
 
-    /// Sets how many filter misses a second are confirmed by a request (HEAD); the rest are
-    /// answered "absent" at once. 0 confirms none. Default: 20.
-    pub fn with_miss_confirms_per_second(mut self, confirms: u32) -> Self {
-        self.miss_confirms_per_second = confirms;
-        self
-    }
+        /// Sets how many filter misses a second are confirmed by a request (HEAD); the rest are
+        /// answered "absent" at once. 0 confirms none. Default: 20.
+        with_miss_confirms_per_second(confirms: u32) -> miss_confirms_per_second;
 
-    /// Sets the most blocks the membership filter holds (about 16 bytes each); past it, misses
-    /// are no longer trusted and every lookup asks the bucket. Default: 8 Mi blocks (2 TiB of
-    /// 256 KiB blocks, about 128 MiB of memory).
-    pub fn with_max_filter_entries(mut self, entries: usize) -> Self {
-        self.max_filter_entries = entries;
-        self
+        /// Sets the most blocks the membership filter holds (about 16 bytes each); past it, misses
+        /// are no longer trusted and every lookup asks the bucket. Default: 8 Mi blocks (2 TiB of
+        /// 256 KiB blocks, about 128 MiB of memory).
+        with_max_filter_entries(entries: usize) -> max_filter_entries;
     }
 
     /// Sets the retries of a failed request (connection errors, HTTP 5xx and 429), with

@@ -12,7 +12,7 @@ use std::{
 };
 
 /// What a child printed before it died, line by line.
-pub(crate) trait Progress: Default + std::fmt::Debug {
+pub(crate) trait Transcript: Default + std::fmt::Debug {
     /// Takes in one line the child printed.
     fn see(&mut self, line: &str);
 }
@@ -30,7 +30,7 @@ impl Drop for Reaped {
 /// Runs the test `test` of this binary as a child with `envs` and the store at `path` in
 /// `path_env`, lets it print `flushed ...` `flushes` times (within 60 s), waits `extra`, and
 /// SIGKILLs it. Returns what it printed, up to its death.
-pub(crate) fn run_and_kill<P: Progress>(
+pub(crate) fn run_and_kill<P: Transcript>(
     test: &str,
     envs: &[(&str, String)],
     (path_env, path): (&str, &Path),

@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use cid::Cid;
 use ipfs_blockstore::{
-    Block, BlockError,
+    Block, BlockError, config_getters, config_setters,
     multicodec::{BLAKE2B_256, DAG_PB, RAW, SHA2_256, SHA3_256},
 };
 use prost::Message as _;
@@ -112,25 +112,18 @@ impl Layout {
             .with_raw_leaves(true)
     }
 
-    /// Sets the CID version of dag-pb nodes. Default: [`CidVersion::V0`].
-    pub fn with_cid_version(mut self, version: CidVersion) -> Self {
-        self.cid_version = version;
-        self
-    }
+    config_setters! {
+        /// Sets the CID version of dag-pb nodes. Default: [`CidVersion::V0`].
+        with_cid_version(version: CidVersion) -> cid_version;
 
-    /// Sets the hash function of every CID. CIDv0 is sha2-256 only: with another one, the
-    /// dag-pb nodes are CIDv1 whatever [`with_cid_version`](Self::with_cid_version) says (as
-    /// kubo's `--hash` without `--cid-version`). Default: [`HashFunction::Sha2_256`].
-    pub fn with_hash(mut self, hash: HashFunction) -> Self {
-        self.hash = hash;
-        self
-    }
+        /// Sets the hash function of every CID. CIDv0 is sha2-256 only: with another one, the
+        /// dag-pb nodes are CIDv1 whatever [`with_cid_version`](Self::with_cid_version) says (as
+        /// kubo's `--hash` without `--cid-version`). Default: [`HashFunction::Sha2_256`].
+        with_hash(hash: HashFunction) -> hash;
 
-    /// Whether leaves are raw blocks (CIDv1, codec raw) instead of UnixFS file nodes.
-    /// Default: false.
-    pub fn with_raw_leaves(mut self, raw: bool) -> Self {
-        self.raw_leaves = raw;
-        self
+        /// Whether leaves are raw blocks (CIDv1, codec raw) instead of UnixFS file nodes.
+        /// Default: false.
+        with_raw_leaves(raw: bool) -> raw_leaves;
     }
 
     /// Sets the chunk size in bytes, 1 to [`MAX_CHUNK_SIZE_BYTES`]. Default: 256 KiB.
@@ -160,24 +153,18 @@ impl Layout {
         }
     }
 
-    /// The hash function of every CID.
-    pub fn hash(&self) -> HashFunction {
-        self.hash
-    }
+    config_getters! {
+        /// The hash function of every CID.
+        hash: HashFunction;
 
-    /// Whether leaves are raw blocks.
-    pub fn raw_leaves(&self) -> bool {
-        self.raw_leaves
-    }
+        /// Whether leaves are raw blocks.
+        raw_leaves: bool;
 
-    /// The chunk size in bytes.
-    pub fn chunk_size(&self) -> usize {
-        self.chunk_size
-    }
+        /// The chunk size in bytes.
+        chunk_size: usize;
 
-    /// The most links of a file node.
-    pub fn max_links(&self) -> usize {
-        self.max_links
+        /// The most links of a file node.
+        max_links: usize;
     }
 
     /// A dag-pb block of `node`, with this layout's CID version.

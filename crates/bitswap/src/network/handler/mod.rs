@@ -36,25 +36,9 @@ use crate::{
     protocol::{ProtocolError, Version},
 };
 
-/// What the [`Behaviour`](crate::network::Behaviour) tells a [`Handler`].
-#[derive(Debug)]
-pub enum HandlerIn {
-    /// Queue a message for the peer.
-    Send {
-        /// Reported back in [`HandlerEvent::Sent`] or [`HandlerEvent::SendFailed`].
-        id: MessageId,
-        /// The message, encoded later for the version of the stream that carries it.
-        message: Message,
-        /// Spread over the unordered streams
-        /// ([`Config::with_max_unordered_streams`]) instead of the ordered ones.
-        unordered: bool,
-    },
-    /// A message this handler reported was taken from the behaviour: one more may be read.
-    Taken,
-    /// Keep the connection alive while idle (`true`), or let the swarm's idle timeout apply
-    /// again (`false`): set while the peer is owed something, such as a block it wants.
-    KeepAlive(bool),
-}
+mod events;
+
+pub use self::events::{HandlerEvent, HandlerIn};
 
 /// Messages a handler reports and the behaviour's user has not taken yet, per connection: as
 /// many as libp2p's default event buffer of a connection (7) plus one. Inbound streams are not
@@ -62,31 +46,6 @@ pub enum HandlerIn {
 /// stream (bounded by its flow-control window) instead of queueing ahead of other peers'
 /// events in the swarm.
 const MAX_UNTAKEN: usize = 8;
-
-/// What a [`Handler`] reports to the [`Behaviour`](crate::network::Behaviour).
-#[derive(Debug)]
-pub enum HandlerEvent {
-    /// A message was read from an inbound stream.
-    Message(Message),
-    /// The best Bitswap version known for the peer on this connection changed: learnt from a
-    /// negotiated stream or from the protocols the peer advertises (identify).
-    Version(Version),
-    /// These messages were written and flushed.
-    Sent(Vec<MessageId>),
-    /// These messages wait behind a write that has taken longer than
-    /// [`Config::write_stall`]: the peer reads slowly or not at all. Each is reported once,
-    /// and later as sent or failed as usual.
-    Stalled(Vec<MessageId>),
-    /// These messages were not (completely) written.
-    SendFailed {
-        /// The messages lost.
-        ids: Vec<MessageId>,
-        /// Why.
-        error: SendFailure,
-    },
-    /// An inbound stream failed and was reset.
-    InboundFailure(InboundFailure),
-}
 
 /// The [`ConnectionHandler`] of Bitswap, one per connection. It only moves messages between
 /// Bitswap streams and the [`Behaviour`](crate::network::Behaviour); it decides nothing about what to

@@ -1,4 +1,4 @@
-//! [`Handle`]: the [`Behaviour`](crate::Behaviour)'s client API for other tasks, over a
+//! [`Control`]: the [`Behaviour`](crate::Behaviour)'s client API for other tasks, over a
 //! bounded channel that the behaviour reads while the swarm is polled.
 
 use std::{
@@ -23,10 +23,10 @@ use crate::{
     event::{Event, StoreError},
 };
 
-/// Commands waiting in a [`Handle`]'s channel before the behaviour reads them.
+/// Commands waiting in a [`Control`]'s channel before the behaviour reads them.
 pub(crate) const COMMAND_CAPACITY: usize = 64;
 
-/// Why a [`Handle`] call failed.
+/// Why a [`Control`] call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum GetError {
@@ -38,7 +38,7 @@ pub enum GetError {
     Closed,
 }
 
-/// Why [`Handle::has`] failed.
+/// Why [`Control::has`] failed.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum HasError {
@@ -50,12 +50,12 @@ pub enum HasError {
     Closed,
 }
 
-/// The store lookups a [`Handle`] makes itself, without naming the store's type.
+/// The store lookups a [`Control`] makes itself, without naming the store's type.
 trait LocalStore: Send + Sync {
     fn has(&self, cid: Cid) -> BoxFuture<'static, Result<bool, HasError>>;
 }
 
-/// The behaviour's store, for as long as the behaviour has it: a handle must not keep it
+/// The behaviour's store, for as long as the behaviour has it: a control must not keep it
 /// open past the swarm, which would stop an embedder from closing it.
 struct WeakStore<S>(Weak<S>);
 
@@ -73,7 +73,7 @@ impl<S: Blockstore + 'static> LocalStore for WeakStore<S> {
     }
 }
 
-/// What a [`Handle`] asks of the behaviour.
+/// What a [`Control`] asks of the behaviour.
 pub(crate) enum Command {
     Get {
         cids: Vec<Cid>,
@@ -92,24 +92,24 @@ pub(crate) enum Command {
     },
 }
 
-/// A cloneable handle to a [`Behaviour`](crate::Behaviour)'s client, usable from any task
+/// The cloneable control of a [`Behaviour`](crate::Behaviour)'s client, usable from any task
 /// while the swarm is polled elsewhere. Commands travel over a bounded channel: when it is
 /// full, calls wait.
 ///
 /// Queries started here report to their [`BlockStream`], not as swarm events.
 #[derive(Clone)]
-pub struct Handle {
+pub struct Control {
     commands: mpsc::Sender<Command>,
     store: Arc<dyn LocalStore>,
 }
 
-impl fmt::Debug for Handle {
+impl fmt::Debug for Control {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Handle").finish_non_exhaustive()
+        f.debug_struct("Control").finish_non_exhaustive()
     }
 }
 
-impl Handle {
+impl Control {
     pub(crate) fn new<S: Blockstore + 'static>(
         commands: mpsc::Sender<Command>,
         store: &Arc<S>,
@@ -185,7 +185,7 @@ impl Handle {
     }
 }
 
-/// The blocks of a query started through a [`Handle`]; dropping it cancels the query.
+/// The blocks of a query started through a [`Control`]; dropping it cancels the query.
 #[derive(Debug)]
 pub struct BlockStream {
     query: QueryId,
@@ -214,7 +214,7 @@ impl Stream for BlockStream {
     }
 }
 
-/// The streams of the queries started through a handle, by query: one per live query, closed
+/// The streams of the queries started through a control, by query: one per live query, closed
 /// when it finishes, fails or is cancelled.
 #[derive(Debug, Default)]
 pub(crate) struct Streams(HashMap<QueryId, mpsc::Sender<Result<Block, GetError>>>);
@@ -222,7 +222,7 @@ pub(crate) struct Streams(HashMap<QueryId, mpsc::Sender<Result<Block, GetError>>
 /// Where [`Streams::route`] took an event.
 #[derive(Debug)]
 pub(crate) enum Routed {
-    /// Not an event of a handle's query: the swarm's.
+    /// Not an event of a control's query: the swarm's.
     Swarm(Event),
     /// To its query's stream.
     Stream,
@@ -243,7 +243,7 @@ impl Streams {
         self.0.remove(query);
     }
 
-    /// Takes `event` to its query's stream, if a handle started the query.
+    /// Takes `event` to its query's stream, if a control started the query.
     pub(crate) fn route(&mut self, event: Event) -> Routed {
         let query = match &event {
             Event::BlockReceived { query, .. }
@@ -299,7 +299,7 @@ mod tests {
     }
 
     #[test]
-    fn a_handle_s_query_reports_to_its_stream_until_it_ends() {
+    fn a_control_s_query_reports_to_its_stream_until_it_ends() {
         let (mut streams, ids) = (Streams::default(), queries(2));
         let (query, other) = (ids[0], ids[1]);
         let block = Block::from_v0_data(Bytes::from_static(b"a")).expect("block");

@@ -66,4 +66,5 @@
 pub mod car;
 pub mod dag;
 pub mod dag_cbor;
+pub mod temp;
 pub mod unixfs;

@@ -95,14 +95,8 @@ pub(crate) async fn put(
 
 /// Writes `data` to a new file at `path`, complete or not at all.
 fn write_new(path: &Path, data: &[u8]) -> anyhow::Result<()> {
-    let parent = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    let mut file = tempfile::Builder::new()
-        .prefix(".bitswap-node-")
-        .tempfile_in(parent)
-        .with_context(|| format!("{}", parent.display()))?;
+    let mut file = ipfs_formats::temp::file_beside(path)
+        .with_context(|| format!("{}", ipfs_formats::temp::dir_of(path).display()))?;
     file.write_all(data)?;
     file.as_file().sync_all()?;
     file.persist_noclobber(path)

@@ -146,14 +146,7 @@ pub async fn export_file<S: Blockstore>(
         path: path.to_path_buf(),
         source,
     };
-    let parent = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    let mut file = tempfile::Builder::new()
-        .prefix(".bitswap-node-")
-        .tempfile_in(parent)
-        .map_err(io)?;
+    let mut file = crate::temp::file_beside(path).map_err(io)?;
     let mut out = BufWriter::new(file.as_file_mut());
     let stats = export(store, roots, &mut out, path).await?;
     out.flush().map_err(io)?;

@@ -108,17 +108,10 @@ impl FileAssembler {
         if fs::symlink_metadata(target).is_ok() {
             return Err(ExportError::Exists(target.to_path_buf()));
         }
-        let parent = match target.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() => parent,
-            _ => Path::new("."),
-        };
-        let file = tempfile::Builder::new()
-            .prefix(".bitswap-node-")
-            .tempfile_in(parent)
-            .map_err(|source| ExportError::Io {
-                path: parent.to_path_buf(),
-                source,
-            })?;
+        let file = crate::temp::file_beside(target).map_err(|source| ExportError::Io {
+            path: crate::temp::dir_of(target).to_path_buf(),
+            source,
+        })?;
         let mut assembler = Self {
             file,
             target: target.to_path_buf(),

@@ -26,6 +26,7 @@ use super::{
     metadata::{DEFAULT_DIRECTORY_MODE, DEFAULT_FILE_MODE, Metadata},
     pb::{DagPbNode, DataType, DecodeError, Link, UnixfsData},
 };
+use crate::temp;
 
 /// The deepest DAG walked (kubo's files of many terabytes are 5 levels deep).
 pub const MAX_DEPTH: usize = 64;
@@ -348,23 +349,15 @@ pub async fn export<S: Blockstore>(
     if fs::symlink_metadata(target).is_ok() {
         return Err(ExportError::Exists(target.to_path_buf()));
     }
-    let parent = match target.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
+    let parent = temp::dir_of(target);
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| ExportError::Io { path, source }
     };
-    let temp = || {
-        let mut builder = tempfile::Builder::new();
-        builder.prefix(".bitswap-node-");
-        builder
-    };
     let (node, metadata) = load_with_metadata(store, root).await?;
     match node {
         node @ Node::File { .. } => {
-            let mut file = temp().tempfile_in(parent).map_err(io(parent))?;
+            let mut file = temp::file_beside(target).map_err(io(parent))?;
             let mut out = BufWriter::new(file.as_file_mut());
             let (bytes, blocks) = write_file_from(store, root, node, &mut out, target).await?;
             out.flush().map_err(io(target))?;
@@ -390,7 +383,7 @@ pub async fn export<S: Blockstore>(
             })
         }
         node @ (Node::Directory(_) | Node::Shard(_)) => {
-            let dir = temp().tempdir_in(parent).map_err(io(parent))?;
+            let dir = temp::dir_beside(target).map_err(io(parent))?;
             let (bytes, blocks) = write_dir(store, root, node, dir.path()).await?;
             if fs::symlink_metadata(target).is_ok() {
                 return Err(ExportError::Exists(target.to_path_buf()));

@@ -158,20 +158,11 @@ pub fn node(config: bitswap::Config) -> Swarm<Node> {
 /// A swarm of a [`Node`] on `store` with `config`, on TCP+Noise+Yamux, connections kept 10
 /// minutes.
 pub fn node_with(store: BenchStore, config: bitswap::Config) -> Swarm<Node> {
-    node_on(store, config, yamux::Config::default)
+    build(store, config, yamux::Config::default, false)
 }
 
 /// A swarm of a [`Node`] on `store` with `config`, on TCP+Noise and the Yamux that `yamux`
-/// configures, connections kept 10 minutes.
-pub fn node_on(
-    store: BenchStore,
-    config: bitswap::Config,
-    yamux: fn() -> yamux::Config,
-) -> Swarm<Node> {
-    build(store, config, yamux, false)
-}
-
-/// [`node_on`], with identify (protocol `/ipfs/0.1.0`; listen addresses not told) and ping,
+/// configures, connections kept 10 minutes, with identify (protocol `/ipfs/0.1.0`; listen addresses not told) and ping,
 /// as `bitswap-node` has them.
 pub fn node_identified(
     store: BenchStore,

@@ -271,13 +271,8 @@ impl Harness {
                 self.engine.handle_new_blocks([(*b.cid(), b.data().len())]);
             }
             Step::Answer { fail, newest } => {
-                if self.lookups.is_empty() {
+                let Some(lookup) = take(&mut self.lookups, newest) else {
                     return;
-                }
-                let lookup = if newest {
-                    self.lookups.pop().expect("non-empty")
-                } else {
-                    self.lookups.remove(0)
                 };
                 let present = self
                     .block_index(&lookup.cid)
@@ -313,13 +308,8 @@ impl Harness {
                 lost,
                 newest,
             } => {
-                if self.envelopes.is_empty() {
+                let Some(envelope) = take(&mut self.envelopes, newest) else {
                     return;
-                }
-                let envelope = if newest {
-                    self.envelopes.pop().expect("non-empty")
-                } else {
-                    self.envelopes.remove(0)
                 };
                 if failed && lost {
                     self.engine.handle_envelope_lost(envelope.id);
@@ -404,3 +394,14 @@ fuzz_target!(|steps: Vec<Step>| {
         harness.step(step);
     }
 });
+
+/// Takes the newest (last) or the oldest (first) of `items`, if any.
+fn take<T>(items: &mut Vec<T>, newest: bool) -> Option<T> {
+    if items.is_empty() {
+        None
+    } else if newest {
+        items.pop()
+    } else {
+        Some(items.remove(0))
+    }
+}

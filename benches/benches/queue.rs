@@ -41,17 +41,32 @@ fn group<'a>(c: &'a mut Criterion, name: &str, measure: u64) -> BenchmarkGroup<'
     group
 }
 
-fn qw1(c: &mut Criterion) {
-    let mut group = group(c, "QW1", 2);
-    bench_one::<Fair>(&mut group, 100_000, workloads::qw1::<Fair>);
-    bench_one::<GoCompat>(&mut group, 100_000, workloads::qw1::<GoCompat>);
-    group.finish();
+/// Benches a workload function of `workloads` under each policy, `$tasks` tasks a run.
+macro_rules! both_policies {
+    ($group:expr, $tasks:expr, workloads::$workload:ident) => {
+        bench_one::<Fair>($group, $tasks, workloads::$workload::<Fair>);
+        bench_one::<GoCompat>($group, $tasks, workloads::$workload::<GoCompat>);
+    };
 }
+
+/// A bench function `$name` of one group, `workloads::$name` under each policy.
+macro_rules! policies_group {
+    ($name:ident, $label:expr, $measure:expr, $tasks:expr) => {
+        fn $name(c: &mut Criterion) {
+            let mut group = group(c, $label, $measure);
+            both_policies!(&mut group, $tasks, workloads::$name);
+            group.finish();
+        }
+    };
+}
+
+policies_group!(qw1, "QW1", 2, 100_000);
+policies_group!(qw3, "QW3", 2, 50_000);
+policies_group!(qw5, "QW5", 1, 501);
 
 fn qw2(c: &mut Criterion) {
     let mut group = group(c, "QW2", 2);
-    bench_one::<Fair>(&mut group, 100_000, workloads::qw2::<Fair>);
-    bench_one::<GoCompat>(&mut group, 100_000, workloads::qw2::<GoCompat>);
+    both_policies!(&mut group, 100_000, workloads::qw2);
     for (policy, tasks, run) in [
         (
             Fair::NAME,
@@ -63,13 +78,6 @@ fn qw2(c: &mut Criterion) {
         let id = BenchmarkId::new("dedup", policy);
         bench_workload(&mut group, id, tasks, || run(None));
     }
-    group.finish();
-}
-
-fn qw3(c: &mut Criterion) {
-    let mut group = group(c, "QW3", 2);
-    bench_one::<Fair>(&mut group, 50_000, workloads::qw3::<Fair>);
-    bench_one::<GoCompat>(&mut group, 50_000, workloads::qw3::<GoCompat>);
     group.finish();
 }
 
@@ -89,13 +97,6 @@ fn qw4_shape<Pol: BenchPolicy>(group: &mut BenchmarkGroup<'_, WallTime>, shape: 
     let id = BenchmarkId::new(Pol::NAME, format!("{peers}x{tasks_per_peer}"));
     let tasks = peers as usize * tasks_per_peer as usize;
     bench_workload(group, id, tasks, || workloads::qw4::<Pol>(shape, None));
-}
-
-fn qw5(c: &mut Criterion) {
-    let mut group = group(c, "QW5", 1);
-    bench_one::<Fair>(&mut group, 501, workloads::qw5::<Fair>);
-    bench_one::<GoCompat>(&mut group, 501, workloads::qw5::<GoCompat>);
-    group.finish();
 }
 
 /// Benches one workload function under one policy's name.

@@ -508,6 +508,28 @@ mod tests {
         writer::commit(files, &writes, ALL_TO_BLOBS, meta).unwrap();
     }
 
+    /// Every block of `blocks` reads back from `files`.
+    fn assert_stored(files: &Files, blocks: &[Block]) {
+        for block in blocks {
+            assert_eq!(get(files, block).as_ref(), Some(block));
+        }
+    }
+
+    /// A store in a new directory (its file `blocks.redb`) holding `count` blocks of `len`
+    /// bytes, then with block `deleted` deleted.
+    fn store_less_one(
+        count: u8,
+        len: usize,
+        deleted: usize,
+    ) -> (tempfile::TempDir, Vec<Block>, Files, BlobMeta) {
+        let dir = tempfile::tempdir().unwrap();
+        let blocks: Vec<_> = (0..count).map(|i| block(i, len)).collect();
+        let (files, mut meta) = open(&dir.path().join("blocks.redb"));
+        put(&files, &mut meta, &blocks.iter().collect::<Vec<_>>());
+        delete(&files, &mut meta, blocks[deleted].cid());
+        (dir, blocks, files, meta)
+    }
+
     fn delete(files: &Files, meta: &mut BlobMeta, cid: &Cid) {
         let writes = [Write::Delete {
             seq: 0,
@@ -568,9 +590,7 @@ mod tests {
         assert_eq!(std::fs::metadata(&new_path).unwrap().len(), expected.end);
         assert_eq!(files.blob_file().path(), new_path);
         assert_eq!(get(&files, &blocks[0]), None);
-        for block in &blocks[1..] {
-            assert_eq!(get(&files, block).as_ref(), Some(block));
-        }
+        assert_stored(&files, &blocks[1..]);
 
         // Reopened: the same state; compacted again, nothing dead is left.
         drop(files);
@@ -589,20 +609,14 @@ mod tests {
             }
         );
         assert!(!new_path.exists());
-        for block in &blocks[1..] {
-            assert_eq!(get(&files, block).as_ref(), Some(block));
-        }
+        assert_stored(&files, &blocks[1..]);
     }
 
     /// An abandoned compaction removes its file and changes nothing.
     #[test]
     fn an_aborted_compaction_changes_nothing() {
-        let dir = tempfile::tempdir().unwrap();
+        let (dir, blocks, files, meta) = store_less_one(4, 5000, 0);
         let path = dir.path().join("blocks.redb");
-        let blocks: Vec<_> = (0..4).map(|i| block(i, 5000)).collect();
-        let (files, mut meta) = open(&path);
-        put(&files, &mut meta, &blocks.iter().collect::<Vec<_>>());
-        delete(&files, &mut meta, blocks[0].cid());
         let before = meta;
         let mut compaction = Compaction::start(&files, &path, meta, 5000).unwrap();
         compaction.step(meta.end).unwrap();
@@ -610,21 +624,15 @@ mod tests {
         compaction.abort();
         assert!(!blobs::path_for(&path, 1).exists());
         assert_eq!(files.meta(), before);
-        for block in &blocks[1..] {
-            assert_eq!(get(&files, block).as_ref(), Some(block));
-        }
+        assert_stored(&files, &blocks[1..]);
     }
 
     /// An entry that points below the snapshot's end but is not the snapshot's (which no
     /// write of the store makes: a corrupt index) aborts the switch: nothing is switched.
     #[test]
     fn an_entry_the_snapshot_does_not_know_aborts_the_switch() {
-        let dir = tempfile::tempdir().unwrap();
+        let (dir, blocks, files, mut meta) = store_less_one(3, 4000, 2);
         let path = dir.path().join("blocks.redb");
-        let blocks: Vec<_> = (0..3).map(|i| block(i, 4000)).collect();
-        let (files, mut meta) = open(&path);
-        put(&files, &mut meta, &blocks.iter().collect::<Vec<_>>());
-        delete(&files, &mut meta, blocks[2].cid());
         let mut compaction = Compaction::start(&files, &path, meta, 1 << 20).unwrap();
         // Block 0's entry now points at block 1's bytes.
         let write = files.db.begin_write().unwrap();

@@ -118,26 +118,26 @@ mod tests {
 
     type Queue = PeerTaskQueue<u8, Cid, TaskData, Merger>;
 
-    #[test]
-    fn pending_have_and_want_block_make_one_block_task() {
+    /// `first` then `then` pushed for one peer pop as one task: a block of `work` bytes.
+    fn assert_merged_into_block(first: Task<Cid, TaskData>, then: Task<Cid, TaskData>, work: u64) {
         let mut queue = Queue::new(Config::default());
-        let _ = queue.push_tasks(&1, [task(false, true, 500)]);
-        let _ = queue.push_tasks(&1, [task(true, true, 500)]);
+        let _ = queue.push_tasks(&1, [first]);
+        let _ = queue.push_tasks(&1, [then]);
         let popped = queue.pop_tasks(u64::MAX).expect("task");
         assert_eq!(popped.tasks.len(), 1);
         let t = &popped.tasks[0].task;
         assert!(t.data.want_block && t.data.have_block);
-        assert_eq!(t.work, 500);
+        assert_eq!(t.work, work);
+    }
+
+    #[test]
+    fn pending_have_and_want_block_make_one_block_task() {
+        assert_merged_into_block(task(false, true, 500), task(true, true, 500), 500);
     }
 
     #[test]
     fn pending_dont_have_takes_the_block_found_later() {
-        let mut queue = Queue::new(Config::default());
-        let _ = queue.push_tasks(&1, [task(false, false, 0)]);
-        let _ = queue.push_tasks(&1, [task(true, true, 700)]);
-        let t = &queue.pop_tasks(u64::MAX).expect("task").tasks[0].task;
-        assert!(t.data.want_block && t.data.have_block);
-        assert_eq!(t.work, 700);
+        assert_merged_into_block(task(false, false, 0), task(true, true, 700), 700);
     }
 
     #[test]

@@ -315,6 +315,16 @@ mod tests {
         ends: bool,
     }
 
+    impl Chunks {
+        /// `chunks`, then nothing more (the stream stays open).
+        fn open(chunks: Vec<Vec<u8>>) -> Self {
+            Self {
+                chunks,
+                ends: false,
+            }
+        }
+    }
+
     impl AsyncRead for Chunks {
         fn poll_read(
             mut self: Pin<&mut Self>,
@@ -343,22 +353,24 @@ mod tests {
         Budget::new(&config).for_connection()
     }
 
+    /// A budget whose reads must come at 1,000 B/s over 50 ms windows (50 bytes per window).
+    fn slow_budget() -> Budget {
+        budget(Config::default().with_min_inbound_rate(1_000, Duration::from_millis(50)))
+    }
+
+    /// Reads a body of `len` bytes from `io` with `budget`, to the end, without a deadline.
+    fn read(io: &mut Chunks, len: usize, budget: &Budget) -> io::Result<Option<(Bytes, Share)>> {
+        block_on(read_body(io, len, budget, &mut Deadlines::default()))
+    }
+
     #[test]
     fn a_body_is_read_whole_into_an_exact_buffer() {
         let budget = budget(Config::default());
         let body: Vec<u8> = (0..300_000u32).map(|i| i as u8).collect();
-        let mut io = Chunks {
-            chunks: body.chunks(7_000).map(<[u8]>::to_vec).collect(),
-            ends: false,
-        };
-        let (read, share) = block_on(read_body(
-            &mut io,
-            body.len(),
-            &budget,
-            &mut Deadlines::default(),
-        ))
-        .expect("read")
-        .expect("in time");
+        let mut io = Chunks::open(body.chunks(7_000).map(<[u8]>::to_vec).collect());
+        let (read, share) = read(&mut io, body.len(), &budget)
+            .expect("read")
+            .expect("in time");
         assert_eq!(read, body);
         assert_eq!(share.bytes(), body.len());
     }
@@ -366,11 +378,8 @@ mod tests {
     #[test]
     fn small_messages_use_the_connection_s_own_room_first() {
         let budget = budget(Config::default());
-        let mut io = Chunks {
-            chunks: vec![vec![1; 1000]],
-            ends: false,
-        };
-        let (_, share) = block_on(read_body(&mut io, 1000, &budget, &mut Deadlines::default()))
+        let mut io = Chunks::open(vec![vec![1; 1000]]);
+        let (_, share) = read(&mut io, 1000, &budget)
             .expect("read")
             .expect("in time");
         assert!(share.shared.is_none(), "own room only");
@@ -380,19 +389,9 @@ mod tests {
 
     #[test]
     fn a_length_without_a_body_takes_no_room() {
-        let config = Config::default().with_min_inbound_rate(1_000, Duration::from_millis(50));
-        let budget = budget(config);
-        let mut io = Chunks {
-            chunks: Vec::new(),
-            ends: false,
-        };
-        let read = block_on(read_body(
-            &mut io,
-            4 << 20,
-            &budget,
-            &mut Deadlines::default(),
-        ))
-        .expect("no error");
+        let budget = slow_budget();
+        let mut io = Chunks::open(Vec::new());
+        let read = read(&mut io, 4 << 20, &budget).expect("no error");
         assert!(read.is_none(), "cut by the rate window");
         assert_eq!(budget.shared.available_permits(), 32 << 20);
     }
@@ -400,20 +399,10 @@ mod tests {
     #[test]
     fn a_body_slower_than_the_rate_is_cut_within_a_window() {
         // 1,000 B/s over 50 ms windows: 50 bytes per window; 10 bytes come, then nothing.
-        let config = Config::default().with_min_inbound_rate(1_000, Duration::from_millis(50));
-        let budget = budget(config);
-        let mut io = Chunks {
-            chunks: vec![vec![1; 10]],
-            ends: false,
-        };
+        let budget = slow_budget();
+        let mut io = Chunks::open(vec![vec![1; 10]]);
         let start = Instant::now();
-        let read = block_on(read_body(
-            &mut io,
-            1 << 20,
-            &budget,
-            &mut Deadlines::default(),
-        ))
-        .expect("no error");
+        let read = read(&mut io, 1 << 20, &budget).expect("no error");
         assert!(read.is_none());
         assert!(start.elapsed() < Duration::from_secs(5));
         // Its room is given back.
@@ -428,8 +417,7 @@ mod tests {
             chunks: vec![vec![1; 10]],
             ends: true,
         };
-        let error =
-            block_on(read_body(&mut io, 100, &budget, &mut Deadlines::default())).expect_err("cut");
+        let error = read(&mut io, 100, &budget).expect_err("cut");
         assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof);
     }
 

@@ -62,55 +62,64 @@ impl<K> fmt::Debug for KeyHeap<K> {
     }
 }
 
+/// The methods of a ready set that its inner structure (field 0) has, for keys of type
+/// `$key`: under the same names, but `refill_first` and `close_first`, which are `$refill`
+/// and `$close` there.
+macro_rules! delegate_set_methods {
+    ($key:ty, $refill:ident, $close:ident) => {
+        fn len(&self) -> usize {
+            self.0.len()
+        }
+
+        fn contains(&self, handle: u32) -> bool {
+            self.0.contains(handle)
+        }
+
+        fn key(&self, handle: u32) -> Option<&$key> {
+            self.0.key(handle)
+        }
+
+        fn push(&mut self, handle: u32, key: $key) {
+            self.0.push(handle, key);
+        }
+
+        fn update(&mut self, handle: u32, key: $key) {
+            self.0.update(handle, key);
+        }
+
+        fn remove(&mut self, handle: u32) {
+            self.0.remove(handle);
+        }
+
+        fn runner_up(&self) -> Option<u32> {
+            self.0.runner_up()
+        }
+
+        fn refill_first(&mut self, hole: usize, handle: u32, key: $key) {
+            self.0.$refill(hole, handle, key);
+        }
+
+        fn close_first(&mut self, hole: usize, handle: u32) {
+            self.0.$close(hole, handle);
+        }
+
+        fn check(&self) -> Result<(), String> {
+            self.0.check()
+        }
+    };
+}
+
 impl<K: Ord + Copy> ReadySet<K> for KeyHeap<K> {}
 
 impl<K: Ord + Copy> sealed::Sealed<K> for KeyHeap<K> {
-    fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    fn contains(&self, handle: u32) -> bool {
-        self.0.contains(handle)
-    }
-
-    fn key(&self, handle: u32) -> Option<&K> {
-        self.0.key(handle)
-    }
-
-    fn push(&mut self, handle: u32, key: K) {
-        self.0.push(handle, key);
-    }
-
-    fn update(&mut self, handle: u32, key: K) {
-        self.0.update(handle, key);
-    }
-
-    fn remove(&mut self, handle: u32) {
-        self.0.remove(handle);
-    }
+    delegate_set_methods!(K, fill_hole, close_hole);
 
     fn peek(&self) -> Option<u32> {
         self.0.peek().map(|(_, handle)| handle)
     }
 
-    fn runner_up(&self) -> Option<u32> {
-        self.0.runner_up()
-    }
-
     fn open_first(&mut self) -> Option<(usize, u32)> {
         (self.0.len() > 0).then(|| self.0.open_root_hole())
-    }
-
-    fn refill_first(&mut self, hole: usize, handle: u32, key: K) {
-        self.0.fill_hole(hole, handle, key);
-    }
-
-    fn close_first(&mut self, hole: usize, handle: u32) {
-        self.0.close_hole(hole, handle);
-    }
-
-    fn check(&self) -> Result<(), String> {
-        self.0.check()
     }
 }
 
@@ -132,51 +141,13 @@ impl fmt::Debug for FairReady {
 impl ReadySet<FairKey> for FairReady {}
 
 impl sealed::Sealed<FairKey> for FairReady {
-    fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    fn contains(&self, handle: u32) -> bool {
-        self.0.contains(handle)
-    }
-
-    fn key(&self, handle: u32) -> Option<&FairKey> {
-        self.0.key(handle)
-    }
-
-    fn push(&mut self, handle: u32, key: FairKey) {
-        self.0.push(handle, key);
-    }
-
-    fn update(&mut self, handle: u32, key: FairKey) {
-        self.0.update(handle, key);
-    }
-
-    fn remove(&mut self, handle: u32) {
-        self.0.remove(handle);
-    }
+    delegate_set_methods!(FairKey, refill_first, close_first);
 
     fn peek(&self) -> Option<u32> {
         self.0.peek()
     }
 
-    fn runner_up(&self) -> Option<u32> {
-        self.0.runner_up()
-    }
-
     fn open_first(&mut self) -> Option<(usize, u32)> {
         self.0.open_first()
-    }
-
-    fn refill_first(&mut self, hole: usize, handle: u32, key: FairKey) {
-        self.0.refill_first(hole, handle, key);
-    }
-
-    fn close_first(&mut self, hole: usize, handle: u32) {
-        self.0.close_first(hole, handle);
-    }
-
-    fn check(&self) -> Result<(), String> {
-        self.0.check()
     }
 }

@@ -194,6 +194,9 @@
 //!   every block's CID from its bytes; frames are an unsigned-varint length and at most
 //!   [`protocol::MAX_MESSAGE_SIZE`] bytes, refused before allocation when larger.
 
+#[macro_use]
+mod ids;
+
 mod addresses;
 mod alarm;
 mod behaviour;

@@ -1,32 +1,24 @@
 //! The client's ids and errors: [`QueryId`], [`SessionId`], [`Scope`], [`Progress`] and
 //! [`QueryError`]. A leaf: every other file of the client may name them.
 
-use std::{fmt, io, sync::Arc, time::Duration};
+use std::{io, sync::Arc, time::Duration};
 
 use cid::Cid;
 use libp2p::PeerId;
 
-/// Identifies a query from [`Engine::get`](super::Engine::get) in its events. Unique
-/// within one [`Engine`](super::Engine).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct QueryId(u64);
+id_type!(
+    /// Identifies a query from [`Engine::get`](super::Engine::get) in its events. Unique
+    /// within one [`Engine`](super::Engine).
+    QueryId,
+    "query"
+);
 
-impl fmt::Display for QueryId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "query-{}", self.0)
-    }
-}
-
-/// Identifies a session from [`Engine::new_session`](super::Engine::new_session). Unique
-/// within one [`Engine`](super::Engine).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SessionId(u64);
-
-impl fmt::Display for SessionId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "session-{}", self.0)
-    }
-}
+id_type!(
+    /// Identifies a session from [`Engine::new_session`](super::Engine::new_session).
+    /// Unique within one [`Engine`](super::Engine).
+    SessionId,
+    "session"
+);
 
 /// Where a query stands, enough to draw a progress bar.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

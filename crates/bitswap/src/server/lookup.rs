@@ -2,7 +2,7 @@
 //! ones waiting and in flight. The engine hands them out and takes their answers in
 //! `store.rs`.
 
-use std::{collections::VecDeque, fmt};
+use std::collections::VecDeque;
 
 use cid::Cid;
 use ipfs_blockstore::Block;
@@ -10,16 +10,12 @@ use libp2p::PeerId;
 
 use crate::map::Map;
 
-/// Identifies a [`Lookup`] until it is answered. Unique within one
-/// [`Engine`](super::Engine).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct LookupId(u64);
-
-impl fmt::Display for LookupId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "lookup-{}", self.0)
-    }
-}
+id_type!(
+    /// Identifies a [`Lookup`] until it is answered. Unique within one
+    /// [`Engine`](super::Engine).
+    LookupId,
+    "lookup"
+);
 
 /// What a [`Lookup`] asks of the blockstore.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -107,6 +107,13 @@ impl Driver {
         (driver, peer)
     }
 
+    /// [`Driver::with_peer`], with `stored` in its store.
+    fn with_stored(config: ServerConfig, stored: &[&Block]) -> (Self, PeerId) {
+        let (mut driver, peer) = Self::with_peer(config);
+        driver.put(stored);
+        (driver, peer)
+    }
+
     /// `peer` sends a wantlist update of `entries`.
     fn want(&mut self, peer: PeerId, entries: Vec<Entry>) {
         self.engine

@@ -4,9 +4,8 @@ use super::*;
 
 #[test]
 fn want_block_for_a_stored_block_gets_the_block_and_is_forgotten() {
-    let (mut d, peer) = Driver::with_peer(ServerConfig::default());
     let b = block(1, 3000);
-    d.put(&[&b]);
+    let (mut d, peer) = Driver::with_stored(ServerConfig::default(), &[&b]);
     d.want(peer, vec![want_block(&b, 1, true)]);
     assert_eq!(wantlist_cids(&d.engine, &peer), [*b.cid()]);
     let sent = d.run();
@@ -27,9 +26,8 @@ fn want_block_for_a_stored_block_gets_the_block_and_is_forgotten() {
 
 #[test]
 fn want_have_gets_small_blocks_and_a_have_for_large_ones() {
-    let (mut d, peer) = Driver::with_peer(ServerConfig::default());
     let (small, exact, large) = (block(1, 100), block(2, 1024), block(3, 1025));
-    d.put(&[&small, &exact, &large]);
+    let (mut d, peer) = Driver::with_stored(ServerConfig::default(), &[&small, &exact, &large]);
     let entries = vec![
         want_have(&small, 3, true),
         want_have(&exact, 2, true),
@@ -52,9 +50,11 @@ fn want_have_gets_small_blocks_and_a_have_for_large_ones() {
 
 #[test]
 fn replace_size_zero_probes_presence_and_answers_have() {
-    let (mut d, peer) = Driver::with_peer(ServerConfig::default().with_want_have_replace_size(0));
     let b = block(1, 10);
-    d.put(&[&b]);
+    let (mut d, peer) = Driver::with_stored(
+        ServerConfig::default().with_want_have_replace_size(0),
+        &[&b],
+    );
     d.want(peer, vec![want_have(&b, 1, true)]);
     assert_eq!(all_answers(&d.run()), [(peer, *b.cid(), Ans::Have)]);
     assert_eq!(d.lookups, [(*b.cid(), LookupKind::Has)]);
@@ -230,9 +230,8 @@ fn cancel_removes_the_want_and_its_queued_answer() {
 
 #[test]
 fn cancel_while_the_block_is_read_sends_nothing() {
-    let (mut d, peer) = Driver::with_peer(ServerConfig::default());
     let a = block(1, 10);
-    d.put(&[&a]);
+    let (mut d, peer) = Driver::with_stored(ServerConfig::default(), &[&a]);
     d.want(peer, vec![want_block(&a, 1, true)]);
     let get = d.probes().expect("a block read");
     assert!(
@@ -274,9 +273,8 @@ fn cancel_drops_a_refused_wants_dont_have_before_it_is_handed_out() {
 
 #[test]
 fn a_block_gone_before_it_is_read_is_answered_dont_have_and_stays_wanted() {
-    let (mut d, peer) = Driver::with_peer(ServerConfig::default());
     let a = block(1, 10);
-    d.put(&[&a]);
+    let (mut d, peer) = Driver::with_stored(ServerConfig::default(), &[&a]);
     d.want(peer, vec![want_block(&a, 1, true)]);
     let get = d.probes().expect("a block read");
     d.store.clear();

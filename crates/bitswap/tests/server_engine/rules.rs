@@ -5,8 +5,7 @@ use super::*;
 #[test]
 fn want_block_for_a_stored_block_gets_the_block_and_is_forgotten() {
     let b = block(1, 3000);
-    let (mut d, peer) = Driver::with_stored(ServerConfig::default(), &[&b]);
-    d.want(peer, vec![want_block(&b, 1, true)]);
+    let (mut d, peer) = Driver::wanting_stored(&b);
     assert_eq!(wantlist_cids(&d.engine, &peer), [*b.cid()]);
     let sent = d.run();
     assert_eq!(all_answers(&sent), [(peer, *b.cid(), Ans::Block)]);
@@ -28,20 +27,19 @@ fn want_block_for_a_stored_block_gets_the_block_and_is_forgotten() {
 fn want_have_gets_small_blocks_and_a_have_for_large_ones() {
     let (small, exact, large) = (block(1, 100), block(2, 1024), block(3, 1025));
     let (mut d, peer) = Driver::with_stored(ServerConfig::default(), &[&small, &exact, &large]);
-    let entries = vec![
-        want_have(&small, 3, true),
-        want_have(&exact, 2, true),
-        want_have(&large, 1, true),
+    // Each want-have (block, priority) and what it gets.
+    let wants = [
+        (&small, 3, Ans::Block),
+        (&exact, 2, Ans::Block),
+        (&large, 1, Ans::Have),
     ];
+    let entries = wants
+        .iter()
+        .map(|(b, p, _)| want_have(b, *p, true))
+        .collect();
     d.want(peer, entries);
-    assert_eq!(
-        answer_set(&d.run()),
-        HashSet::from([
-            (peer, *small.cid(), Ans::Block),
-            (peer, *exact.cid(), Ans::Block),
-            (peer, *large.cid(), Ans::Have),
-        ])
-    );
+    let expected = wants.iter().map(|(b, _, ans)| (peer, *b.cid(), *ans));
+    assert_eq!(answer_set(&d.run()), expected.collect());
     assert!(
         d.engine.peer_wantlist(&peer).is_empty(),
         "HAVE forgets a want-have"
@@ -231,8 +229,7 @@ fn cancel_removes_the_want_and_its_queued_answer() {
 #[test]
 fn cancel_while_the_block_is_read_sends_nothing() {
     let a = block(1, 10);
-    let (mut d, peer) = Driver::with_stored(ServerConfig::default(), &[&a]);
-    d.want(peer, vec![want_block(&a, 1, true)]);
+    let (mut d, peer) = Driver::wanting_stored(&a);
     let get = d.probes().expect("a block read");
     assert!(
         d.engine.poll_envelope().is_none(),
@@ -274,8 +271,7 @@ fn cancel_drops_a_refused_wants_dont_have_before_it_is_handed_out() {
 #[test]
 fn a_block_gone_before_it_is_read_is_answered_dont_have_and_stays_wanted() {
     let a = block(1, 10);
-    let (mut d, peer) = Driver::with_stored(ServerConfig::default(), &[&a]);
-    d.want(peer, vec![want_block(&a, 1, true)]);
+    let (mut d, peer) = Driver::wanting_stored(&a);
     let get = d.probes().expect("a block read");
     d.store.clear();
     d.engine.handle_lookup(get.id, LookupResult::Block(None));

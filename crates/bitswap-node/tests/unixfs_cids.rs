@@ -81,7 +81,7 @@ fn add_with_metadata_gives_helias_cid() {
     };
     let tree = dir.path().join("tree");
     let _tree = meta::make(&tree);
-    let expected = node_json(&node, "unixfs_add_meta.mjs", &[s(&tree)]);
+    let expected = node_json(&node, "unixfs_add_meta.mjs", [s(&tree)]);
     let data_dir = dir.path().join("store");
     let helia_layout = [
         "--cid-version",

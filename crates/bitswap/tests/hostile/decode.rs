@@ -154,7 +154,7 @@ async fn answers(
             });
         }
     }));
-    let mut stream = open_stream(&mut control, &target).await;
+    let mut stream = open_stream(&mut control, target).await;
     for message in &messages {
         stream.write_all(&frame(message)).await.expect("write");
     }

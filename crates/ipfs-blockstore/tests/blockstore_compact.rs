@@ -201,15 +201,11 @@ fn writes_during_a_compaction_are_kept() {
 fn dead_bytes_past_the_policy_start_a_compaction() {
     let (_dir, path) = temp_file("blocks.redb");
     let blocks: Vec<_> = (0..16).map(large_block).collect();
-    let store = RedbBlockstore::open(
-        &path,
-        RedbConfig::default()
-            .with_blob_min_batch(0)
-            .with_compaction_ratio(0.4)
-            .with_compaction_min_dead(256 * 1024)
-            .with_compaction_chunk(64 * 1024),
-    )
-    .unwrap();
+    // Automatic compaction on: past 40% dead and 256 KiB of dead bytes.
+    let policy = config(64 * 1024)
+        .with_compaction_ratio(0.4)
+        .with_compaction_min_dead(256 * 1024);
+    let store = RedbBlockstore::open(&path, policy).unwrap();
     block_on(store.put_many(blocks.clone())).unwrap();
     // A third dead: under the ratio.
     for block in &blocks[..5] {

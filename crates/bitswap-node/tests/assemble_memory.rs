@@ -73,17 +73,24 @@ fn assemble(store: &MemoryBlockstore, root: &Block, dir: &Path) -> (u64, Vec<u8>
     (growth, bytes, assembled)
 }
 
+/// One measurement at a time: [`assemble`] the [`bomb`] of `leaf` in a temporary folder, and
+/// report the peak RSS growth as `name`'s. Returns the file size, then what [`assemble`] does.
+fn assemble_bomb(name: &str, leaf: &[u8]) -> (u64, u64, Vec<u8>, bool) {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let temp = tempfile::tempdir().unwrap();
+    let (store, root, size) = bomb(leaf);
+    let (growth, bytes, assembled) = assemble(&store, &root, temp.path());
+    eprintln!(
+        "{name}: peak RSS grew by {} KiB; assembled: {assembled}",
+        growth / 1024
+    );
+    (size, growth, bytes, assembled)
+}
+
 /// Y holds one byte: the file is N² = 25 MB, the DAG three blocks of under 250 kB each.
 #[test]
 fn repeated_places_of_a_one_byte_leaf() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let temp = tempfile::tempdir().unwrap();
-    let (store, root, size) = bomb(b"y");
-    let (growth, bytes, assembled) = assemble(&store, &root, temp.path());
-    eprintln!(
-        "one-byte leaf: peak RSS grew by {} KiB; assembled: {assembled}",
-        growth / 1024
-    );
+    let (size, growth, bytes, assembled) = assemble_bomb("one-byte leaf", b"y");
     // N² places are more than the three blocks pay for: the file comes from the store.
     assert!(!assembled);
     assert_eq!(bytes.len() as u64, size);
@@ -97,14 +104,7 @@ fn repeated_places_of_a_one_byte_leaf() {
 /// Y is empty: N² places of nothing, a file of 0 bytes.
 #[test]
 fn repeated_places_of_an_empty_leaf() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let temp = tempfile::tempdir().unwrap();
-    let (store, root, size) = bomb(b"");
-    let (growth, bytes, assembled) = assemble(&store, &root, temp.path());
-    eprintln!(
-        "empty leaf: peak RSS grew by {} KiB; assembled: {assembled}",
-        growth / 1024
-    );
+    let (size, growth, bytes, assembled) = assemble_bomb("empty leaf", b"");
     // An empty child is placed once, however many links lead to it.
     assert!(assembled);
     assert_eq!(size, 0);

@@ -5,7 +5,7 @@ mod common;
 
 use std::{
     fs,
-    path::Path,
+    path::{Path, PathBuf},
     process::{Command, Output, Stdio},
 };
 
@@ -13,6 +13,13 @@ use common::{Killed, TIME_LIMIT, bin, command, lines, put_dag_cbor, s};
 use serde_json::Value;
 
 /// Runs `bitswap-node --data-dir DIR ARGS...`.
+/// A new temporary folder, and the path of a node's data folder in it.
+fn node_dir() -> (tempfile::TempDir, PathBuf) {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("node");
+    (temp, dir)
+}
+
 fn node(data_dir: &Path, args: &[&str]) -> Output {
     command(data_dir, args).output().expect("the binary runs")
 }
@@ -49,8 +56,7 @@ fn fails(data_dir: &Path, args: &[&str]) -> String {
 
 #[test]
 fn add_then_export_round_trips_a_file() {
-    let temp = tempfile::tempdir().unwrap();
-    let dir = temp.path().join("node");
+    let (temp, dir) = node_dir();
     let input = temp.path().join("input");
     let data: Vec<u8> = (0..600_000u32).map(|i| (i * 7 % 251) as u8).collect();
     fs::write(&input, &data).unwrap();
@@ -81,8 +87,7 @@ fn add_then_export_round_trips_a_file() {
 
 #[test]
 fn well_known_cids() {
-    let temp = tempfile::tempdir().unwrap();
-    let dir = temp.path().join("node");
+    let (temp, dir) = node_dir();
     let empty = temp.path().join("empty");
     fs::write(&empty, b"").unwrap();
     let v0 = json(&dir, &["add", s(&empty)]);
@@ -106,8 +111,7 @@ fn well_known_cids() {
 
 #[test]
 fn directories_round_trip() {
-    let temp = tempfile::tempdir().unwrap();
-    let dir = temp.path().join("node");
+    let (temp, dir) = node_dir();
     let input = temp.path().join("tree");
     fs::create_dir_all(input.join("sub")).unwrap();
     fs::write(input.join("a"), b"alpha").unwrap();
@@ -125,8 +129,7 @@ fn directories_round_trip() {
 
 #[test]
 fn blocks_put_and_get() {
-    let temp = tempfile::tempdir().unwrap();
-    let dir = temp.path().join("node");
+    let (temp, dir) = node_dir();
     let input = temp.path().join("block");
     fs::write(&input, b"a raw block").unwrap();
     let put = json(&dir, &["block", "put", s(&input)]);
@@ -248,8 +251,7 @@ fn car_moves_a_dag_between_stores() {
 
 #[test]
 fn identity_persists_with_private_mode() {
-    let temp = tempfile::tempdir().unwrap();
-    let dir = temp.path().join("node");
+    let (_temp, dir) = node_dir();
     let first = json(&dir, &["id"])["peer_id"].as_str().unwrap().to_owned();
     assert!(first.starts_with("12D3KooW"), "ed25519 peer id: {first}");
     assert_eq!(json(&dir, &["id"])["peer_id"], first);
@@ -266,8 +268,7 @@ fn identity_persists_with_private_mode() {
 
 #[test]
 fn bad_input_is_one_error_line() {
-    let temp = tempfile::tempdir().unwrap();
-    let dir = temp.path().join("node");
+    let (temp, dir) = node_dir();
     let error = fails(&dir, &["add", s(&temp.path().join("missing"))]);
     assert!(error.contains("missing"), "{error}");
     fails(&dir, &["add", "--chunk-size", "0", s(temp.path())]);
@@ -287,8 +288,7 @@ fn bad_input_is_one_error_line() {
 /// value, and `--flag=false` still turns it off.
 #[test]
 fn boolean_flags_never_take_the_next_argument() {
-    let temp = tempfile::tempdir().unwrap();
-    let dir = temp.path().join("node");
+    let (temp, dir) = node_dir();
     let input = temp.path().join("input");
     fs::write(&input, vec![7u8; 300_000]).unwrap();
 
@@ -329,8 +329,7 @@ fn boolean_flags_never_take_the_next_argument() {
 /// `--help` of every command ends with an example.
 #[test]
 fn every_help_shows_an_example() {
-    let temp = tempfile::tempdir().unwrap();
-    let dir = temp.path().join("node");
+    let (_temp, dir) = node_dir();
     for command in [
         &[][..],
         &["add"],

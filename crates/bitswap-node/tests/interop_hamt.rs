@@ -139,10 +139,7 @@ fn helia_fetches_our_sharded_directory() {
     };
     let tree = make_tree(temp.path());
     // Both layouts give the importer's CIDs (it shards at the same threshold for this tree).
-    for (layout, flags) in [
-        ("v0", &[][..]),
-        ("v1-raw", &["--cid-version", "1", "--raw-leaves"][..]),
-    ] {
+    for (layout, flags) in IMPORTER_LAYOUTS {
         let theirs = importer_cids(&node, layout, std::slice::from_ref(&tree));
         let mut args = vec!["add", s(&tree)];
         args.extend_from_slice(flags);
@@ -197,8 +194,7 @@ fn bench_get_sharded_directory_from_kubo() {
     let bytes = got["fetched_bytes"].as_u64().unwrap();
     let ours = got["seconds"].as_f64().unwrap();
 
-    let mut kubo = start_kubo(&python, None, &[]);
-    driver_connect(&mut kubo, &seed.address());
+    let mut kubo = kubo_connected_to(&python, &seed.address());
     let out = temp.path().join("kubo");
     let theirs = driver_download(&mut kubo, &root, &out, 300);
     assert_same_tree(&tree, &out);

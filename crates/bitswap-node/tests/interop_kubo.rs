@@ -26,7 +26,9 @@ use std::{fs, time::Duration};
 
 use bitswap::{Entry, Message};
 use cid::Cid;
-use common::{json, kubo_python, kubo_test, put_dag_cbor, s, write_pseudo_random};
+use common::{
+    json, kubo_python, kubo_test, pseudo_random_file, put_dag_cbor, s, write_pseudo_random,
+};
 use support::*;
 
 // 256 leaves and their two levels of parents (174 links per node).
@@ -39,8 +41,7 @@ fn kubo_fetches_from_us_over_quic() {
     let Some((python, temp)) = kubo_test("kubo_fetches_from_us_over_quic") else {
         return;
     };
-    let file = temp.path().join("file");
-    write_pseudo_random(&file, 16 << 20, 67);
+    let file = pseudo_random_file(temp.path(), 16 << 20, 67);
     let files = raw_block_files(&temp.path().join("blocks"));
     let ours = temp.path().join("node");
     let cids: Vec<String> = files.iter().map(|file| block_put(&ours, file)).collect();
@@ -73,8 +74,7 @@ fn we_fetch_from_kubo_over_quic() {
     let Some((python, temp)) = kubo_test("we_fetch_from_kubo_over_quic") else {
         return;
     };
-    let file = temp.path().join("file");
-    write_pseudo_random(&file, 16 << 20, 68);
+    let file = pseudo_random_file(temp.path(), 16 << 20, 68);
     let dir = temp.path().join("blocks");
     let files = raw_block_files(&dir);
     let kubo = start_kubo_with(&python, &["--quic"], Some(&dir), &[&file]);
@@ -126,8 +126,7 @@ fn blake2b_content_goes_to_kubo_and_back() {
     let Some((python, temp)) = kubo_test("blake2b_content_goes_to_kubo_and_back") else {
         return;
     };
-    let file = temp.path().join("file");
-    write_pseudo_random(&file, (1 << 20) + 4321, 66);
+    let file = pseudo_random_file(temp.path(), (1 << 20) + 4321, 66);
     let ours = temp.path().join("node");
     let added = run_json(&ours, &["add", "--hash", "blake2b-256", s(&file)]);
     let root = added["root"].as_str().unwrap().to_owned();
@@ -138,8 +137,7 @@ fn blake2b_content_goes_to_kubo_and_back() {
     assert_eq!(added["blocks"], 6, "{added}");
 
     let serve = start_serve(&ours, &[], &[]);
-    let mut kubo = start_kubo(&python, None, &[]);
-    driver_connect(&mut kubo, &serve.address());
+    let mut kubo = kubo_connected_to(&python, &serve.address());
     let out = temp.path().join("kubo-out");
     let seconds = driver_download(&mut kubo, &root, &out, 60);
     assert_same_hash(&file, &out);
@@ -317,8 +315,7 @@ fn kubo_walks_our_car_of_a_dag_cbor_dag() {
     let ours = temp.path().join("b");
     json(&ours, &["car", "import", s(&car)]);
     let serve = start_serve(&ours, &[], &[]);
-    let mut kubo = start_kubo(&python, None, &[]);
-    driver_connect(&mut kubo, &serve.address());
+    let mut kubo = kubo_connected_to(&python, &serve.address());
     let answer = kubo.command(
         &serde_json::json!({ "op": "pin", "cid": cids[0], "timeout": 60 }),
         Duration::from_secs(90),

@@ -8,15 +8,36 @@ mod common;
 use std::{
     fs,
     net::TcpListener,
-    path::Path,
+    path::{Path, PathBuf},
     thread,
     time::{Duration, Instant},
 };
 
 use common::{
-    EMPTY_FILE, Killed, Server, TIME_LIMIT, command, fetch, json, nobody_at, ok_json,
+    EMPTY_FILE, Killed, Server, TIME_LIMIT, command, fetch, fetch_from, json, nobody_at, ok_json,
     pseudo_random, run, s, sample, scrape, temps,
 };
+
+/// Writes `data` to `dir/file`, and each of `files` (a path in the tree and its bytes) under
+/// `dir/tree`; returns the file's path and the tree's.
+fn file_and_tree(dir: &Path, data: &[u8], files: &[(&str, &[u8])]) -> (PathBuf, PathBuf) {
+    let (file, tree) = (dir.join("file"), dir.join("tree"));
+    fs::write(&file, data).unwrap();
+    for (path, bytes) in files {
+        let path = tree.join(path);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, bytes).unwrap();
+    }
+    (file, tree)
+}
+
+/// [`fetch`] that must fail, as [`get_fails`]: the error line.
+fn fetch_fails(data_dir: &Path, cid: &str, server: &Server, out: &Path) -> String {
+    get_fails(
+        data_dir,
+        &["get", cid, "--peer", &server.address(), "-o", s(out)],
+    )
+}
 
 /// Runs a command that must fail: one line on stderr, nothing on stdout. The line.
 fn get_fails(data_dir: &Path, args: &[&str]) -> String {
@@ -31,14 +52,10 @@ fn get_fails(data_dir: &Path, args: &[&str]) -> String {
 #[test]
 fn get_fetches_what_serve_serves() {
     let temp = tempfile::tempdir().unwrap();
-    let file = temp.path().join("file");
     // 12 chunks and their parent.
     let data = pseudo_random(3_000_000, 0x1234_5678_9abc_def1);
-    fs::write(&file, &data).unwrap();
-    let tree = temp.path().join("tree");
-    fs::create_dir_all(tree.join("sub")).unwrap();
-    fs::write(tree.join("a"), b"alpha").unwrap();
-    fs::write(tree.join("sub/b"), pseudo_random(600_000, 99)).unwrap();
+    let sub_b = pseudo_random(600_000, 99);
+    let (file, tree) = file_and_tree(temp.path(), &data, &[("a", b"alpha"), ("sub/b", &sub_b)]);
     let server_dir = temp.path().join("server");
     let server = Server::start(&server_dir, &[&file, &tree]);
     let address = server.address();
@@ -103,12 +120,12 @@ fn get_fetches_what_serve_serves() {
 #[test]
 fn get_fetches_over_quic() {
     let temp = tempfile::tempdir().unwrap();
-    let file = temp.path().join("file");
     let data = pseudo_random(3_000_000, 0x9e37_79b9);
-    fs::write(&file, &data).unwrap();
-    let tree = temp.path().join("tree");
-    fs::create_dir_all(tree.join("sub")).unwrap();
-    fs::write(tree.join("sub/b"), pseudo_random(600_000, 98)).unwrap();
+    let (file, tree) = file_and_tree(
+        temp.path(),
+        &data,
+        &[("sub/b", &pseudo_random(600_000, 98))],
+    );
     let server = Server::start(&temp.path().join("server"), &[&file, &tree]);
     let addresses: Vec<&str> = server.info["multiaddrs"]
         .as_array()
@@ -127,31 +144,11 @@ fn get_fetches_over_quic() {
     );
     let client = temp.path().join("client");
     let out = temp.path().join("out");
-    let got = json(
-        &client,
-        &[
-            "get",
-            &server.root(0),
-            "--peer",
-            addresses[1],
-            "-o",
-            s(&out),
-        ],
-    );
+    let got = fetch_from(&client, &server.root(0), addresses[1], &out);
     assert_eq!(fs::read(&out).unwrap(), data);
     assert_eq!(got["fetched_blocks"], 13);
     let out_tree = temp.path().join("out-tree");
-    let got = json(
-        &client,
-        &[
-            "get",
-            &server.root(1),
-            "--peer",
-            addresses[1],
-            "-o",
-            s(&out_tree),
-        ],
-    );
+    let got = fetch_from(&client, &server.root(1), addresses[1], &out_tree);
     assert_eq!(got["kind"], "directory");
     assert_eq!(
         fs::read(out_tree.join("sub/b")).unwrap(),
@@ -168,9 +165,11 @@ fn get_fetches_over_quic() {
     assert_eq!(quic_only.info["multiaddrs"].as_array().unwrap().len(), 1);
     assert!(address.contains("/quic-v1/"), "{address}");
     let out = temp.path().join("out-quic-only");
-    let got = json(
+    let got = fetch_from(
         &temp.path().join("client-2"),
-        &["get", &quic_only.root(0), "--peer", &address, "-o", s(&out)],
+        &quic_only.root(0),
+        &address,
+        &out,
     );
     assert_eq!(fs::read(&out).unwrap(), data);
     assert_eq!(got["fetched_blocks"], 13);
@@ -205,12 +204,12 @@ fn on_a_terminal(data_dir: &Path, args: &[&str]) -> String {
 #[test]
 fn get_shows_progress_on_a_terminal_only() {
     let temp = tempfile::tempdir().unwrap();
-    let file = temp.path().join("file");
-    fs::write(&file, pseudo_random(2_000_000, 0x5151)).unwrap();
-    let tree = temp.path().join("tree");
-    fs::create_dir_all(tree.join("sub")).unwrap();
-    fs::write(tree.join("a"), pseudo_random(700_000, 1)).unwrap();
-    fs::write(tree.join("sub/b"), pseudo_random(900_000, 2)).unwrap();
+    let (a, sub_b) = (pseudo_random(700_000, 1), pseudo_random(900_000, 2));
+    let (file, tree) = file_and_tree(
+        temp.path(),
+        &pseudo_random(2_000_000, 0x5151),
+        &[("a", &a), ("sub/b", &sub_b)],
+    );
     let server = Server::start(&temp.path().join("server"), &[&file, &tree]);
     let address = server.address();
     for (i, root) in [server.root(0), server.root(1)].iter().enumerate() {
@@ -317,10 +316,7 @@ fn get_refuses_a_root_it_cannot_write_out() {
     let cid = cid.to_string();
 
     let out = temp.path().join("out");
-    let error = get_fails(
-        &client,
-        &["get", &cid, "--peer", &server.address(), "-o", s(&out)],
-    );
+    let error = fetch_fails(&client, &cid, &server, &out);
     assert!(error.contains("dag-cbor"), "{error}");
     assert!(!out.exists());
     // Nothing was fetched: the client's store lacks the block.
@@ -344,10 +340,7 @@ fn get_refuses_a_root_it_cannot_write_out() {
     );
 
     // dag-pb, but no UnixFS data in it: refused once the root came, before its link.
-    let error = get_fails(
-        &client,
-        &["get", &pb, "--peer", &server.address(), "-o", s(&out)],
-    );
+    let error = fetch_fails(&client, &pb, &server, &out);
     assert!(error.contains("UnixFS"), "{error}");
     assert!(!out.exists());
     let output = run(&client, &["block", "get", &leaf]);
@@ -444,23 +437,17 @@ fn get_from_an_unreachable_peer_fails_fast() {
         .port();
     let address = nobody_at(port);
     let out = temp.path().join("out");
-    let start = Instant::now();
-    let error = get_fails(
-        &temp.path().join("node"),
-        &["get", EMPTY_FILE, "--peer", &address, "-o", s(&out)],
-    );
-    assert!(error.contains("cannot reach any peer"), "{error}");
-    assert!(start.elapsed() < Duration::from_secs(30));
-    assert!(!out.exists());
-    // The same with the DHT: the only bootstrap peer is unreachable.
-    let start = Instant::now();
-    let error = get_fails(
-        &temp.path().join("node"),
-        &["get", EMPTY_FILE, "--bootstrap", &address, "-o", s(&out)],
-    );
-    assert!(error.contains("cannot reach any peer"), "{error}");
-    assert!(start.elapsed() < Duration::from_secs(30));
-    assert!(!out.exists());
+    // As the peer, then as the only bootstrap peer (the DHT): unreachable either way.
+    for flag in ["--peer", "--bootstrap"] {
+        let start = Instant::now();
+        let error = get_fails(
+            &temp.path().join("node"),
+            &["get", EMPTY_FILE, flag, &address, "-o", s(&out)],
+        );
+        assert!(error.contains("cannot reach any peer"), "{flag}: {error}");
+        assert!(start.elapsed() < Duration::from_secs(30), "{flag}");
+        assert!(!out.exists(), "{flag}");
+    }
     // No peer at all, and the block is not local.
     let error = get_fails(
         &temp.path().join("node"),

@@ -16,7 +16,7 @@ use std::{
     time::Duration,
 };
 
-use common::{Killed, kubo_python, s, write_pseudo_random};
+use common::{Killed, kubo_python, pseudo_random_file, s};
 use ipfs_blockstore::seaweedfs::SeaweedFs;
 use serde_json::Value;
 use support::*;
@@ -62,8 +62,7 @@ fn kubo_and_helia_fetch_from_a_node_that_did_not_add() {
     else {
         return;
     };
-    let file = temp.path().join("file");
-    write_pseudo_random(&file, 64 << 20, 1864);
+    let file = pseudo_random_file(temp.path(), 64 << 20, 1864);
     let added = add(&server, &temp.path().join("a"), &file);
     let root = added["root"].as_str().unwrap().to_owned();
 
@@ -100,8 +99,7 @@ fn a_node_outlives_its_store_stopping() {
         return;
     };
     let temp = tempfile::tempdir().unwrap();
-    let file = temp.path().join("file");
-    write_pseudo_random(&file, 4 << 20, 18);
+    let file = pseudo_random_file(temp.path(), 4 << 20, 18);
     let root = add(&server, &temp.path().join("a"), &file)["root"]
         .as_str()
         .unwrap()
@@ -149,8 +147,7 @@ fn killed_and_concurrent_adds_leave_a_sound_bucket() {
         return;
     };
     let temp = tempfile::tempdir().unwrap();
-    let file = temp.path().join("file");
-    write_pseudo_random(&file, 32 << 20, 1818);
+    let file = pseudo_random_file(temp.path(), 32 << 20, 1818);
     let mut adding = node(&server, &temp.path().join("a"), &["add", s(&file)]);
     let child = adding.spawn().unwrap();
     std::thread::sleep(Duration::from_millis(700));

@@ -14,7 +14,7 @@ mod support;
 use std::path::{Path, PathBuf};
 
 use common::{meta, s, write_pseudo_random};
-use support::{helia_test, importer_cids, node_json, run_json};
+use support::{IMPORTER_LAYOUTS, helia_test, importer_cids, node_json, run_json};
 
 const CHUNK: usize = 256 * 1024;
 
@@ -53,10 +53,7 @@ fn add_gives_the_importers_cids_in_both_layouts() {
         return;
     };
     let paths = inputs(dir.path());
-    for (layout, flags) in [
-        ("v0", &[][..]),
-        ("v1-raw", &["--cid-version", "1", "--raw-leaves"][..]),
-    ] {
+    for (layout, flags) in IMPORTER_LAYOUTS {
         let expected = importer_cids(&node, layout, &paths);
         let data_dir = dir.path().join(format!("store-{layout}"));
         for path in &paths {
@@ -84,7 +81,7 @@ fn add_with_metadata_gives_helias_cid() {
     };
     let tree = dir.path().join("tree");
     let _tree = meta::make(&tree);
-    let expected = node_json(&node, "unixfs_add_meta.mjs", &[s(&tree)]);
+    let expected = node_json(&node, "unixfs_add_meta.mjs", [s(&tree)]);
     let data_dir = dir.path().join("store");
     let helia_layout = [
         "--cid-version",

@@ -139,29 +139,27 @@ mod tests {
         Message::wantlist_update(entries)
     }
 
+    /// Holds an update of `entries` for `peer`; the outbox must accept it.
+    fn hold(outbox: &mut Outbox, peer: PeerId, entries: Vec<Entry>) {
+        outbox.hold(peer, update(entries)).unwrap();
+    }
+
     #[test]
     fn later_entries_replace_earlier_ones_for_the_same_block() {
         let peer = PeerId::random();
         let mut outbox = Outbox::new(100);
         assert!(!outbox.is_waiting(&peer));
-        outbox
-            .hold(
-                peer,
-                update(vec![
-                    Entry::want_have(cid(1), 1),
-                    Entry::want_block(cid(2), 1),
-                ]),
-            )
-            .unwrap();
-        outbox
-            .hold(
-                peer,
-                update(vec![Entry::want_block(cid(1), 2), Entry::cancel(cid(2))]),
-            )
-            .unwrap();
-        outbox
-            .hold(peer, update(vec![Entry::want_have(cid(3), 1)]))
-            .unwrap();
+        hold(
+            &mut outbox,
+            peer,
+            vec![Entry::want_have(cid(1), 1), Entry::want_block(cid(2), 1)],
+        );
+        hold(
+            &mut outbox,
+            peer,
+            vec![Entry::want_block(cid(1), 2), Entry::cancel(cid(2))],
+        );
+        hold(&mut outbox, peer, vec![Entry::want_have(cid(3), 1)]);
         assert!(outbox.is_waiting(&peer));
 
         let merged = outbox.take(&peer).unwrap();
@@ -181,21 +179,18 @@ mod tests {
     fn a_full_wantlist_replaces_what_waits_and_absorbs_cancels() {
         let peer = PeerId::random();
         let mut outbox = Outbox::new(100);
-        outbox
-            .hold(peer, update(vec![Entry::want_have(cid(1), 1)]))
-            .unwrap();
+        hold(&mut outbox, peer, vec![Entry::want_have(cid(1), 1)]);
         let mut full = update(vec![
             Entry::want_block(cid(2), 1),
             Entry::want_block(cid(3), 1),
         ]);
         full.wantlist.full = true;
         outbox.hold(peer, full).unwrap();
-        outbox
-            .hold(
-                peer,
-                update(vec![Entry::cancel(cid(2)), Entry::cancel(cid(4))]),
-            )
-            .unwrap();
+        hold(
+            &mut outbox,
+            peer,
+            vec![Entry::cancel(cid(2)), Entry::cancel(cid(4))],
+        );
 
         let merged = outbox.take(&peer).unwrap();
         assert!(merged.wantlist.full);
@@ -207,19 +202,13 @@ mod tests {
     fn an_update_past_the_bound_is_given_back_and_what_waits_is_kept() {
         let (peer, other) = (PeerId::random(), PeerId::random());
         let mut outbox = Outbox::new(3);
-        outbox
-            .hold(
-                peer,
-                update(vec![
-                    Entry::want_have(cid(1), 1),
-                    Entry::want_have(cid(2), 1),
-                ]),
-            )
-            .unwrap();
+        hold(
+            &mut outbox,
+            peer,
+            vec![Entry::want_have(cid(1), 1), Entry::want_have(cid(2), 1)],
+        );
         // Replacing an entry adds none.
-        outbox
-            .hold(peer, update(vec![Entry::want_block(cid(1), 1)]))
-            .unwrap();
+        hold(&mut outbox, peer, vec![Entry::want_block(cid(1), 1)]);
         let refused = update(vec![
             Entry::want_have(cid(3), 1),
             Entry::want_have(cid(4), 1),

@@ -164,31 +164,27 @@ impl UpgradeInfo for OversizedFrameYamux {
     }
 }
 
-impl<C> InboundConnectionUpgrade<C> for OversizedFrameYamux
-where
-    C: AsyncRead + AsyncWrite + Send + Unpin + 'static,
-{
-    type Output = yamux::Muxer<OversizedFrame<C>>;
-    type Error = io::Error;
-    type Future = future::Ready<Result<Self::Output, Self::Error>>;
+/// Implements the upgrade `$upgrade` (by its method `$method`) for [`OversizedFrameYamux`]: the
+/// library's yamux, of the same direction, over an [`OversizedFrame`] of the connection.
+macro_rules! oversized_frame_upgrade {
+    ($upgrade:ident, $method:ident) => {
+        impl<C> $upgrade<C> for OversizedFrameYamux
+        where
+            C: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+        {
+            type Output = yamux::Muxer<OversizedFrame<C>>;
+            type Error = io::Error;
+            type Future = future::Ready<Result<Self::Output, Self::Error>>;
 
-    fn upgrade_inbound(self, io: C, info: Self::Info) -> Self::Future {
-        bitswap::yamux_config().upgrade_inbound(OversizedFrame::new(io, self.after), info)
-    }
+            fn $method(self, io: C, info: Self::Info) -> Self::Future {
+                bitswap::yamux_config().$method(OversizedFrame::new(io, self.after), info)
+            }
+        }
+    };
 }
 
-impl<C> OutboundConnectionUpgrade<C> for OversizedFrameYamux
-where
-    C: AsyncRead + AsyncWrite + Send + Unpin + 'static,
-{
-    type Output = yamux::Muxer<OversizedFrame<C>>;
-    type Error = io::Error;
-    type Future = future::Ready<Result<Self::Output, Self::Error>>;
-
-    fn upgrade_outbound(self, io: C, info: Self::Info) -> Self::Future {
-        bitswap::yamux_config().upgrade_outbound(OversizedFrame::new(io, self.after), info)
-    }
-}
+oversized_frame_upgrade!(InboundConnectionUpgrade, upgrade_inbound);
+oversized_frame_upgrade!(OutboundConnectionUpgrade, upgrade_outbound);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frame_too_large_fails_the_query_with_the_muxer_error() {

@@ -166,6 +166,39 @@ async fn ask_for_blocks<S: Blockstore + 'static>(
     ask(server, client, message, |r| r.blocks.len() >= blocks.len()).await
 }
 
+/// A server of `config` on a memory store, and a default client connected to it; then the
+/// client's id and the server's.
+async fn connected(config: Config) -> (Server<MemoryBlockstore>, Client, PeerId, PeerId) {
+    let mut server = server_with(MemoryBlockstore::new(), config);
+    let client = connect(&mut server, network::Config::default()).await;
+    let (client_id, server_id) = (*client.local_peer_id(), *server.local_peer_id());
+    (server, client, client_id, server_id)
+}
+
+/// Sends `to` a wantlist update of `entries` from `client`.
+fn send_wants(client: &mut Client, to: PeerId, entries: Vec<Entry>) {
+    client
+        .behaviour_mut()
+        .send(to, Message::wantlist_update(entries))
+        .expect("send");
+}
+
+/// Sends `server` a wantlist update of `entries` from `client`, then drives both until the
+/// server holds `held` wants of the client.
+async fn want_and_wait<S: Blockstore + 'static>(
+    server: &mut Server<S>,
+    client: &mut Client,
+    entries: Vec<Entry>,
+    held: usize,
+) {
+    let client_id = *client.local_peer_id();
+    send_wants(client, *server.local_peer_id(), entries);
+    drive(server, client, |server, _, _| {
+        (server.behaviour().server().peer_wantlist(&client_id).len() == held).then_some(())
+    })
+    .await;
+}
+
 /// Puts `blocks` through the behaviour and waits for [`Event::Stored`].
 async fn put<S: Blockstore + 'static>(
     server: &mut Server<S>,
@@ -279,10 +312,7 @@ async fn want_haves_get_small_blocks_haves_and_dont_haves() {
 async fn blocks_that_arrive_later_reach_the_peers_that_want_them() {
     let put_later = raw_block(4096, 7);
     let written_later = raw_block(300_000, 8);
-    let mut server = server_with(MemoryBlockstore::new(), Config::default());
-    let mut client = connect(&mut server, network::Config::default()).await;
-    let client_id = *client.local_peer_id();
-    let server_id = *server.local_peer_id();
+    let (mut server, mut client, _, _) = connected(Config::default()).await;
 
     // Wants for blocks the server lacks, without DONT_HAVE: they stay in its ledger.
     let entries = vec![
@@ -295,14 +325,7 @@ async fn blocks_that_arrive_later_reach_the_peers_that_want_them() {
             ..Entry::want_block(*written_later.cid(), 1)
         },
     ];
-    client
-        .behaviour_mut()
-        .send(server_id, Message::wantlist_update(entries))
-        .expect("send");
-    drive(&mut server, &mut client, |server, _, _| {
-        (server.behaviour().server().peer_wantlist(&client_id).len() == 2).then_some(())
-    })
-    .await;
+    want_and_wait(&mut server, &mut client, entries, 2).await;
 
     // Through the behaviour's own write...
     server
@@ -385,21 +408,11 @@ async fn a_persistent_store_serves_and_metrics_count() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disconnecting_frees_the_peer() {
-    let mut server = server_with(MemoryBlockstore::new(), Config::default());
-    let mut client = connect(&mut server, network::Config::default()).await;
-    let client_id: PeerId = *client.local_peer_id();
-    let server_id = *server.local_peer_id();
+    let (mut server, mut client, client_id, server_id) = connected(Config::default()).await;
     let entries = (0..50)
         .map(|i| Entry::want_block(*raw_block(10, 1000 + i).cid(), 1))
         .collect();
-    client
-        .behaviour_mut()
-        .send(server_id, Message::wantlist_update(entries))
-        .expect("send");
-    drive(&mut server, &mut client, |server, _, _| {
-        (server.behaviour().server().peer_wantlist(&client_id).len() == 50).then_some(())
-    })
-    .await;
+    want_and_wait(&mut server, &mut client, entries, 50).await;
     assert!(client.disconnect_peer_id(server_id).is_ok());
     drive(&mut server, &mut client, |server, _, _| {
         let engine = server.behaviour().server();
@@ -417,10 +430,7 @@ async fn long_wantlists_are_taken_in_whole_and_in_order() {
     // A full wantlist far longer than one turn of the server, then many messages right
     // behind it: a long one cancelling half of it, and short ones. The server takes the long
     // ones in over several turns, but the result must be as if each came at once, in order.
-    let mut server = server_with(MemoryBlockstore::new(), Config::default());
-    let mut client = connect(&mut server, network::Config::default()).await;
-    let client_id: PeerId = *client.local_peer_id();
-    let server_id = *server.local_peer_id();
+    let (mut server, mut client, client_id, server_id) = connected(Config::default()).await;
     let cids: Vec<Cid> = (0..1000).map(|i| *raw_block(10, 5000 + i).cid()).collect();
     let mut full = Message::wantlist_update(cids.iter().map(|c| Entry::want_have(*c, 1)).collect());
     full.wantlist.full = true;
@@ -464,18 +474,12 @@ async fn a_peers_wants_are_taken_in_at_the_configured_rate() {
     let config = Config::default()
         .with_max_wants_per_second(2000)
         .with_want_burst(100);
-    let mut server = server_with(MemoryBlockstore::new(), config);
-    let mut client = connect(&mut server, network::Config::default()).await;
-    let client_id: PeerId = *client.local_peer_id();
-    let server_id = *server.local_peer_id();
+    let (mut server, mut client, client_id, server_id) = connected(config).await;
     let entries = (0..1000)
         .map(|i| Entry::want_have(*raw_block(10, 9000 + i).cid(), 1))
         .collect();
     let start = Instant::now();
-    client
-        .behaviour_mut()
-        .send(server_id, Message::wantlist_update(entries))
-        .expect("send");
+    send_wants(&mut client, server_id, entries);
     let mut halfway = None;
     drive(&mut server, &mut client, |server, _, _| {
         let kept = server.behaviour().server().peer_wantlist(&client_id).len();

@@ -17,6 +17,8 @@ use futures::{executor::block_on, future::join};
 use ipfs_blockstore::testing::bytes;
 use ipfs_blockstore::{Block, Blockstore, RedbBlockstore, RedbBlockstoreError, RedbConfig};
 
+use support::temp_file;
+
 /// Large block `i`: 32 KiB to 160 KiB of deterministic bytes, above the default blob
 /// threshold.
 fn large_block(i: u64) -> Block {
@@ -85,8 +87,7 @@ fn six_blobs_one_deleted(path: &Path) -> (RedbBlockstore, Vec<Block>) {
 /// reclaims all of them, keeps every live block intact, and survives reopening.
 #[test]
 fn compaction_reclaims_deleted_and_overwritten_blocks() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("blocks.redb");
+    let (_dir, path) = temp_file("blocks.redb");
     let blocks: Vec<_> = (0..24).map(large_block).collect();
     let (deleted, live): (Vec<_>, Vec<_>) =
         blocks.iter().enumerate().partition(|(i, _)| i % 3 == 0);
@@ -141,8 +142,7 @@ fn compaction_reclaims_deleted_and_overwritten_blocks() {
 /// live bytes.
 #[test]
 fn writes_during_a_compaction_are_kept() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("blocks.redb");
+    let (_dir, path) = temp_file("blocks.redb");
     let store = RedbBlockstore::open(&path, config(32 * 1024)).unwrap();
     let mut model = BTreeMap::new();
     let first: Vec<_> = (0..64).map(large_block).collect();
@@ -199,18 +199,13 @@ fn writes_during_a_compaction_are_kept() {
 /// With dead bytes past the policy, the writer compacts on its own.
 #[test]
 fn dead_bytes_past_the_policy_start_a_compaction() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("blocks.redb");
+    let (_dir, path) = temp_file("blocks.redb");
     let blocks: Vec<_> = (0..16).map(large_block).collect();
-    let store = RedbBlockstore::open(
-        &path,
-        RedbConfig::default()
-            .with_blob_min_batch(0)
-            .with_compaction_ratio(0.4)
-            .with_compaction_min_dead(256 * 1024)
-            .with_compaction_chunk(64 * 1024),
-    )
-    .unwrap();
+    // Automatic compaction on: past 40% dead and 256 KiB of dead bytes.
+    let policy = config(64 * 1024)
+        .with_compaction_ratio(0.4)
+        .with_compaction_min_dead(256 * 1024);
+    let store = RedbBlockstore::open(&path, policy).unwrap();
     block_on(store.put_many(blocks.clone())).unwrap();
     // A third dead: under the ratio.
     for block in &blocks[..5] {
@@ -241,8 +236,7 @@ fn dead_bytes_past_the_policy_start_a_compaction() {
 /// leaves) are removed at open; other files are left alone.
 #[test]
 fn leftover_blob_files_are_removed_at_open() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("blocks.redb");
+    let (_dir, path) = temp_file("blocks.redb");
     let (store, blocks) = six_blobs_one_deleted(&path);
     block_on(store.close()).unwrap();
     // A compaction cut before its switch: the next generation's file, half written.
@@ -280,8 +274,7 @@ fn leftover_blob_files_are_removed_at_open() {
 /// working; once the obstacle is gone, it succeeds.
 #[test]
 fn a_failed_compaction_leaves_the_store_working() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("blocks.redb");
+    let (_dir, path) = temp_file("blocks.redb");
     let (store, blocks) = six_blobs_one_deleted(&path);
     // A directory where the new blob file would go.
     let next = path.with_extension("redb.blobs.1");
@@ -308,8 +301,7 @@ fn a_failed_compaction_leaves_the_store_working() {
 /// from the index, and a compaction reclaims them.
 #[test]
 fn a_format_2_store_is_upgraded_with_its_dead_bytes_counted() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("blocks.redb");
+    let (_dir, path) = temp_file("blocks.redb");
     let blocks: Vec<_> = (0..3).map(large_block).collect();
     // Blocks 0 and 2 indexed, block 1's bytes between them dead.
     let mut file = Vec::new();
@@ -464,8 +456,7 @@ fn run_and_kill_child(path: &Path, start: u64, flushes: usize, extra: Duration) 
 /// Finally a compaction leaves exactly the live bytes.
 #[test]
 fn blocks_survive_a_sigkill_during_compaction() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("blocks.redb");
+    let (_dir, path) = temp_file("blocks.redb");
     // Known after each check: the blocks present and absent.
     let mut present: BTreeSet<u64> = BTreeSet::new();
     let mut absent: BTreeSet<u64> = BTreeSet::new();

@@ -18,6 +18,8 @@ use ipfs_blockstore::{
     RedbOpenError, multicodec::RAW,
 };
 
+use support::temp_file;
+
 /// Block `i` of the crash child's sequence: 1 KiB to 64 KiB of deterministic bytes.
 fn numbered_block(i: u64) -> Block {
     let len = 1024 + (i as usize * 7919) % (63 * 1024);
@@ -99,14 +101,23 @@ fn write_row<'k, 'v, K: redb::Key + 'static, V: redb::Value + 'static>(
     write.commit().unwrap();
 }
 
+/// Sets the store's format to `format` in `write`, then commits it.
+fn commit_with_format(write: redb::WriteTransaction, format: u64) {
+    write
+        .open_table(redb::TableDefinition::<&str, u64>::new("meta"))
+        .unwrap()
+        .insert("format", format)
+        .unwrap();
+    write.commit().unwrap();
+}
+
 fn open(path: &Path) -> RedbBlockstore {
     RedbBlockstore::open(path, RedbConfig::default()).unwrap()
 }
 
 #[test]
 fn flushed_blocks_survive_reopening_under_either_cid() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("blocks.redb");
+    let (_dir, path) = temp_file("blocks.redb");
     let blocks: Vec<_> = (0..20).map(numbered_block).collect();
     {
         let store = open(&path);
@@ -137,8 +148,7 @@ fn flushed_blocks_survive_reopening_under_either_cid() {
 
 #[test]
 fn dropping_the_store_commits_what_was_accepted() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("blocks.redb");
+    let (_dir, path) = temp_file("blocks.redb");
     let blocks: Vec<_> = (0..50).map(numbered_block).collect();
     {
         let store = RedbBlockstore::open(
@@ -162,8 +172,7 @@ fn dropping_the_store_commits_what_was_accepted() {
 /// Only a store left open is repaired: not one just created, nor one closed or dropped.
 #[test]
 fn only_a_store_not_closed_cleanly_is_repaired() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("blocks.redb");
+    let (dir, path) = temp_file("blocks.redb");
     let store = open(&path);
     assert!(!store.was_repaired(), "a new store");
     block_on(store.put_many((0..4).map(numbered_block).collect())).unwrap();
@@ -188,8 +197,7 @@ fn only_a_store_not_closed_cleanly_is_repaired() {
 /// put of the block repairs them.
 #[test]
 fn a_corrupt_block_is_an_error_until_put_again() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("blocks.redb");
+    let (_dir, path) = temp_file("blocks.redb");
     let blocks = populated(&path);
     let victim = &blocks[5];
     // The store's own layout: table `blocks`, multihash bytes to block bytes.
@@ -224,8 +232,7 @@ fn a_corrupt_block_is_an_error_until_put_again() {
 
 #[test]
 fn a_second_open_of_the_same_file_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("blocks.redb");
+    let (_dir, path) = temp_file("blocks.redb");
     let _store = open(&path);
     let error = RedbBlockstore::open(&path, RedbConfig::default()).unwrap_err();
     assert!(
@@ -236,8 +243,7 @@ fn a_second_open_of_the_same_file_is_refused() {
 
 #[test]
 fn another_redb_database_is_not_a_block_store() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("other.redb");
+    let (_dir, path) = temp_file("other.redb");
     write_row::<u64, u64>(&path, true, "numbers", 1, 2);
     let error = RedbBlockstore::open(&path, RedbConfig::default()).unwrap_err();
     assert!(
@@ -273,8 +279,7 @@ fn assert_corrupt_at_open(path: &Path) {
 
 #[test]
 fn a_truncated_file_is_refused_at_open() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("blocks.redb");
+    let (_dir, path) = temp_file("blocks.redb");
     populated(&path);
     let len = fs::metadata(&path).unwrap().len();
     for keep in [len / 2, 8192, 4096, 100, 1, 0] {
@@ -297,8 +302,7 @@ fn a_file_of_garbage_is_refused_at_open() {
 
 #[test]
 fn a_garbage_header_is_refused_at_open() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("blocks.redb");
+    let (_dir, path) = temp_file("blocks.redb");
     populated(&path);
     let mut file = OpenOptions::new().write(true).open(&path).unwrap();
     file.write_all(&bytes(7, 4096)).unwrap();
@@ -327,8 +331,7 @@ fn trial_offset(trial: u64, below: u64) -> u64 {
 /// and the blocks the garbage missed stay readable. Never a panic, never wrong bytes.
 #[test]
 fn garbage_in_the_blob_file_gives_errors_or_intact_blocks() {
-    let dir = tempfile::tempdir().unwrap();
-    let clean = dir.path().join("clean.redb");
+    let (dir, clean) = temp_file("clean.redb");
     let blocks: Vec<_> = (0..8).map(numbered_large_block).collect();
     {
         let store = open(&clean);
@@ -380,8 +383,7 @@ fn garbage_in_the_blob_file_gives_errors_or_intact_blocks() {
 /// errors or return intact blocks. Never a panic, never wrong bytes.
 #[test]
 fn garbage_anywhere_gives_errors_or_intact_blocks() {
-    let dir = tempfile::tempdir().unwrap();
-    let clean = dir.path().join("clean.redb");
+    let (dir, clean) = temp_file("clean.redb");
     let blocks = populated(&clean);
     let len = fs::metadata(&clean).unwrap().len();
     let mut outcomes = [0_usize; 3];
@@ -519,8 +521,7 @@ fn large_blocks_flushed_before_a_sigkill_survive_it() {
 }
 
 fn sigkill_rounds(large: bool) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("blocks.redb");
+    let (_dir, path) = temp_file("blocks.redb");
     // (first block, last block flushed) of every round so far.
     let mut flushed_ranges = Vec::new();
     for (round, extra_ms) in [0_u64, 7, 23].into_iter().enumerate() {
@@ -573,8 +574,7 @@ fn sigkill_rounds(large: bool) {
 /// again; a small batch puts a large block back into the B-tree and the blob entry goes.
 #[test]
 fn large_blocks_survive_reopening_and_move_between_files() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("blocks.redb");
+    let (_dir, path) = temp_file("blocks.redb");
     let blocks: Vec<_> = (0..12).map(numbered_large_block).collect();
     let total: u64 = blocks.iter().map(|b| b.data().len() as u64).sum();
     {
@@ -615,8 +615,7 @@ fn large_blocks_survive_reopening_and_move_between_files() {
 /// error; bytes past the committed end (a batch a crash cut) are dropped.
 #[test]
 fn a_truncated_blob_file_is_refused_and_a_long_one_cut() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("blocks.redb");
+    let (_dir, path) = temp_file("blocks.redb");
     let blocks = stored_large_blocks(&path, 6);
     let blobs = blob_path(&path);
     let committed = fs::metadata(&blobs).unwrap().len();
@@ -667,8 +666,7 @@ fn a_truncated_blob_file_is_refused_and_a_long_one_cut() {
 /// stay readable.
 #[test]
 fn a_corrupt_blob_is_an_error_until_put_again() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("blocks.redb");
+    let (_dir, path) = temp_file("blocks.redb");
     let blocks = stored_large_blocks(&path, 4);
     // Blocks are appended in order: block 1 starts where block 0 ends.
     let at = blocks[0].data().len() as u64 + 100;
@@ -718,8 +716,7 @@ fn a_corrupt_blob_is_an_error_until_put_again() {
 /// is upgraded, keeps its blocks and takes large blocks into a blob file.
 #[test]
 fn a_format_1_store_is_upgraded() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("blocks.redb");
+    let (_dir, path) = temp_file("blocks.redb");
     let old = numbered_block(7);
     {
         let db = redb::Database::create(&path).unwrap();
@@ -735,12 +732,7 @@ fn a_format_1_store_is_upgraded() {
             .unwrap()
             .insert(key.as_slice(), old.data().len() as u64)
             .unwrap();
-        write
-            .open_table(redb::TableDefinition::<&str, u64>::new("meta"))
-            .unwrap()
-            .insert("format", 1)
-            .unwrap();
-        write.commit().unwrap();
+        commit_with_format(write, 1);
     }
     let large: Vec<_> = (0..5).map(numbered_large_block).collect();
     {
@@ -759,8 +751,7 @@ fn a_format_1_store_is_upgraded() {
 /// put again gets a checksum.
 #[test]
 fn a_format_3_store_is_upgraded_and_its_blobs_checked_by_hash() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("blocks.redb");
+    let (_dir, path) = temp_file("blocks.redb");
     let blocks = stored_large_blocks(&path, 3);
     {
         // Back to format 3: no table `blob_sums`.
@@ -771,12 +762,7 @@ fn a_format_3_store_is_upgraded_and_its_blobs_checked_by_hash() {
                 .delete_table(redb::TableDefinition::<&[u8], u64>::new("blob_sums"))
                 .unwrap()
         );
-        write
-            .open_table(redb::TableDefinition::<&str, u64>::new("meta"))
-            .unwrap()
-            .insert("format", 3)
-            .unwrap();
-        write.commit().unwrap();
+        commit_with_format(write, 3);
     }
     let mut file = OpenOptions::new()
         .write(true)
@@ -836,8 +822,7 @@ fn a_format_3_store_is_upgraded_and_its_blobs_checked_by_hash() {
 /// A store of a later format than this code's is refused at open, with both formats named.
 #[test]
 fn a_store_of_a_later_format_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("blocks.redb");
+    let (_dir, path) = temp_file("blocks.redb");
     block_on(open(&path).close()).unwrap();
     write_row::<&str, u64>(&path, false, "meta", "format", 5);
     let error = RedbBlockstore::open(&path, RedbConfig::default()).unwrap_err();

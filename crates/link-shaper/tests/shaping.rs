@@ -181,6 +181,13 @@ async fn sees_closed(stream: &mut TcpStream, bound: Duration) -> bool {
 }
 
 /// Shuts the proxy down and checks that it left nothing behind.
+/// Starts a [`Server`] and a proxy to it over `link`.
+async fn proxied(link: Link) -> (Server, ProxyHandle) {
+    let server = Server::start().await;
+    let proxy = Proxy::start(server.addr, link).await.unwrap();
+    (server, proxy)
+}
+
 async fn finish(proxy: ProxyHandle) -> link_shaper::Stats {
     let stats = proxy.shutdown().await;
     assert_eq!(stats.open_connections, 0);
@@ -192,13 +199,14 @@ async fn finish(proxy: ProxyHandle) -> link_shaper::Stats {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bytes_arrive_intact_and_in_order_both_ways() {
     bounded(async {
-        let server = Server::start().await;
-        let link = Link::default()
-            .with_up_rate(Some(20_000_000))
-            .with_down_rate(Some(30_000_000))
-            .with_up_delay(Duration::from_millis(5))
-            .with_down_delay(Duration::from_millis(10));
-        let proxy = Proxy::start(server.addr, link).await.unwrap();
+        let (_server, proxy) = proxied(
+            Link::default()
+                .with_up_rate(Some(20_000_000))
+                .with_down_rate(Some(30_000_000))
+                .with_up_delay(Duration::from_millis(5))
+                .with_down_delay(Duration::from_millis(10)),
+        )
+        .await;
         const CONNECTIONS: u64 = 4;
         const LEN: usize = 1 << 20;
         let mut clients = JoinSet::new();
@@ -243,9 +251,7 @@ async fn bytes_arrive_intact_and_in_order_both_ways() {
 #[tokio::test]
 async fn two_megabytes_at_one_megabyte_per_second_take_two_seconds() {
     bounded(async {
-        let server = Server::start().await;
-        let link = Link::default().with_rate(Some(1_000_000));
-        let proxy = Proxy::start(server.addr, link).await.unwrap();
+        let (_server, proxy) = proxied(Link::default().with_rate(Some(1_000_000))).await;
         // Both directions at once: each has its own bucket.
         let (down, up) = tokio::join!(
             download(proxy.local_addr(), 2_000_000),
@@ -266,9 +272,7 @@ async fn two_megabytes_at_one_megabyte_per_second_take_two_seconds() {
 #[tokio::test]
 async fn a_round_trip_takes_both_delays() {
     bounded(async {
-        let server = Server::start().await;
-        let link = Link::default().with_delay(Duration::from_millis(50));
-        let proxy = Proxy::start(server.addr, link).await.unwrap();
+        let (_server, proxy) = proxied(Link::default().with_delay(Duration::from_millis(50))).await;
         let mut stream = TcpStream::connect(proxy.local_addr()).await.unwrap();
         stream.set_nodelay(true).unwrap();
         stream.write_all(b"E").await.unwrap();
@@ -294,8 +298,7 @@ async fn a_round_trip_takes_both_delays() {
 #[tokio::test]
 async fn a_changed_link_applies_to_open_connections() {
     bounded(async {
-        let server = Server::start().await;
-        let proxy = Proxy::start(server.addr, Link::default()).await.unwrap();
+        let (_server, proxy) = proxied(Link::default()).await;
         let mut stream = TcpStream::connect(proxy.local_addr()).await.unwrap();
         stream.set_nodelay(true).unwrap();
         stream.write_all(b"E").await.unwrap();
@@ -324,9 +327,7 @@ async fn a_changed_link_applies_to_open_connections() {
 #[tokio::test]
 async fn connections_of_a_link_share_its_rate() {
     bounded(async {
-        let server = Server::start().await;
-        let link = Link::default().with_down_rate(Some(1_000_000));
-        let proxy = Proxy::start(server.addr, link).await.unwrap();
+        let (_server, proxy) = proxied(Link::default().with_down_rate(Some(1_000_000))).await;
         let start = Instant::now();
         let (a, b) = tokio::join!(
             download(proxy.local_addr(), 1_000_000),
@@ -350,9 +351,8 @@ async fn connections_of_a_link_share_its_rate() {
 #[tokio::test]
 async fn a_cut_closes_both_sides_and_refuses_until_restored() {
     bounded(async {
-        let mut server = Server::start().await;
-        let link = Link::default().with_delay(Duration::from_millis(5));
-        let proxy = Proxy::start(server.addr, link).await.unwrap();
+        let (mut server, proxy) =
+            proxied(Link::default().with_delay(Duration::from_millis(5))).await;
         let bound = Duration::from_secs(1);
 
         let mut streams = Vec::new();
@@ -471,8 +471,7 @@ async fn a_receiver_that_does_not_read_cannot_grow_the_queue_past_its_bound() {
 #[tokio::test]
 async fn dropping_the_handle_closes_every_connection() {
     bounded(async {
-        let mut server = Server::start().await;
-        let proxy = Proxy::start(server.addr, Link::default()).await.unwrap();
+        let (mut server, proxy) = proxied(Link::default()).await;
         let mut stream = TcpStream::connect(proxy.local_addr()).await.unwrap();
         stream.write_all(b"Eabc").await.unwrap();
         let mut reply = [0; 3];
@@ -527,8 +526,7 @@ async fn measure(addr: SocketAddr, n: u64) -> (f64, f64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement, not a check"]
 async fn unshaped_throughput() {
-    let server = Server::start().await;
-    let proxy = Proxy::start(server.addr, Link::default()).await.unwrap();
+    let (server, proxy) = proxied(Link::default()).await;
     const LEN: u64 = 256 << 20;
     for _ in 0..3 {
         let (up, down) = measure(server.addr, LEN).await;

@@ -157,10 +157,12 @@ pub fn json(data_dir: &Path, args: &[&str]) -> Value {
 
 /// `get CID --peer (the server) -o OUT --json` into `data_dir`; it must succeed. Its JSON.
 pub fn fetch(data_dir: &Path, cid: &str, server: &Server, out: &Path) -> Value {
-    json(
-        data_dir,
-        &["get", cid, "--peer", &server.address(), "-o", s(out)],
-    )
+    fetch_from(data_dir, cid, &server.address(), out)
+}
+
+/// [`fetch`] from the peer at `peer`.
+pub fn fetch_from(data_dir: &Path, cid: &str, peer: &str, out: &Path) -> Value {
+    json(data_dir, &["get", cid, "--peer", peer, "-o", s(out)])
 }
 
 /// Puts a small dag-cbor DAG into the store of `data_dir` with `block put` (its files written
@@ -226,6 +228,13 @@ fn xorshift(mut state: u64) -> impl Iterator<Item = u64> {
 /// run.
 pub fn pseudo_random(len: usize, state: u64) -> Vec<u8> {
     xorshift(state).take(len).map(|x| x as u8).collect()
+}
+
+/// Writes [`write_pseudo_random`] bytes to the file `file` in `dir`; returns its path.
+pub fn pseudo_random_file(dir: &Path, len: usize, seed: u64) -> std::path::PathBuf {
+    let file = dir.join("file");
+    write_pseudo_random(&file, len, seed);
+    file
 }
 
 /// Writes `len` bytes from a xorshift generator (all its bytes, little-endian):

@@ -10,6 +10,7 @@
 
 use std::{
     collections::HashSet,
+    ffi::OsStr,
     fs,
     io::Write,
     path::{Path, PathBuf},
@@ -343,33 +344,24 @@ pub fn helia_node(test: &str) -> Option<String> {
     Some(node)
 }
 
+/// The importer's layouts (as [`importer_cids`] names them), each with the flags that make our
+/// `add` lay files out the same way.
+pub const IMPORTER_LAYOUTS: [(&str, &[&str]); 2] = [
+    ("v0", &[]),
+    ("v1-raw", &["--cid-version", "1", "--raw-leaves"]),
+];
+
 /// The importer's root CID for every path, with `layout` (`v0` or `v1-raw`).
 pub fn importer_cids(node: &str, layout: &str, paths: &[PathBuf]) -> Value {
-    let mut child = Command::new(node)
-        .arg(helia_dir().join("unixfs_add.mjs"))
-        .arg(layout)
-        .args(paths)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|error| panic!("cannot run {node}: {error}"));
-    let start = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if start.elapsed() > TIME_LIMIT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("unixfs_add.mjs took longer than {TIME_LIMIT:?}");
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
-    let output = child.wait_with_output().unwrap();
-    assert!(
-        output.status.success(),
-        "unixfs_add.mjs failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).expect("one JSON object")
+    let args = std::iter::once(OsStr::new(layout)).chain(paths.iter().map(|p| p.as_os_str()));
+    node_json(node, "unixfs_add.mjs", args)
+}
+
+/// Starts kubo, with no blocks of its own, connected to `address`.
+pub fn kubo_connected_to(python: &str, address: &str) -> Driver {
+    let mut kubo = start_kubo(python, None, &[]);
+    driver_connect(&mut kubo, address);
+    kubo
 }
 
 /// Starts `helia_peer.mjs` with raw blocks from the files of `raw_dir` and files to add.
@@ -460,7 +452,11 @@ pub fn raw_cid(data: &[u8]) -> Cid {
 
 /// Runs `node SCRIPT ARGS...` (a script of [`helia_dir`]), bounded by [`TIME_LIMIT`]; it must
 /// succeed and print one JSON object, which is returned.
-pub fn node_json(node: &str, script: &str, args: &[&str]) -> Value {
+pub fn node_json<S: AsRef<OsStr>>(
+    node: &str,
+    script: &str,
+    args: impl IntoIterator<Item = S>,
+) -> Value {
     let child = Command::new(node)
         .arg(helia_dir().join(script))
         .args(args)

@@ -19,15 +19,23 @@ fn entry(cid: Cid, cancel: bool, send_dont_have: bool) -> proto::Entry {
 }
 
 fn wantlist(entries: Vec<proto::Entry>) -> Bytes {
-    proto::Message {
+    encoded(proto::Message {
         wantlist: Some(proto::Wantlist {
             entries,
             full: false,
         }),
         ..Default::default()
-    }
-    .encode_to_vec()
-    .into()
+    })
+}
+
+/// `message` encoded as a body.
+fn encoded(message: proto::Message) -> Bytes {
+    message.encode_to_vec().into()
+}
+
+/// Encodes `message` and decodes it with a cap of 1024 wants.
+fn decode_proto(message: proto::Message) -> (Message, Dropped) {
+    decode(&encoded(message), 1024)
 }
 
 fn decode(body: &Bytes, max_wants: usize) -> (Message, Dropped) {
@@ -132,7 +140,7 @@ fn repeated_blocks_are_kept_and_hashed_once() {
     )
     .expect("raw");
     let other = Bytes::from_static(b"the same bytez");
-    let body: Bytes = proto::Message {
+    let body = encoded(proto::Message {
         blocks: vec![data.clone(), data.clone(), other.clone()],
         payload: vec![
             // The CIDv0 prefix names the legacy block's CID: a copy too.
@@ -150,9 +158,7 @@ fn repeated_blocks_are_kept_and_hashed_once() {
             },
         ],
         ..Default::default()
-    }
-    .encode_to_vec()
-    .into();
+    });
     let (message, dropped) = decode(&body, 1024);
     let other = Block::from_v0_data(other).expect("v0");
     assert_eq!(message.blocks, [v0, other, raw]);
@@ -172,26 +178,21 @@ fn unsupported_hashes_drop_the_block_and_malformed_prefixes_the_message() {
         data: Bytes::from_static(b"x"),
     };
     let good = Bytes::from_static(b"good");
-    let body: Bytes = proto::Message {
+    let (message, dropped) = decode_proto(proto::Message {
         blocks: vec![good.clone()],
         payload: vec![unsupported.clone()],
         ..Default::default()
-    }
-    .encode_to_vec()
-    .into();
-    let (message, dropped) = decode(&body, 1024);
+    });
     assert_eq!(message.blocks.len(), 1);
     assert_eq!(dropped.unsupported_blocks, 1);
-    let malformed: Bytes = proto::Message {
+    let malformed = encoded(proto::Message {
         blocks: vec![good],
         payload: vec![proto::Block {
             prefix: Bytes::from_static(&[1, 0x55]),
             data: Bytes::from_static(b"x"),
         }],
         ..Default::default()
-    }
-    .encode_to_vec()
-    .into();
+    });
     assert!(matches!(
         decode_message(&malformed, 1024),
         Err(ProtocolError::Invalid(MessageError::Block { index: 1, .. }))
@@ -205,16 +206,13 @@ fn sha3_blocks_are_kept_with_the_feature() {
     let data = Bytes::from_static(b"sha3 block");
     let cid = Cid::new_v1(0x55, Code::Sha3_256.digest(&data));
     let block = Block::new(cid, data).expect("sha3-256 verifies");
-    let body: Bytes = proto::Message {
+    let (message, dropped) = decode_proto(proto::Message {
         payload: vec![proto::Block {
             prefix: Bytes::from(block.prefix()),
             data: block.data().clone(),
         }],
         ..Default::default()
-    }
-    .encode_to_vec()
-    .into();
-    let (message, dropped) = decode(&body, 1024);
+    });
     assert_eq!(message.blocks, vec![block]);
     assert_eq!(dropped.unsupported_blocks, 0);
 }
@@ -296,13 +294,10 @@ fn copies_are_caught_even_after_a_block_with_the_same_ends() {
     // Same length, first and last 8 bytes; different middles.
     let a = Bytes::from_static(b"01234567-a-76543210");
     let b = Bytes::from_static(b"01234567-b-76543210");
-    let body: Bytes = proto::Message {
+    let (message, dropped) = decode_proto(proto::Message {
         blocks: vec![b.clone(), a.clone(), a.clone(), b.clone(), a],
         ..Default::default()
-    }
-    .encode_to_vec()
-    .into();
-    let (message, dropped) = decode(&body, 1024);
+    });
     assert_eq!(message.blocks.len(), 2);
     assert_eq!(dropped.duplicate_blocks, 3);
 }

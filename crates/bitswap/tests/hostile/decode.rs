@@ -95,10 +95,7 @@ async fn eight_at_once(name: &str, frame: Vec<u8>) -> Target {
         peak_before >> 20,
         peak >> 20
     );
-    assert!(
-        attacked <= normal * 2 + NOISE,
-        "{name}: the honest peer took {attacked:?} (normally {normal:?})"
-    );
+    assert_twice_normal(&format!("{name}: the honest peer"), attacked, normal);
     target
 }
 
@@ -157,10 +154,7 @@ async fn answers(
             });
         }
     }));
-    let mut stream = control
-        .open_stream(target.peer, V1_2_0)
-        .await
-        .expect("stream");
+    let mut stream = open_stream(&mut control, target).await;
     for message in &messages {
         stream.write_all(&frame(message)).await.expect("write");
     }

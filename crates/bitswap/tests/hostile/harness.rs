@@ -295,10 +295,7 @@ where
         peak_rss() >> 20
     );
     if bound == Bound::TwiceNormal {
-        assert!(
-            attacked <= normal * 2 + NOISE,
-            "{name}: the honest peer took {attacked:?} (normally {normal:?})"
-        );
+        assert_twice_normal(&format!("{name}: the honest peer"), attacked, normal);
     }
     assert!(
         after.saturating_sub(before) < memory_bound,
@@ -308,3 +305,23 @@ where
 }
 
 pub(crate) const MIB: u64 = 1 << 20;
+
+/// Opens a Bitswap 1.2.0 stream from `control` to `target`.
+pub(crate) async fn open_stream(
+    control: &mut libp2p_stream::Control,
+    target: &Target,
+) -> libp2p::Stream {
+    control
+        .open_stream(target.peer, V1_2_0)
+        .await
+        .expect("stream")
+}
+
+/// Asserts that `what` took at most twice its `normal` time, plus [`NOISE`], when
+/// `attacked`.
+pub(crate) fn assert_twice_normal(what: &str, attacked: Duration, normal: Duration) {
+    assert!(
+        attacked <= normal * 2 + NOISE,
+        "{what} took {attacked:?} (normally {normal:?})"
+    );
+}

@@ -17,10 +17,7 @@ async fn half_frame_then_reset(control: &mut libp2p_stream::Control, target: &Ta
         .entries
         .push(Entry::want_block(*target.blocks[0].cid(), 1));
     let whole = frame(&want);
-    let mut stream = control
-        .open_stream(target.peer, V1_2_0)
-        .await
-        .expect("stream");
+    let mut stream = open_stream(control, target).await;
     stream
         .write_all(&whole[..whole.len() / 2])
         .await
@@ -28,6 +25,29 @@ async fn half_frame_then_reset(control: &mut libp2p_stream::Control, target: &Ta
     stream.flush().await.expect("flush");
     // Dropping a stream that is still open resets it.
     drop(stream);
+}
+
+/// A peer of the stream layer alone, connected to `target` and polled by a task. Returns its
+/// id, its control, the reply streams it accepts, and the task's guard.
+async fn stream_peer(
+    target: &Target,
+) -> (
+    libp2p::PeerId,
+    libp2p_stream::Control,
+    libp2p_stream::IncomingStreams,
+    AbortOnDrop,
+) {
+    let mut swarm = new_swarm(libp2p_stream::Behaviour::new());
+    let peer = *swarm.local_peer_id();
+    let mut control = swarm.behaviour().new_control();
+    let incoming = control.accept(V1_2_0).expect("accept replies");
+    connect(&mut swarm, target.peer, target.address.clone()).await;
+    let swarm_task = AbortOnDrop(tokio::spawn(async move {
+        loop {
+            swarm.select_next_some().await;
+        }
+    }));
+    (peer, control, incoming, swarm_task)
 }
 
 /// The client's score of the attacker, read from the stopped node.
@@ -41,16 +61,7 @@ fn score_of(node: &Node, peer: &libp2p::PeerId) -> i32 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_half_frame_and_a_reset_cost_nothing_and_the_peer_is_still_served() {
     let target = target().await;
-    let mut swarm = new_swarm(libp2p_stream::Behaviour::new());
-    let peer = *swarm.local_peer_id();
-    let mut control = swarm.behaviour().new_control();
-    let mut incoming = control.accept(V1_2_0).expect("accept replies");
-    connect(&mut swarm, target.peer, target.address.clone()).await;
-    let swarm_task = AbortOnDrop(tokio::spawn(async move {
-        loop {
-            swarm.select_next_some().await;
-        }
-    }));
+    let (peer, mut control, mut incoming, swarm_task) = stream_peer(&target).await;
     for _ in 0..3 {
         half_frame_then_reset(&mut control, &target).await;
     }
@@ -59,10 +70,7 @@ async fn a_half_frame_and_a_reset_cost_nothing_and_the_peer_is_still_served() {
     want.wantlist
         .entries
         .push(Entry::want_block(*target.blocks[1].cid(), 1));
-    let mut stream = control
-        .open_stream(target.peer, V1_2_0)
-        .await
-        .expect("stream");
+    let mut stream = open_stream(&mut control, &target).await;
     stream.write_all(&frame(&want)).await.expect("want");
     stream.flush().await.expect("flush");
     let received = timeout(TIMEOUT, async {
@@ -99,10 +107,7 @@ async fn garbage_still_costs_the_peer_its_standing() {
     let target = target().await;
     let (mut control, swarm_task) = attacker(&target).await;
     let swarm_task = AbortOnDrop(swarm_task);
-    let mut stream = control
-        .open_stream(target.peer, V1_2_0)
-        .await
-        .expect("stream");
+    let mut stream = open_stream(&mut control, &target).await;
     // A length of 16, then 16 bytes that are no protobuf message.
     let mut junk = vec![16u8];
     junk.extend_from_slice(&[0xff; 16]);
@@ -136,15 +141,7 @@ async fn read_replies(mut stream: libp2p::Stream) -> Vec<bitswap::Block> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_whose_first_reply_stream_is_reset_still_gets_every_block() {
     let target = target().await;
-    let mut swarm = new_swarm(libp2p_stream::Behaviour::new());
-    let mut control = swarm.behaviour().new_control();
-    let mut incoming = control.accept(V1_2_0).expect("accept replies");
-    connect(&mut swarm, target.peer, target.address.clone()).await;
-    let _swarm_task = AbortOnDrop(tokio::spawn(async move {
-        loop {
-            swarm.select_next_some().await;
-        }
-    }));
+    let (_, mut control, mut incoming, _swarm_task) = stream_peer(&target).await;
     // One message, as Helia sends it; it never asks again while connected.
     let mut want = Message::default();
     for block in &target.blocks {
@@ -152,10 +149,7 @@ async fn a_peer_whose_first_reply_stream_is_reset_still_gets_every_block() {
             .entries
             .push(Entry::want_block(*block.cid(), 1));
     }
-    let mut stream = control
-        .open_stream(target.peer, V1_2_0)
-        .await
-        .expect("stream");
+    let mut stream = open_stream(&mut control, &target).await;
     stream.write_all(&frame(&want)).await.expect("want");
     stream.close().await.expect("close");
     let got = timeout(TIMEOUT, async {

@@ -266,7 +266,7 @@ async fn idle_inbound_stream_is_reset() {
     let (mut node, node_id, _, mut control) =
         with_raw_peer(Config::default().with_inbound_idle_timeout(idle)).await;
 
-    let message = Message::wantlist_update(vec![Entry::want_block(cid(1), 1)]);
+    let message = want_one(1);
     let to_write = message.clone();
     let writer = tokio::spawn(async move {
         let mut stream = control.open_stream(node_id, V1_2_0).await.expect("stream");
@@ -322,7 +322,7 @@ async fn write_until_reset(control: &mut libp2p_stream::Control, peer: PeerId, b
 async fn oversized_and_malformed_messages_reset_the_stream() {
     let (mut node, node_id, raw_id, mut control) = with_raw_peer(Config::default()).await;
 
-    let good = Message::wantlist_update(vec![Entry::want_block(cid(1), 1)]);
+    let good = want_one(1);
     let to_write = good.clone();
     let writer = tokio::spawn(async move {
         // A declared length of 64 MiB.
@@ -407,7 +407,7 @@ async fn a_stream_beyond_the_readers_is_read_once_one_is_free() {
     let (mut node, node_id, _, mut control) =
         with_raw_peer(Config::default().with_max_inbound_streams(1)).await;
 
-    let message = Message::wantlist_update(vec![Entry::want_block(cid(3), 1)]);
+    let message = want_one(3);
     let to_write = message.clone();
     let freed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let freed_by_writer = std::sync::Arc::clone(&freed);
@@ -441,10 +441,7 @@ async fn peer_without_bitswap_fails_sends() {
     let (raw_id, _control) = raw_peer(&mut node).await;
     let id = node
         .behaviour_mut()
-        .send(
-            raw_id,
-            Message::wantlist_update(vec![Entry::want_block(cid(1), 1)]),
-        )
+        .send(raw_id, want_one(1))
         .expect("send");
     let error = drive_one(&mut node, |event| match event {
         Event::SendFailed {

@@ -5,10 +5,7 @@ use super::*;
 
 #[tokio::test]
 async fn wantlist_arrives_and_version_is_reported() {
-    let mut a = node(Config::default());
-    let mut b = node(Config::default());
-    let (a_id, b_id) = (*a.local_peer_id(), *b.local_peer_id());
-    connect(&mut a, &mut b).await;
+    let (mut a, mut b, a_id, b_id) = connected_pair(Config::default()).await;
     assert_eq!(a.behaviour().connected_peers().collect::<Vec<_>>(), [&b_id]);
 
     let message = Message::wantlist_update(vec![
@@ -52,10 +49,7 @@ async fn wantlist_arrives_and_version_is_reported() {
 
 #[tokio::test]
 async fn blocks_arrive_verified() {
-    let mut a = node(Config::default());
-    let mut b = node(Config::default());
-    let a_id = *a.local_peer_id();
-    connect(&mut a, &mut b).await;
+    let (mut a, mut b, a_id, _) = connected_pair(Config::default()).await;
 
     let small = raw_block(1024, 1);
     let large = raw_block(2 * 1024 * 1024, 2);
@@ -89,10 +83,7 @@ async fn blocks_arrive_verified() {
 
 #[tokio::test]
 async fn many_messages_arrive_in_order() {
-    let mut a = node(Config::default());
-    let mut b = node(Config::default());
-    let b_id = *b.local_peer_id();
-    connect(&mut a, &mut b).await;
+    let (mut a, mut b, _, b_id) = connected_pair(Config::default()).await;
 
     let messages: Vec<_> = (0..200u8)
         .map(|i| Message::wantlist_update(vec![Entry::want_block(cid(i), i32::from(i))]))
@@ -132,26 +123,11 @@ impl Seen {
 
 #[tokio::test]
 async fn concurrent_outbound_streams_deliver_everything() {
-    let mut a = node(Config::default().with_max_outbound_streams(4));
-    let mut b = node(Config::default());
-    let b_id = *b.local_peer_id();
-    connect(&mut a, &mut b).await;
+    let (mut a, mut b, _, b_id) =
+        connected_pair(Config::default().with_max_outbound_streams(4)).await;
 
     // Small messages interleaved with large ones, so streams overlap.
-    let messages: Vec<_> = (0..60u8)
-        .map(|i| Message {
-            wantlist: Wantlist {
-                entries: vec![Entry::want_block(cid(i), 1)],
-                full: false,
-            },
-            blocks: if i % 10 == 0 {
-                vec![raw_block(1 << 20, i)]
-            } else {
-                Vec::new()
-            },
-            ..Message::default()
-        })
-        .collect();
+    let messages = with_blocks(60, 10, 1 << 20);
     let mut ids = Vec::new();
     let mut seen = Seen::default();
     for chunk in messages.chunks(6) {
@@ -189,29 +165,14 @@ async fn concurrent_outbound_streams_deliver_everything() {
 #[tokio::test]
 async fn unordered_messages_spread_and_ordered_ones_keep_their_order() {
     // Spreading as over a far link: a loopback connection is set up too fast for it.
-    let mut a = node(
+    let (mut a, mut b, _, b_id) = connected_pair(
         Config::default()
             .with_max_unordered_streams(4)
             .with_min_setup_to_spread(Duration::ZERO),
-    );
-    let mut b = node(Config::default());
-    let b_id = *b.local_peer_id();
-    connect(&mut a, &mut b).await;
+    )
+    .await;
 
-    let messages: Vec<_> = (0..40u8)
-        .map(|i| Message {
-            wantlist: Wantlist {
-                entries: vec![Entry::want_block(cid(i), 1)],
-                full: false,
-            },
-            blocks: if i % 2 == 0 {
-                vec![raw_block(512 << 10, i)]
-            } else {
-                Vec::new()
-            },
-            ..Message::default()
-        })
-        .collect();
+    let messages = with_blocks(40, 2, 512 << 10);
     let mut ids = Vec::new();
     for message in &messages {
         let id = if message.blocks.is_empty() {
@@ -257,10 +218,7 @@ async fn an_open_unordered_stream_does_not_hold_up_ordered_messages() {
     let config = Config::default()
         .with_outbound_idle_timeout(Duration::from_secs(600))
         .with_min_setup_to_spread(Duration::ZERO);
-    let mut a = node(config);
-    let mut b = node(Config::default());
-    let b_id = *b.local_peer_id();
-    connect(&mut a, &mut b).await;
+    let (mut a, mut b, _, b_id) = connected_pair(config).await;
     let with_block = Message {
         blocks: vec![raw_block(64 << 10, 1)],
         ..Message::default()
@@ -302,10 +260,11 @@ async fn an_open_unordered_stream_does_not_hold_up_ordered_messages() {
 /// A default peer and one that only speaks `version` exchange messages; each side reports
 /// `version` and encodes for it.
 async fn talk_to_old_peer(version: Version) {
-    let mut a = node(Config::default());
-    let mut b = node(Config::default().with_versions([version]));
-    let (a_id, b_id) = (*a.local_peer_id(), *b.local_peer_id());
-    connect(&mut a, &mut b).await;
+    let (mut a, mut b, a_id, b_id) = connected_pair_of(
+        Config::default(),
+        Config::default().with_versions([version]),
+    )
+    .await;
 
     let block = if version == Version::V1_1_0 {
         raw_block(100, 7)
@@ -375,12 +334,10 @@ fn send_to_unknown_peer_fails() {
 
 #[tokio::test]
 async fn queue_full_is_reported() {
-    let mut a = node(Config::default().with_max_queued_messages(3));
-    let mut b = node(Config::default());
-    let b_id = *b.local_peer_id();
-    connect(&mut a, &mut b).await;
+    let (mut a, mut b, _, b_id) =
+        connected_pair(Config::default().with_max_queued_messages(3)).await;
 
-    let message = Message::wantlist_update(vec![Entry::want_block(cid(1), 1)]);
+    let message = want_one(1);
     let ids: Vec<MessageId> = (0..3)
         .map(|_| a.behaviour_mut().send(b_id, message.clone()).expect("send"))
         .collect();
@@ -405,27 +362,13 @@ async fn queue_full_is_reported() {
 
 #[tokio::test]
 async fn disconnect_frees_peer_state() {
-    let mut a = node(Config::default());
-    let mut b = node(Config::default());
-    let (a_id, b_id) = (*a.local_peer_id(), *b.local_peer_id());
-    connect(&mut a, &mut b).await;
-    a.behaviour_mut()
-        .send(
-            b_id,
-            Message::wantlist_update(vec![Entry::want_block(cid(1), 1)]),
-        )
-        .expect("send");
+    let (mut a, mut b, a_id, b_id) = connected_pair(Config::default()).await;
+    a.behaviour_mut().send(b_id, want_one(1)).expect("send");
     receive(&mut a, &mut b, Side::B, 1).await;
     assert_eq!(a.behaviour().peer_version(&b_id), Some(Version::V1_2_0));
 
     // A message racing the disconnection is resolved one way or the other.
-    let racing = a
-        .behaviour_mut()
-        .send(
-            b_id,
-            Message::wantlist_update(vec![Entry::want_block(cid(2), 1)]),
-        )
-        .expect("send");
+    let racing = a.behaviour_mut().send(b_id, want_one(2)).expect("send");
     a.disconnect_peer_id(b_id).expect("connected");
     let (mut a_gone, mut b_gone, mut resolved) = (false, false, false);
     drive(&mut a, &mut b, |side, event| {
@@ -516,7 +459,7 @@ async fn composes_with_identify_and_ping() {
         Some(Version::V1_1_0)
     );
 
-    let message = Message::wantlist_update(vec![Entry::want_block(cid(1), 1)]);
+    let message = want_one(1);
     a.behaviour_mut().bitswap.send(b_id, message).expect("send");
     let received = timeout(TIMEOUT, async {
         loop {

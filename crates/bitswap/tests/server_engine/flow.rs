@@ -7,9 +7,8 @@ use super::*;
 /// ask again); one that failed otherwise is not.
 #[test]
 fn a_lost_envelope_is_answered_again_and_a_failed_one_is_not() {
-    let (mut d, peer) = Driver::with_peer(ServerConfig::default());
     let (a, b) = (block(1, 10), block(2, 10));
-    d.put(&[&a]);
+    let (mut d, peer) = Driver::with_stored(ServerConfig::default(), &[&a]);
     let entries = vec![want_block(&a, 1, true), want_have(&b, 1, true)];
     d.want(peer, entries);
     let first = d.hold();

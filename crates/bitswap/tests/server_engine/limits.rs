@@ -46,9 +46,8 @@ fn full_ledger_lets_lower_priority_wants_give_way() {
 #[test]
 fn wants_beyond_the_per_message_cap_are_refused() {
     let config = ServerConfig::default().with_max_entries_per_message(2);
-    let (mut d, peer) = Driver::with_peer(config);
     let blocks: Vec<Block> = (0..4).map(|i| block(i, 10)).collect();
-    d.put(&[&blocks[0], &blocks[1], &blocks[2]]);
+    let (mut d, peer) = Driver::with_stored(config, &[&blocks[0], &blocks[1], &blocks[2]]);
     let entries = vec![
         want_block(&blocks[0], 1, true),
         Entry::cancel(*blocks[3].cid()),
@@ -160,10 +159,9 @@ fn filter_denials_are_answered_as_dont_have() {
     let denied = block(1, 10);
     let denied_cid = *denied.cid();
     let config = ServerConfig::default().with_request_filter(move |_, cid| *cid != denied_cid);
-    let (mut d, peer) = Driver::with_peer(config);
     let allowed = block(2, 10);
     let silent = block(3, 10);
-    d.put(&[&denied, &allowed]);
+    let (mut d, peer) = Driver::with_stored(config, &[&denied, &allowed]);
     let entries = vec![want_block(&denied, 1, true), want_block(&allowed, 1, true)];
     d.want(peer, entries);
     assert_eq!(wantlist_cids(&d.engine, &peer), [*allowed.cid()]);
@@ -381,9 +379,8 @@ fn lookups_in_flight_are_bounded_and_shared_round_robin() {
 
 #[test]
 fn have_being_sent_then_want_block_sends_the_block_too() {
-    let (mut d, peer) = Driver::with_peer(ServerConfig::default());
     let b = block(1, 5000);
-    d.put(&[&b]);
+    let (mut d, peer) = Driver::with_stored(ServerConfig::default(), &[&b]);
     d.want(peer, vec![want_have(&b, 1, true)]);
     let have = d.hold();
     assert_eq!(all_answers(&have), [(peer, *b.cid(), Ans::Have)]);
@@ -402,9 +399,8 @@ fn have_being_sent_then_want_block_sends_the_block_too() {
 
 #[test]
 fn disconnect_frees_everything_and_late_reports_are_harmless() {
-    let (mut d, peer) = Driver::with_peer(ServerConfig::default());
     let blocks: Vec<Block> = (0..4).map(|i| block(i, 10)).collect();
-    d.put(&[&blocks[0], &blocks[1]]);
+    let (mut d, peer) = Driver::with_stored(ServerConfig::default(), &[&blocks[0], &blocks[1]]);
     let entries = blocks.iter().map(|b| want_block(b, 1, true)).collect();
     d.want(peer, entries);
     let probe = d.engine.poll_lookup().expect("probe");

@@ -107,6 +107,21 @@ impl Driver {
         (driver, peer)
     }
 
+    /// [`Driver::with_peer`], with `stored` in its store.
+    fn with_stored(config: ServerConfig, stored: &[&Block]) -> (Self, PeerId) {
+        let (mut driver, peer) = Self::with_peer(config);
+        driver.put(stored);
+        (driver, peer)
+    }
+
+    /// A default driver storing `b`, whose one peer has sent a want-block for it (DONT_HAVE
+    /// asked).
+    fn wanting_stored(b: &Block) -> (Self, PeerId) {
+        let (mut driver, peer) = Self::with_stored(ServerConfig::default(), &[b]);
+        driver.want(peer, vec![want_block(b, 1, true)]);
+        (driver, peer)
+    }
+
     /// `peer` sends a wantlist update of `entries`.
     fn want(&mut self, peer: PeerId, entries: Vec<Entry>) {
         self.engine

@@ -4,10 +4,8 @@ use super::*;
 
 #[test]
 fn want_block_for_a_stored_block_gets_the_block_and_is_forgotten() {
-    let (mut d, peer) = Driver::with_peer(ServerConfig::default());
     let b = block(1, 3000);
-    d.put(&[&b]);
-    d.want(peer, vec![want_block(&b, 1, true)]);
+    let (mut d, peer) = Driver::wanting_stored(&b);
     assert_eq!(wantlist_cids(&d.engine, &peer), [*b.cid()]);
     let sent = d.run();
     assert_eq!(all_answers(&sent), [(peer, *b.cid(), Ans::Block)]);
@@ -27,23 +25,21 @@ fn want_block_for_a_stored_block_gets_the_block_and_is_forgotten() {
 
 #[test]
 fn want_have_gets_small_blocks_and_a_have_for_large_ones() {
-    let (mut d, peer) = Driver::with_peer(ServerConfig::default());
     let (small, exact, large) = (block(1, 100), block(2, 1024), block(3, 1025));
-    d.put(&[&small, &exact, &large]);
-    let entries = vec![
-        want_have(&small, 3, true),
-        want_have(&exact, 2, true),
-        want_have(&large, 1, true),
+    let (mut d, peer) = Driver::with_stored(ServerConfig::default(), &[&small, &exact, &large]);
+    // Each want-have (block, priority) and what it gets.
+    let wants = [
+        (&small, 3, Ans::Block),
+        (&exact, 2, Ans::Block),
+        (&large, 1, Ans::Have),
     ];
+    let entries = wants
+        .iter()
+        .map(|(b, p, _)| want_have(b, *p, true))
+        .collect();
     d.want(peer, entries);
-    assert_eq!(
-        answer_set(&d.run()),
-        HashSet::from([
-            (peer, *small.cid(), Ans::Block),
-            (peer, *exact.cid(), Ans::Block),
-            (peer, *large.cid(), Ans::Have),
-        ])
-    );
+    let expected = wants.iter().map(|(b, _, ans)| (peer, *b.cid(), *ans));
+    assert_eq!(answer_set(&d.run()), expected.collect());
     assert!(
         d.engine.peer_wantlist(&peer).is_empty(),
         "HAVE forgets a want-have"
@@ -52,9 +48,11 @@ fn want_have_gets_small_blocks_and_a_have_for_large_ones() {
 
 #[test]
 fn replace_size_zero_probes_presence_and_answers_have() {
-    let (mut d, peer) = Driver::with_peer(ServerConfig::default().with_want_have_replace_size(0));
     let b = block(1, 10);
-    d.put(&[&b]);
+    let (mut d, peer) = Driver::with_stored(
+        ServerConfig::default().with_want_have_replace_size(0),
+        &[&b],
+    );
     d.want(peer, vec![want_have(&b, 1, true)]);
     assert_eq!(all_answers(&d.run()), [(peer, *b.cid(), Ans::Have)]);
     assert_eq!(d.lookups, [(*b.cid(), LookupKind::Has)]);
@@ -230,10 +228,8 @@ fn cancel_removes_the_want_and_its_queued_answer() {
 
 #[test]
 fn cancel_while_the_block_is_read_sends_nothing() {
-    let (mut d, peer) = Driver::with_peer(ServerConfig::default());
     let a = block(1, 10);
-    d.put(&[&a]);
-    d.want(peer, vec![want_block(&a, 1, true)]);
+    let (mut d, peer) = Driver::wanting_stored(&a);
     let get = d.probes().expect("a block read");
     assert!(
         d.engine.poll_envelope().is_none(),
@@ -274,10 +270,8 @@ fn cancel_drops_a_refused_wants_dont_have_before_it_is_handed_out() {
 
 #[test]
 fn a_block_gone_before_it_is_read_is_answered_dont_have_and_stays_wanted() {
-    let (mut d, peer) = Driver::with_peer(ServerConfig::default());
     let a = block(1, 10);
-    d.put(&[&a]);
-    d.want(peer, vec![want_block(&a, 1, true)]);
+    let (mut d, peer) = Driver::wanting_stored(&a);
     let get = d.probes().expect("a block read");
     d.store.clear();
     d.engine.handle_lookup(get.id, LookupResult::Block(None));

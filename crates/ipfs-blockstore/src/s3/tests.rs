@@ -66,6 +66,11 @@ async fn a_stored_block_is_not_written_again() {
     assert_eq!(stats.heads, 0, "one request a block");
 }
 
+/// Writes `bytes` to `objects` at `path` behind the store's back.
+async fn put_object(objects: &InMemory, path: &Path, bytes: Vec<u8>) {
+    objects.put(path, PutPayload::from(bytes)).await.unwrap();
+}
+
 #[tokio::test]
 async fn corrupt_objects_are_errors_and_repaired_by_a_put() {
     let objects = Arc::new(InMemory::new());
@@ -75,10 +80,7 @@ async fn corrupt_objects_are_errors_and_repaired_by_a_put() {
     // Same length, other bytes: only the hash tells.
     let mut bad = b.data().to_vec();
     bad[0] ^= 1;
-    objects
-        .put(&path, PutPayload::from(bad.clone()))
-        .await
-        .unwrap();
+    put_object(&objects, &path, bad.clone()).await;
     // A put finds an object there and writes nothing: it does not read what is there.
     store.put(b.clone()).await.unwrap();
     let held = objects.get(&path).await.unwrap().bytes().await.unwrap();
@@ -89,10 +91,7 @@ async fn corrupt_objects_are_errors_and_repaired_by_a_put() {
     store.put(b.clone()).await.unwrap();
     assert_eq!(store.get(b.cid()).await.unwrap(), Some(b.clone()));
     // Larger than a block may be: refused before its body is read.
-    objects
-        .put(&path, PutPayload::from(vec![0; MAX_BLOCK_SIZE + 1]))
-        .await
-        .unwrap();
+    put_object(&objects, &path, vec![0; MAX_BLOCK_SIZE + 1]).await;
     assert!(matches!(
         store.get(b.cid()).await,
         Err(S3BlockstoreError::Corrupt {

@@ -4,12 +4,20 @@
 
 use std::{
     io::{BufRead, BufReader},
-    path::Path,
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::mpsc,
     thread,
     time::{Duration, Instant},
 };
+
+/// A new temporary folder and the path of `name` in it; the folder is removed when the
+/// returned guard is dropped.
+pub(crate) fn temp_file(name: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    (dir, path)
+}
 
 /// What a child printed before it died, line by line.
 pub(crate) trait Transcript: Default + std::fmt::Debug {

@@ -407,6 +407,18 @@ fn check<T: PartialEq + std::fmt::Debug>(what: &str, real: T, model: T) -> Resul
     }
 }
 
+/// The model's pending tasks and work, then active tasks and work, summed over `peers`.
+fn totals(peers: &[MPeer]) -> (usize, u64, usize, u64) {
+    let mut sums = (0, 0, 0, 0);
+    for p in peers {
+        sums.0 += p.pending.len();
+        sums.1 += p.pending_work();
+        sums.2 += p.active.len();
+        sums.3 += p.active_work();
+    }
+    sums
+}
+
 impl<Pol: Policy> Harness<Pol> {
     fn new(limits: Limits, which: Which, policy: Pol) -> Self {
         Self {
@@ -678,26 +690,14 @@ impl<Pol: Policy> Harness<Pol> {
         let stats = self.queue.stats();
         let m = &self.model;
         check("peers", stats.peers, m.peers.len())?;
-        check(
-            "pending tasks",
+        // Pending tasks and work, then active tasks and work.
+        let queue_totals = (
             stats.pending_tasks,
-            m.peers.iter().map(|p| p.pending.len()).sum(),
-        )?;
-        check(
-            "pending work",
             stats.pending_work,
-            m.peers.iter().map(MPeer::pending_work).sum(),
-        )?;
-        check(
-            "active tasks",
             stats.active_tasks,
-            m.peers.iter().map(|p| p.active.len()).sum(),
-        )?;
-        check(
-            "active work",
             stats.active_work,
-            m.peers.iter().map(MPeer::active_work).sum(),
-        )?;
+        );
+        check("totals", queue_totals, totals(&m.peers))?;
         for p in &m.peers {
             let real = self
                 .queue

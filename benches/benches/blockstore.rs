@@ -27,7 +27,7 @@
 //! benches flush every [`BATCH_BLOCKS`] blocks *and* at the end of each of criterion's
 //! samples, so a sample of fewer blocks (criterion picks about 100 per sample for 256 KiB
 //! blocks) has one flush for all its blocks.
-//! Targets (issue 6): batched puts at least 5x faster than synced ones; gets of 256 KiB
+//! Targets: batched puts at least 5x faster than synced ones; gets of 256 KiB
 //! blocks at least 1 GB/s. The first is bounded by the disk: compare it with
 //! `file-synced / file-batched` of the same run, which swings with the latency of
 //! `fdatasync` (other writers on the file system lengthen it) and, on a virtual machine, with

@@ -6,11 +6,11 @@
 //! (`cargo bench -p benches --bench queue`).
 //!
 //! [`net`] holds the pieces of the network benches run by `net-bench`
-//! (`cargo run --release -p benches --bin net-bench`); [`swarm`] is its `swarm` scenario
-//! (issue 19): seeds (ours, kubo) behind shaped links ([`link_shaper`]) and clients (ours,
-//! kubo's, Helia's) fetching from them; [`s3`] is its `s3` scenario (issue 18): Bitswap
+//! (`cargo run --release -p benches --bin net-bench`); [`swarm`] is its `swarm` scenario:
+//! seeds (ours, kubo) behind shaped links ([`link_shaper`]) and clients (ours, kubo's,
+//! Helia's) fetching from them; [`s3`] is its `s3` scenario: Bitswap
 //! serving from the S3 store (SeaweedFS on loopback) against the redb store; [`wants`] is its
-//! `wants` scenario (issue 9): the server's memory under 1000 peers' full wantlists.
+//! `wants` scenario: the server's memory under 1000 peers' full wantlists.
 
 pub mod net;
 pub mod s3;

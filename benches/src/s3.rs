@@ -1,4 +1,4 @@
-//! net-bench's `s3` scenario (issue 18): Bitswap serving from the S3 store against serving
+//! net-bench's `s3` scenario: Bitswap serving from the S3 store against serving
 //! from the redb store, in the same run.
 //!
 //! A SeaweedFS (`weed mini` on 127.0.0.1, no telemetry, ended by its PID; see

@@ -1,4 +1,4 @@
-//! `net-bench swarm` (issue 19): clients fetching a 64 MiB file from K seeds, each behind its
+//! `net-bench swarm`: clients fetching a 64 MiB file from K seeds, each behind its
 //! own shaped link ([`link_shaper`]), with the rates and one-way delays of each [`Case`];
 //! our client, kubo's (fetching as `ipfs get` and as `ipfs pin add` do) and Helia's on the
 //! same links in the same run, from our seeds and from kubo seeds.
@@ -38,7 +38,7 @@
 //! removed at the end.
 //!
 //! The figures of each session that ran it are in its commit messages: this bench exists to
-//! show the gap issue 19 closes.
+//! show the gap to close.
 //!
 //! Not measured yet: the client's messages per peer, and the seeds' own counters (messages,
 //! blocks sent) beside the links' byte counts.

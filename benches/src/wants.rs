@@ -1,4 +1,4 @@
-//! net-bench's `wants` scenario (issue 9): 1000 peers connect to one server process and each
+//! net-bench's `wants` scenario: 1000 peers connect to one server process and each
 //! sends 1024 wants for blocks it lacks: the server's RSS above idle (target: at most
 //! 128 MiB). A second pass sends the same messages with one CID repeated 1024 times (so one
 //! want per peer and the same bytes on the wire), and a third pass in which the peers only

@@ -5,33 +5,33 @@
 //!     [s3] [--case PREFIX]... [--client ours|kubo|kubo-pin|helia]... [--seeds ours|kubo]... [--smoke]
 //! ```
 //!
-//! - `throughput` (issue 4): one server process, one client process (this one), `--mib` MiB
+//! - `throughput`: one server process, one client process (this one), `--mib` MiB
 //!   (default 256) of 256 KiB blocks; each run also measures the ceiling on the same
 //!   connection: a raw libp2p stream carrying the same bytes (the blocks' data, in order),
 //!   the receiver SHA-256-hashing every 256 KiB. Runs alternate which goes first. Reports
 //!   MB/s, the ratio, CPU of both processes. With `NET_BENCH_HOT_CEILING=1` the ceiling
 //!   sends one block again and again instead (it stays in the sender's CPU cache), as the
 //!   bench did before 2026-11-25.
-//! - `fairness` (issue 4): one server process, 10 heavy clients each fetching the same 64
+//! - `fairness`: one server process, 10 heavy clients each fetching the same 64
 //!   blocks of 256 KiB, and one light client asking for one other block 200 ms later:
 //!   the light client's latency and Jain's index over the heavy clients' throughput.
-//! - `boxo` (issue 5): boxo's 3-node scenarios (2 seeds, 1 fetcher) in this process: layouts
+//! - `boxo`: boxo's 3-node scenarios (2 seeds, 1 fetcher) in this process: layouts
 //!   all-to-all, overlap1 (A 0-74, B 25-99), overlap3 (A even, B odd, both every 3rd);
 //!   patterns one-at-a-time, batch-by-10, all-concurrent, big-batch; 100 blocks of 8000 B and
 //!   of 256 KiB. Reports time, messages and duplicate blocks.
 //!
-//! - `load` (issue 9): for N = 1, 10, 100 clients each fetching the same 64 MiB (256 blocks of
+//! - `load`: for N = 1, 10, 100 clients each fetching the same 64 MiB (256 blocks of
 //!   256 KiB) from one server process: aggregate and per-client MB/s, Jain's index, p50/p99
 //!   time to first block, server peak RSS above idle, server CPU seconds per GB, and the
 //!   ceiling (one raw stream + SHA-256) measured in the same run. Writes `load.md` and
 //!   `load.svg` (throughput vs N) to `$CARGO_TARGET_DIR/net-bench/` (or `target/net-bench/`).
-//! - `wants` (issue 9): 1000 peers connect to one server process and each sends 1024 wants
+//! - `wants`: 1000 peers connect to one server process and each sends 1024 wants
 //!   for blocks it lacks: the server's RSS above idle (target: at most 128 MiB). A second
 //!   pass sends the same messages with one CID repeated 1024 times (so one want per peer and
 //!   the same bytes on the wire), and a third pass in which the peers only connect: what the
 //!   connections and transport cost without the wants.
 //!
-//! - `swarm` (issue 19): clients fetching a 64 MiB file (kubo's layout) from K seeds, each
+//! - `swarm`: clients fetching a 64 MiB file (kubo's layout) from K seeds, each
 //!   behind its own shaped loopback link (`link-shaper`): our client, kubo's (get, and pin as
 //!   `kubo-pin`) and Helia's, from
 //!   our seeds and from kubo seeds, in cases `one-40-25`, `one-20-100`, `three-20-25`,
@@ -45,7 +45,7 @@
 //!   and exits with 1 if a fetch failed. kubo needs `BITSWAP_INTEROP_PYTHON` (or the venv of
 //!   `.ci/test`), Helia the `node_modules` that `.ci/test` installs.
 //!
-//! - `s3` (issue 18): `--mib` MiB (default 256) of 256 KiB blocks served through Bitswap from
+//! - `s3`: `--mib` MiB (default 256) of 256 KiB blocks served through Bitswap from
 //!   the S3 store (SeaweedFS on loopback, started and ended here) and from the redb store, in
 //!   the same run, cold and warm cache: MB/s and time to first block as ratios to redb; then
 //!   has-lookups of absent blocks with a built filter, and the S3 requests they made (see

@@ -1,4 +1,4 @@
-//! The `swarm` scenarios ([`CASES`], and [`SMOKE_CASES`] for `--smoke`) and issue 19's
+//! The `swarm` scenarios ([`CASES`], and [`SMOKE_CASES`] for `--smoke`) and the
 //! targets on them.
 //!
 //! A case names its links (one per seed) and which client and seed kinds run on them: every
@@ -64,7 +64,7 @@ pub enum HalfTime {
     Stop,
 }
 
-/// One check of issue 19 on the row of one client kind and seed kind.
+/// One target check on the row of one client kind and seed kind.
 #[derive(Debug, Clone, Copy)]
 pub enum Check {
     /// MB/s as a fraction of the sum of the link rates, at least this.

@@ -1,4 +1,4 @@
-//! From a pass's counters to the rows (one JSON object per leech), and issue 19's targets
+//! From a pass's counters to the rows (one JSON object per leech), and the targets
 //! checked on the rows of one case and run.
 //!
 //! - MB/s is 10^6 bytes of the file per second; its fraction is of the sum of the rates of the

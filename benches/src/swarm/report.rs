@@ -153,7 +153,7 @@ fn targets(row: &Value) -> String {
 }
 
 /// A bar per case, client kind and seed kind: the median fraction of the links used over its
-/// rows (each row a dot), coloured by client kind, paler from kubo seeds, with issue 19's
+/// rows (each row a dot), coloured by client kind, paler from kubo seeds, with the
 /// fraction targets as dashes.
 fn svg(cases: &[&Case], rows: &[Value]) -> String {
     let mut groups: Vec<(&Case, ClientKind, SeedKind)> = Vec::new();

@@ -166,9 +166,10 @@ impl Config {
         /// sends them in order, with the others. Its round trip is shorter than its set-up, so
         /// its bandwidth-delay product is small enough for one stream's window, and spreading
         /// only costs CPU: on loopback, where the link is as fast as the CPU, one stream
-        /// carries about 15% more than 24. A connection whose set-up was not seen (another
-        /// behaviour's dial, for instance) spreads. `Duration::ZERO` always spreads. Default:
-        /// 5 ms.
+        /// carries about 15% more than 24. A connection whose set-up was not seen spreads: one
+        /// of more than 4096 being set up at once, or under a behaviour that wraps this one
+        /// without passing on `handle_pending_inbound_connection` and
+        /// `handle_pending_outbound_connection`. `Duration::ZERO` always spreads. Default: 5 ms.
         with_min_setup_to_spread(setup: Duration) -> min_setup_to_spread;
 
         /// Sets how long an inbound stream may wait for its next message (measured from the end of

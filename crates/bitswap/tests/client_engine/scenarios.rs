@@ -7,8 +7,7 @@ use super::*;
 fn fetches_a_batch_from_one_server() {
     let data = blocks(50, 8000);
     let mut net = Net::new(ClientConfig::default());
-    let s = net.server(Kind::Honest, Version::V1_2_0, &data);
-    net.connect(s);
+    let [s] = net.connected([(Kind::Honest, &data)]);
     let query = net.get(cids(&data), None);
     assert!(net.run_until(Duration::from_secs(5), |n| n.finished(query)));
     assert_exactly(&net, query, &cids(&data));
@@ -365,8 +364,7 @@ fn cancels_reach_servers_and_no_block_follows() {
 fn blocks_found_later_by_a_server_still_arrive() {
     let data = blocks(3, 8000);
     let mut net = Net::new(ClientConfig::default());
-    let s = net.server(Kind::Honest, Version::V1_2_0, &[]);
-    net.connect(s);
+    let [s] = net.connected([(Kind::Honest, &[])]);
     let query = net.get(cids(&data), None);
     net.run_until(Duration::from_secs(2), |_| false);
     assert!(!net.finished(query));
@@ -472,8 +470,7 @@ fn a_cid_whose_hash_cannot_be_verified_is_refused_at_once() {
     assert!(net.client.wants().next().is_none(), "nothing is wanted");
     // Hash functions of this build are asked for as usual.
     let query = net.get(cids(&data), None);
-    let s = net.server(Kind::Honest, Version::V1_2_0, &data);
-    net.connect(s);
+    net.connected([(Kind::Honest, &data)]);
     assert!(net.run_until(Duration::from_secs(10), |n| n.finished(query)));
 }
 
@@ -498,8 +495,7 @@ fn limits_refuse_queries_and_cap_wants_per_peer() {
         net.client.get(cids(&data[30..70]), None, net.now),
         Err(QueryError::TooManyWants { max: 60 })
     );
-    let s = net.server(Kind::Honest, Version::V1_2_0, &data);
-    net.connect(s);
+    let [s] = net.connected([(Kind::Honest, &data)]);
     let id = net.servers[s].id;
     let mut most = 0;
     let done = net.run_until(Duration::from_secs(10), |n| {
@@ -529,8 +525,7 @@ fn wantlist_updates_are_split_under_the_message_size() {
         .with_initial_window_bytes(u64::MAX);
     let data = blocks(200, 2000);
     let mut net = Net::new(config);
-    let s = net.server(Kind::Honest, Version::V1_2_0, &data);
-    net.connect(s);
+    let [s] = net.connected([(Kind::Honest, &data)]);
     let query = net.get(cids(&data), None);
     let raw = net.servers[s].raw.clone();
     assert!(
@@ -557,8 +552,7 @@ fn wantlist_updates_are_split_under_the_message_size() {
 fn one_block_wanted_by_two_queries_is_reported_to_each_once() {
     let data = blocks(3, 8000);
     let mut net = Net::new(ClientConfig::default());
-    let s = net.server(Kind::Honest, Version::V1_2_0, &data);
-    net.connect(s);
+    let [s] = net.connected([(Kind::Honest, &data)]);
     let q1 = net.get(cids(&data[..2]), None);
     let q2 = net.get(cids(&data[1..]), None);
     assert!(net.run_until(Duration::from_secs(1), |n| n.finished(q1) && n.finished(q2)));
@@ -591,8 +585,7 @@ fn identity_and_empty_queries_finish_at_once() {
 fn a_query_timeout_fails_the_query_and_cancels_its_wants() {
     let config = ClientConfig::default().with_query_timeout(Some(Duration::from_secs(5)));
     let mut net = Net::new(config);
-    let s = net.server(Kind::Honest, Version::V1_2_0, &[]);
-    net.connect(s);
+    let [s] = net.connected([(Kind::Honest, &[])]);
     let query = net.get(cids(&blocks(2, 8000)), None);
     net.run_until(Duration::from_secs(6), |n| {
         n.events

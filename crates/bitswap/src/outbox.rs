@@ -50,26 +50,24 @@ impl Outbox {
     /// Merges `message`'s wantlist into what waits for `peer`, after it. Gives the message
     /// back, unmerged, if the merged update would hold more than the outbox's bound.
     pub(crate) fn hold(&mut self, peer: PeerId, message: Message) -> Result<(), Message> {
-        let waiting = self.waiting.entry(peer).or_default();
-        let new = message
-            .wantlist
-            .entries
-            .iter()
-            .filter(|e| !waiting.index.contains_key(&e.cid))
-            .count();
-        let after = if message.wantlist.full {
-            message.wantlist.entries.len()
-        } else {
-            waiting.wantlist.entries.len() + new
+        let entries = &message.wantlist.entries;
+        let after = match self.waiting.get(&peer) {
+            Some(waiting) if !message.wantlist.full => {
+                let new = entries
+                    .iter()
+                    .filter(|e| !waiting.index.contains_key(&e.cid));
+                waiting.wantlist.entries.len() + new.count()
+            }
+            _ => entries.len(),
         };
         if after > self.max_entries {
-            if waiting.wantlist.entries.is_empty() && !waiting.wantlist.full {
-                self.waiting.remove(&peer);
-            }
             return Err(message);
         }
         debug_assert!(message.blocks.is_empty() && message.presences.is_empty());
-        waiting.merge(message.wantlist);
+        self.waiting
+            .entry(peer)
+            .or_default()
+            .merge(message.wantlist);
         Ok(())
     }
 

@@ -290,21 +290,16 @@ impl<S: Blockstore + 'static> Behaviour<S> {
         self.wake();
     }
 
+    /// Sends a client wantlist update to `peer` now if it has room and nothing waits for it,
+    /// else merges the update into what waits in the outbox.
     fn send_wantlist(&mut self, peer: PeerId, message: Message, now: Instant) {
-        let message = if self.outbox.is_waiting(&peer) || !self.wantlist_room(&peer) {
-            match self.outbox.hold(peer, message) {
-                Ok(()) => return,
-                Err(message) => {
-                    let error = "the peer's queue is full and so is its outbox";
-                    self.troubles.log(peer, Trouble::WantlistNotSent, &error);
-                    self.client.handle_send_failed(peer, &message, now);
-                    return;
-                }
-            }
-        } else {
-            message
-        };
-        self.send_now(peer, message, now);
+        if !self.outbox.is_waiting(&peer) && self.wantlist_room(&peer) {
+            self.send_now(peer, message, now);
+        } else if let Err(message) = self.outbox.hold(peer, message) {
+            let error = "the peer's queue is full and so is its outbox";
+            self.troubles.log(peer, Trouble::WantlistNotSent, &error);
+            self.client.handle_send_failed(peer, &message, now);
+        }
     }
 
     /// Whether another wantlist update to `peer` may go to the network now.

@@ -7,7 +7,7 @@ use std::{
     fmt, io,
     sync::Arc,
     task::{Context, Poll},
-    time::{Duration, Instant},
+    time::Instant,
 };
 
 use libp2p::{
@@ -527,7 +527,7 @@ impl Behaviour {
 
     /// The handler of an established connection, told how long its set-up took.
     fn new_handler(&mut self, connection: ConnectionId) -> Handler {
-        let setup: Option<Duration> = self.setups.remove(&connection).map(|at| at.elapsed());
+        let setup = self.setups.remove(&connection).map(|at| at.elapsed());
         Handler::new(
             Arc::clone(&self.config),
             self.budget.for_connection(),

@@ -5,6 +5,7 @@ use std::time::Duration;
 use ipfs_blockstore::{config_getters, config_setters};
 
 use super::link::Link;
+use crate::message::WantType;
 
 /// Largest wantlist message the client sends, in encoded bytes: 2 MiB, as boxo's message queue.
 pub(super) const MAX_WANTLIST_MESSAGE_SIZE: usize = 2 * 1024 * 1024;
@@ -47,7 +48,7 @@ impl Default for Config {
             max_queries: 4096,
             max_sessions: 1024,
             max_wants_per_peer: 1024,
-            initial_window_bytes: 1024 * 1024,
+            initial_window_bytes: 8 * 1024 * 1024,
             max_broadcast_peers: 8,
             max_providers_per_want: 16,
             max_message_size: MAX_WANTLIST_MESSAGE_SIZE,
@@ -108,8 +109,11 @@ impl Config {
         /// want-to-answer time), so that a far or fast peer stays busy while a slow one is not
         /// handed blocks that others would deliver sooner; wants beyond every peer's window wait
         /// in the client and go to the first peer with room. Never fewer than 2 or more than
-        /// [`with_max_wants_per_peer`](Self::with_max_wants_per_peer) wants. Default: 1 MiB
-        /// (boxo's server sends at most that much to a peer at once).
+        /// [`with_max_wants_per_peer`](Self::with_max_wants_per_peer) wants. Default: 8 MiB,
+        /// twice the bandwidth-delay product of a 20 MB/s link with a 200 ms round trip (each
+        /// 256 KiB block takes two round trips there: it is just over a new yamux stream's
+        /// window). A peer slower than that delivers its first window late, and wants waiting
+        /// in the client go to the peers that measured faster meanwhile.
         with_initial_window_bytes(bytes: u64) -> initial_window_bytes;
 
         /// Sets how many peers are sent a want-have when a CID starts being wanted, the peer asked
@@ -271,10 +275,11 @@ impl Config {
         penalty_duration: Duration;
     }
 
-    /// How long `link`'s peer may stay silent before a want it holds is a simulated
-    /// DONT_HAVE.
-    pub(super) fn silence_timeout(&self, link: &Link) -> Duration {
+    /// How long `link`'s peer may stay silent before a want of `want_type` it holds is a
+    /// simulated DONT_HAVE.
+    pub(super) fn silence_timeout(&self, link: &Link, want_type: WantType) -> Duration {
         link.silence_timeout(
+            want_type,
             self.min_dont_have_timeout,
             self.latency_multiplier,
             self.initial_dont_have_timeout,

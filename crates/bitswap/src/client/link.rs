@@ -15,6 +15,8 @@
 
 use std::time::{Duration, Instant};
 
+use crate::message::WantType;
+
 /// Half-life of the rate estimate's memory.
 const RATE_HALF_LIFE: Duration = Duration::from_millis(500);
 /// Time of delivery that must have been measured before the rate is trusted.
@@ -218,19 +220,25 @@ impl Link {
         rtt.saturating_add(per_block.saturating_mul(queued))
     }
 
-    /// How long the peer may stay silent before a want sent to it counts as unanswered:
-    /// `floor + multiplier × round trip`, plus four average blocks' transfer time (a large
-    /// block on a slow link takes that long to arrive whole, and a peer serving others
-    /// besides us sends ours in turns), capped at `ceiling`;
-    /// `initial` before any round trip is measured.
+    /// How long the peer may stay silent before a want of `want_type` sent to it counts as
+    /// unanswered: `floor + multiplier × round trip`, plus four average blocks' transfer time
+    /// (a large block on a slow link takes that long to arrive whole, and a peer serving
+    /// others besides us sends ours in turns), capped at `ceiling`; `initial` before any
+    /// round trip is measured, and for a want-block before the peer delivered a block on this
+    /// connection: the first blocks of a far peer arrive together after several round trips
+    /// (they share its link, and each waits for its stream's flow-control window), which a
+    /// round trip measured on small answers does not foresee. Once blocks arrive, each
+    /// answer re-arms the wants ([`due`](Self::due)).
     pub(super) fn silence_timeout(
         &self,
+        want_type: WantType,
         floor: Duration,
         multiplier: u32,
         initial: Duration,
         ceiling: Duration,
     ) -> Duration {
         match self.min_rtt {
+            Some(_) if want_type == WantType::Block && self.last_block.is_none() => initial,
             None => initial,
             Some(rtt) => floor
                 .saturating_add(rtt.saturating_mul(multiplier))
@@ -345,11 +353,16 @@ mod tests {
         // A want sent after the last answer counts from its own sending.
         assert_eq!(link.due(t0 + ms(200), ms(100)), t0 + ms(300));
         assert_eq!(
-            link.silence_timeout(ms(100), 3, ms(2000), ms(7000)),
+            link.silence_timeout(WantType::Have, ms(100), 3, ms(2000), ms(7000)),
             ms(340)
         );
         assert_eq!(
-            Link::default().silence_timeout(ms(100), 3, ms(2000), ms(7000)),
+            Link::default().silence_timeout(WantType::Have, ms(100), 3, ms(2000), ms(7000)),
+            ms(2000)
+        );
+        // A want-block waits for the peer's first blocks before the round trip judges it.
+        assert_eq!(
+            link.silence_timeout(WantType::Block, ms(100), 3, ms(2000), ms(7000)),
             ms(2000)
         );
     }
@@ -360,7 +373,11 @@ mod tests {
         // 1 MB every 200 ms: 5 MB/s, 200 ms per block.
         let (link, _) = steady(1_000_000, ms(200), 10, t0);
         assert_eq!(
-            link.silence_timeout(ms(100), 3, ms(2000), ms(7000)),
+            link.silence_timeout(WantType::Have, ms(100), 3, ms(2000), ms(7000)),
+            ms(100 + 150 + 800)
+        );
+        assert_eq!(
+            link.silence_timeout(WantType::Block, ms(100), 3, ms(2000), ms(7000)),
             ms(100 + 150 + 800)
         );
         assert_eq!(link.expected_wait(2, 4, ms(100)), ms(50 + 400));

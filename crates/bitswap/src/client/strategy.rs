@@ -337,7 +337,7 @@ impl<'a> Strategy<'a> {
         if !want.asked.contains(&id) {
             want.asked.push(id);
         }
-        let timeout = self.config.silence_timeout(&peer.link);
+        let timeout = self.config.silence_timeout(&peer.link, want_type);
         let key = self
             .timers
             .insert(now + timeout, Timer::Answer { peer: id, cid });
@@ -442,7 +442,7 @@ impl<'a> Strategy<'a> {
             BlockPresenceType::Have => {
                 // A HAVE'd want-have needs no deadline; a want-block now waits for its block.
                 let timer = (asked.want_type == WantType::Block).then(|| {
-                    let timeout = self.config.silence_timeout(&peer.link);
+                    let timeout = self.config.silence_timeout(&peer.link, WantType::Block);
                     self.timers
                         .insert(now + timeout, Timer::Answer { peer: id, cid })
                 });
@@ -482,9 +482,10 @@ impl<'a> Strategy<'a> {
         let Some(asked) = peer.asked(&cid).copied() else {
             return;
         };
-        let due = peer
-            .link
-            .due(asked.sent_at, self.config.silence_timeout(&peer.link));
+        let due = peer.link.due(
+            asked.sent_at,
+            self.config.silence_timeout(&peer.link, asked.want_type),
+        );
         if due > now {
             let key = self.timers.insert(due, Timer::Answer { peer: id, cid });
             peer.update_asked(&cid, |a| a.timer = Some(key));

@@ -302,7 +302,7 @@ fn wrong_bytes_are_dropped_and_the_sender_left_out() {
 
 #[test]
 fn a_reconnected_peer_is_sent_the_wantlist_again() {
-    let data = blocks(5, 8000);
+    let data = blocks(40, 8000);
     let mut net = Net::new(ClientConfig::default());
     let s = net.server(Kind::Honest, Version::V1_2_0, &data);
     net.servers[s].latency = Duration::from_millis(50);
@@ -314,8 +314,8 @@ fn a_reconnected_peer_is_sent_the_wantlist_again() {
     net.run_until(Duration::from_millis(200), |_| false);
     assert!(!net.finished(query));
     net.connect(s);
-    // As many as its first window (1 MiB of 256 KiB blocks before it delivered any).
-    assert_eq!(net.client.peer_wants(&net.servers[s].id).len(), 4);
+    // As many as its first window (8 MiB of 256 KiB blocks before it delivered any).
+    assert_eq!(net.client.peer_wants(&net.servers[s].id).len(), 32);
     assert!(net.run_until(Duration::from_secs(1), |n| n.finished(query)));
     assert_exactly(&net, query, &cids(&data));
 }

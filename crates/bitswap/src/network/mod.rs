@@ -88,5 +88,5 @@ mod upgrade;
 
 pub use behaviour::{Behaviour, Event, InboundFailure, MessageId, SendError, SendFailure};
 pub use config::Config;
-pub use handler::{Handler, HandlerEvent, HandlerIn};
+pub use handler::{Handler, HandlerEvent, HandlerIn, OutboundOpen};
 pub use upgrade::Upgrade;

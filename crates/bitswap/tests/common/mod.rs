@@ -8,6 +8,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use libp2p::{
     Multiaddr, Swarm, SwarmBuilder,
+    core::upgrade::Version,
     identity::Keypair,
     noise,
     swarm::{NetworkBehaviour, SwarmEvent},
@@ -40,6 +41,20 @@ pub(crate) fn new_swarm_of<B: NetworkBehaviour>(
     make: impl FnOnce(&Keypair) -> B,
     idle: Duration,
 ) -> Swarm<B> {
+    swarm_of(make, idle, Version::V1)
+}
+
+/// A swarm as [`new_swarm`] makes, whose streams negotiate their protocol lazily, as the
+/// node's do: a stream that offers one protocol sends its first bytes with the proposal.
+pub(crate) fn new_lazy_swarm<B: NetworkBehaviour>(behaviour: B) -> Swarm<B> {
+    swarm_of(|_| behaviour, IDLE_CONNECTION_TIMEOUT, Version::V1Lazy)
+}
+
+fn swarm_of<B: NetworkBehaviour>(
+    make: impl FnOnce(&Keypair) -> B,
+    idle: Duration,
+    upgrades: Version,
+) -> Swarm<B> {
     SwarmBuilder::with_new_identity()
         .with_tokio()
         .with_tcp(
@@ -50,7 +65,10 @@ pub(crate) fn new_swarm_of<B: NetworkBehaviour>(
         .expect("tcp transport")
         .with_behaviour(make)
         .expect("behaviour")
-        .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
+        .with_swarm_config(|c| {
+            c.with_idle_connection_timeout(idle)
+                .with_substream_upgrade_protocol_override(upgrades)
+        })
         .build()
 }
 

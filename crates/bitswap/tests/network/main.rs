@@ -22,7 +22,7 @@ use libp2p::{
 use multihash_codetable::{Code, MultihashDigest};
 use tokio::time::timeout;
 
-use common::{bytes, listen, new_swarm};
+use common::{bytes, listen, new_lazy_swarm, new_swarm};
 
 mod raw;
 mod swarms;

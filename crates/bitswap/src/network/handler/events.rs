@@ -7,6 +7,17 @@ use crate::{
     protocol::Version,
 };
 
+/// What an outbound stream a [`Handler`](super::Handler) asks for is for (its
+/// `OutboundOpenInfo`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutboundOpen {
+    /// It carries unordered messages.
+    pub unordered: bool,
+    /// It offers a version alone before the peer's versions are known: its first message
+    /// waits for the peer to accept or refuse it.
+    pub guessed: bool,
+}
+
 /// What the [`Behaviour`](crate::network::Behaviour) tells a [`Handler`](super::Handler).
 #[derive(Debug)]
 pub enum HandlerIn {

@@ -10,7 +10,7 @@ use std::{
 
 use futures::{
     FutureExt, StreamExt,
-    channel::mpsc,
+    channel::{mpsc, oneshot},
     future::BoxFuture,
     stream::{BoxStream, FuturesUnordered},
 };
@@ -19,7 +19,7 @@ use libp2p::swarm::{
     ConnectionHandler, ConnectionHandlerEvent, Stream, StreamUpgradeError, SubstreamProtocol,
     handler::{
         ConnectionEvent, DialUpgradeError, FullyNegotiatedInbound, FullyNegotiatedOutbound,
-        ListenUpgradeError, ProtocolsChange,
+        ListenUpgradeError,
     },
 };
 
@@ -37,8 +37,9 @@ use crate::{
 };
 
 mod events;
+mod versions;
 
-pub use self::events::{HandlerEvent, HandlerIn};
+pub use self::events::{HandlerEvent, HandlerIn, OutboundOpen};
 
 /// Messages a handler reports and the behaviour's user has not taken yet, per connection: as
 /// many as libp2p's default event buffer of a connection (7) plus one. Inbound streams are not
@@ -86,6 +87,10 @@ const MAX_UNTAKEN: usize = 8;
 ///   would cap it (rust-yamux, for instance, grants at most 1 MiB per stream). A connection
 ///   set up faster than [`Config::min_setup_to_spread`] is near enough for one stream's window:
 ///   its unordered messages go in order with the others, which costs less CPU.
+///   Before the peer's versions are known (from a negotiated stream or identify), a new
+///   stream offers our most preferred version alone, a guess that lets the first message
+///   travel with the proposal; that message waits for the peer's verdict before others
+///   follow it, and a refusal sends them again on a stream that offers every version.
 ///   Each message has its own write timeout ([`Config::send_timeout`]); a failed write resets
 ///   the stream and fails the messages waiting for it. A write that takes longer than
 ///   [`Config::write_stall`] reports its message and those waiting behind it as stalled.
@@ -137,6 +142,11 @@ pub struct Handler {
     reported: Option<Version>,
     /// The peer refused every version we offered.
     unsupported: bool,
+    /// The peer refused the version offered alone before its versions were known: new
+    /// streams offer every version until one is.
+    guess_refused: bool,
+    /// How long a stream on a guessed version waits for the peer's verdict.
+    guess_limit: Duration,
     /// Each kind of failure is logged once per connection (at debug), then only at trace.
     logged_stream_limit: bool,
     logged_inbound_failure: bool,
@@ -188,6 +198,8 @@ impl Handler {
             advertised: VersionSet::default(),
             reported: None,
             unsupported: false,
+            guess_refused: false,
+            guess_limit: versions::guess_limit(setup),
             logged_stream_limit: false,
             logged_inbound_failure: false,
             logged_send_failure: false,
@@ -198,62 +210,6 @@ impl Handler {
             stalled: HashSet::new(),
             config,
         }
-    }
-
-    fn learn_version(&mut self, version: Version) {
-        self.negotiated.insert(version);
-        self.unsupported = false;
-        self.report_version();
-    }
-
-    fn report_version(&mut self) {
-        let mut known = self.negotiated;
-        for version in self.upgrade.versions() {
-            if self.advertised.contains(*version) {
-                known.insert(*version);
-            }
-        }
-        if let Some(best) = known.best()
-            && self.reported != Some(best)
-        {
-            self.reported = Some(best);
-            self.events.push_back(HandlerEvent::Version(best));
-        }
-    }
-
-    /// What a new outbound stream offers: the best version known for the peer alone once one
-    /// is (negotiated on this connection, or ours and advertised), every configured version
-    /// before. With one protocol offered, a swarm whose substream upgrades are
-    /// `upgrade::Version::V1Lazy` sends the message with the proposal instead of a round
-    /// trip after it, which every new stream of a far peer pays otherwise.
-    fn outbound_upgrade(&self) -> Upgrade {
-        match self.reported {
-            Some(version) => Upgrade::new([version]),
-            None => self.upgrade.clone(),
-        }
-    }
-
-    fn on_remote_protocols(&mut self, change: ProtocolsChange<'_>) {
-        match change {
-            ProtocolsChange::Added(added) => {
-                for protocol in added {
-                    if let Some(version) = Version::from_protocol(protocol.as_ref()) {
-                        self.advertised.insert(version);
-                        if self.upgrade.versions().contains(&version) {
-                            self.unsupported = false;
-                        }
-                    }
-                }
-            }
-            ProtocolsChange::Removed(removed) => {
-                for protocol in removed {
-                    if let Some(version) = Version::from_protocol(protocol.as_ref()) {
-                        self.advertised.remove(version);
-                    }
-                }
-            }
-        }
-        self.report_version();
     }
 
     fn on_inbound(&mut self, stream: Stream, version: Version) {
@@ -281,13 +237,17 @@ impl Handler {
         }
     }
 
-    fn on_outbound(&mut self, stream: Stream, version: Version, unordered: bool) {
+    fn on_outbound(&mut self, stream: Stream, version: Version, open: OutboundOpen) {
+        let unordered = open.unordered;
         if unordered {
             self.opening_unordered = self.opening_unordered.saturating_sub(1);
         } else {
             self.opening = false;
         }
-        self.learn_version(version);
+        if !open.guessed {
+            self.learn_version(version);
+        }
+        let (guess, verdict) = self.guess(open, version).unzip();
         let id = self.next_writer;
         self.next_writer += 1;
         let (messages, receiver) = mpsc::channel(self.config.max_queued_messages());
@@ -298,6 +258,7 @@ impl Handler {
             stalled: false,
             unordered,
             delivered: false,
+            guess,
         });
         self.writer_tasks.push(
             write_messages(
@@ -307,6 +268,7 @@ impl Handler {
                 receiver,
                 self.report_sender.clone(),
                 Arc::clone(&self.config),
+                verdict,
             )
             .boxed(),
         );
@@ -455,23 +417,36 @@ impl Handler {
                 }
                 self.send_failed(ids, error);
             }
-            WriteReport::Closed { writer, returned } => {
-                let unordered = self
-                    .writers
-                    .iter()
-                    .find(|w| w.id == writer)
-                    .is_some_and(|w| w.unordered);
-                self.writers.retain(|w| w.id != writer);
-                // They were handed out before anything still queued: they go first.
-                let queue = if unordered {
-                    &mut self.unordered
-                } else {
-                    &mut self.queue
-                };
-                for message in returned.into_iter().rev() {
-                    queue.push_front(message);
+            WriteReport::Closed { writer, returned } => self.take_back(writer, returned),
+            WriteReport::Accepted { writer, version } => {
+                if let Some(w) = self.writers.iter_mut().find(|w| w.id == writer) {
+                    w.guess = None;
                 }
+                self.learn_version(version);
             }
+            WriteReport::Refused { writer, returned } => {
+                self.refuse_guess();
+                self.take_back(writer, returned);
+            }
+        }
+    }
+
+    /// `writer` ended and gave back `returned`, which it had taken but not written (or which
+    /// the peer refused): they go first, before anything still queued.
+    fn take_back(&mut self, writer: u64, returned: Vec<(MessageId, Message)>) {
+        let unordered = self
+            .writers
+            .iter()
+            .find(|w| w.id == writer)
+            .is_some_and(|w| w.unordered);
+        self.writers.retain(|w| w.id != writer);
+        let queue = if unordered {
+            &mut self.unordered
+        } else {
+            &mut self.queue
+        };
+        for message in returned.into_iter().rev() {
+            queue.push_front(message);
         }
     }
 
@@ -497,12 +472,21 @@ impl Handler {
         }
     }
 
-    fn on_dial_upgrade_error(&mut self, error: StreamUpgradeError<io::Error>, unordered: bool) {
+    fn on_dial_upgrade_error(&mut self, error: StreamUpgradeError<io::Error>, open: OutboundOpen) {
+        let unordered = open.unordered;
         if unordered {
             self.opening_unordered = self.opening_unordered.saturating_sub(1);
-            self.stop_spreading();
         } else {
             self.opening = false;
+        }
+        if open.guessed && matches!(error, StreamUpgradeError::NegotiationFailed) {
+            // A swarm whose upgrades are not lazy learns of the refusal here: the messages
+            // wait for a stream that offers every version.
+            self.refuse_guess();
+            return;
+        }
+        if unordered {
+            self.stop_spreading();
         }
         self.back_off();
         let error = match error {
@@ -583,6 +567,18 @@ impl Handler {
         }
     }
 
+    /// Asks for a new outbound stream, for unordered messages or not.
+    fn open_stream(
+        &self,
+        unordered: bool,
+    ) -> ConnectionHandlerEvent<Upgrade, OutboundOpen, HandlerEvent> {
+        let (upgrade, guessed) = self.outbound_upgrade();
+        let open = OutboundOpen { unordered, guessed };
+        ConnectionHandlerEvent::OutboundSubstreamRequest {
+            protocol: SubstreamProtocol::new(upgrade, open),
+        }
+    }
+
     /// Polls inbound streams oldest first and returns the first message or failure.
     fn poll_inbound(&mut self, cx: &mut Context<'_>) -> Option<HandlerEvent> {
         self.start_waiting_readers();
@@ -616,8 +612,7 @@ impl ConnectionHandler for Handler {
     type InboundProtocol = Upgrade;
     type OutboundProtocol = Upgrade;
     type InboundOpenInfo = ();
-    /// Whether the stream carries unordered messages.
-    type OutboundOpenInfo = bool;
+    type OutboundOpenInfo = OutboundOpen;
 
     fn listen_protocol(&self) -> SubstreamProtocol<Upgrade> {
         SubstreamProtocol::new(self.upgrade.clone(), ())
@@ -690,7 +685,7 @@ impl ConnectionHandler for Handler {
     fn poll(
         &mut self,
         cx: &mut Context<'_>,
-    ) -> Poll<ConnectionHandlerEvent<Upgrade, bool, HandlerEvent>> {
+    ) -> Poll<ConnectionHandlerEvent<Upgrade, OutboundOpen, HandlerEvent>> {
         if let Some(event) = self.events.pop_front() {
             return Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(event));
         }
@@ -716,15 +711,11 @@ impl ConnectionHandler for Handler {
                 < self.config.max_outbound_streams()
         {
             self.opening = true;
-            return Poll::Ready(ConnectionHandlerEvent::OutboundSubstreamRequest {
-                protocol: SubstreamProtocol::new(self.outbound_upgrade(), false),
-            });
+            return Poll::Ready(self.open_stream(false));
         }
         if !self.unsupported && self.unordered_streams_wanted() {
             self.opening_unordered += 1;
-            return Poll::Ready(ConnectionHandlerEvent::OutboundSubstreamRequest {
-                protocol: SubstreamProtocol::new(self.outbound_upgrade(), true),
-            });
+            return Poll::Ready(self.open_stream(true));
         }
         Poll::Pending
     }
@@ -770,6 +761,9 @@ struct Writer {
     unordered: bool,
     /// A message was written on it.
     delivered: bool,
+    /// Its version was guessed and awaits the peer's verdict: the version, and what tells
+    /// the writer that the handler learnt it is the peer's.
+    guess: Option<(Version, oneshot::Sender<()>)>,
 }
 
 #[cfg(test)]

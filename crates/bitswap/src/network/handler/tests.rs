@@ -5,12 +5,33 @@ fn new_streams_offer_the_peer_s_version_alone_once_known() {
     let config = Config::default();
     let budget = Budget::new(&config).for_connection();
     let mut handler = Handler::new(Arc::new(config), budget, None);
-    assert_eq!(handler.outbound_upgrade().versions(), Version::ALL);
+    let offer = |handler: &Handler| {
+        let (upgrade, guessed) = handler.outbound_upgrade();
+        (upgrade.versions().to_vec(), guessed)
+    };
+    // Not known: our best alone, as a guess; every version once the peer refused it.
+    assert_eq!(offer(&handler), (vec![Version::V1_2_0], true));
+    handler.refuse_guess();
+    assert_eq!(offer(&handler), (Version::ALL.to_vec(), false));
     handler.advertised.insert(Version::V1_1_0);
     handler.report_version();
-    assert_eq!(handler.outbound_upgrade().versions(), [Version::V1_1_0]);
+    assert_eq!(offer(&handler), (vec![Version::V1_1_0], false));
     handler.learn_version(Version::V1_2_0);
-    assert_eq!(handler.outbound_upgrade().versions(), [Version::V1_2_0]);
+    assert_eq!(offer(&handler), (vec![Version::V1_2_0], false));
+    // With one version configured, offering it alone is no guess.
+    let one = Config::default().with_versions([Version::V1_1_0]);
+    let budget = Budget::new(&one).for_connection();
+    let handler = Handler::new(Arc::new(one), budget, None);
+    assert_eq!(offer(&handler), (vec![Version::V1_1_0], false));
+}
+
+#[test]
+fn a_guess_waits_twice_the_set_up_within_bounds() {
+    let ms = Duration::from_millis;
+    assert_eq!(versions::guess_limit(Some(ms(1))), ms(50));
+    assert_eq!(versions::guess_limit(Some(ms(150))), ms(300));
+    assert_eq!(versions::guess_limit(Some(ms(5000))), ms(2000));
+    assert_eq!(versions::guess_limit(None), ms(1000));
 }
 
 #[test]

@@ -59,7 +59,8 @@ pub(super) enum WriteReport {
 /// (the handler learnt that the peer speaks the version), or for `limit`, before it reports
 /// the message sent and writes more.
 pub(super) struct Guess {
-    /// Fires (or is dropped) once the version is known to be the peer's.
+    /// Fires once the handler knows the version is the peer's; dropped (which ends the wait
+    /// as well) when the handler lets the stream go.
     pub(super) confirmed: oneshot::Receiver<()>,
     /// The longest wait for a verdict; a refusal takes a round trip.
     pub(super) limit: Duration,

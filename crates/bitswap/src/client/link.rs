@@ -224,11 +224,14 @@ impl Link {
     /// unanswered: `floor + multiplier × round trip`, plus four average blocks' transfer time
     /// (a large block on a slow link takes that long to arrive whole, and a peer serving
     /// others besides us sends ours in turns), capped at `ceiling`; `initial` before any
-    /// round trip is measured, and for a want-block before the peer delivered a block on this
-    /// connection: the first blocks of a far peer arrive together after several round trips
-    /// (they share its link, and each waits for its stream's flow-control window), which a
-    /// round trip measured on small answers does not foresee. Once blocks arrive, each
-    /// answer re-arms the wants ([`due`](Self::due)).
+    /// round trip is measured, and before the peer's delivery rate is for a want-block or
+    /// while the peer has want-blocks of ours in flight (its other answers wait behind
+    /// them): a round trip measured on small answers (presences, a small block) does not
+    /// foresee how long a large block takes on a slow link, nor that the first blocks of a
+    /// far peer arrive together after several round trips (they share its link, and each
+    /// waits for its stream's flow-control window). Once the rate is measured, the transfer
+    /// time of blocks is part of the timeout, and each answer re-arms the wants
+    /// ([`due`](Self::due)).
     pub(super) fn silence_timeout(
         &self,
         want_type: WantType,
@@ -238,7 +241,12 @@ impl Link {
         ceiling: Duration,
     ) -> Duration {
         match self.min_rtt {
-            Some(_) if want_type == WantType::Block && self.last_block.is_none() => initial,
+            Some(_)
+                if self.rate().is_none()
+                    && (want_type == WantType::Block || self.busy_since.is_some()) =>
+            {
+                initial
+            }
             None => initial,
             Some(rtt) => floor
                 .saturating_add(rtt.saturating_mul(multiplier))

@@ -110,6 +110,58 @@ fn want_blocks_spread_in_proportion_to_the_rates() {
     assert!(fraction > 0.75, "{fraction:.2} of the links used");
 }
 
+/// Two servers behind 2 MB/s links with 25 ms each way. A first small block measures the
+/// round trip to both (one delivers it, the other answers HAVE), then 1 MiB blocks follow,
+/// each taking ten times that round trip to arrive. No want-block times out at the server
+/// that has not delivered a block yet: its first blocks are slow, not missing.
+#[test]
+fn first_blocks_slower_than_the_round_trip_of_presences_are_not_timed_out() {
+    let small = blocks(1, 8000);
+    let large = blocks(40, 1024 * 1024);
+    let all: Vec<Block> = small.iter().chain(&large).cloned().collect();
+    let config = ClientConfig::default().with_initial_window_bytes(4 << 20);
+    let mut net = Net::new(config);
+    for _ in 0..2 {
+        let s = net.server(Kind::Honest, Version::V1_2_0, &all);
+        net.servers[s].rate = Some(2_000_000);
+        net.servers[s].latency = Duration::from_millis(25);
+        net.connect(s);
+    }
+    let session = net.client.new_session().expect("room");
+    let first = net.get(cids(&small), Some(session));
+    assert!(net.run_until(Duration::from_secs(5), |n| n.finished(first)));
+    for s in 0..2 {
+        let id = net.servers[s].id;
+        assert!(
+            net.client.peer_latency(&id).is_some(),
+            "round trip to {s} measured"
+        );
+    }
+    let query = net.get(cids(&large), Some(session));
+    assert!(net.run_until(Duration::from_secs(120), |n| n.finished(query)));
+    assert_exactly(&net, query, &cids(&large));
+    net.run_until(Duration::from_secs(2), |n| n.in_flight.is_empty());
+    let stats = net.client.stats();
+    let shares: Vec<usize> = net.servers.iter().map(|s| s.arrivals.len()).collect();
+    println!(
+        "2 x 2 MB/s, 1 MiB blocks: {:.2} s, blocks per server {shares:?}, {} timeouts, \
+         {:.2}% duplicates",
+        net.elapsed().as_secs_f64(),
+        stats.timeouts,
+        net.duplicate_percent()
+    );
+    assert!(
+        shares.iter().all(|&n| n > 5),
+        "both servers serve: {shares:?}"
+    );
+    assert_eq!(stats.timeouts, 0);
+    assert!(
+        net.duplicate_percent() < 5.0,
+        "{}%",
+        net.duplicate_percent()
+    );
+}
+
 /// One server whose large replies each wait a round trip for stream credit (kubo against a
 /// 256 KiB initial yamux window) behind a 20 MB/s link with 100 ms each way.
 #[test]

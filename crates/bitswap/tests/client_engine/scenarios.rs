@@ -163,23 +163,27 @@ fn a_silent_peer_gets_a_simulated_dont_have_and_others_serve() {
 
 #[test]
 fn the_timeout_adapts_to_measured_latency_with_a_floor() {
-    let data = blocks(2, 8000);
+    let data = blocks(17, 8000);
     let mut net = Net::new(ClientConfig::default());
-    let good = net.server(Kind::Honest, Version::V1_2_0, &data[..1]);
+    let good = net.server(Kind::Honest, Version::V1_2_0, &data[..16]);
     net.servers[good].latency = Duration::from_micros(50);
+    net.servers[good].rate = Some(40_000_000);
     net.connect(good);
-    let first = net.get(vec![*data[0].cid()], None);
+    // Enough blocks, one after the other, for the peer's delivery rate to be measured:
+    // before, a want-block gets the initial timeout.
+    let first = net.get(cids(&data[..16]), None);
     assert!(net.run_until(Duration::from_secs(1), |n| n.finished(first)));
     let latency = net
         .client
         .peer_latency(&net.servers[good].id)
         .expect("measured");
-    assert!(latency < Duration::from_millis(1));
+    // The average wait includes the queue of 16 blocks at 0.2 ms each.
+    assert!(latency < Duration::from_millis(5), "{latency:?}");
     // Loopback latency, but the second want (which the server lacks... and stays silent on,
     // since it is made silent) times out after the floor, not after 3 x 100 us.
     net.servers[good].kind = Kind::Silent;
     let start = net.now;
-    let second = net.get(vec![*data[1].cid()], None);
+    let second = net.get(vec![*data[16].cid()], None);
     net.run_until(Duration::from_secs(1), |n| n.client.stats().timeouts > 0);
     let waited = net.now - start;
     assert!(waited >= Duration::from_millis(100), "{waited:?}");

@@ -1,4 +1,4 @@
-//! [`id_type!`]: the crate's id newtypes (queries, sessions, lookups), each a counter value
+//! `id_type!`: the crate's id newtypes (queries, sessions, lookups), each a counter value
 //! shown with the name of what it identifies.
 
 /// Declares `pub struct $name(u64)`, ordered and hashable, shown as `$prefix-N`.

@@ -141,11 +141,16 @@ impl Config {
         /// delivering keeps every want it holds alive, however long its queue, and silence is
         /// measured on the peer's own scale. The floor keeps loopback peers, whose round trip is
         /// microseconds, from timing out while they read a block (boxo#959 broke at 2.5 ms).
+        /// Until the peer's delivery rate is measured, its want-blocks (and its other wants
+        /// while want-blocks of ours are in flight there) get
+        /// [`with_initial_dont_have_timeout`](Self::with_initial_dont_have_timeout) instead.
         /// Default: 100 ms.
         with_min_dont_have_timeout(floor: Duration) -> min_dont_have_timeout;
 
-        /// Sets the simulated DONT_HAVE timeout of a peer whose latency was never measured.
-        /// Default: 2 s (boxo: 2 s plus a multiple of the ping time).
+        /// Sets the simulated DONT_HAVE timeout of a peer whose latency was never measured, and
+        /// of its want-blocks while its delivery rate is not (a round trip measured on small
+        /// answers does not foresee a large block on a slow link). Default: 2 s (boxo: 2 s plus
+        /// a multiple of the ping time).
         with_initial_dont_have_timeout(timeout: Duration) -> initial_dont_have_timeout;
 
         /// Sets the ceiling of the simulated DONT_HAVE timeout. Default: 7 s, as boxo.

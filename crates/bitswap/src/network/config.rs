@@ -14,7 +14,7 @@ use crate::protocol::Version;
 #[non_exhaustive]
 pub struct Config {
     /// Protocol versions advertised and accepted, most preferred first; dialing proposes them in
-    /// this order. Default: all four, [`Version::ALL`].
+    /// this order (see [`Config::with_versions`]). Default: all four, [`Version::ALL`].
     versions: Vec<Version>,
     /// Inbound Bitswap streams read at the same time on one connection; more are reset.
     /// Default: 32 streams.
@@ -93,7 +93,9 @@ impl Config {
 
     /// Sets the protocol versions advertised and accepted, most preferred first (duplicates are
     /// ignored). Outbound streams propose them in this order, so the first one the peer also
-    /// speaks is used. Default: all four, [`Version::ALL`] (1.2.0 first).
+    /// speaks is used; before the peer's versions are known, a stream proposes the first one
+    /// alone, and every one if the peer refuses it. Default: all four, [`Version::ALL`] (1.2.0
+    /// first).
     ///
     /// # Panics
     ///

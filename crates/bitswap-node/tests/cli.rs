@@ -12,7 +12,6 @@ use std::{
 use common::{Killed, TIME_LIMIT, bin, command, lines, put_dag_cbor, s};
 use serde_json::Value;
 
-/// Runs `bitswap-node --data-dir DIR ARGS...`.
 /// A new temporary folder, and the path of a node's data folder in it.
 fn node_dir() -> (tempfile::TempDir, PathBuf) {
     let temp = tempfile::tempdir().unwrap();
@@ -20,6 +19,7 @@ fn node_dir() -> (tempfile::TempDir, PathBuf) {
     (temp, dir)
 }
 
+/// Runs `bitswap-node --data-dir DIR ARGS...`.
 fn node(data_dir: &Path, args: &[&str]) -> Output {
     command(data_dir, args).output().expect("the binary runs")
 }

@@ -18,6 +18,12 @@ use common::write_pseudo_random;
 use support::*;
 
 // 64 leaves of 1 MiB (Helia's layout) and their root.
+//
+// Helia writes its 1 MiB leaves three to a 4 MiB message, several messages on one stream. Our
+// fetch of them failed (Helia's connection reset after the root) until `bitswap::yamux_config`
+// capped our yamux stream windows at 1 MiB: js-yamux (`@libp2p/yamux` 8.0.3) sends data frames
+// as large as the stream's send window, and rust yamux 0.14.1, whose window auto-tuning had
+// grown past 1 MiB, refuses frame bodies over 1 MiB (`Decode(FrameTooLarge(2097140))`).
 exchange_tests!("Helia", helia, (164, 165), 65);
 
 /// want-have and want-block with sendDontHave for blocks Helia lacks get DONT_HAVE; a want-have

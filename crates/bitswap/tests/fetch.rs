@@ -201,7 +201,7 @@ async fn a_thousand_blocks_from_three_servers_with_few_duplicates() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_handle_fetches_from_another_task() {
+async fn a_control_fetches_from_another_task() {
     let blocks = raw_blocks(20, 50_000, 3);
     let server = server(&blocks, Config::default()).await;
     let mut client = node(Config::default());

@@ -180,7 +180,6 @@ async fn sees_closed(stream: &mut TcpStream, bound: Duration) -> bool {
     }
 }
 
-/// Shuts the proxy down and checks that it left nothing behind.
 /// Starts a [`Server`] and a proxy to it over `link`.
 async fn proxied(link: Link) -> (Server, ProxyHandle) {
     let server = Server::start().await;
@@ -188,6 +187,7 @@ async fn proxied(link: Link) -> (Server, ProxyHandle) {
     (server, proxy)
 }
 
+/// Shuts the proxy down and checks that it left nothing behind.
 async fn finish(proxy: ProxyHandle) -> link_shaper::Stats {
     let stats = proxy.shutdown().await;
     assert_eq!(stats.open_connections, 0);

@@ -27,7 +27,9 @@ use libp2p::{Multiaddr, PeerId, Swarm, noise, swarm::SwarmEvent, tcp};
 use multihash_codetable::{Code, MultihashDigest};
 use serde_json::Value;
 
-use crate::common::{Killed, command, json_for, lines, run_for, s, skipped, write_pseudo_random};
+use crate::common::{
+    Killed, command, json_for, lines, pseudo_random_file, run_for, s, skipped, write_pseudo_random,
+};
 
 /// Bound of one answer from a driver, and of one run of our binary.
 pub const TIME_LIMIT: Duration = Duration::from_secs(120);
@@ -575,8 +577,7 @@ pub fn we_fetch_raw_blocks(start: StartPeer<'_>) {
 /// our `serve`, which added it (kubo's layout).
 pub fn peer_fetches_64_mib_file_from_us(name: &str, seed: u64, start: StartPeer<'_>) {
     let temp = tempfile::tempdir().unwrap();
-    let file = temp.path().join("file");
-    write_pseudo_random(&file, 64 << 20, seed);
+    let file = pseudo_random_file(temp.path(), 64 << 20, seed);
     let serve = start_serve(&temp.path().join("node"), &[], &[&file]);
     let root = serve.info["roots"][0]["cid"].as_str().unwrap().to_owned();
     let mut peer = start(None, &[]);
@@ -591,8 +592,7 @@ pub fn peer_fetches_64_mib_file_from_us(name: &str, seed: u64, start: StartPeer<
 /// `name`, which added it in `blocks` blocks (its layout).
 pub fn we_fetch_64_mib_file(name: &str, seed: u64, blocks: u64, start: StartPeer<'_>) {
     let temp = tempfile::tempdir().unwrap();
-    let file = temp.path().join("file");
-    write_pseudo_random(&file, 64 << 20, seed);
+    let file = pseudo_random_file(temp.path(), 64 << 20, seed);
     let peer = start(None, &[&file]);
     let root = peer.info["added"][file.to_str().unwrap()]
         .as_str()

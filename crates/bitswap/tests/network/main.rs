@@ -75,7 +75,6 @@ async fn drive<T>(
     .expect("timed out driving the swarms")
 }
 
-/// Dials `b` from `a` and waits until both report the peer connected.
 /// A wantlist update of one want-block for `cid(seed)`.
 fn want_one(seed: u8) -> Message {
     Message::wantlist_update(vec![Entry::want_block(cid(seed), 1)])
@@ -102,21 +101,14 @@ fn with_blocks(count: u8, every: u8, block_size: usize) -> Vec<Message> {
 
 /// A node of `a_config` connected to a default one: both, then their ids.
 async fn connected_pair(a_config: Config) -> (Swarm<Behaviour>, Swarm<Behaviour>, PeerId, PeerId) {
-    connected_pair_of(a_config, Config::default()).await
-}
-
-/// A node of `a_config` connected to one of `b_config`: both, then their ids.
-async fn connected_pair_of(
-    a_config: Config,
-    b_config: Config,
-) -> (Swarm<Behaviour>, Swarm<Behaviour>, PeerId, PeerId) {
     let mut a = node(a_config);
-    let mut b = node(b_config);
+    let mut b = node(Config::default());
     let (a_id, b_id) = (*a.local_peer_id(), *b.local_peer_id());
     connect(&mut a, &mut b).await;
     (a, b, a_id, b_id)
 }
 
+/// Dials `b` from `a` and waits until both report the peer connected.
 async fn connect(a: &mut Swarm<Behaviour>, b: &mut Swarm<Behaviour>) {
     let address = listen(b).await;
     a.dial(address).expect("dial");

@@ -166,14 +166,7 @@ async fn wantlist_entries_past_the_limit_are_dropped() {
         .cloned()
         .collect();
     assert!(expected.len() < sent.wantlist.entries.len());
-    let frames = bitswap::protocol::encode(&sent, Version::V1_2_0);
-    let writer = tokio::spawn(async move {
-        let mut stream = control.open_stream(node_id, V1_2_0).await.expect("stream");
-        bitswap::protocol::write_frames(&mut stream, &frames)
-            .await
-            .expect("write");
-        stream.close().await.expect("close");
-    });
+    let writer = tokio::spawn(async move { write_one(&mut control, node_id, &sent).await });
     let received = drive_one(&mut node, |event| match event {
         Event::Message { message, .. } => Some(message),
         _ => None,

@@ -11,7 +11,8 @@
 //! The rate is bytes over time while the peer had want-blocks in flight, both summed with an
 //! exponential decay of [`RATE_HALF_LIFE`], so that it follows a link that changes but not one
 //! block's jitter. The first block of a busy period gives no sample (its wait includes the
-//! round trip, not only its transfer).
+//! round trip, not only its transfer), and the rate is trusted only once
+//! [`MIN_RATE_BYTES`] were measured.
 
 use std::time::{Duration, Instant};
 
@@ -21,6 +22,10 @@ use crate::message::WantType;
 const RATE_HALF_LIFE: Duration = Duration::from_millis(500);
 /// Time of delivery that must have been measured before the rate is trusted.
 const MIN_RATE_TIME: Duration = Duration::from_millis(1);
+/// Bytes that must have been measured before the rate is trusted: a DAG's root and inner
+/// nodes (a few KiB, often in one message) time the round trip and the scheduler, not the
+/// link.
+const MIN_RATE_BYTES: f64 = 64.0 * 1024.0;
 /// Block size assumed before a peer delivered any: kubo's default chunk.
 const DEFAULT_BLOCK_SIZE: u64 = 256 * 1024;
 /// Want-blocks in flight at a peer whatever its measurements: two keep it busy while one
@@ -65,7 +70,8 @@ pub(super) struct Link {
     bytes: f64,
     /// Decayed seconds spent delivering them.
     seconds: f64,
-    /// Average size of the blocks delivered (weight 1/8), if any was.
+    /// Average size of the blocks delivered, if any was: a larger block moves it halfway up,
+    /// a smaller one an eighth of the way down.
     block_size: Option<u64>,
     /// When the current busy period (want-blocks in flight) began, if the peer is busy.
     busy_since: Option<Instant>,
@@ -96,6 +102,9 @@ impl Link {
     pub(super) fn delivered(&mut self, bytes: u64, now: Instant) {
         self.block_size = Some(match self.block_size {
             None => bytes,
+            // Up fast, down slowly: a DAG's first blocks are small and its leaves large, and
+            // taking leaves for small blocks would queue too many at the peer.
+            Some(mean) if bytes > mean => (mean + bytes) / 2,
             Some(mean) => (mean * 7 + bytes) / 8,
         });
         if let (Some(busy), Some(last)) = (self.busy_since, self.last_block)
@@ -150,14 +159,14 @@ impl Link {
     }
 
     /// Smallest want-to-answer time seen on this connection.
-    #[cfg(test)]
     pub(super) fn min_rtt(&self) -> Option<Duration> {
         self.min_rtt
     }
 
     /// Delivery rate in bytes per second, once measured.
     pub(super) fn rate(&self) -> Option<f64> {
-        (self.seconds >= MIN_RATE_TIME.as_secs_f64()).then(|| self.bytes / self.seconds)
+        (self.seconds >= MIN_RATE_TIME.as_secs_f64() && self.bytes >= MIN_RATE_BYTES)
+            .then(|| self.bytes / self.seconds)
     }
 
     /// Average block size delivered, or [`DEFAULT_BLOCK_SIZE`].
@@ -296,6 +305,24 @@ mod tests {
         assert!((rate - 40e6).abs() < 0.1e6, "{rate}");
         assert_eq!(link.min_rtt(), Some(ms(50)));
         assert_eq!(link.block_size(), 256 * 1024);
+    }
+
+    #[test]
+    fn a_few_small_blocks_measure_no_rate_and_large_ones_lift_the_size_at_once() {
+        let t0 = Instant::now();
+        // A DAG's root and inner nodes: a few KiB, a millisecond apart.
+        let (mut link, now) = steady(4000, ms(1), 4, t0);
+        assert_eq!(link.rate(), None, "12 KB say nothing of the rate");
+        assert_eq!(link.block_size(), 4000);
+        // Its leaves: the first one makes the size a leaf's, near enough.
+        link.delivered(256 * 1024, now + ms(10));
+        assert!(link.block_size() > 128 * 1024, "{}", link.block_size());
+        let rate = link.rate().expect("measured");
+        assert!(rate > 20e6, "{rate}");
+        // One small block among leaves moves the size by an eighth.
+        let before = link.block_size();
+        link.delivered(1000, now + ms(11));
+        assert_eq!(link.block_size(), (before * 7 + 1000) / 8);
     }
 
     #[test]

@@ -24,8 +24,8 @@
 //!    or stayed silent past their timeout are not picked;
 //! 2. peers with a non-negative score first;
 //! 3. the expected wait, the peer's round trip plus the transfer of the want-blocks already
-//!    in flight there at its measured rate (an unmeasured round trip counts as
-//!    [`UNKNOWN_LATENCY`]; before its rate is measured a peer is taken to deliver its window
+//!    in flight there at its measured rate (an unmeasured round trip counts as the smallest
+//!    one measured among the connected peers, or [`UNKNOWN_LATENCY`] if none is; before its rate is measured a peer is taken to deliver its window
 //!    per round trip), in steps of [`WAIT_STEP`]: a batch spreads over the peers that have the
 //!    data, the faster ones taking more;
 //! 4. peers that delivered blocks in the want's session, then peers that delivered anything;
@@ -36,7 +36,8 @@
 //! `link.rs`: what it delivers in half a second, or twice its bandwidth-delay product,
 //! once measured; `Config::initial_window_bytes` before). When the best-ranked peer is at
 //! its window the want waits in the client for its room rather than go to a peer expected to
-//! deliver later, so wants go to peers in proportion to their rates.
+//! deliver later (a peer with room expected no later, and ranked no lower by what it said,
+//! takes it), so wants go to peers in proportion to their rates.
 //!
 //! When no peer can be picked the want is *stuck*: if it is because the peers asked refused,
 //! providers are searched for ([`Action::FindProviders`], rate-limited per CID); if it is
@@ -66,7 +67,8 @@ use crate::message::{BlockPresenceType, Entry, WantType};
 /// Wants of one session (or one query without session) broadcast at their start while no
 /// peer is proven for them.
 const DISCOVERY_WANTS: usize = 1;
-/// Latency assumed for a peer whose latency was never measured, when ranking targets.
+/// Latency assumed for a peer whose latency was never measured, when ranking targets and no
+/// connected peer's is.
 const UNKNOWN_LATENCY: Duration = Duration::from_millis(100);
 /// Differences of expected wait below this do not matter when ranking targets (helpfulness
 /// decides first).
@@ -231,6 +233,16 @@ impl<'a> Strategy<'a> {
         let max_wants = self.config.max_wants_per_peer();
         let initial_window = self.config.initial_window_bytes();
         let mut best = None;
+        let mut room = None;
+        // A peer whose round trip is not measured yet is taken to be as near as the nearest
+        // measured one: ranked behind a full peer by a guess, it would stay idle while that
+        // peer's queue drains.
+        let unknown = self
+            .peers
+            .iter()
+            .filter_map(|(_, p)| p.link.min_rtt())
+            .min()
+            .unwrap_or(UNKNOWN_LATENCY);
         // A penalty only ranks a peer last: with no other candidate a penalised peer is still
         // asked, or a lone slow peer would stall every new want for `penalty_duration`.
         for (id, peer) in self.peers.iter() {
@@ -251,7 +263,7 @@ impl<'a> Strategy<'a> {
                 || peer.blocks_in_flight() >= window;
             let wait = peer
                 .link
-                .expected_wait(peer.blocks_in_flight(), window, UNKNOWN_LATENCY)
+                .expected_wait(peer.blocks_in_flight(), window, unknown)
                 .max(Duration::from_millis(1));
             let key = (
                 peer.is_penalised(now),
@@ -263,9 +275,20 @@ impl<'a> Strategy<'a> {
                 wait,
                 *id,
             );
+            if !is_full && room.as_ref().is_none_or(|(k, _)| key < *k) {
+                room = Some((key, *id));
+            }
             if best.as_ref().is_none_or(|(k, _, _)| key < *k) {
                 best = Some((key, *id, is_full));
             }
+        }
+        // The best peer is full, but one with room is expected to deliver no later and is no
+        // worse in what it said: it takes the want now rather than let it wait for room.
+        if let (Some((full, _, true)), Some((open, peer))) = (&best, &room)
+            && (open.0, open.1, open.2) <= (full.0, full.1, full.2)
+            && open.6 <= full.6
+        {
+            best = Some((*open, *peer, false));
         }
         match best {
             Some((_, _, true)) => self.stuck(cid, Stuck::Full, now),

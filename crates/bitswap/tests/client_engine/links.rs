@@ -185,6 +185,66 @@ fn a_server_slowed_by_stream_windows_is_kept_busy_without_timeouts() {
     assert_eq!(stats.timeouts, 0);
 }
 
+/// Want-blocks for `wanted` the client has sent `server` so far.
+fn want_blocks_sent(net: &Net, server: usize, wanted: &[Cid]) -> usize {
+    net.servers[server]
+        .raw
+        .iter()
+        .flat_map(|m| &m.wantlist.entries)
+        .filter(|e| !e.cancel && e.want_type == WantType::Block && wanted.contains(&e.cid))
+        .count()
+}
+
+/// A DAG as `get` walks it from three servers at 20 MB/s, 25 ms each way: a small root and
+/// a small inner node come from the one server ready at first, then 96 leaves of 256 KiB. The leaves' first
+/// round goes to all three servers at once: the server that sent the small blocks is not
+/// taken to send leaves at the pace it sent those (a few KiB say nothing of its rate or of
+/// the leaves' size), and servers whose round trip is not yet measured are not ranked
+/// behind it while it has no room.
+#[test]
+fn small_first_blocks_do_not_send_every_leaf_to_the_server_that_had_them() {
+    let root = blocks(1, 100);
+    let inner = vec![block(100, 12_000)];
+    let leaves = blocks(96, 256 * 1024);
+    let all: Vec<Block> = root.iter().chain(&inner).chain(&leaves).cloned().collect();
+    let mut net = Net::new(ClientConfig::default());
+    for _ in 0..3 {
+        let s = net.server(Kind::Honest, Version::V1_2_0, &all);
+        net.servers[s].rate = Some(20_000_000);
+        net.servers[s].latency = Duration::from_millis(25);
+    }
+    // The others' connections (or their protocol versions) are ready only after the small
+    // blocks came: nothing measured them yet.
+    net.connect(0);
+    let session = net.client.new_session().expect("room");
+    for level in [&root, &inner] {
+        let query = net.get(cids(level), Some(session));
+        assert!(net.run_until(Duration::from_secs(5), |n| n.finished(query)));
+    }
+    net.connect(1);
+    net.connect(2);
+    let wanted = cids(&leaves);
+    let query = net.get(wanted.clone(), Some(session));
+    assert!(net.run_until(Duration::from_secs(5), |n| !n.received(query).is_empty()));
+    let first_round: Vec<usize> = (0..3).map(|s| want_blocks_sent(&net, s, &wanted)).collect();
+    assert!(net.run_until(Duration::from_secs(60), |n| n.finished(query)));
+    assert_exactly(&net, query, &wanted);
+    let shares: Vec<usize> = net.servers.iter().map(|s| s.arrivals.len()).collect();
+    println!(
+        "3 x 20 MB/s, small blocks first: {:.2} s, leaves asked of each before the first \
+         arrived {first_round:?}, blocks per server {shares:?}, {:.2}% duplicates",
+        net.elapsed().as_secs_f64(),
+        net.duplicate_percent()
+    );
+    assert!(first_round.iter().all(|&n| n >= 8), "{first_round:?}");
+    assert!(shares.iter().all(|&n| n >= 24), "{shares:?}");
+    assert!(
+        net.duplicate_percent() < 3.0,
+        "{}%",
+        net.duplicate_percent()
+    );
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
 

@@ -77,6 +77,9 @@ pub(super) struct Link {
     busy_since: Option<Instant>,
     /// When it last delivered a block we asked it for.
     last_block: Option<Instant>,
+    /// Blocks it delivered, counted with a decay of half-life [`QUEUE_HORIZON`], and when
+    /// that count was last decayed.
+    recent_blocks: (f64, Option<Instant>),
     /// When it last answered anything we asked it (block or presence).
     last_answer: Option<Instant>,
     /// Start-up is over: the rate stopped growing ([`STARTUP_GROWTH`]).
@@ -115,6 +118,10 @@ impl Link {
             self.bytes = self.bytes * keep + bytes as f64;
             self.seconds = self.seconds * keep + elapsed;
         }
+        let (count, at) = self.recent_blocks;
+        let since = at.map_or(0.0, |at| now.saturating_duration_since(at).as_secs_f64());
+        let keep = 0.5f64.powf(since / QUEUE_HORIZON.as_secs_f64());
+        self.recent_blocks = (count * keep + 1.0, Some(now));
         self.last_block = Some(now);
         self.last_answer = Some(self.last_answer.map_or(now, |at| at.max(now)));
         self.check_startup(now);
@@ -153,6 +160,7 @@ impl Link {
         self.min_rtt = None;
         self.busy_since = None;
         self.last_block = None;
+        self.recent_blocks = (0.0, None);
         self.last_answer = None;
         self.full = false;
         self.startup = (0.0, None, 0);
@@ -213,7 +221,8 @@ impl Link {
     /// When a new want-block sent now would arrive, given `in_flight` want-blocks before it
     /// and a window of `window` blocks: the round trip plus the transfer of everything queued,
     /// with `unknown` standing in for an unmeasured round trip. Before the rate is measured
-    /// the peer is assumed to deliver its window per round trip.
+    /// the peer is assumed to deliver its window per round trip; after, at its rate but at
+    /// most twice what its recent blocks carried.
     pub(super) fn expected_wait(
         &self,
         in_flight: usize,
@@ -222,7 +231,17 @@ impl Link {
     ) -> Duration {
         let rtt = self.min_rtt.unwrap_or(unknown);
         let per_block = match self.rate() {
-            Some(_) => self.block_time(),
+            Some(rate) => {
+                // A burst of blocks that shared the link (sent on several streams at once,
+                // they end together) reads as a rate many times the link's: ranked by it, the
+                // peer would be sent more than it can deliver while the others run dry. So
+                // the rate ranked is at most twice what the blocks that came in about the last
+                // `QUEUE_HORIZON / ln 2` carried.
+                let window_secs = QUEUE_HORIZON.as_secs_f64() / std::f64::consts::LN_2;
+                let came = self.recent_blocks.0 * self.block_size() as f64 / window_secs;
+                let rate = rate.min(2.0 * came).max(1.0);
+                Duration::from_secs_f64((self.block_size() as f64 / rate).min(3600.0))
+            }
             None => rtt / u32::try_from(window.max(1)).unwrap_or(u32::MAX),
         };
         let queued = u32::try_from(in_flight).unwrap_or(u32::MAX);
@@ -323,6 +342,28 @@ mod tests {
         let before = link.block_size();
         link.delivered(1000, now + ms(11));
         assert_eq!(link.block_size(), (before * 7 + 1000) / 8);
+    }
+
+    #[test]
+    fn a_burst_after_a_long_first_wait_does_not_rank_the_peer_as_fast_as_it_reads() {
+        let t0 = Instant::now();
+        let mut link = Link::default();
+        link.set_busy(Some(t0));
+        link.round_trip(ms(50));
+        // 32 blocks sent on as many streams share a 20 MB/s link and end together: the
+        // first after 400 ms, the other 31 within 50 ms.
+        let mut now = t0 + ms(400);
+        link.delivered(256 * 1024, now);
+        for _ in 0..31 {
+            now += Duration::from_micros(1600);
+            link.delivered(256 * 1024, now);
+        }
+        let rate = link.rate().expect("measured");
+        assert!(rate > 100e6, "the burst reads as {rate}");
+        // Ranked at most twice what came in about the last 0.72 s (32 blocks, 11.6 MB/s):
+        // 40 blocks queued take 450 ms and more, not the 65 ms the burst's rate says.
+        let wait = link.expected_wait(40, 64, ms(100));
+        assert!(wait > ms(450), "{wait:?}");
     }
 
     #[test]

@@ -25,9 +25,10 @@
 //! 2. peers with a non-negative score first;
 //! 3. the expected wait, the peer's round trip plus the transfer of the want-blocks already
 //!    in flight there at its measured rate (an unmeasured round trip counts as the smallest
-//!    one measured among the connected peers, or [`UNKNOWN_LATENCY`] if none is; before its rate is measured a peer is taken to deliver its window
-//!    per round trip), in steps of [`WAIT_STEP`]: a batch spreads over the peers that have the
-//!    data, the faster ones taking more;
+//!    one measured among the connected peers, or [`UNKNOWN_LATENCY`] if none is; before its
+//!    rate is measured a peer is taken to deliver its window per round trip), in steps of
+//!    [`WAIT_STEP`]: a batch spreads over the peers that have the data, the faster ones
+//!    taking more;
 //! 4. peers that delivered blocks in the want's session, then peers that delivered anything;
 //! 5. 1.2.0 peers before older ones (which never say DONT_HAVE, so only a timeout moves on);
 //! 6. the exact expected wait, then peer id (so runs are reproducible).
@@ -240,6 +241,7 @@ impl<'a> Strategy<'a> {
         let unknown = self
             .peers
             .iter()
+            .filter(|(_, p)| p.version.is_some())
             .filter_map(|(_, p)| p.link.min_rtt())
             .min()
             .unwrap_or(UNKNOWN_LATENCY);
@@ -283,7 +285,8 @@ impl<'a> Strategy<'a> {
             }
         }
         // The best peer is full, but one with room is expected to deliver no later and is no
-        // worse in what it said: it takes the want now rather than let it wait for room.
+        // worse in what it said (penalty, class, score: the key's first three fields; the
+        // exact wait is its seventh): it takes the want now rather than let it wait for room.
         if let (Some((full, _, true)), Some((open, peer))) = (&best, &room)
             && (open.0, open.1, open.2) <= (full.0, full.1, full.2)
             && open.6 <= full.6

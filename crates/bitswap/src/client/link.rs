@@ -114,14 +114,13 @@ impl Link {
             && last >= busy
         {
             let elapsed = now.saturating_duration_since(last).as_secs_f64();
-            let keep = 0.5f64.powf(elapsed / RATE_HALF_LIFE.as_secs_f64());
+            let keep = decay(elapsed, RATE_HALF_LIFE);
             self.bytes = self.bytes * keep + bytes as f64;
             self.seconds = self.seconds * keep + elapsed;
         }
         let (count, at) = self.recent_blocks;
         let since = at.map_or(0.0, |at| now.saturating_duration_since(at).as_secs_f64());
-        let keep = 0.5f64.powf(since / QUEUE_HORIZON.as_secs_f64());
-        self.recent_blocks = (count * keep + 1.0, Some(now));
+        self.recent_blocks = (count * decay(since, QUEUE_HORIZON) + 1.0, Some(now));
         self.last_block = Some(now);
         self.last_answer = Some(self.last_answer.map_or(now, |at| at.max(now)));
         self.check_startup(now);
@@ -184,9 +183,13 @@ impl Link {
 
     /// Time to transfer one average block at the measured rate (zero if not measured).
     fn block_time(&self) -> Duration {
-        self.rate().map_or(Duration::ZERO, |rate| {
-            Duration::from_secs_f64((self.block_size() as f64 / rate).min(3600.0))
-        })
+        self.rate()
+            .map_or(Duration::ZERO, |rate| self.transfer_time(rate))
+    }
+
+    /// Time to transfer one average block at `rate` bytes per second (at most an hour).
+    fn transfer_time(&self, rate: f64) -> Duration {
+        Duration::from_secs_f64((self.block_size() as f64 / rate).min(3600.0))
     }
 
     /// How many want-blocks keep the peer busy: [`WINDOW_GAIN`] ([`STARTUP_GAIN`] while the
@@ -239,8 +242,7 @@ impl Link {
                 // `QUEUE_HORIZON / ln 2` carried.
                 let window_secs = QUEUE_HORIZON.as_secs_f64() / std::f64::consts::LN_2;
                 let came = self.recent_blocks.0 * self.block_size() as f64 / window_secs;
-                let rate = rate.min(2.0 * came).max(1.0);
-                Duration::from_secs_f64((self.block_size() as f64 / rate).min(3600.0))
+                self.transfer_time(rate.min(2.0 * came).max(1.0))
             }
             None => rtt / u32::try_from(window.max(1)).unwrap_or(u32::MAX),
         };
@@ -290,6 +292,11 @@ impl Link {
         let from = self.last_answer.map_or(sent, |at| at.max(sent));
         from + timeout
     }
+}
+
+/// What is left of a sum decayed with `half_life` after `elapsed` seconds.
+fn decay(elapsed: f64, half_life: Duration) -> f64 {
+    0.5f64.powf(elapsed / half_life.as_secs_f64())
 }
 
 #[cfg(test)]

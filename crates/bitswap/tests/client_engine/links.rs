@@ -3,19 +3,23 @@
 
 use super::*;
 
+/// The CIDs of the want-blocks the client has sent `server`, in order.
+fn want_blocks(net: &Net, server: usize) -> impl Iterator<Item = Cid> + '_ {
+    net.servers[server]
+        .raw
+        .iter()
+        .flat_map(|m| &m.wantlist.entries)
+        .filter(|e| !e.cancel && e.want_type == WantType::Block)
+        .map(|e| e.cid)
+}
+
 /// Want-blocks the client sent `server` more than once for the same CID (a cancel in between
 /// does not make a second want-block legitimate; a DONT_HAVE does).
 fn want_blocks_sent_twice(net: &Net, server: usize) -> Vec<Cid> {
     let mut asked = std::collections::HashSet::new();
-    let mut twice = Vec::new();
-    for message in &net.servers[server].raw {
-        for entry in &message.wantlist.entries {
-            if !entry.cancel && entry.want_type == WantType::Block && !asked.insert(entry.cid) {
-                twice.push(entry.cid);
-            }
-        }
-    }
-    twice
+    want_blocks(net, server)
+        .filter(|cid| !asked.insert(*cid))
+        .collect()
 }
 
 /// The longest time during which the client held a want-block at `server` and no block came
@@ -187,11 +191,8 @@ fn a_server_slowed_by_stream_windows_is_kept_busy_without_timeouts() {
 
 /// Want-blocks for `wanted` the client has sent `server` so far.
 fn want_blocks_sent(net: &Net, server: usize, wanted: &[Cid]) -> usize {
-    net.servers[server]
-        .raw
-        .iter()
-        .flat_map(|m| &m.wantlist.entries)
-        .filter(|e| !e.cancel && e.want_type == WantType::Block && wanted.contains(&e.cid))
+    want_blocks(net, server)
+        .filter(|cid| wanted.contains(cid))
         .count()
 }
 

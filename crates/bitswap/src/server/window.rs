@@ -9,7 +9,10 @@
 //! window that limits a peer on a far link sees the rate follow it, one that does not (the link is full,
 //! or the peer reads slowly) sees a rate that no longer grows, and the window stops where
 //! twice the rate times the horizon covers it, or as soon as a round is not [`MIN_GAIN`]
-//! times faster than the last. Windows never grow past the per-peer cap
+//! times faster than the last. A peer without work starts a new round at its next delivery:
+//! the time it waited for work is not its link's, and the envelopes of that first round,
+//! reported together once the peer's flow-control windows open, are no baseline for the
+//! next. Windows never grow past the per-peer cap
 //! ([`Config::max_window_per_peer`]), and growth stops while the sum of all windows is at the
 //! global cap ([`Config::max_outstanding_bytes`]); the floor is granted to every peer whatever
 //! the sum.
@@ -93,6 +96,8 @@ struct Window {
     limited: bool,
     /// The delivery rate of the last round, in bytes per second; 0 before any.
     last_rate: f64,
+    /// The current round began after an idle spell.
+    restarted: bool,
     /// The last delivery.
     last_delivery: Option<Instant>,
     /// An envelope stalled, failed or was lost since the last delivery.
@@ -178,6 +183,7 @@ impl<K: Copy + Eq + Hash> Windows<K> {
                 round_bytes: 0,
                 limited: false,
                 last_rate: 0.0,
+                restarted: false,
                 last_delivery: None,
                 stalled_since_delivery: false,
                 idle_since: None,
@@ -233,7 +239,10 @@ impl<K: Copy + Eq + Hash> Windows<K> {
         let old = window.limit;
         let rate = window.round_bytes as f64 / elapsed.as_secs_f64();
         let faster = rate >= MIN_GAIN * window.last_rate;
-        window.last_rate = rate;
+        // A round that began at the first delivery after an idle spell times the envelopes
+        // that waited together for the peer's flow control, not the link: it is no baseline.
+        window.last_rate = if window.restarted { 0.0 } else { rate };
+        window.restarted = false;
         if window.limited && faster {
             // Saturating float-to-int conversion.
             let wanted = (2.0 * rate * HORIZON.as_secs_f64()) as u64;
@@ -277,6 +286,12 @@ impl<K: Copy + Eq + Hash> Windows<K> {
         if window.idle_since.is_none() {
             window.idle_since = Some(now);
         }
+        // The time until its next work comes is not the link's: the next round starts at its
+        // next delivery.
+        window.round_start = None;
+        window.round_bytes = 0;
+        window.limited = false;
+        window.restarted = true;
         if window.limit > floor && !window.listed_idle {
             window.listed_idle = true;
             self.idle.push_back((*peer, now));
@@ -550,6 +565,37 @@ mod tests {
         w.remove(&2);
         w.remove(&1);
         assert_eq!(w.total(), 0);
+    }
+
+    #[test]
+    fn an_idle_spell_is_not_timed_as_a_slow_round() {
+        // A DAG's inner nodes, then 400 ms without work while the peer asks for the leaves,
+        // then a far link (20 MB/s, 200 ms): the floor's four 256 KiB blocks are reported
+        // together a round trip later, as their streams' flow-control windows open.
+        let mut w = windows();
+        w.insert(1);
+        let mut now = Instant::now();
+        w.delivered(&1, 8_000, now);
+        w.idle(&1, now);
+        now += Duration::from_millis(400);
+        w.limited(&1);
+        now += Duration::from_millis(200);
+        for _ in 0..5 {
+            w.delivered(&1, 256 * 1024, now);
+            now += Duration::from_millis(3);
+        }
+        // Timed from the inner nodes, the round read 1.7 MB/s and hardly grew the window.
+        assert_eq!(w.limit(&1), 4 * MIB);
+        // That burst is no baseline: the next round, at the link's 20 MB/s, grows it again.
+        w.limited(&1);
+        let mut left = 4 * MIB;
+        while left > 0 {
+            now += Duration::from_secs_f64(256.0 * 1024.0 / 20e6);
+            w.delivered(&1, 256 * 1024, now);
+            left -= 256 * 1024;
+        }
+        assert!(w.limit(&1) > 4 * MIB, "window {}", w.limit(&1));
+        w.check().unwrap();
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //!   import the same bytes with `AddFile`; a pass whose kubo root differs from ours fails.
 //! - Seeds ([`SeedKind`]): ours are child processes (`net-bench swarm-seed SEED BYTES`, see
 //!   [`seed`]) holding the whole file in memory, on the node's transport
-//!   (`bitswap::yamux_config`) and the default Bitswap configuration, as
+//!   (`bitswap::capped_yamux_config`) and the default Bitswap configuration, as
 //!   `bitswap-node serve` has them; kubo's are the interop tests' driver `kubo_peer.py --add`.
 //!   Each listens on 127.0.0.1 behind its own [`link_shaper::Proxy`], which shapes both
 //!   directions.
@@ -110,7 +110,7 @@ pub async fn seed(args: &[String]) {
     let mut swarm = net::node_identified(
         BenchStore::Memory(MemoryBlockstore::new()),
         bitswap::Config::default(),
-        bitswap::yamux_config,
+        bitswap::capped_yamux_config,
     );
     let data = net::bytes(len, set);
     unixfs::import_reader(

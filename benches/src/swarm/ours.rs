@@ -68,8 +68,11 @@ impl OurLeech {
         } else {
             BenchStore::Sink
         };
-        let mut swarm =
-            net::node_identified(store, bitswap::Config::default(), bitswap::yamux_config);
+        let mut swarm = net::node_identified(
+            store,
+            bitswap::Config::default(),
+            bitswap::capped_yamux_config,
+        );
         let peer = *swarm.local_peer_id();
         let listening = if listen {
             let address = tokio::time::timeout(CONNECT_LIMIT, net::listen(&mut swarm))

@@ -122,7 +122,7 @@ pub(crate) fn build(
         .with_tcp(
             tcp::Config::default().nodelay(true),
             noise::Config::new,
-            bitswap::yamux_config,
+            bitswap::capped_yamux_config,
         )?
         // Many peers (kubo's default listens on both) are reachable over QUIC only; QUIC brings
         // its own encryption (TLS 1.3) and streams, so Noise and Yamux are TCP's alone.

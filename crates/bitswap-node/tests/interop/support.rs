@@ -386,7 +386,7 @@ pub fn test_peer() -> Swarm<network::Behaviour> {
         .with_tcp(
             tcp::Config::default().nodelay(true),
             noise::Config::new,
-            bitswap::yamux_config,
+            bitswap::capped_yamux_config,
         )
         .expect("tcp, noise and yamux")
         .with_behaviour(|_| network::Behaviour::new(network::Config::default()))

@@ -148,13 +148,15 @@ impl Config {
         /// none is free, one more is opened per message waiting, up to this many (several are
         /// negotiated at once). Each stream has its own flow-control window at the peer, so this
         /// many streams can have this many windows of data on the way. That is what keeps a far
-        /// peer's link full: rust-yamux grants one stream at most 1 MiB (256 KiB once the
-        /// connection's spare window is used) and js-yamux and go-yamux start at 256 KiB, so one
-        /// stream carries at most about 256 KiB to 1 MiB per round trip. The default, 24 streams,
-        /// is 6 MiB of windows at 256 KiB each, above the bandwidth-delay product of 40 MB/s at
-        /// 100 ms or 20 MB/s at 200 ms round trip (a stream carries one message at a time, and a
-        /// 256 KiB block does not quite fit a 256 KiB window, so a stream carries less than its
-        /// window per round trip); with the ordered stream it stays under the 32 inbound streams
+        /// peer's link full: yamux windows start at 256 KiB and grow while the reader keeps up,
+        /// to 1 MiB on a few streams per connection under [`yamux_config`](crate::yamux_config)
+        /// and on 32 under [`capped_yamux_config`](crate::capped_yamux_config), so one stream
+        /// carries about 256 KiB to 1 MiB per round trip. The default, 24 streams,
+        /// is 6 MiB of windows at first and up to 24 MiB grown, above the bandwidth-delay
+        /// product of 40 MB/s at 100 ms or 20 MB/s at 200 ms round trip (a stream carries one
+        /// message at a time, and a 256 KiB block does not quite fit a 256 KiB window, so such a
+        /// stream carries less than its window per round trip); with the ordered stream it stays
+        /// under the 32 inbound streams
         /// this crate's handler reads per connection ([`Config::with_max_inbound_streams`]).
         /// Helia reads up to 1024 at once. The crate's server sends its blocks this way, on
         /// connections set up slower than

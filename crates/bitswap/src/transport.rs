@@ -72,10 +72,10 @@ pub const CAPPED_YAMUX_MAX_STREAMS: usize = (YAMUX_CONNECTION_WINDOW_BYTES
 /// 768 KiB per connection, so a window reaches at most 1 MiB. go-yamux (kubo) caps its frames
 /// at 64 KiB and is unaffected either way.
 ///
-/// libp2p-yamux 0.48 lets nothing but the stream count be set, so no setting gives one
-/// stream both a large window and Helia's frames. Large windows come from several streams
-/// instead: each stream has its own window (256 KiB, and rust-yamux never returns the
-/// connection's spare window once a stream took it), and this crate's server spreads its
+/// libp2p-yamux 0.48 lets nothing but the stream count be set, so no setting of the
+/// published yamux gives one stream both a large window and Helia's frames. Large windows
+/// come from several streams instead: each stream has its own window (256 KiB, beyond which
+/// a few streams share the 768 KiB spare until they close), and this crate's server spreads its
 /// blocks over up to 24 streams per connection
 /// ([`network::Config::with_max_unordered_streams`]), so a far peer has up to 6 MiB on its way
 /// while no frame over 1 MiB is ever needed. The stream count here is far above what Bitswap

@@ -22,9 +22,15 @@ const YAMUX_CONNECTION_WINDOW_BYTES: usize = 1024 * 1024 * 1024;
 /// Most streams per connection in [`yamux_config`]: chosen so that the window beyond each
 /// stream's 256 KiB that yamux may hand out, shared by all streams of a connection, is
 /// 768 KiB.
-pub const YAMUX_MAX_STREAMS: usize = (YAMUX_CONNECTION_WINDOW_BYTES
-    - (YAMUX_MAX_FRAME_BODY_BYTES - YAMUX_DEFAULT_CREDIT_BYTES))
-    / YAMUX_DEFAULT_CREDIT_BYTES;
+pub const YAMUX_MAX_STREAMS: usize = max_streams_with_wide(1);
+
+/// The stream count whose spare window (the connection's window less 256 KiB per stream)
+/// lets `wide` streams grow to the 1 MiB frame limit.
+const fn max_streams_with_wide(wide: usize) -> usize {
+    (YAMUX_CONNECTION_WINDOW_BYTES
+        - wide * (YAMUX_MAX_FRAME_BODY_BYTES - YAMUX_DEFAULT_CREDIT_BYTES))
+        / YAMUX_DEFAULT_CREDIT_BYTES
+}
 
 /// Streams of one connection whose receive windows may all grow to 1 MiB at once under
 /// [`capped_yamux_config`]: as many as this crate's handler reads at the same time
@@ -37,9 +43,7 @@ const CAPPED_WIDE_STREAMS: usize = 32;
 /// Most streams per connection in [`capped_yamux_config`]: chosen so that the spare window (the
 /// window beyond each stream's 256 KiB, shared by all streams of a connection) lets
 /// 32 streams reach 1 MiB each: 24 MiB.
-pub const CAPPED_YAMUX_MAX_STREAMS: usize = (YAMUX_CONNECTION_WINDOW_BYTES
-    - CAPPED_WIDE_STREAMS * (YAMUX_MAX_FRAME_BODY_BYTES - YAMUX_DEFAULT_CREDIT_BYTES))
-    / YAMUX_DEFAULT_CREDIT_BYTES;
+pub const CAPPED_YAMUX_MAX_STREAMS: usize = max_streams_with_wide(CAPPED_WIDE_STREAMS);
 
 /// The yamux configuration to give the swarm's transport: no stream's receive window ever
 /// exceeds 1 MiB, so that Helia's frames always fit. Use it wherever a transport takes a

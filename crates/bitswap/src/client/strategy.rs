@@ -75,6 +75,30 @@ const UNKNOWN_LATENCY: Duration = Duration::from_millis(100);
 /// decides first).
 const WAIT_STEP: Duration = Duration::from_millis(50);
 
+/// How a peer ranks as a want-block's target, best (smallest) first: the order of the
+/// module docs, field by field.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Rank {
+    penalised: bool,
+    /// 0 for a peer known to have the block, 1 for one that may.
+    class: u8,
+    negative_score: bool,
+    /// The expected wait in steps of [`WAIT_STEP`].
+    wait_steps: u128,
+    /// [`Strategy::helped`].
+    helped: u8,
+    no_have: bool,
+    wait: Duration,
+    peer: PeerId,
+}
+
+impl Rank {
+    /// What the peer said and how it was treated: penalty, class and score.
+    fn standing(&self) -> (bool, u8, bool) {
+        (self.penalised, self.class, self.negative_score)
+    }
+}
+
 /// Why no target could be picked.
 enum Stuck {
     /// Some peer could be asked if it had room.
@@ -267,16 +291,16 @@ impl<'a> Strategy<'a> {
                 .link
                 .expected_wait(peer.blocks_in_flight(), window, unknown)
                 .max(Duration::from_millis(1));
-            let key = (
-                peer.is_penalised(now),
+            let key = Rank {
+                penalised: peer.is_penalised(now),
                 class,
-                peer.score < 0,
-                wait.as_micros() / WAIT_STEP.as_micros(),
-                self.helped(id, peer, want.session),
-                !peer.supports_have(),
+                negative_score: peer.score < 0,
+                wait_steps: wait.as_micros() / WAIT_STEP.as_micros(),
+                helped: self.helped(id, peer, want.session),
+                no_have: !peer.supports_have(),
                 wait,
-                *id,
-            );
+                peer: *id,
+            };
             if !is_full && room.as_ref().is_none_or(|(k, _)| key < *k) {
                 room = Some((key, *id));
             }
@@ -285,11 +309,10 @@ impl<'a> Strategy<'a> {
             }
         }
         // The best peer is full, but one with room is expected to deliver no later and is no
-        // worse in what it said (penalty, class, score: the key's first three fields; the
-        // exact wait is its seventh): it takes the want now rather than let it wait for room.
+        // worse in what it said: it takes the want now rather than let it wait for room.
         if let (Some((full, _, true)), Some((open, peer))) = (&best, &room)
-            && (open.0, open.1, open.2) <= (full.0, full.1, full.2)
-            && open.6 <= full.6
+            && open.standing() <= full.standing()
+            && open.wait <= full.wait
         {
             best = Some((*open, *peer, false));
         }

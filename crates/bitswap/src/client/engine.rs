@@ -329,6 +329,9 @@ impl Engine {
         let cid = *block.cid();
         let size = block.data().len() as u64;
         let Some(want) = self.wants.get(&cid) else {
+            if let Some(peer) = self.peers.get_mut(&from) {
+                peer.late_answer(&cid, now);
+            }
             if self.wants.was_recent(&cid) {
                 let stats = self.actions.count();
                 stats.duplicate_blocks += 1;

@@ -2,7 +2,7 @@
 //! what it answered, the entries waiting to go out, its measured latency and its score.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, VecDeque},
     time::{Duration, Instant},
 };
 
@@ -20,6 +20,9 @@ use crate::{
 const REMEMBERED_PEERS: usize = 1024;
 /// Peers with a dial under way remembered (for `Config::dial_interval`).
 const MAX_DIALS: usize = 1024;
+/// First wants per peer remembered after they stopped being wanted unanswered (see
+/// `Peer::unanswered`).
+const MAX_UNANSWERED: usize = 16;
 
 /// Highest score; each block delivered first adds one.
 const MAX_SCORE: i32 = 100;
@@ -98,6 +101,13 @@ pub(super) struct Peer {
     pub(super) latency: Option<Duration>,
     /// Round trip, delivery rate and last answer, for windows and timeouts.
     pub(super) link: Link,
+    /// First wants for their CID removed before the peer answered (the block came from
+    /// another peer), and when they were sent, oldest first: a presence that answers one late
+    /// still times a round trip. A want-have broadcast to several peers is often the only
+    /// small answer a peer gives (its later answers are large blocks, whose time includes
+    /// their transfer), and its HAVE (or the small block itself) comes just after the
+    /// target's block.
+    unanswered: VecDeque<(Cid, Instant)>,
     /// Goes up with useful blocks, down with unwanted blocks, broken promises and silence.
     pub(super) score: i32,
     /// Not asked for anything new before this.
@@ -117,6 +127,7 @@ impl Peer {
             outbox: Vec::new(),
             latency: None,
             link: Link::default(),
+            unanswered: VecDeque::new(),
             score: 0,
             penalised_until: None,
             useful: 0,
@@ -171,10 +182,17 @@ impl Peer {
         Some(before.timer)
     }
 
-    /// Forgets a want; returns it.
+    /// Forgets a want; returns it. A first want not answered yet is remembered (at most
+    /// [`MAX_UNANSWERED`]) for [`late_answer`](Self::late_answer).
     pub(super) fn remove_asked(&mut self, cid: &Cid) -> Option<Asked> {
         let old = self.asked.remove(cid)?;
         self.recount(Some(&old), None);
+        if old.first && old.answer == Answer::Pending {
+            if self.unanswered.len() == MAX_UNANSWERED {
+                self.unanswered.pop_front();
+            }
+            self.unanswered.push_back((*cid, old.sent_at));
+        }
         Some(old)
     }
 
@@ -182,7 +200,19 @@ impl Peer {
     pub(super) fn drain_asked(&mut self) -> Vec<(Cid, Asked)> {
         self.blocks_in_flight = 0;
         self.link.set_busy(None);
+        self.unanswered.clear();
         self.asked.drain().collect()
+    }
+
+    /// An answer (a presence or the block) for `cid`, which the peer no longer holds a want
+    /// for, came at `now`: if it answers a first want removed unanswered, the wait is a round
+    /// trip (for a large block, one plus its transfer: the smallest sample is kept).
+    pub(super) fn late_answer(&mut self, cid: &Cid, now: Instant) {
+        if let Some(i) = self.unanswered.iter().position(|(c, _)| c == cid)
+            && let Some((_, sent_at)) = self.unanswered.remove(i)
+        {
+            self.link.round_trip(now.saturating_duration_since(sent_at));
+        }
     }
 
     /// Keeps `blocks_in_flight` and the link's busy period in step with a want's change.

@@ -470,10 +470,11 @@ impl<'a> Strategy<'a> {
         presence: BlockPresenceType,
         now: Instant,
     ) {
-        let (Some(want), Some(peer)) = (self.wants.get(&cid), self.peers.get_mut(&id)) else {
+        let Some(peer) = self.peers.get_mut(&id) else {
             return;
         };
-        let Some(asked) = peer.asked(&cid).copied() else {
+        let (Some(want), Some(asked)) = (self.wants.get(&cid), peer.asked(&cid).copied()) else {
+            peer.late_answer(&cid, now);
             return;
         };
         // Only a want's first answer shows the peer at work: a peer repeating HAVE would

@@ -514,6 +514,47 @@ mod answers {
     }
 
     #[test]
+    fn a_late_answer_to_a_first_want_times_the_round_trip_once() {
+        // Peer 1 is the target, peers 2 and 3 were sent want-haves. The block comes from
+        // peer 1 first; peer 2's HAVE and peer 3's copy of the (small) block come after the
+        // want is gone, and still time their round trips.
+        let (mut e, now, _, _) = asked(&[1, 2, 3], &[1]);
+        e.handle_message(peer(1), &with_block(&block(1)), now + ms(40));
+        drain(&mut e);
+        tell(
+            &mut e,
+            peer(2),
+            cid(1),
+            BlockPresenceType::Have,
+            now + ms(50),
+        );
+        e.handle_message(peer(3), &with_block(&block(1)), now + ms(60));
+        drain(&mut e);
+        let rtt = |e: &Engine, i| e.link(&peer(i)).and_then(|l| l.min_rtt());
+        assert_eq!(rtt(&e, 1), Some(ms(40)));
+        assert_eq!(rtt(&e, 2), Some(ms(50)));
+        assert_eq!(rtt(&e, 3), Some(ms(60)));
+        // A second answer to the same want is no sample (it may answer a later want).
+        tell(
+            &mut e,
+            peer(2),
+            cid(1),
+            BlockPresenceType::Have,
+            now + ms(5),
+        );
+        assert_eq!(rtt(&e, 2), Some(ms(50)));
+        // Nor is an answer to a want that was never sent.
+        tell(
+            &mut e,
+            peer(2),
+            cid(7),
+            BlockPresenceType::Have,
+            now + ms(1),
+        );
+        assert_eq!(rtt(&e, 2), Some(ms(50)));
+    }
+
+    #[test]
     fn a_peer_still_delivering_keeps_its_wants_but_repeated_haves_do_not() {
         let (mut e, now, _, _) = asked(&[1, 2], &[1, 2, 3]);
         let at_1: Vec<Cid> = e.peer_wants(&peer(1)).iter().map(|w| w.cid).collect();

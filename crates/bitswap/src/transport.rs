@@ -146,4 +146,73 @@ mod tests {
         );
         let _ = capped_yamux_config();
     }
+
+    /// The workspace's yamux grants a stream more window at its first read: a peer that sends
+    /// one 256 KiB block per new stream (boxo) finishes its write without waiting for half
+    /// of the window to be read.
+    #[tokio::test]
+    async fn a_block_a_little_over_the_initial_window_is_written_after_the_first_read() {
+        use futures::{AsyncReadExt, AsyncWriteExt, future::poll_fn};
+        use libp2p::tcp::tokio::TcpStream;
+        use std::time::Duration;
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (dialed, accepted) =
+            tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
+        let config = ::yamux::Config::default;
+        let mut sender = ::yamux::Connection::new(
+            TcpStream(dialed.expect("dial")),
+            config(),
+            ::yamux::Mode::Client,
+        );
+        let mut receiver = ::yamux::Connection::new(
+            TcpStream(accepted.expect("accept").0),
+            config(),
+            ::yamux::Mode::Server,
+        );
+        let mut probe = poll_fn(|cx| sender.poll_new_outbound(cx))
+            .await
+            .expect("stream");
+        let mut outbound = poll_fn(|cx| sender.poll_new_outbound(cx))
+            .await
+            .expect("stream");
+        let drive = tokio::spawn(async move {
+            while let Some(Ok(_)) = poll_fn(|cx| sender.poll_next_inbound(cx)).await {}
+        });
+        let (streams, mut inbound) = tokio::sync::mpsc::channel(2);
+        let accept = tokio::spawn(async move {
+            while let Some(Ok(stream)) = poll_fn(|cx| receiver.poll_next_inbound(cx)).await {
+                let _ = streams.send(stream).await;
+            }
+        });
+        // The patch grants early only once the round trip is measured: an exchange the
+        // receiver answers comes after its ping, so the sender's pong precedes the block.
+        let mut byte = [0u8; 1];
+        probe.write_all(&byte).await.expect("probe");
+        let mut echo = inbound.recv().await.expect("probe stream");
+        echo.read_exact(&mut byte).await.expect("probe");
+        echo.write_all(&byte).await.expect("echo");
+        probe.read_exact(&mut byte).await.expect("echo");
+        let block = vec![7u8; 256 * 1024 + 14];
+        let write = tokio::spawn(async move {
+            outbound.write_all(&block).await.expect("write");
+            outbound
+        });
+        let mut stream = inbound.recv().await.expect("inbound stream");
+        let mut first = vec![0u8; 16 * 1024];
+        stream.read_exact(&mut first).await.expect("read");
+        // yamux grants what was read at the next read: one more byte, and nothing more is
+        // read (without the patch, the grant waits for 128 KiB read).
+        stream.read_exact(&mut first[..1]).await.expect("read");
+        let written = tokio::time::timeout(Duration::from_secs(10), write).await;
+        assert!(
+            written.is_ok(),
+            "the write waited for half of the window to be read"
+        );
+        drive.abort();
+        accept.abort();
+    }
 }

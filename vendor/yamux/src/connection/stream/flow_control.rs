@@ -8,6 +8,8 @@ use crate::{connection::rtt::Rtt, Config, ConnectionError, DEFAULT_CREDIT};
 /// The largest receive window of one stream (bitswap-rs patch): the largest frame body
 /// accepted (`frame::io::MAX_FRAME_BODY_LEN`).
 const MAX_STREAM_RECEIVE_WINDOW: u32 = crate::MIB as u32;
+/// What a stream's first window update adds to its window (bitswap-rs patch).
+const FIRST_GRANT: u32 = 64 * 1024;
 
 #[derive(Debug)]
 pub(crate) struct FlowController {
@@ -20,6 +22,8 @@ pub(crate) struct FlowController {
     receive_window: u32,
     max_receive_window: u32,
     send_window: u32,
+    /// bitswap-rs patch: a window update was granted on this stream.
+    updated: bool,
 }
 
 impl FlowController {
@@ -38,6 +42,7 @@ impl FlowController {
             accumulated_max_stream_windows,
             max_receive_window: DEFAULT_CREDIT,
             last_window_update: Instant::now(),
+            updated: false,
         }
     }
 
@@ -52,10 +57,23 @@ impl FlowController {
         let mut next_window_update =
             bytes_received.saturating_sub(buffer_len.try_into().unwrap_or(u32::MAX));
 
+        // bitswap-rs patch: a stream's first read, once the round trip is measured, grants what
+        // was read and `FIRST_GRANT` more at once, rather than wait for half of the window to
+        // be read. A peer that sends one message per new stream (boxo's Bitswap server sends
+        // each block on its own stream) writes a 256 KiB block plus its framing, a few bytes
+        // over the initial window, and its write ends (and its next message starts) only when
+        // a grant arrives: half a window later on a busy link, where this one is sent as soon
+        // as the first bytes are read.
+        let early = !self.updated
+            && next_window_update > 0
+            && next_window_update < self.max_receive_window / 2
+            && self.rtt.get().is_some();
+
         // Don't send an update in case half or more of the window is still available to the sender.
-        if next_window_update < self.max_receive_window / 2 {
+        if next_window_update < self.max_receive_window / 2 && !early {
             return None;
         }
+        self.updated = true;
 
         log::trace!(
             "received {} mb in {} seconds ({} mbit/s)",
@@ -82,16 +100,22 @@ impl FlowController {
         // above strategy.
         //
         // https://docs.google.com/document/d/1F2YfdDXKpy20WVKJueEf4abn_LVZHhMUMS5gX6Pgjl4/edit?usp=sharing
-        if self
-            .rtt
-            .get()
-            .map(|rtt| self.last_window_update.elapsed() < rtt * 2)
-            .unwrap_or(false)
+        if early
+            || self
+                .rtt
+                .get()
+                .map(|rtt| self.last_window_update.elapsed() < rtt * 2)
+                .unwrap_or(false)
         {
             let mut accumulated_max_stream_windows = self.accumulated_max_stream_windows.lock();
 
             // Ideally one can just double it:
-            let new_max = self.max_receive_window.saturating_mul(2);
+            let new_max = if early {
+                // bitswap-rs patch: enough for a message a little over the initial window.
+                self.max_receive_window.saturating_add(FIRST_GRANT)
+            } else {
+                self.max_receive_window.saturating_mul(2)
+            };
 
             // But one has to consider the configured connection limit:
             let new_max = {

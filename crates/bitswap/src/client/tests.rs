@@ -534,7 +534,7 @@ mod answers {
         assert_eq!(rtt(&e, 1), Some(ms(40)));
         assert_eq!(rtt(&e, 2), Some(ms(50)));
         assert_eq!(rtt(&e, 3), Some(ms(60)));
-        // A second answer to the same want is no sample (it may answer a later want).
+        // A second answer to the same want is no sample: only the first one times it.
         tell(
             &mut e,
             peer(2),

@@ -151,13 +151,13 @@ impl Config {
         /// peer's link full: yamux windows start at 256 KiB and grow while the reader keeps up,
         /// to 1 MiB on a few streams per connection under [`yamux_config`](crate::yamux_config)
         /// and on 32 under [`capped_yamux_config`](crate::capped_yamux_config), so one stream
-        /// carries about 256 KiB to 1 MiB per round trip. The default, 24 streams,
-        /// is 6 MiB of windows at first and up to 24 MiB grown, above the bandwidth-delay
-        /// product of 40 MB/s at 100 ms or 20 MB/s at 200 ms round trip (a stream carries one
-        /// message at a time, and a 256 KiB block does not quite fit a 256 KiB window, so such a
-        /// stream carries less than its window per round trip); with the ordered stream it stays
-        /// under the 32 inbound streams
-        /// this crate's handler reads per connection ([`Config::with_max_inbound_streams`]).
+        /// carries about 256 KiB to 1 MiB per round trip. The default, 24 streams, is 6 MiB of
+        /// windows at first and up to 24 MiB grown, above the bandwidth-delay product of
+        /// 40 MB/s at 100 ms or 20 MB/s at 200 ms round trip (a stream carries one message at a
+        /// time, and a 256 KiB block does not quite fit a 256 KiB window, so such a stream
+        /// carries less than its window per round trip); with the ordered stream it stays under
+        /// the 32 inbound streams this crate's handler reads per connection
+        /// ([`Config::with_max_inbound_streams`]).
         /// Helia reads up to 1024 at once. The crate's server sends its blocks this way, on
         /// connections set up slower than
         /// [`with_min_setup_to_spread`](Self::with_min_setup_to_spread). Default: 24 streams.

@@ -123,12 +123,12 @@ impl Drop for AbortOnDrop {
 }
 
 pub(crate) async fn target() -> Target {
-    target_with(
-        (0..u64::from(BLOCKS))
-            .map(|i| raw_block(BLOCK_SIZE, i))
-            .collect(),
-    )
-    .await
+    target_of(BLOCK_SIZE).await
+}
+
+/// A node as [`target`]'s, holding [`BLOCKS`] blocks of `size` bytes.
+pub(crate) async fn target_of(size: usize) -> Target {
+    target_with((0..u64::from(BLOCKS)).map(|i| raw_block(size, i)).collect()).await
 }
 
 /// A node holding `blocks` in memory, listening on loopback. It spreads its answers over

@@ -144,12 +144,7 @@ async fn a_peer_whose_first_reply_stream_is_reset_still_gets_every_block() {
     // the stream's first read (its protocol header): the node's write into the first reply
     // stream is under way when the stream is reset. A block that fit whole would be taken
     // into the peer's buffer and dropped there, which no sender can tell from a delivery.
-    let target = target_with(
-        (0..u64::from(BLOCKS))
-            .map(|i| raw_block(512 * 1024, i))
-            .collect(),
-    )
-    .await;
+    let target = target_of(512 * 1024).await;
     let (_, mut control, mut incoming, _swarm_task) = stream_peer(&target).await;
     // One message, as Helia sends it; it never asks again while connected.
     let mut want = Message::default();

@@ -198,13 +198,22 @@ impl Link {
     /// whichever is more, once both are measured; `initial_bytes` worth before (in average
     /// blocks, or [`DEFAULT_BLOCK_SIZE`] ones if smaller); at least [`MIN_WINDOW_BLOCKS`], at
     /// most `max`.
-    pub(super) fn window(&self, initial_bytes: u64, max: usize) -> usize {
+    ///
+    /// In the `tail` of a fetch, [`WINDOW_GAIN`] times the bandwidth-delay product alone, with
+    /// no horizon: the blocks a peer holds when the last wants go out decide when it finishes,
+    /// and an error in its rate estimate moves its end by a share of them, so a queue of a few
+    /// round trips keeps the peers' ends close. No peer's speed is left to discover then.
+    pub(super) fn window(&self, initial_bytes: u64, max: usize, tail: bool) -> usize {
         let blocks = match (self.rate(), self.min_rtt) {
             (Some(rate), Some(rtt)) => {
                 let rtt = rtt.max(MIN_WINDOW_RTT).as_secs_f64();
                 let bdp = rate * rtt * BLOCK_ROUND_TRIPS;
                 let gain = if self.full { WINDOW_GAIN } else { STARTUP_GAIN };
-                let bytes = (gain * bdp).max(rate * QUEUE_HORIZON.as_secs_f64());
+                let bytes = if tail {
+                    WINDOW_GAIN * bdp
+                } else {
+                    (gain * bdp).max(rate * QUEUE_HORIZON.as_secs_f64())
+                };
                 (bytes / self.block_size() as f64).ceil()
             }
             // Small blocks seen do not widen it: the first blocks of a slow peer would.
@@ -391,12 +400,14 @@ mod tests {
         let t0 = Instant::now();
         let (link, _) = steady(256 * 1024, Duration::from_micros(6554), 20, t0);
         // 40 MB/s x 500 ms = 20 MB, more than 40 MB/s x 100 ms x 2: 77 blocks of 256 KiB.
-        assert_eq!(link.window(1 << 20, 1024), 77);
+        assert_eq!(link.window(1 << 20, 1024, false), 77);
         assert_eq!(
-            link.window(16 << 20, 1024),
+            link.window(16 << 20, 1024, false),
             77,
             "measured: the initial size is moot"
         );
+        // In the tail, twice 40 MB/s x 50 ms x 2 = 8 MB alone: 31 blocks.
+        assert_eq!(link.window(1 << 20, 1024, true), 31);
         // 10 MB/s with a 1 s round trip: four times the BDP of two round trips (20 MB) while
         // the rate may still grow, twice once it has not grown for three checks 2 s apart.
         let mut far = Link::default();
@@ -405,24 +416,25 @@ mod tests {
         for k in 0..10 {
             far.delivered(1_000_000, t0 + ms(1000 + 100 * k));
         }
-        assert!((80..=81).contains(&far.window(1 << 20, 1024)));
+        assert!((80..=81).contains(&far.window(1 << 20, 1024, false)));
         for k in 10..80 {
             far.delivered(1_000_000, t0 + ms(1000 + 100 * k));
         }
         // 40, but for the float sums' rounding.
-        assert!((40..=41).contains(&far.window(1 << 20, 1024)));
+        assert!((40..=41).contains(&far.window(1 << 20, 1024, false)));
         far.reconnected();
         far.round_trip(ms(1000));
-        let window = far.window(1 << 20, 1024);
+        let window = far.window(1 << 20, 1024, false);
         assert!(
             (80..=81).contains(&window),
             "a new connection starts up again: {window}"
         );
-        assert_eq!(link.window(1 << 20, 10), 10);
+        assert_eq!(link.window(1 << 20, 10, false), 10);
         // Unmeasured: the initial size, in default blocks.
-        assert_eq!(Link::default().window(1 << 20, 1024), 4);
-        assert_eq!(Link::default().window(0, 1024), MIN_WINDOW_BLOCKS);
-        assert_eq!(Link::default().window(0, 1), 1);
+        assert_eq!(Link::default().window(1 << 20, 1024, false), 4);
+        assert_eq!(Link::default().window(1 << 20, 1024, true), 4);
+        assert_eq!(Link::default().window(0, 1024, false), MIN_WINDOW_BLOCKS);
+        assert_eq!(Link::default().window(0, 1, false), 1);
     }
 
     #[test]

@@ -257,6 +257,10 @@ impl<'a> Strategy<'a> {
         }
         let max_wants = self.config.max_wants_per_peer();
         let initial_window = self.config.initial_window_bytes();
+        // The tail of the fetch: the wants waiting for room would all fit in what the queue
+        // horizon adds to the windows. Those windows then shrink to a few round trips'
+        // worth, so that the last wants go out when little waits at each peer.
+        let tail = self.wants.starved_len() < self.horizon_blocks(initial_window, max_wants);
         let mut best = None;
         let mut room = None;
         // A peer whose round trip is not measured yet is taken to be as near as the nearest
@@ -282,7 +286,7 @@ impl<'a> Strategy<'a> {
                 _ if want.providers.contains(id) => 0,
                 _ => 1,
             };
-            let window = peer.link.window(initial_window, max_wants);
+            let window = peer.link.window(initial_window, max_wants, tail);
             // A full peer still ranks, with its queue: if it would deliver first, the want
             // waits for its room rather than go to a slower peer.
             let is_full = (asked.is_none() && peer.asked_len() >= max_wants)
@@ -329,6 +333,19 @@ impl<'a> Strategy<'a> {
             }
             None => self.stuck(cid, Stuck::NoPeer, now),
         }
+    }
+
+    /// Want-blocks that the queue horizon adds to the windows of the connected peers (see
+    /// [`Link::window`](super::link::Link::window)).
+    fn horizon_blocks(&self, initial_window: u64, max_wants: usize) -> usize {
+        self.peers
+            .iter()
+            .filter(|(_, p)| p.version.is_some())
+            .map(|(_, p)| {
+                let full = p.link.window(initial_window, max_wants, false);
+                full.saturating_sub(p.link.window(initial_window, max_wants, true))
+            })
+            .sum()
     }
 
     fn stuck(&mut self, cid: Cid, why: Stuck, now: Instant) {

@@ -78,6 +78,48 @@ fn two_servers_at_20_mb_s_fill_their_links_without_timeouts_or_duplicates() {
     }
 }
 
+/// Two servers behind 20 MB/s links with 25 ms each way. The last want-blocks go out when
+/// each server holds a few round trips' worth (twice the bandwidth-delay product of two
+/// round trips: 16 blocks), not the half second of blocks (39) that a window keeps while
+/// many wants wait: what a server holds then decides when it finishes, and the client's
+/// estimate of its rate errs by a share of it.
+#[test]
+fn the_last_want_blocks_go_out_when_little_waits_at_each_server() {
+    let data = blocks(512, 256 * 1024);
+    let mut net = Net::new(ClientConfig::default());
+    for _ in 0..2 {
+        let s = net.server(Kind::Honest, Version::V1_2_0, &data);
+        net.servers[s].rate = Some(20_000_000);
+        net.servers[s].latency = Duration::from_millis(25);
+        net.connect(s);
+    }
+    let query = net.get(cids(&data), None);
+    assert!(net.run_until(Duration::from_secs(60), |n| n.finished(query)));
+    for s in 0..2 {
+        let server = &net.servers[s];
+        let sent: Vec<(Instant, usize)> = server
+            .raw
+            .iter()
+            .zip(&server.raw_at)
+            .map(|(m, at)| {
+                let blocks = m
+                    .wantlist
+                    .entries
+                    .iter()
+                    .filter(|e| !e.cancel && e.want_type == WantType::Block);
+                (*at, blocks.count())
+            })
+            .filter(|(_, blocks)| *blocks > 0)
+            .collect();
+        let last = sent.last().expect("want-blocks sent").0;
+        let asked: usize = sent.iter().map(|(_, blocks)| blocks).sum();
+        let arrived = server.arrivals.iter().filter(|at| **at <= last).count();
+        let waiting = asked - arrived;
+        println!("server {s}: {waiting} want-blocks waiting when the last went out");
+        assert!(waiting <= 24, "server {s}: {waiting} want-blocks waiting");
+    }
+}
+
 /// Links of different rates: blocks go to each server in proportion to its rate.
 #[test]
 fn want_blocks_spread_in_proportion_to_the_rates() {

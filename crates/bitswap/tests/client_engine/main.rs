@@ -83,6 +83,8 @@ struct Server {
     received: Vec<Message>,
     /// The same, as the client made them (before encoding for the version).
     raw: Vec<Message>,
+    /// When each of `raw` was sent.
+    raw_at: Vec<Instant>,
 }
 
 enum Delivery {
@@ -160,6 +162,7 @@ impl Net {
             dialable: true,
             received: Vec::new(),
             raw: Vec::new(),
+            raw_at: Vec::new(),
         });
         i
     }
@@ -233,6 +236,7 @@ impl Net {
                     assert!(frames.iter().all(|f| f.len() <= 2 * 1024 * 1024 + 8));
                     let (latency, loss, version) = (s.latency, s.loss, s.version);
                     self.servers[i].raw.push(message.clone());
+                    self.servers[i].raw_at.push(self.now);
                     for decoded in Self::wire(&message, version) {
                         self.servers[i].received.push(decoded.clone());
                         if self.random() >= loss {

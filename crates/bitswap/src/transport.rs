@@ -110,8 +110,8 @@ pub fn yamux_config() -> yamux::Config {
 /// Why it matters: a 256 KiB block (kubo's chunk) is a few bytes over 256 KiB with its framing,
 /// so on a 256 KiB window its last bytes wait a round trip for the window update, on every
 /// stream and at the end of every fetch. One of our seeds at 20 MB/s and 100 ms each way
-/// (`net-bench swarm --case one-20-100`) fills 0.81 of the link with this configuration and
-/// 0.74 with [`yamux_config`]. libp2p-yamux 0.48 lets nothing but the stream count be set, so
+/// (`net-bench swarm --case one-20-100`) fills 0.80-0.81 of the link with this configuration
+/// and 0.74 with [`yamux_config`]. libp2p-yamux 0.48 lets nothing but the stream count be set, so
 /// the count ([`CAPPED_YAMUX_MAX_STREAMS`]) is what bounds the sum of the windows. The cost is
 /// memory: what a connection's peer may have sent and yamux holds unread grows by up to 24 MiB
 /// (the windows beyond 256 KiB), against 768 KiB with [`yamux_config`].

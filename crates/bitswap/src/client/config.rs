@@ -135,9 +135,12 @@ impl Config {
 
         /// Sets the floor of the simulated DONT_HAVE timeout. A want is treated as answered
         /// DONT_HAVE when its peer has answered nothing (no block, no presence) since it was sent,
-        /// or since the peer last answered anything, for `floor + multiplier × round trip + 4 ×
-        /// transfer time of an average block` (round trip: the smallest want-to-answer time
-        /// measured; transfer time: at the peer's measured delivery rate). So a peer that keeps
+        /// or since the peer last answered anything, for `floor + multiplier × round trip + the
+        /// transfer time of the want-blocks of ours it holds (at least 4 average blocks)` (round
+        /// trip: the smallest want-to-answer time measured; transfer time: at the peer's measured
+        /// delivery rate; blocks written on several streams at once arrive whole together,
+        /// after all their bytes), at most
+        /// [`with_max_dont_have_timeout`](Self::with_max_dont_have_timeout). So a peer that keeps
         /// delivering keeps every want it holds alive, however long its queue, and silence is
         /// measured on the peer's own scale. The floor keeps loopback peers, whose round trip is
         /// microseconds, from timing out while they read a block (boxo#959 broke at 2.5 ms).
@@ -280,11 +283,17 @@ impl Config {
         penalty_duration: Duration;
     }
 
-    /// How long `link`'s peer may stay silent before a want of `want_type` it holds is a
-    /// simulated DONT_HAVE.
-    pub(super) fn silence_timeout(&self, link: &Link, want_type: WantType) -> Duration {
+    /// How long `link`'s peer, holding `in_flight` want-blocks of ours, may stay silent before
+    /// a want of `want_type` it holds is a simulated DONT_HAVE.
+    pub(super) fn silence_timeout(
+        &self,
+        link: &Link,
+        want_type: WantType,
+        in_flight: usize,
+    ) -> Duration {
         link.silence_timeout(
             want_type,
+            in_flight,
             self.min_dont_have_timeout,
             self.latency_multiplier,
             self.initial_dont_have_timeout,

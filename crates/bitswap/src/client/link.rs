@@ -260,9 +260,13 @@ impl Link {
     }
 
     /// How long the peer may stay silent before a want of `want_type` sent to it counts as
-    /// unanswered: `floor + multiplier × round trip`, plus four average blocks' transfer time
-    /// (a large block on a slow link takes that long to arrive whole, and a peer serving
-    /// others besides us sends ours in turns), capped at `ceiling`; `initial` before any
+    /// unanswered: `floor + multiplier × round trip`, plus the transfer time of the
+    /// `in_flight` want-blocks it holds, and of at least four average blocks, capped at
+    /// `ceiling`. A large block on a slow link takes a block's time to arrive whole; a peer
+    /// serving others besides us sends ours in turns; and a peer writes the blocks we asked
+    /// for on several streams at once, whose frames share its link in turns, so that all of
+    /// them may arrive whole only together, after all their bytes (our seeds serving three
+    /// leeches over one link went 0.4 s without a whole block while bytes flowed); `initial` before any
     /// round trip is measured, and before the peer's delivery rate is for a want-block or
     /// while the peer has want-blocks of ours in flight (its other answers wait behind
     /// them): a round trip measured on small answers (presences, a small block) does not
@@ -274,11 +278,13 @@ impl Link {
     pub(super) fn silence_timeout(
         &self,
         want_type: WantType,
+        in_flight: usize,
         floor: Duration,
         multiplier: u32,
         initial: Duration,
         ceiling: Duration,
     ) -> Duration {
+        let blocks = u32::try_from(in_flight.max(4)).unwrap_or(u32::MAX);
         match self.min_rtt {
             Some(_)
                 if self.rate().is_none()
@@ -289,7 +295,7 @@ impl Link {
             None => initial,
             Some(rtt) => floor
                 .saturating_add(rtt.saturating_mul(multiplier))
-                .saturating_add(self.block_time().saturating_mul(4))
+                .saturating_add(self.block_time().saturating_mul(blocks))
                 .min(ceiling.max(floor)),
         }
     }
@@ -448,16 +454,16 @@ mod tests {
         // A want sent after the last answer counts from its own sending.
         assert_eq!(link.due(t0 + ms(200), ms(100)), t0 + ms(300));
         assert_eq!(
-            link.silence_timeout(WantType::Have, ms(100), 3, ms(2000), ms(7000)),
+            link.silence_timeout(WantType::Have, 0, ms(100), 3, ms(2000), ms(7000)),
             ms(340)
         );
         assert_eq!(
-            Link::default().silence_timeout(WantType::Have, ms(100), 3, ms(2000), ms(7000)),
+            Link::default().silence_timeout(WantType::Have, 0, ms(100), 3, ms(2000), ms(7000)),
             ms(2000)
         );
         // A want-block waits for the peer's first blocks before the round trip judges it.
         assert_eq!(
-            link.silence_timeout(WantType::Block, ms(100), 3, ms(2000), ms(7000)),
+            link.silence_timeout(WantType::Block, 0, ms(100), 3, ms(2000), ms(7000)),
             ms(2000)
         );
     }
@@ -468,12 +474,23 @@ mod tests {
         // 1 MB every 200 ms: 5 MB/s, 200 ms per block.
         let (link, _) = steady(1_000_000, ms(200), 10, t0);
         assert_eq!(
-            link.silence_timeout(WantType::Have, ms(100), 3, ms(2000), ms(7000)),
+            link.silence_timeout(WantType::Have, 0, ms(100), 3, ms(2000), ms(7000)),
             ms(100 + 150 + 800)
         );
         assert_eq!(
-            link.silence_timeout(WantType::Block, ms(100), 3, ms(2000), ms(7000)),
+            link.silence_timeout(WantType::Block, 0, ms(100), 3, ms(2000), ms(7000)),
             ms(100 + 150 + 800)
+        );
+        // Holding 10 want-blocks of ours, written on streams that share its link, the peer
+        // may deliver the first whole block only after all their bytes.
+        assert_eq!(
+            link.silence_timeout(WantType::Block, 10, ms(100), 3, ms(2000), ms(7000)),
+            ms(100 + 150 + 2000)
+        );
+        assert_eq!(
+            link.silence_timeout(WantType::Block, 40, ms(100), 3, ms(2000), ms(7000)),
+            ms(7000),
+            "at most the ceiling"
         );
         assert_eq!(link.expected_wait(2, 4, ms(100)), ms(50 + 400));
         assert_eq!(Link::default().expected_wait(2, 4, ms(100)), ms(150));

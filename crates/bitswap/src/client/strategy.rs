@@ -403,7 +403,9 @@ impl<'a> Strategy<'a> {
         if !want.asked.contains(&id) {
             want.asked.push(id);
         }
-        let timeout = self.config.silence_timeout(&peer.link, want_type);
+        let timeout = self
+            .config
+            .silence_timeout(&peer.link, want_type, peer.blocks_in_flight());
         let key = self
             .timers
             .insert(now + timeout, Timer::Answer { peer: id, cid });
@@ -509,7 +511,10 @@ impl<'a> Strategy<'a> {
             BlockPresenceType::Have => {
                 // A HAVE'd want-have needs no deadline; a want-block now waits for its block.
                 let timer = (asked.want_type == WantType::Block).then(|| {
-                    let timeout = self.config.silence_timeout(&peer.link, WantType::Block);
+                    let in_flight = peer.blocks_in_flight();
+                    let timeout =
+                        self.config
+                            .silence_timeout(&peer.link, WantType::Block, in_flight);
                     self.timers
                         .insert(now + timeout, Timer::Answer { peer: id, cid })
                 });
@@ -551,7 +556,8 @@ impl<'a> Strategy<'a> {
         };
         let due = peer.link.due(
             asked.sent_at,
-            self.config.silence_timeout(&peer.link, asked.want_type),
+            self.config
+                .silence_timeout(&peer.link, asked.want_type, peer.blocks_in_flight()),
         );
         if due > now {
             let key = self.timers.insert(due, Timer::Answer { peer: id, cid });

@@ -78,6 +78,35 @@ fn two_servers_at_20_mb_s_fill_their_links_without_timeouts_or_duplicates() {
     }
 }
 
+/// A server behind a 20 MB/s link with 25 ms each way whose large blocks reach the client
+/// whole only every 400 ms, in bursts (it writes them on several streams at once, which share
+/// its link), after a small block measured its round trip: no want times out while it
+/// delivers, though 400 ms is longer than its round trip and four blocks' transfer allow.
+#[test]
+fn a_server_whose_blocks_arrive_in_bursts_is_not_timed_out() {
+    let small = vec![block(1000, 8000)];
+    let large = blocks(256, 256 * 1024);
+    let all: Vec<Block> = small.iter().chain(&large).cloned().collect();
+    let mut net = Net::new(ClientConfig::default());
+    let s = net.server(Kind::Honest, Version::V1_2_0, &all);
+    net.servers[s].rate = Some(20_000_000);
+    net.servers[s].latency = Duration::from_millis(25);
+    net.servers[s].bursts = Some(Duration::from_millis(400));
+    net.connect(s);
+    let session = net.client.new_session().expect("room");
+    let first = net.get(cids(&small), Some(session));
+    assert!(net.run_until(Duration::from_secs(5), |n| n.finished(first)));
+    let query = net.get(cids(&large), Some(session));
+    assert!(net.run_until(Duration::from_secs(60), |n| n.finished(query)));
+    assert_exactly(&net, query, &cids(&large));
+    let stats = net.client.stats();
+    assert_eq!(
+        stats.timeouts, 0,
+        "no want timed out while its server delivered"
+    );
+    assert!(want_blocks_sent_twice(&net, s).is_empty());
+}
+
 /// Two servers behind 20 MB/s links with 25 ms each way. The last want-blocks go out when
 /// each server holds a few round trips' worth (twice the bandwidth-delay product of two
 /// round trips: 16 blocks), not the half second of blocks (39) that a window keeps while

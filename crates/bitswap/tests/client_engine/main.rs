@@ -72,6 +72,11 @@ struct Server {
     /// their end leaves, as kubo's one-stream-per-reply does against a 256 KiB initial
     /// stream window.
     window: Option<usize>,
+    /// Replies over 64 KiB reach the client whole only at multiples of this period from the
+    /// start, as blocks written on several streams at once do: their frames share the link in
+    /// turns, so they all end together, after all their bytes. Small replies (presences,
+    /// small blocks) take a frame or two and come through at once.
+    bursts: Option<Duration>,
     /// Times at which a block from it reached the client.
     arrivals: Vec<Instant>,
     /// Probability of losing a message, in either direction.
@@ -156,6 +161,7 @@ impl Net {
             rate: None,
             link_free: self.now,
             window: None,
+            bursts: None,
             arrivals: Vec::new(),
             loss: 0.0,
             connected: false,
@@ -267,7 +273,7 @@ impl Net {
     fn reply(&mut self, i: usize, reply: Message) -> Instant {
         let s = &self.servers[i];
         let (latency, loss, version, rate) = (s.latency, s.loss, s.version, s.rate);
-        let window = s.window;
+        let (window, bursts) = (s.window, s.bursts);
         let mut left = self.now;
         for frame in encode(&reply, version) {
             if let Some(rate) = rate {
@@ -284,8 +290,13 @@ impl Net {
             let decoded = block_on(read_message(&mut io))
                 .expect("decodes")
                 .expect("one message");
+            let mut arrives = left + latency;
+            if let Some(period) = bursts.filter(|_| frame.len() > 64 * 1024) {
+                let periods = (arrives - self.start).as_secs_f64() / period.as_secs_f64();
+                arrives = self.start + period.mul_f64(periods.ceil());
+            }
             if self.random() >= loss {
-                self.schedule(left + latency, Delivery::ToClient(i, decoded));
+                self.schedule(arrives, Delivery::ToClient(i, decoded));
             }
         }
         left

@@ -259,7 +259,8 @@ impl<'a> Strategy<'a> {
         let initial_window = self.config.initial_window_bytes();
         // The tail of the fetch: the wants waiting for room would all fit in what the queue
         // horizon adds to the windows. Those windows then shrink to a few round trips'
-        // worth, so that the last wants go out when little waits at each peer.
+        // worth, so that the last wants go out when little waits at each peer and the peers
+        // finish together. With one peer there is nothing to even out.
         let tail = self.wants.starved_len() < self.horizon_blocks(initial_window, max_wants);
         let mut best = None;
         let mut room = None;
@@ -336,16 +337,24 @@ impl<'a> Strategy<'a> {
     }
 
     /// Want-blocks that the queue horizon adds to the windows of the connected peers (see
-    /// [`Link::window`](super::link::Link::window)).
+    /// [`Link::window`](super::link::Link::window)); none unless it adds some to two peers or
+    /// more.
     fn horizon_blocks(&self, initial_window: u64, max_wants: usize) -> usize {
-        self.peers
+        let extra: Vec<usize> = self
+            .peers
             .iter()
             .filter(|(_, p)| p.version.is_some())
             .map(|(_, p)| {
                 let full = p.link.window(initial_window, max_wants, false);
                 full.saturating_sub(p.link.window(initial_window, max_wants, true))
             })
-            .sum()
+            .filter(|&extra| extra > 0)
+            .collect();
+        if extra.len() < 2 {
+            0
+        } else {
+            extra.iter().sum()
+        }
     }
 
     fn stuck(&mut self, cid: Cid, why: Stuck, now: Instant) {

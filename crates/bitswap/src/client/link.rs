@@ -261,19 +261,19 @@ impl Link {
 
     /// How long the peer may stay silent before a want of `want_type` sent to it counts as
     /// unanswered: `floor + multiplier × round trip`, plus the transfer time of the
-    /// `in_flight` want-blocks it holds, and of at least four average blocks, capped at
-    /// `ceiling`. A large block on a slow link takes a block's time to arrive whole; a peer
-    /// serving others besides us sends ours in turns; and a peer writes the blocks we asked
-    /// for on several streams at once, whose frames share its link in turns, so that all of
-    /// them may arrive whole only together, after all their bytes (our seeds serving three
-    /// leeches over one link went 0.4 s without a whole block while bytes flowed); `initial` before any
-    /// round trip is measured, and before the peer's delivery rate is for a want-block or
-    /// while the peer has want-blocks of ours in flight (its other answers wait behind
-    /// them): a round trip measured on small answers (presences, a small block) does not
-    /// foresee how long a large block takes on a slow link, nor that the first blocks of a
-    /// far peer arrive together after several round trips (they share its link, and each
-    /// waits for its stream's flow-control window). Once the rate is measured, the transfer
-    /// time of blocks is part of the timeout, and each answer re-arms the wants
+    /// `in_flight` want-blocks it holds (at least four average blocks), capped at `ceiling`.
+    /// A large block on a slow link takes a block's time to arrive whole, a peer serving
+    /// others besides us sends ours in turns, and a peer that writes our blocks on several
+    /// streams at once sends their frames in turns, so that they arrive whole together,
+    /// after all their bytes.
+    ///
+    /// `initial` before any round trip is measured, and before the peer's delivery rate is
+    /// for a want-block or while the peer has want-blocks of ours in flight (its other
+    /// answers wait behind them): a round trip measured on small answers (presences, a small
+    /// block) does not foresee how long a large block takes on a slow link, nor that the
+    /// first blocks of a far peer arrive together after several round trips (they share its
+    /// link, and each waits for its stream's flow-control window). Once the rate is measured,
+    /// the transfer time of blocks is part of the timeout, and each answer re-arms the wants
     /// ([`due`](Self::due)).
     pub(super) fn silence_timeout(
         &self,

@@ -34,19 +34,26 @@ fn longest_gap(net: &Net, server: usize) -> Duration {
         .unwrap_or_default()
 }
 
+/// A client connected to two servers with `data`, each behind a 20 MB/s link with 25 ms each
+/// way.
+fn two_servers_at_20_mb_s(data: &[Block]) -> Net {
+    let mut net = Net::new(ClientConfig::default());
+    for _ in 0..2 {
+        let s = net.server(Kind::Honest, Version::V1_2_0, data);
+        net.servers[s].rate = Some(20_000_000);
+        net.servers[s].latency = Duration::from_millis(25);
+        net.connect(s);
+    }
+    net
+}
+
 /// Two servers with every block, each behind a 20 MB/s link with 25 ms each way: the client
 /// keeps both links busy without a want timing out while its server delivers, and without
 /// duplicates.
 #[test]
 fn two_servers_at_20_mb_s_fill_their_links_without_timeouts_or_duplicates() {
     let data = blocks(512, 256 * 1024);
-    let mut net = Net::new(ClientConfig::default());
-    for _ in 0..2 {
-        let s = net.server(Kind::Honest, Version::V1_2_0, &data);
-        net.servers[s].rate = Some(20_000_000);
-        net.servers[s].latency = Duration::from_millis(25);
-        net.connect(s);
-    }
+    let mut net = two_servers_at_20_mb_s(&data);
     let query = net.get(cids(&data), None);
     assert!(net.run_until(Duration::from_secs(60), |n| n.finished(query)));
     assert_exactly(&net, query, &cids(&data));
@@ -115,13 +122,7 @@ fn a_server_whose_blocks_arrive_in_bursts_is_not_timed_out() {
 #[test]
 fn the_last_want_blocks_go_out_when_little_waits_at_each_server() {
     let data = blocks(512, 256 * 1024);
-    let mut net = Net::new(ClientConfig::default());
-    for _ in 0..2 {
-        let s = net.server(Kind::Honest, Version::V1_2_0, &data);
-        net.servers[s].rate = Some(20_000_000);
-        net.servers[s].latency = Duration::from_millis(25);
-        net.connect(s);
-    }
+    let mut net = two_servers_at_20_mb_s(&data);
     let query = net.get(cids(&data), None);
     assert!(net.run_until(Duration::from_secs(60), |n| n.finished(query)));
     for s in 0..2 {

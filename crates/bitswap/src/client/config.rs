@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use ipfs_blockstore::{config_getters, config_setters};
 
-use super::link::Link;
+use super::peer::Peer;
 use crate::message::WantType;
 
 /// Largest wantlist message the client sends, in encoded bytes: 2 MiB, as boxo's message queue.
@@ -283,17 +283,12 @@ impl Config {
         penalty_duration: Duration;
     }
 
-    /// How long `link`'s peer, holding `in_flight` want-blocks of ours, may stay silent before
-    /// a want of `want_type` it holds is a simulated DONT_HAVE.
-    pub(super) fn silence_timeout(
-        &self,
-        link: &Link,
-        want_type: WantType,
-        in_flight: usize,
-    ) -> Duration {
-        link.silence_timeout(
+    /// How long `peer` may stay silent, with the want-blocks of ours it holds, before a want
+    /// of `want_type` it holds is a simulated DONT_HAVE.
+    pub(super) fn silence_timeout(&self, peer: &Peer, want_type: WantType) -> Duration {
+        peer.link.silence_timeout(
             want_type,
-            in_flight,
+            peer.blocks_in_flight(),
             self.min_dont_have_timeout,
             self.latency_multiplier,
             self.initial_dont_have_timeout,

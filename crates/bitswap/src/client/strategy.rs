@@ -340,7 +340,7 @@ impl<'a> Strategy<'a> {
     /// [`Link::window`](super::link::Link::window)); none unless it adds some to two peers or
     /// more.
     fn horizon_blocks(&self, initial_window: u64, max_wants: usize) -> usize {
-        let extra: Vec<usize> = self
+        let (peers, blocks) = self
             .peers
             .iter()
             .filter(|(_, p)| p.version.is_some())
@@ -349,12 +349,8 @@ impl<'a> Strategy<'a> {
                 full.saturating_sub(p.link.window(initial_window, max_wants, true))
             })
             .filter(|&extra| extra > 0)
-            .collect();
-        if extra.len() < 2 {
-            0
-        } else {
-            extra.iter().sum()
-        }
+            .fold((0, 0), |(peers, blocks), extra| (peers + 1, blocks + extra));
+        if peers < 2 { 0 } else { blocks }
     }
 
     fn stuck(&mut self, cid: Cid, why: Stuck, now: Instant) {
@@ -412,9 +408,7 @@ impl<'a> Strategy<'a> {
         if !want.asked.contains(&id) {
             want.asked.push(id);
         }
-        let timeout = self
-            .config
-            .silence_timeout(&peer.link, want_type, peer.blocks_in_flight());
+        let timeout = self.config.silence_timeout(peer, want_type);
         let key = self
             .timers
             .insert(now + timeout, Timer::Answer { peer: id, cid });
@@ -520,10 +514,7 @@ impl<'a> Strategy<'a> {
             BlockPresenceType::Have => {
                 // A HAVE'd want-have needs no deadline; a want-block now waits for its block.
                 let timer = (asked.want_type == WantType::Block).then(|| {
-                    let in_flight = peer.blocks_in_flight();
-                    let timeout =
-                        self.config
-                            .silence_timeout(&peer.link, WantType::Block, in_flight);
+                    let timeout = self.config.silence_timeout(peer, WantType::Block);
                     self.timers
                         .insert(now + timeout, Timer::Answer { peer: id, cid })
                 });
@@ -565,8 +556,7 @@ impl<'a> Strategy<'a> {
         };
         let due = peer.link.due(
             asked.sent_at,
-            self.config
-                .silence_timeout(&peer.link, asked.want_type, peer.blocks_in_flight()),
+            self.config.silence_timeout(peer, asked.want_type),
         );
         if due > now {
             let key = self.timers.insert(due, Timer::Answer { peer: id, cid });

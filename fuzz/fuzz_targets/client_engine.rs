@@ -59,11 +59,13 @@ enum Step {
     CloseSession {
         session: u8,
     },
-    /// A message from a peer: blocks (any of the pool) and presences (any CID).
+    /// A message from a peer: blocks (any of the pool) and presences (any CID), which began to
+    /// arrive `began` × 4 ms before or after now.
     Answer {
         peer: u8,
         blocks: Vec<u8>,
         presences: Vec<(u8, bool)>,
+        began: i8,
     },
     Advance {
         millis: u16,
@@ -227,6 +229,7 @@ impl Harness {
                 peer,
                 blocks,
                 presences,
+                began,
             } => {
                 let peer = self.peer(peer);
                 let message = Message {
@@ -249,7 +252,14 @@ impl Harness {
                         .collect(),
                     ..Message::default()
                 };
-                self.engine.handle_message(peer, &message, self.now);
+                let offset = Duration::from_millis(u64::from(began.unsigned_abs()) * 4);
+                let began = if began < 0 {
+                    self.now.checked_sub(offset).unwrap_or(self.now)
+                } else {
+                    self.now + offset
+                };
+                self.engine
+                    .handle_message_began(peer, &message, began, self.now);
             }
             Step::Advance { millis } => {
                 self.now += Duration::from_millis(u64::from(millis) * 4);

@@ -60,6 +60,8 @@ const LOOKUPS_PER_ROUND: usize = 64;
 /// ones wait in the [`Outbox`], merged, so that a peer reading slowly gets one update with
 /// every change instead of a queue of small ones.
 const WANTLISTS_OUT_PER_PEER: usize = 4;
+// The client spreads one update's want-blocks over this many messages, all sent at once.
+const _: () = assert!(WANTLISTS_OUT_PER_PEER >= crate::client::WANT_BLOCK_MESSAGES);
 
 /// The most entries a merged update waiting for one peer holds, in multiples of the client's
 /// wants per peer: of its entries at most that many are wants (the latest entry of a block
@@ -397,9 +399,10 @@ impl<S: Blockstore + 'static> Behaviour<S> {
                 peer,
                 connection,
                 message,
+                began,
             } => {
                 self.keep_alive.mark(peer);
-                self.client.handle_message(peer, &message, now);
+                self.client.handle_message_began(peer, &message, began, now);
                 if let Some(message) = self.intake.handle_message(peer, connection, message, now) {
                     self.server.handle_message(peer, &message);
                     self.network.release(peer, connection);

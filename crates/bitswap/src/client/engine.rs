@@ -313,24 +313,42 @@ impl Engine {
     /// wantlist is the server's business and is ignored here. Blocks from a peer not
     /// connected are taken if wanted; its presences are ignored.
     pub fn handle_message(&mut self, peer: PeerId, message: &Message, now: Instant) {
+        self.handle_message_began(peer, message, now, now);
+    }
+
+    /// [`handle_message`](Self::handle_message) for a message that began to arrive at
+    /// `began`: when its stream was opened, for the first message of a stream (see
+    /// [`network::Event::Message`](crate::network::Event::Message)). The round trips it
+    /// measures end there: a peer that negotiates the protocol of each new stream before it
+    /// writes (go-libp2p does until it learns ours) would otherwise look twice as far as it is,
+    /// and be sent fewer wants. A `began` before the want was sent, or after `now`, is not
+    /// taken.
+    pub fn handle_message_began(
+        &mut self,
+        peer: PeerId,
+        message: &Message,
+        began: Instant,
+        now: Instant,
+    ) {
+        let began = began.min(now);
         for block in &message.blocks {
-            self.on_block(peer, block, now);
+            self.on_block(peer, block, began, now);
         }
         for presence in &message.presences {
             self.strategy()
-                .on_presence(peer, presence.cid, presence.presence, now);
+                .on_presence(peer, presence.cid, presence.presence, began, now);
         }
         self.flush();
     }
 
     /// A block from `from` (if known): reported to every query that wants it, counted as a
     /// duplicate if it was wanted recently, dropped and penalised otherwise.
-    fn on_block(&mut self, from: PeerId, block: &Block, now: Instant) {
+    fn on_block(&mut self, from: PeerId, block: &Block, began: Instant, now: Instant) {
         let cid = *block.cid();
         let size = block.data().len() as u64;
         let Some(want) = self.wants.get(&cid) else {
             if let Some(peer) = self.peers.get_mut(&from) {
-                peer.late_answer(&cid, now);
+                peer.late_answer(&cid, began, now);
             }
             if self.wants.was_recent(&cid) {
                 let stats = self.actions.count();
@@ -350,7 +368,7 @@ impl Engine {
         stats.blocks_received += 1;
         stats.bytes_received += size;
         if let Some(peer) = self.peers.get_mut(&from) {
-            peer.delivered(&cid, size, now);
+            peer.delivered(&cid, size, began, now);
             self.queries.record(from, &queries, session);
         }
         self.strategy().drop_want(&cid, Some(from));

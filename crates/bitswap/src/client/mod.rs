@@ -52,3 +52,4 @@ pub use action::{Action, Event, Stats};
 pub use config::Config;
 pub use engine::Engine;
 pub use id::{ConnectionError, Progress, QueryError, QueryId, SessionId};
+pub(crate) use peer::WANT_BLOCK_MESSAGES;

@@ -39,6 +39,13 @@ pub(super) const SILENCE_PENALTY: i32 = 1;
 /// Score lost when the embedder reports a misbehaviour (an undecodable message).
 pub(super) const MISBEHAVIOUR_PENALTY: i32 = 25;
 
+/// Messages the want-blocks of one update are spread over. boxo's server (kubo) wakes one of
+/// its task workers for each message that brings it work, and a worker sends one block at a
+/// time (at most 1 MiB per peer in flight): told of 32 want-blocks in one message it starts
+/// with one block and adds a worker each time a block is written, which on a far link takes a
+/// round trip each. Four messages start four, the 1 MiB of 256 KiB blocks. At most the
+/// behaviour's wantlist updates in flight per peer, or the later ones merge again.
+pub(crate) const WANT_BLOCK_MESSAGES: usize = 4;
 /// Upper bound of the encoded size of a wantlist entry besides its CID: tag and length of the
 /// entry, tag and length of the CID, priority (negative `int32`s take 10 bytes), cancel, want
 /// type, send-DONT_HAVE.
@@ -205,14 +212,22 @@ impl Peer {
     }
 
     /// An answer (a presence or the block) for `cid`, which the peer no longer holds a want
-    /// for, came at `now`: if it answers a first want removed unanswered, the wait is a round
-    /// trip (for a large block, one plus its transfer: the smallest sample is kept).
-    pub(super) fn late_answer(&mut self, cid: &Cid, now: Instant) {
+    /// for, began to arrive at `began` and arrived at `now`: if it answers a first want
+    /// removed unanswered, the wait is a round trip.
+    pub(super) fn late_answer(&mut self, cid: &Cid, began: Instant, now: Instant) {
         if let Some(i) = self.unanswered.iter().position(|(c, _)| c == cid)
             && let Some((_, sent_at)) = self.unanswered.remove(i)
         {
-            self.link.round_trip(now.saturating_duration_since(sent_at));
+            self.link
+                .round_trip(Self::round_trip_sample(sent_at, began, now));
         }
+    }
+
+    /// The round trip of a want sent at `sent_at` whose answer began to arrive at `began` and
+    /// arrived at `now`: to `began`, unless that is before the want was sent (the answer came
+    /// on a stream opened earlier).
+    pub(super) fn round_trip_sample(sent_at: Instant, began: Instant, now: Instant) -> Duration {
+        if began >= sent_at { began } else { now }.saturating_duration_since(sent_at)
     }
 
     /// Keeps `blocks_in_flight` and the link's busy period in step with a want's change.
@@ -255,17 +270,18 @@ impl Peer {
         self.score = (self.score + 1).min(MAX_SCORE);
     }
 
-    /// It delivered the wanted block `cid` of `size` bytes at `now`: the wait measures its
-    /// latency (and its round trip, for the first want of an unanswered CID), the block its
-    /// rate, and its score rises.
-    pub(super) fn delivered(&mut self, cid: &Cid, size: u64, now: Instant) {
+    /// It delivered the wanted block `cid` of `size` bytes at `now`, which began to arrive at
+    /// `began`: the wait measures its latency (and its round trip, for the first want of an
+    /// unanswered CID), the block its rate, and its score rises.
+    pub(super) fn delivered(&mut self, cid: &Cid, size: u64, began: Instant, now: Instant) {
         if let Some(asked) = self.asked(cid).copied() {
             let sample = now.saturating_duration_since(asked.sent_at);
             if matches!(asked.answer, Answer::Pending | Answer::Have) {
                 self.sample_latency(sample);
             }
             if asked.first && asked.answer == Answer::Pending {
-                self.link.round_trip(sample);
+                self.link
+                    .round_trip(Self::round_trip_sample(asked.sent_at, began, now));
             }
             self.link.heard(now);
             self.link.delivered(size, now);
@@ -274,8 +290,8 @@ impl Peer {
     }
 
     /// Turns the outbox into messages of at most `max_size` estimated bytes: cancels first,
-    /// then want-blocks, then want-haves, each by decreasing priority. One entry per CID (the
-    /// last queued wins).
+    /// then want-blocks, then want-haves, each by decreasing priority, the want-blocks spread
+    /// over up to [`WANT_BLOCK_MESSAGES`] messages. One entry per CID (the last queued wins).
     pub(super) fn take_messages(&mut self, max_size: usize) -> Vec<Message> {
         if self.outbox.is_empty() {
             return Vec::new();
@@ -296,16 +312,22 @@ impl Peer {
             (false, WantType::Have) => 2,
         };
         entries.sort_by(|a, b| rank(a).cmp(&rank(b)).then(b.priority.cmp(&a.priority)));
+        let is_want_block = |e: &Entry| !e.cancel && e.want_type == WantType::Block;
+        let blocks = entries.iter().filter(|e| is_want_block(e)).count();
+        let per_message = blocks.div_ceil(WANT_BLOCK_MESSAGES).max(1);
         let mut messages = Vec::new();
         let mut current = Vec::new();
-        let mut size = MESSAGE_OVERHEAD;
+        let (mut size, mut current_blocks) = (MESSAGE_OVERHEAD, 0);
         for entry in entries {
             let entry_size = entry.cid.encoded_len() + ENTRY_OVERHEAD;
-            if size + entry_size > max_size && !current.is_empty() {
+            let is_block = is_want_block(&entry);
+            let full = size + entry_size > max_size || (is_block && current_blocks == per_message);
+            if full && !current.is_empty() {
                 messages.push(Message::wantlist_update(std::mem::take(&mut current)));
-                size = MESSAGE_OVERHEAD;
+                (size, current_blocks) = (MESSAGE_OVERHEAD, 0);
             }
             size += entry_size;
+            current_blocks += usize::from(is_block);
             current.push(entry);
         }
         if !current.is_empty() {
@@ -495,17 +517,56 @@ mod tests {
         peer.outbox.push(Entry::want_block(cid(1), 5));
         peer.outbox.push(Entry::cancel(cid(3)));
         let messages = peer.take_messages(1 << 20);
-        assert_eq!(messages.len(), 1);
-        let entries = &messages[0].wantlist.entries;
+        let entries: Vec<Entry> = messages
+            .into_iter()
+            .flat_map(|m| m.wantlist.entries)
+            .collect();
         assert_eq!(
             entries,
-            &[
+            [
                 Entry::cancel(cid(3)),
                 Entry::want_block(cid(1), 5),
                 Entry::want_block(cid(2), 4)
             ]
         );
         assert!(peer.outbox.is_empty());
+    }
+
+    #[test]
+    fn the_want_blocks_of_one_update_go_in_four_messages() {
+        let mut peer = Peer::new(Version::V1_2_0, Instant::now());
+        peer.outbox.push(Entry::cancel(cid(100)));
+        for i in 0..30 {
+            peer.outbox.push(Entry::want_block(cid(i), 1000 - i as i32));
+        }
+        peer.outbox.push(Entry::want_have(cid(200), 1));
+        let messages = peer.take_messages(1 << 20);
+        let blocks: Vec<usize> = messages
+            .iter()
+            .map(|m| {
+                let entries = &m.wantlist.entries;
+                entries
+                    .iter()
+                    .filter(|e| !e.cancel && e.want_type == WantType::Block)
+                    .count()
+            })
+            .collect();
+        assert_eq!(blocks, [8, 8, 8, 6]);
+        assert!(messages[0].wantlist.entries[0].cancel);
+        let last = messages[3].wantlist.entries.last().expect("entries");
+        assert_eq!(last.want_type, WantType::Have);
+        // Highest priority first, across the messages.
+        let order: Vec<Cid> = messages
+            .iter()
+            .flat_map(|m| m.wantlist.entries.iter())
+            .filter(|e| !e.cancel && e.want_type == WantType::Block)
+            .map(|e| e.cid)
+            .collect();
+        assert_eq!(order, (0..30).map(cid).collect::<Vec<_>>());
+        // One want-block alone, and want-haves alone, stay one message.
+        peer.outbox.push(Entry::want_block(cid(1), 1));
+        peer.outbox.push(Entry::want_have(cid(2), 1));
+        assert_eq!(peer.take_messages(1 << 20).len(), 1);
     }
 
     #[test]

@@ -313,11 +313,13 @@ impl<'a> Strategy<'a> {
                 best = Some((key, *id, is_full));
             }
         }
-        // The best peer is full, but one with room is expected to deliver no later and is no
-        // worse in what it said: it takes the want now rather than let it wait for room.
+        // The best peer is full, but one with room is no worse in what it said and expected to
+        // deliver no later, to a `WAIT_STEP` as in the ranking: it takes the want now rather
+        // than let it wait for room. (A full peer's wait leaves out its wait for room; compared
+        // finer, a peer measured a millisecond farther would stay idle while the others fill.)
         if let (Some((full, _, true)), Some((open, peer))) = (&best, &room)
             && open.standing() <= full.standing()
-            && open.wait <= full.wait
+            && open.wait_steps <= full.wait_steps
         {
             best = Some((*open, *peer, false));
         }
@@ -483,20 +485,21 @@ impl<'a> Strategy<'a> {
         self.wants.prune_starved();
     }
 
-    /// A HAVE or DONT_HAVE from `peer` for `cid`. Ignored unless the want is live and the peer
-    /// was asked.
+    /// A HAVE or DONT_HAVE from `peer` for `cid`, in a message that began to arrive at
+    /// `began`. Ignored unless the want is live and the peer was asked.
     pub(super) fn on_presence(
         &mut self,
         id: PeerId,
         cid: Cid,
         presence: BlockPresenceType,
+        began: Instant,
         now: Instant,
     ) {
         let Some(peer) = self.peers.get_mut(&id) else {
             return;
         };
         let (Some(want), Some(asked)) = (self.wants.get(&cid), peer.asked(&cid).copied()) else {
-            peer.late_answer(&cid, now);
+            peer.late_answer(&cid, began, now);
             return;
         };
         // Only a want's first answer shows the peer at work: a peer repeating HAVE would
@@ -506,7 +509,8 @@ impl<'a> Strategy<'a> {
             peer.sample_latency(sample);
             peer.link.heard(now);
             if asked.first {
-                peer.link.round_trip(sample);
+                let round_trip = Peer::round_trip_sample(asked.sent_at, began, now);
+                peer.link.round_trip(round_trip);
             }
         }
         let is_target = want.target == Some(id);

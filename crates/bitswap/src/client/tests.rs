@@ -555,6 +555,25 @@ mod answers {
     }
 
     #[test]
+    fn a_round_trip_ends_when_the_answer_began_to_arrive() {
+        // Peer 1's block came at 110 ms on a stream it opened at 55 ms (it negotiated the
+        // protocol first); peer 2's HAVE came at 60 ms on a stream opened before the want
+        // was sent (an older stream: its opening times nothing); peer 3's late copy of the
+        // block, at 90 ms on a stream opened at 45 ms.
+        let (mut e, now, _, _) = asked(&[1, 2, 3], &[1]);
+        let rtt = |e: &Engine, i| e.link(&peer(i)).and_then(|l| l.min_rtt());
+        let block = with_block(&block(1));
+        e.handle_message_began(peer(1), &block, now + ms(55), now + ms(110));
+        let have = with_presence(cid(1), BlockPresenceType::Have);
+        e.handle_message_began(peer(2), &have, now - ms(10), now + ms(60));
+        e.handle_message_began(peer(3), &block, now + ms(45), now + ms(90));
+        drain(&mut e);
+        assert_eq!(rtt(&e, 1), Some(ms(55)));
+        assert_eq!(rtt(&e, 2), Some(ms(60)));
+        assert_eq!(rtt(&e, 3), Some(ms(45)));
+    }
+
+    #[test]
     fn a_peer_still_delivering_keeps_its_wants_but_repeated_haves_do_not() {
         let (mut e, now, _, _) = asked(&[1, 2], &[1, 2, 3]);
         let at_1: Vec<Cid> = e.peer_wants(&peer(1)).iter().map(|w| w.cid).collect();

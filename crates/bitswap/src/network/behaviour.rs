@@ -148,6 +148,12 @@ pub enum Event {
         connection: ConnectionId,
         /// The message; its blocks are verified.
         message: Message,
+        /// When it began to arrive: when the peer opened its stream, for the first message
+        /// of a stream, else when its length prefix had arrived. The peer may negotiate the
+        /// protocol of a new stream before it writes (go-libp2p does while it does not know
+        /// ours), a round trip before the message comes: a round trip measured to the
+        /// message would count it twice.
+        began: Instant,
     },
     /// A message accepted by [`Behaviour::send`] was written and flushed to its stream.
     MessageSent {
@@ -614,10 +620,11 @@ impl NetworkBehaviour for Behaviour {
         event: THandlerOutEvent<Self>,
     ) {
         match event {
-            HandlerEvent::Message(message) => self.event(Event::Message {
+            HandlerEvent::Message { message, began } => self.event(Event::Message {
                 peer,
                 connection,
                 message,
+                began,
             }),
             HandlerEvent::Version(version) => {
                 if let Some(c) = self

@@ -147,6 +147,10 @@ impl Share {
 /// A message read from an inbound stream, holding its room in the budget.
 pub(crate) struct Read {
     pub(crate) message: Message,
+    /// When it began to arrive: when the peer opened the stream, for the stream's first
+    /// message (the peer may have negotiated the protocol first, a round trip before the
+    /// message), else when its length had arrived.
+    pub(crate) began: Instant,
     /// Given back when the message is taken.
     pub(crate) share: Share,
     /// What decoding left out (wants over [`Config::max_wantlist_entries`], entries with
@@ -154,18 +158,19 @@ pub(crate) struct Read {
     pub(crate) dropped: Dropped,
 }
 
-/// Reads messages from an inbound stream until the peer closes it, it fails, no message
-/// starts within the idle timeout, or a body arrives too slowly (see the module docs). Ends
-/// after a failure; dropping the stream then resets it.
+/// Reads messages from an inbound stream the peer opened at `opened` until the peer closes
+/// it, it fails, no message starts within the idle timeout, or a body arrives too slowly (see
+/// the module docs). Ends after a failure; dropping the stream then resets it.
 pub(crate) fn read_messages(
     stream: Stream,
+    opened: Instant,
     budget: Budget,
 ) -> BoxStream<'static, Result<Read, ProtocolError>> {
-    let state = Some((stream, Deadlines::default()));
+    let state = Some((stream, Deadlines::default(), Some(opened)));
     futures::stream::unfold(state, move |state| {
         let budget = budget.clone();
         async move {
-            let (mut stream, mut deadlines) = state?;
+            let (mut stream, mut deadlines, opened) = state?;
             let idle = budget.idle;
             let length = protocol::read_message_length(&mut stream);
             let len = match deadlines.run(idle, length).await {
@@ -179,6 +184,7 @@ pub(crate) fn read_messages(
                     return None;
                 }
             };
+            let began = opened.unwrap_or_else(Instant::now);
             let (body, share) = match read_body(&mut stream, len, &budget, &mut deadlines).await {
                 Ok(Some(body)) => body,
                 Ok(None) => {
@@ -191,10 +197,11 @@ pub(crate) fn read_messages(
                 Ok((message, dropped)) => {
                     let read = Read {
                         message,
+                        began,
                         share,
                         dropped,
                     };
-                    Some((Ok(read), Some((stream, deadlines))))
+                    Some((Ok(read), Some((stream, deadlines, None))))
                 }
                 Err(error) => Some((Err(error), None)),
             }

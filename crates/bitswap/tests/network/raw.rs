@@ -132,6 +132,53 @@ async fn reads_many_messages_on_one_stream() {
     );
 }
 
+/// A message's `began` is when its stream was opened for the stream's first message (a peer
+/// that negotiates first sends it a round trip later), and when it arrived for the next ones.
+#[tokio::test]
+async fn the_first_message_of_a_stream_began_when_the_stream_opened() {
+    const PAUSE: Duration = Duration::from_millis(500);
+    let (mut node, node_id, _, mut control) = with_raw_peer(Config::default()).await;
+    let messages: Vec<_> = (0..2u8)
+        .map(|i| Message::wantlist_update(vec![Entry::want_have(cid(i), 1)]))
+        .collect();
+    let (mut ack_tx, mut ack_rx) = mpsc::channel::<()>(8);
+    let to_write = messages.clone();
+    let writer = tokio::spawn(async move {
+        let mut stream = control.open_stream(node_id, V1_2_0).await.expect("stream");
+        for message in &to_write {
+            tokio::time::sleep(PAUSE).await;
+            let frames = bitswap::protocol::encode(message, Version::V1_2_0);
+            bitswap::protocol::write_frames(&mut stream, &frames)
+                .await
+                .expect("write");
+            timeout(TIMEOUT, ack_rx.next()).await.expect("reported");
+        }
+        stream.close().await.expect("close");
+    });
+    let mut arrivals = Vec::new();
+    drive_one(&mut node, |event| {
+        if let Event::Message { began, .. } = event {
+            arrivals.push((began, std::time::Instant::now()));
+            ack_tx.try_send(()).expect("ack");
+        }
+        (arrivals.len() == messages.len()).then_some(())
+    })
+    .await;
+    finish(writer).await;
+    let (first_began, first_came) = arrivals[0];
+    assert!(
+        first_came - first_began >= PAUSE * 3 / 5,
+        "the first began at the stream's opening: {:?} before it came",
+        first_came - first_began
+    );
+    let (second_began, second_came) = arrivals[1];
+    assert!(
+        second_began >= first_came,
+        "the second began after the first came"
+    );
+    assert!(second_came >= second_began);
+}
+
 /// Wants past the limit are dropped as the message is decoded, but those that ask for
 /// DONT_HAVE (up to as many again, to be answered); cancels are not counted.
 #[tokio::test]

@@ -1,6 +1,8 @@
 //! [`HandlerIn`] and [`HandlerEvent`]: what the [`Behaviour`](crate::network::Behaviour) and a
 //! [`Handler`](super::Handler) tell each other.
 
+use std::time::Instant;
+
 use crate::{
     message::Message,
     network::behaviour::{InboundFailure, MessageId, SendFailure},
@@ -43,7 +45,12 @@ pub enum HandlerIn {
 #[derive(Debug)]
 pub enum HandlerEvent {
     /// A message was read from an inbound stream.
-    Message(Message),
+    Message {
+        /// The message.
+        message: Message,
+        /// When it began to arrive (see [`Event::Message`](crate::network::Event::Message)).
+        began: Instant,
+    },
     /// The best Bitswap version known for the peer on this connection changed: learnt from a
     /// negotiated stream or from the protocols the peer advertises (identify).
     Version(Version),

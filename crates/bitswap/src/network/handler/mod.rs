@@ -5,7 +5,7 @@ use std::{
     io,
     sync::Arc,
     task::{Context, Poll},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use futures::{
@@ -126,7 +126,7 @@ pub struct Handler {
     /// Streams waiting for a reader, oldest first; at most [`WAITING_STREAMS_PER_READER`]
     /// times [`Config::max_inbound_streams`]. Their bytes wait in the muxer, within its
     /// flow-control window.
-    waiting: VecDeque<Stream>,
+    waiting: VecDeque<(Stream, Instant)>,
     /// The budget shares of messages reported and not yet taken ([`HandlerIn::Taken`]),
     /// oldest first; at most [`MAX_UNTAKEN`].
     untaken: VecDeque<Share>,
@@ -217,9 +217,9 @@ impl Handler {
         let limit = self.config.max_inbound_streams();
         if self.inbound.len() < limit {
             self.inbound
-                .push(read_messages(stream, self.budget.clone()));
+                .push(read_messages(stream, Instant::now(), self.budget.clone()));
         } else if self.waiting.len() < limit.saturating_mul(WAITING_STREAMS_PER_READER) {
-            self.waiting.push_back(stream);
+            self.waiting.push_back((stream, Instant::now()));
         } else {
             // Dropping a stream that is still open resets it.
             drop(stream);
@@ -230,10 +230,10 @@ impl Handler {
     /// Starts reading waiting streams, oldest first, while readers are free.
     fn start_waiting_readers(&mut self) {
         while self.inbound.len() < self.config.max_inbound_streams()
-            && let Some(stream) = self.waiting.pop_front()
+            && let Some((stream, opened)) = self.waiting.pop_front()
         {
             self.inbound
-                .push(read_messages(stream, self.budget.clone()));
+                .push(read_messages(stream, opened, self.budget.clone()));
         }
     }
 
@@ -588,7 +588,10 @@ impl Handler {
                 Poll::Ready(Some(Ok(read))) => {
                     self.log_dropped(&read.dropped);
                     self.untaken.push_back(read.share);
-                    return Some(HandlerEvent::Message(read.message));
+                    return Some(HandlerEvent::Message {
+                        message: read.message,
+                        began: read.began,
+                    });
                 }
                 Poll::Ready(Some(Err(error))) => {
                     drop(self.inbound.remove(i));

@@ -137,9 +137,9 @@ impl Config {
         /// DONT_HAVE when its peer has answered nothing (no block, no presence) since it was sent,
         /// or since the peer last answered anything, for `floor + multiplier × round trip + the
         /// transfer time of the want-blocks of ours it holds (at least 4 average blocks)` (round
-        /// trip: the smallest want-to-answer time measured; transfer time: at the peer's measured
-        /// delivery rate; blocks written on several streams at once arrive whole together,
-        /// after all their bytes), at most
+        /// trip: the smallest time measured from a want to the start of its answer; transfer
+        /// time: at the peer's measured delivery rate; blocks written on several streams at
+        /// once arrive whole together, after all their bytes), at most
         /// [`with_max_dont_have_timeout`](Self::with_max_dont_have_timeout). So a peer that keeps
         /// delivering keeps every want it holds alive, however long its queue, and silence is
         /// measured on the peer's own scale. The floor keeps loopback peers, whose round trip is
@@ -159,8 +159,8 @@ impl Config {
         /// Sets the ceiling of the simulated DONT_HAVE timeout. Default: 7 s, as boxo.
         with_max_dont_have_timeout(timeout: Duration) -> max_dont_have_timeout;
 
-        /// Sets the multiple of a peer's round trip (its smallest measured want-to-answer time)
-        /// added to the floor of its simulated DONT_HAVE timeout; see
+        /// Sets the multiple of a peer's round trip (its smallest measured time from a want to
+        /// the start of its answer) added to the floor of its simulated DONT_HAVE timeout; see
         /// [`with_min_dont_have_timeout`](Self::with_min_dont_have_timeout). Default: 3.
         with_latency_multiplier(multiplier: u32) -> latency_multiplier;
 

@@ -3,10 +3,12 @@
 //! from it: how many want-blocks keep the peer busy, when it is expected to deliver a new
 //! want, and when its silence means a want went unanswered.
 //!
-//! The round trip is the smallest want-to-answer time seen while the peer is connected. A
-//! smoothed average would include the time wants wait at the peer behind earlier ones, which
-//! grows with the number of wants in flight; sizing the window from it would grow the window,
-//! then the queue, then the estimate again. The smallest sample only falls.
+//! The round trip is the smallest time seen, while the peer is connected, from a want to the
+//! moment its answer began to arrive (a stream the peer opened to answer may have waited a
+//! round trip for its protocol negotiation before the answer came on it). A smoothed average
+//! would include the time wants wait at the peer behind earlier ones, which grows with the
+//! number of wants in flight; sizing the window from it would grow the window, then the
+//! queue, then the estimate again. The smallest sample only falls.
 //!
 //! The rate is bytes over time while the peer had want-blocks in flight, both summed with an
 //! exponential decay of [`RATE_HALF_LIFE`], so that it follows a link that changes but not one
@@ -64,7 +66,7 @@ const MIN_WINDOW_RTT: Duration = Duration::from_millis(25);
 /// Measurements of the path to one peer; see the module docs.
 #[derive(Debug, Clone, Default)]
 pub(super) struct Link {
-    /// Smallest want-to-answer time seen.
+    /// Smallest time from a want to the start of its answer seen.
     min_rtt: Option<Duration>,
     /// Decayed bytes delivered while busy.
     bytes: f64,

@@ -66,6 +66,32 @@ async fn send_and_wait(node: &mut Swarm<Behaviour>, peer: PeerId, message: Messa
     .await;
 }
 
+/// Writes `messages` to `peer` on one stream, each `pause` after the one before was reported
+/// (an ack on `acks`: the stream stays open meanwhile, so each must be reported before the
+/// stream ends), then closes the stream.
+fn write_acked(
+    mut control: libp2p_stream::Control,
+    peer: PeerId,
+    messages: Vec<Message>,
+    pause: Duration,
+    mut acks: mpsc::Receiver<()>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut stream = control.open_stream(peer, V1_2_0).await.expect("stream");
+        for message in &messages {
+            tokio::time::sleep(pause).await;
+            let frames = bitswap::protocol::encode(message, Version::V1_2_0);
+            bitswap::protocol::write_frames(&mut stream, &frames)
+                .await
+                .expect("write");
+            timeout(TIMEOUT, acks.next())
+                .await
+                .expect("message reported while the stream is open");
+        }
+        stream.close().await.expect("close");
+    })
+}
+
 /// Waits (within [`TIMEOUT`]) for the raw peer's `writer` task to finish; panics if it failed.
 async fn finish(writer: tokio::task::JoinHandle<()>) {
     timeout(TIMEOUT, writer)
@@ -92,27 +118,13 @@ async fn drive_one<T>(node: &mut Swarm<Behaviour>, mut f: impl FnMut(Event) -> O
 /// kubo: many messages on one long-lived stream, each reported before the stream ends.
 #[tokio::test]
 async fn reads_many_messages_on_one_stream() {
-    let (mut node, node_id, raw_id, mut control) = with_raw_peer(Config::default()).await;
+    let (mut node, node_id, raw_id, control) = with_raw_peer(Config::default()).await;
 
     let messages: Vec<_> = (0..5u8)
         .map(|i| Message::wantlist_update(vec![Entry::want_have(cid(i), 1)]))
         .collect();
-    let (mut ack_tx, mut ack_rx) = mpsc::channel::<()>(8);
-    let to_write = messages.clone();
-    let writer = tokio::spawn(async move {
-        let mut stream = control.open_stream(node_id, V1_2_0).await.expect("stream");
-        for message in &to_write {
-            let frames = bitswap::protocol::encode(message, Version::V1_2_0);
-            bitswap::protocol::write_frames(&mut stream, &frames)
-                .await
-                .expect("write");
-            // The stream stays open: the message must be reported now, not at its end.
-            timeout(TIMEOUT, ack_rx.next())
-                .await
-                .expect("message reported while the stream is open");
-        }
-        stream.close().await.expect("close");
-    });
+    let (mut ack_tx, ack_rx) = mpsc::channel::<()>(8);
+    let writer = write_acked(control, node_id, messages.clone(), Duration::ZERO, ack_rx);
 
     let mut received = Vec::new();
     drive_one(&mut node, |event| {
@@ -137,24 +149,12 @@ async fn reads_many_messages_on_one_stream() {
 #[tokio::test]
 async fn the_first_message_of_a_stream_began_when_the_stream_opened() {
     const PAUSE: Duration = Duration::from_millis(500);
-    let (mut node, node_id, _, mut control) = with_raw_peer(Config::default()).await;
+    let (mut node, node_id, _, control) = with_raw_peer(Config::default()).await;
     let messages: Vec<_> = (0..2u8)
         .map(|i| Message::wantlist_update(vec![Entry::want_have(cid(i), 1)]))
         .collect();
-    let (mut ack_tx, mut ack_rx) = mpsc::channel::<()>(8);
-    let to_write = messages.clone();
-    let writer = tokio::spawn(async move {
-        let mut stream = control.open_stream(node_id, V1_2_0).await.expect("stream");
-        for message in &to_write {
-            tokio::time::sleep(PAUSE).await;
-            let frames = bitswap::protocol::encode(message, Version::V1_2_0);
-            bitswap::protocol::write_frames(&mut stream, &frames)
-                .await
-                .expect("write");
-            timeout(TIMEOUT, ack_rx.next()).await.expect("reported");
-        }
-        stream.close().await.expect("close");
-    });
+    let (mut ack_tx, ack_rx) = mpsc::channel::<()>(8);
+    let writer = write_acked(control, node_id, messages.clone(), PAUSE, ack_rx);
     let mut arrivals = Vec::new();
     drive_one(&mut node, |event| {
         if let Event::Message { began, .. } = event {

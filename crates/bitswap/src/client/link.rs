@@ -96,10 +96,18 @@ impl Link {
         self.last_answer = Some(self.last_answer.map_or(now, |at| at.max(now)));
     }
 
-    /// A want-to-answer time that certainly spans one round trip: the answer is to the first
-    /// want for its CID sent to the peer (an answer to an upgraded or re-sent want may be to
-    /// the earlier one, and arrive microseconds after the later was sent).
-    pub(super) fn round_trip(&mut self, sample: Duration) {
+    /// A want sent at `sent_at` was answered by a message that began to arrive at `began` and
+    /// arrived at `now`: a round trip to `began`, unless that is before the want was sent
+    /// (the answer came on a stream opened earlier), then to `now`. Only for the first want
+    /// for its CID sent to the peer: an answer to an upgraded or re-sent want may be to the
+    /// earlier one, and arrive microseconds after the later was sent.
+    pub(super) fn answered(&mut self, sent_at: Instant, began: Instant, now: Instant) {
+        let end = if began >= sent_at { began } else { now };
+        self.round_trip(end.saturating_duration_since(sent_at));
+    }
+
+    /// A want-to-answer time that certainly spans one round trip.
+    fn round_trip(&mut self, sample: Duration) {
         self.min_rtt = Some(self.min_rtt.map_or(sample, |m| m.min(sample)));
     }
 

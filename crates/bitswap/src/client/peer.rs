@@ -54,6 +54,11 @@ const ENTRY_OVERHEAD: usize = 1 + 3 + 1 + 3 + 11 + 2 + 2 + 2;
 /// length).
 const MESSAGE_OVERHEAD: usize = 1 + 5;
 
+/// Whether `entry` asks for a block (not a presence, not a cancel).
+fn is_want_block(entry: &Entry) -> bool {
+    !entry.cancel && entry.want_type == WantType::Block
+}
+
 /// What a peer said about a want.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Answer {
@@ -218,16 +223,8 @@ impl Peer {
         if let Some(i) = self.unanswered.iter().position(|(c, _)| c == cid)
             && let Some((_, sent_at)) = self.unanswered.remove(i)
         {
-            self.link
-                .round_trip(Self::round_trip_sample(sent_at, began, now));
+            self.link.answered(sent_at, began, now);
         }
-    }
-
-    /// The round trip of a want sent at `sent_at` whose answer began to arrive at `began` and
-    /// arrived at `now`: to `began`, unless that is before the want was sent (the answer came
-    /// on a stream opened earlier).
-    pub(super) fn round_trip_sample(sent_at: Instant, began: Instant, now: Instant) -> Duration {
-        if began >= sent_at { began } else { now }.saturating_duration_since(sent_at)
     }
 
     /// Keeps `blocks_in_flight` and the link's busy period in step with a want's change.
@@ -280,8 +277,7 @@ impl Peer {
                 self.sample_latency(sample);
             }
             if asked.first && asked.answer == Answer::Pending {
-                self.link
-                    .round_trip(Self::round_trip_sample(asked.sent_at, began, now));
+                self.link.answered(asked.sent_at, began, now);
             }
             self.link.heard(now);
             self.link.delivered(size, now);
@@ -312,7 +308,6 @@ impl Peer {
             (false, WantType::Have) => 2,
         };
         entries.sort_by(|a, b| rank(a).cmp(&rank(b)).then(b.priority.cmp(&a.priority)));
-        let is_want_block = |e: &Entry| !e.cancel && e.want_type == WantType::Block;
         let blocks = entries.iter().filter(|e| is_want_block(e)).count();
         let per_message = blocks.div_ceil(WANT_BLOCK_MESSAGES).max(1);
         let mut messages = Vec::new();
@@ -545,10 +540,7 @@ mod tests {
             .iter()
             .map(|m| {
                 let entries = &m.wantlist.entries;
-                entries
-                    .iter()
-                    .filter(|e| !e.cancel && e.want_type == WantType::Block)
-                    .count()
+                entries.iter().filter(|e| is_want_block(e)).count()
             })
             .collect();
         assert_eq!(blocks, [8, 8, 8, 6]);
@@ -559,7 +551,7 @@ mod tests {
         let order: Vec<Cid> = messages
             .iter()
             .flat_map(|m| m.wantlist.entries.iter())
-            .filter(|e| !e.cancel && e.want_type == WantType::Block)
+            .filter(|e| is_want_block(e))
             .map(|e| e.cid)
             .collect();
         assert_eq!(order, (0..30).map(cid).collect::<Vec<_>>());

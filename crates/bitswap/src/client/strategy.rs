@@ -509,8 +509,7 @@ impl<'a> Strategy<'a> {
             peer.sample_latency(sample);
             peer.link.heard(now);
             if asked.first {
-                let round_trip = Peer::round_trip_sample(asked.sent_at, began, now);
-                peer.link.round_trip(round_trip);
+                peer.link.answered(asked.sent_at, began, now);
             }
         }
         let is_target = want.target == Some(id);
